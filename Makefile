@@ -1,0 +1,38 @@
+# Sluice: make demo runs the main job on throwaway databases, make test runs the tests.
+GO ?= go
+BIN := bin/sluice
+TEST_TIMEOUT ?= 40m
+
+.PHONY: all build test demo e2e bench lint deps clean
+
+all: build
+
+deps:
+	@./scripts/ensure-postgres.sh
+	@$(GO) mod download
+
+build:
+	$(GO) build -o $(BIN) ./cmd/sluice
+
+test: deps
+	$(GO) vet ./...
+	$(GO) test -timeout $(TEST_TIMEOUT) ./...
+
+# Starts two PostgreSQL clusters and `sluice up`, syncs a database with a
+# live workload, shows progress, compares both sides and cleans up.
+demo: deps build
+	$(GO) run ./internal/demo --sluice $(BIN)
+
+# Long soak and fault runs, kept out of `make test`'s budget.
+e2e: deps build
+	$(GO) test -tags e2e -timeout 120m -run 'E2E' -v ./...
+
+bench: deps build
+	$(GO) run ./bench
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,359 @@
+package proto
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// Op is the kind of a change.
+type Op uint8
+
+const (
+	OpInsert   Op = 1
+	OpUpdate   Op = 2
+	OpDelete   Op = 3
+	OpTruncate Op = 4
+)
+
+func (o Op) String() string {
+	switch o {
+	case OpInsert:
+		return "insert"
+	case OpUpdate:
+		return "update"
+	case OpDelete:
+		return "delete"
+	case OpTruncate:
+		return "truncate"
+	}
+	return "op(" + strconv.Itoa(int(o)) + ")"
+}
+
+// Value kinds in a Tuple, as pgoutput names them.
+const (
+	KindNull  byte = 'n'
+	KindToast byte = 'u' // unchanged TOAST value: keep what the destination has
+	KindText  byte = 't'
+)
+
+// Replica identities (pg_class.relreplident).
+const (
+	IdentityDefault byte = 'd'
+	IdentityFull    byte = 'f'
+	IdentityIndex   byte = 'i'
+	IdentityNothing byte = 'n'
+)
+
+// Column describes a column of a relation in the change stream.
+type Column struct {
+	Name    string
+	TypeOID uint32
+	TypeMod int32
+	Key     bool
+}
+
+// Tuple holds one row's values in PostgreSQL's text form. Kinds has one
+// entry per column; Values[i] is meaningful only when Kinds[i] is KindText.
+// After DecodeBatch, Values alias the message buffer.
+type Tuple struct {
+	Kinds  []byte
+	Values [][]byte
+}
+
+// Len is the number of columns, zero for an absent tuple.
+func (t Tuple) Len() int { return len(t.Kinds) }
+
+// Size approximates the bytes the tuple occupies.
+func (t Tuple) Size() int {
+	n := len(t.Kinds)
+	for i, k := range t.Kinds {
+		if k == KindText {
+			n += len(t.Values[i])
+		}
+	}
+	return n
+}
+
+// Row is one change.
+type Row struct {
+	Op           Op
+	Pos          Position
+	Xid          uint32
+	CommitTimeUS int64
+	New          Tuple
+	Old          Tuple
+}
+
+// Batch is the rows of one table, in position order, carried by one
+// JetStream message.
+type Batch struct {
+	Table           TableID
+	Columns         []Column
+	ReplicaIdentity byte
+	Rows            []Row
+}
+
+// MsgID identifies the batch for JetStream's duplicate detection: the table
+// and the first and last positions. Republishing the same rows gives the
+// same id; a batch cut differently gets a different id and its repeated
+// rows are skipped by position at the destination.
+func (b *Batch) MsgID() string {
+	if len(b.Rows) == 0 {
+		return ""
+	}
+	first, last := b.Rows[0].Pos, b.Rows[len(b.Rows)-1].Pos
+	return fmt.Sprintf("%s.%s:%X.%d:%X.%d", b.Table.Schema, b.Table.Name, uint64(first.LSN), first.Idx, uint64(last.LSN), last.Idx)
+}
+
+// Field numbers, as in change.proto.
+const (
+	fBatchSchema   = 1
+	fBatchTable    = 2
+	fBatchColumns  = 3
+	fBatchIdentity = 4
+	fBatchRows     = 5
+
+	fColName    = 1
+	fColTypeOID = 2
+	fColTypeMod = 3
+	fColKey     = 4
+
+	fRowOp     = 1
+	fRowLSN    = 2
+	fRowIdx    = 3
+	fRowXid    = 4
+	fRowTimeUS = 5
+	fRowNew    = 6
+	fRowOld    = 7
+
+	fTupleKinds  = 1
+	fTupleValues = 2
+)
+
+// Encode appends the batch's wire form to buf.
+func (b *Batch) Encode(buf []byte) []byte {
+	buf = appendString(buf, fBatchSchema, b.Table.Schema)
+	buf = appendString(buf, fBatchTable, b.Table.Name)
+	for i := range b.Columns {
+		c := &b.Columns[i]
+		var cb []byte
+		cb = appendString(cb, fColName, c.Name)
+		cb = appendVarint(cb, fColTypeOID, uint64(c.TypeOID))
+		cb = appendVarint(cb, fColTypeMod, uint64(int64(c.TypeMod)))
+		if c.Key {
+			cb = appendVarint(cb, fColKey, 1)
+		}
+		buf = protowire.AppendTag(buf, fBatchColumns, protowire.BytesType)
+		buf = protowire.AppendBytes(buf, cb)
+	}
+	buf = appendVarint(buf, fBatchIdentity, uint64(b.ReplicaIdentity))
+	for i := range b.Rows {
+		buf = protowire.AppendTag(buf, fBatchRows, protowire.BytesType)
+		buf = appendLenPrefixed(buf, func(buf []byte) []byte { return b.Rows[i].encode(buf) })
+	}
+	return buf
+}
+
+func (r *Row) encode(buf []byte) []byte {
+	buf = appendVarint(buf, fRowOp, uint64(r.Op))
+	buf = appendVarint(buf, fRowLSN, uint64(r.Pos.LSN))
+	buf = appendVarint(buf, fRowIdx, uint64(r.Pos.Idx))
+	buf = appendVarint(buf, fRowXid, uint64(r.Xid))
+	buf = appendVarint(buf, fRowTimeUS, uint64(r.CommitTimeUS))
+	if r.New.Len() > 0 {
+		buf = protowire.AppendTag(buf, fRowNew, protowire.BytesType)
+		buf = appendLenPrefixed(buf, r.New.encode)
+	}
+	if r.Old.Len() > 0 {
+		buf = protowire.AppendTag(buf, fRowOld, protowire.BytesType)
+		buf = appendLenPrefixed(buf, r.Old.encode)
+	}
+	return buf
+}
+
+func (t Tuple) encode(buf []byte) []byte {
+	buf = protowire.AppendTag(buf, fTupleKinds, protowire.BytesType)
+	buf = protowire.AppendBytes(buf, t.Kinds)
+	for i, k := range t.Kinds {
+		if k == KindText {
+			buf = protowire.AppendTag(buf, fTupleValues, protowire.BytesType)
+			buf = protowire.AppendBytes(buf, t.Values[i])
+		}
+	}
+	return buf
+}
+
+// appendLenPrefixed writes a length-delimited field body produced by f
+// without encoding it twice: it reserves the largest varint the body can
+// need, then closes the gap.
+func appendLenPrefixed(buf []byte, f func([]byte) []byte) []byte {
+	const reserve = 5 // bodies stay under 4 GiB
+	start := len(buf)
+	buf = append(buf, make([]byte, reserve)...)
+	buf = f(buf)
+	n := len(buf) - start - reserve
+	var lenBuf [reserve]byte
+	l := protowire.AppendVarint(lenBuf[:0], uint64(n))
+	copy(buf[start:], l)
+	if len(l) < reserve {
+		copy(buf[start+len(l):], buf[start+reserve:])
+		buf = buf[:len(buf)-(reserve-len(l))]
+	}
+	return buf
+}
+
+func appendString(buf []byte, num protowire.Number, s string) []byte {
+	if s == "" {
+		return buf
+	}
+	buf = protowire.AppendTag(buf, num, protowire.BytesType)
+	return protowire.AppendString(buf, s)
+}
+
+func appendVarint(buf []byte, num protowire.Number, v uint64) []byte {
+	if v == 0 {
+		return buf
+	}
+	buf = protowire.AppendTag(buf, num, protowire.VarintType)
+	return protowire.AppendVarint(buf, v)
+}
+
+// ErrMalformed reports a message that is not a valid Batch.
+var ErrMalformed = errors.New("malformed change batch")
+
+// DecodeBatch parses a message. The returned rows' values alias data, which
+// must not change while the batch is in use.
+func DecodeBatch(data []byte) (*Batch, error) {
+	b := &Batch{}
+	err := walk(data, func(num protowire.Number, typ protowire.Type, v uint64, body []byte) error {
+		switch num {
+		case fBatchSchema:
+			b.Table.Schema = string(body)
+		case fBatchTable:
+			b.Table.Name = string(body)
+		case fBatchColumns:
+			var c Column
+			if err := walk(body, func(num protowire.Number, _ protowire.Type, v uint64, body []byte) error {
+				switch num {
+				case fColName:
+					c.Name = string(body)
+				case fColTypeOID:
+					c.TypeOID = uint32(v)
+				case fColTypeMod:
+					c.TypeMod = int32(int64(v))
+				case fColKey:
+					c.Key = v != 0
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			b.Columns = append(b.Columns, c)
+		case fBatchIdentity:
+			b.ReplicaIdentity = byte(v)
+		case fBatchRows:
+			b.Rows = append(b.Rows, Row{})
+			return b.Rows[len(b.Rows)-1].decode(body)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i := range b.Rows {
+		r := &b.Rows[i]
+		if r.New.Len() != 0 && r.New.Len() != len(b.Columns) || r.Old.Len() != 0 && r.Old.Len() != len(b.Columns) {
+			return nil, fmt.Errorf("%w: row %d has a tuple of the wrong width", ErrMalformed, i)
+		}
+	}
+	return b, nil
+}
+
+func (r *Row) decode(data []byte) error {
+	return walk(data, func(num protowire.Number, _ protowire.Type, v uint64, body []byte) error {
+		switch num {
+		case fRowOp:
+			r.Op = Op(v)
+		case fRowLSN:
+			r.Pos.LSN = LSN(v)
+		case fRowIdx:
+			r.Pos.Idx = uint32(v)
+		case fRowXid:
+			r.Xid = uint32(v)
+		case fRowTimeUS:
+			r.CommitTimeUS = int64(v)
+		case fRowNew:
+			return r.New.decode(body)
+		case fRowOld:
+			return r.Old.decode(body)
+		}
+		return nil
+	})
+}
+
+func (t *Tuple) decode(data []byte) error {
+	next := 0
+	err := walk(data, func(num protowire.Number, _ protowire.Type, _ uint64, body []byte) error {
+		switch num {
+		case fTupleKinds:
+			t.Kinds = body
+			t.Values = make([][]byte, len(body))
+		case fTupleValues:
+			for next < len(t.Kinds) && t.Kinds[next] != KindText {
+				next++
+			}
+			if next >= len(t.Kinds) {
+				return fmt.Errorf("%w: more values than text columns", ErrMalformed)
+			}
+			t.Values[next] = body
+			next++
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for ; next < len(t.Kinds); next++ {
+		if t.Kinds[next] == KindText {
+			return fmt.Errorf("%w: a text column has no value", ErrMalformed)
+		}
+	}
+	return nil
+}
+
+// walk calls f for each field of a protobuf message: v for varints, body
+// for length-delimited fields. Other wire types are skipped.
+func walk(data []byte, f func(num protowire.Number, typ protowire.Type, v uint64, body []byte) error) error {
+	for len(data) > 0 {
+		num, typ, n := protowire.ConsumeTag(data)
+		if n < 0 {
+			return fmt.Errorf("%w: %v", ErrMalformed, protowire.ParseError(n))
+		}
+		data = data[n:]
+		var v uint64
+		var body []byte
+		switch typ {
+		case protowire.VarintType:
+			v, n = protowire.ConsumeVarint(data)
+		case protowire.BytesType:
+			body, n = protowire.ConsumeBytes(data)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, data)
+			typ = -1
+		}
+		if n < 0 {
+			return fmt.Errorf("%w: %v", ErrMalformed, protowire.ParseError(n))
+		}
+		data = data[n:]
+		if typ < 0 {
+			continue
+		}
+		if err := f(num, typ, v, body); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,94 @@
+package proto
+
+// Schema is what schema sync reads from the source and creates at the
+// destination, split into what must exist before the full load (types,
+// sequences, tables with their keys) and what is cheaper after it
+// (secondary indexes, foreign keys, sequence values).
+type Schema struct {
+	// Extensions the tables' types need (CREATE EXTENSION IF NOT EXISTS).
+	Extensions []string `json:"extensions,omitempty"`
+	// Schemas to create, in order.
+	Schemas []string `json:"schemas"`
+	// Types (enums, domains, composites, ranges) in dependency order.
+	Types     []TypeDef     `json:"types,omitempty"`
+	Sequences []SequenceDef `json:"sequences,omitempty"`
+	Tables    []TableDef    `json:"tables"`
+}
+
+// TypeDef is a user-defined type and the statement that creates it.
+type TypeDef struct {
+	Schema string `json:"schema"`
+	Name   string `json:"name"`
+	// Kind: "enum", "domain", "composite", "range".
+	Kind string `json:"kind"`
+	// DDL creates the type (schema-qualified, quoted).
+	DDL string `json:"ddl"`
+}
+
+// SequenceDef is a sequence with its current value.
+type SequenceDef struct {
+	Schema string `json:"schema"`
+	Name   string `json:"name"`
+	// DDL creates the sequence (without OWNED BY).
+	DDL string `json:"ddl"`
+	// OwnedBy is "schema.table.column" DDL suffix target, quoted, or "".
+	OwnedBy   string `json:"owned_by,omitempty"`
+	LastValue int64  `json:"last_value"`
+	IsCalled  bool   `json:"is_called"`
+}
+
+// TableDef is a table to sync.
+type TableDef struct {
+	ID  TableID `json:"id"`
+	OID uint32  `json:"oid"`
+	// Columns in attnum order, dropped columns left out.
+	Columns []ColumnDef `json:"columns"`
+	// PrimaryKey column names, in key order; empty without one.
+	PrimaryKey []string `json:"primary_key,omitempty"`
+	// ReplicaIdentity is relreplident: 'd', 'f', 'i' or 'n'.
+	ReplicaIdentity byte `json:"replica_identity"`
+	// PreData constraints created with the table: primary key, unique,
+	// check, NOT NULL is on the columns. Each is "CONSTRAINT name <def>".
+	Constraints []string `json:"constraints,omitempty"`
+	// PostData statements run after the full load: secondary indexes,
+	// exclusion constraints, foreign keys (only to synced tables).
+	Indexes     []string `json:"indexes,omitempty"`
+	ForeignKeys []string `json:"foreign_keys,omitempty"`
+	// Estimates for progress.
+	EstimatedRows  int64 `json:"estimated_rows"`
+	EstimatedBytes int64 `json:"estimated_bytes"`
+}
+
+// ColumnDef is a column with its exact type.
+type ColumnDef struct {
+	Name string `json:"name"`
+	// Type is format_type(atttypid, atttypmod): exact, schema-qualified when
+	// it has to be ("numeric(12,2)", "public.mood[]").
+	Type    string `json:"type"`
+	TypeOID uint32 `json:"type_oid"`
+	NotNull bool   `json:"not_null,omitempty"`
+	// Default expression, as pg_get_expr prints it; "" for none.
+	Default string `json:"default,omitempty"`
+	// Collation, quoted and schema-qualified, when not the type's default.
+	Collation string `json:"collation,omitempty"`
+	// Identity is attidentity: 'a' (always), 'd' (by default) or 0.
+	Identity byte `json:"identity,omitempty"`
+	// Generated expression of a stored generated column. Such columns are
+	// not replicated (pgoutput leaves them out) nor copied: the destination
+	// computes them.
+	Generated string `json:"generated,omitempty"`
+}
+
+// Copied reports whether the column's values are copied and replicated.
+func (c ColumnDef) Copied() bool { return c.Generated == "" }
+
+// CopiedColumns lists the names of the columns full sync copies.
+func (t *TableDef) CopiedColumns() []string {
+	var names []string
+	for _, c := range t.Columns {
+		if c.Copied() {
+			names = append(names, c.Name)
+		}
+	}
+	return names
+}

@@ -1,0 +1,68 @@
+package proto
+
+import "time"
+
+// Phase is where a task is in its life.
+type Phase string
+
+const (
+	PhasePrecheck    Phase = "precheck"
+	PhaseSchema      Phase = "schema"
+	PhaseFull        Phase = "full"
+	PhaseIncremental Phase = "incremental"
+)
+
+// State is what a task is doing in its phase.
+type State string
+
+const (
+	StatePending  State = "pending"
+	StateRunning  State = "running"
+	StateRetrying State = "retrying"
+	StatePaused   State = "paused"
+	StateFailed   State = "failed"
+	// StateReleased: the task finished (a full-sync-only task) or was
+	// deleted, and its source objects are released.
+	StateReleased State = "released"
+)
+
+// ErrorKind separates failures by retry window (invariant 7).
+type ErrorKind string
+
+const (
+	ErrorConnection ErrorKind = "connection"
+	ErrorOther      ErrorKind = "other"
+)
+
+// TaskError is the last error of a task.
+type TaskError struct {
+	Kind    ErrorKind `json:"kind"`
+	Message string    `json:"message"`
+	At      time.Time `json:"at"`
+	// RetryUntil is when the retry window closes; zero once failed.
+	RetryUntil time.Time `json:"retry_until,omitempty"`
+}
+
+// FullProgress counts full-sync rows.
+type FullProgress struct {
+	RowsDone      int64 `json:"rows_done"`
+	RowsEstimated int64 `json:"rows_estimated"`
+	TablesDone    int   `json:"tables_done"`
+	TablesTotal   int   `json:"tables_total"`
+}
+
+// TaskStatus is what `sluice task get` shows.
+type TaskStatus struct {
+	Name        string       `json:"name"`
+	Phase       Phase        `json:"phase"`
+	State       State        `json:"state"`
+	Full        FullProgress `json:"full"`
+	LatencyMS   *int64       `json:"latency_ms"`
+	RowsApplied int64        `json:"rows_applied"`
+	// Throughput of the incremental apply, rows per second (last 10 s).
+	ThroughputRPS float64    `json:"throughput_rps"`
+	ConfirmedLSN  string     `json:"confirmed_lsn,omitempty"`
+	LastError     *TaskError `json:"last_error"`
+	CreatedAt     time.Time  `json:"created_at"`
+	Spec          TaskSpec   `json:"spec"`
+}

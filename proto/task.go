@@ -1,0 +1,345 @@
+package proto
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// TaskSpec is the user's unit of work, as written in task YAML.
+type TaskSpec struct {
+	Name              string          `yaml:"name" json:"name"`
+	Source            SourceSpec      `yaml:"source" json:"source"`
+	Destination       DestinationSpec `yaml:"destination" json:"destination"`
+	Sync              SyncSpec        `yaml:"sync" json:"sync"`
+	Objects           []ObjectSpec    `yaml:"objects" json:"objects"`
+	ConflictingTables string          `yaml:"conflicting_tables,omitempty" json:"conflicting_tables,omitempty"`
+	NameCase          string          `yaml:"name_case,omitempty" json:"name_case,omitempty"`
+	Retry             RetrySpec       `yaml:"retry,omitempty" json:"retry,omitempty"`
+	Throttle          *ThrottleSpec   `yaml:"throttle,omitempty" json:"throttle,omitempty"`
+	Cluster           string          `yaml:"cluster,omitempty" json:"cluster,omitempty"`
+}
+
+// SourceSpec is the PostgreSQL database changes are read from.
+type SourceSpec struct {
+	DSN string `yaml:"dsn" json:"dsn"`
+}
+
+// DestinationSpec is where changes go.
+type DestinationSpec struct {
+	Type string `yaml:"type" json:"type"`
+	DSN  string `yaml:"dsn" json:"dsn"`
+}
+
+// SyncSpec selects the phases. Unset fields default to true, except DDL.
+type SyncSpec struct {
+	Schema      *bool `yaml:"schema,omitempty" json:"schema,omitempty"`
+	Full        *bool `yaml:"full,omitempty" json:"full,omitempty"`
+	Incremental *bool `yaml:"incremental,omitempty" json:"incremental,omitempty"`
+	DDL         *bool `yaml:"ddl,omitempty" json:"ddl,omitempty"`
+}
+
+// ObjectSpec selects tables of one schema: all of them when Tables is empty.
+type ObjectSpec struct {
+	Schema     string              `yaml:"schema" json:"schema"`
+	Tables     []string            `yaml:"tables,omitempty" json:"tables,omitempty"`
+	Rename     map[string]string   `yaml:"rename,omitempty" json:"rename,omitempty"`
+	Filter     map[string]string   `yaml:"filter,omitempty" json:"filter,omitempty"`
+	Operations map[string][]string `yaml:"operations,omitempty" json:"operations,omitempty"`
+}
+
+// RetrySpec sets how long a task retries before it fails (invariant 7).
+type RetrySpec struct {
+	Connection Duration `yaml:"connection,omitempty" json:"connection,omitempty"`
+	Other      Duration `yaml:"other,omitempty" json:"other,omitempty"`
+}
+
+// ThrottleSpec limits full and incremental sync.
+type ThrottleSpec struct {
+	Full        *RateSpec `yaml:"full,omitempty" json:"full,omitempty"`
+	Incremental *RateSpec `yaml:"incremental,omitempty" json:"incremental,omitempty"`
+}
+
+// RateSpec is a rate limit.
+type RateSpec struct {
+	RPS  int `yaml:"rps,omitempty" json:"rps,omitempty"`
+	MBPS int `yaml:"mbps,omitempty" json:"mbps,omitempty"`
+}
+
+// Default retry windows (DESIGN.md invariant 7).
+const (
+	DefaultConnectionRetry = 720 * time.Minute
+	DefaultOtherRetry      = 10 * time.Minute
+)
+
+// Duration is a time.Duration written as "720m", "10s", "1h30m".
+type Duration time.Duration
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+func (d *Duration) parse(s string) error {
+	v, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return fmt.Errorf("not a duration (use e.g. 720m, 30s, 2h): %q", s)
+	}
+	if v < 0 {
+		return fmt.Errorf("must not be negative: %q", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error { return d.parse(n.Value) }
+func (d Duration) MarshalYAML() (any, error)         { return d.String(), nil }
+func (d Duration) MarshalJSON() ([]byte, error)      { return json.Marshal(d.String()) }
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return errors.New("must be a string like \"720m\"")
+	}
+	return d.parse(s)
+}
+
+// Enabled reports a sync flag with its default.
+func enabled(b *bool, def bool) bool {
+	if b == nil {
+		return def
+	}
+	return *b
+}
+
+func (s SyncSpec) SchemaEnabled() bool      { return enabled(s.Schema, true) }
+func (s SyncSpec) FullEnabled() bool        { return enabled(s.Full, true) }
+func (s SyncSpec) IncrementalEnabled() bool { return enabled(s.Incremental, true) }
+func (s SyncSpec) DDLEnabled() bool         { return enabled(s.DDL, false) }
+
+// ConnectionRetry is the retry window for connection failures.
+func (r RetrySpec) ConnectionRetry() time.Duration {
+	if r.Connection == 0 {
+		return DefaultConnectionRetry
+	}
+	return time.Duration(r.Connection)
+}
+
+// OtherRetry is the retry window for all other failures.
+func (r RetrySpec) OtherRetry() time.Duration {
+	if r.Other == 0 {
+		return DefaultOtherRetry
+	}
+	return time.Duration(r.Other)
+}
+
+// FieldError names the field of a bad task spec.
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+// SpecErrors collects every problem of a spec, so the user fixes them in
+// one go.
+type SpecErrors []*FieldError
+
+func (e SpecErrors) Error() string {
+	parts := make([]string, len(e))
+	for i, fe := range e {
+		parts[i] = fe.Error()
+	}
+	return "invalid task spec: " + strings.Join(parts, "; ")
+}
+
+// ParseTaskSpec reads task YAML (JSON is YAML too) strictly: unknown fields
+// and bad values are rejected, naming the field.
+func ParseTaskSpec(data []byte) (*TaskSpec, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var spec TaskSpec
+	if err := dec.Decode(&spec); err != nil {
+		return nil, friendlyYAMLError(err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return nil, errors.New("invalid task spec: more than one YAML document; put one task per file")
+	}
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	return &spec, nil
+}
+
+var yamlTypeNames = map[string]string{
+	"proto.TaskSpec":        "",
+	"proto.SourceSpec":      "source.",
+	"proto.DestinationSpec": "destination.",
+	"proto.SyncSpec":        "sync.",
+	"proto.ObjectSpec":      "objects[].",
+	"proto.RetrySpec":       "retry.",
+	"proto.ThrottleSpec":    "throttle.",
+	"proto.RateSpec":        "throttle.<phase>.",
+}
+
+var unknownFieldRe = regexp.MustCompile(`line (\d+): field (\S+) not found in type (\S+)`)
+
+// friendlyYAMLError rewrites yaml.v3's messages in terms of the spec's
+// field paths ("unknown field source.dsnn (line 3)").
+func friendlyYAMLError(err error) error {
+	if err.Error() == "EOF" {
+		return errors.New("invalid task spec: the file is empty")
+	}
+	msg := err.Error()
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	msg = strings.TrimPrefix(msg, "unmarshal errors:\n")
+	var lines []string
+	for _, line := range strings.Split(msg, "\n") {
+		line = strings.TrimSpace(line)
+		if m := unknownFieldRe.FindStringSubmatch(line); m != nil {
+			line = fmt.Sprintf("unknown field %s%s (line %s)", yamlTypeNames[m[3]], m[2], m[1])
+		}
+		if line != "" {
+			lines = append(lines, line)
+		}
+	}
+	return errors.New("invalid task spec: " + strings.Join(lines, "; "))
+}
+
+// Validate checks every field and returns SpecErrors naming each bad one.
+func (s *TaskSpec) Validate() error {
+	var errs SpecErrors
+	add := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	if s.Name == "" {
+		add("name", "is required")
+	} else if err := ValidateTaskName(s.Name); err != nil {
+		add("name", "%v", err)
+	}
+	if s.Source.DSN == "" {
+		add("source.dsn", "is required (a PostgreSQL URL like postgres://user:pass@host:5432/db)")
+	} else if err := checkPostgresDSN(s.Source.DSN); err != nil {
+		add("source.dsn", "%v", err)
+	}
+	switch s.Destination.Type {
+	case "":
+		add("destination.type", "is required (postgres)")
+	case "postgres":
+		if s.Destination.DSN == "" {
+			add("destination.dsn", "is required")
+		} else if err := checkPostgresDSN(s.Destination.DSN); err != nil {
+			add("destination.dsn", "%v", err)
+		}
+	case "adbpg", "polardb-o", "doris", "kafka":
+		add("destination.type", "%q is not available yet; this version writes to postgres", s.Destination.Type)
+	default:
+		add("destination.type", "unknown type %q (one of: postgres)", s.Destination.Type)
+	}
+	if !s.Sync.SchemaEnabled() && !s.Sync.FullEnabled() && !s.Sync.IncrementalEnabled() {
+		add("sync", "nothing to do: schema, full and incremental are all false")
+	}
+	if s.Sync.DDLEnabled() {
+		add("sync.ddl", "DDL sync is not available yet; remove it or set ddl: false")
+	}
+	if len(s.Objects) == 0 {
+		add("objects", "is required: list at least one schema, e.g. objects: [{schema: public}]")
+	}
+	seen := map[string]bool{}
+	for i, o := range s.Objects {
+		field := fmt.Sprintf("objects[%d]", i)
+		if o.Schema == "" {
+			add(field+".schema", "is required")
+		} else if o.Schema == ReservedSchema {
+			add(field+".schema", "%q is reserved for Sluice's own objects", ReservedSchema)
+		}
+		if seen[o.Schema] {
+			add(field+".schema", "%q is listed twice; merge its tables into one entry", o.Schema)
+		}
+		seen[o.Schema] = true
+		tables := map[string]bool{}
+		for j, t := range o.Tables {
+			if t == "" {
+				add(fmt.Sprintf("%s.tables[%d]", field, j), "is empty")
+			}
+			if tables[t] {
+				add(fmt.Sprintf("%s.tables[%d]", field, j), "%q is listed twice", t)
+			}
+			tables[t] = true
+		}
+		if len(o.Rename) > 0 {
+			add(field+".rename", "renaming is not available yet")
+		}
+		if len(o.Filter) > 0 {
+			add(field+".filter", "row filters are not available yet")
+		}
+		if len(o.Operations) > 0 {
+			add(field+".operations", "per-table operation selection is not available yet")
+		}
+	}
+	switch s.ConflictingTables {
+	case "", "precheck", "ignore":
+	default:
+		add("conflicting_tables", "must be precheck or ignore, not %q", s.ConflictingTables)
+	}
+	switch s.NameCase {
+	case "", "default", "source":
+	case "destination", "lower", "upper":
+		add("name_case", "%q is not available yet; use default", s.NameCase)
+	default:
+		add("name_case", "must be one of default, source, destination, lower, upper; not %q", s.NameCase)
+	}
+	if s.Retry.Connection != 0 && time.Duration(s.Retry.Connection) < time.Second {
+		add("retry.connection", "must be at least 1s")
+	}
+	if s.Retry.Other != 0 && time.Duration(s.Retry.Other) < time.Second {
+		add("retry.other", "must be at least 1s")
+	}
+	if s.Throttle != nil {
+		add("throttle", "throttling is not available yet")
+	}
+	if s.Cluster != "" && s.Cluster != "default" {
+		add("cluster", "dedicated node pools are not available yet; use default")
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+// ConflictPolicy is ConflictingTables with its default.
+func (s *TaskSpec) ConflictPolicy() string {
+	if s.ConflictingTables == "" {
+		return "precheck"
+	}
+	return s.ConflictingTables
+}
+
+func checkPostgresDSN(dsn string) error {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		return nil
+	}
+	if strings.Contains(dsn, "=") && !strings.Contains(dsn, "://") {
+		return nil // keyword/value form: host=... dbname=...
+	}
+	return errors.New("must be a PostgreSQL URL (postgres://user:pass@host:5432/db) or key=value string")
+}
+
+// Redacted returns a copy safe to log or show: passwords in DSNs masked.
+func (s TaskSpec) Redacted() TaskSpec {
+	s.Source.DSN = RedactDSN(s.Source.DSN)
+	s.Destination.DSN = RedactDSN(s.Destination.DSN)
+	return s
+}
+
+var urlPasswordRe = regexp.MustCompile(`(://[^:/@]*:)[^@]*@`)
+var kvPasswordRe = regexp.MustCompile(`(password\s*=\s*)('[^']*'|[^&\s]+)`)
+
+// RedactDSN masks the password of a DSN.
+func RedactDSN(dsn string) string {
+	dsn = urlPasswordRe.ReplaceAllString(dsn, "${1}xxxxx@")
+	return kvPasswordRe.ReplaceAllString(dsn, "${1}xxxxx")
+}
