@@ -29,7 +29,9 @@ type TypeDef struct {
 type SequenceDef struct {
 	Schema string `json:"schema"`
 	Name   string `json:"name"`
-	// DDL creates the sequence (without OWNED BY).
+	// DDL creates the sequence (without OWNED BY). It is empty for the
+	// sequence of an identity column, which CREATE TABLE makes (see
+	// ColumnDef.IdentityOptions); its value is still synced.
 	DDL string `json:"ddl"`
 	// OwnedBy is "schema.table.column" DDL suffix target, quoted, or "".
 	OwnedBy   string `json:"owned_by,omitempty"`
@@ -73,6 +75,10 @@ type ColumnDef struct {
 	Collation string `json:"collation,omitempty"`
 	// Identity is attidentity: 'a' (always), 'd' (by default) or 0.
 	Identity byte `json:"identity,omitempty"`
+	// IdentityOptions go inside GENERATED ... AS IDENTITY ( ... ) and keep
+	// the identity sequence's name and parameters ("SEQUENCE NAME ...
+	// INCREMENT BY 1 ..."); "" when Identity is 0.
+	IdentityOptions string `json:"identity_options,omitempty"`
 	// Generated expression of a stored generated column. Such columns are
 	// not replicated (pgoutput leaves them out) nor copied: the destination
 	// computes them.
