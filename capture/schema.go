@@ -247,6 +247,7 @@ type schemaReader struct {
 	oids       []uint32
 	schemas    map[string]bool
 	extensions map[string]bool
+	extSchemas map[string]string
 	typeOIDs   map[uint32]bool // column types, roots of the type closure
 	types      *typeGraph
 	sequences  []proto.SequenceDef
@@ -281,6 +282,7 @@ func (r *schemaReader) read(ctx context.Context, sel []selectedTable) (*proto.Sc
 		{"sequences", r.readSequences},
 		{"types", r.readTypes},
 		{"extensions", r.readExtensions},
+		{"extension schemas", r.readExtensionSchemas},
 	}
 	for _, st := range steps {
 		if err := st.fn(ctx); err != nil {
@@ -296,6 +298,9 @@ func (r *schemaReader) result() *proto.Schema {
 		Extensions: sortedSet(r.extensions),
 		Sequences:  r.sequences,
 		Tables:     make([]proto.TableDef, len(r.tables)),
+	}
+	if len(r.extSchemas) > 0 {
+		s.ExtensionSchemas = r.extSchemas
 	}
 	if r.types != nil {
 		s.Types = r.types.defs
@@ -981,4 +986,26 @@ func defaultMultirangeName(rangeName string) string {
 		rangeName = rangeName[:63-12]
 	}
 	return rangeName + "_multirange"
+}
+
+// readExtensionSchemas records where each extension lives: column types
+// and operator classes are printed qualified with that schema, so the
+// destination must install the extension there too.
+func (r *schemaReader) readExtensionSchemas(ctx context.Context) error {
+	if len(r.extensions) == 0 {
+		return nil
+	}
+	r.extSchemas = map[string]string{}
+	return eachCatalogRow(ctx, r.q, `
+		SELECT e.extname, n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+		WHERE e.extname = ANY($1::text[]) AND n.nspname <> 'pg_catalog'`, []any{sortedSet(r.extensions)},
+		func(rows pgx.Rows) error {
+			var ext, schema string
+			if err := rows.Scan(&ext, &schema); err != nil {
+				return err
+			}
+			r.extSchemas[ext] = schema
+			r.schemas[schema] = true
+			return nil
+		})
 }

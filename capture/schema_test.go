@@ -173,8 +173,9 @@ func TestSchemaRead(t *testing.T) {
 		}) {
 			t.Errorf("types = %q", got)
 		}
-		if !reflect.DeepEqual(s.Extensions, []string{"citext"}) || !reflect.DeepEqual(s.Schemas, []string{"public"}) {
-			t.Errorf("extensions %v schemas %v", s.Extensions, s.Schemas)
+		if !reflect.DeepEqual(s.Extensions, []string{"citext"}) || !reflect.DeepEqual(s.Schemas, []string{"public"}) ||
+			!reflect.DeepEqual(s.ExtensionSchemas, map[string]string{"citext": "public"}) {
+			t.Errorf("extensions %v in %v, schemas %v", s.Extensions, s.ExtensionSchemas, s.Schemas)
 		}
 		want := []proto.SequenceDef{
 			{Schema: "public", Name: "orders_id_seq", OwnedBy: `"public"."orders"."id"`, LastValue: 2, IsCalled: true,

@@ -7,6 +7,10 @@ package proto
 type Schema struct {
 	// Extensions the tables' types need (CREATE EXTENSION IF NOT EXISTS).
 	Extensions []string `json:"extensions,omitempty"`
+	// ExtensionSchemas is the schema each extension lives in at the
+	// source, where the tables' DDL expects its objects; absent for
+	// pg_catalog.
+	ExtensionSchemas map[string]string `json:"extension_schemas,omitempty"`
 	// Schemas to create, in order.
 	Schemas []string `json:"schemas"`
 	// Types (enums, domains, composites, ranges) in dependency order.

@@ -28,7 +28,11 @@ func ApplyPreData(ctx context.Context, conn *pgx.Conn, s *proto.Schema) error {
 	for _, name := range s.Extensions {
 		// CASCADE installs the extensions it requires (earthdistance
 		// needs cube) without us ordering them.
-		if err := execDDL(ctx, conn, "create extension "+quoteDDLIdent(name), "CREATE EXTENSION IF NOT EXISTS "+quoteDDLIdent(name)+" CASCADE"); err != nil {
+		stmt := "CREATE EXTENSION IF NOT EXISTS " + quoteDDLIdent(name)
+		if schema := s.ExtensionSchemas[name]; schema != "" {
+			stmt += " WITH SCHEMA " + quoteDDLIdent(schema)
+		}
+		if err := execDDL(ctx, conn, "create extension "+quoteDDLIdent(name), stmt+" CASCADE"); err != nil {
 			return err
 		}
 	}

@@ -24,7 +24,8 @@ import (
 // schema sync must reproduce.
 const richSchemaDDL = `
 CREATE EXTENSION citext;
-CREATE EXTENSION pg_trgm;
+CREATE SCHEMA ext;
+CREATE EXTENSION pg_trgm SCHEMA ext;
 CREATE EXTENSION btree_gist;
 CREATE SCHEMA app;
 CREATE SCHEMA "My Schema";
@@ -83,7 +84,7 @@ CREATE TABLE app.customers (
 );
 ALTER TABLE app.customers ADD CONSTRAINT score_small CHECK (score < 1000000) NOT VALID;
 CREATE INDEX customers_lower_name ON app.customers (lower(name));
-CREATE INDEX customers_name_trgm ON app.customers USING gin (name gin_trgm_ops);
+CREATE INDEX customers_name_trgm ON app.customers USING gin (name ext.gin_trgm_ops);
 CREATE UNIQUE INDEX customers_region_name ON app.customers (region, name) INCLUDE (score);
 
 CREATE TABLE app.orders (
