@@ -236,6 +236,14 @@ func TestSchemaRead(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "row type of a table") {
 			t.Fatalf("err = %v, want row type not supported", err)
 		}
+		testenv.MustExec(t, conn, `
+			CREATE FUNCTION rowtype.diff(float8, float8) RETURNS float8 LANGUAGE sql IMMUTABLE AS 'SELECT $1 - $2';
+			CREATE TYPE rowtype.myrange AS RANGE (SUBTYPE = float8, SUBTYPE_DIFF = rowtype.diff);
+			CREATE TABLE rowtype.ranged (r rowtype.myrange)`)
+		_, err = ReadSchema(ctx, conn, []proto.ObjectSpec{{Schema: "rowtype", Tables: []string{"ranged"}}})
+		if err == nil || !strings.Contains(err.Error(), "rowtype.diff") || !strings.Contains(err.Error(), "not supported") {
+			t.Fatalf("err = %v, want user subtype_diff not supported", err)
+		}
 	})
 }
 
