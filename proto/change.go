@@ -104,8 +104,12 @@ func (b *Batch) MsgID() string {
 	if len(b.Rows) == 0 {
 		return ""
 	}
-	first, last := b.Rows[0].Pos, b.Rows[len(b.Rows)-1].Pos
-	return fmt.Sprintf("%s.%s:%X.%d:%X.%d", b.Table.Schema, b.Table.Name, uint64(first.LSN), first.Idx, uint64(last.LSN), last.Idx)
+	return BatchMsgID(b.Table, b.Rows[0].Pos, b.Rows[len(b.Rows)-1].Pos)
+}
+
+// BatchMsgID is the message id of a batch of t's rows from first to last.
+func BatchMsgID(t TableID, first, last Position) string {
+	return fmt.Sprintf("%s.%s:%X.%d:%X.%d", t.Schema, t.Name, uint64(first.LSN), first.Idx, uint64(last.LSN), last.Idx)
 }
 
 // Field numbers, as in change.proto.
@@ -135,26 +139,39 @@ const (
 
 // Encode appends the batch's wire form to buf.
 func (b *Batch) Encode(buf []byte) []byte {
-	buf = appendString(buf, fBatchSchema, b.Table.Schema)
-	buf = appendString(buf, fBatchTable, b.Table.Name)
-	for i := range b.Columns {
-		c := &b.Columns[i]
-		var cb []byte
-		cb = appendString(cb, fColName, c.Name)
-		cb = appendVarint(cb, fColTypeOID, uint64(c.TypeOID))
-		cb = appendVarint(cb, fColTypeMod, uint64(int64(c.TypeMod)))
-		if c.Key {
-			cb = appendVarint(cb, fColKey, 1)
-		}
-		buf = protowire.AppendTag(buf, fBatchColumns, protowire.BytesType)
-		buf = protowire.AppendBytes(buf, cb)
-	}
-	buf = appendVarint(buf, fBatchIdentity, uint64(b.ReplicaIdentity))
+	buf = AppendBatchHeader(buf, b.Table, b.Columns, b.ReplicaIdentity)
 	for i := range b.Rows {
-		buf = protowire.AppendTag(buf, fBatchRows, protowire.BytesType)
-		buf = appendLenPrefixed(buf, func(buf []byte) []byte { return b.Rows[i].encode(buf) })
+		buf = AppendRow(buf, &b.Rows[i])
 	}
 	return buf
+}
+
+// AppendBatchHeader appends a batch's table description. Followed by rows
+// from AppendRow it forms a Batch message: capture encodes each row as it
+// is decoded and keeps only bytes, never the row, while a batch fills.
+func AppendBatchHeader(buf []byte, t TableID, cols []Column, identity byte) []byte {
+	buf = appendString(buf, fBatchSchema, t.Schema)
+	buf = appendString(buf, fBatchTable, t.Name)
+	for i := range cols {
+		c := &cols[i]
+		buf = protowire.AppendTag(buf, fBatchColumns, protowire.BytesType)
+		buf = appendLenPrefixed(buf, func(cb []byte) []byte {
+			cb = appendString(cb, fColName, c.Name)
+			cb = appendVarint(cb, fColTypeOID, uint64(c.TypeOID))
+			cb = appendVarint(cb, fColTypeMod, uint64(int64(c.TypeMod)))
+			if c.Key {
+				cb = appendVarint(cb, fColKey, 1)
+			}
+			return cb
+		})
+	}
+	return appendVarint(buf, fBatchIdentity, uint64(identity))
+}
+
+// AppendRow appends one row of a batch.
+func AppendRow(buf []byte, r *Row) []byte {
+	buf = protowire.AppendTag(buf, fBatchRows, protowire.BytesType)
+	return appendLenPrefixed(buf, r.encode)
 }
 
 func (r *Row) encode(buf []byte) []byte {

@@ -1,0 +1,94 @@
+package apply
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicedb/sluice/proto"
+)
+
+// Table groups bound the number of JetStream consumers: a task's tables
+// are hashed into a fixed number of groups, each one durable consumer and
+// one apply worker. The hash is stable, so a table stays in its group
+// across restarts.
+
+// DefaultGroups is the number of table groups of a task.
+const DefaultGroups = 4
+
+// GroupOf returns the group of a table.
+func GroupOf(t proto.TableID, groups int) int {
+	h := fnv.New32a()
+	h.Write([]byte(t.Key()))
+	return int(h.Sum32() % uint32(groups))
+}
+
+// ConsumerName is the durable consumer of a group.
+func ConsumerName(group int) string { return fmt.Sprintf("apply_%d", group) }
+
+// ConsumerConfig is the durable consumer of one table group: its tables'
+// subjects plus the heartbeat, which every group sees so each can tell
+// how far behind the source it is.
+func ConsumerConfig(task string, group, groups int, tables []proto.TableID) jetstream.ConsumerConfig {
+	subjects := []string{proto.Subject(task, proto.HeartbeatTable)}
+	for _, t := range tables {
+		if GroupOf(t, groups) == group {
+			subjects = append(subjects, proto.Subject(task, t))
+		}
+	}
+	return jetstream.ConsumerConfig{
+		Durable:        ConsumerName(group),
+		FilterSubjects: subjects,
+		AckPolicy:      jetstream.AckAllPolicy,
+		// Long enough for one apply of a full batch; a message not acked
+		// by then is delivered again and skipped by position.
+		AckWait:       2 * time.Minute,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		MaxAckPending: 100000,
+		MaxDeliver:    -1,
+	}
+}
+
+// StreamConfig is the task's change stream. Interest retention drops a
+// message once every group consumer has acknowledged it; DiscardNew makes
+// a full stream refuse new changes (capture then waits) rather than drop
+// old ones.
+func StreamConfig(task string) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:       proto.StreamName(task),
+		Subjects:   []string{proto.SubjectPrefix(task) + ">"},
+		Retention:  jetstream.InterestPolicy,
+		Discard:    jetstream.DiscardNew,
+		Storage:    jetstream.FileStorage,
+		Duplicates: 2 * time.Minute,
+		Replicas:   1,
+	}
+}
+
+// EnsureStream creates or updates the task's stream and its group
+// consumers. The consumers must exist before capture publishes, or
+// interest retention would drop the first changes.
+func EnsureStream(ctx context.Context, js jetstream.JetStream, task string, groups int, tables []proto.TableID) error {
+	stream, err := js.CreateOrUpdateStream(ctx, StreamConfig(task))
+	if err != nil {
+		return fmt.Errorf("create stream %s: %w", proto.StreamName(task), err)
+	}
+	for g := 0; g < groups; g++ {
+		if _, err := stream.CreateOrUpdateConsumer(ctx, ConsumerConfig(task, g, groups, tables)); err != nil {
+			return fmt.Errorf("create consumer %s: %w", ConsumerName(g), err)
+		}
+	}
+	return nil
+}
+
+// DeleteStream removes the task's stream and consumers; gone is fine.
+func DeleteStream(ctx context.Context, js jetstream.JetStream, task string) error {
+	err := js.DeleteStream(ctx, proto.StreamName(task))
+	if err != nil && err != jetstream.ErrStreamNotFound {
+		return fmt.Errorf("delete stream %s: %w", proto.StreamName(task), err)
+	}
+	return nil
+}

@@ -1,0 +1,432 @@
+package postgres
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/sluicedb/sluice/apply"
+	"github.com/sluicedb/sluice/proto"
+)
+
+// Apply writes a batch of changes and the new positions in one
+// transaction. Keyed tables are written set-based: the rows of a table are
+// coalesced by primary key and sent as arrays to one DELETE, one
+// INSERT ... ON CONFLICT and a few UPDATEs. Should that trip a unique
+// constraint other than the key (two rows swapping a unique value inside
+// one batch), the batch is written again row by row, in source order.
+func (s *Sink) Apply(ctx context.Context, ch *apply.Changes) error {
+	err := s.applyChanges(ctx, ch, false)
+	if isCode(err, "23505") {
+		s.logger.Debug("set-based apply hit a unique constraint; applying the batch row by row", "err", err)
+		err = s.applyChanges(ctx, ch, true)
+	}
+	return err
+}
+
+func (s *Sink) applyChanges(ctx context.Context, ch *apply.Changes, ordered bool) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.Background())
+	w := &writer{pg: conn.Conn().PgConn(), tx: tx}
+	for _, seg := range ch.Segments {
+		m, err := s.meta(ctx, tx, seg.Table)
+		if err != nil {
+			return err
+		}
+		plan, err := planSegment(m, seg.Table, seg.Columns)
+		if err != nil {
+			s.forgetTable(seg.Table)
+			return err
+		}
+		switch {
+		case len(plan.keyIdx) == 0:
+			err = w.applyUnkeyed(ctx, plan, seg)
+		case ordered:
+			for i := range seg.Rows {
+				err = apply.Coalesce(seg.Rows[i:i+1], plan.keyIdx, seg.Identity == proto.IdentityFull, func(st *apply.Step) error {
+					return w.step(ctx, plan, st)
+				})
+				if err != nil {
+					break
+				}
+			}
+		default:
+			err = apply.Coalesce(seg.Rows, plan.keyIdx, seg.Identity == proto.IdentityFull, func(st *apply.Step) error {
+				return w.step(ctx, plan, st)
+			})
+		}
+		if err != nil {
+			if isCode(err, "42703", "42P01", "42804") { // undefined column/table, datatype mismatch
+				s.forgetTable(seg.Table)
+			}
+			return wrapTable(seg.Table, "apply changes to", err)
+		}
+	}
+	if err := writeOffsets(ctx, tx, ch.Task, ch.Epoch, ch.Tables, ch.Positions); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// writer sends statements of one apply transaction.
+type writer struct {
+	pg  *pgconn.PgConn
+	tx  pgx.Tx
+	buf []byte
+}
+
+func (w *writer) step(ctx context.Context, p *segmentPlan, st *apply.Step) error {
+	switch st.Kind {
+	case apply.StepTruncate:
+		return w.truncate(ctx, p.table)
+	case apply.StepMove:
+		return w.move(ctx, p, st.MoveOld, st.MoveNew)
+	}
+	if len(st.Deletes) > 0 {
+		if err := w.deleteKeys(ctx, p, st.Deletes); err != nil {
+			return err
+		}
+	}
+	if len(st.Upserts) > 0 {
+		if err := w.upsert(ctx, p, st.Upserts); err != nil {
+			return err
+		}
+	}
+	if len(st.Partials) > 0 {
+		return w.partialUpdates(ctx, p, st.Partials)
+	}
+	return nil
+}
+
+// truncate empties a table inside the transaction. TRUNCATE refuses a
+// table that a foreign key points at; DELETE (with replica mode keeping
+// the foreign-key triggers quiet) does the same job there.
+func (w *writer) truncate(ctx context.Context, t proto.TableID) error {
+	var referenced bool
+	if err := w.tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE contype = 'f' AND confrelid = $1::regclass)`, tableName(t)).Scan(&referenced); err != nil {
+		return err
+	}
+	sql := "TRUNCATE ONLY " + tableName(t)
+	if referenced {
+		sql = "DELETE FROM ONLY " + tableName(t)
+	}
+	_, err := w.tx.Exec(ctx, sql)
+	return err
+}
+
+func (w *writer) deleteKeys(ctx context.Context, p *segmentPlan, keys []proto.Tuple) error {
+	sql := fmt.Sprintf("DELETE FROM %s AS t USING %s WHERE %s",
+		tableName(p.table), unnestFrom(len(p.keyIdx)), keyMatch(p, p.keyIdx, 0))
+	return w.execArrays(ctx, sql, keys, p.keyIdx)
+}
+
+func (w *writer) upsert(ctx context.Context, p *segmentPlan, rows []proto.Tuple) error {
+	all := seq(len(p.names))
+	return w.execArrays(ctx, upsertSQL(p, all, selectCasts(p, all, 0)+" FROM "+unnestFrom(len(all))), rows, all)
+}
+
+// partialUpdates writes rows whose unchanged-TOAST columns must keep the
+// destination's values, grouped by which columns they change.
+func (w *writer) partialUpdates(ctx context.Context, p *segmentPlan, rows []proto.Tuple) error {
+	groups := map[string][]proto.Tuple{}
+	var order []string
+	for _, r := range rows {
+		mask := string(r.Kinds)
+		if _, ok := groups[mask]; !ok {
+			order = append(order, mask)
+		}
+		groups[mask] = append(groups[mask], r)
+	}
+	isKey := map[int]bool{}
+	for _, k := range p.keyIdx {
+		isKey[k] = true
+	}
+	for _, mask := range order {
+		var set []int
+		for i := range p.names {
+			if mask[i] != proto.KindToast && !isKey[i] {
+				set = append(set, i)
+			}
+		}
+		if len(set) == 0 {
+			continue // only unchanged values: nothing to write
+		}
+		cols := append(append([]int{}, p.keyIdx...), set...)
+		assigns := make([]string, len(set))
+		for j, i := range set {
+			assigns[j] = fmt.Sprintf("%s = u.c%d::%s", ident(p.names[i]), len(p.keyIdx)+j, p.types[i])
+		}
+		sql := fmt.Sprintf("UPDATE %s AS t SET %s FROM %s WHERE %s",
+			tableName(p.table), strings.Join(assigns, ", "), unnestFrom(len(cols)), keyMatch(p, p.keyIdx, 0))
+		if err := w.execArrays(ctx, sql, groups[mask], cols); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// move changes a row's key when the new row has unchanged TOAST values:
+// those are read from the row at the old key in the same statement.
+func (w *writer) move(ctx context.Context, p *segmentPlan, oldKey, newRow proto.Tuple) error {
+	all := seq(len(p.names))
+	var params [][]byte
+	exprs := make([]string, len(all))
+	for i := range all {
+		if newRow.Kinds[i] == proto.KindToast {
+			exprs[i] = "t." + ident(p.names[i])
+			continue
+		}
+		params = append(params, textParam(newRow, i))
+		exprs[i] = fmt.Sprintf("$%d::%s", len(params), p.types[i])
+	}
+	where := make([]string, len(p.keyIdx))
+	for j, i := range p.keyIdx {
+		params = append(params, textParam(oldKey, i))
+		where[j] = fmt.Sprintf("t.%s = $%d::%s", ident(p.names[i]), len(params), p.types[i])
+	}
+	sql := upsertSQL(p, all, strings.Join(exprs, ", ")+" FROM "+tableName(p.table)+" AS t WHERE "+strings.Join(where, " AND "))
+	if _, err := w.pg.ExecParams(ctx, sql, params, nil, nil, nil).Close(); err != nil {
+		return err
+	}
+	return w.deleteKeys(ctx, p, []proto.Tuple{oldKey})
+}
+
+// applyUnkeyed writes a table without a primary key at the destination,
+// in source order: inserts in sets, updates and deletes one row each,
+// matched on every column of the old row (REPLICA IDENTITY FULL) and
+// limited to one row, so duplicates stay duplicates. Exactly once still
+// holds: the position is stored in the same transaction.
+func (w *writer) applyUnkeyed(ctx context.Context, p *segmentPlan, seg *apply.Segment) error {
+	all := seq(len(p.names))
+	insertSQL := fmt.Sprintf("INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE %s FROM %s",
+		tableName(p.table), columnList(p, all), selectCasts(p, all, 0), unnestFrom(len(all)))
+	var inserts []proto.Tuple
+	batch := &pgconn.Batch{}
+	queued := 0
+	flush := func() error {
+		if len(inserts) > 0 {
+			if err := w.execArrays(ctx, insertSQL, inserts, all); err != nil {
+				return err
+			}
+			inserts = inserts[:0]
+		}
+		if queued > 0 {
+			_, err := w.pg.ExecBatch(ctx, batch).ReadAll()
+			batch, queued = &pgconn.Batch{}, 0
+			return err
+		}
+		return nil
+	}
+	for i := range seg.Rows {
+		r := &seg.Rows[i]
+		switch r.Op {
+		case proto.OpInsert:
+			if queued > 0 {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+			inserts = append(inserts, r.New)
+		case proto.OpTruncate:
+			if err := flush(); err != nil {
+				return err
+			}
+			if err := w.truncate(ctx, p.table); err != nil {
+				return err
+			}
+		case proto.OpUpdate, proto.OpDelete:
+			if len(inserts) > 0 {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+			if seg.Identity != proto.IdentityFull || r.Old.Len() == 0 {
+				return fmt.Errorf("%s has no primary key at the destination and REPLICA IDENTITY is not FULL at the source, so its updates and deletes cannot be matched (run ALTER TABLE %s REPLICA IDENTITY FULL at the source, or add a primary key)", p.table, tableName(p.table))
+			}
+			sql, params := unkeyedStatement(p, r)
+			batch.ExecParams(sql, params, nil, nil, nil)
+			queued++
+		}
+	}
+	return flush()
+}
+
+func unkeyedStatement(p *segmentPlan, r *proto.Row) (string, [][]byte) {
+	var params [][]byte
+	var assigns []string
+	if r.Op == proto.OpUpdate {
+		for i := range p.names {
+			if r.New.Kinds[i] == proto.KindToast {
+				continue
+			}
+			params = append(params, textParam(r.New, i))
+			assigns = append(assigns, fmt.Sprintf("%s = $%d::%s", ident(p.names[i]), len(params), p.types[i]))
+		}
+	}
+	match := make([]string, len(p.names))
+	for i := range p.names {
+		params = append(params, textParam(r.Old, i))
+		// Compared as text: every type has a text form, not every type an
+		// equality operator (json, point, xml).
+		match[i] = fmt.Sprintf("%s::text IS NOT DISTINCT FROM $%d", ident(p.names[i]), len(params))
+	}
+	target := fmt.Sprintf("ctid = (SELECT ctid FROM %s WHERE %s LIMIT 1)", tableName(p.table), strings.Join(match, " AND "))
+	if r.Op == proto.OpDelete || len(assigns) == 0 {
+		if r.Op == proto.OpUpdate {
+			return "SELECT 1", nil // only unchanged values
+		}
+		return fmt.Sprintf("DELETE FROM %s WHERE %s", tableName(p.table), target), params
+	}
+	return fmt.Sprintf("UPDATE %s SET %s WHERE %s", tableName(p.table), strings.Join(assigns, ", "), target), params
+}
+
+// execArrays runs sql with one text[] parameter per column of cols,
+// holding that column's values of every row, in binary array format:
+// one parameter per column whatever the number of rows.
+func (w *writer) execArrays(ctx context.Context, sql string, rows []proto.Tuple, cols []int) error {
+	params := make([][]byte, len(cols))
+	oids := make([]uint32, len(cols))
+	formats := make([]int16, len(cols))
+	size := 0
+	for _, r := range rows {
+		size += r.Size() + 4*len(cols)
+	}
+	buf := w.buf[:0]
+	if cap(buf) < size+24*len(cols) {
+		buf = make([]byte, 0, size+24*len(cols))
+	}
+	for j, c := range cols {
+		start := len(buf)
+		buf = appendTextArray(buf, rows, c)
+		params[j], oids[j], formats[j] = buf[start:], textArrayOID, 1
+	}
+	w.buf = buf
+	_, err := w.pg.ExecParams(ctx, sql, params, oids, formats, nil).Close()
+	return err
+}
+
+const (
+	textOID      = 25
+	textArrayOID = 1009
+)
+
+// appendTextArray encodes column c of rows as a one-dimensional text[] in
+// PostgreSQL's binary array format.
+func appendTextArray(buf []byte, rows []proto.Tuple, c int) []byte {
+	hasNull := int32(0)
+	for _, r := range rows {
+		if r.Kinds[c] != proto.KindText {
+			hasNull = 1
+			break
+		}
+	}
+	buf = binary.BigEndian.AppendUint32(buf, 1) // dimensions
+	buf = binary.BigEndian.AppendUint32(buf, uint32(hasNull))
+	buf = binary.BigEndian.AppendUint32(buf, textOID)
+	buf = binary.BigEndian.AppendUint32(buf, uint32(len(rows)))
+	buf = binary.BigEndian.AppendUint32(buf, 1) // lower bound
+	for _, r := range rows {
+		if r.Kinds[c] != proto.KindText {
+			buf = binary.BigEndian.AppendUint32(buf, 0xFFFFFFFF) // NULL
+			continue
+		}
+		buf = binary.BigEndian.AppendUint32(buf, uint32(len(r.Values[c])))
+		buf = append(buf, r.Values[c]...)
+	}
+	return buf
+}
+
+// textParam is column i of t as a text-format parameter (nil for NULL).
+func textParam(t proto.Tuple, i int) []byte {
+	if t.Kinds[i] != proto.KindText {
+		return nil
+	}
+	if t.Values[i] == nil {
+		return []byte{}
+	}
+	return t.Values[i]
+}
+
+func ident(name string) string { return pgx.Identifier{name}.Sanitize() }
+
+func seq(n int) []int {
+	s := make([]int, n)
+	for i := range s {
+		s[i] = i
+	}
+	return s
+}
+
+func columnList(p *segmentPlan, cols []int) string {
+	names := make([]string, len(cols))
+	for j, i := range cols {
+		names[j] = ident(p.names[i])
+	}
+	return strings.Join(names, ", ")
+}
+
+// unnestFrom is "unnest($1::text[], ...) AS u(c0, ...)" for n arrays.
+func unnestFrom(n int) string {
+	args, names := make([]string, n), make([]string, n)
+	for j := range args {
+		args[j] = fmt.Sprintf("$%d::text[]", j+1)
+		names[j] = fmt.Sprintf("c%d", j)
+	}
+	return fmt.Sprintf("unnest(%s) AS u(%s)", strings.Join(args, ", "), strings.Join(names, ", "))
+}
+
+// selectCasts is "SELECT u.c<first>::type, ..." for the columns cols.
+func selectCasts(p *segmentPlan, cols []int, first int) string {
+	exprs := make([]string, len(cols))
+	for j, i := range cols {
+		exprs[j] = fmt.Sprintf("u.c%d::%s", first+j, p.types[i])
+	}
+	return "SELECT " + strings.Join(exprs, ", ")
+}
+
+// keyMatch is "t.k = u.c<first>::type AND ..." for the key columns.
+func keyMatch(p *segmentPlan, keyIdx []int, first int) string {
+	conds := make([]string, len(keyIdx))
+	for j, i := range keyIdx {
+		conds[j] = fmt.Sprintf("t.%s = u.c%d::%s", ident(p.names[i]), first+j, p.types[i])
+	}
+	return strings.Join(conds, " AND ")
+}
+
+// upsertSQL inserts the columns cols from source (a SELECT list and FROM)
+// and overwrites the row when the key exists.
+func upsertSQL(p *segmentPlan, cols []int, source string) string {
+	isKey := map[int]bool{}
+	keys := make([]string, len(p.keyIdx))
+	for j, i := range p.keyIdx {
+		isKey[i] = true
+		keys[j] = ident(p.names[i])
+	}
+	var sets []string
+	for _, i := range cols {
+		if !isKey[i] {
+			sets = append(sets, fmt.Sprintf("%s = EXCLUDED.%s", ident(p.names[i]), ident(p.names[i])))
+		}
+	}
+	action := "NOTHING"
+	if len(sets) > 0 {
+		action = "UPDATE SET " + strings.Join(sets, ", ")
+	}
+	if !strings.HasPrefix(source, "SELECT ") {
+		source = "SELECT " + source
+	}
+	return fmt.Sprintf("INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE %s ON CONFLICT (%s) DO %s",
+		tableName(p.table), columnList(p, cols), source, strings.Join(keys, ", "), action)
+}

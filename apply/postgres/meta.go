@@ -1,0 +1,94 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sluicedb/sluice/proto"
+)
+
+// tableMeta is what apply needs to know of a destination table: the type
+// of each column (to cast text values) and the primary key (to coalesce
+// and upsert). It is read from the destination, not trusted from the
+// source, so a key the user chose at the destination is the one used.
+type tableMeta struct {
+	types map[string]string // column -> format_type
+	pk    []string
+}
+
+func (s *Sink) meta(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, t proto.TableID) (*tableMeta, error) {
+	s.mu.Lock()
+	m := s.metas[t.Key()]
+	s.mu.Unlock()
+	if m != nil {
+		return m, nil
+	}
+	rows, err := q.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod),
+		COALESCE(k.ord, 0)
+	FROM pg_attribute a
+	LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
+	LEFT JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON k.attnum = a.attnum
+	WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped`, tableName(t))
+	if err != nil {
+		return nil, fmt.Errorf("read columns of %s at the destination: %w", t, err)
+	}
+	m = &tableMeta{types: map[string]string{}}
+	keys := map[int64]string{}
+	for rows.Next() {
+		var name, typ string
+		var ord int64
+		if err := rows.Scan(&name, &typ, &ord); err != nil {
+			return nil, err
+		}
+		m.types[name] = typ
+		if ord > 0 {
+			keys[ord] = name
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read columns of %s at the destination: %w", t, err)
+	}
+	if len(m.types) == 0 {
+		return nil, fmt.Errorf("table %s does not exist at the destination", t)
+	}
+	for i := int64(1); i <= int64(len(keys)); i++ {
+		m.pk = append(m.pk, keys[i])
+	}
+	s.mu.Lock()
+	s.metas[t.Key()] = m
+	s.mu.Unlock()
+	return m, nil
+}
+
+// segmentPlan maps a segment's columns onto the destination table.
+type segmentPlan struct {
+	table  proto.TableID
+	names  []string // column names, in segment order
+	types  []string // destination types, in segment order
+	keyIdx []int    // positions of the destination's primary key columns
+}
+
+func planSegment(m *tableMeta, t proto.TableID, cols []proto.Column) (*segmentPlan, error) {
+	p := &segmentPlan{table: t, names: make([]string, len(cols)), types: make([]string, len(cols))}
+	pos := map[string]int{}
+	for i, c := range cols {
+		typ, ok := m.types[c.Name]
+		if !ok {
+			return nil, fmt.Errorf("column %q of %s is missing at the destination", c.Name, t)
+		}
+		p.names[i], p.types[i] = c.Name, typ
+		pos[c.Name] = i
+	}
+	for _, k := range m.pk {
+		i, ok := pos[k]
+		if !ok {
+			return nil, fmt.Errorf("primary key column %q of %s at the destination is not replicated from the source", k, t)
+		}
+		p.keyIdx = append(p.keyIdx, i)
+	}
+	return p, nil
+}

@@ -1,0 +1,45 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sluicedb/sluice/proto"
+)
+
+// BeginTable empties a table before its full-sync copy.
+func (s *Sink) BeginTable(ctx context.Context, t proto.TableID) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		return wrapTable(t, "empty", (&writer{tx: tx}).truncate(ctx, t))
+	})
+}
+
+// CopyChunk loads COPY text rows into the table. The text comes straight
+// from the source's COPY TO: no value is parsed or converted on the way.
+func (s *Sink) CopyChunk(ctx context.Context, t proto.TableID, columns []string, r io.Reader) (int64, error) {
+	cols := make([]string, len(columns))
+	for i, c := range columns {
+		cols[i] = ident(c)
+	}
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Release()
+	tag, err := conn.Conn().PgConn().CopyFrom(ctx, r, fmt.Sprintf("COPY %s (%s) FROM STDIN", tableName(t), strings.Join(cols, ", ")))
+	if err != nil {
+		return 0, wrapTable(t, "load", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// FinishTable stores the snapshot position of a copied table.
+func (s *Sink) FinishTable(ctx context.Context, task string, t proto.TableID, at proto.Position, epoch uint64) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		return writeOffsets(ctx, tx, task, epoch, map[string]proto.TableID{t.Key(): t}, map[string]proto.Position{t.Key(): at})
+	})
+}

@@ -1,0 +1,226 @@
+package apply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicedb/sluice/proto"
+)
+
+// WorkerConfig configures the apply worker of one table group.
+type WorkerConfig struct {
+	Task     string
+	Group    int
+	Consumer jetstream.Consumer
+	Sink     ChangeApplier
+	// Epoch fences this worker's writes (invariant 3).
+	Epoch  uint64
+	Logger *slog.Logger
+	// A batch is applied when it holds MaxBatchRows rows or MaxBatchBytes
+	// bytes, or when no message arrived for MaxWait.
+	MaxBatchRows  int
+	MaxBatchBytes int
+	MaxWait       time.Duration
+	// PrefetchBytes bounds what the client pulls ahead (bounded memory).
+	PrefetchBytes int
+	Stats         *WorkerStats
+}
+
+// WorkerStats are a worker's counters, safe to read while it runs.
+type WorkerStats struct {
+	RowsApplied atomic.Int64
+	Batches     atomic.Int64
+	// Commit time (Unix µs) of the newest heartbeat applied, and when.
+	HeartbeatCommitUS atomic.Int64
+	HeartbeatSeenUS   atomic.Int64
+}
+
+func (c *WorkerConfig) setDefaults() error {
+	if c.Task == "" || c.Consumer == nil || c.Sink == nil {
+		return errors.New("apply: Task, Consumer and Sink are required")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.MaxBatchRows <= 0 {
+		c.MaxBatchRows = 20000
+	}
+	if c.MaxBatchBytes <= 0 {
+		c.MaxBatchBytes = 32 << 20
+	}
+	if c.MaxWait <= 0 {
+		c.MaxWait = 20 * time.Millisecond
+	}
+	if c.PrefetchBytes <= 0 {
+		c.PrefetchBytes = 16 << 20
+	}
+	if c.Stats == nil {
+		c.Stats = &WorkerStats{}
+	}
+	return nil
+}
+
+// ErrDeliveryGap means a message was delivered by JetStream but never
+// reached this worker (a connection cut). Applying what follows would
+// skip it for good, so the worker stops; unacknowledged messages come
+// again when it restarts.
+var ErrDeliveryGap = errors.New("a JetStream delivery was lost in transit; restarting the apply worker")
+
+// RunWorker applies the group's changes until ctx ends or an error occurs.
+func RunWorker(ctx context.Context, cfg WorkerConfig) error {
+	if err := cfg.setDefaults(); err != nil {
+		return err
+	}
+	offsets, err := cfg.Sink.Offsets(ctx, cfg.Task)
+	if err != nil {
+		return fmt.Errorf("read applied positions: %w", err)
+	}
+	iter, err := cfg.Consumer.Messages(jetstream.PullMaxMessagesWithBytesLimit(10000, cfg.PrefetchBytes))
+	if err != nil {
+		return fmt.Errorf("pull from consumer %s: %w", ConsumerName(cfg.Group), err)
+	}
+	defer iter.Stop()
+	w := &worker{cfg: &cfg, offsets: offsets, iter: iter}
+	for {
+		if err := w.batch(ctx); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+	}
+}
+
+type worker struct {
+	cfg     *WorkerConfig
+	offsets map[string]proto.Position
+	iter    jetstream.MessagesContext
+	lastSeq uint64 // consumer sequence of the last message received
+	open    map[string]*Segment
+}
+
+// batch collects messages into one Changes, applies it, and acknowledges.
+func (w *worker) batch(ctx context.Context) error {
+	ch := &Changes{Task: w.cfg.Task, Epoch: w.cfg.Epoch, Positions: map[string]proto.Position{}, Tables: map[string]proto.TableID{}}
+	w.open = map[string]*Segment{}
+	var last jetstream.Msg
+	var heartbeat int64
+	rows, bytes := 0, 0
+	var deadline time.Time
+	for rows < w.cfg.MaxBatchRows && bytes < w.cfg.MaxBatchBytes {
+		var msg jetstream.Msg
+		var err error
+		if last == nil {
+			msg, err = w.iter.Next(jetstream.NextContext(ctx))
+		} else {
+			wait := time.Until(deadline)
+			if wait <= 0 {
+				break
+			}
+			msg, err = w.iter.Next(jetstream.NextMaxWait(wait))
+			if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+				break
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("receive from JetStream: %w", err)
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			return fmt.Errorf("message metadata: %w", err)
+		}
+		if w.lastSeq != 0 && meta.Sequence.Consumer != w.lastSeq+1 {
+			return fmt.Errorf("%w (expected delivery %d, got %d)", ErrDeliveryGap, w.lastSeq+1, meta.Sequence.Consumer)
+		}
+		w.lastSeq = meta.Sequence.Consumer
+		if last == nil {
+			deadline = time.Now().Add(w.cfg.MaxWait)
+		}
+		last = msg
+		b, err := proto.DecodeBatch(msg.Data())
+		if err != nil {
+			return fmt.Errorf("stream %d: %w", meta.Sequence.Stream, err)
+		}
+		bytes += len(msg.Data())
+		if b.Table == proto.HeartbeatTable {
+			if n := len(b.Rows); n > 0 {
+				heartbeat = b.Rows[n-1].CommitTimeUS
+			}
+			continue
+		}
+		rows += w.add(ch, b)
+	}
+	if len(ch.Segments) > 0 {
+		if err := w.cfg.Sink.Apply(ctx, ch); err != nil {
+			return fmt.Errorf("apply %d rows: %w", ch.Rows(), err)
+		}
+		for k, p := range ch.Positions {
+			w.offsets[k] = p
+		}
+		w.cfg.Stats.RowsApplied.Add(int64(ch.Rows()))
+		w.cfg.Stats.Batches.Add(1)
+	}
+	if heartbeat != 0 {
+		w.cfg.Stats.HeartbeatCommitUS.Store(heartbeat)
+		w.cfg.Stats.HeartbeatSeenUS.Store(time.Now().UnixMicro())
+	}
+	if last != nil {
+		// AckAll: this acknowledges every earlier delivery too. A lost ack
+		// only means a redelivery, skipped by position.
+		if err := last.Ack(); err != nil {
+			w.cfg.Logger.Debug("ack failed", "group", w.cfg.Group, "err", err)
+		}
+	}
+	return nil
+}
+
+// add appends the rows of b that are above the table's applied position
+// and returns how many it kept.
+func (w *worker) add(ch *Changes, b *proto.Batch) int {
+	key := b.Table.Key()
+	floor, seen := ch.Positions[key]
+	if !seen {
+		floor = w.offsets[key]
+	}
+	kept := b.Rows[:0]
+	for _, r := range b.Rows {
+		if floor.Less(r.Pos) {
+			kept = append(kept, r)
+			floor = r.Pos
+		}
+	}
+	if len(kept) == 0 {
+		return 0
+	}
+	ch.Positions[key] = floor
+	ch.Tables[key] = b.Table
+	// Tables are independent, so a table's rows join its latest segment
+	// even when other tables' messages came in between.
+	if s := w.open[key]; s != nil && s.Identity == b.ReplicaIdentity && sameColumns(s.Columns, b.Columns) {
+		s.Rows = append(s.Rows, kept...)
+		return len(kept)
+	}
+	s := &Segment{Table: b.Table, Columns: b.Columns, Identity: b.ReplicaIdentity, Rows: kept}
+	ch.Segments = append(ch.Segments, s)
+	w.open[key] = s
+	return len(kept)
+}
+
+func sameColumns(a, b []proto.Column) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,279 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicedb/sluice/proto"
+)
+
+// publisher sends change batches to JetStream asynchronously and tells
+// which source LSN is durable downstream (invariant 1): a checkpoint taken
+// after message n becomes durable once messages 1..n are acknowledged.
+//
+// Ordering: every message of a session but the first names the id of the
+// message before it (Nats-Expected-Last-Msg-Id), so a session's messages
+// form one unbroken chain in the stream. Should a message be lost (a
+// connection cut while it was in flight), every later one is refused
+// instead of being stored out of order, and the capture session restarts
+// from the durable LSN. Without the chain a later batch of a table could be
+// applied before an earlier, lost one was republished, and the earlier one
+// would then be skipped as already applied.
+type publisher struct {
+	js       jetstream.JetStream
+	idSuffix string
+	lastID   string // id of the previous message of the chain
+	seq      uint64 // messages sent this session
+
+	inflight chan inflightMsg
+	budget   *byteBudget
+
+	mu          sync.Mutex
+	checkpoints []checkpoint
+	ackedSeq    uint64
+	durable     proto.LSN
+
+	durableLSN atomic.Uint64 // mirror of durable, read without the lock
+	failed     chan struct{}
+	failOnce   sync.Once
+	err        error
+	done       chan struct{}
+}
+
+type inflightMsg struct {
+	fut  jetstream.PubAckFuture
+	seq  uint64
+	size int
+}
+
+type checkpoint struct {
+	seq uint64
+	lsn proto.LSN
+}
+
+// newPublisher starts a session; start is the LSN already durable.
+// idSuffix, when set, makes every message id unique to this session, which
+// turns off duplicate detection (see Capture's restart rule).
+func newPublisher(js jetstream.JetStream, start proto.LSN, maxInflightBytes int, idSuffix string) *publisher {
+	p := &publisher{
+		js:       js,
+		idSuffix: idSuffix,
+		inflight: make(chan inflightMsg, 4096),
+		budget:   newByteBudget(maxInflightBytes),
+		durable:  start,
+		failed:   make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	p.durableLSN.Store(uint64(start))
+	go p.collectAcks()
+	return p
+}
+
+// publish sends one batch. It blocks while too many bytes are in flight
+// (back-pressure instead of buffering, invariant 5).
+func (p *publisher) publish(ctx context.Context, subject, msgID string, data []byte) error {
+	if err := p.budget.acquire(ctx, len(data), p.failed); err != nil {
+		if e := p.failure(); e != nil {
+			return e
+		}
+		return err
+	}
+	msgID += p.idSuffix
+	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+	opts := []jetstream.PublishOpt{jetstream.WithMsgID(msgID), jetstream.WithRetryAttempts(0)}
+	if p.lastID != "" {
+		opts = append(opts, jetstream.WithExpectLastMsgID(p.lastID))
+	}
+	fut, err := p.js.PublishMsgAsync(msg, opts...)
+	if err != nil {
+		p.budget.release(len(data))
+		p.fail(fmt.Errorf("publish to JetStream: %w", err))
+		return p.failure()
+	}
+	p.lastID = msgID
+	p.seq++
+	select {
+	case p.inflight <- inflightMsg{fut: fut, seq: p.seq, size: len(data)}:
+		return nil
+	case <-p.failed:
+		return p.failure()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// checkpoint marks lsn durable once everything published so far is
+// acknowledged. Called only at transaction boundaries with no rows
+// waiting in open batches.
+func (p *publisher) checkpoint(lsn proto.LSN) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if lsn <= p.durable {
+		return
+	}
+	if n := len(p.checkpoints); n > 0 && p.checkpoints[n-1].seq == p.seq {
+		p.checkpoints[n-1].lsn = lsn // nothing sent since: move the last one
+	} else {
+		p.checkpoints = append(p.checkpoints, checkpoint{seq: p.seq, lsn: lsn})
+	}
+	p.advanceLocked()
+}
+
+func (p *publisher) advanceLocked() {
+	i := 0
+	for ; i < len(p.checkpoints) && p.checkpoints[i].seq <= p.ackedSeq; i++ {
+		p.durable = p.checkpoints[i].lsn
+	}
+	p.checkpoints = p.checkpoints[i:]
+	p.durableLSN.Store(uint64(p.durable))
+}
+
+// durablePos is the highest LSN whose changes are all acknowledged.
+func (p *publisher) durablePos() proto.LSN { return proto.LSN(p.durableLSN.Load()) }
+
+// pending reports messages sent and not yet acknowledged.
+func (p *publisher) pending() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ackedSeq < p.seq
+}
+
+func (p *publisher) collectAcks() {
+	defer close(p.done)
+	for {
+		var m inflightMsg
+		select {
+		case m = <-p.inflight:
+		case <-p.failed:
+			return
+		}
+		select {
+		case <-m.fut.Ok():
+		case err := <-m.fut.Err():
+			p.fail(classifyPublishError(err))
+			return
+		}
+		p.budget.release(m.size)
+		p.mu.Lock()
+		p.ackedSeq = m.seq
+		p.advanceLocked()
+		p.mu.Unlock()
+	}
+}
+
+// ErrChainBroken means a message was refused because the one before it
+// never reached the stream; the session restarts from the durable LSN.
+var ErrChainBroken = errors.New("JetStream refused a batch whose predecessor is missing (a message was lost in flight); restarting capture from the last durable position")
+
+// errCodeWrongLastMsgID is nats-server's JSStreamWrongLastMsgIDErrF, which
+// nats.go has no constant for.
+const errCodeWrongLastMsgID jetstream.ErrorCode = 10070
+
+func classifyPublishError(err error) error {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeWrongLastMsgID {
+		return fmt.Errorf("%w: %v", ErrChainBroken, err)
+	}
+	return fmt.Errorf("JetStream did not acknowledge a batch: %w", err)
+}
+
+func (p *publisher) fail(err error) {
+	p.failOnce.Do(func() {
+		p.mu.Lock()
+		p.err = err
+		p.mu.Unlock()
+		close(p.failed)
+	})
+}
+
+// failure returns the session's error, nil while it is healthy.
+func (p *publisher) failure() error {
+	select {
+	case <-p.failed:
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.err
+	default:
+		return nil
+	}
+}
+
+// close stops collecting acknowledgements.
+func (p *publisher) close() {
+	p.fail(errors.New("publisher closed"))
+	<-p.done
+}
+
+// waitAcked waits until every message sent is acknowledged (or failure).
+func (p *publisher) waitAcked(ctx context.Context) error {
+	for p.pending() {
+		if err := p.failure(); err != nil {
+			return err
+		}
+		if err := p.budget.waitChange(ctx, p.failed); err != nil {
+			return err
+		}
+	}
+	return p.failure()
+}
+
+// byteBudget bounds the bytes in flight. One message larger than the
+// whole budget is let through alone, so a huge row cannot deadlock.
+type byteBudget struct {
+	mu      sync.Mutex
+	max     int
+	used    int
+	changed chan struct{}
+}
+
+func newByteBudget(max int) *byteBudget {
+	return &byteBudget{max: max, changed: make(chan struct{})}
+}
+
+func (b *byteBudget) acquire(ctx context.Context, n int, abort <-chan struct{}) error {
+	for {
+		b.mu.Lock()
+		if b.used == 0 || b.used+n <= b.max {
+			b.used += n
+			b.mu.Unlock()
+			return nil
+		}
+		ch := b.changed
+		b.mu.Unlock()
+		select {
+		case <-ch:
+		case <-abort:
+			return errors.New("publisher failed")
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (b *byteBudget) release(n int) {
+	b.mu.Lock()
+	b.used -= n
+	close(b.changed)
+	b.changed = make(chan struct{})
+	b.mu.Unlock()
+}
+
+func (b *byteBudget) waitChange(ctx context.Context, abort <-chan struct{}) error {
+	b.mu.Lock()
+	ch := b.changed
+	b.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-abort:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,115 @@
+package capture
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sluicedb/sluice/internal/pgconfig"
+	"github.com/sluicedb/sluice/proto"
+)
+
+// SnapshotReader reads tables as of one exported snapshot. Several readers
+// importing the same snapshot see the same rows, so one table can be read
+// in parallel, chunk by chunk.
+type SnapshotReader struct {
+	conn *pgx.Conn
+	tx   pgx.Tx
+}
+
+// OpenSnapshotReader starts a read-only repeatable-read transaction on the
+// source and imports the snapshot. The exporting connection must still be
+// open and idle.
+func OpenSnapshotReader(ctx context.Context, dsn, snapshotName, task string) (*SnapshotReader, error) {
+	conn, err := pgconfig.Connect(ctx, dsn, "sluice snapshot "+task)
+	if err != nil {
+		return nil, fmt.Errorf("connect to source: %w", err)
+	}
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err == nil {
+		_, err = tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+quoteLiteral(snapshotName))
+	}
+	if err != nil {
+		conn.Close(context.Background())
+		return nil, fmt.Errorf("import snapshot %s: %w", snapshotName, err)
+	}
+	return &SnapshotReader{conn: conn, tx: tx}, nil
+}
+
+// Tx is the snapshot transaction, for reading the schema in the same cut.
+func (r *SnapshotReader) Tx() pgx.Tx { return r.tx }
+
+// Close ends the transaction and the session.
+func (r *SnapshotReader) Close() {
+	if r.conn != nil {
+		_ = r.tx.Rollback(context.Background())
+		r.conn.Close(context.Background())
+		r.conn = nil
+	}
+}
+
+// Chunk is a range of a table's heap pages: [FromPage, ToPage), ToPage < 0
+// meaning to the end. Ranges of ctid are the one way to split every table,
+// with or without a key, and PostgreSQL scans them directly (TID range
+// scan).
+type Chunk struct {
+	Table    proto.TableID
+	Columns  []string
+	FromPage int64
+	ToPage   int64
+	Index    int // 0-based within the table
+	Of       int
+}
+
+// PlanChunks splits a table into chunks of about pagesPerChunk pages. The
+// last chunk is open-ended.
+func (r *SnapshotReader) PlanChunks(ctx context.Context, t *proto.TableDef, pagesPerChunk int64) ([]Chunk, error) {
+	var pages int64
+	err := r.tx.QueryRow(ctx, `SELECT pg_relation_size($1::regclass) / current_setting('block_size')::bigint`,
+		pgx.Identifier{t.ID.Schema, t.ID.Name}.Sanitize()).Scan(&pages)
+	if err != nil {
+		return nil, fmt.Errorf("size of %s: %w", t.ID, err)
+	}
+	n := int64(1)
+	if pagesPerChunk > 0 && pages > pagesPerChunk {
+		n = (pages + pagesPerChunk - 1) / pagesPerChunk
+	}
+	cols := t.CopiedColumns()
+	chunks := make([]Chunk, n)
+	for i := range chunks {
+		chunks[i] = Chunk{Table: t.ID, Columns: cols, FromPage: int64(i) * pagesPerChunk, ToPage: int64(i+1) * pagesPerChunk, Index: i, Of: int(n)}
+	}
+	chunks[0].FromPage = 0
+	chunks[n-1].ToPage = -1
+	return chunks, nil
+}
+
+// CopySQL is the COPY statement that reads a chunk in text format.
+func (c Chunk) CopySQL() string {
+	cols := make([]string, len(c.Columns))
+	for i, name := range c.Columns {
+		cols[i] = pgx.Identifier{name}.Sanitize()
+	}
+	table := pgx.Identifier{c.Table.Schema, c.Table.Name}.Sanitize()
+	if c.Of == 1 {
+		return fmt.Sprintf("COPY %s (%s) TO STDOUT", table, strings.Join(cols, ", "))
+	}
+	where := fmt.Sprintf("ctid >= '(%d,0)'::tid", c.FromPage)
+	if c.ToPage >= 0 {
+		where += fmt.Sprintf(" AND ctid < '(%d,0)'::tid", c.ToPage)
+	}
+	return fmt.Sprintf("COPY (SELECT %s FROM ONLY %s WHERE %s) TO STDOUT", strings.Join(cols, ", "), table, where)
+}
+
+// Copy writes the chunk's rows to w in COPY text format and returns how
+// many there were. Rows stream through; nothing is held in memory.
+func (r *SnapshotReader) Copy(ctx context.Context, c Chunk, w io.Writer) (int64, error) {
+	tag, err := r.tx.Conn().PgConn().CopyTo(ctx, w, c.CopySQL())
+	if err != nil {
+		return 0, fmt.Errorf("read %s chunk %d/%d: %w", c.Table, c.Index+1, c.Of, err)
+	}
+	return tag.RowsAffected(), nil
+}

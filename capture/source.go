@@ -1,0 +1,210 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/sluicedb/sluice/internal/pgconfig"
+	"github.com/sluicedb/sluice/proto"
+)
+
+// PrepareSource creates what capture needs in the source before the slot:
+// the heartbeat row and the publication of the task's tables (and of its
+// heartbeat row). Both are idempotent; an existing publication is set to
+// exactly these tables.
+func PrepareSource(ctx context.Context, conn *pgx.Conn, task string, tables []proto.TableID) error {
+	if err := ensureHeartbeatRow(ctx, conn, task); err != nil {
+		return err
+	}
+	pub := proto.SlotName(task)
+	list := make([]string, 0, len(tables)+1)
+	for _, t := range tables {
+		list = append(list, pgx.Identifier{t.Schema, t.Name}.Sanitize())
+	}
+	list = append(list, fmt.Sprintf("%s WHERE (task = %s)",
+		pgx.Identifier{proto.HeartbeatTable.Schema, proto.HeartbeatTable.Name}.Sanitize(), quoteLiteral(task)))
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, pub).Scan(&exists); err != nil {
+		return fmt.Errorf("look up publication %s: %w", pub, err)
+	}
+	verb := "CREATE PUBLICATION %s FOR TABLE %s"
+	if exists {
+		verb = "ALTER PUBLICATION %s SET TABLE %s"
+	}
+	if _, err := conn.Exec(ctx, fmt.Sprintf(verb, pgx.Identifier{pub}.Sanitize(), strings.Join(list, ", "))); err != nil {
+		return fmt.Errorf("create publication %s: %w", pub, err)
+	}
+	return nil
+}
+
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// SlotInfo describes the task's replication slot.
+type SlotInfo struct {
+	Exists       bool
+	Active       bool
+	ActivePID    int32
+	ConfirmedLSN proto.LSN
+}
+
+// LookupSlot reads the task's slot from pg_replication_slots.
+func LookupSlot(ctx context.Context, conn *pgx.Conn, task string) (SlotInfo, error) {
+	var info SlotInfo
+	var confirmed *string
+	var pid *int32
+	err := conn.QueryRow(ctx, `SELECT active, active_pid, confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`,
+		proto.SlotName(task)).Scan(&info.Active, &pid, &confirmed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return info, nil
+	}
+	if err != nil {
+		return info, fmt.Errorf("look up slot: %w", err)
+	}
+	info.Exists = true
+	if pid != nil {
+		info.ActivePID = *pid
+	}
+	if confirmed != nil {
+		if info.ConfirmedLSN, err = proto.ParseLSN(*confirmed); err != nil {
+			return info, err
+		}
+	}
+	return info, nil
+}
+
+// ExportedSnapshot is a snapshot exported by slot creation. It stays
+// importable while Conn is open and idle; close Conn (or start replication
+// on it) once every reader has imported it.
+type ExportedSnapshot struct {
+	Conn *pgconn.PgConn
+	// LSN is the slot's consistent point: transactions that committed
+	// before it are in the snapshot, later ones are in the slot.
+	LSN  proto.LSN
+	Name string
+}
+
+// CreateSlot creates the task's logical slot (pgoutput) and exports its
+// snapshot, the one consistent cut of full sync (invariant 4).
+func CreateSlot(ctx context.Context, dsn, task string) (*ExportedSnapshot, error) {
+	return createSlot(ctx, dsn, task, proto.SlotName(task), false)
+}
+
+// CreateTemporarySnapshot exports a fresh consistent snapshot through a
+// temporary slot (dropped when the connection closes). Full sync uses it
+// for tables it must copy again after an interruption, when the task's own
+// slot's snapshot is gone; the changes such a table gets before the
+// snapshot's LSN are skipped by position.
+func CreateTemporarySnapshot(ctx context.Context, dsn, task string) (*ExportedSnapshot, error) {
+	return createSlot(ctx, dsn, task, proto.SlotName(task)+"_snap", true)
+}
+
+func createSlot(ctx context.Context, dsn, task, slot string, temporary bool) (*ExportedSnapshot, error) {
+	cfg, err := pgconfig.ParseReplication(dsn, "sluice slot "+task)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to source for replication: %w", err)
+	}
+	res, err := pglogrepl.CreateReplicationSlot(ctx, conn, slot, "pgoutput", pglogrepl.CreateReplicationSlotOptions{
+		Temporary:      temporary,
+		SnapshotAction: "EXPORT_SNAPSHOT",
+		Mode:           pglogrepl.LogicalReplication,
+	})
+	if err != nil {
+		conn.Close(context.Background())
+		return nil, fmt.Errorf("create replication slot %s: %w", slot, err)
+	}
+	lsn, err := proto.ParseLSN(res.ConsistentPoint)
+	if err != nil {
+		conn.Close(context.Background())
+		return nil, err
+	}
+	return &ExportedSnapshot{Conn: conn, LSN: lsn, Name: res.SnapshotName}, nil
+}
+
+// Close releases the snapshot's connection.
+func (e *ExportedSnapshot) Close() {
+	if e != nil && e.Conn != nil {
+		e.Conn.Close(context.Background())
+		e.Conn = nil
+	}
+}
+
+// DropSlot drops the task's replication slot, if it exists.
+func DropSlot(ctx context.Context, conn *pgx.Conn, task string) error {
+	return dropSlot(ctx, conn, proto.SlotName(task))
+}
+
+// DropTaskObjects removes everything a task created in the source: its
+// slot (ending the session that holds it, if any), its publication and its
+// heartbeat row; the heartbeat table and the sluice schema go with the
+// last task. Objects already gone are fine.
+func DropTaskObjects(ctx context.Context, conn *pgx.Conn, task string) error {
+	slot := proto.SlotName(task)
+	for _, s := range []string{slot, slot + "_snap"} {
+		if err := dropSlot(ctx, conn, s); err != nil {
+			return err
+		}
+	}
+	if _, err := conn.Exec(ctx, "DROP PUBLICATION IF EXISTS "+pgx.Identifier{slot}.Sanitize()); err != nil {
+		return fmt.Errorf("drop publication %s: %w", slot, err)
+	}
+	var hasTable bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass('sluice.heartbeat') IS NOT NULL`).Scan(&hasTable); err != nil {
+		return err
+	}
+	if !hasTable {
+		return nil
+	}
+	if _, err := conn.Exec(ctx, `DELETE FROM sluice.heartbeat WHERE task = $1`, task); err != nil {
+		return fmt.Errorf("delete heartbeat row: %w", err)
+	}
+	var others bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM sluice.heartbeat)`).Scan(&others); err != nil {
+		return err
+	}
+	if !others {
+		if _, err := conn.Exec(ctx, `DROP TABLE IF EXISTS sluice.heartbeat`); err != nil {
+			return fmt.Errorf("drop heartbeat table: %w", err)
+		}
+		// Only when nothing else lives in it.
+		if _, err := conn.Exec(ctx, `DO $$ BEGIN
+			IF NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'sluice')
+			   AND NOT EXISTS (SELECT 1 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = 'sluice')
+			   AND NOT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'sluice')
+			THEN DROP SCHEMA IF EXISTS sluice; END IF; END $$`); err != nil {
+			return fmt.Errorf("drop schema sluice: %w", err)
+		}
+	}
+	return nil
+}
+
+func dropSlot(ctx context.Context, conn *pgx.Conn, slot string) error {
+	// A walsender may still hold the slot for a moment after its client
+	// went away; end it and retry briefly.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := conn.Exec(ctx, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL`, slot)
+		if err != nil {
+			return fmt.Errorf("end session holding slot %s: %w", slot, err)
+		}
+		_, err = conn.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, slot)
+		if err == nil {
+			return nil
+		}
+		var pgErr *pgconn.PgError
+		if !(errors.As(err, &pgErr) && pgErr.Code == "55006") || time.Now().After(deadline) { // object_in_use
+			return fmt.Errorf("drop slot %s: %w", slot, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
