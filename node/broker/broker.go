@@ -96,4 +96,3 @@ func (b *Broker) Shutdown() {
 	b.srv.Shutdown()
 	b.srv.WaitForShutdown()
 }
-

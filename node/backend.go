@@ -1,0 +1,62 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicedb/sluice/apply"
+	"github.com/sluicedb/sluice/apply/postgres"
+	"github.com/sluicedb/sluice/capture"
+	"github.com/sluicedb/sluice/coordinator"
+	"github.com/sluicedb/sluice/internal/pgconfig"
+	"github.com/sluicedb/sluice/proto"
+)
+
+// backend is what the HTTP API asks of this node.
+type backend struct {
+	worker *Worker
+	js     jetstream.JetStream
+	logger *slog.Logger
+}
+
+var _ coordinator.Backend = (*backend)(nil)
+
+func (b *backend) Precheck(ctx context.Context, spec *proto.TaskSpec) error {
+	return Precheck(ctx, spec)
+}
+
+// Cleanup stops the task here, then removes what it created: the slot,
+// publication and heartbeat row in the source (required: a forgotten slot
+// holds WAL forever), the stream, and its positions at the destination
+// (best effort: a new task of the same name resets them anyway).
+func (b *backend) Cleanup(ctx context.Context, spec *proto.TaskSpec) error {
+	b.worker.Stop(spec.Name)
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	src, err := pgconfig.Connect(ctx, spec.Source.DSN, "sluice cleanup")
+	if err != nil {
+		return fmt.Errorf("cannot reach the source to drop the task's replication slot and publication (fix the connection and delete again): %w", err)
+	}
+	defer src.Close(context.Background())
+	if err := capture.DropTaskObjects(ctx, src, spec.Name); err != nil {
+		return err
+	}
+	if err := apply.DeleteStream(ctx, b.js, spec.Name); err != nil {
+		return err
+	}
+	if sink, err := postgres.Open(ctx, postgres.Options{DSN: spec.Destination.DSN, MaxConns: 1, Application: "sluice cleanup"}); err != nil {
+		b.logger.Warn("cannot reach the destination to remove the task's positions", "task", spec.Name, "err", err)
+	} else {
+		if err := sink.ResetOffsets(ctx, spec.Name); err != nil {
+			b.logger.Warn("cannot remove the task's positions at the destination", "task", spec.Name, "err", err)
+		}
+		sink.Close(ctx)
+	}
+	return nil
+}
+
+func (b *backend) Live(name string) coordinator.Live { return b.worker.Live(name) }

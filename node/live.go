@@ -1,0 +1,112 @@
+package node
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluicedb/sluice/apply"
+	"github.com/sluicedb/sluice/capture"
+	"github.com/sluicedb/sluice/coordinator"
+	"github.com/sluicedb/sluice/proto"
+)
+
+// live holds a running task's volatile metrics; the API merges them into
+// the status. They are not replicated: a restarted node starts counting
+// again, while phases and errors live in the Raft state.
+type live struct {
+	rowsDone      atomic.Int64
+	rowsEstimated atomic.Int64
+	tablesDone    atomic.Int64
+	tablesTotal   atomic.Int64
+
+	mu      sync.Mutex
+	capture *capture.Capture
+	workers []*apply.WorkerStats
+	// samples of rows applied, one a second, for throughput.
+	samples []sample
+}
+
+type sample struct {
+	at   time.Time
+	rows int64
+}
+
+func (l *live) setCapture(c *capture.Capture) {
+	l.mu.Lock()
+	l.capture = c
+	l.mu.Unlock()
+}
+
+func (l *live) addWorker(s *apply.WorkerStats) {
+	l.mu.Lock()
+	l.workers = append(l.workers, s)
+	l.mu.Unlock()
+}
+
+func (l *live) rowsApplied() int64 {
+	var n int64
+	for _, w := range l.workers {
+		n += w.RowsApplied.Load()
+	}
+	return n
+}
+
+// tick records a throughput sample; called every second.
+func (l *live) tick(now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.samples = append(l.samples, sample{at: now, rows: l.rowsApplied()})
+	if len(l.samples) > 11 {
+		l.samples = l.samples[len(l.samples)-11:]
+	}
+}
+
+// heartbeatInterval is the capture's heartbeat period: a group whose last
+// heartbeat is older than this is lagging by the difference.
+const heartbeatInterval = time.Second
+
+func (l *live) snapshot(now time.Time) coordinator.Live {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := coordinator.Live{
+		RowsDone:      l.rowsDone.Load(),
+		RowsEstimated: l.rowsEstimated.Load(),
+		TablesDone:    int(l.tablesDone.Load()),
+		TablesTotal:   int(l.tablesTotal.Load()),
+		RowsApplied:   l.rowsApplied(),
+	}
+	if l.capture != nil {
+		out.ConfirmedLSN = proto.LSN(l.capture.Stats.ConfirmedLSN.Load()).String()
+	}
+	if n := len(l.samples); n >= 2 {
+		first, last := l.samples[0], l.samples[n-1]
+		if d := last.at.Sub(first.at).Seconds(); d > 0 {
+			out.ThroughputRPS = float64(last.rows-first.rows) / d
+		}
+	}
+	// Latency: every group sees every heartbeat; the task is as late as
+	// its slowest group.
+	if len(l.workers) > 0 {
+		var worst int64
+		for _, w := range l.workers {
+			commit, seen := w.HeartbeatCommitUS.Load(), w.HeartbeatSeenUS.Load()
+			if commit == 0 {
+				return out // a group has not caught up with any heartbeat yet
+			}
+			lat := seen - commit
+			if stale := now.UnixMicro() - commit - heartbeatInterval.Microseconds(); stale > lat {
+				lat = stale
+			}
+			if lat > worst {
+				worst = lat
+			}
+		}
+		ms := worst / 1000
+		if ms < 0 {
+			ms = 0
+		}
+		out.LatencyMS = &ms
+	}
+	return out
+}

@@ -1,0 +1,265 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/sluicedb/sluice/apply"
+	"github.com/sluicedb/sluice/apply/postgres"
+	"github.com/sluicedb/sluice/capture"
+	"github.com/sluicedb/sluice/coordinator"
+	"github.com/sluicedb/sluice/internal/pgconfig"
+	"github.com/sluicedb/sluice/proto"
+)
+
+// TaskStore is what a runner needs of the replicated state.
+type TaskStore interface {
+	Task(name string) (coordinator.Task, bool)
+	Apply(ctx context.Context, cmd coordinator.Command) error
+}
+
+// RunnerConfig tunes how a task runs; zero values take defaults.
+type RunnerConfig struct {
+	// SnapshotReaders is the number of parallel full-sync readers (and
+	// destination writers).
+	SnapshotReaders int
+	// PagesPerChunk splits tables for full sync (8 KiB pages).
+	PagesPerChunk int64
+	// Groups is the number of table groups (apply workers).
+	Groups  int
+	Capture capture.Config
+	Worker  apply.WorkerConfig
+	// Backoff bounds between retries.
+	MinBackoff, MaxBackoff time.Duration
+}
+
+func (c *RunnerConfig) setDefaults() {
+	if c.SnapshotReaders <= 0 {
+		c.SnapshotReaders = 4
+	}
+	if c.PagesPerChunk <= 0 {
+		c.PagesPerChunk = 4096 // 32 MiB
+	}
+	if c.Groups <= 0 {
+		c.Groups = apply.DefaultGroups
+	}
+	if c.MinBackoff <= 0 {
+		c.MinBackoff = time.Second
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 30 * time.Second
+	}
+}
+
+// runner runs one task on this node: its phases, its capture and apply
+// units, and its retries.
+type runner struct {
+	name   string
+	store  TaskStore
+	js     jetstream.JetStream
+	cfg    RunnerConfig
+	logger *slog.Logger
+	live   *live
+}
+
+// errReleased ends a task that has nothing more to do (full sync only).
+var errReleased = errors.New("task finished")
+
+// run supervises the task until ctx ends or the task fails for good.
+// Each failure is retried with backoff while its kind's retry window is
+// open (invariant 7); the window opens at the first failure and closes
+// the task when it ends. An attempt that ran for a while resets it.
+func (r *runner) run(ctx context.Context) {
+	if err := r.store.Apply(ctx, coordinator.BumpEpoch{Name: r.name}); err != nil {
+		r.logger.Error("cannot start task", "task", r.name, "err", err)
+		return
+	}
+	backoff := r.cfg.MinBackoff
+	var windowStart time.Time
+	var windowKind proto.ErrorKind
+	for {
+		started := time.Now()
+		err := r.attempt(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, errReleased) {
+			r.setStatus(ctx, "", proto.StateReleased, nil, true)
+			return
+		}
+		if errors.Is(err, apply.ErrFenced) {
+			r.logger.Warn("task fenced by a newer owner; stopping here", "task", r.name)
+			return
+		}
+		kind := Classify(err)
+		now := time.Now()
+		if time.Since(started) > time.Minute || kind != windowKind {
+			windowStart, windowKind, backoff = now, kind, r.cfg.MinBackoff
+		}
+		task, ok := r.store.Task(r.name)
+		if !ok {
+			return
+		}
+		window := task.Spec.Retry.OtherRetry()
+		if kind == proto.ErrorConnection {
+			window = task.Spec.Retry.ConnectionRetry()
+		}
+		until := windowStart.Add(window)
+		terr := &proto.TaskError{Kind: kind, Message: err.Error(), At: now, RetryUntil: until}
+		if now.After(until) {
+			terr.RetryUntil = time.Time{}
+			r.logger.Error("task failed: retry window closed", "task", r.name, "kind", kind, "err", err)
+			r.setStatus(ctx, "", proto.StateFailed, terr, false)
+			return
+		}
+		r.logger.Warn("task error; retrying", "task", r.name, "kind", kind, "in", backoff, "until", until.Format(time.RFC3339), "err", err)
+		r.setStatus(ctx, "", proto.StateRetrying, terr, false)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		if backoff *= 2; backoff > r.cfg.MaxBackoff {
+			backoff = r.cfg.MaxBackoff
+		}
+	}
+}
+
+func (r *runner) setStatus(ctx context.Context, phase proto.Phase, state proto.State, terr *proto.TaskError, keepErr bool) {
+	err := r.store.Apply(ctx, coordinator.SetTaskStatus{Name: r.name, Phase: phase, State: state, Error: terr, KeepError: keepErr})
+	if err != nil && ctx.Err() == nil {
+		r.logger.Warn("cannot record task status", "task", r.name, "err", err)
+	}
+}
+
+// attempt runs the task's remaining phases once.
+func (r *runner) attempt(ctx context.Context) error {
+	task, ok := r.store.Task(r.name)
+	if !ok {
+		return fmt.Errorf("task %s is gone", r.name)
+	}
+	spec := task.Spec
+	r.setStatus(ctx, "", proto.StateRunning, nil, true)
+
+	src, err := pgconfig.Connect(ctx, spec.Source.DSN, "sluice task "+r.name)
+	if err != nil {
+		return fmt.Errorf("connect to source: %w", err)
+	}
+	defer src.Close(context.Background())
+	sink, err := postgres.Open(ctx, postgres.Options{
+		DSN: spec.Destination.DSN, MaxConns: int32(r.cfg.SnapshotReaders + r.cfg.Groups + 1),
+		Application: "sluice task " + r.name, Logger: r.logger,
+	})
+	if err != nil {
+		return fmt.Errorf("connect to destination: %w", err)
+	}
+	defer sink.Close(context.Background())
+
+	tables, err := capture.ListTables(ctx, src, spec.Objects)
+	if err != nil {
+		return err
+	}
+	incremental := spec.Sync.IncrementalEnabled()
+	if incremental {
+		if err := apply.EnsureStream(ctx, r.js, r.name, r.cfg.Groups, tables); err != nil {
+			return err
+		}
+		if err := capture.PrepareSource(ctx, src, r.name, tables); err != nil {
+			return err
+		}
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	defer g.Wait()
+	if task.Phase == proto.PhaseSchema || task.Phase == proto.PhaseFull || !task.PostDataDone {
+		if err := r.fullPhases(gctx, g, &task, src, sink, tables); err != nil {
+			return errors.Join(err, waitOthers(g))
+		}
+		if !incremental {
+			return errReleased
+		}
+		if task, ok = r.store.Task(r.name); !ok {
+			return fmt.Errorf("task %s is gone", r.name)
+		}
+	} else if incremental {
+		if err := r.startCapture(gctx, g, src, nil); err != nil {
+			return err
+		}
+	}
+	if task.Phase != proto.PhaseIncremental {
+		r.setStatus(ctx, proto.PhaseIncremental, proto.StateRunning, nil, true)
+	}
+	r.startApply(gctx, g, sink, task.Epoch)
+	return g.Wait()
+}
+
+// waitOthers collects the errors of units already started when a phase
+// failed (the group's context is cancelled by then).
+func waitOthers(g *errgroup.Group) error {
+	err := g.Wait()
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// startCapture runs the capture unit in g, from the slot's confirmed
+// position, or on conn (the connection that created the slot).
+func (r *runner) startCapture(ctx context.Context, g *errgroup.Group, src *pgx.Conn, exported *capture.ExportedSnapshot) error {
+	ccfg := r.cfg.Capture
+	ccfg.Task = r.name
+	task, _ := r.store.Task(r.name)
+	ccfg.SourceDSN = task.Spec.Source.DSN
+	ccfg.JetStream = r.js
+	ccfg.Logger = r.logger
+	c, err := capture.New(ccfg)
+	if err != nil {
+		return err
+	}
+	start := task.ConsistentLSN
+	if exported == nil {
+		slot, err := capture.LookupSlot(ctx, src, r.name)
+		if err != nil {
+			return err
+		}
+		if !slot.Exists {
+			return fmt.Errorf("replication slot %s is missing in the source: it was dropped outside Sluice; delete and recreate the task", proto.SlotName(r.name))
+		}
+		if slot.ConfirmedLSN > start {
+			start = slot.ConfirmedLSN
+		}
+	}
+	r.live.setCapture(c)
+	var conn *pgconn.PgConn
+	if exported != nil {
+		conn, exported.Conn = exported.Conn, nil
+	}
+	g.Go(func() error { return c.Run(ctx, start, conn) })
+	return nil
+}
+
+// startApply runs one apply worker per table group in g.
+func (r *runner) startApply(ctx context.Context, g *errgroup.Group, sink *postgres.Sink, epoch uint64) {
+	for group := 0; group < r.cfg.Groups; group++ {
+		wcfg := r.cfg.Worker
+		wcfg.Task, wcfg.Group, wcfg.Sink, wcfg.Epoch, wcfg.Logger = r.name, group, sink, epoch, r.logger
+		wcfg.Stats = &apply.WorkerStats{}
+		r.live.addWorker(wcfg.Stats)
+		g.Go(func() error {
+			cons, err := r.js.Consumer(ctx, proto.StreamName(r.name), apply.ConsumerName(group))
+			if err != nil {
+				return fmt.Errorf("open consumer %s: %w", apply.ConsumerName(group), err)
+			}
+			wcfg.Consumer = cons
+			return apply.RunWorker(ctx, wcfg)
+		})
+	}
+}
