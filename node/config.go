@@ -2,7 +2,12 @@
 // embedded broker (JetStream) and the worker that runs a task's units.
 package node
 
-import "log/slog"
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+)
 
 // Config configures `sluice up`, a single-node cluster in one process.
 type Config struct {
@@ -12,5 +17,41 @@ type Config struct {
 	Listen string
 	// RaftListen is the Raft transport address (default: API port + 1).
 	RaftListen string
-	Logger     *slog.Logger
+	// BrokerListen, when set, exposes the embedded NATS server to other
+	// processes; by default the node talks to it in-process only.
+	BrokerListen string
+	Logger       *slog.Logger
+	// Runner tunes task execution (tests and benchmarks).
+	Runner RunnerConfig
+}
+
+// DefaultListen is the API address of `sluice up`.
+const DefaultListen = "127.0.0.1:7420"
+
+func (c *Config) setDefaults() error {
+	if c.DataDir == "" {
+		return fmt.Errorf("node: a data directory is required")
+	}
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.RaftListen == "" {
+		host, port, err := net.SplitHostPort(c.Listen)
+		if err != nil {
+			return fmt.Errorf("node: listen address %q: %w", c.Listen, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return fmt.Errorf("node: listen address %q: bad port", c.Listen)
+		}
+		if p == 0 {
+			c.RaftListen = net.JoinHostPort(host, "0")
+		} else {
+			c.RaftListen = net.JoinHostPort(host, strconv.Itoa(p+1))
+		}
+	}
+	return nil
 }

@@ -29,4 +29,3 @@ func NewJetStream(t testing.TB) (*broker.Broker, *nats.Conn) {
 	t.Cleanup(nc.Close)
 	return b, nc
 }
-

@@ -1,0 +1,48 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TableSum is a table's content fingerprint: the row count and an
+// order-independent sum of a hash of every row's text form. Equal sums
+// mean equal multisets of rows (duplicates count), whatever the physical
+// order.
+type TableSum struct {
+	Rows int64
+	Sum  string
+}
+
+// ChecksumTable fingerprints a table over all its columns.
+func ChecksumTable(ctx context.Context, conn *pgx.Conn, table string) (TableSum, error) {
+	var s TableSum
+	err := conn.QueryRow(ctx, fmt.Sprintf(`SELECT count(*), COALESCE(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint), 0)::text FROM %s AS t`, table)).Scan(&s.Rows, &s.Sum)
+	return s, err
+}
+
+// CompareTables fingerprints each table on both sides and returns an
+// error naming every table that differs.
+func CompareTables(ctx context.Context, src, dst *pgx.Conn, tables []string) error {
+	var diffs []string
+	for _, t := range tables {
+		a, err := ChecksumTable(ctx, src, t)
+		if err != nil {
+			return fmt.Errorf("source %s: %w", t, err)
+		}
+		b, err := ChecksumTable(ctx, dst, t)
+		if err != nil {
+			return fmt.Errorf("destination %s: %w", t, err)
+		}
+		if a != b {
+			diffs = append(diffs, fmt.Sprintf("%s: source %d rows (sum %s), destination %d rows (sum %s)", t, a.Rows, a.Sum, b.Rows, b.Sum))
+		}
+	}
+	if len(diffs) > 0 {
+		return fmt.Errorf("contents differ:\n  %s", strings.Join(diffs, "\n  "))
+	}
+	return nil
+}
