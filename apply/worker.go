@@ -104,6 +104,8 @@ type worker struct {
 	iter    jetstream.MessagesContext
 	lastSeq uint64 // consumer sequence of the last message received
 	open    map[string]*Segment
+	// parts of a batch split over several messages (one huge row)
+	parts []byte
 }
 
 // batch collects messages into one Changes, applies it, and acknowledges.
@@ -114,19 +116,24 @@ func (w *worker) batch(ctx context.Context) error {
 	var heartbeat int64
 	rows, bytes := 0, 0
 	var deadline time.Time
-	for rows < w.cfg.MaxBatchRows && bytes < w.cfg.MaxBatchBytes {
+	// A batch never ends inside a split batch: the acknowledgement must
+	// not pass its first parts before its last one is applied.
+	for (rows < w.cfg.MaxBatchRows && bytes < w.cfg.MaxBatchBytes) || w.parts != nil {
 		var msg jetstream.Msg
 		var err error
 		if last == nil {
 			msg, err = w.iter.Next(jetstream.NextContext(ctx))
 		} else {
 			wait := time.Until(deadline)
-			if wait <= 0 {
+			if w.parts != nil {
+				msg, err = w.iter.Next(jetstream.NextContext(ctx))
+			} else if wait <= 0 {
 				break
-			}
-			msg, err = w.iter.Next(jetstream.NextMaxWait(wait))
-			if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
-				break
+			} else {
+				msg, err = w.iter.Next(jetstream.NextMaxWait(wait))
+				if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+					break
+				}
 			}
 		}
 		if err != nil {
@@ -149,6 +156,20 @@ func (w *worker) batch(ctx context.Context) error {
 			return fmt.Errorf("stream %d: %w", meta.Sequence.Stream, err)
 		}
 		bytes += len(msg.Data())
+		if b.Parts > 0 {
+			if b.PartNo == 0 {
+				w.parts = []byte{}
+			}
+			w.parts = append(w.parts, b.Part...)
+			if b.PartNo+1 < b.Parts {
+				continue
+			}
+			whole := w.parts
+			w.parts = nil
+			if b, err = proto.DecodeBatch(whole); err != nil {
+				return fmt.Errorf("stream %d (reassembled): %w", meta.Sequence.Stream, err)
+			}
+		}
 		if b.Table == proto.HeartbeatTable {
 			if n := len(b.Rows); n > 0 {
 				heartbeat = b.Rows[n-1].CommitTimeUS

@@ -418,7 +418,18 @@ func (s *sessionState) flushOne(ctx context.Context, relID uint32) error {
 		}
 	}
 	s.openBytes -= len(b.buf)
-	return s.pub.publish(ctx, b.subject, proto.BatchMsgID(b.rel.table, b.first, b.last), b.buf)
+	id := proto.BatchMsgID(b.rel.table, b.first, b.last)
+	if len(b.buf) <= 2*s.c.cfg.MaxBatchBytes {
+		return s.pub.publish(ctx, b.subject, id, b.buf)
+	}
+	// A huge row: parts of MaxBatchBytes, published back to back so they
+	// are consecutive in the stream.
+	for i, part := range proto.SplitBatch(b.rel.table, b.buf, s.c.cfg.MaxBatchBytes) {
+		if err := s.pub.publish(ctx, b.subject, fmt.Sprintf("%s/%d", id, i), part); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // publishOpen publishes every open batch, in first-seen order.

@@ -94,6 +94,11 @@ type Batch struct {
 	Columns         []Column
 	ReplicaIdentity byte
 	Rows            []Row
+	// Part, PartNo and Parts: this message is one part of a batch too large
+	// for one message (see SplitBatch); Rows is then empty.
+	Part   []byte
+	PartNo uint32
+	Parts  uint32
 }
 
 // MsgID identifies the batch for JetStream's duplicate detection: the table
@@ -119,6 +124,9 @@ const (
 	fBatchColumns  = 3
 	fBatchIdentity = 4
 	fBatchRows     = 5
+	fBatchPart     = 6
+	fBatchPartNo   = 7
+	fBatchParts    = 8
 
 	fColName    = 1
 	fColTypeOID = 2
@@ -166,6 +174,26 @@ func AppendBatchHeader(buf []byte, t TableID, cols []Column, identity byte) []by
 		})
 	}
 	return appendVarint(buf, fBatchIdentity, uint64(identity))
+}
+
+// SplitBatch cuts an encoded batch into messages of at most about max
+// bytes, each naming the table (so it is routed like the whole) and
+// carrying one part.
+func SplitBatch(t TableID, encoded []byte, max int) [][]byte {
+	n := (len(encoded) + max - 1) / max
+	out := make([][]byte, 0, n)
+	for i := 0; i < n; i++ {
+		part := encoded[i*max : min((i+1)*max, len(encoded))]
+		var m []byte
+		m = appendString(m, fBatchSchema, t.Schema)
+		m = appendString(m, fBatchTable, t.Name)
+		m = protowire.AppendTag(m, fBatchPart, protowire.BytesType)
+		m = protowire.AppendBytes(m, part)
+		m = appendVarint(m, fBatchPartNo, uint64(i))
+		m = appendVarint(m, fBatchParts, uint64(n))
+		out = append(out, m)
+	}
+	return out
 }
 
 // AppendRow appends one row of a batch.
@@ -274,6 +302,12 @@ func DecodeBatch(data []byte) (*Batch, error) {
 		case fBatchRows:
 			b.Rows = append(b.Rows, Row{})
 			return b.Rows[len(b.Rows)-1].decode(body)
+		case fBatchPart:
+			b.Part = body
+		case fBatchPartNo:
+			b.PartNo = uint32(v)
+		case fBatchParts:
+			b.Parts = uint32(v)
 		}
 		return nil
 	})

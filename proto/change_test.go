@@ -105,3 +105,27 @@ func TestLSN(t *testing.T) {
 		t.Fatal("ordering")
 	}
 }
+
+func TestSplitBatchReassembles(t *testing.T) {
+	in := sampleBatch()
+	data := in.Encode(nil)
+	parts := SplitBatch(in.Table, data, 50)
+	if len(parts) < 3 {
+		t.Fatalf("%d parts", len(parts))
+	}
+	var whole []byte
+	for i, p := range parts {
+		b, err := DecodeBatch(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Table != in.Table || int(b.PartNo) != i || int(b.Parts) != len(parts) || len(b.Rows) != 0 {
+			t.Fatalf("part %d: %+v", i, b)
+		}
+		whole = append(whole, b.Part...)
+	}
+	out, err := DecodeBatch(whole)
+	if err != nil || len(out.Rows) != len(in.Rows) || out.MsgID() != in.MsgID() {
+		t.Fatalf("reassembled: %v %+v", err, out)
+	}
+}

@@ -33,6 +33,7 @@ CREATE TABLE accounts (
 CREATE TABLE events (account_id bigint, kind text, payload jsonb, at timestamptz DEFAULT now());
 ALTER TABLE events REPLICA IDENTITY FULL;
 CREATE TABLE docs (id int PRIMARY KEY, title text NOT NULL, body text);
+ALTER TABLE docs ALTER COLUMN body SET STORAGE EXTERNAL; -- out of line, so updates leave it unchanged-TOAST
 CREATE INDEX accounts_owner ON accounts (owner);
 `
 

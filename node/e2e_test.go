@@ -1,0 +1,232 @@
+package node_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicedb/sluice/coordinator"
+	"github.com/sluicedb/sluice/internal/sluicetest"
+	"github.com/sluicedb/sluice/internal/testenv"
+	"github.com/sluicedb/sluice/internal/workload"
+	"github.com/sluicedb/sluice/node"
+	"github.com/sluicedb/sluice/proto"
+)
+
+// pair is a source and a destination cluster.
+type pair struct {
+	src, dst *testenv.Postgres
+}
+
+func newPair(t *testing.T) pair {
+	t.Helper()
+	return pair{src: testenv.NewPostgres(t), dst: testenv.NewPostgres(t)}
+}
+
+func taskYAML(name string, p pair, extra string) []byte {
+	return []byte(fmt.Sprintf(`name: %s
+source: { dsn: "%s" }
+destination: { type: postgres, dsn: "%s" }
+objects:
+  - schema: public
+%s`, name, p.src.DSN("postgres"), p.dst.DSN("postgres"), extra))
+}
+
+func createTask(t *testing.T, c *coordinator.Client, spec []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := c.CreateTask(ctx, spec); err != nil {
+		t.Fatalf("create task: %v", err)
+	}
+}
+
+// waitPhase polls the task until it reaches phase, failing on a failed
+// task.
+func waitPhase(t *testing.T, c *coordinator.Client, name string, phase proto.Phase, timeout time.Duration) *proto.TaskStatus {
+	t.Helper()
+	var st *proto.TaskStatus
+	testenv.CheckFor(t, timeout, 100*time.Millisecond, func() error {
+		var err error
+		st, err = c.GetTask(context.Background(), name)
+		if err != nil {
+			return err
+		}
+		if st.State == proto.StateFailed {
+			t.Fatalf("task failed: %+v", st.LastError)
+		}
+		if st.Phase != phase {
+			return fmt.Errorf("phase %s state %s, waiting for %s (last error: %+v)", st.Phase, st.State, phase, st.LastError)
+		}
+		return nil
+	})
+	return st
+}
+
+// waitEqual polls until source and destination have equal contents.
+func waitEqual(t *testing.T, p pair, tables []string, timeout time.Duration) {
+	t.Helper()
+	src := testenv.Conn(t, p.src.DSN("postgres"))
+	dst := testenv.Conn(t, p.dst.DSN("postgres"))
+	testenv.CheckFor(t, timeout, 250*time.Millisecond, func() error {
+		return testenv.CompareTables(context.Background(), src, dst, tables)
+	})
+}
+
+// The main path: schema, full and incremental sync while a workload
+// writes inserts, updates (key changes and unchanged TOAST included),
+// deletes and truncates; the copy must end equal to the source.
+func TestSyncSchemaFullIncrementalUnderLoad(t *testing.T) {
+	p := newPair(t)
+	ctx := context.Background()
+	srcConn := testenv.Conn(t, p.src.DSN("postgres"))
+	testenv.MustExec(t, srcConn, workload.Schema)
+	if err := workload.Seed(ctx, srcConn, 20000); err != nil {
+		t.Fatal(err)
+	}
+	// Small chunks, so the bigger tables are copied by several readers.
+	n := sluicetest.StartNode(t, node.Config{Runner: node.RunnerConfig{PagesPerChunk: 32, SnapshotReaders: 3}})
+	c := &coordinator.Client{BaseURL: n.URL}
+
+	load := make(chan error, 1)
+	go func() {
+		_, err := workload.Run(ctx, p.src.DSN("postgres"), workload.Options{Transactions: 1500, Duration: 2 * time.Minute, Seed: 1, SeededRows: 20000, Truncate: true})
+		load <- err
+	}()
+	createTask(t, c, taskYAML("main", p, ""))
+	st := waitPhase(t, c, "main", proto.PhaseIncremental, 2*time.Minute)
+	if st.Full.RowsDone < 20000 || st.Full.TablesDone != 3 {
+		t.Errorf("full sync progress: %+v", st.Full)
+	}
+	if err := <-load; err != nil {
+		t.Fatalf("workload: %v", err)
+	}
+	// A second burst, entirely in the incremental phase.
+	if _, err := workload.Run(ctx, p.src.DSN("postgres"), workload.Options{Transactions: 300, Seed: 2, Truncate: false}); err != nil {
+		t.Fatal(err)
+	}
+	waitEqual(t, p, workload.Tables, 2*time.Minute)
+
+	// Schema arrived with its secondary index and the enum.
+	dst := testenv.Conn(t, p.dst.DSN("postgres"))
+	var idx int
+	if err := dst.QueryRow(ctx, `SELECT count(*) FROM pg_indexes WHERE indexname = 'accounts_owner'`).Scan(&idx); err != nil || idx != 1 {
+		t.Fatalf("secondary index at destination: %d %v", idx, err)
+	}
+	st, err := c.GetTask(ctx, "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != proto.StateRunning || st.RowsApplied == 0 || st.LatencyMS == nil {
+		t.Fatalf("status after sync: %+v", st)
+	}
+}
+
+// Deleting a task drops everything it made in the source.
+func TestDeleteTaskCleansSource(t *testing.T) {
+	p := newPair(t)
+	ctx := context.Background()
+	srcConn := testenv.Conn(t, p.src.DSN("postgres"))
+	testenv.MustExec(t, srcConn, `CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a')`)
+	n := sluicetest.StartNode(t, node.Config{})
+	c := &coordinator.Client{BaseURL: n.URL}
+	createTask(t, c, taskYAML("gone", p, ""))
+	waitPhase(t, c, "gone", proto.PhaseIncremental, time.Minute)
+	if err := c.DeleteTask(ctx, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	var slots, pubs int
+	var schema bool
+	if err := srcConn.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_replication_slots), (SELECT count(*) FROM pg_publication),
+		EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'sluice')`).Scan(&slots, &pubs, &schema); err != nil {
+		t.Fatal(err)
+	}
+	if slots != 0 || pubs != 0 || schema {
+		t.Fatalf("left in the source: %d slots, %d publications, sluice schema %v", slots, pubs, schema)
+	}
+	if _, err := c.GetTask(ctx, "gone"); err == nil {
+		t.Fatal("task still listed after delete")
+	}
+	// The same name can be used again, and starts from scratch.
+	testenv.MustExec(t, srcConn, `INSERT INTO t VALUES (2, 'b')`)
+	dst := testenv.Conn(t, p.dst.DSN("postgres"))
+	testenv.MustExec(t, dst, `DROP TABLE t`)
+	createTask(t, c, taskYAML("gone", p, ""))
+	waitEqual(t, p, []string{"public.t"}, time.Minute)
+}
+
+// Bad input: each problem is named with its fix, and nothing is created
+// in the source.
+func TestCreateTaskRejectsBadInput(t *testing.T) {
+	p := newPair(t)
+	ctx := context.Background()
+	replica := testenv.NewPostgres(t, testenv.PostgresOptions{WALLevel: "replica"})
+	srcConn := testenv.Conn(t, p.src.DSN("postgres"))
+	testenv.MustExec(t, srcConn, `CREATE TABLE keyed (id int PRIMARY KEY);
+		CREATE TABLE nokey (v text);
+		CREATE ROLE app LOGIN PASSWORD 'right' IN ROLE `+testenv.PasswordRole+`;
+		CREATE ROLE weak LOGIN;
+		GRANT SELECT ON keyed TO weak`)
+	n := sluicetest.StartNode(t, node.Config{})
+	c := &coordinator.Client{BaseURL: n.URL}
+	dstDSN := p.dst.DSN("postgres")
+
+	cases := []struct {
+		name string
+		spec string
+		want []string // substrings of the error
+	}{
+		{"unknown field", fmt.Sprintf("name: x\nsource: {dsn: %q, dsnn: 1}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public}]\n", p.src.DSN("postgres"), dstDSN),
+			[]string{"source.dsnn"}},
+		{"bad value", fmt.Sprintf("name: Bad Name\nsource: {dsn: %q}\ndestination: {type: mysql, dsn: %q}\nobjects: [{schema: public}]\nretry: {connection: forever}\n", p.src.DSN("postgres"), dstDSN),
+			[]string{"name:", "destination.type", "retry"}},
+		{"wrong password", fmt.Sprintf("name: x\nsource: {dsn: %q}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public, tables: [keyed]}]\n", p.src.UserDSN("app", "wrong", "postgres"), dstDSN),
+			[]string{"source.connect", "password authentication failed", "password in source.dsn"}},
+		{"nobody listening", fmt.Sprintf("name: x\nsource: {dsn: \"postgres://postgres@127.0.0.1:1/postgres\"}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public}]\n", dstDSN),
+			[]string{"source.connect", "host and port"}},
+		{"wal_level replica", fmt.Sprintf("name: x\nsource: {dsn: %q}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public}]\n", replica.DSN("postgres"), dstDSN),
+			[]string{"source.wal_level", "wal_level = logical"}},
+		{"no primary key", fmt.Sprintf("name: x\nsource: {dsn: %q}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public}]\n", p.src.DSN("postgres"), dstDSN),
+			[]string{"source.replica_identity", "public.nokey", "REPLICA IDENTITY FULL"}},
+		{"missing privileges", fmt.Sprintf("name: x\nsource: {dsn: %q}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public, tables: [keyed]}]\n", p.src.UserDSN("weak", "", "postgres"), dstDSN),
+			[]string{"source.privileges", "REPLICATION"}},
+		{"missing table", fmt.Sprintf("name: x\nsource: {dsn: %q}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public, tables: [nosuch]}]\n", p.src.DSN("postgres"), dstDSN),
+			[]string{"source.objects", "nosuch"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := c.CreateTask(ctx, []byte(tc.spec))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			var apiErr *coordinator.APIError
+			if !errors.As(err, &apiErr) || apiErr.Status >= 500 {
+				t.Fatalf("want a 4xx API error, got %v", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not mention %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+	// Nothing half-created anywhere.
+	for _, pg := range []*testenv.Postgres{p.src, replica} {
+		conn := testenv.Conn(t, pg.DSN("postgres"))
+		var slots, pubs int
+		var schema bool
+		if err := conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_replication_slots), (SELECT count(*) FROM pg_publication),
+			EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'sluice')`).Scan(&slots, &pubs, &schema); err != nil {
+			t.Fatal(err)
+		}
+		if slots != 0 || pubs != 0 || schema {
+			t.Fatalf("left in the source: %d slots, %d publications, sluice schema %v", slots, pubs, schema)
+		}
+	}
+	if list, err := c.ListTasks(ctx); err != nil || len(list) != 0 {
+		t.Fatalf("tasks after rejected creates: %v %v", list, err)
+	}
+}
