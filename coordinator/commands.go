@@ -1,0 +1,346 @@
+package coordinator
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"time"
+
+	"github.com/sluicedb/sluice/proto"
+)
+
+// CommandType is the first byte of every Raft log entry Sluice writes. The
+// values are persisted in the log and in other nodes' logs: never renumber
+// or reuse one; retire a command by leaving its number unused.
+type CommandType uint8
+
+const (
+	// 0 is never a command, so a zeroed entry fails instead of decoding.
+	CmdCreateTask        CommandType = 1
+	CmdSetTaskStatus     CommandType = 2
+	CmdMarkSlotCreated   CommandType = 3
+	CmdMarkTablesCopied  CommandType = 4
+	CmdResetTablesCopied CommandType = 5
+	CmdMarkPostDataDone  CommandType = 6
+	CmdBumpEpoch         CommandType = 7
+	CmdMarkDeleting      CommandType = 8
+	CmdRemoveTask        CommandType = 9
+	// The cluster issue adds nodes and assignments from 32 on.
+)
+
+// Command is a change to the replicated state. Its JSON form is the payload
+// that follows the type byte in the log.
+type Command interface {
+	Type() CommandType
+}
+
+// CreateTask adds a task. At is the creation time, chosen by the proposer so
+// every replica stores the same value.
+type CreateTask struct {
+	Spec proto.TaskSpec `json:"spec"`
+	At   time.Time      `json:"at"`
+}
+
+// SetTaskStatus records a task's phase, state and last error. Phase or State
+// "" leave that field unchanged. A nil Error clears the last error unless
+// KeepError is set (a state change that is not about the error, such as
+// retrying -> running after a pause, keeps it).
+type SetTaskStatus struct {
+	Name      string           `json:"name"`
+	Phase     proto.Phase      `json:"phase,omitempty"`
+	State     proto.State      `json:"state,omitempty"`
+	Error     *proto.TaskError `json:"error,omitempty"`
+	KeepError bool             `json:"keep_error,omitempty"`
+}
+
+// MarkSlotCreated records that the task's replication slot exists and the
+// LSN from which its changes are consistent (DESIGN invariant 4).
+type MarkSlotCreated struct {
+	Name          string    `json:"name"`
+	ConsistentLSN proto.LSN `json:"consistent_lsn"`
+}
+
+// MarkTablesCopied merges tables whose full sync finished, keyed by
+// proto.TableID.Key(), with the LSN of the snapshot each was copied in.
+type MarkTablesCopied struct {
+	Name   string               `json:"name"`
+	Tables map[string]proto.LSN `json:"tables"`
+}
+
+// ResetTablesCopied forgets every copied table, for a full sync that starts
+// over (a new slot means a new snapshot).
+type ResetTablesCopied struct {
+	Name string `json:"name"`
+}
+
+// MarkPostDataDone records that secondary indexes, foreign keys and
+// sequences were created after the full load.
+type MarkPostDataDone struct {
+	Name string `json:"name"`
+}
+
+// BumpEpoch raises the task's fencing epoch, before its units are handed to
+// a new owner (DESIGN invariant 3).
+type BumpEpoch struct {
+	Name string `json:"name"`
+}
+
+// MarkDeleting flags a task for deletion; nodes stop its units when they
+// see it. It is idempotent so a failed delete can be retried.
+type MarkDeleting struct {
+	Name string `json:"name"`
+}
+
+// RemoveTask drops a task from the state, once its objects are cleaned up.
+type RemoveTask struct {
+	Name string `json:"name"`
+}
+
+func (CreateTask) Type() CommandType        { return CmdCreateTask }
+func (SetTaskStatus) Type() CommandType     { return CmdSetTaskStatus }
+func (MarkSlotCreated) Type() CommandType   { return CmdMarkSlotCreated }
+func (MarkTablesCopied) Type() CommandType  { return CmdMarkTablesCopied }
+func (ResetTablesCopied) Type() CommandType { return CmdResetTablesCopied }
+func (MarkPostDataDone) Type() CommandType  { return CmdMarkPostDataDone }
+func (BumpEpoch) Type() CommandType         { return CmdBumpEpoch }
+func (MarkDeleting) Type() CommandType      { return CmdMarkDeleting }
+func (RemoveTask) Type() CommandType        { return CmdRemoveTask }
+
+// Errors returned by command handlers, through Coordinator.Apply.
+var (
+	// ErrTaskExists: a task of that name exists (possibly being deleted).
+	ErrTaskExists = errors.New("task already exists")
+	// ErrTaskNotFound: no task of that name.
+	ErrTaskNotFound = errors.New("task not found")
+	// ErrUnknownCommand: the type byte names no registered command. In the
+	// log this means a newer Sluice wrote it, or the log is damaged.
+	ErrUnknownCommand = errors.New("unknown command type")
+)
+
+// handler decodes and applies one command type.
+type handler struct {
+	name   string
+	goType reflect.Type
+	decode func(payload []byte) (Command, error)
+	apply  func(d *data, index uint64, cmd Command) error
+}
+
+// handlers is indexed by the type byte; filled by register at init.
+var handlers [256]*handler
+
+// register adds the handler of one command type. Handlers run under the
+// store's write lock and must check everything before changing anything,
+// so that an error leaves the state as it was (every replica sees the same
+// error for the same entry). They must not look at anything but the state
+// and the command (no clock, no config, no validation rules that may change
+// between versions): replaying an old log must give the same state.
+func register[T any, P interface {
+	*T
+	Command
+}](apply func(d *data, index uint64, cmd P) error) {
+	var zero T
+	typ := P(&zero).Type()
+	if handlers[typ] != nil {
+		panic(fmt.Sprintf("coordinator: command type %d registered twice", typ))
+	}
+	handlers[typ] = &handler{
+		name:   reflect.TypeOf(zero).Name(),
+		goType: reflect.TypeOf(zero),
+		decode: func(payload []byte) (Command, error) {
+			cmd := P(new(T))
+			if err := json.Unmarshal(payload, cmd); err != nil {
+				return nil, err
+			}
+			return cmd, nil
+		},
+		apply: func(d *data, index uint64, cmd Command) error {
+			return apply(d, index, cmd.(P))
+		},
+	}
+}
+
+func init() {
+	register(applyCreateTask)
+	register(applySetTaskStatus)
+	register(applyMarkSlotCreated)
+	register(applyMarkTablesCopied)
+	register(applyResetTablesCopied)
+	register(applyMarkPostDataDone)
+	register(applyBumpEpoch)
+	register(applyMarkDeleting)
+	register(applyRemoveTask)
+}
+
+// Encode turns a command into a log entry: the type byte, then JSON. It
+// refuses a command whose type is not registered to its Go type, so a bad
+// command fails on the proposer instead of in every replica's FSM.
+func Encode(cmd Command) ([]byte, error) {
+	v := reflect.ValueOf(cmd)
+	if cmd == nil || (v.Kind() == reflect.Pointer && v.IsNil()) {
+		return nil, errors.New("coordinator: nil command")
+	}
+	if v.Kind() == reflect.Pointer {
+		v = v.Elem()
+	}
+	typ := cmd.Type()
+	h := handlers[typ]
+	if h == nil || v.Type() != h.goType {
+		return nil, fmt.Errorf("coordinator: encode %T: %w %d", cmd, ErrUnknownCommand, typ)
+	}
+	payload, err := json.Marshal(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: encode %s: %w", h.name, err)
+	}
+	return append([]byte{byte(typ)}, payload...), nil
+}
+
+// Decode reads a log entry written by Encode. The command is a pointer to
+// the command struct.
+func Decode(entry []byte) (Command, error) {
+	if len(entry) == 0 {
+		return nil, fmt.Errorf("coordinator: empty log entry: %w", ErrUnknownCommand)
+	}
+	h := handlers[entry[0]]
+	if h == nil {
+		return nil, fmt.Errorf("coordinator: %w %d (written by a newer Sluice?)", ErrUnknownCommand, entry[0])
+	}
+	cmd, err := h.decode(entry[1:])
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: decode %s: %w", h.name, err)
+	}
+	return cmd, nil
+}
+
+// commandName names a command type for logs.
+func commandName(typ CommandType) string {
+	if h := handlers[typ]; h != nil {
+		return h.name
+	}
+	return fmt.Sprintf("unknown(%d)", typ)
+}
+
+func applyCreateTask(d *data, index uint64, cmd *CreateTask) error {
+	name := cmd.Spec.Name
+	if name == "" {
+		return errors.New("create task: the spec has no name")
+	}
+	if _, ok := d.Tasks[name]; ok {
+		return fmt.Errorf("%w: %s", ErrTaskExists, name)
+	}
+	// The phase a task starts in is the first one its spec enables; the
+	// precheck ran before the command was proposed.
+	phase := proto.PhaseIncremental
+	switch {
+	case cmd.Spec.Sync.SchemaEnabled():
+		phase = proto.PhaseSchema
+	case cmd.Spec.Sync.FullEnabled():
+		phase = proto.PhaseFull
+	}
+	d.Tasks[name] = &Task{
+		Spec:        cloneSpec(cmd.Spec),
+		CreatedAt:   cmd.At,
+		Phase:       phase,
+		State:       proto.StatePending,
+		Epoch:       1,
+		CreateIndex: index,
+		ModifyIndex: index,
+	}
+	return nil
+}
+
+func applySetTaskStatus(d *data, index uint64, cmd *SetTaskStatus) error {
+	t, err := d.task(cmd.Name)
+	if err != nil {
+		return err
+	}
+	if cmd.Phase != "" {
+		t.Phase = cmd.Phase
+	}
+	if cmd.State != "" {
+		t.State = cmd.State
+	}
+	switch {
+	case cmd.Error != nil:
+		e := *cmd.Error
+		t.LastError = &e
+	case !cmd.KeepError:
+		t.LastError = nil
+	}
+	t.ModifyIndex = index
+	return nil
+}
+
+func applyMarkSlotCreated(d *data, index uint64, cmd *MarkSlotCreated) error {
+	t, err := d.task(cmd.Name)
+	if err != nil {
+		return err
+	}
+	t.SlotCreated = true
+	t.ConsistentLSN = cmd.ConsistentLSN
+	t.ModifyIndex = index
+	return nil
+}
+
+func applyMarkTablesCopied(d *data, index uint64, cmd *MarkTablesCopied) error {
+	t, err := d.task(cmd.Name)
+	if err != nil {
+		return err
+	}
+	if t.TablesCopied == nil {
+		t.TablesCopied = make(map[string]proto.LSN, len(cmd.Tables))
+	}
+	for k, lsn := range cmd.Tables {
+		t.TablesCopied[k] = lsn
+	}
+	t.ModifyIndex = index
+	return nil
+}
+
+func applyResetTablesCopied(d *data, index uint64, cmd *ResetTablesCopied) error {
+	t, err := d.task(cmd.Name)
+	if err != nil {
+		return err
+	}
+	t.TablesCopied = nil
+	t.ModifyIndex = index
+	return nil
+}
+
+func applyMarkPostDataDone(d *data, index uint64, cmd *MarkPostDataDone) error {
+	t, err := d.task(cmd.Name)
+	if err != nil {
+		return err
+	}
+	t.PostDataDone = true
+	t.ModifyIndex = index
+	return nil
+}
+
+func applyBumpEpoch(d *data, index uint64, cmd *BumpEpoch) error {
+	t, err := d.task(cmd.Name)
+	if err != nil {
+		return err
+	}
+	t.Epoch++
+	t.ModifyIndex = index
+	return nil
+}
+
+func applyMarkDeleting(d *data, index uint64, cmd *MarkDeleting) error {
+	t, err := d.task(cmd.Name)
+	if err != nil {
+		return err
+	}
+	t.Deleting = true
+	t.ModifyIndex = index
+	return nil
+}
+
+func applyRemoveTask(d *data, _ uint64, cmd *RemoveTask) error {
+	if _, err := d.task(cmd.Name); err != nil {
+		return err
+	}
+	delete(d.Tasks, cmd.Name)
+	return nil
+}
