@@ -1,0 +1,280 @@
+package coordinator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/sluicedb/sluice/proto"
+)
+
+// Backend is what the API needs from the node it runs in.
+type Backend interface {
+	// Precheck checks a new task against its source and destination. A
+	// *proto.PrecheckError lists what the user must fix; any other error
+	// means the checks could not run.
+	Precheck(ctx context.Context, spec *proto.TaskSpec) error
+	// Cleanup drops what the task created: its slot, publication,
+	// heartbeat objects and stream. The task is marked Deleting before.
+	Cleanup(ctx context.Context, spec *proto.TaskSpec) error
+	// Live returns a task's volatile metrics (zero when it does not run).
+	Live(name string) Live
+}
+
+// Live is a running task's volatile metrics: not replicated, read from the
+// node that runs the task.
+type Live struct {
+	RowsDone      int64
+	RowsEstimated int64
+	TablesDone    int
+	TablesTotal   int
+	LatencyMS     *int64 // nil while unknown
+	RowsApplied   int64
+	ThroughputRPS float64
+	ConfirmedLSN  string
+}
+
+// maxBodyBytes bounds a request body: a task spec is a few kilobytes.
+const maxBodyBytes = 1 << 20
+
+// errorBody is every error response.
+type errorBody struct {
+	Error    string          `json:"error"`
+	Problems []proto.Problem `json:"problems,omitempty"`
+}
+
+type api struct {
+	c      *Coordinator
+	b      Backend
+	logger *slog.Logger
+	now    func() time.Time
+}
+
+// NewAPI returns the HTTP API, /api/v1/ and /healthz. Writes go through
+// Raft, so on a follower they answer 503 (the cluster issue adds
+// forwarding to the leader).
+func NewAPI(c *Coordinator, b Backend, logger *slog.Logger) http.Handler {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	a := &api{c: c, b: b, logger: logger.With("component", "api"), now: time.Now}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/v1/tasks", a.createTask)
+	mux.HandleFunc("GET /api/v1/tasks", a.listTasks)
+	mux.HandleFunc("GET /api/v1/tasks/{name}", a.getTask)
+	mux.HandleFunc("DELETE /api/v1/tasks/{name}", a.deleteTask)
+	mux.HandleFunc("GET /healthz", a.healthz)
+	return a.logRequests(mux)
+}
+
+func (a *api) createTask(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			a.fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the task spec is larger than %d bytes", maxBodyBytes), nil)
+			return
+		}
+		a.fail(w, http.StatusBadRequest, "reading the request: "+err.Error(), nil)
+		return
+	}
+	spec, err := proto.ParseTaskSpec(body)
+	if err != nil {
+		// The parser's messages name fields and lines, never values.
+		a.fail(w, http.StatusBadRequest, err.Error(), nil)
+		return
+	}
+	// Before the precheck, which connects to both databases: a taken name
+	// is the cheaper answer. Apply checks again, atomically.
+	if _, exists := a.c.Task(spec.Name); exists {
+		a.fail(w, http.StatusConflict, fmt.Sprintf("task %q already exists; delete it first or choose another name", spec.Name), nil)
+		return
+	}
+	if !a.c.IsLeader() {
+		a.failNotLeader(w)
+		return
+	}
+	if err := a.b.Precheck(r.Context(), spec); err != nil {
+		var pe *proto.PrecheckError
+		if errors.As(err, &pe) {
+			a.fail(w, http.StatusUnprocessableEntity, "precheck failed: nothing was created", pe.Problems)
+			return
+		}
+		a.fail(w, http.StatusBadGateway, "could not run the precheck: "+redact(err.Error()), nil)
+		return
+	}
+	if err := a.c.Apply(r.Context(), CreateTask{Spec: *spec, At: a.now().UTC()}); err != nil {
+		a.applyFailed(w, err)
+		return
+	}
+	a.logger.Info("task created", "task", spec.Name)
+	task, ok := a.c.Task(spec.Name)
+	if !ok { // deleted in between: unlikely, and not an error of this request
+		a.fail(w, http.StatusNotFound, fmt.Sprintf("task %q was deleted right after its creation", spec.Name), nil)
+		return
+	}
+	a.reply(w, http.StatusCreated, a.status(task))
+}
+
+func (a *api) listTasks(w http.ResponseWriter, r *http.Request) {
+	tasks := a.c.Tasks()
+	out := make([]proto.TaskStatus, 0, len(tasks))
+	for _, t := range tasks {
+		out = append(out, a.status(t))
+	}
+	a.reply(w, http.StatusOK, out)
+}
+
+func (a *api) getTask(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	task, ok := a.c.Task(name)
+	if !ok {
+		a.fail(w, http.StatusNotFound, fmt.Sprintf("task %q not found", name), nil)
+		return
+	}
+	a.reply(w, http.StatusOK, a.status(task))
+}
+
+// deleteTask marks the task Deleting (nodes stop its units), cleans up its
+// objects, then removes it. If the cleanup fails the task stays Deleting,
+// stopped, so the user can fix the cause and delete again.
+func (a *api) deleteTask(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if _, ok := a.c.Task(name); !ok {
+		a.fail(w, http.StatusNotFound, fmt.Sprintf("task %q not found", name), nil)
+		return
+	}
+	if err := a.c.Apply(r.Context(), MarkDeleting{Name: name}); err != nil {
+		a.applyFailed(w, err)
+		return
+	}
+	task, ok := a.c.Task(name)
+	if !ok {
+		// A concurrent delete finished first: the outcome is the same.
+		a.reply(w, http.StatusOK, map[string]string{"deleted": name})
+		return
+	}
+	if err := a.b.Cleanup(r.Context(), &task.Spec); err != nil {
+		msg := redact(err.Error())
+		a.logger.Warn("task cleanup failed; it stays marked for deletion", "task", name, "error", msg)
+		a.fail(w, http.StatusBadGateway, fmt.Sprintf("cleanup of task %q failed (it is stopped and marked for deletion; delete again to retry): %s", name, msg), nil)
+		return
+	}
+	if err := a.c.Apply(r.Context(), RemoveTask{Name: name}); err != nil && !errors.Is(err, ErrTaskNotFound) {
+		a.applyFailed(w, err)
+		return
+	}
+	a.logger.Info("task deleted", "task", name)
+	a.reply(w, http.StatusOK, map[string]string{"deleted": name})
+}
+
+func (a *api) healthz(w http.ResponseWriter, r *http.Request) {
+	if a.c.Leader() == "" {
+		http.Error(w, "no Raft leader", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = io.WriteString(w, "ok\n")
+}
+
+// status is what users see of a task: the replicated state, the node's
+// live metrics, and the spec without passwords.
+func (a *api) status(t Task) proto.TaskStatus {
+	live := a.b.Live(t.Spec.Name)
+	return proto.TaskStatus{
+		Name:  t.Spec.Name,
+		Phase: t.Phase,
+		State: t.State,
+		Full: proto.FullProgress{
+			RowsDone:      live.RowsDone,
+			RowsEstimated: live.RowsEstimated,
+			TablesDone:    live.TablesDone,
+			TablesTotal:   live.TablesTotal,
+		},
+		LatencyMS:     live.LatencyMS,
+		RowsApplied:   live.RowsApplied,
+		ThroughputRPS: live.ThroughputRPS,
+		ConfirmedLSN:  live.ConfirmedLSN,
+		LastError:     t.LastError,
+		CreatedAt:     t.CreatedAt,
+		Spec:          t.Spec.Redacted(),
+	}
+}
+
+// applyFailed maps a Raft write's error to a response.
+func (a *api) applyFailed(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, ErrTaskExists):
+		a.fail(w, http.StatusConflict, err.Error(), nil)
+	case errors.Is(err, ErrTaskNotFound):
+		a.fail(w, http.StatusNotFound, err.Error(), nil)
+	case errors.Is(err, ErrNotLeader):
+		a.failNotLeader(w)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		// The client went away or timed out; the write may still apply.
+		a.fail(w, http.StatusServiceUnavailable, "the request ended before the change was committed; check the task's state", nil)
+	default:
+		a.logger.Error("state write failed", "error", err)
+		a.fail(w, http.StatusInternalServerError, err.Error(), nil)
+	}
+}
+
+func (a *api) failNotLeader(w http.ResponseWriter) {
+	msg := "this node is not the coordinator leader"
+	if l := a.c.Leader(); l != "" {
+		msg += "; the leader is " + l
+	}
+	a.fail(w, http.StatusServiceUnavailable, msg, nil)
+}
+
+func (a *api) fail(w http.ResponseWriter, status int, msg string, problems []proto.Problem) {
+	a.reply(w, status, errorBody{Error: msg, Problems: problems})
+}
+
+func (a *api) reply(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		a.logger.Debug("writing a response failed", "error", err)
+	}
+}
+
+// statusRecorder keeps the status code for the request log.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+// logRequests logs each request at debug: method, path (task names only,
+// never bodies, which hold DSNs), status and duration.
+func (a *api) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		a.logger.Debug("http request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
+			"duration_ms", time.Since(start).Milliseconds(), "remote", r.RemoteAddr)
+	})
+}
+
+// redact masks DSN passwords in a message from a backend or a driver
+// before it is logged or returned: such messages may quote a DSN.
+func redact(msg string) string {
+	if !strings.Contains(msg, "://") && !strings.Contains(strings.ToLower(msg), "password") {
+		return msg
+	}
+	return proto.RedactDSN(msg)
+}

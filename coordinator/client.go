@@ -1,0 +1,139 @@
+package coordinator
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/sluicedb/sluice/proto"
+)
+
+// Client calls the HTTP API. The zero HTTP uses http.DefaultClient; bound
+// calls with the ctx (a create runs the precheck, which takes a while).
+type Client struct {
+	BaseURL string // such as http://127.0.0.1:7420
+	HTTP    *http.Client
+}
+
+// APIError is an error answered by the API.
+type APIError struct {
+	Status   int
+	Message  string
+	Problems []proto.Problem
+}
+
+// Error prints the message, then each problem and its fix on their own
+// lines, so a CLI can print it as is.
+func (e *APIError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Message)
+	for _, p := range e.Problems {
+		b.WriteString("\n  - ")
+		if p.Check != "" {
+			b.WriteString(p.Check)
+			b.WriteString(": ")
+		}
+		b.WriteString(p.Message)
+		if p.Fix != "" {
+			b.WriteString("\n    fix: ")
+			b.WriteString(p.Fix)
+		}
+	}
+	return b.String()
+}
+
+// CreateTask creates a task from its YAML (or JSON) spec.
+func (c *Client) CreateTask(ctx context.Context, spec []byte) (*proto.TaskStatus, error) {
+	var st proto.TaskStatus
+	if err := c.do(ctx, http.MethodPost, "/api/v1/tasks", "application/yaml", spec, &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// GetTask returns a task's status.
+func (c *Client) GetTask(ctx context.Context, name string) (*proto.TaskStatus, error) {
+	var st proto.TaskStatus
+	if err := c.do(ctx, http.MethodGet, "/api/v1/tasks/"+url.PathEscape(name), "", nil, &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// ListTasks returns every task's status, sorted by name.
+func (c *Client) ListTasks(ctx context.Context) ([]proto.TaskStatus, error) {
+	var list []proto.TaskStatus
+	if err := c.do(ctx, http.MethodGet, "/api/v1/tasks", "", nil, &list); err != nil {
+		return nil, err
+	}
+	return list, nil
+}
+
+// DeleteTask stops a task and removes it with what it created.
+func (c *Client) DeleteTask(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/api/v1/tasks/"+url.PathEscape(name), "", nil, nil)
+}
+
+func (c *Client) do(ctx context.Context, method, path, contentType string, body []byte, out any) error {
+	if c.BaseURL == "" {
+		return errors.New("sluice client: no server URL")
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.BaseURL, "/")+path, rd)
+	if err != nil {
+		return fmt.Errorf("sluice client: %w", err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	req.Header.Set("Accept", "application/json")
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the Sluice server at %s (is `sluice up` running? set --server or SLUICE_SERVER): %w", c.BaseURL, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("sluice client: reading the response: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		return decodeAPIError(resp.StatusCode, data)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("sluice client: unexpected response from %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+// decodeAPIError reads an error body; one that is not ours (a proxy's
+// page, say) becomes the status text with the start of the body.
+func decodeAPIError(status int, data []byte) error {
+	var eb errorBody
+	if err := json.Unmarshal(data, &eb); err == nil && eb.Error != "" {
+		return &APIError{Status: status, Message: eb.Error, Problems: eb.Problems}
+	}
+	msg := fmt.Sprintf("%d %s", status, http.StatusText(status))
+	if s := strings.TrimSpace(string(data)); s != "" {
+		if len(s) > 200 {
+			s = s[:200] + "..."
+		}
+		msg += ": " + s
+	}
+	return &APIError{Status: status, Message: msg}
+}

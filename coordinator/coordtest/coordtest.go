@@ -1,0 +1,98 @@
+// Package coordtest starts real one-voter coordinators for tests and
+// offers a fake Backend for the HTTP API (the Backend is Sluice's own
+// interface, so a fake stands in for the node without mocking a database).
+package coordtest
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluicedb/sluice/coordinator"
+	"github.com/sluicedb/sluice/proto"
+)
+
+// Open starts a one-voter coordinator on dir, with a free loopback Raft
+// port and no logs, and waits until it leads. It shuts down at the end of
+// the test; Shutdown may be called earlier to reopen dir.
+func Open(t testing.TB, dir string) *coordinator.Coordinator {
+	t.Helper()
+	c, err := coordinator.Open(coordinator.Config{DataDir: dir, BindAddr: "127.0.0.1:0", Bootstrap: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Shutdown() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// New is Open on a fresh t.TempDir().
+func New(t testing.TB) *coordinator.Coordinator { return Open(t, t.TempDir()) }
+
+// Backend is a coordinator.Backend that records its calls and returns
+// what the test set. It is safe for concurrent use.
+type Backend struct {
+	mu          sync.Mutex
+	precheckErr error
+	cleanupErr  error
+	live        map[string]coordinator.Live
+	prechecked  []proto.TaskSpec
+	cleaned     []proto.TaskSpec
+}
+
+var _ coordinator.Backend = (*Backend)(nil)
+
+// SetPrecheckErr sets what Precheck returns from now on.
+func (b *Backend) SetPrecheckErr(err error) { b.mu.Lock(); b.precheckErr = err; b.mu.Unlock() }
+
+// SetCleanupErr sets what Cleanup returns from now on.
+func (b *Backend) SetCleanupErr(err error) { b.mu.Lock(); b.cleanupErr = err; b.mu.Unlock() }
+
+// SetLive sets the live metrics of a task.
+func (b *Backend) SetLive(name string, l coordinator.Live) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.live == nil {
+		b.live = map[string]coordinator.Live{}
+	}
+	b.live[name] = l
+}
+
+// Prechecked returns the specs Precheck was called with.
+func (b *Backend) Prechecked() []proto.TaskSpec {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]proto.TaskSpec(nil), b.prechecked...)
+}
+
+// Cleaned returns the specs Cleanup was called with.
+func (b *Backend) Cleaned() []proto.TaskSpec {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]proto.TaskSpec(nil), b.cleaned...)
+}
+
+func (b *Backend) Precheck(_ context.Context, spec *proto.TaskSpec) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.prechecked = append(b.prechecked, *spec)
+	return b.precheckErr
+}
+
+func (b *Backend) Cleanup(_ context.Context, spec *proto.TaskSpec) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.cleaned = append(b.cleaned, *spec)
+	return b.cleanupErr
+}
+
+func (b *Backend) Live(name string) coordinator.Live {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.live[name]
+}
