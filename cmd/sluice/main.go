@@ -1,0 +1,68 @@
+// Command sluice is Sluice's one binary: `sluice up` runs a node, the
+// other commands talk to a node's HTTP API.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sluicedb/sluice/node"
+)
+
+func main() {
+	// The first SIGINT/SIGTERM cancels ctx: `up` stops gracefully and
+	// client calls are abandoned. After it the default handling comes
+	// back, so a second Ctrl-C kills a shutdown that hangs.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() { <-ctx.Done(); stop() }()
+	a := &app{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, up: node.Up}
+	os.Exit(a.run(ctx, os.Args[1:]))
+}
+
+// app is the CLI with its surroundings, so tests run it in-process.
+type app struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	// up is node.Up; tests replace it to check the config it gets.
+	up func(ctx context.Context, cfg node.Config) error
+}
+
+// run executes one command line and returns the exit code. Errors go to
+// stderr as the API worded them (a precheck's problems one per line with
+// their fixes), without the usage text, which hides them.
+func (a *app) run(ctx context.Context, args []string) int {
+	root := a.rootCmd()
+	root.SetArgs(args)
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintf(a.stderr, "Error: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func (a *app) rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "sluice",
+		Short: "Sluice moves data out of PostgreSQL: schema, full and incremental sync",
+		Long: `Sluice syncs PostgreSQL databases into PostgreSQL-family databases:
+schema, full sync, then incremental changes from the WAL.
+
+  sluice up                      run a single-node Sluice (API on 127.0.0.1:7420)
+  sluice task create -f t.yaml   create a task from its spec
+  sluice task list               see every task's phase, state and progress`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetIn(a.stdin)
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
+	root.AddCommand(a.upCmd(), a.taskCmd(), a.versionCmd())
+	return root
+}

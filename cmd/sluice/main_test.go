@@ -1,0 +1,226 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicedb/sluice/coordinator"
+	"github.com/sluicedb/sluice/coordinator/coordtest"
+	"github.com/sluicedb/sluice/node"
+	"github.com/sluicedb/sluice/proto"
+)
+
+const spec = `name: orders
+source: { dsn: "postgres://repl:s3cret@127.0.0.1:5432/shop" }
+destination: { type: postgres, dsn: "postgres://app:pw@127.0.0.1:5433/wh" }
+objects: [{ schema: public }]
+`
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func runCLI(t *testing.T, env map[string]string, stdin string, args ...string) result {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	a := &app{
+		stdin: strings.NewReader(stdin), stdout: &out, stderr: &errOut,
+		getenv: func(k string) string { return env[k] },
+		up: func(context.Context, node.Config) error {
+			t.Fatal("node.Up must not run here")
+			return nil
+		},
+	}
+	code := a.run(context.Background(), args)
+	return result{code, out.String(), errOut.String()}
+}
+
+// server runs the real API on a real one-voter coordinator, with a fake
+// node behind it.
+func server(t *testing.T) (string, *coordtest.Backend) {
+	t.Helper()
+	b := &coordtest.Backend{}
+	srv := httptest.NewServer(coordinator.NewAPI(coordtest.New(t), b, nil))
+	t.Cleanup(srv.Close)
+	return srv.URL, b
+}
+
+func TestTaskCommands(t *testing.T) {
+	url, backend := server(t)
+	file := filepath.Join(t.TempDir(), "task.yaml")
+	if err := os.WriteFile(file, []byte(spec), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	r := runCLI(t, nil, "", "task", "create", "-f", file, "--server", url)
+	if r.code != 0 || !strings.Contains(r.stdout, "task orders created (phase schema, state pending)") {
+		t.Fatalf("create: %+v", r)
+	}
+	// Same name from stdin, server from the environment: 409, exit 1.
+	r = runCLI(t, map[string]string{"SLUICE_SERVER": url}, spec, "task", "create", "-f", "-")
+	if r.code != 1 || !strings.Contains(r.stderr, `task "orders" already exists`) {
+		t.Fatalf("duplicate: %+v", r)
+	}
+
+	lat := int64(120)
+	backend.SetLive("orders", coordinator.Live{RowsDone: 250, RowsEstimated: 1000, TablesDone: 1, TablesTotal: 4, LatencyMS: &lat, RowsApplied: 9, ThroughputRPS: 3.25})
+	r = runCLI(t, nil, "", "task", "get", "orders", "--server", url)
+	if r.code != 0 {
+		t.Fatalf("get: %+v", r)
+	}
+	for _, want := range []string{"name:", "orders", "phase:", "schema", "250/1000 rows (25.0%)", "1/4", "120 ms", "3.2 rows/s", "last error:", "repl:xxxxx@"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("get output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout, "s3cret") {
+		t.Errorf("get shows the password:\n%s", r.stdout)
+	}
+
+	r = runCLI(t, nil, "", "task", "get", "orders", "-o", "json", "--server", url)
+	var st proto.TaskStatus
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || st.Name != "orders" || st.Full.RowsDone != 250 {
+		t.Fatalf("get -o json: %v %+v", err, r)
+	}
+
+	r = runCLI(t, nil, "", "task", "list", "--server", url)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if r.code != 0 || len(lines) != 2 {
+		t.Fatalf("list: %+v", r)
+	}
+	if f := strings.Fields(lines[0]); strings.Join(f, " ") != "NAME PHASE STATE FULL LATENCY ERROR" {
+		t.Fatalf("list header: %q", lines[0])
+	}
+	if f := strings.Fields(lines[1]); strings.Join(f, " ") != "orders schema pending 25% 120ms -" {
+		t.Fatalf("list row: %q", lines[1])
+	}
+	if strings.Index(lines[0], "PHASE") != strings.Index(lines[1], "schema") {
+		t.Fatalf("list columns not aligned:\n%s", r.stdout)
+	}
+
+	r = runCLI(t, nil, "", "task", "list", "-o", "json", "--server", url)
+	var list []proto.TaskStatus
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list) != 1 {
+		t.Fatalf("list -o json: %v %+v", err, r)
+	}
+
+	r = runCLI(t, nil, "", "task", "delete", "orders", "--server", url)
+	if r.code != 0 || !strings.Contains(r.stdout, "task orders deleted") {
+		t.Fatalf("delete: %+v", r)
+	}
+	r = runCLI(t, nil, "", "task", "get", "orders", "--server", url)
+	if r.code != 1 || !strings.Contains(r.stderr, "not found") {
+		t.Fatalf("get after delete: %+v", r)
+	}
+}
+
+func TestTaskCreatePrecheckProblems(t *testing.T) {
+	url, backend := server(t)
+	backend.SetPrecheckErr(&proto.PrecheckError{Problems: []proto.Problem{
+		{Check: "source.wal_level", Message: "wal_level is replica", Fix: "ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL"},
+	}})
+	r := runCLI(t, nil, spec, "task", "create", "-f", "-", "--server", url)
+	if r.code != 1 {
+		t.Fatalf("exit code %d: %+v", r.code, r)
+	}
+	want := "Error: precheck failed: nothing was created\n  - source.wal_level: wal_level is replica\n    fix: ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL\n"
+	if r.stderr != want {
+		t.Fatalf("stderr:\n%s\nwant:\n%s", r.stderr, want)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"task", "create"},                 // -f is required
+		{"task", "get"},                    // NAME is required
+		{"task", "list", "-o", "yaml"},     // unknown format
+		{"up", "--log-level", "loud"},      // bad level
+		{"up", "--log-format", "xml"},      // bad format
+		{"nosuch"},                         // unknown command
+		{"task", "list", "--server", "::"}, // not a URL
+	} {
+		r := runCLI(t, nil, "", args...)
+		if r.code != 1 || !strings.HasPrefix(r.stderr, "Error: ") {
+			t.Errorf("%v: %+v", args, r)
+		}
+	}
+}
+
+func TestUp(t *testing.T) {
+	var got node.Config
+	var errOut bytes.Buffer
+	a := &app{stdout: &bytes.Buffer{}, stderr: &errOut, getenv: func(string) string { return "" },
+		up: func(ctx context.Context, cfg node.Config) error {
+			got = cfg
+			cfg.Logger.Debug("visible at debug")
+			return nil
+		}}
+	if code := a.run(context.Background(), []string{"up"}); code != 0 {
+		t.Fatalf("up: exit %d: %s", code, errOut.String())
+	}
+	if got.DataDir != "./sluice-data" || got.Listen != "127.0.0.1:7420" || got.RaftListen != "" || got.Logger == nil {
+		t.Fatalf("defaults: %+v", got)
+	}
+	if errOut.Len() != 0 {
+		t.Fatalf("debug logged at the default level: %s", errOut.String())
+	}
+
+	code := a.run(context.Background(), []string{"up", "--data-dir", "/tmp/d", "--listen", "127.0.0.1:9000",
+		"--raft-listen", "127.0.0.1:9100", "--log-level", "debug", "--log-format", "json"})
+	if code != 0 || got.DataDir != "/tmp/d" || got.Listen != "127.0.0.1:9000" || got.RaftListen != "127.0.0.1:9100" {
+		t.Fatalf("flags: exit %d, %+v", code, got)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal(errOut.Bytes(), &rec); err != nil || rec["msg"] != "visible at debug" {
+		t.Fatalf("json debug log: %v %q", err, errOut.String())
+	}
+
+	// Stopped by a signal, Up's context error is the graceful path.
+	ctx, cancel := context.WithCancel(context.Background())
+	a.up = func(ctx context.Context, _ node.Config) error {
+		cancel()
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	if code := a.run(ctx, []string{"up"}); code != 0 {
+		t.Fatalf("signal stop: exit %d", code)
+	}
+	a.up = func(context.Context, node.Config) error {
+		return errors.New("listen on 127.0.0.1:7420: address in use")
+	}
+	errOut.Reset()
+	if code := a.run(context.Background(), []string{"up"}); code != 1 || !strings.Contains(errOut.String(), "address in use") {
+		t.Fatalf("failure: exit %d, %q", code, errOut.String())
+	}
+}
+
+func TestPrintStatusError(t *testing.T) {
+	now := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+	st := &proto.TaskStatus{Name: "x", Phase: proto.PhaseIncremental, State: proto.StateRetrying,
+		LastError: &proto.TaskError{Kind: proto.ErrorConnection, Message: "dial tcp:\nrefused", At: now, RetryUntil: now.Add(90 * time.Minute)}}
+	var b bytes.Buffer
+	if err := printStatus(&b, st, now); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"last error:", "connection: dial tcp: refused", "retry until:", "(in 1h30m0s)", "latency:", "-"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	r := runCLI(t, nil, "", "version")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "sluice ") {
+		t.Fatalf("%+v", r)
+	}
+}

@@ -1,0 +1,292 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sluicedb/sluice/coordinator"
+	"github.com/sluicedb/sluice/proto"
+)
+
+const defaultServer = "http://127.0.0.1:7420"
+
+// taskFlags are the flags every task subcommand shares.
+type taskFlags struct {
+	server  string
+	timeout time.Duration
+}
+
+func (a *app) taskCmd() *cobra.Command {
+	var tf taskFlags
+	cmd := &cobra.Command{
+		Use:   "task",
+		Short: "Create, inspect and delete tasks",
+	}
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&tf.server, "server", "", "Sluice API URL (default $SLUICE_SERVER, else "+defaultServer+")")
+	pf.DurationVar(&tf.timeout, "timeout", 5*time.Minute, "give up on the server after this long (a create runs the precheck)")
+	cmd.AddCommand(a.taskCreateCmd(&tf), a.taskGetCmd(&tf), a.taskListCmd(&tf), a.taskDeleteCmd(&tf))
+	return cmd
+}
+
+// client resolves the server: the flag, then SLUICE_SERVER, then the
+// default of `sluice up`.
+func (a *app) client(tf *taskFlags) *coordinator.Client {
+	server := tf.server
+	if server == "" {
+		server = a.getenv("SLUICE_SERVER")
+	}
+	if server == "" {
+		server = defaultServer
+	}
+	if !strings.Contains(server, "://") {
+		server = "http://" + server // "127.0.0.1:7420" is what users type
+	}
+	return &coordinator.Client{BaseURL: server}
+}
+
+func withTimeout(cmd *cobra.Command, tf *taskFlags) (context.Context, context.CancelFunc) {
+	if tf.timeout <= 0 {
+		return context.WithCancel(cmd.Context())
+	}
+	return context.WithTimeout(cmd.Context(), tf.timeout)
+}
+
+// addOutputFlag adds -o and returns a checker for its value.
+func addOutputFlag(cmd *cobra.Command, out *string) {
+	cmd.Flags().StringVarP(out, "output", "o", "", "output format: json (default: human-readable)")
+	cmd.PreRunE = func(*cobra.Command, []string) error {
+		switch *out {
+		case "", "text", "json":
+			return nil
+		}
+		return fmt.Errorf("-o %q: use json, or leave it out for text", *out)
+	}
+}
+
+func (a *app) taskCreateCmd(tf *taskFlags) *cobra.Command {
+	var file, output string
+	cmd := &cobra.Command{
+		Use:   "create -f TASK.yaml",
+		Short: "Create a task from its YAML spec (-f - reads stdin)",
+		Long: `Create a task from its YAML spec. The server checks the spec, then the
+source and destination (precheck), and creates nothing if a check fails:
+each problem is printed with its fix.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var spec []byte
+			var err error
+			if file == "-" {
+				spec, err = io.ReadAll(a.stdin)
+			} else {
+				spec, err = os.ReadFile(file)
+			}
+			if err != nil {
+				return fmt.Errorf("reading the task spec: %w", err)
+			}
+			ctx, cancel := withTimeout(cmd, tf)
+			defer cancel()
+			st, err := a.client(tf).CreateTask(ctx, spec)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return printJSON(cmd.OutOrStdout(), st)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "task %s created (phase %s, state %s); follow it with: sluice task get %s\n", st.Name, st.Phase, st.State, st.Name)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "task spec file, or - for stdin")
+	_ = cmd.MarkFlagRequired("file")
+	addOutputFlag(cmd, &output)
+	return cmd
+}
+
+func (a *app) taskGetCmd(tf *taskFlags) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "get NAME",
+		Short: "Show a task's phase, state, progress and last error",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := withTimeout(cmd, tf)
+			defer cancel()
+			st, err := a.client(tf).GetTask(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return printJSON(cmd.OutOrStdout(), st)
+			}
+			return printStatus(cmd.OutOrStdout(), st, time.Now())
+		},
+	}
+	addOutputFlag(cmd, &output)
+	return cmd
+}
+
+func (a *app) taskListCmd(tf *taskFlags) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List tasks",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := withTimeout(cmd, tf)
+			defer cancel()
+			list, err := a.client(tf).ListTasks(ctx)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return printJSON(cmd.OutOrStdout(), list)
+			}
+			return printList(cmd.OutOrStdout(), list)
+		},
+	}
+	addOutputFlag(cmd, &output)
+	return cmd
+}
+
+func (a *app) taskDeleteCmd(tf *taskFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete NAME",
+		Short: "Stop a task and drop its replication slot, publication and stream",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := withTimeout(cmd, tf)
+			defer cancel()
+			if err := a.client(tf).DeleteTask(ctx, args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "task %s deleted\n", args[0])
+			return nil
+		},
+	}
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// printStatus prints one task as aligned "key: value" lines.
+func printStatus(w io.Writer, st *proto.TaskStatus, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', 0)
+	line := func(k, format string, args ...any) {
+		fmt.Fprintf(tw, "%s:\t%s\n", k, fmt.Sprintf(format, args...))
+	}
+	line("name", "%s", st.Name)
+	line("phase", "%s", st.Phase)
+	line("state", "%s", st.State)
+	line("source", "%s", st.Spec.Source.DSN)
+	line("destination", "%s %s", st.Spec.Destination.Type, st.Spec.Destination.DSN)
+	line("full", "%s", fullLong(st.Full))
+	if st.Full.TablesTotal > 0 {
+		line("tables", "%d/%d", st.Full.TablesDone, st.Full.TablesTotal)
+	} else {
+		line("tables", "-")
+	}
+	line("latency", "%s", latency(st.LatencyMS, " ms"))
+	line("rows applied", "%d", st.RowsApplied)
+	line("throughput", "%.1f rows/s", st.ThroughputRPS)
+	if st.ConfirmedLSN != "" {
+		line("confirmed lsn", "%s", st.ConfirmedLSN)
+	}
+	if !st.CreatedAt.IsZero() {
+		line("created", "%s", st.CreatedAt.Local().Format(time.RFC3339))
+	}
+	if e := st.LastError; e != nil {
+		line("last error", "%s: %s", e.Kind, oneLine(e.Message))
+		if !e.At.IsZero() {
+			line("error at", "%s", e.At.Local().Format(time.RFC3339))
+		}
+		if !e.RetryUntil.IsZero() {
+			line("retry until", "%s (%s)", e.RetryUntil.Local().Format(time.RFC3339), untilText(e.RetryUntil, now))
+		}
+	} else {
+		line("last error", "-")
+	}
+	return tw.Flush()
+}
+
+// printList prints tasks as an aligned table.
+func printList(w io.Writer, list []proto.TaskStatus) error {
+	if len(list) == 0 {
+		_, err := fmt.Fprintln(w, "no tasks; create one with: sluice task create -f task.yaml")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tPHASE\tSTATE\tFULL\tLATENCY\tERROR")
+	for _, st := range list {
+		errText := "-"
+		if e := st.LastError; e != nil {
+			errText = truncate(fmt.Sprintf("%s: %s", e.Kind, oneLine(e.Message)), 60)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", st.Name, st.Phase, st.State, fullShort(st.Full), latency(st.LatencyMS, "ms"), errText)
+	}
+	return tw.Flush()
+}
+
+// percent of the estimate, capped at 100: estimates come from PostgreSQL's
+// statistics and can be below the rows actually copied.
+func percent(f proto.FullProgress) float64 {
+	return min(100, 100*float64(f.RowsDone)/float64(f.RowsEstimated))
+}
+
+func fullLong(f proto.FullProgress) string {
+	switch {
+	case f.RowsEstimated > 0:
+		return fmt.Sprintf("%d/%d rows (%.1f%%)", f.RowsDone, f.RowsEstimated, percent(f))
+	case f.RowsDone > 0:
+		return fmt.Sprintf("%d rows", f.RowsDone)
+	default:
+		return "-"
+	}
+}
+
+func fullShort(f proto.FullProgress) string {
+	switch {
+	case f.RowsEstimated > 0:
+		return fmt.Sprintf("%.0f%%", percent(f))
+	case f.RowsDone > 0:
+		return fmt.Sprintf("%d rows", f.RowsDone)
+	default:
+		return "-"
+	}
+}
+
+func latency(ms *int64, unit string) string {
+	if ms == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%d%s", *ms, unit)
+}
+
+func untilText(t, now time.Time) string {
+	d := t.Sub(now).Round(time.Second)
+	if d <= 0 {
+		return "passed"
+	}
+	return "in " + d.String()
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+func truncate(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
+}
