@@ -60,6 +60,9 @@ type api struct {
 // Raft, so on a follower they answer 503 (the cluster issue adds
 // forwarding to the leader).
 func NewAPI(c *Coordinator, b Backend, logger *slog.Logger) http.Handler {
+	if c == nil || b == nil {
+		panic("coordinator.NewAPI: a Coordinator and a Backend are required")
+	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -219,5 +220,23 @@ func TestOpenTwiceFailsFast(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "in use") {
 		t.Fatalf("error %q does not say the directory is in use", err)
+	}
+}
+
+// TestShutdownLeavesNoGoroutines: Raft, the transport and the WAL all stop.
+func TestShutdownLeavesNoGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	c := openTest(t, t.TempDir())
+	applyAll(t, c, CreateTask{Spec: testSpec("a"), At: t0})
+	if err := c.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines before Open, %d after Shutdown:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
