@@ -93,7 +93,8 @@ func TestSyncSchemaFullIncrementalUnderLoad(t *testing.T) {
 
 	load := make(chan error, 1)
 	go func() {
-		_, err := workload.Run(ctx, p.src.DSN("postgres"), workload.Options{Transactions: 1500, Duration: 2 * time.Minute, Seed: 1, SeededRows: 20000, Truncate: true})
+		_, err := workload.Run(ctx, p.src.DSN("postgres"), workload.Options{Transactions: 1500, Duration: 2 * time.Minute, Seed: 1, Truncate: true,
+			Progress: func(int) { time.Sleep(2 * time.Millisecond) }})
 		load <- err
 	}()
 	createTask(t, c, taskYAML("main", p, ""))

@@ -178,11 +178,11 @@ func (p *prechecker) tableChecks(ctx context.Context, conn *pgx.Conn, tables []p
 	for i, t := range tables {
 		names[i] = pgx.Identifier{t.Schema, t.Name}.Sanitize()
 	}
-	rows, err := conn.Query(ctx, `SELECT c.oid::regclass::text, c.relreplident,
+	rows, err := conn.Query(ctx, `SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), c.relreplident,
 		EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
 		has_table_privilege(c.oid, 'SELECT'),
 		pg_has_role(c.relowner, 'USAGE')
-		FROM unnest($1::text[]) AS t(name) JOIN pg_class c ON c.oid = t.name::regclass`, names)
+		FROM unnest($1::text[]) AS t(name) JOIN pg_class c ON c.oid = t.name::regclass JOIN pg_namespace n ON n.oid = c.relnamespace`, names)
 	if err != nil {
 		p.add("source.tables", "cannot inspect the tables: "+err.Error(), "")
 		return

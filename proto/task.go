@@ -95,15 +95,24 @@ func (d *Duration) parse(s string) error {
 	return nil
 }
 
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error { return d.parse(n.Value) }
-func (d Duration) MarshalYAML() (any, error)         { return d.String(), nil }
-func (d Duration) MarshalJSON() ([]byte, error)      { return json.Marshal(d.String()) }
+// invalidDuration marks a value that did not parse; Validate reports it
+// with the field's name, along with every other problem of the spec.
+const invalidDuration Duration = -1
+
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if err := d.parse(n.Value); err != nil {
+		*d = invalidDuration
+	}
+	return nil
+}
+func (d Duration) MarshalYAML() (any, error)    { return d.String(), nil }
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
 func (d *Duration) UnmarshalJSON(b []byte) error {
 	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return errors.New("must be a string like \"720m\"")
+	if err := json.Unmarshal(b, &s); err != nil || d.parse(s) != nil {
+		*d = invalidDuration
 	}
-	return d.parse(s)
+	return nil
 }
 
 // Enabled reports a sync flag with its default.
@@ -292,11 +301,17 @@ func (s *TaskSpec) Validate() error {
 	default:
 		add("name_case", "must be one of default, source, destination, lower, upper; not %q", s.NameCase)
 	}
-	if s.Retry.Connection != 0 && time.Duration(s.Retry.Connection) < time.Second {
-		add("retry.connection", "must be at least 1s")
-	}
-	if s.Retry.Other != 0 && time.Duration(s.Retry.Other) < time.Second {
-		add("retry.other", "must be at least 1s")
+	for _, f := range []struct {
+		field string
+		d     Duration
+	}{{"retry.connection", s.Retry.Connection}, {"retry.other", s.Retry.Other}} {
+		field, d := f.field, f.d
+		switch {
+		case d == invalidDuration:
+			add(field, "must be a duration such as 720m, 30s or 2h")
+		case d != 0 && time.Duration(d) < time.Second:
+			add(field, "must be at least 1s")
+		}
 	}
 	if s.Throttle != nil {
 		add("throttle", "throttling is not available yet")

@@ -58,10 +58,8 @@ type Options struct {
 	// Transactions to run; the run also ends at Duration or ctx's end.
 	Transactions int
 	Duration     time.Duration
-	// Seed for the random choices; the seeded row count is needed to know
-	// which keys exist.
-	Seed       int64
-	SeededRows int
+	// Seed for the random choices.
+	Seed int64
 	// Truncate allows truncating the events table now and then.
 	Truncate bool
 	// Progress, when set, is called after each transaction.
@@ -85,15 +83,28 @@ func Run(ctx context.Context, dsn string, opts Options) (int, error) {
 	}
 	defer conn.Close(context.Background())
 	rng := rand.New(rand.NewSource(opts.Seed))
-	w := &writer{rng: rng, next: int64(opts.SeededRows) + 1}
-	for id := int64(1); id <= int64(opts.SeededRows); id++ {
+	w := &writer{rng: rng}
+	// The keys that exist now: the workload picks rows to change among
+	// them and inserts above the largest.
+	rows, err := conn.Query(ctx, `SELECT id FROM accounts`)
+	if err != nil {
+		return 0, err
+	}
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return 0, err
+		}
 		w.ids = append(w.ids, id)
+		w.next = max(w.next, id)
 	}
-	docs := opts.SeededRows / 10
-	if docs < 1 {
-		docs = 1
+	if err := rows.Err(); err != nil {
+		return 0, err
 	}
-	w.docs = docs
+	w.next++
+	if err := conn.QueryRow(ctx, `SELECT greatest(count(*), 1) FROM docs`).Scan(&w.docs); err != nil {
+		return 0, err
+	}
 	done := 0
 	for done < opts.Transactions {
 		if ctx.Err() != nil {

@@ -1,0 +1,61 @@
+package proto
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseTaskSpec(t *testing.T) {
+	good := `name: orders-to-warehouse
+source:      { dsn: "postgres://repl:secret@10.0.0.5:5432/shop" }
+destination: { type: postgres, dsn: "postgres://app@10.0.0.9:5432/wh" }
+sync:        { schema: true, full: true, incremental: true }
+objects:
+  - schema: public
+    tables: [orders, customers]
+retry: { connection: 30m, other: 5m }
+`
+	spec, err := ParseTaskSpec([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spec.Retry.ConnectionRetry().Minutes() != 30 || !spec.Sync.IncrementalEnabled() || spec.Sync.DDLEnabled() {
+		t.Fatalf("parsed %+v", spec)
+	}
+	if r := spec.Redacted(); strings.Contains(r.Source.DSN, "secret") || !strings.Contains(r.Source.DSN, "repl:xxxxx@") {
+		t.Fatalf("redacted %q", r.Source.DSN)
+	}
+
+	for _, tc := range []struct{ yaml, want string }{
+		{"name: x\nsource: {dsn: postgres://a@b/c, dsnn: 1}\n", "unknown field source.dsnn (line 2)"},
+		{"name: x\nbogus: 1\n", "unknown field bogus"},
+		{"", "empty"},
+	} {
+		if _, err := ParseTaskSpec([]byte(tc.yaml)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: got %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+	// Every bad value is named at once.
+	bad := "name: Bad Name\nsource: {dsn: 'mysql://x'}\ndestination: {type: kafka}\nobjects: [{schema: sluice}]\nretry: {connection: forever, other: 10ms}\nconflicting_tables: maybe\n"
+	_, err = ParseTaskSpec([]byte(bad))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, field := range []string{"name:", "source.dsn:", "destination.type:", "objects[0].schema:", "retry.connection:", "retry.other:", "conflicting_tables:"} {
+		if !strings.Contains(err.Error(), field) {
+			t.Errorf("error does not name %s: %v", field, err)
+		}
+	}
+}
+
+func TestRedactDSN(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres://u:p@h/db":                    "postgres://u:xxxxx@h/db",
+		"host=h password=secret dbname=d":        "host=h password=xxxxx dbname=d",
+		"postgres://u@h/db?password=s&sslmode=x": "postgres://u@h/db?password=xxxxx&sslmode=x",
+	} {
+		if got := RedactDSN(in); got != want {
+			t.Errorf("RedactDSN(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
