@@ -43,6 +43,9 @@ Started again on the same data directory it resumes its tasks.`,
 	f.StringVar(&cfg.Listen, "listen", node.DefaultListen, "HTTP API address")
 	f.StringVar(&cfg.RaftListen, "raft-listen", "", "Raft transport address (default: the API port + 1)")
 	f.StringVar(&cfg.BrokerListen, "broker-listen", "", "expose the embedded NATS server on this address (default: in-process only)")
+	f.IntVar(&cfg.Runner.SnapshotReaders, "snapshot-readers", 4, "parallel readers (and writers) of a task's full sync")
+	f.Int64Var(&cfg.Runner.PagesPerChunk, "chunk-pages", 4096, "full sync splits tables into chunks of this many 8 KiB pages")
+	f.IntVar(&cfg.Runner.Groups, "apply-groups", 4, "table groups per task: one JetStream consumer and apply worker each")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	return cmd

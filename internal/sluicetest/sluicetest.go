@@ -145,12 +145,14 @@ type Process struct {
 	port    int
 	raft    int
 	logPath string
+	flags   []string
 	cmd     *exec.Cmd
 	exited  chan error
 }
 
-// StartProcess runs `sluice up` as a child process on a free port.
-func StartProcess(t testing.TB, dataDir string) *Process {
+// StartProcess runs `sluice up` as a child process on a free port, with
+// extra flags for `up`.
+func StartProcess(t testing.TB, dataDir string, flags ...string) *Process {
 	t.Helper()
 	port, err := testenv.FreePort()
 	if err != nil {
@@ -160,7 +162,7 @@ func StartProcess(t testing.TB, dataDir string) *Process {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Process{bin: SluiceBinary(t), DataDir: dataDir, port: port, raft: raft, URL: fmt.Sprintf("http://127.0.0.1:%d", port),
+	p := &Process{bin: SluiceBinary(t), DataDir: dataDir, port: port, raft: raft, URL: fmt.Sprintf("http://127.0.0.1:%d", port), flags: flags,
 		logPath: filepath.Join(dataDir, "..", filepath.Base(dataDir)+".log")}
 	p.Start(t)
 	t.Cleanup(func() { p.Kill() })
@@ -174,8 +176,9 @@ func (p *Process) Start(t testing.TB) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.cmd = exec.Command(p.bin, "up", "--data-dir", p.DataDir, "--listen", fmt.Sprintf("127.0.0.1:%d", p.port),
-		"--raft-listen", fmt.Sprintf("127.0.0.1:%d", p.raft))
+	args := append([]string{"up", "--data-dir", p.DataDir, "--listen", fmt.Sprintf("127.0.0.1:%d", p.port),
+		"--raft-listen", fmt.Sprintf("127.0.0.1:%d", p.raft)}, p.flags...)
+	p.cmd = exec.Command(p.bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
