@@ -336,9 +336,9 @@ func eachCatalogRow(ctx context.Context, q Querier, sql string, args []any, scan
 }
 
 func (r *schemaReader) readTables(ctx context.Context) error {
-	// reltuples is -1 until the table is first analysed or vacuumed.
-	return eachCatalogRow(ctx, r.q, `
-		SELECT c.oid, c.relreplident::text, greatest(c.reltuples, 0)::int8, pg_relation_size(c.oid)
+	var unanalysed []*proto.TableDef
+	err := eachCatalogRow(ctx, r.q, `
+		SELECT c.oid, c.relreplident::text, c.reltuples::int8, pg_relation_size(c.oid)
 		FROM pg_class c WHERE c.oid = ANY($1::oid[])`, []any{r.oids},
 		func(rows pgx.Rows) error {
 			var oid uint32
@@ -349,9 +349,32 @@ func (r *schemaReader) readTables(ctx context.Context) error {
 			}
 			t := r.byOID[oid]
 			t.ReplicaIdentity = catalogChar(replident)
-			t.EstimatedRows, t.EstimatedBytes = est, size
+			t.EstimatedRows, t.EstimatedBytes = max(est, 0), size
+			if est < 0 && size > 0 {
+				unanalysed = append(unanalysed, t)
+			}
 			return nil
 		})
+	if err != nil {
+		return err
+	}
+	// reltuples is -1 until a table is first analysed or vacuumed; the
+	// planner then estimates from its size, and so does progress.
+	for _, t := range unanalysed {
+		var plan []struct {
+			Plan struct {
+				Rows float64 `json:"Plan Rows"`
+			} `json:"Plan"`
+		}
+		sql := "EXPLAIN (FORMAT JSON) SELECT 1 FROM ONLY " + pgx.Identifier{t.ID.Schema, t.ID.Name}.Sanitize()
+		if err := r.q.QueryRow(ctx, sql).Scan(&plan); err != nil {
+			return fmt.Errorf("estimate rows of %s: %w", t.ID, err)
+		}
+		if len(plan) > 0 {
+			t.EstimatedRows = int64(plan[0].Plan.Rows)
+		}
+	}
+	return nil
 }
 
 func catalogChar(s string) byte {

@@ -191,7 +191,7 @@ loop:
 }
 
 func cli(bin, server string, args ...string) error {
-	cmd := exec.Command(bin, append([]string{"--server", server}, args...)...)
+	cmd := exec.Command(bin, append(args, "--server", server)...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	return cmd.Run()
 }
