@@ -221,13 +221,7 @@ func TestDropTaskObjects(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var slots, pubs int
-	var schema bool
-	if err := conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_replication_slots), (SELECT count(*) FROM pg_publication),
-		EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'sluice')`).Scan(&slots, &pubs, &schema); err != nil {
+	if err := testenv.SourceLeftovers(ctx, conn); err != nil {
 		t.Fatal(err)
-	}
-	if slots != 0 || pubs != 0 || schema {
-		t.Fatalf("left behind: %d slots, %d publications, schema sluice %v", slots, pubs, schema)
 	}
 }

@@ -33,18 +33,7 @@ type APIError struct {
 func (e *APIError) Error() string {
 	var b strings.Builder
 	b.WriteString(e.Message)
-	for _, p := range e.Problems {
-		b.WriteString("\n  - ")
-		if p.Check != "" {
-			b.WriteString(p.Check)
-			b.WriteString(": ")
-		}
-		b.WriteString(p.Message)
-		if p.Fix != "" {
-			b.WriteString("\n    fix: ")
-			b.WriteString(p.Fix)
-		}
-	}
+	proto.WriteProblems(&b, e.Problems)
 	return b.String()
 }
 

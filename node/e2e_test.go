@@ -139,14 +139,8 @@ func TestDeleteTaskCleansSource(t *testing.T) {
 	if err := c.DeleteTask(ctx, "gone"); err != nil {
 		t.Fatal(err)
 	}
-	var slots, pubs int
-	var schema bool
-	if err := srcConn.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_replication_slots), (SELECT count(*) FROM pg_publication),
-		EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'sluice')`).Scan(&slots, &pubs, &schema); err != nil {
+	if err := testenv.SourceLeftovers(ctx, srcConn); err != nil {
 		t.Fatal(err)
-	}
-	if slots != 0 || pubs != 0 || schema {
-		t.Fatalf("left in the source: %d slots, %d publications, sluice schema %v", slots, pubs, schema)
 	}
 	if _, err := c.GetTask(ctx, "gone"); err == nil {
 		t.Fatal("task still listed after delete")
@@ -217,14 +211,8 @@ func TestCreateTaskRejectsBadInput(t *testing.T) {
 	// Nothing half-created anywhere.
 	for _, pg := range []*testenv.Postgres{p.src, replica} {
 		conn := testenv.Conn(t, pg.DSN("postgres"))
-		var slots, pubs int
-		var schema bool
-		if err := conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_replication_slots), (SELECT count(*) FROM pg_publication),
-			EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'sluice')`).Scan(&slots, &pubs, &schema); err != nil {
+		if err := testenv.SourceLeftovers(ctx, conn); err != nil {
 			t.Fatal(err)
-		}
-		if slots != 0 || pubs != 0 || schema {
-			t.Fatalf("left in the source: %d slots, %d publications, sluice schema %v", slots, pubs, schema)
 		}
 	}
 	if list, err := c.ListTasks(ctx); err != nil || len(list) != 0 {

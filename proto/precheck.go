@@ -21,15 +21,22 @@ type PrecheckError struct {
 func (e *PrecheckError) Error() string {
 	var b strings.Builder
 	b.WriteString("precheck failed:")
-	for _, p := range e.Problems {
+	WriteProblems(&b, e.Problems)
+	return b.String()
+}
+
+// WriteProblems writes each problem and its fix on lines of their own.
+func WriteProblems(b *strings.Builder, problems []Problem) {
+	for _, p := range problems {
 		b.WriteString("\n  - ")
-		b.WriteString(p.Check)
-		b.WriteString(": ")
+		if p.Check != "" {
+			b.WriteString(p.Check)
+			b.WriteString(": ")
+		}
 		b.WriteString(p.Message)
 		if p.Fix != "" {
 			b.WriteString("\n    fix: ")
 			b.WriteString(p.Fix)
 		}
 	}
-	return b.String()
 }
