@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand"
+	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -33,11 +34,16 @@ func TestCrashConsistencyUnderSIGKILL(t *testing.T) {
 	c := &coordinator.Client{BaseURL: proc.URL}
 	createTask(t, c, taskYAML("crashy", p, ""))
 
+	// `make e2e` soaks: many more kills over a longer workload.
+	kills, txs, duration := 6, 2500, 3*time.Minute
+	if os.Getenv("SLUICE_SOAK") != "" {
+		kills, txs, duration = 40, 30000, 20*time.Minute
+	}
 	var committed atomic.Int64
 	load := make(chan error, 1)
 	go func() {
 		_, err := workload.Run(ctx, p.src.DSN("postgres"), workload.Options{
-			Transactions: 2500, Duration: 3 * time.Minute, Seed: 7,
+			Transactions: txs, Duration: duration, Seed: 7,
 			// No truncates: they would wipe out a doubled row before the
 			// comparison could see it.
 			Truncate: false,
@@ -60,7 +66,7 @@ func TestCrashConsistencyUnderSIGKILL(t *testing.T) {
 		return nil
 	})
 	rng := rand.New(rand.NewSource(1))
-	for i := 0; i < 6; i++ {
+	for i := 0; i < kills; i++ {
 		if i > 0 {
 			time.Sleep(time.Duration(300+rng.Intn(2000)) * time.Millisecond)
 		}

@@ -159,6 +159,11 @@ func TestCreateTaskRejectsBadInput(t *testing.T) {
 	p := newPair(t)
 	ctx := context.Background()
 	replica := testenv.NewPostgres(t, testenv.PostgresOptions{WALLevel: "replica"})
+	// A source whose only replication slot is taken by someone else.
+	full := testenv.NewPostgres(t, testenv.PostgresOptions{MaxReplicationSlots: 1})
+	fullConn := testenv.Conn(t, full.DSN("postgres"))
+	testenv.MustExec(t, fullConn, `CREATE TABLE keyed (id int PRIMARY KEY)`)
+	testenv.MustExec(t, fullConn, `SELECT pg_create_logical_replication_slot('someone_else', 'pgoutput')`)
 	srcConn := testenv.Conn(t, p.src.DSN("postgres"))
 	testenv.MustExec(t, srcConn, `CREATE TABLE keyed (id int PRIMARY KEY);
 		CREATE TABLE nokey (v text);
@@ -188,6 +193,8 @@ func TestCreateTaskRejectsBadInput(t *testing.T) {
 			[]string{"source.replica_identity", "public.nokey", "REPLICA IDENTITY FULL"}},
 		{"missing privileges", fmt.Sprintf("name: x\nsource: {dsn: %q}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public, tables: [keyed]}]\n", p.src.UserDSN("weak", "", "postgres"), dstDSN),
 			[]string{"source.privileges", "REPLICATION"}},
+		{"no free slot", fmt.Sprintf("name: x\nsource: {dsn: %q}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public}]\n", full.DSN("postgres"), dstDSN),
+			[]string{"source.replication_slots", "max_replication_slots"}},
 		{"missing table", fmt.Sprintf("name: x\nsource: {dsn: %q}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public, tables: [nosuch]}]\n", p.src.DSN("postgres"), dstDSN),
 			[]string{"source.objects", "nosuch"}},
 	}
@@ -208,8 +215,10 @@ func TestCreateTaskRejectsBadInput(t *testing.T) {
 			}
 		})
 	}
-	// Nothing half-created anywhere.
-	for _, pg := range []*testenv.Postgres{p.src, replica} {
+	// Nothing half-created anywhere (the full source keeps only the slot
+	// that was there before).
+	testenv.MustExec(t, fullConn, `SELECT pg_drop_replication_slot('someone_else')`)
+	for _, pg := range []*testenv.Postgres{p.src, replica, full} {
 		conn := testenv.Conn(t, pg.DSN("postgres"))
 		if err := testenv.SourceLeftovers(ctx, conn); err != nil {
 			t.Fatal(err)
