@@ -16,10 +16,10 @@ import (
 
 // WorkerConfig configures the apply worker of one table group.
 type WorkerConfig struct {
-	Task     string
-	Group    int
-	Consumer jetstream.Consumer
-	Sink     ChangeApplier
+	Task      string
+	Group     int
+	JetStream jetstream.JetStream
+	Sink      ChangeApplier
 	// Epoch fences this worker's writes (invariant 3).
 	Epoch  uint64
 	Logger *slog.Logger
@@ -43,23 +43,23 @@ type WorkerStats struct {
 }
 
 func (c *WorkerConfig) setDefaults() error {
-	if c.Task == "" || c.Consumer == nil || c.Sink == nil {
-		return errors.New("apply: Task, Consumer and Sink are required")
+	if c.Task == "" || c.JetStream == nil || c.Sink == nil {
+		return errors.New("apply: Task, JetStream and Sink are required")
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
 	if c.MaxBatchRows <= 0 {
-		c.MaxBatchRows = 20000
+		c.MaxBatchRows = 10000
 	}
 	if c.MaxBatchBytes <= 0 {
-		c.MaxBatchBytes = 32 << 20
+		c.MaxBatchBytes = 8 << 20
 	}
 	if c.MaxWait <= 0 {
 		c.MaxWait = 20 * time.Millisecond
 	}
 	if c.PrefetchBytes <= 0 {
-		c.PrefetchBytes = 16 << 20
+		c.PrefetchBytes = 8 << 20
 	}
 	if c.Stats == nil {
 		c.Stats = &WorkerStats{}
@@ -69,8 +69,8 @@ func (c *WorkerConfig) setDefaults() error {
 
 // ErrDeliveryGap means a message was delivered by JetStream but never
 // reached this worker (a connection cut). Applying what follows would
-// skip it for good, so the worker stops; unacknowledged messages come
-// again when it restarts.
+// skip it for good, so the worker stops; it resets the consumer to its
+// ack floor when it restarts.
 var ErrDeliveryGap = errors.New("a JetStream delivery was lost in transit; restarting the apply worker")
 
 // RunWorker applies the group's changes until ctx ends or an error occurs.
@@ -82,9 +82,22 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	if err != nil {
 		return fmt.Errorf("read applied positions: %w", err)
 	}
-	iter, err := cfg.Consumer.Messages(jetstream.PullMaxMessagesWithBytesLimit(10000, cfg.PrefetchBytes))
+	// Messages delivered to a worker that died are still pending; left
+	// alone they would come back only when their ack wait expires, after
+	// later messages had been applied, and then be skipped as old. A reset
+	// to the ack floor delivers everything unacknowledged again, in order,
+	// before anything newer.
+	stream, name := proto.StreamName(cfg.Task), ConsumerName(cfg.Group)
+	if _, err := cfg.JetStream.ResetConsumer(ctx, stream, name); err != nil {
+		return fmt.Errorf("reset consumer %s to its ack floor: %w", name, err)
+	}
+	cons, err := cfg.JetStream.Consumer(ctx, stream, name)
 	if err != nil {
-		return fmt.Errorf("pull from consumer %s: %w", ConsumerName(cfg.Group), err)
+		return fmt.Errorf("open consumer %s: %w", name, err)
+	}
+	iter, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(10000, cfg.PrefetchBytes))
+	if err != nil {
+		return fmt.Errorf("pull from consumer %s: %w", name, err)
 	}
 	defer iter.Stop()
 	w := &worker{cfg: &cfg, offsets: offsets, iter: iter}

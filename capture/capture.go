@@ -69,7 +69,7 @@ func (c *Config) setDefaults() error {
 	def(&c.MaxBatchRows, 2000)
 	def(&c.MaxBatchBytes, 1<<20)
 	def(&c.MaxOpenBytes, 16<<20)
-	def(&c.MaxInflightBytes, 64<<20)
+	def(&c.MaxInflightBytes, 16<<20)
 	defDur(&c.FlushDelay, 2*time.Millisecond)
 	defDur(&c.MaxFlushInterval, 100*time.Millisecond)
 	defDur(&c.StatusInterval, time.Second)
@@ -387,7 +387,7 @@ func (s *sessionState) addRow(ctx context.Context, rel *relation, row proto.Row)
 	b := s.open[rel.id]
 	if b == nil {
 		b = &openBatch{rel: rel, subject: proto.Subject(s.c.cfg.Task, rel.table), first: row.Pos}
-		b.buf = proto.AppendBatchHeader(make([]byte, 0, 4096), rel.table, rel.columns, rel.identity)
+		b.buf = proto.AppendBatchHeader(getBuffer(), rel.table, rel.columns, rel.identity)
 		s.open[rel.id] = b
 		s.openOrder = append(s.openOrder, rel.id)
 	}

@@ -49,7 +49,28 @@ type publisher struct {
 type inflightMsg struct {
 	fut  jetstream.PubAckFuture
 	seq  uint64
-	size int
+	data []byte
+}
+
+// batchBuffers recycles batch buffers once JetStream has acknowledged
+// them (the client copied them to its connection when published, and
+// keeps them only for the acknowledgement): a busy capture then allocates
+// almost nothing per batch.
+var batchBuffers sync.Pool
+
+// getBuffer returns an empty buffer, recycled when one is free.
+func getBuffer() []byte {
+	if b, ok := batchBuffers.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, 64<<10)
+}
+
+func putBuffer(b []byte) {
+	if cap(b) > 8<<20 {
+		return // a huge row's buffer: let it go
+	}
+	batchBuffers.Put(&b)
 }
 
 type checkpoint struct {
@@ -99,7 +120,7 @@ func (p *publisher) publish(ctx context.Context, subject, msgID string, data []b
 	p.lastID = msgID
 	p.seq++
 	select {
-	case p.inflight <- inflightMsg{fut: fut, seq: p.seq, size: len(data)}:
+	case p.inflight <- inflightMsg{fut: fut, seq: p.seq, data: data}:
 		return nil
 	case <-p.failed:
 		return p.failure()
@@ -159,7 +180,8 @@ func (p *publisher) collectAcks() {
 			p.fail(classifyPublishError(err))
 			return
 		}
-		p.budget.release(m.size)
+		p.budget.release(len(m.data))
+		putBuffer(m.data)
 		p.mu.Lock()
 		p.ackedSeq = m.seq
 		p.advanceLocked()

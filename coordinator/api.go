@@ -30,9 +30,10 @@ type Backend interface {
 // Live is a running task's volatile metrics: not replicated, read from the
 // node that runs the task.
 type Live struct {
+	// RowsDone counts rows copied of tables not finished yet; finished
+	// ones are in Task.RowsCopied.
 	RowsDone      int64
 	RowsEstimated int64
-	TablesDone    int
 	TablesTotal   int
 	LatencyMS     *int64 // nil while unknown
 	RowsApplied   int64
@@ -190,16 +191,23 @@ func (a *api) healthz(w http.ResponseWriter, r *http.Request) {
 // live metrics, and the spec without passwords.
 func (a *api) status(t Task) proto.TaskStatus {
 	live := a.b.Live(t.Spec.Name)
+	// Finished tables are counted in the replicated state, so progress
+	// survives restarts; the node adds the rows of tables being copied.
+	full := proto.FullProgress{
+		RowsDone:      t.RowsCopied + live.RowsDone,
+		RowsEstimated: live.RowsEstimated,
+		TablesDone:    len(t.TablesCopied),
+		TablesTotal:   live.TablesTotal,
+	}
+	if t.Phase == proto.PhaseIncremental {
+		// Done: the estimate has served its purpose, the count is exact.
+		full.RowsEstimated, full.TablesTotal = full.RowsDone, full.TablesDone
+	}
 	return proto.TaskStatus{
-		Name:  t.Spec.Name,
-		Phase: t.Phase,
-		State: t.State,
-		Full: proto.FullProgress{
-			RowsDone:      live.RowsDone,
-			RowsEstimated: live.RowsEstimated,
-			TablesDone:    live.TablesDone,
-			TablesTotal:   live.TablesTotal,
-		},
+		Name:          t.Spec.Name,
+		Phase:         t.Phase,
+		State:         t.State,
+		Full:          full,
 		LatencyMS:     live.LatencyMS,
 		RowsApplied:   live.RowsApplied,
 		ThroughputRPS: live.ThroughputRPS,

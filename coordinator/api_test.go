@@ -116,13 +116,18 @@ func TestCreateGetListDelete(t *testing.T) {
 	}
 
 	lat := int64(42)
-	e.backend.SetLive("orders", coordinator.Live{RowsDone: 50, RowsEstimated: 200, TablesDone: 1, TablesTotal: 3,
+	e.backend.SetLive("orders", coordinator.Live{RowsDone: 50, RowsEstimated: 200, TablesTotal: 3,
 		LatencyMS: &lat, RowsApplied: 7, ThroughputRPS: 1.5, ConfirmedLSN: "0/16B3748"})
+	// A finished table is counted in the replicated state, the rows of
+	// the tables being copied come from the node.
+	if err := e.coord.Apply(ctx, coordinator.MarkTablesCopied{Name: "orders", Tables: map[string]proto.LSN{"public\x00orders": 1}, Rows: 100}); err != nil {
+		t.Fatal(err)
+	}
 	st, err = e.client.GetTask(ctx, "orders")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := proto.FullProgress{RowsDone: 50, RowsEstimated: 200, TablesDone: 1, TablesTotal: 3}
+	want := proto.FullProgress{RowsDone: 150, RowsEstimated: 200, TablesDone: 1, TablesTotal: 3}
 	if st.Full != want || st.LatencyMS == nil || *st.LatencyMS != 42 || st.RowsApplied != 7 ||
 		st.ThroughputRPS != 1.5 || st.ConfirmedLSN != "0/16B3748" {
 		t.Fatalf("get: %+v", st)

@@ -62,10 +62,12 @@ type MarkSlotCreated struct {
 }
 
 // MarkTablesCopied merges tables whose full sync finished, keyed by
-// proto.TableID.Key(), with the LSN of the snapshot each was copied in.
+// proto.TableID.Key(), with the LSN of the snapshot each was copied in,
+// and adds the rows they held to the task's count.
 type MarkTablesCopied struct {
 	Name   string               `json:"name"`
 	Tables map[string]proto.LSN `json:"tables"`
+	Rows   int64                `json:"rows,omitempty"`
 }
 
 // ResetTablesCopied forgets every copied table, for a full sync that starts
@@ -293,6 +295,7 @@ func applyMarkTablesCopied(d *data, index uint64, cmd *MarkTablesCopied) error {
 	for k, lsn := range cmd.Tables {
 		t.TablesCopied[k] = lsn
 	}
+	t.RowsCopied += cmd.Rows
 	t.ModifyIndex = index
 	return nil
 }
@@ -303,6 +306,7 @@ func applyResetTablesCopied(d *data, index uint64, cmd *ResetTablesCopied) error
 		return err
 	}
 	t.TablesCopied = nil
+	t.RowsCopied = 0
 	t.ModifyIndex = index
 	return nil
 }

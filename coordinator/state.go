@@ -32,6 +32,8 @@ type Task struct {
 	// TablesCopied maps proto.TableID.Key() to the LSN of the snapshot the
 	// table was copied in.
 	TablesCopied map[string]proto.LSN `json:"tables_copied,omitempty"`
+	// RowsCopied counts the rows of the tables in TablesCopied.
+	RowsCopied int64 `json:"rows_copied,omitempty"`
 	// PostDataDone: secondary indexes, foreign keys and sequences were
 	// created after the full load.
 	PostDataDone bool `json:"post_data_done,omitempty"`

@@ -20,7 +20,9 @@ type Config struct {
 	// BrokerListen, when set, exposes the embedded NATS server to other
 	// processes; by default the node talks to it in-process only.
 	BrokerListen string
-	Logger       *slog.Logger
+	// PprofListen, when set, serves Go's profiler (net/http/pprof) there.
+	PprofListen string
+	Logger      *slog.Logger
 	// Runner tunes task execution (tests and benchmarks).
 	Runner RunnerConfig
 }

@@ -65,7 +65,7 @@ func (r *runner) fullPhases(ctx context.Context, g *errgroup.Group, task *coordi
 		if err := r.store.Apply(ctx, coordinator.ResetTablesCopied{Name: r.name}); err != nil {
 			return err
 		}
-		task.ConsistentLSN, fromSlot = exported.LSN, true
+		task.ConsistentLSN, task.RowsCopied, fromSlot = exported.LSN, 0, true
 		remaining = nil
 		if spec.Sync.FullEnabled() {
 			remaining = tables
@@ -136,6 +136,8 @@ func (r *runner) fullPhases(ctx context.Context, g *errgroup.Group, task *coordi
 	}
 
 	// 4. The load.
+	r.live.tablesTotal.Store(int64(len(tables)))
+	r.live.rowsEstimated.Store(task.RowsCopied)
 	if len(remaining) > 0 {
 		if err := r.copyTables(ctx, readers, sink, schema, remaining, snapshotLSN, task.Epoch); err != nil {
 			return err
@@ -163,6 +165,7 @@ type tableCopy struct {
 	begin     sync.Once
 	beginErr  error
 	chunksDue atomic.Int64
+	rows      atomic.Int64
 }
 
 // copyTables loads tables chunk by chunk, each reader with its own
@@ -202,7 +205,6 @@ func (r *runner) copyTables(ctx context.Context, readers []*capture.SnapshotRead
 		}
 	}
 	r.live.rowsEstimated.Add(estimate)
-	r.live.tablesTotal.Add(int64(len(copies)))
 	r.logger.Info("full sync", "task", r.name, "tables", len(copies), "chunks", len(jobs), "estimated_rows", estimate, "snapshot_lsn", lsn.String())
 
 	queue := make(chan job)
@@ -253,12 +255,17 @@ func (r *runner) copyChunk(ctx context.Context, rd *capture.SnapshotReader, sink
 		return err
 	}
 	r.live.rowsDone.Add(n)
+	tc.rows.Add(n)
 	if tc.chunksDue.Add(-1) > 0 {
 		return nil
 	}
 	if err := sink.FinishTable(ctx, r.name, t, proto.EndOf(lsn), epoch); err != nil {
 		return err
 	}
-	r.live.tablesDone.Add(1)
-	return r.store.Apply(ctx, coordinator.MarkTablesCopied{Name: r.name, Tables: map[string]proto.LSN{t.Key(): lsn}})
+	rows := tc.rows.Load()
+	if err := r.store.Apply(ctx, coordinator.MarkTablesCopied{Name: r.name, Tables: map[string]proto.LSN{t.Key(): lsn}, Rows: rows}); err != nil {
+		return err
+	}
+	r.live.rowsDone.Add(-rows) // now counted in the replicated state
+	return nil
 }

@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -14,8 +15,9 @@ import (
 
 // rssLimit is what Sluice may use while a 2-million-row transaction flows
 // through it: the embedded JetStream server, Raft, the capture's open and
-// in-flight batches (16 MiB + 64 MiB at most) and each apply worker's
-// prefetch and batch. Documented in README.md ("Guarantees").
+// in-flight batches (16 MiB each at most) and each apply worker's prefetch
+// and batch (8 MiB each), with the garbage collector's headroom. Documented
+// in README.md ("Guarantees").
 const rssLimit = 256 << 20
 
 func TestLargeTransactionBoundedMemory(t *testing.T) {
@@ -25,7 +27,11 @@ func TestLargeTransactionBoundedMemory(t *testing.T) {
 	p := newPair(t)
 	srcConn := testenv.Conn(t, p.src.DSN("postgres"))
 	testenv.MustExec(t, srcConn, `CREATE TABLE big (id bigint PRIMARY KEY, k int, c text, pad text)`)
-	proc := sluicetest.StartProcess(t, filepath.Join(t.TempDir(), "data"))
+	flags := []string{}
+	if addr := os.Getenv("SLUICE_PPROF"); addr != "" {
+		flags = append(flags, "--pprof-listen", addr) // profile by hand while it runs
+	}
+	proc := sluicetest.StartProcess(t, filepath.Join(t.TempDir(), "data"), flags...)
 	c := &coordinator.Client{BaseURL: proc.URL}
 	createTask(t, c, taskYAML("large", p, ""))
 	waitPhase(t, c, "large", proto.PhaseIncremental, time.Minute)

@@ -15,9 +15,10 @@ import (
 // the status. They are not replicated: a restarted node starts counting
 // again, while phases and errors live in the Raft state.
 type live struct {
+	// rows copied of tables not finished yet (finished ones are counted in
+	// the replicated state), the estimate of all rows, and all tables.
 	rowsDone      atomic.Int64
 	rowsEstimated atomic.Int64
-	tablesDone    atomic.Int64
 	tablesTotal   atomic.Int64
 
 	mu      sync.Mutex
@@ -30,6 +31,16 @@ type live struct {
 type sample struct {
 	at   time.Time
 	rows int64
+}
+
+// reset forgets what a previous attempt counted.
+func (l *live) reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.rowsDone.Store(0)
+	l.rowsEstimated.Store(0)
+	l.tablesTotal.Store(0)
+	l.capture, l.workers, l.samples = nil, nil, nil
 }
 
 func (l *live) setCapture(c *capture.Capture) {
@@ -72,7 +83,6 @@ func (l *live) snapshot(now time.Time) coordinator.Live {
 	out := coordinator.Live{
 		RowsDone:      l.rowsDone.Load(),
 		RowsEstimated: l.rowsEstimated.Load(),
-		TablesDone:    int(l.tablesDone.Load()),
 		TablesTotal:   int(l.tablesTotal.Load()),
 		RowsApplied:   l.rowsApplied(),
 	}

@@ -147,6 +147,7 @@ func (r *runner) attempt(ctx context.Context) error {
 		return fmt.Errorf("task %s is gone", r.name)
 	}
 	spec := task.Spec
+	r.live.reset()
 	r.setStatus(ctx, "", proto.StateRunning, nil, true)
 
 	src, err := pgconfig.Connect(ctx, spec.Source.DSN, "sluice task "+r.name)
@@ -250,16 +251,9 @@ func (r *runner) startCapture(ctx context.Context, g *errgroup.Group, src *pgx.C
 func (r *runner) startApply(ctx context.Context, g *errgroup.Group, sink *postgres.Sink, epoch uint64) {
 	for group := 0; group < r.cfg.Groups; group++ {
 		wcfg := r.cfg.Worker
-		wcfg.Task, wcfg.Group, wcfg.Sink, wcfg.Epoch, wcfg.Logger = r.name, group, sink, epoch, r.logger
+		wcfg.Task, wcfg.Group, wcfg.JetStream, wcfg.Sink, wcfg.Epoch, wcfg.Logger = r.name, group, r.js, sink, epoch, r.logger
 		wcfg.Stats = &apply.WorkerStats{}
 		r.live.addWorker(wcfg.Stats)
-		g.Go(func() error {
-			cons, err := r.js.Consumer(ctx, proto.StreamName(r.name), apply.ConsumerName(group))
-			if err != nil {
-				return fmt.Errorf("open consumer %s: %w", apply.ConsumerName(group), err)
-			}
-			wcfg.Consumer = cons
-			return apply.RunWorker(ctx, wcfg)
-		})
+		g.Go(func() error { return apply.RunWorker(ctx, wcfg) })
 	}
 }

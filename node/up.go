@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -74,6 +75,14 @@ func Up(ctx context.Context, cfg Config) error {
 	go func() { worker.Run(workerCtx); close(workerDone) }()
 	defer func() { stopWorker(); <-workerDone }()
 
+	if cfg.PprofListen != "" {
+		stopPprof, err := servePprof(cfg.PprofListen)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
+
 	mux := http.NewServeMux()
 	mux.Handle("/", coordinator.NewAPI(coord, &backend{worker: worker, js: js, logger: log}, log))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -107,4 +116,20 @@ func lockDataDir(dir string) (func(), error) {
 		return nil, fmt.Errorf("data directory %s is in use by another sluice process", dir)
 	}
 	return func() { f.Close() }, nil
+}
+
+// servePprof serves the profiler on its own listener, apart from the API.
+func servePprof(addr string) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("pprof listen on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	return func() { srv.Close() }, nil
 }

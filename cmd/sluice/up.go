@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime/debug"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -15,9 +17,10 @@ import (
 
 func (a *app) upCmd() *cobra.Command {
 	var (
-		cfg       node.Config
-		logLevel  string
-		logFormat string
+		cfg         node.Config
+		logLevel    string
+		logFormat   string
+		memoryLimit string
 	)
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -31,6 +34,9 @@ Started again on the same data directory it resumes its tasks.`,
 				return err
 			}
 			cfg.Logger = logger
+			if err := setMemoryLimit(memoryLimit, a.getenv("GOMEMLIMIT")); err != nil {
+				return err
+			}
 			err = a.up(cmd.Context(), cfg)
 			if err != nil && errors.Is(err, context.Canceled) && cmd.Context().Err() != nil {
 				return nil // stopped by a signal: the graceful path
@@ -46,6 +52,8 @@ Started again on the same data directory it resumes its tasks.`,
 	f.IntVar(&cfg.Runner.SnapshotReaders, "snapshot-readers", 4, "parallel readers (and writers) of a task's full sync")
 	f.Int64Var(&cfg.Runner.PagesPerChunk, "chunk-pages", 4096, "full sync splits tables into chunks of this many 8 KiB pages")
 	f.IntVar(&cfg.Runner.Groups, "apply-groups", 4, "table groups per task: one JetStream consumer and apply worker each")
+	f.StringVar(&memoryLimit, "memory-limit", "256MiB", "soft limit of the Go heap (as GOMEMLIMIT: 256MiB, 1GiB; 0 for none); GOMEMLIMIT wins when set")
+	f.StringVar(&cfg.PprofListen, "pprof-listen", "", "serve Go's profiler (net/http/pprof) on this address")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	return cmd
@@ -66,4 +74,33 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	default:
 		return nil, fmt.Errorf("--log-format %q: use text or json", format)
 	}
+}
+
+// setMemoryLimit sets the runtime's soft memory limit. Sluice's buffers
+// are bounded, so the heap's live part stays small; the limit keeps the
+// garbage collector from letting the heap (and RSS) grow to twice its
+// peak between cycles.
+func setMemoryLimit(flag, env string) error {
+	if env != "" {
+		return nil // the runtime read GOMEMLIMIT at start
+	}
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}, {"", 1}}
+	for _, u := range units {
+		num, ok := strings.CutSuffix(flag, u.suffix)
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+		if err != nil || n < 0 {
+			break
+		}
+		if n > 0 {
+			debug.SetMemoryLimit(n * u.mult)
+		}
+		return nil
+	}
+	return fmt.Errorf("--memory-limit %q: use a size such as 256MiB or 1GiB, or 0", flag)
 }
