@@ -94,7 +94,7 @@ func TestCreateGetListDelete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Name != "orders" || st.Phase != proto.PhaseFull || st.State != proto.StatePending || st.CreatedAt.IsZero() {
+	if st.Name != "orders" || st.Phase != proto.PhasePrecheck || st.State != proto.StatePending || st.CreatedAt.IsZero() {
 		t.Fatalf("created: %+v", st)
 	}
 	if strings.Contains(st.Spec.Source.DSN, "s3cret") || !strings.Contains(st.Spec.Source.DSN, "xxxxx") ||

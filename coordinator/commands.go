@@ -230,19 +230,13 @@ func applyCreateTask(d *data, index uint64, cmd *CreateTask) error {
 	if _, ok := d.Tasks[name]; ok {
 		return fmt.Errorf("%w: %s", ErrTaskExists, name)
 	}
-	// The phase a task starts in is the first one its spec enables; the
-	// precheck ran before the command was proposed.
-	phase := proto.PhaseIncremental
-	switch {
-	case cmd.Spec.Sync.SchemaEnabled():
-		phase = proto.PhaseSchema
-	case cmd.Spec.Sync.FullEnabled():
-		phase = proto.PhaseFull
-	}
+	// A task starts in precheck (passed before the command was proposed);
+	// the node that runs it moves it through the phases its spec enables,
+	// and to incremental only once its changes are being captured.
 	d.Tasks[name] = &Task{
 		Spec:        cloneSpec(cmd.Spec),
 		CreatedAt:   cmd.At,
-		Phase:       phase,
+		Phase:       proto.PhasePrecheck,
 		State:       proto.StatePending,
 		Epoch:       1,
 		CreateIndex: index,

@@ -36,10 +36,12 @@ func TestCreateTaskStartPhase(t *testing.T) {
 		sync proto.SyncSpec
 		want proto.Phase
 	}{
-		{proto.SyncSpec{}, proto.PhaseSchema},
-		{proto.SyncSpec{Schema: boolp(false)}, proto.PhaseFull},
-		{proto.SyncSpec{Schema: boolp(false), Full: boolp(false)}, proto.PhaseIncremental},
-		{proto.SyncSpec{Full: boolp(false), Incremental: boolp(false)}, proto.PhaseSchema},
+		// Whatever the spec enables, a new task is in precheck until a
+		// node moves it on.
+		{proto.SyncSpec{}, proto.PhasePrecheck},
+		{proto.SyncSpec{Schema: boolp(false)}, proto.PhasePrecheck},
+		{proto.SyncSpec{Schema: boolp(false), Full: boolp(false)}, proto.PhasePrecheck},
+		{proto.SyncSpec{Full: boolp(false), Incremental: boolp(false)}, proto.PhasePrecheck},
 	} {
 		s := NewStore()
 		spec := testSpec("a")
@@ -87,7 +89,7 @@ func TestCommands(t *testing.T) {
 	if err := apply(SetTaskStatus{Name: "orders", State: proto.StateRetrying, Error: connErr}); err != nil {
 		t.Fatal(err)
 	}
-	if got := get(); got.Phase != proto.PhaseSchema || got.State != proto.StateRetrying || got.LastError == nil || *got.LastError != *connErr {
+	if got := get(); got.Phase != proto.PhasePrecheck || got.State != proto.StateRetrying || got.LastError == nil || *got.LastError != *connErr {
 		t.Fatalf("after SetTaskStatus: %+v", got)
 	}
 	if err := apply(SetTaskStatus{Name: "orders", Phase: proto.PhaseFull, State: proto.StatePaused, KeepError: true}); err != nil {

@@ -228,3 +228,52 @@ func TestCreateTaskRejectsBadInput(t *testing.T) {
 		t.Fatalf("tasks after rejected creates: %v %v", list, err)
 	}
 }
+
+// sync.full without incremental: a one-off copy that ends released and
+// leaves no slot behind; sync.incremental without full: only changes made
+// after the task started arrive.
+func TestSyncPhaseSelection(t *testing.T) {
+	p := newPair(t)
+	ctx := context.Background()
+	src := testenv.Conn(t, p.src.DSN("postgres"))
+	dst := testenv.Conn(t, p.dst.DSN("postgres"))
+	testenv.MustExec(t, src, `CREATE TABLE once (id int PRIMARY KEY, v text); INSERT INTO once SELECT g, 'v' FROM generate_series(1, 1000) g`)
+	n := sluicetest.StartNode(t, node.Config{})
+	c := &coordinator.Client{BaseURL: n.URL}
+
+	createTask(t, c, taskYAML("copy-only", p, "sync: { incremental: false }\n"))
+	testenv.CheckFor(t, time.Minute, 100*time.Millisecond, func() error {
+		st, err := c.GetTask(ctx, "copy-only")
+		if err != nil {
+			return err
+		}
+		if st.State != proto.StateReleased {
+			return fmt.Errorf("phase %s state %s (%+v)", st.Phase, st.State, st.LastError)
+		}
+		return nil
+	})
+	waitEqual(t, p, []string{"public.once"}, 10*time.Second)
+	if err := testenv.SourceLeftovers(ctx, src); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteTask(ctx, "copy-only"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Changes only, into the table the copy made.
+	createTask(t, c, taskYAML("changes-only", p, "sync: { schema: false, full: false }\n"))
+	waitPhase(t, c, "changes-only", proto.PhaseIncremental, time.Minute)
+	testenv.MustExec(t, dst, `DELETE FROM once WHERE id > 10`)
+	testenv.MustExec(t, src, `UPDATE once SET v = 'changed' WHERE id <= 5; INSERT INTO once VALUES (5000, 'new')`)
+	testenv.CheckFor(t, time.Minute, 100*time.Millisecond, func() error {
+		var changed, total int
+		if err := dst.QueryRow(ctx, `SELECT count(*) FILTER (WHERE v = 'changed'), count(*) FROM once`).Scan(&changed, &total); err != nil {
+			return err
+		}
+		if changed != 5 || total != 11 {
+			st, _ := c.GetTask(ctx, "changes-only")
+			return fmt.Errorf("%d changed of %d rows, want 5 of 11 (status %+v)", changed, total, st)
+		}
+		return nil
+	})
+}

@@ -18,7 +18,7 @@ import (
 	"github.com/sluicedb/sluice/proto"
 )
 
-// fullPhases runs the schema and full phases: the slot and its snapshot,
+// fullPhases runs everything before incremental sync: the slot and its snapshot,
 // the schema before the load, the parallel copy, and what is cheaper after
 // the load. The capture starts as soon as the snapshot is imported, so the
 // source keeps no more WAL than it must while tables copy.
@@ -70,7 +70,7 @@ func (r *runner) fullPhases(ctx context.Context, g *errgroup.Group, task *coordi
 		if spec.Sync.FullEnabled() {
 			remaining = tables
 		}
-	} else if len(remaining) > 0 || task.Phase == proto.PhaseSchema {
+	} else if len(remaining) > 0 || beforeFull(task.Phase) {
 		var err error
 		if exported, err = capture.CreateTemporarySnapshot(ctx, spec.Source.DSN, r.name); err != nil {
 			return err
@@ -126,13 +126,16 @@ func (r *runner) fullPhases(ctx context.Context, g *errgroup.Group, task *coordi
 	exported = nil
 
 	// 3. Schema before the load.
-	if task.Phase == proto.PhaseSchema {
+	if beforeFull(task.Phase) {
 		if spec.Sync.SchemaEnabled() {
+			r.setStatus(ctx, proto.PhaseSchema, proto.StateRunning, nil, true)
 			if err := sink.ApplyPreData(ctx, schema); err != nil {
 				return fmt.Errorf("schema sync: %w", err)
 			}
 		}
-		r.setStatus(ctx, proto.PhaseFull, proto.StateRunning, nil, true)
+		if spec.Sync.FullEnabled() {
+			r.setStatus(ctx, proto.PhaseFull, proto.StateRunning, nil, true)
+		}
 	}
 
 	// 4. The load.
@@ -149,7 +152,10 @@ func (r *runner) fullPhases(ctx context.Context, g *errgroup.Group, task *coordi
 	readers = nil
 
 	// 5. After the load: secondary indexes, foreign keys, sequences.
-	if spec.Sync.SchemaEnabled() && !task.PostDataDone {
+	if task.PostDataDone {
+		return nil
+	}
+	if spec.Sync.SchemaEnabled() {
 		if err := sink.ApplyPostData(ctx, schema); err != nil {
 			return fmt.Errorf("schema sync after the full load: %w", err)
 		}
@@ -159,6 +165,8 @@ func (r *runner) fullPhases(ctx context.Context, g *errgroup.Group, task *coordi
 	}
 	return r.store.Apply(ctx, coordinator.MarkPostDataDone{Name: r.name})
 }
+
+func beforeFull(p proto.Phase) bool { return p == proto.PhasePrecheck || p == proto.PhaseSchema }
 
 type tableCopy struct {
 	def       *proto.TableDef

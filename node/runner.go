@@ -180,7 +180,7 @@ func (r *runner) attempt(ctx context.Context) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	defer g.Wait()
-	if task.Phase == proto.PhaseSchema || task.Phase == proto.PhaseFull || !task.PostDataDone {
+	if task.Phase != proto.PhaseIncremental {
 		if err := r.fullPhases(gctx, g, &task, src, sink, tables); err != nil {
 			return errors.Join(err, waitOthers(g))
 		}

@@ -62,7 +62,7 @@ func TestTaskCommands(t *testing.T) {
 	}
 
 	r := runCLI(t, nil, "", "task", "create", "-f", file, "--server", url)
-	if r.code != 0 || !strings.Contains(r.stdout, "task orders created (phase schema, state pending)") {
+	if r.code != 0 || !strings.Contains(r.stdout, "task orders created (phase precheck, state pending)") {
 		t.Fatalf("create: %+v", r)
 	}
 	// Same name from stdin, server from the environment: 409, exit 1.
@@ -77,7 +77,7 @@ func TestTaskCommands(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("get: %+v", r)
 	}
-	for _, want := range []string{"name:", "orders", "phase:", "schema", "250/1000 rows (25.0%)", "0/4", "120 ms", "3.2 rows/s", "last error:", "repl:xxxxx@"} {
+	for _, want := range []string{"name:", "orders", "phase:", "precheck", "250/1000 rows (25.0%)", "0/4", "120 ms", "3.2 rows/s", "last error:", "repl:xxxxx@"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("get output lacks %q:\n%s", want, r.stdout)
 		}
@@ -100,10 +100,10 @@ func TestTaskCommands(t *testing.T) {
 	if f := strings.Fields(lines[0]); strings.Join(f, " ") != "NAME PHASE STATE FULL LATENCY ERROR" {
 		t.Fatalf("list header: %q", lines[0])
 	}
-	if f := strings.Fields(lines[1]); strings.Join(f, " ") != "orders schema pending 25% 120ms -" {
+	if f := strings.Fields(lines[1]); strings.Join(f, " ") != "orders precheck pending 25% 120ms -" {
 		t.Fatalf("list row: %q", lines[1])
 	}
-	if strings.Index(lines[0], "PHASE") != strings.Index(lines[1], "schema") {
+	if strings.Index(lines[0], "PHASE") != strings.Index(lines[1], "precheck") {
 		t.Fatalf("list columns not aligned:\n%s", r.stdout)
 	}
 

@@ -52,7 +52,7 @@ Started again on the same data directory it resumes its tasks.`,
 	f.IntVar(&cfg.Runner.SnapshotReaders, "snapshot-readers", 4, "parallel readers (and writers) of a task's full sync")
 	f.Int64Var(&cfg.Runner.PagesPerChunk, "chunk-pages", 4096, "full sync splits tables into chunks of this many 8 KiB pages")
 	f.IntVar(&cfg.Runner.Groups, "apply-groups", 4, "table groups per task: one JetStream consumer and apply worker each")
-	f.StringVar(&memoryLimit, "memory-limit", "256MiB", "soft limit of the Go heap (as GOMEMLIMIT: 256MiB, 1GiB; 0 for none); GOMEMLIMIT wins when set")
+	f.StringVar(&memoryLimit, "memory-limit", "192MiB", "soft limit of the Go heap (as GOMEMLIMIT: 256MiB, 1GiB; 0 for none); GOMEMLIMIT wins when set")
 	f.StringVar(&cfg.PprofListen, "pprof-listen", "", "serve Go's profiler (net/http/pprof) on this address")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
