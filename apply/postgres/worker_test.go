@@ -90,7 +90,9 @@ func TestWorkerRestartRedeliversUnacknowledgedInOrder(t *testing.T) {
 	publishInserts(t, js, task, 200, 11, 20)
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
-	go func() { done <- apply.RunWorker(wctx, apply.WorkerConfig{Task: task, Group: 0, JetStream: js, Sink: sink, Epoch: 2}) }()
+	go func() {
+		done <- apply.RunWorker(wctx, apply.WorkerConfig{Task: task, Group: 0, JetStream: js, Sink: sink, Epoch: 2})
+	}()
 	testenv.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
 		var n int
 		if err := conn.QueryRow(ctx, `SELECT count(*) FROM kv`).Scan(&n); err != nil {
