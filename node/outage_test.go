@@ -22,13 +22,34 @@ func TestOutagesAndRestartResume(t *testing.T) {
 	ctx := context.Background()
 	srcConn := testenv.Conn(t, p.src.DSN("postgres"))
 	testenv.MustExec(t, srcConn, workload.Schema)
-	if err := workload.Seed(ctx, srcConn, 5000); err != nil {
+	if err := workload.Seed(ctx, srcConn, 60000); err != nil {
 		t.Fatal(err)
 	}
-	proc := sluicetest.StartProcess(t, filepath.Join(t.TempDir(), "data"))
+	// Small chunks and one reader: a full sync long enough to break.
+	proc := sluicetest.StartProcess(t, filepath.Join(t.TempDir(), "data"), "--chunk-pages", "8", "--snapshot-readers", "1")
 	c := &coordinator.Client{BaseURL: proc.URL}
 	createTask(t, c, taskYAML("outages", p, "retry: { connection: 10m, other: 10m }\n"))
-	waitPhase(t, c, "outages", proto.PhaseIncremental, time.Minute)
+
+	// 0. The destination goes away in the middle of the full sync.
+	testenv.CheckFor(t, time.Minute, 10*time.Millisecond, func() error {
+		st, err := c.GetTask(ctx, "outages")
+		if err != nil {
+			return err
+		}
+		if st.Phase != proto.PhaseFull || st.Full.RowsDone == 0 {
+			return fmt.Errorf("phase %s, %d rows copied", st.Phase, st.Full.RowsDone)
+		}
+		return nil
+	})
+	if err := p.dst.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitRetrying(t, c, "outages")
+	if err := p.dst.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitPhase(t, c, "outages", proto.PhaseIncremental, 2*time.Minute)
+	waitEqual(t, p, workload.Tables, time.Minute)
 
 	load := func(seed int64) {
 		t.Helper()
@@ -42,16 +63,7 @@ func TestOutagesAndRestartResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	load(1)
-	testenv.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
-		st, err := c.GetTask(ctx, "outages")
-		if err != nil {
-			return err
-		}
-		if st.State != proto.StateRetrying || st.LastError == nil || st.LastError.Kind != proto.ErrorConnection || st.LastError.RetryUntil.IsZero() {
-			return fmt.Errorf("state %s, last error %+v", st.State, st.LastError)
-		}
-		return nil
-	})
+	waitRetrying(t, c, "outages")
 	if err := p.dst.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -79,4 +91,20 @@ func TestOutagesAndRestartResume(t *testing.T) {
 	if t.Failed() {
 		t.Log(proc.Log())
 	}
+}
+
+// waitRetrying waits until the task retries a connection failure, with
+// the end of its retry window shown.
+func waitRetrying(t *testing.T, c *coordinator.Client, name string) {
+	t.Helper()
+	testenv.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		st, err := c.GetTask(context.Background(), name)
+		if err != nil {
+			return err
+		}
+		if st.State != proto.StateRetrying || st.LastError == nil || st.LastError.Kind != proto.ErrorConnection || st.LastError.RetryUntil.IsZero() {
+			return fmt.Errorf("state %s, last error %+v", st.State, st.LastError)
+		}
+		return nil
+	})
 }

@@ -178,11 +178,19 @@ func (r *runner) attempt(ctx context.Context) error {
 		}
 	}
 
-	g, gctx := errgroup.WithContext(ctx)
-	defer g.Wait()
+	// Units (capture, apply workers) run in g; whichever fails first
+	// stops the others, and so does a failing phase.
+	unitsCtx, stopUnits := context.WithCancel(ctx)
+	g, gctx := errgroup.WithContext(unitsCtx)
+	defer func() { stopUnits(); _ = g.Wait() }()
 	if task.Phase != proto.PhaseIncremental {
 		if err := r.fullPhases(gctx, g, &task, src, sink, tables); err != nil {
-			return errors.Join(err, waitOthers(g))
+			stopUnits()
+			// A unit's failure cancels the phase: report the cause.
+			if cause := waitOthers(g); cause != nil {
+				return cause
+			}
+			return err
 		}
 		if !incremental {
 			return errReleased
