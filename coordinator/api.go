@@ -73,6 +73,8 @@ func NewAPI(c *Coordinator, b Backend, logger *slog.Logger) http.Handler {
 	mux.HandleFunc("GET /api/v1/tasks", a.listTasks)
 	mux.HandleFunc("GET /api/v1/tasks/{name}", a.getTask)
 	mux.HandleFunc("DELETE /api/v1/tasks/{name}", a.deleteTask)
+	mux.HandleFunc("POST /api/v1/tasks/{name}/pause", a.transition(func(n string) Command { return PauseTask{Name: n} }))
+	mux.HandleFunc("POST /api/v1/tasks/{name}/resume", a.transition(func(n string) Command { return ResumeTask{Name: n} }))
 	mux.HandleFunc("GET /healthz", a.healthz)
 	return a.logRequests(mux)
 }
@@ -176,6 +178,27 @@ func (a *api) deleteTask(w http.ResponseWriter, r *http.Request) {
 	}
 	a.logger.Info("task deleted", "task", name)
 	a.reply(w, http.StatusOK, map[string]string{"deleted": name})
+}
+
+// transition applies a state change (pause, resume) and returns the status.
+func (a *api) transition(cmd func(name string) Command) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		if _, ok := a.c.Task(name); !ok {
+			a.fail(w, http.StatusNotFound, fmt.Sprintf("task %q not found", name), nil)
+			return
+		}
+		if err := a.c.Apply(r.Context(), cmd(name)); err != nil {
+			if errors.Is(err, ErrBadTransition) {
+				a.fail(w, http.StatusConflict, err.Error(), nil)
+				return
+			}
+			a.applyFailed(w, err)
+			return
+		}
+		task, _ := a.c.Task(name)
+		a.reply(w, http.StatusOK, a.status(task))
+	}
 }
 
 func (a *api) healthz(w http.ResponseWriter, r *http.Request) {

@@ -69,6 +69,24 @@ func (c *Client) DeleteTask(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodDelete, "/api/v1/tasks/"+url.PathEscape(name), "", nil, nil)
 }
 
+// PauseTask stops a task where it is; its slot keeps the changes.
+func (c *Client) PauseTask(ctx context.Context, name string) (*proto.TaskStatus, error) {
+	return c.transition(ctx, name, "pause")
+}
+
+// ResumeTask runs a paused (or failed) task again.
+func (c *Client) ResumeTask(ctx context.Context, name string) (*proto.TaskStatus, error) {
+	return c.transition(ctx, name, "resume")
+}
+
+func (c *Client) transition(ctx context.Context, name, verb string) (*proto.TaskStatus, error) {
+	var st proto.TaskStatus
+	if err := c.do(ctx, http.MethodPost, "/api/v1/tasks/"+url.PathEscape(name)+"/"+verb, "", nil, &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
 func (c *Client) do(ctx context.Context, method, path, contentType string, body []byte, out any) error {
 	if c.BaseURL == "" {
 		return errors.New("sluice client: no server URL")

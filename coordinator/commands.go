@@ -26,6 +26,8 @@ const (
 	CmdBumpEpoch         CommandType = 7
 	CmdMarkDeleting      CommandType = 8
 	CmdRemoveTask        CommandType = 9
+	CmdPauseTask         CommandType = 10
+	CmdResumeTask        CommandType = 11
 	// The cluster issue adds nodes and assignments from 32 on.
 )
 
@@ -47,7 +49,12 @@ type CreateTask struct {
 // KeepError is set (a state change that is not about the error, such as
 // retrying -> running after a pause, keeps it).
 type SetTaskStatus struct {
-	Name      string           `json:"name"`
+	Name string `json:"name"`
+	// Epoch, when set, makes the write conditional: a runner reports with
+	// the epoch it started under, and a pause (which raises the epoch)
+	// turns its late reports into ErrStaleEpoch instead of overwriting
+	// "paused".
+	Epoch     uint64           `json:"epoch,omitempty"`
 	Phase     proto.Phase      `json:"phase,omitempty"`
 	State     proto.State      `json:"state,omitempty"`
 	Error     *proto.TaskError `json:"error,omitempty"`
@@ -99,6 +106,17 @@ type RemoveTask struct {
 	Name string `json:"name"`
 }
 
+// PauseTask stops a task where it is (its slot keeps the changes) and
+// raises its epoch, fencing the units that were running.
+type PauseTask struct {
+	Name string `json:"name"`
+}
+
+// ResumeTask makes a paused or failed task runnable again.
+type ResumeTask struct {
+	Name string `json:"name"`
+}
+
 func (CreateTask) Type() CommandType        { return CmdCreateTask }
 func (SetTaskStatus) Type() CommandType     { return CmdSetTaskStatus }
 func (MarkSlotCreated) Type() CommandType   { return CmdMarkSlotCreated }
@@ -108,6 +126,8 @@ func (MarkPostDataDone) Type() CommandType  { return CmdMarkPostDataDone }
 func (BumpEpoch) Type() CommandType         { return CmdBumpEpoch }
 func (MarkDeleting) Type() CommandType      { return CmdMarkDeleting }
 func (RemoveTask) Type() CommandType        { return CmdRemoveTask }
+func (PauseTask) Type() CommandType         { return CmdPauseTask }
+func (ResumeTask) Type() CommandType        { return CmdResumeTask }
 
 // Errors returned by command handlers, through Coordinator.Apply.
 var (
@@ -115,6 +135,11 @@ var (
 	ErrTaskExists = errors.New("task already exists")
 	// ErrTaskNotFound: no task of that name.
 	ErrTaskNotFound = errors.New("task not found")
+	// ErrStaleEpoch: a conditional write came from a unit whose epoch is
+	// no longer the task's (it was paused or handed to another owner).
+	ErrStaleEpoch = errors.New("stale epoch")
+	// ErrBadTransition: the task's state does not allow the command.
+	ErrBadTransition = errors.New("not allowed in the task's state")
 	// ErrUnknownCommand: the type byte names no registered command. In the
 	// log this means a newer Sluice wrote it, or the log is damaged.
 	ErrUnknownCommand = errors.New("unknown command type")
@@ -172,6 +197,8 @@ func init() {
 	register(applyBumpEpoch)
 	register(applyMarkDeleting)
 	register(applyRemoveTask)
+	register(applyPauseTask)
+	register(applyResumeTask)
 }
 
 // Encode turns a command into a log entry: the type byte, then JSON. It
@@ -249,6 +276,9 @@ func applySetTaskStatus(d *data, index uint64, cmd *SetTaskStatus) error {
 	t, err := d.task(cmd.Name)
 	if err != nil {
 		return err
+	}
+	if cmd.Epoch != 0 && cmd.Epoch != t.Epoch {
+		return fmt.Errorf("%w: %s is at epoch %d, the write came from %d", ErrStaleEpoch, cmd.Name, t.Epoch, cmd.Epoch)
 	}
 	if cmd.Phase != "" {
 		t.Phase = cmd.Phase
@@ -341,4 +371,39 @@ func applyRemoveTask(d *data, _ uint64, cmd *RemoveTask) error {
 	}
 	delete(d.Tasks, cmd.Name)
 	return nil
+}
+
+func applyPauseTask(d *data, index uint64, cmd *PauseTask) error {
+	t, err := d.task(cmd.Name)
+	if err != nil {
+		return err
+	}
+	switch {
+	case t.Deleting:
+		return fmt.Errorf("%w: %s is being deleted", ErrBadTransition, cmd.Name)
+	case t.State == proto.StateReleased:
+		return fmt.Errorf("%w: %s has finished", ErrBadTransition, cmd.Name)
+	case t.State == proto.StatePaused:
+		return nil
+	}
+	t.State = proto.StatePaused
+	t.Epoch++
+	t.ModifyIndex = index
+	return nil
+}
+
+func applyResumeTask(d *data, index uint64, cmd *ResumeTask) error {
+	t, err := d.task(cmd.Name)
+	if err != nil {
+		return err
+	}
+	switch t.State {
+	case proto.StatePaused, proto.StateFailed:
+		t.State = proto.StatePending
+		t.ModifyIndex = index
+		return nil
+	case proto.StatePending, proto.StateRunning, proto.StateRetrying:
+		return nil // already runnable
+	}
+	return fmt.Errorf("%w: %s is %s", ErrBadTransition, cmd.Name, t.State)
 }

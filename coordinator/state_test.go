@@ -271,6 +271,9 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		BumpEpoch{Name: "a"},
 		MarkDeleting{Name: "a"},
 		RemoveTask{Name: "a"},
+		PauseTask{Name: "a"},
+		ResumeTask{Name: "a"},
+		&SetTaskStatus{Name: "a", Epoch: 3, State: proto.StateRunning},
 	}
 	seen := map[CommandType]bool{}
 	for _, cmd := range cmds {
@@ -417,5 +420,32 @@ func TestSnapshotRestoreStore(t *testing.T) {
 	got, ok := r.Task("a")
 	if !ok || got.TablesCopied["public\x00t"] != 7 || r.Index() != 2 {
 		t.Fatalf("restored %+v (index %d)", got, r.Index())
+	}
+}
+
+func TestPauseFencesStatusAndResume(t *testing.T) {
+	s := NewStore()
+	mustApply(t, s, 1, CreateTask{Spec: testSpec("a"), At: t0})
+	mustApply(t, s, 2, BumpEpoch{Name: "a"}) // a runner starts at epoch 2
+	mustApply(t, s, 3, SetTaskStatus{Name: "a", Epoch: 2, State: proto.StateRunning})
+	mustApply(t, s, 4, PauseTask{Name: "a"})
+	got, _ := s.Task("a")
+	if got.State != proto.StatePaused || got.Epoch != 3 {
+		t.Fatalf("after pause: state %s epoch %d", got.State, got.Epoch)
+	}
+	// The runner's late report must not undo the pause.
+	if err := s.Apply(5, SetTaskStatus{Name: "a", Epoch: 2, State: proto.StateRunning}); !errors.Is(err, ErrStaleEpoch) {
+		t.Fatalf("stale report: %v", err)
+	}
+	if got, _ := s.Task("a"); got.State != proto.StatePaused {
+		t.Fatalf("stale report changed the state to %s", got.State)
+	}
+	mustApply(t, s, 6, ResumeTask{Name: "a"})
+	if got, _ := s.Task("a"); got.State != proto.StatePending {
+		t.Fatalf("after resume: %s", got.State)
+	}
+	mustApply(t, s, 7, SetTaskStatus{Name: "a", State: proto.StateReleased})
+	if err := s.Apply(8, PauseTask{Name: "a"}); !errors.Is(err, ErrBadTransition) {
+		t.Fatalf("pause of a finished task: %v", err)
 	}
 }

@@ -142,7 +142,7 @@ func (r *runner) fullPhases(ctx context.Context, g *errgroup.Group, task *coordi
 	r.live.tablesTotal.Store(int64(len(tables)))
 	r.live.rowsEstimated.Store(task.RowsCopied)
 	if len(remaining) > 0 {
-		if err := r.copyTables(ctx, readers, sink, schema, remaining, snapshotLSN, task.Epoch); err != nil {
+		if err := r.copyTables(ctx, readers, sink, schema, remaining, snapshotLSN, r.epoch); err != nil {
 			return err
 		}
 	}

@@ -63,6 +63,7 @@ func (c *RunnerConfig) setDefaults() {
 // units, and its retries.
 type runner struct {
 	name   string
+	epoch  uint64 // the task's epoch when this runner started
 	store  TaskStore
 	js     jetstream.JetStream
 	cfg    RunnerConfig
@@ -82,6 +83,11 @@ func (r *runner) run(ctx context.Context) {
 		r.logger.Error("cannot start task", "task", r.name, "err", err)
 		return
 	}
+	task, ok := r.store.Task(r.name)
+	if !ok {
+		return
+	}
+	r.epoch = task.Epoch
 	backoff := r.cfg.MinBackoff
 	var windowStart time.Time
 	var windowKind proto.ErrorKind
@@ -134,7 +140,10 @@ func (r *runner) run(ctx context.Context) {
 }
 
 func (r *runner) setStatus(ctx context.Context, phase proto.Phase, state proto.State, terr *proto.TaskError, keepErr bool) {
-	err := r.store.Apply(ctx, coordinator.SetTaskStatus{Name: r.name, Phase: phase, State: state, Error: terr, KeepError: keepErr})
+	err := r.store.Apply(ctx, coordinator.SetTaskStatus{Name: r.name, Epoch: r.epoch, Phase: phase, State: state, Error: terr, KeepError: keepErr})
+	if errors.Is(err, coordinator.ErrStaleEpoch) {
+		return // paused or handed over: the worker stops this runner
+	}
 	if err != nil && ctx.Err() == nil {
 		r.logger.Warn("cannot record task status", "task", r.name, "err", err)
 	}
@@ -206,7 +215,7 @@ func (r *runner) attempt(ctx context.Context) error {
 	if task.Phase != proto.PhaseIncremental {
 		r.setStatus(ctx, proto.PhaseIncremental, proto.StateRunning, nil, true)
 	}
-	r.startApply(gctx, g, sink, task.Epoch)
+	r.startApply(gctx, g, sink, r.epoch)
 	return g.Wait()
 }
 

@@ -33,7 +33,9 @@ func (a *app) taskCmd() *cobra.Command {
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&tf.server, "server", "", "Sluice API URL (default $SLUICE_SERVER, else "+defaultServer+")")
 	pf.DurationVar(&tf.timeout, "timeout", 5*time.Minute, "give up on the server after this long (a create runs the precheck)")
-	cmd.AddCommand(a.taskCreateCmd(&tf), a.taskGetCmd(&tf), a.taskListCmd(&tf), a.taskDeleteCmd(&tf))
+	cmd.AddCommand(a.taskCreateCmd(&tf), a.taskGetCmd(&tf), a.taskListCmd(&tf), a.taskDeleteCmd(&tf),
+		a.taskTransitionCmd(&tf, "pause", "Stop a task where it is; its replication slot keeps the changes", (*coordinator.Client).PauseTask),
+		a.taskTransitionCmd(&tf, "resume", "Run a paused or failed task again", (*coordinator.Client).ResumeTask))
 	return cmd
 }
 
@@ -169,6 +171,25 @@ func (a *app) taskDeleteCmd(tf *taskFlags) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "task %s deleted\n", args[0])
+			return nil
+		},
+	}
+}
+
+// taskTransitionCmd is `task pause NAME` and `task resume NAME`.
+func (a *app) taskTransitionCmd(tf *taskFlags, verb, short string, do func(*coordinator.Client, context.Context, string) (*proto.TaskStatus, error)) *cobra.Command {
+	return &cobra.Command{
+		Use:   verb + " NAME",
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := withTimeout(cmd, tf)
+			defer cancel()
+			st, err := do(a.client(tf), ctx, args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "task %s: phase %s, state %s\n", st.Name, st.Phase, st.State)
 			return nil
 		},
 	}
