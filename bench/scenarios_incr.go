@@ -1,0 +1,359 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sluicedb/sluice/capture"
+	"github.com/sluicedb/sluice/proto"
+)
+
+// Incremental scenarios. Sluice and the yardstick (PostgreSQL's logical
+// replication) each have their own source database and destination
+// database with the same table, so the two never read each other's
+// changes; they run one at a time, A B A B.
+const (
+	incrSluiceDB = "incr_sluice"
+	incrNativeDB = "incr_native"
+	incrTask     = "bench-incr"
+)
+
+// incrCase is one incremental scenario.
+type incrCase struct {
+	Name string // catchup/insert, live/update, largetx, ...
+	Mode string // catchup | live
+	W    workload
+}
+
+func incrCases(scale float64) []incrCase {
+	var list []incrCase
+	for _, mode := range []string{"catchup", "live"} {
+		for _, w := range workloads(scale) {
+			list = append(list, incrCase{Name: mode + "/" + w.Name, Mode: mode, W: w})
+		}
+	}
+	return append(list, incrCase{Name: "largetx", Mode: "live", W: largeTx(scale)})
+}
+
+// incrTarget: inserts must be at least as fast as PostgreSQL's own
+// replication, updates and deletes 1.5 times as fast (they are where
+// set-based apply should win); the large transaction has no speed target.
+func incrTarget(c incrCase) target {
+	t := target{MaxRSSBytes: rssLimit}
+	switch {
+	case c.Name == "largetx":
+	case c.W.Kind == "insert":
+		t.MinRatio = 1.0
+	default:
+		t.MinRatio = 1.5
+	}
+	return t
+}
+
+// incrEnv holds the databases and sessions of the incremental scenarios.
+type incrEnv struct {
+	src, dst *pgx.Conn // Sluice's pair
+	nat      *native
+}
+
+func (b *bench) runIncremental(ctx context.Context) error {
+	var cases []incrCase
+	for _, c := range incrCases(b.cfg.Scale) {
+		if b.want(c.Name) {
+			cases = append(cases, c)
+		}
+	}
+	if len(cases) == 0 {
+		return nil
+	}
+	for _, db := range []string{incrSluiceDB, incrNativeDB} {
+		if err := createDatabase(ctx, b.src, db); err != nil {
+			return err
+		}
+		if err := createDatabase(ctx, b.dst, db); err != nil {
+			return err
+		}
+		for _, pg := range []string{b.src.DSN(db), b.dst.DSN(db)} {
+			conn, err := connect(ctx, pg)
+			if err != nil {
+				return err
+			}
+			err = execSQL(ctx, conn, time.Minute, benchDDL)
+			conn.Close(context.Background())
+			if err != nil {
+				return err
+			}
+		}
+	}
+	defer b.dropDatabases(incrSluiceDB, incrNativeDB)
+	env := &incrEnv{}
+	var err error
+	if env.src, err = connect(ctx, b.src.DSN(incrSluiceDB)); err != nil {
+		return err
+	}
+	defer env.src.Close(context.Background())
+	if env.dst, err = connect(ctx, b.dst.DSN(incrSluiceDB)); err != nil {
+		return err
+	}
+	defer env.dst.Close(context.Background())
+	if env.nat, err = newNative(ctx, b.src, b.dst, incrNativeDB, incrNativeDB, "bench_incr", []string{benchTable}); err != nil {
+		return err
+	}
+	defer env.nat.Close(context.Background())
+
+	for _, c := range cases {
+		desc := c.W.What
+		if c.Mode == "catchup" {
+			desc = "catch-up after a pause: " + desc + "; timed from resume to the end marker at the destination"
+		} else {
+			desc = "live: " + desc + "; timed from the workload's start to the end marker at the destination"
+		}
+		s := &scenario{
+			Name: c.Name, Unit: "s", Rows: c.W.Rows, Description: desc,
+			Sluice: side{Name: "sluice"}, Yardstick: &side{Name: "native"},
+			Target: incrTarget(c),
+		}
+		for rep := 1; rep <= b.cfg.Reps; rep++ {
+			r, err := b.incrSluice(ctx, env, c, rep)
+			if err != nil {
+				s.Error = fmt.Sprintf("sluice rep %d: %v", rep, err)
+				break
+			}
+			s.Sluice.Runs = append(s.Sluice.Runs, r)
+			logf("%s rep %d/%d sluice: %s", s.Name, rep, b.cfg.Reps, runLine(r, s.Unit))
+			r, err = b.incrNative(ctx, env, c, rep)
+			if err != nil {
+				s.Error = fmt.Sprintf("native rep %d: %v", rep, err)
+				break
+			}
+			s.Yardstick.Runs = append(s.Yardstick.Runs, r)
+			logf("%s rep %d/%d native: %s", s.Name, rep, b.cfg.Reps, runLine(r, s.Unit))
+		}
+		b.add(s)
+		if c.Name == "live/single-insert" && len(s.Yardstick.Runs) > 0 {
+			var rates []float64
+			for _, r := range s.Yardstick.Runs {
+				rates = append(rates, r.RowsPerSecond)
+			}
+			b.nativeSingleRate = median(rates)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// incrSluice is one Sluice run: a fresh `sluice up`, the table reset and
+// seeded on both sides while no slot exists, an incremental-only task
+// (schema and full sync off, conflicting_tables ignore), a warm-up marker,
+// then the measured part.
+func (b *bench) incrSluice(ctx context.Context, env *incrEnv, c incrCase, rep int) (run, error) {
+	// A slot or publication left by an interrupted run would replicate
+	// the reset.
+	if err := capture.DropTaskObjects(ctx, env.src, incrTask); err != nil {
+		return run{}, err
+	}
+	if err := seedTable(ctx, env.src, env.dst, benchTable, c.W.SeedRows); err != nil {
+		return run{}, err
+	}
+	if err := checkpoint(ctx, b.src, b.dst); err != nil {
+		return run{}, err
+	}
+	p, err := startSluice(ctx, b.cfg, b.work)
+	if err != nil {
+		return run{}, err
+	}
+	defer p.Stop()
+	if err := startIncrementalTask(ctx, p, incrTask, b.src.DSN(incrSluiceDB), b.dst.DSN(incrSluiceDB), env.src, env.dst, benchTable); err != nil {
+		return run{}, err
+	}
+	work, err := connect(ctx, b.src.DSN(incrSluiceDB))
+	if err != nil {
+		return run{}, err
+	}
+	defer work.Close(context.Background())
+
+	check := func() error { _, err := p.checkTask(ctx, incrTask); return err }
+	status := func() string {
+		st, err := p.Task(ctx, incrTask)
+		if err != nil {
+			return err.Error()
+		}
+		return statusLine(st)
+	}
+	progress := func(done int64) { logf("    workload: %s of %s rows written", count(done), count(c.W.Rows)) }
+	var m *meter
+	var t0 time.Time
+	switch c.Mode {
+	case "catchup":
+		if _, err := p.Client.PauseTask(ctx, incrTask); err != nil {
+			return run{}, fmt.Errorf("pause: %w", err)
+		}
+		if _, err := p.WaitTask(ctx, incrTask, "paused", time.Minute, 20*time.Millisecond, func(st *proto.TaskStatus) bool { return st.State == proto.StatePaused }); err != nil {
+			return run{}, err
+		}
+		if err := waitSlotReleased(ctx, env.src, proto.SlotName(incrTask)); err != nil {
+			return run{}, err
+		}
+		if err := runWorkload(ctx, work, benchTable, c.W, progress); err != nil {
+			return run{}, err
+		}
+		if err := checkpoint(ctx, b.src, b.dst); err != nil {
+			return run{}, err
+		}
+		if m, err = startMeter(p.PID()); err != nil {
+			return run{}, err
+		}
+		t0 = time.Now()
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		_, err := p.Client.ResumeTask(rctx, incrTask)
+		cancel()
+		if err != nil {
+			m.Stop()
+			return run{}, fmt.Errorf("resume: %w", err)
+		}
+	case "live":
+		if m, err = startMeter(p.PID()); err != nil {
+			return run{}, err
+		}
+		t0 = time.Now()
+		if err := runWorkload(ctx, work, benchTable, c.W, progress); err != nil {
+			m.Stop()
+			return run{}, err
+		}
+	}
+	err = waitMarker(ctx, env.dst, benchTable, endMarker, catchUpTimeout(c.W.Rows), check, status)
+	d := time.Since(t0)
+	u := m.Stop()
+	if err != nil {
+		return run{}, err
+	}
+	if err := compareTables(ctx, env.src, env.dst, benchTable); err != nil {
+		return run{}, err
+	}
+	if err := p.DeleteTask(ctx, incrTask); err != nil {
+		return run{}, err
+	}
+	return newRun(rep, d, c.W.Rows, &u), nil
+}
+
+// startIncrementalTask creates an incremental-only task and waits until
+// it captures and applies: phase incremental, and a warm-up marker row
+// written at the source visible at the destination.
+func startIncrementalTask(ctx context.Context, p *sluiceProc, name, srcDSN, dstDSN string, src, dst *pgx.Conn, table string) error {
+	if err := p.CreateTask(ctx, taskSpec(name, srcDSN, dstDSN, []string{table}, false, false, true)); err != nil {
+		return err
+	}
+	if _, err := p.WaitTask(ctx, name, "incremental", 2*time.Minute, 50*time.Millisecond, func(st *proto.TaskStatus) bool {
+		return st.Phase == proto.PhaseIncremental && st.State == proto.StateRunning
+	}); err != nil {
+		return err
+	}
+	if err := execSQL(ctx, src, time.Minute, warmupSQL(table)); err != nil {
+		return err
+	}
+	check := func() error { _, err := p.checkTask(ctx, name); return err }
+	if err := waitMarker(ctx, dst, table, warmupMarker, 2*time.Minute, check, nil); err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	return nil
+}
+
+// warmupSQL writes the warm-up marker into any of the benchmark tables.
+func warmupSQL(table string) string {
+	if table == latencyTable {
+		return fmt.Sprintf("INSERT INTO %s (id, payload) VALUES (%d, 'warm-up')", table, warmupMarker)
+	}
+	return markerSQL(table, warmupMarker)
+}
+
+// waitSlotReleased waits until no session holds the slot.
+func waitSlotReleased(ctx context.Context, src *pgx.Conn, slot string) error {
+	return poll(ctx, time.Minute, 20*time.Millisecond, "slot "+slot+" released", func() (bool, error) {
+		var active bool
+		err := src.QueryRow(ctx, "SELECT COALESCE((SELECT active FROM pg_replication_slots WHERE slot_name = $1), false)", slot).Scan(&active)
+		return !active, err
+	})
+}
+
+// incrNative is one yardstick run: the subscription dropped, the table
+// reset and seeded on both sides, the subscription created with
+// copy_data = false, a warm-up marker, then the measured part.
+func (b *bench) incrNative(ctx context.Context, env *incrEnv, c incrCase, rep int) (run, error) {
+	n := env.nat
+	if err := n.Drop(ctx); err != nil {
+		return run{}, err
+	}
+	if err := seedTable(ctx, n.src1, n.dst1, benchTable, c.W.SeedRows); err != nil {
+		return run{}, err
+	}
+	if err := checkpoint(ctx, b.src, b.dst); err != nil {
+		return run{}, err
+	}
+	if err := startNative(ctx, n, benchTable); err != nil {
+		return run{}, err
+	}
+	work, err := connect(ctx, b.src.DSN(n.srcDB))
+	if err != nil {
+		return run{}, err
+	}
+	defer work.Close(context.Background())
+	status := func() string { return n.Status(ctx) }
+	progress := func(done int64) { logf("    workload: %s of %s rows written", count(done), count(c.W.Rows)) }
+	var t0 time.Time
+	switch c.Mode {
+	case "catchup":
+		if err := n.Disable(ctx); err != nil {
+			return run{}, err
+		}
+		if err := runWorkload(ctx, work, benchTable, c.W, progress); err != nil {
+			return run{}, err
+		}
+		if err := checkpoint(ctx, b.src, b.dst); err != nil {
+			return run{}, err
+		}
+		if err := n.PrepareEnable(ctx); err != nil {
+			return run{}, err
+		}
+		t0 = time.Now()
+		if err := n.Enable(ctx); err != nil {
+			return run{}, err
+		}
+	case "live":
+		t0 = time.Now()
+		if err := runWorkload(ctx, work, benchTable, c.W, progress); err != nil {
+			return run{}, err
+		}
+	}
+	err = waitMarker(ctx, n.dst1, benchTable, endMarker, catchUpTimeout(c.W.Rows), nil, status)
+	d := time.Since(t0)
+	if err != nil {
+		return run{}, err
+	}
+	if err := compareTables(ctx, n.src1, n.dst1, benchTable); err != nil {
+		return run{}, err
+	}
+	if err := n.Drop(ctx); err != nil {
+		return run{}, err
+	}
+	return newRun(rep, d, c.W.Rows, nil), nil
+}
+
+// startNative creates the subscription (enabled) and waits until a
+// warm-up marker has arrived.
+func startNative(ctx context.Context, n *native, table string) error {
+	if err := n.Create(ctx, true); err != nil {
+		return err
+	}
+	if err := execSQL(ctx, n.src1, time.Minute, warmupSQL(table)); err != nil {
+		return err
+	}
+	if err := waitMarker(ctx, n.dst1, table, warmupMarker, 2*time.Minute, nil, nil); err != nil {
+		return fmt.Errorf("native warm-up: %w", err)
+	}
+	return nil
+}

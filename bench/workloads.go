@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// The incremental, capture and large-transaction scenarios use one table
+// shape on both sides, with the same primary key.
+const benchTable = "bench"
+
+const benchDDL = `CREATE TABLE IF NOT EXISTS bench (id bigint PRIMARY KEY, k int NOT NULL, c text NOT NULL, pad text NOT NULL)`
+
+// benchRows is the SELECT list of the deterministic row for key g: k in
+// 0..99999, c an md5 (32 chars), pad 60 to 100 chars.
+const benchRows = `g, (g %% 100000)::int, md5(g::text), rpad(md5((g * 7)::text) || md5((g * 13)::text), 60 + (g %% 41)::int, 'x')`
+
+// rowsSQL inserts keys lo..hi into table.
+func rowsSQL(table string, lo, hi int64) string {
+	return fmt.Sprintf("INSERT INTO %s SELECT "+benchRows+" FROM generate_series(%d::bigint, %d::bigint) g", table, lo, hi)
+}
+
+// Marker keys: negative, so they never collide with workload keys. The
+// warm-up marker proves a freshly started pipeline delivers before the
+// clock starts; the end marker is written by the workload's last
+// transaction (or right after it), so its arrival at the destination
+// means everything before it has arrived too: both Sluice (per table, in
+// stream order) and PostgreSQL's apply worker apply a table's changes in
+// commit order.
+const (
+	warmupMarker int64 = -1
+	endMarker    int64 = -2
+)
+
+func markerSQL(table string, id int64) string {
+	return fmt.Sprintf("INSERT INTO %s VALUES (%d, 0, 'marker', 'marker')", table, id)
+}
+
+// workload is a write pattern measured in the incremental scenarios.
+type workload struct {
+	Name string
+	// Rows is the number of changed rows (the end marker not counted).
+	Rows int64
+	// SeedRows is the table's content before the workload (keys 1..SeedRows).
+	SeedRows int64
+	// TxRows is the rows per transaction; 1 means autocommit statements.
+	TxRows int64
+	Kind   string // insert | update | delete
+	What   string // for the report
+}
+
+// workloads are the four patterns of the incremental and capture
+// scenarios, scaled.
+func workloads(scale float64) []workload {
+	m := scaled(1_000_000, scale)
+	return []workload{
+		{Name: "insert", Kind: "insert", Rows: m, TxRows: 1000, What: fmt.Sprintf("%s inserts in 1k-row transactions", count(m))},
+		{Name: "update", Kind: "update", Rows: m, SeedRows: m, TxRows: 1000, What: fmt.Sprintf("%s updates in 1k-row transactions", count(m))},
+		{Name: "delete", Kind: "delete", Rows: m, SeedRows: m, TxRows: 1000, What: fmt.Sprintf("%s deletes in 1k-row transactions", count(m))},
+		{Name: "single-insert", Kind: "insert", Rows: scaled(200_000, scale), TxRows: 1, What: fmt.Sprintf("%s single-row autocommit inserts", count(scaled(200_000, scale)))},
+	}
+}
+
+// largeTx is the one-transaction workload of the extra run.
+func largeTx(scale float64) workload {
+	n := scaled(5_000_000, scale)
+	return workload{Name: "largetx", Kind: "insert", Rows: n, TxRows: n, What: fmt.Sprintf("one transaction inserting %s rows", count(n))}
+}
+
+// seedTable empties table on both sides and loads keys 1..w.SeedRows into
+// the source (INSERT ... SELECT) and from there into the destination
+// (binary COPY pipe), then vacuums and analyses both. Call it only when no
+// slot replicates the table, or the truncate and the seed would be
+// replicated too.
+func seedTable(ctx context.Context, src, dst *pgx.Conn, table string, rows int64) error {
+	for _, c := range []*pgx.Conn{src, dst} {
+		if err := execSQL(ctx, c, time.Minute, "TRUNCATE "+table); err != nil {
+			return err
+		}
+	}
+	if rows > 0 {
+		if err := execSQL(ctx, src, 30*time.Minute, rowsSQL(table, 1, rows)); err != nil {
+			return err
+		}
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+		_, err := copyPipe(cctx, src, dst, "SELECT * FROM "+table, table)
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+	for _, c := range []*pgx.Conn{src, dst} {
+		if err := execSQL(ctx, c, 30*time.Minute, "VACUUM ANALYZE "+table); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runWorkload writes w into table at the source, ending with the end
+// marker: in the last transaction for inserts and updates, in its own
+// transaction right after the deletes. progress is called about every
+// ten seconds.
+func runWorkload(ctx context.Context, conn *pgx.Conn, table string, w workload, progress func(done int64)) error {
+	deadline := time.Now().Add(workloadTimeout(w.Rows))
+	next := time.Now().Add(10 * time.Second)
+	// Keys: inserts go above the seed, updates and deletes walk the seed.
+	base := int64(1)
+	if w.Kind == "insert" {
+		base = w.SeedRows + 1
+	}
+	if w.TxRows == 1 {
+		return runSingleRow(ctx, conn, table, w, base, deadline, progress)
+	}
+	for done := int64(0); done < w.Rows; {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("workload %s: %d of %d rows written when its deadline passed", w.Name, done, w.Rows)
+		}
+		n := min(w.TxRows, w.Rows-done)
+		lo, hi := base+done, base+done+n-1
+		last := done+n == w.Rows
+		var sql string
+		switch w.Kind {
+		case "insert":
+			sql = rowsSQL(table, lo, hi)
+		case "update":
+			sql = fmt.Sprintf("UPDATE %s SET k = k + 1, c = md5(c) WHERE id BETWEEN %d AND %d", table, lo, hi)
+		case "delete":
+			sql = fmt.Sprintf("DELETE FROM %s WHERE id BETWEEN %d AND %d", table, lo, hi)
+		default:
+			return fmt.Errorf("unknown workload kind %q", w.Kind)
+		}
+		if last && w.Kind != "delete" {
+			// Several statements in one simple query: one transaction.
+			sql += "; " + markerSQL(table, endMarker)
+		}
+		if err := execSQL(ctx, conn, 30*time.Minute, sql); err != nil {
+			return fmt.Errorf("workload %s: %w", w.Name, err)
+		}
+		done += n
+		if progress != nil && time.Now().After(next) {
+			progress(done)
+			next = time.Now().Add(10 * time.Second)
+		}
+	}
+	if w.Kind == "delete" {
+		return execSQL(ctx, conn, time.Minute, markerSQL(table, endMarker))
+	}
+	return nil
+}
+
+// runSingleRow inserts one row per autocommit statement, then the marker.
+func runSingleRow(ctx context.Context, conn *pgx.Conn, table string, w workload, base int64, deadline time.Time, progress func(int64)) error {
+	sql := fmt.Sprintf("INSERT INTO %s SELECT "+benchRows+" FROM (SELECT $1::bigint AS g) s", table)
+	next := time.Now().Add(10 * time.Second)
+	for i := int64(0); i < w.Rows; i++ {
+		if i%1000 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("workload %s: %d of %d rows written when its deadline passed", w.Name, i, w.Rows)
+			}
+			if progress != nil && time.Now().After(next) {
+				progress(i)
+				next = time.Now().Add(10 * time.Second)
+			}
+		}
+		if _, err := conn.Exec(ctx, sql, base+i); err != nil {
+			return fmt.Errorf("workload %s: %w", w.Name, err)
+		}
+	}
+	return execSQL(ctx, conn, time.Minute, markerSQL(table, endMarker))
+}
+
+// workloadTimeout bounds writing rows: generous, at least 10 minutes, and
+// 1 ms a row (1,000 rows/s would be pathological for any pattern here).
+func workloadTimeout(rows int64) time.Duration {
+	return 10*time.Minute + time.Duration(rows)*time.Millisecond
+}
+
+// catchUpTimeout bounds waiting for a replica to catch up.
+func catchUpTimeout(rows int64) time.Duration {
+	return 5*time.Minute + time.Duration(rows)*time.Millisecond
+}
+
+// waitMarker polls the destination every 20 ms until the row with key id
+// is visible. Every second it calls check (nil: no check), which may fail
+// the wait early (a failed task); every ten seconds it prints a progress
+// line from status (nil: none).
+func waitMarker(ctx context.Context, dst *pgx.Conn, table string, id int64, timeout time.Duration, check func() error, status func() string) error {
+	start := time.Now()
+	deadline := start.Add(timeout)
+	nextCheck := start.Add(time.Second)
+	nextStatus := start.Add(10 * time.Second)
+	q := fmt.Sprintf("SELECT EXISTS (SELECT 1 FROM %s WHERE id = $1)", table)
+	for {
+		var found bool
+		qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := dst.QueryRow(qctx, q, id).Scan(&found)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("poll destination for marker %d: %w", id, err)
+		}
+		if found {
+			return nil
+		}
+		now := time.Now()
+		if now.After(deadline) {
+			s := ""
+			if status != nil {
+				s = " (" + status() + ")"
+			}
+			return fmt.Errorf("marker row %d not at the destination within %v%s", id, timeout, s)
+		}
+		if check != nil && now.After(nextCheck) {
+			if err := check(); err != nil {
+				return err
+			}
+			nextCheck = now.Add(time.Second)
+		}
+		if status != nil && now.After(nextStatus) {
+			logf("    waiting %.0fs: %s", now.Sub(start).Seconds(), status())
+			nextStatus = now.Add(10 * time.Second)
+		}
+		if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// scaled multiplies a row count by the scale, at least 1,000.
+func scaled(n int64, scale float64) int64 {
+	v := int64(float64(n) * scale)
+	if v < 1000 {
+		v = 1000
+	}
+	return v
+}
+
+// count prints a row count compactly (2M, 100k, 1.5k).
+func count(n int64) string {
+	switch {
+	case n >= 1_000_000 && n%100_000 == 0:
+		return trimZero(fmt.Sprintf("%.1f", float64(n)/1e6)) + "M"
+	case n >= 1000 && n%100 == 0:
+		return trimZero(fmt.Sprintf("%.1f", float64(n)/1e3)) + "k"
+	}
+	return fmt.Sprint(n)
+}
+
+func trimZero(s string) string {
+	if len(s) > 2 && s[len(s)-2:] == ".0" {
+		return s[:len(s)-2]
+	}
+	return s
+}
