@@ -182,7 +182,7 @@ func resetLatency(ctx context.Context, src, dst *pgx.Conn) error {
 	return nil
 }
 
-func (b *bench) latencySluice(ctx context.Context, env *latencyEnv, rate float64, dur time.Duration, rep int) (run, error) {
+func (b *bench) latencySluice(ctx context.Context, env *latencyEnv, rate float64, dur time.Duration, rep int) (_ run, err error) {
 	if err := capture.DropTaskObjects(ctx, env.src, latencyTask); err != nil {
 		return run{}, err
 	}
@@ -197,6 +197,7 @@ func (b *bench) latencySluice(ctx context.Context, env *latencyEnv, rate float64
 		return run{}, err
 	}
 	defer p.Stop()
+	defer func() { err = b.sluiceFailed(p, fmt.Sprintf("latency-rep%d", rep), err) }()
 	if err := startIncrementalTask(ctx, p, latencyTask, b.src.DSN(latencySluiceDB), b.dst.DSN(latencySluiceDB), env.src, env.dst, latencyTable); err != nil {
 		return run{}, err
 	}

@@ -57,11 +57,15 @@ func (n *native) Close(ctx context.Context) {
 	n.dst1.Close(context.Background())
 }
 
-// lastStart is when a subscription worker was last started on a
-// destination cluster. The logical replication launcher starts workers at
+// lastStart is when the logical replication launcher of a destination
+// cluster may last have started a worker. The launcher starts workers at
 // most once per wal_retrieve_retry_interval (5 s by default), so a
 // measured ENABLE waits (untimed) until that has passed, or the yardstick
 // would pay an idle wait that has nothing to do with replication speed.
+// Besides CREATE and ENABLE, DISABLE and DROP count too: the exiting
+// worker wakes the launcher, which may start a worker for the
+// subscription before the ALTER or DROP commits (the log then says "will
+// not start because the subscription was removed during startup").
 var lastStart = map[*testenv.Postgres]time.Time{}
 
 const launcherInterval = 5*time.Second + 500*time.Millisecond
@@ -97,7 +101,9 @@ func (n *native) Drop(ctx context.Context) error {
 		return err
 	}
 	if exists {
-		if err := execSQL(ctx, n.dst1, 2*time.Minute, fmt.Sprintf("DROP SUBSCRIPTION %s", n.name)); err != nil {
+		err := execSQL(ctx, n.dst1, 2*time.Minute, fmt.Sprintf("DROP SUBSCRIPTION %s", n.name))
+		lastStart[n.dst] = time.Now()
+		if err != nil {
 			return err
 		}
 	}
@@ -108,7 +114,9 @@ func (n *native) Drop(ctx context.Context) error {
 // Disable stops the subscription's worker and waits until the source's
 // walsender has let go of the slot.
 func (n *native) Disable(ctx context.Context) error {
-	if err := execSQL(ctx, n.dst1, time.Minute, fmt.Sprintf("ALTER SUBSCRIPTION %s DISABLE", n.name)); err != nil {
+	err := execSQL(ctx, n.dst1, time.Minute, fmt.Sprintf("ALTER SUBSCRIPTION %s DISABLE", n.name))
+	lastStart[n.dst] = time.Now()
+	if err != nil {
 		return err
 	}
 	return poll(ctx, time.Minute, 20*time.Millisecond, "slot "+n.name+" released", func() (bool, error) {

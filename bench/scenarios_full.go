@@ -130,7 +130,7 @@ func (b *bench) runFull(ctx context.Context) error {
 	return nil
 }
 
-func (b *bench) fullSluice(ctx context.Context, src, dst *pgx.Conn, t fullTable, rep int) (run, error) {
+func (b *bench) fullSluice(ctx context.Context, src, dst *pgx.Conn, t fullTable, rep int) (_ run, err error) {
 	if err := execSQL(ctx, dst, time.Minute, "DROP TABLE IF EXISTS "+t.Name); err != nil {
 		return run{}, err
 	}
@@ -142,6 +142,7 @@ func (b *bench) fullSluice(ctx context.Context, src, dst *pgx.Conn, t fullTable,
 		return run{}, err
 	}
 	defer p.Stop()
+	defer func() { err = b.sluiceFailed(p, fmt.Sprintf("full-%s-rep%d", t.Name, rep), err) }()
 	name := "full-" + t.Name
 	spec := taskSpec(name, b.src.DSN("full"), b.dst.DSN("full"), []string{t.Name}, true, true, false)
 	if err := p.CreateTask(ctx, spec); err != nil {

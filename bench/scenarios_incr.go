@@ -151,7 +151,7 @@ func (b *bench) runIncremental(ctx context.Context) error {
 // seeded on both sides while no slot exists, an incremental-only task
 // (schema and full sync off, conflicting_tables ignore), a warm-up marker,
 // then the measured part.
-func (b *bench) incrSluice(ctx context.Context, env *incrEnv, c incrCase, rep int) (run, error) {
+func (b *bench) incrSluice(ctx context.Context, env *incrEnv, c incrCase, rep int) (_ run, err error) {
 	// A slot or publication left by an interrupted run would replicate
 	// the reset.
 	if err := capture.DropTaskObjects(ctx, env.src, incrTask); err != nil {
@@ -168,6 +168,7 @@ func (b *bench) incrSluice(ctx context.Context, env *incrEnv, c incrCase, rep in
 		return run{}, err
 	}
 	defer p.Stop()
+	defer func() { err = b.sluiceFailed(p, fmt.Sprintf("%s-rep%d", c.Name, rep), err) }()
 	if err := startIncrementalTask(ctx, p, incrTask, b.src.DSN(incrSluiceDB), b.dst.DSN(incrSluiceDB), env.src, env.dst, benchTable); err != nil {
 		return run{}, err
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -270,4 +271,23 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// sluiceFailed copies a failed run's sluice log next to the results (the
+// work directory is removed at the end) and names it in the error.
+func (b *bench) sluiceFailed(p *sluiceProc, what string, err error) error {
+	if p == nil || err == nil {
+		return err
+	}
+	dir := filepath.Join(b.cfg.Out, "logs")
+	data, rerr := os.ReadFile(p.LogPath)
+	if rerr != nil || os.MkdirAll(dir, 0o755) != nil {
+		return fmt.Errorf("%w (sluice log: %s)", err, p.LogPath)
+	}
+	name := strings.NewReplacer("/", "-", " ", "-").Replace(what)
+	path := filepath.Join(dir, started.UTC().Format("20060102T150405Z")+"-"+name+".log")
+	if os.WriteFile(path, data, 0o644) != nil {
+		return fmt.Errorf("%w (sluice log: %s)", err, p.LogPath)
+	}
+	return fmt.Errorf("%w (sluice log: %s)", err, path)
 }
