@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -134,8 +135,12 @@ func (c *Capture) connect(ctx context.Context) (*pgconn.PgConn, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfg.DialFunc = dialPaced
 	return pgconn.ConnectConfig(ctx, cfg)
 }
+
+// pacedPoll bounds the wait for a backlog's last bytes.
+const pacedPoll = 2 * time.Millisecond
 
 // openBatch is a table's batch being filled: the encoded header and rows.
 type openBatch struct {
@@ -198,6 +203,10 @@ type sessionState struct {
 	openOrder []uint32 // first-seen order, so flushes are deterministic
 	openBytes int
 
+	// newT and oldT are reused for every row: a row is encoded into its
+	// batch before the next one is decoded.
+	newT, oldT proto.Tuple
+
 	inTx       bool
 	begin      beginMsg
 	idx        uint32
@@ -209,6 +218,31 @@ type sessionState struct {
 
 func (s *sessionState) loop(ctx context.Context, conn *pgconn.PgConn) error {
 	cfg := &s.c.cfg
+	// Timers (status updates, the flush delay) interrupt the read with a
+	// deadline on the socket, set only when it changes: a context with a
+	// deadline per message would cost more than decoding the message.
+	// pgconn keeps the connection usable after a read timeout.
+	sock := conn.Conn()
+	var mu sync.Mutex
+	cancelled := false
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		cancelled = true
+		_ = sock.SetReadDeadline(time.Unix(1, 0))
+		mu.Unlock()
+	})
+	defer stop()
+	var armed time.Time
+	setDeadline := func(d time.Time) {
+		mu.Lock()
+		if !cancelled {
+			_ = sock.SetReadDeadline(d)
+		}
+		mu.Unlock()
+		armed = d
+	}
+	defer setDeadline(time.Time{})
+
 	nextStatus := time.Now().Add(cfg.StatusInterval)
 	for {
 		if err := s.pub.failure(); err != nil {
@@ -230,14 +264,27 @@ func (s *sessionState) loop(ctx context.Context, conn *pgconn.PgConn) error {
 		if !s.flushAt.IsZero() && s.flushAt.Before(deadline) {
 			deadline = s.flushAt
 		}
-		rctx, cancel := context.WithDeadline(ctx, deadline)
-		msg, err := conn.ReceiveMessage(rctx)
-		cancel()
+		paced, _ := sock.(*pacedConn)
+		if paced != nil && paced.high {
+			// While woken only by a backlog's worth of bytes, look again
+			// soon: the backlog may have ended with a few bytes.
+			if soon := now.Add(pacedPoll); soon.Before(deadline) {
+				deadline = soon
+			}
+		}
+		if !deadline.Equal(armed) {
+			setDeadline(deadline)
+		}
+		msg, err := conn.ReceiveMessage(context.Background())
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			if pgconn.Timeout(err) {
+				armed = time.Time{} // the socket's deadline has passed: set it anew
+				if paced, _ := sock.(*pacedConn); paced != nil && paced.high {
+					paced.setLowat(false) // the backlog has ended: wake on every byte
+				}
 				continue
 			}
 			return fmt.Errorf("receive from source: %w", err)
@@ -344,7 +391,7 @@ func (s *sessionState) handle(ctx context.Context, data []byte) error {
 		}
 		s.relations[rel.id] = rel
 	case 'I', 'U', 'D':
-		m, err := parseRow(data)
+		m, err := parseRow(data, &s.newT, &s.oldT)
 		if err != nil {
 			return err
 		}

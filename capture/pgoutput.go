@@ -97,14 +97,20 @@ func (r *reader) bytes(n int) []byte {
 	return v
 }
 
-// tuple decodes TupleData. Values alias the message.
-func (r *reader) tuple() proto.Tuple {
+// tuple decodes TupleData into t, reusing its slices. Values alias the
+// message.
+func (r *reader) tuple(t *proto.Tuple) {
 	n := int(r.u16())
 	if r.err != nil {
-		return proto.Tuple{}
+		*t = proto.Tuple{}
+		return
 	}
-	t := proto.Tuple{Kinds: make([]byte, n), Values: make([][]byte, n)}
+	if cap(t.Kinds) < n {
+		t.Kinds, t.Values = make([]byte, n), make([][]byte, n)
+	}
+	t.Kinds, t.Values = t.Kinds[:n], t.Values[:n]
 	for i := 0; i < n; i++ {
+		t.Values[i] = nil
 		k := r.byte1()
 		switch k {
 		case proto.KindNull, proto.KindToast:
@@ -119,7 +125,6 @@ func (r *reader) tuple() proto.Tuple {
 		}
 		t.Kinds[i] = k
 	}
-	return t
 }
 
 type beginMsg struct {
@@ -173,7 +178,9 @@ type rowMsg struct {
 	old   proto.Tuple
 }
 
-func parseRow(data []byte) (rowMsg, error) {
+// parseRow decodes a row message into the scratch tuples newT and oldT,
+// whose slices it reuses; the returned tuples share them.
+func parseRow(data []byte, newT, oldT *proto.Tuple) (rowMsg, error) {
 	r := reader{b: data[1:]}
 	m := rowMsg{relID: r.u32()}
 	switch data[0] {
@@ -182,24 +189,28 @@ func parseRow(data []byte) (rowMsg, error) {
 		if k := r.byte1(); k != 'N' && r.err == nil {
 			return m, fmt.Errorf("pgoutput: insert: expected 'N', got %q", k)
 		}
-		m.new = r.tuple()
+		r.tuple(newT)
+		m.new = *newT
 	case 'U':
 		m.op = proto.OpUpdate
 		k := r.byte1()
 		if k == 'K' || k == 'O' {
-			m.old = r.tuple()
+			r.tuple(oldT)
+			m.old = *oldT
 			k = r.byte1()
 		}
 		if k != 'N' && r.err == nil {
 			return m, fmt.Errorf("pgoutput: update: expected 'N', got %q", k)
 		}
-		m.new = r.tuple()
+		r.tuple(newT)
+		m.new = *newT
 	case 'D':
 		m.op = proto.OpDelete
 		if k := r.byte1(); k != 'K' && k != 'O' && r.err == nil {
 			return m, fmt.Errorf("pgoutput: delete: expected 'K' or 'O', got %q", k)
 		}
-		m.old = r.tuple()
+		r.tuple(oldT)
+		m.old = *oldT
 	}
 	return m, r.err
 }
