@@ -146,7 +146,11 @@ func runBench(ctx context.Context, cfg *config) int {
 		if cfg.Keep {
 			// The servers stop with this process; their files stay.
 			for _, pg := range []*testenv.Postgres{b.src, b.dst} {
-				logf("kept cluster %s (start it again with: %s/postgres -D %s/data -p %d)", pg.Dir, pg.Bin, pg.Dir, pg.Port)
+				start := fmt.Sprintf("%s/postgres -D %s/data", pg.Bin, pg.Dir)
+				if os.Geteuid() == 0 {
+					start = "runuser -u postgres -- " + start
+				}
+				logf("kept cluster %s, port %d (start it again with: %s)", pg.Dir, pg.Port, start)
 				pg.Stop()
 			}
 			return
@@ -221,7 +225,10 @@ func (b *bench) add(s *scenario) {
 	s.finish()
 	b.results = append(b.results, s)
 	line := fmt.Sprintf("==> %s: Sluice %s", s.Name, fmtValue(s.Sluice.Median, s.Unit))
-	if s.Yardstick != nil {
+	if len(s.Sluice.Runs) == 0 {
+		line = fmt.Sprintf("==> %s: no Sluice run", s.Name)
+	}
+	if s.Yardstick != nil && len(s.Yardstick.Runs) > 0 {
 		line += fmt.Sprintf(", %s %s", s.Yardstick.Name, fmtValue(s.Yardstick.Median, s.Unit))
 	}
 	if s.Ratio > 0 {

@@ -200,6 +200,9 @@ func runLine(r run, unit string) string {
 
 func fmtValue(v float64, unit string) string {
 	if unit == "ms" {
+		if v < 10 {
+			return fmt.Sprintf("%.1f ms", v)
+		}
 		return fmt.Sprintf("%.0f ms", v)
 	}
 	if v < 10 {
