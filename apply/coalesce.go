@@ -8,17 +8,21 @@ import (
 )
 
 // Coalescing turns a run of row changes of a keyed table into a few
-// set-based writes: every key ends in one final state (deleted, written
-// whole, or updated in some columns), so a destination can apply a batch as
-// one DELETE, one upsert and a few UPDATEs instead of one statement per
-// row. Order survives where it matters: a TRUNCATE, or a key change whose
-// new row lacks unchanged TOAST values, is a barrier that splits the run.
+// set-based writes. Each key ends in one final state, and whether the row
+// existed at the destination before the run is known from the first
+// change of the key (an insert means it did not: the destination mirrors
+// the source). So a run becomes: delete the rows that went away, insert
+// (COPY) the rows that are new, update the rows that changed, and update
+// some columns of rows whose unchanged TOAST values must stay. Order
+// survives where it matters: a TRUNCATE, or a key change whose new row
+// lacks unchanged TOAST values, is a barrier that splits the run.
 
 // StepKind says what a Step does.
 type StepKind int
 
 const (
-	// StepSet: delete Deletes, write Upserts whole, update Partials.
+	// StepSet: delete Deletes, then insert Inserts, update Updates and
+	// Partials.
 	StepSet StepKind = iota
 	// StepTruncate empties the table.
 	StepTruncate
@@ -31,27 +35,25 @@ const (
 // Step is one write of a coalesced run.
 type Step struct {
 	Kind StepKind
-	// Deletes hold the key values (other columns are meaningless).
+	// Deletes hold the key values of rows to remove (other columns are
+	// meaningless).
 	Deletes []proto.Tuple
-	// Upserts are complete rows.
-	Upserts []proto.Tuple
-	// Partials have KindToast in the columns to leave as they are.
+	// Inserts are complete rows whose key did not exist before the run.
+	Inserts []proto.Tuple
+	// Updates are complete rows whose key existed before the run.
+	Updates []proto.Tuple
+	// Partials have KindToast in the columns to leave as they are; their
+	// key existed before the run.
 	Partials []proto.Tuple
 	// Move: the old key (in a tuple) and the new row.
 	MoveOld, MoveNew proto.Tuple
 }
 
-type finalState int
-
-const (
-	stDelete finalState = iota
-	stUpsert
-	stPartial
-)
-
+// entry is what the run has done to one key.
 type entry struct {
-	state finalState
-	tuple proto.Tuple
+	existed bool // the row was there before the run
+	present bool // the row is there after it
+	tuple   proto.Tuple
 }
 
 type coalescer struct {
@@ -76,6 +78,18 @@ func Coalesce(rows []proto.Row, keyIdx []int, oldFull bool, emit func(*Step) err
 	return c.flush()
 }
 
+// entry returns the key's entry, creating it with whether the row existed
+// before the run (known from the key's first change).
+func (c *coalescer) entry(k string, existed bool) *entry {
+	if e := c.entries[k]; e != nil {
+		return e
+	}
+	e := &entry{existed: existed, present: existed}
+	c.entries[k] = e
+	c.order = append(c.order, k)
+	return e
+}
+
 func (c *coalescer) add(r *proto.Row) error {
 	switch r.Op {
 	case proto.OpInsert:
@@ -83,13 +97,15 @@ func (c *coalescer) add(r *proto.Row) error {
 		if err != nil {
 			return err
 		}
-		c.set(k, stUpsert, r.New)
+		e := c.entry(k, false)
+		e.present, e.tuple = true, r.New
 	case proto.OpDelete:
 		k, err := c.key(r.Old)
 		if err != nil {
 			return err
 		}
-		c.set(k, stDelete, r.Old)
+		e := c.entry(k, true)
+		e.present, e.tuple = false, r.Old
 	case proto.OpTruncate:
 		if err := c.flush(); err != nil {
 			return err
@@ -123,48 +139,40 @@ func (c *coalescer) update(r *proto.Row) error {
 			return err
 		}
 	}
+	// What the run already did to the row (nil: nothing; it existed).
 	prev := c.entries[ok]
-	toast := hasToast(newRow)
-	if toast {
+	if hasToast(newRow) {
 		switch {
-		case prev != nil && prev.state == stUpsert:
-			newRow, toast = merge(prev.tuple, newRow), false
+		case prev != nil && prev.present && !hasToast(prev.tuple):
+			newRow = merge(prev.tuple, newRow)
 		case c.oldFull && r.Old.Len() > 0 && !hasToast(r.Old):
 			// REPLICA IDENTITY FULL sends the whole old row, detoasted.
-			newRow, toast = merge(r.Old, newRow), false
+			newRow = merge(r.Old, newRow)
+		case ok == nk && prev != nil && prev.present:
+			// An earlier partial update of the row: combine the two.
+			newRow = merge(prev.tuple, newRow)
 		}
 	}
-	if ok != nk {
-		if toast {
-			// The unchanged values live only in the destination's row at
-			// the old key: flush what came before and move it there.
-			if err := c.flush(); err != nil {
-				return err
-			}
-			return c.emit(&Step{Kind: StepMove, MoveOld: r.Old, MoveNew: newRow})
-		}
-		c.set(ok, stDelete, r.Old)
-		c.set(nk, stUpsert, newRow)
+	if ok == nk {
+		e := c.entry(ok, true)
+		e.present, e.tuple = true, newRow
 		return nil
 	}
-	switch {
-	case !toast:
-		c.set(nk, stUpsert, newRow)
-	case prev != nil && prev.state == stPartial:
-		c.set(nk, stPartial, merge(prev.tuple, newRow))
-	default:
-		c.set(nk, stPartial, newRow)
+	if hasToast(newRow) {
+		// The unchanged values live only in the destination's row at the
+		// old key: flush what came before and move it there.
+		if err := c.flush(); err != nil {
+			return err
+		}
+		return c.emit(&Step{Kind: StepMove, MoveOld: r.Old, MoveNew: newRow})
 	}
+	old := c.entry(ok, true)
+	old.present, old.tuple = false, r.Old
+	// The new key was free at the source: either it never existed, or an
+	// earlier change of this run removed it.
+	e := c.entry(nk, false)
+	e.present, e.tuple = true, newRow
 	return nil
-}
-
-func (c *coalescer) set(k string, st finalState, t proto.Tuple) {
-	if e := c.entries[k]; e != nil {
-		e.state, e.tuple = st, t
-		return
-	}
-	c.entries[k] = &entry{state: st, tuple: t}
-	c.order = append(c.order, k)
 }
 
 func (c *coalescer) flush() error {
@@ -174,17 +182,24 @@ func (c *coalescer) flush() error {
 	step := &Step{Kind: StepSet}
 	for _, k := range c.order {
 		e := c.entries[k]
-		switch e.state {
-		case stDelete:
+		switch {
+		case !e.present && e.existed:
 			step.Deletes = append(step.Deletes, e.tuple)
-		case stUpsert:
-			step.Upserts = append(step.Upserts, e.tuple)
-		case stPartial:
+		case !e.present:
+			// Came and went within the run: nothing to write.
+		case !e.existed:
+			step.Inserts = append(step.Inserts, e.tuple)
+		case hasToast(e.tuple):
 			step.Partials = append(step.Partials, e.tuple)
+		default:
+			step.Updates = append(step.Updates, e.tuple)
 		}
 	}
 	c.entries = map[string]*entry{}
 	c.order = c.order[:0]
+	if len(step.Deletes)+len(step.Inserts)+len(step.Updates)+len(step.Partials) == 0 {
+		return nil
+	}
 	return c.emit(step)
 }
 

@@ -63,20 +63,27 @@ func applyStep(m model, s *Step) {
 		for _, d := range s.Deletes {
 			delete(m, string(d.Values[0]))
 		}
-		for _, u := range s.Upserts {
+		for _, u := range s.Inserts {
 			r := rowOf(u)
-			for _, v := range r {
-				if v == "<toast>" {
-					panic("upsert with unchanged toast")
-				}
+			if _, exists := m[r[0]]; exists {
+				panic("insert of a key that exists: " + r[0])
 			}
+			checkComplete(r)
+			m[r[0]] = r
+		}
+		for _, u := range s.Updates {
+			r := rowOf(u)
+			if _, exists := m[r[0]]; !exists {
+				panic("update of a key that does not exist: " + r[0])
+			}
+			checkComplete(r)
 			m[r[0]] = r
 		}
 		for _, p := range s.Partials {
 			k := string(p.Values[0])
 			cur, ok := m[k]
 			if !ok {
-				continue
+				panic("partial update of a key that does not exist: " + k)
 			}
 			r := rowOf(p)
 			for i, kind := range p.Kinds {
@@ -85,6 +92,14 @@ func applyStep(m model, s *Step) {
 				}
 			}
 			m[k] = cur
+		}
+	}
+}
+
+func checkComplete(r [3]string) {
+	for _, v := range r {
+		if v == "<toast>" {
+			panic("complete row with unchanged toast")
 		}
 	}
 }
@@ -190,10 +205,12 @@ func TestCoalesceFolds(t *testing.T) {
 	if err := Coalesce(rows, []int{0}, false, func(s *Step) error { steps = append(steps, s); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if len(steps) != 1 || len(steps[0].Upserts) != 1 || len(steps[0].Deletes) != 1 || len(steps[0].Partials) != 0 {
-		t.Fatalf("want one set with 1 upsert and 1 delete, got %+v", steps)
+	// Row 1 was inserted in the run (an insert), row 2 came and went
+	// (nothing to write).
+	if len(steps) != 1 || len(steps[0].Inserts) != 1 || len(steps[0].Deletes) != 0 || len(steps[0].Updates) != 0 || len(steps[0].Partials) != 0 {
+		t.Fatalf("want one set with 1 insert, got %+v", steps)
 	}
-	if got := rowOf(steps[0].Upserts[0]); got != [3]string{"1", "c", "x"} {
+	if got := rowOf(steps[0].Inserts[0]); got != [3]string{"1", "c", "x"} {
 		t.Fatalf("folded row %v", got)
 	}
 }

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -15,10 +16,12 @@ import (
 
 // Apply writes a batch of changes and the new positions in one
 // transaction. Keyed tables are written set-based: the rows of a table are
-// coalesced by primary key and sent as arrays to one DELETE, one
-// INSERT ... ON CONFLICT and a few UPDATEs. Should that trip a unique
-// constraint other than the key (two rows swapping a unique value inside
-// one batch), the batch is written again row by row, in source order.
+// coalesced by primary key into one DELETE, one COPY of the new rows, one
+// UPDATE of the changed rows and a few UPDATEs of rows with unchanged TOAST
+// values. Should that trip a unique constraint (two rows swapping a unique
+// value inside one batch, or a destination that holds rows the source
+// never had), the batch is written again row by row, in source order, with
+// upserts.
 func (s *Sink) Apply(ctx context.Context, ch *apply.Changes) error {
 	err := s.applyChanges(ctx, ch, false)
 	if isCode(err, "23505") {
@@ -39,7 +42,7 @@ func (s *Sink) applyChanges(ctx context.Context, ch *apply.Changes, ordered bool
 		return err
 	}
 	defer tx.Rollback(context.Background())
-	w := &writer{pg: conn.Conn().PgConn(), tx: tx}
+	w := &writer{pg: conn.Conn().PgConn(), tx: tx, lenient: ordered}
 	for _, seg := range ch.Segments {
 		m, err := s.meta(ctx, tx, seg.Table)
 		if err != nil {
@@ -85,6 +88,9 @@ type writer struct {
 	pg  *pgconn.PgConn
 	tx  pgx.Tx
 	buf []byte
+	// lenient writes new rows with upserts instead of COPY, for the
+	// row-by-row retry of a batch that hit a unique constraint.
+	lenient bool
 }
 
 func (w *writer) step(ctx context.Context, p *segmentPlan, st *apply.Step) error {
@@ -99,8 +105,17 @@ func (w *writer) step(ctx context.Context, p *segmentPlan, st *apply.Step) error
 			return err
 		}
 	}
-	if len(st.Upserts) > 0 {
-		if err := w.upsert(ctx, p, st.Upserts); err != nil {
+	if len(st.Inserts) > 0 {
+		insert := w.copyRows
+		if w.lenient {
+			insert = w.upsert
+		}
+		if err := insert(ctx, p, st.Inserts); err != nil {
+			return err
+		}
+	}
+	if len(st.Updates) > 0 {
+		if err := w.updateRows(ctx, p, st.Updates); err != nil {
 			return err
 		}
 	}
@@ -126,15 +141,100 @@ func (w *writer) truncate(ctx context.Context, t proto.TableID) error {
 	return err
 }
 
+// deleteKeys removes rows by key. A one-column key is matched with
+// = ANY(array), an index scan over the array; a composite key joins the
+// keys' arrays (a nested loop over the key index, see Open).
 func (w *writer) deleteKeys(ctx context.Context, p *segmentPlan, keys []proto.Tuple) error {
+	if len(p.keyIdx) == 1 {
+		k := p.keyIdx[0]
+		sql := fmt.Sprintf("DELETE FROM %s WHERE %s = ANY($1::text[]::%s[])", tableName(p.table), ident(p.names[k]), p.types[k])
+		return w.execArrays(ctx, sql, keys, p.keyIdx)
+	}
 	sql := fmt.Sprintf("DELETE FROM %s AS t USING %s WHERE %s",
 		tableName(p.table), unnestFrom(len(p.keyIdx)), keyMatch(p, p.keyIdx, 0))
 	return w.execArrays(ctx, sql, keys, p.keyIdx)
 }
 
+// copyRows loads new rows with COPY, PostgreSQL's fastest way in: their
+// keys are not at the destination (the source had just inserted them), and
+// should that not hold, the unique violation sends the batch to the
+// row-by-row retry.
+func (w *writer) copyRows(ctx context.Context, p *segmentPlan, rows []proto.Tuple) error {
+	buf := w.buf[:0]
+	for _, r := range rows {
+		buf = appendCopyRow(buf, r)
+	}
+	w.buf = buf
+	_, err := w.pg.CopyFrom(ctx, bytes.NewReader(buf), fmt.Sprintf("COPY %s (%s) FROM STDIN", tableName(p.table), columnList(p, seq(len(p.names)))))
+	return err
+}
+
+// updateRows writes changed rows whole with UPDATE ... FROM the arrays.
+// Rows the destination does not have (it drifted from the source) are
+// inserted after.
+func (w *writer) updateRows(ctx context.Context, p *segmentPlan, rows []proto.Tuple) error {
+	all := seq(len(p.names))
+	var assigns []string
+	for _, i := range all {
+		if p.settable[i] {
+			assigns = append(assigns, fmt.Sprintf("%s = u.c%d::%s", ident(p.names[i]), i, p.types[i]))
+		}
+	}
+	if len(assigns) == 0 {
+		return w.execArrays(ctx, upsertSQL(p, all, selectCasts(p, all, 0)+" FROM "+unnestFrom(len(all))), rows, all)
+	}
+	// The key columns' positions in "all" are their own indexes.
+	conds := make([]string, len(p.keyIdx))
+	for j, i := range p.keyIdx {
+		conds[j] = fmt.Sprintf("t.%s = u.c%d::%s", ident(p.names[i]), i, p.types[i])
+	}
+	sql := fmt.Sprintf("UPDATE %s AS t SET %s FROM %s WHERE %s",
+		tableName(p.table), strings.Join(assigns, ", "), unnestFrom(len(all)), strings.Join(conds, " AND "))
+	n, err := w.execArraysCount(ctx, sql, rows, all)
+	if err != nil || n == int64(len(rows)) {
+		return err
+	}
+	return w.execArrays(ctx, upsertSQL(p, all, selectCasts(p, all, 0)+" FROM "+unnestFrom(len(all))), rows, all)
+}
+
 func (w *writer) upsert(ctx context.Context, p *segmentPlan, rows []proto.Tuple) error {
 	all := seq(len(p.names))
 	return w.execArrays(ctx, upsertSQL(p, all, selectCasts(p, all, 0)+" FROM "+unnestFrom(len(all))), rows, all)
+}
+
+// appendCopyRow appends a row in COPY's text format.
+func appendCopyRow(buf []byte, t proto.Tuple) []byte {
+	for i, k := range t.Kinds {
+		if i > 0 {
+			buf = append(buf, '\t')
+		}
+		if k != proto.KindText {
+			buf = append(buf, '\\', 'N')
+			continue
+		}
+		v := t.Values[i]
+		start := 0
+		for j, c := range v {
+			var esc byte
+			switch c {
+			case '\\':
+				esc = '\\'
+			case '\n':
+				esc = 'n'
+			case '\r':
+				esc = 'r'
+			case '\t':
+				esc = 't'
+			default:
+				continue
+			}
+			buf = append(buf, v[start:j]...)
+			buf = append(buf, '\\', esc)
+			start = j + 1
+		}
+		buf = append(buf, v[start:]...)
+	}
+	return append(buf, '\n')
 }
 
 // partialUpdates writes rows whose unchanged-TOAST columns must keep the
@@ -149,14 +249,10 @@ func (w *writer) partialUpdates(ctx context.Context, p *segmentPlan, rows []prot
 		}
 		groups[mask] = append(groups[mask], r)
 	}
-	isKey := map[int]bool{}
-	for _, k := range p.keyIdx {
-		isKey[k] = true
-	}
 	for _, mask := range order {
 		var set []int
 		for i := range p.names {
-			if mask[i] != proto.KindToast && !isKey[i] {
+			if mask[i] != proto.KindToast && p.settable[i] {
 				set = append(set, i)
 			}
 		}
@@ -268,7 +364,7 @@ func unkeyedStatement(p *segmentPlan, r *proto.Row) (string, [][]byte) {
 	var assigns []string
 	if r.Op == proto.OpUpdate {
 		for i := range p.names {
-			if r.New.Kinds[i] == proto.KindToast {
+			if r.New.Kinds[i] == proto.KindToast || !p.settable[i] {
 				continue
 			}
 			params = append(params, textParam(r.New, i))
@@ -296,6 +392,12 @@ func unkeyedStatement(p *segmentPlan, r *proto.Row) (string, [][]byte) {
 // holding that column's values of every row, in binary array format:
 // one parameter per column whatever the number of rows.
 func (w *writer) execArrays(ctx context.Context, sql string, rows []proto.Tuple, cols []int) error {
+	_, err := w.execArraysCount(ctx, sql, rows, cols)
+	return err
+}
+
+// execArraysCount is execArrays returning the rows the statement touched.
+func (w *writer) execArraysCount(ctx context.Context, sql string, rows []proto.Tuple, cols []int) (int64, error) {
 	params := make([][]byte, len(cols))
 	oids := make([]uint32, len(cols))
 	formats := make([]int16, len(cols))
@@ -313,8 +415,8 @@ func (w *writer) execArrays(ctx context.Context, sql string, rows []proto.Tuple,
 		params[j], oids[j], formats[j] = buf[start:], textArrayOID, 1
 	}
 	w.buf = buf
-	_, err := w.pg.ExecParams(ctx, sql, params, oids, formats, nil).Close()
-	return err
+	tag, err := w.pg.ExecParams(ctx, sql, params, oids, formats, nil).Close()
+	return tag.RowsAffected(), err
 }
 
 const (
@@ -408,15 +510,13 @@ func keyMatch(p *segmentPlan, keyIdx []int, first int) string {
 // upsertSQL inserts the columns cols from source (a SELECT list and FROM)
 // and overwrites the row when the key exists.
 func upsertSQL(p *segmentPlan, cols []int, source string) string {
-	isKey := map[int]bool{}
 	keys := make([]string, len(p.keyIdx))
 	for j, i := range p.keyIdx {
-		isKey[i] = true
 		keys[j] = ident(p.names[i])
 	}
 	var sets []string
 	for _, i := range cols {
-		if !isKey[i] {
+		if p.settable[i] {
 			sets = append(sets, fmt.Sprintf("%s = EXCLUDED.%s", ident(p.names[i]), ident(p.names[i])))
 		}
 	}

@@ -16,6 +16,9 @@ import (
 type tableMeta struct {
 	types map[string]string // column -> format_type
 	pk    []string
+	// fixed are GENERATED ALWAYS identity columns: PostgreSQL refuses to
+	// UPDATE them, and the source cannot change them either.
+	fixed map[string]bool
 }
 
 func (s *Sink) meta(ctx context.Context, q interface {
@@ -28,7 +31,7 @@ func (s *Sink) meta(ctx context.Context, q interface {
 		return m, nil
 	}
 	rows, err := q.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod),
-		COALESCE(k.ord, 0)
+		COALESCE(k.ord, 0), a.attidentity = 'a'
 	FROM pg_attribute a
 	LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
 	LEFT JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON k.attnum = a.attnum
@@ -36,15 +39,19 @@ func (s *Sink) meta(ctx context.Context, q interface {
 	if err != nil {
 		return nil, fmt.Errorf("read columns of %s at the destination: %w", t, err)
 	}
-	m = &tableMeta{types: map[string]string{}}
+	m = &tableMeta{types: map[string]string{}, fixed: map[string]bool{}}
 	keys := map[int64]string{}
 	for rows.Next() {
 		var name, typ string
 		var ord int64
-		if err := rows.Scan(&name, &typ, &ord); err != nil {
+		var always bool
+		if err := rows.Scan(&name, &typ, &ord, &always); err != nil {
 			return nil, err
 		}
 		m.types[name] = typ
+		if always {
+			m.fixed[name] = true
+		}
 		if ord > 0 {
 			keys[ord] = name
 		}
@@ -70,10 +77,13 @@ type segmentPlan struct {
 	names  []string // column names, in segment order
 	types  []string // destination types, in segment order
 	keyIdx []int    // positions of the destination's primary key columns
+	// settable marks the columns an UPDATE may assign: not the key, not
+	// a GENERATED ALWAYS identity.
+	settable []bool
 }
 
 func planSegment(m *tableMeta, t proto.TableID, cols []proto.Column) (*segmentPlan, error) {
-	p := &segmentPlan{table: t, names: make([]string, len(cols)), types: make([]string, len(cols))}
+	p := &segmentPlan{table: t, names: make([]string, len(cols)), types: make([]string, len(cols)), settable: make([]bool, len(cols))}
 	pos := map[string]int{}
 	for i, c := range cols {
 		typ, ok := m.types[c.Name]
@@ -81,6 +91,7 @@ func planSegment(m *tableMeta, t proto.TableID, cols []proto.Column) (*segmentPl
 			return nil, fmt.Errorf("column %q of %s is missing at the destination", c.Name, t)
 		}
 		p.names[i], p.types[i] = c.Name, typ
+		p.settable[i] = !m.fixed[c.Name]
 		pos[c.Name] = i
 	}
 	for _, k := range m.pk {
@@ -89,6 +100,7 @@ func planSegment(m *tableMeta, t proto.TableID, cols []proto.Column) (*segmentPl
 			return nil, fmt.Errorf("primary key column %q of %s at the destination is not replicated from the source", k, t)
 		}
 		p.keyIdx = append(p.keyIdx, i)
+		p.settable[i] = false
 	}
 	return p, nil
 }

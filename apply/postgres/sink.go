@@ -73,6 +73,12 @@ func Open(ctx context.Context, opts Options) (*Sink, error) {
 	// across tables need not match the source's. It needs superuser (or
 	// GRANT SET); without it writes still work, with triggers active.
 	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+		// Apply joins a batch's keys, as arrays, to the table: a nested
+		// loop over the key index touches only the batch's rows, where a
+		// hash or merge join would scan the whole table for every batch.
+		if _, err := conn.Exec(ctx, "SET enable_hashjoin = off; SET enable_mergejoin = off"); err != nil {
+			return err
+		}
 		if _, err := conn.Exec(ctx, "SET session_replication_role = replica"); err != nil {
 			warnOnce.Do(func() {
 				s.logger.Warn("destination: cannot set session_replication_role=replica; triggers and foreign keys stay active while applying", "err", err)
