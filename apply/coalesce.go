@@ -69,6 +69,9 @@ type coalescer struct {
 // calls emit for each resulting step, in order. oldFull says old tuples
 // are whole rows (REPLICA IDENTITY FULL), not just the key.
 func Coalesce(rows []proto.Row, keyIdx []int, oldFull bool, emit func(*Step) error) error {
+	if step := uniform(rows); step != nil {
+		return emit(step)
+	}
 	c := &coalescer{keyIdx: keyIdx, oldFull: oldFull, entries: map[string]*entry{}, emit: emit}
 	for i := range rows {
 		if err := c.add(&rows[i]); err != nil {
@@ -76,6 +79,37 @@ func Coalesce(rows []proto.Row, keyIdx []int, oldFull bool, emit func(*Step) err
 		}
 	}
 	return c.flush()
+}
+
+// uniform is the fast path of runs of only inserts or only deletes (bulk
+// loads and purges): their keys are distinct, since a key cannot be
+// inserted, or deleted, twice without the opposite change in between, so
+// there is nothing to fold.
+func uniform(rows []proto.Row) *Step {
+	if len(rows) == 0 {
+		return nil
+	}
+	op := rows[0].Op
+	if op != proto.OpInsert && op != proto.OpDelete {
+		return nil
+	}
+	for i := range rows {
+		if rows[i].Op != op {
+			return nil
+		}
+	}
+	tuples := make([]proto.Tuple, len(rows))
+	for i := range rows {
+		if op == proto.OpInsert {
+			tuples[i] = rows[i].New
+		} else {
+			tuples[i] = rows[i].Old
+		}
+	}
+	if op == proto.OpInsert {
+		return &Step{Kind: StepSet, Inserts: tuples}
+	}
+	return &Step{Kind: StepSet, Deletes: tuples}
 }
 
 // entry returns the key's entry, creating it with whether the row existed

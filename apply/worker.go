@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/sluicedb/sluice/proto"
 )
@@ -56,7 +57,7 @@ func (c *WorkerConfig) setDefaults() error {
 		c.MaxBatchBytes = 8 << 20
 	}
 	if c.MaxWait <= 0 {
-		c.MaxWait = 20 * time.Millisecond
+		c.MaxWait = 2 * time.Millisecond
 	}
 	if c.PrefetchBytes <= 0 {
 		c.PrefetchBytes = 8 << 20
@@ -100,129 +101,187 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 		return fmt.Errorf("pull from consumer %s: %w", name, err)
 	}
 	defer iter.Stop()
-	w := &worker{cfg: &cfg, offsets: offsets, iter: iter}
-	for {
-		if err := w.batch(ctx); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
+	w := &worker{cfg: &cfg, floors: offsets, iter: iter}
+	// Collecting the next batch (receive, decode, filter) overlaps
+	// applying the current one, so the destination is kept busy.
+	batches := make(chan *collected)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return w.collect(gctx, batches) })
+	g.Go(func() error {
+		for {
+			select {
+			case b := <-batches:
+				if err := w.apply(gctx, b); err != nil {
+					return err
+				}
+			case <-gctx.Done():
+				return gctx.Err()
 			}
-			return err
 		}
+	})
+	err = g.Wait()
+	if ctx.Err() != nil {
+		return ctx.Err()
 	}
+	return err
 }
 
 type worker struct {
-	cfg     *WorkerConfig
-	offsets map[string]proto.Position
+	cfg *WorkerConfig
+	// floors is the last position per table taken into a batch; it runs
+	// ahead of what the destination has while a batch is being applied.
+	// Should that batch fail, the worker stops and starts again from the
+	// destination's positions.
+	floors  map[string]proto.Position
 	iter    jetstream.MessagesContext
 	lastSeq uint64 // consumer sequence of the last message received
-	open    map[string]*Segment
 	// parts of a batch split over several messages (one huge row)
 	parts []byte
 }
 
-// batch collects messages into one Changes, applies it, and acknowledges.
-func (w *worker) batch(ctx context.Context) error {
-	ch := &Changes{Task: w.cfg.Task, Epoch: w.cfg.Epoch, Positions: map[string]proto.Position{}, Tables: map[string]proto.TableID{}}
-	w.open = map[string]*Segment{}
-	var last jetstream.Msg
-	var heartbeat int64
-	rows, bytes := 0, 0
-	var deadline time.Time
-	// A batch never ends inside a split batch: the acknowledgement must
-	// not pass its first parts before its last one is applied.
-	for (rows < w.cfg.MaxBatchRows && bytes < w.cfg.MaxBatchBytes) || w.parts != nil {
+// collected is a batch ready to apply.
+type collected struct {
+	ch        *Changes
+	open      map[string]*Segment
+	last      jetstream.Msg
+	heartbeat int64
+	rows      int
+	bytes     int
+	deadline  time.Time
+}
+
+func (w *worker) newBatch() *collected {
+	return &collected{
+		ch:       &Changes{Task: w.cfg.Task, Epoch: w.cfg.Epoch, Positions: map[string]proto.Position{}, Tables: map[string]proto.TableID{}},
+		open:     map[string]*Segment{},
+		deadline: time.Now().Add(w.cfg.MaxWait),
+	}
+}
+
+func (w *worker) full(b *collected) bool {
+	return b.rows >= w.cfg.MaxBatchRows || b.bytes >= w.cfg.MaxBatchBytes
+}
+
+// collect receives messages into batches and hands each to the applier:
+// when it is full, or once MaxWait has passed and the applier is free. A
+// batch never ends inside a split batch: the acknowledgement must not pass
+// its first parts before its last one is applied.
+func (w *worker) collect(ctx context.Context, out chan<- *collected) error {
+	var cur *collected
+	for {
+		if cur != nil && w.parts == nil {
+			if w.full(cur) {
+				select {
+				case out <- cur:
+					cur = nil
+					continue
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			if !time.Now().Before(cur.deadline) {
+				select {
+				case out <- cur:
+					cur = nil
+					continue
+				default: // the applier is busy: keep filling
+				}
+			}
+		}
 		var msg jetstream.Msg
 		var err error
-		if last == nil {
+		switch {
+		case cur == nil || w.parts != nil:
 			msg, err = w.iter.Next(jetstream.NextContext(ctx))
-		} else {
-			wait := time.Until(deadline)
-			if w.parts != nil {
-				msg, err = w.iter.Next(jetstream.NextContext(ctx))
-			} else if wait <= 0 {
-				break
-			} else {
-				msg, err = w.iter.Next(jetstream.NextMaxWait(wait))
-				if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
-					break
-				}
+		default:
+			wait := time.Until(cur.deadline)
+			if wait < time.Millisecond {
+				wait = time.Millisecond
+			}
+			msg, err = w.iter.Next(jetstream.NextMaxWait(wait))
+			if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+				continue
 			}
 		}
 		if err != nil {
 			return fmt.Errorf("receive from JetStream: %w", err)
 		}
-		meta, err := msg.Metadata()
-		if err != nil {
-			return fmt.Errorf("message metadata: %w", err)
+		if cur == nil {
+			cur = w.newBatch()
 		}
-		if w.lastSeq != 0 && meta.Sequence.Consumer != w.lastSeq+1 {
-			return fmt.Errorf("%w (expected delivery %d, got %d)", ErrDeliveryGap, w.lastSeq+1, meta.Sequence.Consumer)
+		if err := w.receive(cur, msg); err != nil {
+			return err
 		}
-		w.lastSeq = meta.Sequence.Consumer
-		if last == nil {
-			deadline = time.Now().Add(w.cfg.MaxWait)
-		}
-		last = msg
-		b, err := proto.DecodeBatch(msg.Data())
-		if err != nil {
-			return fmt.Errorf("stream %d: %w", meta.Sequence.Stream, err)
-		}
-		bytes += len(msg.Data())
-		if b.Parts > 0 {
-			if b.PartNo == 0 {
-				w.parts = []byte{}
-			}
-			w.parts = append(w.parts, b.Part...)
-			if b.PartNo+1 < b.Parts {
-				continue
-			}
-			whole := w.parts
-			w.parts = nil
-			if b, err = proto.DecodeBatch(whole); err != nil {
-				return fmt.Errorf("stream %d (reassembled): %w", meta.Sequence.Stream, err)
-			}
-		}
-		if b.Table == proto.HeartbeatTable {
-			if n := len(b.Rows); n > 0 {
-				heartbeat = b.Rows[n-1].CommitTimeUS
-			}
-			continue
-		}
-		rows += w.add(ch, b)
 	}
-	if len(ch.Segments) > 0 {
-		if err := w.cfg.Sink.Apply(ctx, ch); err != nil {
-			return fmt.Errorf("apply %d rows: %w", ch.Rows(), err)
+}
+
+// receive adds one message to the batch.
+func (w *worker) receive(cur *collected, msg jetstream.Msg) error {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return fmt.Errorf("message metadata: %w", err)
+	}
+	if w.lastSeq != 0 && meta.Sequence.Consumer != w.lastSeq+1 {
+		return fmt.Errorf("%w (expected delivery %d, got %d)", ErrDeliveryGap, w.lastSeq+1, meta.Sequence.Consumer)
+	}
+	w.lastSeq = meta.Sequence.Consumer
+	cur.last = msg
+	b, err := proto.DecodeBatch(msg.Data())
+	if err != nil {
+		return fmt.Errorf("stream %d: %w", meta.Sequence.Stream, err)
+	}
+	cur.bytes += len(msg.Data())
+	if b.Parts > 0 {
+		if b.PartNo == 0 {
+			w.parts = []byte{}
 		}
-		for k, p := range ch.Positions {
-			w.offsets[k] = p
+		w.parts = append(w.parts, b.Part...)
+		if b.PartNo+1 < b.Parts {
+			return nil
 		}
-		w.cfg.Stats.RowsApplied.Add(int64(ch.Rows()))
+		whole := w.parts
+		w.parts = nil
+		if b, err = proto.DecodeBatch(whole); err != nil {
+			return fmt.Errorf("stream %d (reassembled): %w", meta.Sequence.Stream, err)
+		}
+	}
+	if b.Table == proto.HeartbeatTable {
+		if n := len(b.Rows); n > 0 {
+			cur.heartbeat = b.Rows[n-1].CommitTimeUS
+		}
+		return nil
+	}
+	cur.rows += w.add(cur, b)
+	return nil
+}
+
+// apply writes a batch, then acknowledges its messages.
+func (w *worker) apply(ctx context.Context, b *collected) error {
+	if len(b.ch.Segments) > 0 {
+		if err := w.cfg.Sink.Apply(ctx, b.ch); err != nil {
+			return fmt.Errorf("apply %d rows: %w", b.ch.Rows(), err)
+		}
+		w.cfg.Stats.RowsApplied.Add(int64(b.ch.Rows()))
 		w.cfg.Stats.Batches.Add(1)
 	}
-	if heartbeat != 0 {
-		w.cfg.Stats.HeartbeatCommitUS.Store(heartbeat)
+	if b.heartbeat != 0 {
+		w.cfg.Stats.HeartbeatCommitUS.Store(b.heartbeat)
 		w.cfg.Stats.HeartbeatSeenUS.Store(time.Now().UnixMicro())
 	}
-	if last != nil {
-		// AckAll: this acknowledges every earlier delivery too. A lost ack
-		// only means a redelivery, skipped by position.
-		if err := last.Ack(); err != nil {
-			w.cfg.Logger.Debug("ack failed", "group", w.cfg.Group, "err", err)
-		}
+	// AckAll: this acknowledges every earlier delivery too. A lost ack
+	// only means a redelivery, skipped by position.
+	if err := b.last.Ack(); err != nil {
+		w.cfg.Logger.Debug("ack failed", "group", w.cfg.Group, "err", err)
 	}
 	return nil
 }
 
-// add appends the rows of b that are above the table's applied position
-// and returns how many it kept.
-func (w *worker) add(ch *Changes, b *proto.Batch) int {
+// add appends the rows of b that are above the table's last position and
+// returns how many it kept.
+func (w *worker) add(cur *collected, b *proto.Batch) int {
+	ch := cur.ch
 	key := b.Table.Key()
-	floor, seen := ch.Positions[key]
-	if !seen {
-		floor = w.offsets[key]
-	}
+	floor := w.floors[key]
 	kept := b.Rows[:0]
 	for _, r := range b.Rows {
 		if floor.Less(r.Pos) {
@@ -233,17 +292,18 @@ func (w *worker) add(ch *Changes, b *proto.Batch) int {
 	if len(kept) == 0 {
 		return 0
 	}
+	w.floors[key] = floor
 	ch.Positions[key] = floor
 	ch.Tables[key] = b.Table
 	// Tables are independent, so a table's rows join its latest segment
 	// even when other tables' messages came in between.
-	if s := w.open[key]; s != nil && s.Identity == b.ReplicaIdentity && sameColumns(s.Columns, b.Columns) {
+	if s := cur.open[key]; s != nil && s.Identity == b.ReplicaIdentity && sameColumns(s.Columns, b.Columns) {
 		s.Rows = append(s.Rows, kept...)
 		return len(kept)
 	}
 	s := &Segment{Table: b.Table, Columns: b.Columns, Identity: b.ReplicaIdentity, Rows: kept}
 	ch.Segments = append(ch.Segments, s)
-	w.open[key] = s
+	cur.open[key] = s
 	return len(kept)
 }
 
