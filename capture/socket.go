@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"bufio"
 	"context"
 	"net"
 	"syscall"
@@ -23,6 +24,10 @@ type pacedConn struct {
 	net.Conn
 	raw  syscall.RawConn
 	high bool
+	// in reads the socket 64 KiB at a time: pgconn asks for 8 KiB, and a
+	// backlog of small messages would otherwise cost a system call each
+	// 8 KiB.
+	in *bufio.Reader
 }
 
 const (
@@ -44,18 +49,25 @@ func dialPaced(ctx context.Context, network, addr string) (net.Conn, error) {
 	if err != nil {
 		return c, nil
 	}
-	return &pacedConn{Conn: c, raw: raw}, nil
+	pc := &pacedConn{Conn: c, raw: raw}
+	pc.in = bufio.NewReaderSize(socketReader{pc}, 64<<10)
+	return pc, nil
 }
 
-func (c *pacedConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	// A read that fills the reader's buffer (pgconn reads 8 KiB at a
-	// time) had more waiting: a backlog is streaming.
-	if n == len(p) && n >= 4096 && !c.high {
-		c.setLowat(true)
+// socketReader reads the socket itself, for the buffer.
+type socketReader struct{ c *pacedConn }
+
+func (r socketReader) Read(p []byte) (int, error) {
+	n, err := r.c.Conn.Read(p)
+	// A read that fills half the buffer had more waiting: a backlog is
+	// streaming.
+	if n >= len(p)/2 && n >= 16<<10 && !r.c.high {
+		r.c.setLowat(true)
 	}
 	return n, err
 }
+
+func (c *pacedConn) Read(p []byte) (int, error) { return c.in.Read(p) }
 
 // setLowat switches between waking on a backlog's worth of bytes and on
 // every byte.
