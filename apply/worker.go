@@ -169,6 +169,11 @@ func (w *worker) full(b *collected) bool {
 func (w *worker) collect(ctx context.Context, out chan<- *collected) error {
 	var cur *collected
 	for {
+		// The polls below time out and loop while the applier is busy;
+		// when it failed, the context says so.
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		if cur != nil && w.parts == nil {
 			if w.full(cur) {
 				select {

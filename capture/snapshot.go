@@ -64,25 +64,33 @@ type Chunk struct {
 	Of       int
 }
 
-// PlanChunks splits a table into chunks of about pagesPerChunk pages. The
-// last chunk is open-ended.
+// PlanChunks splits a table into chunks of about pagesPerChunk pages of
+// data. The last chunk is open-ended. A table whose values live
+// mostly in TOAST has few heap pages for its size, so the split counts the
+// TOAST table's bytes too: a 1 GB table of large documents is read in
+// parallel like a 1 GB table of small rows.
 func (r *SnapshotReader) PlanChunks(ctx context.Context, t *proto.TableDef, pagesPerChunk int64) ([]Chunk, error) {
-	var pages int64
-	err := r.tx.QueryRow(ctx, `SELECT pg_relation_size($1::regclass) / current_setting('block_size')::bigint`,
-		pgx.Identifier{t.ID.Schema, t.ID.Name}.Sanitize()).Scan(&pages)
+	var pages, totalPages int64
+	err := r.tx.QueryRow(ctx, `SELECT pg_relation_size(c.oid) / current_setting('block_size')::bigint,
+		(pg_relation_size(c.oid) + COALESCE(pg_relation_size(NULLIF(c.reltoastrelid, 0)), 0)) / current_setting('block_size')::bigint
+		FROM pg_class c WHERE c.oid = $1::regclass`,
+		pgx.Identifier{t.ID.Schema, t.ID.Name}.Sanitize()).Scan(&pages, &totalPages)
 	if err != nil {
 		return nil, fmt.Errorf("size of %s: %w", t.ID, err)
 	}
 	n := int64(1)
-	if pagesPerChunk > 0 && pages > pagesPerChunk {
-		n = (pages + pagesPerChunk - 1) / pagesPerChunk
+	if pagesPerChunk > 0 && totalPages > pagesPerChunk {
+		n = (totalPages + pagesPerChunk - 1) / pagesPerChunk
 	}
+	if n > pages {
+		n = max(pages, 1) // a chunk is at least one heap page
+	}
+	step := (pages + n - 1) / n
 	cols := t.CopiedColumns()
 	chunks := make([]Chunk, n)
 	for i := range chunks {
-		chunks[i] = Chunk{Table: t.ID, Columns: cols, FromPage: int64(i) * pagesPerChunk, ToPage: int64(i+1) * pagesPerChunk, Index: i, Of: int(n)}
+		chunks[i] = Chunk{Table: t.ID, Columns: cols, FromPage: int64(i) * step, ToPage: int64(i+1) * step, Index: i, Of: int(n)}
 	}
-	chunks[0].FromPage = 0
 	chunks[n-1].ToPage = -1
 	return chunks, nil
 }

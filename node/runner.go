@@ -165,7 +165,7 @@ func (r *runner) attempt(ctx context.Context) error {
 	}
 	defer src.Close(context.Background())
 	sink, err := postgres.Open(ctx, postgres.Options{
-		DSN: spec.Destination.DSN, MaxConns: int32(r.cfg.SnapshotReaders + r.cfg.Groups + 1),
+		DSN: spec.Destination.DSN, MaxConns: int32(r.cfg.SnapshotReaders + r.cfg.Groups*postgres.DefaultShards + 1),
 		Application: "sluice task " + r.name, Logger: r.logger,
 	})
 	if err != nil {

@@ -14,24 +14,48 @@ import (
 	"github.com/sluicedb/sluice/proto"
 )
 
-// Apply writes a batch of changes and the new positions in one
-// transaction. Keyed tables are written set-based: the rows of a table are
-// coalesced by primary key into one DELETE, one COPY of the new rows, one
-// UPDATE of the changed rows and a few UPDATEs of rows with unchanged TOAST
-// values. Should that trip a unique constraint (two rows swapping a unique
-// value inside one batch, or a destination that holds rows the source
-// never had), the batch is written again row by row, in source order, with
-// upserts.
+// Apply writes a batch of changes with their new positions. Keyed tables
+// are written set-based: the rows of a table are coalesced by primary key
+// into one DELETE, one COPY of the new rows, one UPDATE of the changed rows
+// and a few UPDATEs of rows with unchanged TOAST values. A batch whose rows
+// split cleanly by key is written by several sessions at once, one
+// transaction per shard (shard.go); any other batch in one transaction.
+// Should a write trip a unique constraint (two rows swapping a unique value
+// inside one batch, or a destination that holds rows the source never
+// had), it is written again row by row, in source order, with upserts.
 func (s *Sink) Apply(ctx context.Context, ch *apply.Changes) error {
-	err := s.applyChanges(ctx, ch, false)
+	segs, err := s.plan(ctx, ch)
+	if err != nil {
+		return err
+	}
+	if shards := s.partition(segs); shards != nil {
+		return s.applySharded(ctx, ch, shards)
+	}
+	return s.applyWithRetry(ctx, ch.Task, ch.Epoch, segs, s.allShards(ch.Tables, ch.Positions))
+}
+
+// plannedSegment is a segment with its destination plan, its rows
+// filtered against the positions of their shards.
+type plannedSegment struct {
+	*apply.Segment
+	plan *segmentPlan
+}
+
+// applyWithRetry writes segments and positions in one transaction,
+// retrying row by row on a unique violation.
+func (s *Sink) applyWithRetry(ctx context.Context, task string, epoch uint64, segs []plannedSegment, positions []shardPosition) error {
+	err := s.applyTx(ctx, task, epoch, segs, positions, false)
 	if isCode(err, "23505") {
 		s.logger.Debug("set-based apply hit a unique constraint; applying the batch row by row", "err", err)
-		err = s.applyChanges(ctx, ch, true)
+		err = s.applyTx(ctx, task, epoch, segs, positions, true)
+	}
+	if err == nil {
+		s.remember(positions)
 	}
 	return err
 }
 
-func (s *Sink) applyChanges(ctx context.Context, ch *apply.Changes, ordered bool) error {
+func (s *Sink) applyTx(ctx context.Context, task string, epoch uint64, segs []plannedSegment, positions []shardPosition, ordered bool) error {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return err
@@ -43,44 +67,40 @@ func (s *Sink) applyChanges(ctx context.Context, ch *apply.Changes, ordered bool
 	}
 	defer tx.Rollback(context.Background())
 	w := &writer{pg: conn.Conn().PgConn(), tx: tx, lenient: ordered}
-	for _, seg := range ch.Segments {
-		m, err := s.meta(ctx, tx, seg.Table)
-		if err != nil {
-			return err
-		}
-		plan, err := planSegment(m, seg.Table, seg.Columns)
-		if err != nil {
-			s.forgetTable(seg.Table)
-			return err
-		}
-		switch {
-		case len(plan.keyIdx) == 0:
-			err = w.applyUnkeyed(ctx, plan, seg)
-		case ordered:
-			for i := range seg.Rows {
-				err = apply.Coalesce(seg.Rows[i:i+1], plan.keyIdx, seg.Identity == proto.IdentityFull, func(st *apply.Step) error {
-					return w.step(ctx, plan, st)
-				})
-				if err != nil {
-					break
-				}
-			}
-		default:
-			err = apply.Coalesce(seg.Rows, plan.keyIdx, seg.Identity == proto.IdentityFull, func(st *apply.Step) error {
-				return w.step(ctx, plan, st)
-			})
-		}
-		if err != nil {
+	for _, seg := range segs {
+		if err := w.segment(ctx, seg, ordered); err != nil {
 			if isCode(err, "42703", "42P01", "42804") { // undefined column/table, datatype mismatch
 				s.forgetTable(seg.Table)
 			}
 			return wrapTable(seg.Table, "apply changes to", err)
 		}
 	}
-	if err := writeOffsets(ctx, tx, ch.Task, ch.Epoch, ch.Tables, ch.Positions); err != nil {
+	if err := writeOffsets(ctx, tx, task, epoch, positions); err != nil {
 		return err
 	}
 	return tx.Commit(ctx)
+}
+
+// segment writes one segment's rows.
+func (w *writer) segment(ctx context.Context, seg plannedSegment, ordered bool) error {
+	plan := seg.plan
+	oldFull := seg.Identity == proto.IdentityFull
+	step := func(st *apply.Step) error { return w.step(ctx, plan, st) }
+	switch {
+	case len(seg.Rows) == 0:
+		return nil
+	case len(plan.keyIdx) == 0:
+		return w.applyUnkeyed(ctx, plan, seg.Segment)
+	case ordered:
+		for i := range seg.Rows {
+			if err := apply.Coalesce(seg.Rows[i:i+1], plan.keyIdx, oldFull, step); err != nil {
+				return err
+			}
+		}
+		return nil
+	default:
+		return apply.Coalesce(seg.Rows, plan.keyIdx, oldFull, step)
+	}
 }
 
 // writer sends statements of one apply transaction.

@@ -19,10 +19,15 @@ type tableMeta struct {
 	// fixed are GENERATED ALWAYS identity columns: PostgreSQL refuses to
 	// UPDATE them, and the source cannot change them either.
 	fixed map[string]bool
+	// entangled: the table has unique or exclusion constraints besides its
+	// key, so changes to different keys do not commute (two rows swapping
+	// a unique value): it is never written by several sessions at once.
+	entangled bool
 }
 
 func (s *Sink) meta(ctx context.Context, q interface {
 	Query(context.Context, string, ...any) (pgx.Rows, error)
+	QueryRow(context.Context, string, ...any) pgx.Row
 }, t proto.TableID) (*tableMeta, error) {
 	s.mu.Lock()
 	m := s.metas[t.Key()]
@@ -62,6 +67,10 @@ func (s *Sink) meta(ctx context.Context, q interface {
 	if len(m.types) == 0 {
 		return nil, fmt.Errorf("table %s does not exist at the destination", t)
 	}
+	if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = $1::regclass AND NOT i.indisprimary
+			AND (i.indisunique OR i.indisexclusion))`, tableName(t)).Scan(&m.entangled); err != nil {
+		return nil, fmt.Errorf("read indexes of %s at the destination: %w", t, err)
+	}
 	for i := int64(1); i <= int64(len(keys)); i++ {
 		m.pk = append(m.pk, keys[i])
 	}
@@ -77,13 +86,16 @@ type segmentPlan struct {
 	names  []string // column names, in segment order
 	types  []string // destination types, in segment order
 	keyIdx []int    // positions of the destination's primary key columns
+	// shardable: the table's rows may be written by several sessions.
+	shardable bool
 	// settable marks the columns an UPDATE may assign: not the key, not
 	// a GENERATED ALWAYS identity.
 	settable []bool
 }
 
 func planSegment(m *tableMeta, t proto.TableID, cols []proto.Column) (*segmentPlan, error) {
-	p := &segmentPlan{table: t, names: make([]string, len(cols)), types: make([]string, len(cols)), settable: make([]bool, len(cols))}
+	p := &segmentPlan{table: t, names: make([]string, len(cols)), types: make([]string, len(cols)), settable: make([]bool, len(cols)),
+		shardable: len(m.pk) > 0 && !m.entangled}
 	pos := map[string]int{}
 	for i, c := range cols {
 		typ, ok := m.types[c.Name]

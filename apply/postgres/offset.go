@@ -10,27 +10,34 @@ import (
 	"github.com/sluicedb/sluice/proto"
 )
 
-// The applied position of each (task, table) lives in the destination,
-// written in the same transaction as the rows (invariant 2), with the
-// epoch of the writer (invariant 3).
+// The applied position of each (task, table, shard) lives in the
+// destination, written in the same transaction as the rows (invariant 2),
+// with the epoch of the writer (invariant 3). A table's rows are split by
+// key into shards that are written in parallel, each in its own
+// transaction with its own position (see shard.go).
 
 const offsetDDL = `CREATE SCHEMA IF NOT EXISTS sluice;
 CREATE TABLE IF NOT EXISTS sluice.apply_offsets (
 	task        text        NOT NULL,
 	schema_name text        NOT NULL,
 	table_name  text        NOT NULL,
+	shard       int         NOT NULL,
 	lsn         pg_lsn      NOT NULL,
 	idx         bigint      NOT NULL,
 	epoch       bigint      NOT NULL,
 	updated_at  timestamptz NOT NULL DEFAULT now(),
-	PRIMARY KEY (task, schema_name, table_name)
+	PRIMARY KEY (task, schema_name, table_name, shard)
 )`
 
 // offsetUpsert stores positions unless a newer epoch already wrote them.
-const offsetUpsert = `INSERT INTO sluice.apply_offsets AS o (task, schema_name, table_name, lsn, idx, epoch)
-SELECT $1, u.s, u.t, u.l::pg_lsn, u.i, $2 FROM unnest($3::text[], $4::text[], $5::text[], $6::bigint[]) AS u(s, t, l, i)
-ON CONFLICT (task, schema_name, table_name) DO UPDATE
-SET lsn = EXCLUDED.lsn, idx = EXCLUDED.idx, epoch = EXCLUDED.epoch, updated_at = now()
+// A position never moves back: a batch replayed after a crash can end
+// below what one shard had already committed.
+const offsetUpsert = `INSERT INTO sluice.apply_offsets AS o (task, schema_name, table_name, shard, lsn, idx, epoch)
+SELECT $1, u.s, u.t, u.h, u.l::pg_lsn, u.i, $2 FROM unnest($3::text[], $4::text[], $5::int[], $6::text[], $7::bigint[]) AS u(s, t, h, l, i)
+ON CONFLICT (task, schema_name, table_name, shard) DO UPDATE
+SET lsn = CASE WHEN (EXCLUDED.lsn, EXCLUDED.idx) > (o.lsn, o.idx) THEN EXCLUDED.lsn ELSE o.lsn END,
+	idx = CASE WHEN (EXCLUDED.lsn, EXCLUDED.idx) > (o.lsn, o.idx) THEN EXCLUDED.idx ELSE o.idx END,
+	epoch = EXCLUDED.epoch, updated_at = now()
 WHERE o.epoch <= EXCLUDED.epoch`
 
 func (s *Sink) ensureOffsetTable(ctx context.Context) error {
@@ -46,47 +53,88 @@ func (s *Sink) ensureOffsetTable(ctx context.Context) error {
 	})
 }
 
-// Offsets returns the task's applied positions.
+// Offsets returns, per table, the lowest position of its shards: every
+// change at or below it is applied. Changes above it may be applied in
+// some shards already; Apply skips those shard by shard. A shard with no
+// position yet counts as nothing applied.
 func (s *Sink) Offsets(ctx context.Context, task string) (map[string]proto.Position, error) {
-	rows, err := s.pool.Query(ctx, `SELECT schema_name, table_name, lsn::text, idx FROM sluice.apply_offsets WHERE task = $1`, task)
+	rows, err := s.pool.Query(ctx, `SELECT schema_name, table_name, shard, lsn::text, idx FROM sluice.apply_offsets WHERE task = $1`, task)
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]proto.Position{}
+	defer rows.Close()
+	shards := map[string][]proto.Position{}
 	for rows.Next() {
 		var t proto.TableID
+		var shard int
 		var lsn string
 		var idx int64
-		if err := rows.Scan(&t.Schema, &t.Name, &lsn, &idx); err != nil {
+		if err := rows.Scan(&t.Schema, &t.Name, &shard, &lsn, &idx); err != nil {
 			return nil, err
 		}
 		l, err := proto.ParseLSN(lsn)
 		if err != nil {
 			return nil, err
 		}
-		out[t.Key()] = proto.Position{LSN: l, Idx: uint32(idx)}
+		if shard < 0 || shard >= s.shards {
+			return nil, fmt.Errorf("sluice.apply_offsets has shard %d of %s, but the sink writes %d shards: the shard count of a task cannot change", shard, t, s.shards)
+		}
+		pos := shards[t.Key()]
+		if pos == nil {
+			pos = make([]proto.Position, s.shards)
+			shards[t.Key()] = pos
+		}
+		pos[shard] = proto.Position{LSN: l, Idx: uint32(idx)}
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	out := map[string]proto.Position{}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, pos := range shards {
+		s.positions[k] = pos
+		low := pos[0]
+		for _, p := range pos[1:] {
+			if p.Less(low) {
+				low = p
+			}
+		}
+		out[k] = low
+	}
+	return out, nil
 }
 
 // ResetOffsets forgets a task's positions: a new task with the name of a
 // deleted one must not skip anything.
 func (s *Sink) ResetOffsets(ctx context.Context, task string) error {
 	_, err := s.pool.Exec(ctx, `DELETE FROM sluice.apply_offsets WHERE task = $1`, task)
+	s.mu.Lock()
+	s.positions = map[string][]proto.Position{}
+	s.mu.Unlock()
 	return err
 }
 
+// shardPosition is one row of sluice.apply_offsets to write.
+type shardPosition struct {
+	table proto.TableID
+	shard int
+	pos   proto.Position
+}
+
 // writeOffsets stores positions in tx, or fails with apply.ErrFenced.
-func writeOffsets(ctx context.Context, tx pgx.Tx, task string, epoch uint64, tables map[string]proto.TableID, pos map[string]proto.Position) error {
-	n := len(pos)
-	schemas, names, lsns := make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
-	idxs := make([]int64, 0, n)
-	for k, p := range pos {
-		t := tables[k]
-		schemas, names = append(schemas, t.Schema), append(names, t.Name)
-		lsns, idxs = append(lsns, p.LSN.String()), append(idxs, int64(p.Idx))
+func writeOffsets(ctx context.Context, tx pgx.Tx, task string, epoch uint64, positions []shardPosition) error {
+	n := len(positions)
+	if n == 0 {
+		return nil
 	}
-	tag, err := tx.Exec(ctx, offsetUpsert, task, int64(epoch), schemas, names, lsns, idxs)
+	schemas, names, lsns := make([]string, n), make([]string, n), make([]string, n)
+	shards, idxs := make([]int32, n), make([]int64, n)
+	for i, p := range positions {
+		schemas[i], names[i], shards[i] = p.table.Schema, p.table.Name, int32(p.shard)
+		lsns[i], idxs[i] = p.pos.LSN.String(), int64(p.pos.Idx)
+	}
+	tag, err := tx.Exec(ctx, offsetUpsert, task, int64(epoch), schemas, names, shards, lsns, idxs)
 	if err != nil {
 		return fmt.Errorf("store applied positions: %w", err)
 	}
@@ -94,4 +142,41 @@ func writeOffsets(ctx context.Context, tx pgx.Tx, task string, epoch uint64, tab
 		return apply.ErrFenced
 	}
 	return nil
+}
+
+// allShards is the position of every shard of each table.
+func (s *Sink) allShards(tables map[string]proto.TableID, pos map[string]proto.Position) []shardPosition {
+	out := make([]shardPosition, 0, len(pos)*s.shards)
+	for k, p := range pos {
+		for h := 0; h < s.shards; h++ {
+			out = append(out, shardPosition{table: tables[k], shard: h, pos: p})
+		}
+	}
+	return out
+}
+
+// remember records committed positions, for the shard filter.
+func (s *Sink) remember(written []shardPosition) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, w := range written {
+		k := w.table.Key()
+		pos := s.positions[k]
+		if pos == nil {
+			pos = make([]proto.Position, s.shards)
+			s.positions[k] = pos
+		}
+		if pos[w.shard].Less(w.pos) {
+			pos[w.shard] = w.pos
+		}
+	}
+}
+
+// shardFloors returns a copy of a table's shard positions.
+func (s *Sink) shardFloors(t proto.TableID) []proto.Position {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]proto.Position, s.shards)
+	copy(out, s.positions[t.Key()])
+	return out
 }

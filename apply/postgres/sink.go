@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -32,18 +33,32 @@ type Options struct {
 	DSN string
 	// MaxConns bounds the sink's sessions (default 4).
 	MaxConns int32
+	// Shards is how many sessions write one table's changes at once
+	// (default 2). It is part of the stored positions: keep it the same
+	// for the life of a task.
+	Shards int
 	// Application names the sessions in pg_stat_activity.
 	Application string
 	Logger      *slog.Logger
 }
+
+// DefaultShards is the number of sessions applying one table at once.
+const DefaultShards = 2
 
 // Sink writes to one PostgreSQL database.
 type Sink struct {
 	pool   *pgxpool.Pool
 	logger *slog.Logger
 
+	shards int
+	// replicaMode: every session could set session_replication_role =
+	// replica, so foreign-key checks do not run on replicated rows.
+	replicaMode atomic.Bool
+
 	mu    sync.Mutex
 	metas map[string]*tableMeta
+	// positions are the committed positions per table and shard.
+	positions map[string][]proto.Position
 }
 
 // Open connects (the ctx bounds the opening only), checks the database
@@ -54,6 +69,9 @@ func Open(ctx context.Context, opts Options) (*Sink, error) {
 	}
 	if opts.MaxConns <= 0 {
 		opts.MaxConns = 4
+	}
+	if opts.Shards <= 0 {
+		opts.Shards = DefaultShards
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -66,7 +84,7 @@ func Open(ctx context.Context, opts Options) (*Sink, error) {
 		return nil, err
 	}
 	cfg.MaxConns = opts.MaxConns
-	s := &Sink{logger: opts.Logger, metas: map[string]*tableMeta{}}
+	s := &Sink{logger: opts.Logger, shards: opts.Shards, metas: map[string]*tableMeta{}, positions: map[string][]proto.Position{}}
 	var warnOnce sync.Once
 	// Like PostgreSQL's own apply worker: replica mode keeps user triggers
 	// and foreign-key checks from firing on replicated rows, whose order
@@ -80,12 +98,14 @@ func Open(ctx context.Context, opts Options) (*Sink, error) {
 			return err
 		}
 		if _, err := conn.Exec(ctx, "SET session_replication_role = replica"); err != nil {
+			s.replicaMode.Store(false)
 			warnOnce.Do(func() {
 				s.logger.Warn("destination: cannot set session_replication_role=replica; triggers and foreign keys stay active while applying", "err", err)
 			})
 		}
 		return nil
 	}
+	s.replicaMode.Store(true)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, err

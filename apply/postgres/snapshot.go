@@ -39,7 +39,12 @@ func (s *Sink) CopyChunk(ctx context.Context, t proto.TableID, columns []string,
 
 // FinishTable stores the snapshot position of a copied table.
 func (s *Sink) FinishTable(ctx context.Context, task string, t proto.TableID, at proto.Position, epoch uint64) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		return writeOffsets(ctx, tx, task, epoch, map[string]proto.TableID{t.Key(): t}, map[string]proto.Position{t.Key(): at})
+	positions := s.allShards(map[string]proto.TableID{t.Key(): t}, map[string]proto.Position{t.Key(): at})
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		return writeOffsets(ctx, tx, task, epoch, positions)
 	})
+	if err == nil {
+		s.remember(positions)
+	}
+	return err
 }

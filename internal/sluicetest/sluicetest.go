@@ -165,7 +165,12 @@ func StartProcess(t testing.TB, dataDir string, flags ...string) *Process {
 	p := &Process{bin: SluiceBinary(t), DataDir: dataDir, port: port, raft: raft, URL: fmt.Sprintf("http://127.0.0.1:%d", port), flags: flags,
 		logPath: filepath.Join(dataDir, "..", filepath.Base(dataDir)+".log")}
 	p.Start(t)
-	t.Cleanup(func() { p.Kill() })
+	t.Cleanup(func() {
+		p.Kill()
+		if t.Failed() {
+			t.Logf("sluice's log (last 8 KB):\n%s", p.Log())
+		}
+	})
 	return p
 }
 
