@@ -37,9 +37,12 @@ type Snapshotter interface {
 	// BeginTable empties the table before its first chunk is loaded, so a
 	// copy interrupted half-way restarts clean.
 	BeginTable(ctx context.Context, t proto.TableID) error
-	// CopyChunk loads rows in PostgreSQL COPY text format from r and
-	// returns how many it loaded.
-	CopyChunk(ctx context.Context, t proto.TableID, columns []string, r io.Reader) (int64, error)
+	// CopyChunk loads rows in a PostgreSQL COPY format from r and returns
+	// how many it loaded. Every sink reads CopyText.
+	CopyChunk(ctx context.Context, t proto.TableID, columns []string, format proto.CopyFormat, r io.Reader) (int64, error)
+	// CopyFormatFor is the cheapest format the sink reads for a table
+	// from a source of the given PostgreSQL major version.
+	CopyFormatFor(ctx context.Context, t *proto.TableDef, sourceMajor int) (proto.CopyFormat, error)
 	// FinishTable stores the position the table's copy corresponds to:
 	// changes at or below it are already in the copy and will be skipped.
 	FinishTable(ctx context.Context, task string, t proto.TableID, at proto.Position, epoch uint64) error

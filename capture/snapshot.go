@@ -62,6 +62,7 @@ type Chunk struct {
 	ToPage   int64
 	Index    int // 0-based within the table
 	Of       int
+	Format   proto.CopyFormat
 }
 
 // PlanChunks splits a table into chunks of about pagesPerChunk pages of
@@ -95,25 +96,29 @@ func (r *SnapshotReader) PlanChunks(ctx context.Context, t *proto.TableDef, page
 	return chunks, nil
 }
 
-// CopySQL is the COPY statement that reads a chunk in text format.
+// CopySQL is the COPY statement that reads a chunk.
 func (c Chunk) CopySQL() string {
+	opts := ""
+	if c.Format == proto.CopyBinary {
+		opts = " (FORMAT binary)"
+	}
 	cols := make([]string, len(c.Columns))
 	for i, name := range c.Columns {
 		cols[i] = pgx.Identifier{name}.Sanitize()
 	}
 	table := pgx.Identifier{c.Table.Schema, c.Table.Name}.Sanitize()
 	if c.Of == 1 {
-		return fmt.Sprintf("COPY %s (%s) TO STDOUT", table, strings.Join(cols, ", "))
+		return fmt.Sprintf("COPY %s (%s) TO STDOUT%s", table, strings.Join(cols, ", "), opts)
 	}
 	where := fmt.Sprintf("ctid >= '(%d,0)'::tid", c.FromPage)
 	if c.ToPage >= 0 {
 		where += fmt.Sprintf(" AND ctid < '(%d,0)'::tid", c.ToPage)
 	}
-	return fmt.Sprintf("COPY (SELECT %s FROM ONLY %s WHERE %s) TO STDOUT", strings.Join(cols, ", "), table, where)
+	return fmt.Sprintf("COPY (SELECT %s FROM ONLY %s WHERE %s) TO STDOUT%s", strings.Join(cols, ", "), table, where, opts)
 }
 
-// Copy writes the chunk's rows to w in COPY text format and returns how
-// many there were. Rows stream through; nothing is held in memory.
+// Copy writes the chunk's rows to w in the chunk's COPY format and
+// returns how many there were. Rows stream through; nothing is held in memory.
 func (r *SnapshotReader) Copy(ctx context.Context, c Chunk, w io.Writer) (int64, error) {
 	tag, err := r.tx.Conn().PgConn().CopyTo(ctx, w, c.CopySQL())
 	if err != nil {

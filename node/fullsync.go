@@ -202,10 +202,21 @@ func (r *runner) copyTables(ctx context.Context, readers []*capture.SnapshotRead
 		chunk capture.Chunk
 	}
 	var jobs []job
+	var sourceMajor int
+	if err := readers[0].Tx().QueryRow(ctx, `SELECT current_setting('server_version_num')::int / 10000`).Scan(&sourceMajor); err != nil {
+		return err
+	}
 	for _, tc := range copies {
 		chunks, err := readers[0].PlanChunks(ctx, tc.def, r.cfg.PagesPerChunk)
 		if err != nil {
 			return err
+		}
+		format, err := sink.CopyFormatFor(ctx, tc.def, sourceMajor)
+		if err != nil {
+			return err
+		}
+		for i := range chunks {
+			chunks[i].Format = format
 		}
 		tc.chunksDue.Store(int64(len(chunks)))
 		for _, c := range chunks {
@@ -254,7 +265,7 @@ func (r *runner) copyChunk(ctx context.Context, rd *capture.SnapshotReader, sink
 		pw.CloseWithError(err)
 		readErr <- err
 	}()
-	n, err := sink.CopyChunk(ctx, t, c.Columns, pr)
+	n, err := sink.CopyChunk(ctx, t, c.Columns, c.Format, pr)
 	pr.CloseWithError(errors.New("destination stopped reading"))
 	if rerr := <-readErr; rerr != nil {
 		return rerr

@@ -102,3 +102,32 @@ func (t *TableDef) CopiedColumns() []string {
 	}
 	return names
 }
+
+// CopyFormat is how full-sync rows travel from the source's COPY TO to the
+// sink.
+type CopyFormat int
+
+const (
+	// CopyText is PostgreSQL's COPY text format: what every sink reads.
+	CopyText CopyFormat = iota
+	// CopyBinary is COPY's binary format: cheaper for both servers (no
+	// parsing or escaping of values), for a PostgreSQL destination of the
+	// same major version and tables of built-in types only (the binary form
+	// of arrays and composites names their element types by OID).
+	CopyBinary
+)
+
+// FirstUserOID is PostgreSQL's FirstNormalObjectId: types below it are
+// built in, with the same OID in every database.
+const FirstUserOID = 16384
+
+// BuiltinTypesOnly reports whether every copied column has a built-in
+// type.
+func (t *TableDef) BuiltinTypesOnly() bool {
+	for _, c := range t.Columns {
+		if c.Copied() && c.TypeOID >= FirstUserOID {
+			return false
+		}
+	}
+	return true
+}

@@ -18,9 +18,9 @@ func (s *Sink) BeginTable(ctx context.Context, t proto.TableID) error {
 	})
 }
 
-// CopyChunk loads COPY text rows into the table. The text comes straight
-// from the source's COPY TO: no value is parsed or converted on the way.
-func (s *Sink) CopyChunk(ctx context.Context, t proto.TableID, columns []string, r io.Reader) (int64, error) {
+// CopyChunk loads COPY rows into the table. They come straight from the
+// source's COPY TO: no value is parsed or converted on the way.
+func (s *Sink) CopyChunk(ctx context.Context, t proto.TableID, columns []string, format proto.CopyFormat, r io.Reader) (int64, error) {
 	cols := make([]string, len(columns))
 	for i, c := range columns {
 		cols[i] = ident(c)
@@ -30,7 +30,11 @@ func (s *Sink) CopyChunk(ctx context.Context, t proto.TableID, columns []string,
 		return 0, err
 	}
 	defer conn.Release()
-	tag, err := conn.Conn().PgConn().CopyFrom(ctx, r, fmt.Sprintf("COPY %s (%s) FROM STDIN", tableName(t), strings.Join(cols, ", ")))
+	opts := ""
+	if format == proto.CopyBinary {
+		opts = " (FORMAT binary)"
+	}
+	tag, err := conn.Conn().PgConn().CopyFrom(ctx, r, fmt.Sprintf("COPY %s (%s) FROM STDIN%s", tableName(t), strings.Join(cols, ", "), opts))
 	if err != nil {
 		return 0, wrapTable(t, "load", err)
 	}
@@ -47,4 +51,21 @@ func (s *Sink) FinishTable(ctx context.Context, task string, t proto.TableID, at
 		s.remember(positions)
 	}
 	return err
+}
+
+// CopyFormatFor picks binary COPY when the destination runs the source's
+// major version and the table has built-in types only: the binary form is
+// then the same on both sides, and cheaper to produce and to load.
+func (s *Sink) CopyFormatFor(ctx context.Context, t *proto.TableDef, sourceMajor int) (proto.CopyFormat, error) {
+	if !t.BuiltinTypesOnly() {
+		return proto.CopyText, nil
+	}
+	var major int
+	if err := s.pool.QueryRow(ctx, `SELECT current_setting('server_version_num')::int / 10000`).Scan(&major); err != nil {
+		return proto.CopyText, err
+	}
+	if major != sourceMajor {
+		return proto.CopyText, nil
+	}
+	return proto.CopyBinary, nil
 }
