@@ -56,7 +56,11 @@ func ConsumerConfig(task string, group, groups int, tables []proto.TableID) jets
 // message once every group consumer has acknowledged it; DiscardNew makes
 // a full stream refuse new changes (capture then waits) rather than drop
 // old ones.
-func StreamConfig(task string) jetstream.StreamConfig {
+// Replicas is how many brokers hold it (1, or 3 in a cluster).
+func StreamConfig(task string, replicas int) jetstream.StreamConfig {
+	if replicas < 1 {
+		replicas = 1
+	}
 	return jetstream.StreamConfig{
 		Name:       proto.StreamName(task),
 		Subjects:   []string{proto.SubjectPrefix(task) + ">"},
@@ -64,15 +68,15 @@ func StreamConfig(task string) jetstream.StreamConfig {
 		Discard:    jetstream.DiscardNew,
 		Storage:    jetstream.FileStorage,
 		Duplicates: 2 * time.Minute,
-		Replicas:   1,
+		Replicas:   replicas,
 	}
 }
 
 // EnsureStream creates or updates the task's stream and its group
 // consumers. The consumers must exist before capture publishes, or
 // interest retention would drop the first changes.
-func EnsureStream(ctx context.Context, js jetstream.JetStream, task string, groups int, tables []proto.TableID) error {
-	stream, err := js.CreateOrUpdateStream(ctx, StreamConfig(task))
+func EnsureStream(ctx context.Context, js jetstream.JetStream, task string, groups, replicas int, tables []proto.TableID) error {
+	stream, err := js.CreateOrUpdateStream(ctx, StreamConfig(task, replicas))
 	if err != nil {
 		return fmt.Errorf("create stream %s: %w", proto.StreamName(task), err)
 	}

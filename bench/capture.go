@@ -160,7 +160,7 @@ func (b *bench) captureRep(ctx context.Context, nat *native, w workload, rep int
 	if err != nil {
 		return nil, nil, err
 	}
-	stream, err := js.CreateOrUpdateStream(ctx, apply.StreamConfig(captureTask))
+	stream, err := js.CreateOrUpdateStream(ctx, apply.StreamConfig(captureTask, 1))
 	if err != nil {
 		return nil, nil, err
 	}

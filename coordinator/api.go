@@ -58,8 +58,7 @@ type api struct {
 }
 
 // NewAPI returns the HTTP API, /api/v1/ and /healthz. Writes go through
-// Raft, so on a follower they answer 503 (the cluster issue adds
-// forwarding to the leader).
+// Raft: a follower forwards them to the leader's API.
 func NewAPI(c *Coordinator, b Backend, logger *slog.Logger) http.Handler {
 	if c == nil || b == nil {
 		panic("coordinator.NewAPI: a Coordinator and a Backend are required")
@@ -76,7 +75,8 @@ func NewAPI(c *Coordinator, b Backend, logger *slog.Logger) http.Handler {
 	mux.HandleFunc("POST /api/v1/tasks/{name}/pause", a.transition(func(n string) Command { return PauseTask{Name: n} }))
 	mux.HandleFunc("POST /api/v1/tasks/{name}/resume", a.transition(func(n string) Command { return ResumeTask{Name: n} }))
 	mux.HandleFunc("GET /healthz", a.healthz)
-	return a.logRequests(mux)
+	a.clusterRoutes(mux)
+	return a.logRequests(a.forwardToLeader(mux))
 }
 
 func (a *api) createTask(w http.ResponseWriter, r *http.Request) {
@@ -204,6 +204,16 @@ func (a *api) transition(cmd func(name string) Command) http.HandlerFunc {
 func (a *api) healthz(w http.ResponseWriter, r *http.Request) {
 	if a.c.Leader() == "" {
 		http.Error(w, "no Raft leader", http.StatusServiceUnavailable)
+		return
+	}
+	// Ready once this node is registered and the leader's API is known,
+	// so that writes sent here can be forwarded.
+	if _, ok := a.c.Node(a.c.NodeID()); !ok {
+		http.Error(w, "not registered with the cluster yet", http.StatusServiceUnavailable)
+		return
+	}
+	if !a.c.IsLeader() && a.leaderAPI() == "" {
+		http.Error(w, "the leader's API address is not known yet", http.StatusServiceUnavailable)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")

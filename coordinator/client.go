@@ -144,3 +144,30 @@ func decodeAPIError(status int, data []byte) error {
 	}
 	return &APIError{Status: status, Message: msg}
 }
+
+// ClusterStatus returns the cluster's nodes, leader, pools and health.
+func (c *Client) ClusterStatus(ctx context.Context) (*ClusterStatus, error) {
+	var st ClusterStatus
+	if err := c.do(ctx, http.MethodGet, "/api/v1/cluster", "", nil, &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// DrainNode moves a node's units away (undo: let it take units again).
+func (c *Client) DrainNode(ctx context.Context, id string, undo bool) error {
+	path := "/api/v1/cluster/nodes/" + url.PathEscape(id) + "/drain"
+	if undo {
+		path += "?undo=true"
+	}
+	return c.do(ctx, http.MethodPost, path, "", nil, nil)
+}
+
+// RemoveNode forgets a node; force removes a live, undrained one.
+func (c *Client) RemoveNode(ctx context.Context, id string, force bool) error {
+	path := "/api/v1/cluster/nodes/" + url.PathEscape(id)
+	if force {
+		path += "?force=true"
+	}
+	return c.do(ctx, http.MethodDelete, path, "", nil, nil)
+}

@@ -59,6 +59,10 @@ type SetTaskStatus struct {
 	State     proto.State      `json:"state,omitempty"`
 	Error     *proto.TaskError `json:"error,omitempty"`
 	KeepError bool             `json:"keep_error,omitempty"`
+	// IfRunnable makes the write conditional on the task still running
+	// (not paused, failed, finished or being deleted): an apply group's
+	// report, which carries no task epoch, cannot undo a pause.
+	IfRunnable bool `json:"if_runnable,omitempty"`
 }
 
 // MarkSlotCreated records that the task's replication slot exists and the
@@ -265,7 +269,7 @@ func applyCreateTask(d *data, index uint64, cmd *CreateTask) error {
 		CreatedAt:   cmd.At,
 		Phase:       proto.PhasePrecheck,
 		State:       proto.StatePending,
-		Epoch:       1,
+		Epoch:       index,
 		CreateIndex: index,
 		ModifyIndex: index,
 	}
@@ -279,6 +283,9 @@ func applySetTaskStatus(d *data, index uint64, cmd *SetTaskStatus) error {
 	}
 	if cmd.Epoch != 0 && cmd.Epoch != t.Epoch {
 		return fmt.Errorf("%w: %s is at epoch %d, the write came from %d", ErrStaleEpoch, cmd.Name, t.Epoch, cmd.Epoch)
+	}
+	if cmd.IfRunnable && !Runnable(t) {
+		return fmt.Errorf("%w: %s is %s", ErrStaleEpoch, cmd.Name, t.State)
 	}
 	if cmd.Phase != "" {
 		t.Phase = cmd.Phase
@@ -350,7 +357,7 @@ func applyBumpEpoch(d *data, index uint64, cmd *BumpEpoch) error {
 	if err != nil {
 		return err
 	}
-	t.Epoch++
+	t.Epoch = index // Raft indexes grow: comparable with assignments' epochs
 	t.ModifyIndex = index
 	return nil
 }
@@ -387,7 +394,7 @@ func applyPauseTask(d *data, index uint64, cmd *PauseTask) error {
 		return nil
 	}
 	t.State = proto.StatePaused
-	t.Epoch++
+	t.Epoch = index // Raft indexes grow: comparable with assignments' epochs
 	t.ModifyIndex = index
 	return nil
 }

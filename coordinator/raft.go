@@ -31,9 +31,21 @@ type Config struct {
 	// Required; it must be an address other nodes can reach (not 0.0.0.0).
 	// Port 0 picks a free port.
 	BindAddr string
-	// Bootstrap makes a one-voter cluster of this node when DataDir has no
-	// Raft state yet. Without it a new node waits to be added.
+	// Bootstrap makes a cluster of this node and Voters when DataDir has
+	// no Raft state yet. Every initial coordinator bootstraps with the same
+	// voter ids, so it does not matter which starts first. Without it a
+	// new node waits to be added (see Join).
 	Bootstrap bool
+	// Voters are the other initial voters (id and Raft address).
+	Voters []Peer
+	// Resolve, when set, gives the address at which this node reaches a
+	// peer's Raft (its own view, which may differ from the address the
+	// peer advertises, e.g. through a proxy); "" falls back to the
+	// address in the Raft configuration.
+	Resolve func(id string) string
+	// Timers overrides the Raft timers; zero picks defaults for one voter
+	// or for several.
+	HeartbeatTimeout time.Duration
 	// Logger receives the coordinator's and Raft's logs; default: none.
 	Logger *slog.Logger
 }
@@ -57,15 +69,22 @@ func (c *Config) setDefaults() error {
 	return nil
 }
 
-// Raft timers. Raft's defaults (1 s) suit WAN-ish clusters; a one-voter
-// cluster elects itself after one heartbeat timeout, so short timers make
-// `sluice up` and the tests ready fast. The cluster issue should revisit
-// them for multi-voter clusters on real networks.
+// Peer is another coordinator.
+type Peer struct {
+	ID   string `json:"id"`
+	Addr string `json:"addr"`
+}
+
+// Raft timers. A one-voter cluster elects itself after one heartbeat
+// timeout, so short timers make `sluice up` and the tests ready fast.
+// Several voters sharing busy machines with PostgreSQL need more slack
+// against needless elections, yet a lost leader must be replaced well
+// within the failover budget (10 s by default): an election takes one to
+// two heartbeat timeouts.
 const (
-	heartbeatTimeout   = 200 * time.Millisecond
-	electionTimeout    = 200 * time.Millisecond
-	leaderLeaseTimeout = 100 * time.Millisecond
-	commitTimeout      = 10 * time.Millisecond
+	soloHeartbeatTimeout  = 200 * time.Millisecond
+	multiHeartbeatTimeout = time.Second
+	commitTimeout         = 10 * time.Millisecond
 	snapshotsRetained  = 2
 	transportPool      = 3
 	transportTimeout   = 10 * time.Second
@@ -81,6 +100,7 @@ type Coordinator struct {
 	cfg       Config
 	logger    *slog.Logger
 	store     *Store
+	beats     heartbeats
 	raft      *raft.Raft
 	wal       *raftwal.WAL
 	meta      *metadb.BoltMetaDB
@@ -131,7 +151,17 @@ func Open(cfg Config) (*Coordinator, error) {
 		closeStores()
 		return nil, fmt.Errorf("coordinator: open snapshot store in %s: %w", raftDir, err)
 	}
-	transport, err := raft.NewTCPTransportWithLogger(cfg.BindAddr, nil, transportPool, transportTimeout, hlog.Named("transport"))
+	tcfg := &raft.NetworkTransportConfig{MaxPool: transportPool, Timeout: transportTimeout, Logger: hlog.Named("transport")}
+	if cfg.Resolve != nil {
+		self, resolve := cfg.NodeID, cfg.Resolve
+		tcfg.ServerAddressProvider = resolver(func(id string) string {
+			if id == self {
+				return cfg.BindAddr
+			}
+			return resolve(id)
+		})
+	}
+	transport, err := raft.NewTCPTransportWithConfig(cfg.BindAddr, nil, tcfg)
 	if err != nil {
 		closeStores()
 		return nil, fmt.Errorf("coordinator: Raft transport on %s: %w", cfg.BindAddr, err)
@@ -140,15 +170,23 @@ func Open(cfg Config) (*Coordinator, error) {
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
 	rc.Logger = hlog
-	rc.HeartbeatTimeout = heartbeatTimeout
-	rc.ElectionTimeout = electionTimeout
-	rc.LeaderLeaseTimeout = leaderLeaseTimeout
+	hb := cfg.HeartbeatTimeout
+	if hb == 0 {
+		hb = soloHeartbeatTimeout
+		if len(cfg.Voters) > 0 || !cfg.Bootstrap {
+			hb = multiHeartbeatTimeout
+		}
+	}
+	rc.HeartbeatTimeout = hb
+	rc.ElectionTimeout = hb
+	rc.LeaderLeaseTimeout = hb / 2
 	rc.CommitTimeout = commitTimeout
 
 	c := &Coordinator{
 		cfg:       cfg,
 		logger:    logger,
 		store:     NewStore(),
+		beats:     heartbeats{seen: map[string]time.Time{}, units: map[string][]UnitHealth{}},
 		wal:       wal,
 		meta:      meta,
 		dirLock:   dirLock,
@@ -171,11 +209,14 @@ func Open(cfg Config) (*Coordinator, error) {
 				ID:       rc.LocalID,
 				Address:  transport.LocalAddr(),
 			}}}
+			for _, p := range cfg.Voters {
+				conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr)})
+			}
 			if err := raft.BootstrapCluster(rc, wal, wal, snaps, transport, conf); err != nil {
 				closeAll()
 				return nil, fmt.Errorf("coordinator: bootstrap: %w", err)
 			}
-			logger.Info("bootstrapped a one-voter cluster", "node_id", cfg.NodeID, "raft_addr", string(transport.LocalAddr()))
+			logger.Info("bootstrapped the Raft cluster", "node_id", cfg.NodeID, "raft_addr", string(transport.LocalAddr()), "voters", len(conf.Servers))
 		}
 	}
 
@@ -230,17 +271,30 @@ func (c *Coordinator) WaitLeader(ctx context.Context) error {
 	}
 }
 
-// Apply proposes a command and waits until it is applied. It returns the
-// handler's error (errors.Is(err, ErrTaskExists) works), ErrNotLeader on a
-// follower, or ctx's error. When ctx ends first the command may still be
-// applied later: callers that retry must be idempotent or re-read the state.
+// Apply proposes a command and waits until it is applied here. On a
+// follower it sends the command to the leader (see forward) and waits
+// until the local state has caught up with it, so a read after Apply sees
+// the write. It returns the handler's error (errors.Is(err, ErrTaskExists)
+// works), ErrNotLeader when no leader can take it, or ctx's error. When
+// ctx ends first the command may still be applied later: callers that
+// retry must be idempotent or re-read the state.
 func (c *Coordinator) Apply(ctx context.Context, cmd Command) error {
+	if !c.IsLeader() && c.Leader() != "" {
+		return c.forward(ctx, cmd)
+	}
+	_, err := c.applyLocal(ctx, cmd)
+	return err
+}
+
+// applyLocal proposes cmd to this node's Raft (the leader) and returns
+// the entry's index.
+func (c *Coordinator) applyLocal(ctx context.Context, cmd Command) (uint64, error) {
 	entry, err := Encode(cmd)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return 0, err
 	}
 	var timeout time.Duration // bounds only the enqueueing in Raft
 	if dl, ok := ctx.Deadline(); ok {
@@ -249,14 +303,14 @@ func (c *Coordinator) Apply(ctx context.Context, cmd Command) error {
 	f := c.raft.Apply(entry, timeout)
 	if err := waitFuture(ctx, f); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-			return fmt.Errorf("%w: %w", ErrNotLeader, err)
+			return 0, fmt.Errorf("%w: %w", ErrNotLeader, err)
 		}
-		return fmt.Errorf("coordinator: apply %s: %w", commandName(cmd.Type()), err)
+		return 0, fmt.Errorf("coordinator: apply %s: %w", commandName(cmd.Type()), err)
 	}
 	if err, ok := f.Response().(error); ok {
-		return err
+		return f.Index(), err
 	}
-	return nil
+	return f.Index(), nil
 }
 
 // waitFuture waits for a Raft future or ctx. Raft futures cannot be
@@ -297,3 +351,76 @@ func (c *Coordinator) Shutdown() error {
 	})
 	return c.shutdownErr
 }
+
+// resolver adapts a lookup function to raft.ServerAddressProvider.
+type resolver func(id string) string
+
+func (r resolver) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
+	if addr := r(string(id)); addr != "" {
+		return raft.ServerAddress(addr), nil
+	}
+	return "", fmt.Errorf("no address configured for %s", id)
+}
+
+// Join adds a node to the Raft configuration, as a voter or as a
+// non-voter (which receives the log and serves reads but does not vote).
+// Only the leader can; it is a no-op for a member already there.
+func (c *Coordinator) Join(ctx context.Context, id, addr string, voter bool) error {
+	if !c.IsLeader() {
+		return ErrNotLeader
+	}
+	cf := c.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return err
+	}
+	for _, s := range cf.Configuration().Servers {
+		// Already a member: nodes reach each other at the addresses of
+		// their own configuration, so the one recorded here may differ.
+		if s.ID == raft.ServerID(id) && (s.Suffrage == raft.Voter) == voter {
+			return nil
+		}
+	}
+	var f raft.IndexFuture
+	if voter {
+		f = c.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 0)
+	} else {
+		f = c.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 0)
+	}
+	return waitFuture(ctx, f)
+}
+
+// Leave removes a node from the Raft configuration (leader only).
+func (c *Coordinator) Leave(ctx context.Context, id string) error {
+	if !c.IsLeader() {
+		return ErrNotLeader
+	}
+	return waitFuture(ctx, c.raft.RemoveServer(raft.ServerID(id), 0, 0))
+}
+
+// RaftMember is a server of the Raft configuration.
+type RaftMember struct {
+	ID    string `json:"id"`
+	Addr  string `json:"addr"`
+	Voter bool   `json:"voter"`
+}
+
+// Members returns the Raft configuration as this node knows it.
+func (c *Coordinator) Members() []RaftMember {
+	cf := c.raft.GetConfiguration()
+	if cf.Error() != nil {
+		return nil
+	}
+	var out []RaftMember
+	for _, s := range cf.Configuration().Servers {
+		out = append(out, RaftMember{ID: string(s.ID), Addr: string(s.Address), Voter: s.Suffrage == raft.Voter})
+	}
+	return out
+}
+
+// LeaderCh reports leadership changes of this node (true: it became
+// leader). hashicorp/raft's channel drops values when nobody reads, so
+// the leader loop also polls IsLeader.
+func (c *Coordinator) LeaderCh() <-chan bool { return c.raft.LeaderCh() }
+
+// NodeID is this coordinator's Raft server id.
+func (c *Coordinator) NodeID() string { return c.cfg.NodeID }

@@ -91,7 +91,7 @@ func TestApplyAndReopen(t *testing.T) {
 		BumpEpoch{Name: "orders"},
 	)
 	want := c.Tasks()
-	if len(want) != 2 || want[1].Epoch != 2 || want[1].ModifyIndex == 0 {
+	if len(want) != 2 || want[1].Epoch != want[1].ModifyIndex || want[1].ModifyIndex == 0 {
 		t.Fatalf("tasks: %+v", want)
 	}
 	if err := c.Shutdown(); err != nil {

@@ -21,8 +21,10 @@ type Task struct {
 	Phase     proto.Phase      `json:"phase"`
 	State     proto.State      `json:"state"`
 	LastError *proto.TaskError `json:"last_error,omitempty"`
-	// Epoch fences the task's units (DESIGN invariant 3): 1 at creation,
-	// raised by BumpEpoch.
+	// Epoch fences the task's capture unit and its status reports (DESIGN
+	// invariant 3): the Raft index of its creation, then of the latest
+	// BumpEpoch or PauseTask. Apply units carry their assignment's epoch,
+	// also a Raft index, so a sink compares both on one scale.
 	Epoch    uint64 `json:"epoch"`
 	Deleting bool   `json:"deleting,omitempty"`
 	// SlotCreated and ConsistentLSN: the replication slot exists and its
@@ -49,9 +51,29 @@ type Task struct {
 // nodes and assignments here.
 type data struct {
 	Tasks map[string]*Task `json:"tasks"`
+	// Nodes by id, Assignments by unit (scheduler.UnitID.String()).
+	Nodes       map[string]*Node       `json:"nodes,omitempty"`
+	Assignments map[string]*Assignment `json:"assignments,omitempty"`
+	// Waiting says, per task, why some of its units are not placed.
+	Waiting map[string]string `json:"waiting,omitempty"`
 }
 
-func newData() data { return data{Tasks: map[string]*Task{}} }
+func newData() data {
+	return data{Tasks: map[string]*Task{}, Nodes: map[string]*Node{}, Assignments: map[string]*Assignment{}}
+}
+
+// fillMaps gives a decoded state (an old snapshot) its empty maps.
+func (d *data) fillMaps() {
+	if d.Tasks == nil {
+		d.Tasks = map[string]*Task{}
+	}
+	if d.Nodes == nil {
+		d.Nodes = map[string]*Node{}
+	}
+	if d.Assignments == nil {
+		d.Assignments = map[string]*Assignment{}
+	}
+}
 
 func (d *data) task(name string) (*Task, error) {
 	t, ok := d.Tasks[name]
@@ -62,11 +84,21 @@ func (d *data) task(name string) (*Task, error) {
 }
 
 func (d *data) clone() data {
-	c := data{Tasks: make(map[string]*Task, len(d.Tasks))}
+	c := newData()
 	for name, t := range d.Tasks {
 		ct := cloneTask(t)
 		c.Tasks[name] = &ct
 	}
+	for id, n := range d.Nodes {
+		cn := *n
+		cn.Roles = slices.Clone(n.Roles)
+		c.Nodes[id] = &cn
+	}
+	for u, a := range d.Assignments {
+		ca := *a
+		c.Assignments[u] = &ca
+	}
+	c.Waiting = maps.Clone(d.Waiting)
 	return c
 }
 
@@ -175,9 +207,7 @@ func (s *Store) snapshot() snapshotData {
 
 // restore replaces the whole state.
 func (s *Store) restore(snap snapshotData) {
-	if snap.Data.Tasks == nil {
-		snap.Data.Tasks = map[string]*Task{}
-	}
+	snap.Data.fillMaps()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.data = snap.Data

@@ -51,7 +51,7 @@ func TestCreateTaskStartPhase(t *testing.T) {
 		if !ok {
 			t.Fatal("task not stored")
 		}
-		if got.Phase != tc.want || got.State != proto.StatePending || got.Epoch != 1 ||
+		if got.Phase != tc.want || got.State != proto.StatePending || got.Epoch != 7 ||
 			got.CreateIndex != 7 || got.ModifyIndex != 7 || !got.CreatedAt.Equal(t0) {
 			t.Errorf("sync %+v: got phase=%s state=%s epoch=%d create=%d modify=%d at=%v",
 				tc.sync, got.Phase, got.State, got.Epoch, got.CreateIndex, got.ModifyIndex, got.CreatedAt)
@@ -135,12 +135,14 @@ func TestCommands(t *testing.T) {
 	if got := get(); !got.PostDataDone {
 		t.Fatal("MarkPostDataDone")
 	}
-	for want := uint64(2); want <= 3; want++ {
+	// The epoch is the Raft index of the latest bump: it only grows.
+	for range 2 {
+		before := get().Epoch
 		if err := apply(BumpEpoch{Name: "orders"}); err != nil {
 			t.Fatal(err)
 		}
-		if got := get(); got.Epoch != want {
-			t.Fatalf("Epoch = %d, want %d", got.Epoch, want)
+		if got := get(); got.Epoch <= before || got.Epoch != got.ModifyIndex {
+			t.Fatalf("Epoch = %d after %d (modify index %d)", got.Epoch, before, got.ModifyIndex)
 		}
 	}
 	for range 2 { // idempotent, so a failed delete can be retried
@@ -273,7 +275,12 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		RemoveTask{Name: "a"},
 		PauseTask{Name: "a"},
 		ResumeTask{Name: "a"},
-		&SetTaskStatus{Name: "a", Epoch: 3, State: proto.StateRunning},
+		&SetTaskStatus{Name: "a", Epoch: 3, State: proto.StateRunning, IfRunnable: true},
+		RegisterNode{Node: Node{ID: "n1", API: "127.0.0.1:1", Raft: "127.0.0.1:2", Roles: []string{RoleWorker}, Pool: "p1", Capacity: 3}, At: t0},
+		SetNodesLive{Live: map[string]bool{"n1": false}, At: t0},
+		DrainNode{ID: "n1", Undo: true},
+		RemoveNode{ID: "n1"},
+		ApplyPlan{Moves: []PlanMove{{Unit: "a/apply/1", From: "n1", To: "n2", Reason: "node n1 is down"}}, Waiting: map[string]string{"b": "no live worker in pool p1"}, At: t0},
 	}
 	seen := map[CommandType]bool{}
 	for _, cmd := range cmds {
@@ -430,7 +437,7 @@ func TestPauseFencesStatusAndResume(t *testing.T) {
 	mustApply(t, s, 3, SetTaskStatus{Name: "a", Epoch: 2, State: proto.StateRunning})
 	mustApply(t, s, 4, PauseTask{Name: "a"})
 	got, _ := s.Task("a")
-	if got.State != proto.StatePaused || got.Epoch != 3 {
+	if got.State != proto.StatePaused || got.Epoch != 4 {
 		t.Fatalf("after pause: state %s epoch %d", got.State, got.Epoch)
 	}
 	// The runner's late report must not undo the pause.

@@ -19,6 +19,7 @@ import (
 // backend is what the HTTP API asks of this node.
 type backend struct {
 	worker *Worker
+	coord  *coordinator.Coordinator
 	js     jetstream.JetStream
 	logger *slog.Logger
 }
@@ -34,9 +35,11 @@ func (b *backend) Precheck(ctx context.Context, spec *proto.TaskSpec) error {
 // holds WAL forever), the stream, and its positions at the destination
 // (best effort: a new task of the same name resets them anyway).
 func (b *backend) Cleanup(ctx context.Context, spec *proto.TaskSpec) error {
-	b.worker.Stop(spec.Name)
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
+	if err := b.waitUnitsStopped(ctx, spec.Name); err != nil {
+		return err
+	}
 	src, err := pgconfig.Connect(ctx, spec.Source.DSN, "sluice cleanup")
 	if err != nil {
 		return fmt.Errorf("cannot reach the source to drop the task's replication slot and publication (fix the connection and delete again): %w", err)
@@ -60,3 +63,27 @@ func (b *backend) Cleanup(ctx context.Context, spec *proto.TaskSpec) error {
 }
 
 func (b *backend) Live(name string) coordinator.Live { return b.worker.Live(name) }
+
+// waitUnitsStopped waits until the task, marked for deletion, has no
+// assignment left (the leader drops them) and no unit of it runs here;
+// units on other nodes stop when their node sees the assignment go.
+func (b *backend) waitUnitsStopped(ctx context.Context, task string) error {
+	for {
+		placed := false
+		for _, a := range b.coord.Assignments() {
+			if a.UnitID().Task == task {
+				placed = true
+				break
+			}
+		}
+		if !placed {
+			b.worker.StopTask(task)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the task's units did not stop: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

@@ -23,7 +23,7 @@ type live struct {
 
 	mu      sync.Mutex
 	capture *capture.Capture
-	workers []*apply.WorkerStats
+	workers map[int]*apply.WorkerStats // by apply group
 	// samples of rows applied, one a second, for throughput.
 	samples []sample
 }
@@ -33,14 +33,15 @@ type sample struct {
 	rows int64
 }
 
-// reset forgets what a previous attempt counted.
+// reset forgets what a previous capture attempt counted (apply groups,
+// separate units, keep theirs).
 func (l *live) reset() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.rowsDone.Store(0)
 	l.rowsEstimated.Store(0)
 	l.tablesTotal.Store(0)
-	l.capture, l.workers, l.samples = nil, nil, nil
+	l.capture = nil
 }
 
 func (l *live) setCapture(c *capture.Capture) {
@@ -49,9 +50,14 @@ func (l *live) setCapture(c *capture.Capture) {
 	l.mu.Unlock()
 }
 
-func (l *live) addWorker(s *apply.WorkerStats) {
+// setWorker installs the stats of an apply group's current run.
+func (l *live) setWorker(group int, s *apply.WorkerStats) {
 	l.mu.Lock()
-	l.workers = append(l.workers, s)
+	if l.workers == nil {
+		l.workers = map[int]*apply.WorkerStats{}
+	}
+	l.workers[group] = s
+	l.samples = nil // the sum restarts: older samples would make it negative
 	l.mu.Unlock()
 }
 

@@ -34,8 +34,10 @@ type RunnerConfig struct {
 	// PagesPerChunk splits tables for full sync (8 KiB pages).
 	PagesPerChunk int64
 	// Groups is the number of table groups (apply workers).
-	Groups  int
-	Capture capture.Config
+	Groups int
+	// StreamReplicas: brokers holding each task stream (default 1).
+	StreamReplicas int
+	Capture        capture.Config
 	Worker  apply.WorkerConfig
 	// Backoff bounds between retries.
 	MinBackoff, MaxBackoff time.Duration
@@ -69,6 +71,7 @@ type runner struct {
 	cfg    RunnerConfig
 	logger *slog.Logger
 	live   *live
+	health *unitHealth
 }
 
 // errReleased ends a task that has nothing more to do (full sync only).
@@ -88,11 +91,10 @@ func (r *runner) run(ctx context.Context) {
 		return
 	}
 	r.epoch = task.Epoch
-	backoff := r.cfg.MinBackoff
-	var windowStart time.Time
-	var windowKind proto.ErrorKind
+	rw := newRetryWindow(r.cfg)
 	for {
 		started := time.Now()
+		r.health.set(true, nil)
 		err := r.attempt(ctx)
 		if ctx.Err() != nil {
 			return
@@ -101,42 +103,74 @@ func (r *runner) run(ctx context.Context) {
 			r.setStatus(ctx, "", proto.StateReleased, nil, true)
 			return
 		}
-		if errors.Is(err, apply.ErrFenced) {
+		if errors.Is(err, apply.ErrFenced) || errors.Is(err, coordinator.ErrStaleEpoch) {
 			r.logger.Warn("task fenced by a newer owner; stopping here", "task", r.name)
 			return
 		}
-		kind := Classify(err)
-		now := time.Now()
-		if time.Since(started) > time.Minute || kind != windowKind {
-			windowStart, windowKind, backoff = now, kind, r.cfg.MinBackoff
-		}
+		r.health.set(false, err)
 		task, ok := r.store.Task(r.name)
 		if !ok {
 			return
 		}
-		window := task.Spec.Retry.OtherRetry()
-		if kind == proto.ErrorConnection {
-			window = task.Spec.Retry.ConnectionRetry()
-		}
-		until := windowStart.Add(window)
-		terr := &proto.TaskError{Kind: kind, Message: err.Error(), At: now, RetryUntil: until}
-		if now.After(until) {
-			terr.RetryUntil = time.Time{}
-			r.logger.Error("task failed: retry window closed", "task", r.name, "kind", kind, "err", err)
+		terr, closed := rw.fail(err, time.Since(started), task.Spec.Retry)
+		if closed {
+			r.logger.Error("task failed: retry window closed", "task", r.name, "kind", terr.Kind, "err", err)
 			r.setStatus(ctx, "", proto.StateFailed, terr, false)
 			return
 		}
-		r.logger.Warn("task error; retrying", "task", r.name, "kind", kind, "in", backoff, "until", until.Format(time.RFC3339), "err", err)
+		r.logger.Warn("task error; retrying", "task", r.name, "kind", terr.Kind, "in", rw.backoff, "until", terr.RetryUntil.Format(time.RFC3339), "err", err)
 		r.setStatus(ctx, "", proto.StateRetrying, terr, false)
-		select {
-		case <-ctx.Done():
+		if !rw.wait(ctx) {
 			return
-		case <-time.After(backoff):
-		}
-		if backoff *= 2; backoff > r.cfg.MaxBackoff {
-			backoff = r.cfg.MaxBackoff
 		}
 	}
+}
+
+// retryWindow tracks one unit's retry window and backoff (invariant 7).
+type retryWindow struct {
+	start    time.Time
+	kind     proto.ErrorKind
+	backoff  time.Duration
+	min, max time.Duration
+}
+
+func newRetryWindow(cfg RunnerConfig) *retryWindow {
+	return &retryWindow{backoff: cfg.MinBackoff, min: cfg.MinBackoff, max: cfg.MaxBackoff}
+}
+
+// fail records a failure of an attempt that ran for ranFor; it returns
+// the error to show and whether the window has closed. A new kind of
+// failure, or one after a minute of running well, opens a new window.
+func (rw *retryWindow) fail(err error, ranFor time.Duration, retry proto.RetrySpec) (*proto.TaskError, bool) {
+	kind := Classify(err)
+	now := time.Now()
+	if rw.start.IsZero() || ranFor > time.Minute || kind != rw.kind {
+		rw.start, rw.kind, rw.backoff = now, kind, rw.min
+	}
+	window := retry.OtherRetry()
+	if kind == proto.ErrorConnection {
+		window = retry.ConnectionRetry()
+	}
+	until := rw.start.Add(window)
+	terr := &proto.TaskError{Kind: kind, Message: err.Error(), At: now, RetryUntil: until}
+	if now.After(until) {
+		terr.RetryUntil = time.Time{}
+		return terr, true
+	}
+	return terr, false
+}
+
+// wait sleeps the backoff, then doubles it; false when ctx ended.
+func (rw *retryWindow) wait(ctx context.Context) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(rw.backoff):
+	}
+	if rw.backoff *= 2; rw.backoff > rw.max {
+		rw.backoff = rw.max
+	}
+	return true
 }
 
 func (r *runner) setStatus(ctx context.Context, phase proto.Phase, state proto.State, terr *proto.TaskError, keepErr bool) {
@@ -179,7 +213,7 @@ func (r *runner) attempt(ctx context.Context) error {
 	}
 	incremental := spec.Sync.IncrementalEnabled()
 	if incremental {
-		if err := apply.EnsureStream(ctx, r.js, r.name, r.cfg.Groups, tables); err != nil {
+		if err := apply.EnsureStream(ctx, r.js, r.name, r.cfg.Groups, r.cfg.StreamReplicas, tables); err != nil {
 			return err
 		}
 		if err := capture.PrepareSource(ctx, src, r.name, tables); err != nil {
@@ -215,7 +249,8 @@ func (r *runner) attempt(ctx context.Context) error {
 	if task.Phase != proto.PhaseIncremental {
 		r.setStatus(ctx, proto.PhaseIncremental, proto.StateRunning, nil, true)
 	}
-	r.startApply(gctx, g, sink, r.epoch)
+	// The apply groups are units of their own, which the leader places
+	// once the task is incremental; this unit goes on capturing.
 	return g.Wait()
 }
 
@@ -262,15 +297,4 @@ func (r *runner) startCapture(ctx context.Context, g *errgroup.Group, src *pgx.C
 	}
 	g.Go(func() error { return c.Run(ctx, start, conn) })
 	return nil
-}
-
-// startApply runs one apply worker per table group in g.
-func (r *runner) startApply(ctx context.Context, g *errgroup.Group, sink *postgres.Sink, epoch uint64) {
-	for group := 0; group < r.cfg.Groups; group++ {
-		wcfg := r.cfg.Worker
-		wcfg.Task, wcfg.Group, wcfg.JetStream, wcfg.Sink, wcfg.Epoch, wcfg.Logger = r.name, group, r.js, sink, epoch, r.logger
-		wcfg.Stats = &apply.WorkerStats{}
-		r.live.addWorker(wcfg.Stats)
-		g.Go(func() error { return apply.RunWorker(ctx, wcfg) })
-	}
 }

@@ -4,49 +4,101 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicedb/sluice/coordinator"
-	"github.com/sluicedb/sluice/proto"
+	"github.com/sluicedb/sluice/coordinator/scheduler"
 )
 
-// Worker runs the tasks the replicated state holds: one runner per task
-// that should run, stopped when the task is paused, deleted or finished.
-// On a single node it runs every task; the cluster issue makes it run the
-// units the leader assigns to it.
+// Worker runs the units the leader assigned to this node: a task's capture
+// (which also drives its schema and full-sync phases) and its apply
+// groups. A unit whose assignment moves elsewhere, or whose epoch changes,
+// is stopped; a node that cannot reach the leader for the failover timeout
+// stops all its units (the leader moves them after the same time), so two
+// owners overlap as little as possible, and the sinks' epoch check fences
+// what overlap remains.
 type Worker struct {
+	id     string
 	coord  *coordinator.Coordinator
 	js     jetstream.JetStream
 	cfg    RunnerConfig
 	logger *slog.Logger
+	// failover is the leader's failover timeout; lastBeat the last
+	// heartbeat the leader accepted (unix nanoseconds).
+	failover time.Duration
+	lastBeat atomic.Int64
 
+	mu    sync.Mutex
+	units map[string]*runningUnit
+	lives map[string]*live // per task, shared by its units here
+}
+
+type runningUnit struct {
+	id     scheduler.UnitID
+	epoch  uint64
+	cancel context.CancelFunc
+	done   chan struct{}
+	health *unitHealth
+}
+
+// unitHealth is what the heartbeat reports about a unit.
+type unitHealth struct {
 	mu      sync.Mutex
-	runners map[string]*runningTask
+	running bool
+	err     string
+	errAt   time.Time
 }
 
-type runningTask struct {
-	createIndex uint64
-	cancel      context.CancelFunc
-	done        chan struct{}
-	live        *live
+func (h *unitHealth) set(running bool, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.running = running
+	if err != nil {
+		h.err, h.errAt = err.Error(), time.Now()
+	} else if running {
+		h.err = ""
+	}
 }
 
-// NewWorker returns a worker; Run starts it.
-func NewWorker(coord *coordinator.Coordinator, js jetstream.JetStream, cfg RunnerConfig, logger *slog.Logger) *Worker {
+// NewWorker returns the worker of node id; Run starts it.
+func NewWorker(id string, coord *coordinator.Coordinator, js jetstream.JetStream, cfg RunnerConfig, failover time.Duration, logger *slog.Logger) *Worker {
 	cfg.setDefaults()
-	return &Worker{coord: coord, js: js, cfg: cfg, logger: logger, runners: map[string]*runningTask{}}
+	w := &Worker{id: id, coord: coord, js: js, cfg: cfg, logger: logger, failover: failover,
+		units: map[string]*runningUnit{}, lives: map[string]*live{}}
+	w.lastBeat.Store(time.Now().UnixNano())
+	return w
 }
 
-// Run reconciles runners with the state until ctx ends, then stops them
-// all and waits for them.
+// Beat records a heartbeat the leader accepted.
+func (w *Worker) Beat() { w.lastBeat.Store(time.Now().UnixNano()) }
+
+// fenced: the leader has not heard from this node for the failover
+// timeout, so it may have handed the units to others.
+func (w *Worker) fenced() bool {
+	return time.Since(time.Unix(0, w.lastBeat.Load())) > w.failover
+}
+
+// Run reconciles units with the assignments until ctx ends, then stops
+// them all and waits for them.
 func (w *Worker) Run(ctx context.Context) {
-	tick := time.NewTicker(time.Second)
+	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
+	wasFenced := false
 	for {
 		changed := w.coord.Changed()
-		w.reconcile(ctx)
+		fenced := w.fenced()
+		if fenced != wasFenced {
+			if fenced {
+				w.logger.Warn("the leader has not heard from this node within the failover timeout: stopping its units", "node", w.id, "timeout", w.failover)
+			} else {
+				w.logger.Info("in touch with the leader again", "node", w.id)
+			}
+			wasFenced = fenced
+		}
+		w.reconcile(ctx, fenced)
 		select {
 		case <-ctx.Done():
 			w.stopAll()
@@ -54,94 +106,172 @@ func (w *Worker) Run(ctx context.Context) {
 		case <-changed:
 		case now := <-tick.C:
 			w.mu.Lock()
-			for _, rt := range w.runners {
-				rt.live.tick(now)
+			for _, l := range w.lives {
+				l.tick(now)
 			}
 			w.mu.Unlock()
 		}
 	}
 }
 
-func shouldRun(t *coordinator.Task) bool {
-	if t.Deleting {
-		return false
+// wanted returns the units assigned here whose task should run.
+func (w *Worker) wanted(fenced bool) map[string]coordinator.Assignment {
+	want := map[string]coordinator.Assignment{}
+	if fenced {
+		return want
 	}
-	switch t.State {
-	case proto.StateFailed, proto.StateReleased, proto.StatePaused:
-		return false
+	for _, a := range w.coord.Assignments() {
+		if a.Node != w.id {
+			continue
+		}
+		t, ok := w.coord.Task(a.UnitID().Task)
+		if !ok || !coordinator.Runnable(&t) {
+			continue
+		}
+		want[a.Unit] = a
 	}
-	return true
+	return want
 }
 
-func (w *Worker) reconcile(ctx context.Context) {
-	tasks := w.coord.Tasks()
-	want := map[string]*coordinator.Task{}
-	for i := range tasks {
-		if shouldRun(&tasks[i]) {
-			want[tasks[i].Spec.Name] = &tasks[i]
-		}
-	}
+func (w *Worker) reconcile(ctx context.Context, fenced bool) {
+	want := w.wanted(fenced)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for name, rt := range w.runners {
-		select {
-		case <-rt.done:
-			// Ended by itself (failed, released, fenced): forget it; the
-			// state says whether to start it again.
-			delete(w.runners, name)
+	for key, ru := range w.units {
+		if a, ok := want[key]; ok && a.Epoch == ru.epoch {
 			continue
-		default:
 		}
-		if t, ok := want[name]; !ok || t.CreateIndex != rt.createIndex {
-			rt.cancel()
+		ru.cancel()
+		select {
+		case <-ru.done:
+			delete(w.units, key)
+		default: // forgotten once it has stopped, at a later round
 		}
 	}
-	for name, t := range want {
-		if _, running := w.runners[name]; running {
-			continue
+	for key, a := range want {
+		if ru, ok := w.units[key]; ok {
+			if ru.epoch == a.Epoch {
+				continue // running, or ended by itself: wait for a new epoch
+			}
+			select {
+			case <-ru.done:
+			default:
+				continue // the old instance is still stopping
+			}
 		}
-		rctx, cancel := context.WithCancel(ctx)
-		rt := &runningTask{createIndex: t.CreateIndex, cancel: cancel, done: make(chan struct{}), live: &live{}}
-		w.runners[name] = rt
-		r := &runner{name: name, store: w.coord, js: w.js, cfg: w.cfg, logger: w.logger, live: rt.live}
-		go func() {
-			defer close(rt.done)
-			r.run(rctx)
-		}()
+		w.start(ctx, a)
+	}
+	for task := range w.lives {
+		if !w.hasTaskLocked(task) {
+			delete(w.lives, task)
+		}
 	}
 }
 
-// Stop stops a task's runner and waits for it to end.
-func (w *Worker) Stop(name string) {
-	w.mu.Lock()
-	rt := w.runners[name]
-	w.mu.Unlock()
-	if rt != nil {
-		rt.cancel()
-		<-rt.done
+func (w *Worker) hasTaskLocked(task string) bool {
+	for _, ru := range w.units {
+		if ru.id.Task == task {
+			return true
+		}
 	}
+	return false
+}
+
+// start runs a unit (w.mu held).
+func (w *Worker) start(ctx context.Context, a coordinator.Assignment) {
+	id := a.UnitID()
+	l := w.lives[id.Task]
+	if l == nil {
+		l = &live{}
+		w.lives[id.Task] = l
+	}
+	uctx, cancel := context.WithCancel(ctx)
+	ru := &runningUnit{id: id, epoch: a.Epoch, cancel: cancel, done: make(chan struct{}), health: &unitHealth{}}
+	w.units[a.Unit] = ru
+	w.logger.Info("starting unit", "unit", a.Unit, "epoch", a.Epoch)
+	go func() {
+		defer close(ru.done)
+		defer ru.health.set(false, nil)
+		ru.health.set(true, nil)
+		switch id.Kind {
+		case scheduler.KindCapture:
+			r := &runner{name: id.Task, store: w.coord, js: w.js, cfg: w.cfg, logger: w.logger, live: l, health: ru.health}
+			r.run(uctx)
+		case scheduler.KindApply:
+			u := &applyUnit{task: id.Task, group: id.Group, epoch: a.Epoch, store: w.coord, js: w.js, cfg: w.cfg, logger: w.logger, live: l, health: ru.health}
+			u.run(uctx)
+		}
+		w.logger.Info("unit stopped", "unit", a.Unit, "epoch", a.Epoch)
+	}()
+}
+
+// StopTask stops every unit of a task here and waits for them.
+func (w *Worker) StopTask(task string) {
+	w.mu.Lock()
+	var stop []*runningUnit
+	for _, ru := range w.units {
+		if ru.id.Task == task {
+			ru.cancel()
+			stop = append(stop, ru)
+		}
+	}
+	w.mu.Unlock()
+	for _, ru := range stop {
+		<-ru.done
+	}
+}
+
+// Running reports whether a unit of the task runs here.
+func (w *Worker) Running(task string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, ru := range w.units {
+		if ru.id.Task != task {
+			continue
+		}
+		select {
+		case <-ru.done:
+		default:
+			return true
+		}
+	}
+	return false
 }
 
 func (w *Worker) stopAll() {
 	w.mu.Lock()
-	var all []*runningTask
-	for _, rt := range w.runners {
-		rt.cancel()
-		all = append(all, rt)
+	var all []*runningUnit
+	for _, ru := range w.units {
+		ru.cancel()
+		all = append(all, ru)
 	}
 	w.mu.Unlock()
-	for _, rt := range all {
-		<-rt.done
+	for _, ru := range all {
+		<-ru.done
 	}
 }
 
-// Live returns a task's volatile metrics, zero when it does not run here.
+// Health is the heartbeat's report of the units here.
+func (w *Worker) Health() []coordinator.UnitHealth {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]coordinator.UnitHealth, 0, len(w.units))
+	for key, ru := range w.units {
+		ru.health.mu.Lock()
+		out = append(out, coordinator.UnitHealth{Unit: key, Epoch: ru.epoch, Running: ru.health.running, Error: ru.health.err, ErrorAt: ru.health.errAt})
+		ru.health.mu.Unlock()
+	}
+	return out
+}
+
+// Live returns a task's volatile metrics on this node, zero when none of
+// its units runs here.
 func (w *Worker) Live(name string) coordinator.Live {
 	w.mu.Lock()
-	rt := w.runners[name]
+	l := w.lives[name]
 	w.mu.Unlock()
-	if rt == nil {
+	if l == nil {
 		return coordinator.Live{}
 	}
-	return rt.live.snapshot(time.Now())
+	return l.snapshot(time.Now())
 }

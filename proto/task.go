@@ -316,8 +316,8 @@ func (s *TaskSpec) Validate() error {
 	if s.Throttle != nil {
 		add("throttle", "throttling is not available yet")
 	}
-	if s.Cluster != "" && s.Cluster != "default" {
-		add("cluster", "dedicated node pools are not available yet; use default")
+	if s.Cluster != "" && !poolName.MatchString(s.Cluster) {
+		add("cluster", "must be a pool name: letters, digits, '-' and '_', at most 63 characters")
 	}
 	if len(errs) > 0 {
 		return errs
@@ -358,3 +358,6 @@ func RedactDSN(dsn string) string {
 	dsn = urlPasswordRe.ReplaceAllString(dsn, "${1}xxxxx@")
 	return kvPasswordRe.ReplaceAllString(dsn, "${1}xxxxx")
 }
+
+// poolName is what a task's cluster (node pool) may be called.
+var poolName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$`)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -24,6 +25,19 @@ import (
 // inside one batch, or a destination that holds rows the source never
 // had), it is written again row by row, in source order, with upserts.
 func (s *Sink) Apply(ctx context.Context, ch *apply.Changes) error {
+	// Another owner of the group (one being fenced) may have written part
+	// of the batch: plan again against its positions. It cannot keep
+	// doing so, since it is fenced at our first commit.
+	for attempt := 0; ; attempt++ {
+		err := s.applyOnce(ctx, ch)
+		if !errors.Is(err, errFloorMoved) || attempt == 3 {
+			return err
+		}
+		s.logger.Warn("another owner applied part of this batch; planning it again", "task", ch.Task, "epoch", ch.Epoch)
+	}
+}
+
+func (s *Sink) applyOnce(ctx context.Context, ch *apply.Changes) error {
 	segs, err := s.plan(ctx, ch)
 	if err != nil {
 		return err
@@ -66,6 +80,9 @@ func (s *Sink) applyTx(ctx context.Context, task string, epoch uint64, segs []pl
 		return err
 	}
 	defer tx.Rollback(context.Background())
+	if err := s.lockOffsets(ctx, tx, task, epoch, positions); err != nil {
+		return err
+	}
 	w := &writer{pg: conn.Conn().PgConn(), tx: tx, lenient: ordered}
 	for _, seg := range segs {
 		if err := w.segment(ctx, seg, ordered); err != nil {

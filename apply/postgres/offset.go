@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -120,6 +121,94 @@ type shardPosition struct {
 	table proto.TableID
 	shard int
 	pos   proto.Position
+}
+
+// Fencing (invariant 3). Two owners of one apply group can overlap for a
+// moment after a failover: the old one has not noticed yet. Each apply
+// transaction therefore first locks its offset rows (creating them at
+// position zero, epoch zero, if missing) and checks them: a newer epoch
+// means this writer is fenced; a position beyond what this writer thought
+// applied means another owner wrote meanwhile, so the batch is planned
+// again against the new positions. The row locks serialise the owners, so
+// a change is never written twice.
+
+// offsetLock locks a transaction's offset rows and reads them.
+const offsetLock = `SELECT u.s, u.t, u.h, o.lsn::text, o.idx, o.epoch
+FROM unnest($2::text[], $3::text[], $4::int[]) AS u(s, t, h)
+JOIN sluice.apply_offsets o ON o.task = $1 AND o.schema_name = u.s AND o.table_name = u.t AND o.shard = u.h
+FOR UPDATE OF o`
+
+// offsetCreate adds missing offset rows at position zero.
+const offsetCreate = `INSERT INTO sluice.apply_offsets (task, schema_name, table_name, shard, lsn, idx, epoch)
+SELECT $1, u.s, u.t, u.h, '0/0', 0, 0 FROM unnest($2::text[], $3::text[], $4::int[]) AS u(s, t, h)
+ON CONFLICT DO NOTHING`
+
+// errFloorMoved: another owner advanced a shard since this writer planned
+// its batch; plan again.
+var errFloorMoved = errors.New("apply positions moved under this writer")
+
+// lockOffsets locks and checks the offset rows of positions in tx.
+func (s *Sink) lockOffsets(ctx context.Context, tx pgx.Tx, task string, epoch uint64, positions []shardPosition) error {
+	n := len(positions)
+	if n == 0 {
+		return nil
+	}
+	schemas, names, shards := make([]string, n), make([]string, n), make([]int32, n)
+	for i, p := range positions {
+		schemas[i], names[i], shards[i] = p.table.Schema, p.table.Name, int32(p.shard)
+	}
+	for attempt := 0; ; attempt++ {
+		rows, err := tx.Query(ctx, offsetLock, task, schemas, names, shards)
+		if err != nil {
+			return fmt.Errorf("lock applied positions: %w", err)
+		}
+		found := 0
+		var moved []shardPosition
+		var fencedBy uint64
+		for rows.Next() {
+			var sp shardPosition
+			var shard int32
+			var lsn string
+			var idx, ep int64
+			if err := rows.Scan(&sp.table.Schema, &sp.table.Name, &shard, &lsn, &idx, &ep); err != nil {
+				rows.Close()
+				return err
+			}
+			found++
+			sp.shard = int(shard)
+			if uint64(ep) > epoch {
+				fencedBy = uint64(ep)
+				continue
+			}
+			l, err := proto.ParseLSN(lsn)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			sp.pos = proto.Position{LSN: l, Idx: uint32(idx)}
+			if floors := s.shardFloors(sp.table); floors[sp.shard].Less(sp.pos) {
+				moved = append(moved, sp)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("lock applied positions: %w", err)
+		}
+		switch {
+		case fencedBy != 0:
+			return fmt.Errorf("%w: epoch %d wrote here, this writer has %d", apply.ErrFenced, fencedBy, epoch)
+		case len(moved) > 0:
+			s.remember(moved)
+			return errFloorMoved
+		case found == n:
+			return nil
+		case attempt > 0:
+			return fmt.Errorf("lock applied positions: %d of %d rows missing after creating them", n-found, n)
+		}
+		if _, err := tx.Exec(ctx, offsetCreate, task, schemas, names, shards); err != nil {
+			return fmt.Errorf("create applied positions: %w", err)
+		}
+	}
 }
 
 // writeOffsets stores positions in tx, or fails with apply.ErrFenced.

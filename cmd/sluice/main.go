@@ -21,7 +21,7 @@ func main() {
 	// back, so a second Ctrl-C kills a shutdown that hangs.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	go func() { <-ctx.Done(); stop() }()
-	a := &app{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, up: node.Up}
+	a := &app{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, up: node.Up, runNode: node.Run}
 	os.Exit(a.run(ctx, os.Args[1:]))
 }
 
@@ -32,6 +32,8 @@ type app struct {
 	getenv         func(string) string
 	// up is node.Up; tests replace it to check the config it gets.
 	up func(ctx context.Context, cfg node.Config) error
+	// runNode is node.Run, likewise.
+	runNode func(ctx context.Context, cfg node.ClusterConfig, opts node.Options) error
 }
 
 // run executes one command line and returns the exit code. Errors go to
@@ -55,14 +57,18 @@ func (a *app) rootCmd() *cobra.Command {
 schema, full sync, then incremental changes from the WAL.
 
   sluice up                      run a single-node Sluice (API on 127.0.0.1:7420)
+  sluice node --config n1.yaml   run one node of a cluster
   sluice task create -f t.yaml   create a task from its spec
-  sluice task list               see every task's phase, state and progress`,
+  sluice task list               see every task's phase, state and progress
+  sluice cluster status          see the nodes, the leader and where units run`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	root.SetIn(a.stdin)
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
-	root.AddCommand(a.upCmd(), a.taskCmd(), a.versionCmd())
+	var tf taskFlags
+	addServerFlags(root, &tf)
+	root.AddCommand(a.upCmd(), a.nodeCmd(&tf), a.taskCmd(&tf), a.clusterCmd(&tf), a.versionCmd())
 	return root
 }

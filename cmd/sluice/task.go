@@ -24,18 +24,22 @@ type taskFlags struct {
 	timeout time.Duration
 }
 
-func (a *app) taskCmd() *cobra.Command {
-	var tf taskFlags
+// addServerFlags adds --server and --timeout, the flags of every command
+// that talks to the API.
+func addServerFlags(cmd *cobra.Command, tf *taskFlags) {
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&tf.server, "server", "", "Sluice API URL of any node (default $SLUICE_SERVER, else "+defaultServer+")")
+	pf.DurationVar(&tf.timeout, "timeout", 5*time.Minute, "give up on the server after this long (a create runs the precheck)")
+}
+
+func (a *app) taskCmd(tf *taskFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "task",
 		Short: "Create, inspect and delete tasks",
 	}
-	pf := cmd.PersistentFlags()
-	pf.StringVar(&tf.server, "server", "", "Sluice API URL (default $SLUICE_SERVER, else "+defaultServer+")")
-	pf.DurationVar(&tf.timeout, "timeout", 5*time.Minute, "give up on the server after this long (a create runs the precheck)")
-	cmd.AddCommand(a.taskCreateCmd(&tf), a.taskGetCmd(&tf), a.taskListCmd(&tf), a.taskDeleteCmd(&tf),
-		a.taskTransitionCmd(&tf, "pause", "Stop a task where it is; its replication slot keeps the changes", (*coordinator.Client).PauseTask),
-		a.taskTransitionCmd(&tf, "resume", "Run a paused or failed task again", (*coordinator.Client).ResumeTask))
+	cmd.AddCommand(a.taskCreateCmd(tf), a.taskGetCmd(tf), a.taskListCmd(tf), a.taskDeleteCmd(tf),
+		a.taskTransitionCmd(tf, "pause", "Stop a task where it is; its replication slot keeps the changes", (*coordinator.Client).PauseTask),
+		a.taskTransitionCmd(tf, "resume", "Run a paused or failed task again", (*coordinator.Client).ResumeTask))
 	return cmd
 }
 

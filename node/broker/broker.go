@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -25,7 +26,18 @@ type Options struct {
 	// sluice process being killed but not a machine crash; the cluster
 	// relies on replication (R3) instead.
 	SyncAlways bool
+	// Name is the server's name, unique in a cluster (a node's id).
+	Name string
+	// ClusterListen (host:port) and Routes (the other brokers' route
+	// addresses) make this server one of a JetStream cluster. Routes are
+	// dialed as given and not gossiped (NoAdvertise), so a node reaches
+	// its peers only at the addresses in its own configuration.
+	ClusterListen string
+	Routes        []string
 }
+
+// clusterName is the NATS cluster every Sluice broker joins.
+const clusterName = "sluice"
 
 // Broker is a running embedded NATS server.
 type Broker struct {
@@ -37,8 +49,12 @@ func Start(opts Options) (*Broker, error) {
 	if opts.StoreDir == "" {
 		return nil, errors.New("broker: StoreDir is required")
 	}
+	name := opts.Name
+	if name == "" {
+		name = "sluice"
+	}
 	sopts := &server.Options{
-		ServerName: "sluice",
+		ServerName: name,
 		JetStream:  true,
 		StoreDir:   opts.StoreDir,
 		SyncAlways: opts.SyncAlways,
@@ -50,13 +66,24 @@ func Start(opts Options) (*Broker, error) {
 	if opts.Listen == "" {
 		sopts.DontListen = true
 	} else {
-		host, port, err := net.SplitHostPort(opts.Listen)
+		host, port, err := splitHostPort(opts.Listen)
 		if err != nil {
-			return nil, fmt.Errorf("broker: listen address %q: %w", opts.Listen, err)
+			return nil, fmt.Errorf("broker: listen address: %w", err)
 		}
-		sopts.Host = host
-		if sopts.Port, err = strconv.Atoi(port); err != nil {
-			return nil, fmt.Errorf("broker: listen address %q: bad port", opts.Listen)
+		sopts.Host, sopts.Port = host, port
+	}
+	if opts.ClusterListen != "" {
+		host, port, err := splitHostPort(opts.ClusterListen)
+		if err != nil {
+			return nil, fmt.Errorf("broker: cluster address: %w", err)
+		}
+		sopts.Cluster = server.ClusterOpts{Name: clusterName, Host: host, Port: port, NoAdvertise: true}
+		for _, r := range opts.Routes {
+			u, err := url.Parse("nats://" + r)
+			if err != nil {
+				return nil, fmt.Errorf("broker: route %q: %w", r, err)
+			}
+			sopts.Routes = append(sopts.Routes, u)
 		}
 	}
 	srv, err := server.NewServer(sopts)
@@ -95,4 +122,16 @@ func (b *Broker) ClientURL() string {
 func (b *Broker) Shutdown() {
 	b.srv.Shutdown()
 	b.srv.WaitForShutdown()
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("%q: %w", addr, err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return "", 0, fmt.Errorf("%q: bad port", addr)
+	}
+	return host, p, nil
 }

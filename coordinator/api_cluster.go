@@ -1,0 +1,286 @@
+package coordinator
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"sort"
+	"time"
+)
+
+// forwardedHeader marks a request a follower passed to the leader, so a
+// leadership change in between cannot bounce it around.
+const forwardedHeader = "X-Sluice-Forwarded-By"
+
+// forwardToLeader sends writes (and the cluster status, whose health part
+// only the leader knows) to the leader's API when this node is a follower.
+// Reads of tasks are served from local state.
+func (a *api) forwardToLeader(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		write := r.Method != http.MethodGet && r.Method != http.MethodHead
+		if (!write && r.URL.Path != "/api/v1/cluster") || a.c.IsLeader() || r.Header.Get(forwardedHeader) != "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		target := a.leaderAPI()
+		if target == "" {
+			if write {
+				a.failNotLeader(w)
+				return
+			}
+			next.ServeHTTP(w, r) // status from local state, without health
+			return
+		}
+		u := &url.URL{Scheme: "http", Host: target}
+		proxy := &httputil.ReverseProxy{
+			Rewrite: func(pr *httputil.ProxyRequest) {
+				pr.SetURL(u)
+				pr.Out.Header.Set(forwardedHeader, a.c.NodeID())
+			},
+			ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+				a.fail(w, http.StatusServiceUnavailable, fmt.Sprintf("cannot reach the leader %s at %s: %v", a.c.Leader(), target, err), nil)
+			},
+		}
+		proxy.ServeHTTP(w, r)
+	})
+}
+
+// leaderAPI is the leader's API address from the state, "" when unknown.
+func (a *api) leaderAPI() string {
+	id := a.c.Leader()
+	if id == "" {
+		return ""
+	}
+	n, ok := a.c.Node(id)
+	if !ok {
+		return ""
+	}
+	return n.API
+}
+
+func (a *api) clusterRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/v1/cluster", a.clusterStatus)
+	mux.HandleFunc("POST "+applyPath, a.applyForwarded)
+	mux.HandleFunc("POST /api/v1/cluster/nodes", a.registerNode)
+	mux.HandleFunc("POST /api/v1/cluster/heartbeat", a.heartbeat)
+	mux.HandleFunc("POST /api/v1/cluster/nodes/{id}/drain", a.drainNode)
+	mux.HandleFunc("DELETE /api/v1/cluster/nodes/{id}", a.removeNode)
+}
+
+// registerNode adds a node to the state and its Raft follower to the
+// Raft configuration (a voter when it has the coordinator role).
+func (a *api) registerNode(w http.ResponseWriter, r *http.Request) {
+	var n Node
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes)).Decode(&n); err != nil || n.ID == "" || n.API == "" {
+		a.fail(w, http.StatusBadRequest, "a node needs at least an id and an api address", nil)
+		return
+	}
+	if n.Raft != "" {
+		if err := a.c.Join(r.Context(), n.ID, n.Raft, n.HasRole(RoleCoordinator)); err != nil {
+			a.applyFailed(w, fmt.Errorf("add %s to Raft: %w", n.ID, err))
+			return
+		}
+	}
+	if err := a.c.Apply(r.Context(), RegisterNode{Node: n, At: a.now()}); err != nil {
+		a.applyFailed(w, err)
+		return
+	}
+	a.reply(w, http.StatusOK, map[string]string{"registered": n.ID})
+}
+
+func (a *api) heartbeat(w http.ResponseWriter, r *http.Request) {
+	var hb Heartbeat
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes)).Decode(&hb); err != nil || hb.Node == "" {
+		a.fail(w, http.StatusBadRequest, "a heartbeat needs the node's id", nil)
+		return
+	}
+	if _, ok := a.c.Node(hb.Node); !ok {
+		a.fail(w, http.StatusNotFound, fmt.Sprintf("node %s is not registered", hb.Node), nil)
+		return
+	}
+	if err := a.c.Heartbeat(hb); err != nil {
+		a.applyFailed(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *api) drainNode(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	undo := r.URL.Query().Get("undo") == "true"
+	if err := a.c.Apply(r.Context(), DrainNode{ID: id, Undo: undo}); err != nil {
+		a.nodeFailed(w, err)
+		return
+	}
+	a.reply(w, http.StatusOK, map[string]any{"node": id, "draining": !undo})
+}
+
+// removeNode forgets a node and takes it out of Raft. Removing a live
+// node is refused unless it was drained first: its units would run on
+// while the scheduler moves them.
+func (a *api) removeNode(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	n, ok := a.c.Node(id)
+	if !ok {
+		a.fail(w, http.StatusNotFound, fmt.Sprintf("node %s not found", id), nil)
+		return
+	}
+	if n.Live && !n.Draining && r.URL.Query().Get("force") != "true" {
+		a.fail(w, http.StatusConflict, fmt.Sprintf("node %s is live and not drained: drain it first (sluice node drain %s), or stop it", id, id), nil)
+		return
+	}
+	if id == a.c.NodeID() {
+		a.fail(w, http.StatusConflict, fmt.Sprintf("node %s is the leader: stop it or let another node lead, then remove it from there", id), nil)
+		return
+	}
+	if err := a.c.Leave(r.Context(), id); err != nil {
+		a.applyFailed(w, fmt.Errorf("remove %s from Raft: %w", id, err))
+		return
+	}
+	if err := a.c.Apply(r.Context(), RemoveNode{ID: id}); err != nil {
+		a.nodeFailed(w, err)
+		return
+	}
+	a.reply(w, http.StatusOK, map[string]string{"removed": id})
+}
+
+func (a *api) nodeFailed(w http.ResponseWriter, err error) {
+	if errors.Is(err, ErrNodeNotFound) {
+		a.fail(w, http.StatusNotFound, err.Error(), nil)
+		return
+	}
+	a.applyFailed(w, err)
+}
+
+// ClusterStatus is what `sluice cluster status` shows.
+type ClusterStatus struct {
+	// Leader is the Raft leader's id ("" when none is known); ServedBy
+	// answered, at Raft index Index.
+	Leader   string `json:"leader"`
+	ServedBy string `json:"served_by"`
+	Index    uint64 `json:"index"`
+	// HealthKnown: served by the leader, which alone hears heartbeats.
+	HealthKnown bool           `json:"health_known"`
+	Nodes       []NodeStatus   `json:"nodes"`
+	Pools       []PoolStatus   `json:"pools"`
+	Waiting     []TaskWaiting  `json:"waiting,omitempty"`
+	Unhealthy   []string       `json:"unhealthy,omitempty"`
+	Members     []RaftMember   `json:"raft_members,omitempty"`
+	Units       map[string]int `json:"units_by_kind,omitempty"`
+}
+
+// NodeStatus is one node in ClusterStatus.
+type NodeStatus struct {
+	Node
+	Leader   bool         `json:"leader"`
+	Voter    bool         `json:"voter"`
+	LastSeen *time.Time   `json:"last_seen,omitempty"`
+	Units    []UnitStatus `json:"units"`
+}
+
+// UnitStatus is one unit placed on a node.
+type UnitStatus struct {
+	Unit    string `json:"unit"`
+	Epoch   uint64 `json:"epoch"`
+	Running *bool  `json:"running,omitempty"` // nil: not reported (yet)
+	Error   string `json:"error,omitempty"`
+}
+
+// PoolStatus counts a pool's nodes and units.
+type PoolStatus struct {
+	Name      string `json:"name"`
+	Nodes     int    `json:"nodes"`
+	LiveNodes int    `json:"live_nodes"`
+	Units     int    `json:"units"`
+}
+
+// TaskWaiting says why a task's units are not placed.
+type TaskWaiting struct {
+	Task   string `json:"task"`
+	Reason string `json:"reason"`
+}
+
+func (a *api) clusterStatus(w http.ResponseWriter, _ *http.Request) {
+	a.reply(w, http.StatusOK, a.c.Status())
+}
+
+// Status assembles the cluster's status from local state (plus the
+// heartbeats, on the leader).
+func (c *Coordinator) Status() ClusterStatus {
+	leader := c.Leader()
+	st := ClusterStatus{Leader: leader, ServedBy: c.NodeID(), Index: c.Index(), HealthKnown: c.IsLeader(), Members: c.Members(), Units: map[string]int{}}
+	voters := map[string]bool{}
+	for _, m := range st.Members {
+		voters[m.ID] = m.Voter
+	}
+	health := map[string]UnitHealth{}
+	for _, hs := range c.UnitHealth() {
+		for _, h := range hs {
+			health[h.Unit] = h
+		}
+	}
+	seen := c.LastSeen()
+	byNode := map[string][]UnitStatus{}
+	for _, as := range c.Assignments() {
+		us := UnitStatus{Unit: as.Unit, Epoch: as.Epoch}
+		if h, ok := health[as.Unit]; ok && st.HealthKnown && h.Epoch == as.Epoch {
+			running := h.Running
+			us.Running, us.Error = &running, h.Error
+		}
+		byNode[as.Node] = append(byNode[as.Node], us)
+		st.Units[string(as.UnitID().Kind)]++
+	}
+	pools := map[string]*PoolStatus{}
+	for _, n := range c.Nodes() {
+		ns := NodeStatus{Node: n, Leader: n.ID == leader, Voter: voters[n.ID], Units: byNode[n.ID]}
+		if ns.Units == nil {
+			ns.Units = []UnitStatus{}
+		}
+		if t, ok := seen[n.ID]; ok {
+			ns.LastSeen = &t
+		}
+		st.Nodes = append(st.Nodes, ns)
+		p := pools[n.Pool]
+		if p == nil {
+			p = &PoolStatus{Name: n.Pool}
+			pools[n.Pool] = p
+		}
+		p.Nodes++
+		if n.Live {
+			p.LiveNodes++
+		}
+		p.Units += len(ns.Units)
+		if !n.Live {
+			st.Unhealthy = append(st.Unhealthy, fmt.Sprintf("node %s is down since %s", n.ID, n.Since.Format(time.RFC3339)))
+		}
+		for _, u := range ns.Units {
+			if u.Running != nil && !*u.Running {
+				msg := fmt.Sprintf("unit %s on %s is not running", u.Unit, n.ID)
+				if u.Error != "" {
+					msg += ": " + u.Error
+				}
+				st.Unhealthy = append(st.Unhealthy, msg)
+			}
+		}
+	}
+	for _, p := range pools {
+		st.Pools = append(st.Pools, *p)
+	}
+	sort.Slice(st.Pools, func(i, j int) bool { return st.Pools[i].Name < st.Pools[j].Name })
+	c.store.mu.RLock()
+	for task, reason := range c.store.data.Waiting {
+		st.Waiting = append(st.Waiting, TaskWaiting{Task: task, Reason: reason})
+	}
+	c.store.mu.RUnlock()
+	sort.Slice(st.Waiting, func(i, j int) bool { return st.Waiting[i].Task < st.Waiting[j].Task })
+	for _, wt := range st.Waiting {
+		st.Unhealthy = append(st.Unhealthy, fmt.Sprintf("task %s waits: %s", wt.Task, wt.Reason))
+	}
+	if leader == "" {
+		st.Unhealthy = append(st.Unhealthy, "no Raft leader")
+	}
+	return st
+}

@@ -1,0 +1,373 @@
+package node_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sluicedb/sluice/coordinator"
+	"github.com/sluicedb/sluice/internal/sluicetest"
+	"github.com/sluicedb/sluice/internal/testenv"
+	"github.com/sluicedb/sluice/internal/workload"
+	"github.com/sluicedb/sluice/proto"
+)
+
+// clusterFailover is short in tests: detection and takeover of a killed
+// node take a few seconds instead of ten.
+const clusterFailover = "3s"
+
+func startCluster(t *testing.T, nodes int, pools ...string) *testenv.Cluster {
+	t.Helper()
+	return testenv.StartCluster(t, testenv.ClusterOptions{
+		Binary: sluicetest.SluiceBinary(t), Nodes: nodes, Pools: pools, FailoverTimeout: clusterFailover,
+	})
+}
+
+// clusterClient talks to the first live node of the cluster.
+func clusterClient(c *testenv.Cluster) *coordinator.Client {
+	for i := 0; i < c.N(); i++ {
+		if c.Alive(i) {
+			return &coordinator.Client{BaseURL: c.URL(i)}
+		}
+	}
+	return &coordinator.Client{BaseURL: c.URL(0)}
+}
+
+// status reads the cluster status from any live node, preferring the
+// leader's answer (only it knows whether units run).
+func status(t *testing.T, c *testenv.Cluster) *coordinator.ClusterStatus {
+	t.Helper()
+	var st *coordinator.ClusterStatus
+	testenv.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		var err error
+		st, err = clusterClient(c).ClusterStatus(context.Background())
+		if err != nil {
+			return err
+		}
+		if !st.HealthKnown {
+			return fmt.Errorf("answered without the leader (leader %q)", st.Leader)
+		}
+		return nil
+	})
+	return st
+}
+
+// unitNode returns the node a unit is placed on ("" if none).
+func unitNode(st *coordinator.ClusterStatus, unit string) string {
+	for _, n := range st.Nodes {
+		for _, u := range n.Units {
+			if u.Unit == unit {
+				return n.ID
+			}
+		}
+	}
+	return ""
+}
+
+func nodeIndex(c *testenv.Cluster, id string) int {
+	for i := 0; i < c.N(); i++ {
+		if c.ID(i) == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// waitUnitRunning waits until unit runs on a live node other than not.
+func waitUnitRunning(t *testing.T, c *testenv.Cluster, unit, not string, timeout time.Duration) string {
+	t.Helper()
+	var on string
+	start := time.Now()
+	testenv.CheckFor(t, timeout, 100*time.Millisecond, func() error {
+		st, err := clusterClient(c).ClusterStatus(context.Background())
+		if err != nil {
+			return err
+		}
+		for _, n := range st.Nodes {
+			for _, u := range n.Units {
+				if u.Unit == unit && n.ID != not && n.Live && u.Running != nil && *u.Running {
+					on = n.ID
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("%s not running on a node other than %q yet", unit, not)
+	})
+	t.Logf("%s runs on %s, %.1fs after the failure", unit, on, time.Since(start).Seconds())
+	return on
+}
+
+// watchNeverFailed polls the task's state until stop and fails the test
+// if it ever shows failed.
+func watchNeverFailed(t *testing.T, c *testenv.Cluster, task string) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			st, err := clusterClient(c).GetTask(ctx, task)
+			cancel()
+			if err == nil && st.State == proto.StateFailed {
+				t.Errorf("task %s showed failed: %+v", task, st.LastError)
+				return
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// The 3-node cluster under a write load: SIGKILL the node running the
+// capture, then the node running an apply group, then the Raft leader.
+// After recovery the destination equals the source by content (a keyed
+// table and a keyless one) and the task never showed failed.
+func TestClusterFailover(t *testing.T) {
+	p := newPair(t)
+	ctx := context.Background()
+	srcConn := testenv.Conn(t, p.src.DSN("postgres"))
+	testenv.MustExec(t, srcConn, workload.Schema)
+	if err := workload.Seed(ctx, srcConn, 2000); err != nil {
+		t.Fatal(err)
+	}
+	c := startCluster(t, 3)
+	c.WaitLeader(t)
+	createTask(t, clusterClient(c), taskYAML("ha", p, ""))
+	waitPhase(t, clusterClient(c), "ha", proto.PhaseIncremental, 2*time.Minute)
+	stopWatch := watchNeverFailed(t, c, "ha")
+
+	txs, duration := 5000, 2*time.Minute
+	if os.Getenv("SLUICE_SOAK") != "" {
+		txs, duration = 20000, 15*time.Minute
+	}
+	var committed atomic.Int64
+	load := make(chan error, 1)
+	go func() {
+		_, err := workload.Run(ctx, p.src.DSN("postgres"), workload.Options{
+			Transactions: txs, Duration: duration, Seed: 11, Truncate: false,
+			Progress: func(n int) { committed.Store(int64(n)); time.Sleep(5 * time.Millisecond) },
+		})
+		load <- err
+	}()
+	testenv.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		if committed.Load() < 200 {
+			return fmt.Errorf("%d transactions committed", committed.Load())
+		}
+		return nil
+	})
+
+	kill := func(what, id string) {
+		i := nodeIndex(c, id)
+		if i < 0 {
+			t.Fatalf("%s: no node %q", what, id)
+		}
+		t.Logf("killing %s (%s) after %d transactions", id, what, committed.Load())
+		c.Kill(i)
+		unitsOf := map[string]bool{}
+		time.Sleep(200 * time.Millisecond)
+		st := status(t, c)
+		for _, n := range st.Nodes {
+			if n.ID == id {
+				for _, u := range n.Units {
+					unitsOf[u.Unit] = true
+				}
+			}
+		}
+		for u := range unitsOf {
+			waitUnitRunning(t, c, u, id, 20*time.Second)
+		}
+		c.Restart(t, i)
+	}
+
+	waitUnitRunning(t, c, "ha/capture", "", 30*time.Second)
+	kill("the capture", unitNode(status(t, c), "ha/capture"))
+	waitUnitRunning(t, c, "ha/apply/0", "", 30*time.Second)
+	kill("apply group 0", unitNode(status(t, c), "ha/apply/0"))
+	leader := c.WaitLeader(t)
+	kill("the Raft leader", c.ID(leader))
+	c.WaitLeader(t)
+
+	if err := <-load; err != nil {
+		t.Fatalf("workload: %v", err)
+	}
+	waitEqual(t, p, workload.Tables, 3*time.Minute)
+	stopWatch()
+	st := status(t, c)
+	if len(st.Unhealthy) > 0 {
+		t.Errorf("cluster unhealthy after recovery: %s", strings.Join(st.Unhealthy, "; "))
+	}
+}
+
+// Partition the Raft leader from the others: a new leader is elected, the
+// old leader's units are fenced and move, and no row is written twice.
+func TestClusterPartitionLeader(t *testing.T) {
+	p := newPair(t)
+	ctx := context.Background()
+	srcConn := testenv.Conn(t, p.src.DSN("postgres"))
+	testenv.MustExec(t, srcConn, workload.Schema)
+	if err := workload.Seed(ctx, srcConn, 1000); err != nil {
+		t.Fatal(err)
+	}
+	c := startCluster(t, 3)
+	old := c.WaitLeader(t)
+	createTask(t, clusterClient(c), taskYAML("split", p, ""))
+	waitPhase(t, clusterClient(c), "split", proto.PhaseIncremental, 2*time.Minute)
+
+	load := make(chan error, 1)
+	go func() {
+		_, err := workload.Run(ctx, p.src.DSN("postgres"), workload.Options{
+			Transactions: 1000, Duration: 2 * time.Minute, Seed: 5, Truncate: false,
+			Progress: func(int) { time.Sleep(3 * time.Millisecond) },
+		})
+		load <- err
+	}()
+	time.Sleep(2 * time.Second)
+	c.Partition(old)
+	t.Logf("partitioned the leader %s", c.ID(old))
+	// The others elect a new leader and take over the old leader's units.
+	var newLeader string
+	testenv.CheckFor(t, 30*time.Second, 200*time.Millisecond, func() error {
+		for i := 0; i < c.N(); i++ {
+			if i == old {
+				continue
+			}
+			st, err := (&coordinator.Client{BaseURL: c.URL(i)}).ClusterStatus(ctx)
+			if err != nil {
+				return err
+			}
+			if st.Leader == "" || st.Leader == c.ID(old) {
+				return fmt.Errorf("node %s sees leader %q", c.ID(i), st.Leader)
+			}
+			newLeader = st.Leader
+			for _, n := range st.Nodes {
+				if n.ID == c.ID(old) && len(n.Units) > 0 {
+					return fmt.Errorf("the partitioned node still holds %d units", len(n.Units))
+				}
+			}
+		}
+		return nil
+	})
+	t.Logf("new leader %s; the partitioned node's units moved", newLeader)
+	if err := <-load; err != nil {
+		t.Fatalf("workload: %v", err)
+	}
+	waitEqual(t, p, workload.Tables, 3*time.Minute)
+	c.Heal(old)
+	c.WaitLeader(t)
+	// Healed, the old leader rejoins as a follower; the content still
+	// matches after a few more changes.
+	testenv.MustExec(t, srcConn, `INSERT INTO events (account_id, kind) VALUES (1, 'healed'), (1, 'healed')`)
+	waitEqual(t, p, workload.Tables, time.Minute)
+}
+
+// A task pinned to pool p1 runs only on p1's nodes; when they are all
+// gone it waits, and says why, rather than running elsewhere.
+func TestClusterDedicatedPool(t *testing.T) {
+	p := newPair(t)
+	srcConn := testenv.Conn(t, p.src.DSN("postgres"))
+	testenv.MustExec(t, srcConn, `CREATE TABLE pinned (id int PRIMARY KEY, v text); INSERT INTO pinned SELECT g, 'v' || g FROM generate_series(1, 500) g`)
+	c := startCluster(t, 3, "default", "p1", "default")
+	c.WaitLeader(t)
+	p1 := 1
+	createTask(t, clusterClient(c), taskYAML("pinned", p, "cluster: p1\n"))
+	waitPhase(t, clusterClient(c), "pinned", proto.PhaseIncremental, 2*time.Minute)
+	testenv.CheckFor(t, 30*time.Second, 200*time.Millisecond, func() error {
+		st := status(t, c)
+		for _, n := range st.Nodes {
+			for _, u := range n.Units {
+				if strings.HasPrefix(u.Unit, "pinned/") && n.Pool != "p1" {
+					t.Fatalf("unit %s placed on %s of pool %s", u.Unit, n.ID, n.Pool)
+				}
+			}
+		}
+		if unitNode(st, "pinned/apply/0") != c.ID(p1) {
+			return fmt.Errorf("apply units not placed yet")
+		}
+		return nil
+	})
+	waitEqual(t, p, []string{"pinned"}, time.Minute)
+
+	c.Kill(p1)
+	var reason string
+	testenv.CheckFor(t, 30*time.Second, 200*time.Millisecond, func() error {
+		st := status(t, c)
+		for _, n := range st.Nodes {
+			for _, u := range n.Units {
+				if strings.HasPrefix(u.Unit, "pinned/") {
+					if n.Pool != "p1" {
+						t.Fatalf("unit %s moved to %s of pool %s", u.Unit, n.ID, n.Pool)
+					}
+					return fmt.Errorf("unit %s still on %s", u.Unit, n.ID)
+				}
+			}
+		}
+		for _, w := range st.Waiting {
+			if w.Task == "pinned" {
+				reason = w.Reason
+				return nil
+			}
+		}
+		return fmt.Errorf("task not shown waiting")
+	})
+	if !strings.Contains(reason, "p1") {
+		t.Errorf("waiting reason %q does not name the pool", reason)
+	}
+	t.Logf("pinned waits: %s", reason)
+	testenv.MustExec(t, srcConn, `INSERT INTO pinned VALUES (1001, 'while p1 was down')`)
+	time.Sleep(2 * time.Second)
+	c.Restart(t, p1)
+	waitEqual(t, p, []string{"pinned"}, time.Minute)
+}
+
+// Scale-out: a fourth worker joins and takes some apply groups, with no
+// loss.
+func TestClusterScaleOut(t *testing.T) {
+	p := newPair(t)
+	ctx := context.Background()
+	srcConn := testenv.Conn(t, p.src.DSN("postgres"))
+	testenv.MustExec(t, srcConn, workload.Schema)
+	if err := workload.Seed(ctx, srcConn, 1000); err != nil {
+		t.Fatal(err)
+	}
+	c := startCluster(t, 3)
+	c.WaitLeader(t)
+	createTask(t, clusterClient(c), taskYAML("grow", p, ""))
+	waitPhase(t, clusterClient(c), "grow", proto.PhaseIncremental, 2*time.Minute)
+	load := make(chan error, 1)
+	go func() {
+		_, err := workload.Run(ctx, p.src.DSN("postgres"), workload.Options{
+			Transactions: 800, Duration: 2 * time.Minute, Seed: 3, Truncate: false,
+			Progress: func(int) { time.Sleep(3 * time.Millisecond) },
+		})
+		load <- err
+	}()
+	n4 := c.AddNode(t, testenv.NodeOptions{Roles: []string{"broker", "worker"}})
+	testenv.CheckFor(t, 60*time.Second, 200*time.Millisecond, func() error {
+		st := status(t, c)
+		for _, n := range st.Nodes {
+			if n.ID == c.ID(n4) {
+				for _, u := range n.Units {
+					if u.Running != nil && *u.Running {
+						return nil
+					}
+				}
+				return fmt.Errorf("%s runs no unit yet (%d placed)", n.ID, len(n.Units))
+			}
+		}
+		return fmt.Errorf("%s not registered yet", c.ID(n4))
+	})
+	if err := <-load; err != nil {
+		t.Fatalf("workload: %v", err)
+	}
+	waitEqual(t, p, workload.Tables, 3*time.Minute)
+}

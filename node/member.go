@@ -1,0 +1,165 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluicedb/sluice/coordinator"
+)
+
+// member keeps this node in the cluster: it registers the node with the
+// leader (which also adds it to Raft when it joins a running cluster) and
+// heartbeats, so the leader knows it is alive and the worker knows it may
+// run its units.
+type member struct {
+	cfg      ClusterConfig
+	coord    *coordinator.Coordinator
+	worker   *Worker
+	logger   *slog.Logger
+	failover time.Duration
+
+	registered atomic.Bool
+	client     http.Client
+}
+
+// beatEvery: several heartbeats fit in the failover timeout, so one lost
+// packet or a short election does not make the node look dead.
+func (m *member) beatEvery() time.Duration {
+	return min(max(m.failover/6, 100*time.Millisecond), time.Second)
+}
+
+func (m *member) run(ctx context.Context) {
+	m.client.Timeout = 5 * time.Second
+	tick := time.NewTicker(m.beatEvery())
+	defer tick.Stop()
+	for {
+		if !m.registered.Load() {
+			if err := m.register(ctx); err != nil {
+				m.logger.Debug("cannot register with the cluster yet", "err", err)
+			} else {
+				m.registered.Store(true)
+				m.logger.Info("registered with the cluster", "leader", m.coord.Leader())
+			}
+		}
+		if m.registered.Load() {
+			err := m.heartbeat(ctx)
+			switch {
+			case err == nil:
+				m.worker.Beat()
+			case errors.Is(err, coordinator.ErrNodeNotFound):
+				m.registered.Store(false) // removed, or a new leader's state lacks it
+			default:
+				m.logger.Debug("heartbeat failed", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// waitReady waits until Raft has a leader, this node's state has caught
+// up with it, and the node is registered.
+func (m *member) waitReady(ctx context.Context) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if m.registered.Load() && m.coord.Leader() != "" {
+			if _, ok := m.coord.Node(m.cfg.ID); ok {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("node %s did not join the cluster (no Raft leader, or no peer answered): %w", m.cfg.ID, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+func (m *member) self() coordinator.Node {
+	return coordinator.Node{ID: m.cfg.ID, API: m.cfg.API, Raft: m.cfg.Raft, Roles: m.cfg.Roles, Pool: m.cfg.Pool, Capacity: m.cfg.Capacity}
+}
+
+func (m *member) register(ctx context.Context) error {
+	if m.coord.IsLeader() {
+		return m.coord.Apply(ctx, coordinator.RegisterNode{Node: m.self(), At: time.Now()})
+	}
+	return m.post(ctx, "/api/v1/cluster/nodes", m.self())
+}
+
+func (m *member) heartbeat(ctx context.Context) error {
+	hb := coordinator.Heartbeat{Node: m.cfg.ID, Units: m.worker.Health()}
+	if m.coord.IsLeader() {
+		if _, ok := m.coord.Node(m.cfg.ID); !ok {
+			return coordinator.ErrNodeNotFound
+		}
+		return m.coord.Heartbeat(hb)
+	}
+	return m.post(ctx, "/api/v1/cluster/heartbeat", hb)
+}
+
+// post sends a request to the leader's API, as the local state knows it,
+// else to each peer's API in turn (they forward to the leader). A node
+// still joining has no state yet, so the peers are its way in.
+func (m *member) post(ctx context.Context, path string, body any) error {
+	payload, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	var targets []string
+	if id := m.coord.Leader(); id != "" {
+		if n, ok := m.coord.Node(id); ok {
+			targets = append(targets, n.API)
+		}
+	}
+	for _, p := range m.cfg.Peers {
+		if p.API != "" {
+			targets = append(targets, p.API)
+		}
+	}
+	if len(targets) == 0 {
+		return errors.New("no leader known and no peer api configured")
+	}
+	var errs []error
+	for _, t := range targets {
+		err := m.postTo(ctx, t, path, payload)
+		if err == nil || errors.Is(err, coordinator.ErrNodeNotFound) {
+			return err
+		}
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (m *member) postTo(ctx context.Context, target, path string, payload []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+target+path, bytes.NewReader(payload))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := m.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	switch {
+	case resp.StatusCode < 300:
+		return nil
+	case resp.StatusCode == http.StatusNotFound:
+		return coordinator.ErrNodeNotFound
+	default:
+		return fmt.Errorf("%s%s: %s: %s", target, path, resp.Status, bytes.TrimSpace(msg))
+	}
+}
