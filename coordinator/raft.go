@@ -85,9 +85,9 @@ const (
 	soloHeartbeatTimeout  = 200 * time.Millisecond
 	multiHeartbeatTimeout = time.Second
 	commitTimeout         = 10 * time.Millisecond
-	snapshotsRetained  = 2
-	transportPool      = 3
-	transportTimeout   = 10 * time.Second
+	snapshotsRetained     = 2
+	transportPool         = 3
+	transportTimeout      = 10 * time.Second
 )
 
 // ErrNotLeader: a write went to a node that is not the Raft leader (or lost

@@ -32,13 +32,13 @@ type ClusterConfig struct {
 	// Peers are the other nodes, as this node reaches them. Those with a
 	// raft address and listed by every initial coordinator form the first
 	// Raft configuration; a node they do not list joins through them.
-	Peers    []PeerConfig `yaml:"peers"`
+	Peers []PeerConfig `yaml:"peers"`
 	// Bootstrap (default true for coordinators): form the first Raft
 	// configuration with the peers. A coordinator added to a running
 	// cluster sets it to false and joins through a peer instead.
 	Bootstrap *bool  `yaml:"bootstrap"`
 	Pool      string `yaml:"pool"`
-	Capacity int          `yaml:"capacity"`
+	Capacity  int    `yaml:"capacity"`
 	// FailoverTimeout: a node silent this long is down and its units move.
 	FailoverTimeout Duration `yaml:"failover_timeout"`
 	// StreamReplicas overrides the replicas of task streams (default: 3

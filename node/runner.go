@@ -38,7 +38,7 @@ type RunnerConfig struct {
 	// StreamReplicas: brokers holding each task stream (default 1).
 	StreamReplicas int
 	Capture        capture.Config
-	Worker  apply.WorkerConfig
+	Worker         apply.WorkerConfig
 	// Backoff bounds between retries.
 	MinBackoff, MaxBackoff time.Duration
 }
