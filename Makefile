@@ -26,7 +26,7 @@ demo: deps build
 # Long soak and fault runs, kept out of `make test`'s budget: the crash,
 # outage and large-transaction tests with many more kills and transactions.
 e2e: deps build
-	SLUICE_SOAK=1 $(GO) test -count=1 -timeout 120m -run 'Crash|Outage|LargeTransaction' -v ./node/
+	SLUICE_SOAK=1 $(GO) test -count=1 -timeout 120m -run 'Crash|Outage|LargeTransaction|Cluster' -v ./node/
 
 # Sluice against PostgreSQL's own ceilings on clusters it starts itself
 # (bench/README.md); pass flags with BENCH_FLAGS="--scale 0.05 --reps 1".

@@ -136,6 +136,10 @@ func (a *api) removeNode(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, http.StatusConflict, fmt.Sprintf("node %s is the leader: stop it or let another node lead, then remove it from there", id), nil)
 		return
 	}
+	if msg := a.c.quorumAfterRemoving(id); msg != "" {
+		a.fail(w, http.StatusConflict, msg, nil)
+		return
+	}
 	if err := a.c.Leave(r.Context(), id); err != nil {
 		a.applyFailed(w, fmt.Errorf("remove %s from Raft: %w", id, err))
 		return
@@ -283,4 +287,32 @@ func (c *Coordinator) Status() ClusterStatus {
 		st.Unhealthy = append(st.Unhealthy, "no Raft leader")
 	}
 	return st
+}
+
+// quorumAfterRemoving explains why removing a voter would leave the
+// remaining voters without a live majority ("" when it would not): Raft
+// would then lose its leader and the cluster would stop.
+func (c *Coordinator) quorumAfterRemoving(id string) string {
+	var voters, live int
+	var down []string
+	isVoter := false
+	for _, m := range c.Members() {
+		if !m.Voter {
+			continue
+		}
+		if m.ID == id {
+			isVoter = true
+			continue
+		}
+		voters++
+		if n, ok := c.Node(m.ID); ok && n.Live {
+			live++
+		} else {
+			down = append(down, m.ID)
+		}
+	}
+	if !isVoter || live > voters/2 {
+		return ""
+	}
+	return fmt.Sprintf("removing %s would leave %d of %d remaining voters up, no majority: Raft would stop; bring %v back or remove them first", id, live, voters, down)
 }

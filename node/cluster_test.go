@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"fmt"
+	"math/rand"
 	"os"
 	"strings"
 	"sync"
@@ -370,4 +371,79 @@ func TestClusterScaleOut(t *testing.T) {
 		t.Fatalf("workload: %v", err)
 	}
 	waitEqual(t, p, workload.Tables, 3*time.Minute)
+}
+
+// The soak (make e2e): at least 30 random kills and restarts of random
+// nodes under load, each followed by the time until every unit runs again
+// on a live node; then the content check.
+func TestClusterSoak(t *testing.T) {
+	if os.Getenv("SLUICE_SOAK") == "" {
+		t.Skip("soak: run with SLUICE_SOAK=1 (make e2e)")
+	}
+	p := newPair(t)
+	ctx := context.Background()
+	srcConn := testenv.Conn(t, p.src.DSN("postgres"))
+	testenv.MustExec(t, srcConn, workload.Schema)
+	if err := workload.Seed(ctx, srcConn, 2000); err != nil {
+		t.Fatal(err)
+	}
+	c := startCluster(t, 3)
+	c.WaitLeader(t)
+	createTask(t, clusterClient(c), taskYAML("soak", p, ""))
+	waitPhase(t, clusterClient(c), "soak", proto.PhaseIncremental, 2*time.Minute)
+	stopWatch := watchNeverFailed(t, c, "soak")
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	defer stopLoad()
+	load := make(chan error, 1)
+	go func() {
+		_, err := workload.Run(loadCtx, p.src.DSN("postgres"), workload.Options{
+			Transactions: 200000, Duration: 30 * time.Minute, Seed: 17, Truncate: false,
+			Progress: func(int) { time.Sleep(5 * time.Millisecond) },
+		})
+		load <- err
+	}()
+	rng := rand.New(rand.NewSource(42))
+	var worst time.Duration
+	for k := 1; k <= 32; k++ {
+		i := rng.Intn(c.N())
+		time.Sleep(time.Duration(500+rng.Intn(2500)) * time.Millisecond)
+		start := time.Now()
+		c.Kill(i)
+		c.WaitLeader(t)
+		// Recovered: every unit of the task is placed on a live node and
+		// running there (the killed node is still down).
+		testenv.CheckFor(t, 60*time.Second, 100*time.Millisecond, func() error {
+			st, err := clusterClient(c).ClusterStatus(ctx)
+			if err != nil {
+				return err
+			}
+			if !st.HealthKnown {
+				return fmt.Errorf("no leader answer yet")
+			}
+			units := 0
+			for _, n := range st.Nodes {
+				for _, u := range n.Units {
+					if n.ID == c.ID(i) || !n.Live || u.Running == nil || !*u.Running {
+						return fmt.Errorf("%s on %s not running yet", u.Unit, n.ID)
+					}
+					units++
+				}
+			}
+			if units < 5 { // capture and four apply groups
+				return fmt.Errorf("%d units placed", units)
+			}
+			return nil
+		})
+		took := time.Since(start)
+		worst = max(worst, took)
+		t.Logf("kill %d: %s, recovered in %.1fs", k, c.ID(i), took.Seconds())
+		c.Restart(t, i)
+	}
+	t.Logf("worst recovery %.1fs", worst.Seconds())
+	stopLoad()
+	if err := <-load; err != nil && ctx.Err() == nil && !strings.Contains(err.Error(), "context canceled") {
+		t.Fatalf("workload: %v", err)
+	}
+	waitEqual(t, p, workload.Tables, 3*time.Minute)
+	stopWatch()
 }
