@@ -54,7 +54,7 @@ func (u *applyUnit) run(ctx context.Context) {
 		if !ok {
 			return
 		}
-		terr, closed := rw.fail(err, time.Since(started), task.Spec.Retry)
+		terr, closed := rw.fail(err, time.Since(started), &task, u.store.Tasks())
 		state := proto.StateRetrying
 		if closed {
 			terr.RetryUntil = time.Time{}

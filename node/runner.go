@@ -23,6 +23,7 @@ import (
 // TaskStore is what a runner needs of the replicated state.
 type TaskStore interface {
 	Task(name string) (coordinator.Task, bool)
+	Tasks() []coordinator.Task
 	Apply(ctx context.Context, cmd coordinator.Command) error
 }
 
@@ -112,7 +113,7 @@ func (r *runner) run(ctx context.Context) {
 		if !ok {
 			return
 		}
-		terr, closed := rw.fail(err, time.Since(started), task.Spec.Retry)
+		terr, closed := rw.fail(err, time.Since(started), &task, r.store.Tasks())
 		if closed {
 			r.logger.Error("task failed: retry window closed", "task", r.name, "kind", terr.Kind, "err", err)
 			r.setStatus(ctx, "", proto.StateFailed, terr, false)
@@ -141,15 +142,21 @@ func newRetryWindow(cfg RunnerConfig) *retryWindow {
 // fail records a failure of an attempt that ran for ranFor; it returns
 // the error to show and whether the window has closed. A new kind of
 // failure, or one after a minute of running well, opens a new window.
-func (rw *retryWindow) fail(err error, ranFor time.Duration, retry proto.RetrySpec) (*proto.TaskError, bool) {
+// The window's start lives in the replicated state too (the task's
+// last error and its end), so a unit moved to another node, or a task's
+// other unit failing the same way, goes on with the same window instead
+// of opening a fresh one.
+func (rw *retryWindow) fail(err error, ranFor time.Duration, task *coordinator.Task, all []coordinator.Task) (*proto.TaskError, bool) {
 	kind := Classify(err)
 	now := time.Now()
+	window := retryWindowFor(task, all, kind)
 	if rw.start.IsZero() || ranFor > time.Minute || kind != rw.kind {
 		rw.start, rw.kind, rw.backoff = now, kind, rw.min
-	}
-	window := retry.OtherRetry()
-	if kind == proto.ErrorConnection {
-		window = retry.ConnectionRetry()
+		if le := task.LastError; ranFor <= time.Minute && task.State == proto.StateRetrying && le != nil && le.Kind == kind && !le.RetryUntil.IsZero() {
+			if start := le.RetryUntil.Add(-window); start.Before(now) {
+				rw.start = start
+			}
+		}
 	}
 	until := rw.start.Add(window)
 	terr := &proto.TaskError{Kind: kind, Message: err.Error(), At: now, RetryUntil: until}
@@ -158,6 +165,41 @@ func (rw *retryWindow) fail(err error, ranFor time.Duration, retry proto.RetrySp
 		return terr, true
 	}
 	return terr, false
+}
+
+// retryWindowFor is the task's window for kind, or a shorter one of any
+// task that shares its source or destination server (DESIGN invariant 7:
+// the shortest wins among tasks sharing an endpoint).
+func retryWindowFor(task *coordinator.Task, all []coordinator.Task, kind proto.ErrorKind) time.Duration {
+	of := func(r proto.RetrySpec) time.Duration {
+		if kind == proto.ErrorConnection {
+			return r.ConnectionRetry()
+		}
+		return r.OtherRetry()
+	}
+	window := of(task.Spec.Retry)
+	mine := map[string]bool{endpoint(task.Spec.Source.DSN): true, endpoint(task.Spec.Destination.DSN): true}
+	delete(mine, "")
+	for i := range all {
+		o := &all[i]
+		if o.Spec.Name == task.Spec.Name || o.Deleting {
+			continue
+		}
+		if mine[endpoint(o.Spec.Source.DSN)] || mine[endpoint(o.Spec.Destination.DSN)] {
+			window = min(window, of(o.Spec.Retry))
+		}
+	}
+	return window
+}
+
+// endpoint names a PostgreSQL server as host:port ("" if the DSN does not
+// parse).
+func endpoint(dsn string) string {
+	cfg, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		return ""
+	}
+	return fmt.Sprintf("%s:%d", cfg.Host, cfg.Port)
 }
 
 // wait sleeps the backoff, then doubles it; false when ctx ended.

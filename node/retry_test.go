@@ -1,0 +1,51 @@
+package node
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/sluicedb/sluice/coordinator"
+	"github.com/sluicedb/sluice/proto"
+)
+
+func retryTask(name, src, dst string, other time.Duration) coordinator.Task {
+	t := coordinator.Task{State: proto.StateRunning}
+	t.Spec.Name, t.Spec.Source.DSN, t.Spec.Destination.DSN = name, src, dst
+	t.Spec.Retry.Other = proto.Duration(other)
+	return t
+}
+
+// The shortest window among tasks sharing a source or destination server
+// applies; tasks on other servers do not matter.
+func TestRetryWindowSharedEndpoint(t *testing.T) {
+	a := retryTask("a", "postgres://u@10.0.0.1:5432/shop", "postgres://u@10.0.0.9:5432/wh", 10*time.Minute)
+	b := retryTask("b", "postgres://u@10.0.0.2:5432/crm", "postgres://u@10.0.0.9:5432/wh2", 2*time.Minute)
+	c := retryTask("c", "postgres://u@10.0.0.3:5432/x", "postgres://u@10.0.0.4:5432/y", time.Minute)
+	all := []coordinator.Task{a, b, c}
+	if got := retryWindowFor(&a, all, proto.ErrorOther); got != 2*time.Minute {
+		t.Fatalf("a shares its destination server with b: window %v, want 2m", got)
+	}
+	if got := retryWindowFor(&c, all, proto.ErrorOther); got != time.Minute {
+		t.Fatalf("c: window %v", got)
+	}
+}
+
+// A unit that fails on a new node goes on with the window the task's
+// state records instead of opening a fresh one, and closes it in time.
+func TestRetryWindowContinuesFromState(t *testing.T) {
+	task := retryTask("a", "postgres://u@h:1/d", "postgres://u@h:2/d", time.Minute)
+	task.State = proto.StateRetrying
+	task.LastError = &proto.TaskError{Kind: proto.ErrorOther, RetryUntil: time.Now().Add(-time.Second)}
+	rw := newRetryWindow(RunnerConfig{MinBackoff: time.Second, MaxBackoff: time.Second})
+	terr, closed := rw.fail(errors.New("boom"), 0, &task, nil)
+	if !closed || terr.Kind != proto.ErrorOther {
+		t.Fatalf("window recorded as ended a second ago is still open: %+v", terr)
+	}
+	task.LastError.RetryUntil = time.Now().Add(30 * time.Second)
+	rw = newRetryWindow(RunnerConfig{MinBackoff: time.Second, MaxBackoff: time.Second})
+	terr, closed = rw.fail(errors.New("boom"), 0, &task, nil)
+	if closed || terr.RetryUntil.Sub(task.LastError.RetryUntil).Abs() > time.Second {
+		t.Fatalf("window not continued: until %v, state says %v", terr.RetryUntil, task.LastError.RetryUntil)
+	}
+}
