@@ -17,19 +17,29 @@ import (
 // which source LSN is durable downstream (invariant 1): a checkpoint taken
 // after message n becomes durable once messages 1..n are acknowledged.
 //
-// Ordering: every message of a session but the first names the id of the
-// message before it (Nats-Expected-Last-Msg-Id), so a session's messages
-// form one unbroken chain in the stream. Should a message be lost (a
-// connection cut while it was in flight), every later one is refused
+// Ordering: the capture is the stream's only writer, so once it knows the
+// stream's last sequence it knows the sequence every message it sends will
+// get, and each names the sequence of the one before it
+// (Nats-Expected-Last-Sequence): a session's messages form one unbroken
+// chain in the stream. Should a message be lost (a connection cut, a
+// stream leader change while it was in flight), every later one is refused
 // instead of being stored out of order, and the capture session restarts
 // from the durable LSN. Without the chain a later batch of a table could be
 // applied before an earlier, lost one was republished, and the earlier one
-// would then be skipped as already applied.
+// would then be skipped as already applied. A session learns the last
+// sequence from the acknowledgement of its first message that is not a
+// duplicate (messages republished after a restart are acknowledged as
+// duplicates of the stored ones), sending one message at a time until
+// then. (An earlier version chained message ids, Nats-Expected-Last-Msg-Id;
+// a replicated stream does not keep the last id across a server restart,
+// and its replicas then refused to apply their log.)
 type publisher struct {
 	js       jetstream.JetStream
 	idSuffix string
-	lastID   string // id of the previous message of the chain
 	seq      uint64 // messages sent this session
+	// chained: expect is the stream sequence of the previous message.
+	chained bool
+	expect  uint64
 
 	inflight chan inflightMsg
 	budget   *byteBudget
@@ -38,6 +48,10 @@ type publisher struct {
 	checkpoints []checkpoint
 	ackedSeq    uint64
 	durable     proto.LSN
+	// lastAck is the latest acknowledgement; acked wakes a publish waiting
+	// for one while the session is not chained yet.
+	lastAck jetstream.PubAck
+	acked   chan struct{}
 
 	durableLSN atomic.Uint64 // mirror of durable, read without the lock
 	failed     chan struct{}
@@ -90,6 +104,7 @@ func newPublisher(js jetstream.JetStream, start proto.LSN, maxInflightBytes int,
 		durable:  start,
 		failed:   make(chan struct{}),
 		done:     make(chan struct{}),
+		acked:    make(chan struct{}, 1),
 	}
 	p.durableLSN.Store(uint64(start))
 	go p.collectAcks()
@@ -108,8 +123,8 @@ func (p *publisher) publish(ctx context.Context, subject, msgID string, data []b
 	msgID += p.idSuffix
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 	opts := []jetstream.PublishOpt{jetstream.WithMsgID(msgID), jetstream.WithRetryAttempts(0)}
-	if p.lastID != "" {
-		opts = append(opts, jetstream.WithExpectLastMsgID(p.lastID))
+	if p.chained {
+		opts = append(opts, jetstream.WithExpectLastSequence(p.expect))
 	}
 	fut, err := p.js.PublishMsgAsync(msg, opts...)
 	if err != nil {
@@ -117,15 +132,41 @@ func (p *publisher) publish(ctx context.Context, subject, msgID string, data []b
 		p.fail(fmt.Errorf("publish to JetStream: %w", err))
 		return p.failure()
 	}
-	p.lastID = msgID
+	p.expect++
 	p.seq++
 	select {
 	case p.inflight <- inflightMsg{fut: fut, seq: p.seq, data: data}:
-		return nil
 	case <-p.failed:
 		return p.failure()
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+	if p.chained {
+		return nil
+	}
+	return p.waitChain(ctx)
+}
+
+// waitChain waits for the acknowledgement of the message just sent and,
+// unless it was a duplicate, starts the chain after its sequence.
+func (p *publisher) waitChain(ctx context.Context) error {
+	for {
+		p.mu.Lock()
+		done, ack := p.ackedSeq >= p.seq, p.lastAck
+		p.mu.Unlock()
+		if done {
+			if !ack.Duplicate {
+				p.chained, p.expect = true, ack.Sequence
+			}
+			return nil
+		}
+		select {
+		case <-p.acked:
+		case <-p.failed:
+			return p.failure()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 
@@ -174,8 +215,9 @@ func (p *publisher) collectAcks() {
 		case <-p.failed:
 			return
 		}
+		var ack *jetstream.PubAck
 		select {
-		case <-m.fut.Ok():
+		case ack = <-m.fut.Ok():
 		case err := <-m.fut.Err():
 			p.fail(classifyPublishError(err))
 			return
@@ -184,8 +226,15 @@ func (p *publisher) collectAcks() {
 		putBuffer(m.data)
 		p.mu.Lock()
 		p.ackedSeq = m.seq
+		if ack != nil {
+			p.lastAck = *ack
+		}
 		p.advanceLocked()
 		p.mu.Unlock()
+		select {
+		case p.acked <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -193,13 +242,13 @@ func (p *publisher) collectAcks() {
 // never reached the stream; the session restarts from the durable LSN.
 var ErrChainBroken = errors.New("JetStream refused a batch whose predecessor is missing (a message was lost in flight); restarting capture from the last durable position")
 
-// errCodeWrongLastMsgID is nats-server's JSStreamWrongLastMsgIDErrF, which
-// nats.go has no constant for.
-const errCodeWrongLastMsgID jetstream.ErrorCode = 10070
+// errCodeWrongLastSequence is nats-server's JSStreamWrongLastSequenceErrF,
+// which nats.go has no constant for.
+const errCodeWrongLastSequence jetstream.ErrorCode = 10071
 
 func classifyPublishError(err error) error {
 	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeWrongLastMsgID {
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeWrongLastSequence {
 		return fmt.Errorf("%w: %v", ErrChainBroken, err)
 	}
 	return fmt.Errorf("JetStream did not acknowledge a batch: %w", err)

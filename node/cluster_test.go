@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -388,6 +390,7 @@ func TestClusterSoak(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := startCluster(t, 3)
+	keepClusterLogs(t, c, "soak")
 	c.WaitLeader(t)
 	createTask(t, clusterClient(c), taskYAML("soak", p, ""))
 	waitPhase(t, clusterClient(c), "soak", proto.PhaseIncremental, 2*time.Minute)
@@ -404,7 +407,11 @@ func TestClusterSoak(t *testing.T) {
 	}()
 	rng := rand.New(rand.NewSource(42))
 	var worst time.Duration
-	for k := 1; k <= 32; k++ {
+	kills := 32
+	if n, err := strconv.Atoi(os.Getenv("SLUICE_SOAK_KILLS")); err == nil && n > 0 {
+		kills = n
+	}
+	for k := 1; k <= kills; k++ {
 		i := rng.Intn(c.N())
 		time.Sleep(time.Duration(500+rng.Intn(2500)) * time.Millisecond)
 		start := time.Now()
@@ -446,4 +453,33 @@ func TestClusterSoak(t *testing.T) {
 	}
 	waitEqual(t, p, workload.Tables, 3*time.Minute)
 	stopWatch()
+}
+
+// keepClusterLogs copies every node's whole log, the cluster status and
+// the task's status to $TMPDIR/sluice-<name>-logs when the test fails,
+// for the post-mortem (the test log keeps only the tails).
+func keepClusterLogs(t *testing.T, c *testenv.Cluster, task string) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		dir := filepath.Join(os.TempDir(), "sluice-"+task+"-logs")
+		_ = os.MkdirAll(dir, 0o755)
+		for i := 0; i < c.N(); i++ {
+			if b, err := os.ReadFile(c.LogPath(i)); err == nil {
+				_ = os.WriteFile(filepath.Join(dir, c.ID(i)+".log"), b, 0o644)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		var out strings.Builder
+		if st, err := clusterClient(c).ClusterStatus(ctx); err == nil {
+			fmt.Fprintf(&out, "cluster: %+v\n", *st)
+		}
+		if st, err := clusterClient(c).GetTask(ctx, task); err == nil {
+			fmt.Fprintf(&out, "task: %+v\n", *st)
+		}
+		_ = os.WriteFile(filepath.Join(dir, "status.txt"), []byte(out.String()), 0o644)
+		t.Logf("node logs and status kept in %s", dir)
+	})
 }

@@ -83,9 +83,22 @@ var errReleased = errors.New("task finished")
 // open (invariant 7); the window opens at the first failure and closes
 // the task when it ends. An attempt that ran for a while resets it.
 func (r *runner) run(ctx context.Context) {
-	if err := r.store.Apply(ctx, coordinator.BumpEpoch{Name: r.name}); err != nil {
-		r.logger.Error("cannot start task", "task", r.name, "err", err)
-		return
+	// Raise the epoch first, fencing an earlier capture of the task. A
+	// leader election can refuse it for a moment: try again.
+	for {
+		err := r.store.Apply(ctx, coordinator.BumpEpoch{Name: r.name})
+		if err == nil {
+			break
+		}
+		if errors.Is(err, coordinator.ErrTaskNotFound) || ctx.Err() != nil {
+			return
+		}
+		r.logger.Warn("cannot start task yet", "task", r.name, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
 	task, ok := r.store.Task(r.name)
 	if !ok {
@@ -216,7 +229,18 @@ func (rw *retryWindow) wait(ctx context.Context) bool {
 }
 
 func (r *runner) setStatus(ctx context.Context, phase proto.Phase, state proto.State, terr *proto.TaskError, keepErr bool) {
-	err := r.store.Apply(ctx, coordinator.SetTaskStatus{Name: r.name, Epoch: r.epoch, Phase: phase, State: state, Error: terr, KeepError: keepErr})
+	cmd := coordinator.SetTaskStatus{Name: r.name, Epoch: r.epoch, Phase: phase, State: state, Error: terr, KeepError: keepErr}
+	err := r.store.Apply(ctx, cmd)
+	// A leader election refuses writes for a moment; a lost phase change
+	// would leave the task's apply groups unplaced, so try again.
+	for deadline := time.Now().Add(30 * time.Second); errors.Is(err, coordinator.ErrNotLeader) && time.Now().Before(deadline); {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(300 * time.Millisecond):
+		}
+		err = r.store.Apply(ctx, cmd)
+	}
 	if errors.Is(err, coordinator.ErrStaleEpoch) {
 		return // paused or handed over: the worker stops this runner
 	}

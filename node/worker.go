@@ -36,9 +36,13 @@ type Worker struct {
 	lives map[string]*live // per task, shared by its units here
 }
 
+// restartDelay spaces the restarts of a unit that keeps ending by itself.
+const restartDelay = 2 * time.Second
+
 type runningUnit struct {
 	id     scheduler.UnitID
 	epoch  uint64
+	ended  time.Time // set before done is closed
 	cancel context.CancelFunc
 	done   chan struct{}
 	health *unitHealth
@@ -150,13 +154,16 @@ func (w *Worker) reconcile(ctx context.Context, fenced bool) {
 	}
 	for key, a := range want {
 		if ru, ok := w.units[key]; ok {
-			if ru.epoch == a.Epoch {
-				continue // running, or ended by itself: wait for a new epoch
-			}
 			select {
 			case <-ru.done:
+				// Ended by itself while still placed here (it could not
+				// record its start during an election, say): start it
+				// again, at most once per restartDelay.
+				if ru.epoch == a.Epoch && time.Since(ru.ended) < restartDelay {
+					continue
+				}
 			default:
-				continue // the old instance is still stopping
+				continue // running, or the old instance is still stopping
 			}
 		}
 		w.start(ctx, a)
@@ -191,6 +198,7 @@ func (w *Worker) start(ctx context.Context, a coordinator.Assignment) {
 	w.logger.Info("starting unit", "unit", a.Unit, "epoch", a.Epoch)
 	go func() {
 		defer close(ru.done)
+		defer func() { ru.ended = time.Now() }()
 		defer ru.health.set(false, nil)
 		ru.health.set(true, nil)
 		switch id.Kind {

@@ -721,3 +721,7 @@ func (c *Cluster) agreedLeader() (int, error) {
 	}
 	return -1, fmt.Errorf("the nodes agree on leader %s, which is dead, partitioned or not a node of this cluster", leader)
 }
+
+// LogPath is the file node i's output goes to (all of it; Log returns
+// the tail).
+func (c *Cluster) LogPath(i int) string { return c.node(i).logPath }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"time"
 
@@ -86,9 +87,17 @@ func Start(opts Options) (*Broker, error) {
 			sopts.Routes = append(sopts.Routes, u)
 		}
 	}
+	// SLUICE_NATS_LOG=1 shows the NATS server's own log (stderr), for
+	// diagnosing clustering.
+	if os.Getenv("SLUICE_NATS_LOG") != "" {
+		sopts.NoLog, sopts.Logtime = false, true
+	}
 	srv, err := server.NewServer(sopts)
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
+	}
+	if !sopts.NoLog {
+		srv.ConfigureLogger()
 	}
 	go srv.Start()
 	if !srv.ReadyForConnections(30 * time.Second) {
