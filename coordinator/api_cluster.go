@@ -105,7 +105,10 @@ func (a *api) heartbeat(w http.ResponseWriter, r *http.Request) {
 		a.applyFailed(w, err)
 		return
 	}
-	w.WriteHeader(http.StatusNoContent)
+	// The leader's index tells the node how far its own state must have
+	// caught up before it trusts its assignments (after a partition it
+	// may still hold old ones).
+	a.reply(w, http.StatusOK, HeartbeatReply{Index: a.c.Index()})
 }
 
 func (a *api) drainNode(w http.ResponseWriter, r *http.Request) {
@@ -157,6 +160,11 @@ func (a *api) nodeFailed(w http.ResponseWriter, err error) {
 		return
 	}
 	a.applyFailed(w, err)
+}
+
+// HeartbeatReply is the leader's answer to a heartbeat.
+type HeartbeatReply struct {
+	Index uint64 `json:"index"`
 }
 
 // ClusterStatus is what `sluice cluster status` shows.

@@ -264,14 +264,25 @@ func TestBodyLimitAndHealth(t *testing.T) {
 	_, err := e.client.CreateTask(context.Background(), big)
 	apiError(t, err, http.StatusRequestEntityTooLarge)
 
-	resp, err := http.Get(e.url + "/healthz")
+	health := func() (int, string) {
+		resp, err := http.Get(e.url + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, strings.TrimSpace(string(body))
+	}
+	// Not ready before the node is registered with the cluster.
+	if code, body := health(); code != http.StatusServiceUnavailable || !strings.Contains(body, "not registered") {
+		t.Fatalf("healthz before registration: %d %q", code, body)
+	}
+	err = e.coord.Apply(context.Background(), coordinator.RegisterNode{Node: coordinator.Node{ID: e.coord.NodeID(), API: "127.0.0.1:1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || strings.TrimSpace(string(body)) != "ok" {
-		t.Fatalf("healthz: %d %q", resp.StatusCode, body)
+	if code, body := health(); code != http.StatusOK || body != "ok" {
+		t.Fatalf("healthz: %d %q", code, body)
 	}
 	if !strings.Contains(e.logs.String(), "path=/healthz") {
 		t.Fatalf("request not logged at debug:\n%s", e.logs.String())

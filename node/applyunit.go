@@ -34,7 +34,7 @@ type applyUnit struct {
 // recovered, and the task is shown running again.
 const healthyAfter = 10 * time.Second
 
-func (u *applyUnit) run(ctx context.Context) {
+func (u *applyUnit) run(ctx context.Context) (fenced bool) {
 	rw := newRetryWindow(u.cfg)
 	log := u.logger.With("task", u.task, "group", u.group, "epoch", u.epoch)
 	for {
@@ -42,17 +42,17 @@ func (u *applyUnit) run(ctx context.Context) {
 		u.health.set(true, nil)
 		err := u.attempt(ctx)
 		if ctx.Err() != nil {
-			return
+			return false
 		}
 		if errors.Is(err, apply.ErrFenced) {
 			log.Warn("apply group fenced: a newer owner writes it; stopping here")
 			u.health.set(false, err)
-			return
+			return true
 		}
 		u.health.set(false, err)
 		task, ok := u.store.Task(u.task)
 		if !ok {
-			return
+			return false
 		}
 		terr, closed := rw.fail(err, time.Since(started), &task, u.store.Tasks())
 		state := proto.StateRetrying
@@ -65,7 +65,7 @@ func (u *applyUnit) run(ctx context.Context) {
 		}
 		u.report(ctx, state, terr)
 		if closed || !rw.wait(ctx) {
-			return
+			return false
 		}
 	}
 }

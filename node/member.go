@@ -53,7 +53,6 @@ func (m *member) run(ctx context.Context) {
 			err := m.heartbeat(ctx)
 			switch {
 			case err == nil:
-				m.worker.Beat()
 			case errors.Is(err, coordinator.ErrNodeNotFound):
 				m.registered.Store(false) // removed, or a new leader's state lacks it
 			default:
@@ -95,7 +94,7 @@ func (m *member) register(ctx context.Context) error {
 	if m.coord.IsLeader() {
 		return m.coord.Apply(ctx, coordinator.RegisterNode{Node: m.self(), At: time.Now()})
 	}
-	return m.post(ctx, "/api/v1/cluster/nodes", m.self())
+	return m.post(ctx, "/api/v1/cluster/nodes", m.self(), nil)
 }
 
 func (m *member) heartbeat(ctx context.Context) error {
@@ -104,15 +103,24 @@ func (m *member) heartbeat(ctx context.Context) error {
 		if _, ok := m.coord.Node(m.cfg.ID); !ok {
 			return coordinator.ErrNodeNotFound
 		}
-		return m.coord.Heartbeat(hb)
+		if err := m.coord.Heartbeat(hb); err != nil {
+			return err
+		}
+		m.worker.Beat(m.coord.Index())
+		return nil
 	}
-	return m.post(ctx, "/api/v1/cluster/heartbeat", hb)
+	var reply coordinator.HeartbeatReply
+	if err := m.post(ctx, "/api/v1/cluster/heartbeat", hb, &reply); err != nil {
+		return err
+	}
+	m.worker.Beat(reply.Index)
+	return nil
 }
 
 // post sends a request to the leader's API, as the local state knows it,
 // else to each peer's API in turn (they forward to the leader). A node
 // still joining has no state yet, so the peers are its way in.
-func (m *member) post(ctx context.Context, path string, body any) error {
+func (m *member) post(ctx context.Context, path string, body, reply any) error {
 	payload, err := json.Marshal(body)
 	if err != nil {
 		return err
@@ -133,7 +141,7 @@ func (m *member) post(ctx context.Context, path string, body any) error {
 	}
 	var errs []error
 	for _, t := range targets {
-		err := m.postTo(ctx, t, path, payload)
+		err := m.postTo(ctx, t, path, payload, reply)
 		if err == nil || errors.Is(err, coordinator.ErrNodeNotFound) {
 			return err
 		}
@@ -142,7 +150,7 @@ func (m *member) post(ctx context.Context, path string, body any) error {
 	return errors.Join(errs...)
 }
 
-func (m *member) postTo(ctx context.Context, target, path string, payload []byte) error {
+func (m *member) postTo(ctx context.Context, target, path string, payload []byte, reply any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+target+path, bytes.NewReader(payload))
 	if err != nil {
 		return err
@@ -156,6 +164,9 @@ func (m *member) postTo(ctx context.Context, target, path string, payload []byte
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	switch {
 	case resp.StatusCode < 300:
+		if reply != nil && len(msg) > 0 {
+			return json.Unmarshal(msg, reply)
+		}
 		return nil
 	case resp.StatusCode == http.StatusNotFound:
 		return coordinator.ErrNodeNotFound

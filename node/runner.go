@@ -82,7 +82,7 @@ var errReleased = errors.New("task finished")
 // Each failure is retried with backoff while its kind's retry window is
 // open (invariant 7); the window opens at the first failure and closes
 // the task when it ends. An attempt that ran for a while resets it.
-func (r *runner) run(ctx context.Context) {
+func (r *runner) run(ctx context.Context) (fenced bool) {
 	// Raise the epoch first, fencing an earlier capture of the task. A
 	// leader election can refuse it for a moment: try again.
 	for {
@@ -91,18 +91,18 @@ func (r *runner) run(ctx context.Context) {
 			break
 		}
 		if errors.Is(err, coordinator.ErrTaskNotFound) || ctx.Err() != nil {
-			return
+			return false
 		}
 		r.logger.Warn("cannot start task yet", "task", r.name, "err", err)
 		select {
 		case <-ctx.Done():
-			return
+			return false
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
 	task, ok := r.store.Task(r.name)
 	if !ok {
-		return
+		return false
 	}
 	r.epoch = task.Epoch
 	rw := newRetryWindow(r.cfg)
@@ -111,31 +111,31 @@ func (r *runner) run(ctx context.Context) {
 		r.health.set(true, nil)
 		err := r.attempt(ctx)
 		if ctx.Err() != nil {
-			return
+			return false
 		}
 		if errors.Is(err, errReleased) {
 			r.setStatus(ctx, "", proto.StateReleased, nil, true)
-			return
+			return false
 		}
 		if errors.Is(err, apply.ErrFenced) || errors.Is(err, coordinator.ErrStaleEpoch) {
 			r.logger.Warn("task fenced by a newer owner; stopping here", "task", r.name)
-			return
+			return true
 		}
 		r.health.set(false, err)
 		task, ok := r.store.Task(r.name)
 		if !ok {
-			return
+			return false
 		}
 		terr, closed := rw.fail(err, time.Since(started), &task, r.store.Tasks())
 		if closed {
 			r.logger.Error("task failed: retry window closed", "task", r.name, "kind", terr.Kind, "err", err)
 			r.setStatus(ctx, "", proto.StateFailed, terr, false)
-			return
+			return false
 		}
 		r.logger.Warn("task error; retrying", "task", r.name, "kind", terr.Kind, "in", rw.backoff, "until", terr.RetryUntil.Format(time.RFC3339), "err", err)
 		r.setStatus(ctx, "", proto.StateRetrying, terr, false)
 		if !rw.wait(ctx) {
-			return
+			return false
 		}
 	}
 }

@@ -30,6 +30,11 @@ type Worker struct {
 	// heartbeat the leader accepted (unix nanoseconds).
 	failover time.Duration
 	lastBeat atomic.Int64
+	// leaderIndex is the leader's Raft index at the last heartbeat: units
+	// start only once the local state has applied that far, so a node
+	// back from a partition does not act on assignments it has not yet
+	// seen replaced.
+	leaderIndex atomic.Uint64
 
 	mu    sync.Mutex
 	units map[string]*runningUnit
@@ -42,7 +47,8 @@ const restartDelay = 2 * time.Second
 type runningUnit struct {
 	id     scheduler.UnitID
 	epoch  uint64
-	ended  time.Time // set before done is closed
+	ended  time.Time   // set before done is closed
+	fenced atomic.Bool // it stopped because a newer owner wrote
 	cancel context.CancelFunc
 	done   chan struct{}
 	health *unitHealth
@@ -76,8 +82,15 @@ func NewWorker(id string, coord *coordinator.Coordinator, js jetstream.JetStream
 	return w
 }
 
-// Beat records a heartbeat the leader accepted.
-func (w *Worker) Beat() { w.lastBeat.Store(time.Now().UnixNano()) }
+// Beat records a heartbeat the leader accepted, and the leader's index.
+func (w *Worker) Beat(leaderIndex uint64) {
+	w.leaderIndex.Store(leaderIndex)
+	w.lastBeat.Store(time.Now().UnixNano())
+}
+
+// caughtUp: the local state has applied what the leader had at the last
+// heartbeat.
+func (w *Worker) caughtUp() bool { return w.coord.Index() >= w.leaderIndex.Load() }
 
 // fenced: the leader has not heard from this node for the failover
 // timeout, so it may have handed the units to others.
@@ -152,19 +165,24 @@ func (w *Worker) reconcile(ctx context.Context, fenced bool) {
 		default: // forgotten once it has stopped, at a later round
 		}
 	}
+	caughtUp := w.caughtUp()
 	for key, a := range want {
 		if ru, ok := w.units[key]; ok {
 			select {
 			case <-ru.done:
 				// Ended by itself while still placed here (it could not
 				// record its start during an election, say): start it
-				// again, at most once per restartDelay.
-				if ru.epoch == a.Epoch && time.Since(ru.ended) < restartDelay {
+				// again, at most once per restartDelay; never when a
+				// newer owner fenced it, until the state moves it.
+				if ru.epoch == a.Epoch && (ru.fenced.Load() || time.Since(ru.ended) < restartDelay) {
 					continue
 				}
 			default:
 				continue // running, or the old instance is still stopping
 			}
+		}
+		if !caughtUp {
+			continue // the assignment may be stale: wait for the log
 		}
 		w.start(ctx, a)
 	}
@@ -204,10 +222,10 @@ func (w *Worker) start(ctx context.Context, a coordinator.Assignment) {
 		switch id.Kind {
 		case scheduler.KindCapture:
 			r := &runner{name: id.Task, store: w.coord, js: w.js, cfg: w.cfg, logger: w.logger, live: l, health: ru.health}
-			r.run(uctx)
+			ru.fenced.Store(r.run(uctx))
 		case scheduler.KindApply:
 			u := &applyUnit{task: id.Task, group: id.Group, epoch: a.Epoch, store: w.coord, js: w.js, cfg: w.cfg, logger: w.logger, live: l, health: ru.health}
-			u.run(uctx)
+			ru.fenced.Store(u.run(uctx))
 		}
 		w.logger.Info("unit stopped", "unit", a.Unit, "epoch", a.Epoch)
 	}()
