@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/internal/sluicetest"
 	"github.com/sluicedb/sluice/internal/testenv"
@@ -29,6 +31,43 @@ func startCluster(t *testing.T, nodes int, pools ...string) *testenv.Cluster {
 	return testenv.StartCluster(t, testenv.ClusterOptions{
 		Binary: sluicetest.SluiceBinary(t), Nodes: nodes, Pools: pools, FailoverTimeout: clusterFailover,
 	})
+}
+
+// clusterWithTask starts a 3-node cluster and a task over a source seeded
+// with the workload's tables, and waits until the task is incremental.
+func clusterWithTask(t *testing.T, task string, seed int) (pair, *testenv.Cluster, *pgx.Conn) {
+	t.Helper()
+	p := newPair(t)
+	srcConn := testenv.Conn(t, p.src.DSN("postgres"))
+	testenv.MustExec(t, srcConn, workload.Schema)
+	if err := workload.Seed(context.Background(), srcConn, seed); err != nil {
+		t.Fatal(err)
+	}
+	c := startCluster(t, 3)
+	keepClusterLogs(t, c, task)
+	c.WaitLeader(t)
+	createTask(t, clusterClient(c), taskYAML(task, p, ""))
+	waitPhase(t, clusterClient(c), task, proto.PhaseIncremental, 2*time.Minute)
+	return p, c, srcConn
+}
+
+// startLoad runs the workload (no truncates, so a doubled row stays
+// visible) in the background; the channel gets its result.
+func startLoad(ctx context.Context, p pair, txs int, duration time.Duration, seed int64, progress func(int)) <-chan error {
+	load := make(chan error, 1)
+	go func() {
+		_, err := workload.Run(ctx, p.src.DSN("postgres"), workload.Options{
+			Transactions: txs, Duration: duration, Seed: seed, Truncate: false,
+			Progress: func(n int) {
+				if progress != nil {
+					progress(n)
+				}
+				time.Sleep(5 * time.Millisecond)
+			},
+		})
+		load <- err
+	}()
+	return load
 }
 
 // clusterClient talks to the first live node of the cluster.
@@ -136,32 +175,14 @@ func watchNeverFailed(t *testing.T, c *testenv.Cluster, task string) (stop func(
 // After recovery the destination equals the source by content (a keyed
 // table and a keyless one) and the task never showed failed.
 func TestClusterFailover(t *testing.T) {
-	p := newPair(t)
-	ctx := context.Background()
-	srcConn := testenv.Conn(t, p.src.DSN("postgres"))
-	testenv.MustExec(t, srcConn, workload.Schema)
-	if err := workload.Seed(ctx, srcConn, 2000); err != nil {
-		t.Fatal(err)
-	}
-	c := startCluster(t, 3)
-	c.WaitLeader(t)
-	createTask(t, clusterClient(c), taskYAML("ha", p, ""))
-	waitPhase(t, clusterClient(c), "ha", proto.PhaseIncremental, 2*time.Minute)
+	p, c, _ := clusterWithTask(t, "ha", 2000)
 	stopWatch := watchNeverFailed(t, c, "ha")
-
 	txs, duration := 5000, 2*time.Minute
 	if os.Getenv("SLUICE_SOAK") != "" {
 		txs, duration = 20000, 15*time.Minute
 	}
 	var committed atomic.Int64
-	load := make(chan error, 1)
-	go func() {
-		_, err := workload.Run(ctx, p.src.DSN("postgres"), workload.Options{
-			Transactions: txs, Duration: duration, Seed: 11, Truncate: false,
-			Progress: func(n int) { committed.Store(int64(n)); time.Sleep(5 * time.Millisecond) },
-		})
-		load <- err
-	}()
+	load := startLoad(context.Background(), p, txs, duration, 11, func(n int) { committed.Store(int64(n)) })
 	testenv.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 		if committed.Load() < 200 {
 			return fmt.Errorf("%d transactions committed", committed.Load())
@@ -214,26 +235,10 @@ func TestClusterFailover(t *testing.T) {
 // Partition the Raft leader from the others: a new leader is elected, the
 // old leader's units are fenced and move, and no row is written twice.
 func TestClusterPartitionLeader(t *testing.T) {
-	p := newPair(t)
+	p, c, srcConn := clusterWithTask(t, "split", 1000)
 	ctx := context.Background()
-	srcConn := testenv.Conn(t, p.src.DSN("postgres"))
-	testenv.MustExec(t, srcConn, workload.Schema)
-	if err := workload.Seed(ctx, srcConn, 1000); err != nil {
-		t.Fatal(err)
-	}
-	c := startCluster(t, 3)
 	old := c.WaitLeader(t)
-	createTask(t, clusterClient(c), taskYAML("split", p, ""))
-	waitPhase(t, clusterClient(c), "split", proto.PhaseIncremental, 2*time.Minute)
-
-	load := make(chan error, 1)
-	go func() {
-		_, err := workload.Run(ctx, p.src.DSN("postgres"), workload.Options{
-			Transactions: 1000, Duration: 2 * time.Minute, Seed: 5, Truncate: false,
-			Progress: func(int) { time.Sleep(3 * time.Millisecond) },
-		})
-		load <- err
-	}()
+	load := startLoad(ctx, p, 1000, 2*time.Minute, 5, nil)
 	time.Sleep(2 * time.Second)
 	c.Partition(old)
 	t.Logf("partitioned the leader %s", c.ID(old))
@@ -335,25 +340,8 @@ func TestClusterDedicatedPool(t *testing.T) {
 // Scale-out: a fourth worker joins and takes some apply groups, with no
 // loss.
 func TestClusterScaleOut(t *testing.T) {
-	p := newPair(t)
-	ctx := context.Background()
-	srcConn := testenv.Conn(t, p.src.DSN("postgres"))
-	testenv.MustExec(t, srcConn, workload.Schema)
-	if err := workload.Seed(ctx, srcConn, 1000); err != nil {
-		t.Fatal(err)
-	}
-	c := startCluster(t, 3)
-	c.WaitLeader(t)
-	createTask(t, clusterClient(c), taskYAML("grow", p, ""))
-	waitPhase(t, clusterClient(c), "grow", proto.PhaseIncremental, 2*time.Minute)
-	load := make(chan error, 1)
-	go func() {
-		_, err := workload.Run(ctx, p.src.DSN("postgres"), workload.Options{
-			Transactions: 800, Duration: 2 * time.Minute, Seed: 3, Truncate: false,
-			Progress: func(int) { time.Sleep(3 * time.Millisecond) },
-		})
-		load <- err
-	}()
+	p, c, _ := clusterWithTask(t, "grow", 1000)
+	load := startLoad(context.Background(), p, 800, 2*time.Minute, 3, nil)
 	n4 := c.AddNode(t, testenv.NodeOptions{Roles: []string{"broker", "worker"}})
 	testenv.CheckFor(t, 60*time.Second, 200*time.Millisecond, func() error {
 		st := status(t, c)
@@ -382,29 +370,12 @@ func TestClusterSoak(t *testing.T) {
 	if os.Getenv("SLUICE_SOAK") == "" {
 		t.Skip("soak: run with SLUICE_SOAK=1 (make e2e)")
 	}
-	p := newPair(t)
+	p, c, _ := clusterWithTask(t, "soak", 2000)
 	ctx := context.Background()
-	srcConn := testenv.Conn(t, p.src.DSN("postgres"))
-	testenv.MustExec(t, srcConn, workload.Schema)
-	if err := workload.Seed(ctx, srcConn, 2000); err != nil {
-		t.Fatal(err)
-	}
-	c := startCluster(t, 3)
-	keepClusterLogs(t, c, "soak")
-	c.WaitLeader(t)
-	createTask(t, clusterClient(c), taskYAML("soak", p, ""))
-	waitPhase(t, clusterClient(c), "soak", proto.PhaseIncremental, 2*time.Minute)
 	stopWatch := watchNeverFailed(t, c, "soak")
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
-	load := make(chan error, 1)
-	go func() {
-		_, err := workload.Run(loadCtx, p.src.DSN("postgres"), workload.Options{
-			Transactions: 200000, Duration: 30 * time.Minute, Seed: 17, Truncate: false,
-			Progress: func(int) { time.Sleep(5 * time.Millisecond) },
-		})
-		load <- err
-	}()
+	load := startLoad(loadCtx, p, 200000, 30*time.Minute, 17, nil)
 	rng := rand.New(rand.NewSource(42))
 	var worst time.Duration
 	kills := 32
