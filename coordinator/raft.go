@@ -204,10 +204,17 @@ func Open(cfg Config) (*Coordinator, error) {
 			return nil, fmt.Errorf("coordinator: read Raft state: %w", err)
 		}
 		if !has {
+			// Record this node under its configured address (a host name
+			// stays a name, as the peers list it), unless it asked for a
+			// free port.
+			self := raft.ServerAddress(cfg.BindAddr)
+			if _, port, _ := net.SplitHostPort(cfg.BindAddr); port == "0" {
+				self = transport.LocalAddr()
+			}
 			conf := raft.Configuration{Servers: []raft.Server{{
 				Suffrage: raft.Voter,
 				ID:       rc.LocalID,
-				Address:  transport.LocalAddr(),
+				Address:  self,
 			}}}
 			for _, p := range cfg.Voters {
 				conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr)})
