@@ -149,3 +149,41 @@ func compareTables(ctx context.Context, src, dst *pgx.Conn, tables ...string) er
 
 // sqlLiteral quotes a string for SQL.
 func sqlLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// pairEnv is a scenario's sessions: Sluice's source and destination
+// databases, and native logical replication between its own pair.
+type pairEnv struct {
+	src, dst *pgx.Conn // Sluice's pair
+	nat      *native
+}
+
+// openPairEnv connects to Sluice's pair (sluiceDB on both clusters) and
+// sets up native replication of tables between nativeDB on both.
+func (b *bench) openPairEnv(ctx context.Context, sluiceDB, nativeDB, subscription string, tables []string) (*pairEnv, error) {
+	env := &pairEnv{}
+	var err error
+	if env.src, err = connect(ctx, b.src.DSN(sluiceDB)); err != nil {
+		return nil, err
+	}
+	if env.dst, err = connect(ctx, b.dst.DSN(sluiceDB)); err != nil {
+		env.Close()
+		return nil, err
+	}
+	if env.nat, err = newNative(ctx, b.src, b.dst, nativeDB, nativeDB, subscription, tables); err != nil {
+		env.Close()
+		return nil, err
+	}
+	return env, nil
+}
+
+// Close ends the sessions (and native's subscription).
+func (e *pairEnv) Close() {
+	if e.nat != nil {
+		e.nat.Close(context.Background())
+	}
+	for _, c := range []*pgx.Conn{e.src, e.dst} {
+		if c != nil {
+			c.Close(context.Background())
+		}
+	}
+}

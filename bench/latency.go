@@ -33,12 +33,6 @@ CREATE FUNCTION lat_applied_at() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NE
 CREATE TRIGGER lat_applied_at BEFORE INSERT OR UPDATE ON lat FOR EACH ROW EXECUTE FUNCTION lat_applied_at();
 ALTER TABLE lat ENABLE ALWAYS TRIGGER lat_applied_at`
 
-// latencyEnv is the latency scenario's databases and sessions.
-type latencyEnv struct {
-	src, dst *pgx.Conn // Sluice's pair
-	nat      *native
-}
-
 func (b *bench) runLatency(ctx context.Context) error {
 	if !b.want("latency/p50") && !b.want("latency/p99") {
 		return nil
@@ -58,20 +52,11 @@ func (b *bench) runLatency(ctx context.Context) error {
 		}
 	}
 	defer b.dropDatabases(latencySluiceDB, latencyNativeDB)
-	env := &latencyEnv{}
-	var err error
-	if env.src, err = connect(ctx, b.src.DSN(latencySluiceDB)); err != nil {
+	env, err := b.openPairEnv(ctx, latencySluiceDB, latencyNativeDB, "bench_latency", []string{latencyTable})
+	if err != nil {
 		return err
 	}
-	defer env.src.Close(context.Background())
-	if env.dst, err = connect(ctx, b.dst.DSN(latencySluiceDB)); err != nil {
-		return err
-	}
-	defer env.dst.Close(context.Background())
-	if env.nat, err = newNative(ctx, b.src, b.dst, latencyNativeDB, latencyNativeDB, "bench_latency", []string{latencyTable}); err != nil {
-		return err
-	}
-	defer env.nat.Close(context.Background())
+	defer env.Close()
 
 	rate, how := b.cfg.LatencyRate, "--latency-rate"
 	if rate <= 0 && b.nativeSingleRate > 0 {
@@ -182,22 +167,18 @@ func resetLatency(ctx context.Context, src, dst *pgx.Conn) error {
 	return nil
 }
 
-func (b *bench) latencySluice(ctx context.Context, env *latencyEnv, rate float64, dur time.Duration, rep int) (_ run, err error) {
+func (b *bench) latencySluice(ctx context.Context, env *pairEnv, rate float64, dur time.Duration, rep int) (_ run, err error) {
 	if err := capture.DropTaskObjects(ctx, env.src, latencyTask); err != nil {
 		return run{}, err
 	}
 	if err := resetLatency(ctx, env.src, env.dst); err != nil {
 		return run{}, err
 	}
-	if err := checkpoint(ctx, b.src, b.dst); err != nil {
-		return run{}, err
-	}
-	p, err := startSluice(ctx, b.cfg, b.work)
+	p, done, err := b.freshSluice(ctx, fmt.Sprintf("latency-rep%d", rep))
 	if err != nil {
 		return run{}, err
 	}
-	defer p.Stop()
-	defer func() { err = b.sluiceFailed(p, fmt.Sprintf("latency-rep%d", rep), err) }()
+	defer done(&err)
 	if err := startIncrementalTask(ctx, p, latencyTask, b.src.DSN(latencySluiceDB), b.dst.DSN(latencySluiceDB), env.src, env.dst, latencyTable); err != nil {
 		return run{}, err
 	}
@@ -229,7 +210,7 @@ func (b *bench) latencySluice(ctx context.Context, env *latencyEnv, rate float64
 	return r, nil
 }
 
-func (b *bench) latencyNative(ctx context.Context, env *latencyEnv, rate float64, dur time.Duration, rep int) (run, error) {
+func (b *bench) latencyNative(ctx context.Context, env *pairEnv, rate float64, dur time.Duration, rep int) (run, error) {
 	n := env.nat
 	if err := n.Drop(ctx); err != nil {
 		return run{}, err

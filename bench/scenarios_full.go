@@ -134,15 +134,11 @@ func (b *bench) fullSluice(ctx context.Context, src, dst *pgx.Conn, t fullTable,
 	if err := execSQL(ctx, dst, time.Minute, "DROP TABLE IF EXISTS "+t.Name); err != nil {
 		return run{}, err
 	}
-	if err := checkpoint(ctx, b.src, b.dst); err != nil {
-		return run{}, err
-	}
-	p, err := startSluice(ctx, b.cfg, b.work)
+	p, done, err := b.freshSluice(ctx, fmt.Sprintf("full-%s-rep%d", t.Name, rep))
 	if err != nil {
 		return run{}, err
 	}
-	defer p.Stop()
-	defer func() { err = b.sluiceFailed(p, fmt.Sprintf("full-%s-rep%d", t.Name, rep), err) }()
+	defer done(&err)
 	name := "full-" + t.Name
 	spec := taskSpec(name, b.src.DSN("full"), b.dst.DSN("full"), []string{t.Name}, true, true, false)
 	if err := p.CreateTask(ctx, spec); err != nil {

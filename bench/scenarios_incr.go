@@ -53,12 +53,6 @@ func incrTarget(c incrCase) target {
 	return t
 }
 
-// incrEnv holds the databases and sessions of the incremental scenarios.
-type incrEnv struct {
-	src, dst *pgx.Conn // Sluice's pair
-	nat      *native
-}
-
 func (b *bench) runIncremental(ctx context.Context) error {
 	var cases []incrCase
 	for _, c := range incrCases(b.cfg.Scale) {
@@ -89,20 +83,11 @@ func (b *bench) runIncremental(ctx context.Context) error {
 		}
 	}
 	defer b.dropDatabases(incrSluiceDB, incrNativeDB)
-	env := &incrEnv{}
-	var err error
-	if env.src, err = connect(ctx, b.src.DSN(incrSluiceDB)); err != nil {
+	env, err := b.openPairEnv(ctx, incrSluiceDB, incrNativeDB, "bench_incr", []string{benchTable})
+	if err != nil {
 		return err
 	}
-	defer env.src.Close(context.Background())
-	if env.dst, err = connect(ctx, b.dst.DSN(incrSluiceDB)); err != nil {
-		return err
-	}
-	defer env.dst.Close(context.Background())
-	if env.nat, err = newNative(ctx, b.src, b.dst, incrNativeDB, incrNativeDB, "bench_incr", []string{benchTable}); err != nil {
-		return err
-	}
-	defer env.nat.Close(context.Background())
+	defer env.Close()
 
 	for _, c := range cases {
 		desc := c.W.What
@@ -151,7 +136,7 @@ func (b *bench) runIncremental(ctx context.Context) error {
 // seeded on both sides while no slot exists, an incremental-only task
 // (schema and full sync off, conflicting_tables ignore), a warm-up marker,
 // then the measured part.
-func (b *bench) incrSluice(ctx context.Context, env *incrEnv, c incrCase, rep int) (_ run, err error) {
+func (b *bench) incrSluice(ctx context.Context, env *pairEnv, c incrCase, rep int) (_ run, err error) {
 	// A slot or publication left by an interrupted run would replicate
 	// the reset.
 	if err := capture.DropTaskObjects(ctx, env.src, incrTask); err != nil {
@@ -160,15 +145,11 @@ func (b *bench) incrSluice(ctx context.Context, env *incrEnv, c incrCase, rep in
 	if err := seedTable(ctx, env.src, env.dst, benchTable, c.W.SeedRows); err != nil {
 		return run{}, err
 	}
-	if err := checkpoint(ctx, b.src, b.dst); err != nil {
-		return run{}, err
-	}
-	p, err := startSluice(ctx, b.cfg, b.work)
+	p, done, err := b.freshSluice(ctx, fmt.Sprintf("%s-rep%d", c.Name, rep))
 	if err != nil {
 		return run{}, err
 	}
-	defer p.Stop()
-	defer func() { err = b.sluiceFailed(p, fmt.Sprintf("%s-rep%d", c.Name, rep), err) }()
+	defer done(&err)
 	if err := startIncrementalTask(ctx, p, incrTask, b.src.DSN(incrSluiceDB), b.dst.DSN(incrSluiceDB), env.src, env.dst, benchTable); err != nil {
 		return run{}, err
 	}
@@ -284,7 +265,7 @@ func waitSlotReleased(ctx context.Context, src *pgx.Conn, slot string) error {
 // incrNative is one yardstick run: the subscription dropped, the table
 // reset and seeded on both sides, the subscription created with
 // copy_data = false, a warm-up marker, then the measured part.
-func (b *bench) incrNative(ctx context.Context, env *incrEnv, c incrCase, rep int) (run, error) {
+func (b *bench) incrNative(ctx context.Context, env *pairEnv, c incrCase, rep int) (run, error) {
 	n := env.nat
 	if err := n.Drop(ctx); err != nil {
 		return run{}, err

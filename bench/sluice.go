@@ -273,6 +273,22 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// freshSluice checkpoints both clusters, then starts a new `sluice up`
+// for one measured run. The caller defers done(&err): it stops sluice
+// and, when the run failed, keeps its log (named by label).
+func (b *bench) freshSluice(ctx context.Context, label string) (p *sluiceProc, done func(*error), err error) {
+	if err := checkpoint(ctx, b.src, b.dst); err != nil {
+		return nil, nil, err
+	}
+	if p, err = startSluice(ctx, b.cfg, b.work); err != nil {
+		return nil, nil, err
+	}
+	return p, func(errp *error) {
+		*errp = b.sluiceFailed(p, label, *errp)
+		p.Stop()
+	}, nil
+}
+
 // sluiceFailed copies a failed run's sluice log next to the results (the
 // work directory is removed at the end) and names it in the error.
 func (b *bench) sluiceFailed(p *sluiceProc, what string, err error) error {
