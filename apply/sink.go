@@ -31,21 +31,39 @@ type ChangeApplier interface {
 	Apply(ctx context.Context, ch *Changes) error
 }
 
-// Snapshotter loads full-sync chunks.
+// Snapshotter loads full-sync chunks. Copy units on several nodes load
+// the chunks of one plan (coordinator.FullSyncPlan) side by side; the sink
+// makes each chunk land exactly once, however often it is retried and by
+// whichever owner, and keeps chunks of a replaced plan out.
 type Snapshotter interface {
 	Sink
-	// BeginTable empties the table before its first chunk is loaded, so a
-	// copy interrupted half-way restarts clean.
-	BeginTable(ctx context.Context, t proto.TableID) error
-	// CopyChunk loads rows in a PostgreSQL COPY format from r and returns
-	// how many it loaded. Every sink reads CopyText.
-	CopyChunk(ctx context.Context, t proto.TableID, columns []string, format proto.CopyFormat, r io.Reader) (int64, error)
+	// BeginTable empties the table and binds it to plan: from then on only
+	// chunks of that plan load into it. It fails with ErrFenced when a
+	// newer plan holds the table.
+	BeginTable(ctx context.Context, task string, t proto.TableID, plan uint64) error
+	// CopyChunk loads one chunk: unless the chunk is already loaded, it
+	// calls read to stream its rows in c.Format, and records the chunk in
+	// the same transaction as the rows. It returns the chunk's rows, and
+	// ErrFenced when the table is bound to another plan or finished. Every
+	// sink reads CopyText.
+	CopyChunk(ctx context.Context, c ChunkLoad, read func(w io.Writer) (int64, error)) (int64, error)
 	// CopyFormatFor is the cheapest format the sink reads for a table
 	// from a source of the given PostgreSQL major version.
 	CopyFormatFor(ctx context.Context, t *proto.TableDef, sourceMajor int) (proto.CopyFormat, error)
-	// FinishTable stores the position the table's copy corresponds to:
-	// changes at or below it are already in the copy and will be skipped.
-	FinishTable(ctx context.Context, task string, t proto.TableID, at proto.Position, epoch uint64) error
+	// FinishTable closes the table to chunks of plan and stores the
+	// position its copy corresponds to: changes at or below it are already
+	// in the copy and will be skipped.
+	FinishTable(ctx context.Context, task string, t proto.TableID, plan uint64, at proto.Position, epoch uint64) error
+}
+
+// ChunkLoad names a full-sync chunk at the destination.
+type ChunkLoad struct {
+	Task    string
+	Plan    uint64
+	Table   proto.TableID
+	Chunk   int // its index among the table's chunks in the plan
+	Columns []string
+	Format  proto.CopyFormat
 }
 
 // SchemaApplier creates the source's schema at the destination.

@@ -39,6 +39,25 @@ func OpenSnapshotReader(ctx context.Context, dsn, snapshotName, task string) (*S
 	return &SnapshotReader{conn: conn, tx: tx}, nil
 }
 
+// Export exports the reader's snapshot again, under a new name that other
+// sessions (on any node) import while this reader stays open: the
+// snapshot a replication slot exported dies as soon as its connection
+// starts streaming, this one lives as long as the reader.
+func (r *SnapshotReader) Export(ctx context.Context) (string, error) {
+	var name string
+	if err := r.tx.QueryRow(ctx, `SELECT pg_export_snapshot()`).Scan(&name); err != nil {
+		return "", fmt.Errorf("export the full sync's snapshot: %w", err)
+	}
+	return name, nil
+}
+
+// Alive checks that the reader's session, and so its snapshot, is still
+// there.
+func (r *SnapshotReader) Alive(ctx context.Context) error {
+	_, err := r.tx.Exec(ctx, `SELECT 1`)
+	return err
+}
+
 // Tx is the snapshot transaction, for reading the schema in the same cut.
 func (r *SnapshotReader) Tx() pgx.Tx { return r.tx }
 

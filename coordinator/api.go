@@ -30,11 +30,6 @@ type Backend interface {
 // Live is a running task's volatile metrics: not replicated, read from the
 // node that runs the task.
 type Live struct {
-	// RowsDone counts rows copied of tables not finished yet; finished
-	// ones are in Task.RowsCopied.
-	RowsDone      int64
-	RowsEstimated int64
-	TablesTotal   int
 	LatencyMS     *int64 // nil while unknown
 	RowsApplied   int64
 	ThroughputRPS float64
@@ -224,18 +219,9 @@ func (a *api) healthz(w http.ResponseWriter, r *http.Request) {
 // live metrics, and the spec without passwords.
 func (a *api) status(t Task) proto.TaskStatus {
 	live := a.b.Live(t.Spec.Name)
-	// Finished tables are counted in the replicated state, so progress
-	// survives restarts; the node adds the rows of tables being copied.
-	full := proto.FullProgress{
-		RowsDone:      t.RowsCopied + live.RowsDone,
-		RowsEstimated: live.RowsEstimated,
-		TablesDone:    len(t.TablesCopied),
-		TablesTotal:   live.TablesTotal,
-	}
-	if t.Phase == proto.PhaseIncremental {
-		// Done: the estimate has served its purpose, the count is exact.
-		full.RowsEstimated, full.TablesTotal = full.RowsDone, full.TablesDone
-	}
+	// Full-sync progress is in the replicated state, chunk by chunk, so
+	// every node shows it and it survives restarts.
+	full := t.FullProgress()
 	return proto.TaskStatus{
 		Name:          t.Spec.Name,
 		Phase:         t.Phase,

@@ -116,12 +116,28 @@ func TestCreateGetListDelete(t *testing.T) {
 	}
 
 	lat := int64(42)
-	e.backend.SetLive("orders", coordinator.Live{RowsDone: 50, RowsEstimated: 200, TablesTotal: 3,
-		LatencyMS: &lat, RowsApplied: 7, ThroughputRPS: 1.5, ConfirmedLSN: "0/16B3748"})
-	// A finished table is counted in the replicated state, the rows of
-	// the tables being copied come from the node.
+	e.backend.SetLive("orders", coordinator.Live{LatencyMS: &lat, RowsApplied: 7, ThroughputRPS: 1.5, ConfirmedLSN: "0/16B3748"})
+	// Progress comes from the replicated state: a finished table, and the
+	// copied chunks of a plan's tables still loading.
 	if err := e.coord.Apply(ctx, coordinator.MarkTablesCopied{Name: "orders", Tables: map[string]proto.LSN{"public\x00orders": 1}, Rows: 100}); err != nil {
 		t.Fatal(err)
+	}
+	task, _ := e.coord.Task("orders")
+	plan := coordinator.FullSyncPlan{Units: 2, TablesTotal: 3, RowsEstimated: 200, Tables: []coordinator.PlannedCopy{
+		{Table: proto.TableID{Schema: "public", Name: "a"}, Chunks: []coordinator.PlannedChunk{{Unit: 0}, {Unit: 1}}},
+		{Table: proto.TableID{Schema: "public", Name: "b"}, Chunks: []coordinator.PlannedChunk{{Unit: 1}}},
+	}}
+	if err := e.coord.Apply(ctx, coordinator.SetFullSyncPlan{Name: "orders", Epoch: task.Epoch, Plan: plan}); err != nil {
+		t.Fatal(err)
+	}
+	task, _ = e.coord.Task("orders")
+	for _, cmd := range []coordinator.Command{
+		coordinator.MarkChunkCopied{Name: "orders", Plan: task.FullSync.ID, Table: 0, Chunk: 0, Rows: 30},
+		coordinator.MarkChunkCopied{Name: "orders", Plan: task.FullSync.ID, Table: 0, Chunk: 1, Rows: 20},
+	} {
+		if err := e.coord.Apply(ctx, cmd); err != nil {
+			t.Fatal(err)
+		}
 	}
 	st, err = e.client.GetTask(ctx, "orders")
 	if err != nil {

@@ -28,7 +28,8 @@ const (
 	CmdRemoveTask        CommandType = 9
 	CmdPauseTask         CommandType = 10
 	CmdResumeTask        CommandType = 11
-	// The cluster issue adds nodes and assignments from 32 on.
+	// Full-sync plans are 12 to 14 (fullsync.go); nodes and assignments
+	// from 32 on (cluster.go).
 )
 
 // Command is a change to the replicated state. Its JSON form is the payload
@@ -338,6 +339,7 @@ func applyResetTablesCopied(d *data, index uint64, cmd *ResetTablesCopied) error
 	}
 	t.TablesCopied = nil
 	t.RowsCopied = 0
+	t.FullSync = nil
 	t.ModifyIndex = index
 	return nil
 }
@@ -348,6 +350,7 @@ func applyMarkPostDataDone(d *data, index uint64, cmd *MarkPostDataDone) error {
 		return err
 	}
 	t.PostDataDone = true
+	t.FullSync = nil
 	t.ModifyIndex = index
 	return nil
 }
@@ -357,7 +360,8 @@ func applyBumpEpoch(d *data, index uint64, cmd *BumpEpoch) error {
 	if err != nil {
 		return err
 	}
-	t.Epoch = index // Raft indexes grow: comparable with assignments' epochs
+	t.Epoch = index  // Raft indexes grow: comparable with assignments' epochs
+	t.FullSync = nil // its snapshot lives with the capture unit being replaced
 	t.ModifyIndex = index
 	return nil
 }
@@ -395,6 +399,7 @@ func applyPauseTask(d *data, index uint64, cmd *PauseTask) error {
 	}
 	t.State = proto.StatePaused
 	t.Epoch = index // Raft indexes grow: comparable with assignments' epochs
+	t.FullSync = nil
 	t.ModifyIndex = index
 	return nil
 }

@@ -213,8 +213,9 @@ func (c *Coordinator) schedulerInput(groups int) ([]scheduler.Node, []scheduler.
 
 // TaskUnits are the units a task needs now: none unless it should run; its
 // capture (which also drives the schema and full-sync phases) while it
-// runs; and one apply unit per table group once it is incremental (a
-// table's changes apply only after its full sync, DESIGN invariant 4).
+// runs; the copy units of its full-sync plan that have chunks left; and
+// one apply unit per table group once it is incremental (a table's
+// changes apply only after its full sync, DESIGN invariant 4).
 func TaskUnits(t *Task, groups int) []scheduler.Unit {
 	if !Runnable(t) {
 		return nil
@@ -224,6 +225,11 @@ func TaskUnits(t *Task, groups int) []scheduler.Unit {
 		pool = DefaultPool
 	}
 	units := []scheduler.Unit{{ID: scheduler.UnitID{Task: t.Spec.Name, Kind: scheduler.KindCapture}, Pool: pool}}
+	if p := t.FullSync; p != nil && p.Ready {
+		for _, c := range p.UnitsWithWork() {
+			units = append(units, scheduler.Unit{ID: scheduler.UnitID{Task: t.Spec.Name, Kind: scheduler.KindCopy, Group: c}, Pool: pool})
+		}
+	}
 	if t.Phase == proto.PhaseIncremental && t.Spec.Sync.IncrementalEnabled() {
 		for g := 0; g < groups; g++ {
 			units = append(units, scheduler.Unit{ID: scheduler.UnitID{Task: t.Spec.Name, Kind: scheduler.KindApply, Group: g}, Pool: pool})

@@ -39,6 +39,8 @@ type Task struct {
 	// PostDataDone: secondary indexes, foreign keys and sequences were
 	// created after the full load.
 	PostDataDone bool `json:"post_data_done,omitempty"`
+	// FullSync is the full sync in progress, shared among copy units.
+	FullSync *FullSyncPlan `json:"full_sync,omitempty"`
 	// CreateIndex is the Raft index of the CreateTask: it tells a task from
 	// an earlier task of the same name that was deleted.
 	CreateIndex uint64 `json:"create_index"`
@@ -224,6 +226,7 @@ func cloneTask(t *Task) Task {
 		c.LastError = &e
 	}
 	c.TablesCopied = maps.Clone(t.TablesCopied)
+	c.FullSync = t.FullSync.clone()
 	return c
 }
 

@@ -281,6 +281,11 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		DrainNode{ID: "n1", Undo: true},
 		RemoveNode{ID: "n1"},
 		ApplyPlan{Moves: []PlanMove{{Unit: "a/apply/1", From: "n1", To: "n2", Reason: "node n1 is down"}}, Waiting: map[string]string{"b": "no live worker in pool p1"}, At: t0},
+		SetFullSyncPlan{Name: "a", Epoch: 4, Plan: FullSyncPlan{Snapshot: "00000003-00000004-1", LSN: 9, Units: 2, TablesTotal: 1, RowsEstimated: 10,
+			Tables: []PlannedCopy{{Table: proto.TableID{Schema: "public", Name: "t"}, Columns: []string{"id"}, Format: proto.CopyBinary,
+				Chunks: []PlannedChunk{{FromPage: 0, ToPage: 8, Unit: 1}, {FromPage: 8, ToPage: -1}}}}}},
+		MarkFullSyncReady{Name: "a", Plan: 5},
+		MarkChunkCopied{Name: "a", Plan: 5, Table: 0, Chunk: 1, Rows: 77},
 	}
 	seen := map[CommandType]bool{}
 	for _, cmd := range cmds {
@@ -454,5 +459,61 @@ func TestPauseFencesStatusAndResume(t *testing.T) {
 	mustApply(t, s, 7, SetTaskStatus{Name: "a", State: proto.StateReleased})
 	if err := s.Apply(8, PauseTask{Name: "a"}); !errors.Is(err, ErrBadTransition) {
 		t.Fatalf("pause of a finished task: %v", err)
+	}
+}
+
+// A full-sync plan: only its capture's epoch records it, copy units are
+// wanted once it is ready and while they have chunks left, a replaced plan
+// refuses marks, and a new capture owner drops it.
+func TestFullSyncPlan(t *testing.T) {
+	s := NewStore()
+	mustApply(t, s, 1, CreateTask{Spec: testSpec("a"), At: t0})
+	mustApply(t, s, 2, SetTaskStatus{Name: "a", Phase: proto.PhaseFull, State: proto.StateRunning})
+	plan := FullSyncPlan{Snapshot: "snap", Units: 3, TablesTotal: 2, RowsEstimated: 100, Tables: []PlannedCopy{
+		{Table: proto.TableID{Schema: "public", Name: "x"}, Chunks: []PlannedChunk{{Unit: 0}, {Unit: 1}}},
+		{Table: proto.TableID{Schema: "public", Name: "y"}, Chunks: []PlannedChunk{{Unit: 1}, {Unit: 2}}},
+	}}
+	if err := s.Apply(3, SetFullSyncPlan{Name: "a", Epoch: 99, Plan: plan}); !errors.Is(err, ErrStaleEpoch) {
+		t.Fatalf("plan of a stale epoch: %v", err)
+	}
+	mustApply(t, s, 4, SetFullSyncPlan{Name: "a", Epoch: 1, Plan: plan})
+	units := func() []string {
+		task, _ := s.Task("a")
+		var out []string
+		for _, u := range TaskUnits(&task, 2) {
+			out = append(out, u.ID.String())
+		}
+		return out
+	}
+	if got := units(); !reflect.DeepEqual(got, []string{"a/capture"}) {
+		t.Fatalf("units before ready: %v", got)
+	}
+	mustApply(t, s, 5, MarkFullSyncReady{Name: "a", Plan: 4})
+	if got := units(); !reflect.DeepEqual(got, []string{"a/capture", "a/copy/0", "a/copy/1", "a/copy/2"}) {
+		t.Fatalf("units once ready: %v", got)
+	}
+	mustApply(t, s, 6, MarkChunkCopied{Name: "a", Plan: 4, Table: 0, Chunk: 0, Rows: 10})
+	mustApply(t, s, 7, MarkChunkCopied{Name: "a", Plan: 4, Table: 1, Chunk: 1, Rows: 5})
+	mustApply(t, s, 8, MarkChunkCopied{Name: "a", Plan: 4, Table: 1, Chunk: 1, Rows: 999}) // a retry: counted once
+	if got := units(); !reflect.DeepEqual(got, []string{"a/capture", "a/copy/1"}) {
+		t.Fatalf("units with unit 1's chunks left: %v", got)
+	}
+	task, _ := s.Task("a")
+	if done, _ := task.FullSync.TableDone(0); done {
+		t.Fatal("table x done with a chunk left")
+	}
+	if f := task.FullProgress(); f != (proto.FullProgress{RowsDone: 15, RowsEstimated: 100, TablesTotal: 2}) {
+		t.Fatalf("progress: %+v", f)
+	}
+	if err := s.Apply(9, MarkChunkCopied{Name: "a", Plan: 4, Table: 2, Chunk: 0}); err == nil {
+		t.Fatal("a chunk outside the plan was accepted")
+	}
+	mustApply(t, s, 10, SetFullSyncPlan{Name: "a", Epoch: 1, Plan: plan})
+	if err := s.Apply(11, MarkChunkCopied{Name: "a", Plan: 4, Table: 0, Chunk: 1}); !errors.Is(err, ErrStaleEpoch) {
+		t.Fatalf("mark of a replaced plan: %v", err)
+	}
+	mustApply(t, s, 12, BumpEpoch{Name: "a"})
+	if task, _ := s.Task("a"); task.FullSync != nil {
+		t.Fatal("a new capture owner kept the old owner's plan")
 	}
 }

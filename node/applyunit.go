@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -35,48 +34,8 @@ type applyUnit struct {
 const healthyAfter = 10 * time.Second
 
 func (u *applyUnit) run(ctx context.Context) (fenced bool) {
-	rw := newRetryWindow(u.cfg)
 	log := u.logger.With("task", u.task, "group", u.group, "epoch", u.epoch)
-	for {
-		started := time.Now()
-		u.health.set(true, nil)
-		err := u.attempt(ctx)
-		if ctx.Err() != nil {
-			return false
-		}
-		if errors.Is(err, apply.ErrFenced) {
-			log.Warn("apply group fenced: a newer owner writes it; stopping here")
-			u.health.set(false, err)
-			return true
-		}
-		u.health.set(false, err)
-		task, ok := u.store.Task(u.task)
-		if !ok {
-			return false
-		}
-		terr, closed := rw.fail(err, time.Since(started), &task, u.store.Tasks())
-		state := proto.StateRetrying
-		if closed {
-			terr.RetryUntil = time.Time{}
-			state = proto.StateFailed
-			log.Error("task failed: retry window of its apply group closed", "kind", terr.Kind, "err", err)
-		} else {
-			log.Warn("apply error; retrying", "kind", terr.Kind, "in", rw.backoff, "until", terr.RetryUntil.Format(time.RFC3339), "err", err)
-		}
-		u.report(ctx, state, terr)
-		if closed || !rw.wait(ctx) {
-			return false
-		}
-	}
-}
-
-// report records the group's trouble in the task's status, unless the
-// task was paused or stopped meanwhile.
-func (u *applyUnit) report(ctx context.Context, state proto.State, terr *proto.TaskError) {
-	err := u.store.Apply(ctx, coordinator.SetTaskStatus{Name: u.task, State: state, Error: terr, IfRunnable: true})
-	if err != nil && !errors.Is(err, coordinator.ErrStaleEpoch) && ctx.Err() == nil {
-		u.logger.Warn("cannot record task status", "task", u.task, "err", err)
-	}
+	return superviseUnit(ctx, unitSupervisor{task: u.task, what: "apply group", store: u.store, cfg: u.cfg, log: log, health: u.health}, u.attempt)
 }
 
 // attempt applies until the first error. Once it has run well for a while

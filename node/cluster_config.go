@@ -43,10 +43,15 @@ type ClusterConfig struct {
 	FailoverTimeout Duration `yaml:"failover_timeout"`
 	// StreamReplicas overrides the replicas of task streams (default: 3
 	// when the cluster has at least 3 brokers, else 1).
-	StreamReplicas int    `yaml:"stream_replicas"`
-	Pprof          string `yaml:"pprof"`
-	LogLevel       string `yaml:"log_level"`
-	LogFormat      string `yaml:"log_format"`
+	StreamReplicas int `yaml:"stream_replicas"`
+	// CopyUnits is how many copy units a task's full sync is shared
+	// among (default 4); ChunkPages the size of a chunk in 8 KiB pages
+	// (default 4096, 32 MiB). The node that plans a full sync uses its own.
+	CopyUnits  int    `yaml:"copy_units"`
+	ChunkPages int64  `yaml:"chunk_pages"`
+	Pprof      string `yaml:"pprof"`
+	LogLevel   string `yaml:"log_level"`
+	LogFormat  string `yaml:"log_format"`
 }
 
 // PeerConfig is another node.
@@ -163,6 +168,12 @@ func (c *ClusterConfig) Validate() error {
 	}
 	if c.StreamReplicas < 0 || c.StreamReplicas > 5 {
 		bad("stream_replicas must be between 1 and 5")
+	}
+	if c.CopyUnits < 0 || c.CopyUnits > 64 {
+		bad("copy_units must be between 1 and 64")
+	}
+	if c.ChunkPages < 0 {
+		bad("chunk_pages must be 1 or more")
 	}
 	return errors.Join(errs...)
 }

@@ -232,6 +232,112 @@ func TestClusterFailover(t *testing.T) {
 	}
 }
 
+// Full sync spread over the cluster: a task's chunks are copied by copy
+// units on several nodes. SIGKILL a node running copy units (not the
+// capture, which holds the snapshot) in the middle of the load, under a
+// write load: its units move, the load ends, and the destination equals
+// the source by content, keyless tables included, so a chunk loaded twice
+// would show. The task never shows failed.
+func TestClusterFullSyncSpread(t *testing.T) {
+	p := newPair(t)
+	ctx := context.Background()
+	srcConn := testenv.Conn(t, p.src.DSN("postgres"))
+	testenv.MustExec(t, srcConn, workload.Schema)
+	if err := workload.Seed(ctx, srcConn, 20000); err != nil {
+		t.Fatal(err)
+	}
+	testenv.MustExec(t, srcConn, `CREATE TABLE bulk (id bigint PRIMARY KEY, pad text);
+		INSERT INTO bulk SELECT g, repeat(md5(g::text), 6) FROM generate_series(1, 300000) g;
+		CREATE TABLE bulk_bag (v bigint, pad text);
+		ALTER TABLE bulk_bag REPLICA IDENTITY FULL;
+		INSERT INTO bulk_bag SELECT g % 1000, repeat(md5(g::text), 6) FROM generate_series(1, 150000) g;
+		ANALYZE`)
+	tables := append([]string{"public.bulk", "public.bulk_bag"}, workload.Tables...)
+
+	// Small chunks, many copy units: the load takes long enough to kill
+	// a node in its middle, and spreads over every node.
+	c := testenv.StartCluster(t, testenv.ClusterOptions{
+		Binary: sluicetest.SluiceBinary(t), Nodes: 3, FailoverTimeout: clusterFailover, CopyUnits: 6, ChunkPages: 16,
+	})
+	keepClusterLogs(t, c, "spread")
+	c.WaitLeader(t)
+	stopWatch := watchNeverFailed(t, c, "spread")
+	createTask(t, clusterClient(c), taskYAML("spread", p, ""))
+	load := startLoad(ctx, p, 1500, 2*time.Minute, 23, nil)
+
+	// Wait for copy units on at least two nodes, then kill one of their
+	// nodes that does not run the capture.
+	copyNodes := map[string]bool{}
+	var victim string
+	var lost []string
+	testenv.CheckFor(t, 2*time.Minute, 50*time.Millisecond, func() error {
+		st, err := clusterClient(c).GetTask(ctx, "spread")
+		if err != nil {
+			return err
+		}
+		if st.Phase == proto.PhaseIncremental {
+			t.Fatalf("the full sync ended before a copy unit's node could be killed: make the tables bigger")
+		}
+		cs, err := clusterClient(c).ClusterStatus(ctx)
+		if err != nil {
+			return err
+		}
+		capture := unitNode(cs, "spread/capture")
+		for _, n := range cs.Nodes {
+			var copies []string
+			for _, u := range n.Units {
+				if strings.HasPrefix(u.Unit, "spread/copy/") && u.Running != nil && *u.Running {
+					copies = append(copies, u.Unit)
+				}
+			}
+			if len(copies) > 0 {
+				copyNodes[n.ID] = true
+				if n.ID != capture && n.Live {
+					victim, lost = n.ID, copies
+				}
+			}
+		}
+		if len(copyNodes) < 2 || victim == "" {
+			return fmt.Errorf("copy units run on %v (capture on %s)", copyNodes, capture)
+		}
+		if st.Full.RowsEstimated > 0 && st.Full.RowsDone*10 > st.Full.RowsEstimated*6 {
+			t.Fatalf("the full sync is %d/%d rows done before the kill: make the tables bigger", st.Full.RowsDone, st.Full.RowsEstimated)
+		}
+		return nil
+	})
+	st, _ := clusterClient(c).GetTask(ctx, "spread")
+	t.Logf("copy units on %v; killing %s (running %v) at %d/%d rows", copyNodes, victim, lost, st.Full.RowsDone, st.Full.RowsEstimated)
+	c.Kill(nodeIndex(c, victim))
+
+	// Its copy units run elsewhere, or are done.
+	for _, unit := range lost {
+		testenv.CheckFor(t, time.Minute, 100*time.Millisecond, func() error {
+			cs, err := clusterClient(c).ClusterStatus(ctx)
+			if err != nil {
+				return err
+			}
+			if on := unitNode(cs, unit); on == victim {
+				return fmt.Errorf("%s still placed on the killed node", unit)
+			}
+			return nil
+		})
+	}
+	waitPhase(t, clusterClient(c), "spread", proto.PhaseIncremental, 3*time.Minute)
+	if err := <-load; err != nil {
+		t.Fatalf("workload: %v", err)
+	}
+	waitEqual(t, p, tables, 3*time.Minute)
+	stopWatch()
+	final, err := clusterClient(c).GetTask(ctx, "spread")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if final.Full.TablesDone != len(tables) || final.Full.RowsDone < 470000 {
+		t.Errorf("full-sync progress after the load: %+v", final.Full)
+	}
+	c.Restart(t, nodeIndex(c, victim))
+}
+
 // Partition the Raft leader from the others: a new leader is elected, the
 // old leader's units are fenced and move, and no row is written twice.
 func TestClusterPartitionLeader(t *testing.T) {

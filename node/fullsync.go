@@ -2,12 +2,9 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"sort"
-	"sync"
-	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
@@ -77,35 +74,30 @@ func (r *runner) fullPhases(ctx context.Context, g *errgroup.Group, task *coordi
 		}
 	}
 
-	var readers []*capture.SnapshotReader
+	// holder keeps the snapshot open for the schema, the chunk plan and
+	// the copy units, wherever they run, until the load ends.
+	var holder *capture.SnapshotReader
 	defer func() {
-		for _, rd := range readers {
-			rd.Close()
+		if holder != nil {
+			holder.Close()
 		}
 	}()
 	if exported != nil {
-		n := r.cfg.SnapshotReaders
-		if len(remaining) == 0 {
-			n = 1
-		}
-		for i := 0; i < n; i++ {
-			rd, err := capture.OpenSnapshotReader(ctx, spec.Source.DSN, exported.Name, r.name)
-			if err != nil {
-				return err
-			}
-			readers = append(readers, rd)
+		var err error
+		if holder, err = capture.OpenSnapshotReader(ctx, spec.Source.DSN, exported.Name, r.name); err != nil {
+			return err
 		}
 	}
 	var schemaQ capture.Querier = src
-	if len(readers) > 0 {
-		schemaQ = readers[0].Tx()
+	if holder != nil {
+		schemaQ = holder.Tx()
 	}
 	schema, err := capture.ReadSchema(ctx, schemaQ, spec.Objects)
 	if err != nil {
 		return err
 	}
 
-	// 2. Capture, once every reader holds the snapshot.
+	// 2. Capture, once the holder has the snapshot.
 	if incremental {
 		var handover *capture.ExportedSnapshot
 		if fromSlot {
@@ -138,18 +130,16 @@ func (r *runner) fullPhases(ctx context.Context, g *errgroup.Group, task *coordi
 		}
 	}
 
-	// 4. The load.
-	r.live.tablesTotal.Store(int64(len(tables)))
-	r.live.rowsEstimated.Store(task.RowsCopied)
+	// 4. The load, by the copy units.
 	if len(remaining) > 0 {
-		if err := r.copyTables(ctx, readers, sink, schema, remaining, snapshotLSN, r.epoch); err != nil {
+		if err := r.load(ctx, holder, sink, schema, remaining, len(tables), task.RowsCopied, snapshotLSN); err != nil {
 			return err
 		}
 	}
-	for _, rd := range readers {
-		rd.Close()
+	if holder != nil {
+		holder.Close()
+		holder = nil
 	}
-	readers = nil
 
 	// 5. After the load: secondary indexes, foreign keys, sequences.
 	if task.PostDataDone {
@@ -168,123 +158,140 @@ func (r *runner) fullPhases(ctx context.Context, g *errgroup.Group, task *coordi
 
 func beforeFull(p proto.Phase) bool { return p == proto.PhasePrecheck || p == proto.PhaseSchema }
 
-type tableCopy struct {
-	def       *proto.TableDef
-	begin     sync.Once
-	beginErr  error
-	chunksDue atomic.Int64
-	rows      atomic.Int64
+// load plans the chunks of tables, shares them among copy units (which
+// the leader places on the task's workers, copyunit.go), and finishes each
+// table once its chunks are loaded. It keeps the snapshot open meanwhile.
+func (r *runner) load(ctx context.Context, holder *capture.SnapshotReader, sink *postgres.Sink, schema *proto.Schema, tables []proto.TableID, tablesTotal int, rowsBefore int64, lsn proto.LSN) error {
+	plan, err := r.planLoad(ctx, holder, sink, schema, tables)
+	if err != nil {
+		return err
+	}
+	if plan.Snapshot, err = holder.Export(ctx); err != nil {
+		return err
+	}
+	plan.LSN, plan.TablesTotal, plan.RowsEstimated = lsn, tablesTotal, plan.RowsEstimated+rowsBefore
+	if err := r.store.Apply(ctx, coordinator.SetFullSyncPlan{Name: r.name, Epoch: r.epoch, Plan: *plan}); err != nil {
+		return fmt.Errorf("record the full-sync plan: %w", err)
+	}
+	task, ok := r.store.Task(r.name)
+	if !ok || task.FullSync == nil {
+		return fmt.Errorf("task %s: the full-sync plan just recorded is gone", r.name)
+	}
+	id := task.FullSync.ID
+	chunks := 0
+	for _, t := range plan.Tables {
+		if err := sink.BeginTable(ctx, r.name, t.Table, id); err != nil {
+			return err
+		}
+		chunks += len(t.Chunks)
+	}
+	if err := r.store.Apply(ctx, coordinator.MarkFullSyncReady{Name: r.name, Plan: id}); err != nil {
+		return err
+	}
+	r.logger.Info("full sync", "task", r.name, "plan", id, "tables", len(plan.Tables), "chunks", chunks, "copy_units", plan.Units,
+		"estimated_rows", plan.RowsEstimated-rowsBefore, "snapshot_lsn", lsn.String())
+
+	finished := make([]bool, len(plan.Tables))
+	left := len(plan.Tables)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	lastCheck := time.Now()
+	for left > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+		// The copy units import the holder's snapshot: if its session
+		// ended, they cannot, and the load starts over from a new one.
+		if time.Since(lastCheck) > 5*time.Second {
+			if err := holder.Alive(ctx); err != nil {
+				return fmt.Errorf("the session holding the full sync's snapshot ended: %w", err)
+			}
+			lastCheck = time.Now()
+		}
+		task, ok := r.store.Task(r.name)
+		if !ok {
+			return fmt.Errorf("task %s is gone", r.name)
+		}
+		p := task.FullSync
+		if p == nil || p.ID != id {
+			return fmt.Errorf("%w: full-sync plan %d of %s was replaced", coordinator.ErrStaleEpoch, id, r.name)
+		}
+		for i := range p.Tables {
+			done, rows := p.TableDone(i)
+			if finished[i] || !done {
+				continue
+			}
+			t := p.Tables[i].Table
+			if err := sink.FinishTable(ctx, r.name, t, id, proto.EndOf(lsn), r.epoch); err != nil {
+				return err
+			}
+			if err := r.store.Apply(ctx, coordinator.MarkTablesCopied{Name: r.name, Tables: map[string]proto.LSN{t.Key(): lsn}, Rows: rows}); err != nil {
+				return err
+			}
+			finished[i] = true
+			left--
+		}
+	}
+	return nil
 }
 
-// copyTables loads tables chunk by chunk, each reader with its own
-// destination session, through a pipe: rows stream from the source's
-// COPY TO into the destination's COPY FROM, never held whole.
-func (r *runner) copyTables(ctx context.Context, readers []*capture.SnapshotReader, sink *postgres.Sink, schema *proto.Schema, tables []proto.TableID, lsn proto.LSN, epoch uint64) error {
+// planLoad splits tables into chunks and shares them among copy units:
+// biggest tables first, each chunk to the unit with the least bytes so
+// far, so the units end together.
+func (r *runner) planLoad(ctx context.Context, holder *capture.SnapshotReader, sink *postgres.Sink, schema *proto.Schema, tables []proto.TableID) (*coordinator.FullSyncPlan, error) {
 	defs := map[string]*proto.TableDef{}
 	for i := range schema.Tables {
 		defs[schema.Tables[i].ID.Key()] = &schema.Tables[i]
 	}
-	var copies []*tableCopy
-	var estimate int64
+	var ordered []*proto.TableDef
 	for _, t := range tables {
 		def := defs[t.Key()]
 		if def == nil {
-			return fmt.Errorf("table %s is not in the schema read from the source", t)
+			return nil, fmt.Errorf("table %s is not in the schema read from the source", t)
 		}
-		copies = append(copies, &tableCopy{def: def})
-		estimate += def.EstimatedRows
+		ordered = append(ordered, def)
 	}
-	// Biggest first, so the long tables start early and the readers end
-	// together.
-	sort.SliceStable(copies, func(i, j int) bool { return copies[i].def.EstimatedBytes > copies[j].def.EstimatedBytes })
-	type job struct {
-		tc    *tableCopy
-		chunk capture.Chunk
-	}
-	var jobs []job
+	sort.SliceStable(ordered, func(i, j int) bool { return ordered[i].EstimatedBytes > ordered[j].EstimatedBytes })
 	var sourceMajor int
-	if err := readers[0].Tx().QueryRow(ctx, `SELECT current_setting('server_version_num')::int / 10000`).Scan(&sourceMajor); err != nil {
-		return err
+	if err := holder.Tx().QueryRow(ctx, `SELECT current_setting('server_version_num')::int / 10000`).Scan(&sourceMajor); err != nil {
+		return nil, err
 	}
-	for _, tc := range copies {
-		chunks, err := readers[0].PlanChunks(ctx, tc.def, r.cfg.PagesPerChunk)
+	plan := &coordinator.FullSyncPlan{}
+	total := 0
+	for _, def := range ordered {
+		chunks, err := holder.PlanChunks(ctx, def, r.cfg.PagesPerChunk)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		format, err := sink.CopyFormatFor(ctx, tc.def, sourceMajor)
+		format, err := sink.CopyFormatFor(ctx, def, sourceMajor)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		for i := range chunks {
-			chunks[i].Format = format
-		}
-		tc.chunksDue.Store(int64(len(chunks)))
+		pc := coordinator.PlannedCopy{Table: def.ID, Columns: def.CopiedColumns(), Format: format}
 		for _, c := range chunks {
-			jobs = append(jobs, job{tc: tc, chunk: c})
+			pc.Chunks = append(pc.Chunks, coordinator.PlannedChunk{FromPage: c.FromPage, ToPage: c.ToPage})
 		}
+		plan.Tables = append(plan.Tables, pc)
+		plan.RowsEstimated += def.EstimatedRows
+		total += len(chunks)
 	}
-	r.live.rowsEstimated.Add(estimate)
-	r.logger.Info("full sync", "task", r.name, "tables", len(copies), "chunks", len(jobs), "estimated_rows", estimate, "snapshot_lsn", lsn.String())
-
-	queue := make(chan job)
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		defer close(queue)
-		for _, j := range jobs {
-			select {
-			case queue <- j:
-			case <-gctx.Done():
-				return gctx.Err()
-			}
-		}
-		return nil
-	})
-	for _, rd := range readers {
-		g.Go(func() error {
-			for j := range queue {
-				if err := r.copyChunk(gctx, rd, sink, j.tc, j.chunk, lsn, epoch); err != nil {
-					return err
+	plan.Units = max(1, min(r.cfg.SnapshotReaders, total))
+	load := make([]int64, plan.Units)
+	for i, def := range ordered {
+		pc := &plan.Tables[i]
+		weight := max(1, def.EstimatedBytes/int64(len(pc.Chunks)))
+		for j := range pc.Chunks {
+			u := 0
+			for k := range load {
+				if load[k] < load[u] {
+					u = k
 				}
 			}
-			return nil
-		})
+			pc.Chunks[j].Unit = u
+			load[u] += weight
+		}
 	}
-	return g.Wait()
-}
-
-func (r *runner) copyChunk(ctx context.Context, rd *capture.SnapshotReader, sink *postgres.Sink, tc *tableCopy, c capture.Chunk, lsn proto.LSN, epoch uint64) error {
-	t := tc.def.ID
-	tc.begin.Do(func() { tc.beginErr = sink.BeginTable(ctx, t) })
-	if tc.beginErr != nil {
-		return tc.beginErr
-	}
-	pr, pw := io.Pipe()
-	readErr := make(chan error, 1)
-	go func() {
-		_, err := rd.Copy(ctx, c, pw)
-		pw.CloseWithError(err)
-		readErr <- err
-	}()
-	n, err := sink.CopyChunk(ctx, t, c.Columns, c.Format, pr)
-	pr.CloseWithError(errors.New("destination stopped reading"))
-	if rerr := <-readErr; rerr != nil {
-		return rerr
-	}
-	if err != nil {
-		return err
-	}
-	r.live.rowsDone.Add(n)
-	tc.rows.Add(n)
-	if tc.chunksDue.Add(-1) > 0 {
-		return nil
-	}
-	if err := sink.FinishTable(ctx, r.name, t, proto.EndOf(lsn), epoch); err != nil {
-		return err
-	}
-	rows := tc.rows.Load()
-	if err := r.store.Apply(ctx, coordinator.MarkTablesCopied{Name: r.name, Tables: map[string]proto.LSN{t.Key(): lsn}, Rows: rows}); err != nil {
-		return err
-	}
-	r.live.rowsDone.Add(-rows) // now counted in the replicated state
-	return nil
+	return plan, nil
 }

@@ -2,7 +2,6 @@ package node
 
 import (
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/sluicedb/sluice/apply"
@@ -14,13 +13,8 @@ import (
 // live holds a running task's volatile metrics; the API merges them into
 // the status. They are not replicated: a restarted node starts counting
 // again, while phases and errors live in the Raft state.
+// (Full-sync progress is replicated: coordinator.Task.FullProgress.)
 type live struct {
-	// rows copied of tables not finished yet (finished ones are counted in
-	// the replicated state), the estimate of all rows, and all tables.
-	rowsDone      atomic.Int64
-	rowsEstimated atomic.Int64
-	tablesTotal   atomic.Int64
-
 	mu      sync.Mutex
 	capture *capture.Capture
 	workers map[int]*apply.WorkerStats // by apply group
@@ -38,9 +32,6 @@ type sample struct {
 func (l *live) reset() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.rowsDone.Store(0)
-	l.rowsEstimated.Store(0)
-	l.tablesTotal.Store(0)
 	l.capture = nil
 }
 
@@ -86,12 +77,7 @@ const heartbeatInterval = time.Second
 func (l *live) snapshot(now time.Time) coordinator.Live {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := coordinator.Live{
-		RowsDone:      l.rowsDone.Load(),
-		RowsEstimated: l.rowsEstimated.Load(),
-		TablesTotal:   int(l.tablesTotal.Load()),
-		RowsApplied:   l.rowsApplied(),
-	}
+	out := coordinator.Live{RowsApplied: l.rowsApplied()}
 	if l.capture != nil {
 		out.ConfirmedLSN = proto.LSN(l.capture.Stats.ConfirmedLSN.Load()).String()
 	}

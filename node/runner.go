@@ -29,8 +29,9 @@ type TaskStore interface {
 
 // RunnerConfig tunes how a task runs; zero values take defaults.
 type RunnerConfig struct {
-	// SnapshotReaders is the number of parallel full-sync readers (and
-	// destination writers).
+	// SnapshotReaders is the number of copy units a task's full sync is
+	// shared among: parallel readers of the snapshot, each with its
+	// destination writer, placed on the task's workers like apply groups.
 	SnapshotReaders int
 	// PagesPerChunk splits tables for full sync (8 KiB pages).
 	PagesPerChunk int64
@@ -265,7 +266,7 @@ func (r *runner) attempt(ctx context.Context) error {
 	}
 	defer src.Close(context.Background())
 	sink, err := postgres.Open(ctx, postgres.Options{
-		DSN: spec.Destination.DSN, MaxConns: int32(r.cfg.SnapshotReaders + r.cfg.Groups*postgres.DefaultShards + 1),
+		DSN: spec.Destination.DSN, MaxConns: 2,
 		Application: "sluice task " + r.name, Logger: r.logger,
 	})
 	if err != nil {

@@ -97,6 +97,12 @@ func Run(ctx context.Context, cc ClusterConfig, opts Options) error {
 		failover = coordinator.DefaultFailoverTimeout
 	}
 	runner := opts.Runner
+	if cc.CopyUnits > 0 {
+		runner.SnapshotReaders = cc.CopyUnits
+	}
+	if cc.ChunkPages > 0 {
+		runner.PagesPerChunk = cc.ChunkPages
+	}
 	runner.setDefaults()
 	runner.StreamReplicas = cc.streamReplicas()
 	worker := NewWorker(cc.ID, coord, js, runner, failover, log)

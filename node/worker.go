@@ -14,8 +14,8 @@ import (
 )
 
 // Worker runs the units the leader assigned to this node: a task's capture
-// (which also drives its schema and full-sync phases) and its apply
-// groups. A unit whose assignment moves elsewhere, or whose epoch changes,
+// (which also drives its schema and full-sync phases), its copy units
+// while it loads, and its apply groups. A unit whose assignment moves elsewhere, or whose epoch changes,
 // is stopped; a node that cannot reach the leader for the failover timeout
 // stops all its units (the leader moves them after the same time), so two
 // owners overlap as little as possible, and the sinks' epoch check fences
@@ -225,6 +225,9 @@ func (w *Worker) start(ctx context.Context, a coordinator.Assignment) {
 			ru.fenced.Store(r.run(uctx))
 		case scheduler.KindApply:
 			u := &applyUnit{task: id.Task, group: id.Group, epoch: a.Epoch, store: w.coord, js: w.js, cfg: w.cfg, logger: w.logger, live: l, health: ru.health}
+			ru.fenced.Store(u.run(uctx))
+		case scheduler.KindCopy:
+			u := &copyUnit{task: id.Task, share: id.Group, store: w.coord, cfg: w.cfg, logger: w.logger, health: ru.health}
 			ru.fenced.Store(u.run(uctx))
 		}
 		w.logger.Info("unit stopped", "unit", a.Unit, "epoch", a.Epoch)

@@ -102,7 +102,10 @@ func TestApplyFencedByNewerEpoch(t *testing.T) {
 	if got := contents(); len(got) != 1 {
 		t.Fatalf("fenced write left rows: %v", got)
 	}
-	if err := sink.FinishTable(ctx, "t", users, proto.EndOf(2000), 3); !errors.Is(err, apply.ErrFenced) {
+	if err := sink.BeginTable(ctx, "t", users, 7); err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.FinishTable(ctx, "t", users, 7, proto.EndOf(2000), 3); !errors.Is(err, apply.ErrFenced) {
 		t.Fatalf("older epoch finishing a table: %v", err)
 	}
 }

@@ -28,6 +28,24 @@ CREATE TABLE IF NOT EXISTS sluice.apply_offsets (
 	epoch       bigint      NOT NULL,
 	updated_at  timestamptz NOT NULL DEFAULT now(),
 	PRIMARY KEY (task, schema_name, table_name, shard)
+);
+CREATE TABLE IF NOT EXISTS sluice.copy_tables (
+	task        text    NOT NULL,
+	schema_name text    NOT NULL,
+	table_name  text    NOT NULL,
+	plan        bigint  NOT NULL,
+	finished    boolean NOT NULL DEFAULT false,
+	PRIMARY KEY (task, schema_name, table_name)
+);
+CREATE TABLE IF NOT EXISTS sluice.copy_chunks (
+	task        text        NOT NULL,
+	schema_name text        NOT NULL,
+	table_name  text        NOT NULL,
+	chunk       int         NOT NULL,
+	plan        bigint      NOT NULL,
+	rows        bigint      NOT NULL,
+	copied_at   timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (task, schema_name, table_name, chunk)
 )`
 
 // offsetUpsert stores positions unless a newer epoch already wrote them.
@@ -48,7 +66,7 @@ func (s *Sink) ensureOffsetTable(ctx context.Context) error {
 			return err
 		}
 		if _, err := tx.Exec(ctx, offsetDDL); err != nil {
-			return fmt.Errorf("create sluice.apply_offsets at the destination: %w", err)
+			return fmt.Errorf("create sluice's tables at the destination: %w", err)
 		}
 		return nil
 	})
@@ -106,10 +124,17 @@ func (s *Sink) Offsets(ctx context.Context, task string) (map[string]proto.Posit
 	return out, nil
 }
 
-// ResetOffsets forgets a task's positions: a new task with the name of a
-// deleted one must not skip anything.
+// ResetOffsets forgets a task's positions and full-sync chunks: a new task
+// with the name of a deleted one must not skip anything.
 func (s *Sink) ResetOffsets(ctx context.Context, task string) error {
-	_, err := s.pool.Exec(ctx, `DELETE FROM sluice.apply_offsets WHERE task = $1`, task)
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		for _, table := range []string{"apply_offsets", "copy_tables", "copy_chunks"} {
+			if _, err := tx.Exec(ctx, "DELETE FROM sluice."+table+" WHERE task = $1", task); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	s.mu.Lock()
 	s.positions = map[string][]proto.Position{}
 	s.mu.Unlock()

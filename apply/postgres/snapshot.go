@@ -2,49 +2,127 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/sluicedb/sluice/apply"
 	"github.com/sluicedb/sluice/proto"
 )
 
-// BeginTable empties a table before its full-sync copy.
-func (s *Sink) BeginTable(ctx context.Context, t proto.TableID) error {
+// Full-sync chunks load exactly once (see apply.Snapshotter). Each table
+// being copied has a row in sluice.copy_tables naming the plan that loads
+// it; each loaded chunk has a row in sluice.copy_chunks written in the
+// transaction that loaded it. A chunk's transaction holds its table's row
+// FOR SHARE while it loads, so a new plan (BeginTable) or the table's end
+// (FinishTable), which update that row, wait for loads in flight and
+// fence every later one; two owners of one chunk collide on its
+// copy_chunks key, and the second rolls back.
+
+// BeginTable empties a table and binds it to plan.
+func (s *Sink) BeginTable(ctx context.Context, task string, t proto.TableID, plan uint64) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO sluice.copy_tables AS c (task, schema_name, table_name, plan) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (task, schema_name, table_name) DO UPDATE SET plan = EXCLUDED.plan, finished = false
+			WHERE c.plan <= EXCLUDED.plan`, task, t.Schema, t.Name, int64(plan))
+		if err != nil {
+			return wrapTable(t, "bind to full-sync plan", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("%w: a newer full-sync plan than %d loads %s", apply.ErrFenced, plan, t)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM sluice.copy_chunks WHERE task = $1 AND schema_name = $2 AND table_name = $3`, task, t.Schema, t.Name); err != nil {
+			return err
+		}
 		return wrapTable(t, "empty", (&writer{tx: tx}).truncate(ctx, t))
 	})
 }
 
-// CopyChunk loads COPY rows into the table. They come straight from the
-// source's COPY TO: no value is parsed or converted on the way.
-func (s *Sink) CopyChunk(ctx context.Context, t proto.TableID, columns []string, format proto.CopyFormat, r io.Reader) (int64, error) {
-	cols := make([]string, len(columns))
-	for i, c := range columns {
-		cols[i] = ident(c)
+// CopyChunk loads a chunk's COPY rows into its table. They come straight
+// from the source's COPY TO: no value is parsed or converted on the way.
+func (s *Sink) CopyChunk(ctx context.Context, c apply.ChunkLoad, read func(w io.Writer) (int64, error)) (int64, error) {
+	t := c.Table
+	var rows int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var plan int64
+		var finished bool
+		err := tx.QueryRow(ctx, `SELECT plan, finished FROM sluice.copy_tables WHERE task = $1 AND schema_name = $2 AND table_name = $3 FOR SHARE`,
+			c.Task, t.Schema, t.Name).Scan(&plan, &finished)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return fmt.Errorf("%w: %s is not bound to full-sync plan %d", apply.ErrFenced, t, c.Plan)
+		case err != nil:
+			return err
+		case uint64(plan) != c.Plan || finished:
+			return fmt.Errorf("%w: %s is loaded by full-sync plan %d (finished: %t), not %d", apply.ErrFenced, t, plan, finished, c.Plan)
+		}
+		err = tx.QueryRow(ctx, `SELECT rows FROM sluice.copy_chunks WHERE task = $1 AND schema_name = $2 AND table_name = $3 AND chunk = $4`,
+			c.Task, t.Schema, t.Name, c.Chunk).Scan(&rows)
+		if err == nil {
+			return nil // loaded by an earlier attempt
+		} else if !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		if rows, err = copyFrom(ctx, tx.Conn().PgConn(), c, read); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO sluice.copy_chunks (task, schema_name, table_name, chunk, plan, rows) VALUES ($1, $2, $3, $4, $5, $6)`,
+			c.Task, t.Schema, t.Name, c.Chunk, int64(c.Plan), rows)
+		if isCode(err, "23505") { // unique_violation
+			return fmt.Errorf("%w: chunk %d of %s was loaded by another owner meanwhile", apply.ErrFenced, c.Chunk, t)
+		}
+		return err
+	})
+	return rows, err
+}
+
+// copyFrom pipes read's output into COPY FROM on conn.
+func copyFrom(ctx context.Context, conn *pgconn.PgConn, c apply.ChunkLoad, read func(w io.Writer) (int64, error)) (int64, error) {
+	cols := make([]string, len(c.Columns))
+	for i, name := range c.Columns {
+		cols[i] = ident(name)
 	}
-	conn, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer conn.Release()
 	opts := ""
-	if format == proto.CopyBinary {
+	if c.Format == proto.CopyBinary {
 		opts = " (FORMAT binary)"
 	}
-	tag, err := conn.Conn().PgConn().CopyFrom(ctx, r, fmt.Sprintf("COPY %s (%s) FROM STDIN%s", tableName(t), strings.Join(cols, ", "), opts))
+	pr, pw := io.Pipe()
+	readErr := make(chan error, 1)
+	go func() {
+		_, err := read(pw)
+		pw.CloseWithError(err)
+		readErr <- err
+	}()
+	tag, err := conn.CopyFrom(ctx, pr, fmt.Sprintf("COPY %s (%s) FROM STDIN%s", tableName(c.Table), strings.Join(cols, ", "), opts))
+	pr.CloseWithError(errors.New("destination stopped reading"))
+	if rerr := <-readErr; rerr != nil {
+		return 0, rerr
+	}
 	if err != nil {
-		return 0, wrapTable(t, "load", err)
+		return 0, wrapTable(c.Table, "load", err)
 	}
 	return tag.RowsAffected(), nil
 }
 
-// FinishTable stores the snapshot position of a copied table.
-func (s *Sink) FinishTable(ctx context.Context, task string, t proto.TableID, at proto.Position, epoch uint64) error {
+// FinishTable closes a table to chunks and stores its copy's position.
+func (s *Sink) FinishTable(ctx context.Context, task string, t proto.TableID, plan uint64, at proto.Position, epoch uint64) error {
 	positions := s.allShards(map[string]proto.TableID{t.Key(): t}, map[string]proto.Position{t.Key(): at})
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE sluice.copy_tables SET finished = true WHERE task = $1 AND schema_name = $2 AND table_name = $3 AND plan = $4`,
+			task, t.Schema, t.Name, int64(plan))
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("%w: %s is not loaded by full-sync plan %d", apply.ErrFenced, t, plan)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM sluice.copy_chunks WHERE task = $1 AND schema_name = $2 AND table_name = $3`, task, t.Schema, t.Name); err != nil {
+			return err
+		}
 		return writeOffsets(ctx, tx, task, epoch, positions)
 	})
 	if err == nil {

@@ -47,15 +47,21 @@ func runCLI(t *testing.T, env map[string]string, stdin string, args ...string) r
 // server runs the real API on a real one-voter coordinator, with a fake
 // node behind it.
 func server(t *testing.T) (string, *coordtest.Backend) {
+	url, b, _ := serverWithCoordinator(t)
+	return url, b
+}
+
+func serverWithCoordinator(t *testing.T) (string, *coordtest.Backend, *coordinator.Coordinator) {
 	t.Helper()
 	b := &coordtest.Backend{}
-	srv := httptest.NewServer(coordinator.NewAPI(coordtest.New(t), b, nil))
+	c := coordtest.New(t)
+	srv := httptest.NewServer(coordinator.NewAPI(c, b, nil))
 	t.Cleanup(srv.Close)
-	return srv.URL, b
+	return srv.URL, b, c
 }
 
 func TestTaskCommands(t *testing.T) {
-	url, backend := server(t)
+	url, backend, coord := serverWithCoordinator(t)
 	file := filepath.Join(t.TempDir(), "task.yaml")
 	if err := os.WriteFile(file, []byte(spec), 0o600); err != nil {
 		t.Fatal(err)
@@ -72,7 +78,20 @@ func TestTaskCommands(t *testing.T) {
 	}
 
 	lat := int64(120)
-	backend.SetLive("orders", coordinator.Live{RowsDone: 250, RowsEstimated: 1000, TablesTotal: 4, LatencyMS: &lat, RowsApplied: 9, ThroughputRPS: 3.25})
+	backend.SetLive("orders", coordinator.Live{LatencyMS: &lat, RowsApplied: 9, ThroughputRPS: 3.25})
+	// A full sync 250 rows of 1000 in, over 4 tables.
+	task, _ := coord.Task("orders")
+	plan := coordinator.FullSyncPlan{Units: 1, TablesTotal: 4, RowsEstimated: 1000, Tables: []coordinator.PlannedCopy{
+		{Table: proto.TableID{Schema: "public", Name: "orders"}, Chunks: []coordinator.PlannedChunk{{}, {}}},
+	}}
+	ctx := context.Background()
+	if err := coord.Apply(ctx, coordinator.SetFullSyncPlan{Name: "orders", Epoch: task.Epoch, Plan: plan}); err != nil {
+		t.Fatal(err)
+	}
+	task, _ = coord.Task("orders")
+	if err := coord.Apply(ctx, coordinator.MarkChunkCopied{Name: "orders", Plan: task.FullSync.ID, Rows: 250}); err != nil {
+		t.Fatal(err)
+	}
 	r = runCLI(t, nil, "", "task", "get", "orders", "--server", url)
 	if r.code != 0 {
 		t.Fatalf("get: %+v", r)

@@ -49,7 +49,7 @@ Started again on the same data directory it resumes its tasks.`,
 	f.StringVar(&cfg.Listen, "listen", node.DefaultListen, "HTTP API address")
 	f.StringVar(&cfg.RaftListen, "raft-listen", "", "Raft transport address (default: the API port + 1)")
 	f.StringVar(&cfg.BrokerListen, "broker-listen", "", "expose the embedded NATS server on this address (default: in-process only)")
-	f.IntVar(&cfg.Runner.SnapshotReaders, "snapshot-readers", 4, "parallel readers (and writers) of a task's full sync")
+	f.IntVar(&cfg.Runner.SnapshotReaders, "snapshot-readers", 4, "copy units a task's full sync is shared among (parallel readers and writers)")
 	f.Int64Var(&cfg.Runner.PagesPerChunk, "chunk-pages", 4096, "full sync splits tables into chunks of this many 8 KiB pages")
 	f.IntVar(&cfg.Runner.Groups, "apply-groups", 4, "table groups per task: one JetStream consumer and apply worker each")
 	f.StringVar(&memoryLimit, "memory-limit", "192MiB", "soft limit of the Go heap (as GOMEMLIMIT: 256MiB, 1GiB; 0 for none); GOMEMLIMIT wins when set")

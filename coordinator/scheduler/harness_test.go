@@ -71,7 +71,7 @@ func (c command) intOpt(key string, def int) (int, error) {
 //
 //	node ID [pool=P] [cap=N] [down] [draining]   add a live node, or redefine one
 //	kill ID | revive ID | drain ID | undrain ID | remove-node ID
-//	task T [groups=N] [pool=P] [load=N]          (re)define T's units: capture + N applies
+//	task T [groups=N] [copies=N] [pool=P] [load=N]  (re)define T's units: capture + copies + applies
 //	remove-task T
 //	schedule [max=N]   run Schedule, print the plan, commit it
 //	plan [max=N]       run Schedule and print the plan without committing it
@@ -175,7 +175,7 @@ func (h *harness) removeNode(c command) error {
 }
 
 func (h *harness) task(c command) error {
-	if err := c.check(1, "groups", "pool", "load"); err != nil {
+	if err := c.check(1, "groups", "copies", "pool", "load"); err != nil {
 		return err
 	}
 	groups, err := c.intOpt("groups", 1)
@@ -186,16 +186,23 @@ func (h *harness) task(c command) error {
 	if err != nil {
 		return err
 	}
+	copies, err := c.intOpt("copies", 0)
+	if err != nil {
+		return err
+	}
 	name := c.args[0]
 	h.units = slices.DeleteFunc(h.units, func(u Unit) bool { return u.ID.Task == name })
-	h.units = append(h.units, taskUnits(name, groups, c.opts["pool"], load)...)
+	h.units = append(h.units, taskUnits(name, groups, copies, c.opts["pool"], load)...)
 	return nil
 }
 
-// taskUnits returns the units of a task: its capture and one apply per
-// table group.
-func taskUnits(task string, groups int, pool string, load int) []Unit {
+// taskUnits returns the units of a task: its capture, the copy units of a
+// full sync in progress, and one apply per table group.
+func taskUnits(task string, groups, copies int, pool string, load int) []Unit {
 	out := []Unit{{ID: UnitID{Task: task, Kind: KindCapture}, Pool: pool, Load: load}}
+	for c := range copies {
+		out = append(out, Unit{ID: UnitID{Task: task, Kind: KindCopy, Group: c}, Pool: pool, Load: load})
+	}
 	for g := range groups {
 		out = append(out, Unit{ID: UnitID{Task: task, Kind: KindApply, Group: g}, Pool: pool, Load: load})
 	}

@@ -64,7 +64,7 @@ func (c *randomCluster) addNode() {
 func (c *randomCluster) addTask() {
 	c.nextTask++
 	// Loads from -1 to 3: zero and below mean 1.
-	c.units = append(c.units, taskUnits(fmt.Sprintf("t%d", c.nextTask), c.rng.IntN(5), c.pool(), c.rng.IntN(5)-1)...)
+	c.units = append(c.units, taskUnits(fmt.Sprintf("t%d", c.nextTask), c.rng.IntN(5), c.rng.IntN(3), c.pool(), c.rng.IntN(5)-1)...)
 }
 
 // event applies one random change to the cluster.
@@ -95,7 +95,7 @@ func (c *randomCluster) event() {
 	case k == 9 && len(c.units) > 0:
 		u := c.units[c.rng.IntN(len(c.units))]
 		c.units = slices.DeleteFunc(c.units, func(v Unit) bool { return v.ID.Task == u.ID.Task })
-		c.units = append(c.units, taskUnits(u.ID.Task, c.rng.IntN(5), u.Pool, u.Load)...)
+		c.units = append(c.units, taskUnits(u.ID.Task, c.rng.IntN(5), c.rng.IntN(3), u.Pool, u.Load)...)
 	}
 }
 

@@ -85,21 +85,25 @@ func byFillDesc(nodes []*nodeView) []*nodeView {
 }
 
 // movable lists the units on n that a rebalance may move, most movable
-// first: apply units before captures (moving a capture reconnects a
-// replication slot), each kind from the highest unit down. Units already
-// moved in this call are left alone.
+// first: apply units, then copies (a moved copy redoes the chunk it was
+// in), then captures (moving a capture reconnects a replication slot and
+// restarts a full sync in progress), each kind from the highest unit down.
+// Units already moved in this call are left alone.
 func (r *run) movable(n *nodeView) []Unit {
-	var applies, captures []Unit
+	var applies, copies, captures []Unit
 	for i := len(r.units) - 1; i >= 0; i-- {
 		u := r.units[i]
 		if r.where[u.ID] != n || r.moved[u.ID] {
 			continue
 		}
-		if u.ID.Kind == KindCapture {
+		switch u.ID.Kind {
+		case KindCapture:
 			captures = append(captures, u)
-		} else {
+		case KindCopy:
+			copies = append(copies, u)
+		default:
 			applies = append(applies, u)
 		}
 	}
-	return append(applies, captures...)
+	return append(append(applies, copies...), captures...)
 }

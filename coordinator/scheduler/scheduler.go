@@ -1,6 +1,6 @@
 // Package scheduler decides which worker node runs each unit of work of a
-// Sluice cluster: the capture of a task and the apply of each of its table
-// groups (DESIGN "Units of work").
+// Sluice cluster: the capture of a task, the copy units of its full sync
+// and the apply of each of its table groups (DESIGN "Units of work").
 //
 // It is pure: Schedule reads the nodes, the wanted units and the current
 // placement and returns a Plan. It does no I/O, keeps no state, imports no
@@ -73,7 +73,7 @@ type Plan struct {
 	// Moves in the order they were made; applying them in order to the
 	// current placement gives the new placement (see Placement.Apply).
 	Moves []Move
-	// Waiting units, sorted by unit (task, capture before apply, group).
+	// Waiting units, sorted by unit (task, capture, copies, applies, group).
 	Waiting []Waiting
 }
 

@@ -16,7 +16,7 @@ func TestDeterministic(t *testing.T) {
 		}
 		var units []Unit
 		for i := range 8 {
-			units = append(units, taskUnits(fmt.Sprintf("t%d", i), i%4, "", i%3)...)
+			units = append(units, taskUnits(fmt.Sprintf("t%d", i), i%4, i%2, "", i%3)...)
 		}
 		p := Placement{}
 		for i, u := range units {
@@ -57,7 +57,7 @@ func TestDeterministic(t *testing.T) {
 // state; Schedule and Apply must leave it alone.
 func TestScheduleDoesNotModifyInputs(t *testing.T) {
 	nodes := []Node{{ID: "n1", Live: true}, {ID: "n2"}}
-	units := taskUnits("t", 2, "", 1)
+	units := taskUnits("t", 2, 0, "", 1)
 	current := Placement{units[0].ID: "n2", UnitID{Task: "x", Kind: KindCapture}: "n1"}
 	saved := clonePlacement(current)
 	plan := Schedule(nodes, units, current, Options{})

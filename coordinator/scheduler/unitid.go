@@ -18,26 +18,29 @@ const (
 	KindCapture Kind = "capture"
 	// KindApply is the apply of one table group of a task.
 	KindApply Kind = "apply"
+	// KindCopy copies a share of a task's full-sync chunks, while its full
+	// sync runs. Group numbers the share.
+	KindCopy Kind = "copy"
 )
 
 // ErrBadUnitID is wrapped by the error ParseUnitID returns for malformed
 // input.
 var ErrBadUnitID = errors.New("scheduler: malformed unit id")
 
-// UnitID names a unit of work. Group is meaningful for apply units only and
-// is 0 for a capture.
+// UnitID names a unit of work. Group numbers the apply and copy units of
+// a task and is 0 for a capture.
 type UnitID struct {
 	Task  string
 	Kind  Kind
 	Group int
 }
 
-// String returns "task/capture" or "task/apply/3": the key under which the
-// replicated state stores assignments, so it must round-trip through
-// ParseUnitID.
+// String returns "task/capture", "task/apply/3" or "task/copy/1": the key
+// under which the replicated state stores assignments, so it must
+// round-trip through ParseUnitID.
 func (u UnitID) String() string {
-	if u.Kind == KindApply {
-		return u.Task + "/" + string(KindApply) + "/" + strconv.Itoa(u.Group)
+	if u.Kind == KindApply || u.Kind == KindCopy {
+		return u.Task + "/" + string(u.Kind) + "/" + strconv.Itoa(u.Group)
 	}
 	return u.Task + "/" + string(u.Kind)
 }
@@ -51,30 +54,34 @@ func ParseUnitID(s string) (UnitID, error) {
 	}
 	if i := strings.LastIndexByte(s, '/'); i > 0 {
 		rest, group := s[:i], s[i+1:]
-		task, ok := strings.CutSuffix(rest, "/"+string(KindApply))
 		n, err := strconv.Atoi(group)
-		if ok && task != "" && err == nil && n >= 0 && strconv.Itoa(n) == group {
-			return UnitID{Task: task, Kind: KindApply, Group: n}, nil
+		for _, kind := range []Kind{KindApply, KindCopy} {
+			task, ok := strings.CutSuffix(rest, "/"+string(kind))
+			if ok && task != "" && err == nil && n >= 0 && strconv.Itoa(n) == group {
+				return UnitID{Task: task, Kind: kind, Group: n}, nil
+			}
 		}
 	}
-	return UnitID{}, fmt.Errorf("%w: %q (want task/capture or task/apply/N)", ErrBadUnitID, s)
+	return UnitID{}, fmt.Errorf("%w: %q (want task/capture, task/apply/N or task/copy/N)", ErrBadUnitID, s)
 }
 
-// kindRank orders a task's capture before its applies: the capture is
-// placed first, so it gets the emptiest node and its applies spread around
-// it.
+// kindRank orders a task's capture before its copies and applies: the
+// capture is placed first, so it gets the emptiest node and the other
+// units spread around it.
 func kindRank(k Kind) int {
 	switch k {
 	case KindCapture:
 		return 0
-	case KindApply:
+	case KindCopy:
 		return 1
+	case KindApply:
+		return 2
 	}
-	return 2
+	return 3
 }
 
 // compare is the order in which units are placed and listed: by task, then
-// capture before apply, then by group.
+// capture, copies, applies, then by group.
 func (u UnitID) compare(v UnitID) int {
 	if c := strings.Compare(u.Task, v.Task); c != 0 {
 		return c

@@ -52,6 +52,10 @@ type ClusterOptions struct {
 	FailoverTimeout string
 	// Env is extra environment for the node processes ("KEY=value").
 	Env []string
+	// CopyUnits and ChunkPages set the nodes' copy_units and chunk_pages
+	// (0: the node's default).
+	CopyUnits  int
+	ChunkPages int64
 }
 
 // NodeOptions describe a node added to a running cluster.
@@ -160,6 +164,8 @@ type nodeConfig struct {
 	Pool            string       `yaml:"pool"`
 	Capacity        int          `yaml:"capacity"`
 	FailoverTimeout string       `yaml:"failover_timeout,omitempty"`
+	CopyUnits       int          `yaml:"copy_units,omitempty"`
+	ChunkPages      int64        `yaml:"chunk_pages,omitempty"`
 }
 
 type peerConfig struct {
@@ -355,6 +361,7 @@ func (c *Cluster) writeConfig(t testing.TB, i int) {
 		ID: n.id, DataDir: n.dataDir, Roles: n.roles,
 		API: n.api, Raft: n.raft, NATS: n.nats, NATSCluster: n.natsCluster, NATSURL: n.natsURL,
 		Bootstrap: n.bootstrap, Pool: n.pool, Capacity: n.capacity, FailoverTimeout: c.opts.FailoverTimeout,
+		CopyUnits: c.opts.CopyUnits, ChunkPages: c.opts.ChunkPages,
 	}
 	for _, j := range n.peers {
 		l := c.links[clusterLinkKey{i, j}]

@@ -1,0 +1,229 @@
+package coordinator
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/sluicedb/sluice/proto"
+)
+
+// A task's full sync is spread over the cluster as copy units. The
+// capture unit holds the consistent snapshot open on the source, plans the
+// chunks and records the plan here; the leader places one copy unit per
+// share of the chunks; each copy unit imports the snapshot, copies its
+// chunks and marks each one copied here. The capture unit finishes each
+// table whose chunks are all copied. A chunk is written exactly once
+// however often it is retried: the destination records it in the
+// transaction that loads it (apply/postgres, sluice.copy_chunks).
+
+// FullSyncPlan is a full sync in progress.
+type FullSyncPlan struct {
+	// ID is the Raft index of the SetFullSyncPlan that recorded it. The
+	// destination keeps the ID of the plan each table is being loaded by,
+	// and refuses chunks of any other plan.
+	ID uint64 `json:"id"`
+	// Snapshot is the exported snapshot every copy unit imports; it lives
+	// as long as the capture unit that planned it holds its transaction.
+	Snapshot string `json:"snapshot"`
+	// LSN is where the snapshot cuts the source's history: a table's
+	// changes up to it are in its copy.
+	LSN proto.LSN `json:"lsn"`
+	// Units is the number of copy units the chunks are shared among.
+	Units int `json:"units"`
+	// Ready: the destination's tables are emptied and bound to this plan,
+	// so copy units may start.
+	Ready  bool          `json:"ready,omitempty"`
+	Tables []PlannedCopy `json:"tables"`
+	// TablesTotal and RowsEstimated describe the whole full sync, tables
+	// copied before this plan included, for its progress.
+	TablesTotal   int   `json:"tables_total"`
+	RowsEstimated int64 `json:"rows_estimated"`
+}
+
+// PlannedCopy is one table of a plan.
+type PlannedCopy struct {
+	Table   proto.TableID    `json:"table"`
+	Columns []string         `json:"columns"`
+	Format  proto.CopyFormat `json:"format"`
+	Chunks  []PlannedChunk   `json:"chunks"`
+}
+
+// PlannedChunk is a range of a table's heap pages, [FromPage, ToPage),
+// ToPage < 0 meaning to the end, and the copy unit that copies it.
+type PlannedChunk struct {
+	FromPage int64 `json:"from_page"`
+	ToPage   int64 `json:"to_page"`
+	Unit     int   `json:"unit"`
+	Done     bool  `json:"done,omitempty"`
+	Rows     int64 `json:"rows,omitempty"`
+}
+
+// TableDone reports whether every chunk of table i is copied, and their rows.
+func (p *FullSyncPlan) TableDone(i int) (bool, int64) {
+	var rows int64
+	for _, c := range p.Tables[i].Chunks {
+		if !c.Done {
+			return false, 0
+		}
+		rows += c.Rows
+	}
+	return true, rows
+}
+
+// UnitsWithWork lists the copy units that have chunks left.
+func (p *FullSyncPlan) UnitsWithWork() []int {
+	left := make([]bool, p.Units)
+	for _, t := range p.Tables {
+		for _, c := range t.Chunks {
+			if !c.Done && c.Unit >= 0 && c.Unit < p.Units {
+				left[c.Unit] = true
+			}
+		}
+	}
+	var out []int
+	for u, l := range left {
+		if l {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// rowsOutside sums the rows of copied chunks of tables not yet in copied.
+func (p *FullSyncPlan) rowsOutside(copied map[string]proto.LSN) int64 {
+	var n int64
+	for _, t := range p.Tables {
+		if _, ok := copied[t.Table.Key()]; ok {
+			continue
+		}
+		for _, c := range t.Chunks {
+			n += c.Rows
+		}
+	}
+	return n
+}
+
+func (p *FullSyncPlan) clone() *FullSyncPlan {
+	if p == nil {
+		return nil
+	}
+	c := *p
+	c.Tables = make([]PlannedCopy, len(p.Tables))
+	for i, t := range p.Tables {
+		t.Columns = slices.Clone(t.Columns)
+		t.Chunks = slices.Clone(t.Chunks)
+		c.Tables[i] = t
+	}
+	return &c
+}
+
+// FullProgress is a task's full-sync progress from the replicated state:
+// finished tables, and the copied chunks of the tables still loading.
+func (t *Task) FullProgress() proto.FullProgress {
+	f := proto.FullProgress{RowsDone: t.RowsCopied, TablesDone: len(t.TablesCopied)}
+	if p := t.FullSync; p != nil {
+		f.RowsDone += p.rowsOutside(t.TablesCopied)
+		f.RowsEstimated, f.TablesTotal = p.RowsEstimated, p.TablesTotal
+	}
+	if t.Phase == proto.PhaseIncremental || t.State == proto.StateReleased {
+		// Done: the estimate has served its purpose, the count is exact.
+		f.RowsEstimated, f.TablesTotal = f.RowsDone, f.TablesDone
+	}
+	return f
+}
+
+// Full-sync command types.
+const (
+	CmdSetFullSyncPlan   CommandType = 12
+	CmdMarkFullSyncReady CommandType = 13
+	CmdMarkChunkCopied   CommandType = 14
+)
+
+// SetFullSyncPlan records a new plan, replacing any earlier one, from the
+// capture unit of task epoch Epoch. A plan ends with MarkPostDataDone, and
+// with anything that stops the capture unit holding its snapshot
+// (BumpEpoch, PauseTask, ResetTablesCopied).
+type SetFullSyncPlan struct {
+	Name  string       `json:"name"`
+	Epoch uint64       `json:"epoch"`
+	Plan  FullSyncPlan `json:"plan"`
+}
+
+// MarkFullSyncReady lets the copy units of plan Plan start.
+type MarkFullSyncReady struct {
+	Name string `json:"name"`
+	Plan uint64 `json:"plan"`
+}
+
+// MarkChunkCopied records that chunk Chunk of table Table (its index in
+// the plan) is loaded, with its rows.
+type MarkChunkCopied struct {
+	Name  string `json:"name"`
+	Plan  uint64 `json:"plan"`
+	Table int    `json:"table"`
+	Chunk int    `json:"chunk"`
+	Rows  int64  `json:"rows"`
+}
+
+func (SetFullSyncPlan) Type() CommandType   { return CmdSetFullSyncPlan }
+func (MarkFullSyncReady) Type() CommandType { return CmdMarkFullSyncReady }
+func (MarkChunkCopied) Type() CommandType   { return CmdMarkChunkCopied }
+
+func init() {
+	register(applySetFullSyncPlan)
+	register(applyMarkFullSyncReady)
+	register(applyMarkChunkCopied)
+}
+
+func applySetFullSyncPlan(d *data, index uint64, cmd *SetFullSyncPlan) error {
+	t, err := d.task(cmd.Name)
+	if err != nil {
+		return err
+	}
+	if cmd.Epoch != t.Epoch {
+		return fmt.Errorf("%w: %s is at epoch %d, the plan came from %d", ErrStaleEpoch, cmd.Name, t.Epoch, cmd.Epoch)
+	}
+	p := cmd.Plan.clone()
+	p.ID, p.Ready = index, false
+	t.FullSync = p
+	t.ModifyIndex = index
+	return nil
+}
+
+// planOf returns the task's plan if it is plan id.
+func (d *data) planOf(name string, id uint64) (*Task, *FullSyncPlan, error) {
+	t, err := d.task(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if t.FullSync == nil || t.FullSync.ID != id {
+		return nil, nil, fmt.Errorf("%w: full-sync plan %d of %s was replaced", ErrStaleEpoch, id, name)
+	}
+	return t, t.FullSync, nil
+}
+
+func applyMarkFullSyncReady(d *data, index uint64, cmd *MarkFullSyncReady) error {
+	t, p, err := d.planOf(cmd.Name, cmd.Plan)
+	if err != nil {
+		return err
+	}
+	p.Ready = true
+	t.ModifyIndex = index
+	return nil
+}
+
+func applyMarkChunkCopied(d *data, index uint64, cmd *MarkChunkCopied) error {
+	t, p, err := d.planOf(cmd.Name, cmd.Plan)
+	if err != nil {
+		return err
+	}
+	if cmd.Table < 0 || cmd.Table >= len(p.Tables) || cmd.Chunk < 0 || cmd.Chunk >= len(p.Tables[cmd.Table].Chunks) {
+		return fmt.Errorf("full-sync plan %d of %s has no chunk %d of table %d", cmd.Plan, cmd.Name, cmd.Chunk, cmd.Table)
+	}
+	c := &p.Tables[cmd.Table].Chunks[cmd.Chunk]
+	if !c.Done {
+		c.Done, c.Rows = true, cmd.Rows
+		t.ModifyIndex = index
+	}
+	return nil
+}

@@ -1,0 +1,128 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/sluicedb/sluice/apply"
+	"github.com/sluicedb/sluice/apply/postgres"
+	"github.com/sluicedb/sluice/capture"
+	"github.com/sluicedb/sluice/coordinator"
+)
+
+// copyUnit loads one share of a task's full-sync chunks: it imports the
+// snapshot the task's capture unit holds open (on whichever node), and
+// streams each chunk from the source's COPY TO into the destination's
+// COPY FROM. The destination records each chunk in the transaction that
+// loads it, so a chunk retried here or by a new owner after a failover
+// lands once (apply.Snapshotter).
+type copyUnit struct {
+	task   string
+	share  int
+	store  TaskStore
+	cfg    RunnerConfig
+	logger *slog.Logger
+	health *unitHealth
+}
+
+func (u *copyUnit) run(ctx context.Context) (fenced bool) {
+	log := u.logger.With("task", u.task, "copy_unit", u.share)
+	// A fenced copy means its plan is over (replaced or finished): the
+	// unit ends, and runs again only if the leader still wants it.
+	attempt := func(ctx context.Context) error {
+		err := u.attempt(ctx, log)
+		if errors.Is(err, apply.ErrFenced) {
+			log.Info("full-sync plan moved on; copy unit ends", "err", err)
+			return nil
+		}
+		return err
+	}
+	return superviseUnit(ctx, unitSupervisor{task: u.task, what: "copy unit", store: u.store, cfg: u.cfg, log: log, health: u.health}, attempt)
+}
+
+// planNow returns the task's plan if it is still plan id (0: any ready plan).
+func (u *copyUnit) planNow(id uint64) (*coordinator.Task, *coordinator.FullSyncPlan) {
+	task, ok := u.store.Task(u.task)
+	if !ok || task.FullSync == nil || !task.FullSync.Ready || (id != 0 && task.FullSync.ID != id) {
+		return nil, nil
+	}
+	return &task, task.FullSync
+}
+
+// attempt copies the share's chunks not yet loaded, then returns nil.
+func (u *copyUnit) attempt(ctx context.Context, log *slog.Logger) error {
+	task, plan := u.planNow(0)
+	if plan == nil {
+		return nil // no plan ready: nothing to copy
+	}
+	type todo struct{ table, chunk int }
+	var work []todo
+	for i, t := range plan.Tables {
+		for j, c := range t.Chunks {
+			if c.Unit == u.share && !c.Done {
+				work = append(work, todo{i, j})
+			}
+		}
+	}
+	if len(work) == 0 {
+		return nil
+	}
+	rd, err := capture.OpenSnapshotReader(ctx, task.Spec.Source.DSN, plan.Snapshot, u.task)
+	if err != nil {
+		if _, still := u.planNow(plan.ID); still == nil {
+			return nil // the capture planned again meanwhile
+		}
+		return err
+	}
+	defer rd.Close()
+	sink, err := postgres.Open(ctx, postgres.Options{
+		DSN: task.Spec.Destination.DSN, MaxConns: 1,
+		Application: fmt.Sprintf("sluice task %s copy %d", u.task, u.share), Logger: u.logger,
+	})
+	if err != nil {
+		return fmt.Errorf("connect to destination: %w", err)
+	}
+	defer sink.Close(context.Background())
+
+	log.Info("copying", "plan", plan.ID, "chunks", len(work))
+	for _, w := range work {
+		t := plan.Tables[w.table]
+		c := t.Chunks[w.chunk]
+		chunk := capture.Chunk{Table: t.Table, Columns: t.Columns, FromPage: c.FromPage, ToPage: c.ToPage, Index: w.chunk, Of: len(t.Chunks), Format: t.Format}
+		load := apply.ChunkLoad{Task: u.task, Plan: plan.ID, Table: t.Table, Chunk: w.chunk, Columns: t.Columns, Format: t.Format}
+		rows, err := sink.CopyChunk(ctx, load, func(w io.Writer) (int64, error) { return rd.Copy(ctx, chunk, w) })
+		if err != nil {
+			return err
+		}
+		if err := u.mark(ctx, coordinator.MarkChunkCopied{Name: u.task, Plan: plan.ID, Table: w.table, Chunk: w.chunk, Rows: rows}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mark records a loaded chunk, through a leader election if one is on.
+// A replaced plan means there is nothing left to record.
+func (u *copyUnit) mark(ctx context.Context, cmd coordinator.MarkChunkCopied) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := u.store.Apply(ctx, cmd)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, coordinator.ErrStaleEpoch):
+			return fmt.Errorf("%w: %v", apply.ErrFenced, err)
+		case !errors.Is(err, coordinator.ErrNotLeader) || time.Now().After(deadline):
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
