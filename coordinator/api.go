@@ -17,9 +17,10 @@ import (
 // Backend is what the API needs from the node it runs in.
 type Backend interface {
 	// Precheck checks a new task against its source and destination. A
-	// *proto.PrecheckError lists what the user must fix; any other error
-	// means the checks could not run.
-	Precheck(ctx context.Context, spec *proto.TaskSpec) error
+	// Precheck runs every check of a task against its source and
+	// destination, creating nothing; an error means the checks could not
+	// run.
+	Precheck(ctx context.Context, spec *proto.TaskSpec) (*proto.PrecheckReport, error)
 	// Cleanup drops what the task created: its slot, publication,
 	// heartbeat objects and stream. The task is marked Deleting before.
 	Cleanup(ctx context.Context, spec *proto.TaskSpec) error
@@ -64,6 +65,7 @@ func NewAPI(c *Coordinator, b Backend, logger *slog.Logger) http.Handler {
 	a := &api{c: c, b: b, logger: logger.With("component", "api"), now: time.Now}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/v1/tasks", a.createTask)
+	mux.HandleFunc("POST /api/v1/precheck", a.precheck)
 	mux.HandleFunc("GET /api/v1/tasks", a.listTasks)
 	mux.HandleFunc("GET /api/v1/tasks/{name}", a.getTask)
 	mux.HandleFunc("DELETE /api/v1/tasks/{name}", a.deleteTask)
@@ -101,13 +103,13 @@ func (a *api) createTask(w http.ResponseWriter, r *http.Request) {
 		a.failNotLeader(w)
 		return
 	}
-	if err := a.b.Precheck(r.Context(), spec); err != nil {
-		var pe *proto.PrecheckError
-		if errors.As(err, &pe) {
-			a.fail(w, http.StatusUnprocessableEntity, "precheck failed: nothing was created", pe.Problems)
-			return
-		}
+	report, err := a.b.Precheck(r.Context(), spec)
+	if err != nil {
 		a.fail(w, http.StatusBadGateway, "could not run the precheck: "+redact(err.Error()), nil)
+		return
+	}
+	if blocking := report.Judge(ignoreList(r)); len(blocking) > 0 {
+		a.fail(w, http.StatusUnprocessableEntity, "precheck failed: nothing was created", blocking)
 		return
 	}
 	if err := a.c.Apply(r.Context(), CreateTask{Spec: *spec, At: a.now().UTC()}); err != nil {
@@ -121,6 +123,42 @@ func (a *api) createTask(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.reply(w, http.StatusCreated, a.status(task))
+}
+
+// precheck runs a task's checks without creating it, and answers with
+// every check's result (200 whether or not it passed). Any node runs it:
+// it reads the two databases and writes nothing.
+func (a *api) precheck(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		a.fail(w, http.StatusBadRequest, "reading the request: "+err.Error(), nil)
+		return
+	}
+	spec, err := proto.ParseTaskSpec(body)
+	if err != nil {
+		a.fail(w, http.StatusBadRequest, err.Error(), nil)
+		return
+	}
+	report, err := a.b.Precheck(r.Context(), spec)
+	if err != nil {
+		a.fail(w, http.StatusBadGateway, "could not run the precheck: "+redact(err.Error()), nil)
+		return
+	}
+	report.Judge(ignoreList(r))
+	a.reply(w, http.StatusOK, report)
+}
+
+// ignoreList reads the warnings acknowledged: ?ignore=a,b&ignore=c.
+func ignoreList(r *http.Request) []string {
+	var out []string
+	for _, v := range r.URL.Query()["ignore"] {
+		for _, id := range strings.Split(v, ",") {
+			if id = strings.TrimSpace(id); id != "" {
+				out = append(out, id)
+			}
+		}
+	}
+	return out
 }
 
 func (a *api) listTasks(w http.ResponseWriter, r *http.Request) {

@@ -263,7 +263,7 @@ func TestCreatePrecheckFails(t *testing.T) {
 	}
 
 	// Checks that could not run are the server's trouble, not the spec's.
-	e.backend.SetPrecheckErr(errors.New("dial postgres://repl:s3cret@127.0.0.1:5432/shop: timeout"))
+	e.backend.SetPrecheckRunErr(errors.New("dial postgres://repl:s3cret@127.0.0.1:5432/shop: timeout"))
 	_, err = e.client.CreateTask(context.Background(), taskYAML("orders"))
 	ae = apiError(t, err, http.StatusBadGateway)
 	if strings.Contains(ae.Message, "s3cret") {
@@ -272,6 +272,40 @@ func TestCreatePrecheckFails(t *testing.T) {
 	if len(e.coord.Tasks()) != 0 {
 		t.Fatal("a task was stored despite the failed precheck")
 	}
+}
+
+// Warnings block a create until acknowledged by id; failures cannot be
+// acknowledged. The precheck endpoint reports every check and creates
+// nothing.
+func TestPrecheckWarningsAndIgnore(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.backend.SetPrecheckErr(&proto.PrecheckError{Problems: []proto.Problem{
+		{Check: "destination.conflicting_tables", Result: proto.ResultWarning, Message: "public.orders exists"},
+	}})
+	report, err := e.client.Precheck(ctx, taskYAML("orders"))
+	if err != nil || report.Passed || len(report.Checks) != 2 || report.Checks[0].Result != proto.ResultPass {
+		t.Fatalf("precheck: %+v %v", report, err)
+	}
+	report, err = e.client.Precheck(ctx, taskYAML("orders"), "destination.conflicting_tables")
+	if err != nil || !report.Passed || len(report.Ignored) != 1 {
+		t.Fatalf("precheck with the warning acknowledged: %+v %v", report, err)
+	}
+	if len(e.coord.Tasks()) != 0 {
+		t.Fatal("the precheck endpoint created a task")
+	}
+	_, err = e.client.CreateTask(ctx, taskYAML("orders"))
+	ae := apiError(t, err, http.StatusUnprocessableEntity)
+	if !strings.Contains(err.Error(), "--ignore destination.conflicting_tables") || len(ae.Problems) != 1 {
+		t.Fatalf("unacknowledged warning: %v", err)
+	}
+	if _, err := e.client.CreateTask(ctx, taskYAML("orders"), "destination.conflicting_tables"); err != nil {
+		t.Fatalf("create with the warning acknowledged: %v", err)
+	}
+
+	e.backend.SetPrecheckErr(&proto.PrecheckError{Problems: []proto.Problem{{Check: "source.wal_level", Message: "wal_level is replica"}}})
+	_, err = e.client.CreateTask(ctx, taskYAML("other"), "source.wal_level")
+	apiError(t, err, http.StatusUnprocessableEntity)
 }
 
 func TestBodyLimitAndHealth(t *testing.T) {

@@ -38,12 +38,29 @@ func (e *APIError) Error() string {
 }
 
 // CreateTask creates a task from its YAML (or JSON) spec.
-func (c *Client) CreateTask(ctx context.Context, spec []byte) (*proto.TaskStatus, error) {
+func (c *Client) CreateTask(ctx context.Context, spec []byte, ignore ...string) (*proto.TaskStatus, error) {
 	var st proto.TaskStatus
-	if err := c.do(ctx, http.MethodPost, "/api/v1/tasks", "application/yaml", spec, &st); err != nil {
+	if err := c.do(ctx, http.MethodPost, "/api/v1/tasks"+ignoreQuery(ignore), "application/yaml", spec, &st); err != nil {
 		return nil, err
 	}
 	return &st, nil
+}
+
+// Precheck runs a task's checks without creating it; ignore acknowledges
+// warnings by check id. The report says whether it passed.
+func (c *Client) Precheck(ctx context.Context, spec []byte, ignore ...string) (*proto.PrecheckReport, error) {
+	var r proto.PrecheckReport
+	if err := c.do(ctx, http.MethodPost, "/api/v1/precheck"+ignoreQuery(ignore), "application/yaml", spec, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+func ignoreQuery(ignore []string) string {
+	if len(ignore) == 0 {
+		return ""
+	}
+	return "?" + url.Values{"ignore": ignore}.Encode()
 }
 
 // GetTask returns a task's status.

@@ -26,8 +26,8 @@ type backend struct {
 
 var _ coordinator.Backend = (*backend)(nil)
 
-func (b *backend) Precheck(ctx context.Context, spec *proto.TaskSpec) error {
-	return Precheck(ctx, spec)
+func (b *backend) Precheck(ctx context.Context, spec *proto.TaskSpec) (*proto.PrecheckReport, error) {
+	return Precheck(ctx, spec), nil
 }
 
 // Cleanup stops the task here, then removes what it created: the slot,

@@ -192,7 +192,7 @@ func TestCreateTaskRejectsBadInput(t *testing.T) {
 		{"no primary key", fmt.Sprintf("name: x\nsource: {dsn: %q}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public}]\n", p.src.DSN("postgres"), dstDSN),
 			[]string{"source.replica_identity", "public.nokey", "REPLICA IDENTITY FULL"}},
 		{"missing privileges", fmt.Sprintf("name: x\nsource: {dsn: %q}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public, tables: [keyed]}]\n", p.src.UserDSN("weak", "", "postgres"), dstDSN),
-			[]string{"source.privileges", "REPLICATION"}},
+			[]string{"source.privileges.replication", "REPLICATION"}},
 		{"no free slot", fmt.Sprintf("name: x\nsource: {dsn: %q}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public}]\n", full.DSN("postgres"), dstDSN),
 			[]string{"source.replication_slots", "max_replication_slots"}},
 		{"missing table", fmt.Sprintf("name: x\nsource: {dsn: %q}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public, tables: [nosuch]}]\n", p.src.DSN("postgres"), dstDSN),
@@ -227,6 +227,68 @@ func TestCreateTaskRejectsBadInput(t *testing.T) {
 	if list, err := c.ListTasks(ctx); err != nil || len(list) != 0 {
 		t.Fatalf("tasks after rejected creates: %v %v", list, err)
 	}
+}
+
+// The precheck on its own: every check reported with its result, a
+// warning that blocks a create until acknowledged by its id, nothing
+// created by the precheck itself.
+func TestPrecheckReport(t *testing.T) {
+	p := newPair(t)
+	ctx := context.Background()
+	srcConn := testenv.Conn(t, p.src.DSN("postgres"))
+	testenv.MustExec(t, srcConn, `CREATE EXTENSION citext; CREATE TABLE keyed (id int PRIMARY KEY, name citext)`)
+	n := sluicetest.StartNode(t, node.Config{})
+	c := &coordinator.Client{BaseURL: n.URL}
+	spec := []byte(taskYAML("checked", p, "conflicting_tables: ignore\n"))
+
+	report, err := c.Precheck(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := map[string]proto.Problem{}
+	for _, ch := range report.Checks {
+		results[ch.Check] = ch
+	}
+	for _, id := range []string{"source.connect", "source.wal_level", "source.privileges.replication", "source.privileges.create",
+		"source.replication_slots", "source.wal_senders", "source.slot_name", "source.publication", "source.replication_connection",
+		"source.objects", "source.replica_identity", "source.privileges.select", "source.privileges.owner", "source.size",
+		"destination.connect", "destination.privileges.create", "destination.space", "destination.naming", "destination.types",
+		"destination.conflicting_tables"} {
+		if r := results[id]; r.Result != proto.ResultPass {
+			t.Errorf("check %s: %+v, want a pass", id, r)
+		}
+	}
+	if !report.Passed || !strings.Contains(results["destination.space"].Message, "free") || !strings.Contains(results["destination.types"].Message, "citext") {
+		t.Errorf("report: %+v", report)
+	}
+
+	// The table exists at the destination: conflicting_tables: ignore
+	// warns, and the warning blocks until acknowledged.
+	testenv.MustExec(t, testenv.Conn(t, p.dst.DSN("postgres")), `CREATE EXTENSION citext; CREATE TABLE keyed (id int PRIMARY KEY, name citext)`)
+	if report, err = c.Precheck(ctx, spec); err != nil || report.Passed {
+		t.Fatalf("precheck with an existing table: %+v %v", report, err)
+	}
+	var warned bool
+	for _, ch := range report.Checks {
+		warned = warned || (ch.Check == "destination.conflicting_tables" && ch.Result == proto.ResultWarning && strings.Contains(ch.Message, "public.keyed"))
+	}
+	if !warned {
+		t.Fatalf("no conflicting-tables warning: %+v", report.Checks)
+	}
+	if _, err := c.CreateTask(ctx, spec); err == nil || !strings.Contains(err.Error(), "--ignore destination.conflicting_tables") {
+		t.Fatalf("create with an unacknowledged warning: %v", err)
+	}
+	if err := testenv.SourceLeftovers(ctx, srcConn); err != nil {
+		t.Fatal(err)
+	}
+	if report, err = c.Precheck(ctx, spec, "destination.conflicting_tables"); err != nil || !report.Passed {
+		t.Fatalf("precheck with the warning acknowledged: %+v %v", report, err)
+	}
+	testenv.MustExec(t, srcConn, `INSERT INTO keyed VALUES (1, 'Ada')`)
+	if _, err := c.CreateTask(ctx, spec, "destination.conflicting_tables"); err != nil {
+		t.Fatal(err)
+	}
+	waitEqual(t, p, []string{"public.keyed"}, time.Minute)
 }
 
 // sync.full without incremental: a one-off copy that ends released and

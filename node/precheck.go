@@ -19,28 +19,76 @@ import (
 	"github.com/sluicedb/sluice/proto"
 )
 
-// Precheck checks a task before anything is created for it, and lists
-// every problem with its fix. It creates nothing in the source or the
-// destination.
-func Precheck(ctx context.Context, spec *proto.TaskSpec) error {
+// Precheck checks a task before anything is created for it: every check
+// with its id, its result (pass, warning, failure), what it found and how
+// to fix it. It creates nothing in the source or the destination.
+func Precheck(ctx context.Context, spec *proto.TaskSpec) *proto.PrecheckReport {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	p := &prechecker{spec: spec}
+	p := &prechecker{spec: spec, passed: map[string]string{}}
 	tables := p.source(ctx)
 	p.destination(ctx, tables)
-	if len(p.problems) > 0 {
-		return &proto.PrecheckError{Problems: p.problems}
-	}
-	return nil
+	return p.report()
 }
 
 type prechecker struct {
 	spec     *proto.TaskSpec
 	problems []proto.Problem
+	// ran lists the checks that ran, in order; passed what they found
+	// when they found nothing wrong.
+	ran    []string
+	passed map[string]string
+	// sourceBytes is the selected tables' size in the source (0: unknown);
+	// typeExtensions the extensions their column types come from.
+	sourceBytes    int64
+	typeExtensions []string
 }
 
+// add records a failure of check.
 func (p *prechecker) add(check, msg, fix string) {
-	p.problems = append(p.problems, proto.Problem{Check: check, Message: msg, Fix: fix})
+	p.ran = append(p.ran, check)
+	p.problems = append(p.problems, proto.Problem{Check: check, Result: proto.ResultFailure, Message: msg, Fix: fix})
+}
+
+// warn records a warning, which the user may acknowledge by its id.
+func (p *prechecker) warn(check, msg, fix string) {
+	p.ran = append(p.ran, check)
+	p.problems = append(p.problems, proto.Problem{Check: check, Result: proto.ResultWarning, Message: msg, Fix: fix})
+}
+
+// pass records that check ran, and what it found, unless it also found a
+// problem.
+func (p *prechecker) pass(check, found string) {
+	p.ran = append(p.ran, check)
+	if _, ok := p.passed[check]; !ok {
+		p.passed[check] = found
+	}
+}
+
+// report lists every check once: its problems, or its pass.
+func (p *prechecker) report() *proto.PrecheckReport {
+	bad := map[string]bool{}
+	for _, pr := range p.problems {
+		bad[pr.Check] = true
+	}
+	r := &proto.PrecheckReport{}
+	done := map[string]bool{}
+	for _, id := range p.ran {
+		if done[id] {
+			continue
+		}
+		done[id] = true
+		if !bad[id] {
+			r.Checks = append(r.Checks, proto.Problem{Check: id, Result: proto.ResultPass, Message: p.passed[id]})
+			continue
+		}
+		for _, pr := range p.problems {
+			if pr.Check == id {
+				r.Checks = append(r.Checks, pr)
+			}
+		}
+	}
+	return r
 }
 
 // connectProblem explains a failed connection in terms of what to change.
@@ -81,6 +129,7 @@ func (p *prechecker) source(ctx context.Context) []proto.TableID {
 		return nil
 	}
 	defer conn.Close(context.Background())
+	p.pass("source.connect", "connected as "+conn.Config().User)
 
 	var walLevel, dbName, user string
 	var super, repl, canCreate bool
@@ -94,40 +143,57 @@ func (p *prechecker) source(ctx context.Context) []proto.TableID {
 		p.add("source.settings", "cannot read the source's settings: "+err.Error(), "")
 		return nil
 	}
+	// Every task needs a replication slot: its own for incremental sync,
+	// a temporary one whose snapshot a copy-only task reads.
+	incremental := p.spec.Sync.IncrementalEnabled()
 	if walLevel != "logical" {
 		p.add("source.wal_level", fmt.Sprintf("wal_level is %q; logical replication needs \"logical\"", walLevel),
 			"set wal_level = logical in postgresql.conf (or ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL")
+	} else {
+		p.pass("source.wal_level", "wal_level is logical")
 	}
 	if !super && !repl {
-		p.add("source.privileges", fmt.Sprintf("user %q may not use replication", user),
+		p.add("source.privileges.replication", fmt.Sprintf("user %q may not use replication", user),
 			fmt.Sprintf("ALTER ROLE %s REPLICATION;", pgx.Identifier{user}.Sanitize()))
+	} else {
+		p.pass("source.privileges.replication", fmt.Sprintf("user %q may use replication", user))
 	}
 	if !super && !canCreate {
-		p.add("source.privileges", fmt.Sprintf("user %q may not create objects in database %q (the publication and the sluice.heartbeat table)", user, dbName),
+		p.add("source.privileges.create", fmt.Sprintf("user %q may not create objects in database %q (the publication and the sluice.heartbeat table)", user, dbName),
 			fmt.Sprintf("GRANT CREATE ON DATABASE %s TO %s;", pgx.Identifier{dbName}.Sanitize(), pgx.Identifier{user}.Sanitize()))
+	} else {
+		p.pass("source.privileges.create", fmt.Sprintf("user %q may create objects in database %q", user, dbName))
 	}
-	if p.spec.Sync.IncrementalEnabled() {
-		if freeSlots < 1 {
-			p.add("source.replication_slots", "no free replication slot (max_replication_slots is used up)",
-				"raise max_replication_slots in postgresql.conf and restart, or drop unused slots: SELECT pg_drop_replication_slot('name')")
-		}
-		if freeSenders < 1 {
-			p.add("source.wal_senders", "no free WAL sender (max_wal_senders is used up)", "raise max_wal_senders in postgresql.conf and restart PostgreSQL")
-		}
+	if freeSlots < 1 {
+		p.add("source.replication_slots", "no free replication slot (max_replication_slots is used up)",
+			"raise max_replication_slots in postgresql.conf and restart, or drop unused slots: SELECT pg_drop_replication_slot('name')")
+	} else {
+		p.pass("source.replication_slots", fmt.Sprintf("%d free replication slots", freeSlots))
+	}
+	if freeSenders < 1 {
+		p.add("source.wal_senders", "no free WAL sender (max_wal_senders is used up)", "raise max_wal_senders in postgresql.conf and restart PostgreSQL")
+	} else {
+		p.pass("source.wal_senders", fmt.Sprintf("%d free WAL senders", freeSenders))
+	}
+	if incremental {
 		slot := proto.SlotName(p.spec.Name)
 		info, err := capture.LookupSlot(ctx, conn, p.spec.Name)
 		if err == nil && info.Exists {
-			p.add("source.replication_slots", fmt.Sprintf("a replication slot named %s already exists", slot),
+			p.add("source.slot_name", fmt.Sprintf("a replication slot named %s already exists", slot),
 				fmt.Sprintf("delete the task that owns it, or drop it: SELECT pg_drop_replication_slot('%s')", slot))
+		} else if err == nil {
+			p.pass("source.slot_name", fmt.Sprintf("no replication slot %s yet", slot))
 		}
 		var pubExists bool
 		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, slot).Scan(&pubExists); err == nil && pubExists {
 			p.add("source.publication", fmt.Sprintf("a publication named %s already exists", slot),
 				fmt.Sprintf("delete the task that owns it, or drop it: DROP PUBLICATION %s", pgx.Identifier{slot}.Sanitize()))
+		} else {
+			p.pass("source.publication", fmt.Sprintf("no publication %s yet", slot))
 		}
-		if walLevel == "logical" && (super || repl) {
-			p.replicationConnection(ctx)
-		}
+	}
+	if walLevel == "logical" && (super || repl) {
+		p.replicationConnection(ctx)
 	}
 
 	tables, err := capture.ListTables(ctx, conn, p.spec.Objects)
@@ -148,6 +214,7 @@ func (p *prechecker) source(ctx context.Context) []proto.TableID {
 		p.add("source.objects", "the selection has no tables", "list a schema with tables, or the tables themselves, under objects")
 		return nil
 	}
+	p.pass("source.objects", fmt.Sprintf("%d tables selected", len(tables)))
 	p.tableChecks(ctx, conn, tables, super)
 	return tables
 }
@@ -170,7 +237,9 @@ func (p *prechecker) replicationConnection(ctx context.Context) {
 			fix = "allow replication connections for this user in pg_hba.conf (a line with database \"replication\"), then reload PostgreSQL"
 		}
 		p.add("source.replication_connection", "cannot open a replication session: "+msg, fix)
+		return
 	}
+	p.pass("source.replication_connection", "a replication session opens")
 }
 
 func (p *prechecker) tableChecks(ctx context.Context, conn *pgx.Conn, tables []proto.TableID, super bool) {
@@ -181,7 +250,8 @@ func (p *prechecker) tableChecks(ctx context.Context, conn *pgx.Conn, tables []p
 	rows, err := conn.Query(ctx, `SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), c.relreplident,
 		EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
 		has_table_privilege(c.oid, 'SELECT'),
-		pg_has_role(c.relowner, 'USAGE')
+		pg_has_role(c.relowner, 'USAGE'),
+		pg_total_relation_size(c.oid)
 		FROM unnest($1::text[]) AS t(name) JOIN pg_class c ON c.oid = t.name::regclass JOIN pg_namespace n ON n.oid = c.relnamespace`, names)
 	if err != nil {
 		p.add("source.tables", "cannot inspect the tables: "+err.Error(), "")
@@ -192,10 +262,12 @@ func (p *prechecker) tableChecks(ctx context.Context, conn *pgx.Conn, tables []p
 		var name string
 		var ident byte
 		var hasPK, canSelect, owns bool
-		if err := rows.Scan(&name, &ident, &hasPK, &canSelect, &owns); err != nil {
+		var size int64
+		if err := rows.Scan(&name, &ident, &hasPK, &canSelect, &owns, &size); err != nil {
 			p.add("source.tables", err.Error(), "")
 			return
 		}
+		p.sourceBytes += size
 		if ident == proto.IdentityNothing || (ident == proto.IdentityDefault && !hasPK) {
 			noIdentity = append(noIdentity, name)
 		}
@@ -210,20 +282,43 @@ func (p *prechecker) tableChecks(ctx context.Context, conn *pgx.Conn, tables []p
 		p.add("source.tables", err.Error(), "")
 		return
 	}
-	if len(noIdentity) > 0 && p.spec.Sync.IncrementalEnabled() {
+	incremental := p.spec.Sync.IncrementalEnabled()
+	switch {
+	case !incremental:
+	case len(noIdentity) > 0:
 		fixes := make([]string, len(noIdentity))
 		for i, n := range noIdentity {
 			fixes[i] = "ALTER TABLE " + n + " REPLICA IDENTITY FULL;"
 		}
 		p.add("source.replica_identity", "tables without a primary key and without REPLICA IDENTITY FULL cannot have their updates and deletes replicated: "+strings.Join(noIdentity, ", "),
 			"add a primary key, or run: "+strings.Join(fixes, " "))
+	default:
+		p.pass("source.replica_identity", "every table has a primary key or REPLICA IDENTITY FULL")
 	}
 	if len(noSelect) > 0 {
-		p.add("source.privileges", "no SELECT privilege on: "+strings.Join(noSelect, ", "), "GRANT SELECT ON those tables TO the source user")
+		p.add("source.privileges.select", "no SELECT privilege on: "+strings.Join(noSelect, ", "), "GRANT SELECT ON those tables TO the source user")
+	} else {
+		p.pass("source.privileges.select", "every table can be read")
 	}
-	if len(notOwned) > 0 && p.spec.Sync.IncrementalEnabled() {
-		p.add("source.privileges", "a publication can only include tables the user owns (or a superuser): "+strings.Join(notOwned, ", "),
+	switch {
+	case !incremental:
+	case len(notOwned) > 0:
+		p.add("source.privileges.owner", "a publication can only include tables the user owns (or a superuser): "+strings.Join(notOwned, ", "),
 			"connect as the tables' owner, or GRANT the owning role to the source user")
+	default:
+		p.pass("source.privileges.owner", "the user may publish every table")
+	}
+	p.pass("source.size", fmt.Sprintf("the selected tables take %s in the source", bytesText(p.sourceBytes)))
+	exts, err := conn.Query(ctx, `SELECT DISTINCT e.extname FROM pg_attribute a
+		JOIN pg_type t ON t.oid = a.atttypid
+		JOIN pg_depend d ON d.classid = 'pg_type'::regclass AND d.objid = COALESCE(NULLIF(t.typelem, 0), t.oid) AND d.deptype = 'e'
+		JOIN pg_extension e ON e.oid = d.refobjid
+		WHERE a.attrelid = ANY($1::text[]::regclass[]) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY 1`, names)
+	if err == nil {
+		p.typeExtensions, err = pgx.CollectRows(exts, pgx.RowTo[string])
+	}
+	if err != nil {
+		p.add("source.tables", "cannot list the extensions the tables' types come from: "+err.Error(), "")
 	}
 }
 
@@ -235,6 +330,7 @@ func (p *prechecker) destination(ctx context.Context, tables []proto.TableID) {
 		return
 	}
 	defer conn.Close(context.Background())
+	p.pass("destination.connect", "connected as "+conn.Config().User)
 	var canCreate, super bool
 	var user, dbName string
 	if err := conn.QueryRow(ctx, `SELECT current_user, current_database(), has_database_privilege(current_database(), 'CREATE'), r.rolsuper
@@ -243,20 +339,33 @@ func (p *prechecker) destination(ctx context.Context, tables []proto.TableID) {
 		return
 	}
 	if !canCreate && !super {
-		p.add("destination.privileges", fmt.Sprintf("user %q may not create schemas in database %q (the synced schemas and sluice.apply_offsets)", user, dbName),
+		p.add("destination.privileges.create", fmt.Sprintf("user %q may not create schemas in database %q (the synced schemas and sluice.apply_offsets)", user, dbName),
 			fmt.Sprintf("GRANT CREATE ON DATABASE %s TO %s;", pgx.Identifier{dbName}.Sanitize(), pgx.Identifier{user}.Sanitize()))
+	} else {
+		p.pass("destination.privileges.create", fmt.Sprintf("user %q may create schemas in database %q", user, dbName))
 	}
+	p.space(ctx, conn)
 	if len(tables) == 0 {
 		return
 	}
+	p.naming(tables)
+	p.extensions(ctx, conn)
 	existing, err := postgres.ExistingTables(ctx, conn, tables)
 	if err != nil {
 		p.add("destination.tables", "cannot look up tables: "+err.Error(), "")
 		return
 	}
-	if p.spec.Sync.SchemaEnabled() && p.spec.ConflictPolicy() == "precheck" && len(existing) > 0 {
+	switch {
+	case !p.spec.Sync.SchemaEnabled():
+	case len(existing) == 0:
+		p.pass("destination.conflicting_tables", "none of the tables exists at the destination yet")
+	case p.spec.ConflictPolicy() == "precheck":
 		p.add("destination.conflicting_tables", "these tables already exist at the destination: "+joinTables(existing),
 			"drop or rename them, leave them out of objects, or set conflicting_tables: ignore to write into them (full sync replaces their rows with the source's)")
+	default:
+		p.warn("destination.conflicting_tables", "these tables already exist at the destination and will be written into (conflicting_tables: ignore): "+joinTables(existing)+
+			"; their table definitions are kept, full sync replaces their rows with the source's, incremental sync overwrites rows with the same key",
+			"drop or rename them to start from the source's definitions")
 	}
 	if !p.spec.Sync.SchemaEnabled() && len(existing) < len(tables) {
 		have := map[string]bool{}
@@ -272,6 +381,87 @@ func (p *prechecker) destination(ctx context.Context, tables []proto.TableID) {
 		p.add("destination.tables", "schema sync is off and these tables do not exist at the destination: "+joinTables(missing),
 			"create them, or turn schema sync on (sync.schema: true)")
 	}
+}
+
+// naming checks the names the destination will get. Sluice keeps its
+// own tables in schema sluice there.
+func (p *prechecker) naming(tables []proto.TableID) {
+	var clash []proto.TableID
+	for _, t := range tables {
+		if t.Schema == "sluice" {
+			clash = append(clash, t)
+		}
+	}
+	if len(clash) > 0 {
+		p.add("destination.naming", "schema sluice holds Sluice's own tables at the destination (positions, heartbeats): "+joinTables(clash)+" cannot be synced into it",
+			"leave schema sluice out of objects")
+		return
+	}
+	p.pass("destination.naming", "every table name is free to use at the destination")
+}
+
+// extensions checks that the extensions whose types the tables use can
+// be created at the destination (schema sync creates them).
+func (p *prechecker) extensions(ctx context.Context, conn *pgx.Conn) {
+	if len(p.typeExtensions) == 0 {
+		p.pass("destination.types", "the tables use built-in types only, or types they define themselves")
+		return
+	}
+	rows, err := conn.Query(ctx, `SELECT e FROM unnest($1::text[]) AS e WHERE NOT EXISTS (SELECT 1 FROM pg_available_extensions a WHERE a.name = e)`, p.typeExtensions)
+	if err != nil {
+		p.add("destination.types", "cannot list the destination's extensions: "+err.Error(), "")
+		return
+	}
+	missing, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		p.add("destination.types", "cannot list the destination's extensions: "+err.Error(), "")
+		return
+	}
+	if len(missing) > 0 {
+		p.add("destination.types", "the tables use types of extensions the destination server does not have: "+strings.Join(missing, ", "),
+			"install those extensions' packages on the destination server (CREATE EXTENSION must find them)")
+		return
+	}
+	p.pass("destination.types", "the extensions the tables' types come from are available: "+strings.Join(p.typeExtensions, ", "))
+}
+
+// space compares the selected tables' size with the free space of the
+// destination's data directory, when that can be measured: the server runs
+// on this machine and the user may read data_directory.
+func (p *prechecker) space(ctx context.Context, conn *pgx.Conn) {
+	const id = "destination.space"
+	host := conn.Config().Host
+	local := strings.HasPrefix(host, "/") || host == "localhost" || net.ParseIP(host).IsLoopback()
+	var dir string
+	if !local || conn.QueryRow(ctx, `SELECT setting FROM pg_settings WHERE name = 'data_directory'`).Scan(&dir) != nil || dir == "" {
+		p.pass(id, fmt.Sprintf("the selection takes %s in the source; the destination's free space cannot be measured from here", bytesText(p.sourceBytes)))
+		return
+	}
+	free, ok := freeBytes(dir)
+	if !ok {
+		p.pass(id, fmt.Sprintf("the selection takes %s in the source; the destination's free space cannot be measured from here", bytesText(p.sourceBytes)))
+		return
+	}
+	if free < p.sourceBytes {
+		p.add(id, fmt.Sprintf("the selection takes %s in the source, the destination's disk has %s free", bytesText(p.sourceBytes), bytesText(free)),
+			"free space on the destination's disk, or select fewer tables")
+		return
+	}
+	p.pass(id, fmt.Sprintf("the selection takes %s in the source, the destination's disk has %s free", bytesText(p.sourceBytes), bytesText(free)))
+}
+
+// bytesText writes a size in binary units.
+func bytesText(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 func joinTables(ts []proto.TableID) string {

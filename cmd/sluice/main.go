@@ -58,6 +58,7 @@ schema, full sync, then incremental changes from the WAL.
 
   sluice up                      run a single-node Sluice (API on 127.0.0.1:7420)
   sluice node --config n1.yaml   run one node of a cluster
+  sluice precheck -f t.yaml      check a task's source and destination, create nothing
   sluice task create -f t.yaml   create a task from its spec
   sluice task list               see every task's phase, state and progress
   sluice cluster status          see the nodes, the leader and where units run`,
@@ -69,6 +70,6 @@ schema, full sync, then incremental changes from the WAL.
 	root.SetErr(a.stderr)
 	var tf taskFlags
 	addServerFlags(root, &tf)
-	root.AddCommand(a.upCmd(), a.nodeCmd(&tf), a.taskCmd(&tf), a.clusterCmd(&tf), a.versionCmd())
+	root.AddCommand(a.upCmd(), a.nodeCmd(&tf), a.taskCmd(&tf), a.precheckCmd(&tf), a.clusterCmd(&tf), a.versionCmd())
 	return root
 }

@@ -157,6 +157,32 @@ func TestTaskCreatePrecheckProblems(t *testing.T) {
 	}
 }
 
+func TestPrecheckCommand(t *testing.T) {
+	url, backend := server(t)
+	backend.SetPrecheckErr(&proto.PrecheckError{Problems: []proto.Problem{
+		{Check: "destination.conflicting_tables", Result: proto.ResultWarning, Message: "public.orders exists", Fix: "drop it"},
+	}})
+	r := runCLI(t, nil, spec, "precheck", "-f", "-", "--server", url)
+	if r.code != 1 || !strings.Contains(r.stdout, "PASS     source.connect") ||
+		!strings.Contains(r.stdout, "WARNING  destination.conflicting_tables: public.orders exists\n         fix: drop it") ||
+		!strings.Contains(r.stderr, "--ignore CHECK") {
+		t.Fatalf("precheck with a warning: %+v", r)
+	}
+	r = runCLI(t, nil, spec, "precheck", "-f", "-", "--ignore", "destination.conflicting_tables", "--server", url)
+	if r.code != 0 || !strings.Contains(r.stdout, "IGNORED  destination.conflicting_tables") || !strings.Contains(r.stdout, "precheck passed") {
+		t.Fatalf("precheck with the warning acknowledged: %+v", r)
+	}
+	r = runCLI(t, nil, spec, "precheck", "-f", "-", "-o", "json", "--server", url)
+	var report proto.PrecheckReport
+	if err := json.Unmarshal([]byte(r.stdout), &report); err != nil || report.Passed || len(report.Checks) != 2 {
+		t.Fatalf("precheck -o json: %v %+v", err, r)
+	}
+	r = runCLI(t, nil, spec, "task", "create", "-f", "-", "--ignore", "destination.conflicting_tables", "--server", url)
+	if r.code != 0 {
+		t.Fatalf("create with the warning acknowledged: %+v", r)
+	}
+}
+
 func TestUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"task", "create"},                 // -f is required

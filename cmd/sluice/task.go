@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -78,29 +79,40 @@ func addOutputFlag(cmd *cobra.Command, out *string) {
 	}
 }
 
+// readSpec reads a task spec from a file, or stdin for "-".
+func (a *app) readSpec(file string) ([]byte, error) {
+	var spec []byte
+	var err error
+	if file == "-" {
+		spec, err = io.ReadAll(a.stdin)
+	} else {
+		spec, err = os.ReadFile(file)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the task spec: %w", err)
+	}
+	return spec, nil
+}
+
 func (a *app) taskCreateCmd(tf *taskFlags) *cobra.Command {
 	var file, output string
+	var ignore []string
 	cmd := &cobra.Command{
 		Use:   "create -f TASK.yaml",
 		Short: "Create a task from its YAML spec (-f - reads stdin)",
 		Long: `Create a task from its YAML spec. The server checks the spec, then the
-source and destination (precheck), and creates nothing if a check fails:
-each problem is printed with its fix.`,
+source and destination (precheck), and creates nothing if a check fails
+or warns without being acknowledged (--ignore CHECK): each problem is
+printed with its fix. See every check with: sluice precheck -f TASK.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var spec []byte
-			var err error
-			if file == "-" {
-				spec, err = io.ReadAll(a.stdin)
-			} else {
-				spec, err = os.ReadFile(file)
-			}
+			spec, err := a.readSpec(file)
 			if err != nil {
-				return fmt.Errorf("reading the task spec: %w", err)
+				return err
 			}
 			ctx, cancel := withTimeout(cmd, tf)
 			defer cancel()
-			st, err := a.client(tf).CreateTask(ctx, spec)
+			st, err := a.client(tf).CreateTask(ctx, spec, ignore...)
 			if err != nil {
 				return err
 			}
@@ -112,9 +124,74 @@ each problem is printed with its fix.`,
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "task spec file, or - for stdin")
+	cmd.Flags().StringSliceVar(&ignore, "ignore", nil, "acknowledge a precheck warning by its check id (repeat, or comma-separate)")
 	_ = cmd.MarkFlagRequired("file")
 	addOutputFlag(cmd, &output)
 	return cmd
+}
+
+// precheckCmd runs a task's checks without creating anything.
+func (a *app) precheckCmd(tf *taskFlags) *cobra.Command {
+	var file, output string
+	var ignore []string
+	cmd := &cobra.Command{
+		Use:   "precheck -f TASK.yaml",
+		Short: "Check a task's source and destination without creating anything",
+		Long: `Run every check task create runs, and print each with its result:
+pass, warning (acknowledge it with --ignore CHECK) or failure (fix it),
+what was found and how to fix it. Exits 1 unless the task could be
+created as it stands.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			spec, err := a.readSpec(file)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := withTimeout(cmd, tf)
+			defer cancel()
+			report, err := a.client(tf).Precheck(ctx, spec, ignore...)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				if err := printJSON(cmd.OutOrStdout(), report); err != nil {
+					return err
+				}
+			} else {
+				printReport(cmd.OutOrStdout(), report)
+			}
+			if !report.Passed {
+				return errors.New("precheck failed: fix the failures, acknowledge the warnings with --ignore CHECK")
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "task spec file, or - for stdin")
+	cmd.Flags().StringSliceVar(&ignore, "ignore", nil, "acknowledge a warning by its check id (repeat, or comma-separate)")
+	_ = cmd.MarkFlagRequired("file")
+	addOutputFlag(cmd, &output)
+	return cmd
+}
+
+// printReport prints one line per check, and the fix under each problem.
+func printReport(w io.Writer, r *proto.PrecheckReport) {
+	ignored := map[string]bool{}
+	for _, id := range r.Ignored {
+		ignored[id] = true
+	}
+	for _, c := range r.Checks {
+		result := strings.ToUpper(string(c.Result))
+		if c.Result == proto.ResultWarning && ignored[c.Check] {
+			result = "IGNORED"
+		}
+		fmt.Fprintf(w, "%-8s %s: %s\n", result, c.Check, c.Message)
+		if c.Fix != "" && c.Result != proto.ResultPass {
+			fmt.Fprintf(w, "         fix: %s\n", c.Fix)
+		}
+	}
+	if r.Passed {
+		fmt.Fprintln(w, "precheck passed")
+	}
 }
 
 func (a *app) taskGetCmd(tf *taskFlags) *cobra.Command {

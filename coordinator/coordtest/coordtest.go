@@ -38,7 +38,8 @@ func New(t testing.TB) *coordinator.Coordinator { return Open(t, t.TempDir()) }
 // what the test set. It is safe for concurrent use.
 type Backend struct {
 	mu          sync.Mutex
-	precheckErr error
+	precheckErr *proto.PrecheckError
+	precheckRun error
 	cleanupErr  error
 	live        map[string]coordinator.Live
 	prechecked  []proto.TaskSpec
@@ -48,7 +49,10 @@ type Backend struct {
 var _ coordinator.Backend = (*Backend)(nil)
 
 // SetPrecheckErr sets what Precheck returns from now on.
-func (b *Backend) SetPrecheckErr(err error) { b.mu.Lock(); b.precheckErr = err; b.mu.Unlock() }
+// SetPrecheckRunErr makes Precheck fail to run at all.
+func (b *Backend) SetPrecheckRunErr(err error) { b.mu.Lock(); b.precheckRun = err; b.mu.Unlock() }
+
+func (b *Backend) SetPrecheckErr(err *proto.PrecheckError) { b.mu.Lock(); b.precheckErr = err; b.mu.Unlock() }
 
 // SetCleanupErr sets what Cleanup returns from now on.
 func (b *Backend) SetCleanupErr(err error) { b.mu.Lock(); b.cleanupErr = err; b.mu.Unlock() }
@@ -77,11 +81,25 @@ func (b *Backend) Cleaned() []proto.TaskSpec {
 	return append([]proto.TaskSpec(nil), b.cleaned...)
 }
 
-func (b *Backend) Precheck(_ context.Context, spec *proto.TaskSpec) error {
+// Precheck reports the problems SetPrecheckErr gave, as failures unless
+// they say otherwise, and a pass otherwise.
+func (b *Backend) Precheck(_ context.Context, spec *proto.TaskSpec) (*proto.PrecheckReport, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.prechecked = append(b.prechecked, *spec)
-	return b.precheckErr
+	if b.precheckRun != nil {
+		return nil, b.precheckRun
+	}
+	r := &proto.PrecheckReport{Checks: []proto.Problem{{Check: "source.connect", Result: proto.ResultPass}}}
+	if b.precheckErr != nil {
+		for _, p := range b.precheckErr.Problems {
+			if p.Result == "" {
+				p.Result = proto.ResultFailure
+			}
+			r.Checks = append(r.Checks, p)
+		}
+	}
+	return r, nil
 }
 
 func (b *Backend) Cleanup(_ context.Context, spec *proto.TaskSpec) error {
