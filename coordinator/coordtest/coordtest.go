@@ -52,7 +52,11 @@ var _ coordinator.Backend = (*Backend)(nil)
 // SetPrecheckRunErr makes Precheck fail to run at all.
 func (b *Backend) SetPrecheckRunErr(err error) { b.mu.Lock(); b.precheckRun = err; b.mu.Unlock() }
 
-func (b *Backend) SetPrecheckErr(err *proto.PrecheckError) { b.mu.Lock(); b.precheckErr = err; b.mu.Unlock() }
+func (b *Backend) SetPrecheckErr(err *proto.PrecheckError) {
+	b.mu.Lock()
+	b.precheckErr = err
+	b.mu.Unlock()
+}
 
 // SetCleanupErr sets what Cleanup returns from now on.
 func (b *Backend) SetCleanupErr(err error) { b.mu.Lock(); b.cleanupErr = err; b.mu.Unlock() }
