@@ -258,7 +258,7 @@ objects:
   - schema: public
     tables: [%s]
 conflicting_tables: ignore
-retry: { connection: 2m, other: 2m }
+retry: { connection: 10m, other: 2m }
 `, name, srcDSN, dstDSN, schema, full, incremental, list)
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/internal/sluicetest"
+	"github.com/sluicedb/sluice/node"
 	"github.com/sluicedb/sluice/internal/testenv"
 	"github.com/sluicedb/sluice/internal/workload"
 	"github.com/sluicedb/sluice/proto"
@@ -28,7 +29,7 @@ func TestOutagesAndRestartResume(t *testing.T) {
 	// Small chunks and one reader: a full sync long enough to break.
 	proc := sluicetest.StartProcess(t, filepath.Join(t.TempDir(), "data"), "--chunk-pages", "8", "--snapshot-readers", "1")
 	c := &coordinator.Client{BaseURL: proc.URL}
-	createTask(t, c, taskYAML("outages", p, "retry: { connection: 10m, other: 10m }\n"))
+	createTask(t, c, taskYAML("outages", p, "retry: { connection: 10m, other: 9m }\n"))
 
 	// 0. The destination goes away in the middle of the full sync.
 	testenv.CheckFor(t, time.Minute, 10*time.Millisecond, func() error {
@@ -95,11 +96,12 @@ func TestOutagesAndRestartResume(t *testing.T) {
 
 // waitRetrying waits until the task retries a connection failure, with
 // the end of its retry window shown.
-func waitRetrying(t *testing.T, c *coordinator.Client, name string) {
+func waitRetrying(t *testing.T, c *coordinator.Client, name string) *proto.TaskStatus {
 	t.Helper()
+	var st *proto.TaskStatus
 	testenv.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
-		st, err := c.GetTask(context.Background(), name)
-		if err != nil {
+		var err error
+		if st, err = c.GetTask(context.Background(), name); err != nil {
 			return err
 		}
 		if st.State != proto.StateRetrying || st.LastError == nil || st.LastError.Kind != proto.ErrorConnection || st.LastError.RetryUntil.IsZero() {
@@ -107,4 +109,82 @@ func waitRetrying(t *testing.T, c *coordinator.Client, name string) {
 		}
 		return nil
 	})
+	return st
+}
+
+// The source goes away for less than the connection retry window: the
+// task shows retrying with the window's end, then recovers by itself.
+// Then for longer: the task fails with the cause, and resumes once asked.
+// Windows are in minutes; the node here makes a minute last a second.
+func TestRetryWindowSourceOutage(t *testing.T) {
+	p := newPair(t)
+	ctx := context.Background()
+	srcConn := testenv.Conn(t, p.src.DSN("postgres"))
+	testenv.MustExec(t, srcConn, `CREATE TABLE w (id int PRIMARY KEY, v text); INSERT INTO w SELECT g, 'v' FROM generate_series(1, 100) g`)
+	n := sluicetest.StartNode(t, node.Config{Runner: node.RunnerConfig{RetryMinute: time.Second, MinBackoff: 200 * time.Millisecond, MaxBackoff: time.Second}})
+	c := &coordinator.Client{BaseURL: n.URL}
+	createTask(t, c, taskYAML("window", p, "retry: { connection: 10m, other: 5m }\n"))
+	waitPhase(t, c, "window", proto.PhaseIncremental, time.Minute)
+	waitEqual(t, p, []string{"public.w"}, time.Minute)
+
+	// Shorter than the window (10 s here).
+	if err := p.src.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	st := waitRetrying(t, c, "window")
+	if left := time.Until(st.LastError.RetryUntil); left <= 0 || left > 10*time.Second {
+		t.Fatalf("retrying until %v, %v from now; want within the 10 s window", st.LastError.RetryUntil, left)
+	}
+	time.Sleep(2 * time.Second)
+	if err := p.src.Start(); err != nil {
+		t.Fatal(err)
+	}
+	srcConn = testenv.Conn(t, p.src.DSN("postgres"))
+	testenv.MustExec(t, srcConn, `INSERT INTO w VALUES (101, 'after a short outage')`)
+	waitEqual(t, p, []string{"public.w"}, time.Minute)
+	waitState(t, c, "window", proto.StateRunning, 30*time.Second)
+	// Running well for a while (a "minute") closes the window; the next
+	// outage opens a new one.
+	time.Sleep(3 * time.Second)
+
+	// Longer than the window: failed, with the cause; resumed by hand.
+	stopped := time.Now()
+	if err := p.src.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	st = waitState(t, c, "window", proto.StateFailed, time.Minute)
+	// A lower bound only: the window must hold; a slow machine fails later.
+	if took := time.Since(stopped); took < 9*time.Second {
+		t.Fatalf("failed %.1fs after the source stopped, inside the 10 s window", took.Seconds())
+	}
+	if st.LastError == nil || st.LastError.Kind != proto.ErrorConnection {
+		t.Fatalf("failed without a connection error: %+v", st.LastError)
+	}
+	t.Logf("failed with: %s", st.LastError.Message)
+	if err := p.src.Start(); err != nil {
+		t.Fatal(err)
+	}
+	srcConn = testenv.Conn(t, p.src.DSN("postgres"))
+	testenv.MustExec(t, srcConn, `UPDATE w SET v = 'after a long outage' WHERE id <= 10`)
+	if _, err := c.ResumeTask(ctx, "window"); err != nil {
+		t.Fatal(err)
+	}
+	waitEqual(t, p, []string{"public.w"}, time.Minute)
+}
+
+// waitState waits until the task shows state.
+func waitState(t *testing.T, c *coordinator.Client, name string, state proto.State, timeout time.Duration) *proto.TaskStatus {
+	t.Helper()
+	var st *proto.TaskStatus
+	testenv.CheckFor(t, timeout, 100*time.Millisecond, func() error {
+		var err error
+		if st, err = c.GetTask(context.Background(), name); err != nil {
+			return err
+		}
+		if st.State != state {
+			return fmt.Errorf("state %s, want %s (last error %+v)", st.State, state, st.LastError)
+		}
+		return nil
+	})
+	return st
 }

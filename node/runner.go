@@ -43,6 +43,10 @@ type RunnerConfig struct {
 	Worker         apply.WorkerConfig
 	// Backoff bounds between retries.
 	MinBackoff, MaxBackoff time.Duration
+	// RetryMinute is how long a minute of a task's retry window lasts:
+	// a minute, except in tests, which shorten windows that a task spec
+	// may not set below 10 (connection) and 1 (other) minutes.
+	RetryMinute time.Duration
 }
 
 func (c *RunnerConfig) setDefaults() {
@@ -60,6 +64,9 @@ func (c *RunnerConfig) setDefaults() {
 	}
 	if c.MaxBackoff <= 0 {
 		c.MaxBackoff = 30 * time.Second
+	}
+	if c.RetryMinute <= 0 {
+		c.RetryMinute = time.Minute
 	}
 }
 
@@ -147,10 +154,15 @@ type retryWindow struct {
 	kind     proto.ErrorKind
 	backoff  time.Duration
 	min, max time.Duration
+	minute   time.Duration // RunnerConfig.RetryMinute
 }
 
 func newRetryWindow(cfg RunnerConfig) *retryWindow {
-	return &retryWindow{backoff: cfg.MinBackoff, min: cfg.MinBackoff, max: cfg.MaxBackoff}
+	minute := cfg.RetryMinute
+	if minute <= 0 {
+		minute = time.Minute
+	}
+	return &retryWindow{backoff: cfg.MinBackoff, min: cfg.MinBackoff, max: cfg.MaxBackoff, minute: minute}
 }
 
 // fail records a failure of an attempt that ran for ranFor; it returns
@@ -163,10 +175,10 @@ func newRetryWindow(cfg RunnerConfig) *retryWindow {
 func (rw *retryWindow) fail(err error, ranFor time.Duration, task *coordinator.Task, all []coordinator.Task) (*proto.TaskError, bool) {
 	kind := Classify(err)
 	now := time.Now()
-	window := retryWindowFor(task, all, kind)
-	if rw.start.IsZero() || ranFor > time.Minute || kind != rw.kind {
+	window := time.Duration(float64(retryWindowFor(task, all, kind)) * float64(rw.minute) / float64(time.Minute))
+	if rw.start.IsZero() || ranFor > rw.minute || kind != rw.kind {
 		rw.start, rw.kind, rw.backoff = now, kind, rw.min
-		if le := task.LastError; ranFor <= time.Minute && task.State == proto.StateRetrying && le != nil && le.Kind == kind && !le.RetryUntil.IsZero() {
+		if le := task.LastError; ranFor <= rw.minute && task.State == proto.StateRetrying && le != nil && le.Kind == kind && !le.RetryUntil.IsZero() {
 			if start := le.RetryUntil.Add(-window); start.Before(now) {
 				rw.start = start
 			}

@@ -72,11 +72,23 @@ type RateSpec struct {
 	MBPS int `yaml:"mbps,omitempty" json:"mbps,omitempty"`
 }
 
-// Default retry windows (DESIGN.md invariant 7).
+// Default retry windows (DESIGN.md invariant 7), and the bounds a task
+// spec may set.
 const (
 	DefaultConnectionRetry = 720 * time.Minute
 	DefaultOtherRetry      = 10 * time.Minute
+	MinConnectionRetry     = 10 * time.Minute
+	MinOtherRetry          = time.Minute
+	MaxRetry               = 1440 * time.Minute
 )
+
+// minutes writes a window as users write it: "720m".
+func minutes(d time.Duration) string {
+	if d%time.Minute == 0 {
+		return fmt.Sprintf("%dm", d/time.Minute)
+	}
+	return d.String()
+}
 
 // Duration is a time.Duration written as "720m", "10s", "1h30m".
 type Duration time.Duration
@@ -301,17 +313,26 @@ func (s *TaskSpec) Validate() error {
 	default:
 		add("name_case", "must be one of default, source, destination, lower, upper; not %q", s.NameCase)
 	}
+	retryOK := true
 	for _, f := range []struct {
-		field string
-		d     Duration
-	}{{"retry.connection", s.Retry.Connection}, {"retry.other", s.Retry.Other}} {
-		field, d := f.field, f.d
+		field    string
+		d        Duration
+		min, max time.Duration
+	}{
+		{"retry.connection", s.Retry.Connection, MinConnectionRetry, MaxRetry},
+		{"retry.other", s.Retry.Other, MinOtherRetry, MaxRetry},
+	} {
 		switch {
-		case d == invalidDuration:
-			add(field, "must be a duration such as 720m, 30s or 2h")
-		case d != 0 && time.Duration(d) < time.Second:
-			add(field, "must be at least 1s")
+		case f.d == invalidDuration:
+			add(f.field, "must be a duration such as 720m, 30m or 2h")
+			retryOK = false
+		case f.d != 0 && (time.Duration(f.d) < f.min || time.Duration(f.d) > f.max):
+			add(f.field, "must be between %s and %s, not %s", minutes(f.min), minutes(f.max), time.Duration(f.d))
+			retryOK = false
 		}
+	}
+	if retryOK && s.Retry.OtherRetry() >= s.Retry.ConnectionRetry() {
+		add("retry.other", "must be shorter than retry.connection (%s against %s, defaults included)", minutes(s.Retry.OtherRetry()), minutes(s.Retry.ConnectionRetry()))
 	}
 	if s.Throttle != nil {
 		add("throttle", "throttling is not available yet")

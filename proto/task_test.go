@@ -48,6 +48,29 @@ retry: { connection: 30m, other: 5m }
 	}
 }
 
+// Retry windows: connection 10 to 1440 minutes, other 1 to 1440 and
+// shorter than connection, defaults included.
+func TestRetryWindowBounds(t *testing.T) {
+	base := "name: x\nsource: {dsn: 'postgres://a@b/c'}\ndestination: {type: postgres, dsn: 'postgres://a@b/d'}\nobjects: [{schema: public}]\n"
+	for retry, want := range map[string]string{
+		"{connection: 30m, other: 5m}": "",
+		"{other: 719m}":                "",
+		"{connection: 5m}":             "retry.connection: must be between 10m and 1440m, not 5m0s",
+		"{connection: 1441m}":          "retry.connection: must be between 10m and 1440m",
+		"{other: 30s}":                 "retry.other: must be between 1m and 1440m",
+		"{connection: 10m}":            "retry.other: must be shorter than retry.connection (10m against 10m, defaults included)",
+		"{connection: 60m, other: 2h}": "retry.other: must be shorter than retry.connection",
+	} {
+		_, err := ParseTaskSpec([]byte(base + "retry: " + retry + "\n"))
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("%s: %v", retry, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("%s: got %v, want %q", retry, err, want)
+		}
+	}
+}
+
 func TestRedactDSN(t *testing.T) {
 	for in, want := range map[string]string{
 		"postgres://u:p@h/db":                    "postgres://u:xxxxx@h/db",
