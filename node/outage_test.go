@@ -9,9 +9,9 @@ import (
 
 	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/internal/sluicetest"
-	"github.com/sluicedb/sluice/node"
 	"github.com/sluicedb/sluice/internal/testenv"
 	"github.com/sluicedb/sluice/internal/workload"
+	"github.com/sluicedb/sluice/node"
 	"github.com/sluicedb/sluice/proto"
 )
 
