@@ -48,6 +48,9 @@ type Config struct {
 	StatusInterval time.Duration
 	// HeartbeatInterval is how often the heartbeat row is written.
 	HeartbeatInterval time.Duration
+	// Operations gives the operations synced for a table (nil: all);
+	// the others are dropped here, never published.
+	Operations func(proto.TableID) proto.OpSet
 }
 
 func (c *Config) setDefaults() error {
@@ -389,6 +392,10 @@ func (s *sessionState) handle(ctx context.Context, data []byte) error {
 				return err
 			}
 		}
+		rel.ops = proto.AllOps
+		if s.c.cfg.Operations != nil {
+			rel.ops = s.c.cfg.Operations(rel.table)
+		}
 		s.relations[rel.id] = rel
 	case 'I', 'U', 'D':
 		m, err := parseRow(data, &s.newT, &s.oldT)
@@ -398,6 +405,9 @@ func (s *sessionState) handle(ctx context.Context, data []byte) error {
 		rel := s.relations[m.relID]
 		if rel == nil {
 			return fmt.Errorf("pgoutput: change for unknown relation %d", m.relID)
+		}
+		if !rel.ops.Has(m.op) {
+			return nil // an operation the task does not sync for this table
 		}
 		return s.addRow(ctx, rel, proto.Row{Op: m.op, New: m.new, Old: m.old})
 	case 'T':
@@ -409,6 +419,9 @@ func (s *sessionState) handle(ctx context.Context, data []byte) error {
 			rel := s.relations[id]
 			if rel == nil {
 				return fmt.Errorf("pgoutput: truncate of unknown relation %d", id)
+			}
+			if !rel.ops.Has(proto.OpTruncate) {
+				continue
 			}
 			if err := s.addRow(ctx, rel, proto.Row{Op: proto.OpTruncate}); err != nil {
 				return err

@@ -25,6 +25,7 @@ type relation struct {
 	table    proto.TableID
 	columns  []proto.Column
 	identity byte
+	ops      proto.OpSet // synced operations (Config.Operations)
 }
 
 type reader struct {

@@ -82,6 +82,8 @@ type Chunk struct {
 	Index    int // 0-based within the table
 	Of       int
 	Format   proto.CopyFormat
+	// Filter is the table's row filter, a SQL condition ("" for none).
+	Filter string
 }
 
 // PlanChunks splits a table into chunks of about pagesPerChunk pages of
@@ -126,13 +128,20 @@ func (c Chunk) CopySQL() string {
 		cols[i] = pgx.Identifier{name}.Sanitize()
 	}
 	table := pgx.Identifier{c.Table.Schema, c.Table.Name}.Sanitize()
-	if c.Of == 1 {
+	var conds []string
+	if c.Of > 1 {
+		conds = append(conds, fmt.Sprintf("ctid >= '(%d,0)'::tid", c.FromPage))
+		if c.ToPage >= 0 {
+			conds = append(conds, fmt.Sprintf("ctid < '(%d,0)'::tid", c.ToPage))
+		}
+	}
+	if c.Filter != "" {
+		conds = append(conds, "("+c.Filter+")")
+	}
+	if len(conds) == 0 {
 		return fmt.Sprintf("COPY %s (%s) TO STDOUT%s", table, strings.Join(cols, ", "), opts)
 	}
-	where := fmt.Sprintf("ctid >= '(%d,0)'::tid", c.FromPage)
-	if c.ToPage >= 0 {
-		where += fmt.Sprintf(" AND ctid < '(%d,0)'::tid", c.ToPage)
-	}
+	where := strings.Join(conds, " AND ")
 	return fmt.Sprintf("COPY (SELECT %s FROM ONLY %s WHERE %s) TO STDOUT%s", strings.Join(cols, ", "), table, where, opts)
 }
 

@@ -19,14 +19,24 @@ import (
 // the heartbeat row and the publication of the task's tables (and of its
 // heartbeat row). Both are idempotent; an existing publication is set to
 // exactly these tables.
-func PrepareSource(ctx context.Context, conn *pgx.Conn, task string, tables []proto.TableID) error {
+//
+// filter gives a table's row filter (nil: none): the publication applies
+// it (PostgreSQL 15 row filters), so an UPDATE that moves a row into the
+// filter arrives as an INSERT and one that moves it out as a DELETE.
+func PrepareSource(ctx context.Context, conn *pgx.Conn, task string, tables []proto.TableID, filter func(proto.TableID) string) error {
 	if err := ensureHeartbeatRow(ctx, conn, task); err != nil {
 		return err
 	}
 	pub := proto.SlotName(task)
 	list := make([]string, 0, len(tables)+1)
 	for _, t := range tables {
-		list = append(list, pgx.Identifier{t.Schema, t.Name}.Sanitize())
+		item := pgx.Identifier{t.Schema, t.Name}.Sanitize()
+		if filter != nil {
+			if f := filter(t); f != "" {
+				item += " WHERE (" + f + ")"
+			}
+		}
+		list = append(list, item)
 	}
 	list = append(list, fmt.Sprintf("%s WHERE (task = %s)",
 		pgx.Identifier{proto.HeartbeatTable.Schema, proto.HeartbeatTable.Name}.Sanitize(), quoteLiteral(task)))

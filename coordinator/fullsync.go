@@ -45,7 +45,9 @@ type PlannedCopy struct {
 	Table   proto.TableID    `json:"table"`
 	Columns []string         `json:"columns"`
 	Format  proto.CopyFormat `json:"format"`
-	Chunks  []PlannedChunk   `json:"chunks"`
+	// Filter is the table's row filter ("" for none).
+	Filter string         `json:"filter,omitempty"`
+	Chunks []PlannedChunk `json:"chunks"`
 }
 
 // PlannedChunk is a range of a table's heap pages, [FromPage, ToPage),

@@ -258,6 +258,11 @@ func (r *runner) planLoad(ctx context.Context, holder *capture.SnapshotReader, s
 	if err := holder.Tx().QueryRow(ctx, `SELECT current_setting('server_version_num')::int / 10000`).Scan(&sourceMajor); err != nil {
 		return nil, err
 	}
+	task, ok := r.store.Task(r.name)
+	if !ok {
+		return nil, fmt.Errorf("task %s is gone", r.name)
+	}
+	spec := &task.Spec
 	plan := &coordinator.FullSyncPlan{}
 	total := 0
 	for _, def := range ordered {
@@ -269,7 +274,7 @@ func (r *runner) planLoad(ctx context.Context, holder *capture.SnapshotReader, s
 		if err != nil {
 			return nil, err
 		}
-		pc := coordinator.PlannedCopy{Table: def.ID, Columns: def.CopiedColumns(), Format: format}
+		pc := coordinator.PlannedCopy{Table: def.ID, Columns: def.CopiedColumns(), Format: format, Filter: spec.RowFilter(def.ID)}
 		for _, c := range chunks {
 			pc.Chunks = append(pc.Chunks, coordinator.PlannedChunk{FromPage: c.FromPage, ToPage: c.ToPage})
 		}

@@ -295,7 +295,7 @@ func (r *runner) attempt(ctx context.Context) error {
 		if err := apply.EnsureStream(ctx, r.js, r.name, r.cfg.Groups, r.cfg.StreamReplicas, tables); err != nil {
 			return err
 		}
-		if err := capture.PrepareSource(ctx, src, r.name, tables); err != nil {
+		if err := capture.PrepareSource(ctx, src, r.name, tables, spec.RowFilter); err != nil {
 			return err
 		}
 	}
@@ -350,6 +350,7 @@ func (r *runner) startCapture(ctx context.Context, g *errgroup.Group, src *pgx.C
 	ccfg.Task = r.name
 	task, _ := r.store.Task(r.name)
 	ccfg.SourceDSN = task.Spec.Source.DSN
+	ccfg.Operations = task.Spec.Operations
 	ccfg.JetStream = r.js
 	ccfg.Logger = r.logger
 	c, err := capture.New(ccfg)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -294,11 +295,30 @@ func (s *TaskSpec) Validate() error {
 		if len(o.Rename) > 0 {
 			add(field+".rename", "renaming is not available yet")
 		}
-		if len(o.Filter) > 0 {
-			add(field+".filter", "row filters are not available yet")
+		for _, name := range sortedKeys(o.Filter) {
+			f := fmt.Sprintf("%s.filter.%s", field, name)
+			switch {
+			case len(o.Tables) > 0 && !tables[name]:
+				add(f, "%q is not among the tables listed", name)
+			case strings.TrimSpace(o.Filter[name]) == "":
+				add(f, "is empty: a SQL condition such as \"region = 'eu'\"")
+			case strings.Contains(o.Filter[name], ";"):
+				add(f, "must be one SQL condition, without ';'")
+			}
 		}
-		if len(o.Operations) > 0 {
-			add(field+".operations", "per-table operation selection is not available yet")
+		for _, name := range sortedKeys(o.Operations) {
+			f := fmt.Sprintf("%s.operations.%s", field, name)
+			if len(o.Tables) > 0 && !tables[name] {
+				add(f, "%q is not among the tables listed", name)
+			}
+			if len(o.Operations[name]) == 0 {
+				add(f, "is empty: list some of insert, update, delete, truncate")
+			}
+			for _, op := range o.Operations[name] {
+				if _, ok := opNames[op]; !ok {
+					add(f, "unknown operation %q (one of insert, update, delete, truncate)", op)
+				}
+			}
 		}
 	}
 	switch s.ConflictingTables {
@@ -344,6 +364,56 @@ func (s *TaskSpec) Validate() error {
 		return errs
 	}
 	return nil
+}
+
+var opNames = map[string]Op{"insert": OpInsert, "update": OpUpdate, "delete": OpDelete, "truncate": OpTruncate}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// RowFilter is the table's row filter, a SQL condition ("" for none).
+func (s *TaskSpec) RowFilter(t TableID) string {
+	for _, o := range s.Objects {
+		if o.Schema == t.Schema {
+			return strings.TrimSpace(o.Filter[t.Name])
+		}
+	}
+	return ""
+}
+
+// OpSet is a set of operations.
+type OpSet uint8
+
+// AllOps holds every operation.
+const AllOps OpSet = 1<<OpInsert | 1<<OpUpdate | 1<<OpDelete | 1<<OpTruncate
+
+// Has reports whether o is in the set.
+func (s OpSet) Has(o Op) bool { return s&(1<<o) != 0 }
+
+// Operations are the operations synced for the table: all unless the
+// spec lists some.
+func (s *TaskSpec) Operations(t TableID) OpSet {
+	for _, o := range s.Objects {
+		if o.Schema != t.Schema {
+			continue
+		}
+		ops, ok := o.Operations[t.Name]
+		if !ok {
+			return AllOps
+		}
+		var set OpSet
+		for _, name := range ops {
+			set |= 1 << opNames[name]
+		}
+		return set
+	}
+	return AllOps
 }
 
 // ConflictPolicy is ConflictingTables with its default.
