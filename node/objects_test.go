@@ -111,6 +111,10 @@ func TestRowFilterPrecheck(t *testing.T) {
 			}
 		}
 	}
+	// A filter of a table that is not selected is named.
+	if _, err := c.CreateTask(ctx, taskYAML("filtered", p, "    filter: { nosuch: \"id > 1\" }\n")); err == nil || !strings.Contains(err.Error(), "filter of public.nosuch") {
+		t.Fatalf("filter of a missing table: %v", err)
+	}
 	// A filter on the key is fine with the default replica identity.
 	report, err := c.Precheck(ctx, taskYAML("filtered", p, "    filter: { plain: \"id > 10\" }\n"))
 	if err != nil || !report.Passed {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -331,6 +332,27 @@ func (p *prechecker) tableChecks(ctx context.Context, conn *pgx.Conn, tables []p
 // the source: EXPLAIN of each shows that without running it.
 func (p *prechecker) filters(ctx context.Context, conn *pgx.Conn, tables []proto.TableID) {
 	const id = "source.filters"
+	selected := map[string]bool{}
+	for _, t := range tables {
+		selected[t.Key()] = true
+	}
+	var unknown []string
+	for _, o := range p.spec.Objects {
+		for name := range o.Filter {
+			if !selected[proto.TableID{Schema: o.Schema, Name: name}.Key()] {
+				unknown = append(unknown, fmt.Sprintf("filter of %s.%s", o.Schema, name))
+			}
+		}
+		for name := range o.Operations {
+			if !selected[proto.TableID{Schema: o.Schema, Name: name}.Key()] {
+				unknown = append(unknown, fmt.Sprintf("operations of %s.%s", o.Schema, name))
+			}
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		p.add(id, "these name tables that are not selected (or do not exist): "+strings.Join(unknown, ", "), "fix the table names under filter and operations")
+	}
 	n := 0
 	for _, t := range tables {
 		f := p.spec.RowFilter(t)
