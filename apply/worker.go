@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/sluicedb/sluice/internal/throttle"
 	"github.com/sluicedb/sluice/proto"
 )
 
@@ -32,6 +33,9 @@ type WorkerConfig struct {
 	// PrefetchBytes bounds what the client pulls ahead (bounded memory).
 	PrefetchBytes int
 	Stats         *WorkerStats
+	// Throttle, if set, holds each batch until its rows and bytes may pass
+	// (task spec throttle.incremental).
+	Throttle *throttle.Limiter
 }
 
 // WorkerStats are a worker's counters, safe to read while it runs.
@@ -263,6 +267,11 @@ func (w *worker) receive(cur *collected, msg jetstream.Msg) error {
 // apply writes a batch, then acknowledges its messages.
 func (w *worker) apply(ctx context.Context, b *collected) error {
 	if len(b.ch.Segments) > 0 {
+		if w.cfg.Throttle != nil {
+			if err := w.cfg.Throttle.Wait(ctx, b.rows, b.bytes); err != nil {
+				return err
+			}
+		}
 		if err := w.cfg.Sink.Apply(ctx, b.ch); err != nil {
 			return fmt.Errorf("apply %d rows: %w", b.ch.Rows(), err)
 		}

@@ -71,6 +71,7 @@ func NewAPI(c *Coordinator, b Backend, logger *slog.Logger) http.Handler {
 	mux.HandleFunc("DELETE /api/v1/tasks/{name}", a.deleteTask)
 	mux.HandleFunc("POST /api/v1/tasks/{name}/pause", a.transition(func(n string) Command { return PauseTask{Name: n} }))
 	mux.HandleFunc("POST /api/v1/tasks/{name}/resume", a.transition(func(n string) Command { return ResumeTask{Name: n} }))
+	mux.HandleFunc("PUT /api/v1/tasks/{name}/throttle", a.setThrottle)
 	mux.HandleFunc("GET /healthz", a.healthz)
 	a.clusterRoutes(mux)
 	return a.logRequests(a.forwardToLeader(mux))
@@ -232,6 +233,37 @@ func (a *api) transition(cmd func(name string) Command) http.HandlerFunc {
 		task, _ := a.c.Task(name)
 		a.reply(w, http.StatusOK, a.status(task))
 	}
+}
+
+// setThrottle replaces a task's throttle: the body is the spec's throttle
+// section in YAML or JSON ({} lifts every limit).
+func (a *api) setThrottle(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if _, ok := a.c.Task(name); !ok {
+		a.fail(w, http.StatusNotFound, fmt.Sprintf("task %q not found", name), nil)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		a.fail(w, http.StatusBadRequest, "reading the request: "+err.Error(), nil)
+		return
+	}
+	th, err := proto.ParseThrottle(body)
+	if err != nil {
+		a.fail(w, http.StatusBadRequest, err.Error(), nil)
+		return
+	}
+	if err := a.c.Apply(r.Context(), SetThrottle{Name: name, Throttle: th}); err != nil {
+		if errors.Is(err, ErrBadTransition) {
+			a.fail(w, http.StatusConflict, err.Error(), nil)
+			return
+		}
+		a.applyFailed(w, err)
+		return
+	}
+	a.logger.Info("task throttle changed", "task", name)
+	task, _ := a.c.Task(name)
+	a.reply(w, http.StatusOK, a.status(task))
 }
 
 func (a *api) healthz(w http.ResponseWriter, r *http.Request) {

@@ -91,6 +91,22 @@ func (c *Client) PauseTask(ctx context.Context, name string) (*proto.TaskStatus,
 	return c.transition(ctx, name, "pause")
 }
 
+// SetThrottle replaces a task's throttle (nil lifts every limit).
+func (c *Client) SetThrottle(ctx context.Context, name string, th *proto.ThrottleSpec) (*proto.TaskStatus, error) {
+	if th == nil {
+		th = &proto.ThrottleSpec{}
+	}
+	body, err := json.Marshal(th)
+	if err != nil {
+		return nil, err
+	}
+	var st proto.TaskStatus
+	if err := c.do(ctx, http.MethodPut, "/api/v1/tasks/"+url.PathEscape(name)+"/throttle", "application/json", body, &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
 // ResumeTask runs a paused (or failed) task again.
 func (c *Client) ResumeTask(ctx context.Context, name string) (*proto.TaskStatus, error) {
 	return c.transition(ctx, name, "resume")

@@ -28,8 +28,9 @@ const (
 	CmdRemoveTask        CommandType = 9
 	CmdPauseTask         CommandType = 10
 	CmdResumeTask        CommandType = 11
-	// Full-sync plans are 12 to 14 (fullsync.go); nodes and assignments
-	// from 32 on (cluster.go).
+	// Full-sync plans are 12 to 14 (fullsync.go).
+	CmdSetThrottle CommandType = 15
+	// Nodes and assignments from 32 on (cluster.go).
 )
 
 // Command is a change to the replicated state. Its JSON form is the payload
@@ -122,6 +123,13 @@ type ResumeTask struct {
 	Name string `json:"name"`
 }
 
+// SetThrottle replaces a running task's throttle (nil lifts it); its
+// units follow within a second.
+type SetThrottle struct {
+	Name     string              `json:"name"`
+	Throttle *proto.ThrottleSpec `json:"throttle,omitempty"`
+}
+
 func (CreateTask) Type() CommandType        { return CmdCreateTask }
 func (SetTaskStatus) Type() CommandType     { return CmdSetTaskStatus }
 func (MarkSlotCreated) Type() CommandType   { return CmdMarkSlotCreated }
@@ -133,6 +141,7 @@ func (MarkDeleting) Type() CommandType      { return CmdMarkDeleting }
 func (RemoveTask) Type() CommandType        { return CmdRemoveTask }
 func (PauseTask) Type() CommandType         { return CmdPauseTask }
 func (ResumeTask) Type() CommandType        { return CmdResumeTask }
+func (SetThrottle) Type() CommandType       { return CmdSetThrottle }
 
 // Errors returned by command handlers, through Coordinator.Apply.
 var (
@@ -204,6 +213,7 @@ func init() {
 	register(applyRemoveTask)
 	register(applyPauseTask)
 	register(applyResumeTask)
+	register(applySetThrottle)
 }
 
 // Encode turns a command into a log entry: the type byte, then JSON. It
@@ -418,4 +428,17 @@ func applyResumeTask(d *data, index uint64, cmd *ResumeTask) error {
 		return nil // already runnable
 	}
 	return fmt.Errorf("%w: %s is %s", ErrBadTransition, cmd.Name, t.State)
+}
+
+func applySetThrottle(d *data, index uint64, cmd *SetThrottle) error {
+	t, err := d.task(cmd.Name)
+	if err != nil {
+		return err
+	}
+	if t.Deleting {
+		return fmt.Errorf("%w: %s is being deleted", ErrBadTransition, cmd.Name)
+	}
+	t.Spec.Throttle = cloneThrottle(cmd.Throttle)
+	t.ModifyIndex = index
+	return nil
 }

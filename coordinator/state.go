@@ -255,13 +255,18 @@ func cloneSpec(s proto.TaskSpec) proto.TaskSpec {
 			c.Objects[i] = co
 		}
 	}
-	if s.Throttle != nil {
-		th := *s.Throttle
-		th.Full = cloneRate(s.Throttle.Full)
-		th.Incremental = cloneRate(s.Throttle.Incremental)
-		c.Throttle = &th
-	}
+	c.Throttle = cloneThrottle(s.Throttle)
 	return c
+}
+
+func cloneThrottle(t *proto.ThrottleSpec) *proto.ThrottleSpec {
+	if t == nil {
+		return nil
+	}
+	th := *t
+	th.Full = cloneRate(t.Full)
+	th.Incremental = cloneRate(t.Incremental)
+	return &th
 }
 
 func cloneBool(b *bool) *bool {

@@ -286,6 +286,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 				Chunks: []PlannedChunk{{FromPage: 0, ToPage: 8, Unit: 1}, {FromPage: 8, ToPage: -1}}}}}},
 		MarkFullSyncReady{Name: "a", Plan: 5},
 		MarkChunkCopied{Name: "a", Plan: 5, Table: 0, Chunk: 1, Rows: 77},
+		SetThrottle{Name: "a", Throttle: &proto.ThrottleSpec{Full: &proto.RateSpec{RPS: 5, MBPS: 1, QPS: 2}}},
 	}
 	seen := map[CommandType]bool{}
 	for _, cmd := range cmds {

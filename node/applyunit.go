@@ -57,6 +57,10 @@ func (u *applyUnit) attempt(ctx context.Context) error {
 	wcfg.Task, wcfg.Group, wcfg.JetStream, wcfg.Sink, wcfg.Epoch, wcfg.Logger = u.task, u.group, u.js, sink, u.epoch, u.logger
 	wcfg.Stats = &apply.WorkerStats{}
 	u.live.setWorker(u.group, wcfg.Stats)
+	// The task's incremental throttle, shared with its groups here.
+	lim, release := u.live.throttle(u.store, u.task, proto.PhaseIncremental, u.cfg.Groups)
+	defer release()
+	wcfg.Throttle = lim
 
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -71,3 +75,4 @@ func (u *applyUnit) attempt(ctx context.Context) error {
 	}()
 	return apply.RunWorker(wctx, wcfg)
 }
+

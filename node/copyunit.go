@@ -12,6 +12,8 @@ import (
 	"github.com/sluicedb/sluice/apply/postgres"
 	"github.com/sluicedb/sluice/capture"
 	"github.com/sluicedb/sluice/coordinator"
+	"github.com/sluicedb/sluice/internal/throttle"
+	"github.com/sluicedb/sluice/proto"
 )
 
 // copyUnit loads one share of a task's full-sync chunks: it imports the
@@ -26,6 +28,7 @@ type copyUnit struct {
 	store  TaskStore
 	cfg    RunnerConfig
 	logger *slog.Logger
+	live   *live
 	health *unitHealth
 }
 
@@ -89,12 +92,20 @@ func (u *copyUnit) attempt(ctx context.Context, log *slog.Logger) error {
 	defer sink.Close(context.Background())
 
 	log.Info("copying", "plan", plan.ID, "chunks", len(work))
+	// The task's full-sync throttle, shared with its copy units here.
+	lim, release := u.live.throttle(u.store, u.task, proto.PhaseFull, plan.Units)
+	defer release()
 	for _, w := range work {
+		if err := lim.WaitEvent(ctx); err != nil { // a chunk is a query to the source
+			return err
+		}
 		t := plan.Tables[w.table]
 		c := t.Chunks[w.chunk]
 		chunk := capture.Chunk{Table: t.Table, Columns: t.Columns, FromPage: c.FromPage, ToPage: c.ToPage, Index: w.chunk, Of: len(t.Chunks), Format: t.Format, Filter: t.Filter}
 		load := apply.ChunkLoad{Task: u.task, Plan: plan.ID, Table: t.Table, Chunk: w.chunk, Columns: t.Columns, Format: t.Format}
-		rows, err := sink.CopyChunk(ctx, load, func(w io.Writer) (int64, error) { return rd.Copy(ctx, chunk, w) })
+		rows, err := sink.CopyChunk(ctx, load, func(w io.Writer) (int64, error) {
+			return rd.Copy(ctx, chunk, &throttledWriter{ctx: ctx, w: w, lim: lim})
+		})
 		if err != nil {
 			return err
 		}
@@ -125,4 +136,21 @@ func (u *copyUnit) mark(ctx context.Context, cmd coordinator.MarkChunkCopied) er
 		case <-time.After(300 * time.Millisecond):
 		}
 	}
+}
+
+// throttledWriter holds COPY data to the full-sync throttle. The source
+// sends one COPY message per row, and pgconn writes each with one Write
+// call, so a Write counts as a row (the binary format's header and
+// trailer add two, which a rate does not notice).
+type throttledWriter struct {
+	ctx context.Context
+	w   io.Writer
+	lim *throttle.Limiter
+}
+
+func (t *throttledWriter) Write(p []byte) (int, error) {
+	if err := t.lim.Wait(t.ctx, 1, len(p)); err != nil {
+		return 0, err
+	}
+	return t.w.Write(p)
 }

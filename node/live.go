@@ -1,12 +1,14 @@
 package node
 
 import (
+	"context"
 	"sync"
 	"time"
 
 	"github.com/sluicedb/sluice/apply"
 	"github.com/sluicedb/sluice/capture"
 	"github.com/sluicedb/sluice/coordinator"
+	"github.com/sluicedb/sluice/internal/throttle"
 	"github.com/sluicedb/sluice/proto"
 )
 
@@ -20,6 +22,68 @@ type live struct {
 	workers map[int]*apply.WorkerStats // by apply group
 	// samples of rows applied, one a second, for throughput.
 	samples []sample
+	// throttles are shared by the task's units of a phase on this node.
+	throttles map[proto.Phase]*sharedThrottle
+}
+
+// sharedThrottle is one limiter for the units of a phase on this node.
+// The task's limit is split among nodes by units: a node running k of a
+// phase's n units gets k/n of it, so on one node the units share the
+// whole limit however their traffic is spread.
+type sharedThrottle struct {
+	lim   *throttle.Limiter
+	units int
+	stop  context.CancelFunc
+}
+
+// throttle returns the limiter the caller's unit shares with the task's
+// other units of phase here (total: the phase's units in the cluster),
+// and the function to call when the unit stops.
+func (l *live) throttle(store TaskStore, task string, phase proto.Phase, total int) (*throttle.Limiter, func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.throttles == nil {
+		l.throttles = map[proto.Phase]*sharedThrottle{}
+	}
+	st := l.throttles[phase]
+	if st == nil {
+		ctx, stop := context.WithCancel(context.Background())
+		st = &sharedThrottle{lim: &throttle.Limiter{}, stop: stop}
+		l.throttles[phase] = st
+		go followThrottle(ctx, store, task, phase, func() float64 {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			return float64(st.units) / float64(max(total, 1))
+		}, st.lim)
+	}
+	st.units++
+	return st.lim, func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if st.units--; st.units == 0 {
+			st.stop()
+			delete(l.throttles, phase)
+		}
+	}
+}
+
+// followThrottle keeps lim at share() of the task's throttle for phase,
+// until ctx ends; a task update takes effect within a second.
+func followThrottle(ctx context.Context, store TaskStore, name string, phase proto.Phase, share func() float64, lim *throttle.Limiter) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		if t, ok := store.Task(name); ok {
+			rows, bytes, queries := t.Spec.Throttle.Limits(phase)
+			f := share()
+			lim.Set(rows*f, bytes*f, queries*f)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 type sample struct {

@@ -227,7 +227,7 @@ func (w *Worker) start(ctx context.Context, a coordinator.Assignment) {
 			u := &applyUnit{task: id.Task, group: id.Group, epoch: a.Epoch, store: w.coord, js: w.js, cfg: w.cfg, logger: w.logger, live: l, health: ru.health}
 			ru.fenced.Store(u.run(uctx))
 		case scheduler.KindCopy:
-			u := &copyUnit{task: id.Task, share: id.Group, store: w.coord, cfg: w.cfg, logger: w.logger, health: ru.health}
+			u := &copyUnit{task: id.Task, share: id.Group, store: w.coord, cfg: w.cfg, logger: w.logger, live: l, health: ru.health}
 			ru.fenced.Store(u.run(uctx))
 		}
 		w.logger.Info("unit stopped", "unit", a.Unit, "epoch", a.Epoch)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"slices"
 	"strings"
@@ -67,10 +68,68 @@ type ThrottleSpec struct {
 	Incremental *RateSpec `yaml:"incremental,omitempty" json:"incremental,omitempty"`
 }
 
-// RateSpec is a rate limit.
+// RateSpec is a rate limit; 0 or absent means none. QPS (queries to the
+// source per second) applies to the full sync only.
 type RateSpec struct {
 	RPS  int `yaml:"rps,omitempty" json:"rps,omitempty"`
 	MBPS int `yaml:"mbps,omitempty" json:"mbps,omitempty"`
+	QPS  int `yaml:"qps,omitempty" json:"qps,omitempty"`
+}
+
+// Limits returns a phase's rows, bytes and queries per second (0: none).
+func (t *ThrottleSpec) Limits(phase Phase) (rows, bytes, queries float64) {
+	if t == nil {
+		return 0, 0, 0
+	}
+	r := t.Incremental
+	if phase == PhaseFull {
+		r = t.Full
+	}
+	if r == nil {
+		return 0, 0, 0
+	}
+	return float64(r.RPS), float64(r.MBPS) * (1 << 20), float64(r.QPS)
+}
+
+// ParseThrottle reads a throttle section (YAML or JSON, unknown fields
+// refused) and validates it; an empty one lifts every limit (nil).
+func ParseThrottle(b []byte) (*ThrottleSpec, error) {
+	var t ThrottleSpec
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&t); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("throttle: %w", err)
+	}
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
+	if t.Full == nil && t.Incremental == nil {
+		return nil, nil
+	}
+	return &t, nil
+}
+
+// Validate checks a throttle's values.
+func (t *ThrottleSpec) Validate() error {
+	var errs SpecErrors
+	for _, r := range []struct {
+		field string
+		rate  *RateSpec
+	}{{"throttle.full", t.Full}, {"throttle.incremental", t.Incremental}} {
+		if r.rate == nil {
+			continue
+		}
+		if r.rate.RPS < 0 || r.rate.MBPS < 0 || r.rate.QPS < 0 {
+			errs = append(errs, &FieldError{Field: r.field, Msg: "limits must be 0 (none) or more"})
+		}
+		if r.field == "throttle.incremental" && r.rate.QPS != 0 {
+			errs = append(errs, &FieldError{Field: r.field + ".qps", Msg: "applies to the full sync only"})
+		}
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
 }
 
 // Default retry windows (DESIGN.md invariant 7), and the bounds a task
@@ -355,7 +414,9 @@ func (s *TaskSpec) Validate() error {
 		add("retry.other", "must be shorter than retry.connection (%s against %s, defaults included)", minutes(s.Retry.OtherRetry()), minutes(s.Retry.ConnectionRetry()))
 	}
 	if s.Throttle != nil {
-		add("throttle", "throttling is not available yet")
+		if err := s.Throttle.Validate(); err != nil {
+			errs = append(errs, err.(SpecErrors)...)
+		}
 	}
 	if s.Cluster != "" && !poolName.MatchString(s.Cluster) {
 		add("cluster", "must be a pool name: letters, digits, '-' and '_', at most 63 characters")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -38,7 +39,7 @@ func (a *app) taskCmd(tf *taskFlags) *cobra.Command {
 		Use:   "task",
 		Short: "Create, inspect and delete tasks",
 	}
-	cmd.AddCommand(a.taskCreateCmd(tf), a.taskGetCmd(tf), a.taskListCmd(tf), a.taskDeleteCmd(tf),
+	cmd.AddCommand(a.taskCreateCmd(tf), a.taskGetCmd(tf), a.taskListCmd(tf), a.taskDeleteCmd(tf), a.taskUpdateCmd(tf),
 		a.taskTransitionCmd(tf, "pause", "Stop a task where it is; its replication slot keeps the changes", (*coordinator.Client).PauseTask),
 		a.taskTransitionCmd(tf, "resume", "Run a paused or failed task again", (*coordinator.Client).ResumeTask))
 	return cmd
@@ -276,6 +277,124 @@ func (a *app) taskTransitionCmd(tf *taskFlags, verb, short string, do func(*coor
 	}
 }
 
+// taskUpdateCmd changes a running task; today its throttle.
+func (a *app) taskUpdateCmd(tf *taskFlags) *cobra.Command {
+	var sets []string
+	cmd := &cobra.Command{
+		Use:   "update NAME --throttle KEY=VALUE ...",
+		Short: "Change a running task's throttle",
+		Long: `Change a running task's throttle; its units follow within a second.
+KEY is full.rps, full.mbps, full.qps, incremental.rps or incremental.mbps
+(rows, MiB and queries to the source per second); 0 lifts a limit, and
+--throttle none lifts them all. Limits not named keep their value.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(sets) == 0 {
+				return errors.New("nothing to update: give --throttle KEY=VALUE")
+			}
+			ctx, cancel := withTimeout(cmd, tf)
+			defer cancel()
+			c := a.client(tf)
+			st, err := c.GetTask(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			th, err := applyThrottleFlags(st.Spec.Throttle, sets)
+			if err != nil {
+				return err
+			}
+			if st, err = c.SetThrottle(ctx, args[0], th); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "task %s: throttle %s\n", st.Name, throttleText(st.Spec.Throttle))
+			return nil
+		},
+	}
+	cmd.Flags().StringSliceVar(&sets, "throttle", nil, "KEY=VALUE: full.rps, full.mbps, full.qps, incremental.rps, incremental.mbps (0 lifts it), or none")
+	return cmd
+}
+
+// applyThrottleFlags applies KEY=VALUE settings to a copy of th.
+func applyThrottleFlags(th *proto.ThrottleSpec, sets []string) (*proto.ThrottleSpec, error) {
+	out := &proto.ThrottleSpec{}
+	if th != nil {
+		out.Full, out.Incremental = cloneRate(th.Full), cloneRate(th.Incremental)
+	}
+	for _, kv := range sets {
+		if kv == "none" {
+			out = &proto.ThrottleSpec{}
+			continue
+		}
+		key, val, ok := strings.Cut(kv, "=")
+		n, err := strconv.Atoi(val)
+		if !ok || err != nil || n < 0 {
+			return nil, fmt.Errorf("--throttle %q: want KEY=NUMBER, such as full.rps=5000", kv)
+		}
+		phase, unit, _ := strings.Cut(key, ".")
+		var r **proto.RateSpec
+		switch phase {
+		case "full":
+			r = &out.Full
+		case "incremental":
+			r = &out.Incremental
+		default:
+			return nil, fmt.Errorf("--throttle %q: KEY starts with full. or incremental.", kv)
+		}
+		if *r == nil {
+			*r = &proto.RateSpec{}
+		}
+		switch {
+		case unit == "rps":
+			(*r).RPS = n
+		case unit == "mbps":
+			(*r).MBPS = n
+		case unit == "qps" && phase == "full":
+			(*r).QPS = n
+		default:
+			return nil, fmt.Errorf("--throttle %q: unknown limit (full.rps, full.mbps, full.qps, incremental.rps, incremental.mbps)", kv)
+		}
+		if **r == (proto.RateSpec{}) {
+			*r = nil
+		}
+	}
+	if out.Full == nil && out.Incremental == nil {
+		return nil, nil
+	}
+	return out, nil
+}
+
+func cloneRate(r *proto.RateSpec) *proto.RateSpec {
+	if r == nil {
+		return nil
+	}
+	c := *r
+	return &c
+}
+
+// throttleText writes a throttle as "full 5000 rows/s, 10 MiB/s; incremental none".
+func throttleText(th *proto.ThrottleSpec) string {
+	if th == nil {
+		return "none"
+	}
+	rate := func(r *proto.RateSpec) string {
+		if r == nil {
+			return "none"
+		}
+		var parts []string
+		if r.RPS > 0 {
+			parts = append(parts, fmt.Sprintf("%d rows/s", r.RPS))
+		}
+		if r.MBPS > 0 {
+			parts = append(parts, fmt.Sprintf("%d MiB/s", r.MBPS))
+		}
+		if r.QPS > 0 {
+			parts = append(parts, fmt.Sprintf("%d queries/s", r.QPS))
+		}
+		return strings.Join(parts, ", ")
+	}
+	return "full " + rate(th.Full) + "; incremental " + rate(th.Incremental)
+}
+
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -302,6 +421,9 @@ func printStatus(w io.Writer, st *proto.TaskStatus, now time.Time) error {
 	line("latency", "%s", latency(st.LatencyMS, " ms"))
 	line("rows applied", "%d", st.RowsApplied)
 	line("throughput", "%.1f rows/s", st.ThroughputRPS)
+	if st.Spec.Throttle != nil {
+		line("throttle", "%s", throttleText(st.Spec.Throttle))
+	}
 	if st.ConfirmedLSN != "" {
 		line("confirmed lsn", "%s", st.ConfirmedLSN)
 	}
