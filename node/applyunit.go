@@ -75,4 +75,3 @@ func (u *applyUnit) attempt(ctx context.Context) error {
 	}()
 	return apply.RunWorker(wctx, wcfg)
 }
-
