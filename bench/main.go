@@ -74,7 +74,7 @@ func scenarioNames() []string {
 	for _, w := range workloads(1) {
 		names = append(names, "capture/"+w.Name)
 	}
-	return append(names, "latency/p50", "latency/p99")
+	return append(names, "latency/p50", "latency/p99", "throttle/full", "throttle/incremental")
 }
 
 // bench is one run of the harness.
@@ -171,6 +171,7 @@ func runBench(ctx context.Context, cfg *config) int {
 		{"incremental", b.runIncremental},
 		{"capture", b.runCapture},
 		{"latency", b.runLatency},
+		{"throttle", b.runThrottle},
 	}
 	var fatal error
 	for _, f := range families {

@@ -47,6 +47,8 @@ type target struct {
 	MinRatio float64 `json:"min_ratio,omitempty"`
 	// MaxValue: Sluice's median below this, in the scenario's unit (0: none).
 	MaxValue float64 `json:"max_value,omitempty"`
+	// MinValue: Sluice's median at least this (0: none).
+	MinValue float64 `json:"min_value,omitempty"`
 	// MaxRSSBytes: every Sluice run's peak RSS below this (0: none).
 	MaxRSSBytes int64 `json:"max_rss_bytes,omitempty"`
 }
@@ -57,8 +59,11 @@ func (t target) describe(unit string) string {
 	if t.MinRatio > 0 {
 		parts = append(parts, fmt.Sprintf("≥%.1fx", t.MinRatio))
 	}
+	if t.MinValue > 0 {
+		parts = append(parts, fmt.Sprintf("≥%g%s", t.MinValue, unitSuffix(unit)))
+	}
 	if t.MaxValue > 0 {
-		parts = append(parts, fmt.Sprintf("<%g %s", t.MaxValue, unit))
+		parts = append(parts, fmt.Sprintf("<%g%s", t.MaxValue, unitSuffix(unit)))
 	}
 	if t.MaxRSSBytes > 0 {
 		parts = append(parts, fmt.Sprintf("RSS<%dMB", t.MaxRSSBytes>>20))
@@ -121,6 +126,9 @@ func (s *scenario) finish() {
 		met = false
 	}
 	if s.Target.MaxValue > 0 && s.Sluice.Median >= s.Target.MaxValue {
+		met = false
+	}
+	if s.Target.MinValue > 0 && s.Sluice.Median < s.Target.MinValue {
 		met = false
 	}
 	if s.Target.MaxRSSBytes > 0 && s.PeakRSSBytes >= s.Target.MaxRSSBytes {
@@ -198,7 +206,18 @@ func runLine(r run, unit string) string {
 	return s
 }
 
+// unitSuffix writes a unit after a number: " s", " ms", "x".
+func unitSuffix(unit string) string {
+	if unit == "x" {
+		return "x"
+	}
+	return " " + unit
+}
+
 func fmtValue(v float64, unit string) string {
+	if unit == "x" { // a ratio
+		return fmt.Sprintf("%.2fx", v)
+	}
 	if unit == "ms" {
 		if v < 10 {
 			return fmt.Sprintf("%.1f ms", v)

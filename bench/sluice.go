@@ -276,11 +276,13 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // freshSluice checkpoints both clusters, then starts a new `sluice up`
 // for one measured run. The caller defers done(&err): it stops sluice
 // and, when the run failed, keeps its log (named by label).
-func (b *bench) freshSluice(ctx context.Context, label string) (p *sluiceProc, done func(*error), err error) {
+func (b *bench) freshSluice(ctx context.Context, label string, extraArgs ...string) (p *sluiceProc, done func(*error), err error) {
 	if err := checkpoint(ctx, b.src, b.dst); err != nil {
 		return nil, nil, err
 	}
-	if p, err = startSluice(ctx, b.cfg, b.work); err != nil {
+	cfg := *b.cfg
+	cfg.SluiceArgs = append(append([]string(nil), cfg.SluiceArgs...), extraArgs...)
+	if p, err = startSluice(ctx, &cfg, b.work); err != nil {
 		return nil, nil, err
 	}
 	return p, func(errp *error) {
