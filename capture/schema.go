@@ -112,7 +112,10 @@ func selectInSchema(ctx context.Context, q Querier, o proto.ObjectSpec, selErr *
 	// and unlogged ones are reported rather than silently left out; views,
 	// sequences and foreign tables are not tables and are skipped.
 	rows, err := q.Query(ctx, `
-		SELECT c.oid, c.relname, c.relkind::text, c.relispartition, c.relpersistence::text
+		SELECT c.oid, c.relname, c.relkind::text, c.relispartition, c.relpersistence::text,
+		       CASE WHEN c.relispartition THEN (SELECT rn.nspname || '.' || r.relname FROM pg_catalog.pg_class r
+		            JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace WHERE r.oid = pg_catalog.pg_partition_root(c.oid)) END,
+		       CASE WHEN c.relispartition THEN (SELECT r.relnamespace FROM pg_catalog.pg_class r WHERE r.oid = pg_catalog.pg_partition_root(c.oid)) END
 		FROM pg_catalog.pg_class c
 		WHERE c.relnamespace = $1
 		  AND (CASE WHEN coalesce(cardinality($2::text[]), 0) = 0 THEN c.relkind IN ('r', 'p')
@@ -128,13 +131,24 @@ func selectInSchema(ctx context.Context, q Querier, o proto.ObjectSpec, selErr *
 			t                    selectedTable
 			relkind, persistence string
 			isPartition          bool
+			root                 *string
+			rootNS               *uint32
 		)
-		if err := rows.Scan(&t.oid, &t.id.Name, &relkind, &isPartition, &persistence); err != nil {
+		if err := rows.Scan(&t.oid, &t.id.Name, &relkind, &isPartition, &persistence, &root, &rootNS); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("list tables of schema %s: %w", quoteIdentName(o.Schema), err)
 		}
 		t.id.Schema = o.Schema
 		found[t.id.Name] = true
+		if isPartition {
+			// Partitions sync through their root: skipped when the whole
+			// schema of the root is selected, named otherwise.
+			if len(o.Tables) == 0 && rootNS != nil && *rootNS == nsOID {
+				continue
+			}
+			selErr.Unsupported = append(selErr.Unsupported, fmt.Sprintf("%s (a partition of %s: select %s, partitions sync through their root)", t.id, deref(root), deref(root)))
+			continue
+		}
 		if why := unsupportedRelation(relkind, isPartition, persistence); why != "" {
 			selErr.Unsupported = append(selErr.Unsupported, fmt.Sprintf("%s (%s)", t.id, why))
 			continue
@@ -155,8 +169,8 @@ func selectInSchema(ctx context.Context, q Querier, o proto.ObjectSpec, selErr *
 // unsupportedRelation says why a relation cannot be synced, or "".
 func unsupportedRelation(relkind string, isPartition bool, persistence string) string {
 	switch {
-	case relkind == "p":
-		return "partitioned table"
+	case relkind == "p" && !isPartition:
+		return "" // synced through the root, as one table
 	case isPartition:
 		return "partition"
 	case relkind == "v":
@@ -178,6 +192,13 @@ func unsupportedRelation(relkind string, isPartition bool, persistence string) s
 }
 
 func quoteIdentName(s string) string { return pgx.Identifier{s}.Sanitize() }
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
 
 // ReadSchema describes the selected tables and everything they need.
 //
@@ -338,16 +359,22 @@ func eachCatalogRow(ctx context.Context, q Querier, sql string, args []any, scan
 func (r *schemaReader) readTables(ctx context.Context) error {
 	var unanalysed []*proto.TableDef
 	err := eachCatalogRow(ctx, r.q, `
-		SELECT c.oid, c.relreplident::text, c.reltuples::int8, pg_relation_size(c.oid)
+		SELECT c.oid, c.relreplident::text, c.relkind = 'p',
+		       CASE WHEN c.relkind = 'p' THEN (SELECT coalesce(sum(greatest(l.reltuples, 0)), 0)::int8 FROM pg_partition_tree(c.oid) pt
+		            JOIN pg_class l ON l.oid = pt.relid WHERE pt.isleaf) ELSE c.reltuples::int8 END,
+		       CASE WHEN c.relkind = 'p' THEN (SELECT coalesce(sum(pg_relation_size(pt.relid)), 0)::int8 FROM pg_partition_tree(c.oid) pt WHERE pt.isleaf)
+		            ELSE pg_relation_size(c.oid) END
 		FROM pg_class c WHERE c.oid = ANY($1::oid[])`, []any{r.oids},
 		func(rows pgx.Rows) error {
 			var oid uint32
 			var replident string
+			var partitioned bool
 			var est, size int64
-			if err := rows.Scan(&oid, &replident, &est, &size); err != nil {
+			if err := rows.Scan(&oid, &replident, &partitioned, &est, &size); err != nil {
 				return err
 			}
 			t := r.byOID[oid]
+			t.Partitioned = partitioned
 			t.ReplicaIdentity = catalogChar(replident)
 			t.EstimatedRows, t.EstimatedBytes = max(est, 0), size
 			if est < 0 && size > 0 {
@@ -366,7 +393,7 @@ func (r *schemaReader) readTables(ctx context.Context) error {
 				Rows float64 `json:"Plan Rows"`
 			} `json:"Plan"`
 		}
-		sql := "EXPLAIN (FORMAT JSON) SELECT 1 FROM ONLY " + pgx.Identifier{t.ID.Schema, t.ID.Name}.Sanitize()
+		sql := "EXPLAIN (FORMAT JSON) SELECT 1 FROM " + t.FromClause()
 		if err := r.q.QueryRow(ctx, sql).Scan(&plan); err != nil {
 			return fmt.Errorf("estimate rows of %s: %w", t.ID, err)
 		}
@@ -489,6 +516,10 @@ func (r *schemaReader) readIndexes(ctx context.Context) error {
 			t := r.byOID[oid]
 			if isReplIdent {
 				replIdent[oid] = name
+			}
+			if t.Partitioned {
+				// A partitioned index; the destination table is a plain one.
+				def = strings.Replace(def, " ON ONLY ", " ON ", 1)
 			}
 			if !backsConstraint {
 				t.Indexes = append(t.Indexes, indexIfNotExists(def))

@@ -94,8 +94,12 @@ func TestSchemaSelection(t *testing.T) {
 			[]string{`schema "nope"`}, nil},
 		{"reserved schema", []proto.ObjectSpec{{Schema: "sluice"}},
 			nil, []string{`schema "sluice" (reserved for the system or Sluice)`}},
+		// The partitioned table is selected (through its root), its
+		// partition skipped; the unlogged table is refused.
 		{"partitioned and unlogged", []proto.ObjectSpec{{Schema: "parts"}},
-			nil, []string{"parts.cache (unlogged table)", "parts.events (partitioned table)", "parts.events_2024 (partition)"}},
+			nil, []string{"parts.cache (unlogged table)"}},
+		{"partition listed by itself", []proto.ObjectSpec{{Schema: "parts", Tables: []string{"events_2024"}}},
+			nil, []string{"parts.events_2024 (a partition of parts.events: select parts.events, partitions sync through their root)"}},
 		{"view listed as a table", []proto.ObjectSpec{{Schema: "public", Tables: []string{"v"}}},
 			nil, []string{"public.v (a view, not a table)"}},
 	}

@@ -84,6 +84,9 @@ type Chunk struct {
 	Format   proto.CopyFormat
 	// Filter is the table's row filter, a SQL condition ("" for none).
 	Filter string
+	// Partitioned: the table is a partitioned root, read with its
+	// partitions; a page range then applies to every partition.
+	Partitioned bool
 }
 
 // PlanChunks splits a table into chunks of about pagesPerChunk pages of
@@ -92,10 +95,13 @@ type Chunk struct {
 // TOAST table's bytes too: a 1 GB table of large documents is read in
 // parallel like a 1 GB table of small rows.
 func (r *SnapshotReader) PlanChunks(ctx context.Context, t *proto.TableDef, pagesPerChunk int64) ([]Chunk, error) {
+	// A partitioned table's chunks are page ranges of every partition at
+	// once: as many pages as its largest partition, as much data as all.
 	var pages, totalPages int64
-	err := r.tx.QueryRow(ctx, `SELECT pg_relation_size(c.oid) / current_setting('block_size')::bigint,
-		(pg_relation_size(c.oid) + COALESCE(pg_relation_size(NULLIF(c.reltoastrelid, 0)), 0)) / current_setting('block_size')::bigint
-		FROM pg_class c WHERE c.oid = $1::regclass`,
+	err := r.tx.QueryRow(ctx, `SELECT coalesce(max(pg_relation_size(c.oid)), 0) / current_setting('block_size')::bigint,
+		coalesce(sum(pg_relation_size(c.oid) + COALESCE(pg_relation_size(NULLIF(c.reltoastrelid, 0)), 0)), 0) / current_setting('block_size')::bigint
+		FROM pg_class c WHERE c.relkind <> 'p'
+		  AND c.oid IN (SELECT pt.relid FROM pg_partition_tree($1::regclass) pt WHERE pt.isleaf UNION SELECT $1::regclass)`,
 		pgx.Identifier{t.ID.Schema, t.ID.Name}.Sanitize()).Scan(&pages, &totalPages)
 	if err != nil {
 		return nil, fmt.Errorf("size of %s: %w", t.ID, err)
@@ -111,7 +117,7 @@ func (r *SnapshotReader) PlanChunks(ctx context.Context, t *proto.TableDef, page
 	cols := t.CopiedColumns()
 	chunks := make([]Chunk, n)
 	for i := range chunks {
-		chunks[i] = Chunk{Table: t.ID, Columns: cols, FromPage: int64(i) * step, ToPage: int64(i+1) * step, Index: i, Of: int(n)}
+		chunks[i] = Chunk{Table: t.ID, Columns: cols, FromPage: int64(i) * step, ToPage: int64(i+1) * step, Index: i, Of: int(n), Partitioned: t.Partitioned}
 	}
 	chunks[n-1].ToPage = -1
 	return chunks, nil
@@ -138,11 +144,18 @@ func (c Chunk) CopySQL() string {
 	if c.Filter != "" {
 		conds = append(conds, "("+c.Filter+")")
 	}
-	if len(conds) == 0 {
+	if len(conds) == 0 && !c.Partitioned {
 		return fmt.Sprintf("COPY %s (%s) TO STDOUT%s", table, strings.Join(cols, ", "), opts)
 	}
+	from := "ONLY " + table
+	if c.Partitioned {
+		from = table // COPY cannot read a partitioned table directly
+	}
+	if len(conds) == 0 {
+		return fmt.Sprintf("COPY (SELECT %s FROM %s) TO STDOUT%s", strings.Join(cols, ", "), from, opts)
+	}
 	where := strings.Join(conds, " AND ")
-	return fmt.Sprintf("COPY (SELECT %s FROM ONLY %s WHERE %s) TO STDOUT%s", strings.Join(cols, ", "), table, where, opts)
+	return fmt.Sprintf("COPY (SELECT %s FROM %s WHERE %s) TO STDOUT%s", strings.Join(cols, ", "), from, where, opts)
 }
 
 // Copy writes the chunk's rows to w in the chunk's COPY format and

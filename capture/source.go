@@ -44,12 +44,20 @@ func PrepareSource(ctx context.Context, conn *pgx.Conn, task string, tables []pr
 	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, pub).Scan(&exists); err != nil {
 		return fmt.Errorf("look up publication %s: %w", pub, err)
 	}
-	verb := "CREATE PUBLICATION %s FOR TABLE %s"
+	// Partitioned tables publish their partitions' changes as the root's:
+	// they sync as one table (a TRUNCATE of one partition is then not
+	// published; PostgreSQL's own limit).
+	stmts := []string{fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s WITH (publish_via_partition_root = true)", pgx.Identifier{pub}.Sanitize(), strings.Join(list, ", "))}
 	if exists {
-		verb = "ALTER PUBLICATION %s SET TABLE %s"
+		stmts = []string{
+			fmt.Sprintf("ALTER PUBLICATION %s SET TABLE %s", pgx.Identifier{pub}.Sanitize(), strings.Join(list, ", ")),
+			fmt.Sprintf("ALTER PUBLICATION %s SET (publish_via_partition_root = true)", pgx.Identifier{pub}.Sanitize()),
+		}
 	}
-	if _, err := conn.Exec(ctx, fmt.Sprintf(verb, pgx.Identifier{pub}.Sanitize(), strings.Join(list, ", "))); err != nil {
-		return fmt.Errorf("create publication %s: %w", pub, err)
+	for _, stmt := range stmts {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("create publication %s: %w", pub, err)
+		}
 	}
 	return nil
 }

@@ -46,8 +46,10 @@ type PlannedCopy struct {
 	Columns []string         `json:"columns"`
 	Format  proto.CopyFormat `json:"format"`
 	// Filter is the table's row filter ("" for none).
-	Filter string         `json:"filter,omitempty"`
-	Chunks []PlannedChunk `json:"chunks"`
+	Filter string `json:"filter,omitempty"`
+	// Partitioned: a partitioned root, read with its partitions.
+	Partitioned bool           `json:"partitioned,omitempty"`
+	Chunks      []PlannedChunk `json:"chunks"`
 }
 
 // PlannedChunk is a range of a table's heap pages, [FromPage, ToPage),

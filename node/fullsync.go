@@ -274,7 +274,7 @@ func (r *runner) planLoad(ctx context.Context, holder *capture.SnapshotReader, s
 		if err != nil {
 			return nil, err
 		}
-		pc := coordinator.PlannedCopy{Table: def.ID, Columns: def.CopiedColumns(), Format: format, Filter: spec.RowFilter(def.ID)}
+		pc := coordinator.PlannedCopy{Table: def.ID, Columns: def.CopiedColumns(), Format: format, Filter: spec.RowFilter(def.ID), Partitioned: def.Partitioned}
 		for _, c := range chunks {
 			pc.Chunks = append(pc.Chunks, coordinator.PlannedChunk{FromPage: c.FromPage, ToPage: c.ToPage})
 		}

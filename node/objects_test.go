@@ -124,3 +124,56 @@ func TestRowFilterPrecheck(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A partitioned table syncs through its root, as one plain table at the
+// destination: its partitions are skipped in a whole-schema selection,
+// its rows are copied in page-range chunks across partitions, and
+// changes to any partition (an UPDATE moving a row to another partition
+// included) arrive as the root's. Selecting a partition by itself is
+// refused with the root to select instead.
+func TestPartitionedTableThroughRoot(t *testing.T) {
+	p := newPair(t)
+	ctx := context.Background()
+	src := testenv.Conn(t, p.src.DSN("postgres"))
+	testenv.MustExec(t, src, `
+		CREATE TABLE measures (id bigint, at date, v text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+		CREATE TABLE measures_2024 PARTITION OF measures FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+		CREATE TABLE measures_2025 PARTITION OF measures FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+		CREATE TABLE measures_other PARTITION OF measures DEFAULT;
+		CREATE INDEX measures_v ON measures (v);
+		INSERT INTO measures SELECT g, date '2023-06-01' + (g % 1000), md5(g::text) FROM generate_series(1, 20000) g;
+		CREATE TABLE plain (id int PRIMARY KEY);
+		INSERT INTO plain VALUES (1)`)
+	n := sluicetest.StartNode(t, node.Config{Runner: node.RunnerConfig{PagesPerChunk: 8}})
+	c := &coordinator.Client{BaseURL: n.URL}
+
+	_, err := c.CreateTask(ctx, taskYAML("parts", p, "    tables: [measures_2024]\n"))
+	if err == nil || !strings.Contains(err.Error(), "a partition of public.measures: select public.measures") {
+		t.Fatalf("a partition selected by itself: %v", err)
+	}
+
+	createTask(t, c, taskYAML("parts", p, ""))
+	waitPhase(t, c, "parts", proto.PhaseIncremental, time.Minute)
+	waitEqual(t, p, []string{"public.measures", "public.plain"}, time.Minute)
+	testenv.MustExec(t, src, `
+		INSERT INTO measures VALUES (30001, '2024-03-01', 'new 2024'), (30002, '2025-03-01', 'new 2025'), (30003, '2030-01-01', 'new other');
+		UPDATE measures SET at = '2025-07-01' WHERE id = 5 AND at = date '2023-06-01' + 5;  -- to another partition
+		UPDATE measures SET v = 'changed' WHERE id BETWEEN 100 AND 200;
+		DELETE FROM measures WHERE id BETWEEN 300 AND 350`)
+	waitEqual(t, p, []string{"public.measures", "public.plain"}, time.Minute)
+
+	dst := testenv.Conn(t, p.dst.DSN("postgres"))
+	var kind string
+	var indexes int
+	if err := dst.QueryRow(ctx, `SELECT c.relkind::text, (SELECT count(*) FROM pg_index i WHERE i.indrelid = c.oid)
+		FROM pg_class c WHERE c.oid = 'public.measures'::regclass`).Scan(&kind, &indexes); err != nil {
+		t.Fatal(err)
+	}
+	if kind != "r" || indexes != 2 {
+		t.Fatalf("destination measures: relkind %s, %d indexes; want a plain table with its key and measures_v", kind, indexes)
+	}
+	var parts int
+	if err := dst.QueryRow(ctx, `SELECT count(*) FROM pg_class WHERE relname LIKE 'measures\_%' AND relkind IN ('r', 'p')`).Scan(&parts); err != nil || parts != 0 {
+		t.Fatalf("destination tables named measures_*: %d %v (want none: partitions sync through the root)", parts, err)
+	}
+}

@@ -253,7 +253,7 @@ func (p *prechecker) tableChecks(ctx context.Context, conn *pgx.Conn, tables []p
 		EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
 		has_table_privilege(c.oid, 'SELECT'),
 		pg_has_role(c.relowner, 'USAGE'),
-		pg_total_relation_size(c.oid)
+		COALESCE((SELECT sum(pg_total_relation_size(pt.relid))::int8 FROM pg_partition_tree(c.oid) pt), pg_total_relation_size(c.oid))
 		FROM unnest($1::text[]) AS t(name) JOIN pg_class c ON c.oid = t.name::regclass JOIN pg_namespace n ON n.oid = c.relnamespace`, names)
 	if err != nil {
 		p.add("source.tables", "cannot inspect the tables: "+err.Error(), "")
@@ -282,6 +282,23 @@ func (p *prechecker) tableChecks(ctx context.Context, conn *pgx.Conn, tables []p
 	}
 	if err := rows.Err(); err != nil {
 		p.add("source.tables", err.Error(), "")
+		return
+	}
+	// A partitioned table's changes come from its partitions: each needs
+	// an identity of its own (REPLICA IDENTITY FULL does not propagate).
+	leaves, err := conn.Query(ctx, `SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+		FROM unnest($1::text[]) AS t(name) CROSS JOIN LATERAL pg_partition_tree(t.name::regclass) pt
+		JOIN pg_class c ON c.oid = pt.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE pt.isleaf AND pt.level > 0 AND (c.relreplident = 'n' OR (c.relreplident = 'd'
+		  AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)))
+		ORDER BY 1`, names)
+	if err == nil {
+		var bare []string
+		bare, err = pgx.CollectRows(leaves, pgx.RowTo[string])
+		noIdentity = append(noIdentity, bare...)
+	}
+	if err != nil {
+		p.add("source.tables", "cannot inspect the partitions: "+err.Error(), "")
 		return
 	}
 	incremental := p.spec.Sync.IncrementalEnabled()

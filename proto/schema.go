@@ -1,5 +1,7 @@
 package proto
 
+import "strings"
+
 // Schema is what schema sync reads from the source and creates at the
 // destination, split into what must exist before the full load (types,
 // sequences, tables with their keys) and what is cheaper after it
@@ -63,6 +65,20 @@ type TableDef struct {
 	// Estimates for progress.
 	EstimatedRows  int64 `json:"estimated_rows"`
 	EstimatedBytes int64 `json:"estimated_bytes"`
+	// Partitioned: the source table is partitioned; it is synced through
+	// its root, as one plain table at the destination.
+	Partitioned bool `json:"partitioned,omitempty"`
+}
+
+// FromClause reads the table's own rows: ONLY for a plain table (not its
+// inheritance children), the whole tree for a partitioned one.
+func (t *TableDef) FromClause() string {
+	quote := func(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+	name := quote(t.ID.Schema) + "." + quote(t.ID.Name)
+	if t.Partitioned {
+		return name
+	}
+	return "ONLY " + name
 }
 
 // ColumnDef is a column with its exact type.
