@@ -45,6 +45,9 @@ type WorkerStats struct {
 	// Commit time (Unix µs) of the newest heartbeat applied, and when.
 	HeartbeatCommitUS atomic.Int64
 	HeartbeatSeenUS   atomic.Int64
+	// StartedUS is when the worker started (Unix µs): a worker that has
+	// applied no heartbeat since is at least that late.
+	StartedUS atomic.Int64
 }
 
 func (c *WorkerConfig) setDefaults() error {
@@ -83,6 +86,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	if err := cfg.setDefaults(); err != nil {
 		return err
 	}
+	cfg.Stats.StartedUS.Store(time.Now().UnixMicro())
 	offsets, err := cfg.Sink.Offsets(ctx, cfg.Task)
 	if err != nil {
 		return fmt.Errorf("read applied positions: %w", err)

@@ -226,3 +226,15 @@ func dropSlot(ctx context.Context, conn *pgx.Conn, slot string) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// RetainedWAL is how many bytes of WAL the task's slot keeps at the
+// source (from its restart_lsn to the current WAL position).
+func RetainedWAL(ctx context.Context, conn *pgx.Conn, task string) (int64, error) {
+	var n int64
+	err := conn.QueryRow(ctx, `SELECT coalesce(pg_current_wal_lsn() - restart_lsn, 0)::int8 FROM pg_replication_slots WHERE slot_name = $1`,
+		proto.SlotName(task)).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("retained WAL of slot %s: %w", proto.SlotName(task), err)
+	}
+	return n, nil
+}

@@ -58,6 +58,9 @@ type UnitHealth struct {
 	Running bool      `json:"running"`
 	Error   string    `json:"error,omitempty"`
 	ErrorAt time.Time `json:"error_at,omitempty"`
+	// LatencyMS is an apply group's latency (nil: unknown), for the
+	// leader's latency alerts.
+	LatencyMS *int64 `json:"latency_ms,omitempty"`
 }
 
 // Heartbeat is a worker's periodic report to the leader.

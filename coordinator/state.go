@@ -256,6 +256,15 @@ func cloneSpec(s proto.TaskSpec) proto.TaskSpec {
 		}
 	}
 	c.Throttle = cloneThrottle(s.Throttle)
+	if s.Alerts != nil {
+		al := *s.Alerts
+		al.OnFailure = cloneBool(s.Alerts.OnFailure)
+		if s.Alerts.Latency != nil {
+			l := *s.Alerts.Latency
+			al.Latency = &l
+		}
+		c.Alerts = &al
+	}
 	return c
 }
 

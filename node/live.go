@@ -138,6 +138,44 @@ func (l *live) tick(now time.Time) {
 // heartbeat is older than this is lagging by the difference.
 const heartbeatInterval = time.Second
 
+// groupLatencyUS is an apply group's latency from the heartbeats it
+// applied: the newest one's delay, or, when it is older than a heartbeat
+// period, how long ago it was written (a stuck group's latency grows).
+func groupLatencyUS(w *apply.WorkerStats, now time.Time) (int64, bool) {
+	commit, seen := w.HeartbeatCommitUS.Load(), w.HeartbeatSeenUS.Load()
+	if commit == 0 {
+		// None applied yet: unknown for a few heartbeat periods after the
+		// start, then late by as long as it has waited for one.
+		started := w.StartedUS.Load()
+		late := now.UnixMicro() - started - 3*heartbeatInterval.Microseconds()
+		if started == 0 || late <= 0 {
+			return 0, false
+		}
+		return late, true
+	}
+	lat := seen - commit
+	if stale := now.UnixMicro() - commit - heartbeatInterval.Microseconds(); stale > lat {
+		lat = stale
+	}
+	return lat, true
+}
+
+// groupLatencyMS is one apply group's latency here (nil: unknown).
+func (l *live) groupLatencyMS(group int, now time.Time) *int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	w := l.workers[group]
+	if w == nil {
+		return nil
+	}
+	us, ok := groupLatencyUS(w, now)
+	if !ok {
+		return nil
+	}
+	ms := max(us/1000, 0)
+	return &ms
+}
+
 func (l *live) snapshot(now time.Time) coordinator.Live {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -156,22 +194,13 @@ func (l *live) snapshot(now time.Time) coordinator.Live {
 	if len(l.workers) > 0 {
 		var worst int64
 		for _, w := range l.workers {
-			commit, seen := w.HeartbeatCommitUS.Load(), w.HeartbeatSeenUS.Load()
-			if commit == 0 {
+			lat, ok := groupLatencyUS(w, now)
+			if !ok {
 				return out // a group has not caught up with any heartbeat yet
 			}
-			lat := seen - commit
-			if stale := now.UnixMicro() - commit - heartbeatInterval.Microseconds(); stale > lat {
-				lat = stale
-			}
-			if lat > worst {
-				worst = lat
-			}
+			worst = max(worst, lat)
 		}
-		ms := worst / 1000
-		if ms < 0 {
-			ms = 0
-		}
+		ms := max(worst/1000, 0)
 		out.LatencyMS = &ms
 	}
 	return out

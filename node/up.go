@@ -114,7 +114,9 @@ func Run(ctx context.Context, cc ClusterConfig, opts Options) error {
 		}
 		defer stopPprof()
 	}
+	alerts := newAlerter(coord, log)
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metricsHandler(coord, worker, alerts))
 	mux.Handle("/", coordinator.NewAPI(coord, &backend{worker: worker, coord: coord, js: js, logger: log}, log))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
@@ -130,11 +132,12 @@ func Run(ctx context.Context, cc ClusterConfig, opts Options) error {
 	bg, stopBG := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer func() { stopBG(); wg.Wait() }()
-	wg.Add(2)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		coord.RunScheduler(bg, coordinator.SchedulerConfig{FailoverTimeout: failover, Groups: runner.Groups, Logger: log})
 	}()
+	go func() { defer wg.Done(); alerts.run(bg) }()
 	m := &member{cfg: cc, coord: coord, worker: worker, logger: log, failover: failover}
 	go func() { defer wg.Done(); m.run(bg) }()
 

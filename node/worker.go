@@ -285,10 +285,15 @@ func (w *Worker) Health() []coordinator.UnitHealth {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	out := make([]coordinator.UnitHealth, 0, len(w.units))
+	now := time.Now()
 	for key, ru := range w.units {
 		ru.health.mu.Lock()
-		out = append(out, coordinator.UnitHealth{Unit: key, Epoch: ru.epoch, Running: ru.health.running, Error: ru.health.err, ErrorAt: ru.health.errAt})
+		h := coordinator.UnitHealth{Unit: key, Epoch: ru.epoch, Running: ru.health.running, Error: ru.health.err, ErrorAt: ru.health.errAt}
 		ru.health.mu.Unlock()
+		if l := w.lives[ru.id.Task]; l != nil && ru.id.Kind == scheduler.KindApply && h.Running {
+			h.LatencyMS = l.groupLatencyMS(ru.id.Group, now)
+		}
+		out = append(out, h)
 	}
 	return out
 }

@@ -26,6 +26,7 @@ type TaskSpec struct {
 	Retry             RetrySpec       `yaml:"retry,omitempty" json:"retry,omitempty"`
 	Throttle          *ThrottleSpec   `yaml:"throttle,omitempty" json:"throttle,omitempty"`
 	Cluster           string          `yaml:"cluster,omitempty" json:"cluster,omitempty"`
+	Alerts            *AlertSpec      `yaml:"alerts,omitempty" json:"alerts,omitempty"`
 }
 
 // SourceSpec is the PostgreSQL database changes are read from.
@@ -418,6 +419,7 @@ func (s *TaskSpec) Validate() error {
 			errs = append(errs, err.(SpecErrors)...)
 		}
 	}
+	s.Alerts.validate(add)
 	if s.Cluster != "" && !poolName.MatchString(s.Cluster) {
 		add("cluster", "must be a pool name: letters, digits, '-' and '_', at most 63 characters")
 	}

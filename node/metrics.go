@@ -1,0 +1,101 @@
+package node
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sluicedb/sluice/coordinator"
+	"github.com/sluicedb/sluice/proto"
+)
+
+// Prometheus metrics at /metrics on every node. Every node exports the
+// tasks' replicated state (phase, state, retry window, full-sync
+// progress): any node answers the same, aggregate with max by (task).
+// The volatile metrics of the units a node runs (latency, rows applied,
+// throughput) come from that node; the leader adds what only it measures
+// (each slot's retained WAL, the alerts holding).
+
+var (
+	descState         = prometheus.NewDesc("sluice_task_state", "1 for the task's current state and phase.", []string{"task", "state", "phase"}, nil)
+	descRetryUntil    = prometheus.NewDesc("sluice_task_retry_until_timestamp_seconds", "End of the retry window of a retrying task (0 when not retrying).", []string{"task"}, nil)
+	descFullRows      = prometheus.NewDesc("sluice_task_full_rows_done", "Rows copied by the full sync.", []string{"task"}, nil)
+	descFullEstimated = prometheus.NewDesc("sluice_task_full_rows_estimated", "Rows the full sync expects to copy.", []string{"task"}, nil)
+	descFullTables    = prometheus.NewDesc("sluice_task_full_tables_done", "Tables whose full sync finished.", []string{"task"}, nil)
+	descLatency       = prometheus.NewDesc("sluice_task_latency_seconds", "From a change's commit at the source to its apply, by the heartbeat (apply groups on this node).", []string{"task"}, nil)
+	descApplied       = prometheus.NewDesc("sluice_task_rows_applied_total", "Rows applied at the destination by the task's apply groups on this node since they started.", []string{"task"}, nil)
+	descThroughput    = prometheus.NewDesc("sluice_task_apply_rows_per_second", "Rows applied per second over the last ten seconds (this node).", []string{"task"}, nil)
+	descRetainedWAL   = prometheus.NewDesc("sluice_task_slot_retained_wal_bytes", "WAL the task's replication slot keeps at the source (measured by the leader).", []string{"task"}, nil)
+	descAlert         = prometheus.NewDesc("sluice_task_alert_firing", "1 while an alert of the task holds (on the leader).", []string{"task", "alert"}, nil)
+	descUnits         = prometheus.NewDesc("sluice_node_units", "Units running on this node.", nil, nil)
+	descLeader        = prometheus.NewDesc("sluice_node_is_leader", "1 on the Raft leader.", nil, nil)
+)
+
+type collector struct {
+	coord  *coordinator.Coordinator
+	worker *Worker
+	alerts *alerter
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descState, descRetryUntil, descFullRows, descFullEstimated, descFullTables,
+		descLatency, descApplied, descThroughput, descRetainedWAL, descAlert, descUnits, descLeader} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	for _, t := range c.coord.Tasks() {
+		name := t.Spec.Name
+		gauge(descState, 1, name, string(t.State), string(t.Phase))
+		until := 0.0
+		if t.State == proto.StateRetrying && t.LastError != nil && !t.LastError.RetryUntil.IsZero() {
+			until = float64(t.LastError.RetryUntil.Unix())
+		}
+		gauge(descRetryUntil, until, name)
+		f := t.FullProgress()
+		gauge(descFullRows, float64(f.RowsDone), name)
+		gauge(descFullEstimated, float64(f.RowsEstimated), name)
+		gauge(descFullTables, float64(f.TablesDone), name)
+		if c.worker == nil {
+			continue
+		}
+		live := c.worker.Live(name)
+		if live.LatencyMS != nil {
+			gauge(descLatency, float64(*live.LatencyMS)/1000, name)
+		}
+		if c.worker.Running(name) {
+			ch <- prometheus.MustNewConstMetric(descApplied, prometheus.CounterValue, float64(live.RowsApplied), name)
+			gauge(descThroughput, live.ThroughputRPS, name)
+		}
+	}
+	leader := c.coord.IsLeader()
+	if leader {
+		gauge(descLeader, 1)
+		for name, b := range c.alerts.retained() {
+			gauge(descRetainedWAL, float64(b), name)
+		}
+		for name, list := range c.alerts.firing() {
+			for _, al := range list {
+				gauge(descAlert, 1, name, al)
+			}
+		}
+	} else {
+		gauge(descLeader, 0)
+	}
+	if c.worker != nil {
+		gauge(descUnits, float64(len(c.worker.Health())))
+	}
+}
+
+// metricsHandler serves /metrics.
+func metricsHandler(coord *coordinator.Coordinator, worker *Worker, alerts *alerter) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(&collector{coord: coord, worker: worker, alerts: alerts})
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Timeout: 10 * time.Second})
+}
