@@ -198,8 +198,8 @@ func (a *alerter) evaluate(t *coordinator.Task, st *taskAlerts, latencyMS, retai
 			if !st.latencyFired && now.Sub(st.latencySince) >= time.Duration(l.For) {
 				st.latencyFired = true
 				a.send(spec.Webhook, Alert{Task: name, Alert: "latency", Severity: "critical", State: "firing",
-					Message:   fmt.Sprintf("latency %s, above %s for %s", time.Duration(*latencyMS)*time.Millisecond, above, now.Sub(st.latencySince).Round(time.Second)),
-					Value:     float64(*latencyMS) / 1000, Threshold: above.Seconds(), At: now})
+					Message: fmt.Sprintf("latency %s, above %s for %s", time.Duration(*latencyMS)*time.Millisecond, above, now.Sub(st.latencySince).Round(time.Second)),
+					Value:   float64(*latencyMS) / 1000, Threshold: above.Seconds(), At: now})
 			}
 		} else if latencyMS != nil {
 			if st.latencyFired {
