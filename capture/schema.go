@@ -47,6 +47,8 @@ func (e *SelectionError) Error() string {
 type selectedTable struct {
 	id  proto.TableID
 	oid uint32
+	// columns selects the columns synced (nil: all).
+	columns []string
 }
 
 // ListTables resolves the selection to existing ordinary tables (sorted),
@@ -139,6 +141,7 @@ func selectInSchema(ctx context.Context, q Querier, o proto.ObjectSpec, selErr *
 			return nil, fmt.Errorf("list tables of schema %s: %w", quoteIdentName(o.Schema), err)
 		}
 		t.id.Schema = o.Schema
+		t.columns = o.Columns[t.id.Name]
 		found[t.id.Name] = true
 		if isPartition {
 			// Partitions sync through their root: skipped when the whole
@@ -262,7 +265,9 @@ func inCatalogScope(ctx context.Context, q Querier, fn func(Querier) error) (err
 // all the selected tables at once (oid = ANY($1)) so that a selection of
 // thousands of tables costs a handful of round trips.
 type schemaReader struct {
-	q          Querier
+	q Querier
+	// columns are the columns selected per table (absent: all).
+	columns    map[uint32]map[string]bool
 	tables     []*proto.TableDef
 	byOID      map[uint32]*proto.TableDef
 	oids       []uint32
@@ -281,11 +286,18 @@ func newSchemaReader(q Querier) *schemaReader {
 		schemas:    map[string]bool{},
 		extensions: map[string]bool{},
 		typeOIDs:   map[uint32]bool{},
+		columns:    map[uint32]map[string]bool{},
 	}
 }
 
 func (r *schemaReader) read(ctx context.Context, sel []selectedTable) (*proto.Schema, error) {
 	for _, t := range sel {
+		if t.columns != nil {
+			r.columns[t.oid] = map[string]bool{}
+			for _, c := range t.columns {
+				r.columns[t.oid][c] = true
+			}
+		}
 		td := &proto.TableDef{ID: t.id, OID: t.oid}
 		r.tables = append(r.tables, td)
 		r.byOID[t.oid] = td
@@ -419,6 +431,22 @@ func collationSQL(coll, typcoll string) string {
 		WHERE co.oid = ` + coll + ` AND ` + coll + ` <> 0 AND ` + coll + ` <> ` + typcoll + `), '')`
 }
 
+// selected reports whether a column of table oid is synced.
+func (r *schemaReader) selected(oid uint32, column string) bool {
+	cols := r.columns[oid]
+	return cols == nil || cols[column]
+}
+
+// allSelected reports whether every column is synced.
+func (r *schemaReader) allSelected(oid uint32, columns []string) bool {
+	for _, c := range columns {
+		if !r.selected(oid, c) {
+			return false
+		}
+	}
+	return true
+}
+
 func (r *schemaReader) readColumns(ctx context.Context) error {
 	return eachCatalogRow(ctx, r.q, `
 		SELECT a.attrelid, a.attname, format_type(a.atttypid, a.atttypmod), a.atttypid, a.attnotnull,
@@ -439,6 +467,9 @@ func (r *schemaReader) readColumns(ctx context.Context) error {
 				return err
 			}
 			c.Identity = catalogChar(identity)
+			if !r.selected(oid, c.Name) {
+				return nil
+			}
 			t := r.byOID[oid]
 			t.Columns = append(t.Columns, c)
 			r.typeOIDs[c.TypeOID] = true
@@ -458,10 +489,9 @@ func (r *schemaReader) readConstraints(ctx context.Context) error {
 	// and \d use, and the one that reads best in CREATE TABLE.
 	return eachCatalogRow(ctx, r.q, `
 		SELECT c.conrelid, c.conname, c.contype::text, pg_get_constraintdef(c.oid), c.convalidated, c.confrelid,
-		       CASE WHEN c.contype = 'p' THEN ARRAY(
-		           SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(num, ord)
+		       ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(num, ord)
 		           JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.num
-		           ORDER BY k.ord) END
+		           ORDER BY k.ord)
 		FROM pg_constraint c
 		WHERE c.conrelid = ANY($1::oid[]) AND c.contype IN ('p', 'u', 'c', 'x', 'f')
 		ORDER BY c.conrelid, CASE c.contype WHEN 'p' THEN 0 WHEN 'u' THEN 1 ELSE 2 END, c.conname`, []any{r.oids},
@@ -474,6 +504,9 @@ func (r *schemaReader) readConstraints(ctx context.Context) error {
 			)
 			if err := rows.Scan(&oid, &name, &typ, &def, &validated, &refOID, &pk); err != nil {
 				return err
+			}
+			if !r.allSelected(oid, pk) {
+				return nil // on a column left out (a key the precheck refuses)
 			}
 			t := r.byOID[oid]
 			switch {
@@ -502,7 +535,10 @@ func (r *schemaReader) readIndexes(ctx context.Context) error {
 	err := eachCatalogRow(ctx, r.q, `
 		SELECT i.indrelid, ic.relname, pg_get_indexdef(i.indexrelid), i.indisreplident,
 		       EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conrelid = i.indrelid AND c.conindid = i.indexrelid
-		               AND c.contype IN ('p', 'u', 'x'))
+		               AND c.contype IN ('p', 'u', 'x')),
+		       ARRAY(SELECT a.attname FROM pg_attribute a WHERE a.attrelid = i.indrelid AND (a.attnum = ANY(i.indkey::int2[])
+		             OR a.attnum IN (SELECT d.refobjsubid FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+		                 AND d.objid = i.indexrelid AND d.refobjid = i.indrelid AND d.refobjsubid > 0)))
 		FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
 		WHERE i.indrelid = ANY($1::oid[]) AND i.indisvalid AND i.indisready AND i.indislive
 		ORDER BY i.indrelid, ic.relname`, []any{r.oids},
@@ -510,8 +546,12 @@ func (r *schemaReader) readIndexes(ctx context.Context) error {
 			var oid uint32
 			var name, def string
 			var isReplIdent, backsConstraint bool
-			if err := rows.Scan(&oid, &name, &def, &isReplIdent, &backsConstraint); err != nil {
+			var cols []string
+			if err := rows.Scan(&oid, &name, &def, &isReplIdent, &backsConstraint, &cols); err != nil {
 				return err
+			}
+			if !r.allSelected(oid, cols) {
+				return nil // on (or filtered by) a column left out
 			}
 			t := r.byOID[oid]
 			if isReplIdent {

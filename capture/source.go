@@ -23,7 +23,10 @@ import (
 // filter gives a table's row filter (nil: none): the publication applies
 // it (PostgreSQL 15 row filters), so an UPDATE that moves a row into the
 // filter arrives as an INSERT and one that moves it out as a DELETE.
-func PrepareSource(ctx context.Context, conn *pgx.Conn, task string, tables []proto.TableID, filter func(proto.TableID) string) error {
+//
+// columns gives a table's selected columns (nil: all): the publication's
+// column list, so the others never leave the source.
+func PrepareSource(ctx context.Context, conn *pgx.Conn, task string, tables []proto.TableID, filter func(proto.TableID) string, columns func(proto.TableID) []string) error {
 	if err := ensureHeartbeatRow(ctx, conn, task); err != nil {
 		return err
 	}
@@ -31,6 +34,15 @@ func PrepareSource(ctx context.Context, conn *pgx.Conn, task string, tables []pr
 	list := make([]string, 0, len(tables)+1)
 	for _, t := range tables {
 		item := pgx.Identifier{t.Schema, t.Name}.Sanitize()
+		if columns != nil {
+			if cols := columns(t); len(cols) > 0 {
+				quoted := make([]string, len(cols))
+				for i, c := range cols {
+					quoted[i] = pgx.Identifier{c}.Sanitize()
+				}
+				item += " (" + strings.Join(quoted, ", ") + ")"
+			}
+		}
 		if filter != nil {
 			if f := filter(t); f != "" {
 				item += " WHERE (" + f + ")"

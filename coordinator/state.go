@@ -246,12 +246,8 @@ func cloneSpec(s proto.TaskSpec) proto.TaskSpec {
 			co.Tables = slices.Clone(o.Tables)
 			co.Rename = maps.Clone(o.Rename)
 			co.Filter = maps.Clone(o.Filter)
-			if o.Operations != nil {
-				co.Operations = make(map[string][]string, len(o.Operations))
-				for k, v := range o.Operations {
-					co.Operations[k] = slices.Clone(v)
-				}
-			}
+			co.Operations = cloneLists(o.Operations)
+			co.Columns = cloneLists(o.Columns)
 			c.Objects[i] = co
 		}
 	}
@@ -264,6 +260,17 @@ func cloneSpec(s proto.TaskSpec) proto.TaskSpec {
 			al.Latency = &l
 		}
 		c.Alerts = &al
+	}
+	return c
+}
+
+func cloneLists(m map[string][]string) map[string][]string {
+	if m == nil {
+		return nil
+	}
+	c := make(map[string][]string, len(m))
+	for k, v := range m {
+		c[k] = slices.Clone(v)
 	}
 	return c
 }

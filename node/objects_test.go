@@ -96,8 +96,8 @@ func TestRowFilterPrecheck(t *testing.T) {
 	c := &coordinator.Client{BaseURL: n.URL}
 	for filter, want := range map[string][]string{
 		`region = 'eu'`:     {"source.filters", "replica identity", "REPLICA IDENTITY FULL"},
-		`nosuch = 1`:        {"source.filters", "not a valid publication filter", "nosuch"},
-		`id > (SELECT 1)`:   {"source.filters", "not a valid publication filter"},
+		`nosuch = 1`:        {"source.filters", "cannot be published", "nosuch"},
+		`id > (SELECT 1)`:   {"source.filters", "cannot be published"},
 		`region = 'eu' AND`: {"source.filters", "syntax"},
 	} {
 		spec := taskYAML("filtered", p, fmt.Sprintf("    filter: { plain: %q }\n", filter))
@@ -175,5 +175,53 @@ func TestPartitionedTableThroughRoot(t *testing.T) {
 	var parts int
 	if err := dst.QueryRow(ctx, `SELECT count(*) FROM pg_class WHERE relname LIKE 'measures\_%' AND relkind IN ('r', 'p')`).Scan(&parts); err != nil || parts != 0 {
 		t.Fatalf("destination tables named measures_*: %d %v (want none: partitions sync through the root)", parts, err)
+	}
+}
+
+// Column selection: only the listed columns reach the destination, in
+// the full sync and after it (a publication column list); constraints and
+// indexes on the columns left out are left out too. A list without the
+// key, or naming a missing column, fails the precheck.
+func TestColumnSelection(t *testing.T) {
+	p := newPair(t)
+	ctx := context.Background()
+	src := testenv.Conn(t, p.src.DSN("postgres"))
+	testenv.MustExec(t, src, `
+		CREATE TABLE people (id int PRIMARY KEY, name text NOT NULL, email text UNIQUE, secret text CHECK (length(secret) > 3));
+		CREATE INDEX people_secret ON people (secret);
+		CREATE INDEX people_name_secret ON people (name) WHERE secret IS NOT NULL;
+		CREATE INDEX people_name ON people (lower(name));
+		INSERT INTO people SELECT g, 'n' || g, 'e' || g || '@x', 'secret' || g FROM generate_series(1, 2000) g`)
+	n := sluicetest.StartNode(t, node.Config{})
+	c := &coordinator.Client{BaseURL: n.URL}
+	for cols, want := range map[string]string{
+		"[name, email]": "does not cover the replica identity",
+		"[id, nosuch]":  "cannot be published",
+	} {
+		_, err := c.CreateTask(ctx, taskYAML("cols", p, fmt.Sprintf("    columns: { people: %s }\n", cols)))
+		if err == nil || !strings.Contains(err.Error(), "source.columns") || !strings.Contains(err.Error(), want) {
+			t.Fatalf("columns %s: %v", cols, err)
+		}
+	}
+
+	createTask(t, c, taskYAML("cols", p, "    columns: { people: [id, name, email] }\n"))
+	waitPhase(t, c, "cols", proto.PhaseIncremental, time.Minute)
+	testenv.MustExec(t, src, `
+		INSERT INTO people VALUES (3001, 'new', 'new@x', 'hidden!');
+		UPDATE people SET name = 'renamed', secret = 'changed' WHERE id <= 10;
+		UPDATE people SET secret = 'only the secret' WHERE id = 20;
+		DELETE FROM people WHERE id BETWEEN 100 AND 110`)
+	waitSame(t, p, "(SELECT id, name, email FROM public.people)", "public.people", time.Minute)
+
+	dst := testenv.Conn(t, p.dst.DSN("postgres"))
+	var cols, indexes, checks int
+	if err := dst.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_attribute WHERE attrelid = 'people'::regclass AND attnum > 0 AND NOT attisdropped),
+		(SELECT count(*) FROM pg_index WHERE indrelid = 'people'::regclass),
+		(SELECT count(*) FROM pg_constraint WHERE conrelid = 'people'::regclass AND contype = 'c')`).Scan(&cols, &indexes, &checks); err != nil {
+		t.Fatal(err)
+	}
+	// id, name, email; the key, email's unique and lower(name).
+	if cols != 3 || indexes != 3 || checks != 0 {
+		t.Fatalf("destination people: %d columns, %d indexes, %d checks; want 3, 3, 0", cols, indexes, checks)
 	}
 }

@@ -341,85 +341,120 @@ func (p *prechecker) tableChecks(ctx context.Context, conn *pgx.Conn, tables []p
 	}
 }
 
-// filters tries each row filter as the publication will hold it, in a
-// transaction rolled back: PostgreSQL checks the condition then. An
+// filters tries each row filter and column list as the publication will
+// hold it, in a transaction rolled back: PostgreSQL checks them then. An
 // UPDATE or DELETE of a published table also needs the filter's columns
 // in its replica identity (the old row decides whether it leaves the
-// filter), or PostgreSQL refuses the application's UPDATE and DELETE at
-// the source: EXPLAIN of each shows that without running it.
+// filter), and a column list to cover the replica identity, or
+// PostgreSQL refuses the application's UPDATE and DELETE at the source:
+// EXPLAIN of each shows that without running it.
 func (p *prechecker) filters(ctx context.Context, conn *pgx.Conn, tables []proto.TableID) {
-	const id = "source.filters"
 	selected := map[string]bool{}
 	for _, t := range tables {
 		selected[t.Key()] = true
 	}
 	var unknown []string
 	for _, o := range p.spec.Objects {
-		for name := range o.Filter {
-			if !selected[proto.TableID{Schema: o.Schema, Name: name}.Key()] {
-				unknown = append(unknown, fmt.Sprintf("filter of %s.%s", o.Schema, name))
-			}
-		}
-		for name := range o.Operations {
-			if !selected[proto.TableID{Schema: o.Schema, Name: name}.Key()] {
-				unknown = append(unknown, fmt.Sprintf("operations of %s.%s", o.Schema, name))
+		for kind, names := range map[string][]string{"filter": mapKeys(o.Filter), "operations": mapKeys(o.Operations), "columns": mapKeys(o.Columns)} {
+			for _, name := range names {
+				if !selected[proto.TableID{Schema: o.Schema, Name: name}.Key()] {
+					unknown = append(unknown, fmt.Sprintf("%s of %s.%s", kind, o.Schema, name))
+				}
 			}
 		}
 	}
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
-		p.add(id, "these name tables that are not selected (or do not exist): "+strings.Join(unknown, ", "), "fix the table names under filter and operations")
+		p.add("source.objects", "these name tables that are not selected (or do not exist): "+strings.Join(unknown, ", "), "fix the table names under filter, operations and columns")
 	}
-	n := 0
+	var nFilters, nColumns int
 	for _, t := range tables {
-		f := p.spec.RowFilter(t)
-		if f == "" {
-			continue
-		}
-		n++
 		name := pgx.Identifier{t.Schema, t.Name}.Sanitize()
-		ops := p.spec.Operations(t)
-		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, fmt.Sprintf("SELECT 1 FROM %s WHERE (%s) LIMIT 0", name, f)); err != nil {
-				return err
+		if f := p.spec.RowFilter(t); f != "" {
+			nFilters++
+			if err := p.tryPublished(ctx, conn, t, name+" WHERE ("+f+")", "SELECT 1 FROM "+name+" WHERE ("+f+") LIMIT 0"); err != nil {
+				p.publicationProblem("source.filters", err, fmt.Sprintf("the row filter of %s, (%s),", t, f),
+					"write one condition on the table's own columns, with built-in immutable operators and functions (no subqueries, no user functions)",
+					fmt.Sprintf("ALTER TABLE %s REPLICA IDENTITY FULL; or filter on primary-key columns only", name))
 			}
-			if !p.spec.Sync.IncrementalEnabled() {
-				return nil
+		}
+		if cols := p.spec.SelectedColumns(t); len(cols) > 0 {
+			nColumns++
+			quoted := make([]string, len(cols))
+			for i, c := range cols {
+				quoted[i] = pgx.Identifier{c}.Sanitize()
 			}
-			if _, err := tx.Exec(ctx, fmt.Sprintf("CREATE PUBLICATION sluice_precheck FOR TABLE %s WHERE (%s)", name, f)); err != nil {
-				return err
+			list := strings.Join(quoted, ", ")
+			if err := p.tryPublished(ctx, conn, t, name+" ("+list+")", "SELECT "+list+" FROM "+name+" LIMIT 0"); err != nil {
+				p.publicationProblem("source.columns", err, fmt.Sprintf("the columns of %s, (%s),", t, list),
+					"name existing columns of the table",
+					"include every primary-key column in the list (a table with REPLICA IDENTITY FULL cannot leave columns out)")
 			}
-			var col string
-			if err := tx.QueryRow(ctx, `SELECT quote_ident(attname) FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum LIMIT 1`, name).Scan(&col); err != nil {
-				return err
-			}
-			if ops.Has(proto.OpUpdate) {
-				if _, err := tx.Exec(ctx, fmt.Sprintf("EXPLAIN UPDATE %s SET %s = %s WHERE false", name, col, col)); err != nil {
-					return err
-				}
-			}
-			if ops.Has(proto.OpDelete) {
-				if _, err := tx.Exec(ctx, fmt.Sprintf("EXPLAIN DELETE FROM %s WHERE false", name)); err != nil {
-					return err
-				}
-			}
+		}
+	}
+	if nFilters > 0 {
+		p.pass("source.filters", fmt.Sprintf("%d row filters are valid", nFilters))
+	}
+	if nColumns > 0 {
+		p.pass("source.columns", fmt.Sprintf("%d column lists are valid", nColumns))
+	}
+}
+
+// tryPublished runs query, then, for incremental sync, creates a
+// publication of item and explains an UPDATE and a DELETE of the table,
+// all in a transaction rolled back.
+func (p *prechecker) tryPublished(ctx context.Context, conn *pgx.Conn, t proto.TableID, item, query string) error {
+	name := pgx.Identifier{t.Schema, t.Name}.Sanitize()
+	ops := p.spec.Operations(t)
+	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, query); err != nil {
+			return err
+		}
+		if !p.spec.Sync.IncrementalEnabled() {
 			return errRollback
-		})
-		if err == nil || errors.Is(err, errRollback) {
-			continue
 		}
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "42P10" {
-			p.add(id, fmt.Sprintf("the row filter of %s uses columns outside its replica identity: PostgreSQL would refuse UPDATE and DELETE on the table (%s)", t, pgErr.Detail),
-				fmt.Sprintf("ALTER TABLE %s REPLICA IDENTITY FULL; or filter on primary-key columns only", name))
-			continue
+		if _, err := tx.Exec(ctx, "CREATE PUBLICATION sluice_precheck FOR TABLE "+item); err != nil {
+			return err
 		}
-		p.add(id, fmt.Sprintf("the row filter of %s, (%s), is not a valid publication filter: %v", t, f, err),
-			"write one condition on the table's own columns, with built-in immutable operators and functions (no subqueries, no user functions)")
+		var col string
+		if err := tx.QueryRow(ctx, `SELECT quote_ident(attname) FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum LIMIT 1`, name).Scan(&col); err != nil {
+			return err
+		}
+		if ops.Has(proto.OpUpdate) {
+			if _, err := tx.Exec(ctx, fmt.Sprintf("EXPLAIN UPDATE %s SET %s = %s WHERE false", name, col, col)); err != nil {
+				return err
+			}
+		}
+		if ops.Has(proto.OpDelete) {
+			if _, err := tx.Exec(ctx, fmt.Sprintf("EXPLAIN DELETE FROM %s WHERE false", name)); err != nil {
+				return err
+			}
+		}
+		return errRollback
+	})
+	if errors.Is(err, errRollback) {
+		return nil
 	}
-	if n > 0 {
-		p.pass(id, fmt.Sprintf("%d row filters are valid", n))
+	return err
+}
+
+// publicationProblem reports what tryPublished found: the replica
+// identity not covered (42P10), or an invalid filter or column list.
+func (p *prechecker) publicationProblem(id string, err error, what, invalidFix, identityFix string) {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42P10" {
+		p.add(id, fmt.Sprintf("%s does not cover the replica identity: PostgreSQL would refuse UPDATE and DELETE on the table (%s)", what, pgErr.Detail), identityFix)
+		return
 	}
+	p.add(id, fmt.Sprintf("%s cannot be published: %v", what, err), invalidFix)
+}
+
+func mapKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }
 
 // errRollback ends a transaction that must leave nothing behind.

@@ -295,7 +295,7 @@ func (r *runner) attempt(ctx context.Context) error {
 		if err := apply.EnsureStream(ctx, r.js, r.name, r.cfg.Groups, r.cfg.StreamReplicas, tables); err != nil {
 			return err
 		}
-		if err := capture.PrepareSource(ctx, src, r.name, tables, spec.RowFilter); err != nil {
+		if err := capture.PrepareSource(ctx, src, r.name, tables, spec.RowFilter, spec.SelectedColumns); err != nil {
 			return err
 		}
 	}

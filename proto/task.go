@@ -55,6 +55,8 @@ type ObjectSpec struct {
 	Rename     map[string]string   `yaml:"rename,omitempty" json:"rename,omitempty"`
 	Filter     map[string]string   `yaml:"filter,omitempty" json:"filter,omitempty"`
 	Operations map[string][]string `yaml:"operations,omitempty" json:"operations,omitempty"`
+	// Columns selects, per table, the columns synced (all when absent).
+	Columns map[string][]string `yaml:"columns,omitempty" json:"columns,omitempty"`
 }
 
 // RetrySpec sets how long a task retries before it fails (invariant 7).
@@ -366,6 +368,22 @@ func (s *TaskSpec) Validate() error {
 				add(f, "must be one SQL condition, without ';'")
 			}
 		}
+		for _, name := range sortedKeys(o.Columns) {
+			f := fmt.Sprintf("%s.columns.%s", field, name)
+			if len(o.Tables) > 0 && !tables[name] {
+				add(f, "%q is not among the tables listed", name)
+			}
+			if len(o.Columns[name]) == 0 {
+				add(f, "is empty: list the columns to sync (the primary key included)")
+			}
+			cols := map[string]bool{}
+			for _, c := range o.Columns[name] {
+				if c == "" || cols[c] {
+					add(f, "%q is empty or listed twice", c)
+				}
+				cols[c] = true
+			}
+		}
 		for _, name := range sortedKeys(o.Operations) {
 			f := fmt.Sprintf("%s.operations.%s", field, name)
 			if len(o.Tables) > 0 && !tables[name] {
@@ -448,6 +466,16 @@ func (s *TaskSpec) RowFilter(t TableID) string {
 		}
 	}
 	return ""
+}
+
+// SelectedColumns are the columns synced of the table (nil: all).
+func (s *TaskSpec) SelectedColumns(t TableID) []string {
+	for _, o := range s.Objects {
+		if o.Schema == t.Schema {
+			return o.Columns[t.Name]
+		}
+	}
+	return nil
 }
 
 // OpSet is a set of operations.
