@@ -36,6 +36,9 @@ type WorkerConfig struct {
 	// Throttle, if set, holds each batch until its rows and bytes may pass
 	// (task spec throttle.incremental).
 	Throttle *throttle.Limiter
+	// Names maps source tables and columns to the destination's (task
+	// spec renames and name_case); nil keeps them.
+	Names *proto.NameMap
 }
 
 // WorkerStats are a worker's counters, safe to read while it runs.
@@ -297,6 +300,16 @@ func (w *worker) apply(ctx context.Context, b *collected) error {
 // add appends the rows of b that are above the table's last position and
 // returns how many it kept.
 func (w *worker) add(cur *collected, b *proto.Batch) int {
+	if w.cfg.Names != nil {
+		src := b.Table
+		b.Table = w.cfg.Names.Table(src)
+		cols := make([]proto.Column, len(b.Columns))
+		for i, c := range b.Columns {
+			c.Name = w.cfg.Names.Column(src, c.Name)
+			cols[i] = c
+		}
+		b.Columns = cols
+	}
 	ch := cur.ch
 	key := b.Table.Key()
 	floor := w.floors[key]

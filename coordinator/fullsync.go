@@ -48,8 +48,20 @@ type PlannedCopy struct {
 	// Filter is the table's row filter ("" for none).
 	Filter string `json:"filter,omitempty"`
 	// Partitioned: a partitioned root, read with its partitions.
-	Partitioned bool           `json:"partitioned,omitempty"`
+	Partitioned bool `json:"partitioned,omitempty"`
+	// Dest and DestColumns name the table at the destination when it
+	// differs (renames into a table that exists there already).
+	Dest        *proto.TableID `json:"dest,omitempty"`
+	DestColumns []string       `json:"dest_columns,omitempty"`
 	Chunks      []PlannedChunk `json:"chunks"`
+}
+
+// Target is the table and columns the rows load into.
+func (p *PlannedCopy) Target() (proto.TableID, []string) {
+	if p.Dest == nil {
+		return p.Table, p.Columns
+	}
+	return *p.Dest, p.DestColumns
 }
 
 // PlannedChunk is a range of a table's heap pages, [FromPage, ToPage),
@@ -115,6 +127,11 @@ func (p *FullSyncPlan) clone() *FullSyncPlan {
 	c.Tables = make([]PlannedCopy, len(p.Tables))
 	for i, t := range p.Tables {
 		t.Columns = slices.Clone(t.Columns)
+		t.DestColumns = slices.Clone(t.DestColumns)
+		if t.Dest != nil {
+			d := *t.Dest
+			t.Dest = &d
+		}
 		t.Chunks = slices.Clone(t.Chunks)
 		c.Tables[i] = t
 	}

@@ -141,19 +141,29 @@ func (r *runner) fullPhases(ctx context.Context, g *errgroup.Group, task *coordi
 		holder = nil
 	}
 
-	// 5. After the load: secondary indexes, foreign keys, sequences.
-	if task.PostDataDone {
+	// 5. After the load: secondary indexes, foreign keys, sequences; then
+	// the destination names (renames run again harmlessly).
+	if !task.PostDataDone {
+		if spec.Sync.SchemaEnabled() {
+			if err := sink.ApplyPostData(ctx, schema); err != nil {
+				return fmt.Errorf("schema sync after the full load: %w", err)
+			}
+			if err := sink.SyncSequences(ctx, schema); err != nil {
+				return fmt.Errorf("sequence sync: %w", err)
+			}
+		}
+		if err := r.store.Apply(ctx, coordinator.MarkPostDataDone{Name: r.name}); err != nil {
+			return err
+		}
+	}
+	if !spec.Sync.SchemaEnabled() {
 		return nil
 	}
-	if spec.Sync.SchemaEnabled() {
-		if err := sink.ApplyPostData(ctx, schema); err != nil {
-			return fmt.Errorf("schema sync after the full load: %w", err)
-		}
-		if err := sink.SyncSequences(ctx, schema); err != nil {
-			return fmt.Errorf("sequence sync: %w", err)
-		}
+	defs := make([]*proto.TableDef, len(schema.Tables))
+	for i := range schema.Tables {
+		defs[i] = &schema.Tables[i]
 	}
-	return r.store.Apply(ctx, coordinator.MarkPostDataDone{Name: r.name})
+	return sink.RenameTables(ctx, r.name, spec.Names(), defs)
 }
 
 func beforeFull(p proto.Phase) bool { return p == proto.PhasePrecheck || p == proto.PhaseSchema }
@@ -180,7 +190,8 @@ func (r *runner) load(ctx context.Context, holder *capture.SnapshotReader, sink 
 	id := task.FullSync.ID
 	chunks := 0
 	for _, t := range plan.Tables {
-		if err := sink.BeginTable(ctx, r.name, t.Table, id); err != nil {
+		dest, _ := t.Target()
+		if err := sink.BeginTable(ctx, r.name, dest, id); err != nil {
 			return err
 		}
 		chunks += len(t.Chunks)
@@ -224,7 +235,8 @@ func (r *runner) load(ctx context.Context, holder *capture.SnapshotReader, sink 
 				continue
 			}
 			t := p.Tables[i].Table
-			if err := sink.FinishTable(ctx, r.name, t, id, proto.EndOf(lsn), r.epoch); err != nil {
+			dest, _ := p.Tables[i].Target()
+			if err := sink.FinishTable(ctx, r.name, dest, id, proto.EndOf(lsn), r.epoch); err != nil {
 				return err
 			}
 			if err := r.store.Apply(ctx, coordinator.MarkTablesCopied{Name: r.name, Tables: map[string]proto.LSN{t.Key(): lsn}, Rows: rows}); err != nil {
@@ -275,6 +287,13 @@ func (r *runner) planLoad(ctx context.Context, holder *capture.SnapshotReader, s
 			return nil, err
 		}
 		pc := coordinator.PlannedCopy{Table: def.ID, Columns: def.CopiedColumns(), Format: format, Filter: spec.RowFilter(def.ID), Partitioned: def.Partitioned}
+		if names := spec.Names(); names != nil && !spec.Sync.SchemaEnabled() {
+			// No schema sync: the table exists at the destination under
+			// its new names already. (With schema sync it is created and
+			// loaded under the source's, and renamed after the load.)
+			dest := names.Table(def.ID)
+			pc.Dest, pc.DestColumns = &dest, names.ColumnsOf(def.ID, pc.Columns)
+		}
 		for _, c := range chunks {
 			pc.Chunks = append(pc.Chunks, coordinator.PlannedChunk{FromPage: c.FromPage, ToPage: c.ToPage})
 		}

@@ -225,3 +225,59 @@ func TestColumnSelection(t *testing.T) {
 		t.Fatalf("destination people: %d columns, %d indexes, %d checks; want 3, 3, 0", cols, indexes, checks)
 	}
 }
+
+// Renames: a schema, a table and a column get new names at the
+// destination, their key, index and foreign key along; changes keep
+// arriving under the new names. Two tables renamed to one name fail the
+// precheck.
+func TestRenames(t *testing.T) {
+	p := newPair(t)
+	ctx := context.Background()
+	src := testenv.Conn(t, p.src.DSN("postgres"))
+	testenv.MustExec(t, src, `
+		CREATE SCHEMA shop;
+		CREATE TABLE shop.customers (id int PRIMARY KEY, name text);
+		CREATE TABLE shop.orders (id int PRIMARY KEY, customer_id int REFERENCES shop.customers (id), amount int, note text);
+		CREATE INDEX orders_amount ON shop.orders (amount);
+		INSERT INTO shop.customers SELECT g, 'c' || g FROM generate_series(1, 100) g;
+		INSERT INTO shop.orders SELECT g, 1 + g % 100, g, 'n' FROM generate_series(1, 3000) g`)
+	n := sluicetest.StartNode(t, node.Config{})
+	c := &coordinator.Client{BaseURL: n.URL}
+	spec := func(rename string) []byte {
+		return []byte(fmt.Sprintf(`name: renamed
+source: { dsn: "%s" }
+destination: { type: postgres, dsn: "%s" }
+objects:
+  - schema: shop
+    rename_schema: sales
+    rename: %s
+`, p.src.DSN("postgres"), p.dst.DSN("postgres"), rename))
+	}
+	_, err := c.CreateTask(ctx, spec(`{ orders: clients, customers: clients }`))
+	if err == nil || !strings.Contains(err.Error(), "renames to") {
+		t.Fatalf("two tables renamed to one name: %v", err)
+	}
+
+	createTask(t, c, spec(`{ orders: sales_orders, "orders.amount": total }`))
+	waitPhase(t, c, "renamed", proto.PhaseIncremental, time.Minute)
+	testenv.MustExec(t, src, `
+		INSERT INTO shop.orders VALUES (5001, 7, 42, 'new');
+		UPDATE shop.orders SET amount = amount * 2 WHERE id <= 50;
+		DELETE FROM shop.orders WHERE id BETWEEN 100 AND 120;
+		UPDATE shop.customers SET name = 'renamed' WHERE id = 3`)
+	waitSame(t, p, "shop.orders", "sales.sales_orders", time.Minute)
+	waitSame(t, p, "shop.customers", "sales.customers", time.Minute)
+
+	dst := testenv.Conn(t, p.dst.DSN("postgres"))
+	var total, fk, idx, left int
+	if err := dst.QueryRow(ctx, `SELECT
+		(SELECT count(*) FROM pg_attribute WHERE attrelid = 'sales.sales_orders'::regclass AND attname = 'total'),
+		(SELECT count(*) FROM pg_constraint WHERE conrelid = 'sales.sales_orders'::regclass AND contype = 'f' AND confrelid = 'sales.customers'::regclass),
+		(SELECT count(*) FROM pg_indexes WHERE schemaname = 'sales' AND tablename = 'sales_orders' AND indexdef LIKE '%(total)%'),
+		(SELECT count(*) FROM pg_tables WHERE schemaname = 'shop')`).Scan(&total, &fk, &idx, &left); err != nil {
+		t.Fatal(err)
+	}
+	if total != 1 || fk != 1 || idx != 1 || left != 0 {
+		t.Fatalf("destination: column total %d, foreign key %d, index on total %d, tables left in shop %d", total, fk, idx, left)
+	}
+}

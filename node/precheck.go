@@ -486,9 +486,22 @@ func (p *prechecker) destination(ctx context.Context, tables []proto.TableID) {
 	if len(tables) == 0 {
 		return
 	}
-	p.naming(tables)
+	// The destination names (renames, name_case); with schema sync, a
+	// renamed table is created and loaded under its source name first,
+	// so that name must be free too.
+	names := p.spec.Names()
+	p.naming(tables, names)
 	p.extensions(ctx, conn)
-	existing, err := postgres.ExistingTables(ctx, conn, tables)
+	var lookFor, targets []proto.TableID
+	for _, t := range tables {
+		target := names.Table(t)
+		targets = append(targets, target)
+		lookFor = append(lookFor, target)
+		if target != t && p.spec.Sync.SchemaEnabled() {
+			lookFor = append(lookFor, t)
+		}
+	}
+	existing, err := postgres.ExistingTables(ctx, conn, lookFor)
 	if err != nil {
 		p.add("destination.tables", "cannot look up tables: "+err.Error(), "")
 		return
@@ -505,13 +518,13 @@ func (p *prechecker) destination(ctx context.Context, tables []proto.TableID) {
 			"; their table definitions are kept, full sync replaces their rows with the source's, incremental sync overwrites rows with the same key",
 			"drop or rename them to start from the source's definitions")
 	}
-	if !p.spec.Sync.SchemaEnabled() && len(existing) < len(tables) {
+	if !p.spec.Sync.SchemaEnabled() && len(existing) < len(targets) {
 		have := map[string]bool{}
 		for _, t := range existing {
 			have[t.Key()] = true
 		}
 		var missing []proto.TableID
-		for _, t := range tables {
+		for _, t := range targets {
 			if !have[t.Key()] {
 				missing = append(missing, t)
 			}
@@ -523,12 +536,23 @@ func (p *prechecker) destination(ctx context.Context, tables []proto.TableID) {
 
 // naming checks the names the destination will get. Sluice keeps its
 // own tables in schema sluice there.
-func (p *prechecker) naming(tables []proto.TableID) {
+func (p *prechecker) naming(tables []proto.TableID, names *proto.NameMap) {
 	var clash []proto.TableID
+	seen := map[string]proto.TableID{}
+	var twice []string
 	for _, t := range tables {
-		if t.Schema == "sluice" {
-			clash = append(clash, t)
+		target := names.Table(t)
+		if target.Schema == "sluice" || strings.HasPrefix(target.Schema, "pg_") {
+			clash = append(clash, target)
 		}
+		if prev, ok := seen[target.Key()]; ok {
+			twice = append(twice, fmt.Sprintf("%s and %s both become %s", prev, t, target))
+		}
+		seen[target.Key()] = t
+	}
+	if len(twice) > 0 {
+		p.add("destination.naming", "two tables get one name at the destination: "+strings.Join(twice, "; "), "change rename or name_case so that every table keeps a name of its own")
+		return
 	}
 	if len(clash) > 0 {
 		p.add("destination.naming", "schema sluice holds Sluice's own tables at the destination (positions, heartbeats): "+joinTables(clash)+" cannot be synced into it",

@@ -50,11 +50,15 @@ type SyncSpec struct {
 
 // ObjectSpec selects tables of one schema: all of them when Tables is empty.
 type ObjectSpec struct {
-	Schema     string              `yaml:"schema" json:"schema"`
-	Tables     []string            `yaml:"tables,omitempty" json:"tables,omitempty"`
-	Rename     map[string]string   `yaml:"rename,omitempty" json:"rename,omitempty"`
-	Filter     map[string]string   `yaml:"filter,omitempty" json:"filter,omitempty"`
-	Operations map[string][]string `yaml:"operations,omitempty" json:"operations,omitempty"`
+	Schema string   `yaml:"schema" json:"schema"`
+	Tables []string `yaml:"tables,omitempty" json:"tables,omitempty"`
+	// Rename gives tables ("orders": "sales_orders") and columns
+	// ("orders.amount": "total") new names at the destination;
+	// RenameSchema the schema.
+	Rename       map[string]string   `yaml:"rename,omitempty" json:"rename,omitempty"`
+	RenameSchema string              `yaml:"rename_schema,omitempty" json:"rename_schema,omitempty"`
+	Filter       map[string]string   `yaml:"filter,omitempty" json:"filter,omitempty"`
+	Operations   map[string][]string `yaml:"operations,omitempty" json:"operations,omitempty"`
 	// Columns selects, per table, the columns synced (all when absent).
 	Columns map[string][]string `yaml:"columns,omitempty" json:"columns,omitempty"`
 }
@@ -354,9 +358,7 @@ func (s *TaskSpec) Validate() error {
 			}
 			tables[t] = true
 		}
-		if len(o.Rename) > 0 {
-			add(field+".rename", "renaming is not available yet")
-		}
+		validateRenames(field, o, tables, add)
 		for _, name := range sortedKeys(o.Filter) {
 			f := fmt.Sprintf("%s.filter.%s", field, name)
 			switch {
@@ -405,9 +407,7 @@ func (s *TaskSpec) Validate() error {
 		add("conflicting_tables", "must be precheck or ignore, not %q", s.ConflictingTables)
 	}
 	switch s.NameCase {
-	case "", "default", "source":
-	case "destination", "lower", "upper":
-		add("name_case", "%q is not available yet; use default", s.NameCase)
+	case "", "default", "source", "destination", "lower", "upper":
 	default:
 		add("name_case", "must be one of default, source, destination, lower, upper; not %q", s.NameCase)
 	}

@@ -147,3 +147,71 @@ func (s *Sink) CopyFormatFor(ctx context.Context, t *proto.TableDef, sourceMajor
 	}
 	return proto.CopyBinary, nil
 }
+
+// RenameTables gives the tables of a full sync their destination names
+// (task spec renames and name_case) once they are loaded and indexed:
+// created and loaded under their source names, they are renamed by
+// PostgreSQL, which carries their constraints, indexes, foreign keys and
+// owned sequences along. The task's positions and chunk records move
+// with them, in the same transaction. It can run again: a table already
+// renamed is left as it is.
+func (s *Sink) RenameTables(ctx context.Context, task string, names *proto.NameMap, tables []*proto.TableDef) error {
+	if names == nil {
+		return nil
+	}
+	for _, def := range tables {
+		src, dst := def.ID, names.Table(def.ID)
+		var renames [][2]string
+		for _, c := range def.Columns {
+			if to := names.Column(src, c.Name); to != c.Name {
+				renames = append(renames, [2]string{c.Name, to})
+			}
+		}
+		if src == dst && len(renames) == 0 {
+			continue
+		}
+		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			var srcExists, dstExists bool
+			if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL`,
+				tableName(src), tableName(dst)).Scan(&srcExists, &dstExists); err != nil {
+				return err
+			}
+			switch {
+			case srcExists && dstExists && src != dst:
+				return fmt.Errorf("both %s and %s exist at the destination: drop one, Sluice renames the first to the second", src, dst)
+			case srcExists:
+				for _, r := range renames {
+					if _, err := tx.Exec(ctx, fmt.Sprintf("ALTER TABLE %s RENAME COLUMN %s TO %s", tableName(src), ident(r[0]), ident(r[1]))); err != nil {
+						return err
+					}
+				}
+				cur := src
+				if dst.Name != src.Name {
+					if _, err := tx.Exec(ctx, fmt.Sprintf("ALTER TABLE %s RENAME TO %s", tableName(cur), ident(dst.Name))); err != nil {
+						return err
+					}
+					cur.Name = dst.Name
+				}
+				if dst.Schema != src.Schema {
+					if _, err := tx.Exec(ctx, fmt.Sprintf("CREATE SCHEMA IF NOT EXISTS %s; ALTER TABLE %s SET SCHEMA %s", ident(dst.Schema), tableName(cur), ident(dst.Schema))); err != nil {
+						return err
+					}
+				}
+			}
+			for _, table := range []string{"apply_offsets", "copy_tables", "copy_chunks"} {
+				if _, err := tx.Exec(ctx, "UPDATE sluice."+table+" SET schema_name = $4, table_name = $5 WHERE task = $1 AND schema_name = $2 AND table_name = $3",
+					task, src.Schema, src.Name, dst.Schema, dst.Name); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return wrapTable(src, "rename to "+dst.String(), err)
+		}
+	}
+	s.mu.Lock()
+	s.positions = map[string][]proto.Position{} // read again under the new names
+	s.mu.Unlock()
+	return nil
+}
