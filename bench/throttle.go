@@ -53,16 +53,7 @@ func (b *bench) runThrottle(ctx context.Context) error {
 		if err := execSQL(ctx, src, time.Hour, "VACUUM ANALYZE tf"); err != nil {
 			return err
 		}
-		for rep := 1; rep <= b.cfg.Reps && s.Error == ""; rep++ {
-			r, err := b.throttleRun(ctx, src, dst, "tf", rows, limit, rep, true)
-			if err != nil {
-				s.Error = fmt.Sprintf("rep %d: %v", rep, err)
-				break
-			}
-			s.Sluice.Runs = append(s.Sluice.Runs, r)
-			logf("%s rep %d/%d: %s of the limit (%s rows/s against %d)", s.Name, rep, b.cfg.Reps, fmtValue(r.Value, "x"), fmtRate(r.RowsPerSecond), limit)
-		}
-		b.add(s)
+		b.throttleReps(ctx, s, src, dst, "tf", limit, true)
 	}
 	if incr {
 		s := b.throttleScenario("throttle/incremental", rows, limit,
@@ -70,18 +61,23 @@ func (b *bench) runThrottle(ctx context.Context) error {
 		if err := execSQL(ctx, src, time.Minute, `CREATE TABLE ti (id bigint PRIMARY KEY, k int NOT NULL, c text NOT NULL, pad text NOT NULL)`); err != nil {
 			return err
 		}
-		for rep := 1; rep <= b.cfg.Reps && s.Error == ""; rep++ {
-			r, err := b.throttleRun(ctx, src, dst, "ti", rows, limit, rep, false)
-			if err != nil {
-				s.Error = fmt.Sprintf("rep %d: %v", rep, err)
-				break
-			}
-			s.Sluice.Runs = append(s.Sluice.Runs, r)
-			logf("%s rep %d/%d: %s of the limit (%s rows/s against %d)", s.Name, rep, b.cfg.Reps, fmtValue(r.Value, "x"), fmtRate(r.RowsPerSecond), limit)
-		}
-		b.add(s)
+		b.throttleReps(ctx, s, src, dst, "ti", limit, false)
 	}
 	return nil
+}
+
+// throttleReps runs a throttle scenario's repetitions and adds it.
+func (b *bench) throttleReps(ctx context.Context, s *scenario, src, dst *pgx.Conn, table string, limit int64, full bool) {
+	for rep := 1; rep <= b.cfg.Reps; rep++ {
+		r, err := b.throttleRun(ctx, src, dst, table, s.Rows, limit, rep, full)
+		if err != nil {
+			s.Error = fmt.Sprintf("rep %d: %v", rep, err)
+			break
+		}
+		s.Sluice.Runs = append(s.Sluice.Runs, r)
+		logf("%s rep %d/%d: %s of the limit (%s rows/s against %d)", s.Name, rep, b.cfg.Reps, fmtValue(r.Value, "x"), fmtRate(r.RowsPerSecond), limit)
+	}
+	b.add(s)
 }
 
 func (b *bench) throttleScenario(name string, rows, limit int64, what string) *scenario {

@@ -77,21 +77,50 @@ func NewAPI(c *Coordinator, b Backend, logger *slog.Logger) http.Handler {
 	return a.logRequests(a.forwardToLeader(mux))
 }
 
-func (a *api) createTask(w http.ResponseWriter, r *http.Request) {
+// readBody reads a request body of at most maxBodyBytes, or answers the
+// request and returns false.
+func (a *api) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			a.fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the task spec is larger than %d bytes", maxBodyBytes), nil)
-			return
-		}
+	if err == nil {
+		return body, true
+	}
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		a.fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the request is larger than %d bytes", maxBodyBytes), nil)
+	} else {
 		a.fail(w, http.StatusBadRequest, "reading the request: "+err.Error(), nil)
-		return
+	}
+	return nil, false
+}
+
+// readSpec reads and parses a task spec body, or answers and returns nil.
+func (a *api) readSpec(w http.ResponseWriter, r *http.Request) *proto.TaskSpec {
+	body, ok := a.readBody(w, r)
+	if !ok {
+		return nil
 	}
 	spec, err := proto.ParseTaskSpec(body)
 	if err != nil {
 		// The parser's messages name fields and lines, never values.
 		a.fail(w, http.StatusBadRequest, err.Error(), nil)
+		return nil
+	}
+	return spec
+}
+
+// runPrecheck runs a spec's checks, or answers and returns nil.
+func (a *api) runPrecheck(w http.ResponseWriter, r *http.Request, spec *proto.TaskSpec) *proto.PrecheckReport {
+	report, err := a.b.Precheck(r.Context(), spec)
+	if err != nil {
+		a.fail(w, http.StatusBadGateway, "could not run the precheck: "+redact(err.Error()), nil)
+		return nil
+	}
+	return report
+}
+
+func (a *api) createTask(w http.ResponseWriter, r *http.Request) {
+	spec := a.readSpec(w, r)
+	if spec == nil {
 		return
 	}
 	// Before the precheck, which connects to both databases: a taken name
@@ -104,9 +133,8 @@ func (a *api) createTask(w http.ResponseWriter, r *http.Request) {
 		a.failNotLeader(w)
 		return
 	}
-	report, err := a.b.Precheck(r.Context(), spec)
-	if err != nil {
-		a.fail(w, http.StatusBadGateway, "could not run the precheck: "+redact(err.Error()), nil)
+	report := a.runPrecheck(w, r, spec)
+	if report == nil {
 		return
 	}
 	if blocking := report.Judge(ignoreList(r)); len(blocking) > 0 {
@@ -130,19 +158,12 @@ func (a *api) createTask(w http.ResponseWriter, r *http.Request) {
 // every check's result (200 whether or not it passed). Any node runs it:
 // it reads the two databases and writes nothing.
 func (a *api) precheck(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
-	if err != nil {
-		a.fail(w, http.StatusBadRequest, "reading the request: "+err.Error(), nil)
+	spec := a.readSpec(w, r)
+	if spec == nil {
 		return
 	}
-	spec, err := proto.ParseTaskSpec(body)
-	if err != nil {
-		a.fail(w, http.StatusBadRequest, err.Error(), nil)
-		return
-	}
-	report, err := a.b.Precheck(r.Context(), spec)
-	if err != nil {
-		a.fail(w, http.StatusBadGateway, "could not run the precheck: "+redact(err.Error()), nil)
+	report := a.runPrecheck(w, r, spec)
+	if report == nil {
 		return
 	}
 	report.Judge(ignoreList(r))
@@ -218,34 +239,36 @@ func (a *api) deleteTask(w http.ResponseWriter, r *http.Request) {
 func (a *api) transition(cmd func(name string) Command) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
-		if _, ok := a.c.Task(name); !ok {
-			a.fail(w, http.StatusNotFound, fmt.Sprintf("task %q not found", name), nil)
-			return
-		}
-		if err := a.c.Apply(r.Context(), cmd(name)); err != nil {
-			if errors.Is(err, ErrBadTransition) {
-				a.fail(w, http.StatusConflict, err.Error(), nil)
-				return
-			}
-			a.applyFailed(w, err)
-			return
-		}
-		task, _ := a.c.Task(name)
-		a.reply(w, http.StatusOK, a.status(task))
+		a.changeTask(w, r, name, cmd(name))
 	}
+}
+
+// changeTask applies a command to an existing task and answers with its
+// status (409 when the task's state does not allow it).
+func (a *api) changeTask(w http.ResponseWriter, r *http.Request, name string, cmd Command) bool {
+	if _, ok := a.c.Task(name); !ok {
+		a.fail(w, http.StatusNotFound, fmt.Sprintf("task %q not found", name), nil)
+		return false
+	}
+	if err := a.c.Apply(r.Context(), cmd); err != nil {
+		if errors.Is(err, ErrBadTransition) {
+			a.fail(w, http.StatusConflict, err.Error(), nil)
+			return false
+		}
+		a.applyFailed(w, err)
+		return false
+	}
+	task, _ := a.c.Task(name)
+	a.reply(w, http.StatusOK, a.status(task))
+	return true
 }
 
 // setThrottle replaces a task's throttle: the body is the spec's throttle
 // section in YAML or JSON ({} lifts every limit).
 func (a *api) setThrottle(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if _, ok := a.c.Task(name); !ok {
-		a.fail(w, http.StatusNotFound, fmt.Sprintf("task %q not found", name), nil)
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
-	if err != nil {
-		a.fail(w, http.StatusBadRequest, "reading the request: "+err.Error(), nil)
+	body, ok := a.readBody(w, r)
+	if !ok {
 		return
 	}
 	th, err := proto.ParseThrottle(body)
@@ -253,17 +276,9 @@ func (a *api) setThrottle(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, http.StatusBadRequest, err.Error(), nil)
 		return
 	}
-	if err := a.c.Apply(r.Context(), SetThrottle{Name: name, Throttle: th}); err != nil {
-		if errors.Is(err, ErrBadTransition) {
-			a.fail(w, http.StatusConflict, err.Error(), nil)
-			return
-		}
-		a.applyFailed(w, err)
-		return
+	if a.changeTask(w, r, name, SetThrottle{Name: name, Throttle: th}) {
+		a.logger.Info("task throttle changed", "task", name)
 	}
-	a.logger.Info("task throttle changed", "task", name)
-	task, _ := a.c.Task(name)
-	a.reply(w, http.StatusOK, a.status(task))
 }
 
 func (a *api) healthz(w http.ResponseWriter, r *http.Request) {

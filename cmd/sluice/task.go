@@ -124,11 +124,17 @@ printed with its fix. See every check with: sluice precheck -f TASK.yaml`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&file, "file", "f", "", "task spec file, or - for stdin")
-	cmd.Flags().StringSliceVar(&ignore, "ignore", nil, "acknowledge a precheck warning by its check id (repeat, or comma-separate)")
-	_ = cmd.MarkFlagRequired("file")
-	addOutputFlag(cmd, &output)
+	addSpecFlags(cmd, &file, &ignore, &output)
 	return cmd
+}
+
+// addSpecFlags adds -f (required), --ignore and -o, the flags of the
+// commands that send a task spec.
+func addSpecFlags(cmd *cobra.Command, file *string, ignore *[]string, output *string) {
+	cmd.Flags().StringVarP(file, "file", "f", "", "task spec file, or - for stdin")
+	cmd.Flags().StringSliceVar(ignore, "ignore", nil, "acknowledge a precheck warning by its check id (repeat, or comma-separate)")
+	_ = cmd.MarkFlagRequired("file")
+	addOutputFlag(cmd, output)
 }
 
 // precheckCmd runs a task's checks without creating anything.
@@ -167,10 +173,7 @@ created as it stands.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&file, "file", "f", "", "task spec file, or - for stdin")
-	cmd.Flags().StringSliceVar(&ignore, "ignore", nil, "acknowledge a warning by its check id (repeat, or comma-separate)")
-	_ = cmd.MarkFlagRequired("file")
-	addOutputFlag(cmd, &output)
+	addSpecFlags(cmd, &file, &ignore, &output)
 	return cmd
 }
 
