@@ -37,10 +37,11 @@ type ChangeApplier interface {
 // whichever owner, and keeps chunks of a replaced plan out.
 type Snapshotter interface {
 	Sink
-	// BeginTable empties the table and binds it to plan: from then on only
-	// chunks of that plan load into it. It fails with ErrFenced when a
-	// newer plan holds the table.
-	BeginTable(ctx context.Context, task string, t proto.TableID, plan uint64) error
+	// BeginTable empties the table (unless keep: a table that existed
+	// before the task keeps its rows) and binds it to plan: from then on
+	// only chunks of that plan load into it. It fails with ErrFenced when
+	// a newer plan holds the table.
+	BeginTable(ctx context.Context, task string, t proto.TableID, plan uint64, keep bool) error
 	// CopyChunk loads one chunk: unless the chunk is already loaded, it
 	// calls read to stream its rows in c.Format, and records the chunk in
 	// the same transaction as the rows. It returns the chunk's rows, and
@@ -64,6 +65,9 @@ type ChunkLoad struct {
 	Chunk   int // its index among the table's chunks in the plan
 	Columns []string
 	Format  proto.CopyFormat
+	// Keep: the table kept its own rows; a row whose key it has already
+	// is left as it is (conflicting_tables: ignore).
+	Keep bool
 }
 
 // SchemaApplier creates the source's schema at the destination.

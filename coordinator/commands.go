@@ -29,7 +29,8 @@ const (
 	CmdPauseTask         CommandType = 10
 	CmdResumeTask        CommandType = 11
 	// Full-sync plans are 12 to 14 (fullsync.go).
-	CmdSetThrottle CommandType = 15
+	CmdSetThrottle    CommandType = 15
+	CmdMarkKeptTables CommandType = 16
 	// Nodes and assignments from 32 on (cluster.go).
 )
 
@@ -123,6 +124,14 @@ type ResumeTask struct {
 	Name string `json:"name"`
 }
 
+// MarkKeptTables records the tables (keys) that existed at the
+// destination before the task created any, under conflicting_tables:
+// ignore.
+type MarkKeptTables struct {
+	Name   string   `json:"name"`
+	Tables []string `json:"tables"`
+}
+
 // SetThrottle replaces a running task's throttle (nil lifts it); its
 // units follow within a second.
 type SetThrottle struct {
@@ -142,6 +151,7 @@ func (RemoveTask) Type() CommandType        { return CmdRemoveTask }
 func (PauseTask) Type() CommandType         { return CmdPauseTask }
 func (ResumeTask) Type() CommandType        { return CmdResumeTask }
 func (SetThrottle) Type() CommandType       { return CmdSetThrottle }
+func (MarkKeptTables) Type() CommandType    { return CmdMarkKeptTables }
 
 // Errors returned by command handlers, through Coordinator.Apply.
 var (
@@ -214,6 +224,7 @@ func init() {
 	register(applyPauseTask)
 	register(applyResumeTask)
 	register(applySetThrottle)
+	register(applyMarkKeptTables)
 }
 
 // Encode turns a command into a log entry: the type byte, then JSON. It
@@ -439,6 +450,19 @@ func applySetThrottle(d *data, index uint64, cmd *SetThrottle) error {
 		return fmt.Errorf("%w: %s is being deleted", ErrBadTransition, cmd.Name)
 	}
 	t.Spec.Throttle = cloneThrottle(cmd.Throttle)
+	t.ModifyIndex = index
+	return nil
+}
+
+func applyMarkKeptTables(d *data, index uint64, cmd *MarkKeptTables) error {
+	t, err := d.task(cmd.Name)
+	if err != nil {
+		return err
+	}
+	t.KeptTables = make(map[string]bool, len(cmd.Tables))
+	for _, k := range cmd.Tables {
+		t.KeptTables[k] = true
+	}
 	t.ModifyIndex = index
 	return nil
 }

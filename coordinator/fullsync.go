@@ -49,6 +49,9 @@ type PlannedCopy struct {
 	Filter string `json:"filter,omitempty"`
 	// Partitioned: a partitioned root, read with its partitions.
 	Partitioned bool `json:"partitioned,omitempty"`
+	// Keep: the table existed at the destination (conflicting_tables:
+	// ignore); its rows stay, the copy adds the rows whose key is new.
+	Keep bool `json:"keep,omitempty"`
 	// Dest and DestColumns name the table at the destination when it
 	// differs (renames into a table that exists there already).
 	Dest        *proto.TableID `json:"dest,omitempty"`

@@ -41,6 +41,9 @@ type Task struct {
 	PostDataDone bool `json:"post_data_done,omitempty"`
 	// FullSync is the full sync in progress, shared among copy units.
 	FullSync *FullSyncPlan `json:"full_sync,omitempty"`
+	// KeptTables (keys) existed at the destination before the task, under
+	// conflicting_tables: ignore: the full sync keeps their rows.
+	KeptTables map[string]bool `json:"kept_tables,omitempty"`
 	// CreateIndex is the Raft index of the CreateTask: it tells a task from
 	// an earlier task of the same name that was deleted.
 	CreateIndex uint64 `json:"create_index"`
@@ -227,6 +230,7 @@ func cloneTask(t *Task) Task {
 	}
 	c.TablesCopied = maps.Clone(t.TablesCopied)
 	c.FullSync = t.FullSync.clone()
+	c.KeptTables = maps.Clone(t.KeptTables)
 	return c
 }
 

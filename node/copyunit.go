@@ -103,7 +103,7 @@ func (u *copyUnit) attempt(ctx context.Context, log *slog.Logger) error {
 		c := t.Chunks[w.chunk]
 		chunk := capture.Chunk{Table: t.Table, Columns: t.Columns, FromPage: c.FromPage, ToPage: c.ToPage, Index: w.chunk, Of: len(t.Chunks), Format: t.Format, Filter: t.Filter, Partitioned: t.Partitioned}
 		dest, destCols := t.Target()
-		load := apply.ChunkLoad{Task: u.task, Plan: plan.ID, Table: dest, Chunk: w.chunk, Columns: destCols, Format: t.Format}
+		load := apply.ChunkLoad{Task: u.task, Plan: plan.ID, Table: dest, Chunk: w.chunk, Columns: destCols, Format: t.Format, Keep: t.Keep}
 		rows, err := sink.CopyChunk(ctx, load, func(w io.Writer) (int64, error) {
 			return rd.Copy(ctx, chunk, &throttledWriter{ctx: ctx, w: w, lim: lim})
 		})

@@ -119,6 +119,13 @@ func (r *runner) fullPhases(ctx context.Context, g *errgroup.Group, task *coordi
 
 	// 3. Schema before the load.
 	if beforeFull(task.Phase) {
+		if spec.Sync.SchemaEnabled() && spec.ConflictPolicy() == "ignore" {
+			// Which tables exist before the task creates any: the full
+			// sync keeps their rows.
+			if err := r.markKeptTables(ctx, sink, tables); err != nil {
+				return err
+			}
+		}
 		if spec.Sync.SchemaEnabled() {
 			r.setStatus(ctx, proto.PhaseSchema, proto.StateRunning, nil, true)
 			if err := sink.ApplyPreData(ctx, schema); err != nil {
@@ -191,7 +198,7 @@ func (r *runner) load(ctx context.Context, holder *capture.SnapshotReader, sink 
 	chunks := 0
 	for _, t := range plan.Tables {
 		dest, _ := t.Target()
-		if err := sink.BeginTable(ctx, r.name, dest, id); err != nil {
+		if err := sink.BeginTable(ctx, r.name, dest, id, t.Keep); err != nil {
 			return err
 		}
 		chunks += len(t.Chunks)
@@ -286,7 +293,8 @@ func (r *runner) planLoad(ctx context.Context, holder *capture.SnapshotReader, s
 		if err != nil {
 			return nil, err
 		}
-		pc := coordinator.PlannedCopy{Table: def.ID, Columns: def.CopiedColumns(), Format: format, Filter: spec.RowFilter(def.ID), Partitioned: def.Partitioned}
+		pc := coordinator.PlannedCopy{Table: def.ID, Columns: def.CopiedColumns(), Format: format, Filter: spec.RowFilter(def.ID),
+			Partitioned: def.Partitioned, Keep: task.KeptTables[def.ID.Key()]}
 		if names := spec.Names(); names != nil && !spec.Sync.SchemaEnabled() {
 			// No schema sync: the table exists at the destination under
 			// its new names already. (With schema sync it is created and
@@ -318,4 +326,19 @@ func (r *runner) planLoad(ctx context.Context, holder *capture.SnapshotReader, s
 		}
 	}
 	return plan, nil
+}
+
+// markKeptTables records the tables that exist at the destination already
+// (conflicting_tables: ignore), once, before the schema sync creates the
+// others.
+func (r *runner) markKeptTables(ctx context.Context, sink *postgres.Sink, tables []proto.TableID) error {
+	existing, err := sink.ExistingTables(ctx, tables)
+	if err != nil {
+		return fmt.Errorf("look up tables at the destination: %w", err)
+	}
+	keys := make([]string, len(existing))
+	for i, t := range existing {
+		keys[i] = t.Key()
+	}
+	return r.store.Apply(ctx, coordinator.MarkKeptTables{Name: r.name, Tables: keys})
 }

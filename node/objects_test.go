@@ -281,3 +281,36 @@ objects:
 		t.Fatalf("destination: column total %d, foreign key %d, index on total %d, tables left in shop %d", total, fk, idx, left)
 	}
 }
+
+// conflicting_tables: ignore: a table that exists at the destination
+// keeps its rows; the full sync adds the source's rows whose key is new
+// and leaves the others; incremental sync then overwrites by key. A
+// keyless existing table is refused by the precheck.
+func TestConflictingTablesIgnoreKeepsRows(t *testing.T) {
+	p := newPair(t)
+	ctx := context.Background()
+	src := testenv.Conn(t, p.src.DSN("postgres"))
+	dst := testenv.Conn(t, p.dst.DSN("postgres"))
+	testenv.MustExec(t, src, `CREATE TABLE kept (id int PRIMARY KEY, v text); INSERT INTO kept SELECT g, 'source ' || g FROM generate_series(1, 1000) g`)
+	testenv.MustExec(t, dst, `CREATE TABLE kept (id int PRIMARY KEY, v text); INSERT INTO kept SELECT g, 'destination ' || g FROM generate_series(1, 10) g;
+		INSERT INTO kept VALUES (9999, 'destination only')`)
+	n := sluicetest.StartNode(t, node.Config{Runner: node.RunnerConfig{PagesPerChunk: 2}})
+	c := &coordinator.Client{BaseURL: n.URL}
+
+	testenv.MustExec(t, src, `CREATE TABLE bag (v text); ALTER TABLE bag REPLICA IDENTITY FULL`)
+	testenv.MustExec(t, dst, `CREATE TABLE bag (v text)`)
+	_, err := c.CreateTask(ctx, taskYAML("keep", p, "conflicting_tables: ignore\n"), "destination.conflicting_tables")
+	if err == nil || !strings.Contains(err.Error(), "without a primary key or unique key, so the full sync cannot tell their rows from the source's: public.bag") {
+		t.Fatalf("an existing keyless table: %v", err)
+	}
+
+	if _, err := c.CreateTask(ctx, taskYAML("keep", p, "    tables: [kept]\nconflicting_tables: ignore\n"), "destination.conflicting_tables"); err != nil {
+		t.Fatal(err)
+	}
+	waitPhase(t, c, "keep", proto.PhaseIncremental, time.Minute)
+	expect := `(SELECT id, CASE WHEN id <= 10 THEN 'destination ' || id ELSE v END AS v FROM public.kept UNION ALL SELECT 9999, 'destination only')`
+	waitSame(t, p, expect, "public.kept", time.Minute)
+	testenv.MustExec(t, src, `UPDATE kept SET v = 'changed' WHERE id IN (3, 500); INSERT INTO kept VALUES (1001, 'new')`)
+	expect = `(SELECT id, CASE WHEN id <= 10 AND id <> 3 THEN 'destination ' || id ELSE v END AS v FROM public.kept UNION ALL SELECT 9999, 'destination only')`
+	waitSame(t, p, expect, "public.kept", time.Minute)
+}

@@ -512,11 +512,9 @@ func (p *prechecker) destination(ctx context.Context, tables []proto.TableID) {
 		p.pass("destination.conflicting_tables", "none of the tables exists at the destination yet")
 	case p.spec.ConflictPolicy() == "precheck":
 		p.add("destination.conflicting_tables", "these tables already exist at the destination: "+joinTables(existing),
-			"drop or rename them, leave them out of objects, or set conflicting_tables: ignore to write into them (full sync replaces their rows with the source's)")
+			"drop or rename them, leave them out of objects, or set conflicting_tables: ignore to write into them (they keep their rows; the full sync adds the rows whose key is new)")
 	default:
-		p.warn("destination.conflicting_tables", "these tables already exist at the destination and will be written into (conflicting_tables: ignore): "+joinTables(existing)+
-			"; their table definitions are kept, full sync replaces their rows with the source's, incremental sync overwrites rows with the same key",
-			"drop or rename them to start from the source's definitions")
+		p.conflictsIgnored(ctx, conn, tables, names, existing)
 	}
 	if !p.spec.Sync.SchemaEnabled() && len(existing) < len(targets) {
 		have := map[string]bool{}
@@ -532,6 +530,64 @@ func (p *prechecker) destination(ctx context.Context, tables []proto.TableID) {
 		p.add("destination.tables", "schema sync is off and these tables do not exist at the destination: "+joinTables(missing),
 			"create them, or turn schema sync on (sync.schema: true)")
 	}
+}
+
+// conflictsIgnored judges tables that exist at the destination under
+// conflicting_tables: ignore. The full sync keeps their rows, adding the
+// source's rows whose key is new, which needs a key to tell; and a
+// renamed table cannot be renamed into one that exists.
+func (p *prechecker) conflictsIgnored(ctx context.Context, conn *pgx.Conn, tables []proto.TableID, names *proto.NameMap, existing []proto.TableID) {
+	const id = "destination.conflicting_tables"
+	exists := map[string]bool{}
+	for _, t := range existing {
+		exists[t.Key()] = true
+	}
+	var renamedOnto, kept, keptNames []string
+	for _, t := range tables {
+		target := names.Table(t)
+		switch {
+		case target != t && exists[target.Key()]:
+			renamedOnto = append(renamedOnto, fmt.Sprintf("%s -> %s", t, target))
+		case target != t && exists[t.Key()]:
+			// Loaded under its source name before the rename.
+			renamedOnto = append(renamedOnto, fmt.Sprintf("%s (loaded under this name, then renamed to %s)", t, target))
+		case target == t && exists[t.Key()]:
+			kept = append(kept, pgx.Identifier{t.Schema, t.Name}.Sanitize())
+			keptNames = append(keptNames, t.String())
+		}
+	}
+	if len(renamedOnto) > 0 {
+		p.add(id, "renamed tables cannot be written into tables that exist at the destination: "+strings.Join(renamedOnto, ", "),
+			"drop those destination tables, or rename to names that are free")
+	}
+	if len(kept) == 0 {
+		return
+	}
+	rows, err := conn.Query(ctx, `SELECT t FROM unnest($1::text[]) AS t WHERE NOT EXISTS (
+		SELECT 1 FROM pg_index i WHERE i.indrelid = t::regclass AND (i.indisprimary OR i.indisunique) AND i.indpred IS NULL)`, kept)
+	var keyless []string
+	if err == nil {
+		keyless, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	}
+	if err != nil {
+		p.add(id, "cannot inspect the existing tables: "+err.Error(), "")
+		return
+	}
+	if len(keyless) > 0 {
+		display := map[string]string{}
+		for i, k := range kept {
+			display[k] = keptNames[i]
+		}
+		for i, k := range keyless {
+			keyless[i] = display[k]
+		}
+		p.add(id, "these tables exist at the destination without a primary key or unique key, so the full sync cannot tell their rows from the source's: "+strings.Join(keyless, ", "),
+			"drop them, or give them the source's primary key")
+		return
+	}
+	p.warn(id, "these tables already exist at the destination and will be written into (conflicting_tables: ignore): "+strings.Join(keptNames, ", ")+
+		"; they keep their definitions and rows: the full sync adds the source's rows whose key is new and leaves a row whose key exists as it is; incremental sync then overwrites rows with the same key",
+		"drop or rename them to start from the source's definitions and rows")
 }
 
 // naming checks the names the destination will get. Sluice keeps its

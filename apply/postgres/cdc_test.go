@@ -102,7 +102,7 @@ func TestApplyFencedByNewerEpoch(t *testing.T) {
 	if got := contents(); len(got) != 1 {
 		t.Fatalf("fenced write left rows: %v", got)
 	}
-	if err := sink.BeginTable(ctx, "t", users, 7); err != nil {
+	if err := sink.BeginTable(ctx, "t", users, 7, false); err != nil {
 		t.Fatal(err)
 	}
 	if err := sink.FinishTable(ctx, "t", users, 7, proto.EndOf(2000), 3); !errors.Is(err, apply.ErrFenced) {

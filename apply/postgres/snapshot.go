@@ -24,7 +24,7 @@ import (
 // copy_chunks key, and the second rolls back.
 
 // BeginTable empties a table and binds it to plan.
-func (s *Sink) BeginTable(ctx context.Context, task string, t proto.TableID, plan uint64) error {
+func (s *Sink) BeginTable(ctx context.Context, task string, t proto.TableID, plan uint64, keep bool) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `INSERT INTO sluice.copy_tables AS c (task, schema_name, table_name, plan) VALUES ($1, $2, $3, $4)
 			ON CONFLICT (task, schema_name, table_name) DO UPDATE SET plan = EXCLUDED.plan, finished = false
@@ -37,6 +37,9 @@ func (s *Sink) BeginTable(ctx context.Context, task string, t proto.TableID, pla
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM sluice.copy_chunks WHERE task = $1 AND schema_name = $2 AND table_name = $3`, task, t.Schema, t.Name); err != nil {
 			return err
+		}
+		if keep {
+			return nil // its own rows stay; chunks load with ON CONFLICT DO NOTHING
 		}
 		return wrapTable(t, "empty", (&writer{tx: tx}).truncate(ctx, t))
 	})
@@ -67,7 +70,12 @@ func (s *Sink) CopyChunk(ctx context.Context, c apply.ChunkLoad, read func(w io.
 		} else if !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
-		if rows, err = copyFrom(ctx, tx.Conn().PgConn(), c, read); err != nil {
+		if c.Keep {
+			rows, err = copyKeeping(ctx, tx, c, read)
+		} else {
+			rows, err = copyFrom(ctx, tx.Conn().PgConn(), c, read)
+		}
+		if err != nil {
 			return err
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO sluice.copy_chunks (task, schema_name, table_name, chunk, plan, rows) VALUES ($1, $2, $3, $4, $5, $6)`,
@@ -77,6 +85,31 @@ func (s *Sink) CopyChunk(ctx context.Context, c apply.ChunkLoad, read func(w io.
 		}
 		return err
 	})
+	return rows, err
+}
+
+// copyKeeping loads a chunk into a table that keeps its own rows: COPY
+// into a temporary table shaped like it, then INSERT ... ON CONFLICT DO
+// NOTHING, so a row whose key the table has already stays as it is.
+func copyKeeping(ctx context.Context, tx pgx.Tx, c apply.ChunkLoad, read func(w io.Writer) (int64, error)) (int64, error) {
+	if _, err := tx.Exec(ctx, fmt.Sprintf("CREATE TEMP TABLE sluice_keep (LIKE %s) ON COMMIT DROP", tableName(c.Table))); err != nil {
+		return 0, wrapTable(c.Table, "stage", err)
+	}
+	staged := c
+	staged.Table = proto.TableID{Schema: "pg_temp", Name: "sluice_keep"}
+	rows, err := copyFrom(ctx, tx.Conn().PgConn(), staged, read)
+	if err != nil {
+		return 0, err
+	}
+	cols := make([]string, len(c.Columns))
+	for i, name := range c.Columns {
+		cols[i] = ident(name)
+	}
+	list := strings.Join(cols, ", ")
+	if _, err := tx.Exec(ctx, fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM pg_temp.sluice_keep ON CONFLICT DO NOTHING", tableName(c.Table), list, list)); err != nil {
+		return 0, wrapTable(c.Table, "load", err)
+	}
+	_, err = tx.Exec(ctx, "DROP TABLE pg_temp.sluice_keep")
 	return rows, err
 }
 

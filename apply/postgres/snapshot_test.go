@@ -56,7 +56,7 @@ func TestCopyChunkExactlyOnce(t *testing.T) {
 	if _, err := sink.CopyChunk(ctx, chunk(10, 0), rows(3)); !errors.Is(err, apply.ErrFenced) {
 		t.Fatalf("chunk of a table bound to no plan: %v", err)
 	}
-	if err := sink.BeginTable(ctx, "t", items, 10); err != nil {
+	if err := sink.BeginTable(ctx, "t", items, 10, false); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := sink.CopyChunk(ctx, chunk(10, 0), rows(3)); err != nil || n != 3 {
@@ -96,7 +96,7 @@ func TestCopyChunkExactlyOnce(t *testing.T) {
 
 	// A new plan empties the table and fences the old plan's chunks; an
 	// older plan cannot take the table back.
-	if err := sink.BeginTable(ctx, "t", items, 12); err != nil {
+	if err := sink.BeginTable(ctx, "t", items, 12, false); err != nil {
 		t.Fatal(err)
 	}
 	if n := count(); n != 0 {
@@ -105,7 +105,7 @@ func TestCopyChunkExactlyOnce(t *testing.T) {
 	if _, err := other.CopyChunk(ctx, chunk(10, 2), rows(1)); !errors.Is(err, apply.ErrFenced) {
 		t.Fatalf("chunk of a replaced plan: %v", err)
 	}
-	if err := sink.BeginTable(ctx, "t", items, 11); !errors.Is(err, apply.ErrFenced) {
+	if err := sink.BeginTable(ctx, "t", items, 11, false); !errors.Is(err, apply.ErrFenced) {
 		t.Fatalf("an older plan began: %v", err)
 	}
 	if n, err := sink.CopyChunk(ctx, chunk(12, 0), rows(4)); err != nil || n != 4 {
