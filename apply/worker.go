@@ -43,8 +43,9 @@ type WorkerConfig struct {
 
 // WorkerStats are a worker's counters, safe to read while it runs.
 type WorkerStats struct {
-	RowsApplied atomic.Int64
-	Batches     atomic.Int64
+	RowsApplied  atomic.Int64
+	BytesApplied atomic.Int64 // of the change messages applied
+	Batches      atomic.Int64
 	// Commit time (Unix µs) of the newest heartbeat applied, and when.
 	HeartbeatCommitUS atomic.Int64
 	HeartbeatSeenUS   atomic.Int64
@@ -170,7 +171,19 @@ func (w *worker) newBatch() *collected {
 }
 
 func (w *worker) full(b *collected) bool {
-	return b.rows >= w.cfg.MaxBatchRows || b.bytes >= w.cfg.MaxBatchBytes
+	maxRows, maxBytes := w.cfg.MaxBatchRows, w.cfg.MaxBatchBytes
+	if w.cfg.Throttle != nil {
+		// Under a throttle a batch holds at most a second's worth, so rows
+		// keep arriving steadily instead of in bursts after long waits.
+		rows, bytes, _ := w.cfg.Throttle.Limits()
+		if rows > 0 {
+			maxRows = min(maxRows, max(1, int(rows)))
+		}
+		if bytes > 0 {
+			maxBytes = min(maxBytes, max(1, int(bytes)))
+		}
+	}
+	return b.rows >= maxRows || b.bytes >= maxBytes
 }
 
 // collect receives messages into batches and hands each to the applier:
@@ -283,6 +296,7 @@ func (w *worker) apply(ctx context.Context, b *collected) error {
 			return fmt.Errorf("apply %d rows: %w", b.ch.Rows(), err)
 		}
 		w.cfg.Stats.RowsApplied.Add(int64(b.ch.Rows()))
+		w.cfg.Stats.BytesApplied.Add(int64(b.bytes))
 		w.cfg.Stats.Batches.Add(1)
 	}
 	if b.heartbeat != 0 {

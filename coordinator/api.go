@@ -34,6 +34,10 @@ type Live struct {
 	LatencyMS     *int64 // nil while unknown
 	RowsApplied   int64
 	ThroughputRPS float64
+	ThroughputBPS float64
+	// FullRowsPerSecond and FullBytesPerSecond: the local copy units' rate.
+	FullRowsPerSecond  float64
+	FullBytesPerSecond float64
 	ConfirmedLSN  string
 }
 
@@ -307,6 +311,9 @@ func (a *api) status(t Task) proto.TaskStatus {
 	// Full-sync progress is in the replicated state, chunk by chunk, so
 	// every node shows it and it survives restarts.
 	full := t.FullProgress()
+	if t.Phase == proto.PhaseFull {
+		full.RowsPerSecond, full.BytesPerSecond = live.FullRowsPerSecond, live.FullBytesPerSecond
+	}
 	return proto.TaskStatus{
 		Name:          t.Spec.Name,
 		Phase:         t.Phase,
@@ -315,6 +322,7 @@ func (a *api) status(t Task) proto.TaskStatus {
 		LatencyMS:     live.LatencyMS,
 		RowsApplied:   live.RowsApplied,
 		ThroughputRPS: live.ThroughputRPS,
+		ThroughputBPS: live.ThroughputBPS,
 		ConfirmedLSN:  live.ConfirmedLSN,
 		LastError:     t.LastError,
 		CreatedAt:     t.CreatedAt,

@@ -88,7 +88,7 @@ alerts:
 	metrics := scrape(t, n.URL)
 	for _, want := range []string{`sluice_task_state{phase="incremental",state="running",task="watched"} 1`,
 		`sluice_task_alert_firing{alert="latency",task="watched"} 1`, `sluice_task_slot_retained_wal_bytes{task="watched"}`,
-		`sluice_node_is_leader 1`, `sluice_task_full_tables_done{task="watched"} 1`} {
+		`sluice_node_is_leader 1`, `sluice_task_full_tables_done{task="watched"} 1`, `sluice_task_apply_bytes_per_second{task="watched"}`} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}

@@ -105,7 +105,7 @@ func (u *copyUnit) attempt(ctx context.Context, log *slog.Logger) error {
 		dest, destCols := t.Target()
 		load := apply.ChunkLoad{Task: u.task, Plan: plan.ID, Table: dest, Chunk: w.chunk, Columns: destCols, Format: t.Format, Keep: t.Keep}
 		rows, err := sink.CopyChunk(ctx, load, func(w io.Writer) (int64, error) {
-			return rd.Copy(ctx, chunk, &throttledWriter{ctx: ctx, w: w, lim: lim})
+			return rd.Copy(ctx, chunk, &throttledWriter{ctx: ctx, w: w, lim: lim, live: u.live})
 		})
 		if err != nil {
 			return err
@@ -144,14 +144,17 @@ func (u *copyUnit) mark(ctx context.Context, cmd coordinator.MarkChunkCopied) er
 // call, so a Write counts as a row (the binary format's header and
 // trailer add two, which a rate does not notice).
 type throttledWriter struct {
-	ctx context.Context
-	w   io.Writer
-	lim *throttle.Limiter
+	ctx  context.Context
+	w    io.Writer
+	lim  *throttle.Limiter
+	live *live // counts the rows and bytes, for the copy rate
 }
 
 func (t *throttledWriter) Write(p []byte) (int, error) {
 	if err := t.lim.Wait(t.ctx, 1, len(p)); err != nil {
 		return 0, err
 	}
+	t.live.copiedRows.Add(1)
+	t.live.copiedBytes.Add(int64(len(p)))
 	return t.w.Write(p)
 }

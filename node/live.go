@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluicedb/sluice/apply"
@@ -24,6 +25,8 @@ type live struct {
 	samples []sample
 	// throttles are shared by the task's units of a phase on this node.
 	throttles map[proto.Phase]*sharedThrottle
+	// copiedRows and copiedBytes count what the copy units here read.
+	copiedRows, copiedBytes atomic.Int64
 }
 
 // sharedThrottle is one limiter for the units of a phase on this node.
@@ -87,8 +90,9 @@ func followThrottle(ctx context.Context, store TaskStore, name string, phase pro
 }
 
 type sample struct {
-	at   time.Time
-	rows int64
+	at                  time.Time
+	rows, bytes         int64 // applied
+	fullRows, fullBytes int64 // copied
 }
 
 // reset forgets what a previous capture attempt counted (apply groups,
@@ -128,7 +132,11 @@ func (l *live) rowsApplied() int64 {
 func (l *live) tick(now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.samples = append(l.samples, sample{at: now, rows: l.rowsApplied()})
+	var bytes int64
+	for _, w := range l.workers {
+		bytes += w.BytesApplied.Load()
+	}
+	l.samples = append(l.samples, sample{at: now, rows: l.rowsApplied(), bytes: bytes, fullRows: l.copiedRows.Load(), fullBytes: l.copiedBytes.Load()})
 	if len(l.samples) > 11 {
 		l.samples = l.samples[len(l.samples)-11:]
 	}
@@ -187,6 +195,9 @@ func (l *live) snapshot(now time.Time) coordinator.Live {
 		first, last := l.samples[0], l.samples[n-1]
 		if d := last.at.Sub(first.at).Seconds(); d > 0 {
 			out.ThroughputRPS = float64(last.rows-first.rows) / d
+			out.ThroughputBPS = float64(last.bytes-first.bytes) / d
+			out.FullRowsPerSecond = float64(last.fullRows-first.fullRows) / d
+			out.FullBytesPerSecond = float64(last.fullBytes-first.fullBytes) / d
 		}
 	}
 	// Latency: every group sees every heartbeat; the task is as late as

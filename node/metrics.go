@@ -27,6 +27,9 @@ var (
 	descLatency       = prometheus.NewDesc("sluice_task_latency_seconds", "From a change's commit at the source to its apply, by the heartbeat (apply groups on this node).", []string{"task"}, nil)
 	descApplied       = prometheus.NewDesc("sluice_task_rows_applied_total", "Rows applied at the destination by the task's apply groups on this node since they started.", []string{"task"}, nil)
 	descThroughput    = prometheus.NewDesc("sluice_task_apply_rows_per_second", "Rows applied per second over the last ten seconds (this node).", []string{"task"}, nil)
+	descThroughputB   = prometheus.NewDesc("sluice_task_apply_bytes_per_second", "Bytes of changes applied per second over the last ten seconds (this node).", []string{"task"}, nil)
+	descFullRate      = prometheus.NewDesc("sluice_task_full_rows_per_second", "Rows copied per second by the full sync's copy units on this node.", []string{"task"}, nil)
+	descFullRateB     = prometheus.NewDesc("sluice_task_full_bytes_per_second", "Bytes copied per second by the full sync's copy units on this node.", []string{"task"}, nil)
 	descRetainedWAL   = prometheus.NewDesc("sluice_task_slot_retained_wal_bytes", "WAL the task's replication slot keeps at the source (measured by the leader).", []string{"task"}, nil)
 	descAlert         = prometheus.NewDesc("sluice_task_alert_firing", "1 while an alert of the task holds (on the leader).", []string{"task", "alert"}, nil)
 	descUnits         = prometheus.NewDesc("sluice_node_units", "Units running on this node.", nil, nil)
@@ -41,7 +44,7 @@ type collector struct {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descState, descRetryUntil, descFullRows, descFullEstimated, descFullTables,
-		descLatency, descApplied, descThroughput, descRetainedWAL, descAlert, descUnits, descLeader} {
+		descLatency, descApplied, descThroughput, descThroughputB, descFullRate, descFullRateB, descRetainedWAL, descAlert, descUnits, descLeader} {
 		ch <- d
 	}
 }
@@ -72,6 +75,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		if c.worker.Running(name) {
 			ch <- prometheus.MustNewConstMetric(descApplied, prometheus.CounterValue, float64(live.RowsApplied), name)
 			gauge(descThroughput, live.ThroughputRPS, name)
+			gauge(descThroughputB, live.ThroughputBPS, name)
+			gauge(descFullRate, live.FullRowsPerSecond, name)
+			gauge(descFullRateB, live.FullBytesPerSecond, name)
 		}
 	}
 	leader := c.coord.IsLeader()

@@ -38,6 +38,9 @@ func TestThrottleAndUpdate(t *testing.T) {
 	if st.Phase != proto.PhaseFull || st.Full.RowsDone > limit {
 		t.Fatalf("full sync under a 500 rows/s throttle: phase %s, %d rows after %.1fs", st.Phase, st.Full.RowsDone, time.Since(start).Seconds())
 	}
+	if st.Full.RowsPerSecond <= 0 || st.Full.BytesPerSecond <= 0 {
+		t.Errorf("no copy rate shown while copying: %+v", st.Full)
+	}
 	// Lift the full-sync limit on the running task.
 	if st, err = c.SetThrottle(ctx, "slow", &proto.ThrottleSpec{Incremental: &proto.RateSpec{RPS: 5}}); err != nil || st.Spec.Throttle.Full != nil {
 		t.Fatalf("update: %+v %v", st, err)

@@ -49,6 +49,10 @@ type FullProgress struct {
 	RowsEstimated int64 `json:"rows_estimated"`
 	TablesDone    int   `json:"tables_done"`
 	TablesTotal   int   `json:"tables_total"`
+	// RowsPerSecond and BytesPerSecond: the copy rate over the last ten
+	// seconds, of the copy units on the node that answers.
+	RowsPerSecond  float64 `json:"rows_per_second,omitempty"`
+	BytesPerSecond float64 `json:"bytes_per_second,omitempty"`
 }
 
 // TaskStatus is what `sluice task get` shows.
@@ -60,7 +64,9 @@ type TaskStatus struct {
 	LatencyMS   *int64       `json:"latency_ms"`
 	RowsApplied int64        `json:"rows_applied"`
 	// Throughput of the incremental apply, rows per second (last 10 s).
-	ThroughputRPS float64    `json:"throughput_rps"`
+	ThroughputRPS float64 `json:"throughput_rps"`
+	// ThroughputBPS: bytes of changes applied per second (last 10 s).
+	ThroughputBPS float64    `json:"throughput_bps"`
 	ConfirmedLSN  string     `json:"confirmed_lsn,omitempty"`
 	LastError     *TaskError `json:"last_error"`
 	CreatedAt     time.Time  `json:"created_at"`

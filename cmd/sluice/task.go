@@ -423,7 +423,7 @@ func printStatus(w io.Writer, st *proto.TaskStatus, now time.Time) error {
 	}
 	line("latency", "%s", latency(st.LatencyMS, " ms"))
 	line("rows applied", "%d", st.RowsApplied)
-	line("throughput", "%.1f rows/s", st.ThroughputRPS)
+	line("throughput", "%.1f rows/s, %s/s", st.ThroughputRPS, mib(st.ThroughputBPS))
 	if st.Spec.Throttle != nil {
 		line("throttle", "%s", throttleText(st.Spec.Throttle))
 	}
@@ -472,15 +472,23 @@ func percent(f proto.FullProgress) float64 {
 }
 
 func fullLong(f proto.FullProgress) string {
+	var s string
 	switch {
 	case f.RowsEstimated > 0:
-		return fmt.Sprintf("%d/%d rows (%.1f%%)", f.RowsDone, f.RowsEstimated, percent(f))
+		s = fmt.Sprintf("%d/%d rows (%.1f%%)", f.RowsDone, f.RowsEstimated, percent(f))
 	case f.RowsDone > 0:
-		return fmt.Sprintf("%d rows", f.RowsDone)
+		s = fmt.Sprintf("%d rows", f.RowsDone)
 	default:
 		return "-"
 	}
+	if f.RowsPerSecond > 0 {
+		s += fmt.Sprintf(", copying %.0f rows/s, %s/s", f.RowsPerSecond, mib(f.BytesPerSecond))
+	}
+	return s
 }
+
+// mib writes bytes as MiB with one decimal.
+func mib(b float64) string { return fmt.Sprintf("%.1f MiB", b/(1<<20)) }
 
 func fullShort(f proto.FullProgress) string {
 	switch {
