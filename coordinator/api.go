@@ -38,7 +38,7 @@ type Live struct {
 	// FullRowsPerSecond and FullBytesPerSecond: the local copy units' rate.
 	FullRowsPerSecond  float64
 	FullBytesPerSecond float64
-	ConfirmedLSN  string
+	ConfirmedLSN       string
 }
 
 // maxBodyBytes bounds a request body: a task spec is a few kilobytes.
