@@ -42,9 +42,6 @@ func (s *TaskSpec) Names() *NameMap {
 	return m
 }
 
-// Empty reports whether the map changes no name.
-func (m *NameMap) Empty() bool { return m == nil }
-
 func (m *NameMap) cased(s string) string {
 	switch m.nameCase {
 	case "lower", "destination": // PostgreSQL folds unquoted names to lower case
