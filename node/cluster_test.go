@@ -22,9 +22,15 @@ import (
 	"github.com/sluicedb/sluice/proto"
 )
 
-// clusterFailover is short in tests: detection and takeover of a killed
-// node take a few seconds instead of ten.
-const clusterFailover = "3s"
+// clusterFailover is short in tests, so detection and takeover of a
+// killed node take a few seconds. SLUICE_FAILOVER overrides it ("" for
+// the node's default), to measure recovery as users get it.
+var clusterFailover = func() string {
+	if v, ok := os.LookupEnv("SLUICE_FAILOVER"); ok {
+		return v
+	}
+	return "3s"
+}()
 
 func startCluster(t *testing.T, nodes int, pools ...string) *testenv.Cluster {
 	t.Helper()
