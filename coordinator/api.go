@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sort"
 	"strings"
 	"time"
 
@@ -76,6 +78,7 @@ func NewAPI(c *Coordinator, b Backend, logger *slog.Logger) http.Handler {
 	mux.HandleFunc("POST /api/v1/tasks/{name}/pause", a.transition(func(n string) Command { return PauseTask{Name: n} }))
 	mux.HandleFunc("POST /api/v1/tasks/{name}/resume", a.transition(func(n string) Command { return ResumeTask{Name: n} }))
 	mux.HandleFunc("PUT /api/v1/tasks/{name}/throttle", a.setThrottle)
+	mux.HandleFunc("PUT /api/v1/tasks/{name}", a.updateTask)
 	mux.HandleFunc("GET /healthz", a.healthz)
 	a.clusterRoutes(mux)
 	return a.logRequests(a.forwardToLeader(mux))
@@ -283,6 +286,60 @@ func (a *api) setThrottle(w http.ResponseWriter, r *http.Request) {
 	if a.changeTask(w, r, name, SetThrottle{Name: name, Throttle: th}) {
 		a.logger.Info("task throttle changed", "task", name)
 	}
+}
+
+// updateTask takes a task's spec again and applies the settings a
+// running task can change (retry windows, alerts, throttle); any other
+// difference is refused, naming it.
+func (a *api) updateTask(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	spec := a.readSpec(w, r)
+	if spec == nil {
+		return
+	}
+	if spec.Name != name {
+		a.fail(w, http.StatusBadRequest, fmt.Sprintf("the spec is for task %q, not %q", spec.Name, name), nil)
+		return
+	}
+	task, ok := a.c.Task(name)
+	if !ok {
+		a.fail(w, http.StatusNotFound, fmt.Sprintf("task %q not found", name), nil)
+		return
+	}
+	if changed := fixedFieldsChanged(&task.Spec, spec); len(changed) > 0 {
+		a.fail(w, http.StatusConflict, fmt.Sprintf("%s cannot change on a running task (yet): delete and recreate the task to change them; retry, alerts and throttle can change", strings.Join(changed, ", ")), nil)
+		return
+	}
+	if a.changeTask(w, r, name, UpdateSettings{Name: name, Retry: spec.Retry, Alerts: spec.Alerts, Throttle: spec.Throttle}) {
+		a.logger.Info("task settings changed", "task", name)
+	}
+}
+
+// fixedFieldsChanged names the top-level spec fields that differ, other
+// than the settings a running task takes (retry, alerts, throttle).
+func fixedFieldsChanged(old, new *proto.TaskSpec) []string {
+	fields := func(s *proto.TaskSpec) map[string]json.RawMessage {
+		c := *s
+		c.Retry, c.Alerts, c.Throttle = proto.RetrySpec{}, nil, nil
+		b, _ := json.Marshal(c)
+		var m map[string]json.RawMessage
+		_ = json.Unmarshal(b, &m)
+		return m
+	}
+	a, b := fields(old), fields(new)
+	var out []string
+	for k := range a {
+		if !bytes.Equal(a[k], b[k]) {
+			out = append(out, k)
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 func (a *api) healthz(w http.ResponseWriter, r *http.Request) {

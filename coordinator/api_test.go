@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/coordinator/coordtest"
@@ -306,6 +307,34 @@ func TestPrecheckWarningsAndIgnore(t *testing.T) {
 	e.backend.SetPrecheckErr(&proto.PrecheckError{Problems: []proto.Problem{{Check: "source.wal_level", Message: "wal_level is replica"}}})
 	_, err = e.client.CreateTask(ctx, taskYAML("other"), "source.wal_level")
 	apiError(t, err, http.StatusUnprocessableEntity)
+}
+
+// A running task takes new retry windows, alerts and throttle from its
+// spec; any other change is refused, naming the field.
+func TestUpdateTaskSettings(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if _, err := e.client.CreateTask(ctx, taskYAML("orders")); err != nil {
+		t.Fatal(err)
+	}
+	updated := append(taskYAML("orders"), []byte("retry: { connection: 60m, other: 5m }\nalerts: { webhook: \"http://127.0.0.1:9/hook\" }\n")...)
+	st, err := e.client.UpdateTask(ctx, "orders", updated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Spec.Retry.ConnectionRetry() != time.Hour || st.Spec.Alerts == nil {
+		t.Fatalf("settings not applied: %+v", st.Spec)
+	}
+	if task, _ := e.coord.Task("orders"); task.Spec.Retry.OtherRetry() != 5*time.Minute {
+		t.Fatalf("stored retry: %+v", task.Spec.Retry)
+	}
+	changed := bytes.Replace(taskYAML("orders"), []byte("schema: public"), []byte("schema: other"), 1)
+	_, err = e.client.UpdateTask(ctx, "orders", changed)
+	if ae := apiError(t, err, http.StatusConflict); !strings.Contains(ae.Message, "objects cannot change on a running task") {
+		t.Fatalf("objects changed: %v", err)
+	}
+	_, err = e.client.UpdateTask(ctx, "orders", taskYAML("other"))
+	apiError(t, err, http.StatusBadRequest)
 }
 
 func TestBodyLimitAndHealth(t *testing.T) {

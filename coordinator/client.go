@@ -91,6 +91,16 @@ func (c *Client) PauseTask(ctx context.Context, name string) (*proto.TaskStatus,
 	return c.transition(ctx, name, "pause")
 }
 
+// UpdateTask sends a running task's spec again: its retry windows,
+// alerts and throttle change; any other difference is refused (409).
+func (c *Client) UpdateTask(ctx context.Context, name string, spec []byte) (*proto.TaskStatus, error) {
+	var st proto.TaskStatus
+	if err := c.do(ctx, http.MethodPut, "/api/v1/tasks/"+url.PathEscape(name), "application/yaml", spec, &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
 // SetThrottle replaces a task's throttle (nil lifts every limit).
 func (c *Client) SetThrottle(ctx context.Context, name string, th *proto.ThrottleSpec) (*proto.TaskStatus, error) {
 	if th == nil {

@@ -31,6 +31,7 @@ const (
 	// Full-sync plans are 12 to 14 (fullsync.go).
 	CmdSetThrottle    CommandType = 15
 	CmdMarkKeptTables CommandType = 16
+	CmdUpdateSettings CommandType = 17
 	// Nodes and assignments from 32 on (cluster.go).
 )
 
@@ -132,6 +133,15 @@ type MarkKeptTables struct {
 	Tables []string `json:"tables"`
 }
 
+// UpdateSettings replaces the settings a running task takes without
+// restarting: its retry windows, alerts and throttle.
+type UpdateSettings struct {
+	Name     string              `json:"name"`
+	Retry    proto.RetrySpec     `json:"retry"`
+	Alerts   *proto.AlertSpec    `json:"alerts,omitempty"`
+	Throttle *proto.ThrottleSpec `json:"throttle,omitempty"`
+}
+
 // SetThrottle replaces a running task's throttle (nil lifts it); its
 // units follow within a second.
 type SetThrottle struct {
@@ -152,6 +162,7 @@ func (PauseTask) Type() CommandType         { return CmdPauseTask }
 func (ResumeTask) Type() CommandType        { return CmdResumeTask }
 func (SetThrottle) Type() CommandType       { return CmdSetThrottle }
 func (MarkKeptTables) Type() CommandType    { return CmdMarkKeptTables }
+func (UpdateSettings) Type() CommandType    { return CmdUpdateSettings }
 
 // Errors returned by command handlers, through Coordinator.Apply.
 var (
@@ -225,6 +236,7 @@ func init() {
 	register(applyResumeTask)
 	register(applySetThrottle)
 	register(applyMarkKeptTables)
+	register(applyUpdateSettings)
 }
 
 // Encode turns a command into a log entry: the type byte, then JSON. It
@@ -463,6 +475,20 @@ func applyMarkKeptTables(d *data, index uint64, cmd *MarkKeptTables) error {
 	for _, k := range cmd.Tables {
 		t.KeptTables[k] = true
 	}
+	t.ModifyIndex = index
+	return nil
+}
+
+func applyUpdateSettings(d *data, index uint64, cmd *UpdateSettings) error {
+	t, err := d.task(cmd.Name)
+	if err != nil {
+		return err
+	}
+	if t.Deleting {
+		return fmt.Errorf("%w: %s is being deleted", ErrBadTransition, cmd.Name)
+	}
+	c := cloneSpec(proto.TaskSpec{Retry: cmd.Retry, Alerts: cmd.Alerts, Throttle: cmd.Throttle})
+	t.Spec.Retry, t.Spec.Alerts, t.Spec.Throttle = c.Retry, c.Alerts, c.Throttle
 	t.ModifyIndex = index
 	return nil
 }

@@ -183,6 +183,24 @@ func TestPrecheckCommand(t *testing.T) {
 	}
 }
 
+func TestTaskUpdateFromFile(t *testing.T) {
+	url, _ := server(t)
+	if r := runCLI(t, nil, spec, "task", "create", "-f", "-", "--server", url); r.code != 0 {
+		t.Fatalf("create: %+v", r)
+	}
+	r := runCLI(t, nil, spec+"retry: { connection: 60m, other: 5m }\n", "task", "update", "orders", "-f", "-", "--server", url)
+	if r.code != 0 || !strings.Contains(r.stdout, "task orders updated: retry connection 1h0m0s, other 5m0s") {
+		t.Fatalf("update -f: %+v", r)
+	}
+	r = runCLI(t, nil, strings.Replace(spec, "schema: public", "schema: sales", 1), "task", "update", "orders", "-f", "-", "--server", url)
+	if r.code != 1 || !strings.Contains(r.stderr, "objects cannot change on a running task") {
+		t.Fatalf("update -f with other objects: %+v", r)
+	}
+	if r = runCLI(t, nil, "", "task", "update", "orders", "--server", url); r.code != 1 || !strings.Contains(r.stderr, "give either -f") {
+		t.Fatalf("update without a change: %+v", r)
+	}
+}
+
 func TestUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"task", "create"},                 // -f is required

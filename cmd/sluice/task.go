@@ -283,21 +283,41 @@ func (a *app) taskTransitionCmd(tf *taskFlags, verb, short string, do func(*coor
 // taskUpdateCmd changes a running task; today its throttle.
 func (a *app) taskUpdateCmd(tf *taskFlags) *cobra.Command {
 	var sets []string
+	var file string
 	cmd := &cobra.Command{
-		Use:   "update NAME --throttle KEY=VALUE ...",
-		Short: "Change a running task's throttle",
-		Long: `Change a running task's throttle; its units follow within a second.
-KEY is full.rps, full.mbps, full.qps, incremental.rps or incremental.mbps
-(rows, MiB and queries to the source per second); 0 lifts a limit, and
---throttle none lifts them all. Limits not named keep their value.`,
+		Use:   "update NAME (-f TASK.yaml | --throttle KEY=VALUE ...)",
+		Short: "Change a running task's retry windows, alerts or throttle",
+		Long: `Change a running task; its units follow within a second.
+
+-f TASK.yaml sends the task's spec again: its retry, alerts and throttle
+sections take effect; any other difference is refused, naming it (delete
+and recreate the task to change those).
+
+--throttle KEY=VALUE changes one limit: KEY is full.rps, full.mbps,
+full.qps, incremental.rps or incremental.mbps (rows, MiB and queries to
+the source per second); 0 lifts a limit, and --throttle none lifts them
+all. Limits not named keep their value.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(sets) == 0 {
-				return errors.New("nothing to update: give --throttle KEY=VALUE")
+			if (file == "") == (len(sets) == 0) {
+				return errors.New("give either -f TASK.yaml or --throttle KEY=VALUE")
 			}
 			ctx, cancel := withTimeout(cmd, tf)
 			defer cancel()
 			c := a.client(tf)
+			if file != "" {
+				spec, err := a.readSpec(file)
+				if err != nil {
+					return err
+				}
+				st, err := c.UpdateTask(ctx, args[0], spec)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "task %s updated: retry connection %s, other %s; throttle %s; alerts %s\n", st.Name,
+					st.Spec.Retry.ConnectionRetry(), st.Spec.Retry.OtherRetry(), throttleText(st.Spec.Throttle), alertsText(st.Spec.Alerts))
+				return nil
+			}
 			st, err := c.GetTask(ctx, args[0])
 			if err != nil {
 				return err
@@ -314,7 +334,16 @@ KEY is full.rps, full.mbps, full.qps, incremental.rps or incremental.mbps
 		},
 	}
 	cmd.Flags().StringSliceVar(&sets, "throttle", nil, "KEY=VALUE: full.rps, full.mbps, full.qps, incremental.rps, incremental.mbps (0 lifts it), or none")
+	cmd.Flags().StringVarP(&file, "file", "f", "", "the task's spec, or - for stdin: its retry, alerts and throttle take effect")
 	return cmd
+}
+
+// alertsText says where alerts go ("none" without).
+func alertsText(al *proto.AlertSpec) string {
+	if al == nil {
+		return "none"
+	}
+	return "to " + strings.SplitN(al.Webhook, "?", 2)[0]
 }
 
 // applyThrottleFlags applies KEY=VALUE settings to a copy of th.
