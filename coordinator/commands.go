@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/sluicedb/sluice/proto"
@@ -32,6 +33,7 @@ const (
 	CmdSetThrottle    CommandType = 15
 	CmdMarkKeptTables CommandType = 16
 	CmdUpdateSettings CommandType = 17
+	CmdSetTaskTables  CommandType = 18
 	// Nodes and assignments from 32 on (cluster.go).
 )
 
@@ -133,6 +135,12 @@ type MarkKeptTables struct {
 	Tables []string `json:"tables"`
 }
 
+// SetTaskTables fixes the tables a task syncs, when it starts.
+type SetTaskTables struct {
+	Name   string   `json:"name"`
+	Tables []string `json:"tables"`
+}
+
 // UpdateSettings replaces the settings a running task takes without
 // restarting: its retry windows, alerts and throttle.
 type UpdateSettings struct {
@@ -163,6 +171,7 @@ func (ResumeTask) Type() CommandType        { return CmdResumeTask }
 func (SetThrottle) Type() CommandType       { return CmdSetThrottle }
 func (MarkKeptTables) Type() CommandType    { return CmdMarkKeptTables }
 func (UpdateSettings) Type() CommandType    { return CmdUpdateSettings }
+func (SetTaskTables) Type() CommandType     { return CmdSetTaskTables }
 
 // Errors returned by command handlers, through Coordinator.Apply.
 var (
@@ -237,6 +246,7 @@ func init() {
 	register(applySetThrottle)
 	register(applyMarkKeptTables)
 	register(applyUpdateSettings)
+	register(applySetTaskTables)
 }
 
 // Encode turns a command into a log entry: the type byte, then JSON. It
@@ -489,6 +499,16 @@ func applyUpdateSettings(d *data, index uint64, cmd *UpdateSettings) error {
 	}
 	c := cloneSpec(proto.TaskSpec{Retry: cmd.Retry, Alerts: cmd.Alerts, Throttle: cmd.Throttle})
 	t.Spec.Retry, t.Spec.Alerts, t.Spec.Throttle = c.Retry, c.Alerts, c.Throttle
+	t.ModifyIndex = index
+	return nil
+}
+
+func applySetTaskTables(d *data, index uint64, cmd *SetTaskTables) error {
+	t, err := d.task(cmd.Name)
+	if err != nil {
+		return err
+	}
+	t.Tables = slices.Clone(cmd.Tables)
 	t.ModifyIndex = index
 	return nil
 }

@@ -41,6 +41,11 @@ type Task struct {
 	PostDataDone bool `json:"post_data_done,omitempty"`
 	// FullSync is the full sync in progress, shared among copy units.
 	FullSync *FullSyncPlan `json:"full_sync,omitempty"`
+	// Tables (keys) are the tables the task syncs, fixed when it starts: a
+	// table created later in a selected schema is not picked up (adding
+	// tables to a running task comes later). Nil for tasks from before
+	// it was recorded.
+	Tables []string `json:"tables,omitempty"`
 	// KeptTables (keys) existed at the destination before the task, under
 	// conflicting_tables: ignore: the full sync keeps their rows.
 	KeptTables map[string]bool `json:"kept_tables,omitempty"`
@@ -231,6 +236,7 @@ func cloneTask(t *Task) Task {
 	c.TablesCopied = maps.Clone(t.TablesCopied)
 	c.FullSync = t.FullSync.clone()
 	c.KeptTables = maps.Clone(t.KeptTables)
+	c.Tables = slices.Clone(t.Tables)
 	return c
 }
 

@@ -288,6 +288,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		MarkChunkCopied{Name: "a", Plan: 5, Table: 0, Chunk: 1, Rows: 77},
 		SetThrottle{Name: "a", Throttle: &proto.ThrottleSpec{Full: &proto.RateSpec{RPS: 5, MBPS: 1, QPS: 2}}},
 		MarkKeptTables{Name: "a", Tables: []string{"public\x00t"}},
+		SetTaskTables{Name: "a", Tables: []string{"public\x00t"}},
 		UpdateSettings{Name: "a", Retry: proto.RetrySpec{Other: proto.Duration(time.Minute)}, Alerts: &proto.AlertSpec{Webhook: "http://x/y"}},
 	}
 	seen := map[CommandType]bool{}

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -96,6 +97,12 @@ func (r *runner) fullPhases(ctx context.Context, g *errgroup.Group, task *coordi
 	if err != nil {
 		return err
 	}
+	// Only the task's tables (a table created since it started is not).
+	synced := make(map[string]bool, len(tables))
+	for _, t := range tables {
+		synced[t.Key()] = true
+	}
+	schema.Tables = slices.DeleteFunc(schema.Tables, func(d proto.TableDef) bool { return !synced[d.ID.Key()] })
 
 	// 2. Capture, once the holder has the snapshot.
 	if incremental {

@@ -314,3 +314,50 @@ func TestConflictingTablesIgnoreKeepsRows(t *testing.T) {
 	expect = `(SELECT id, CASE WHEN id <= 10 AND id <> 3 THEN 'destination ' || id ELSE v END AS v FROM public.kept UNION ALL SELECT 9999, 'destination only')`
 	waitSame(t, p, expect, "public.kept", time.Minute)
 }
+
+// A table created in a selected schema after the task started is left
+// out, even when the capture starts over: it was never created or copied
+// at the destination. It stays out of the publication, and the task's
+// own tables keep syncing.
+func TestTablesCreatedLaterAreLeftOut(t *testing.T) {
+	p := newPair(t)
+	ctx := context.Background()
+	src := testenv.Conn(t, p.src.DSN("postgres"))
+	testenv.MustExec(t, src, `CREATE TABLE first (id int PRIMARY KEY, v text); INSERT INTO first VALUES (1, 'a')`)
+	n := sluicetest.StartNode(t, node.Config{})
+	c := &coordinator.Client{BaseURL: n.URL}
+	createTask(t, c, taskYAML("pinned", p, ""))
+	waitPhase(t, c, "pinned", proto.PhaseIncremental, time.Minute)
+
+	testenv.MustExec(t, src, `CREATE TABLE later (id int PRIMARY KEY); INSERT INTO later VALUES (1)`)
+	// The capture starts over: its replication session is cut, and the
+	// next attempt lists the tables again.
+	testenv.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		var cut bool
+		if err := src.QueryRow(ctx, `SELECT coalesce(bool_or(pg_terminate_backend(active_pid)), false) FROM pg_replication_slots WHERE slot_name = 'sluice_pinned' AND active`).Scan(&cut); err != nil {
+			return err
+		}
+		if !cut {
+			return fmt.Errorf("no active capture session to cut")
+		}
+		return nil
+	})
+	waitState(t, c, "pinned", proto.StateRunning, time.Minute)
+	testenv.MustExec(t, src, `INSERT INTO later VALUES (2); INSERT INTO first VALUES (2, 'after the restart')`)
+	waitEqual(t, p, []string{"public.first"}, time.Minute)
+	time.Sleep(2 * time.Second) // long enough for a change of "later" to fail an apply
+	st, err := c.GetTask(ctx, "pinned")
+	if err != nil || st.State != proto.StateRunning || (st.LastError != nil && !strings.Contains(st.LastError.Message, "terminat")) {
+		t.Fatalf("task after a table appeared: %+v %v", st, err)
+	}
+	dst := testenv.Conn(t, p.dst.DSN("postgres"))
+	var exists bool
+	if err := dst.QueryRow(ctx, `SELECT to_regclass('public.later') IS NOT NULL`).Scan(&exists); err != nil || exists {
+		t.Fatalf("the later table at the destination: %v %v", exists, err)
+	}
+	// Nor is it published: its changes are not decoded for nothing.
+	var published bool
+	if err := src.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = 'sluice_pinned' AND tablename = 'later')`).Scan(&published); err != nil || published {
+		t.Fatalf("the later table is in the task's publication: %v %v", published, err)
+	}
+}

@@ -286,7 +286,7 @@ func (r *runner) attempt(ctx context.Context) error {
 	}
 	defer sink.Close(context.Background())
 
-	tables, err := capture.ListTables(ctx, src, spec.Objects)
+	tables, err := r.taskTables(ctx, src, &task)
 	if err != nil {
 		return err
 	}
@@ -377,4 +377,46 @@ func (r *runner) startCapture(ctx context.Context, g *errgroup.Group, src *pgx.C
 	}
 	g.Go(func() error { return c.Run(ctx, start, conn) })
 	return nil
+}
+
+// taskTables are the tables the task syncs: the selection as it was when
+// the task started. A table created later in a selected schema would
+// otherwise join the publication on the next restart while nothing
+// created or copied it at the destination; it is left out, with a
+// warning, until adding tables to a running task exists.
+func (r *runner) taskTables(ctx context.Context, src *pgx.Conn, task *coordinator.Task) ([]proto.TableID, error) {
+	tables, err := capture.ListTables(ctx, src, task.Spec.Objects)
+	if err != nil {
+		return nil, err
+	}
+	if task.Tables == nil {
+		if !beforeFull(task.Phase) {
+			return tables, nil // a task from before the set was recorded
+		}
+		keys := make([]string, len(tables))
+		for i, t := range tables {
+			keys[i] = t.Key()
+		}
+		if err := r.store.Apply(ctx, coordinator.SetTaskTables{Name: r.name, Tables: keys}); err != nil {
+			return nil, err
+		}
+		return tables, nil
+	}
+	pinned := make(map[string]bool, len(task.Tables))
+	for _, k := range task.Tables {
+		pinned[k] = true
+	}
+	kept := tables[:0]
+	var later []string
+	for _, t := range tables {
+		if pinned[t.Key()] {
+			kept = append(kept, t)
+		} else {
+			later = append(later, t.String())
+		}
+	}
+	if len(later) > 0 {
+		r.logger.Warn("tables created after the task started are not synced (adding tables to a running task is not available yet)", "task", r.name, "tables", later)
+	}
+	return kept, nil
 }
