@@ -147,15 +147,12 @@ func (c Chunk) CopySQL() string {
 	if len(conds) == 0 && !c.Partitioned {
 		return fmt.Sprintf("COPY %s (%s) TO STDOUT%s", table, strings.Join(cols, ", "), opts)
 	}
-	from := "ONLY " + table
-	if c.Partitioned {
-		from = table // COPY cannot read a partitioned table directly
+	// COPY cannot read a partitioned table directly: a query can.
+	query := fmt.Sprintf("SELECT %s FROM %s", strings.Join(cols, ", "), proto.ReadFrom(c.Table, c.Partitioned))
+	if len(conds) > 0 {
+		query += " WHERE " + strings.Join(conds, " AND ")
 	}
-	if len(conds) == 0 {
-		return fmt.Sprintf("COPY (SELECT %s FROM %s) TO STDOUT%s", strings.Join(cols, ", "), from, opts)
-	}
-	where := strings.Join(conds, " AND ")
-	return fmt.Sprintf("COPY (SELECT %s FROM %s WHERE %s) TO STDOUT%s", strings.Join(cols, ", "), from, where, opts)
+	return fmt.Sprintf("COPY (%s) TO STDOUT%s", query, opts)
 }
 
 // Copy writes the chunk's rows to w in the chunk's COPY format and

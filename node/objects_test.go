@@ -21,18 +21,7 @@ func waitSame(t *testing.T, p pair, srcExpr, dstTable string, timeout time.Durat
 	src := testenv.Conn(t, p.src.DSN("postgres"))
 	dst := testenv.Conn(t, p.dst.DSN("postgres"))
 	testenv.CheckFor(t, timeout, 250*time.Millisecond, func() error {
-		a, err := testenv.ChecksumTable(context.Background(), src, srcExpr)
-		if err != nil {
-			return err
-		}
-		b, err := testenv.ChecksumTable(context.Background(), dst, dstTable)
-		if err != nil {
-			return err
-		}
-		if a != b {
-			return fmt.Errorf("%s: source %+v, destination %+v", dstTable, a, b)
-		}
-		return nil
+		return testenv.CompareTable(context.Background(), src, dst, srcExpr, dstTable)
 	})
 }
 

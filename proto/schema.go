@@ -70,12 +70,16 @@ type TableDef struct {
 	Partitioned bool `json:"partitioned,omitempty"`
 }
 
-// FromClause reads the table's own rows: ONLY for a plain table (not its
-// inheritance children), the whole tree for a partitioned one.
-func (t *TableDef) FromClause() string {
+// FromClause reads the table's own rows (see ReadFrom).
+func (t *TableDef) FromClause() string { return ReadFrom(t.ID, t.Partitioned) }
+
+// ReadFrom is the FROM item that reads a table's own rows: ONLY for a
+// plain table (not its inheritance children), the whole tree for a
+// partitioned one.
+func ReadFrom(t TableID, partitioned bool) string {
 	quote := func(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
-	name := quote(t.ID.Schema) + "." + quote(t.ID.Name)
-	if t.Partitioned {
+	name := quote(t.Schema) + "." + quote(t.Name)
+	if partitioned {
 		return name
 	}
 	return "ONLY " + name

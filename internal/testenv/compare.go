@@ -29,22 +29,44 @@ func ChecksumTable(ctx context.Context, conn *pgx.Conn, table string) (TableSum,
 func CompareTables(ctx context.Context, src, dst *pgx.Conn, tables []string) error {
 	var diffs []string
 	for _, t := range tables {
-		a, err := ChecksumTable(ctx, src, t)
+		diff, err := compareOne(ctx, src, dst, t, t)
 		if err != nil {
-			return fmt.Errorf("source %s: %w", t, err)
+			return err
 		}
-		b, err := ChecksumTable(ctx, dst, t)
-		if err != nil {
-			return fmt.Errorf("destination %s: %w", t, err)
-		}
-		if a != b {
-			diffs = append(diffs, fmt.Sprintf("%s: source %d rows (sum %s), destination %d rows (sum %s)", t, a.Rows, a.Sum, b.Rows, b.Sum))
+		if diff != "" {
+			diffs = append(diffs, diff)
 		}
 	}
 	if len(diffs) > 0 {
 		return fmt.Errorf("contents differ:\n  %s", strings.Join(diffs, "\n  "))
 	}
 	return nil
+}
+
+// CompareTable fingerprints srcTable at the source and dstTable at the
+// destination (a table, or a parenthesised query standing for one, such
+// as the source rows a filter or renames make the destination's).
+func CompareTable(ctx context.Context, src, dst *pgx.Conn, srcTable, dstTable string) error {
+	diff, err := compareOne(ctx, src, dst, srcTable, dstTable)
+	if err == nil && diff != "" {
+		err = fmt.Errorf("contents differ: %s", diff)
+	}
+	return err
+}
+
+func compareOne(ctx context.Context, src, dst *pgx.Conn, srcTable, dstTable string) (string, error) {
+	a, err := ChecksumTable(ctx, src, srcTable)
+	if err != nil {
+		return "", fmt.Errorf("source %s: %w", srcTable, err)
+	}
+	b, err := ChecksumTable(ctx, dst, dstTable)
+	if err != nil {
+		return "", fmt.Errorf("destination %s: %w", dstTable, err)
+	}
+	if a != b {
+		return fmt.Sprintf("%s: source %d rows (sum %s), destination %d rows (sum %s)", dstTable, a.Rows, a.Sum, b.Rows, b.Sum), nil
+	}
+	return "", nil
 }
 
 // SourceLeftovers returns an error naming what Sluice objects remain in a
