@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -81,7 +82,17 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, task string, grou
 		return fmt.Errorf("create stream %s: %w", proto.StreamName(task), err)
 	}
 	for g := 0; g < groups; g++ {
-		if _, err := stream.CreateOrUpdateConsumer(ctx, ConsumerConfig(task, g, groups, tables)); err != nil {
+		cfg := ConsumerConfig(task, g, groups, tables)
+		// Subjects are only ever added: a table renamed or dropped by DDL
+		// sync may still have messages waiting under its old subject.
+		if c, err := stream.Consumer(ctx, ConsumerName(g)); err == nil {
+			for _, s := range c.CachedInfo().Config.FilterSubjects {
+				if !slices.Contains(cfg.FilterSubjects, s) {
+					cfg.FilterSubjects = append(cfg.FilterSubjects, s)
+				}
+			}
+		}
+		if _, err := stream.CreateOrUpdateConsumer(ctx, cfg); err != nil {
 			return fmt.Errorf("create consumer %s: %w", ConsumerName(g), err)
 		}
 	}

@@ -80,6 +80,19 @@ type SchemaApplier interface {
 	ExistingTables(ctx context.Context, tables []proto.TableID) ([]proto.TableID, error)
 }
 
+// DDLApplier applies the source's schema changes (DDL sync).
+type DDLApplier interface {
+	Sink
+	// ApplyDDL makes the destination table of ev.Old (names maps source
+	// names to the destination's) look like ev.New, running only the
+	// operations in ops, and stores ev.Pos as the table's position in the
+	// same transaction (under both names on a rename): a retried event
+	// changes nothing. An event at or below the stored position is
+	// skipped. A WaitOnly event waits until the destination has the
+	// renamed table, then stores its position.
+	ApplyDDL(ctx context.Context, task string, epoch uint64, ev *proto.DDLEvent, names *proto.NameMap, ops proto.DDLOpSet) error
+}
+
 // ErrFenced means another owner with a higher epoch has written the
 // destination: this unit must stop (invariant 3).
 var ErrFenced = errors.New("fenced: a newer owner of this unit has written the destination")

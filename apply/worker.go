@@ -39,6 +39,8 @@ type WorkerConfig struct {
 	// Names maps source tables and columns to the destination's (task
 	// spec renames and name_case); nil keeps them.
 	Names *proto.NameMap
+	// DDLOps selects the schema changes applied (nil: all of them).
+	DDLOps proto.DDLOpSet
 }
 
 // WorkerStats are a worker's counters, safe to read while it runs.
@@ -46,6 +48,7 @@ type WorkerStats struct {
 	RowsApplied  atomic.Int64
 	BytesApplied atomic.Int64 // of the change messages applied
 	Batches      atomic.Int64
+	DDLApplied   atomic.Int64 // schema changes applied (DDL sync)
 	// Commit time (Unix µs) of the newest heartbeat applied, and when.
 	HeartbeatCommitUS atomic.Int64
 	HeartbeatSeenUS   atomic.Int64
@@ -157,9 +160,11 @@ type collected struct {
 	open      map[string]*Segment
 	last      jetstream.Msg
 	heartbeat int64
-	rows      int
-	bytes     int
-	deadline  time.Time
+	// ddl ends the batch: a schema change, applied after its rows.
+	ddl      *proto.DDLEvent
+	rows     int
+	bytes    int
+	deadline time.Time
 }
 
 func (w *worker) newBatch() *collected {
@@ -241,6 +246,15 @@ func (w *worker) collect(ctx context.Context, out chan<- *collected) error {
 		if err := w.receive(cur, msg); err != nil {
 			return err
 		}
+		if cur.ddl != nil {
+			// Nothing joins a batch after its schema change.
+			select {
+			case out <- cur:
+				cur = nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
 	}
 }
 
@@ -274,6 +288,9 @@ func (w *worker) receive(cur *collected, msg jetstream.Msg) error {
 			return fmt.Errorf("stream %d (reassembled): %w", meta.Sequence.Stream, err)
 		}
 	}
+	if len(b.DDL) > 0 {
+		return w.receiveDDL(cur, b)
+	}
 	if b.Table == proto.HeartbeatTable {
 		if n := len(b.Rows); n > 0 {
 			cur.heartbeat = b.Rows[n-1].CommitTimeUS
@@ -299,6 +316,16 @@ func (w *worker) apply(ctx context.Context, b *collected) error {
 		w.cfg.Stats.BytesApplied.Add(int64(b.bytes))
 		w.cfg.Stats.Batches.Add(1)
 	}
+	if b.ddl != nil {
+		applier, ok := w.cfg.Sink.(DDLApplier)
+		if !ok {
+			return fmt.Errorf("the destination cannot apply schema changes (%s on %s): set sync.ddl: false", b.ddl.Tag, b.ddl.Table())
+		}
+		if err := applier.ApplyDDL(ctx, w.cfg.Task, w.cfg.Epoch, b.ddl, w.cfg.Names, w.cfg.DDLOps); err != nil {
+			return err
+		}
+		w.cfg.Stats.DDLApplied.Add(1)
+	}
 	if b.heartbeat != 0 {
 		w.cfg.Stats.HeartbeatCommitUS.Store(b.heartbeat)
 		w.cfg.Stats.HeartbeatSeenUS.Store(time.Now().UnixMicro())
@@ -308,6 +335,29 @@ func (w *worker) apply(ctx context.Context, b *collected) error {
 	if err := b.last.Ack(); err != nil {
 		w.cfg.Logger.Debug("ack failed", "group", w.cfg.Group, "err", err)
 	}
+	return nil
+}
+
+// receiveDDL ends the batch with a schema change, unless the change is
+// at or below its table's position (applied already, or in the copy).
+func (w *worker) receiveDDL(cur *collected, b *proto.Batch) error {
+	ev, err := proto.DecodeDDL(b.DDL)
+	if err != nil {
+		return err
+	}
+	src := ev.Table()
+	if ev.WaitOnly {
+		src = ev.New.ID()
+	}
+	key := w.cfg.Names.Table(src).Key()
+	if !w.floors[key].Less(ev.Pos) {
+		return nil
+	}
+	w.floors[key] = ev.Pos
+	if ev.Renamed() {
+		w.floors[w.cfg.Names.Table(ev.New.ID()).Key()] = ev.Pos
+	}
+	cur.ddl = ev
 	return nil
 }
 

@@ -131,7 +131,7 @@ func (b *bench) captureRep(ctx context.Context, nat *native, w workload, rep int
 		return nil, nil, err
 	}
 	tables := []proto.TableID{{Schema: "public", Name: benchTable}}
-	if err := capture.PrepareSource(ctx, src, captureTask, tables, nil, nil); err != nil {
+	if err := capture.PrepareSource(ctx, src, captureTask, tables, nil, nil, false); err != nil {
 		return nil, nil, err
 	}
 	snap, err := capture.CreateSlot(ctx, b.src.DSN(captureDB), captureTask)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,6 +52,13 @@ type Config struct {
 	// Operations gives the operations synced for a table (nil: all);
 	// the others are dropped here, never published.
 	Operations func(proto.TableID) proto.OpSet
+	// OnDDL, when set, is called with each schema change (DDL sync)
+	// before it is published: a new or renamed table's subject must be
+	// consumed before its first message, or interest retention drops it.
+	OnDDL func(ctx context.Context, ev *proto.DDLEvent) error
+	// Columns gives a table's selected columns (nil: all); schema changes
+	// are kept to them, as the rows are by the publication.
+	Columns func(proto.TableID) []string
 }
 
 func (c *Config) setDefaults() error {
@@ -406,6 +414,12 @@ func (s *sessionState) handle(ctx context.Context, data []byte) error {
 		if rel == nil {
 			return fmt.Errorf("pgoutput: change for unknown relation %d", m.relID)
 		}
+		if rel.table == DDLLogTable {
+			if m.op != proto.OpInsert {
+				return nil // the trigger deletes its row again
+			}
+			return s.ddl(ctx, rel, m.new)
+		}
 		if !rel.ops.Has(m.op) {
 			return nil // an operation the task does not sync for this table
 		}
@@ -515,4 +529,72 @@ func (s *sessionState) flushAll(ctx context.Context) error {
 	s.lastFlush = time.Now()
 	s.pub.checkpoint(s.lastCommit)
 	return nil
+}
+
+// ddl publishes a schema change on its table's subject, after the rows
+// the table had before it.
+func (s *sessionState) ddl(ctx context.Context, rel *relation, t proto.Tuple) error {
+	if !s.inTx {
+		return errors.New("pgoutput: change outside a transaction")
+	}
+	pos := proto.Position{LSN: s.begin.finalLSN, Idx: s.idx}
+	s.idx++
+	ev, err := ddlEvent(rel.columns, t, pos)
+	if err != nil {
+		return err
+	}
+	if s.c.cfg.Columns != nil {
+		keepSelected(ev.Old, s.c.cfg.Columns)
+		keepSelected(ev.New, s.c.cfg.Columns)
+	}
+	for _, id := range append([]uint32(nil), s.openOrder...) {
+		if b := s.open[id]; b.rel.table == ev.Table() {
+			if err := s.flushOne(ctx, id); err != nil {
+				return err
+			}
+		}
+	}
+	if s.c.cfg.OnDDL != nil {
+		if err := s.c.cfg.OnDDL(ctx, ev); err != nil {
+			return fmt.Errorf("DDL %s on %s: %w", ev.Tag, ev.Table(), err)
+		}
+	}
+	s.c.cfg.Logger.Info("schema change captured", "task", s.c.cfg.Task, "table", ev.Table().String(), "tag", ev.Tag, "at", pos.LSN.String())
+	publish := func(t proto.TableID, ev *proto.DDLEvent, kind string) error {
+		buf, err := proto.AppendDDLBatch(getBuffer(), t, ev)
+		if err != nil {
+			return err
+		}
+		id := fmt.Sprintf("%s:%s.%s:%X.%d", kind, t.Schema, t.Name, uint64(pos.LSN), pos.Idx)
+		return s.pub.publish(ctx, proto.Subject(s.c.cfg.Task, t), id, buf)
+	}
+	if err := publish(ev.Table(), ev, "ddl"); err != nil {
+		return err
+	}
+	if ev.Renamed() {
+		// The rows under the new name may go to another apply group: it
+		// waits there until the rename is applied.
+		wait := *ev
+		wait.WaitOnly = true
+		return publish(ev.New.ID(), &wait, "ddl-wait")
+	}
+	return nil
+}
+
+// keepSelected drops from a shape the columns the task does not select.
+func keepSelected(sh *proto.TableShape, columns func(proto.TableID) []string) {
+	if sh == nil {
+		return
+	}
+	sel := columns(sh.ID())
+	if len(sel) == 0 {
+		return
+	}
+	kept := sh.Columns[:0]
+	for _, c := range sh.Columns {
+		if slices.Contains(sel, c.Name) {
+			kept = append(kept, c)
+		}
+	}
+	sh.Columns = kept
 }

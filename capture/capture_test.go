@@ -38,7 +38,7 @@ func newCaptureFixture(t *testing.T, ddl string, tables ...proto.TableID) *captu
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: proto.StreamName(f.task), Subjects: []string{proto.SubjectPrefix(f.task) + ">"}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := PrepareSource(ctx, conn, f.task, tables, nil, nil); err != nil {
+	if err := PrepareSource(ctx, conn, f.task, tables, nil, nil, false); err != nil {
 		t.Fatal(err)
 	}
 	if f.snap, err = CreateSlot(ctx, pg.DSN("postgres"), f.task); err != nil {

@@ -26,7 +26,9 @@ import (
 //
 // columns gives a table's selected columns (nil: all): the publication's
 // column list, so the others never leave the source.
-func PrepareSource(ctx context.Context, conn *pgx.Conn, task string, tables []proto.TableID, filter func(proto.TableID) string, columns func(proto.TableID) []string) error {
+//
+// ddl adds the DDL log table (its rows of this task), see InstallDDLCapture.
+func PrepareSource(ctx context.Context, conn *pgx.Conn, task string, tables []proto.TableID, filter func(proto.TableID) string, columns func(proto.TableID) []string, ddl bool) error {
 	if err := ensureHeartbeatRow(ctx, conn, task); err != nil {
 		return err
 	}
@@ -52,6 +54,13 @@ func PrepareSource(ctx context.Context, conn *pgx.Conn, task string, tables []pr
 	}
 	list = append(list, fmt.Sprintf("%s WHERE (task = %s)",
 		pgx.Identifier{proto.HeartbeatTable.Schema, proto.HeartbeatTable.Name}.Sanitize(), quoteLiteral(task)))
+	if ddl {
+		if err := ensureDDLLog(ctx, conn); err != nil {
+			return err
+		}
+		list = append(list, fmt.Sprintf("%s WHERE (task = %s)",
+			pgx.Identifier{DDLLogTable.Schema, DDLLogTable.Name}.Sanitize(), quoteLiteral(task)))
+	}
 	var exists bool
 	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, pub).Scan(&exists); err != nil {
 		return fmt.Errorf("look up publication %s: %w", pub, err)
@@ -175,7 +184,8 @@ func DropSlot(ctx context.Context, conn *pgx.Conn, task string) error {
 }
 
 // DropTaskObjects removes everything a task created in the source: its
-// slot (ending the session that holds it, if any), its publication and its
+// slot (ending the session that holds it, if any), its publication, its
+// DDL capture (event triggers, function, recorded shapes) and its
 // heartbeat row; the heartbeat table and the sluice schema go with the
 // last task. Objects already gone are fine.
 func DropTaskObjects(ctx context.Context, conn *pgx.Conn, task string) error {
@@ -187,6 +197,9 @@ func DropTaskObjects(ctx context.Context, conn *pgx.Conn, task string) error {
 	}
 	if _, err := conn.Exec(ctx, "DROP PUBLICATION IF EXISTS "+pgx.Identifier{slot}.Sanitize()); err != nil {
 		return fmt.Errorf("drop publication %s: %w", slot, err)
+	}
+	if err := dropDDLCapture(ctx, conn, task); err != nil {
+		return err
 	}
 	var hasTable bool
 	if err := conn.QueryRow(ctx, `SELECT to_regclass('sluice.heartbeat') IS NOT NULL`).Scan(&hasTable); err != nil {

@@ -56,6 +56,7 @@ func (u *applyUnit) attempt(ctx context.Context) error {
 	wcfg := u.cfg.Worker
 	wcfg.Task, wcfg.Group, wcfg.JetStream, wcfg.Sink, wcfg.Epoch, wcfg.Logger = u.task, u.group, u.js, sink, u.epoch, u.logger
 	wcfg.Names = task.Spec.Names()
+	wcfg.DDLOps = task.Spec.Sync.DDLOps()
 	wcfg.Stats = &apply.WorkerStats{}
 	u.live.setWorker(u.group, wcfg.Stats)
 	// The task's incremental throttle, shared with its groups here.

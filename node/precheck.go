@@ -165,6 +165,15 @@ func (p *prechecker) source(ctx context.Context) []proto.TableID {
 	} else {
 		p.pass("source.privileges.create", fmt.Sprintf("user %q may create objects in database %q", user, dbName))
 	}
+	if p.spec.Sync.DDLEnabled() {
+		// PostgreSQL 15 lets only superusers create event triggers.
+		if !super {
+			p.add("source.privileges.event_trigger", fmt.Sprintf("sync.ddl needs event triggers in the source, which only a superuser may create; user %q is not one", user),
+				fmt.Sprintf("ALTER ROLE %s SUPERUSER; or set sync.ddl: false (schema changes then stop the task at the first changed row)", pgx.Identifier{user}.Sanitize()))
+		} else {
+			p.pass("source.privileges.event_trigger", fmt.Sprintf("user %q may create the DDL capture's event triggers", user))
+		}
+	}
 	if freeSlots < 1 {
 		p.add("source.replication_slots", "no free replication slot (max_replication_slots is used up)",
 			"raise max_replication_slots in postgresql.conf and restart, or drop unused slots: SELECT pg_drop_replication_slot('name')")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -295,8 +296,13 @@ func (r *runner) attempt(ctx context.Context) error {
 		if err := apply.EnsureStream(ctx, r.js, r.name, r.cfg.Groups, r.cfg.StreamReplicas, tables); err != nil {
 			return err
 		}
-		if err := capture.PrepareSource(ctx, src, r.name, tables, spec.RowFilter, spec.SelectedColumns); err != nil {
+		if err := capture.PrepareSource(ctx, src, r.name, tables, spec.RowFilter, spec.SelectedColumns, spec.Sync.DDLEnabled()); err != nil {
 			return err
+		}
+		if spec.Sync.DDLEnabled() {
+			if err := capture.InstallDDLCapture(ctx, src, r.name, tables, spec.WholeSchemas()); err != nil {
+				return err
+			}
 		}
 	}
 
@@ -351,6 +357,10 @@ func (r *runner) startCapture(ctx context.Context, g *errgroup.Group, src *pgx.C
 	task, _ := r.store.Task(r.name)
 	ccfg.SourceDSN = task.Spec.Source.DSN
 	ccfg.Operations = task.Spec.Operations
+	ccfg.Columns = task.Spec.SelectedColumns
+	if task.Spec.Sync.DDLEnabled() {
+		ccfg.OnDDL = r.onDDL
+	}
 	ccfg.JetStream = r.js
 	ccfg.Logger = r.logger
 	c, err := capture.New(ccfg)
@@ -379,12 +389,68 @@ func (r *runner) startCapture(ctx context.Context, g *errgroup.Group, src *pgx.C
 	return nil
 }
 
+// onDDL keeps the task's tables in step with a schema change before the
+// capture publishes it: a new or renamed table joins the recorded set and
+// its group consumer's subjects (or interest retention would drop its
+// rows); a dropped one leaves the set.
+func (r *runner) onDDL(ctx context.Context, ev *proto.DDLEvent) error {
+	task, ok := r.store.Task(r.name)
+	if !ok {
+		return fmt.Errorf("task %s is gone", r.name)
+	}
+	keys := slices.Clone(task.Tables)
+	if ev.Old != nil && ev.New == nil || ev.Renamed() {
+		keys = slices.DeleteFunc(keys, func(k string) bool { return k == ev.Old.ID().Key() })
+	}
+	if ev.New != nil && !slices.Contains(keys, ev.New.ID().Key()) {
+		keys = append(keys, ev.New.ID().Key())
+	}
+	if slices.Equal(keys, task.Tables) {
+		return nil
+	}
+	tables := make([]proto.TableID, 0, len(keys)+1)
+	for _, k := range keys {
+		tables = append(tables, proto.TableIDFromKey(k))
+	}
+	if ev.Renamed() {
+		// The old subject keeps its consumer until the rename, published
+		// there, has been applied.
+		tables = append(tables, ev.Old.ID())
+	}
+	if err := apply.EnsureStream(ctx, r.js, r.name, r.cfg.Groups, r.cfg.StreamReplicas, tables); err != nil {
+		return err
+	}
+	return r.store.Apply(ctx, coordinator.SetTaskTables{Name: r.name, Tables: keys})
+}
+
 // taskTables are the tables the task syncs: the selection as it was when
 // the task started. A table created later in a selected schema would
 // otherwise join the publication on the next restart while nothing
 // created or copied it at the destination; it is left out, with a
 // warning, until adding tables to a running task exists.
 func (r *runner) taskTables(ctx context.Context, src *pgx.Conn, task *coordinator.Task) ([]proto.TableID, error) {
+	if task.Spec.Sync.DDLEnabled() && task.Tables != nil {
+		pinned := make([]proto.TableID, len(task.Tables))
+		for i, k := range task.Tables {
+			pinned[i] = proto.TableIDFromKey(k)
+		}
+		present, err := capture.PresentTables(ctx, src, pinned)
+		if err != nil {
+			return nil, err
+		}
+		// A table the trigger added to the publication but the capture
+		// has not reached yet must stay published.
+		traced, err := capture.DDLTables(ctx, src, r.name)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range traced {
+			if !slices.Contains(present, t) {
+				present = append(present, t)
+			}
+		}
+		return present, nil
+	}
 	tables, err := capture.ListTables(ctx, src, task.Spec.Objects)
 	if err != nil {
 		return nil, err

@@ -99,6 +99,9 @@ type Batch struct {
 	Part   []byte
 	PartNo uint32
 	Parts  uint32
+	// DDL, when set, makes this message a schema change of Table (an
+	// EncodeDDL DDLEvent) instead of rows.
+	DDL []byte
 }
 
 // MsgID identifies the batch for JetStream's duplicate detection: the table
@@ -127,6 +130,7 @@ const (
 	fBatchPart     = 6
 	fBatchPartNo   = 7
 	fBatchParts    = 8
+	fBatchDDL      = 9
 
 	fColName    = 1
 	fColTypeOID = 2
@@ -174,6 +178,18 @@ func AppendBatchHeader(buf []byte, t TableID, cols []Column, identity byte) []by
 		})
 	}
 	return appendVarint(buf, fBatchIdentity, uint64(identity))
+}
+
+// AppendDDLBatch appends a message carrying a schema change of t.
+func AppendDDLBatch(buf []byte, t TableID, ev *DDLEvent) ([]byte, error) {
+	body, err := EncodeDDL(ev)
+	if err != nil {
+		return nil, err
+	}
+	buf = appendString(buf, fBatchSchema, t.Schema)
+	buf = appendString(buf, fBatchTable, t.Name)
+	buf = protowire.AppendTag(buf, fBatchDDL, protowire.BytesType)
+	return protowire.AppendBytes(buf, body), nil
 }
 
 // SplitBatch cuts an encoded batch into messages of at most about max
@@ -308,6 +324,8 @@ func DecodeBatch(data []byte) (*Batch, error) {
 			b.PartNo = uint32(v)
 		case fBatchParts:
 			b.Parts = uint32(v)
+		case fBatchDDL:
+			b.DDL = body
 		}
 		return nil
 	})

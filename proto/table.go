@@ -27,3 +27,9 @@ func quoteIfNeeded(s string) string {
 	}
 	return s
 }
+
+// TableIDFromKey is the table a Key() names.
+func TableIDFromKey(k string) TableID {
+	schema, name, _ := strings.Cut(k, "\x00")
+	return TableID{Schema: schema, Name: name}
+}

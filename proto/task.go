@@ -46,6 +46,9 @@ type SyncSpec struct {
 	Full        *bool `yaml:"full,omitempty" json:"full,omitempty"`
 	Incremental *bool `yaml:"incremental,omitempty" json:"incremental,omitempty"`
 	DDL         *bool `yaml:"ddl,omitempty" json:"ddl,omitempty"`
+	// DDLOperations selects the schema changes DDL sync applies (all
+	// when empty); see DDLOperations.
+	DDLOperations []string `yaml:"ddl_operations,omitempty" json:"ddl_operations,omitempty"`
 }
 
 // ObjectSpec selects tables of one schema: all of them when Tables is empty.
@@ -194,6 +197,24 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// DDLOps is the set of DDL operations applied (nil: all).
+func (s SyncSpec) DDLOps() DDLOpSet {
+	ops, _ := NewDDLOpSet(s.DDLOperations)
+	return ops
+}
+
+// WholeSchemas are the schemas the task selects whole (no table list):
+// tables created there later join the task (with DDL sync).
+func (s *TaskSpec) WholeSchemas() []string {
+	var out []string
+	for _, o := range s.Objects {
+		if len(o.Tables) == 0 {
+			out = append(out, o.Schema)
+		}
+	}
+	return out
+}
+
 // Enabled reports a sync flag with its default.
 func enabled(b *bool, def bool) bool {
 	if b == nil {
@@ -330,8 +351,13 @@ func (s *TaskSpec) Validate() error {
 	if !s.Sync.SchemaEnabled() && !s.Sync.FullEnabled() && !s.Sync.IncrementalEnabled() {
 		add("sync", "nothing to do: schema, full and incremental are all false")
 	}
-	if s.Sync.DDLEnabled() {
-		add("sync.ddl", "DDL sync is not available yet; remove it or set ddl: false")
+	if s.Sync.DDLEnabled() && !s.Sync.IncrementalEnabled() {
+		add("sync.ddl", "DDL sync needs incremental sync: schema changes travel with the changes")
+	}
+	if _, err := NewDDLOpSet(s.Sync.DDLOperations); err != nil {
+		add("sync.ddl_operations", "%v", err)
+	} else if len(s.Sync.DDLOperations) > 0 && !s.Sync.DDLEnabled() {
+		add("sync.ddl_operations", "selects DDL operations but sync.ddl is off; set ddl: true")
 	}
 	if len(s.Objects) == 0 {
 		add("objects", "is required: list at least one schema, e.g. objects: [{schema: public}]")

@@ -72,15 +72,15 @@ func compareOne(ctx context.Context, src, dst *pgx.Conn, srcTable, dstTable stri
 // SourceLeftovers returns an error naming what Sluice objects remain in a
 // source database: replication slots, publications, the sluice schema.
 func SourceLeftovers(ctx context.Context, conn *pgx.Conn) error {
-	var slots, pubs int
+	var slots, pubs, triggers int
 	var schema bool
 	err := conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_replication_slots), (SELECT count(*) FROM pg_publication),
-		EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'sluice')`).Scan(&slots, &pubs, &schema)
+		(SELECT count(*) FROM pg_event_trigger), EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'sluice')`).Scan(&slots, &pubs, &triggers, &schema)
 	if err != nil {
 		return err
 	}
-	if slots != 0 || pubs != 0 || schema {
-		return fmt.Errorf("left in the source: %d replication slots, %d publications, sluice schema %v", slots, pubs, schema)
+	if slots != 0 || pubs != 0 || triggers != 0 || schema {
+		return fmt.Errorf("left in the source: %d replication slots, %d publications, %d event triggers, sluice schema %v", slots, pubs, triggers, schema)
 	}
 	return nil
 }
