@@ -41,6 +41,20 @@ type WorkerConfig struct {
 	Names *proto.NameMap
 	// DDLOps selects the schema changes applied (nil: all of them).
 	DDLOps proto.DDLOpSet
+	// Held, if set, tells a table (source name) whose changes must wait:
+	// one added to the running task and not copied yet. The worker then
+	// stops with a HeldError before taking any of them.
+	Held func(proto.TableID) bool
+}
+
+// HeldError stops a worker at the first change of a table that must wait
+// (WorkerConfig.Held). Nothing of it was applied or acknowledged: started
+// again once the table is ready, the worker reads the table's position
+// (its copy's) and goes on from there.
+type HeldError struct{ Table proto.TableID }
+
+func (e *HeldError) Error() string {
+	return fmt.Sprintf("changes of %s wait until the table is copied", e.Table)
 }
 
 // WorkerStats are a worker's counters, safe to read while it runs.
@@ -287,6 +301,9 @@ func (w *worker) receive(cur *collected, msg jetstream.Msg) error {
 		if b, err = proto.DecodeBatch(whole); err != nil {
 			return fmt.Errorf("stream %d (reassembled): %w", meta.Sequence.Stream, err)
 		}
+	}
+	if w.cfg.Held != nil && b.Table != proto.HeartbeatTable && w.cfg.Held(b.Table) {
+		return &HeldError{Table: b.Table}
 	}
 	if len(b.DDL) > 0 {
 		return w.receiveDDL(cur, b)

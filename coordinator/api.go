@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -28,6 +29,10 @@ type Backend interface {
 	Cleanup(ctx context.Context, spec *proto.TaskSpec) error
 	// Live returns a task's volatile metrics (zero when it does not run).
 	Live(name string) Live
+	// TableChanges lists, at the source, the tables a running task's new
+	// objects add and remove (keys), and checks the added ones; an error
+	// says what is wrong with them.
+	TableChanges(ctx context.Context, task *Task, objects []proto.ObjectSpec) (add, remove []string, err error)
 }
 
 // Live is a running task's volatile metrics: not replicated, read from the
@@ -306,8 +311,22 @@ func (a *api) updateTask(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, http.StatusNotFound, fmt.Sprintf("task %q not found", name), nil)
 		return
 	}
-	if changed := fixedFieldsChanged(&task.Spec, spec); len(changed) > 0 {
-		a.fail(w, http.StatusConflict, fmt.Sprintf("%s cannot change on a running task (yet): delete and recreate the task to change them; retry, alerts and throttle can change", strings.Join(changed, ", ")), nil)
+	changed := fixedFieldsChanged(&task.Spec, spec)
+	objects := slices.Contains(changed, "objects")
+	changed = slices.DeleteFunc(changed, func(f string) bool { return f == "objects" })
+	if len(changed) > 0 {
+		a.fail(w, http.StatusConflict, fmt.Sprintf("%s cannot change on a running task: delete and recreate the task to change them; objects (tables added and removed), retry, alerts and throttle can change", strings.Join(changed, ", ")), nil)
+		return
+	}
+	if objects {
+		add, remove, err := a.b.TableChanges(r.Context(), &task, spec.Objects)
+		if err != nil {
+			a.fail(w, http.StatusConflict, err.Error(), nil)
+			return
+		}
+		if a.changeTask(w, r, name, ChangeTables{Name: name, Objects: spec.Objects, Add: add, Remove: remove, Retry: spec.Retry, Alerts: spec.Alerts, Throttle: spec.Throttle}) {
+			a.logger.Info("task tables changed", "task", name, "added", len(add), "removed", len(remove))
+		}
 		return
 	}
 	if a.changeTask(w, r, name, UpdateSettings{Name: name, Retry: spec.Retry, Alerts: spec.Alerts, Throttle: spec.Throttle}) {

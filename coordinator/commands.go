@@ -34,6 +34,8 @@ const (
 	CmdMarkKeptTables CommandType = 16
 	CmdUpdateSettings CommandType = 17
 	CmdSetTaskTables  CommandType = 18
+	CmdChangeTables   CommandType = 19
+	CmdFinishAdding   CommandType = 20
 	// Nodes and assignments from 32 on (cluster.go).
 )
 
@@ -141,6 +143,27 @@ type SetTaskTables struct {
 	Tables []string `json:"tables"`
 }
 
+// ChangeTables adds tables to a running task and removes others: its
+// objects become Objects; Add (keys) get schema and a copy while the
+// others keep streaming, Remove stop being synced (the destination keeps
+// them). Settings changes of the same update ride along.
+type ChangeTables struct {
+	Name     string              `json:"name"`
+	Objects  []proto.ObjectSpec  `json:"objects"`
+	Add      []string            `json:"add,omitempty"`
+	Remove   []string            `json:"remove,omitempty"`
+	Retry    proto.RetrySpec     `json:"retry"`
+	Alerts   *proto.AlertSpec    `json:"alerts,omitempty"`
+	Throttle *proto.ThrottleSpec `json:"throttle,omitempty"`
+}
+
+// FinishAdding records that the tables added by ChangeTables are created
+// and copied.
+type FinishAdding struct {
+	Name   string   `json:"name"`
+	Tables []string `json:"tables"`
+}
+
 // UpdateSettings replaces the settings a running task takes without
 // restarting: its retry windows, alerts and throttle.
 type UpdateSettings struct {
@@ -172,6 +195,8 @@ func (SetThrottle) Type() CommandType       { return CmdSetThrottle }
 func (MarkKeptTables) Type() CommandType    { return CmdMarkKeptTables }
 func (UpdateSettings) Type() CommandType    { return CmdUpdateSettings }
 func (SetTaskTables) Type() CommandType     { return CmdSetTaskTables }
+func (ChangeTables) Type() CommandType      { return CmdChangeTables }
+func (FinishAdding) Type() CommandType      { return CmdFinishAdding }
 
 // Errors returned by command handlers, through Coordinator.Apply.
 var (
@@ -247,6 +272,8 @@ func init() {
 	register(applyMarkKeptTables)
 	register(applyUpdateSettings)
 	register(applySetTaskTables)
+	register(applyChangeTables)
+	register(applyFinishAdding)
 }
 
 // Encode turns a command into a log entry: the type byte, then JSON. It
@@ -509,6 +536,45 @@ func applySetTaskTables(d *data, index uint64, cmd *SetTaskTables) error {
 		return err
 	}
 	t.Tables = slices.Clone(cmd.Tables)
+	t.ModifyIndex = index
+	return nil
+}
+
+func applyChangeTables(d *data, index uint64, cmd *ChangeTables) error {
+	t, err := d.task(cmd.Name)
+	if err != nil {
+		return err
+	}
+	if t.Phase != proto.PhaseIncremental || t.Tables == nil {
+		return fmt.Errorf("%w: tables can be added and removed once the task is incremental (it is %s)", ErrBadTransition, t.Phase)
+	}
+	c := cloneSpec(proto.TaskSpec{Objects: cmd.Objects, Retry: cmd.Retry, Alerts: cmd.Alerts, Throttle: cmd.Throttle})
+	t.Spec.Objects, t.Spec.Retry, t.Spec.Alerts, t.Spec.Throttle = c.Objects, c.Retry, c.Alerts, c.Throttle
+	t.Tables = slices.DeleteFunc(t.Tables, func(k string) bool { return slices.Contains(cmd.Remove, k) })
+	t.Adding = slices.DeleteFunc(t.Adding, func(k string) bool { return slices.Contains(cmd.Remove, k) })
+	for _, k := range cmd.Add {
+		if !slices.Contains(t.Tables, k) {
+			t.Tables = append(t.Tables, k)
+		}
+		if !slices.Contains(t.Adding, k) {
+			t.Adding = append(t.Adding, k)
+		}
+		delete(t.TablesCopied, k)
+	}
+	t.TablesChanges++
+	t.ModifyIndex = index
+	return nil
+}
+
+func applyFinishAdding(d *data, index uint64, cmd *FinishAdding) error {
+	t, err := d.task(cmd.Name)
+	if err != nil {
+		return err
+	}
+	t.Adding = slices.DeleteFunc(t.Adding, func(k string) bool { return slices.Contains(cmd.Tables, k) })
+	if len(t.Adding) == 0 {
+		t.FullSync = nil // the added tables' plan is done
+	}
 	t.ModifyIndex = index
 	return nil
 }

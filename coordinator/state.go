@@ -46,6 +46,12 @@ type Task struct {
 	// tables to a running task comes later). Nil for tasks from before
 	// it was recorded.
 	Tables []string `json:"tables,omitempty"`
+	// Adding (keys) are tables added to the running task (ChangeTables)
+	// whose schema and copy are still to come; their changes wait.
+	Adding []string `json:"adding,omitempty"`
+	// TablesChanges counts ChangeTables commands: the capture starts over
+	// with the new set when it moves.
+	TablesChanges uint64 `json:"tables_changes,omitempty"`
 	// KeptTables (keys) existed at the destination before the task, under
 	// conflicting_tables: ignore: the full sync keeps their rows.
 	KeptTables map[string]bool `json:"kept_tables,omitempty"`
@@ -237,6 +243,7 @@ func cloneTask(t *Task) Task {
 	c.FullSync = t.FullSync.clone()
 	c.KeptTables = maps.Clone(t.KeptTables)
 	c.Tables = slices.Clone(t.Tables)
+	c.Adding = slices.Clone(t.Adding)
 	return c
 }
 
@@ -249,6 +256,7 @@ func cloneSpec(s proto.TaskSpec) proto.TaskSpec {
 	c.Sync.Full = cloneBool(s.Sync.Full)
 	c.Sync.Incremental = cloneBool(s.Sync.Incremental)
 	c.Sync.DDL = cloneBool(s.Sync.DDL)
+	c.Sync.DDLOperations = slices.Clone(s.Sync.DDLOperations)
 	if s.Objects != nil {
 		c.Objects = make([]proto.ObjectSpec, len(s.Objects))
 		for i, o := range s.Objects {

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -75,5 +76,63 @@ func (u *applyUnit) attempt(ctx context.Context) error {
 			}
 		}
 	}()
-	return apply.RunWorker(wctx, wcfg)
+	gate := &tableGate{store: u.store, task: u.task}
+	wcfg.Held = gate.held
+	for {
+		err := apply.RunWorker(wctx, wcfg)
+		var held *apply.HeldError
+		if !errors.As(err, &held) {
+			return err
+		}
+		// A table added to the task is being copied: the group waits
+		// (its other tables too), then starts again from the positions.
+		u.logger.Info("apply group waits for a table being added", "task", u.task, "group", u.group, "table", held.Table.String())
+		for gate.refresh(); gate.held(held.Table); gate.refresh() {
+			select {
+			case <-wctx.Done():
+				return wctx.Err()
+			case <-time.After(300 * time.Millisecond):
+			}
+		}
+		wcfg.Stats = &apply.WorkerStats{}
+		u.live.setWorker(u.group, wcfg.Stats)
+		if t, ok := u.store.Task(u.task); ok {
+			wcfg.Names = t.Spec.Names()
+		}
+	}
+}
+
+// tableGate tells the tables whose changes must wait: those added to the
+// running task and not copied yet. Its view of the replicated state is
+// refreshed at most every 200 ms: ChangeTables is committed before the
+// capture starts over to publish the added tables.
+type tableGate struct {
+	store TaskStore
+	task  string
+	at    time.Time
+	hold  map[string]bool
+}
+
+func (g *tableGate) refresh() {
+	g.at = time.Now()
+	g.hold = nil
+	t, ok := g.store.Task(g.task)
+	if !ok {
+		return
+	}
+	for _, k := range t.Adding {
+		if _, copied := t.TablesCopied[k]; !copied {
+			if g.hold == nil {
+				g.hold = map[string]bool{}
+			}
+			g.hold[k] = true
+		}
+	}
+}
+
+func (g *tableGate) held(t proto.TableID) bool {
+	if time.Since(g.at) > 200*time.Millisecond {
+		g.refresh()
+	}
+	return g.hold[t.Key()]
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -63,6 +65,68 @@ func (b *backend) Cleanup(ctx context.Context, spec *proto.TaskSpec) error {
 }
 
 func (b *backend) Live(name string) coordinator.Live { return b.worker.Live(name) }
+
+// checksOfTheRunningTask fail for a task that runs already (its slot and
+// publication exist, it holds a replication connection): they do not
+// judge the tables it adds.
+var checksOfTheRunningTask = []string{"source.slot_name", "source.publication", "source.replication_slots", "source.wal_senders", "source.replication_connection"}
+
+// TableChanges compares the tables the new objects select at the source
+// with the task's, and prechecks the added ones as a task of their own
+// would be (replica identity, privileges, filters, columns, conflicts and
+// names at the destination); warnings count as acknowledged.
+func (b *backend) TableChanges(ctx context.Context, task *coordinator.Task, objects []proto.ObjectSpec) (add, remove []string, err error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	src, err := pgconfig.Connect(ctx, task.Spec.Source.DSN, "sluice update")
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot reach the source to list the tables: %w", err)
+	}
+	defer src.Close(context.Background())
+	selected, err := capture.ListTables(ctx, src, objects)
+	if err != nil {
+		return nil, nil, fmt.Errorf("objects: %w", err)
+	}
+	now := map[string]bool{}
+	for _, t := range selected {
+		now[t.Key()] = true
+		if !slices.Contains(task.Tables, t.Key()) {
+			add = append(add, t.Key())
+		}
+	}
+	for _, k := range task.Tables {
+		if !now[k] {
+			remove = append(remove, k)
+		}
+	}
+	if len(add) == 0 {
+		return nil, remove, nil
+	}
+	// The added tables alone, as a new task would select them.
+	spec := task.Spec
+	spec.Objects = nil
+	for _, o := range objects {
+		o.Tables = nil
+		for _, k := range add {
+			if t := proto.TableIDFromKey(k); t.Schema == o.Schema {
+				o.Tables = append(o.Tables, t.Name)
+			}
+		}
+		if len(o.Tables) > 0 {
+			spec.Objects = append(spec.Objects, o)
+		}
+	}
+	var problems []string
+	for _, p := range Precheck(ctx, &spec).Checks {
+		if p.Result != proto.ResultPass && p.Result != proto.ResultWarning && !slices.Contains(checksOfTheRunningTask, p.Check) {
+			problems = append(problems, fmt.Sprintf("%s: %s (fix: %s)", p.Check, p.Message, p.Fix))
+		}
+	}
+	if len(problems) > 0 {
+		return nil, nil, fmt.Errorf("the tables to add fail the precheck:\n  %s", strings.Join(problems, "\n  "))
+	}
+	return add, remove, nil
+}
 
 // waitUnitsStopped waits until the task, marked for deletion, has no
 // assignment left (the leader drops them) and no unit of it runs here;

@@ -193,6 +193,8 @@ func TestCreateTaskRejectsBadInput(t *testing.T) {
 			[]string{"source.replica_identity", "public.nokey", "REPLICA IDENTITY FULL"}},
 		{"missing privileges", fmt.Sprintf("name: x\nsource: {dsn: %q}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public, tables: [keyed]}]\n", p.src.UserDSN("weak", "", "postgres"), dstDSN),
 			[]string{"source.privileges.replication", "REPLICATION"}},
+		{"DDL sync without a superuser", fmt.Sprintf("name: x\nsource: {dsn: %q}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public, tables: [keyed]}]\nsync: {ddl: true}\n", p.src.UserDSN("app", "right", "postgres"), dstDSN),
+			[]string{"source.privileges.event_trigger", "SUPERUSER", "sync.ddl: false"}},
 		{"no free slot", fmt.Sprintf("name: x\nsource: {dsn: %q}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public}]\n", full.DSN("postgres"), dstDSN),
 			[]string{"source.replication_slots", "max_replication_slots"}},
 		{"missing table", fmt.Sprintf("name: x\nsource: {dsn: %q}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public, tables: [nosuch]}]\n", p.src.DSN("postgres"), dstDSN),

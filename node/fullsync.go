@@ -349,3 +349,81 @@ func (r *runner) markKeptTables(ctx context.Context, sink *postgres.Sink, tables
 	}
 	return r.store.Apply(ctx, coordinator.MarkKeptTables{Name: r.name, Tables: keys})
 }
+
+// addTables gives tables added to the running task (ChangeTables) their
+// schema and copy while the capture goes on streaming: the publication
+// has them already (the attempt prepared the source with them), so a
+// snapshot taken now holds every change not in the stream, and the
+// changes at or below its LSN are skipped at the destination
+// (FinishTable). Their apply groups wait meanwhile (tableGate).
+func (r *runner) addTables(ctx context.Context, task *coordinator.Task, src *pgx.Conn, sink *postgres.Sink, tables []proto.TableID) error {
+	spec := task.Spec
+	adding := map[string]bool{}
+	for _, k := range task.Adding {
+		adding[k] = true
+	}
+	var added []proto.TableID
+	for _, t := range tables {
+		if adding[t.Key()] {
+			added = append(added, t)
+		}
+	}
+	r.logger.Info("adding tables to the running task", "task", r.name, "tables", len(added))
+	exported, err := capture.CreateTemporarySnapshot(ctx, spec.Source.DSN, r.name)
+	if err != nil {
+		return err
+	}
+	defer exported.Close()
+	holder, err := capture.OpenSnapshotReader(ctx, spec.Source.DSN, exported.Name, r.name)
+	if err != nil {
+		return err
+	}
+	defer holder.Close()
+	lsn := exported.LSN
+	exported.Close()
+	schema, err := capture.ReadSchema(ctx, holder.Tx(), spec.Objects)
+	if err != nil {
+		return err
+	}
+	schema.Tables = slices.DeleteFunc(schema.Tables, func(d proto.TableDef) bool { return !adding[d.ID.Key()] })
+	if spec.Sync.SchemaEnabled() {
+		if spec.ConflictPolicy() == "ignore" {
+			if err := r.markKeptTables(ctx, sink, added); err != nil {
+				return err
+			}
+		}
+		if err := sink.ApplyPreData(ctx, schema); err != nil {
+			return fmt.Errorf("schema of the added tables: %w", err)
+		}
+	}
+	if spec.Sync.FullEnabled() && len(added) > 0 {
+		if err := r.load(ctx, holder, sink, schema, added, len(added), 0, lsn); err != nil {
+			return err
+		}
+	} else {
+		// Nothing to copy: their changes apply from the publication's
+		// start on.
+		copied := map[string]proto.LSN{}
+		for _, t := range added {
+			copied[t.Key()] = lsn
+		}
+		if err := r.store.Apply(ctx, coordinator.MarkTablesCopied{Name: r.name, Tables: copied}); err != nil {
+			return err
+		}
+	}
+	holder.Close()
+	if spec.Sync.SchemaEnabled() {
+		if err := sink.ApplyPostData(ctx, schema); err != nil {
+			return fmt.Errorf("indexes and foreign keys of the added tables: %w", err)
+		}
+		defs := make([]*proto.TableDef, len(schema.Tables))
+		for i := range schema.Tables {
+			defs[i] = &schema.Tables[i]
+		}
+		if err := sink.RenameTables(ctx, r.name, spec.Names(), defs); err != nil {
+			return err
+		}
+	}
+	r.logger.Info("tables added", "task", r.name, "tables", len(added), "snapshot_lsn", lsn.String())
+	return r.store.Apply(ctx, coordinator.FinishAdding{Name: r.name, Tables: task.Adding})
+}

@@ -122,6 +122,10 @@ func (r *runner) run(ctx context.Context) (fenced bool) {
 		if ctx.Err() != nil {
 			return false
 		}
+		if errors.Is(err, errTablesChanged) {
+			r.logger.Info("the task's tables changed; its capture starts over", "task", r.name)
+			continue
+		}
 		if errors.Is(err, errReleased) {
 			r.setStatus(ctx, "", proto.StateReleased, nil, true)
 			return false
@@ -330,7 +334,18 @@ func (r *runner) attempt(ctx context.Context) error {
 		if err := r.startCapture(gctx, g, src, nil); err != nil {
 			return err
 		}
+		if len(task.Adding) > 0 {
+			if err := r.addTables(gctx, &task, src, sink, tables); err != nil {
+				stopUnits()
+				if cause := waitOthers(g); cause != nil {
+					return cause
+				}
+				return err
+			}
+		}
 	}
+	changes := task.TablesChanges
+	g.Go(func() error { return r.watchTables(gctx, changes) })
 	if task.Phase != proto.PhaseIncremental {
 		r.setStatus(ctx, proto.PhaseIncremental, proto.StateRunning, nil, true)
 	}
@@ -387,6 +402,27 @@ func (r *runner) startCapture(ctx context.Context, g *errgroup.Group, src *pgx.C
 	}
 	g.Go(func() error { return c.Run(ctx, start, conn) })
 	return nil
+}
+
+// errTablesChanged ends an attempt when tables were added to or removed
+// from the running task: the next one publishes the new set.
+var errTablesChanged = errors.New("the task's tables changed")
+
+// watchTables returns errTablesChanged once the task's tables change
+// (ChangeTables) after an attempt started with changes of them.
+func (r *runner) watchTables(ctx context.Context, changes uint64) error {
+	tick := time.NewTicker(300 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+		if t, ok := r.store.Task(r.name); ok && t.TablesChanges != changes {
+			return errTablesChanged
+		}
+	}
 }
 
 // onDDL keeps the task's tables in step with a schema change before the

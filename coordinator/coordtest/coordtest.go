@@ -118,3 +118,8 @@ func (b *Backend) Live(name string) coordinator.Live {
 	defer b.mu.Unlock()
 	return b.live[name]
 }
+
+// TableChanges reports no table added or removed: the fake has no source.
+func (b *Backend) TableChanges(ctx context.Context, task *coordinator.Task, objects []proto.ObjectSpec) (add, remove []string, err error) {
+	return nil, nil, nil
+}
