@@ -319,6 +319,10 @@ func (a *api) updateTask(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if objects {
+		if changed := syncedTableSettingsChanged(task.Spec.Objects, spec.Objects); len(changed) > 0 {
+			a.fail(w, http.StatusConflict, fmt.Sprintf("%s cannot change for tables the task syncs already: delete and recreate the task to change them; tables can be added and removed", strings.Join(changed, ", ")), nil)
+			return
+		}
 		add, remove, err := a.b.TableChanges(r.Context(), &task, spec.Objects)
 		if err != nil {
 			a.fail(w, http.StatusConflict, err.Error(), nil)
@@ -332,6 +336,52 @@ func (a *api) updateTask(w http.ResponseWriter, r *http.Request) {
 	if a.changeTask(w, r, name, UpdateSettings{Name: name, Retry: spec.Retry, Alerts: spec.Alerts, Throttle: spec.Throttle}) {
 		a.logger.Info("task settings changed", "task", name)
 	}
+}
+
+// syncedTableSettingsChanged names the settings of tables selected before
+// that the new objects change (rename, filter, operations, columns): they
+// would need the table copied again.
+func syncedTableSettingsChanged(old, new []proto.ObjectSpec) []string {
+	var out []string
+	for i, n := range new {
+		idx := slices.IndexFunc(old, func(o proto.ObjectSpec) bool { return o.Schema == n.Schema })
+		if idx < 0 {
+			continue
+		}
+		o := old[idx]
+		field := fmt.Sprintf("objects[%d]", i)
+		if o.RenameSchema != n.RenameSchema {
+			out = append(out, field+".rename_schema")
+		}
+		synced := func(key string) bool {
+			table, _, _ := strings.Cut(key, ".")
+			return len(o.Tables) == 0 || slices.Contains(o.Tables, table)
+		}
+		check := func(name string, differs func(key string) bool, keys ...[]string) {
+			for _, ks := range keys {
+				for _, k := range ks {
+					if synced(k) && differs(k) {
+						out = append(out, field+"."+name+"."+k)
+						return
+					}
+				}
+			}
+		}
+		check("rename", func(k string) bool { return o.Rename[k] != n.Rename[k] }, mapKeys(o.Rename), mapKeys(n.Rename))
+		check("filter", func(k string) bool { return o.Filter[k] != n.Filter[k] }, mapKeys(o.Filter), mapKeys(n.Filter))
+		check("operations", func(k string) bool { return !slices.Equal(o.Operations[k], n.Operations[k]) }, mapKeys(o.Operations), mapKeys(n.Operations))
+		check("columns", func(k string) bool { return !slices.Equal(o.Columns[k], n.Columns[k]) }, mapKeys(o.Columns), mapKeys(n.Columns))
+	}
+	return out
+}
+
+func mapKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // fixedFieldsChanged names the top-level spec fields that differ, other

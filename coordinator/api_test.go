@@ -330,7 +330,7 @@ func TestUpdateTaskSettings(t *testing.T) {
 	}
 	changed := bytes.Replace(taskYAML("orders"), []byte("schema: public"), []byte("schema: other"), 1)
 	_, err = e.client.UpdateTask(ctx, "orders", changed)
-	if ae := apiError(t, err, http.StatusConflict); !strings.Contains(ae.Message, "objects cannot change on a running task") {
+	if ae := apiError(t, err, http.StatusConflict); !strings.Contains(ae.Message, "tables can be added and removed once the task is incremental") {
 		t.Fatalf("objects changed: %v", err)
 	}
 	_, err = e.client.UpdateTask(ctx, "orders", taskYAML("other"))

@@ -289,6 +289,8 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		SetThrottle{Name: "a", Throttle: &proto.ThrottleSpec{Full: &proto.RateSpec{RPS: 5, MBPS: 1, QPS: 2}}},
 		MarkKeptTables{Name: "a", Tables: []string{"public\x00t"}},
 		SetTaskTables{Name: "a", Tables: []string{"public\x00t"}},
+		ChangeTables{Name: "a", Objects: []proto.ObjectSpec{{Schema: "public", Tables: []string{"t", "u"}}}, Add: []string{"public\x00u"}, Remove: []string{"public\x00v"}},
+		FinishAdding{Name: "a", Tables: []string{"public\x00u"}},
 		UpdateSettings{Name: "a", Retry: proto.RetrySpec{Other: proto.Duration(time.Minute)}, Alerts: &proto.AlertSpec{Webhook: "http://x/y"}},
 	}
 	seen := map[CommandType]bool{}

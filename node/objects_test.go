@@ -398,6 +398,9 @@ func TestAddAndRemoveTablesOnRunningTask(t *testing.T) {
 	if _, err := c.UpdateTask(ctx, "grow", taskYAML("grow", p, "    tables: [a, nokey]\n")); err == nil || !strings.Contains(err.Error(), "source.replica_identity") {
 		t.Fatalf("adding a table without a key: %v", err)
 	}
+	if _, err := c.UpdateTask(ctx, "grow", taskYAML("grow", p, "    tables: [a, b]\n    filter: { a: \"id > 5\" }\n")); err == nil || !strings.Contains(err.Error(), "objects[0].filter.a") {
+		t.Fatalf("a new filter on a synced table: %v", err)
+	}
 	if _, err := c.UpdateTask(ctx, "grow", taskYAML("grow", p, "    tables: [a, b]\n")); err != nil {
 		t.Fatal(err)
 	}

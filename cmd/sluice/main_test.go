@@ -193,7 +193,7 @@ func TestTaskUpdateFromFile(t *testing.T) {
 		t.Fatalf("update -f: %+v", r)
 	}
 	r = runCLI(t, nil, strings.Replace(spec, "schema: public", "schema: sales", 1), "task", "update", "orders", "-f", "-", "--server", url)
-	if r.code != 1 || !strings.Contains(r.stderr, "objects cannot change on a running task") {
+	if r.code != 1 || !strings.Contains(r.stderr, "tables can be added and removed once the task is incremental") {
 		t.Fatalf("update -f with other objects: %+v", r)
 	}
 	if r = runCLI(t, nil, "", "task", "update", "orders", "--server", url); r.code != 1 || !strings.Contains(r.stderr, "give either -f") {
