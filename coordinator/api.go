@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"sort"
@@ -357,31 +358,27 @@ func syncedTableSettingsChanged(old, new []proto.ObjectSpec) []string {
 			table, _, _ := strings.Cut(key, ".")
 			return len(o.Tables) == 0 || slices.Contains(o.Tables, table)
 		}
-		check := func(name string, differs func(key string) bool, keys ...[]string) {
-			for _, ks := range keys {
-				for _, k := range ks {
-					if synced(k) && differs(k) {
-						out = append(out, field+"."+name+"."+k)
-						return
-					}
+		check := func(name string, differs func(key string) bool, keys []string) {
+			for _, k := range keys {
+				if synced(k) && differs(k) {
+					out = append(out, field+"."+name+"."+k)
+					return
 				}
 			}
 		}
-		check("rename", func(k string) bool { return o.Rename[k] != n.Rename[k] }, mapKeys(o.Rename), mapKeys(n.Rename))
-		check("filter", func(k string) bool { return o.Filter[k] != n.Filter[k] }, mapKeys(o.Filter), mapKeys(n.Filter))
-		check("operations", func(k string) bool { return !slices.Equal(o.Operations[k], n.Operations[k]) }, mapKeys(o.Operations), mapKeys(n.Operations))
-		check("columns", func(k string) bool { return !slices.Equal(o.Columns[k], n.Columns[k]) }, mapKeys(o.Columns), mapKeys(n.Columns))
+		check("rename", func(k string) bool { return o.Rename[k] != n.Rename[k] }, keysOf(o.Rename, n.Rename))
+		check("filter", func(k string) bool { return o.Filter[k] != n.Filter[k] }, keysOf(o.Filter, n.Filter))
+		check("operations", func(k string) bool { return !slices.Equal(o.Operations[k], n.Operations[k]) }, keysOf(o.Operations, n.Operations))
+		check("columns", func(k string) bool { return !slices.Equal(o.Columns[k], n.Columns[k]) }, keysOf(o.Columns, n.Columns))
 	}
 	return out
 }
 
-func mapKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
+// keysOf is the keys of two maps, sorted, each once.
+func keysOf[V any](a, b map[string]V) []string {
+	keys := slices.AppendSeq(slices.Collect(maps.Keys(a)), maps.Keys(b))
+	slices.Sort(keys)
+	return slices.Compact(keys)
 }
 
 // fixedFieldsChanged names the top-level spec fields that differ, other

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -36,24 +35,10 @@ func TestDDLSync(t *testing.T) {
 	waitPhase(t, c, "ddl", proto.PhaseIncremental, time.Minute)
 
 	// The writer touches only id and v, which no statement below changes.
-	wctx, stopWriter := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	var writerErr error
-	go func() {
-		defer wg.Done()
-		w := testenv.Conn(t, p.src.DSN("postgres"))
-		for i := 0; i < 4000 && wctx.Err() == nil; i++ {
-			id := 3000 + i
-			_, err := w.Exec(ctx, fmt.Sprintf(`INSERT INTO items (id, v) VALUES (%d, 'w%d'); UPDATE items SET v = v || '+' WHERE id = %d; DELETE FROM items WHERE id = %d`,
-				id, i, 1+i%2000, 2+(i*7)%1990))
-			if err != nil {
-				writerErr = err
-				return
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
-	}()
+	stopWriter := startWriter(t, p.src.DSN("postgres"), 4000, 2*time.Millisecond, func(i int) string {
+		return fmt.Sprintf(`INSERT INTO items (id, v) VALUES (%d, 'w%d'); UPDATE items SET v = v || '+' WHERE id = %d; DELETE FROM items WHERE id = %d`,
+			3000+i, i, 1+i%2000, 2+(i*7)%1990)
+	})
 	statements := []string{
 		`CREATE TABLE newt (id serial PRIMARY KEY, a text, b int)`,
 		`INSERT INTO newt (a, b) SELECT 'a' || g, 1995 + g % 5 FROM generate_series(1, 100) g`,
@@ -96,10 +81,6 @@ func TestDDLSync(t *testing.T) {
 		time.Sleep(150 * time.Millisecond)
 	}
 	stopWriter()
-	wg.Wait()
-	if writerErr != nil {
-		t.Fatalf("writer: %v", writerErr)
-	}
 	waitEqual(t, p, []string{"public.items", "public.newt", "public.t3", "public.txnew", "public.keyless"}, 2*time.Minute)
 
 	dst := testenv.Conn(t, p.dst.DSN("postgres"))
@@ -161,5 +142,32 @@ func TestDDLOperationSelection(t *testing.T) {
 	_, err := c.CreateTask(ctx, append(taskYAML("ddlbad", p, ""), []byte("sync: { ddl: true, ddl_operations: [alter_everything] }\n")...))
 	if err == nil || !strings.Contains(err.Error(), "sync.ddl_operations") {
 		t.Fatalf("unknown DDL operation: %v", err)
+	}
+}
+
+// startWriter runs stmt(0), stmt(1), ... up to n statements at the
+// source, pausing between them, until the returned stop is called; stop
+// waits for it and fails the test if a statement failed.
+func startWriter(t *testing.T, dsn string, n int, pause time.Duration, stmt func(i int) string) (stop func()) {
+	t.Helper()
+	w := testenv.Conn(t, dsn)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; i < n && ctx.Err() == nil; i++ {
+			if _, err := w.Exec(context.Background(), stmt(i)); err != nil {
+				done <- err
+				return
+			}
+			time.Sleep(pause)
+		}
+		done <- nil
+	}()
+	return func() {
+		t.Helper()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("writer: %v", err)
+		}
 	}
 }

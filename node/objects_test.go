@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -377,23 +376,10 @@ func TestAddAndRemoveTablesOnRunningTask(t *testing.T) {
 	}
 
 	// Both tables change all along, the one being added included.
-	wctx, stop := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	var writerErr error
-	go func() {
-		defer wg.Done()
-		w := testenv.Conn(t, p.src.DSN("postgres"))
-		for i := 0; i < 3000 && wctx.Err() == nil; i++ {
-			_, err := w.Exec(ctx, fmt.Sprintf(`INSERT INTO a VALUES (%d, 'w'); UPDATE b SET v = v || '+', n = n + 1 WHERE id = %d; INSERT INTO b VALUES (%d, 'new', 0); DELETE FROM b WHERE id = %d`,
-				2000+i, 1+(i*13)%20000, 30000+i, 2+(i*7)%19000))
-			if err != nil {
-				writerErr = err
-				return
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}()
+	stop := startWriter(t, p.src.DSN("postgres"), 3000, time.Millisecond, func(i int) string {
+		return fmt.Sprintf(`INSERT INTO a VALUES (%d, 'w'); UPDATE b SET v = v || '+', n = n + 1 WHERE id = %d; INSERT INTO b VALUES (%d, 'new', 0); DELETE FROM b WHERE id = %d`,
+			2000+i, 1+(i*13)%20000, 30000+i, 2+(i*7)%19000)
+	})
 	time.Sleep(300 * time.Millisecond)
 	if _, err := c.UpdateTask(ctx, "grow", taskYAML("grow", p, "    tables: [a, nokey]\n")); err == nil || !strings.Contains(err.Error(), "source.replica_identity") {
 		t.Fatalf("adding a table without a key: %v", err)
@@ -406,10 +392,6 @@ func TestAddAndRemoveTablesOnRunningTask(t *testing.T) {
 	}
 	time.Sleep(2 * time.Second)
 	stop()
-	wg.Wait()
-	if writerErr != nil {
-		t.Fatal(writerErr)
-	}
 	waitEqual(t, p, []string{"public.a", "public.b"}, 2*time.Minute)
 	dst := testenv.Conn(t, p.dst.DSN("postgres"))
 	var copiedAfter string

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -364,7 +366,7 @@ func (p *prechecker) filters(ctx context.Context, conn *pgx.Conn, tables []proto
 	}
 	var unknown []string
 	for _, o := range p.spec.Objects {
-		for kind, names := range map[string][]string{"filter": mapKeys(o.Filter), "operations": mapKeys(o.Operations), "columns": mapKeys(o.Columns)} {
+		for kind, names := range map[string][]string{"filter": slices.Sorted(maps.Keys(o.Filter)), "operations": slices.Sorted(maps.Keys(o.Operations)), "columns": slices.Sorted(maps.Keys(o.Columns))} {
 			for _, name := range names {
 				if !selected[proto.TableID{Schema: o.Schema, Name: name}.Key()] {
 					unknown = append(unknown, fmt.Sprintf("%s of %s.%s", kind, o.Schema, name))
@@ -456,14 +458,6 @@ func (p *prechecker) publicationProblem(id string, err error, what, invalidFix, 
 		return
 	}
 	p.add(id, fmt.Sprintf("%s cannot be published: %v", what, err), invalidFix)
-}
-
-func mapKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
 }
 
 // errRollback ends a transaction that must leave nothing behind.

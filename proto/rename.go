@@ -2,6 +2,8 @@ package proto
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 )
 
@@ -96,7 +98,7 @@ func validateRenames(field string, o ObjectSpec, listed map[string]bool, add fun
 		add(field+".rename_schema", "%q cannot be a schema name at the destination (reserved, pg_ prefix, or over 63 bytes)", o.RenameSchema)
 	}
 	targets := map[string]string{}
-	for _, from := range sortedKeys(o.Rename) {
+	for _, from := range slices.Sorted(maps.Keys(o.Rename)) {
 		to := o.Rename[from]
 		f := fmt.Sprintf("%s.rename.%s", field, from)
 		table, column, isColumn := strings.Cut(from, ".")

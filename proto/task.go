@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -385,7 +386,7 @@ func (s *TaskSpec) Validate() error {
 			tables[t] = true
 		}
 		validateRenames(field, o, tables, add)
-		for _, name := range sortedKeys(o.Filter) {
+		for _, name := range slices.Sorted(maps.Keys(o.Filter)) {
 			f := fmt.Sprintf("%s.filter.%s", field, name)
 			switch {
 			case len(o.Tables) > 0 && !tables[name]:
@@ -396,7 +397,7 @@ func (s *TaskSpec) Validate() error {
 				add(f, "must be one SQL condition, without ';'")
 			}
 		}
-		for _, name := range sortedKeys(o.Columns) {
+		for _, name := range slices.Sorted(maps.Keys(o.Columns)) {
 			f := fmt.Sprintf("%s.columns.%s", field, name)
 			if len(o.Tables) > 0 && !tables[name] {
 				add(f, "%q is not among the tables listed", name)
@@ -412,7 +413,7 @@ func (s *TaskSpec) Validate() error {
 				cols[c] = true
 			}
 		}
-		for _, name := range sortedKeys(o.Operations) {
+		for _, name := range slices.Sorted(maps.Keys(o.Operations)) {
 			f := fmt.Sprintf("%s.operations.%s", field, name)
 			if len(o.Tables) > 0 && !tables[name] {
 				add(f, "%q is not among the tables listed", name)
@@ -474,15 +475,6 @@ func (s *TaskSpec) Validate() error {
 }
 
 var opNames = map[string]Op{"insert": OpInsert, "update": OpUpdate, "delete": OpDelete, "truncate": OpTruncate}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
 
 // RowFilter is the table's row filter, a SQL condition ("" for none).
 func (s *TaskSpec) RowFilter(t TableID) string {
