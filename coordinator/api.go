@@ -447,6 +447,7 @@ func (a *api) status(t Task) proto.TaskStatus {
 		ThroughputRPS: live.ThroughputRPS,
 		ThroughputBPS: live.ThroughputBPS,
 		ConfirmedLSN:  live.ConfirmedLSN,
+		Adding:        t.AddingNotCopied(),
 		LastError:     t.LastError,
 		CreatedAt:     t.CreatedAt,
 		Spec:          t.Spec.Redacted(),

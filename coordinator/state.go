@@ -41,10 +41,10 @@ type Task struct {
 	PostDataDone bool `json:"post_data_done,omitempty"`
 	// FullSync is the full sync in progress, shared among copy units.
 	FullSync *FullSyncPlan `json:"full_sync,omitempty"`
-	// Tables (keys) are the tables the task syncs, fixed when it starts: a
-	// table created later in a selected schema is not picked up (adding
-	// tables to a running task comes later). Nil for tasks from before
-	// it was recorded.
+	// Tables (keys) are the tables the task syncs, fixed when it starts
+	// and changed by ChangeTables (task update) and DDL sync only: a table
+	// created later in a selected schema is otherwise not picked up. Nil
+	// for tasks from before it was recorded.
 	Tables []string `json:"tables,omitempty"`
 	// Adding (keys) are tables added to the running task (ChangeTables)
 	// whose schema and copy are still to come; their changes wait.
@@ -232,6 +232,18 @@ func (s *Store) restore(snap snapshotData) {
 }
 
 // cloneTask deep-copies a task.
+// AddingNotCopied lists the tables (source names) added to the running
+// task whose copy is not in yet: their changes must wait for it.
+func (t *Task) AddingNotCopied() []string {
+	var out []string
+	for _, k := range t.Adding {
+		if _, copied := t.TablesCopied[k]; !copied {
+			out = append(out, proto.TableIDFromKey(k).String())
+		}
+	}
+	return out
+}
+
 func cloneTask(t *Task) Task {
 	c := *t
 	c.Spec = cloneSpec(t.Spec)

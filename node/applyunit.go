@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -110,23 +111,14 @@ type tableGate struct {
 	store TaskStore
 	task  string
 	at    time.Time
-	hold  map[string]bool
+	hold  []string // source names, as TableID.String
 }
 
 func (g *tableGate) refresh() {
 	g.at = time.Now()
 	g.hold = nil
-	t, ok := g.store.Task(g.task)
-	if !ok {
-		return
-	}
-	for _, k := range t.Adding {
-		if _, copied := t.TablesCopied[k]; !copied {
-			if g.hold == nil {
-				g.hold = map[string]bool{}
-			}
-			g.hold[k] = true
-		}
+	if t, ok := g.store.Task(g.task); ok {
+		g.hold = t.AddingNotCopied()
 	}
 }
 
@@ -134,5 +126,5 @@ func (g *tableGate) held(t proto.TableID) bool {
 	if time.Since(g.at) > 200*time.Millisecond {
 		g.refresh()
 	}
-	return g.hold[t.Key()]
+	return slices.Contains(g.hold, t.String())
 }

@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -364,11 +365,16 @@ func TestAddAndRemoveTablesOnRunningTask(t *testing.T) {
 		INSERT INTO a SELECT g, 'a' FROM generate_series(1, 1000) g;
 		CREATE TABLE b (id int PRIMARY KEY, v text, n int);
 		CREATE INDEX b_n ON b (n);
-		INSERT INTO b SELECT g, 'b', g FROM generate_series(1, 20000) g;
+		INSERT INTO b SELECT g, 'b', g FROM generate_series(1, 4000) g;
 		CREATE TABLE nokey (v text)`)
 	n := sluicetest.StartNode(t, node.Config{Runner: node.RunnerConfig{PagesPerChunk: 8}})
 	c := &coordinator.Client{BaseURL: n.URL}
-	createTask(t, c, taskYAML("grow", p, "    tables: [a]\n"))
+	// The full-sync throttle makes b's copy take seconds, so that changes
+	// to rows not copied yet arrive while it runs: they must wait for it.
+	objects := func(tables string) []byte {
+		return taskYAML("grow", p, tables+"throttle: { full: { rps: 1000 } }\n")
+	}
+	createTask(t, c, objects("    tables: [a]\n"))
 	waitPhase(t, c, "grow", proto.PhaseIncremental, time.Minute)
 	var copiedBefore string
 	if err := testenv.Conn(t, p.dst.DSN("postgres")).QueryRow(ctx, `SELECT xmin::text FROM a WHERE id = 1`).Scan(&copiedBefore); err != nil {
@@ -376,22 +382,40 @@ func TestAddAndRemoveTablesOnRunningTask(t *testing.T) {
 	}
 
 	// Both tables change all along, the one being added included.
-	stop := startWriter(t, p.src.DSN("postgres"), 3000, time.Millisecond, func(i int) string {
+	stop := startWriter(t, p.src.DSN("postgres"), 60000, time.Millisecond, func(i int) string {
 		return fmt.Sprintf(`INSERT INTO a VALUES (%d, 'w'); UPDATE b SET v = v || '+', n = n + 1 WHERE id = %d; INSERT INTO b VALUES (%d, 'new', 0); DELETE FROM b WHERE id = %d`,
-			2000+i, 1+(i*13)%20000, 30000+i, 2+(i*7)%19000)
+			2000+i, 4000-(i*13)%4000, 30000+i, 3999-(i*7)%3900)
 	})
 	time.Sleep(300 * time.Millisecond)
-	if _, err := c.UpdateTask(ctx, "grow", taskYAML("grow", p, "    tables: [a, nokey]\n")); err == nil || !strings.Contains(err.Error(), "source.replica_identity") {
+	if _, err := c.UpdateTask(ctx, "grow", objects("    tables: [a, nokey]\n")); err == nil || !strings.Contains(err.Error(), "source.replica_identity") {
 		t.Fatalf("adding a table without a key: %v", err)
 	}
-	if _, err := c.UpdateTask(ctx, "grow", taskYAML("grow", p, "    tables: [a, b]\n    filter: { a: \"id > 5\" }\n")); err == nil || !strings.Contains(err.Error(), "objects[0].filter.a") {
+	if _, err := c.UpdateTask(ctx, "grow", objects("    tables: [a, b]\n    filter: { a: \"id > 5\" }\n")); err == nil || !strings.Contains(err.Error(), "objects[0].filter.a") {
 		t.Fatalf("a new filter on a synced table: %v", err)
 	}
-	if _, err := c.UpdateTask(ctx, "grow", taskYAML("grow", p, "    tables: [a, b]\n")); err != nil {
+	if _, err := c.UpdateTask(ctx, "grow", objects("    tables: [a, b]\n")); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Second)
+	// The status names b until its copy is in; the writer runs all along.
+	var seen bool
+	testenv.CheckFor(t, 2*time.Minute, 50*time.Millisecond, func() error {
+		st, err := c.GetTask(ctx, "grow")
+		if err != nil {
+			return err
+		}
+		if len(st.Adding) > 0 {
+			if st.Adding[0] != "public.b" {
+				t.Fatalf("adding: %v", st.Adding)
+			}
+			seen = true
+			return errors.New("b is being copied")
+		}
+		return nil
+	})
 	stop()
+	if !seen {
+		t.Fatal("the status never showed b being added")
+	}
 	waitEqual(t, p, []string{"public.a", "public.b"}, 2*time.Minute)
 	dst := testenv.Conn(t, p.dst.DSN("postgres"))
 	var copiedAfter string
@@ -404,7 +428,7 @@ func TestAddAndRemoveTablesOnRunningTask(t *testing.T) {
 	}
 
 	// Remove a: it leaves the publication, its rows stay at the destination.
-	if _, err := c.UpdateTask(ctx, "grow", taskYAML("grow", p, "    tables: [b]\n")); err != nil {
+	if _, err := c.UpdateTask(ctx, "grow", objects("    tables: [b]\n")); err != nil {
 		t.Fatal(err)
 	}
 	testenv.CheckFor(t, 30*time.Second, 200*time.Millisecond, func() error {

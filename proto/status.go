@@ -66,9 +66,12 @@ type TaskStatus struct {
 	// Throughput of the incremental apply, rows per second (last 10 s).
 	ThroughputRPS float64 `json:"throughput_rps"`
 	// ThroughputBPS: bytes of changes applied per second (last 10 s).
-	ThroughputBPS float64    `json:"throughput_bps"`
-	ConfirmedLSN  string     `json:"confirmed_lsn,omitempty"`
-	LastError     *TaskError `json:"last_error"`
-	CreatedAt     time.Time  `json:"created_at"`
-	Spec          TaskSpec   `json:"spec"`
+	ThroughputBPS float64 `json:"throughput_bps"`
+	ConfirmedLSN  string  `json:"confirmed_lsn,omitempty"`
+	// Adding: tables added to the running task whose copy is not in yet;
+	// their changes wait until it is.
+	Adding    []string   `json:"adding,omitempty"`
+	LastError *TaskError `json:"last_error"`
+	CreatedAt time.Time  `json:"created_at"`
+	Spec      TaskSpec   `json:"spec"`
 }

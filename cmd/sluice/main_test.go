@@ -268,13 +268,13 @@ func TestUp(t *testing.T) {
 
 func TestPrintStatusError(t *testing.T) {
 	now := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
-	st := &proto.TaskStatus{Name: "x", Phase: proto.PhaseIncremental, State: proto.StateRetrying,
+	st := &proto.TaskStatus{Name: "x", Phase: proto.PhaseIncremental, State: proto.StateRetrying, Adding: []string{"public.b"},
 		LastError: &proto.TaskError{Kind: proto.ErrorConnection, Message: "dial tcp:\nrefused", At: now, RetryUntil: now.Add(90 * time.Minute)}}
 	var b bytes.Buffer
 	if err := printStatus(&b, st, now); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"last error:", "connection: dial tcp: refused", "retry until:", "(in 1h30m0s)", "latency:", "-"} {
+	for _, want := range []string{"last error:", "connection: dial tcp: refused", "retry until:", "(in 1h30m0s)", "latency:", "-", "adding:", "public.b (copying"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, b.String())
 		}

@@ -450,6 +450,9 @@ func printStatus(w io.Writer, st *proto.TaskStatus, now time.Time) error {
 	} else {
 		line("tables", "-")
 	}
+	if len(st.Adding) > 0 {
+		line("adding", "%s (copying; their changes wait)", strings.Join(st.Adding, ", "))
+	}
 	line("latency", "%s", latency(st.LatencyMS, " ms"))
 	line("rows applied", "%d", st.RowsApplied)
 	line("throughput", "%.1f rows/s, %s/s", st.ThroughputRPS, mib(st.ThroughputBPS))
