@@ -64,7 +64,13 @@ type ChunkLoad struct {
 	Table   proto.TableID
 	Chunk   int // its index among the table's chunks in the plan
 	Columns []string
-	Format  proto.CopyFormat
+	// Types are the columns' type OIDs and Key names the key columns:
+	// sinks that encode rows themselves (Kafka) need them.
+	Types []uint32
+	Key   []string
+	// SnapshotLSN is where the plan's snapshot cuts the source's history.
+	SnapshotLSN proto.LSN
+	Format      proto.CopyFormat
 	// Keep: the table kept its own rows; a row whose key it has already
 	// is left as it is (conflicting_tables: ignore).
 	Keep bool

@@ -56,7 +56,12 @@ type PlannedCopy struct {
 	// differs (renames into a table that exists there already).
 	Dest        *proto.TableID `json:"dest,omitempty"`
 	DestColumns []string       `json:"dest_columns,omitempty"`
-	Chunks      []PlannedChunk `json:"chunks"`
+	DestKey     []string       `json:"dest_key,omitempty"`
+	// Types (type OIDs, as Columns) and Key (the primary key's columns)
+	// are for destinations that encode rows themselves (Kafka).
+	Types  []uint32       `json:"types,omitempty"`
+	Key    []string       `json:"key,omitempty"`
+	Chunks []PlannedChunk `json:"chunks"`
 }
 
 // Target is the table and columns the rows load into.
@@ -65,6 +70,14 @@ func (p *PlannedCopy) Target() (proto.TableID, []string) {
 		return p.Table, p.Columns
 	}
 	return *p.Dest, p.DestColumns
+}
+
+// TargetKey is the key's columns under the names of Target.
+func (p *PlannedCopy) TargetKey() []string {
+	if p.Dest == nil {
+		return p.Key
+	}
+	return p.DestKey
 }
 
 // PlannedChunk is a range of a table's heap pages, [FromPage, ToPage),
@@ -131,6 +144,9 @@ func (p *FullSyncPlan) clone() *FullSyncPlan {
 	for i, t := range p.Tables {
 		t.Columns = slices.Clone(t.Columns)
 		t.DestColumns = slices.Clone(t.DestColumns)
+		t.DestKey = slices.Clone(t.DestKey)
+		t.Types = slices.Clone(t.Types)
+		t.Key = slices.Clone(t.Key)
 		if t.Dest != nil {
 			d := *t.Dest
 			t.Dest = &d

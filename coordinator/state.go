@@ -278,10 +278,24 @@ func cloneSpec(s proto.TaskSpec) proto.TaskSpec {
 			co.Filter = maps.Clone(o.Filter)
 			co.Operations = cloneLists(o.Operations)
 			co.Columns = cloneLists(o.Columns)
+			co.Topics = maps.Clone(o.Topics)
+			co.Partitions = maps.Clone(o.Partitions)
+			co.PartitionKey = cloneLists(o.PartitionKey)
 			c.Objects[i] = co
 		}
 	}
 	c.Throttle = cloneThrottle(s.Throttle)
+	k := &c.Destination.KafkaSpec
+	k.Brokers = slices.Clone(k.Brokers)
+	k.ExactlyOnce = cloneBool(k.ExactlyOnce)
+	if k.TLS != nil {
+		t := *k.TLS
+		k.TLS = &t
+	}
+	if k.SASL != nil {
+		a := *k.SASL
+		k.SASL = &a
+	}
 	if s.Alerts != nil {
 		al := *s.Alerts
 		al.OnFailure = cloneBool(s.Alerts.OnFailure)

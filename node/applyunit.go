@@ -47,12 +47,9 @@ func (u *applyUnit) attempt(ctx context.Context) error {
 	if !ok {
 		return fmt.Errorf("task %s is gone", u.task)
 	}
-	sink, err := postgres.Open(ctx, postgres.Options{
-		DSN: task.Spec.Destination.DSN, MaxConns: int32(postgres.DefaultShards + 1),
-		Application: fmt.Sprintf("sluice task %s apply %d", u.task, u.group), Logger: u.logger,
-	})
+	sink, err := openSink(ctx, &task.Spec, sinkUse{what: "apply", unit: u.group, conns: int32(postgres.DefaultShards + 1)}, u.logger)
 	if err != nil {
-		return fmt.Errorf("connect to destination: %w", err)
+		return err
 	}
 	defer sink.Close(context.Background())
 	wcfg := u.cfg.Worker

@@ -11,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicedb/sluice/apply"
-	"github.com/sluicedb/sluice/apply/postgres"
 	"github.com/sluicedb/sluice/capture"
 	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/internal/pgconfig"
@@ -53,7 +52,7 @@ func (b *backend) Cleanup(ctx context.Context, spec *proto.TaskSpec) error {
 	if err := apply.DeleteStream(ctx, b.js, spec.Name); err != nil {
 		return err
 	}
-	if sink, err := postgres.Open(ctx, postgres.Options{DSN: spec.Destination.DSN, MaxConns: 1, Application: "sluice cleanup"}); err != nil {
+	if sink, err := openSink(ctx, spec, sinkUse{what: "cleanup"}, b.logger); err != nil {
 		b.logger.Warn("cannot reach the destination to remove the task's positions", "task", spec.Name, "err", err)
 	} else {
 		if err := sink.ResetOffsets(ctx, spec.Name); err != nil {

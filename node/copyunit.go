@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/sluicedb/sluice/apply"
-	"github.com/sluicedb/sluice/apply/postgres"
 	"github.com/sluicedb/sluice/capture"
 	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/internal/throttle"
@@ -82,12 +81,9 @@ func (u *copyUnit) attempt(ctx context.Context, log *slog.Logger) error {
 		return err
 	}
 	defer rd.Close()
-	sink, err := postgres.Open(ctx, postgres.Options{
-		DSN: task.Spec.Destination.DSN, MaxConns: 1,
-		Application: fmt.Sprintf("sluice task %s copy %d", u.task, u.share), Logger: u.logger,
-	})
+	sink, err := openSink(ctx, &task.Spec, sinkUse{what: "copy", unit: u.share}, u.logger)
 	if err != nil {
-		return fmt.Errorf("connect to destination: %w", err)
+		return err
 	}
 	defer sink.Close(context.Background())
 
@@ -103,7 +99,7 @@ func (u *copyUnit) attempt(ctx context.Context, log *slog.Logger) error {
 		c := t.Chunks[w.chunk]
 		chunk := capture.Chunk{Table: t.Table, Columns: t.Columns, FromPage: c.FromPage, ToPage: c.ToPage, Index: w.chunk, Of: len(t.Chunks), Format: t.Format, Filter: t.Filter, Partitioned: t.Partitioned}
 		dest, destCols := t.Target()
-		load := apply.ChunkLoad{Task: u.task, Plan: plan.ID, Table: dest, Chunk: w.chunk, Columns: destCols, Format: t.Format, Keep: t.Keep}
+		load := apply.ChunkLoad{Task: u.task, Plan: plan.ID, Table: dest, Chunk: w.chunk, Columns: destCols, Types: t.Types, Key: t.TargetKey(), SnapshotLSN: plan.LSN, Format: t.Format, Keep: t.Keep}
 		rows, err := sink.CopyChunk(ctx, load, func(w io.Writer) (int64, error) {
 			return rd.Copy(ctx, chunk, &throttledWriter{ctx: ctx, w: w, lim: lim, live: u.live})
 		})

@@ -10,7 +10,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/sluicedb/sluice/apply/postgres"
 	"github.com/sluicedb/sluice/capture"
 	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/proto"
@@ -20,7 +19,7 @@ import (
 // the schema before the load, the parallel copy, and what is cheaper after
 // the load. The capture starts as soon as the snapshot is imported, so the
 // source keeps no more WAL than it must while tables copy.
-func (r *runner) fullPhases(ctx context.Context, g *errgroup.Group, task *coordinator.Task, src *pgx.Conn, sink *postgres.Sink, tables []proto.TableID) error {
+func (r *runner) fullPhases(ctx context.Context, g *errgroup.Group, task *coordinator.Task, src *pgx.Conn, sink taskSink, tables []proto.TableID) error {
 	spec := task.Spec
 	incremental := spec.Sync.IncrementalEnabled()
 	var remaining []proto.TableID
@@ -173,11 +172,21 @@ func (r *runner) fullPhases(ctx context.Context, g *errgroup.Group, task *coordi
 	if !spec.Sync.SchemaEnabled() {
 		return nil
 	}
+	return renameTables(ctx, r.name, sink, spec.Names(), schema)
+}
+
+// renameTables gives loaded tables their destination names, where the
+// destination loads under the source's (tableRenamer).
+func renameTables(ctx context.Context, task string, sink taskSink, names *proto.NameMap, schema *proto.Schema) error {
+	rn, ok := sink.(tableRenamer)
+	if !ok {
+		return nil
+	}
 	defs := make([]*proto.TableDef, len(schema.Tables))
 	for i := range schema.Tables {
 		defs[i] = &schema.Tables[i]
 	}
-	return sink.RenameTables(ctx, r.name, spec.Names(), defs)
+	return rn.RenameTables(ctx, task, names, defs)
 }
 
 func beforeFull(p proto.Phase) bool { return p == proto.PhasePrecheck || p == proto.PhaseSchema }
@@ -185,7 +194,7 @@ func beforeFull(p proto.Phase) bool { return p == proto.PhasePrecheck || p == pr
 // load plans the chunks of tables, shares them among copy units (which
 // the leader places on the task's workers, copyunit.go), and finishes each
 // table once its chunks are loaded. It keeps the snapshot open meanwhile.
-func (r *runner) load(ctx context.Context, holder *capture.SnapshotReader, sink *postgres.Sink, schema *proto.Schema, tables []proto.TableID, tablesTotal int, rowsBefore int64, lsn proto.LSN) error {
+func (r *runner) load(ctx context.Context, holder *capture.SnapshotReader, sink taskSink, schema *proto.Schema, tables []proto.TableID, tablesTotal int, rowsBefore int64, lsn proto.LSN) error {
 	plan, err := r.planLoad(ctx, holder, sink, schema, tables)
 	if err != nil {
 		return err
@@ -266,7 +275,7 @@ func (r *runner) load(ctx context.Context, holder *capture.SnapshotReader, sink 
 // planLoad splits tables into chunks and shares them among copy units:
 // biggest tables first, each chunk to the unit with the least bytes so
 // far, so the units end together.
-func (r *runner) planLoad(ctx context.Context, holder *capture.SnapshotReader, sink *postgres.Sink, schema *proto.Schema, tables []proto.TableID) (*coordinator.FullSyncPlan, error) {
+func (r *runner) planLoad(ctx context.Context, holder *capture.SnapshotReader, sink taskSink, schema *proto.Schema, tables []proto.TableID) (*coordinator.FullSyncPlan, error) {
 	defs := map[string]*proto.TableDef{}
 	for i := range schema.Tables {
 		defs[schema.Tables[i].ID.Key()] = &schema.Tables[i]
@@ -289,6 +298,7 @@ func (r *runner) planLoad(ctx context.Context, holder *capture.SnapshotReader, s
 		return nil, fmt.Errorf("task %s is gone", r.name)
 	}
 	spec := &task.Spec
+	names := spec.Names()
 	plan := &coordinator.FullSyncPlan{}
 	total := 0
 	for _, def := range ordered {
@@ -301,13 +311,14 @@ func (r *runner) planLoad(ctx context.Context, holder *capture.SnapshotReader, s
 			return nil, err
 		}
 		pc := coordinator.PlannedCopy{Table: def.ID, Columns: def.CopiedColumns(), Format: format, Filter: spec.RowFilter(def.ID),
-			Partitioned: def.Partitioned, Keep: task.KeptTables[def.ID.Key()]}
-		if names := spec.Names(); names != nil && !spec.Sync.SchemaEnabled() {
+			Partitioned: def.Partitioned, Keep: task.KeptTables[def.ID.Key()], Types: def.CopiedTypes(), Key: def.PrimaryKey}
+		if _, renames := sink.(tableRenamer); names != nil && (!spec.Sync.SchemaEnabled() || !renames) {
 			// No schema sync: the table exists at the destination under
-			// its new names already. (With schema sync it is created and
-			// loaded under the source's, and renamed after the load.)
+			// its new names already. (With schema sync, a tableRenamer
+			// creates and loads it under the source's and renames it
+			// after the load.)
 			dest := names.Table(def.ID)
-			pc.Dest, pc.DestColumns = &dest, names.ColumnsOf(def.ID, pc.Columns)
+			pc.Dest, pc.DestColumns, pc.DestKey = &dest, names.ColumnsOf(def.ID, pc.Columns), names.ColumnsOf(def.ID, pc.Key)
 		}
 		for _, c := range chunks {
 			pc.Chunks = append(pc.Chunks, coordinator.PlannedChunk{FromPage: c.FromPage, ToPage: c.ToPage})
@@ -338,7 +349,7 @@ func (r *runner) planLoad(ctx context.Context, holder *capture.SnapshotReader, s
 // markKeptTables records the tables that exist at the destination already
 // (conflicting_tables: ignore), once, before the schema sync creates the
 // others.
-func (r *runner) markKeptTables(ctx context.Context, sink *postgres.Sink, tables []proto.TableID) error {
+func (r *runner) markKeptTables(ctx context.Context, sink taskSink, tables []proto.TableID) error {
 	existing, err := sink.ExistingTables(ctx, tables)
 	if err != nil {
 		return fmt.Errorf("look up tables at the destination: %w", err)
@@ -356,7 +367,7 @@ func (r *runner) markKeptTables(ctx context.Context, sink *postgres.Sink, tables
 // snapshot taken now holds every change not in the stream, and the
 // changes at or below its LSN are skipped at the destination
 // (FinishTable). Their apply groups wait meanwhile (tableGate).
-func (r *runner) addTables(ctx context.Context, task *coordinator.Task, src *pgx.Conn, sink *postgres.Sink, tables []proto.TableID) error {
+func (r *runner) addTables(ctx context.Context, task *coordinator.Task, src *pgx.Conn, sink taskSink, tables []proto.TableID) error {
 	spec := task.Spec
 	adding := map[string]bool{}
 	for _, k := range task.Adding {
@@ -416,11 +427,7 @@ func (r *runner) addTables(ctx context.Context, task *coordinator.Task, src *pgx
 		if err := sink.ApplyPostData(ctx, schema); err != nil {
 			return fmt.Errorf("indexes and foreign keys of the added tables: %w", err)
 		}
-		defs := make([]*proto.TableDef, len(schema.Tables))
-		for i := range schema.Tables {
-			defs[i] = &schema.Tables[i]
-		}
-		if err := sink.RenameTables(ctx, r.name, spec.Names(), defs); err != nil {
+		if err := renameTables(ctx, r.name, sink, spec.Names(), schema); err != nil {
 			return err
 		}
 	}

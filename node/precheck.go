@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/sluicedb/sluice/apply/kafka"
 	"github.com/sluicedb/sluice/apply/postgres"
 	"github.com/sluicedb/sluice/capture"
 	"github.com/sluicedb/sluice/internal/pgconfig"
@@ -464,6 +465,10 @@ func (p *prechecker) publicationProblem(id string, err error, what, invalidFix, 
 var errRollback = errors.New("rolled back")
 
 func (p *prechecker) destination(ctx context.Context, tables []proto.TableID) {
+	if p.spec.Destination.Type == "kafka" {
+		p.kafkaDestination(ctx, tables)
+		return
+	}
 	conn, err := pgconfig.Connect(ctx, p.spec.Destination.DSN, "sluice precheck")
 	if err != nil {
 		msg, fix := connectProblem("destination", err)
@@ -691,4 +696,27 @@ func joinTables(ts []proto.TableID) string {
 		s[i] = t.String()
 	}
 	return strings.Join(s, ", ")
+}
+
+// kafkaDestination checks a Kafka destination: brokers, topics,
+// transactions, schema registry.
+func (p *prechecker) kafkaDestination(ctx context.Context, tables []proto.TableID) {
+	names := p.spec.Names()
+	p.naming(tables, names)
+	topics := map[string]int{}
+	for _, t := range tables {
+		topics[p.spec.TopicFor(t)] = p.spec.PartitionsFor(t)
+	}
+	if t := p.spec.Destination.DDLTopic; t != "" && p.spec.Sync.DDLEnabled() {
+		topics[t] = max(topics[t], 1)
+	}
+	topics[proto.Choice(p.spec.Destination.OffsetsTopic, []string{proto.DefaultOffsetsTopic})] = 1
+	opts := kafka.Options{Task: p.spec.Name, Spec: p.spec.Destination.KafkaSpec}
+	for _, c := range kafka.Probe(ctx, opts, topics) {
+		if c.Problem != "" {
+			p.add(c.ID, c.Problem, c.Fix)
+		} else {
+			p.pass(c.ID, c.Found)
+		}
+	}
 }

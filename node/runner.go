@@ -14,7 +14,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sluicedb/sluice/apply"
-	"github.com/sluicedb/sluice/apply/postgres"
 	"github.com/sluicedb/sluice/capture"
 	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/internal/pgconfig"
@@ -282,12 +281,9 @@ func (r *runner) attempt(ctx context.Context) error {
 		return fmt.Errorf("connect to source: %w", err)
 	}
 	defer src.Close(context.Background())
-	sink, err := postgres.Open(ctx, postgres.Options{
-		DSN: spec.Destination.DSN, MaxConns: 2,
-		Application: "sluice task " + r.name, Logger: r.logger,
-	})
+	sink, err := openSink(ctx, &spec, sinkUse{what: "task", conns: 2}, r.logger)
 	if err != nil {
-		return fmt.Errorf("connect to destination: %w", err)
+		return err
 	}
 	defer sink.Close(context.Background())
 

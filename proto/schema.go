@@ -123,6 +123,17 @@ func (t *TableDef) CopiedColumns() []string {
 	return names
 }
 
+// CopiedTypes are the type OIDs of CopiedColumns, in their order.
+func (t *TableDef) CopiedTypes() []uint32 {
+	var oids []uint32
+	for _, c := range t.Columns {
+		if c.Copied() {
+			oids = append(oids, c.TypeOID)
+		}
+	}
+	return oids
+}
+
 // CopyFormat is how full-sync rows travel from the source's COPY TO to the
 // sink.
 type CopyFormat int

@@ -38,7 +38,9 @@ type SourceSpec struct {
 // DestinationSpec is where changes go.
 type DestinationSpec struct {
 	Type string `yaml:"type" json:"type"`
-	DSN  string `yaml:"dsn" json:"dsn"`
+	DSN  string `yaml:"dsn,omitempty" json:"dsn,omitempty"`
+	// Kafka (type: kafka), see kafka.go.
+	KafkaSpec `yaml:",inline" json:",inline"`
 }
 
 // SyncSpec selects the phases. Unset fields default to true, except DDL.
@@ -65,6 +67,12 @@ type ObjectSpec struct {
 	Operations   map[string][]string `yaml:"operations,omitempty" json:"operations,omitempty"`
 	// Columns selects, per table, the columns synced (all when absent).
 	Columns map[string][]string `yaml:"columns,omitempty" json:"columns,omitempty"`
+	// Kafka: Topics maps tables to their own topic (the destination's
+	// topic otherwise), Partitions sets a created topic's partitions, and
+	// PartitionKey the columns hashed under partitioning: primary-key.
+	Topics       map[string]string   `yaml:"topics,omitempty" json:"topics,omitempty"`
+	Partitions   map[string]int      `yaml:"partitions,omitempty" json:"partitions,omitempty"`
+	PartitionKey map[string][]string `yaml:"partition_key,omitempty" json:"partition_key,omitempty"`
 }
 
 // RetrySpec sets how long a task retries before it fails (invariant 7).
@@ -288,6 +296,9 @@ var yamlTypeNames = map[string]string{
 	"proto.TaskSpec":        "",
 	"proto.SourceSpec":      "source.",
 	"proto.DestinationSpec": "destination.",
+	"proto.KafkaSpec":       "destination.",
+	"proto.KafkaTLS":        "destination.tls.",
+	"proto.KafkaSASL":       "destination.sasl.",
 	"proto.SyncSpec":        "sync.",
 	"proto.ObjectSpec":      "objects[].",
 	"proto.RetrySpec":       "retry.",
@@ -337,17 +348,33 @@ func (s *TaskSpec) Validate() error {
 	}
 	switch s.Destination.Type {
 	case "":
-		add("destination.type", "is required (postgres)")
+		add("destination.type", "is required (postgres or kafka)")
 	case "postgres":
 		if s.Destination.DSN == "" {
 			add("destination.dsn", "is required")
 		} else if err := checkPostgresDSN(s.Destination.DSN); err != nil {
 			add("destination.dsn", "%v", err)
 		}
-	case "adbpg", "polardb-o", "doris", "kafka":
-		add("destination.type", "%q is not available yet; this version writes to postgres", s.Destination.Type)
+	case "kafka":
+		s.Destination.KafkaSpec.validate(s.Destination.DSN, add)
+		if s.Sync.SchemaEnabled() && s.ConflictPolicy() == "ignore" {
+			add("conflicting_tables", "does not apply to a kafka destination (topics hold messages, not tables)")
+		}
+	case "adbpg", "polardb-o", "doris":
+		add("destination.type", "%q is not available yet; this version writes to postgres and kafka", s.Destination.Type)
 	default:
-		add("destination.type", "unknown type %q (one of: postgres)", s.Destination.Type)
+		add("destination.type", "unknown type %q (one of: postgres, kafka)", s.Destination.Type)
+	}
+	if s.Destination.Type == "kafka" {
+		for i := range s.Objects {
+			validateKafkaObjects(i, &s.Objects[i], add)
+		}
+	} else {
+		for i, o := range s.Objects {
+			if len(o.Topics) > 0 || len(o.Partitions) > 0 || len(o.PartitionKey) > 0 {
+				add(fmt.Sprintf("objects[%d]", i), "topics, partitions and partition_key are for a kafka destination")
+			}
+		}
 	}
 	if !s.Sync.SchemaEnabled() && !s.Sync.FullEnabled() && !s.Sync.IncrementalEnabled() {
 		add("sync", "nothing to do: schema, full and incremental are all false")
@@ -547,6 +574,7 @@ func checkPostgresDSN(dsn string) error {
 func (s TaskSpec) Redacted() TaskSpec {
 	s.Source.DSN = RedactDSN(s.Source.DSN)
 	s.Destination.DSN = RedactDSN(s.Destination.DSN)
+	s.Destination.KafkaSpec = s.Destination.KafkaSpec.redacted()
 	return s
 }
 

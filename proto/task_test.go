@@ -1,6 +1,7 @@
 package proto
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -36,7 +37,7 @@ retry: { connection: 30m, other: 5m }
 		}
 	}
 	// Every bad value is named at once.
-	bad := "name: Bad Name\nsource: {dsn: 'mysql://x'}\ndestination: {type: kafka}\nobjects: [{schema: sluice}]\nretry: {connection: forever, other: 10ms}\nconflicting_tables: maybe\n"
+	bad := "name: Bad Name\nsource: {dsn: 'mysql://x'}\ndestination: {type: doris}\nobjects: [{schema: sluice}]\nretry: {connection: forever, other: 10ms}\nconflicting_tables: maybe\n"
 	_, err = ParseTaskSpec([]byte(bad))
 	if err == nil {
 		t.Fatal("accepted")
@@ -80,5 +81,58 @@ func TestRedactDSN(t *testing.T) {
 		if got := RedactDSN(in); got != want {
 			t.Errorf("RedactDSN(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestKafkaDestinationSpec(t *testing.T) {
+	good := `name: k
+source: {dsn: postgres://a@b/c}
+destination:
+  type: kafka
+  brokers: [127.0.0.1:9092]
+  topic: cdc
+  format: canal
+  partitioning: table
+  compression: zstd
+  acks: all
+  exactly_once: false
+  ddl_topic: cdc-ddl
+  sasl: {mechanism: SCRAM-SHA-256, user: u, password: secret}
+objects:
+  - schema: public
+    topics: {orders: orders-cdc}
+    partitions: {orders: 6}
+    partition_key: {orders: [customer_id]}
+`
+	spec, err := ParseTaskSpec([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := spec.Destination
+	if d.Format != "canal" || d.ExactlyOnceEnabled() || d.DDLTopic != "cdc-ddl" || spec.TopicFor(TableID{"public", "orders"}) != "orders-cdc" ||
+		spec.TopicFor(TableID{"public", "x"}) != "cdc" || spec.PartitionsFor(TableID{"public", "orders"}) != 6 ||
+		!slices.Equal(spec.PartitionKeyOf(TableID{"public", "orders"}), []string{"customer_id"}) {
+		t.Fatalf("%+v", spec)
+	}
+	if r := spec.Redacted(); r.Destination.SASL.Password != "xxxxx" || spec.Destination.SASL.Password != "secret" {
+		t.Fatalf("redacted: %+v, original %+v", r.Destination.SASL, spec.Destination.SASL)
+	}
+	bad := `name: k
+source: {dsn: postgres://a@b/c}
+destination: {type: kafka, dsn: "postgres://x@y/z", brokers: [nohost], topic: "bad topic", format: json, partitioning: random, compression: brotli, acks: "1", schema_registry: "http://r"}
+objects: [{schema: public, topics: {a: "x y"}, partitions: {a: 0}, partition_key: {a: []}}]
+`
+	_, err = ParseTaskSpec([]byte(bad))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, field := range []string{"destination.dsn:", "destination.brokers[0]:", "destination.topic:", "destination.format:", "destination.partitioning:",
+		"destination.compression:", "destination.acks:", "destination.schema_registry:", "objects[0].topics.a:", "objects[0].partitions.a:", "objects[0].partition_key.a:"} {
+		if !strings.Contains(err.Error(), field) {
+			t.Errorf("error does not name %s: %v", field, err)
+		}
+	}
+	if _, err := ParseTaskSpec([]byte("name: k\nsource: {dsn: postgres://a@b/c}\ndestination: {type: postgres, dsn: postgres://a@b/c}\nobjects: [{schema: public, topics: {a: b}}]\n")); err == nil || !strings.Contains(err.Error(), "for a kafka destination") {
+		t.Fatalf("topics on postgres: %v", err)
 	}
 }

@@ -82,3 +82,12 @@ func Connect(ctx context.Context, dsn, application string) (*pgx.Conn, error) {
 	}
 	return pgx.ConnectConfig(ctx, cfg)
 }
+
+// Database is the database a DSN names ("" when it cannot be parsed).
+func Database(dsn string) string {
+	cfg, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		return ""
+	}
+	return cfg.Database
+}

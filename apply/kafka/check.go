@@ -1,0 +1,125 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/sluicedb/sluice/proto"
+)
+
+// Check is one precheck finding about a Kafka destination: Problem empty
+// means it passed, with Found saying what it saw.
+type Check struct {
+	ID, Found, Problem, Fix string
+}
+
+// Probe checks what a task needs of the brokers, creating nothing: they
+// answer, the topics exist or may be created (topics: name → partitions),
+// transactions work when exactly_once is on, and the schema registry
+// answers.
+func Probe(ctx context.Context, opts Options, topics map[string]int) []Check {
+	var out []Check
+	fail := func(id, problem, fix string) { out = append(out, Check{ID: id, Problem: problem, Fix: fix}) }
+	pass := func(id, found string) { out = append(out, Check{ID: id, Found: found}) }
+	cfg, err := opts.saramaConfig("")
+	if err != nil {
+		fail("destination.connect", err.Error(), "fix the destination's settings")
+		return out
+	}
+	client, err := connect(ctx, opts.Spec.Brokers, cfg)
+	if err != nil {
+		fail("destination.connect", err.Error(), "check destination.brokers and that the brokers are reachable from every Sluice node; with TLS or SASL, check destination.tls and destination.sasl")
+		return out
+	}
+	defer client.Close()
+	pass("destination.connect", fmt.Sprintf("connected to %d broker(s) at %s", len(client.Brokers()), strings.Join(opts.Spec.Brokers, ",")))
+
+	admin, err := sarama.NewClusterAdminFromClient(client)
+	if err != nil {
+		fail("destination.topics", "cannot open an admin connection: "+err.Error(), "")
+		return out
+	}
+	var created, existing, refused []string
+	for _, topic := range slices.Sorted(maps.Keys(topics)) {
+		if ps, err := client.Partitions(topic); err == nil && len(ps) > 0 {
+			existing = append(existing, topic)
+			continue
+		}
+		err := admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: int32(max(1, topics[topic])), ReplicationFactor: replicationFactor(opts.Spec)}, true)
+		if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
+			refused = append(refused, fmt.Sprintf("%s (%v)", topic, err))
+			continue
+		}
+		created = append(created, topic)
+	}
+	if len(refused) > 0 {
+		fail("destination.topics", "these topics do not exist and cannot be created: "+strings.Join(refused, "; "),
+			"create them, or allow Sluice's Kafka user to create topics (CREATE on the cluster)")
+	} else {
+		found := "topics exist: " + strings.Join(existing, ", ")
+		if len(created) > 0 {
+			found = "topics to create: " + strings.Join(created, ", ")
+			if len(existing) > 0 {
+				found += "; exist: " + strings.Join(existing, ", ")
+			}
+		}
+		pass("destination.topics", found)
+	}
+
+	if opts.Spec.ExactlyOnceEnabled() {
+		pcfg, err := opts.saramaConfig("sluice." + opts.Task + ".precheck")
+		if err == nil {
+			var p sarama.SyncProducer
+			if p, err = sarama.NewSyncProducer(opts.Spec.Brokers, pcfg); err == nil {
+				p.Close()
+			}
+		}
+		if err != nil {
+			fail("destination.transactions", "a transactional producer cannot start: "+err.Error(),
+				"allow Sluice's Kafka user transactions (WRITE and DESCRIBE on transactional ids sluice.*, IDEMPOTENT_WRITE on the cluster), or set exactly_once: false")
+		} else {
+			pass("destination.transactions", "a transactional producer starts (exactly_once)")
+		}
+	}
+	if url := opts.Spec.SchemaRegistry; url != "" {
+		if err := pingRegistry(ctx, url); err != nil {
+			fail("destination.schema_registry", err.Error(), "check destination.schema_registry: the URL of a Confluent-compatible schema registry")
+		} else {
+			pass("destination.schema_registry", "the schema registry answers")
+		}
+	}
+	return out
+}
+
+func replicationFactor(k proto.KafkaSpec) int16 {
+	if k.ReplicationFactor == 0 {
+		return -1 // the brokers' default.replication.factor
+	}
+	return int16(k.ReplicationFactor)
+}
+
+func pingRegistry(ctx context.Context, url string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(url, "/")+"/subjects", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("schema registry: %s", proto.RedactDSN(err.Error()))
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("schema registry %s answers %s", proto.RedactDSN(url), resp.Status)
+	}
+	return nil
+}

@@ -1,0 +1,257 @@
+package kafka
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/sluicedb/sluice/apply"
+	"github.com/sluicedb/sluice/internal/testenv"
+	"github.com/sluicedb/sluice/proto"
+)
+
+var tableA = proto.TableID{Schema: "public", Name: "a"}
+
+var colsA = []proto.Column{{Name: "id", TypeOID: 23, Key: true}, {Name: "v", TypeOID: 25}}
+
+func text(vals ...string) proto.Tuple {
+	t := proto.Tuple{}
+	for _, v := range vals {
+		t.Kinds = append(t.Kinds, proto.KindText)
+		t.Values = append(t.Values, []byte(v))
+	}
+	return t
+}
+
+func pos(lsn uint64, idx uint32) proto.Position { return proto.Position{LSN: proto.LSN(lsn), Idx: idx} }
+
+// changes builds one Apply call for table a.
+func changes(epoch uint64, rows ...proto.Row) *apply.Changes {
+	last := rows[len(rows)-1].Pos
+	return &apply.Changes{Task: "t", Epoch: epoch,
+		Segments:  []*apply.Segment{{Table: tableA, Columns: colsA, Identity: proto.IdentityDefault, Rows: rows}},
+		Positions: map[string]proto.Position{tableA.Key(): last}, Tables: map[string]proto.TableID{tableA.Key(): tableA}}
+}
+
+func insert(p proto.Position, id, v string) proto.Row {
+	return proto.Row{Op: proto.OpInsert, Pos: p, New: text(id, v)}
+}
+
+func openSink(t *testing.T, k *testenv.Kafka, unit string, mod func(*Options)) *Sink {
+	t.Helper()
+	opts := Options{Task: "t", Spec: proto.KafkaSpec{Brokers: k.Brokers, Topic: "cdc"}, Database: "db", TransactionalID: unit}
+	if mod != nil {
+		mod(&opts)
+	}
+	s, err := Open(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	return s
+}
+
+// afters decodes the Debezium values' after images' v column, in order.
+func afters(t *testing.T, recs []testenv.Record) []string {
+	t.Helper()
+	var out []string
+	for _, r := range recs {
+		var m struct {
+			Op     string         `json:"op"`
+			After  map[string]any `json:"after"`
+			Before map[string]any `json:"before"`
+		}
+		if err := json.Unmarshal(r.Value, &m); err != nil {
+			t.Fatalf("%s: %v", r.Value, err)
+		}
+		img := m.After
+		if img == nil {
+			img = m.Before
+		}
+		out = append(out, fmt.Sprintf("%s:%v:%v", m.Op, img["id"], img["v"]))
+	}
+	return out
+}
+
+func TestSinkWritesEachChangeOnce(t *testing.T) {
+	k := testenv.NewKafka(t)
+	ctx := context.Background()
+	s := openSink(t, k, "t.apply.0", nil)
+	if got, err := s.Offsets(ctx, "t"); err != nil || len(got) != 0 {
+		t.Fatalf("offsets of a new task: %v %v", got, err)
+	}
+	upd := proto.Row{Op: proto.OpUpdate, Pos: pos(20, 0), New: text("1", "one+"), Old: text("1", "one")}
+	del := proto.Row{Op: proto.OpDelete, Pos: pos(20, 1), Old: proto.Tuple{Kinds: []byte{proto.KindText, proto.KindNull}, Values: [][]byte{[]byte("2"), nil}}}
+	if err := s.Apply(ctx, changes(1, insert(pos(10, 0), "1", "one"), insert(pos(10, 1), "2", "two"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply(ctx, changes(1, upd, del)); err != nil {
+		t.Fatal(err)
+	}
+	got := afters(t, k.ReadTopic(t, "cdc"))
+	want := []string{"c:1:one", "c:2:two", "u:1:one+", "d:2:<nil>"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("messages %v, want %v", got, want)
+	}
+	// A new owner of the unit reads the position back.
+	s2 := openSink(t, k, "t.apply.0", nil)
+	offs, err := s2.Offsets(ctx, "t")
+	if err != nil || offs[tableA.Key()] != pos(20, 1) {
+		t.Fatalf("offsets: %v %v", offs, err)
+	}
+	// Reset forgets them.
+	if err := s2.ResetOffsets(ctx, "t"); err != nil {
+		t.Fatal(err)
+	}
+	if offs, err := openSink(t, k, "t.apply.0", nil).Offsets(ctx, "t"); err != nil || len(offs) != 0 {
+		t.Fatalf("offsets after reset: %v %v", offs, err)
+	}
+}
+
+func TestSinkFencing(t *testing.T) {
+	k := testenv.NewKafka(t)
+	ctx := context.Background()
+	old := openSink(t, k, "t.apply.0", nil)
+	if _, err := old.Offsets(ctx, "t"); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Apply(ctx, changes(1, insert(pos(10, 0), "1", "old owner"))); err != nil {
+		t.Fatal(err)
+	}
+	// The new owner of the unit starts its producer: the old one is
+	// fenced at the brokers and cannot commit.
+	cur := openSink(t, k, "t.apply.0", nil)
+	if _, err := cur.Offsets(ctx, "t"); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Apply(ctx, changes(1, insert(pos(11, 0), "2", "zombie"))); !errors.Is(err, apply.ErrFenced) {
+		t.Fatalf("zombie apply: %v", err)
+	}
+	if err := cur.Apply(ctx, changes(2, insert(pos(11, 0), "2", "new owner"))); err != nil {
+		t.Fatal(err)
+	}
+	// A writer with an older epoch (another unit id) is refused too.
+	stale := openSink(t, k, "t.apply.other", nil)
+	if _, err := stale.Offsets(ctx, "t"); err != nil {
+		t.Fatal(err)
+	}
+	if err := stale.Apply(ctx, changes(1, insert(pos(12, 0), "3", "stale epoch"))); !errors.Is(err, apply.ErrFenced) {
+		t.Fatalf("older epoch: %v", err)
+	}
+	got := afters(t, k.ReadTopic(t, "cdc"))
+	if strings.Join(got, " ") != "c:1:old owner c:2:new owner" {
+		t.Fatalf("messages: %v", got)
+	}
+}
+
+func TestSinkLoadsEachChunkOnce(t *testing.T) {
+	k := testenv.NewKafka(t)
+	ctx := context.Background()
+	capture := openSink(t, k, "t.task", nil)
+	if err := capture.BeginTable(ctx, "t", tableA, 7, false); err != nil {
+		t.Fatal(err)
+	}
+	copier := openSink(t, k, "t.copy", nil)
+	load := apply.ChunkLoad{Task: "t", Plan: 7, Table: tableA, Chunk: 0, Columns: []string{"id", "v"}, Types: []uint32{23, 25}, Key: []string{"id"}, Format: proto.CopyText}
+	data := "1\tfirst\\ttab\n2\t\\N\n3\tback\\\\slash \\x41\\101\n"
+	read := func(w io.Writer) (int64, error) {
+		n, err := io.WriteString(w, data)
+		return int64(n), err
+	}
+	for i := 0; i < 2; i++ { // the second attempt finds the chunk loaded
+		if rows, err := copier.CopyChunk(ctx, load, read); err != nil || rows != 3 {
+			t.Fatalf("attempt %d: %d rows, %v", i, rows, err)
+		}
+	}
+	stalePlan := load
+	stalePlan.Plan, stalePlan.Chunk = 6, 1
+	if _, err := copier.CopyChunk(ctx, stalePlan, read); !errors.Is(err, apply.ErrFenced) {
+		t.Fatalf("chunk of a replaced plan: %v", err)
+	}
+	if err := capture.BeginTable(ctx, "t", tableA, 6, false); !errors.Is(err, apply.ErrFenced) {
+		t.Fatalf("older plan: %v", err)
+	}
+	if err := capture.FinishTable(ctx, "t", tableA, 7, pos(100, 0), 1); err != nil {
+		t.Fatal(err)
+	}
+	late := load
+	late.Chunk = 2
+	if _, err := copier.CopyChunk(ctx, late, read); !errors.Is(err, apply.ErrFenced) {
+		t.Fatalf("chunk after the table finished: %v", err)
+	}
+	if offs, err := openSink(t, k, "t.apply.0", nil).Offsets(ctx, "t"); err != nil || offs[tableA.Key()] != pos(100, 0) {
+		t.Fatalf("position after the copy: %v %v", offs, err)
+	}
+	got := afters(t, k.ReadTopic(t, "cdc"))
+	if want := `r:1:first	tab r:2:<nil> r:3:back\slash AA`; strings.Join(got, " ") != want {
+		t.Fatalf("snapshot messages %q, want %q", strings.Join(got, " "), want)
+	}
+}
+
+func TestSinkPartitioning(t *testing.T) {
+	k := testenv.NewKafka(t)
+	ctx := context.Background()
+	for _, policy := range []string{"primary-key", "table", "single"} {
+		t.Run(policy, func(t *testing.T) {
+			topic := "p-" + policy
+			s := openSink(t, k, "t.apply."+policy, func(o *Options) {
+				o.Spec.Partitioning = policy
+				o.Routes = map[string]Route{tableA.Key(): {Topic: topic, Partitions: 4}}
+			})
+			var rows []proto.Row
+			for i := range 40 {
+				rows = append(rows, insert(pos(uint64(10+i), 0), fmt.Sprint(i%10), fmt.Sprint(i)))
+			}
+			if err := s.Apply(ctx, changes(1, rows...)); err != nil {
+				t.Fatal(err)
+			}
+			recs := k.ReadTopic(t, topic)
+			if len(recs) != 40 {
+				t.Fatalf("%d messages", len(recs))
+			}
+			partOf := map[string]int32{}
+			parts := map[int32]bool{}
+			for _, r := range recs {
+				if p, ok := partOf[string(r.Key)]; ok && p != r.Partition {
+					t.Fatalf("key %s in partitions %d and %d", r.Key, p, r.Partition)
+				}
+				partOf[string(r.Key)] = r.Partition
+				parts[r.Partition] = true
+			}
+			switch {
+			case policy == "primary-key" && len(parts) < 2:
+				t.Fatalf("10 keys all in one partition: %v", parts)
+			case policy == "table" && len(parts) != 1:
+				t.Fatalf("one table in partitions %v", parts)
+			case policy == "single" && (len(parts) != 1 || !parts[0]):
+				t.Fatalf("single: partitions %v", parts)
+			}
+		})
+	}
+}
+
+func TestSinkCompression(t *testing.T) {
+	k := testenv.NewKafka(t)
+	ctx := context.Background()
+	for _, codec := range proto.KafkaCompressions {
+		t.Run(codec, func(t *testing.T) {
+			topic := "z-" + codec
+			s := openSink(t, k, "t.apply."+codec, func(o *Options) {
+				o.Spec.Compression = codec
+				o.DefaultTopic = topic
+			})
+			big := strings.Repeat("compressible ", 500)
+			if err := s.Apply(ctx, changes(1, insert(pos(10, 0), "1", big), insert(pos(10, 1), "2", "small"))); err != nil {
+				t.Fatal(err)
+			}
+			got := afters(t, k.ReadTopic(t, topic))
+			if len(got) != 2 || got[0] != "c:1:"+big || got[1] != "c:2:small" {
+				t.Fatalf("read back %d messages", len(got))
+			}
+		})
+	}
+}

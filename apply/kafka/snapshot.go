@@ -1,0 +1,270 @@
+package kafka
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/sluicedb/sluice/apply"
+	"github.com/sluicedb/sluice/proto"
+)
+
+// Full sync. A table's plan record binds it to the full-sync plan that
+// loads it; each chunk is written by a producer of its own whose
+// transactional id names the chunk, so a second owner of the chunk fences
+// the first, and finds its record if the first committed. Messages of a
+// plan that was replaced stay in the topics (Kafka cannot take them
+// back): readers see those snapshot rows again, keyed as before.
+
+// CopyFormatFor: the sink parses COPY's text form.
+func (s *Sink) CopyFormatFor(context.Context, *proto.TableDef, int) (proto.CopyFormat, error) {
+	return proto.CopyText, nil
+}
+
+// BeginTable binds table t to plan. keep means nothing here: topics keep
+// what they hold.
+func (s *Sink) BeginTable(ctx context.Context, task string, t proto.TableID, plan uint64, _ bool) error {
+	if err := s.syncOwn(ctx, task); err != nil {
+		return err
+	}
+	tables, _ := s.log.snapshot(task)
+	if cur := tables[t.Key()]; cur.plan > plan {
+		return fmt.Errorf("%w: a newer full-sync plan than %d loads %s", apply.ErrFenced, plan, t)
+	}
+	m := offsetsMessage(s.opts.offsetsTopic(), recordKey{Task: task, Kind: "plan", Table: t.Key()}, &record{Plan: plan})
+	if err := s.write([]*sarama.ProducerMessage{m}); err != nil {
+		return err
+	}
+	return s.syncOwn(ctx, task)
+}
+
+// FinishTable closes t to chunks and stores its copy's position.
+func (s *Sink) FinishTable(ctx context.Context, task string, t proto.TableID, plan uint64, at proto.Position, epoch uint64) error {
+	if err := s.syncOwn(ctx, task); err != nil {
+		return err
+	}
+	tables, _ := s.log.snapshot(task)
+	if cur := tables[t.Key()]; cur.plan != plan {
+		return fmt.Errorf("%w: %s is not loaded by full-sync plan %d", apply.ErrFenced, t, plan)
+	}
+	topic := s.opts.offsetsTopic()
+	msgs := []*sarama.ProducerMessage{
+		offsetsMessage(topic, recordKey{Task: task, Kind: "plan", Table: t.Key()}, &record{Plan: plan, Finished: true}),
+		offsetsMessage(topic, recordKey{Task: task, Kind: "pos", Table: t.Key()}, posRecord(at, epoch)),
+	}
+	if err := s.write(msgs); err != nil {
+		return err
+	}
+	return s.syncOwn(ctx, task)
+}
+
+// CopyChunk writes a chunk's rows as snapshot messages (op r) and the
+// chunk's record in one transaction, unless the chunk is written already.
+func (s *Sink) CopyChunk(ctx context.Context, c apply.ChunkLoad, read func(w io.Writer) (int64, error)) (int64, error) {
+	unit := fmt.Sprintf("%s.copy.%d.%s.%d", s.opts.TransactionalID, c.Plan, c.Table, c.Chunk)
+	txnID := ""
+	if s.opts.Spec.ExactlyOnceEnabled() {
+		txnID = unit
+	}
+	p, err := s.newProducer(txnID)
+	if err != nil {
+		return 0, err
+	}
+	defer p.Close()
+	if err := s.sync(ctx, c.Task, p, unit); err != nil {
+		return 0, err
+	}
+	tables, chunks := s.log.snapshot(c.Task)
+	if rows, done := chunks[recordKey{Table: c.Table.Key(), Plan: c.Plan, Chunk: c.Chunk}]; done {
+		return rows, nil // written by an earlier attempt
+	}
+	if cur := tables[c.Table.Key()]; cur.plan != c.Plan || cur.finished {
+		return 0, fmt.Errorf("%w: %s is loaded by full-sync plan %d (finished: %t), not %d", apply.ErrFenced, c.Table, cur.plan, cur.finished, c.Plan)
+	}
+	route := s.opts.route(c.Table)
+	partitions, err := s.topicPartitions(route)
+	if err != nil {
+		return 0, err
+	}
+	cols := make([]proto.Column, len(c.Columns))
+	for i, name := range c.Columns {
+		cols[i] = proto.Column{Name: name, Key: slices.Contains(c.Key, name)}
+		if i < len(c.Types) {
+			cols[i].TypeOID = c.Types[i]
+		}
+	}
+
+	if p.IsTransactional() {
+		if err := p.BeginTxn(); err != nil {
+			return 0, classify(err)
+		}
+	}
+	fail := func(err error) (int64, error) {
+		if p.IsTransactional() {
+			_ = p.AbortTxn()
+		}
+		return 0, classify(err)
+	}
+	pr, pw := io.Pipe()
+	readErr := make(chan error, 1)
+	go func() {
+		_, err := read(pw)
+		pw.CloseWithError(err)
+		readErr <- err
+	}()
+	var rows int64
+	batch := make([]*sarama.ProducerMessage, 0, 512)
+	flush := func() error {
+		err := sendAll(p, batch)
+		batch = batch[:0]
+		return err
+	}
+	err = readCopyText(pr, len(cols), func(t proto.Tuple) error {
+		// Snapshot rows sit at the snapshot's LSN, read now.
+		ev := &Event{Database: s.opts.Database, Table: c.Table, Columns: cols, Snapshot: true,
+			Row: &proto.Row{Op: proto.OpInsert, Pos: proto.Position{LSN: c.SnapshotLSN}, CommitTimeUS: time.Now().UnixMicro(), New: t}}
+		out, err := s.rowMessages(ctx, route, partitions, ev)
+		if err != nil {
+			return err
+		}
+		rows++
+		if batch = append(batch, out...); len(batch) == cap(batch) {
+			return flush()
+		}
+		return nil
+	})
+	pr.CloseWithError(errors.New("the sink stopped reading"))
+	if rerr := <-readErr; rerr != nil && err == nil {
+		err = rerr
+	}
+	if err == nil {
+		batch = append(batch, offsetsMessage(s.opts.offsetsTopic(), recordKey{Task: c.Task, Kind: "chunk", Table: c.Table.Key(), Plan: c.Plan, Chunk: c.Chunk}, &record{Rows: rows}))
+		err = flush()
+	}
+	if err != nil {
+		return fail(err)
+	}
+	if p.IsTransactional() {
+		if err := p.CommitTxn(); err != nil {
+			return fail(err)
+		}
+	}
+	return rows, nil
+}
+
+// readCopyText parses COPY's text format: rows end in a newline, fields
+// are separated by tabs, \N is NULL, and backslash escapes the rest. Each
+// field comes out as the type's text form, as pgoutput sends it.
+func readCopyText(r io.Reader, ncols int, row func(proto.Tuple) error) error {
+	br := bufio.NewReaderSize(r, 1<<20)
+	for {
+		line, err := br.ReadBytes('\n')
+		if len(line) > 0 {
+			if line[len(line)-1] != '\n' {
+				return errors.New("COPY data ended inside a row")
+			}
+			t, perr := parseCopyLine(line[:len(line)-1], ncols)
+			if perr != nil {
+				return perr
+			}
+			if err := row(t); err != nil {
+				return err
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func parseCopyLine(line []byte, ncols int) (proto.Tuple, error) {
+	t := proto.Tuple{Kinds: make([]byte, 0, ncols), Values: make([][]byte, 0, ncols)}
+	for _, field := range bytes.Split(line, []byte{'\t'}) {
+		if string(field) == `\N` {
+			t.Kinds = append(t.Kinds, proto.KindNull)
+			t.Values = append(t.Values, nil)
+			continue
+		}
+		v, err := unescapeCopy(field)
+		if err != nil {
+			return t, err
+		}
+		t.Kinds = append(t.Kinds, proto.KindText)
+		t.Values = append(t.Values, v)
+	}
+	if len(t.Kinds) != ncols {
+		return t, fmt.Errorf("COPY row has %d fields, expected %d", len(t.Kinds), ncols)
+	}
+	return t, nil
+}
+
+// unescapeCopy undoes COPY text escapes (\b \f \n \r \t \v \\, octal
+// \ooo and hex \xhh).
+func unescapeCopy(f []byte) ([]byte, error) {
+	if bytes.IndexByte(f, '\\') < 0 {
+		return slices.Clone(f), nil
+	}
+	out := make([]byte, 0, len(f))
+	for i := 0; i < len(f); i++ {
+		c := f[i]
+		if c != '\\' || i+1 == len(f) {
+			out = append(out, c)
+			continue
+		}
+		i++
+		switch e := f[i]; e {
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'v':
+			out = append(out, '\v')
+		case 'x':
+			j := i + 1
+			for j < len(f) && j < i+3 && isHex(f[j]) {
+				j++
+			}
+			if j == i+1 {
+				out = append(out, 'x')
+				continue
+			}
+			n, _ := strconv.ParseUint(string(f[i+1:j]), 16, 8)
+			out = append(out, byte(n))
+			i = j - 1
+		default:
+			if e >= '0' && e <= '7' {
+				j := i
+				for j < len(f) && j < i+3 && f[j] >= '0' && f[j] <= '7' {
+					j++
+				}
+				n, _ := strconv.ParseUint(string(f[i:j]), 8, 16)
+				out = append(out, byte(n))
+				i = j - 1
+				continue
+			}
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}

@@ -1,0 +1,165 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+
+	"github.com/IBM/sarama"
+
+	"github.com/sluicedb/sluice/proto"
+)
+
+// ensureTopic creates topic with the given partitions when it is missing.
+// Brokers that do not allow it leave the user to create it: the error
+// says so.
+func (s *Sink) ensureTopic(topic string, partitions int, configs map[string]*string) error {
+	s.mu.Lock()
+	_, known := s.partitions[topic]
+	s.mu.Unlock()
+	if known {
+		return nil
+	}
+	if err := s.client.RefreshMetadata(topic); err == nil {
+		if ps, err := s.client.Partitions(topic); err == nil && len(ps) > 0 {
+			s.setPartitions(topic, len(ps))
+			return nil
+		}
+	}
+	admin, err := s.clusterAdmin()
+	if err != nil {
+		return err
+	}
+	err = admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: int32(max(1, partitions)), ReplicationFactor: replicationFactor(s.opts.Spec), ConfigEntries: configs}, false)
+	if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
+		return fmt.Errorf("topic %s does not exist and cannot be created (%w): create it, or let Sluice's user create topics", topic, err)
+	}
+	if err := s.client.RefreshMetadata(topic); err != nil {
+		return fmt.Errorf("topic %s: %w", topic, err)
+	}
+	ps, err := s.client.Partitions(topic)
+	if err != nil {
+		return fmt.Errorf("topic %s: %w", topic, err)
+	}
+	s.setPartitions(topic, len(ps))
+	return nil
+}
+
+func (s *Sink) setPartitions(topic string, n int) {
+	s.mu.Lock()
+	s.partitions[topic] = n
+	s.mu.Unlock()
+}
+
+func (s *Sink) clusterAdmin() (sarama.ClusterAdmin, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.admin != nil {
+		return s.admin, nil
+	}
+	a, err := sarama.NewClusterAdmin(s.opts.Spec.Brokers, s.cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kafka admin connection: %w", err)
+	}
+	s.admin = a
+	return a, nil
+}
+
+// topicPartitions is a route's topic's partition count, the topic
+// created if needed.
+func (s *Sink) topicPartitions(r Route) (int, error) {
+	if err := s.ensureTopic(r.Topic, r.Partitions, nil); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.partitions[r.Topic], nil
+}
+
+// partitionOf places a row: everything in partition 0 (single), a table
+// in one partition (table), or by the hash of its partition key columns
+// (primary-key: the table's key unless the route names columns; every
+// column for a table without a key). A key's changes thus stay in one
+// partition, in order.
+func (s *Sink) partitionOf(r Route, partitions int, ev *Event) int32 {
+	if partitions <= 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	switch proto.Choice(s.opts.Spec.Partitioning, proto.KafkaPartitionings) {
+	case "single":
+		return 0
+	case "table":
+		h.Write([]byte(ev.Table.String()))
+	default:
+		row := ev.Row
+		t := row.New
+		if row.Op == proto.OpDelete || t.Len() == 0 {
+			t = row.Old
+		}
+		for _, i := range partitionColumns(r, ev.Columns) {
+			if i < t.Len() {
+				h.Write([]byte{t.Kinds[i]})
+				h.Write(t.Values[i])
+				h.Write([]byte{0})
+			}
+		}
+	}
+	return int32(h.Sum32() % uint32(partitions))
+}
+
+// partitionColumns are the indexes of the columns hashed for a row.
+func partitionColumns(r Route, cols []proto.Column) []int {
+	var out []int
+	if len(r.PartitionKey) > 0 {
+		for _, name := range r.PartitionKey {
+			for i, c := range cols {
+				if c.Name == name {
+					out = append(out, i)
+				}
+			}
+		}
+		if len(out) > 0 {
+			return out
+		}
+	}
+	for i, c := range cols {
+		if c.Key {
+			out = append(out, i)
+		}
+	}
+	if len(out) > 0 {
+		return out
+	}
+	for i := range cols {
+		out = append(out, i)
+	}
+	return out
+}
+
+// ApplyPreData creates the tables' topics and the DDL topic.
+func (s *Sink) ApplyPreData(_ context.Context, sc *proto.Schema) error {
+	for i := range sc.Tables {
+		r := s.opts.route(sc.Tables[i].ID)
+		if err := s.ensureTopic(r.Topic, r.Partitions, nil); err != nil {
+			return err
+		}
+	}
+	if t := s.opts.Spec.DDLTopic; t != "" {
+		return s.ensureTopic(t, 1, nil)
+	}
+	return nil
+}
+
+// ApplyPostData has nothing to do: topics have no indexes.
+func (s *Sink) ApplyPostData(context.Context, *proto.Schema) error { return nil }
+
+// SyncSequences has nothing to do: topics have no sequences.
+func (s *Sink) SyncSequences(context.Context, *proto.Schema) error { return nil }
+
+// ExistingTables: topics are shared and appended to, so no table
+// conflicts with what a topic holds.
+func (s *Sink) ExistingTables(context.Context, []proto.TableID) ([]proto.TableID, error) {
+	return nil, nil
+}
