@@ -76,6 +76,23 @@ type ChunkLoad struct {
 	Keep bool
 }
 
+// PipeChunk runs a chunk's read into a pipe for the sink to consume from
+// r. done stops the reading (if the sink stopped early) and returns
+// read's error.
+func PipeChunk(read func(w io.Writer) (int64, error)) (r io.Reader, done func() error) {
+	pr, pw := io.Pipe()
+	readErr := make(chan error, 1)
+	go func() {
+		_, err := read(pw)
+		pw.CloseWithError(err)
+		readErr <- err
+	}()
+	return pr, func() error {
+		pr.CloseWithError(errors.New("the destination stopped reading"))
+		return <-readErr
+	}
+}
+
 // SchemaApplier creates the source's schema at the destination.
 type SchemaApplier interface {
 	Sink

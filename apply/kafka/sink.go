@@ -173,14 +173,19 @@ func (s *Sink) write(msgs []*sarama.ProducerMessage) error {
 		return err
 	}
 	if err := send(p, msgs); err != nil {
-		s.mu.Lock()
-		if s.prod == p {
-			s.dropProducerLocked()
-		}
-		s.mu.Unlock()
+		s.dropProducer(p)
 		return err
 	}
 	return nil
+}
+
+// dropProducer ends p after a failure, unless another call replaced it.
+func (s *Sink) dropProducer(p sarama.SyncProducer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.prod == p {
+		s.dropProducerLocked()
+	}
 }
 
 // send writes msgs through p, as one transaction if p is transactional.
@@ -256,11 +261,7 @@ func (s *Sink) syncOwn(ctx context.Context, task string) error {
 		return err
 	}
 	if err := s.sync(ctx, task, p, s.opts.TransactionalID); err != nil {
-		s.mu.Lock()
-		if s.prod == p {
-			s.dropProducerLocked()
-		}
-		s.mu.Unlock()
+		s.dropProducer(p)
 		return err
 	}
 	return nil

@@ -113,13 +113,7 @@ func (s *Sink) CopyChunk(ctx context.Context, c apply.ChunkLoad, read func(w io.
 		}
 		return 0, classify(err)
 	}
-	pr, pw := io.Pipe()
-	readErr := make(chan error, 1)
-	go func() {
-		_, err := read(pw)
-		pw.CloseWithError(err)
-		readErr <- err
-	}()
+	pr, done := apply.PipeChunk(read)
 	var rows int64
 	batch := make([]*sarama.ProducerMessage, 0, 512)
 	flush := func() error {
@@ -141,8 +135,7 @@ func (s *Sink) CopyChunk(ctx context.Context, c apply.ChunkLoad, read func(w io.
 		}
 		return nil
 	})
-	pr.CloseWithError(errors.New("the sink stopped reading"))
-	if rerr := <-readErr; rerr != nil && err == nil {
+	if rerr := done(); rerr != nil && err == nil {
 		err = rerr
 	}
 	if err == nil {
@@ -223,19 +216,12 @@ func unescapeCopy(f []byte) ([]byte, error) {
 			continue
 		}
 		i++
-		switch e := f[i]; e {
-		case 'b':
-			out = append(out, '\b')
-		case 'f':
-			out = append(out, '\f')
-		case 'n':
-			out = append(out, '\n')
-		case 'r':
-			out = append(out, '\r')
-		case 't':
-			out = append(out, '\t')
-		case 'v':
-			out = append(out, '\v')
+		e := f[i]
+		if b, ok := copyEscapes[e]; ok {
+			out = append(out, b)
+			continue
+		}
+		switch e {
 		case 'x':
 			j := i + 1
 			for j < len(f) && j < i+3 && isHex(f[j]) {
@@ -264,6 +250,8 @@ func unescapeCopy(f []byte) ([]byte, error) {
 	}
 	return out, nil
 }
+
+var copyEscapes = map[byte]byte{'b': '\b', 'f': '\f', 'n': '\n', 'r': '\r', 't': '\t', 'v': '\v'}
 
 func isHex(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'

@@ -123,16 +123,9 @@ func copyFrom(ctx context.Context, conn *pgconn.PgConn, c apply.ChunkLoad, read 
 	if c.Format == proto.CopyBinary {
 		opts = " (FORMAT binary)"
 	}
-	pr, pw := io.Pipe()
-	readErr := make(chan error, 1)
-	go func() {
-		_, err := read(pw)
-		pw.CloseWithError(err)
-		readErr <- err
-	}()
+	pr, done := apply.PipeChunk(read)
 	tag, err := conn.CopyFrom(ctx, pr, fmt.Sprintf("COPY %s (%s) FROM STDIN%s", tableName(c.Table), strings.Join(cols, ", "), opts))
-	pr.CloseWithError(errors.New("destination stopped reading"))
-	if rerr := <-readErr; rerr != nil {
+	if rerr := done(); rerr != nil {
 		return 0, rerr
 	}
 	if err != nil {
