@@ -124,13 +124,8 @@ func canalType(op proto.Op) string {
 func appendCanalImage(b []byte, im *rowImage) []byte {
 	o := newObject(b)
 	for i, c := range im.cols {
-		switch k, v := im.cell(i); k {
-		case cellNull:
-			o.raw(c.Name, "null")
-		case cellValue:
-			o.key(c.Name)
-			o.b = appendValue(o.b, c.TypeOID, v)
-		}
+		k, v := im.cell(i)
+		o.known(c, k, v)
 	}
 	return o.close()
 }

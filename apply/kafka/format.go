@@ -207,13 +207,8 @@ func messageKey(ev *Event, before, after *rowImage) []byte {
 		if !keyColumn(ev.Columns, i, keyed) {
 			continue
 		}
-		switch k, v := im.cell(i); k {
-		case cellNull:
-			o.raw(c.Name, "null")
-		case cellValue:
-			o.key(c.Name)
-			o.b = appendValue(o.b, c.TypeOID, v)
-		}
+		k, v := im.cell(i)
+		o.known(c, k, v)
 	}
 	return o.close()
 }
@@ -267,6 +262,18 @@ func (o *jsonObject) uint(name string, v uint64) {
 func (o *jsonObject) bool(name string, v bool) {
 	o.key(name)
 	o.b = strconv.AppendBool(o.b, v)
+}
+
+// known appends column c when the image knows its value (NULL or a
+// value), and nothing for an unknown or unchanged-TOAST one.
+func (o *jsonObject) known(c proto.Column, k cellKind, v []byte) {
+	switch k {
+	case cellNull:
+		o.raw(c.Name, "null")
+	case cellValue:
+		o.key(c.Name)
+		o.b = appendValue(o.b, c.TypeOID, v)
+	}
 }
 
 // raw appends a member whose value is already JSON.
