@@ -710,7 +710,7 @@ func (p *prechecker) kafkaDestination(ctx context.Context, tables []proto.TableI
 	if t := p.spec.Destination.DDLTopic; t != "" && p.spec.Sync.DDLEnabled() {
 		topics[t] = max(topics[t], 1)
 	}
-	topics[proto.Choice(p.spec.Destination.OffsetsTopic, []string{proto.DefaultOffsetsTopic})] = 1
+	topics[p.spec.Destination.OffsetsTopicName()] = 1
 	opts := kafka.Options{Task: p.spec.Name, Spec: p.spec.Destination.KafkaSpec}
 	for _, c := range kafka.Probe(ctx, opts, topics) {
 		if c.Problem != "" {

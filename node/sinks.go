@@ -88,10 +88,8 @@ func kafkaRoutes(spec *proto.TaskSpec) map[string]kafka.Route {
 	routes := map[string]kafka.Route{}
 	for _, o := range spec.Objects {
 		seen := map[string]bool{}
-		for _, m := range []map[string]string{o.Topics} {
-			for t := range m {
-				seen[t] = true
-			}
+		for t := range o.Topics {
+			seen[t] = true
 		}
 		for t := range o.Partitions {
 			seen[t] = true

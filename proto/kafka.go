@@ -81,6 +81,14 @@ var (
 // DefaultOffsetsTopic keeps Kafka destinations' positions.
 const DefaultOffsetsTopic = "__sluice_offsets"
 
+// OffsetsTopicName is the topic of the destination's positions.
+func (k *KafkaSpec) OffsetsTopicName() string {
+	if k.OffsetsTopic != "" {
+		return k.OffsetsTopic
+	}
+	return DefaultOffsetsTopic
+}
+
 // ExactlyOnceEnabled: transactions unless turned off.
 func (k *KafkaSpec) ExactlyOnceEnabled() bool { return k.ExactlyOnce == nil || *k.ExactlyOnce }
 
@@ -131,6 +139,8 @@ func (s *TaskSpec) PartitionKeyOf(t TableID) []string {
 // Kafka topic names: up to 249 of these characters.
 var topicNameRe = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
 
+var kafkaVersionRe = regexp.MustCompile(`^\d+\.\d+\.\d+(\.\d+)?$`)
+
 func (k *KafkaSpec) validate(dsn string, add func(field, format string, args ...any)) {
 	if dsn != "" {
 		add("destination.dsn", "is for database destinations; a kafka destination takes brokers")
@@ -143,7 +153,7 @@ func (k *KafkaSpec) validate(dsn string, add func(field, format string, args ...
 			add(fmt.Sprintf("destination.brokers[%d]", i), "%q is not host:port", b)
 		}
 	}
-	if k.Version != "" && !regexp.MustCompile(`^\d+\.\d+\.\d+(\.\d+)?$`).MatchString(k.Version) {
+	if k.Version != "" && !kafkaVersionRe.MatchString(k.Version) {
 		add("destination.version", "%q is not a Kafka version like 3.6.0", k.Version)
 	}
 	for field, topic := range map[string]string{"topic": k.Topic, "ddl_topic": k.DDLTopic, "offsets_topic": k.OffsetsTopic} {

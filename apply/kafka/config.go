@@ -55,13 +55,6 @@ func (o *Options) route(t proto.TableID) Route {
 	return r
 }
 
-func (o *Options) offsetsTopic() string {
-	if o.Spec.OffsetsTopic != "" {
-		return o.Spec.OffsetsTopic
-	}
-	return proto.DefaultOffsetsTopic
-}
-
 // defaultVersion is the oldest Kafka with everything the sink uses
 // (transactions, idempotence, zstd, KIP-464 default replication).
 const defaultVersion = "2.8.0"

@@ -48,9 +48,10 @@ type record struct {
 	Nonce    string `json:"nonce,omitempty"`
 }
 
-func offsetsMessage(topic string, k recordKey, v *record) *sarama.ProducerMessage {
+// message is an offsets record to write (a nil v is a tombstone).
+func (l *offsetLog) message(k recordKey, v *record) *sarama.ProducerMessage {
 	kb, _ := json.Marshal(k)
-	m := &sarama.ProducerMessage{Topic: topic, Partition: 0, Key: sarama.ByteEncoder(kb)}
+	m := &sarama.ProducerMessage{Topic: l.topic, Partition: 0, Key: sarama.ByteEncoder(kb)}
 	if v != nil {
 		vb, _ := json.Marshal(v)
 		m.Value = sarama.ByteEncoder(vb)
@@ -209,6 +210,17 @@ func (l *offsetLog) apply(k recordKey, value []byte) {
 		}
 	case "chunk":
 		ts.chunks[recordKey{Table: k.Table, Plan: k.Plan, Chunk: k.Chunk}] = v.Rows
+	}
+}
+
+// remember records positions the caller has just committed.
+func (l *offsetLog) remember(task string, positions map[string]proto.Position, epoch uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ts := l.task(task)
+	for k, p := range positions {
+		t := ts.table(k)
+		t.pos, t.epoch = p, epoch
 	}
 }
 

@@ -72,11 +72,11 @@ func Open(ctx context.Context, opts Options) (*Sink, error) {
 		return nil, err
 	}
 	s := &Sink{opts: opts, logger: opts.Logger, cfg: cfg, client: client, enc: enc, partitions: map[string]int{}}
-	if err := s.ensureTopic(opts.offsetsTopic(), 1, map[string]*string{"cleanup.policy": ptr("compact")}); err != nil {
+	if err := s.ensureTopic(opts.Spec.OffsetsTopicName(), 1, map[string]*string{"cleanup.policy": ptr("compact")}); err != nil {
 		client.Close()
 		return nil, err
 	}
-	if s.log, err = newOffsetLog(client, opts.offsetsTopic()); err != nil {
+	if s.log, err = newOffsetLog(client, opts.Spec.OffsetsTopicName()); err != nil {
 		client.Close()
 		return nil, err
 	}
@@ -247,7 +247,7 @@ func classify(err error) error {
 // through p and reads the log until that record comes back.
 func (s *Sink) sync(ctx context.Context, task string, p sarama.SyncProducer, unit string) error {
 	nonce := newNonce()
-	m := offsetsMessage(s.opts.offsetsTopic(), recordKey{Task: task, Kind: "sync", Unit: unit}, &record{Nonce: nonce})
+	m := s.log.message(recordKey{Task: task, Kind: "sync", Unit: unit}, &record{Nonce: nonce})
 	if err := send(p, []*sarama.ProducerMessage{m}); err != nil {
 		return err
 	}
@@ -287,9 +287,9 @@ func (s *Sink) Offsets(ctx context.Context, task string) (map[string]proto.Posit
 // ResetOffsets forgets a task's positions and chunks (a new task with the
 // name of a deleted one).
 func (s *Sink) ResetOffsets(ctx context.Context, task string) error {
-	m := offsetsMessage(s.opts.offsetsTopic(), recordKey{Task: task, Kind: "reset"}, &record{})
+	m := s.log.message(recordKey{Task: task, Kind: "reset"}, &record{})
 	if err := s.write([]*sarama.ProducerMessage{m}); err != nil {
-		return fmt.Errorf("reset positions in %s: %w", s.opts.offsetsTopic(), err)
+		return fmt.Errorf("reset positions in %s: %w", s.log.topic, err)
 	}
 	return s.syncOwn(ctx, task)
 }
@@ -305,14 +305,13 @@ func (s *Sink) Apply(ctx context.Context, ch *apply.Changes) error {
 	}
 	var msgs []*sarama.ProducerMessage
 	for _, seg := range ch.Segments {
-		route := s.opts.route(seg.Table)
-		n, err := s.topicPartitions(route)
+		pl, err := s.place(seg.Table, seg.Columns)
 		if err != nil {
 			return err
 		}
 		for i := range seg.Rows {
 			for _, row := range splitKeyChange(seg.Columns, &seg.Rows[i]) {
-				out, err := s.rowMessages(ctx, route, n, &Event{Database: s.opts.Database, Table: seg.Table, Columns: seg.Columns, Row: row})
+				out, err := s.rowMessages(ctx, pl, &Event{Database: s.opts.Database, Table: seg.Table, Columns: seg.Columns, Row: row})
 				if err != nil {
 					return err
 				}
@@ -321,24 +320,13 @@ func (s *Sink) Apply(ctx context.Context, ch *apply.Changes) error {
 		}
 	}
 	for k, pos := range ch.Positions {
-		msgs = append(msgs, offsetsMessage(s.opts.offsetsTopic(), recordKey{Task: ch.Task, Kind: "pos", Table: k}, posRecord(pos, ch.Epoch)))
+		msgs = append(msgs, s.log.message(recordKey{Task: ch.Task, Kind: "pos", Table: k}, posRecord(pos, ch.Epoch)))
 	}
 	if err := s.write(msgs); err != nil {
 		return err
 	}
-	s.remember(ch.Task, ch.Positions, ch.Epoch)
+	s.log.remember(ch.Task, ch.Positions, ch.Epoch)
 	return nil
-}
-
-// remember records positions this sink committed.
-func (s *Sink) remember(task string, positions map[string]proto.Position, epoch uint64) {
-	s.log.mu.Lock()
-	defer s.log.mu.Unlock()
-	ts := s.log.task(task)
-	for k, p := range positions {
-		t := ts.table(k)
-		t.pos, t.epoch = p, epoch
-	}
 }
 
 // splitKeyChange turns an update that changes the row's key into a
@@ -371,19 +359,19 @@ func splitKeyChange(cols []proto.Column, r *proto.Row) []*proto.Row {
 
 // rowMessages encodes one row: one message, or, for a truncate, one per
 // partition, so that every partition's readers see it in order.
-func (s *Sink) rowMessages(ctx context.Context, route Route, partitions int, ev *Event) ([]*sarama.ProducerMessage, error) {
-	key, value, err := s.enc.Encode(ctx, route.Topic, ev)
+func (s *Sink) rowMessages(ctx context.Context, pl placement, ev *Event) ([]*sarama.ProducerMessage, error) {
+	key, value, err := s.enc.Encode(ctx, pl.topic, ev)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s row of %s: %w", ev.Row.Op, ev.Table, err)
 	}
 	if ev.Row.Op == proto.OpTruncate {
-		out := make([]*sarama.ProducerMessage, partitions)
+		out := make([]*sarama.ProducerMessage, pl.partitions)
 		for p := range out {
-			out[p] = &sarama.ProducerMessage{Topic: route.Topic, Partition: int32(p), Value: sarama.ByteEncoder(value)}
+			out[p] = &sarama.ProducerMessage{Topic: pl.topic, Partition: int32(p), Value: sarama.ByteEncoder(value)}
 		}
 		return out, nil
 	}
-	m := &sarama.ProducerMessage{Topic: route.Topic, Partition: s.partitionOf(route, partitions, ev), Value: sarama.ByteEncoder(value)}
+	m := &sarama.ProducerMessage{Topic: pl.topic, Partition: s.partitionOf(pl, ev), Value: sarama.ByteEncoder(value)}
 	if key != nil {
 		m.Key = sarama.ByteEncoder(key)
 	}
@@ -422,11 +410,11 @@ func (s *Sink) ApplyDDL(ctx context.Context, task string, epoch uint64, ev *prot
 	positions := map[string]proto.Position{}
 	for _, k := range keys {
 		positions[k] = ev.Pos
-		msgs = append(msgs, offsetsMessage(s.opts.offsetsTopic(), recordKey{Task: task, Kind: "pos", Table: k}, posRecord(ev.Pos, epoch)))
+		msgs = append(msgs, s.log.message(recordKey{Task: task, Kind: "pos", Table: k}, posRecord(ev.Pos, epoch)))
 	}
 	if err := s.write(msgs); err != nil {
 		return err
 	}
-	s.remember(task, positions, epoch)
+	s.log.remember(task, positions, epoch)
 	return nil
 }

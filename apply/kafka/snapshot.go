@@ -39,7 +39,7 @@ func (s *Sink) BeginTable(ctx context.Context, task string, t proto.TableID, pla
 	if cur := tables[t.Key()]; cur.plan > plan {
 		return fmt.Errorf("%w: a newer full-sync plan than %d loads %s", apply.ErrFenced, plan, t)
 	}
-	m := offsetsMessage(s.opts.offsetsTopic(), recordKey{Task: task, Kind: "plan", Table: t.Key()}, &record{Plan: plan})
+	m := s.log.message(recordKey{Task: task, Kind: "plan", Table: t.Key()}, &record{Plan: plan})
 	if err := s.write([]*sarama.ProducerMessage{m}); err != nil {
 		return err
 	}
@@ -55,10 +55,9 @@ func (s *Sink) FinishTable(ctx context.Context, task string, t proto.TableID, pl
 	if cur := tables[t.Key()]; cur.plan != plan {
 		return fmt.Errorf("%w: %s is not loaded by full-sync plan %d", apply.ErrFenced, t, plan)
 	}
-	topic := s.opts.offsetsTopic()
 	msgs := []*sarama.ProducerMessage{
-		offsetsMessage(topic, recordKey{Task: task, Kind: "plan", Table: t.Key()}, &record{Plan: plan, Finished: true}),
-		offsetsMessage(topic, recordKey{Task: task, Kind: "pos", Table: t.Key()}, posRecord(at, epoch)),
+		s.log.message(recordKey{Task: task, Kind: "plan", Table: t.Key()}, &record{Plan: plan, Finished: true}),
+		s.log.message(recordKey{Task: task, Kind: "pos", Table: t.Key()}, posRecord(at, epoch)),
 	}
 	if err := s.write(msgs); err != nil {
 		return err
@@ -89,17 +88,16 @@ func (s *Sink) CopyChunk(ctx context.Context, c apply.ChunkLoad, read func(w io.
 	if cur := tables[c.Table.Key()]; cur.plan != c.Plan || cur.finished {
 		return 0, fmt.Errorf("%w: %s is loaded by full-sync plan %d (finished: %t), not %d", apply.ErrFenced, c.Table, cur.plan, cur.finished, c.Plan)
 	}
-	route := s.opts.route(c.Table)
-	partitions, err := s.topicPartitions(route)
-	if err != nil {
-		return 0, err
-	}
 	cols := make([]proto.Column, len(c.Columns))
 	for i, name := range c.Columns {
 		cols[i] = proto.Column{Name: name, Key: slices.Contains(c.Key, name)}
 		if i < len(c.Types) {
 			cols[i].TypeOID = c.Types[i]
 		}
+	}
+	pl, err := s.place(c.Table, cols)
+	if err != nil {
+		return 0, err
 	}
 
 	if p.IsTransactional() {
@@ -125,7 +123,7 @@ func (s *Sink) CopyChunk(ctx context.Context, c apply.ChunkLoad, read func(w io.
 		// Snapshot rows sit at the snapshot's LSN, read now.
 		ev := &Event{Database: s.opts.Database, Table: c.Table, Columns: cols, Snapshot: true,
 			Row: &proto.Row{Op: proto.OpInsert, Pos: proto.Position{LSN: c.SnapshotLSN}, CommitTimeUS: time.Now().UnixMicro(), New: t}}
-		out, err := s.rowMessages(ctx, route, partitions, ev)
+		out, err := s.rowMessages(ctx, pl, ev)
 		if err != nil {
 			return err
 		}
@@ -139,7 +137,7 @@ func (s *Sink) CopyChunk(ctx context.Context, c apply.ChunkLoad, read func(w io.
 		err = rerr
 	}
 	if err == nil {
-		batch = append(batch, offsetsMessage(s.opts.offsetsTopic(), recordKey{Task: c.Task, Kind: "chunk", Table: c.Table.Key(), Plan: c.Plan, Chunk: c.Chunk}, &record{Rows: rows}))
+		batch = append(batch, s.log.message(recordKey{Task: c.Task, Kind: "chunk", Table: c.Table.Key(), Plan: c.Plan, Chunk: c.Chunk}, &record{Rows: rows}))
 		err = flush()
 	}
 	if err != nil {

@@ -66,15 +66,25 @@ func (s *Sink) clusterAdmin() (sarama.ClusterAdmin, error) {
 	return a, nil
 }
 
-// topicPartitions is a route's topic's partition count, the topic
-// created if needed.
-func (s *Sink) topicPartitions(r Route) (int, error) {
+// placement is where one table's rows (of one column description) go:
+// the topic, its partition count, and the columns hashed for a row's
+// partition, worked out once per segment or chunk.
+type placement struct {
+	topic      string
+	partitions int
+	hashed     []int
+}
+
+// place makes table t's placement, creating its topic if needed.
+func (s *Sink) place(t proto.TableID, cols []proto.Column) (placement, error) {
+	r := s.opts.route(t)
 	if err := s.ensureTopic(r.Topic, r.Partitions, nil); err != nil {
-		return 0, err
+		return placement{}, err
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.partitions[r.Topic], nil
+	n := s.partitions[r.Topic]
+	s.mu.Unlock()
+	return placement{topic: r.Topic, partitions: n, hashed: partitionColumns(r, cols)}, nil
 }
 
 // partitionOf places a row: everything in partition 0 (single), a table
@@ -82,8 +92,8 @@ func (s *Sink) topicPartitions(r Route) (int, error) {
 // (primary-key: the table's key unless the route names columns; every
 // column for a table without a key). A key's changes thus stay in one
 // partition, in order.
-func (s *Sink) partitionOf(r Route, partitions int, ev *Event) int32 {
-	if partitions <= 1 {
+func (s *Sink) partitionOf(pl placement, ev *Event) int32 {
+	if pl.partitions <= 1 {
 		return 0
 	}
 	h := fnv.New32a()
@@ -98,7 +108,7 @@ func (s *Sink) partitionOf(r Route, partitions int, ev *Event) int32 {
 		if row.Op == proto.OpDelete || t.Len() == 0 {
 			t = row.Old
 		}
-		for _, i := range partitionColumns(r, ev.Columns) {
+		for _, i := range pl.hashed {
 			if i < t.Len() {
 				h.Write([]byte{t.Kinds[i]})
 				h.Write(t.Values[i])
@@ -106,7 +116,7 @@ func (s *Sink) partitionOf(r Route, partitions int, ev *Event) int32 {
 			}
 		}
 	}
-	return int32(h.Sum32() % uint32(partitions))
+	return int32(h.Sum32() % uint32(pl.partitions))
 }
 
 // partitionColumns are the indexes of the columns hashed for a row.
