@@ -29,9 +29,12 @@ func (s *Sink) CopyFormatFor(context.Context, *proto.TableDef, int) (proto.CopyF
 	return proto.CopyText, nil
 }
 
-// BeginTable binds table t to plan. keep means nothing here: topics keep
-// what they hold.
-func (s *Sink) BeginTable(ctx context.Context, task string, t proto.TableID, plan uint64, _ bool) error {
+// BeginTable binds table t to plan. Unless keep, it also writes a
+// truncate of the table (op t, to every partition) in the same
+// transaction: a topic cannot be emptied, but a reader that folds it
+// then drops what an earlier plan or an earlier task of the name left,
+// as the PostgreSQL sink empties the table.
+func (s *Sink) BeginTable(ctx context.Context, task string, t proto.TableID, plan uint64, keep bool) error {
 	if err := s.syncOwn(ctx, task); err != nil {
 		return err
 	}
@@ -39,8 +42,20 @@ func (s *Sink) BeginTable(ctx context.Context, task string, t proto.TableID, pla
 	if cur := tables[t.Key()]; cur.plan > plan {
 		return fmt.Errorf("%w: a newer full-sync plan than %d loads %s", apply.ErrFenced, plan, t)
 	}
-	m := s.log.message(recordKey{Task: task, Kind: "plan", Table: t.Key()}, &record{Plan: plan})
-	if err := s.write([]*sarama.ProducerMessage{m}); err != nil {
+	msgs := []*sarama.ProducerMessage{s.log.message(recordKey{Task: task, Kind: "plan", Table: t.Key()}, &record{Plan: plan})}
+	if !keep {
+		pl, err := s.place(t, nil)
+		if err != nil {
+			return err
+		}
+		truncate := &Event{Database: s.opts.Database, Table: t, Row: &proto.Row{Op: proto.OpTruncate, CommitTimeUS: time.Now().UnixMicro()}}
+		out, err := s.rowMessages(ctx, pl, truncate)
+		if err != nil {
+			return err
+		}
+		msgs = append(out, msgs...)
+	}
+	if err := s.write(msgs); err != nil {
 		return err
 	}
 	return s.syncOwn(ctx, task)
@@ -52,8 +67,12 @@ func (s *Sink) FinishTable(ctx context.Context, task string, t proto.TableID, pl
 		return err
 	}
 	tables, _ := s.log.snapshot(task)
-	if cur := tables[t.Key()]; cur.plan != plan {
+	cur := tables[t.Key()]
+	if cur.plan != plan {
 		return fmt.Errorf("%w: %s is not loaded by full-sync plan %d", apply.ErrFenced, t, plan)
+	}
+	if cur.epoch > epoch {
+		return fmt.Errorf("%w: %s was written with epoch %d, this writer has %d", apply.ErrFenced, t, cur.epoch, epoch)
 	}
 	msgs := []*sarama.ProducerMessage{
 		s.log.message(recordKey{Task: task, Kind: "plan", Table: t.Key()}, &record{Plan: plan, Finished: true}),
@@ -68,7 +87,9 @@ func (s *Sink) FinishTable(ctx context.Context, task string, t proto.TableID, pl
 // CopyChunk writes a chunk's rows as snapshot messages (op r) and the
 // chunk's record in one transaction, unless the chunk is written already.
 func (s *Sink) CopyChunk(ctx context.Context, c apply.ChunkLoad, read func(w io.Writer) (int64, error)) (int64, error) {
-	unit := fmt.Sprintf("%s.copy.%d.%s.%d", s.opts.TransactionalID, c.Plan, c.Table, c.Chunk)
+	// The chunk is the unit: its id is the same whichever sink loads it,
+	// so of two owners loading it at once the later fences the earlier.
+	unit := fmt.Sprintf("sluice.%s.copy.%d.%s.%d", c.Task, c.Plan, c.Table, c.Chunk)
 	txnID := ""
 	if s.opts.Spec.ExactlyOnceEnabled() {
 		txnID = unit

@@ -2,7 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"errors"
 	"testing"
 
 	"github.com/sluicedb/sluice/apply"
@@ -85,27 +84,5 @@ func TestApplySwapOfUniqueValues(t *testing.T) {
 	offsets, err := sink.Offsets(ctx, "t")
 	if err != nil || offsets[users.Key()] != (proto.Position{LSN: 1000, Idx: 4}) {
 		t.Fatalf("offset %v %v", offsets, err)
-	}
-}
-
-// A writer with an older epoch is refused, and writes nothing (invariant 3).
-func TestApplyFencedByNewerEpoch(t *testing.T) {
-	ctx := context.Background()
-	sink, contents := usersSink(t)
-	if err := sink.Apply(ctx, changes(5, userRow(proto.OpInsert, 0, "1", "a"))); err != nil {
-		t.Fatal(err)
-	}
-	err := sink.Apply(ctx, changes(4, userRow(proto.OpInsert, 1, "2", "b")))
-	if !errors.Is(err, apply.ErrFenced) {
-		t.Fatalf("older epoch: %v", err)
-	}
-	if got := contents(); len(got) != 1 {
-		t.Fatalf("fenced write left rows: %v", got)
-	}
-	if err := sink.BeginTable(ctx, "t", users, 7, false); err != nil {
-		t.Fatal(err)
-	}
-	if err := sink.FinishTable(ctx, "t", users, 7, proto.EndOf(2000), 3); !errors.Is(err, apply.ErrFenced) {
-		t.Fatalf("older epoch finishing a table: %v", err)
 	}
 }
