@@ -9,6 +9,7 @@ all: build
 
 deps:
 	@./scripts/ensure-postgres.sh
+	@./scripts/ensure-kcat.sh
 	@$(GO) mod download
 
 build:

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/nats-io/nats.go/jetstream"
@@ -203,6 +204,9 @@ func (c *Capture) session(ctx context.Context, start proto.LSN, conn *pgconn.PgC
 		lastFlush: time.Now(),
 	}
 	err = s.loop(ctx, conn)
+	if s.catalog != nil {
+		s.catalog.Close(context.Background())
+	}
 	return pub.durablePos(), err
 }
 
@@ -225,6 +229,8 @@ type sessionState struct {
 	flushAt    time.Time // zero: no flush armed
 	lastFlush  time.Time
 	confirmed  proto.LSN
+	// catalog reads primary keys (relkey.go); opened when first needed.
+	catalog *pgx.Conn
 }
 
 func (s *sessionState) loop(ctx context.Context, conn *pgconn.PgConn) error {
@@ -397,6 +403,11 @@ func (s *sessionState) handle(ctx context.Context, data []byte) error {
 		// Rows already batched were decoded with the old description.
 		if b := s.open[rel.id]; b != nil {
 			if err := s.flushOne(ctx, rel.id); err != nil {
+				return err
+			}
+		}
+		if rel.identity == proto.IdentityFull {
+			if err := s.keyFullIdentity(ctx, rel); err != nil {
 				return err
 			}
 		}

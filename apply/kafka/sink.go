@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 
@@ -98,7 +99,13 @@ func connect(ctx context.Context, brokers []string, cfg *sarama.Config) (sarama.
 	select {
 	case r := <-done:
 		if r.err != nil {
-			return nil, fmt.Errorf("connect to kafka brokers %s: %w", strings.Join(brokers, ","), r.err)
+			hint := ""
+			if (cfg.Net.SASL.Enable || cfg.Net.TLS.Enable) && strings.Contains(r.err.Error(), "EOF") {
+				// Brokers close the connection on a failed login or a
+				// TLS mismatch, which reads as a bare EOF.
+				hint = " (the brokers closed the connection: check destination.sasl's user and password, and whether the listener expects TLS)"
+			}
+			return nil, fmt.Errorf("connect to kafka brokers %s: %w%s", strings.Join(brokers, ","), r.err, hint)
 		}
 		return r.c, nil
 	case <-ctx.Done():
@@ -317,7 +324,7 @@ func (s *Sink) Apply(ctx context.Context, ch *apply.Changes) error {
 			if !floor.Less(seg.Rows[i].Pos) {
 				continue
 			}
-			for _, row := range splitKeyChange(seg.Columns, &seg.Rows[i]) {
+			for _, row := range splitKeyChange(seg.Columns, seg.Identity, &seg.Rows[i]) {
 				out, err := s.rowMessages(ctx, pl, &Event{Database: s.opts.Database, Table: seg.Table, Columns: seg.Columns, Row: row})
 				if err != nil {
 					return err
@@ -339,28 +346,37 @@ func (s *Sink) Apply(ctx context.Context, ch *apply.Changes) error {
 // splitKeyChange turns an update that changes the row's key into a
 // delete of the old key and an insert of the new one, as Debezium does:
 // readers keyed by the message key (compaction, per-key state) see the
-// old key go away. (An update carries its old key only when the key
-// changed, or under REPLICA IDENTITY FULL.)
-func splitKeyChange(cols []proto.Column, r *proto.Row) []*proto.Row {
+// old key go away, and each message goes to its key's partition, in
+// order with that key's other changes. A table without a key is keyed by
+// all its columns, so there every update that changes a value is split.
+// (An update carries its old row only when the key changed, or under
+// REPLICA IDENTITY FULL, where the old row also fills the new one's
+// unchanged TOAST values.)
+func splitKeyChange(cols []proto.Column, identity byte, r *proto.Row) []*proto.Row {
 	if r.Op != proto.OpUpdate || r.Old.Len() != len(cols) || r.New.Len() != len(cols) {
 		return []*proto.Row{r}
 	}
-	changed, keyed := false, false
-	for i, c := range cols {
-		if !c.Key {
-			continue
-		}
-		keyed = true
-		if r.Old.Kinds[i] != r.New.Kinds[i] || string(r.Old.Values[i]) != string(r.New.Values[i]) {
+	keyed, changed := hasKey(cols), false
+	for i := range cols {
+		if keyColumn(cols, i, keyed) && (r.Old.Kinds[i] != r.New.Kinds[i] || string(r.Old.Values[i]) != string(r.New.Values[i])) {
 			changed = true
+			break
 		}
 	}
-	if !keyed || !changed {
+	if !changed {
 		return []*proto.Row{r}
 	}
 	del, ins := *r, *r
 	del.Op, del.New = proto.OpDelete, proto.Tuple{}
 	ins.Op, ins.Old = proto.OpInsert, proto.Tuple{}
+	if identity == proto.IdentityFull && slices.Contains(r.New.Kinds, proto.KindToast) {
+		ins.New = proto.Tuple{Kinds: slices.Clone(r.New.Kinds), Values: slices.Clone(r.New.Values)}
+		for i, k := range ins.New.Kinds {
+			if k == proto.KindToast {
+				ins.New.Kinds[i], ins.New.Values[i] = r.Old.Kinds[i], r.Old.Values[i]
+			}
+		}
+	}
 	return []*proto.Row{&del, &ins}
 }
 

@@ -89,7 +89,10 @@ func (s *Sink) FinishTable(ctx context.Context, task string, t proto.TableID, pl
 func (s *Sink) CopyChunk(ctx context.Context, c apply.ChunkLoad, read func(w io.Writer) (int64, error)) (int64, error) {
 	// The chunk is the unit: its id is the same whichever sink loads it,
 	// so of two owners loading it at once the later fences the earlier.
-	unit := fmt.Sprintf("sluice.%s.copy.%d.%s.%d", c.Task, c.Plan, c.Table, c.Chunk)
+	// The plan is not in it: after a crash the next plan's load of the
+	// chunk aborts what the dead one left open, which would otherwise
+	// hold read_committed consumers back until the transaction timed out.
+	unit := fmt.Sprintf("sluice.%s.copy.%s.%d", c.Task, c.Table, c.Chunk)
 	txnID := ""
 	if s.opts.Spec.ExactlyOnceEnabled() {
 		txnID = unit

@@ -21,29 +21,53 @@ func (s *Sink) ensureTopic(topic string, partitions int, configs map[string]*str
 	if known {
 		return nil
 	}
-	if err := s.client.RefreshMetadata(topic); err == nil {
-		if ps, err := s.client.Partitions(topic); err == nil && len(ps) > 0 {
-			s.setPartitions(topic, len(ps))
-			return nil
-		}
-	}
+	// Described by the admin client, which answers "unknown topic" at
+	// once: a client's metadata refresh retries a missing topic for
+	// seconds before giving up.
 	admin, err := s.clusterAdmin()
 	if err != nil {
 		return err
 	}
-	err = admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: int32(max(1, partitions)), ReplicationFactor: replicationFactor(s.opts.Spec), ConfigEntries: configs}, false)
-	if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
+	if n, err := describePartitions(admin, topic); err != nil || n > 0 {
+		if err == nil {
+			s.setPartitions(topic, n)
+		}
+		return err
+	}
+	n := int32(max(1, partitions))
+	err = admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: n, ReplicationFactor: replicationFactor(s.opts.Spec), ConfigEntries: configs}, false)
+	switch {
+	case errors.Is(err, sarama.ErrTopicAlreadyExists): // created meanwhile, by another unit
+		got, err := describePartitions(admin, topic)
+		if err != nil || got == 0 {
+			return fmt.Errorf("topic %s: created by another writer, but not described: %v", topic, err)
+		}
+		n = int32(got)
+	case err != nil:
 		return fmt.Errorf("topic %s does not exist and cannot be created (%w): create it, or let Sluice's user create topics", topic, err)
 	}
-	if err := s.client.RefreshMetadata(topic); err != nil {
-		return fmt.Errorf("topic %s: %w", topic, err)
-	}
-	ps, err := s.client.Partitions(topic)
-	if err != nil {
-		return fmt.Errorf("topic %s: %w", topic, err)
-	}
-	s.setPartitions(topic, len(ps))
+	s.setPartitions(topic, int(n))
 	return nil
+}
+
+// describePartitions is topic's partition count, 0 if it does not exist.
+func describePartitions(admin sarama.ClusterAdmin, topic string) (int, error) {
+	md, err := admin.DescribeTopics([]string{topic})
+	if err != nil {
+		return 0, fmt.Errorf("describe topic %s: %w", topic, err)
+	}
+	for _, t := range md {
+		switch {
+		case t.Name != topic:
+		case errors.Is(t.Err, sarama.ErrUnknownTopicOrPartition):
+			return 0, nil
+		case t.Err != sarama.ErrNoError:
+			return 0, fmt.Errorf("describe topic %s: %w", topic, t.Err)
+		default:
+			return len(t.Partitions), nil
+		}
+	}
+	return 0, nil
 }
 
 func (s *Sink) setPartitions(topic string, n int) {

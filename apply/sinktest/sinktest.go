@@ -173,6 +173,9 @@ func replaySkipped(t *testing.T, d Destination) {
 	must(t, again.Apply(ctx, batch("replay", 2, tb, false, ins(at(10, 0), "x"), ins(at(10, 1), "y"), ins(at(11, 0), "z"))))
 	wantRows(t, d, tb, "x", "y", "z")
 	wantPosition(t, again, "replay", tb, at(11, 0))
+	// Rows of a keyless table are told apart by all their values.
+	must(t, again.Apply(ctx, batch("replay", 2, tb, false, upd(at(12, 0), []string{"y"}, []string{"y+"}), del(at(12, 1), "x"))))
+	wantRows(t, d, tb, "y+", "z")
 }
 
 // A unit's new owner (higher epoch) takes over: the old owner's writes

@@ -10,6 +10,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 )
@@ -19,6 +22,9 @@ import (
 type Kafka struct {
 	*kfake.Cluster
 	Brokers []string
+	// ClientOpts are added to the options of ReadTopic's clients: the
+	// credentials or TLS settings of a cluster that requires them.
+	ClientOpts []kgo.Opt
 }
 
 // NewKafka starts a one-broker Kafka cluster that ends at cleanup. opts
@@ -36,6 +42,27 @@ func NewKafka(t testing.TB, opts ...kfake.Opt) *Kafka {
 	}
 	t.Cleanup(c.Close)
 	return &Kafka{Cluster: c, Brokers: c.ListenAddrs()}
+}
+
+// NewKafkaSASL starts a one-broker cluster that admits only the superuser
+// user/pass by SASL mechanism mech (PLAIN, SCRAM-SHA-256 or
+// SCRAM-SHA-512); ReadTopic authenticates as that user.
+func NewKafkaSASL(t testing.TB, mech, user, pass string, opts ...kfake.Opt) *Kafka {
+	t.Helper()
+	var m sasl.Mechanism
+	switch mech {
+	case "PLAIN":
+		m = plain.Auth{User: user, Pass: pass}.AsMechanism()
+	case "SCRAM-SHA-256":
+		m = scram.Auth{User: user, Pass: pass}.AsSha256Mechanism()
+	case "SCRAM-SHA-512":
+		m = scram.Auth{User: user, Pass: pass}.AsSha512Mechanism()
+	default:
+		t.Fatalf("unknown SASL mechanism %q", mech)
+	}
+	k := NewKafka(t, append([]kfake.Opt{kfake.EnableSASL(), kfake.Superuser(mech, user, pass)}, opts...)...)
+	k.ClientOpts = append(k.ClientOpts, kgo.SASL(m))
+	return k
 }
 
 // listenLoopback binds kfake's brokers to 127.0.0.1 only, on a free port.
@@ -64,7 +91,7 @@ func (k *Kafka) ReadTopic(t testing.TB, topic string) []Record {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	adm, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...))
+	adm, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(k.Brokers...)}, k.ClientOpts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,8 +116,8 @@ func (k *Kafka) ReadTopic(t testing.TB, topic string) []Record {
 			t.Fatalf("sentinel to %s/%d: %v", topic, p, err)
 		}
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...), kgo.ConsumeTopics(topic),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(k.Brokers...), kgo.ConsumeTopics(topic),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}, k.ClientOpts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
