@@ -116,6 +116,20 @@ type DDLApplier interface {
 	ApplyDDL(ctx context.Context, task string, epoch uint64, ev *proto.DDLEvent, names *proto.NameMap, ops proto.DDLOpSet) error
 }
 
+// HeartbeatWriter is a destination that writes the source's heartbeats
+// where readers see them (Kafka: a heartbeat message), so that a reader
+// of an idle source still sees the stream alive and its position move.
+// A sink decides itself whether it writes (the task's settings, whether
+// its unit is the task's heartbeat writer) and how often: a call it does
+// not act on returns nil.
+type HeartbeatWriter interface {
+	Sink
+	// WriteHeartbeat writes hb, the newest source heartbeat of a batch
+	// (its Pos and CommitTimeUS), after the batch's changes. An error
+	// fails the batch: it is not acknowledged, and comes again.
+	WriteHeartbeat(ctx context.Context, task string, epoch uint64, hb proto.Row) error
+}
+
 // ErrFenced means another owner with a higher epoch has written the
 // destination: this unit must stop (invariant 3).
 var ErrFenced = errors.New("fenced: a newer owner of this unit has written the destination")

@@ -170,10 +170,11 @@ type worker struct {
 
 // collected is a batch ready to apply.
 type collected struct {
-	ch        *Changes
-	open      map[string]*Segment
-	last      jetstream.Msg
-	heartbeat int64
+	ch   *Changes
+	open map[string]*Segment
+	last jetstream.Msg
+	// heartbeat is the batch's newest source heartbeat (nil: none).
+	heartbeat *proto.Row
 	// ddl ends the batch: a schema change, applied after its rows.
 	ddl      *proto.DDLEvent
 	rows     int
@@ -310,7 +311,8 @@ func (w *worker) receive(cur *collected, msg jetstream.Msg) error {
 	}
 	if b.Table == proto.HeartbeatTable {
 		if n := len(b.Rows); n > 0 {
-			cur.heartbeat = b.Rows[n-1].CommitTimeUS
+			hb := b.Rows[n-1]
+			cur.heartbeat = &hb
 		}
 		return nil
 	}
@@ -343,8 +345,15 @@ func (w *worker) apply(ctx context.Context, b *collected) error {
 		}
 		w.cfg.Stats.DDLApplied.Add(1)
 	}
-	if b.heartbeat != 0 {
-		w.cfg.Stats.HeartbeatCommitUS.Store(b.heartbeat)
+	if hb := b.heartbeat; hb != nil {
+		// After the batch's changes: a reader that sees the heartbeat
+		// has seen this group's changes up to it.
+		if hw, ok := w.cfg.Sink.(HeartbeatWriter); ok {
+			if err := hw.WriteHeartbeat(ctx, w.cfg.Task, w.cfg.Epoch, *hb); err != nil {
+				return fmt.Errorf("write heartbeat: %w", err)
+			}
+		}
+		w.cfg.Stats.HeartbeatCommitUS.Store(hb.CommitTimeUS)
 		w.cfg.Stats.HeartbeatSeenUS.Store(time.Now().UnixMicro())
 	}
 	// AckAll: this acknowledges every earlier delivery too. A lost ack

@@ -70,6 +70,15 @@ func (u *copyUnit) attempt(ctx context.Context, log *slog.Logger) error {
 			}
 		}
 	}
+	// The sink opens even when the share has nothing to copy: opening
+	// takes the unit over at a destination that fences by unit (Kafka
+	// aborts the transaction a crashed owner left open, which would hold
+	// its readers back).
+	sink, err := openSink(ctx, &task.Spec, sinkUse{what: "copy", unit: u.share}, u.logger)
+	if err != nil {
+		return err
+	}
+	defer sink.Close(context.Background())
 	if len(work) == 0 {
 		return nil
 	}
@@ -81,11 +90,6 @@ func (u *copyUnit) attempt(ctx context.Context, log *slog.Logger) error {
 		return err
 	}
 	defer rd.Close()
-	sink, err := openSink(ctx, &task.Spec, sinkUse{what: "copy", unit: u.share}, u.logger)
-	if err != nil {
-		return err
-	}
-	defer sink.Close(context.Background())
 
 	log.Info("copying", "plan", plan.ID, "chunks", len(work))
 	// The task's full-sync throttle, shared with its copy units here.

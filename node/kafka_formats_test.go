@@ -33,6 +33,9 @@ type fmtEvent struct {
 	op  string // "c" insert or snapshot row, "u", "d", "t" truncate
 	key string // the message key, normalised; "" for a truncate
 	lsn uint64 // commit LSN
+	// order is the change's place in its transaction, from 1; 0 where
+	// the format does not say (then only the LSN is checked).
+	order uint64
 	// row is the row after an insert or update; nil for a delete.
 	row map[string]any
 	// before is what the message says of the row before an update or
@@ -60,7 +63,8 @@ func hasUnknown(row map[string]any) bool {
 // foldEvents folds a topic's events, partition by partition in offset
 // order, into the rows they leave, keyed by message key (row JSON with
 // sorted keys, as sourceState). It checks each event against the state
-// before it: no change for a key goes back in LSN, an insert's key is
+// before it: no change for a key goes back in LSN (nor repeats its
+// place in the transaction, where the format gives it), an insert's key is
 // new, an update or delete finds its row, what a message says of the row
 // before (before image, Canal's old) is the row's earlier values. A
 // truncate clears the keys of its partition (it is written to every
@@ -72,7 +76,7 @@ func foldEvents(t *testing.T, recs []testenv.Record, decode func(testenv.Record)
 		row       map[string]any
 	}
 	state := map[string]kept{}
-	lastLSN := map[string]uint64{}
+	lastPos := map[string]fmtEvent{}
 	for _, r := range recs {
 		ev := decode(r)
 		if ev.op == "t" {
@@ -83,10 +87,10 @@ func foldEvents(t *testing.T, recs []testenv.Record, decode func(testenv.Record)
 			}
 			continue
 		}
-		if ev.lsn < lastLSN[ev.key] {
-			t.Fatalf("key %s: lsn %d after %d", ev.key, ev.lsn, lastLSN[ev.key])
+		if last := lastPos[ev.key]; ev.lsn < last.lsn || ev.order > 0 && ev.lsn == last.lsn && ev.order <= last.order {
+			t.Fatalf("key %s: %s at %d/%d after %d/%d (written twice, or out of order)", ev.key, ev.op, ev.lsn, ev.order, last.lsn, last.order)
 		}
-		lastLSN[ev.key] = ev.lsn
+		lastPos[ev.key] = ev
 		prev, had := state[ev.key]
 		switch {
 		case ev.op == "c" && had:

@@ -711,6 +711,9 @@ func (p *prechecker) kafkaDestination(ctx context.Context, tables []proto.TableI
 		topics[t] = max(topics[t], 1)
 	}
 	topics[p.spec.Destination.OffsetsTopicName()] = 1
+	if p.spec.Destination.Heartbeat && p.spec.Sync.IncrementalEnabled() {
+		topics[p.spec.Destination.HeartbeatTopicName()] = max(topics[p.spec.Destination.HeartbeatTopicName()], 1)
+	}
 	opts := kafka.Options{Task: p.spec.Name, Spec: p.spec.Destination.KafkaSpec}
 	for _, c := range kafka.Probe(ctx, opts, topics) {
 		if c.Problem != "" {

@@ -46,6 +46,16 @@ func (u sinkUse) String() string {
 	return u.what
 }
 
+// heartbeatGroup is the apply group that writes a task's heartbeat
+// messages (destination.heartbeat). Every group's consumer takes every
+// source heartbeat (apply.ConsumerConfig), so one is enough and more
+// would write each heartbeat once per group. Group 0 because it always
+// exists while the task is incremental: the coordinator makes one apply
+// unit per group whether or not any table hashes into it
+// (coordinator.TaskUnits), so there is exactly one writer, on whichever
+// node runs that unit, fenced like the unit's other writes.
+const heartbeatGroup = 0
+
 // openSink connects to a task's destination.
 func openSink(ctx context.Context, spec *proto.TaskSpec, use sinkUse, logger *slog.Logger) (taskSink, error) {
 	if logger == nil {
@@ -57,8 +67,12 @@ func openSink(ctx context.Context, spec *proto.TaskSpec, use sinkUse, logger *sl
 			Task: spec.Name, Spec: spec.Destination.KafkaSpec, Database: pgconfig.Database(spec.Source.DSN),
 			Routes: kafkaRoutes(spec), TransactionalID: "sluice." + spec.Name + "." + use.what, Logger: logger,
 		}
+		if use.what == "copy" {
+			opts.TransactionalID = fmt.Sprintf("sluice.%s.copy.%d", spec.Name, use.unit)
+		}
 		if use.what == "apply" {
 			opts.TransactionalID = fmt.Sprintf("sluice.%s.apply.%d", spec.Name, use.unit)
+			opts.Heartbeats = use.unit == heartbeatGroup
 		}
 		s, err := kafka.Open(ctx, opts)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 )
 
 // KafkaSpec is a Kafka destination (destination.type: kafka). Its keys sit
@@ -17,9 +18,12 @@ import (
 //	  format: debezium            # debezium | canal | avro
 //	  partitioning: primary-key   # single | table | primary-key
 //	  compression: lz4            # none | gzip | snappy | lz4 | zstd
-//	  acks: all                   # 0 | 1 | all
+//	  acks: all                   # 0 | 1 (with exactly_once: false) | all
 //	  exactly_once: true
 //	  ddl_topic: cdc-ddl
+//	  heartbeat: true
+//	  heartbeat_topic: __sluice_heartbeat
+//	  heartbeat_interval: 10s
 type KafkaSpec struct {
 	Brokers []string `yaml:"brokers,omitempty" json:"brokers,omitempty"`
 	// Version is the brokers' Kafka version ("3.6.0"; default 2.8.0, the
@@ -41,12 +45,21 @@ type KafkaSpec struct {
 	SchemaRegistry string `yaml:"schema_registry,omitempty" json:"schema_registry,omitempty"`
 	Partitioning   string `yaml:"partitioning,omitempty" json:"partitioning,omitempty"`
 	Compression    string `yaml:"compression,omitempty" json:"compression,omitempty"`
-	Acks           string `yaml:"acks,omitempty" json:"acks,omitempty"`
+	// Acks is what a write waits for: all (the default) the in-sync
+	// replicas, 1 the partition leader, 0 nothing. 0 and 1 give up the
+	// producer's idempotence, so they need exactly_once: false.
+	Acks string `yaml:"acks,omitempty" json:"acks,omitempty"`
 	// ExactlyOnce (default true) writes with transactions; false keeps
-	// the producer idempotent only: faster, at least once across crashes.
+	// the producer idempotent only (with acks: all): faster, at least
+	// once across crashes.
 	ExactlyOnce *bool `yaml:"exactly_once,omitempty" json:"exactly_once,omitempty"`
-	// Heartbeat also writes the source's heartbeats as messages.
-	Heartbeat bool `yaml:"heartbeat,omitempty" json:"heartbeat,omitempty"`
+	// Heartbeat also writes the source's heartbeats as messages, to
+	// HeartbeatTopic (default __sluice_heartbeat), keyed by the task, at
+	// most one per HeartbeatInterval (default 10s): readers see the
+	// stream alive and its source position move while the source is idle.
+	Heartbeat         bool     `yaml:"heartbeat,omitempty" json:"heartbeat,omitempty"`
+	HeartbeatTopic    string   `yaml:"heartbeat_topic,omitempty" json:"heartbeat_topic,omitempty"`
+	HeartbeatInterval Duration `yaml:"heartbeat_interval,omitempty" json:"heartbeat_interval,omitempty"`
 	// OffsetsTopic keeps the positions written (default
 	// __sluice_offsets, compacted).
 	OffsetsTopic string     `yaml:"offsets_topic,omitempty" json:"offsets_topic,omitempty"`
@@ -87,6 +100,33 @@ func (k *KafkaSpec) OffsetsTopicName() string {
 		return k.OffsetsTopic
 	}
 	return DefaultOffsetsTopic
+}
+
+// DefaultHeartbeatTopic takes heartbeat messages (destination.heartbeat).
+const DefaultHeartbeatTopic = "__sluice_heartbeat"
+
+// Heartbeat intervals: the default, and the shortest allowed (the
+// source's heartbeat row is written once a second, so a shorter interval
+// would not write more often).
+const (
+	DefaultHeartbeatInterval = 10 * time.Second
+	MinHeartbeatInterval     = time.Second
+)
+
+// HeartbeatTopicName is the topic of heartbeat messages.
+func (k *KafkaSpec) HeartbeatTopicName() string {
+	if k.HeartbeatTopic != "" {
+		return k.HeartbeatTopic
+	}
+	return DefaultHeartbeatTopic
+}
+
+// HeartbeatEvery is the shortest time between two heartbeat messages.
+func (k *KafkaSpec) HeartbeatEvery() time.Duration {
+	if k.HeartbeatInterval <= 0 {
+		return DefaultHeartbeatInterval
+	}
+	return time.Duration(k.HeartbeatInterval)
 }
 
 // ExactlyOnceEnabled: transactions unless turned off.
@@ -156,7 +196,7 @@ func (k *KafkaSpec) validate(dsn string, add func(field, format string, args ...
 	if k.Version != "" && !kafkaVersionRe.MatchString(k.Version) {
 		add("destination.version", "%q is not a Kafka version like 3.6.0", k.Version)
 	}
-	for field, topic := range map[string]string{"topic": k.Topic, "ddl_topic": k.DDLTopic, "offsets_topic": k.OffsetsTopic} {
+	for field, topic := range map[string]string{"topic": k.Topic, "ddl_topic": k.DDLTopic, "offsets_topic": k.OffsetsTopic, "heartbeat_topic": k.HeartbeatTopic} {
 		if topic != "" && !topicNameRe.MatchString(topic) {
 			add("destination."+field, "%q is not a valid topic name (letters, digits, '.', '_', '-')", topic)
 		}
@@ -170,8 +210,19 @@ func (k *KafkaSpec) validate(dsn string, add func(field, format string, args ...
 	oneOf("partitioning", k.Partitioning, KafkaPartitionings)
 	oneOf("compression", k.Compression, KafkaCompressions)
 	oneOf("acks", k.Acks, KafkaAcks)
-	if k.Acks != "" && k.Acks != "all" {
-		add("destination.acks", "%q loses the producer's idempotence, which Sluice needs to keep each change once and in order: use all", k.Acks)
+	if (k.Acks == "0" || k.Acks == "1") && k.ExactlyOnceEnabled() {
+		// Idempotence, and so transactions, needs acks from every in-sync
+		// replica: without it a retried write may land twice.
+		add("destination.acks", "%q needs exactly_once: false (transactions need acks: all); set exactly_once: false to trade exactly-once for speed, or use acks: all", k.Acks)
+	}
+	switch d := k.HeartbeatInterval; {
+	case d == invalidDuration:
+		add("destination.heartbeat_interval", "must be a duration such as 10s or 1m")
+	case d != 0 && time.Duration(d) < MinHeartbeatInterval:
+		add("destination.heartbeat_interval", "must be at least %s, not %s", MinHeartbeatInterval, time.Duration(d))
+	}
+	if !k.Heartbeat && (k.HeartbeatTopic != "" || k.HeartbeatInterval != 0) {
+		add("destination.heartbeat", "heartbeat_topic and heartbeat_interval are set but heartbeat is off; set heartbeat: true")
 	}
 	if k.SchemaRegistry != "" && Choice(k.Format, KafkaFormats) != "avro" {
 		add("destination.schema_registry", "is for format avro")

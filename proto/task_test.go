@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseTaskSpec(t *testing.T) {
@@ -94,9 +95,12 @@ destination:
   format: canal
   partitioning: table
   compression: zstd
-  acks: all
+  acks: "1"
   exactly_once: false
   ddl_topic: cdc-ddl
+  heartbeat: true
+  heartbeat_topic: hb
+  heartbeat_interval: 2s
   sasl: {mechanism: SCRAM-SHA-256, user: u, password: secret}
 objects:
   - schema: public
@@ -111,15 +115,20 @@ objects:
 	d := spec.Destination
 	if d.Format != "canal" || d.ExactlyOnceEnabled() || d.DDLTopic != "cdc-ddl" || spec.TopicFor(TableID{"public", "orders"}) != "orders-cdc" ||
 		spec.TopicFor(TableID{"public", "x"}) != "cdc" || spec.PartitionsFor(TableID{"public", "orders"}) != 6 ||
-		!slices.Equal(spec.PartitionKeyOf(TableID{"public", "orders"}), []string{"customer_id"}) {
+		!slices.Equal(spec.PartitionKeyOf(TableID{"public", "orders"}), []string{"customer_id"}) ||
+		d.Acks != "1" || !d.Heartbeat || d.HeartbeatTopicName() != "hb" || d.HeartbeatEvery() != 2*time.Second {
 		t.Fatalf("%+v", spec)
+	}
+	if def := (KafkaSpec{}); def.HeartbeatTopicName() != DefaultHeartbeatTopic || def.HeartbeatEvery() != 10*time.Second {
+		t.Fatalf("heartbeat defaults: %s %s", def.HeartbeatTopicName(), def.HeartbeatEvery())
 	}
 	if r := spec.Redacted(); r.Destination.SASL.Password != "xxxxx" || spec.Destination.SASL.Password != "secret" {
 		t.Fatalf("redacted: %+v, original %+v", r.Destination.SASL, spec.Destination.SASL)
 	}
 	bad := `name: k
 source: {dsn: postgres://a@b/c}
-destination: {type: kafka, dsn: "postgres://x@y/z", brokers: [nohost], topic: "bad topic", format: json, partitioning: random, compression: brotli, acks: "1", schema_registry: "http://r"}
+destination: {type: kafka, dsn: "postgres://x@y/z", brokers: [nohost], topic: "bad topic", format: json, partitioning: random, compression: brotli, acks: "1", schema_registry: "http://r",
+  heartbeat: true, heartbeat_topic: "hb topic", heartbeat_interval: 500ms}
 objects: [{schema: public, topics: {a: "x y"}, partitions: {a: 0}, partition_key: {a: []}}]
 `
 	_, err = ParseTaskSpec([]byte(bad))
@@ -127,9 +136,40 @@ objects: [{schema: public, topics: {a: "x y"}, partitions: {a: 0}, partition_key
 		t.Fatal("accepted")
 	}
 	for _, field := range []string{"destination.dsn:", "destination.brokers[0]:", "destination.topic:", "destination.format:", "destination.partitioning:",
-		"destination.compression:", "destination.acks:", "destination.schema_registry:", "objects[0].topics.a:", "objects[0].partitions.a:", "objects[0].partition_key.a:"} {
+		"destination.compression:", "destination.acks:", "destination.schema_registry:", "objects[0].topics.a:", "objects[0].partitions.a:", "objects[0].partition_key.a:",
+		"destination.heartbeat_topic:", "destination.heartbeat_interval:"} {
 		if !strings.Contains(err.Error(), field) {
 			t.Errorf("error does not name %s: %v", field, err)
+		}
+	}
+	// acks 0 and 1 give up idempotence: only without exactly_once; an
+	// unknown value is refused either way, and so are heartbeat settings
+	// without heartbeat: true.
+	kafka := func(dest string) error {
+		_, err := ParseTaskSpec([]byte("name: k\nsource: {dsn: postgres://a@b/c}\ndestination: {type: kafka, brokers: [h:1], " + dest + "}\nobjects: [{schema: public}]\n"))
+		return err
+	}
+	for _, acks := range []string{"0", "1"} {
+		if err := kafka(`acks: "` + acks + `"`); err == nil || !strings.Contains(err.Error(), "destination.acks:") || !strings.Contains(err.Error(), "exactly_once: false") {
+			t.Errorf("acks %s with exactly_once: %v", acks, err)
+		}
+		if err := kafka(`acks: "` + acks + `", exactly_once: true`); err == nil || !strings.Contains(err.Error(), "destination.acks:") {
+			t.Errorf("acks %s with exactly_once: true: %v", acks, err)
+		}
+		if err := kafka(`acks: "` + acks + `", exactly_once: false`); err != nil {
+			t.Errorf("acks %s without exactly_once: %v", acks, err)
+		}
+	}
+	for dest, field := range map[string]string{
+		`acks: "2", exactly_once: false`:          "destination.acks:",
+		`heartbeat_interval: 5s`:                  "destination.heartbeat:",
+		`heartbeat: true, heartbeat_interval: x`:  "destination.heartbeat_interval:",
+		`heartbeat: true, heartbeat_interval: 0s`: "",
+		`heartbeat: true, heartbeat_interval: 1s`: "",
+	} {
+		err := kafka(dest)
+		if field == "" && err != nil || field != "" && (err == nil || !strings.Contains(err.Error(), field)) {
+			t.Errorf("%s: %v", dest, err)
 		}
 	}
 	if _, err := ParseTaskSpec([]byte("name: k\nsource: {dsn: postgres://a@b/c}\ndestination: {type: postgres, dsn: postgres://a@b/c}\nobjects: [{schema: public, topics: {a: b}}]\n")); err == nil || !strings.Contains(err.Error(), "for a kafka destination") {

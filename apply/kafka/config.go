@@ -32,7 +32,12 @@ type Options struct {
 	// the same id fences the old one at the brokers. Empty: the sink only
 	// reads.
 	TransactionalID string
-	Logger          *slog.Logger
+	// Heartbeats: this sink's unit is the one of its task that writes
+	// heartbeat messages (when destination.heartbeat is on). Every apply
+	// group sees every source heartbeat; one writer keeps them from
+	// being written once per group.
+	Heartbeats bool
+	Logger     *slog.Logger
 }
 
 // Route is where a table's messages go.
@@ -84,10 +89,26 @@ func (o *Options) saramaConfig(txnID string) (*sarama.Config, error) {
 
 	// Idempotence keeps every message once and in order per partition
 	// across the producer's own retries; it needs acks=all and one
-	// request in flight (sarama's rule).
+	// request in flight (sarama's rule). acks 0 and 1 (allowed only with
+	// exactly_once: false) give it up for speed: a retry may then write
+	// a message twice, and with acks 0 a lost write goes unnoticed. One
+	// request in flight stays, so a retry never reorders a key's changes.
 	cfg.Producer.Idempotent = true
 	cfg.Producer.RequiredAcks = sarama.WaitForAll
 	cfg.Net.MaxOpenRequests = 1
+	switch proto.Choice(o.Spec.Acks, proto.KafkaAcks) {
+	case "1":
+		cfg.Producer.Idempotent = false
+		cfg.Producer.RequiredAcks = sarama.WaitForLocal
+	case "0":
+		cfg.Producer.Idempotent = false
+		cfg.Producer.RequiredAcks = sarama.NoResponse
+	}
+	if !cfg.Producer.Idempotent && txnID != "" {
+		// proto refuses this spec; a sink opened without it must not
+		// start a transaction that cannot keep its promise.
+		return nil, errors.New("destination.acks: 0 and 1 need exactly_once: false (transactions need acks: all)")
+	}
 	cfg.Producer.Return.Successes = true
 	cfg.Producer.Retry.Max = 10
 	cfg.Producer.Retry.Backoff = 100 * time.Millisecond

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/IBM/sarama"
 
@@ -22,10 +23,11 @@ import (
 
 // Compile-time checks that the sink keeps the contract.
 var (
-	_ apply.ChangeApplier = (*Sink)(nil)
-	_ apply.Snapshotter   = (*Sink)(nil)
-	_ apply.SchemaApplier = (*Sink)(nil)
-	_ apply.DDLApplier    = (*Sink)(nil)
+	_ apply.ChangeApplier   = (*Sink)(nil)
+	_ apply.Snapshotter     = (*Sink)(nil)
+	_ apply.SchemaApplier   = (*Sink)(nil)
+	_ apply.DDLApplier      = (*Sink)(nil)
+	_ apply.HeartbeatWriter = (*Sink)(nil)
 )
 
 // Sink writes one task's messages to a Kafka cluster.
@@ -37,10 +39,15 @@ type Sink struct {
 	log    *offsetLog
 	enc    Encoder
 
+	// now is the clock that spaces heartbeat messages (tests move it).
+	now func() time.Time
+
 	mu         sync.Mutex
 	prod       sarama.SyncProducer
 	admin      sarama.ClusterAdmin
 	partitions map[string]int // topic → partition count
+	// lastHeartbeat is when the last heartbeat message was written.
+	lastHeartbeat time.Time
 }
 
 // Open connects to the brokers, makes sure the offsets topic exists, and
@@ -72,7 +79,7 @@ func Open(ctx context.Context, opts Options) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sink{opts: opts, logger: opts.Logger, cfg: cfg, client: client, enc: enc, partitions: map[string]int{}}
+	s := &Sink{opts: opts, logger: opts.Logger, cfg: cfg, client: client, enc: enc, now: time.Now, partitions: map[string]int{}}
 	if err := s.ensureTopic(opts.Spec.OffsetsTopicName(), 1, map[string]*string{"cleanup.policy": ptr("compact")}); err != nil {
 		client.Close()
 		return nil, err
@@ -80,6 +87,15 @@ func Open(ctx context.Context, opts Options) (*Sink, error) {
 	if s.log, err = newOffsetLog(client, opts.Spec.OffsetsTopicName()); err != nil {
 		client.Close()
 		return nil, err
+	}
+	// Opening takes the unit over: its producer starts now, which fences
+	// an earlier owner and aborts a transaction a crashed one left open
+	// (read_committed readers wait at it until then).
+	if opts.TransactionalID != "" {
+		if _, err := s.producer(); err != nil {
+			s.Close(ctx)
+			return nil, err
+		}
 	}
 	return s, nil
 }

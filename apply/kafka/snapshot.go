@@ -86,23 +86,16 @@ func (s *Sink) FinishTable(ctx context.Context, task string, t proto.TableID, pl
 
 // CopyChunk writes a chunk's rows as snapshot messages (op r) and the
 // chunk's record in one transaction, unless the chunk is written already.
+// It writes through the sink's own producer: the copy unit's
+// transactional id (sluice.<task>.copy.<share>) names the share of the
+// plan that holds the chunk, so a second owner of the share fences the
+// first, and finds the chunk's record if the first committed it. When a
+// crashed process left a chunk's transaction open, the share's next
+// owner aborts it as it starts, whatever chunk it loads first: until
+// then read_committed readers, this sink's offsets reads included, wait
+// at that transaction.
 func (s *Sink) CopyChunk(ctx context.Context, c apply.ChunkLoad, read func(w io.Writer) (int64, error)) (int64, error) {
-	// The chunk is the unit: its id is the same whichever sink loads it,
-	// so of two owners loading it at once the later fences the earlier.
-	// The plan is not in it: after a crash the next plan's load of the
-	// chunk aborts what the dead one left open, which would otherwise
-	// hold read_committed consumers back until the transaction timed out.
-	unit := fmt.Sprintf("sluice.%s.copy.%s.%d", c.Task, c.Table, c.Chunk)
-	txnID := ""
-	if s.opts.Spec.ExactlyOnceEnabled() {
-		txnID = unit
-	}
-	p, err := s.newProducer(txnID)
-	if err != nil {
-		return 0, err
-	}
-	defer p.Close()
-	if err := s.sync(ctx, c.Task, p, unit); err != nil {
+	if err := s.syncOwn(ctx, c.Task); err != nil {
 		return 0, err
 	}
 	tables, chunks := s.log.snapshot(c.Task)
@@ -111,6 +104,10 @@ func (s *Sink) CopyChunk(ctx context.Context, c apply.ChunkLoad, read func(w io.
 	}
 	if cur := tables[c.Table.Key()]; cur.plan != c.Plan || cur.finished {
 		return 0, fmt.Errorf("%w: %s is loaded by full-sync plan %d (finished: %t), not %d", apply.ErrFenced, c.Table, cur.plan, cur.finished, c.Plan)
+	}
+	p, err := s.producer()
+	if err != nil {
+		return 0, err
 	}
 	cols := make([]proto.Column, len(c.Columns))
 	for i, name := range c.Columns {
@@ -124,16 +121,17 @@ func (s *Sink) CopyChunk(ctx context.Context, c apply.ChunkLoad, read func(w io.
 		return 0, err
 	}
 
-	if p.IsTransactional() {
-		if err := p.BeginTxn(); err != nil {
-			return 0, classify(err)
-		}
-	}
 	fail := func(err error) (int64, error) {
 		if p.IsTransactional() {
 			_ = p.AbortTxn()
 		}
+		s.dropProducer(p)
 		return 0, classify(err)
+	}
+	if p.IsTransactional() {
+		if err := p.BeginTxn(); err != nil {
+			return fail(err)
+		}
 	}
 	pr, done := apply.PipeChunk(read)
 	var rows int64

@@ -232,31 +232,32 @@ func named(prefix string, n int) []string {
 
 func notRead(io.Writer) (int64, error) { return 0, errors.New("read a chunk that is already loaded") }
 
-// A chunk loads once whoever loads it and however often: a retry finds
-// it and reads nothing; of two owners loading it at once one wins and the
-// other is fenced. The table has no key, so a chunk loaded twice would
-// show as doubled rows.
+// A chunk loads once however often it is loaded, and by whichever owner
+// of the copy unit that holds it: a retry finds it and reads nothing;
+// when a new owner takes the unit over while the old one is inside a
+// load, the new owner's load stands and the old one is fenced. The table
+// has no key, so a chunk loaded twice would show as doubled rows.
 func chunksOnce(t *testing.T, d Destination) {
 	ctx := context.Background()
 	tb := table("conf_chunks")
 	d.Create(t, tb, false)
-	capture, first, second := d.Open(t, "chunks.task"), d.Open(t, "chunks.copy.a"), d.Open(t, "chunks.copy.b")
-	_, err := first.CopyChunk(ctx, chunk("chunks", tb, 10, 0), rows("early", 3))
+	capture, old := d.Open(t, "chunks.task"), d.Open(t, "chunks.copy.0")
+	_, err := old.CopyChunk(ctx, chunk("chunks", tb, 10, 0), rows("early", 3))
 	fenced(t, "a chunk of a table bound to no plan", err)
 	must(t, capture.BeginTable(ctx, "chunks", tb, 10, false))
-	if n, err := first.CopyChunk(ctx, chunk("chunks", tb, 10, 0), rows("zero", 3)); err != nil || n != 3 {
+	if n, err := old.CopyChunk(ctx, chunk("chunks", tb, 10, 0), rows("zero", 3)); err != nil || n != 3 {
 		t.Fatalf("chunk 0: %d rows, %v", n, err)
 	}
-	if n, err := second.CopyChunk(ctx, chunk("chunks", tb, 10, 0), notRead); err != nil || n != 3 {
-		t.Fatalf("chunk 0 again, by another owner: %d rows, %v", n, err)
+	if n, err := old.CopyChunk(ctx, chunk("chunks", tb, 10, 0), notRead); err != nil || n != 3 {
+		t.Fatalf("chunk 0 again: %d rows, %v", n, err)
 	}
 
-	// Two owners load chunk 1 at once: the slow one is inside its load
-	// when the other runs it whole.
+	// The old owner is inside its load of chunk 1 when the new one takes
+	// the unit over, finds chunk 0 loaded and loads chunk 1 whole.
 	inside, release := make(chan struct{}), make(chan struct{})
 	slow := make(chan error, 1)
 	go func() {
-		_, err := first.CopyChunk(ctx, chunk("chunks", tb, 10, 1), func(w io.Writer) (int64, error) {
+		_, err := old.CopyChunk(ctx, chunk("chunks", tb, 10, 1), func(w io.Writer) (int64, error) {
 			if _, err := io.WriteString(w, "slow 0\n"); err != nil {
 				return 0, err
 			}
@@ -269,13 +270,17 @@ func chunksOnce(t *testing.T, d Destination) {
 	select {
 	case <-inside:
 	case err := <-slow:
-		t.Fatalf("the slow load of chunk 1 ended before reading: %v", err)
+		t.Fatalf("the old owner's load of chunk 1 ended before reading: %v", err)
 	}
-	if n, err := second.CopyChunk(ctx, chunk("chunks", tb, 10, 1), rows("one", 2)); err != nil || n != 2 {
-		t.Fatalf("chunk 1: %d rows, %v", n, err)
+	cur := d.Open(t, "chunks.copy.0")
+	if n, err := cur.CopyChunk(ctx, chunk("chunks", tb, 10, 0), notRead); err != nil || n != 3 {
+		t.Fatalf("chunk 0 by the new owner: %d rows, %v", n, err)
+	}
+	if n, err := cur.CopyChunk(ctx, chunk("chunks", tb, 10, 1), rows("one", 2)); err != nil || n != 2 {
+		t.Fatalf("chunk 1 by the new owner: %d rows, %v", n, err)
 	}
 	close(release)
-	fenced(t, "the slower of two loads of chunk 1", <-slow)
+	fenced(t, "the old owner's load of chunk 1", <-slow)
 	wantRows(t, d, tb, append(named("zero", 3), named("one", 2)...)...)
 }
 

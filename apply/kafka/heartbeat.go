@@ -1,0 +1,78 @@
+package kafka
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+
+	"github.com/IBM/sarama"
+
+	"github.com/sluicedb/sluice/proto"
+)
+
+// heartbeatKey is a heartbeat message's key: the task, so that a
+// compacted heartbeat topic keeps each task's newest heartbeat, and
+// tasks can share the topic.
+type heartbeatKey struct {
+	Task string `json:"task"`
+}
+
+// WriteHeartbeat writes hb as a heartbeat message (the format's heartbeat
+// encoding: its position and commit time) to the heartbeat topic, when
+// destination.heartbeat is on and this sink's unit is the task's
+// heartbeat writer (Options.Heartbeats), at most once per
+// destination.heartbeat_interval; other calls do nothing. With
+// exactly_once the message is a transaction of its own through the
+// unit's producer, so a fenced owner cannot write it; epoch is not
+// compared: positions are stored per table, by the table's group, and a
+// heartbeat writer's epoch is not comparable with another group's.
+func (s *Sink) WriteHeartbeat(ctx context.Context, task string, _ uint64, hb proto.Row) error {
+	if !s.opts.Heartbeats || !s.opts.Spec.Heartbeat {
+		return nil
+	}
+	now := s.now()
+	s.mu.Lock()
+	due := s.lastHeartbeat.IsZero() || now.Sub(s.lastHeartbeat) >= s.opts.Spec.HeartbeatEvery()
+	s.mu.Unlock()
+	if !due {
+		return nil
+	}
+	topic := s.opts.Spec.HeartbeatTopicName()
+	if err := s.ensureTopic(topic, 1, map[string]*string{"cleanup.policy": ptr("compact")}); err != nil {
+		return err
+	}
+	// The encoders read only the position and commit time of a heartbeat.
+	ev := &Event{Database: s.opts.Database, Heartbeat: true, Row: &proto.Row{Pos: hb.Pos, CommitTimeUS: hb.CommitTimeUS}}
+	_, value, err := s.enc.Encode(ctx, topic, ev)
+	if err != nil {
+		return fmt.Errorf("encode heartbeat at %s: %w", hb.Pos, err)
+	}
+	key, err := json.Marshal(heartbeatKey{Task: task})
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	n := s.partitions[topic]
+	s.mu.Unlock()
+	m := &sarama.ProducerMessage{Topic: topic, Partition: keyPartition(key, n), Key: sarama.ByteEncoder(key), Value: sarama.ByteEncoder(value)}
+	if err := s.write([]*sarama.ProducerMessage{m}); err != nil {
+		return fmt.Errorf("write heartbeat to %s: %w", topic, err)
+	}
+	s.mu.Lock()
+	s.lastHeartbeat = now
+	s.mu.Unlock()
+	return nil
+}
+
+// keyPartition places a key in one of n partitions, always the same: a
+// heartbeat topic created by the user may have several, and compaction
+// works per partition.
+func keyPartition(key []byte, n int) int32 {
+	if n <= 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	h.Write(key)
+	return int32(h.Sum32() % uint32(n))
+}
