@@ -55,26 +55,8 @@ func TestCrashConsistencyUnderSIGKILL(t *testing.T) {
 	// The first kill lands in the middle of the full sync: the copy must
 	// restart from a fresh snapshot for the tables not finished, with their
 	// changes skipped up to it.
-	testenv.CheckFor(t, time.Minute, 10*time.Millisecond, func() error {
-		st, err := c.GetTask(ctx, "crashy")
-		if err != nil {
-			return err
-		}
-		if st.Phase != proto.PhaseFull || st.Full.RowsDone == 0 {
-			return fmt.Errorf("phase %s, %d rows copied", st.Phase, st.Full.RowsDone)
-		}
-		return nil
-	})
-	rng := rand.New(rand.NewSource(1))
-	for i := 0; i < kills; i++ {
-		if i > 0 {
-			time.Sleep(time.Duration(300+rng.Intn(2000)) * time.Millisecond)
-		}
-		proc.Kill()
-		time.Sleep(time.Duration(rng.Intn(300)) * time.Millisecond)
-		proc.Start(t)
-		t.Logf("kill %d done, %d transactions committed", i+1, committed.Load())
-	}
+	waitCopying(t, c, "crashy")
+	killRepeatedly(t, proc, kills, rand.New(rand.NewSource(1)), &committed)
 	if err := <-load; err != nil {
 		t.Fatalf("workload: %v", err)
 	}
@@ -87,5 +69,36 @@ func TestCrashConsistencyUnderSIGKILL(t *testing.T) {
 	waitEqual(t, p, workload.Tables, time.Minute)
 	if t.Failed() {
 		t.Log(proc.Log())
+	}
+}
+
+// waitCopying waits until the task's full sync has copied some rows.
+func waitCopying(t *testing.T, c *coordinator.Client, name string) {
+	t.Helper()
+	testenv.CheckFor(t, time.Minute, 10*time.Millisecond, func() error {
+		st, err := c.GetTask(context.Background(), name)
+		if err != nil {
+			return err
+		}
+		if st.Phase != proto.PhaseFull || st.Full.RowsDone == 0 {
+			return fmt.Errorf("phase %s, %d rows copied", st.Phase, st.Full.RowsDone)
+		}
+		return nil
+	})
+}
+
+// killRepeatedly kills proc with SIGKILL kills times, the first at once
+// and the others a random 0.3 to 2.3 s apart, starting it again after
+// each; committed counts the load's transactions, for the log.
+func killRepeatedly(t *testing.T, proc *sluicetest.Process, kills int, rng *rand.Rand, committed *atomic.Int64) {
+	t.Helper()
+	for i := range kills {
+		if i > 0 {
+			time.Sleep(time.Duration(300+rng.Intn(2000)) * time.Millisecond)
+		}
+		proc.Kill()
+		time.Sleep(time.Duration(rng.Intn(300)) * time.Millisecond)
+		proc.Start(t)
+		t.Logf("kill %d done, %d transactions committed", i+1, committed.Load())
 	}
 }

@@ -53,26 +53,8 @@ func TestKafkaCrashConsistencyUnderSIGKILL(t *testing.T) {
 	go func() { load <- kafkaCrashLoad(ctx, src.DSN("postgres"), txs, duration, &committed) }()
 
 	// The first kill lands in the middle of the full sync.
-	testenv.CheckFor(t, time.Minute, 10*time.Millisecond, func() error {
-		st, err := c.GetTask(ctx, "kcrash")
-		if err != nil {
-			return err
-		}
-		if st.Phase != proto.PhaseFull || st.Full.RowsDone == 0 {
-			return fmt.Errorf("phase %s, %d rows copied", st.Phase, st.Full.RowsDone)
-		}
-		return nil
-	})
-	rng := rand.New(rand.NewSource(3))
-	for i := range kills {
-		if i > 0 {
-			time.Sleep(time.Duration(500+rng.Intn(2500)) * time.Millisecond)
-		}
-		proc.Kill()
-		time.Sleep(time.Duration(rng.Intn(300)) * time.Millisecond)
-		proc.Start(t)
-		t.Logf("kill %d done, %d transactions committed", i+1, committed.Load())
-	}
+	waitCopying(t, c, "kcrash")
+	killRepeatedly(t, proc, kills, rand.New(rand.NewSource(3)), &committed)
 	if err := <-load; err != nil {
 		t.Fatalf("load: %v", err)
 	}
