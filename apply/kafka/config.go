@@ -28,9 +28,9 @@ type Options struct {
 	Routes       map[string]Route
 	DefaultTopic string
 	// TransactionalID names the unit writing through this sink (its apply
-	// group, a copy chunk, the capture's bookkeeping): a new producer with
-	// the same id fences the old one at the brokers. Empty: the sink only
-	// reads.
+	// group, a copy unit's share, the capture's bookkeeping): Open starts
+	// its producer, which fences the unit's earlier owner at the brokers.
+	// Empty: the sink only reads.
 	TransactionalID string
 	// Heartbeats: this sink's unit is the one of its task that writes
 	// heartbeat messages (when destination.heartbeat is on). Every apply

@@ -18,11 +18,11 @@ import (
 )
 
 // Full sync. A table's plan record binds it to the full-sync plan that
-// loads it; each chunk is written by a producer of its own whose
-// transactional id names the chunk, so a second owner of the chunk fences
-// the first, and finds its record if the first committed. Messages of a
-// plan that was replaced stay in the topics (Kafka cannot take them
-// back): readers see those snapshot rows again, keyed as before.
+// loads it, and the table's load begins with a truncate message; each
+// chunk is one transaction of the copy unit whose share holds it, with
+// the chunk's record, so a chunk retried or taken over is written once.
+// Messages of a plan that was replaced stay in the topics (Kafka cannot
+// take them back), before the new plan's truncate.
 
 // CopyFormatFor: the sink parses COPY's text form.
 func (s *Sink) CopyFormatFor(context.Context, *proto.TableDef, int) (proto.CopyFormat, error) {
