@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"hash/fnv"
 
 	"github.com/IBM/sarama"
 
@@ -72,7 +71,5 @@ func keyPartition(key []byte, n int) int32 {
 	if n <= 1 {
 		return 0
 	}
-	h := fnv.New32a()
-	h.Write(key)
-	return int32(h.Sum32() % uint32(n))
+	return int32(fnvAdd(fnvOffset, key) % uint32(n))
 }

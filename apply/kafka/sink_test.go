@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"strings"
 	"testing"
@@ -190,5 +191,17 @@ func TestSinkCompression(t *testing.T) {
 				t.Fatalf("read back %d messages", len(got))
 			}
 		})
+	}
+}
+
+// The inline hash is FNV-1a itself: a key's partition stays where
+// earlier versions put it.
+func TestFNVIsStandard(t *testing.T) {
+	for _, in := range []string{"", "public.orders", "\x00id\x001"} {
+		h := fnv.New32a()
+		h.Write([]byte(in))
+		if got := fnvAdd(fnvOffset, []byte(in)); got != h.Sum32() {
+			t.Fatalf("%q: %d, hash/fnv %d", in, got, h.Sum32())
+		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 
 	"github.com/IBM/sarama"
 
@@ -97,6 +96,7 @@ type placement struct {
 	topic      string
 	partitions int
 	hashed     []int
+	tableHash  uint32 // of schema.table, for partitioning table
 }
 
 // place makes table t's placement, creating its topic if needed.
@@ -108,7 +108,7 @@ func (s *Sink) place(t proto.TableID, cols []proto.Column) (placement, error) {
 	s.mu.Lock()
 	n := s.partitions[r.Topic]
 	s.mu.Unlock()
-	return placement{topic: r.Topic, partitions: n, hashed: partitionColumns(r, cols)}, nil
+	return placement{topic: r.Topic, partitions: n, hashed: partitionColumns(r, cols), tableHash: fnvAdd(fnvOffset, []byte(t.String()))}, nil
 }
 
 // partitionOf places a row: everything in partition 0 (single), a table
@@ -120,12 +120,12 @@ func (s *Sink) partitionOf(pl placement, ev *Event) int32 {
 	if pl.partitions <= 1 {
 		return 0
 	}
-	h := fnv.New32a()
+	h := fnvOffset
 	switch proto.Choice(s.opts.Spec.Partitioning, proto.KafkaPartitionings) {
 	case "single":
 		return 0
 	case "table":
-		h.Write([]byte(ev.Table.String()))
+		h = pl.tableHash
 	default:
 		row := ev.Row
 		t := row.New
@@ -134,13 +134,26 @@ func (s *Sink) partitionOf(pl placement, ev *Event) int32 {
 		}
 		for _, i := range pl.hashed {
 			if i < t.Len() {
-				h.Write([]byte{t.Kinds[i]})
-				h.Write(t.Values[i])
-				h.Write([]byte{0})
+				h = fnvAdd(fnvAdd(h, t.Kinds[i:i+1]), t.Values[i])
+				h = fnvAdd(h, []byte{0})
 			}
 		}
 	}
-	return int32(h.Sum32() % uint32(pl.partitions))
+	return int32(h % uint32(pl.partitions))
+}
+
+// FNV-1a (32 bits), worked inline: hashing each row's key with
+// hash/fnv would allocate a hasher and escape every slice written to it.
+const (
+	fnvOffset uint32 = 2166136261
+	fnvPrime  uint32 = 16777619
+)
+
+func fnvAdd(h uint32, b []byte) uint32 {
+	for _, c := range b {
+		h = (h ^ uint32(c)) * fnvPrime
+	}
+	return h
 }
 
 // partitionColumns are the indexes of the columns hashed for a row.
