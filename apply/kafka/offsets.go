@@ -224,19 +224,27 @@ func (l *offsetLog) remember(task string, positions map[string]proto.Position, e
 	}
 }
 
-// snapshot copies a task's state for the caller.
-func (l *offsetLog) snapshot(task string) (positions map[string]tableState, chunks map[recordKey]int64) {
+// tables returns a copy of what the log says of each of the task's
+// tables.
+func (l *offsetLog) tables(task string) map[string]tableState {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	positions = map[string]tableState{}
-	chunks = map[recordKey]int64{}
+	out := map[string]tableState{}
 	if ts := l.tasks[task]; ts != nil {
 		for k, t := range ts.tables {
-			positions[k] = *t
-		}
-		for k, n := range ts.chunks {
-			chunks[k] = n
+			out[k] = *t
 		}
 	}
-	return positions, chunks
+	return out
+}
+
+// chunk returns the rows of a chunk the log records as written (Table,
+// Plan and Chunk of key set).
+func (l *offsetLog) chunk(task string, key recordKey) (rows int64, written bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ts := l.tasks[task]; ts != nil {
+		rows, written = ts.chunks[key]
+	}
+	return rows, written
 }

@@ -297,7 +297,7 @@ func (s *Sink) Offsets(ctx context.Context, task string) (map[string]proto.Posit
 	if err := s.syncOwn(ctx, task); err != nil {
 		return nil, err
 	}
-	tables, _ := s.log.snapshot(task)
+	tables := s.log.tables(task)
 	out := make(map[string]proto.Position, len(tables))
 	for k, t := range tables {
 		if !t.pos.IsZero() {
@@ -320,7 +320,7 @@ func (s *Sink) ResetOffsets(ctx context.Context, task string) error {
 // Apply writes the changes as messages and the tables' new positions as
 // offsets records, in one Kafka transaction.
 func (s *Sink) Apply(ctx context.Context, ch *apply.Changes) error {
-	tables, _ := s.log.snapshot(ch.Task)
+	tables := s.log.tables(ch.Task)
 	for k := range ch.Positions {
 		if t, ok := tables[k]; ok && t.epoch > ch.Epoch {
 			return fmt.Errorf("%w: %s was written with epoch %d, this writer has %d", apply.ErrFenced, ch.Tables[k], t.epoch, ch.Epoch)
@@ -426,7 +426,7 @@ func (s *Sink) ApplyDDL(ctx context.Context, task string, epoch uint64, ev *prot
 	if ev.Renamed() || ev.WaitOnly {
 		keys = append(keys, names.Table(ev.New.ID()).Key())
 	}
-	tables, _ := s.log.snapshot(task)
+	tables := s.log.tables(task)
 	if t, ok := tables[keys[0]]; ok && !t.pos.Less(ev.Pos) && !ev.WaitOnly {
 		return nil // written already
 	}

@@ -38,7 +38,7 @@ func (s *Sink) BeginTable(ctx context.Context, task string, t proto.TableID, pla
 	if err := s.syncOwn(ctx, task); err != nil {
 		return err
 	}
-	tables, _ := s.log.snapshot(task)
+	tables := s.log.tables(task)
 	if cur := tables[t.Key()]; cur.plan > plan {
 		return fmt.Errorf("%w: a newer full-sync plan than %d loads %s", apply.ErrFenced, plan, t)
 	}
@@ -66,7 +66,7 @@ func (s *Sink) FinishTable(ctx context.Context, task string, t proto.TableID, pl
 	if err := s.syncOwn(ctx, task); err != nil {
 		return err
 	}
-	tables, _ := s.log.snapshot(task)
+	tables := s.log.tables(task)
 	cur := tables[t.Key()]
 	if cur.plan != plan {
 		return fmt.Errorf("%w: %s is not loaded by full-sync plan %d", apply.ErrFenced, t, plan)
@@ -98,11 +98,10 @@ func (s *Sink) CopyChunk(ctx context.Context, c apply.ChunkLoad, read func(w io.
 	if err := s.syncOwn(ctx, c.Task); err != nil {
 		return 0, err
 	}
-	tables, chunks := s.log.snapshot(c.Task)
-	if rows, done := chunks[recordKey{Table: c.Table.Key(), Plan: c.Plan, Chunk: c.Chunk}]; done {
+	if rows, done := s.log.chunk(c.Task, recordKey{Table: c.Table.Key(), Plan: c.Plan, Chunk: c.Chunk}); done {
 		return rows, nil // written by an earlier attempt
 	}
-	if cur := tables[c.Table.Key()]; cur.plan != c.Plan || cur.finished {
+	if cur := s.log.tables(c.Task)[c.Table.Key()]; cur.plan != c.Plan || cur.finished {
 		return 0, fmt.Errorf("%w: %s is loaded by full-sync plan %d (finished: %t), not %d", apply.ErrFenced, c.Table, cur.plan, cur.finished, c.Plan)
 	}
 	p, err := s.producer()
