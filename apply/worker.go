@@ -129,7 +129,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	if err != nil {
 		return fmt.Errorf("pull from consumer %s: %w", name, err)
 	}
-	defer iter.Stop()
+	defer stopPulling(iter)
 	w := &worker{cfg: &cfg, floors: offsets, iter: iter}
 	// Collecting the next batch (receive, decode, filter) overlaps
 	// applying the current one, so the destination is kept busy.
@@ -153,6 +153,27 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 		return ctx.Err()
 	}
 	return err
+}
+
+// stopPulling ends the worker's pull and waits, briefly, until its
+// subscription is gone. Until the server sees that, it keeps the pull
+// request open and hands it what the next worker's reset delivers again;
+// those messages would come back only after the ack wait. The
+// unsubscription happens on the iterator's own goroutine; the iterator
+// reports it (Closed checks the subscription on every call), so this polls.
+func stopPulling(iter jetstream.MessagesContext) {
+	iter.Stop()
+	c, ok := iter.(interface{ Closed() <-chan struct{} })
+	if !ok {
+		return
+	}
+	for range 5000 {
+		select {
+		case <-c.Closed():
+			return
+		case <-time.After(time.Millisecond):
+		}
+	}
 }
 
 type worker struct {
