@@ -181,3 +181,84 @@ func TestSyncToKafka(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// DDL sync to Kafka: schema changes are messages in the DDL topic, once
+// each, and only those of the operations ddl_operations selects; rows
+// after a change carry the new shape, and a table created at the source
+// joins the task's topic.
+func TestSyncToKafkaDDL(t *testing.T) {
+	src := testenv.NewPostgres(t)
+	k := testenv.NewKafka(t)
+	conn := testenv.Conn(t, src.DSN("postgres"))
+	testenv.MustExec(t, conn, `
+		CREATE TABLE items (id int PRIMARY KEY, v text);
+		INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 200) g`)
+	n := sluicetest.StartNode(t, node.Config{})
+	c := &coordinator.Client{BaseURL: n.URL}
+	spec := kafkaTaskYAML("kddl", src.DSN("postgres"), k, "  topic: cdc\n  ddl_topic: cdc-ddl\n", "")
+	createTask(t, c, append(spec, "sync: { ddl: true, ddl_operations: [create_table, add_column] }\n"...))
+	waitPhase(t, c, "kddl", proto.PhaseIncremental, 2*time.Minute)
+
+	testenv.MustExec(t, conn, `ALTER TABLE items ADD COLUMN note text`)
+	testenv.MustExec(t, conn, `UPDATE items SET note = 'n' || id`)
+	testenv.MustExec(t, conn, `CREATE INDEX items_note_idx ON items (note)`)  // create_index: not selected
+	testenv.MustExec(t, conn, `UPDATE items SET v = v || '+' WHERE id <= 10`) // after the index, in its subject
+	testenv.MustExec(t, conn, `CREATE TABLE extra (id int PRIMARY KEY, w int)`)
+	testenv.MustExec(t, conn, `INSERT INTO extra SELECT g, g * 2 FROM generate_series(1, 20) g`)
+
+	// The data topic holds both tables' rows; each folds to its source.
+	byTable := func() map[string][]testenv.Record {
+		out := map[string][]testenv.Record{}
+		for _, r := range k.ReadTopic(t, "cdc") {
+			m := decodeDebezium(t, r)
+			out[m.Source.Table] = append(out[m.Source.Table], r)
+		}
+		return out
+	}
+	testenv.CheckFor(t, 2*time.Minute, time.Second, func() error {
+		recs := byTable()
+		for _, table := range []string{"items", "extra"} {
+			if err := compareStates(sourceState(t, conn, table), foldEvents(t, recs[table], debeziumEvent(t, table, false))); err != nil {
+				return fmt.Errorf("%s: %w", table, err)
+			}
+		}
+		return nil
+	})
+
+	type schemaChange struct {
+		DDL          string `json:"ddl"`
+		TableChanges []struct {
+			Type  string `json:"type"`
+			ID    string `json:"id"`
+			Table struct {
+				PrimaryKeyColumnNames []string `json:"primaryKeyColumnNames"`
+				Columns               []struct {
+					Name string `json:"name"`
+				} `json:"columns"`
+			} `json:"table"`
+		} `json:"tableChanges"`
+	}
+	// Tables in other apply groups write their changes independently:
+	// compared as a set.
+	var got []string
+	for _, r := range k.ReadTopic(t, "cdc-ddl") {
+		var m schemaChange
+		if err := json.Unmarshal(r.Value, &m); err != nil || len(m.TableChanges) != 1 {
+			t.Fatalf("not a schema change: %s (%v)", r.Value, err)
+		}
+		tc := m.TableChanges[0]
+		var cols []string
+		for _, col := range tc.Table.Columns {
+			cols = append(cols, col.Name)
+		}
+		got = append(got, fmt.Sprintf("%s %s %v key %v: %s", tc.Type, tc.ID, cols, tc.Table.PrimaryKeyColumnNames, m.DDL))
+	}
+	slices.Sort(got)
+	want := []string{
+		`ALTER "public"."items" [id v note] key [id]: ALTER TABLE items ADD COLUMN note text`,
+		`CREATE "public"."extra" [id w] key [id]: CREATE TABLE extra (id int PRIMARY KEY, w int)`,
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("schema changes in cdc-ddl:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

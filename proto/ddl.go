@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // DDL sync: the task's event trigger in the source writes, for every
@@ -106,6 +107,89 @@ func (e *DDLEvent) Table() TableID {
 // Renamed reports whether the change gave the table another name or schema.
 func (e *DDLEvent) Renamed() bool {
 	return e.Old != nil && e.New != nil && e.Old.ID() != e.New.ID()
+}
+
+// Operations lists the DDL operations the event makes, in DDLOperations
+// order: what a destination that cannot apply a part of a change (a
+// message) uses to tell whether sync.ddl_operations selects it. Columns are
+// matched by number; constraints and indexes by name, and then by their
+// definition as text, so a column rename that changes one's text counts as
+// dropping and adding it too. An index's table name is not compared.
+func (e *DDLEvent) Operations() []string {
+	old, nw := e.Old, e.New
+	switch {
+	case old == nil && nw == nil:
+		return nil
+	case nw == nil:
+		return []string{DDLDropTable}
+	case old == nil:
+		return []string{DDLCreateTable}
+	}
+	ops := map[string]bool{DDLRenameTable: e.Renamed(), DDLAlterColumn: old.Identity != nw.Identity}
+	for _, oc := range old.Columns {
+		nc, ok := nw.Column(oc.Num)
+		if !ok {
+			ops[DDLDropColumn] = true
+			continue
+		}
+		if nc.Name != oc.Name {
+			ops[DDLRenameColumn] = true
+		}
+		if nc.Type != oc.Type || nc.NotNull != oc.NotNull || nc.Default != oc.Default || nc.Identity != oc.Identity || nc.Generated != oc.Generated {
+			ops[DDLAlterColumn] = true
+		}
+	}
+	for _, nc := range nw.Columns {
+		if _, ok := old.Column(nc.Num); !ok {
+			ops[DDLAddColumn] = true
+		}
+	}
+	constraint := func(sh *TableShape) map[string]string {
+		m := map[string]string{}
+		for _, c := range sh.Constraints {
+			if c.Type != "n" { // NOT NULL is the column's
+				m[c.Name] = c.Type + " " + c.Def
+			}
+		}
+		return m
+	}
+	ops[DDLDropConstraint], ops[DDLAddConstraint] = differ(constraint(old), constraint(nw))
+	index := func(sh *TableShape) map[string]string {
+		m := map[string]string{}
+		for _, ix := range sh.Indexes {
+			// CREATE [UNIQUE] INDEX name ON table USING ...: the table's
+			// name changes with a rename, the index does not.
+			head, on, _ := strings.Cut(ix.Def, " ON ")
+			_, using, _ := strings.Cut(on, " USING ")
+			m[ix.Name] = fmt.Sprint(strings.HasPrefix(head, "CREATE UNIQUE "), strings.HasPrefix(on, "ONLY "), using)
+		}
+		return m
+	}
+	ops[DDLDropIndex], ops[DDLCreateIndex] = differ(index(old), index(nw))
+	var out []string
+	for _, op := range DDLOperations {
+		if ops[op] {
+			out = append(out, op)
+		}
+	}
+	return out
+}
+
+// differ reports whether before has an entry that after lacks or holds
+// otherwise (gone), and whether after has one that before lacks or holds
+// otherwise (come).
+func differ(before, after map[string]string) (gone, come bool) {
+	for k, v := range before {
+		if w, ok := after[k]; !ok || w != v {
+			gone = true
+		}
+	}
+	for k, v := range after {
+		if w, ok := before[k]; !ok || w != v {
+			come = true
+		}
+	}
+	return gone, come
 }
 
 // EncodeDDL and DecodeDDL give a DDLEvent's form inside a Batch (JSON: a

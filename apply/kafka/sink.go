@@ -418,9 +418,10 @@ func (s *Sink) rowMessages(ctx context.Context, pl placement, ev *Event) ([]*sar
 }
 
 // ApplyDDL writes a schema change as a message (to the DDL topic, or the
-// table's) with the table's position, in one transaction. Kafka has no
-// tables to alter: every change is written, whatever ops select.
-func (s *Sink) ApplyDDL(ctx context.Context, task string, epoch uint64, ev *proto.DDLEvent, names *proto.NameMap, _ proto.DDLOpSet) error {
+// table's) with the table's position, in one transaction. A message
+// carries the whole change, so it is written when ops select any of the
+// operations the change makes; otherwise only the position is stored.
+func (s *Sink) ApplyDDL(ctx context.Context, task string, epoch uint64, ev *proto.DDLEvent, names *proto.NameMap, ops proto.DDLOpSet) error {
 	table := names.Table(ev.Table())
 	keys := []string{table.Key()}
 	if ev.Renamed() || ev.WaitOnly {
@@ -431,7 +432,7 @@ func (s *Sink) ApplyDDL(ctx context.Context, task string, epoch uint64, ev *prot
 		return nil // written already
 	}
 	var msgs []*sarama.ProducerMessage
-	if !ev.WaitOnly {
+	if !ev.WaitOnly && (ops == nil || slices.ContainsFunc(ev.Operations(), ops.Has)) {
 		route := s.opts.route(table)
 		topic := route.Topic
 		if s.opts.Spec.DDLTopic != "" {

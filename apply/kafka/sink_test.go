@@ -205,3 +205,66 @@ func TestFNVIsStandard(t *testing.T) {
 		}
 	}
 }
+
+// Schema changes: a message in the DDL topic (or the table's topic
+// without one), written once; a change of operations ddl_operations
+// leaves out writes no message but still stores its position.
+func TestSinkDDLMessages(t *testing.T) {
+	k := testenv.NewKafka(t)
+	ctx := context.Background()
+	shape := func(cols ...string) *proto.TableShape {
+		sh := &proto.TableShape{Schema: "public", Name: "a", Identity: "d"}
+		for i, c := range cols {
+			sh.Columns = append(sh.Columns, proto.ShapeColumn{Num: i + 1, Name: c, Type: "text"})
+		}
+		return sh
+	}
+	addColumn := &proto.DDLEvent{Pos: pos(30, 0), Tag: "ALTER TABLE", Query: "ALTER TABLE a ADD COLUMN w text", Old: shape("id", "v"), New: shape("id", "v", "w")}
+	withIndex := shape("id", "v", "w")
+	withIndex.Indexes = []proto.ShapeIndex{{Name: "a_w_idx", Def: "CREATE INDEX a_w_idx ON public.a USING btree (w)"}}
+	createIndex := &proto.DDLEvent{Pos: pos(40, 0), Tag: "CREATE INDEX", Query: "CREATE INDEX ON a (w)", Old: shape("id", "v", "w"), New: withIndex}
+	ddls := func(topic string) []string {
+		var out []string
+		for _, r := range k.ReadTopic(t, topic) {
+			var m struct {
+				DDL string `json:"ddl"`
+			}
+			if err := json.Unmarshal(r.Value, &m); err != nil || m.DDL == "" {
+				t.Fatalf("not a schema change in %s: %s (%v)", topic, r.Value, err)
+			}
+			out = append(out, m.DDL)
+		}
+		return out
+	}
+
+	s := openSink(t, k, "t.apply.0", func(o *Options) { o.Spec.DDLTopic = "cdc-ddl" })
+	ops, err := proto.NewDDLOpSet([]string{proto.DDLAddColumn, proto.DDLDropColumn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the second time is a replay: skipped
+		if err := s.ApplyDDL(ctx, "t", 1, addColumn, nil, ops); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.ApplyDDL(ctx, "t", 1, createIndex, nil, ops); err != nil {
+		t.Fatal(err)
+	}
+	if got := ddls("cdc-ddl"); len(got) != 1 || got[0] != addColumn.Query {
+		t.Fatalf("schema changes %q, want only %q", got, addColumn.Query)
+	}
+	if offs, err := openSink(t, k, "t.apply.0", nil).Offsets(ctx, "t"); err != nil || offs[tableA.Key()] != createIndex.Pos {
+		t.Fatalf("after a change left out, the table's position is %v (%v), want %v", offs[tableA.Key()], err, createIndex.Pos)
+	}
+
+	// No DDL topic: the table's own. All operations by default.
+	s = openSink(t, k, "u.apply.0", func(o *Options) { o.Task, o.Spec.Topic = "u", "u-cdc" })
+	for _, ev := range []*proto.DDLEvent{addColumn, createIndex} {
+		if err := s.ApplyDDL(ctx, "u", 1, ev, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := ddls("u-cdc"); strings.Join(got, "; ") != addColumn.Query+"; "+createIndex.Query {
+		t.Fatalf("schema changes in the table's topic %q", got)
+	}
+}
