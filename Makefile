@@ -4,6 +4,7 @@ BIN := bin/sluice
 TEST_TIMEOUT ?= 40m
 
 .PHONY: all build test demo e2e bench lint deps clean
+.PHONY: fuzz
 
 all: build
 
@@ -34,6 +35,18 @@ e2e: deps build
 BENCH_FLAGS ?=
 bench: deps build
 	$(GO) run ./bench --sluice $(BIN) $(BENCH_FLAGS)
+
+# The fuzz targets of the parsers that read outside input (task YAML, Raft
+# log entries, change batches, pgoutput messages, DSN redaction), each for
+# FUZZTIME; go test fuzzes one target per run. New crashers land in the
+# package's testdata/fuzz/ and then run with every `go test`.
+FUZZTIME ?= 10s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParseTaskSpec$$' -fuzztime $(FUZZTIME) ./proto
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeBatchRoundTrip$$' -fuzztime $(FUZZTIME) ./proto
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $(FUZZTIME) ./coordinator
+	$(GO) test -run '^$$' -fuzz '^FuzzPgoutput$$' -fuzztime $(FUZZTIME) ./capture
+	$(GO) test -run '^$$' -fuzz '^FuzzRedactDSN$$' -fuzztime $(FUZZTIME) ./proto
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

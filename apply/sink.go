@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 
+	"github.com/sluicedb/sluice/internal/safe"
 	"github.com/sluicedb/sluice/proto"
 )
 
@@ -83,7 +84,14 @@ func PipeChunk(read func(w io.Writer) (int64, error)) (r io.Reader, done func() 
 	pr, pw := io.Pipe()
 	readErr := make(chan error, 1)
 	go func() {
-		_, err := read(pw)
+		// A panic in read is the chunk's error: the sink's side of the
+		// pipe fails with it and done returns it, so the copy unit
+		// retries the chunk (which lands once: the chunk is recorded in
+		// its own transaction).
+		err := safe.Run("copy/read", func() error {
+			_, err := read(pw)
+			return err
+		})
 		pw.CloseWithError(err)
 		readErr <- err
 	}()

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/sluicedb/sluice/internal/safe"
 	"github.com/sluicedb/sluice/internal/throttle"
 	"github.com/sluicedb/sluice/proto"
 )
@@ -135,8 +136,10 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	// applying the current one, so the destination is kept busy.
 	batches := make(chan *collected)
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return w.collect(gctx, batches) })
-	g.Go(func() error {
+	// A panic in either is the worker's error (it cancels the other):
+	// RunWorker returns it, and the apply unit retries it.
+	g.Go(safe.Go("apply/collect", func() error { return w.collect(gctx, batches) }))
+	g.Go(safe.Go("apply/write", func() error {
 		for {
 			select {
 			case b := <-batches:
@@ -147,7 +150,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 				return gctx.Err()
 			}
 		}
-	})
+	}))
 	err = g.Wait()
 	if ctx.Err() != nil {
 		return ctx.Err()
@@ -343,6 +346,9 @@ func (w *worker) receive(cur *collected, msg jetstream.Msg) error {
 
 // apply writes a batch, then acknowledges its messages.
 func (w *worker) apply(ctx context.Context, b *collected) error {
+	// Tests only: SLUICE_FAILPOINTS=apply-batch=N panics here, before the
+	// batch is written or acknowledged (it comes again after the retry).
+	safe.Failpoint("apply-batch")
 	if len(b.ch.Segments) > 0 {
 		if w.cfg.Throttle != nil {
 			if err := w.cfg.Throttle.Wait(ctx, b.rows, b.bytes); err != nil {

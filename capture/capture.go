@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicedb/sluice/internal/pgconfig"
+	"github.com/sluicedb/sluice/internal/safe"
 	"github.com/sluicedb/sluice/proto"
 )
 
@@ -125,10 +126,24 @@ func New(cfg Config) (*Capture, error) {
 // the durable LSN, without a new connection to the caller; other errors are
 // returned for the supervisor to classify and retry.
 func (c *Capture) Run(ctx context.Context, start proto.LSN, conn *pgconn.PgConn) error {
-	go c.heartbeat(ctx)
+	// The heartbeat belongs to this capture: a panic in it (recovered,
+	// logged with its stack by the process's hook, counted) ends the
+	// capture with the panic as its error, for the supervisor to retry,
+	// rather than leaving a capture whose idle slot no longer moves.
+	parent := ctx
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		if err := safe.Run("capture/heartbeat", func() error { c.heartbeat(ctx); return nil }); err != nil {
+			cancel(err)
+		}
+	}()
 	for {
 		durable, err := c.session(ctx, start, conn)
 		conn = nil
+		if parent.Err() == nil && ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
 		if !errors.Is(err, ErrChainBroken) || ctx.Err() != nil {
 			return err
 		}
@@ -371,6 +386,9 @@ func (s *sessionState) handle(ctx context.Context, data []byte) error {
 	if len(data) == 0 {
 		return nil
 	}
+	// Tests only: SLUICE_FAILPOINTS=capture-message=N panics here, before
+	// the WAL message is taken (the session restarts from the durable LSN).
+	safe.Failpoint("capture-message")
 	switch data[0] {
 	case 'B':
 		b, err := parseBegin(data)

@@ -223,6 +223,9 @@ func parseTruncate(data []byte) ([]uint32, error) {
 	if r.err != nil {
 		return nil, r.err
 	}
+	if n < 0 || n > len(r.b)/4 {
+		return nil, errShort // not n relation ids: do not allocate for them
+	}
 	ids := make([]uint32, n)
 	for i := range ids {
 		ids[i] = r.u32()

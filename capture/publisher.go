@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicedb/sluice/internal/safe"
 	"github.com/sluicedb/sluice/proto"
 )
 
@@ -208,34 +209,49 @@ func (p *publisher) pending() bool {
 
 func (p *publisher) collectAcks() {
 	defer close(p.done)
+	// A panic here fails the session (its loop checks the failure), which
+	// returns it to the capture's supervisor: the acknowledgements are
+	// what makes positions durable, so the session cannot go on without.
+	if err := safe.Run("capture/acks", p.ackLoop); err != nil {
+		p.fail(err)
+	}
+}
+
+func (p *publisher) ackLoop() error {
 	for {
 		var m inflightMsg
 		select {
 		case m = <-p.inflight:
 		case <-p.failed:
-			return
+			return nil
 		}
 		var ack *jetstream.PubAck
 		select {
 		case ack = <-m.fut.Ok():
 		case err := <-m.fut.Err():
 			p.fail(classifyPublishError(err))
-			return
+			return nil
 		}
 		p.budget.release(len(m.data))
 		putBuffer(m.data)
-		p.mu.Lock()
-		p.ackedSeq = m.seq
-		if ack != nil {
-			p.lastAck = *ack
-		}
-		p.advanceLocked()
-		p.mu.Unlock()
+		p.acknowledged(m.seq, ack)
 		select {
 		case p.acked <- struct{}{}:
 		default:
 		}
 	}
+}
+
+// acknowledged records the acknowledgement of message seq; the deferred
+// unlock keeps p.mu free for fail should this panic.
+func (p *publisher) acknowledged(seq uint64, ack *jetstream.PubAck) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.ackedSeq = seq
+	if ack != nil {
+		p.lastAck = *ack
+	}
+	p.advanceLocked()
 }
 
 // ErrChainBroken means a message was refused because the one before it

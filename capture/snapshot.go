@@ -123,8 +123,9 @@ func (r *SnapshotReader) PlanChunks(ctx context.Context, t *proto.TableDef, page
 	return chunks, nil
 }
 
-// CopySQL is the COPY statement that reads a chunk.
-func (c Chunk) CopySQL() string {
+// CopySQL is the COPY statement that reads a chunk; an error when its
+// row filter could break out of its WHERE clause.
+func (c Chunk) CopySQL() (string, error) {
 	opts := ""
 	if c.Format == proto.CopyBinary {
 		opts = " (FORMAT binary)"
@@ -142,23 +143,31 @@ func (c Chunk) CopySQL() string {
 		}
 	}
 	if c.Filter != "" {
-		conds = append(conds, "("+c.Filter+")")
+		cond, err := proto.FilterCondition(c.Filter)
+		if err != nil {
+			return "", fmt.Errorf("row filter of %s: %w", c.Table, err)
+		}
+		conds = append(conds, cond)
 	}
 	if len(conds) == 0 && !c.Partitioned {
-		return fmt.Sprintf("COPY %s (%s) TO STDOUT%s", table, strings.Join(cols, ", "), opts)
+		return fmt.Sprintf("COPY %s (%s) TO STDOUT%s", table, strings.Join(cols, ", "), opts), nil
 	}
 	// COPY cannot read a partitioned table directly: a query can.
 	query := fmt.Sprintf("SELECT %s FROM %s", strings.Join(cols, ", "), proto.ReadFrom(c.Table, c.Partitioned))
 	if len(conds) > 0 {
 		query += " WHERE " + strings.Join(conds, " AND ")
 	}
-	return fmt.Sprintf("COPY (%s) TO STDOUT%s", query, opts)
+	return fmt.Sprintf("COPY (%s) TO STDOUT%s", query, opts), nil
 }
 
 // Copy writes the chunk's rows to w in the chunk's COPY format and
 // returns how many there were. Rows stream through; nothing is held in memory.
 func (r *SnapshotReader) Copy(ctx context.Context, c Chunk, w io.Writer) (int64, error) {
-	tag, err := r.tx.Conn().PgConn().CopyTo(ctx, w, c.CopySQL())
+	sql, err := c.CopySQL()
+	if err != nil {
+		return 0, err
+	}
+	tag, err := r.tx.Conn().PgConn().CopyTo(ctx, w, sql)
 	if err != nil {
 		return 0, fmt.Errorf("read %s chunk %d/%d: %w", c.Table, c.Index+1, c.Of, err)
 	}

@@ -47,7 +47,11 @@ func PrepareSource(ctx context.Context, conn *pgx.Conn, task string, tables []pr
 		}
 		if filter != nil {
 			if f := filter(t); f != "" {
-				item += " WHERE (" + f + ")"
+				cond, err := proto.FilterCondition(f)
+				if err != nil {
+					return fmt.Errorf("row filter of %s: %w", t, err)
+				}
+				item += " WHERE " + cond
 			}
 		}
 		list = append(list, item)

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicedb/sluice/internal/secret"
 	"github.com/sluicedb/sluice/proto"
 )
 
@@ -61,33 +62,61 @@ type errorBody struct {
 type api struct {
 	c      *Coordinator
 	b      Backend
+	opts   APIOptions
 	logger *slog.Logger
 	now    func() time.Time
 }
 
-// NewAPI returns the HTTP API, /api/v1/ and /healthz. Writes go through
-// Raft: a follower forwards them to the leader's API.
-func NewAPI(c *Coordinator, b Backend, logger *slog.Logger) http.Handler {
+// APIOptions configure the HTTP API.
+type APIOptions struct {
+	Logger *slog.Logger
+	// PeerNode names the node a TLS client certificate belongs to; nil
+	// (a node without tls) closes the internal endpoints to everyone.
+	PeerNode PeerNodeFunc
+	// TokenHint, appended to a 401's message, says where a token is
+	// (such as the admin token file of `sluice up`).
+	TokenHint string
+	// Seal replaces a spec's inline secrets by sealed references before
+	// it enters Raft; Unseal gives them back (to compare a spec sent
+	// again, or to show a redacted one). Nil: specs go as they are.
+	Seal, Unseal func(*proto.TaskSpec) error
+	// Keyring encodes the node's keys for another node (GET
+	// /internal/v1/keyring).
+	Keyring func() []byte
+}
+
+// NewAPI returns the HTTP API: /api/v1/ for users (bearer tokens),
+// /internal/v1/ for the other nodes (node certificates), and /healthz
+// for anyone. Writes go through Raft: a follower forwards them to the
+// leader's API.
+func NewAPI(c *Coordinator, b Backend, opts APIOptions) http.Handler {
 	if c == nil || b == nil {
 		panic("coordinator.NewAPI: a Coordinator and a Backend are required")
 	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &api{c: c, b: b, logger: logger.With("component", "api"), now: time.Now}
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /api/v1/tasks", a.createTask)
-	mux.HandleFunc("POST /api/v1/precheck", a.precheck)
-	mux.HandleFunc("GET /api/v1/tasks", a.listTasks)
-	mux.HandleFunc("GET /api/v1/tasks/{name}", a.getTask)
-	mux.HandleFunc("DELETE /api/v1/tasks/{name}", a.deleteTask)
-	mux.HandleFunc("POST /api/v1/tasks/{name}/pause", a.transition(func(n string) Command { return PauseTask{Name: n} }))
-	mux.HandleFunc("POST /api/v1/tasks/{name}/resume", a.transition(func(n string) Command { return ResumeTask{Name: n} }))
-	mux.HandleFunc("PUT /api/v1/tasks/{name}/throttle", a.setThrottle)
-	mux.HandleFunc("PUT /api/v1/tasks/{name}", a.updateTask)
-	mux.HandleFunc("GET /healthz", a.healthz)
-	a.clusterRoutes(mux)
-	return a.logRequests(a.forwardToLeader(mux))
+	a := &api{c: c, b: b, opts: opts, logger: opts.Logger.With("component", "api"), now: time.Now}
+	public := http.NewServeMux()
+	public.HandleFunc("POST /api/v1/tasks", a.createTask)
+	public.HandleFunc("POST /api/v1/precheck", a.precheck)
+	public.HandleFunc("GET /api/v1/tasks", a.listTasks)
+	public.HandleFunc("GET /api/v1/tasks/{name}", a.getTask)
+	public.HandleFunc("DELETE /api/v1/tasks/{name}", a.deleteTask)
+	public.HandleFunc("POST /api/v1/tasks/{name}/pause", a.transition(func(n string) Command { return PauseTask{Name: n} }))
+	public.HandleFunc("POST /api/v1/tasks/{name}/resume", a.transition(func(n string) Command { return ResumeTask{Name: n} }))
+	public.HandleFunc("PUT /api/v1/tasks/{name}/throttle", a.setThrottle)
+	public.HandleFunc("PUT /api/v1/tasks/{name}", a.updateTask)
+	a.clusterRoutes(public)
+	a.tokenRoutes(public)
+	internal := http.NewServeMux()
+	a.internalRoutes(internal)
+
+	root := http.NewServeMux()
+	root.HandleFunc("GET /healthz", a.healthz)
+	root.Handle(internalPrefix, a.requireNode(a.forwardToLeader(internal)))
+	root.Handle("/", RequireToken(c, nil, opts.TokenHint, a.forwardToLeader(public)))
+	return a.logRequests(root)
 }
 
 // readBody reads a request body of at most maxBodyBytes, or answers the
@@ -118,7 +147,31 @@ func (a *api) readSpec(w http.ResponseWriter, r *http.Request) *proto.TaskSpec {
 		a.fail(w, http.StatusBadRequest, err.Error(), nil)
 		return nil
 	}
+	secret.RegisterSpec(spec)
 	return spec
+}
+
+// seal returns a copy of spec with its inline secrets sealed, or answers
+// and returns nil.
+func (a *api) seal(w http.ResponseWriter, spec *proto.TaskSpec) *proto.TaskSpec {
+	sealed := cloneSpec(*spec)
+	if a.opts.Seal != nil {
+		if err := a.opts.Seal(&sealed); err != nil {
+			a.fail(w, http.StatusServiceUnavailable, "cannot encrypt the spec's secrets: "+err.Error()+" (or give them by reference: ${env:NAME}, ${file:/path})", nil)
+			return nil
+		}
+	}
+	return &sealed
+}
+
+// unsealed is a task's spec with its secrets as the user wrote them (as
+// stored when they cannot be opened here).
+func (a *api) unsealed(spec proto.TaskSpec) (proto.TaskSpec, error) {
+	c := cloneSpec(spec)
+	if a.opts.Unseal == nil {
+		return c, nil
+	}
+	return c, a.opts.Unseal(&c)
 }
 
 // runPrecheck runs a spec's checks, or answers and returns nil.
@@ -154,7 +207,11 @@ func (a *api) createTask(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, http.StatusUnprocessableEntity, "precheck failed: nothing was created", blocking)
 		return
 	}
-	if err := a.c.Apply(r.Context(), CreateTask{Spec: *spec, At: a.now().UTC()}); err != nil {
+	sealed := a.seal(w, spec)
+	if sealed == nil {
+		return
+	}
+	if err := a.c.Apply(r.Context(), CreateTask{Spec: *sealed, At: a.now().UTC()}); err != nil {
 		a.applyFailed(w, err)
 		return
 	}
@@ -312,7 +369,16 @@ func (a *api) updateTask(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, http.StatusNotFound, fmt.Sprintf("task %q not found", name), nil)
 		return
 	}
-	changed := fixedFieldsChanged(&task.Spec, spec)
+	stored, err := a.unsealed(task.Spec)
+	if err != nil {
+		a.fail(w, http.StatusServiceUnavailable, "cannot compare the spec with the task's: "+err.Error(), nil)
+		return
+	}
+	sealed := a.seal(w, spec)
+	if sealed == nil {
+		return
+	}
+	changed := fixedFieldsChanged(&stored, spec)
 	objects := slices.Contains(changed, "objects")
 	changed = slices.DeleteFunc(changed, func(f string) bool { return f == "objects" })
 	if len(changed) > 0 {
@@ -329,12 +395,12 @@ func (a *api) updateTask(w http.ResponseWriter, r *http.Request) {
 			a.fail(w, http.StatusConflict, err.Error(), nil)
 			return
 		}
-		if a.changeTask(w, r, name, ChangeTables{Name: name, Objects: spec.Objects, Add: add, Remove: remove, Retry: spec.Retry, Alerts: spec.Alerts, Throttle: spec.Throttle}) {
+		if a.changeTask(w, r, name, ChangeTables{Name: name, Objects: spec.Objects, Add: add, Remove: remove, Retry: spec.Retry, Alerts: sealed.Alerts, Throttle: spec.Throttle}) {
 			a.logger.Info("task tables changed", "task", name, "added", len(add), "removed", len(remove))
 		}
 		return
 	}
-	if a.changeTask(w, r, name, UpdateSettings{Name: name, Retry: spec.Retry, Alerts: spec.Alerts, Throttle: spec.Throttle}) {
+	if a.changeTask(w, r, name, UpdateSettings{Name: name, Retry: spec.Retry, Alerts: sealed.Alerts, Throttle: spec.Throttle}) {
 		a.logger.Info("task settings changed", "task", name)
 	}
 }
@@ -450,8 +516,18 @@ func (a *api) status(t Task) proto.TaskStatus {
 		Adding:        t.AddingNotCopied(),
 		LastError:     t.LastError,
 		CreatedAt:     t.CreatedAt,
-		Spec:          t.Spec.Redacted(),
+		Spec:          a.shown(t.Spec),
 	}
+}
+
+// shown is a spec as the API shows it: secrets masked, references (which
+// hold no secret) as written.
+func (a *api) shown(spec proto.TaskSpec) proto.TaskSpec {
+	open, err := a.unsealed(spec)
+	if err != nil {
+		open = spec // sealed values are masked as they are
+	}
+	return open.Redacted()
 }
 
 // applyFailed maps a Raft write's error to a response.
@@ -480,16 +556,30 @@ func (a *api) failNotLeader(w http.ResponseWriter) {
 	a.fail(w, http.StatusServiceUnavailable, msg, nil)
 }
 
+// fail answers an error; no secret this process knows leaves in it.
 func (a *api) fail(w http.ResponseWriter, status int, msg string, problems []proto.Problem) {
-	a.reply(w, status, errorBody{Error: msg, Problems: problems})
+	for i := range problems {
+		problems[i].Message, problems[i].Fix = secret.Scrub(problems[i].Message), secret.Scrub(problems[i].Fix)
+	}
+	a.reply(w, status, errorBody{Error: secret.Scrub(redact(msg)), Problems: problems})
 }
 
+// reply answers v as JSON. The answer is scrubbed of every secret this
+// process knows (a precheck's message may quote a driver's error, which
+// may quote a DSN), as a last line behind the redaction of each field.
 func (a *api) reply(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(v); err != nil {
+		a.logger.Error("encoding a response failed", "error", err)
+		status = http.StatusInternalServerError
+		buf.Reset()
+		buf.WriteString(`{"error": "encoding the response failed"}` + "\n")
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	if _, err := io.WriteString(w, secret.Scrub(buf.String())); err != nil {
 		a.logger.Debug("writing a response failed", "error", err)
 	}
 }
@@ -519,9 +609,4 @@ func (a *api) logRequests(next http.Handler) http.Handler {
 
 // redact masks DSN passwords in a message from a backend or a driver
 // before it is logged or returned: such messages may quote a DSN.
-func redact(msg string) string {
-	if !strings.Contains(msg, "://") && !strings.Contains(strings.ToLower(msg), "password") {
-		return msg
-	}
-	return proto.RedactDSN(msg)
-}
+func redact(msg string) string { return proto.RedactText(msg) }

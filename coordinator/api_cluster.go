@@ -34,11 +34,15 @@ func (a *api) forwardToLeader(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r) // status from local state, without health
 			return
 		}
-		u := &url.URL{Scheme: "http", Host: target}
+		u := &url.URL{Scheme: a.c.nodeScheme(), Host: target}
 		proxy := &httputil.ReverseProxy{
+			Transport: a.c.nodeHTTP.Transport,
 			Rewrite: func(pr *httputil.ProxyRequest) {
 				pr.SetURL(u)
 				pr.Out.Header.Set(forwardedHeader, a.c.NodeID())
+				if from := peerNode(r); from != "" {
+					pr.Out.Header.Set(forwardedForHeader, from)
+				}
 			},
 			ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
 				a.fail(w, http.StatusServiceUnavailable, fmt.Sprintf("cannot reach the leader %s at %s: %v", a.c.Leader(), target, err), nil)
@@ -63,11 +67,16 @@ func (a *api) leaderAPI() string {
 
 func (a *api) clusterRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/cluster", a.clusterStatus)
-	mux.HandleFunc("POST "+applyPath, a.applyForwarded)
-	mux.HandleFunc("POST /api/v1/cluster/nodes", a.registerNode)
-	mux.HandleFunc("POST /api/v1/cluster/heartbeat", a.heartbeat)
 	mux.HandleFunc("POST /api/v1/cluster/nodes/{id}/drain", a.drainNode)
 	mux.HandleFunc("DELETE /api/v1/cluster/nodes/{id}", a.removeNode)
+}
+
+// internalRoutes are the node-to-node endpoints (requireNode guards them).
+func (a *api) internalRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("POST "+applyPath, a.applyForwarded)
+	mux.HandleFunc("POST "+registerPath, a.registerNode)
+	mux.HandleFunc("POST "+heartbeatPath, a.heartbeat)
+	mux.HandleFunc("GET "+keyringPath, a.keyring)
 }
 
 // registerNode adds a node to the state and its Raft follower to the
@@ -76,6 +85,10 @@ func (a *api) registerNode(w http.ResponseWriter, r *http.Request) {
 	var n Node
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes)).Decode(&n); err != nil || n.ID == "" || n.API == "" {
 		a.fail(w, http.StatusBadRequest, "a node needs at least an id and an api address", nil)
+		return
+	}
+	if from := peerNode(r); n.ID != from {
+		a.fail(w, http.StatusForbidden, fmt.Sprintf("node %s cannot register node %s: a node registers itself, with its own certificate", from, n.ID), nil)
 		return
 	}
 	if n.Raft != "" {
@@ -95,6 +108,10 @@ func (a *api) heartbeat(w http.ResponseWriter, r *http.Request) {
 	var hb Heartbeat
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes)).Decode(&hb); err != nil || hb.Node == "" {
 		a.fail(w, http.StatusBadRequest, "a heartbeat needs the node's id", nil)
+		return
+	}
+	if from := peerNode(r); hb.Node != from {
+		a.fail(w, http.StatusForbidden, fmt.Sprintf("node %s cannot heartbeat for node %s", from, hb.Node), nil)
 		return
 	}
 	if _, ok := a.c.Node(hb.Node); !ok {

@@ -54,6 +54,7 @@ type env struct {
 	backend *coordtest.Backend
 	client  *coordinator.Client
 	url     string
+	token   string
 	logs    *syncBuffer
 }
 
@@ -61,10 +62,11 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	e := &env{coord: coordtest.New(t), backend: &coordtest.Backend{}, logs: &syncBuffer{}}
 	logger := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv := httptest.NewServer(coordinator.NewAPI(e.coord, e.backend, logger))
+	srv := httptest.NewServer(coordinator.NewAPI(e.coord, e.backend, coordinator.APIOptions{Logger: logger}))
 	t.Cleanup(srv.Close)
 	e.url = srv.URL
-	e.client = &coordinator.Client{BaseURL: srv.URL}
+	e.token = coordtest.Token(t, e.coord, coordinator.ScopeAdmin)
+	e.client = &coordinator.Client{BaseURL: srv.URL, Token: e.token}
 	t.Cleanup(func() {
 		for _, secret := range []string{"s3cret", "hunter2"} {
 			if strings.Contains(e.logs.String(), secret) {
@@ -188,6 +190,7 @@ func TestDeleteBody(t *testing.T) {
 		t.Fatal(err)
 	}
 	req, _ := http.NewRequest(http.MethodDelete, e.url+"/api/v1/tasks/orders", nil)
+	req.Header.Set("Authorization", "Bearer "+e.token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -18,7 +18,9 @@ import (
 // calls with the ctx (a create runs the precheck, which takes a while).
 type Client struct {
 	BaseURL string // such as http://127.0.0.1:7420
-	HTTP    *http.Client
+	// Token is the API token sent as "Authorization: Bearer".
+	Token string
+	HTTP  *http.Client
 }
 
 // APIError is an error answered by the API.
@@ -146,6 +148,9 @@ func (c *Client) do(ctx context.Context, method, path, contentType string, body 
 		req.Header.Set("Content-Type", contentType)
 	}
 	req.Header.Set("Accept", "application/json")
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
 	hc := c.HTTP
 	if hc == nil {
 		hc = http.DefaultClient
@@ -213,4 +218,31 @@ func (c *Client) RemoveNode(ctx context.Context, id string, force bool) error {
 		path += "?force=true"
 	}
 	return c.do(ctx, http.MethodDelete, path, "", nil, nil)
+}
+
+// CreateToken makes an API token; the reply holds its text, shown once.
+func (c *Client) CreateToken(ctx context.Context, scope Scope, name string) (*NewTokenReply, error) {
+	body, err := json.Marshal(TokenRequest{Scope: scope, Name: name})
+	if err != nil {
+		return nil, err
+	}
+	var out NewTokenReply
+	if err := c.do(ctx, http.MethodPost, "/api/v1/tokens", "application/json", body, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// ListTokens lists the API tokens (never their secrets).
+func (c *Client) ListTokens(ctx context.Context) ([]TokenInfo, error) {
+	var out []TokenInfo
+	if err := c.do(ctx, http.MethodGet, "/api/v1/tokens", "", nil, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// RevokeToken revokes a token by its id.
+func (c *Client) RevokeToken(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/api/v1/tokens/"+url.PathEscape(id), "", nil, nil)
 }

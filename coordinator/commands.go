@@ -78,6 +78,10 @@ type SetTaskStatus struct {
 type MarkSlotCreated struct {
 	Name          string    `json:"name"`
 	ConsistentLSN proto.LSN `json:"consistent_lsn"`
+	// Epoch is the capture unit's task epoch: a write from an earlier
+	// owner is refused (ErrStaleEpoch). 0 (entries written before epochs
+	// were carried) is not checked.
+	Epoch uint64 `json:"epoch,omitempty"`
 }
 
 // MarkTablesCopied merges tables whose full sync finished, keyed by
@@ -87,18 +91,30 @@ type MarkTablesCopied struct {
 	Name   string               `json:"name"`
 	Tables map[string]proto.LSN `json:"tables"`
 	Rows   int64                `json:"rows,omitempty"`
+	// Epoch is the capture unit's task epoch: a write from an earlier
+	// owner is refused (ErrStaleEpoch). 0 (entries written before epochs
+	// were carried) is not checked.
+	Epoch uint64 `json:"epoch,omitempty"`
 }
 
 // ResetTablesCopied forgets every copied table, for a full sync that starts
 // over (a new slot means a new snapshot).
 type ResetTablesCopied struct {
 	Name string `json:"name"`
+	// Epoch is the capture unit's task epoch: a write from an earlier
+	// owner is refused (ErrStaleEpoch). 0 (entries written before epochs
+	// were carried) is not checked.
+	Epoch uint64 `json:"epoch,omitempty"`
 }
 
 // MarkPostDataDone records that secondary indexes, foreign keys and
 // sequences were created after the full load.
 type MarkPostDataDone struct {
 	Name string `json:"name"`
+	// Epoch is the capture unit's task epoch: a write from an earlier
+	// owner is refused (ErrStaleEpoch). 0 (entries written before epochs
+	// were carried) is not checked.
+	Epoch uint64 `json:"epoch,omitempty"`
 }
 
 // BumpEpoch raises the task's fencing epoch, before its units are handed to
@@ -135,12 +151,20 @@ type ResumeTask struct {
 type MarkKeptTables struct {
 	Name   string   `json:"name"`
 	Tables []string `json:"tables"`
+	// Epoch is the capture unit's task epoch: a write from an earlier
+	// owner is refused (ErrStaleEpoch). 0 (entries written before epochs
+	// were carried) is not checked.
+	Epoch uint64 `json:"epoch,omitempty"`
 }
 
 // SetTaskTables fixes the tables a task syncs, when it starts.
 type SetTaskTables struct {
 	Name   string   `json:"name"`
 	Tables []string `json:"tables"`
+	// Epoch is the capture unit's task epoch: a write from an earlier
+	// owner is refused (ErrStaleEpoch). 0 (entries written before epochs
+	// were carried) is not checked.
+	Epoch uint64 `json:"epoch,omitempty"`
 }
 
 // ChangeTables adds tables to a running task and removes others: its
@@ -162,6 +186,10 @@ type ChangeTables struct {
 type FinishAdding struct {
 	Name   string   `json:"name"`
 	Tables []string `json:"tables"`
+	// Epoch is the capture unit's task epoch: a write from an earlier
+	// owner is refused (ErrStaleEpoch). 0 (entries written before epochs
+	// were carried) is not checked.
+	Epoch uint64 `json:"epoch,omitempty"`
 }
 
 // UpdateSettings replaces the settings a running task takes without
@@ -213,6 +241,9 @@ var (
 	// log this means a newer Sluice wrote it, or the log is damaged.
 	ErrUnknownCommand = errors.New("unknown command type")
 )
+
+// newCommand is a new, zero command of h's type, to decode into.
+func newCommand(h *handler) any { return reflect.New(h.goType).Interface() }
 
 // handler decodes and applies one command type.
 type handler struct {
@@ -347,6 +378,15 @@ func applyCreateTask(d *data, index uint64, cmd *CreateTask) error {
 	return nil
 }
 
+// checkEpoch refuses a capture unit's write from an earlier epoch (0:
+// not checked, for entries from before writes carried their epoch).
+func (t *Task) checkEpoch(epoch uint64) error {
+	if epoch != 0 && epoch != t.Epoch {
+		return fmt.Errorf("%w: %s is at epoch %d, the write came from %d", ErrStaleEpoch, t.Spec.Name, t.Epoch, epoch)
+	}
+	return nil
+}
+
 func applySetTaskStatus(d *data, index uint64, cmd *SetTaskStatus) error {
 	t, err := d.task(cmd.Name)
 	if err != nil {
@@ -380,6 +420,9 @@ func applyMarkSlotCreated(d *data, index uint64, cmd *MarkSlotCreated) error {
 	if err != nil {
 		return err
 	}
+	if err := t.checkEpoch(cmd.Epoch); err != nil {
+		return err
+	}
 	t.SlotCreated = true
 	t.ConsistentLSN = cmd.ConsistentLSN
 	t.ModifyIndex = index
@@ -389,6 +432,9 @@ func applyMarkSlotCreated(d *data, index uint64, cmd *MarkSlotCreated) error {
 func applyMarkTablesCopied(d *data, index uint64, cmd *MarkTablesCopied) error {
 	t, err := d.task(cmd.Name)
 	if err != nil {
+		return err
+	}
+	if err := t.checkEpoch(cmd.Epoch); err != nil {
 		return err
 	}
 	if t.TablesCopied == nil {
@@ -407,6 +453,9 @@ func applyResetTablesCopied(d *data, index uint64, cmd *ResetTablesCopied) error
 	if err != nil {
 		return err
 	}
+	if err := t.checkEpoch(cmd.Epoch); err != nil {
+		return err
+	}
 	t.TablesCopied = nil
 	t.RowsCopied = 0
 	t.FullSync = nil
@@ -417,6 +466,9 @@ func applyResetTablesCopied(d *data, index uint64, cmd *ResetTablesCopied) error
 func applyMarkPostDataDone(d *data, index uint64, cmd *MarkPostDataDone) error {
 	t, err := d.task(cmd.Name)
 	if err != nil {
+		return err
+	}
+	if err := t.checkEpoch(cmd.Epoch); err != nil {
 		return err
 	}
 	t.PostDataDone = true
@@ -508,6 +560,9 @@ func applyMarkKeptTables(d *data, index uint64, cmd *MarkKeptTables) error {
 	if err != nil {
 		return err
 	}
+	if err := t.checkEpoch(cmd.Epoch); err != nil {
+		return err
+	}
 	t.KeptTables = make(map[string]bool, len(cmd.Tables))
 	for _, k := range cmd.Tables {
 		t.KeptTables[k] = true
@@ -533,6 +588,9 @@ func applyUpdateSettings(d *data, index uint64, cmd *UpdateSettings) error {
 func applySetTaskTables(d *data, index uint64, cmd *SetTaskTables) error {
 	t, err := d.task(cmd.Name)
 	if err != nil {
+		return err
+	}
+	if err := t.checkEpoch(cmd.Epoch); err != nil {
 		return err
 	}
 	t.Tables = slices.Clone(cmd.Tables)
@@ -569,6 +627,9 @@ func applyChangeTables(d *data, index uint64, cmd *ChangeTables) error {
 func applyFinishAdding(d *data, index uint64, cmd *FinishAdding) error {
 	t, err := d.task(cmd.Name)
 	if err != nil {
+		return err
+	}
+	if err := t.checkEpoch(cmd.Epoch); err != nil {
 		return err
 	}
 	t.Adding = slices.DeleteFunc(t.Adding, func(k string) bool { return slices.Contains(cmd.Tables, k) })

@@ -17,8 +17,6 @@ import (
 // endpoint, and the leader answers with the entry's index or the
 // handler's error, named so that errors.Is works on the follower too.
 
-const applyPath = "/api/v1/cluster/apply"
-
 // sentinels are the errors a forwarded command's caller may test for.
 var sentinels = map[string]error{
 	"task_exists":    ErrTaskExists,
@@ -35,8 +33,6 @@ type applyReply struct {
 	Code  string `json:"code,omitempty"`
 }
 
-var forwardClient = &http.Client{Timeout: 30 * time.Second}
-
 // forward sends cmd to the leader and waits until this node has applied
 // the entry.
 func (c *Coordinator) forward(ctx context.Context, cmd Command) error {
@@ -49,13 +45,13 @@ func (c *Coordinator) forward(ctx context.Context, cmd Command) error {
 	if !ok || n.API == "" {
 		return fmt.Errorf("%w: the leader %s has not registered its API address yet", ErrNotLeader, id)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+n.API+applyPath, bytes.NewReader(entry))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.nodeScheme()+"://"+n.API+applyPath, bytes.NewReader(entry))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/octet-stream")
 	req.Header.Set(forwardedHeader, c.NodeID())
-	resp, err := forwardClient.Do(req)
+	resp, err := c.nodeHTTP.Do(req)
 	if err != nil {
 		return fmt.Errorf("%w: cannot reach the leader %s: %w", ErrNotLeader, id, err)
 	}
@@ -106,7 +102,7 @@ func (a *api) applyForwarded(w http.ResponseWriter, r *http.Request) {
 		a.reply(w, http.StatusBadRequest, applyReply{Error: err.Error()})
 		return
 	}
-	cmd, err := Decode(entry)
+	cmd, err := DecodeStrict(entry)
 	if err != nil {
 		a.reply(w, http.StatusBadRequest, applyReply{Error: err.Error()})
 		return
@@ -115,7 +111,12 @@ func (a *api) applyForwarded(w http.ResponseWriter, r *http.Request) {
 		a.reply(w, http.StatusServiceUnavailable, applyReply{Error: "not the leader", Code: "not_leader"})
 		return
 	}
-	index, err := a.c.applyLocal(r.Context(), cmd)
+	var index uint64
+	if err = a.c.checkForwarded(peerNode(r), cmd); err != nil {
+		a.logger.Warn("refused a command from another node", "node", peerNode(r), "command", commandName(cmd.Type()), "error", err)
+	} else {
+		index, err = a.c.applyLocal(r.Context(), cmd)
+	}
 	rep := applyReply{Index: index}
 	if err != nil {
 		rep.Error = err.Error()

@@ -193,6 +193,8 @@ type SetFullSyncPlan struct {
 type MarkFullSyncReady struct {
 	Name string `json:"name"`
 	Plan uint64 `json:"plan"`
+	// Epoch is the capture unit's task epoch (0: not checked).
+	Epoch uint64 `json:"epoch,omitempty"`
 }
 
 // MarkChunkCopied records that chunk Chunk of table Table (its index in
@@ -245,6 +247,9 @@ func (d *data) planOf(name string, id uint64) (*Task, *FullSyncPlan, error) {
 func applyMarkFullSyncReady(d *data, index uint64, cmd *MarkFullSyncReady) error {
 	t, p, err := d.planOf(cmd.Name, cmd.Plan)
 	if err != nil {
+		return err
+	}
+	if err := t.checkEpoch(cmd.Epoch); err != nil {
 		return err
 	}
 	p.Ready = true

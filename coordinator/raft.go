@@ -5,11 +5,13 @@ package coordinator
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -46,8 +48,16 @@ type Config struct {
 	// Timers overrides the Raft timers; zero picks defaults for one voter
 	// or for several.
 	HeartbeatTimeout time.Duration
+	// TLS, when set, runs the Raft transport over mutual TLS: Server for
+	// the listener (client certificates required and verified), Client for
+	// dialing a peer (its certificate checked against the dialed host).
+	TLS *TransportTLS
 	// Logger receives the coordinator's and Raft's logs; default: none.
 	Logger *slog.Logger
+	// NodeTLS, when set, is the client side of mutual TLS for calls to
+	// other nodes' APIs (forwarded commands and requests): https with
+	// this node's certificate. Nil: plain http (a node without tls).
+	NodeTLS *tls.Config
 }
 
 func (c *Config) setDefaults() error {
@@ -67,6 +77,15 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("coordinator: BindAddr %q: %w", c.BindAddr, err)
 	}
 	return nil
+}
+
+// TransportTLS holds the TLS configs of the Raft transport (see
+// Config.TLS). Server must use tls.RequireAndVerifyClientCert; Client
+// returns the config for dialing a peer whose certificate must be valid
+// for serverName (the host of the peer's Raft address).
+type TransportTLS struct {
+	Server *tls.Config
+	Client func(serverName string) *tls.Config
 }
 
 // Peer is another coordinator.
@@ -106,6 +125,9 @@ type Coordinator struct {
 	meta      *metadb.BoltMetaDB
 	dirLock   io.Closer
 	transport *raft.NetworkTransport
+
+	// nodeHTTP calls other nodes' APIs (mutual TLS with Config.NodeTLS).
+	nodeHTTP *http.Client
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -161,7 +183,16 @@ func Open(cfg Config) (*Coordinator, error) {
 			return resolve(id)
 		})
 	}
-	transport, err := raft.NewTCPTransportWithConfig(cfg.BindAddr, nil, tcfg)
+	var transport *raft.NetworkTransport
+	if cfg.TLS != nil {
+		var layer *tlsStreamLayer
+		if layer, err = newTLSStreamLayer(cfg.BindAddr, nil, cfg.TLS.Server, cfg.TLS.Client); err == nil {
+			tcfg.Stream = layer
+			transport = raft.NewNetworkTransportWithConfig(tcfg)
+		}
+	} else {
+		transport, err = raft.NewTCPTransportWithConfig(cfg.BindAddr, nil, tcfg)
+	}
 	if err != nil {
 		closeStores()
 		return nil, fmt.Errorf("coordinator: Raft transport on %s: %w", cfg.BindAddr, err)
@@ -191,6 +222,7 @@ func Open(cfg Config) (*Coordinator, error) {
 		meta:      meta,
 		dirLock:   dirLock,
 		transport: transport,
+		nodeHTTP:  newNodeHTTP(cfg.NodeTLS),
 	}
 	closeAll := func() {
 		_ = transport.Close()
@@ -236,6 +268,29 @@ func Open(cfg Config) (*Coordinator, error) {
 	logger.Info("raft started", "node_id", cfg.NodeID, "raft_addr", string(transport.LocalAddr()), "dir", raftDir)
 	return c, nil
 }
+
+// nodeCallTimeout bounds one call to another node's API.
+const nodeCallTimeout = 30 * time.Second
+
+func newNodeHTTP(tc *tls.Config) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if tc != nil {
+		tr.TLSClientConfig = tc.Clone()
+	}
+	return &http.Client{Timeout: nodeCallTimeout, Transport: tr}
+}
+
+// nodeScheme is how this node calls other nodes' APIs.
+func (c *Coordinator) nodeScheme() string {
+	if c.cfg.NodeTLS != nil {
+		return "https"
+	}
+	return "http"
+}
+
+// NodeHTTP is the client and URL scheme for calls to other nodes' APIs
+// (mutual TLS when the node has tls).
+func (c *Coordinator) NodeHTTP() (*http.Client, string) { return c.nodeHTTP, c.nodeScheme() }
 
 // RaftAddr is the address the Raft transport listens on (useful with port 0).
 func (c *Coordinator) RaftAddr() string { return string(c.transport.LocalAddr()) }

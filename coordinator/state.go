@@ -72,6 +72,12 @@ type data struct {
 	Assignments map[string]*Assignment `json:"assignments,omitempty"`
 	// Waiting says, per task, why some of its units are not placed.
 	Waiting map[string]string `json:"waiting,omitempty"`
+	// Tokens are the API tokens by id (hashes only, see tokens.go);
+	// Bootstrapped: the cluster made its first admin token.
+	Tokens       map[string]*Token `json:"tokens,omitempty"`
+	Bootstrapped bool              `json:"bootstrapped,omitempty"`
+	// SecretKey is the id of the key inline secrets are sealed with.
+	SecretKey string `json:"secret_key,omitempty"`
 }
 
 func newData() data {
@@ -115,6 +121,15 @@ func (d *data) clone() data {
 		c.Assignments[u] = &ca
 	}
 	c.Waiting = maps.Clone(d.Waiting)
+	if d.Tokens != nil {
+		c.Tokens = make(map[string]*Token, len(d.Tokens))
+		for id, t := range d.Tokens {
+			ct := *t
+			c.Tokens[id] = &ct
+		}
+	}
+	c.Bootstrapped = d.Bootstrapped
+	c.SecretKey = d.SecretKey
 	return c
 }
 

@@ -292,6 +292,9 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		ChangeTables{Name: "a", Objects: []proto.ObjectSpec{{Schema: "public", Tables: []string{"t", "u"}}}, Add: []string{"public\x00u"}, Remove: []string{"public\x00v"}},
 		FinishAdding{Name: "a", Tables: []string{"public\x00u"}},
 		UpdateSettings{Name: "a", Retry: proto.RetrySpec{Other: proto.Duration(time.Minute)}, Alerts: &proto.AlertSpec{Webhook: "http://x/y"}},
+		CreateToken{Token: Token{ID: "0123456789ab", Name: "ci", Scope: ScopeRead, Hash: strings.Repeat("a", 64), CreatedAt: t0, Bootstrap: true}},
+		RevokeToken{ID: "0123456789ab"},
+		SetSecretKey{ID: "0123456789abcdef", Rotate: true},
 	}
 	seen := map[CommandType]bool{}
 	for _, cmd := range cmds {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +14,8 @@ import (
 	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/coordinator/scheduler"
 	"github.com/sluicedb/sluice/internal/pgconfig"
+	"github.com/sluicedb/sluice/internal/safe"
+	"github.com/sluicedb/sluice/internal/secret"
 	"github.com/sluicedb/sluice/proto"
 )
 
@@ -77,7 +78,14 @@ func (a *alerter) run(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
-		a.round(ctx, time.Now())
+		// A panic in one evaluation is recovered (logged with its stack
+		// by the process's hook, counted) and the loop goes on: the next
+		// round starts afresh from the replicated state a second later.
+		// Every section holding a.mu unlocks it in a defer (locked), so
+		// a panic never leaves the metrics' readers blocked.
+		if err := safe.Run("alerts", func() error { a.round(ctx, time.Now()); return nil }); err != nil {
+			a.logger.Error("alert round failed; going on", "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -86,14 +94,21 @@ func (a *alerter) run(ctx context.Context) {
 	}
 }
 
+// locked runs f with a.mu held, released even if f panics.
+func (a *alerter) locked(f func()) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	f()
+}
+
 func (a *alerter) round(ctx context.Context, now time.Time) {
 	leader := a.coord.IsLeader()
-	a.mu.Lock()
-	if leader != a.leader {
-		a.tasks = map[string]*taskAlerts{} // start from nothing, as a new leader
-		a.leader = leader
-	}
-	a.mu.Unlock()
+	a.locked(func() {
+		if leader != a.leader {
+			a.tasks = map[string]*taskAlerts{} // start from nothing, as a new leader
+			a.leader = leader
+		}
+	})
 	if !leader {
 		return
 	}
@@ -102,14 +117,16 @@ func (a *alerter) round(ctx context.Context, now time.Time) {
 	for _, t := range a.coord.Tasks() {
 		name := t.Spec.Name
 		seen[name] = true
-		a.mu.Lock()
-		st := a.tasks[name]
-		if st == nil || st.createIndex != t.CreateIndex {
-			st = &taskAlerts{createIndex: t.CreateIndex}
-			a.tasks[name] = st
-		}
-		measure := t.SlotCreated && !t.Deleting && now.Sub(st.walAt) >= a.walEvery
-		a.mu.Unlock()
+		var st *taskAlerts
+		var measure bool
+		a.locked(func() {
+			st = a.tasks[name]
+			if st == nil || st.createIndex != t.CreateIndex {
+				st = &taskAlerts{createIndex: t.CreateIndex}
+				a.tasks[name] = st
+			}
+			measure = t.SlotCreated && !t.Deleting && now.Sub(st.walAt) >= a.walEvery
+		})
 		// Every slot's retained WAL is measured (a metric), outside the
 		// lock: it takes a connection to the source.
 		var retained *int64
@@ -120,25 +137,25 @@ func (a *alerter) round(ctx context.Context, now time.Time) {
 				a.logger.Debug("cannot measure retained WAL", "task", name, "err", err)
 			}
 		}
-		a.mu.Lock()
-		if measure {
-			st.walAt = now
-			if retained != nil {
-				st.walBytes = retained
+		a.locked(func() {
+			if measure {
+				st.walAt = now
+				if retained != nil {
+					st.walBytes = retained
+				}
+			}
+			if t.Spec.Alerts != nil && !t.Deleting {
+				a.evaluate(&t, st, latency[name], retained, now)
+			}
+		})
+	}
+	a.locked(func() {
+		for name := range a.tasks {
+			if !seen[name] {
+				delete(a.tasks, name)
 			}
 		}
-		if t.Spec.Alerts != nil && !t.Deleting {
-			a.evaluate(&t, st, latency[name], retained, now)
-		}
-		a.mu.Unlock()
-	}
-	a.mu.Lock()
-	for name := range a.tasks {
-		if !seen[name] {
-			delete(a.tasks, name)
-		}
-	}
-	a.mu.Unlock()
+	})
 }
 
 // latencies is every task's latency from the apply groups' heartbeats:
@@ -249,25 +266,39 @@ func (a *alerter) send(webhook string, al Alert) {
 		return
 	}
 	a.logger.Warn("alert", "task", al.Task, "alert", al.Alert, "state", al.State, "message", al.Message)
+	target, err := secret.ResolveField(webhook)
+	if err != nil {
+		a.logger.Error("alert not delivered", "task", al.Task, "alert", al.Alert, "err", err)
+		return
+	}
+	secret.Register(target)
 	a.sends.Add(1)
 	go func() {
 		defer a.sends.Done()
-		var last error
-		for attempt := 0; attempt < 3; attempt++ {
-			if attempt > 0 {
-				time.Sleep(time.Duration(attempt) * 2 * time.Second)
-			}
-			resp, err := a.http.Post(webhook, "application/json", bytes.NewReader(body))
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode < 300 {
-					return
+		// Nothing waits for a delivery's outcome: a panic in one is
+		// recovered (logged with its stack by the process's hook,
+		// counted) and reported like a delivery that failed.
+		err := safe.Run("alerts/webhook", func() error {
+			var last error
+			for attempt := 0; attempt < 3; attempt++ {
+				if attempt > 0 {
+					time.Sleep(time.Duration(attempt) * 2 * time.Second)
 				}
-				err = fmt.Errorf("HTTP %s", resp.Status)
+				resp, err := a.http.Post(target, "application/json", bytes.NewReader(body))
+				if err == nil {
+					resp.Body.Close()
+					if resp.StatusCode < 300 {
+						return nil
+					}
+					err = fmt.Errorf("HTTP %s", resp.Status)
+				}
+				last = err
 			}
-			last = err
+			return last
+		})
+		if err != nil {
+			a.logger.Error("alert not delivered", "task", al.Task, "alert", al.Alert, "webhook", proto.RedactURL(target), "err", err)
 		}
-		a.logger.Error("alert not delivered", "task", al.Task, "alert", al.Alert, "webhook", redactURL(webhook), "err", last)
 	}()
 }
 
@@ -301,17 +332,4 @@ func (a *alerter) retained() map[string]int64 {
 		}
 	}
 	return out
-}
-
-// redactURL drops a URL's query and credentials for logs.
-func redactURL(u string) string {
-	if i := strings.IndexAny(u, "?#"); i >= 0 {
-		u = u[:i]
-	}
-	if at := strings.LastIndex(u, "@"); at >= 0 {
-		if scheme := strings.Index(u, "://"); scheme >= 0 && scheme < at {
-			u = u[:scheme+3] + u[at+1:]
-		}
-	}
-	return u
 }

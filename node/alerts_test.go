@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/internal/sluicetest"
 	"github.com/sluicedb/sluice/internal/testenv"
 	"github.com/sluicedb/sluice/node"
@@ -68,7 +67,7 @@ func TestAlertsAndMetrics(t *testing.T) {
 	src := testenv.Conn(t, p.src.DSN("postgres"))
 	testenv.MustExec(t, src, `CREATE TABLE watched (id int PRIMARY KEY, v text); INSERT INTO watched VALUES (1, 'a')`)
 	n := sluicetest.StartNode(t, node.Config{Runner: node.RunnerConfig{RetryMinute: time.Second, MinBackoff: 200 * time.Millisecond, MaxBackoff: time.Second}})
-	c := &coordinator.Client{BaseURL: n.URL}
+	c := n.Client()
 	createTask(t, c, taskYAML("watched", p, fmt.Sprintf(`retry: { connection: 10m, other: 5m }
 throttle: { incremental: { rps: 2 } }
 alerts:
@@ -85,7 +84,7 @@ alerts:
 		t.Fatalf("latency alert: %+v", fired)
 	}
 	hook.wait(t, "retained_wal", "firing", time.Minute)
-	metrics := scrape(t, n.URL)
+	metrics := scrape(t, n.URL, n.Token)
 	for _, want := range []string{`sluice_task_state{phase="incremental",state="running",task="watched"} 1`,
 		`sluice_task_alert_firing{alert="latency",task="watched"} 1`, `sluice_task_slot_retained_wal_bytes{task="watched"}`,
 		`sluice_node_is_leader 1`, `sluice_task_full_tables_done{task="watched"} 1`, `sluice_task_apply_bytes_per_second{task="watched"}`} {
@@ -116,9 +115,14 @@ alerts:
 	hook.wait(t, "failed", "resolved", time.Minute)
 }
 
-func scrape(t *testing.T, url string) string {
+func scrape(t *testing.T, url, token string) string {
 	t.Helper()
-	resp, err := http.Get(url + "/metrics")
+	req, err := http.NewRequest(http.MethodGet, url+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

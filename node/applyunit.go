@@ -13,6 +13,7 @@ import (
 	"github.com/sluicedb/sluice/apply"
 	"github.com/sluicedb/sluice/apply/postgres"
 	"github.com/sluicedb/sluice/coordinator"
+	"github.com/sluicedb/sluice/internal/safe"
 	"github.com/sluicedb/sluice/proto"
 )
 
@@ -37,7 +38,7 @@ const healthyAfter = 10 * time.Second
 
 func (u *applyUnit) run(ctx context.Context) (fenced bool) {
 	log := u.logger.With("task", u.task, "group", u.group, "epoch", u.epoch)
-	return superviseUnit(ctx, unitSupervisor{task: u.task, what: "apply group", store: u.store, cfg: u.cfg, log: log, health: u.health}, u.attempt)
+	return superviseUnit(ctx, unitSupervisor{task: u.task, what: "apply group", where: "attempt/apply", store: u.store, cfg: u.cfg, log: log, health: u.health}, u.attempt)
 }
 
 // attempt applies until the first error. Once it has run well for a while
@@ -63,15 +64,34 @@ func (u *applyUnit) attempt(ctx context.Context) error {
 	defer release()
 	wcfg.Throttle = lim
 
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	wctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	// failed is the error that ends the attempt when the goroutine below
+	// panicked: the panic (not wctx's bare "context canceled").
+	failed := func(err error) error {
+		if ctx.Err() == nil && wctx.Err() != nil {
+			return context.Cause(wctx)
+		}
+		return err
+	}
 	go func() {
-		select {
-		case <-wctx.Done():
-		case <-time.After(healthyAfter):
-			if t, ok := u.store.Task(u.task); ok && t.State == proto.StateRetrying {
-				_ = u.store.Apply(wctx, coordinator.SetTaskStatus{Name: u.task, State: proto.StateRunning, KeepError: true, IfRunnable: true})
+		// A panic here is a bug in the group's bookkeeping: it fails the
+		// attempt (cancelling wctx with the panic as the cause), so that
+		// the task shows it, retrying in the other window, and the group
+		// starts over cleanly; the restart costs nothing but time, since
+		// the destination's positions skip what was applied.
+		err := safe.Run("apply/health", func() error {
+			select {
+			case <-wctx.Done():
+			case <-time.After(healthyAfter):
+				if t, ok := u.store.Task(u.task); ok && t.State == proto.StateRetrying {
+					_ = u.store.Apply(wctx, coordinator.SetTaskStatus{Name: u.task, State: proto.StateRunning, KeepError: true, IfRunnable: true})
+				}
 			}
+			return nil
+		})
+		if err != nil {
+			cancel(err)
 		}
 	}()
 	gate := &tableGate{store: u.store, task: u.task}
@@ -80,7 +100,7 @@ func (u *applyUnit) attempt(ctx context.Context) error {
 		err := apply.RunWorker(wctx, wcfg)
 		var held *apply.HeldError
 		if !errors.As(err, &held) {
-			return err
+			return failed(err)
 		}
 		// A table added to the task is being copied: the group waits
 		// (its other tables too), then starts again from the positions.
@@ -88,7 +108,7 @@ func (u *applyUnit) attempt(ctx context.Context) error {
 		for gate.refresh(); gate.held(held.Table); gate.refresh() {
 			select {
 			case <-wctx.Done():
-				return wctx.Err()
+				return failed(wctx.Err())
 			case <-time.After(300 * time.Millisecond):
 			}
 		}

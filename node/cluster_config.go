@@ -29,6 +29,12 @@ type ClusterConfig struct {
 	NATS        string `yaml:"nats"`
 	NATSCluster string `yaml:"nats_cluster"`
 	NATSURL     string `yaml:"nats_url"`
+	// NATSCredentials (a .creds file) or NATSUser and NATSPassword
+	// (${env:...} and ${file:...} work) authenticate to nats_url; the
+	// node's tls certificate is presented too, when it has one.
+	NATSCredentials string `yaml:"nats_credentials"`
+	NATSUser        string `yaml:"nats_user"`
+	NATSPassword    string `yaml:"nats_password"`
 	// Peers are the other nodes, as this node reaches them. Those with a
 	// raft address and listed by every initial coordinator form the first
 	// Raft configuration; a node they do not list joins through them.
@@ -52,6 +58,24 @@ type ClusterConfig struct {
 	Pprof      string `yaml:"pprof"`
 	LogLevel   string `yaml:"log_level"`
 	LogFormat  string `yaml:"log_format"`
+	// TLS is the node's certificate (sluice cert node): mutual TLS for
+	// Raft, NATS routes and calls between nodes, and https for the API.
+	// Without it a node listens on loopback only and has no peers.
+	TLS *TLSFiles `yaml:"tls"`
+	// MetricsPublic serves /metrics without a token.
+	MetricsPublic bool `yaml:"metrics_public"`
+	// ClientConfig is the client configuration the node that starts the
+	// cluster writes its first admin token to (default: the user's,
+	// $XDG_CONFIG_HOME/sluice/config.yaml; "none" for none).
+	ClientConfig string `yaml:"client_config"`
+}
+
+// TLSFiles are PEM files: the cluster's CA, this node's certificate and
+// its key.
+type TLSFiles struct {
+	CA   string `yaml:"ca"`
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
 }
 
 // PeerConfig is another node.
@@ -175,7 +199,45 @@ func (c *ClusterConfig) Validate() error {
 	if c.ChunkPages < 0 {
 		bad("chunk_pages must be 1 or more")
 	}
+	if c.TLS != nil {
+		if c.TLS.CA == "" || c.TLS.Cert == "" || c.TLS.Key == "" {
+			bad("tls needs ca, cert and key (sluice cert ca, then sluice cert node)")
+		}
+	} else {
+		errs = append(errs, c.protectedMode()...)
+	}
 	return errors.Join(errs...)
+}
+
+// protectedMode: without tls a node has no way to tell its peers from
+// anyone else on the network, so it listens on loopback addresses only
+// and runs alone (as `sluice up` does).
+func (c *ClusterConfig) protectedMode() []error {
+	var errs []error
+	for _, a := range []struct{ key, addr string }{{"api", c.API}, {"raft", c.Raft}, {"nats", c.NATS}, {"nats_cluster", c.NATSCluster}, {"pprof", c.Pprof}} {
+		if a.addr != "" && !IsLoopback(a.addr) {
+			errs = append(errs, fmt.Errorf("%s %q is not a loopback address: without tls a node listens on loopback only (protected mode); set tls: {ca, cert, key} (sluice cert) to listen on the network", a.key, a.addr))
+		}
+	}
+	if len(c.Peers) > 0 || c.NATSURL != "" {
+		errs = append(errs, errors.New("peers: the nodes of a cluster prove who they are to each other with certificates; set tls: {ca, cert, key} on every node (sluice cert ca, then sluice cert node for each)"))
+	}
+	return errs
+}
+
+// IsLoopback reports whether host:port names a loopback address
+// (127.0.0.0/8, ::1 or localhost); an empty host (every interface) or
+// any other name is not.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (c *ClusterConfig) has(role string) bool { return slices.Contains(c.Roles, role) }

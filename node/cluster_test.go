@@ -76,14 +76,19 @@ func startLoad(ctx context.Context, p pair, txs int, duration time.Duration, see
 	return load
 }
 
+// clientOf talks to node i with the cluster's admin token, over TLS.
+func clientOf(c *testenv.Cluster, i int) *coordinator.Client {
+	return &coordinator.Client{BaseURL: c.URL(i), Token: c.Token(), HTTP: c.HTTPClient()}
+}
+
 // clusterClient talks to the first live node of the cluster.
 func clusterClient(c *testenv.Cluster) *coordinator.Client {
 	for i := 0; i < c.N(); i++ {
 		if c.Alive(i) {
-			return &coordinator.Client{BaseURL: c.URL(i)}
+			return clientOf(c, i)
 		}
 	}
-	return &coordinator.Client{BaseURL: c.URL(0)}
+	return clientOf(c, 0)
 }
 
 // status reads the cluster status from any live node, preferring the
@@ -361,7 +366,7 @@ func TestClusterPartitionLeader(t *testing.T) {
 			if i == old {
 				continue
 			}
-			st, err := (&coordinator.Client{BaseURL: c.URL(i)}).ClusterStatus(ctx)
+			st, err := clientOf(c, i).ClusterStatus(ctx)
 			if err != nil {
 				return err
 			}

@@ -25,6 +25,14 @@ type Config struct {
 	Logger      *slog.Logger
 	// Runner tunes task execution (tests and benchmarks).
 	Runner RunnerConfig
+	// TLS serves the API (and the exposed broker) over TLS with this
+	// certificate; needed to listen on anything but loopback.
+	TLS *TLSFiles
+	// MetricsPublic serves /metrics without a token.
+	MetricsPublic bool
+	// ClientConfig is the client configuration file the admin token is
+	// written to ("" for none).
+	ClientConfig string
 }
 
 // DefaultListen is the API address of `sluice up`.

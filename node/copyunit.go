@@ -43,7 +43,7 @@ func (u *copyUnit) run(ctx context.Context) (fenced bool) {
 		}
 		return err
 	}
-	return superviseUnit(ctx, unitSupervisor{task: u.task, what: "copy unit", store: u.store, cfg: u.cfg, log: log, health: u.health}, attempt)
+	return superviseUnit(ctx, unitSupervisor{task: u.task, what: "copy unit", where: "attempt/copy", store: u.store, cfg: u.cfg, log: log, health: u.health}, attempt)
 }
 
 // planNow returns the task's plan if it is still plan id (0: any ready plan).

@@ -31,7 +31,7 @@ func TestCrashConsistencyUnderSIGKILL(t *testing.T) {
 	}
 	// Tiny chunks make the full sync long enough to be killed in.
 	proc := sluicetest.StartProcess(t, filepath.Join(t.TempDir(), "data"), "--chunk-pages", "4", "--snapshot-readers", "2")
-	c := &coordinator.Client{BaseURL: proc.URL}
+	c := proc.Client()
 	createTask(t, c, taskYAML("crashy", p, ""))
 
 	// `make e2e` soaks: many more kills over a longer workload.

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/internal/sluicetest"
 	"github.com/sluicedb/sluice/internal/testenv"
 	"github.com/sluicedb/sluice/node"
@@ -30,7 +29,7 @@ func TestDDLSync(t *testing.T) {
 		CREATE TABLE dropme (id int PRIMARY KEY);
 		INSERT INTO dropme VALUES (1)`)
 	n := sluicetest.StartNode(t, node.Config{})
-	c := &coordinator.Client{BaseURL: n.URL}
+	c := n.Client()
 	createTask(t, c, append(taskYAML("ddl", p, ""), []byte("sync: { ddl: true }\n")...))
 	waitPhase(t, c, "ddl", proto.PhaseIncremental, time.Minute)
 
@@ -123,7 +122,7 @@ func TestDDLOperationSelection(t *testing.T) {
 	testenv.MustExec(t, src, `CREATE TABLE items (id int PRIMARY KEY, v text, old text);
 		INSERT INTO items SELECT g, 'v', 'o' FROM generate_series(1, 100) g`)
 	n := sluicetest.StartNode(t, node.Config{})
-	c := &coordinator.Client{BaseURL: n.URL}
+	c := n.Client()
 	createTask(t, c, append(taskYAML("ddlsel", p, ""), []byte("sync: { ddl: true, ddl_operations: [add_column, create_table] }\n")...))
 	waitPhase(t, c, "ddlsel", proto.PhaseIncremental, time.Minute)
 	testenv.MustExec(t, src, `

@@ -89,7 +89,7 @@ func TestSyncSchemaFullIncrementalUnderLoad(t *testing.T) {
 	}
 	// Small chunks, so the bigger tables are copied by several readers.
 	n := sluicetest.StartNode(t, node.Config{Runner: node.RunnerConfig{PagesPerChunk: 32, SnapshotReaders: 3}})
-	c := &coordinator.Client{BaseURL: n.URL}
+	c := n.Client()
 
 	load := make(chan error, 1)
 	go func() {
@@ -133,7 +133,7 @@ func TestDeleteTaskCleansSource(t *testing.T) {
 	srcConn := testenv.Conn(t, p.src.DSN("postgres"))
 	testenv.MustExec(t, srcConn, `CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a')`)
 	n := sluicetest.StartNode(t, node.Config{})
-	c := &coordinator.Client{BaseURL: n.URL}
+	c := n.Client()
 	createTask(t, c, taskYAML("gone", p, ""))
 	waitPhase(t, c, "gone", proto.PhaseIncremental, time.Minute)
 	if err := c.DeleteTask(ctx, "gone"); err != nil {
@@ -171,7 +171,7 @@ func TestCreateTaskRejectsBadInput(t *testing.T) {
 		CREATE ROLE weak LOGIN;
 		GRANT SELECT ON keyed TO weak`)
 	n := sluicetest.StartNode(t, node.Config{})
-	c := &coordinator.Client{BaseURL: n.URL}
+	c := n.Client()
 	dstDSN := p.dst.DSN("postgres")
 
 	cases := []struct {
@@ -240,7 +240,7 @@ func TestPrecheckReport(t *testing.T) {
 	srcConn := testenv.Conn(t, p.src.DSN("postgres"))
 	testenv.MustExec(t, srcConn, `CREATE EXTENSION citext; CREATE TABLE keyed (id int PRIMARY KEY, name citext)`)
 	n := sluicetest.StartNode(t, node.Config{})
-	c := &coordinator.Client{BaseURL: n.URL}
+	c := n.Client()
 	spec := []byte(taskYAML("checked", p, "conflicting_tables: ignore\n"))
 
 	report, err := c.Precheck(ctx, spec)
@@ -303,7 +303,7 @@ func TestSyncPhaseSelection(t *testing.T) {
 	dst := testenv.Conn(t, p.dst.DSN("postgres"))
 	testenv.MustExec(t, src, `CREATE TABLE once (id int PRIMARY KEY, v text); INSERT INTO once SELECT g, 'v' FROM generate_series(1, 1000) g`)
 	n := sluicetest.StartNode(t, node.Config{})
-	c := &coordinator.Client{BaseURL: n.URL}
+	c := n.Client()
 
 	createTask(t, c, taskYAML("copy-only", p, "sync: { incremental: false }\n"))
 	testenv.CheckFor(t, time.Minute, 100*time.Millisecond, func() error {
@@ -351,7 +351,7 @@ func TestPauseResume(t *testing.T) {
 	dst := testenv.Conn(t, p.dst.DSN("postgres"))
 	testenv.MustExec(t, src, `CREATE TABLE pr (id int PRIMARY KEY, v text); INSERT INTO pr VALUES (1, 'a')`)
 	n := sluicetest.StartNode(t, node.Config{})
-	c := &coordinator.Client{BaseURL: n.URL}
+	c := n.Client()
 	createTask(t, c, taskYAML("pr", p, ""))
 	waitPhase(t, c, "pr", proto.PhaseIncremental, time.Minute)
 	waitEqual(t, p, []string{"public.pr"}, 30*time.Second)

@@ -10,16 +10,23 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats.go"
 
+	"github.com/sluicedb/sluice/internal/safe"
 	"github.com/sluicedb/sluice/proto"
 )
 
 // Classify sorts a failure into the retry window it belongs to
 // (invariant 7): lost or refused connections, server shutdowns and
 // timeouts are connection failures; everything else (constraint
-// violations, missing objects, permissions) is "other".
+// violations, missing objects, permissions, recovered panics) is "other".
 func Classify(err error) proto.ErrorKind {
 	if err == nil {
 		return ""
+	}
+	// A recovered panic is a bug, never a connection problem, whatever
+	// its value (it is not unwrapped, but say so before anything else).
+	var panicErr *safe.PanicError
+	if errors.As(err, &panicErr) {
+		return proto.ErrorOther
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {

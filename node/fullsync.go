@@ -56,10 +56,10 @@ func (r *runner) fullPhases(ctx context.Context, g *errgroup.Group, task *coordi
 		if exported, err = capture.CreateSlot(ctx, spec.Source.DSN, r.name); err != nil {
 			return err
 		}
-		if err := r.store.Apply(ctx, coordinator.MarkSlotCreated{Name: r.name, ConsistentLSN: exported.LSN}); err != nil {
+		if err := r.store.Apply(ctx, coordinator.MarkSlotCreated{Name: r.name, Epoch: r.epoch, ConsistentLSN: exported.LSN}); err != nil {
 			return err
 		}
-		if err := r.store.Apply(ctx, coordinator.ResetTablesCopied{Name: r.name}); err != nil {
+		if err := r.store.Apply(ctx, coordinator.ResetTablesCopied{Name: r.name, Epoch: r.epoch}); err != nil {
 			return err
 		}
 		task.ConsistentLSN, task.RowsCopied, fromSlot = exported.LSN, 0, true
@@ -165,7 +165,7 @@ func (r *runner) fullPhases(ctx context.Context, g *errgroup.Group, task *coordi
 				return fmt.Errorf("sequence sync: %w", err)
 			}
 		}
-		if err := r.store.Apply(ctx, coordinator.MarkPostDataDone{Name: r.name}); err != nil {
+		if err := r.store.Apply(ctx, coordinator.MarkPostDataDone{Name: r.name, Epoch: r.epoch}); err != nil {
 			return err
 		}
 	}
@@ -219,7 +219,7 @@ func (r *runner) load(ctx context.Context, holder *capture.SnapshotReader, sink 
 		}
 		chunks += len(t.Chunks)
 	}
-	if err := r.store.Apply(ctx, coordinator.MarkFullSyncReady{Name: r.name, Plan: id}); err != nil {
+	if err := r.store.Apply(ctx, coordinator.MarkFullSyncReady{Name: r.name, Epoch: r.epoch, Plan: id}); err != nil {
 		return err
 	}
 	r.logger.Info("full sync", "task", r.name, "plan", id, "tables", len(plan.Tables), "chunks", chunks, "copy_units", plan.Units,
@@ -262,7 +262,7 @@ func (r *runner) load(ctx context.Context, holder *capture.SnapshotReader, sink 
 			if err := sink.FinishTable(ctx, r.name, dest, id, proto.EndOf(lsn), r.epoch); err != nil {
 				return err
 			}
-			if err := r.store.Apply(ctx, coordinator.MarkTablesCopied{Name: r.name, Tables: map[string]proto.LSN{t.Key(): lsn}, Rows: rows}); err != nil {
+			if err := r.store.Apply(ctx, coordinator.MarkTablesCopied{Name: r.name, Epoch: r.epoch, Tables: map[string]proto.LSN{t.Key(): lsn}, Rows: rows}); err != nil {
 				return err
 			}
 			finished[i] = true
@@ -358,7 +358,7 @@ func (r *runner) markKeptTables(ctx context.Context, sink taskSink, tables []pro
 	for i, t := range existing {
 		keys[i] = t.Key()
 	}
-	return r.store.Apply(ctx, coordinator.MarkKeptTables{Name: r.name, Tables: keys})
+	return r.store.Apply(ctx, coordinator.MarkKeptTables{Name: r.name, Epoch: r.epoch, Tables: keys})
 }
 
 // addTables gives tables added to the running task (ChangeTables) their
@@ -418,7 +418,7 @@ func (r *runner) addTables(ctx context.Context, task *coordinator.Task, src *pgx
 		for _, t := range added {
 			copied[t.Key()] = lsn
 		}
-		if err := r.store.Apply(ctx, coordinator.MarkTablesCopied{Name: r.name, Tables: copied}); err != nil {
+		if err := r.store.Apply(ctx, coordinator.MarkTablesCopied{Name: r.name, Epoch: r.epoch, Tables: copied}); err != nil {
 			return err
 		}
 	}
@@ -432,5 +432,5 @@ func (r *runner) addTables(ctx context.Context, task *coordinator.Task, src *pgx
 		}
 	}
 	r.logger.Info("tables added", "task", r.name, "tables", len(added), "snapshot_lsn", lsn.String())
-	return r.store.Apply(ctx, coordinator.FinishAdding{Name: r.name, Tables: task.Adding})
+	return r.store.Apply(ctx, coordinator.FinishAdding{Name: r.name, Epoch: r.epoch, Tables: task.Adding})
 }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/internal/sluicetest"
 	"github.com/sluicedb/sluice/internal/testenv"
 	"github.com/sluicedb/sluice/proto"
@@ -39,7 +38,7 @@ func TestKafkaCrashConsistencyUnderSIGKILL(t *testing.T) {
 		INSERT INTO log SELECT g % 500, 'x' || (g % 7) FROM generate_series(1, 5000) g`)
 	// Tiny chunks make the full sync long enough to be killed in.
 	proc := sluicetest.StartProcess(t, filepath.Join(t.TempDir(), "data"), "--chunk-pages", "4", "--snapshot-readers", "2")
-	c := &coordinator.Client{BaseURL: proc.URL}
+	c := proc.Client()
 	createTask(t, c, kafkaTaskYAML("kcrash", src.DSN("postgres"), k, "  topic: kv-cdc\n  topic_partitions: 3\n",
 		"    tables: [kv, log]\n    topics: { log: log-cdc }\n"))
 

@@ -20,7 +20,6 @@ import (
 	"github.com/hamba/avro/v2"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/internal/sluicetest"
 	"github.com/sluicedb/sluice/internal/testenv"
 	"github.com/sluicedb/sluice/node"
@@ -464,7 +463,7 @@ func syncFormats(t *testing.T, full bool) {
 		testenv.MustExec(t, conn, `ALTER TABLE fcanal REPLICA IDENTITY FULL; ALTER TABLE favro REPLICA IDENTITY FULL`)
 	}
 	n := sluicetest.StartNode(t, node.Config{Runner: node.RunnerConfig{PagesPerChunk: 1}})
-	c := &coordinator.Client{BaseURL: n.URL}
+	c := n.Client()
 
 	ar := &avroReader{full: full, url: srv.URL, schemas: map[uint32]avro.Schema{}, ids: map[uint32]int{}}
 	runs := []struct {

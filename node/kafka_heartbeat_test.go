@@ -11,7 +11,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/internal/sluicetest"
 	"github.com/sluicedb/sluice/internal/testenv"
 	"github.com/sluicedb/sluice/node"
@@ -74,7 +73,7 @@ func TestSyncToKafkaHeartbeat(t *testing.T) {
 	conn := testenv.Conn(t, src.DSN("postgres"))
 	testenv.MustExec(t, conn, `CREATE TABLE quiet (id int PRIMARY KEY, v text); INSERT INTO quiet VALUES (1, 'a'), (2, 'b')`)
 	n := sluicetest.StartNode(t, node.Config{})
-	c := &coordinator.Client{BaseURL: n.URL}
+	c := n.Client()
 
 	on := kafkaTaskYAML("hbon", src.DSN("postgres"), k, "  topic: quiet-on\n  heartbeat: true\n  heartbeat_interval: 1s\n", "    tables: [quiet]\n")
 	off := kafkaTaskYAML("hboff", src.DSN("postgres"), k, "  topic: quiet-off\n", "    tables: [quiet]\n")

@@ -12,7 +12,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/internal/sluicetest"
 	"github.com/sluicedb/sluice/internal/testenv"
 	"github.com/sluicedb/sluice/node"
@@ -134,7 +133,7 @@ func TestSyncToKafka(t *testing.T) {
 		CREATE TABLE events (id int PRIMARY KEY, v text, n int);
 		INSERT INTO events SELECT g, 'e', g FROM generate_series(1, 100) g`)
 	n := sluicetest.StartNode(t, node.Config{Runner: node.RunnerConfig{PagesPerChunk: 8}})
-	c := &coordinator.Client{BaseURL: n.URL}
+	c := n.Client()
 
 	// Bad input is named before anything starts.
 	if _, err := c.CreateTask(ctx, kafkaTaskYAML("bad", src.DSN("postgres"), k, "  format: xml\n  acks: \"0\"\n", "")); err == nil ||
@@ -194,7 +193,7 @@ func TestSyncToKafkaDDL(t *testing.T) {
 		CREATE TABLE items (id int PRIMARY KEY, v text);
 		INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 200) g`)
 	n := sluicetest.StartNode(t, node.Config{})
-	c := &coordinator.Client{BaseURL: n.URL}
+	c := n.Client()
 	spec := kafkaTaskYAML("kddl", src.DSN("postgres"), k, "  topic: cdc\n  ddl_topic: cdc-ddl\n", "")
 	createTask(t, c, append(spec, "sync: { ddl: true, ddl_operations: [create_table, add_column] }\n"...))
 	waitPhase(t, c, "kddl", proto.PhaseIncremental, 2*time.Minute)

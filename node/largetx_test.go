@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/internal/sluicetest"
 	"github.com/sluicedb/sluice/internal/testenv"
 	"github.com/sluicedb/sluice/proto"
@@ -32,7 +31,7 @@ func TestLargeTransactionBoundedMemory(t *testing.T) {
 		flags = append(flags, "--pprof-listen", addr) // profile by hand while it runs
 	}
 	proc := sluicetest.StartProcess(t, filepath.Join(t.TempDir(), "data"), flags...)
-	c := &coordinator.Client{BaseURL: proc.URL}
+	c := proc.Client()
 	createTask(t, c, taskYAML("large", p, ""))
 	waitPhase(t, c, "large", proto.PhaseIncremental, time.Minute)
 

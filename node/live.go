@@ -9,6 +9,7 @@ import (
 	"github.com/sluicedb/sluice/apply"
 	"github.com/sluicedb/sluice/capture"
 	"github.com/sluicedb/sluice/coordinator"
+	"github.com/sluicedb/sluice/internal/safe"
 	"github.com/sluicedb/sluice/internal/throttle"
 	"github.com/sluicedb/sluice/proto"
 )
@@ -76,11 +77,18 @@ func followThrottle(ctx context.Context, store TaskStore, name string, phase pro
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
-		if t, ok := store.Task(name); ok {
-			rows, bytes, queries := t.Spec.Throttle.Limits(phase)
-			f := share()
-			lim.Set(rows*f, bytes*f, queries*f)
-		}
+		// No unit owns this loop alone (the units of a phase here share
+		// it): a panic in a round is recovered (logged with its stack by
+		// the process's hook, counted) and the loop goes on, keeping the
+		// last limits until a round succeeds.
+		_ = safe.Run("throttle", func() error {
+			if t, ok := store.Task(name); ok {
+				rows, bytes, queries := t.Spec.Throttle.Limits(phase)
+				f := share()
+				lim.Set(rows*f, bytes*f, queries*f)
+			}
+			return nil
+		})
 		select {
 		case <-ctx.Done():
 			return

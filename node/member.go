@@ -9,10 +9,12 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
 	"github.com/sluicedb/sluice/coordinator"
+	"github.com/sluicedb/sluice/internal/secret"
 )
 
 // member keeps this node in the cluster: it registers the node with the
@@ -27,8 +29,25 @@ type member struct {
 	failover time.Duration
 
 	registered atomic.Bool
-	client     http.Client
+	// apiAddr is the address the API listens on (for the client config).
+	apiAddr string
+	keyring *secret.Keyring
+	keyErr  string // the last key error logged, so it is logged once
 }
+
+// peerAPIs are the peers' API addresses.
+func (m *member) peerAPIs() []string {
+	var out []string
+	for _, p := range m.cfg.Peers {
+		if p.API != "" {
+			out = append(out, p.API)
+		}
+	}
+	return out
+}
+
+// memberCallTimeout bounds a registration or heartbeat call.
+const memberCallTimeout = 5 * time.Second
 
 // beatEvery: several heartbeats fit in the failover timeout, so one lost
 // packet or a short election does not make the node look dead.
@@ -37,7 +56,6 @@ func (m *member) beatEvery() time.Duration {
 }
 
 func (m *member) run(ctx context.Context) {
-	m.client.Timeout = 5 * time.Second
 	tick := time.NewTicker(m.beatEvery())
 	defer tick.Stop()
 	for {
@@ -48,6 +66,23 @@ func (m *member) run(ctx context.Context) {
 				m.registered.Store(true)
 				m.logger.Info("registered with the cluster", "leader", m.coord.Leader())
 			}
+		}
+		if created, err := bootstrapAdmin(ctx, &m.cfg, m.coord); err != nil {
+			m.logger.Debug("cannot make the cluster's first admin token yet", "err", err)
+		} else if created {
+			if path, err := writeClientEntry(&m.cfg, m.coord, m.apiAddr); err != nil {
+				m.logger.Warn("cannot write the client config", "err", err)
+			} else {
+				m.logger.Info("made the cluster's first admin token", "token_file", filepath.Join(m.cfg.DataDir, AdminTokenFile), "client_config", path)
+			}
+		}
+		if err := ensureKey(ctx, m.coord, m.keyring, m.peerAPIs()); err != nil {
+			if err.Error() != m.keyErr {
+				m.logger.Warn("the cluster's secret key is not here yet", "err", err)
+			}
+			m.keyErr = err.Error()
+		} else {
+			m.keyErr = ""
 		}
 		if m.registered.Load() {
 			err := m.heartbeat(ctx)
@@ -94,7 +129,7 @@ func (m *member) register(ctx context.Context) error {
 	if m.coord.IsLeader() {
 		return m.coord.Apply(ctx, coordinator.RegisterNode{Node: m.self(), At: time.Now()})
 	}
-	return m.post(ctx, "/api/v1/cluster/nodes", m.self(), nil)
+	return m.post(ctx, coordinator.RegisterPath, m.self(), nil)
 }
 
 func (m *member) heartbeat(ctx context.Context) error {
@@ -110,7 +145,7 @@ func (m *member) heartbeat(ctx context.Context) error {
 		return nil
 	}
 	var reply coordinator.HeartbeatReply
-	if err := m.post(ctx, "/api/v1/cluster/heartbeat", hb, &reply); err != nil {
+	if err := m.post(ctx, coordinator.HeartbeatPath, hb, &reply); err != nil {
 		return err
 	}
 	m.worker.Beat(reply.Index)
@@ -151,12 +186,15 @@ func (m *member) post(ctx context.Context, path string, body, reply any) error {
 }
 
 func (m *member) postTo(ctx context.Context, target, path string, payload []byte, reply any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+target+path, bytes.NewReader(payload))
+	client, scheme := m.coord.NodeHTTP()
+	rctx, cancel := context.WithTimeout(ctx, memberCallTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, scheme+"://"+target+path, bytes.NewReader(payload))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := m.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}

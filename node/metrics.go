@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sluicedb/sluice/coordinator"
+	"github.com/sluicedb/sluice/internal/safe"
 	"github.com/sluicedb/sluice/proto"
 )
 
@@ -34,6 +35,7 @@ var (
 	descAlert         = prometheus.NewDesc("sluice_task_alert_firing", "1 while an alert of the task holds (on the leader).", []string{"task", "alert"}, nil)
 	descUnits         = prometheus.NewDesc("sluice_node_units", "Units running on this node.", nil, nil)
 	descLeader        = prometheus.NewDesc("sluice_node_is_leader", "1 on the Raft leader.", nil, nil)
+	descPanics        = prometheus.NewDesc("sluice_panics_total", "Panics recovered in this process since it started, by the goroutine they happened in (each failed a unit, retried, instead of killing the node).", []string{"where"}, nil)
 )
 
 type collector struct {
@@ -44,7 +46,7 @@ type collector struct {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descState, descRetryUntil, descFullRows, descFullEstimated, descFullTables,
-		descLatency, descApplied, descThroughput, descThroughputB, descFullRate, descFullRateB, descRetainedWAL, descAlert, descUnits, descLeader} {
+		descLatency, descApplied, descThroughput, descThroughputB, descFullRate, descFullRateB, descRetainedWAL, descAlert, descUnits, descLeader, descPanics} {
 		ch <- d
 	}
 }
@@ -96,6 +98,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.worker != nil {
 		gauge(descUnits, float64(len(c.worker.Health())))
+	}
+	for where, n := range safe.Counts() {
+		ch <- prometheus.MustNewConstMetric(descPanics, prometheus.CounterValue, float64(n), where)
 	}
 }
 

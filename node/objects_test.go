@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/internal/sluicetest"
 	"github.com/sluicedb/sluice/internal/testenv"
 	"github.com/sluicedb/sluice/node"
@@ -43,7 +42,7 @@ func TestRowFiltersAndOperations(t *testing.T) {
 		CREATE TABLE events_expected (LIKE events);
 		INSERT INTO events_expected SELECT * FROM events`)
 	n := sluicetest.StartNode(t, node.Config{Runner: node.RunnerConfig{PagesPerChunk: 4}})
-	c := &coordinator.Client{BaseURL: n.URL}
+	c := n.Client()
 	createTask(t, c, taskYAML("objects", p, `    tables: [orders, events]
     filter: { orders: "region = 'eu' AND amount >= 0" }
     operations: { events: [insert, update] }
@@ -83,7 +82,7 @@ func TestRowFilterPrecheck(t *testing.T) {
 	src := testenv.Conn(t, p.src.DSN("postgres"))
 	testenv.MustExec(t, src, `CREATE TABLE plain (id int PRIMARY KEY, region text)`)
 	n := sluicetest.StartNode(t, node.Config{})
-	c := &coordinator.Client{BaseURL: n.URL}
+	c := n.Client()
 	for filter, want := range map[string][]string{
 		`region = 'eu'`:     {"source.filters", "replica identity", "REPLICA IDENTITY FULL"},
 		`nosuch = 1`:        {"source.filters", "cannot be published", "nosuch"},
@@ -135,7 +134,7 @@ func TestPartitionedTableThroughRoot(t *testing.T) {
 		CREATE TABLE plain (id int PRIMARY KEY);
 		INSERT INTO plain VALUES (1)`)
 	n := sluicetest.StartNode(t, node.Config{Runner: node.RunnerConfig{PagesPerChunk: 8}})
-	c := &coordinator.Client{BaseURL: n.URL}
+	c := n.Client()
 
 	_, err := c.CreateTask(ctx, taskYAML("parts", p, "    tables: [measures_2024]\n"))
 	if err == nil || !strings.Contains(err.Error(), "a partition of public.measures: select public.measures") {
@@ -183,7 +182,7 @@ func TestColumnSelection(t *testing.T) {
 		CREATE INDEX people_name ON people (lower(name));
 		INSERT INTO people SELECT g, 'n' || g, 'e' || g || '@x', 'secret' || g FROM generate_series(1, 2000) g`)
 	n := sluicetest.StartNode(t, node.Config{})
-	c := &coordinator.Client{BaseURL: n.URL}
+	c := n.Client()
 	for cols, want := range map[string]string{
 		"[name, email]": "does not cover the replica identity",
 		"[id, nosuch]":  "cannot be published",
@@ -232,7 +231,7 @@ func TestRenames(t *testing.T) {
 		INSERT INTO shop.customers SELECT g, 'c' || g FROM generate_series(1, 100) g;
 		INSERT INTO shop.orders SELECT g, 1 + g % 100, g, 'n' FROM generate_series(1, 3000) g`)
 	n := sluicetest.StartNode(t, node.Config{})
-	c := &coordinator.Client{BaseURL: n.URL}
+	c := n.Client()
 	spec := func(rename string) []byte {
 		return []byte(fmt.Sprintf(`name: renamed
 source: { dsn: "%s" }
@@ -285,7 +284,7 @@ func TestConflictingTablesIgnoreKeepsRows(t *testing.T) {
 	testenv.MustExec(t, dst, `CREATE TABLE kept (id int PRIMARY KEY, v text); INSERT INTO kept SELECT g, 'destination ' || g FROM generate_series(1, 10) g;
 		INSERT INTO kept VALUES (9999, 'destination only')`)
 	n := sluicetest.StartNode(t, node.Config{Runner: node.RunnerConfig{PagesPerChunk: 2}})
-	c := &coordinator.Client{BaseURL: n.URL}
+	c := n.Client()
 
 	testenv.MustExec(t, src, `CREATE TABLE bag (v text); ALTER TABLE bag REPLICA IDENTITY FULL`)
 	testenv.MustExec(t, dst, `CREATE TABLE bag (v text)`)
@@ -315,7 +314,7 @@ func TestTablesCreatedLaterAreLeftOut(t *testing.T) {
 	src := testenv.Conn(t, p.src.DSN("postgres"))
 	testenv.MustExec(t, src, `CREATE TABLE first (id int PRIMARY KEY, v text); INSERT INTO first VALUES (1, 'a')`)
 	n := sluicetest.StartNode(t, node.Config{})
-	c := &coordinator.Client{BaseURL: n.URL}
+	c := n.Client()
 	createTask(t, c, taskYAML("pinned", p, ""))
 	waitPhase(t, c, "pinned", proto.PhaseIncremental, time.Minute)
 
@@ -368,7 +367,7 @@ func TestAddAndRemoveTablesOnRunningTask(t *testing.T) {
 		INSERT INTO b SELECT g, 'b', g FROM generate_series(1, 4000) g;
 		CREATE TABLE nokey (v text)`)
 	n := sluicetest.StartNode(t, node.Config{Runner: node.RunnerConfig{PagesPerChunk: 8}})
-	c := &coordinator.Client{BaseURL: n.URL}
+	c := n.Client()
 	// The full-sync throttle makes b's copy take seconds, so that changes
 	// to rows not copied yet arrive while it runs: they must wait for it.
 	objects := func(tables string) []byte {

@@ -28,7 +28,7 @@ func TestOutagesAndRestartResume(t *testing.T) {
 	}
 	// Small chunks and one reader: a full sync long enough to break.
 	proc := sluicetest.StartProcess(t, filepath.Join(t.TempDir(), "data"), "--chunk-pages", "8", "--snapshot-readers", "1")
-	c := &coordinator.Client{BaseURL: proc.URL}
+	c := proc.Client()
 	createTask(t, c, taskYAML("outages", p, "retry: { connection: 10m, other: 9m }\n"))
 
 	// 0. The destination goes away in the middle of the full sync.
@@ -122,7 +122,7 @@ func TestRetryWindowSourceOutage(t *testing.T) {
 	srcConn := testenv.Conn(t, p.src.DSN("postgres"))
 	testenv.MustExec(t, srcConn, `CREATE TABLE w (id int PRIMARY KEY, v text); INSERT INTO w SELECT g, 'v' FROM generate_series(1, 100) g`)
 	n := sluicetest.StartNode(t, node.Config{Runner: node.RunnerConfig{RetryMinute: time.Second, MinBackoff: 200 * time.Millisecond, MaxBackoff: time.Second}})
-	c := &coordinator.Client{BaseURL: n.URL}
+	c := n.Client()
 	createTask(t, c, taskYAML("window", p, "retry: { connection: 10m, other: 5m }\n"))
 	waitPhase(t, c, "window", proto.PhaseIncremental, time.Minute)
 	waitEqual(t, p, []string{"public.w"}, time.Minute)

@@ -384,7 +384,17 @@ func (p *prechecker) filters(ctx context.Context, conn *pgx.Conn, tables []proto
 		name := pgx.Identifier{t.Schema, t.Name}.Sanitize()
 		if f := p.spec.RowFilter(t); f != "" {
 			nFilters++
-			if err := p.tryPublished(ctx, conn, t, name+" WHERE ("+f+")", "SELECT 1 FROM "+name+" WHERE ("+f+") LIMIT 0"); err != nil {
+			cond, err := proto.FilterCondition(f)
+			if err == nil {
+				// PostgreSQL itself checks that the filter is one boolean
+				// expression of the table: a prepared statement holds one
+				// statement, and WHERE takes only a boolean.
+				err = prepareOnly(ctx, conn, "SELECT 1 FROM "+name+" WHERE "+cond)
+			}
+			if err == nil {
+				err = p.tryPublished(ctx, conn, t, name+" WHERE "+cond, "SELECT 1 FROM "+name+" WHERE "+cond+" LIMIT 0")
+			}
+			if err != nil {
 				p.publicationProblem("source.filters", err, fmt.Sprintf("the row filter of %s, (%s),", t, f),
 					"write one condition on the table's own columns, with built-in immutable operators and functions (no subqueries, no user functions)",
 					fmt.Sprintf("ALTER TABLE %s REPLICA IDENTITY FULL; or filter on primary-key columns only", name))
@@ -410,6 +420,16 @@ func (p *prechecker) filters(ctx context.Context, conn *pgx.Conn, tables []proto
 	if nColumns > 0 {
 		p.pass("source.columns", fmt.Sprintf("%d column lists are valid", nColumns))
 	}
+}
+
+// prepareOnly has PostgreSQL parse and analyse sql as a prepared
+// statement (one statement, its types checked), without running it.
+func prepareOnly(ctx context.Context, conn *pgx.Conn, sql string) error {
+	const name = "sluice_precheck_filter"
+	if _, err := conn.Prepare(ctx, name, sql); err != nil {
+		return err
+	}
+	return conn.Deallocate(ctx, name)
 }
 
 // tryPublished runs query, then, for incremental sync, creates a

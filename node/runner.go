@@ -17,6 +17,8 @@ import (
 	"github.com/sluicedb/sluice/capture"
 	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/internal/pgconfig"
+	"github.com/sluicedb/sluice/internal/safe"
+	"github.com/sluicedb/sluice/internal/secret"
 	"github.com/sluicedb/sluice/proto"
 )
 
@@ -117,7 +119,11 @@ func (r *runner) run(ctx context.Context) (fenced bool) {
 	for {
 		started := time.Now()
 		r.health.set(true, nil)
-		err := r.attempt(ctx)
+		// A panic in the attempt is an error of kind other (logged with
+		// its stack by the process's hook, counted), retried in the
+		// other-failures window; the attempt's deferred calls have
+		// stopped its units and closed its connections by then.
+		err := safe.Run("attempt/capture", func() error { return r.attempt(ctx) })
 		if ctx.Err() != nil {
 			return false
 		}
@@ -189,7 +195,8 @@ func (rw *retryWindow) fail(err error, ranFor time.Duration, task *coordinator.T
 		}
 	}
 	until := rw.start.Add(window)
-	terr := &proto.TaskError{Kind: kind, Message: err.Error(), At: now, RetryUntil: until}
+	// The message enters Raft and the API: no secret this process knows.
+	terr := &proto.TaskError{Kind: kind, Message: secret.Scrub(proto.RedactText(err.Error())), At: now, RetryUntil: until}
 	if now.After(until) {
 		terr.RetryUntil = time.Time{}
 		return terr, true
@@ -225,7 +232,7 @@ func retryWindowFor(task *coordinator.Task, all []coordinator.Task, kind proto.E
 // endpoint names a PostgreSQL server as host:port ("" if the DSN does not
 // parse).
 func endpoint(dsn string) string {
-	cfg, err := pgconn.ParseConfig(dsn)
+	cfg, err := pgconn.ParseConfig(secret.Placeholder(dsn))
 	if err != nil {
 		return ""
 	}
@@ -341,7 +348,7 @@ func (r *runner) attempt(ctx context.Context) error {
 		}
 	}
 	changes := task.TablesChanges
-	g.Go(func() error { return r.watchTables(gctx, changes) })
+	g.Go(safe.Go("watch-tables", func() error { return r.watchTables(gctx, changes) }))
 	if task.Phase != proto.PhaseIncremental {
 		r.setStatus(ctx, proto.PhaseIncremental, proto.StateRunning, nil, true)
 	}
@@ -396,7 +403,7 @@ func (r *runner) startCapture(ctx context.Context, g *errgroup.Group, src *pgx.C
 	if exported != nil {
 		conn, exported.Conn = exported.Conn, nil
 	}
-	g.Go(func() error { return c.Run(ctx, start, conn) })
+	g.Go(safe.Go("capture", func() error { return c.Run(ctx, start, conn) }))
 	return nil
 }
 
@@ -452,7 +459,7 @@ func (r *runner) onDDL(ctx context.Context, ev *proto.DDLEvent) error {
 	if err := apply.EnsureStream(ctx, r.js, r.name, r.cfg.Groups, r.cfg.StreamReplicas, tables); err != nil {
 		return err
 	}
-	return r.store.Apply(ctx, coordinator.SetTaskTables{Name: r.name, Tables: keys})
+	return r.store.Apply(ctx, coordinator.SetTaskTables{Name: r.name, Epoch: r.epoch, Tables: keys})
 }
 
 // taskTables are the tables the task syncs: the selection as it was when
@@ -495,7 +502,7 @@ func (r *runner) taskTables(ctx context.Context, src *pgx.Conn, task *coordinato
 		for i, t := range tables {
 			keys[i] = t.Key()
 		}
-		if err := r.store.Apply(ctx, coordinator.SetTaskTables{Name: r.name, Tables: keys}); err != nil {
+		if err := r.store.Apply(ctx, coordinator.SetTaskTables{Name: r.name, Epoch: r.epoch, Tables: keys}); err != nil {
 			return nil, err
 		}
 		return tables, nil

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/internal/sluicetest"
 	"github.com/sluicedb/sluice/internal/testenv"
 	"github.com/sluicedb/sluice/node"
@@ -24,7 +23,7 @@ func TestThrottleAndUpdate(t *testing.T) {
 	dst := testenv.Conn(t, p.dst.DSN("postgres"))
 	testenv.MustExec(t, src, `CREATE TABLE slow (id int PRIMARY KEY, v text); INSERT INTO slow SELECT g, 'v' FROM generate_series(1, 5000) g`)
 	n := sluicetest.StartNode(t, node.Config{})
-	c := &coordinator.Client{BaseURL: n.URL}
+	c := n.Client()
 	start := time.Now()
 	createTask(t, c, taskYAML("slow", p, "throttle: { full: { rps: 500 }, incremental: { rps: 5 } }\n"))
 

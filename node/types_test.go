@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/internal/sluicetest"
 	"github.com/sluicedb/sluice/internal/testenv"
 	"github.com/sluicedb/sluice/node"
@@ -30,7 +29,7 @@ func TestTypesRoundTrip(t *testing.T) {
 	testenv.MustExec(t, src, typesSchema)
 	testenv.MustExec(t, src, "SET TIME ZONE 'America/New_York'; SET DateStyle = 'German'; "+replaceParam(typesRows, "1"))
 	n := sluicetest.StartNode(t, node.Config{})
-	c := &coordinator.Client{BaseURL: n.URL}
+	c := n.Client()
 	createTask(t, c, taskYAML("types", p, ""))
 	waitPhase(t, c, "types", proto.PhaseIncremental, 2*time.Minute)
 	tables := []string{"public.types", "public.nokey_types"}

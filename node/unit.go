@@ -8,6 +8,7 @@ import (
 
 	"github.com/sluicedb/sluice/apply"
 	"github.com/sluicedb/sluice/coordinator"
+	"github.com/sluicedb/sluice/internal/safe"
 	"github.com/sluicedb/sluice/proto"
 )
 
@@ -16,6 +17,7 @@ import (
 type unitSupervisor struct {
 	task   string
 	what   string // "apply group", "copy unit": for logs
+	where  string // "attempt/apply", "attempt/copy": names its panics (metrics)
 	store  TaskStore
 	cfg    RunnerConfig
 	log    *slog.Logger
@@ -30,10 +32,16 @@ type unitSupervisor struct {
 // retrying meanwhile, and failed when the window closes.
 func superviseUnit(ctx context.Context, u unitSupervisor, attempt func(context.Context) error) (fenced bool) {
 	rw := newRetryWindow(u.cfg)
+	if u.where == "" {
+		u.where = "attempt/" + u.what
+	}
 	for {
 		started := time.Now()
 		u.health.set(true, nil)
-		err := attempt(ctx)
+		// A panic in the attempt is an error of kind other (logged with
+		// its stack by the process's hook, counted), retried in the
+		// other-failures window like any bug-shaped failure.
+		err := safe.Run(u.where, func() error { return attempt(ctx) })
 		if ctx.Err() != nil || err == nil {
 			return false
 		}

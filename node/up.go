@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,8 +17,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/net/netutil"
 
 	"github.com/sluicedb/sluice/coordinator"
+	"github.com/sluicedb/sluice/internal/pki"
+	"github.com/sluicedb/sluice/internal/secret"
 	"github.com/sluicedb/sluice/node/broker"
 )
 
@@ -29,7 +33,7 @@ func Up(ctx context.Context, cfg Config) error {
 	}
 	cc := ClusterConfig{
 		ID: soloNodeID, DataDir: cfg.DataDir, API: cfg.Listen, Raft: cfg.RaftListen, NATS: cfg.BrokerListen,
-		Pprof: cfg.PprofListen,
+		Pprof: cfg.PprofListen, TLS: cfg.TLS, MetricsPublic: cfg.MetricsPublic, ClientConfig: cfg.ClientConfig,
 	}
 	if err := cc.Validate(); err != nil {
 		return err
@@ -54,7 +58,8 @@ func Run(ctx context.Context, cc ClusterConfig, opts Options) error {
 	if log == nil {
 		log = slog.Default()
 	}
-	log = log.With("node", cc.ID)
+	// No log line repeats a secret this process has seen.
+	log = slog.New(secret.Handler(log.Handler())).With("node", cc.ID)
 	if err := os.MkdirAll(cc.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
@@ -64,6 +69,10 @@ func Run(ctx context.Context, cc ClusterConfig, opts Options) error {
 	}
 	defer unlock()
 
+	pk, err := loadTLS(&cc)
+	if err != nil {
+		return err
+	}
 	// The API port first: a taken port is the likeliest mistake, and
 	// nothing else has started yet.
 	ln, err := net.Listen("tcp", cc.API)
@@ -71,8 +80,12 @@ func Run(ctx context.Context, cc ClusterConfig, opts Options) error {
 		return fmt.Errorf("listen on %s: %w", cc.API, err)
 	}
 	defer ln.Close()
+	apiAddr, scheme := ln.Addr().String(), "http"
+	if pk != nil {
+		ln, scheme = tls.NewListener(ln, pk.OptionalClientTLS()), "https"
+	}
 
-	nc, stopBroker, err := connectBroker(cc)
+	nc, stopBroker, err := connectBroker(cc, pk)
 	if err != nil {
 		return err
 	}
@@ -83,14 +96,26 @@ func Run(ctx context.Context, cc ClusterConfig, opts Options) error {
 		return err
 	}
 
-	coord, err := coordinator.Open(coordinator.Config{
+	ccfg := coordinator.Config{
 		NodeID: cc.ID, DataDir: cc.DataDir, BindAddr: cc.Raft, Logger: log,
 		Bootstrap: !cc.joins(), Voters: cc.voters(), Resolve: cc.resolvePeer,
-	})
+	}
+	keyring, err := secret.OpenKeyring(cc.DataDir)
+	if err != nil {
+		return err
+	}
+	apiOpts := coordinator.APIOptions{Logger: log, TokenHint: tokenHint(cc.DataDir), Unseal: secret.UnsealSpec, Keyring: keyring.Export}
+	if pk != nil {
+		ccfg.TLS = &coordinator.TransportTLS{Server: pk.ServerTLS(), Client: pk.ClientTLS}
+		ccfg.NodeTLS = pk.ClientTLS("")
+		apiOpts.PeerNode = pk.PeerNodeID
+	}
+	coord, err := coordinator.Open(ccfg)
 	if err != nil {
 		return err
 	}
 	defer coord.Shutdown()
+	apiOpts.Seal = sealer(coord, keyring)
 
 	failover := time.Duration(cc.FailoverTimeout)
 	if failover <= 0 {
@@ -116,11 +141,15 @@ func Run(ctx context.Context, cc ClusterConfig, opts Options) error {
 	}
 	alerts := newAlerter(coord, log)
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", metricsHandler(coord, worker, alerts))
-	mux.Handle("/", coordinator.NewAPI(coord, &backend{worker: worker, coord: coord, js: js, logger: log}, log))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	var metrics http.Handler = metricsHandler(coord, worker, alerts)
+	if !cc.MetricsPublic {
+		metrics = coordinator.RequireToken(coord, func(*http.Request) coordinator.Scope { return coordinator.ScopeRead }, apiOpts.TokenHint, metrics)
+	}
+	mux.Handle("GET /metrics", metrics)
+	mux.Handle("/", coordinator.NewAPI(coord, &backend{worker: worker, coord: coord, js: js, logger: log}, apiOpts))
+	srv := newAPIServer(mux)
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- srv.Serve(netutil.LimitListener(ln, maxAPIConns)) }()
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -138,7 +167,7 @@ func Run(ctx context.Context, cc ClusterConfig, opts Options) error {
 		coord.RunScheduler(bg, coordinator.SchedulerConfig{FailoverTimeout: failover, Groups: runner.Groups, Logger: log})
 	}()
 	go func() { defer wg.Done(); alerts.run(bg) }()
-	m := &member{cfg: cc, coord: coord, worker: worker, logger: log, failover: failover}
+	m := &member{cfg: cc, coord: coord, worker: worker, logger: log, failover: failover, apiAddr: apiAddr, keyring: keyring}
 	go func() { defer wg.Done(); m.run(bg) }()
 
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -152,11 +181,25 @@ func Run(ctx context.Context, cc ClusterConfig, opts Options) error {
 	if err != nil {
 		return err
 	}
+	bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	_, err = bootstrapAdmin(bctx, &cc, coord)
+	if err != nil {
+		log.Warn("cannot make the cluster's first admin token yet", "err", err)
+	}
+	if err := ensureKey(bctx, coord, keyring, m.peerAPIs()); err != nil {
+		log.Warn("the cluster's secret key is not here yet", "err", err)
+	}
+	cancel()
+	if path, err := writeClientEntry(&cc, coord, apiAddr); err != nil {
+		log.Warn("cannot write the client config", "err", err)
+	} else if path != "" {
+		log.Info("the admin token is in the client config: the sluice CLI on this machine needs no other step", "client_config", path, "token_file", filepath.Join(cc.DataDir, AdminTokenFile))
+	}
 	if cc.has(coordinator.RoleWorker) {
 		wg.Add(1)
 		go func() { defer wg.Done(); worker.Run(bg) }()
 	}
-	log.Info("sluice is up", "api", "http://"+ln.Addr().String(), "raft", coord.RaftAddr(), "data_dir", cc.DataDir, "roles", cc.Roles, "pool", cc.Pool)
+	log.Info("sluice is up", "api", scheme+"://"+apiAddr, "raft", coord.RaftAddr(), "data_dir", cc.DataDir, "roles", cc.Roles, "pool", cc.Pool)
 
 	select {
 	case <-ctx.Done():
@@ -169,11 +212,59 @@ func Run(ctx context.Context, cc ClusterConfig, opts Options) error {
 	return nil
 }
 
+// API server limits: a client gets 30 s to send its request (header and
+// body: one that trickles its body is cut off), a response 5 minutes (a
+// task create runs the precheck against both databases), an idle
+// keep-alive connection 2 minutes; headers are small and connections
+// are capped, so no client ties up the node's memory or file
+// descriptors.
+const (
+	apiReadTimeout    = 30 * time.Second
+	apiHeaderTimeout  = 10 * time.Second
+	apiWriteTimeout   = 5 * time.Minute
+	apiIdleTimeout    = 2 * time.Minute
+	apiMaxHeaderBytes = 64 << 10
+	maxAPIConns       = 256
+)
+
+func newAPIServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: apiHeaderTimeout,
+		ReadTimeout:       apiReadTimeout,
+		WriteTimeout:      apiWriteTimeout,
+		IdleTimeout:       apiIdleTimeout,
+		MaxHeaderBytes:    apiMaxHeaderBytes,
+	}
+}
+
+// loadTLS reads the node's certificate (nil without tls) and checks that
+// it names this node: peers know a node by the id in its certificate.
+func loadTLS(cc *ClusterConfig) (*pki.Config, error) {
+	if cc.TLS == nil {
+		return nil, nil
+	}
+	pk, err := pki.Load(cc.TLS.CA, cc.TLS.Cert, cc.TLS.Key)
+	if err != nil {
+		return nil, err
+	}
+	if pk.ID != cc.ID {
+		return nil, fmt.Errorf("tls cert %s is node %s's, and this node is %s: make its own with sluice cert node --id %s", cc.TLS.Cert, pk.ID, cc.ID, cc.ID)
+	}
+	return pk, nil
+}
+
 // connectBroker starts the embedded broker (broker role) or connects to
-// the external NATS cluster.
-func connectBroker(cc ClusterConfig) (*nats.Conn, func(), error) {
+// the external NATS cluster. The embedded broker takes only clients with
+// its credentials (kept in the data directory, 0600) or, over TLS, a node
+// certificate; its routes take only nodes.
+func connectBroker(cc ClusterConfig, pk *pki.Config) (*nats.Conn, func(), error) {
 	if !cc.has(coordinator.RoleBroker) {
-		nc, err := nats.Connect(cc.NATSURL, nats.Name("sluice node "+cc.ID), nats.ReconnectBufSize(-1), nats.MaxReconnects(-1))
+		opts, err := externalNATS(&cc, pk)
+		if err != nil {
+			return nil, nil, err
+		}
+		nc, err := nats.Connect(cc.NATSURL, opts...)
 		if err != nil {
 			return nil, nil, fmt.Errorf("connect to NATS at %s: %w", cc.NATSURL, err)
 		}
@@ -185,10 +276,22 @@ func connectBroker(cc ClusterConfig) (*nats.Conn, func(), error) {
 			routes = append(routes, p.NATSCluster)
 		}
 	}
-	br, err := broker.Start(broker.Options{
+	creds, err := broker.LoadOrCreateCredentials(cc.DataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	bo := broker.Options{
 		StoreDir: filepath.Join(cc.DataDir, "jetstream"), Listen: cc.NATS, Name: cc.ID,
-		ClusterListen: cc.NATSCluster, Routes: routes,
-	})
+		ClusterListen: cc.NATSCluster, Routes: routes, Credentials: creds,
+	}
+	if pk != nil {
+		bo.TLS = pk.OptionalClientTLS()
+		rt := pk.ServerTLS()
+		rt.RootCAs = pk.CAs
+		bo.RouteTLS = rt
+		bo.NodeCert = func(cs *tls.ConnectionState) bool { _, ok := pk.PeerNodeID(cs); return ok }
+	}
+	br, err := broker.Start(bo)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -198,6 +301,28 @@ func connectBroker(cc ClusterConfig) (*nats.Conn, func(), error) {
 		return nil, nil, fmt.Errorf("connect to the embedded broker: %w", err)
 	}
 	return nc, br.Shutdown, nil
+}
+
+// externalNATS are the options of a connection to nats_url: the node's
+// certificate over TLS (the brokers of a Sluice cluster take it), or the
+// credentials file, or the user and password the configuration gives.
+func externalNATS(cc *ClusterConfig, pk *pki.Config) ([]nats.Option, error) {
+	opts := []nats.Option{nats.Name("sluice node " + cc.ID), nats.ReconnectBufSize(-1), nats.MaxReconnects(-1)}
+	if pk != nil {
+		opts = append(opts, nats.Secure(pk.ClientTLS("")))
+	}
+	if cc.NATSCredentials != "" {
+		opts = append(opts, nats.UserCredentials(cc.NATSCredentials))
+	}
+	if cc.NATSUser != "" {
+		pw, err := secret.ResolveField(cc.NATSPassword)
+		if err != nil {
+			return nil, fmt.Errorf("nats_password: %w", err)
+		}
+		secret.Register(pw)
+		opts = append(opts, nats.UserInfo(cc.NATSUser, pw))
+	}
+	return opts, nil
 }
 
 // lockDataDir keeps a second process off the same data directory: two

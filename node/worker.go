@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/coordinator/scheduler"
+	"github.com/sluicedb/sluice/internal/safe"
 )
 
 // Worker runs the units the leader assigned to this node: a task's capture
@@ -106,28 +107,43 @@ func (w *Worker) Run(ctx context.Context) {
 	wasFenced := false
 	for {
 		changed := w.coord.Changed()
-		fenced := w.fenced()
-		if fenced != wasFenced {
-			if fenced {
-				w.logger.Warn("the leader has not heard from this node within the failover timeout: stopping its units", "node", w.id, "timeout", w.failover)
-			} else {
-				w.logger.Info("in touch with the leader again", "node", w.id)
+		// A panic in a round is recovered (logged with its stack by the
+		// process's hook, counted): the loop goes on, and the next round,
+		// at the next change or tick, tries again. Stopping here would
+		// leave the node's units unsupervised while it looks alive.
+		if err := safe.Run("worker", func() error {
+			fenced := w.fenced()
+			if fenced != wasFenced {
+				if fenced {
+					w.logger.Warn("the leader has not heard from this node within the failover timeout: stopping its units", "node", w.id, "timeout", w.failover)
+				} else {
+					w.logger.Info("in touch with the leader again", "node", w.id)
+				}
+				wasFenced = fenced
 			}
-			wasFenced = fenced
+			w.reconcile(ctx, fenced)
+			return nil
+		}); err != nil {
+			w.logger.Error("worker round failed; going on", "node", w.id, "err", err)
 		}
-		w.reconcile(ctx, fenced)
 		select {
 		case <-ctx.Done():
 			w.stopAll()
 			return
 		case <-changed:
 		case now := <-tick.C:
-			w.mu.Lock()
-			for _, l := range w.lives {
-				l.tick(now)
+			if err := safe.Run("worker", func() error { w.tickLives(now); return nil }); err != nil {
+				w.logger.Error("worker round failed; going on", "node", w.id, "err", err)
 			}
-			w.mu.Unlock()
 		}
+	}
+}
+
+func (w *Worker) tickLives(now time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock() // deferred: a panic must not leave w.mu held
+	for _, l := range w.lives {
+		l.tick(now)
 	}
 }
 
@@ -217,18 +233,33 @@ func (w *Worker) start(ctx context.Context, a coordinator.Assignment) {
 	go func() {
 		defer close(ru.done)
 		defer func() { ru.ended = time.Now() }()
-		defer ru.health.set(false, nil)
 		ru.health.set(true, nil)
-		switch id.Kind {
-		case scheduler.KindCapture:
-			r := &runner{name: id.Task, store: w.coord, js: w.js, cfg: w.cfg, logger: w.logger, live: l, health: ru.health}
-			ru.fenced.Store(r.run(uctx))
-		case scheduler.KindApply:
-			u := &applyUnit{task: id.Task, group: id.Group, epoch: a.Epoch, store: w.coord, js: w.js, cfg: w.cfg, logger: w.logger, live: l, health: ru.health}
-			ru.fenced.Store(u.run(uctx))
-		case scheduler.KindCopy:
-			u := &copyUnit{task: id.Task, share: id.Group, store: w.coord, cfg: w.cfg, logger: w.logger, live: l, health: ru.health}
-			ru.fenced.Store(u.run(uctx))
+		// Attempts recover their own panics and retry them (superviseUnit,
+		// runner.run); one that escapes a unit's supervision ends the
+		// unit as if it had failed: reported in its health, and started
+		// again by reconcile after restartDelay, since it still is
+		// assigned here and was not fenced.
+		err := safe.Run("unit/"+string(id.Kind), func() error {
+			// Tests only: SLUICE_FAILPOINTS=unit-start=N panics the first
+			// N units started, outside their supervision.
+			safe.Failpoint("unit-start")
+			switch id.Kind {
+			case scheduler.KindCapture:
+				r := &runner{name: id.Task, store: w.coord, js: w.js, cfg: w.cfg, logger: w.logger, live: l, health: ru.health}
+				ru.fenced.Store(r.run(uctx))
+			case scheduler.KindApply:
+				u := &applyUnit{task: id.Task, group: id.Group, epoch: a.Epoch, store: w.coord, js: w.js, cfg: w.cfg, logger: w.logger, live: l, health: ru.health}
+				ru.fenced.Store(u.run(uctx))
+			case scheduler.KindCopy:
+				u := &copyUnit{task: id.Task, share: id.Group, store: w.coord, cfg: w.cfg, logger: w.logger, live: l, health: ru.health}
+				ru.fenced.Store(u.run(uctx))
+			}
+			return nil
+		})
+		ru.health.set(false, err)
+		if err != nil {
+			w.logger.Error("unit failed; it starts again", "unit", a.Unit, "epoch", a.Epoch, "in", restartDelay, "err", err)
+			return
 		}
 		w.logger.Info("unit stopped", "unit", a.Unit, "epoch", a.Epoch)
 	}()

@@ -254,7 +254,9 @@ func (k KafkaSpec) redacted() KafkaSpec {
 		}
 		k.SASL = &s
 	}
-	k.SchemaRegistry = urlPasswordRe.ReplaceAllString(k.SchemaRegistry, "${1}xxxxx@")
+	if k.SchemaRegistry != "" {
+		k.SchemaRegistry = RedactDSN(k.SchemaRegistry)
+	}
 	return k
 }
 

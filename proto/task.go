@@ -420,8 +420,10 @@ func (s *TaskSpec) Validate() error {
 				add(f, "%q is not among the tables listed", name)
 			case strings.TrimSpace(o.Filter[name]) == "":
 				add(f, "is empty: a SQL condition such as \"region = 'eu'\"")
-			case strings.Contains(o.Filter[name], ";"):
-				add(f, "must be one SQL condition, without ';'")
+			default:
+				if err := CheckFilter(o.Filter[name]); err != nil {
+					add(f, "must be one SQL condition such as \"region = 'eu'\": %v", err)
+				}
 			}
 		}
 		for _, name := range slices.Sorted(maps.Keys(o.Columns)) {
@@ -575,16 +577,12 @@ func (s TaskSpec) Redacted() TaskSpec {
 	s.Source.DSN = RedactDSN(s.Source.DSN)
 	s.Destination.DSN = RedactDSN(s.Destination.DSN)
 	s.Destination.KafkaSpec = s.Destination.KafkaSpec.redacted()
+	if s.Alerts != nil {
+		a := *s.Alerts
+		a.Webhook = RedactURL(a.Webhook)
+		s.Alerts = &a
+	}
 	return s
-}
-
-var urlPasswordRe = regexp.MustCompile(`(://[^:/@]*:)[^@]*@`)
-var kvPasswordRe = regexp.MustCompile(`(password\s*=\s*)('[^']*'|[^&\s]+)`)
-
-// RedactDSN masks the password of a DSN.
-func RedactDSN(dsn string) string {
-	dsn = urlPasswordRe.ReplaceAllString(dsn, "${1}xxxxx@")
-	return kvPasswordRe.ReplaceAllString(dsn, "${1}xxxxx")
 }
 
 // poolName is what a task's cluster (node pool) may be called.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"github.com/sluicedb/sluice/internal/secret"
 	"github.com/sluicedb/sluice/proto"
 )
 
@@ -90,7 +91,9 @@ func Probe(ctx context.Context, opts Options, topics map[string]int) []Check {
 		}
 	}
 	if url := opts.Spec.SchemaRegistry; url != "" {
-		if err := pingRegistry(ctx, url); err != nil {
+		if resolved, err := secret.ResolveField(url); err != nil {
+			fail("destination.schema_registry", err.Error(), "give the registry's password inline or by ${env:NAME} / ${file:/path} present on every node")
+		} else if err := pingRegistry(ctx, resolved); err != nil {
 			fail("destination.schema_registry", err.Error(), "check destination.schema_registry: the URL of a Confluent-compatible schema registry")
 		} else {
 			pass("destination.schema_registry", "the schema registry answers")
@@ -115,7 +118,7 @@ func pingRegistry(ctx context.Context, url string) error {
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("schema registry: %s", proto.RedactDSN(err.Error()))
+		return fmt.Errorf("schema registry: %s", proto.RedactText(err.Error()))
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

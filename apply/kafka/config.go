@@ -13,6 +13,7 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"github.com/sluicedb/sluice/internal/secret"
 	"github.com/sluicedb/sluice/proto"
 )
 
@@ -147,7 +148,12 @@ func (o *Options) saramaConfig(txnID string) (*sarama.Config, error) {
 	}
 	if s := o.Spec.SASL; s != nil {
 		cfg.Net.SASL.Enable = true
-		cfg.Net.SASL.User, cfg.Net.SASL.Password = s.User, s.Password
+		pw, err := secret.ResolveField(s.Password)
+		if err != nil {
+			return nil, fmt.Errorf("destination.sasl.password: %w", err)
+		}
+		secret.Register(pw)
+		cfg.Net.SASL.User, cfg.Net.SASL.Password = s.User, pw
 		cfg.Net.SASL.Handshake = true
 		switch s.Mechanism {
 		case "PLAIN":

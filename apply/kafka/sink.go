@@ -18,6 +18,8 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/sluicedb/sluice/apply"
+	"github.com/sluicedb/sluice/internal/safe"
+	"github.com/sluicedb/sluice/internal/secret"
 	"github.com/sluicedb/sluice/proto"
 )
 
@@ -69,8 +71,13 @@ func Open(ctx context.Context, opts Options) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
+	registry, err := secret.ResolveField(opts.Spec.SchemaRegistry)
+	if err != nil {
+		return nil, fmt.Errorf("destination.schema_registry: %w", err)
+	}
+	secret.Register(registry)
 	enc, err := NewEncoder(FormatConfig{
-		Format: proto.Choice(opts.Spec.Format, proto.KafkaFormats), SchemaRegistry: opts.Spec.SchemaRegistry, TaskName: opts.Task,
+		Format: proto.Choice(opts.Spec.Format, proto.KafkaFormats), SchemaRegistry: registry, TaskName: opts.Task,
 	})
 	if err != nil {
 		return nil, err
@@ -109,7 +116,13 @@ func connect(ctx context.Context, brokers []string, cfg *sarama.Config) (sarama.
 	}
 	done := make(chan result, 1)
 	go func() {
-		c, err := sarama.NewClient(brokers, cfg)
+		// A panic in sarama's dialing is this connect's error: the sink
+		// does not open, and the unit opening it fails and retries.
+		var c sarama.Client
+		err := safe.Run("kafka/connect", func() (err error) {
+			c, err = sarama.NewClient(brokers, cfg)
+			return err
+		})
 		done <- result{c, err}
 	}()
 	select {
@@ -126,9 +139,14 @@ func connect(ctx context.Context, brokers []string, cfg *sarama.Config) (sarama.
 		return r.c, nil
 	case <-ctx.Done():
 		go func() {
-			if r := <-done; r.c != nil {
-				r.c.Close()
-			}
+			// The caller has gone (ctx ended) and owns nothing to fail:
+			// a panic closing the late client is only logged and counted.
+			_ = safe.Run("kafka/connect", func() error {
+				if r := <-done; r.c != nil {
+					r.c.Close()
+				}
+				return nil
+			})
 		}()
 		return nil, ctx.Err()
 	}

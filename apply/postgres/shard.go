@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sluicedb/sluice/apply"
+	"github.com/sluicedb/sluice/internal/safe"
 	"github.com/sluicedb/sluice/proto"
 )
 
@@ -147,7 +148,10 @@ func (s *Sink) applySharded(ctx context.Context, ch *apply.Changes, shards [][]p
 		for k, p := range ch.Positions {
 			positions = append(positions, shardPosition{table: ch.Tables[k], shard: h, pos: p})
 		}
-		g.Go(func() error { return s.applyWithRetry(gctx, ch.Task, ch.Epoch, segs, positions) })
+		// A panic in a shard fails the batch (and cancels the other
+		// shards' transactions): each shard's rows and position commit
+		// together, so the retried batch skips what did commit.
+		g.Go(safe.Go("apply/shard", func() error { return s.applyWithRetry(gctx, ch.Task, ch.Epoch, segs, positions) }))
 	}
 	return g.Wait()
 }

@@ -41,6 +41,9 @@ for a three-node example.`,
 			if err != nil {
 				return fmt.Errorf("%s: %w", configPath, err)
 			}
+			if cfg.ClientConfig, err = a.clientConfigPath(cfg.ClientConfig); err != nil {
+				return err
+			}
 			if err := setMemoryLimit(memoryLimit, a.getenv("GOMEMLIMIT")); err != nil {
 				return err
 			}
@@ -73,7 +76,10 @@ func (a *app) nodeDrainCmd(tf *taskFlags) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := withTimeout(cmd, tf)
 			defer cancel()
-			c := a.client(tf)
+			c, err := a.client(tf)
+			if err != nil {
+				return err
+			}
 			if err := c.DrainNode(ctx, args[0], undo); err != nil {
 				return err
 			}
@@ -119,7 +125,11 @@ func (a *app) nodeRemoveCmd(tf *taskFlags) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := withTimeout(cmd, tf)
 			defer cancel()
-			if err := a.client(tf).RemoveNode(ctx, args[0], force); err != nil {
+			c, err := a.client(tf)
+			if err != nil {
+				return err
+			}
+			if err := c.RemoveNode(ctx, args[0], force); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "node %s removed\n", args[0])
@@ -140,7 +150,11 @@ func (a *app) clusterCmd(tf *taskFlags) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := withTimeout(cmd, tf)
 			defer cancel()
-			st, err := a.client(tf).ClusterStatus(ctx)
+			c, err := a.client(tf)
+			if err != nil {
+				return err
+			}
+			st, err := c.ClusterStatus(ctx)
 			if err != nil {
 				return err
 			}

@@ -9,11 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/coordinator/coordtest"
+	"github.com/sluicedb/sluice/internal/clientconfig"
 	"github.com/sluicedb/sluice/node"
 	"github.com/sluicedb/sluice/proto"
 )
@@ -34,7 +36,12 @@ func runCLI(t *testing.T, env map[string]string, stdin string, args ...string) r
 	var out, errOut bytes.Buffer
 	a := &app{
 		stdin: strings.NewReader(stdin), stdout: &out, stderr: &errOut,
-		getenv: func(k string) string { return env[k] },
+		getenv: func(k string) string {
+			if v, ok := env[k]; ok || k != "XDG_CONFIG_HOME" {
+				return v
+			}
+			return testConfigHome(t)
+		},
 		up: func(context.Context, node.Config) error {
 			t.Fatal("node.Up must not run here")
 			return nil
@@ -55,9 +62,32 @@ func serverWithCoordinator(t *testing.T) (string, *coordtest.Backend, *coordinat
 	t.Helper()
 	b := &coordtest.Backend{}
 	c := coordtest.New(t)
-	srv := httptest.NewServer(coordinator.NewAPI(c, b, nil))
+	srv := httptest.NewServer(coordinator.NewAPI(c, b, coordinator.APIOptions{}))
 	t.Cleanup(srv.Close)
+	token := coordtest.Token(t, c, coordinator.ScopeAdmin)
+	if err := clientconfig.Upsert(filepath.Join(testConfigHome(t), "sluice", "config.yaml"), clientconfig.Entry{URLs: []string{srv.URL}, Token: token}); err != nil {
+		t.Fatal(err)
+	}
 	return srv.URL, b, c
+}
+
+var (
+	configHomeOnce sync.Once
+	configHome     string
+)
+
+// testConfigHome is the XDG_CONFIG_HOME the CLI runs with in these tests
+// (unless a test's environment sets one): the client config there has an
+// entry with a token for every test server.
+func testConfigHome(t *testing.T) string {
+	configHomeOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "sluice-cli-config-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		configHome = dir
+	})
+	return configHome
 }
 
 func TestTaskCommands(t *testing.T) {

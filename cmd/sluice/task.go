@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -15,23 +18,30 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluicedb/sluice/coordinator"
+	"github.com/sluicedb/sluice/internal/clientconfig"
 	"github.com/sluicedb/sluice/proto"
 )
 
 const defaultServer = "http://127.0.0.1:7420"
 
-// taskFlags are the flags every task subcommand shares.
+// taskFlags are the flags every command that talks to the API shares.
 type taskFlags struct {
-	server  string
-	timeout time.Duration
+	server    string
+	timeout   time.Duration
+	token     string
+	tokenFile string
+	caFile    string
 }
 
-// addServerFlags adds --server and --timeout, the flags of every command
-// that talks to the API.
+// addServerFlags adds --server, --timeout and the credentials, the flags
+// of every command that talks to the API.
 func addServerFlags(cmd *cobra.Command, tf *taskFlags) {
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&tf.server, "server", "", "Sluice API URL of any node (default $SLUICE_SERVER, else "+defaultServer+")")
 	pf.DurationVar(&tf.timeout, "timeout", 5*time.Minute, "give up on the server after this long (a create runs the precheck)")
+	pf.StringVar(&tf.token, "token", "", "API token (default $SLUICE_TOKEN, else the client config's entry for the server)")
+	pf.StringVar(&tf.tokenFile, "token-file", "", "read the API token from this file")
+	pf.StringVar(&tf.caFile, "ca-file", "", "CA certificate (PEM) that signs the server's (default $SLUICE_CA_FILE, else the client config's)")
 }
 
 func (a *app) taskCmd(tf *taskFlags) *cobra.Command {
@@ -45,9 +55,11 @@ func (a *app) taskCmd(tf *taskFlags) *cobra.Command {
 	return cmd
 }
 
-// client resolves the server: the flag, then SLUICE_SERVER, then the
-// default of `sluice up`.
-func (a *app) client(tf *taskFlags) *coordinator.Client {
+// client resolves the server (the flag, then SLUICE_SERVER, then the
+// default of `sluice up`) and its credentials: the token from --token,
+// --token-file, SLUICE_TOKEN, then the client config's entry for the
+// server; the CA from --ca-file, SLUICE_CA_FILE, then that entry.
+func (a *app) client(tf *taskFlags) (*coordinator.Client, error) {
 	server := tf.server
 	if server == "" {
 		server = a.getenv("SLUICE_SERVER")
@@ -58,7 +70,50 @@ func (a *app) client(tf *taskFlags) *coordinator.Client {
 	if !strings.Contains(server, "://") {
 		server = "http://" + server // "127.0.0.1:7420" is what users type
 	}
-	return &coordinator.Client{BaseURL: server}
+	var entry clientconfig.Entry
+	if path, err := clientconfig.DefaultPath(a.getenv); err == nil {
+		f, err := clientconfig.Load(path)
+		if err != nil {
+			return nil, err
+		}
+		entry, _ = f.Lookup(server)
+	}
+	token := tf.token
+	if token == "" && tf.tokenFile != "" {
+		b, err := os.ReadFile(tf.tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--token-file: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	if token == "" {
+		token = a.getenv("SLUICE_TOKEN")
+	}
+	if token == "" {
+		token = entry.Token
+	}
+	ca := tf.caFile
+	if ca == "" {
+		ca = a.getenv("SLUICE_CA_FILE")
+	}
+	if ca == "" {
+		ca = entry.CAFile
+	}
+	c := &coordinator.Client{BaseURL: server, Token: token}
+	if ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, fmt.Errorf("CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s holds no PEM certificate", ca)
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		c.HTTP = &http.Client{Transport: tr}
+	}
+	return c, nil
 }
 
 func withTimeout(cmd *cobra.Command, tf *taskFlags) (context.Context, context.CancelFunc) {
@@ -113,7 +168,11 @@ printed with its fix. See every check with: sluice precheck -f TASK.yaml`,
 			}
 			ctx, cancel := withTimeout(cmd, tf)
 			defer cancel()
-			st, err := a.client(tf).CreateTask(ctx, spec, ignore...)
+			c, err := a.client(tf)
+			if err != nil {
+				return err
+			}
+			st, err := c.CreateTask(ctx, spec, ignore...)
 			if err != nil {
 				return err
 			}
@@ -156,7 +215,11 @@ created as it stands.`,
 			}
 			ctx, cancel := withTimeout(cmd, tf)
 			defer cancel()
-			report, err := a.client(tf).Precheck(ctx, spec, ignore...)
+			c, err := a.client(tf)
+			if err != nil {
+				return err
+			}
+			report, err := c.Precheck(ctx, spec, ignore...)
 			if err != nil {
 				return err
 			}
@@ -207,7 +270,11 @@ func (a *app) taskGetCmd(tf *taskFlags) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := withTimeout(cmd, tf)
 			defer cancel()
-			st, err := a.client(tf).GetTask(ctx, args[0])
+			c, err := a.client(tf)
+			if err != nil {
+				return err
+			}
+			st, err := c.GetTask(ctx, args[0])
 			if err != nil {
 				return err
 			}
@@ -230,7 +297,11 @@ func (a *app) taskListCmd(tf *taskFlags) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := withTimeout(cmd, tf)
 			defer cancel()
-			list, err := a.client(tf).ListTasks(ctx)
+			c, err := a.client(tf)
+			if err != nil {
+				return err
+			}
+			list, err := c.ListTasks(ctx)
 			if err != nil {
 				return err
 			}
@@ -252,7 +323,11 @@ func (a *app) taskDeleteCmd(tf *taskFlags) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := withTimeout(cmd, tf)
 			defer cancel()
-			if err := a.client(tf).DeleteTask(ctx, args[0]); err != nil {
+			c, err := a.client(tf)
+			if err != nil {
+				return err
+			}
+			if err := c.DeleteTask(ctx, args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "task %s deleted\n", args[0])
@@ -270,7 +345,11 @@ func (a *app) taskTransitionCmd(tf *taskFlags, verb, short string, do func(*coor
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := withTimeout(cmd, tf)
 			defer cancel()
-			st, err := do(a.client(tf), ctx, args[0])
+			c, err := a.client(tf)
+			if err != nil {
+				return err
+			}
+			st, err := do(c, ctx, args[0])
 			if err != nil {
 				return err
 			}
@@ -304,7 +383,10 @@ all. Limits not named keep their value.`,
 			}
 			ctx, cancel := withTimeout(cmd, tf)
 			defer cancel()
-			c := a.client(tf)
+			c, err := a.client(tf)
+			if err != nil {
+				return err
+			}
 			if file != "" {
 				spec, err := a.readSpec(file)
 				if err != nil {

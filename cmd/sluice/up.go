@@ -12,15 +12,18 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sluicedb/sluice/internal/clientconfig"
 	"github.com/sluicedb/sluice/node"
 )
 
 func (a *app) upCmd() *cobra.Command {
 	var (
-		cfg         node.Config
-		logLevel    string
-		logFormat   string
-		memoryLimit string
+		cfg          node.Config
+		logLevel     string
+		logFormat    string
+		memoryLimit  string
+		clientConfig string
+		tlsFiles     node.TLSFiles
 	)
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -34,6 +37,12 @@ Started again on the same data directory it resumes its tasks.`,
 				return err
 			}
 			cfg.Logger = logger
+			if cfg.ClientConfig, err = a.clientConfigPath(clientConfig); err != nil {
+				return err
+			}
+			if tlsFiles != (node.TLSFiles{}) {
+				cfg.TLS = &tlsFiles
+			}
 			if err := setMemoryLimit(memoryLimit, a.getenv("GOMEMLIMIT")); err != nil {
 				return err
 			}
@@ -56,7 +65,24 @@ Started again on the same data directory it resumes its tasks.`,
 	f.StringVar(&cfg.PprofListen, "pprof-listen", "", "serve Go's profiler (net/http/pprof) on this address")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&clientConfig, "client-config", "", "client config to write the admin token to (default $XDG_CONFIG_HOME/sluice/config.yaml, else ~/.config/sluice/config.yaml; none: do not write)")
+	f.BoolVar(&cfg.MetricsPublic, "metrics-public", false, "serve /metrics without a token")
+	f.StringVar(&tlsFiles.CA, "tls-ca", "", "CA certificate (PEM) of the node certificate (sluice cert ca)")
+	f.StringVar(&tlsFiles.Cert, "tls-cert", "", "this node's certificate (sluice cert node): the API and the exposed broker use TLS; needed to listen on anything but loopback")
+	f.StringVar(&tlsFiles.Key, "tls-key", "", "the certificate's private key")
 	return cmd
+}
+
+// clientConfigPath is where `up` and `node` write the admin token: the
+// flag (or config key), "none" for nowhere, default the user's file.
+func (a *app) clientConfigPath(v string) (string, error) {
+	switch v {
+	case "none":
+		return "", nil
+	case "":
+		return clientconfig.DefaultPath(a.getenv)
+	}
+	return v, nil
 }
 
 // newLogger builds the process's slog logger on stderr.

@@ -123,3 +123,18 @@ func (b *Backend) Live(name string) coordinator.Live {
 func (b *Backend) TableChanges(ctx context.Context, task *coordinator.Task, objects []proto.ObjectSpec) (add, remove []string, err error) {
 	return nil, nil, nil
 }
+
+// Token makes an API token of scope on c and returns its text.
+func Token(t testing.TB, c *coordinator.Coordinator, scope coordinator.Scope) string {
+	t.Helper()
+	text, tok, err := coordinator.NewToken("test", scope, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Apply(ctx, coordinator.CreateToken{Token: tok}); err != nil {
+		t.Fatal(err)
+	}
+	return text
+}

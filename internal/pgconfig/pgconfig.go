@@ -15,6 +15,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sluicedb/sluice/internal/secret"
 )
 
 // RuntimeParams are set in every Sluice session's startup packet.
@@ -33,20 +35,42 @@ var RuntimeParams = map[string]string{
 // The application name says which part of Sluice holds the session, so an
 // operator can tell them apart in pg_stat_activity.
 func Parse(dsn, application string) (*pgx.ConnConfig, error) {
+	dsn, err := resolve(dsn)
+	if err != nil {
+		return nil, err
+	}
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("parse DSN: %w", err) // pgx masks the password
+		return nil, fmt.Errorf("parse DSN: %s", secret.Scrub(err.Error()))
 	}
+	secret.Register(cfg.Password)
 	apply(&cfg.Config, application)
 	return cfg, nil
 }
 
+// resolve reads the DSN's secret references (${env:...}, ${file:...},
+// sealed passwords) here, on the node that connects, and registers what
+// it reads so that no message repeats it.
+func resolve(dsn string) (string, error) {
+	resolved, err := secret.ResolveField(dsn)
+	if err != nil {
+		return "", fmt.Errorf("DSN: %w", err)
+	}
+	secret.Register(resolved)
+	return resolved, nil
+}
+
 // ParseReplication parses a DSN for a logical replication session.
 func ParseReplication(dsn, application string) (*pgconn.Config, error) {
+	dsn, err := resolve(dsn)
+	if err != nil {
+		return nil, err
+	}
 	cfg, err := pgconn.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("parse DSN: %w", err) // pgx masks the password
+		return nil, fmt.Errorf("parse DSN: %s", secret.Scrub(err.Error()))
 	}
+	secret.Register(cfg.Password)
 	apply(cfg, application)
 	cfg.RuntimeParams["replication"] = "database"
 	return cfg, nil
@@ -66,10 +90,15 @@ func apply(cfg *pgconn.Config, application string) {
 
 // ParsePool parses a DSN into a pgxpool config with Sluice's settings.
 func ParsePool(dsn, application string) (*pgxpool.Config, error) {
+	dsn, err := resolve(dsn)
+	if err != nil {
+		return nil, err
+	}
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("parse DSN: %w", err)
+		return nil, fmt.Errorf("parse DSN: %s", secret.Scrub(err.Error()))
 	}
+	secret.Register(cfg.ConnConfig.Password)
 	apply(&cfg.ConnConfig.Config, application)
 	return cfg, nil
 }
@@ -85,7 +114,7 @@ func Connect(ctx context.Context, dsn, application string) (*pgx.Conn, error) {
 
 // Database is the database a DSN names ("" when it cannot be parsed).
 func Database(dsn string) string {
-	cfg, err := pgconn.ParseConfig(dsn)
+	cfg, err := pgconn.ParseConfig(secret.Placeholder(dsn))
 	if err != nil {
 		return ""
 	}

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/internal/testenv"
 	"github.com/sluicedb/sluice/node"
 )
@@ -26,8 +27,15 @@ import (
 type Node struct {
 	URL     string
 	DataDir string
-	cancel  context.CancelFunc
-	done    chan error
+	// Token is the admin token the node made at its first start.
+	Token  string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// Client is an API client of the node with its admin token.
+func (n *Node) Client() *coordinator.Client {
+	return &coordinator.Client{BaseURL: n.URL, Token: n.Token}
 }
 
 // StartNode runs `sluice up` in-process on a free port with cfg (DataDir
@@ -55,7 +63,26 @@ func StartNode(t testing.TB, cfg node.Config) *Node {
 	go func() { n.done <- node.Up(ctx, cfg) }()
 	t.Cleanup(func() { n.Stop(t) })
 	waitHealthy(t, n.URL, n.done)
+	n.Token = AdminToken(t, n.DataDir)
 	return n
+}
+
+// AdminToken waits (30 s at most) for the admin token a node writes to
+// its data directory at its first start, and returns it.
+func AdminToken(t testing.TB, dataDir string) string {
+	t.Helper()
+	path := filepath.Join(dataDir, node.AdminTokenFile)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, err := os.ReadFile(path)
+		if err == nil && len(strings.TrimSpace(string(b))) > 0 {
+			return strings.TrimSpace(string(b))
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no admin token in %s within 30s: %v", path, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // Stop shuts the node down gracefully and waits for it.
@@ -141,18 +168,31 @@ func SluiceBinary(t testing.TB) string {
 type Process struct {
 	URL     string
 	DataDir string
-	bin     string
-	port    int
-	raft    int
-	logPath string
-	flags   []string
-	cmd     *exec.Cmd
-	exited  chan error
+	// Token is the admin token of its data directory.
+	Token string
+	// Env is extra environment of the process ("KEY=value"); ConfigHome
+	// its XDG_CONFIG_HOME, where it writes the client config.
+	Env        []string
+	ConfigHome string
+	bin        string
+	port       int
+	raft       int
+	logPath    string
+	flags      []string
+	cmd        *exec.Cmd
+	exited     chan error
 }
 
 // StartProcess runs `sluice up` as a child process on a free port, with
 // extra flags for `up`.
 func StartProcess(t testing.TB, dataDir string, flags ...string) *Process {
+	t.Helper()
+	return StartProcessEnv(t, dataDir, nil, flags...)
+}
+
+// StartProcessEnv is StartProcess with extra environment for the process
+// ("KEY=value", kept in Env for its restarts), from its first start on.
+func StartProcessEnv(t testing.TB, dataDir string, env []string, flags ...string) *Process {
 	t.Helper()
 	port, err := testenv.FreePort()
 	if err != nil {
@@ -162,8 +202,8 @@ func StartProcess(t testing.TB, dataDir string, flags ...string) *Process {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Process{bin: SluiceBinary(t), DataDir: dataDir, port: port, raft: raft, URL: fmt.Sprintf("http://127.0.0.1:%d", port), flags: flags,
-		logPath: filepath.Join(dataDir, "..", filepath.Base(dataDir)+".log")}
+	p := &Process{bin: SluiceBinary(t), DataDir: dataDir, port: port, raft: raft, URL: fmt.Sprintf("http://127.0.0.1:%d", port), flags: flags, Env: env,
+		logPath: filepath.Join(dataDir, "..", filepath.Base(dataDir)+".log"), ConfigHome: t.TempDir()}
 	p.Start(t)
 	t.Cleanup(func() {
 		p.Kill()
@@ -184,6 +224,7 @@ func (p *Process) Start(t testing.TB) {
 	args := append([]string{"up", "--data-dir", p.DataDir, "--listen", fmt.Sprintf("127.0.0.1:%d", p.port),
 		"--raft-listen", fmt.Sprintf("127.0.0.1:%d", p.raft)}, p.flags...)
 	p.cmd = exec.Command(p.bin, args...)
+	p.cmd.Env = append(append(os.Environ(), "XDG_CONFIG_HOME="+p.ConfigHome), p.Env...)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
@@ -193,6 +234,12 @@ func (p *Process) Start(t testing.TB) {
 	cmd := p.cmd
 	go func() { err := cmd.Wait(); logf.Close(); p.exited <- err }()
 	waitHealthy(t, p.URL, p.exited)
+	p.Token = AdminToken(t, p.DataDir)
+}
+
+// Client is an API client of the process with its admin token.
+func (p *Process) Client() *coordinator.Client {
+	return &coordinator.Client{BaseURL: p.URL, Token: p.Token}
 }
 
 // Kill ends the process with SIGKILL and waits for it.

@@ -1,6 +1,8 @@
 package testenv
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +21,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/sluicedb/sluice/internal/pki"
 )
 
 // Roles of a cluster node, as `sluice node` spells them.
@@ -89,7 +93,13 @@ type Cluster struct {
 	opts ClusterOptions
 	dir  string
 
+	// ca signs the nodes' certificates, in tlsDir; http trusts it.
+	ca     *pki.CA
+	tlsDir string
+	http   *http.Client
+
 	mu    sync.Mutex
+	token string // the cluster's admin token
 	nodes []*clusterNode
 	links map[clusterLinkKey]*clusterLink
 	// ports are the ports handed to nodes or held by proxies, so a new
@@ -166,6 +176,14 @@ type nodeConfig struct {
 	FailoverTimeout string       `yaml:"failover_timeout,omitempty"`
 	CopyUnits       int          `yaml:"copy_units,omitempty"`
 	ChunkPages      int64        `yaml:"chunk_pages,omitempty"`
+	TLS             tlsConfig    `yaml:"tls"`
+}
+
+// tlsConfig is the node's tls block.
+type tlsConfig struct {
+	CA   string `yaml:"ca"`
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
 }
 
 type peerConfig struct {
@@ -175,10 +193,14 @@ type peerConfig struct {
 	API         string `yaml:"api"`
 }
 
-// clusterHTTP polls the nodes. No keep-alives: idle connections would
-// leave goroutines behind in tests that check for leaks, and a poll every
-// 100 ms does not need them. The timeout bounds a hung node.
-var clusterHTTP = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+// newClusterHTTP polls the nodes over TLS, trusting the cluster's CA. No
+// keep-alives: idle connections would leave goroutines behind in tests
+// that check for leaks, and a poll every 100 ms does not need them. The
+// timeout bounds a hung node.
+func newClusterHTTP(ca *x509.CertPool) *http.Client {
+	return &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+		TLSClientConfig: &tls.Config{RootCAs: ca, MinVersion: tls.VersionTLS12}}}
+}
 
 // StartCluster starts opts.Nodes nodes at once (they need each other for a
 // Raft quorum, so one at a time would never become healthy) and waits
@@ -211,6 +233,7 @@ func StartCluster(t testing.TB, opts ClusterOptions) *Cluster {
 	// the nodes are dead before their directory is removed.
 	c := &Cluster{opts: opts, dir: t.TempDir(), links: map[clusterLinkKey]*clusterLink{}, ports: map[int]bool{}}
 	t.Cleanup(func() { c.shutdown(t) })
+	c.makeCA(t)
 
 	for i := range opts.Nodes {
 		pool := ""
@@ -237,8 +260,74 @@ func StartCluster(t testing.TB, opts ClusterOptions) *Cluster {
 	for i := range opts.Nodes {
 		c.waitHealthy(t, i, deadline)
 	}
+	c.waitToken(t, deadline)
 	return c
 }
+
+// makeCA makes the cluster's CA; addNode issues each node's certificate.
+func (c *Cluster) makeCA(t testing.TB) {
+	t.Helper()
+	ca, err := pki.NewCA("sluice test cluster", 48*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.tlsDir = filepath.Join(c.dir, "tls")
+	if err := ca.WriteFiles(c.tlsDir, false); err != nil {
+		t.Fatal(err)
+	}
+	c.ca = ca
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	c.http = newClusterHTTP(pool)
+}
+
+// waitToken waits for the admin token the node that started the cluster
+// writes to the client config (in the harness's XDG_CONFIG_HOME).
+func (c *Cluster) waitToken(t testing.TB, deadline time.Time) {
+	t.Helper()
+	path := filepath.Join(c.configHome(), "sluice", "config.yaml")
+	for {
+		b, err := os.ReadFile(path)
+		if err == nil {
+			var f struct {
+				Servers []struct {
+					Token string `yaml:"token"`
+				} `yaml:"servers"`
+			}
+			if yaml.Unmarshal(b, &f) == nil && len(f.Servers) > 0 && f.Servers[0].Token != "" {
+				c.mu.Lock()
+				c.token = f.Servers[0].Token
+				c.mu.Unlock()
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no admin token in %s within %v: %v", path, clusterHealthyTimeout, err)
+		}
+		time.Sleep(clusterPollEvery)
+	}
+}
+
+func (c *Cluster) configHome() string { return filepath.Join(c.dir, "config") }
+
+// Token is the cluster's admin token.
+func (c *Cluster) Token() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.token
+}
+
+// HTTPClient talks to the nodes' APIs (https, trusting the cluster's CA).
+func (c *Cluster) HTTPClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: c.http.Transport.(*http.Transport).TLSClientConfig.Clone()}}
+}
+
+// TLSDir holds the cluster's CA (ca.pem, ca-key.pem) and the nodes'
+// certificates (<id>.pem, <id>-key.pem).
+func (c *Cluster) TLSDir() string { return c.tlsDir }
+
+// CA is the cluster's certificate authority.
+func (c *Cluster) CA() *pki.CA { return c.ca }
 
 // addNode allocates node len(c.nodes)'s ports and directory, and returns
 // its index; connect makes its links.
@@ -255,6 +344,13 @@ func (c *Cluster) addNode(t testing.TB, roles []string, pool string, capacity in
 	n.configPath = filepath.Join(c.dir, n.id+".yaml")
 	n.logPath = filepath.Join(c.dir, n.id+".log")
 	if err := os.MkdirAll(n.dataDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err := c.ca.IssueNode(n.id, []string{"127.0.0.1", "localhost"}, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pki.WriteNodeFiles(c.tlsDir, n.id, certPEM, keyPEM); err != nil {
 		t.Fatal(err)
 	}
 	n.api = c.allocAddrLocked(t)
@@ -363,6 +459,8 @@ func (c *Cluster) writeConfig(t testing.TB, i int) {
 		Bootstrap: n.bootstrap, Pool: n.pool, Capacity: n.capacity, FailoverTimeout: c.opts.FailoverTimeout,
 		CopyUnits: c.opts.CopyUnits, ChunkPages: c.opts.ChunkPages,
 	}
+	cfg.TLS.CA = filepath.Join(c.tlsDir, pki.CAFile)
+	cfg.TLS.Cert, cfg.TLS.Key = pki.NodeFiles(c.tlsDir, n.id)
 	for _, j := range n.peers {
 		l := c.links[clusterLinkKey{i, j}]
 		p := peerConfig{ID: c.nodes[j].id, Raft: l.raft.Addr(), API: l.api.Addr()}
@@ -394,7 +492,7 @@ func (c *Cluster) start(t testing.TB, i int) {
 	fmt.Fprintf(logf, "=== testenv: starting %s at %s ===\n", n.id, time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(c.opts.Binary, "node", "--config", n.configPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), c.opts.Env...)
+	cmd.Env = append(append(os.Environ(), "XDG_CONFIG_HOME="+c.configHome()), c.opts.Env...)
 	// The node dies with the test process: a test binary killed by a
 	// timeout leaves no cluster behind holding ports.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -428,7 +526,7 @@ func (c *Cluster) waitHealthy(t testing.TB, i int, deadline time.Time) {
 			t.Fatalf("node %s exited at start (%v); its log:\n%s", n.id, p.err, c.Log(i))
 		default:
 		}
-		last = getOK(n.apiURL() + "/healthz")
+		last = c.getOK(n.apiURL() + "/healthz")
 		if last == nil {
 			return
 		}
@@ -439,8 +537,8 @@ func (c *Cluster) waitHealthy(t testing.TB, i int, deadline time.Time) {
 	}
 }
 
-func getOK(url string) error {
-	resp, err := clusterHTTP.Get(url)
+func (c *Cluster) getOK(url string) error {
+	resp, err := c.http.Get(url)
 	if err != nil {
 		return err
 	}
@@ -494,7 +592,7 @@ func (c *Cluster) node(i int) *clusterNode {
 	return c.nodes[i]
 }
 
-func (n *clusterNode) apiURL() string { return "http://" + n.api }
+func (n *clusterNode) apiURL() string { return "https://" + n.api }
 
 // N is the number of nodes, dead or alive.
 func (c *Cluster) N() int {
@@ -506,7 +604,7 @@ func (c *Cluster) N() int {
 // ID is node i's id, "n{i+1}".
 func (c *Cluster) ID(i int) string { return c.node(i).id }
 
-// URL is node i's API, "http://127.0.0.1:port".
+// URL is node i's API, "https://127.0.0.1:port".
 func (c *Cluster) URL(i int) string { return c.node(i).apiURL() }
 
 // NATSURL is node i's embedded NATS server for clients, "nats://...";
@@ -660,7 +758,8 @@ func (c *Cluster) view(i int) (clusterView, error) {
 		return v, err
 	}
 	req.Header.Set("X-Sluice-Forwarded-By", "testenv")
-	resp, err := clusterHTTP.Do(req)
+	req.Header.Set("Authorization", "Bearer "+c.Token())
+	resp, err := c.http.Do(req)
 	if err != nil {
 		return v, err
 	}

@@ -3,6 +3,7 @@ package testenv
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -19,6 +21,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/sluicedb/sluice/internal/pki"
 )
 
 // echoServer answers every TCP connection with what it receives.
@@ -305,7 +309,12 @@ type fakeConfig struct {
 	Capacity        int      `yaml:"capacity"`
 	FailoverTimeout string   `yaml:"failover_timeout"`
 	LogLevel        string   `yaml:"log_level"`
-	Peers           []struct {
+	TLS             struct {
+		CA   string `yaml:"ca"`
+		Cert string `yaml:"cert"`
+		Key  string `yaml:"key"`
+	} `yaml:"tls"`
+	Peers []struct {
 		ID          string `yaml:"id"`
 		Raft        string `yaml:"raft"`
 		NATSCluster string `yaml:"nats_cluster"`
@@ -423,11 +432,29 @@ func fakeNode(args []string) error {
 		}
 		_ = json.NewEncoder(w).Encode(st)
 	})
+	pk, err := pki.Load(cfg.TLS.CA, cfg.TLS.Cert, cfg.TLS.Key)
+	if err != nil {
+		return err
+	}
+	if pk.ID != cfg.ID {
+		return fmt.Errorf("certificate of %s for node %s", pk.ID, cfg.ID)
+	}
+	// The first node writes the client config, as the real node that
+	// starts a cluster does.
+	if cfg.ID == "n1" {
+		path := filepath.Join(os.Getenv("XDG_CONFIG_HOME"), "sluice", "config.yaml")
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return err
+		}
+		if err := os.WriteFile(path, []byte("servers:\n  - urls: [https://"+cfg.API+"]\n    token: fake-token\n"), 0o600); err != nil {
+			return err
+		}
+	}
 	ln, err := net.Listen("tcp", cfg.API)
 	if err != nil {
 		return err
 	}
-	return http.Serve(ln, mux)
+	return http.Serve(tls.NewListener(ln, pk.OptionalClientTLS()), mux)
 }
 
 // serveID answers every connection with the node's id, then closes it.
@@ -474,7 +501,7 @@ func TestClusterFakeNodes(t *testing.T) {
 		if !c.Alive(i) || c.PID(i) <= 0 {
 			t.Fatalf("%s: alive %v, pid %d", c.ID(i), c.Alive(i), c.PID(i))
 		}
-		if !strings.HasPrefix(c.URL(i), "http://127.0.0.1:") || !strings.HasPrefix(c.NATSURL(i), "nats://127.0.0.1:") {
+		if !strings.HasPrefix(c.URL(i), "https://127.0.0.1:") || !strings.HasPrefix(c.NATSURL(i), "nats://127.0.0.1:") {
 			t.Fatalf("%s: url %s, nats %s", c.ID(i), c.URL(i), c.NATSURL(i))
 		}
 		want := fmt.Sprintf("fake node %s run 1 roles=coordinator,broker,worker pool=%s capacity=0 bootstrap=unset nats_url= failover=3s peers=2", c.ID(i), pools[i])

@@ -1,0 +1,19 @@
+package node
+
+import (
+	"log/slog"
+
+	"github.com/sluicedb/sluice/internal/safe"
+)
+
+// installPanicLog makes every panic the process recovers (internal/safe:
+// units, their attempts, the worker's and the alerter's loops) log at
+// error level with its stack; the panic's message alone goes on with the
+// failure (the task's last error). node.Run calls it at start. The hook is
+// process-wide: with several nodes in one process (tests), the last node
+// started logs them all.
+func installPanicLog(logger *slog.Logger) {
+	safe.OnPanic(func(where string, value any, stack []byte) {
+		logger.Error("panic recovered", "where", where, "panic", value, "stack", string(stack))
+	})
+}

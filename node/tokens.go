@@ -1,0 +1,128 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/sluicedb/sluice/coordinator"
+	"github.com/sluicedb/sluice/internal/clientconfig"
+)
+
+// AdminTokenFile is the file in a data directory that holds the admin
+// token the cluster made for itself at its first start (mode 0600).
+const AdminTokenFile = "admin.token"
+
+// tokenHint is what a 401 adds: where the first admin token is.
+func tokenHint(dataDir string) string {
+	return fmt.Sprintf("; the node that started the cluster keeps its first admin token in %s", filepath.Join(dataDir, AdminTokenFile))
+}
+
+// bootstrapAdmin makes the cluster's first admin token, once: the leader
+// of a cluster that has none writes it to its data directory (before the
+// state records its hash, so it is never lost) and records it. A leader
+// that loses the race to another removes its file again.
+func bootstrapAdmin(ctx context.Context, cc *ClusterConfig, coord *coordinator.Coordinator) (created bool, err error) {
+	if !coord.IsLeader() || coord.Bootstrapped() {
+		return false, nil
+	}
+	text, tok, err := coordinator.NewToken("bootstrap", coordinator.ScopeAdmin, time.Now())
+	if err != nil {
+		return false, err
+	}
+	tok.Bootstrap = true
+	path := filepath.Join(cc.DataDir, AdminTokenFile)
+	if err := writePrivate(path, []byte(text+"\n")); err != nil {
+		return false, fmt.Errorf("admin token: %w", err)
+	}
+	if err := coord.Apply(ctx, coordinator.CreateToken{Token: tok}); err != nil {
+		_ = os.Remove(path)
+		if errors.Is(err, coordinator.ErrBootstrapped) {
+			return false, nil
+		}
+		return false, fmt.Errorf("admin token: %w", err)
+	}
+	return true, nil
+}
+
+// readAdminToken reads the data directory's admin token ("" when there is
+// none, or it was revoked).
+func readAdminToken(dataDir string, coord *coordinator.Coordinator) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, AdminTokenFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	text := strings.TrimSpace(string(b))
+	if _, ok := coord.Authenticate(text); !ok {
+		return "", nil
+	}
+	return text, nil
+}
+
+// writeClientEntry puts this cluster into the user's client config: the
+// API URLs of this node and of its peers, the admin token from the data
+// directory, and the CA when the API runs TLS. Nothing is written without
+// a token here (another node started the cluster) or without a path.
+func writeClientEntry(cc *ClusterConfig, coord *coordinator.Coordinator, apiAddr string) (string, error) {
+	if cc.ClientConfig == "" {
+		return "", nil
+	}
+	text, err := readAdminToken(cc.DataDir, coord)
+	if err != nil || text == "" {
+		return "", err
+	}
+	scheme := "http"
+	var ca string
+	if cc.TLS != nil {
+		scheme = "https"
+		if ca, err = filepath.Abs(cc.TLS.CA); err != nil {
+			return "", err
+		}
+	}
+	urls := []string{scheme + "://" + apiAddr}
+	for _, p := range cc.Peers {
+		if p.API != "" {
+			urls = append(urls, scheme+"://"+p.API)
+		}
+	}
+	dataDir, _ := filepath.Abs(cc.DataDir)
+	if err := clientconfig.Upsert(cc.ClientConfig, clientconfig.Entry{URLs: urls, Token: text, CAFile: ca, DataDir: dataDir}); err != nil {
+		return "", err
+	}
+	return cc.ClientConfig, nil
+}
+
+// writePrivate writes a file only its owner can read, through a
+// temporary file so a crash leaves the old content or the new.
+func writePrivate(path string, b []byte) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
