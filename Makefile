@@ -3,7 +3,7 @@ GO ?= go
 BIN := bin/sluice
 TEST_TIMEOUT ?= 40m
 
-.PHONY: all build test demo e2e bench lint deps clean
+.PHONY: all build test demo e2e bench lint deps clean fuzz
 .PHONY: fuzz
 
 all: build
@@ -19,6 +19,7 @@ build:
 test: deps
 	$(GO) vet ./...
 	$(GO) test -timeout $(TEST_TIMEOUT) ./...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
 
 # Starts two PostgreSQL clusters and `sluice up`, syncs a database with a
 # live workload, shows progress, compares both sides and cleans up.
@@ -28,7 +29,8 @@ demo: deps build
 # Long soak and fault runs, kept out of `make test`'s budget: the crash,
 # outage and large-transaction tests with many more kills and transactions.
 e2e: deps build
-	SLUICE_SOAK=1 $(GO) test -count=1 -timeout 120m -run 'Crash|Outage|LargeTransaction|Cluster' -v ./node/
+	SLUICE_SOAK=1 $(GO) test -count=1 -timeout 120m -run 'Crash|Outage|LargeTransaction|Cluster|Security' -v ./node/
+	$(MAKE) --no-print-directory fuzz FUZZTIME=$(E2E_FUZZTIME)
 
 # Sluice against PostgreSQL's own ceilings on clusters it starts itself
 # (bench/README.md); pass flags with BENCH_FLAGS="--scale 0.05 --reps 1".
@@ -40,7 +42,11 @@ bench: deps build
 # log entries, change batches, pgoutput messages, DSN redaction), each for
 # FUZZTIME; go test fuzzes one target per run. New crashers land in the
 # package's testdata/fuzz/ and then run with every `go test`.
-FUZZTIME ?= 10s
+# A count, not a duration: a time budget sometimes ends a healthy run
+# with "context deadline exceeded" (golang/go#75804).
+FUZZTIME ?= 100000x
+TEST_FUZZTIME ?= 10000x
+E2E_FUZZTIME ?= 1000000x
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseTaskSpec$$' -fuzztime $(FUZZTIME) ./proto
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeBatchRoundTrip$$' -fuzztime $(FUZZTIME) ./proto

@@ -146,7 +146,11 @@ func (b *bench) captureRep(ctx context.Context, nat *native, w workload, rep int
 		return nil, nil, err
 	}
 	defer os.RemoveAll(storeDir)
-	br, err := broker.Start(broker.Options{StoreDir: storeDir})
+	creds, err := broker.NewCredentials()
+	if err != nil {
+		return nil, nil, err
+	}
+	br, err := broker.Start(broker.Options{StoreDir: storeDir, Credentials: creds})
 	if err != nil {
 		return nil, nil, err
 	}

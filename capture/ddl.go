@@ -251,6 +251,9 @@ func quoteArrayItems(items []string) []string {
 // ddlEvent turns an insert into the log table into an event: the values
 // are the log row's columns, by name.
 func ddlEvent(cols []proto.Column, t proto.Tuple, pos proto.Position) (*proto.DDLEvent, error) {
+	if t.Len() != len(cols) {
+		return nil, fmt.Errorf("ddl log row has %d columns, its relation %d", t.Len(), len(cols))
+	}
 	ev := &proto.DDLEvent{Pos: pos}
 	for i, c := range cols {
 		if t.Kinds[i] != proto.KindText {

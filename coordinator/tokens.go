@@ -58,10 +58,20 @@ func ParseScope(s string) (Scope, error) {
 // Allows reports whether a token of scope s may do what needs scope need.
 func (s Scope) Allows(need Scope) bool { return s >= need }
 
-// MarshalText and UnmarshalText write the scope by name.
-func (s Scope) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+// MarshalText and UnmarshalText write the scope by name ("" for none,
+// which no valid token has: the FSM refuses it).
+func (s Scope) MarshalText() ([]byte, error) {
+	if s == 0 {
+		return nil, nil
+	}
+	return []byte(s.String()), nil
+}
 
 func (s *Scope) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*s = 0
+		return nil
+	}
 	v, err := ParseScope(string(b))
 	if err != nil {
 		return err

@@ -60,6 +60,7 @@ func Run(ctx context.Context, cc ClusterConfig, opts Options) error {
 	}
 	// No log line repeats a secret this process has seen.
 	log = slog.New(secret.Handler(log.Handler())).With("node", cc.ID)
+	installPanicLog(log)
 	if err := os.MkdirAll(cc.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
@@ -80,7 +81,10 @@ func Run(ctx context.Context, cc ClusterConfig, opts Options) error {
 		return fmt.Errorf("listen on %s: %w", cc.API, err)
 	}
 	defer ln.Close()
+	// The cap below TLS: http.Server sees a *tls.Conn, so requests carry
+	// their client certificate (r.TLS).
 	apiAddr, scheme := ln.Addr().String(), "http"
+	ln = netutil.LimitListener(ln, maxAPIConns)
 	if pk != nil {
 		ln, scheme = tls.NewListener(ln, pk.OptionalClientTLS()), "https"
 	}
@@ -149,7 +153,7 @@ func Run(ctx context.Context, cc ClusterConfig, opts Options) error {
 	mux.Handle("/", coordinator.NewAPI(coord, &backend{worker: worker, coord: coord, js: js, logger: log}, apiOpts))
 	srv := newAPIServer(mux)
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(netutil.LimitListener(ln, maxAPIConns)) }()
+	go func() { serveErr <- srv.Serve(ln) }()
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

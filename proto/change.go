@@ -368,8 +368,11 @@ func (t *Tuple) decode(data []byte) error {
 	err := walk(data, func(num protowire.Number, _ protowire.Type, _ uint64, body []byte) error {
 		switch num {
 		case fTupleKinds:
+			// A second kinds field starts the values over (protobuf's
+			// last-one-wins), so no text column is left without one.
 			t.Kinds = body
 			t.Values = make([][]byte, len(body))
+			next = 0
 		case fTupleValues:
 			for next < len(t.Kinds) && t.Kinds[next] != KindText {
 				next++

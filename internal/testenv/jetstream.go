@@ -17,7 +17,11 @@ func NewJetStream(t testing.TB) (*broker.Broker, *nats.Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := broker.Start(broker.Options{StoreDir: t.TempDir(), Listen: "127.0.0.1:" + strconv.Itoa(port)})
+	creds, err := broker.NewCredentials()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := broker.Start(broker.Options{StoreDir: t.TempDir(), Listen: "127.0.0.1:" + strconv.Itoa(port), Credentials: creds})
 	if err != nil {
 		t.Fatal(err)
 	}
