@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sluicedb/sluice/coordinator"
@@ -28,6 +29,10 @@ func tokenHint(dataDir string) string {
 // state records its hash, so it is never lost) and records it. A leader
 // that loses the race to another removes its file again.
 func bootstrapAdmin(ctx context.Context, cc *ClusterConfig, coord *coordinator.Coordinator) (created bool, err error) {
+	// One attempt at a time in this process: two would write the file
+	// in turn, and the loser's cleanup would remove the winner's.
+	bootstrapMu.Lock()
+	defer bootstrapMu.Unlock()
 	if !coord.IsLeader() || coord.Bootstrapped() {
 		return false, nil
 	}
@@ -49,6 +54,8 @@ func bootstrapAdmin(ctx context.Context, cc *ClusterConfig, coord *coordinator.C
 	}
 	return true, nil
 }
+
+var bootstrapMu sync.Mutex
 
 // readAdminToken reads the data directory's admin token ("" when there is
 // none, or it was revoked).

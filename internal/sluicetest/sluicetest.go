@@ -271,6 +271,20 @@ func (p *Process) Terminate(t testing.TB) {
 	p.cmd = nil
 }
 
+// Alive reports whether the process runs.
+func (p *Process) Alive() bool {
+	if p.cmd == nil {
+		return false
+	}
+	select {
+	case err := <-p.exited:
+		p.exited <- err // keep it for Kill and Terminate
+		return false
+	default:
+		return true
+	}
+}
+
 // PID is the running process's id.
 func (p *Process) PID() int { return p.cmd.Process.Pid }
 

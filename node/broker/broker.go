@@ -31,10 +31,12 @@ type Options struct {
 	SyncAlways bool
 	// Name is the server's name, unique in a cluster (a node's id).
 	Name string
-	// ClusterListen (host:port; port 0: a free port) and Routes (the other brokers' route
-	// addresses) make this server one of a JetStream cluster. Routes are
-	// dialed as given and not gossiped (NoAdvertise), so a node reaches
-	// its peers only at the addresses in its own configuration.
+	// ClusterListen (host:port; port 0: a free port) and Routes (the
+	// other brokers' route addresses) make this server one of a JetStream
+	// cluster; it requires Listen (nats-server routes only once its client
+	// listener is up). Routes are dialed as given and not gossiped
+	// (NoAdvertise), so a node reaches its peers only at the addresses in
+	// its own configuration.
 	ClusterListen string
 	Routes        []string
 
@@ -85,6 +87,12 @@ func Start(opts Options) (*Broker, error) {
 	}
 	if !opts.Credentials.valid() {
 		return nil, errors.New("broker: Credentials (user and password) are required")
+	}
+	if opts.ClusterListen != "" && opts.Listen == "" {
+		// nats-server starts routing only once the client listener is
+		// up: without one the server would never route, and hang in
+		// Shutdown.
+		return nil, errors.New("broker: ClusterListen requires Listen")
 	}
 	if opts.ClusterListen != "" && opts.TLS != nil && opts.RouteTLS == nil {
 		return nil, errors.New("broker: RouteTLS is required with TLS and ClusterListen")

@@ -1,9 +1,11 @@
 package broker
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -59,7 +61,7 @@ func TestClusterRouteTLS(t *testing.T) {
 			}
 		}
 		brokers = append(brokers, startBroker(t, Options{
-			Name: id, Credentials: testCreds(t),
+			Name: id, Credentials: testCreds(t), Listen: "127.0.0.1:0",
 			ClusterListen: addrs[i], Routes: routes,
 			RouteTLS: routeTLS(ca, ca.node(t, id)),
 		}))
@@ -69,6 +71,25 @@ func TestClusterRouteTLS(t *testing.T) {
 			n := routeNames(t, b)
 			return len(n) == 2 && !n[ids[i]]
 		})
+	}
+
+	// The route port speaks TLS (first, before INFO) and wants a node
+	// certificate.
+	routeInfo := func(certs ...tls.Certificate) (string, error) {
+		d := &net.Dialer{Timeout: 5 * time.Second}
+		conn, err := tls.DialWithDialer(d, "tcp", addrs[0], &tls.Config{RootCAs: ca.pool, Certificates: certs, MinVersion: tls.VersionTLS12})
+		if err != nil {
+			return "", err
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		return bufio.NewReader(conn).ReadString('\n')
+	}
+	if info, err := routeInfo(ca.node(t, "e")); err != nil || !strings.HasPrefix(info, "INFO ") {
+		t.Fatalf("route port with a node cert: %q %v", info, err)
+	}
+	if info, err := routeInfo(); err == nil {
+		t.Fatalf("route port without a client cert: %q", info)
 	}
 
 	nc, err := brokers[0].Connect("cluster test")
@@ -98,12 +119,12 @@ func TestClusterRouteTLS(t *testing.T) {
 		ack, err = js.Publish(pctx, "r3.x", []byte("replicated"))
 		return err == nil
 	})
-	info, err := s.Info(ctx)
+	si, err := s.Info(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
-		t.Fatalf("stream cluster info %+v: want a leader and 2 replicas", info.Cluster)
+	if si.Cluster == nil || len(si.Cluster.Replicas) != 2 {
+		t.Fatalf("stream cluster info %+v: want a leader and 2 replicas", si.Cluster)
 	}
 	m, err := s.GetMsg(ctx, ack.Sequence)
 	if err != nil || string(m.Data) != "replicated" {
@@ -123,15 +144,15 @@ func TestClusterRouteTLS(t *testing.T) {
 			return &cert, nil
 		}
 		d := startBroker(t, Options{
-			Name: "d", Credentials: testCreds(t),
+			Name: "d", Credentials: testCreds(t), Listen: "127.0.0.1:0",
 			ClusterListen: "127.0.0.1:0", Routes: []string{addrs[0]},
 			RouteTLS: cfg,
 		})
 		if d.srv.ClusterAddr() == nil || d.srv.ClusterAddr().Port == 0 {
 			t.Fatalf("cluster port 0 not resolved: %v", d.srv.ClusterAddr())
 		}
-		// Two handshakes: the first was refused, the server retried.
-		waitFor(t, 30*time.Second, "d's second route attempt", func() bool { return attempts.Load() >= 2 })
+		// Three handshakes: the first ones were refused, d retried.
+		waitFor(t, 30*time.Second, "d's third route attempt", func() bool { return attempts.Load() >= 3 })
 		if n := d.srv.NumRoutes(); n != 0 {
 			t.Fatalf("d has %d routes", n)
 		}
@@ -146,7 +167,7 @@ func TestRouteTLSMustVerifyClients(t *testing.T) {
 	ca := newTestCA(t, "test CA")
 	cfg := routeTLS(ca, ca.node(t, "a"))
 	cfg.ClientAuth = tls.VerifyClientCertIfGiven
-	if b, err := Start(Options{StoreDir: t.TempDir(), Credentials: testCreds(t), ClusterListen: "127.0.0.1:0", RouteTLS: cfg}); err == nil {
+	if b, err := Start(Options{StoreDir: t.TempDir(), Credentials: testCreds(t), Listen: "127.0.0.1:0", ClusterListen: "127.0.0.1:0", RouteTLS: cfg}); err == nil {
 		b.Shutdown()
 		t.Fatal("RouteTLS without RequireAndVerifyClientCert accepted")
 	}
@@ -154,5 +175,9 @@ func TestRouteTLSMustVerifyClients(t *testing.T) {
 		TLS: clientPortTLS(ca, ca.node(t, "a"))}); err == nil {
 		b.Shutdown()
 		t.Fatal("TLS and ClusterListen without RouteTLS accepted")
+	}
+	if b, err := Start(Options{StoreDir: t.TempDir(), Credentials: testCreds(t), ClusterListen: "127.0.0.1:0", RouteTLS: routeTLS(ca, ca.node(t, "a"))}); err == nil {
+		b.Shutdown()
+		t.Fatal("ClusterListen without Listen accepted")
 	}
 }
