@@ -53,7 +53,7 @@ func startSluice(ctx context.Context, cfg *config, workDir string) (*sluiceProc,
 		exited:  make(chan struct{}),
 	}
 	p.Client = &coordinator.Client{BaseURL: p.URL, HTTP: &http.Client{Timeout: 5 * time.Minute}}
-	args := []string{"up", "--data-dir", p.DataDir,
+	args := []string{"up", "--data-dir", p.DataDir, "--client-config", "none",
 		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--raft-listen", fmt.Sprintf("127.0.0.1:%d", raft)}
 	if cfg.Pprof != "" {
 		args = append(args, "--pprof-listen", cfg.Pprof)
@@ -76,7 +76,25 @@ func startSluice(ctx context.Context, cfg *config, workDir string) (*sluiceProc,
 		p.Stop()
 		return nil, err
 	}
+	if p.Client.Token, err = p.adminToken(ctx); err != nil {
+		p.Stop()
+		return nil, err
+	}
 	return p, nil
+}
+
+// adminToken waits for the admin token `up` writes at its first start.
+func (p *sluiceProc) adminToken(ctx context.Context) (string, error) {
+	path := filepath.Join(p.DataDir, "admin.token")
+	for range 300 {
+		if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+			return strings.TrimSpace(string(b)), nil
+		}
+		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
+			return "", err
+		}
+	}
+	return "", fmt.Errorf("no admin token in %s within 30s", path)
 }
 
 func (p *sluiceProc) waitHealthy(ctx context.Context) error {

@@ -81,8 +81,10 @@ type APIOptions struct {
 	// again, or to show a redacted one). Nil: specs go as they are.
 	Seal, Unseal func(*proto.TaskSpec) error
 	// Keyring encodes the node's keys for another node (GET
-	// /internal/v1/keyring).
+	// /internal/v1/keyring); NewKey adds a key to them (a rotation) and
+	// returns its id.
 	Keyring func() []byte
+	NewKey  func() (string, error)
 }
 
 // NewAPI returns the HTTP API: /api/v1/ for users (bearer tokens),
@@ -109,6 +111,7 @@ func NewAPI(c *Coordinator, b Backend, opts APIOptions) http.Handler {
 	public.HandleFunc("PUT /api/v1/tasks/{name}", a.updateTask)
 	a.clusterRoutes(public)
 	a.tokenRoutes(public)
+	public.HandleFunc("POST /api/v1/keys/rotate", a.rotateKey)
 	internal := http.NewServeMux()
 	a.internalRoutes(internal)
 

@@ -1,8 +1,12 @@
 package coordinator
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net/http"
+
+	"github.com/sluicedb/sluice/proto"
 )
 
 // The cluster's secret key. The replicated state names the key inline
@@ -65,4 +69,115 @@ func (a *api) keyring(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_, _ = w.Write(a.opts.Keyring())
+}
+
+// CmdResealTask replaces a task's sealed secrets (after a key rotation).
+const CmdResealTask CommandType = 24
+
+// ResealTask gives a task its secrets sealed again, with the current key:
+// the fields that may hold secrets, whole.
+type ResealTask struct {
+	Name           string `json:"name"`
+	SourceDSN      string `json:"source_dsn"`
+	DestinationDSN string `json:"destination_dsn,omitempty"`
+	SASLPassword   string `json:"sasl_password,omitempty"`
+	SchemaRegistry string `json:"schema_registry,omitempty"`
+	Webhook        string `json:"webhook,omitempty"`
+}
+
+func (ResealTask) Type() CommandType { return CmdResealTask }
+
+func init() { register(applyResealTask) }
+
+func applyResealTask(d *data, index uint64, cmd *ResealTask) error {
+	t, err := d.task(cmd.Name)
+	if err != nil {
+		return err
+	}
+	t.Spec.Source.DSN = cmd.SourceDSN
+	t.Spec.Destination.DSN = cmd.DestinationDSN
+	if t.Spec.Destination.SASL != nil {
+		sasl := *t.Spec.Destination.SASL
+		sasl.Password = cmd.SASLPassword
+		t.Spec.Destination.SASL = &sasl
+	}
+	t.Spec.Destination.SchemaRegistry = cmd.SchemaRegistry
+	if t.Spec.Alerts != nil {
+		a := *t.Spec.Alerts
+		a.Webhook = cmd.Webhook
+		t.Spec.Alerts = &a
+	}
+	t.ModifyIndex = index
+	return nil
+}
+
+// KeyRotation is the answer of POST /api/v1/keys/rotate.
+type KeyRotation struct {
+	Key      string   `json:"key"`
+	Resealed []string `json:"resealed"`
+}
+
+// rotateKey makes a new secret key the cluster's current one and seals
+// every task's secrets again with it. The old keys stay in the keyring
+// files, so values they sealed (in older Raft entries, say) still open.
+func (a *api) rotateKey(w http.ResponseWriter, r *http.Request) {
+	if a.opts.NewKey == nil || a.opts.Seal == nil || a.opts.Unseal == nil {
+		a.fail(w, http.StatusNotFound, "this node holds no keyring", nil)
+		return
+	}
+	if !a.c.IsLeader() {
+		a.failNotLeader(w)
+		return
+	}
+	// Every task's secrets must open before anything changes.
+	tasks := a.c.Tasks()
+	open := make([]proto.TaskSpec, len(tasks))
+	for i, t := range tasks {
+		s, err := a.unsealed(t.Spec)
+		if err != nil {
+			a.fail(w, http.StatusServiceUnavailable, fmt.Sprintf("task %s's secrets do not open here: %v", t.Spec.Name, err), nil)
+			return
+		}
+		open[i] = s
+	}
+	id, err := a.opts.NewKey()
+	if err != nil {
+		a.fail(w, http.StatusInternalServerError, "make a key: "+err.Error(), nil)
+		return
+	}
+	if err := a.c.Apply(r.Context(), SetSecretKey{ID: id, Rotate: true}); err != nil {
+		a.applyFailed(w, err)
+		return
+	}
+	out := KeyRotation{Key: id, Resealed: []string{}}
+	for _, s := range open {
+		sealed := a.seal(w, &s)
+		if sealed == nil {
+			return
+		}
+		cmd := ResealTask{Name: s.Name, SourceDSN: sealed.Source.DSN, DestinationDSN: sealed.Destination.DSN,
+			SchemaRegistry: sealed.Destination.SchemaRegistry}
+		if sealed.Destination.SASL != nil {
+			cmd.SASLPassword = sealed.Destination.SASL.Password
+		}
+		if sealed.Alerts != nil {
+			cmd.Webhook = sealed.Alerts.Webhook
+		}
+		if err := a.c.Apply(r.Context(), cmd); err != nil && !errors.Is(err, ErrTaskNotFound) {
+			a.applyFailed(w, err)
+			return
+		}
+		out.Resealed = append(out.Resealed, s.Name)
+	}
+	a.logger.Info("secret key rotated", "key", id, "tasks", len(out.Resealed))
+	a.reply(w, http.StatusOK, out)
+}
+
+// RotateKey makes a new secret key and seals every task's secrets with it.
+func (c *Client) RotateKey(ctx context.Context) (*KeyRotation, error) {
+	var out KeyRotation
+	if err := c.do(ctx, http.MethodPost, "/api/v1/keys/rotate", "", nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
 }

@@ -295,6 +295,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		CreateToken{Token: Token{ID: "0123456789ab", Name: "ci", Scope: ScopeRead, Hash: strings.Repeat("a", 64), CreatedAt: t0, Bootstrap: true}},
 		RevokeToken{ID: "0123456789ab"},
 		SetSecretKey{ID: "0123456789abcdef", Rotate: true},
+		ResealTask{Name: "a", SourceDSN: "postgres://u:${sealed:v1:0123456789abcdef:AAAA}@h/d", Webhook: "${sealed:v1:0123456789abcdef:BBBB}"},
 	}
 	seen := map[CommandType]bool{}
 	for _, cmd := range cmds {

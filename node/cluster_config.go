@@ -164,7 +164,7 @@ func (c *ClusterConfig) Validate() error {
 		if c.NATSURL != "" {
 			bad("nats_url and the broker role exclude each other: the broker role runs an embedded NATS server")
 		}
-		addr("nats", c.NATS, false)
+		addr("nats", c.NATS, c.NATSCluster != "")
 		addr("nats_cluster", c.NATSCluster, len(c.Peers) > 0 && c.peerRoutes() > 0)
 	} else if c.NATSURL == "" {
 		bad("without the broker role, nats_url must point at a NATS cluster with JetStream")

@@ -214,6 +214,20 @@ alerts: { webhook: %q }
 		}
 	}
 
+	// A key rotation seals every secret again; after a pause and a resume
+	// the units connect with the secrets the new key sealed.
+	if out, err := runCLIBinary(t, proc.ConfigHome, "key", "rotate", "--server", proc.URL); err != nil || !strings.Contains(out, "sealed again: sec") {
+		t.Fatalf("sluice key rotate: %v\n%s", err, out)
+	}
+	if _, err := c.PauseTask(ctx, "sec"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ResumeTask(ctx, "sec"); err != nil {
+		t.Fatal(err)
+	}
+	testenv.MustExec(t, src, `INSERT INTO t VALUES (1004, 'after the rotation')`)
+	waitSame(t, p, "(SELECT * FROM public.t WHERE id <> 7)", "public.t", time.Minute)
+
 	// 5. The password and the webhook token are nowhere at rest or in
 	// the log: Raft's log, JetStream's files, the data directory, the log.
 	proc.Terminate(t)

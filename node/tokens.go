@@ -21,7 +21,8 @@ const AdminTokenFile = "admin.token"
 
 // tokenHint is what a 401 adds: where the first admin token is.
 func tokenHint(dataDir string) string {
-	return fmt.Sprintf("; the node that started the cluster keeps its first admin token in %s", filepath.Join(dataDir, AdminTokenFile))
+	return fmt.Sprintf("; the cluster's first admin token is in %s on the node that made it (the first leader; %s if it was this node), and in that user's client config",
+		AdminTokenFile, filepath.Join(dataDir, AdminTokenFile))
 }
 
 // bootstrapAdmin makes the cluster's first admin token, once: the leader

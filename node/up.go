@@ -108,7 +108,7 @@ func Run(ctx context.Context, cc ClusterConfig, opts Options) error {
 	if err != nil {
 		return err
 	}
-	apiOpts := coordinator.APIOptions{Logger: log, TokenHint: tokenHint(cc.DataDir), Unseal: secret.UnsealSpec, Keyring: keyring.Export}
+	apiOpts := coordinator.APIOptions{Logger: log, TokenHint: tokenHint(cc.DataDir), Unseal: secret.UnsealSpec, Keyring: keyring.Export, NewKey: keyring.Generate}
 	if pk != nil {
 		ccfg.TLS = &coordinator.TransportTLS{Server: pk.ServerTLS(), Client: pk.ClientTLS}
 		ccfg.NodeTLS = pk.ClientTLS("")

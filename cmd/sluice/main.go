@@ -70,6 +70,6 @@ schema, full sync, then incremental changes from the WAL.
 	root.SetErr(a.stderr)
 	var tf taskFlags
 	addServerFlags(root, &tf)
-	root.AddCommand(a.upCmd(), a.nodeCmd(&tf), a.taskCmd(&tf), a.precheckCmd(&tf), a.clusterCmd(&tf), a.tokenCmd(&tf), a.certCmd(), a.versionCmd())
+	root.AddCommand(a.upCmd(), a.nodeCmd(&tf), a.taskCmd(&tf), a.precheckCmd(&tf), a.clusterCmd(&tf), a.tokenCmd(&tf), a.keyCmd(&tf), a.certCmd(), a.versionCmd())
 	return root
 }

@@ -94,6 +94,10 @@ func run(ctx context.Context, bin string, seedRows, txs int) error {
 		return err
 	}
 	up := exec.Command(bin, "up", "--data-dir", filepath.Join(work, "data"), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--raft-listen", fmt.Sprintf("127.0.0.1:%d", raftPort))
+	// The demo's own client config: sluice up writes its admin token
+	// there, and the CLI calls below find it with no flag.
+	configHome = filepath.Join(work, "config")
+	up.Env = append(os.Environ(), "XDG_CONFIG_HOME="+configHome)
 	up.Stdout, up.Stderr = logf, logf
 	up.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := up.Start(); err != nil {
@@ -108,6 +112,10 @@ func run(ctx context.Context, bin string, seedRows, txs int) error {
 		tail, _ := os.ReadFile(logPath)
 		return fmt.Errorf("%w\n%s", err, tail)
 	}
+	if token, err = readToken(ctx, filepath.Join(work, "data", "admin.token")); err != nil {
+		return err
+	}
+	step("sluice up made an admin token (data/admin.token) and wrote it to the client config: the CLI needs no flag")
 
 	spec := fmt.Sprintf(`name: demo
 source:      { dsn: "%s" }
@@ -190,8 +198,27 @@ loop:
 	return nil
 }
 
+// configHome is the demo's XDG_CONFIG_HOME; token the admin token.
+var configHome, token string
+
+// readToken waits for the admin token sluice up writes at its first start.
+func readToken(ctx context.Context, path string) (string, error) {
+	for range 300 {
+		if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+			return strings.TrimSpace(string(b)), nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return "", fmt.Errorf("no admin token in %s within 30s", path)
+}
+
 func cli(bin, server string, args ...string) error {
 	cmd := exec.Command(bin, append(args, "--server", server)...)
+	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+configHome)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	return cmd.Run()
 }
@@ -216,7 +243,12 @@ func waitHealthy(ctx context.Context, server string) error {
 
 // status is a one-line summary of the task from the API.
 func status(server string) string {
-	resp, err := http.Get(server + "/api/v1/tasks/demo")
+	req, err := http.NewRequest(http.MethodGet, server+"/api/v1/tasks/demo", nil)
+	if err != nil {
+		return "status: " + err.Error()
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return "status: " + err.Error()
 	}
