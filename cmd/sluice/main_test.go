@@ -317,3 +317,39 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("%+v", r)
 	}
 }
+
+// The CLI's token: the flag, the file, the environment, then the client
+// config's entry for the server; a server without one gets a 401 that says
+// how to give one.
+func TestTokenResolution(t *testing.T) {
+	url, _, coord := serverWithCoordinator(t)
+	token := coordtest.Token(t, coord, coordinator.ScopeRead)
+	file := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(file, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	empty := t.TempDir() // a client config home without this server
+	for name, c := range map[string]struct {
+		env  map[string]string
+		args []string
+	}{
+		"flag":              {map[string]string{"XDG_CONFIG_HOME": empty}, []string{"--token", token}},
+		"file":              {map[string]string{"XDG_CONFIG_HOME": empty}, []string{"--token-file", file}},
+		"SLUICE_TOKEN":      {map[string]string{"XDG_CONFIG_HOME": empty, "SLUICE_TOKEN": token}, nil},
+		"SLUICE_TOKEN_FILE": {map[string]string{"XDG_CONFIG_HOME": empty, "SLUICE_TOKEN_FILE": file}, nil},
+		"client config":     {nil, nil},
+	} {
+		r := runCLI(t, c.env, "", append([]string{"task", "list", "--server", url}, c.args...)...)
+		if r.code != 0 {
+			t.Errorf("%s: %+v", name, r)
+		}
+	}
+	r := runCLI(t, map[string]string{"XDG_CONFIG_HOME": empty}, "", "task", "list", "--server", url)
+	if r.code != 1 || !strings.Contains(r.stderr, "needs an API token") {
+		t.Errorf("no token: %+v", r)
+	}
+	r = runCLI(t, map[string]string{"XDG_CONFIG_HOME": empty}, "", "task", "delete", "x", "--server", url, "--token", token)
+	if r.code != 1 || !strings.Contains(r.stderr, "needs admin") {
+		t.Errorf("read token deleting: %+v", r)
+	}
+}

@@ -39,7 +39,7 @@ func addServerFlags(cmd *cobra.Command, tf *taskFlags) {
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&tf.server, "server", "", "Sluice API URL of any node (default $SLUICE_SERVER, else "+defaultServer+")")
 	pf.DurationVar(&tf.timeout, "timeout", 5*time.Minute, "give up on the server after this long (a create runs the precheck)")
-	pf.StringVar(&tf.token, "token", "", "API token (default $SLUICE_TOKEN, else the client config's entry for the server)")
+	pf.StringVar(&tf.token, "token", "", "API token (default $SLUICE_TOKEN, else the file $SLUICE_TOKEN_FILE, else the client config's entry for the server)")
 	pf.StringVar(&tf.tokenFile, "token-file", "", "read the API token from this file")
 	pf.StringVar(&tf.caFile, "ca-file", "", "CA certificate (PEM) that signs the server's (default $SLUICE_CA_FILE, else the client config's)")
 }
@@ -88,6 +88,13 @@ func (a *app) client(tf *taskFlags) (*coordinator.Client, error) {
 	}
 	if token == "" {
 		token = a.getenv("SLUICE_TOKEN")
+	}
+	if f := a.getenv("SLUICE_TOKEN_FILE"); token == "" && f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("SLUICE_TOKEN_FILE: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
 	}
 	if token == "" {
 		token = entry.Token
