@@ -249,7 +249,7 @@ func (a *alerter) evaluate(t *coordinator.Task, st *taskAlerts, latencyMS, retai
 func retainedWAL(ctx context.Context, t *coordinator.Task) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	conn, err := pgconfig.Connect(ctx, t.Spec.Source.DSN, "sluice alerts")
+	conn, err := pgconfig.Connect(ctx, t.Spec.Source.ConnDSN(), "sluice alerts")
 	if err != nil {
 		return 0, err
 	}

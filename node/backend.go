@@ -41,7 +41,7 @@ func (b *backend) Cleanup(ctx context.Context, spec *proto.TaskSpec) error {
 	if err := b.waitUnitsStopped(ctx, spec.Name); err != nil {
 		return err
 	}
-	src, err := pgconfig.Connect(ctx, spec.Source.DSN, "sluice cleanup")
+	src, err := pgconfig.Connect(ctx, spec.Source.ConnDSN(), "sluice cleanup")
 	if err != nil {
 		return fmt.Errorf("cannot reach the source to drop the task's replication slot and publication (fix the connection and delete again): %w", err)
 	}
@@ -77,7 +77,7 @@ var checksOfTheRunningTask = []string{"source.slot_name", "source.publication", 
 func (b *backend) TableChanges(ctx context.Context, task *coordinator.Task, objects []proto.ObjectSpec) (add, remove []string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	src, err := pgconfig.Connect(ctx, task.Spec.Source.DSN, "sluice update")
+	src, err := pgconfig.Connect(ctx, task.Spec.Source.ConnDSN(), "sluice update")
 	if err != nil {
 		return nil, nil, fmt.Errorf("cannot reach the source to list the tables: %w", err)
 	}

@@ -82,7 +82,7 @@ func (u *copyUnit) attempt(ctx context.Context, log *slog.Logger) error {
 	if len(work) == 0 {
 		return nil
 	}
-	rd, err := capture.OpenSnapshotReader(ctx, task.Spec.Source.DSN, plan.Snapshot, u.task)
+	rd, err := capture.OpenSnapshotReader(ctx, task.Spec.Source.ConnDSN(), plan.Snapshot, u.task)
 	if err != nil {
 		if _, still := u.planNow(plan.ID); still == nil {
 			return nil // the capture planned again meanwhile

@@ -53,7 +53,7 @@ func (r *runner) fullPhases(ctx context.Context, g *errgroup.Group, task *coordi
 		if err := sink.ResetOffsets(ctx, r.name); err != nil {
 			return fmt.Errorf("reset applied positions at the destination: %w", err)
 		}
-		if exported, err = capture.CreateSlot(ctx, spec.Source.DSN, r.name); err != nil {
+		if exported, err = capture.CreateSlot(ctx, spec.Source.ConnDSN(), r.name); err != nil {
 			return err
 		}
 		if err := r.store.Apply(ctx, coordinator.MarkSlotCreated{Name: r.name, Epoch: r.epoch, ConsistentLSN: exported.LSN}); err != nil {
@@ -69,7 +69,7 @@ func (r *runner) fullPhases(ctx context.Context, g *errgroup.Group, task *coordi
 		}
 	} else if len(remaining) > 0 || beforeFull(task.Phase) {
 		var err error
-		if exported, err = capture.CreateTemporarySnapshot(ctx, spec.Source.DSN, r.name); err != nil {
+		if exported, err = capture.CreateTemporarySnapshot(ctx, spec.Source.ConnDSN(), r.name); err != nil {
 			return err
 		}
 	}
@@ -84,7 +84,7 @@ func (r *runner) fullPhases(ctx context.Context, g *errgroup.Group, task *coordi
 	}()
 	if exported != nil {
 		var err error
-		if holder, err = capture.OpenSnapshotReader(ctx, spec.Source.DSN, exported.Name, r.name); err != nil {
+		if holder, err = capture.OpenSnapshotReader(ctx, spec.Source.ConnDSN(), exported.Name, r.name); err != nil {
 			return err
 		}
 	}
@@ -380,12 +380,12 @@ func (r *runner) addTables(ctx context.Context, task *coordinator.Task, src *pgx
 		}
 	}
 	r.logger.Info("adding tables to the running task", "task", r.name, "tables", len(added))
-	exported, err := capture.CreateTemporarySnapshot(ctx, spec.Source.DSN, r.name)
+	exported, err := capture.CreateTemporarySnapshot(ctx, spec.Source.ConnDSN(), r.name)
 	if err != nil {
 		return err
 	}
 	defer exported.Close()
-	holder, err := capture.OpenSnapshotReader(ctx, spec.Source.DSN, exported.Name, r.name)
+	holder, err := capture.OpenSnapshotReader(ctx, spec.Source.ConnDSN(), exported.Name, r.name)
 	if err != nil {
 		return err
 	}

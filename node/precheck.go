@@ -126,7 +126,7 @@ func connectProblem(side string, err error) (string, string) {
 }
 
 func (p *prechecker) source(ctx context.Context) []proto.TableID {
-	conn, err := pgconfig.Connect(ctx, p.spec.Source.DSN, "sluice precheck")
+	conn, err := pgconfig.Connect(ctx, p.spec.Source.ConnDSN(), "sluice precheck")
 	if err != nil {
 		msg, fix := connectProblem("source", err)
 		p.add("source.connect", "cannot connect to the source: "+msg, fix)
@@ -236,7 +236,7 @@ func (p *prechecker) source(ctx context.Context) []proto.TableID {
 // replicationConnection checks that pg_hba.conf lets the user open a
 // replication session, which it governs apart from normal ones.
 func (p *prechecker) replicationConnection(ctx context.Context) {
-	cfg, err := pgconfig.ParseReplication(p.spec.Source.DSN, "sluice precheck")
+	cfg, err := pgconfig.ParseReplication(p.spec.Source.ConnDSN(), "sluice precheck")
 	if err != nil {
 		return
 	}
@@ -489,7 +489,7 @@ func (p *prechecker) destination(ctx context.Context, tables []proto.TableID) {
 		p.kafkaDestination(ctx, tables)
 		return
 	}
-	conn, err := pgconfig.Connect(ctx, p.spec.Destination.DSN, "sluice precheck")
+	conn, err := pgconfig.Connect(ctx, p.spec.Destination.ConnDSN(), "sluice precheck")
 	if err != nil {
 		msg, fix := connectProblem("destination", err)
 		p.add("destination.connect", "cannot connect to the destination: "+msg, fix)

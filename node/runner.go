@@ -283,7 +283,7 @@ func (r *runner) attempt(ctx context.Context) error {
 	r.live.reset()
 	r.setStatus(ctx, "", proto.StateRunning, nil, true)
 
-	src, err := pgconfig.Connect(ctx, spec.Source.DSN, "sluice task "+r.name)
+	src, err := pgconfig.Connect(ctx, spec.Source.ConnDSN(), "sluice task "+r.name)
 	if err != nil {
 		return fmt.Errorf("connect to source: %w", err)
 	}
@@ -373,7 +373,7 @@ func (r *runner) startCapture(ctx context.Context, g *errgroup.Group, src *pgx.C
 	ccfg := r.cfg.Capture
 	ccfg.Task = r.name
 	task, _ := r.store.Task(r.name)
-	ccfg.SourceDSN = task.Spec.Source.DSN
+	ccfg.SourceDSN = task.Spec.Source.ConnDSN()
 	ccfg.Operations = task.Spec.Operations
 	ccfg.Columns = task.Spec.SelectedColumns
 	if task.Spec.Sync.DDLEnabled() {

@@ -62,28 +62,37 @@ func TestSecurityAttacksOnNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	srcDSN := p.src.UserDSN("secuser", url.UserPassword("secuser", secPassword).String()[len("secuser:"):], "postgres")
-	dstDSN := fmt.Sprintf("host=127.0.0.1 port=%d dbname=postgres user=secuser password=${file:%s} sslmode=disable", p.dst.Port, pwFile)
+	dstDSN := fmt.Sprintf("host=127.0.0.1 port=%d dbname=postgres user=secuser sslmode=disable", p.dst.Port)
 	hook := newRecordingServer(t)
 	spec := fmt.Sprintf(`name: sec
 source: { dsn: %q }
-destination: { type: postgres, dsn: %q }
+destination: { type: postgres, dsn: %q, password_file: %q }
 objects:
   - schema: public
     tables: [t]
     filter: { t: "id <> 7 AND 'a;b' <> ''" }
 alerts: { webhook: %q }
-`, srcDSN, dstDSN, hook+"/hook?token="+webhookSecret)
+`, srcDSN, dstDSN, pwFile, hook+"/hook?token="+webhookSecret)
 
 	natsPort, err := testenv.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
 	dataDir := filepath.Join(t.TempDir(), "data")
-	proc := sluicetest.StartProcess(t, dataDir, "--broker-listen", fmt.Sprintf("127.0.0.1:%d", natsPort))
+	proc := sluicetest.StartProcessEnv(t, dataDir, []string{"SLUICE_SEC_PW=" + secPassword}, "--broker-listen", fmt.Sprintf("127.0.0.1:%d", natsPort))
 	pid := proc.PID()
 	c := proc.Client()
 	if rep, err := c.Precheck(ctx, []byte(spec)); err != nil || !rep.Passed {
 		t.Fatalf("precheck: %v %+v", err, rep)
+	}
+	// A password by ${env:...} reference, read by the node that connects.
+	byEnv := strings.Replace(spec, srcDSN, p.src.UserDSN("secuser", "${env:SLUICE_SEC_PW}", "postgres"), 1)
+	if rep, err := c.Precheck(ctx, []byte(byEnv)); err != nil || !rep.Passed {
+		t.Fatalf("precheck with ${env:...}: %v %+v", err, rep)
+	}
+	wrong := strings.Replace(spec, srcDSN, p.src.UserDSN("secuser", "${env:SLUICE_NO_SUCH_VAR}", "postgres"), 1)
+	if rep, err := c.Precheck(ctx, []byte(wrong)); err != nil || rep.Passed || !strings.Contains(fmt.Sprint(rep.Checks), "SLUICE_NO_SUCH_VAR") {
+		t.Fatalf("precheck with an unset variable: %v %+v", err, rep)
 	}
 	createTask(t, c, []byte(spec))
 	waitPhase(t, c, "sec", proto.PhaseIncremental, 2*time.Minute)
@@ -231,7 +240,7 @@ alerts: { webhook: %q }
 	// 5. The password and the webhook token are nowhere at rest or in
 	// the log: Raft's log, JetStream's files, the data directory, the log.
 	proc.Terminate(t)
-	secrets := []string{secPassword, url.QueryEscape(secPassword), url.PathEscape(secPassword), webhookSecret}
+	secrets := []string{secPassword, url.QueryEscape(secPassword), url.PathEscape(secPassword), url.UserPassword("u", secPassword).String()[2:], webhookSecret}
 	if err := filepath.WalkDir(dataDir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err

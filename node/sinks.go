@@ -85,7 +85,7 @@ func openSink(ctx context.Context, spec *proto.TaskSpec, use sinkUse, logger *sl
 			conns = 1
 		}
 		s, err := postgres.Open(ctx, postgres.Options{
-			DSN: spec.Destination.DSN, MaxConns: conns, Application: "sluice task " + spec.Name + " " + use.String(), Logger: logger,
+			DSN: spec.Destination.ConnDSN(), MaxConns: conns, Application: "sluice task " + spec.Name + " " + use.String(), Logger: logger,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("connect to destination: %w", err)

@@ -81,6 +81,18 @@ type KafkaSASL struct {
 	Mechanism string `yaml:"mechanism" json:"mechanism"`
 	User      string `yaml:"user" json:"user"`
 	Password  string `yaml:"password" json:"password"`
+	// PasswordFile names a file holding the password, read on the node
+	// that connects (instead of Password).
+	PasswordFile string `yaml:"password_file,omitempty" json:"password_file,omitempty"`
+}
+
+// PasswordRef is the password as a field to resolve: Password, or a
+// reference to PasswordFile.
+func (s *KafkaSASL) PasswordRef() string {
+	if s.PasswordFile != "" {
+		return "${file:" + s.PasswordFile + "}"
+	}
+	return s.Password
 }
 
 // The Kafka destination's choices; the first of each is the default.
@@ -239,6 +251,12 @@ func (k *KafkaSpec) validate(dsn string, add func(field, format string, args ...
 		}
 		if s.User == "" {
 			add("destination.sasl.user", "is required")
+		}
+		if s.Password != "" && s.PasswordFile != "" {
+			add("destination.sasl.password_file", "give password or password_file, not both")
+		}
+		if f := s.PasswordFile; f != "" && (!strings.HasPrefix(f, "/") || strings.ContainsAny(f, "}\n")) {
+			add("destination.sasl.password_file", "must be an absolute path (a file on every node that runs the task)")
 		}
 	}
 	if t := k.TLS; t != nil && (t.CertFile == "") != (t.KeyFile == "") {

@@ -33,15 +33,46 @@ type TaskSpec struct {
 // SourceSpec is the PostgreSQL database changes are read from.
 type SourceSpec struct {
 	DSN string `yaml:"dsn" json:"dsn"`
+	// PasswordFile names a file holding the password, read on the node
+	// that connects (it never enters Raft); it wins over a password in
+	// the DSN.
+	PasswordFile string `yaml:"password_file,omitempty" json:"password_file,omitempty"`
+}
+
+// ConnDSN is the DSN to connect with: with PasswordFile, the DSN plus a
+// password parameter that reads the file (${file:...}) where it connects.
+func (s SourceSpec) ConnDSN() string { return withPasswordFile(s.DSN, s.PasswordFile) }
+
+// withPasswordFile adds password=${file:path} to a DSN: a URL's query
+// parameter or a keyword/value pair, both of which win over a password
+// given before them.
+func withPasswordFile(dsn, path string) string {
+	if path == "" || dsn == "" {
+		return dsn
+	}
+	ref := "${file:" + path + "}"
+	if strings.Contains(dsn, "://") {
+		sep := "?"
+		if strings.Contains(dsn, "?") {
+			sep = "&"
+		}
+		return dsn + sep + "password=" + ref
+	}
+	return dsn + " password=" + ref
 }
 
 // DestinationSpec is where changes go.
 type DestinationSpec struct {
 	Type string `yaml:"type" json:"type"`
 	DSN  string `yaml:"dsn,omitempty" json:"dsn,omitempty"`
+	// PasswordFile: as SourceSpec's.
+	PasswordFile string `yaml:"password_file,omitempty" json:"password_file,omitempty"`
 	// Kafka (type: kafka), see kafka.go.
 	KafkaSpec `yaml:",inline" json:",inline"`
 }
+
+// ConnDSN is the DSN to connect with (see SourceSpec.ConnDSN).
+func (d DestinationSpec) ConnDSN() string { return withPasswordFile(d.DSN, d.PasswordFile) }
 
 // SyncSpec selects the phases. Unset fields default to true, except DDL.
 type SyncSpec struct {
@@ -340,6 +371,14 @@ func (s *TaskSpec) Validate() error {
 		add("name", "is required")
 	} else if err := ValidateTaskName(s.Name); err != nil {
 		add("name", "%v", err)
+	}
+	for _, pf := range []struct{ field, path string }{{"source.password_file", s.Source.PasswordFile}, {"destination.password_file", s.Destination.PasswordFile}} {
+		if pf.path != "" && (!strings.HasPrefix(pf.path, "/") || strings.ContainsAny(pf.path, "}\n")) {
+			add(pf.field, "must be an absolute path (a file on every node that runs the task)")
+		}
+	}
+	if s.Destination.PasswordFile != "" && s.Destination.Type == "kafka" {
+		add("destination.password_file", "is for a PostgreSQL destination; a Kafka destination takes sasl.password_file")
 	}
 	if s.Source.DSN == "" {
 		add("source.dsn", "is required (a PostgreSQL URL like postgres://user:pass@host:5432/db)")

@@ -148,7 +148,7 @@ func (o *Options) saramaConfig(txnID string) (*sarama.Config, error) {
 	}
 	if s := o.Spec.SASL; s != nil {
 		cfg.Net.SASL.Enable = true
-		pw, err := secret.ResolveField(s.Password)
+		pw, err := secret.ResolveField(s.PasswordRef())
 		if err != nil {
 			return nil, fmt.Errorf("destination.sasl.password: %w", err)
 		}
