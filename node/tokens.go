@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sluicedb/sluice/coordinator"
+	"github.com/sluicedb/sluice/internal/atomicfile"
 	"github.com/sluicedb/sluice/internal/clientconfig"
 )
 
@@ -43,7 +44,7 @@ func bootstrapAdmin(ctx context.Context, cc *ClusterConfig, coord *coordinator.C
 	}
 	tok.Bootstrap = true
 	path := filepath.Join(cc.DataDir, AdminTokenFile)
-	if err := writePrivate(path, []byte(text+"\n")); err != nil {
+	if err := atomicfile.Write(path, []byte(text+"\n"), 0o600); err != nil {
 		return false, fmt.Errorf("admin token: %w", err)
 	}
 	if err := coord.Apply(ctx, coordinator.CreateToken{Token: tok}); err != nil {
@@ -106,31 +107,4 @@ func writeClientEntry(cc *ClusterConfig, coord *coordinator.Coordinator, apiAddr
 		return "", err
 	}
 	return cc.ClientConfig, nil
-}
-
-// writePrivate writes a file only its owner can read, through a
-// temporary file so a crash leaves the old content or the new.
-func writePrivate(path string, b []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -30,6 +30,8 @@ import (
 	"syscall"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/sluicedb/sluice/internal/atomicfile"
 )
 
 // File is the client configuration.
@@ -146,23 +148,7 @@ func Upsert(path string, e Entry) error {
 		return err
 	}
 	out = append([]byte("# Written by sluice: the servers this user talks to, with their API tokens. Keep it private.\n"), out...)
-	tmp, err := os.CreateTemp(dir, ".config-*.yaml")
-	if err != nil {
-		return fmt.Errorf("client config: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(out); err != nil {
-		tmp.Close()
-		return fmt.Errorf("client config: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("client config: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := atomicfile.Write(path, out, 0o600); err != nil {
 		return fmt.Errorf("client config: %w", err)
 	}
 	return nil

@@ -33,6 +33,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/sluicedb/sluice/internal/atomicfile"
 )
 
 const (
@@ -134,10 +136,10 @@ func (ca *CA) WriteFiles(dir string, force bool) error {
 	}
 	// The key first: a directory with ca.pem but no key would look like a
 	// complete CA to a reader that only checks the certificate.
-	if err := writeFile(keyPath, pemBlock("PRIVATE KEY", keyDER), 0o600); err != nil {
+	if err := atomicfile.Write(keyPath, pemBlock("PRIVATE KEY", keyDER), 0o600); err != nil {
 		return err
 	}
-	return writeFile(certPath, ca.CertPEM(), 0o644)
+	return atomicfile.Write(certPath, ca.CertPEM(), 0o644)
 }
 
 // LoadCA reads the CA WriteFiles wrote into dir (or an equivalent made
@@ -277,10 +279,10 @@ func WriteNodeFiles(dir, id string, certPEM, keyPEM []byte) error {
 		return err
 	}
 	certPath, keyPath := NodeFiles(dir, id)
-	if err := writeFile(keyPath, keyPEM, 0o600); err != nil {
+	if err := atomicfile.Write(keyPath, keyPEM, 0o600); err != nil {
 		return err
 	}
-	return writeFile(certPath, certPEM, 0o644)
+	return atomicfile.Write(certPath, certPEM, 0o644)
 }
 
 // ValidateID checks a node id is usable in a certificate and a file name:
@@ -443,32 +445,4 @@ func parseKey(data []byte) (crypto.Signer, error) {
 func keyMatches(key crypto.Signer, cert *x509.Certificate) bool {
 	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
 	return ok && pub.Equal(cert.PublicKey)
-}
-
-// writeFile replaces path with data and exactly mode, through a temporary
-// file and a rename, so a reader never sees half a key and the mode does
-// not depend on the umask or on the file it replaces.
-func writeFile(path string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // a no-op after the rename
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

@@ -15,6 +15,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/sluicedb/sluice/internal/atomicfile"
 )
 
 // The keyring: AES-256-GCM keys by id, kept in a node's data directory
@@ -166,31 +168,7 @@ func (k *Keyring) Import(b []byte) error {
 	return k.save()
 }
 
-func (k *Keyring) save() error {
-	b := k.Export()
-	dir := filepath.Dir(k.path)
-	tmp, err := os.CreateTemp(dir, ".keyring-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), k.path)
-}
+func (k *Keyring) save() error { return atomicfile.Write(k.path, k.Export(), 0o600) }
 
 // Seal encrypts a secret with key id and returns the reference that
 // replaces it: ${sealed:v1:<id>:<nonce and ciphertext, base64url>}.

@@ -10,6 +10,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/sluicedb/sluice/internal/atomicfile"
 )
 
 // CredentialsFile is the name, in a node's data directory, of the file
@@ -73,7 +75,7 @@ func LoadOrCreateCredentials(dataDir string) (Credentials, error) {
 	if err != nil {
 		return Credentials{}, err
 	}
-	if err := writeFileAtomic(path, append(data, '\n'), 0o600); err != nil {
+	if err := atomicfile.Write(path, append(data, '\n'), 0o600); err != nil {
 		return Credentials{}, fmt.Errorf("broker: write %s: %w", path, err)
 	}
 	return c, nil
@@ -110,41 +112,4 @@ func readCredentials(path string) (Credentials, error) {
 		return Credentials{}, fmt.Errorf("broker: %s: user and password must both be set", path)
 	}
 	return c, nil
-}
-
-// writeFileAtomic writes data to path through a temporary file in the
-// same directory, synced, then renamed into place; the mode does not
-// depend on the umask.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // a no-op after the rename
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	// Make the rename durable.
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
 }
