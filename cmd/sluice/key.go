@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/sluicedb/sluice/coordinator"
 )
 
 // keyCmd manages the cluster's secret key (inline secrets of task specs
@@ -24,13 +27,11 @@ node's keyring file (secrets.keyring in the data directory), so what they
 sealed still opens; see the README's Security section to retire one.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := withTimeout(cmd, tf)
-			defer cancel()
-			c, err := a.client(tf)
-			if err != nil {
+			var rot *coordinator.KeyRotation
+			err := a.withClient(cmd, tf, func(ctx context.Context, c *coordinator.Client) (err error) {
+				rot, err = c.RotateKey(ctx)
 				return err
-			}
-			rot, err := c.RotateKey(ctx)
+			})
 			if err != nil {
 				return err
 			}

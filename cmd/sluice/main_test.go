@@ -353,3 +353,30 @@ func TestTokenResolution(t *testing.T) {
 		t.Errorf("read token deleting: %+v", r)
 	}
 }
+
+func TestTokenCommands(t *testing.T) {
+	url, _, _ := serverWithCoordinator(t)
+	r := runCLI(t, nil, "", "token", "create", "--scope", "read", "--name", "grafana", "--server", url)
+	tok := strings.TrimSpace(r.stdout)
+	if r.code != 0 || !strings.HasPrefix(tok, "sluice_") || !strings.Contains(r.stderr, "shown only now") {
+		t.Fatalf("create: %+v", r)
+	}
+	empty := map[string]string{"XDG_CONFIG_HOME": t.TempDir()}
+	if r := runCLI(t, empty, "", "task", "list", "--server", url, "--token", tok); r.code != 0 {
+		t.Fatalf("the new token: %+v", r)
+	}
+	r = runCLI(t, nil, "", "token", "list", "--server", url)
+	if r.code != 0 || !strings.Contains(r.stdout, "grafana") || strings.Contains(r.stdout, tok) {
+		t.Fatalf("list: %+v", r)
+	}
+	id := strings.Split(tok, "_")[1]
+	if r := runCLI(t, nil, "", "token", "revoke", id, "--server", url); r.code != 0 || !strings.Contains(r.stdout, "revoked") {
+		t.Fatalf("revoke: %+v", r)
+	}
+	if r := runCLI(t, empty, "", "task", "list", "--server", url, "--token", tok); r.code != 1 || !strings.Contains(r.stderr, "not valid") {
+		t.Fatalf("revoked token: %+v", r)
+	}
+	if r := runCLI(t, nil, "", "token", "create", "--scope", "root", "--server", url); r.code != 1 || !strings.Contains(r.stderr, "read or admin") {
+		t.Fatalf("bad scope: %+v", r)
+	}
+}

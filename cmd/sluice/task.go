@@ -123,6 +123,17 @@ func (a *app) client(tf *taskFlags) (*coordinator.Client, error) {
 	return c, nil
 }
 
+// withClient runs f with the API client and the command's timeout.
+func (a *app) withClient(cmd *cobra.Command, tf *taskFlags, f func(context.Context, *coordinator.Client) error) error {
+	ctx, cancel := withTimeout(cmd, tf)
+	defer cancel()
+	c, err := a.client(tf)
+	if err != nil {
+		return err
+	}
+	return f(ctx, c)
+}
+
 func withTimeout(cmd *cobra.Command, tf *taskFlags) (context.Context, context.CancelFunc) {
 	if tf.timeout <= 0 {
 		return context.WithCancel(cmd.Context())

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -31,19 +32,15 @@ programs: read (list, get, status, metrics) or admin (everything).`,
 			if err != nil {
 				return fmt.Errorf("--scope: %w", err)
 			}
-			ctx, cancel := withTimeout(cmd, tf)
-			defer cancel()
-			c, err := a.client(tf)
-			if err != nil {
-				return err
-			}
-			tok, err := c.CreateToken(ctx, s, name)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), tok.Token)
-			fmt.Fprintf(cmd.ErrOrStderr(), "token %s (scope %s) created; it is shown only now: keep it safe, revoke it with sluice token revoke %s\n", tok.ID, tok.Scope, tok.ID)
-			return nil
+			return a.withClient(cmd, tf, func(ctx context.Context, c *coordinator.Client) error {
+				tok, err := c.CreateToken(ctx, s, name)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), tok.Token)
+				fmt.Fprintf(cmd.ErrOrStderr(), "token %s (scope %s) created; it is shown only now: keep it safe, revoke it with sluice token revoke %s\n", tok.ID, tok.Scope, tok.ID)
+				return nil
+			})
 		},
 	}
 	create.Flags().StringVar(&scope, "scope", "", "read or admin")
@@ -55,13 +52,11 @@ programs: read (list, get, status, metrics) or admin (everything).`,
 		Short: "List the tokens (ids, scopes, names; never their secrets)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := withTimeout(cmd, tf)
-			defer cancel()
-			c, err := a.client(tf)
-			if err != nil {
+			var toks []coordinator.TokenInfo
+			err := a.withClient(cmd, tf, func(ctx context.Context, c *coordinator.Client) (err error) {
+				toks, err = c.ListTokens(ctx)
 				return err
-			}
-			toks, err := c.ListTokens(ctx)
+			})
 			if err != nil {
 				return err
 			}
@@ -86,13 +81,8 @@ programs: read (list, get, status, metrics) or admin (everything).`,
 		Short: "Revoke a token: requests carrying it are refused at once",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := withTimeout(cmd, tf)
-			defer cancel()
-			c, err := a.client(tf)
+			err := a.withClient(cmd, tf, func(ctx context.Context, c *coordinator.Client) error { return c.RevokeToken(ctx, args[0]) })
 			if err != nil {
-				return err
-			}
-			if err := c.RevokeToken(ctx, args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "token %s revoked\n", args[0])
