@@ -508,3 +508,63 @@ func newRecordingServer(t *testing.T) string {
 	t.Cleanup(func() { srv.Close() })
 	return "http://" + ln.Addr().String()
 }
+
+// sluice up with a certificate serves https (and may then listen beyond
+// loopback); the CLI finds the token and the CA in the client config.
+func TestSecurityUpWithTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := pki.NewCA("up", 48*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.WriteFiles(dir, false); err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err := ca.IssueNode("node1", []string{"127.0.0.1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pki.WriteNodeFiles(dir, "node1", certPEM, keyPEM); err != nil {
+		t.Fatal(err)
+	}
+	cert, key := pki.NodeFiles(dir, "node1")
+	port, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raft, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	home := t.TempDir()
+	data := filepath.Join(t.TempDir(), "data")
+	cmd := exec.Command(sluicetest.SluiceBinary(t), "up", "--data-dir", data, "--listen", fmt.Sprintf("127.0.0.1:%d", port),
+		"--raft-listen", fmt.Sprintf("127.0.0.1:%d", raft), "--tls-ca", filepath.Join(dir, pki.CAFile), "--tls-cert", cert, "--tls-key", key)
+	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+home)
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	base := fmt.Sprintf("https://127.0.0.1:%d", port)
+	testenv.CheckFor(t, time.Minute, 100*time.Millisecond, func() error {
+		if code, body := httpCall(t, hc, "GET", base+"/healthz", "", nil); code != http.StatusOK {
+			return fmt.Errorf("healthz: %d %s", code, body)
+		}
+		return nil
+	})
+	token := sluicetest.AdminToken(t, data)
+	if code, body := httpCall(t, hc, "GET", base+"/api/v1/tasks", token, nil); code != http.StatusOK {
+		t.Fatalf("list over https: %d %s", code, body)
+	}
+	if code, _ := httpCall(t, nil, "GET", strings.Replace(base, "https", "http", 1)+"/api/v1/tasks", token, nil); code == http.StatusOK {
+		t.Fatal("plain http answered")
+	}
+	if out, err := runCLIBinary(t, home, "cluster", "status", "--server", base); err != nil || !strings.Contains(out, "leader: node1") {
+		t.Fatalf("the CLI over https from the client config: %v\n%s", err, out)
+	}
+}

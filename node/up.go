@@ -168,11 +168,13 @@ func Run(ctx context.Context, cc ClusterConfig, opts Options) error {
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
-		coord.RunScheduler(bg, coordinator.SchedulerConfig{FailoverTimeout: failover, Groups: runner.Groups, Logger: log})
+		keepRunning(bg, "scheduler", func(ctx context.Context) {
+			coord.RunScheduler(ctx, coordinator.SchedulerConfig{FailoverTimeout: failover, Groups: runner.Groups, Logger: log})
+		})
 	}()
 	go func() { defer wg.Done(); alerts.run(bg) }()
 	m := &member{cfg: cc, coord: coord, worker: worker, logger: log, failover: failover, apiAddr: apiAddr, keyring: keyring}
-	go func() { defer wg.Done(); m.run(bg) }()
+	go func() { defer wg.Done(); keepRunning(bg, "member", m.run) }()
 
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
 	err = m.waitReady(wctx)
