@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/sluicedb/sluice/proto"
 )
@@ -111,6 +112,10 @@ func applyResealTask(d *data, index uint64, cmd *ResealTask) error {
 	return nil
 }
 
+// rotationWait bounds how long a rotation waits for a majority of the
+// voters to hold the new key.
+const rotationWait = 30 * time.Second
+
 // KeyRotation is the answer of POST /api/v1/keys/rotate.
 type KeyRotation struct {
 	Key      string   `json:"key"`
@@ -151,9 +156,21 @@ func (a *api) rotateKey(w http.ResponseWriter, r *http.Request) {
 	}
 	out := KeyRotation{Key: id, Resealed: []string{}}
 	for _, s := range open {
-		sealed := a.seal(w, &s)
-		if sealed == nil {
-			return
+		// The nodes fetch the new key within a second of the state
+		// naming it; it seals once a majority of the voters hold it.
+		var sealed proto.TaskSpec
+		deadline := time.Now().Add(rotationWait)
+		for {
+			sealed = cloneSpec(s)
+			err := a.opts.Seal(&sealed)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) || r.Context().Err() != nil {
+				a.fail(w, http.StatusServiceUnavailable, fmt.Sprintf("key %s is the cluster's now, but task %s's secrets could not be sealed with it (%v): run sluice key rotate again once the nodes are up", id, s.Name, err), nil)
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
 		cmd := ResealTask{Name: s.Name, SourceDSN: sealed.Source.DSN, DestinationDSN: sealed.Destination.DSN,
 			SchemaRegistry: sealed.Destination.SchemaRegistry}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -67,6 +68,10 @@ type UnitHealth struct {
 type Heartbeat struct {
 	Node  string       `json:"node"`
 	Units []UnitHealth `json:"units,omitempty"`
+	// Keys are the ids of the secret keys the node holds: the leader
+	// seals with a key only once a majority of the voters hold it, so
+	// losing one machine cannot lose the key to what it sealed.
+	Keys []string `json:"keys,omitempty"`
 }
 
 // heartbeats is the leader's memory of who it heard from.
@@ -74,6 +79,7 @@ type heartbeats struct {
 	mu    sync.Mutex
 	seen  map[string]time.Time
 	units map[string][]UnitHealth
+	keys  map[string][]string
 	// since: leadership start; every node counts as seen then, so a new
 	// leader does not declare the whole cluster down on its first tick.
 	since time.Time
@@ -89,7 +95,36 @@ func (c *Coordinator) Heartbeat(hb Heartbeat) error {
 	defer c.beats.mu.Unlock()
 	c.beats.seen[hb.Node] = time.Now()
 	c.beats.units[hb.Node] = hb.Units
+	if c.beats.keys == nil {
+		c.beats.keys = map[string][]string{}
+	}
+	c.beats.keys[hb.Node] = hb.Keys
 	return nil
+}
+
+// KeyHeldByMajority reports whether more than half of the Raft voters
+// hold secret key id, by their heartbeats (this node by self, its own
+// keyring's answer).
+func (c *Coordinator) KeyHeldByMajority(id string, self bool) bool {
+	c.beats.mu.Lock()
+	defer c.beats.mu.Unlock()
+	voters, holders := 0, 0
+	for _, m := range c.Members() {
+		if !m.Voter {
+			continue
+		}
+		voters++
+		if m.ID == c.NodeID() {
+			if self {
+				holders++
+			}
+			continue
+		}
+		if slices.Contains(c.beats.keys[m.ID], id) {
+			holders++
+		}
+	}
+	return holders*2 > voters
 }
 
 // UnitHealth returns what the nodes last reported about their units (on

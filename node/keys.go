@@ -92,6 +92,11 @@ func sealer(coord *coordinator.Coordinator, kr *secret.Keyring) func(*proto.Task
 		if id == "" {
 			return errors.New("the cluster has no secret key yet; retry in a moment")
 		}
+		// A key only this node holds would die with it, and with it
+		// every secret it sealed.
+		if !coord.KeyHeldByMajority(id, kr.Has(id)) {
+			return fmt.Errorf("the cluster's secret key %s is not yet on a majority of the coordinators; retry in a moment", id)
+		}
 		return secret.SealSpec(s, func(v string) (string, error) { return kr.Seal(id, v) })
 	}
 }

@@ -133,7 +133,7 @@ func (m *member) register(ctx context.Context) error {
 }
 
 func (m *member) heartbeat(ctx context.Context) error {
-	hb := coordinator.Heartbeat{Node: m.cfg.ID, Units: m.worker.Health()}
+	hb := coordinator.Heartbeat{Node: m.cfg.ID, Units: m.worker.Health(), Keys: m.keyring.IDs()}
 	if m.coord.IsLeader() {
 		if _, ok := m.coord.Node(m.cfg.ID); !ok {
 			return coordinator.ErrNodeNotFound
