@@ -27,14 +27,19 @@ func tokenHint(dataDir string) string {
 }
 
 // bootstrapAdmin makes the cluster's first admin token, once: the leader
-// of a cluster that has none writes it to its data directory (before the
-// state records its hash, so it is never lost) and records it. A leader
+// of a cluster that has none writes it beside its data directory's token
+// file (admin.token.new) before the state records its hash, so it is
+// never lost, and moves it into place once recorded, so a reader of
+// admin.token never gets a token the cluster does not know yet. A leader
 // that loses the race to another removes its file again.
 func bootstrapAdmin(ctx context.Context, cc *ClusterConfig, coord *coordinator.Coordinator) (created bool, err error) {
 	// One attempt at a time in this process: two would write the file
 	// in turn, and the loser's cleanup would remove the winner's.
 	bootstrapMu.Lock()
 	defer bootstrapMu.Unlock()
+	path := filepath.Join(cc.DataDir, AdminTokenFile)
+	pending := path + ".new"
+	finishPending(pending, path, coord)
 	if !coord.IsLeader() || coord.Bootstrapped() {
 		return false, nil
 	}
@@ -43,18 +48,35 @@ func bootstrapAdmin(ctx context.Context, cc *ClusterConfig, coord *coordinator.C
 		return false, err
 	}
 	tok.Bootstrap = true
-	path := filepath.Join(cc.DataDir, AdminTokenFile)
-	if err := atomicfile.Write(path, []byte(text+"\n"), 0o600); err != nil {
+	if err := atomicfile.Write(pending, []byte(text+"\n"), 0o600); err != nil {
 		return false, fmt.Errorf("admin token: %w", err)
 	}
 	if err := coord.Apply(ctx, coordinator.CreateToken{Token: tok}); err != nil {
-		_ = os.Remove(path)
 		if errors.Is(err, coordinator.ErrBootstrapped) {
+			_ = os.Remove(pending)
 			return false, nil
 		}
+		// It may still commit: the next round finishes or drops it.
+		return false, fmt.Errorf("admin token: %w", err)
+	}
+	if err := os.Rename(pending, path); err != nil {
 		return false, fmt.Errorf("admin token: %w", err)
 	}
 	return true, nil
+}
+
+// finishPending moves a token left by an interrupted bootstrap into place
+// once the state knows it, and drops it once another token won.
+func finishPending(pending, path string, coord *coordinator.Coordinator) {
+	b, err := os.ReadFile(pending)
+	if err != nil {
+		return
+	}
+	if _, ok := coord.Authenticate(strings.TrimSpace(string(b))); ok {
+		_ = os.Rename(pending, path)
+	} else if coord.Bootstrapped() {
+		_ = os.Remove(pending)
+	}
 }
 
 var bootstrapMu sync.Mutex
