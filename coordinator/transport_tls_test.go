@@ -2,16 +2,11 @@ package coordinator
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"sync"
@@ -19,80 +14,41 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/sluicedb/sluice/internal/pki"
 	"github.com/sluicedb/sluice/proto"
 )
 
-// tlsTestCA is a throwaway certificate authority issuing node
-// certificates shaped like Sluice's: ECDSA P-256, usable as server and as
-// client, valid for 127.0.0.1, Organization "sluice-node", CN the node id.
+// tlsTestCA is a throwaway certificate authority (internal/pki's)
+// issuing node certificates valid for 127.0.0.1.
 type tlsTestCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
+	ca   *pki.CA
 	pool *x509.CertPool
 }
 
 func newTLSTestCA(t *testing.T, name string) *tlsTestCA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          tlsTestSerial(t),
-		Subject:               pkix.Name{Organization: []string{"sluice"}, CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
+	ca, err := pki.NewCA(name, 48*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &tlsTestCA{cert: cert, key: key, pool: pool}
-}
-
-func tlsTestSerial(t *testing.T) *big.Int {
-	t.Helper()
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
+	pool.AddCert(ca.Cert)
+	return &tlsTestCA{ca: ca, pool: pool}
 }
 
 // issue makes the leaf certificate of node id.
 func (ca *tlsTestCA) issue(t *testing.T, id string) tls.Certificate {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	certPEM, keyPEM, err := ca.ca.IssueNode(id, []string{"127.0.0.1"}, 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: tlsTestSerial(t),
-		Subject:      pkix.Name{Organization: []string{"sluice-node"}, CommonName: id},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+	return cert
 }
 
 // transportTLS is node id's TLS for the Raft transport, trusting only ca.
