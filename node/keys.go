@@ -86,17 +86,44 @@ func getKeyring(ctx context.Context, client *http.Client, url string) ([]byte, e
 }
 
 // sealer seals a spec's inline secrets with the cluster's current key.
+// The key must be on a majority of the voters first (a key only this
+// node holds would die with it, and with it every secret it sealed): right
+// after a cluster's start the others fetch it within a second or two, so
+// a spec with secrets waits for that, a spec without any does not.
 func sealer(coord *coordinator.Coordinator, kr *secret.Keyring) func(*proto.TaskSpec) error {
 	return func(s *proto.TaskSpec) error {
+		ready := false
+		return secret.SealSpec(s, func(v string) (string, error) {
+			id := coord.SecretKey()
+			if !ready {
+				if err := waitKeyHeld(coord, kr, sealWait); err != nil {
+					return "", err
+				}
+				id, ready = coord.SecretKey(), true
+			}
+			return kr.Seal(id, v)
+		})
+	}
+}
+
+// sealWait bounds how long sealing waits for the key to be held.
+const sealWait = 15 * time.Second
+
+// waitKeyHeld waits until the cluster names a key that this node and a
+// majority of the voters hold.
+func waitKeyHeld(coord *coordinator.Coordinator, kr *secret.Keyring, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
 		id := coord.SecretKey()
-		if id == "" {
-			return errors.New("the cluster has no secret key yet; retry in a moment")
+		if id != "" && kr.Has(id) && coord.KeyHeldByMajority(id, true) {
+			return nil
 		}
-		// A key only this node holds would die with it, and with it
-		// every secret it sealed.
-		if !coord.KeyHeldByMajority(id, kr.Has(id)) {
+		if time.Now().After(deadline) {
+			if id == "" {
+				return errors.New("the cluster has no secret key yet; retry in a moment")
+			}
 			return fmt.Errorf("the cluster's secret key %s is not yet on a majority of the coordinators; retry in a moment", id)
 		}
-		return secret.SealSpec(s, func(v string) (string, error) { return kr.Seal(id, v) })
+		time.Sleep(100 * time.Millisecond)
 	}
 }
