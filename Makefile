@@ -46,7 +46,7 @@ bench: deps build
 # with "context deadline exceeded" (golang/go#75804).
 FUZZTIME ?= 100000x
 TEST_FUZZTIME ?= 10000x
-E2E_FUZZTIME ?= 1000000x
+E2E_FUZZTIME ?= 300000x
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseTaskSpec$$' -fuzztime $(FUZZTIME) ./proto
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeBatchRoundTrip$$' -fuzztime $(FUZZTIME) ./proto
