@@ -221,16 +221,17 @@ func Run(ctx context.Context, cc ClusterConfig, opts Options) error {
 // API server limits: a client gets 30 s to send its request (header and
 // body: one that trickles its body is cut off), a response 5 minutes (a
 // task create runs the precheck against both databases), an idle
-// keep-alive connection 2 minutes; headers are small and connections
-// are capped, so no client ties up the node's memory or file
-// descriptors.
+// keep-alive connection 30 s; headers are small and connections are
+// capped, so no client ties up the node's memory or file descriptors.
+// An idle connection holds a slot until its timeout, so the cap leaves
+// room for the other nodes' calls beside many clients.
 const (
 	apiReadTimeout    = 30 * time.Second
 	apiHeaderTimeout  = 10 * time.Second
 	apiWriteTimeout   = 5 * time.Minute
-	apiIdleTimeout    = 2 * time.Minute
+	apiIdleTimeout    = 30 * time.Second
 	apiMaxHeaderBytes = 64 << 10
-	maxAPIConns       = 256
+	maxAPIConns       = 1024
 )
 
 func newAPIServer(h http.Handler) *http.Server {

@@ -97,6 +97,9 @@ type Cluster struct {
 	ca     *pki.CA
 	tlsDir string
 	http   *http.Client
+	// apiClient is HTTPClient's, made once.
+	apiOnce   sync.Once
+	apiClient *http.Client
 
 	mu    sync.Mutex
 	token string // the cluster's admin token
@@ -318,8 +321,15 @@ func (c *Cluster) Token() string {
 }
 
 // HTTPClient talks to the nodes' APIs (https, trusting the cluster's CA).
+// It is one client for the cluster's life: a new transport per call would
+// leave an idle keep-alive connection behind each time, holding one of
+// the node's capped connection slots until its idle timeout.
 func (c *Cluster) HTTPClient() *http.Client {
-	return &http.Client{Transport: &http.Transport{TLSClientConfig: c.http.Transport.(*http.Transport).TLSClientConfig.Clone()}}
+	c.apiOnce.Do(func() {
+		c.apiClient = &http.Client{Transport: &http.Transport{TLSClientConfig: c.http.Transport.(*http.Transport).TLSClientConfig.Clone(),
+			IdleConnTimeout: 30 * time.Second}}
+	})
+	return c.apiClient
 }
 
 // TLSDir holds the cluster's CA (ca.pem, ca-key.pem) and the nodes'
