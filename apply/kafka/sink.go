@@ -75,7 +75,7 @@ func Open(ctx context.Context, opts Options) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("destination.schema_registry: %w", err)
 	}
-	secret.Register(registry)
+	proto.ReplaceSecrets(registry, func(pw string) string { secret.Register(pw); return pw })
 	enc, err := NewEncoder(FormatConfig{
 		Format: proto.Choice(opts.Spec.Format, proto.KafkaFormats), SchemaRegistry: registry, TaskName: opts.Task,
 	})

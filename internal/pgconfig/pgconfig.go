@@ -49,14 +49,14 @@ func Parse(dsn, application string) (*pgx.ConnConfig, error) {
 }
 
 // resolve reads the DSN's secret references (${env:...}, ${file:...},
-// sealed passwords) here, on the node that connects, and registers what
-// it reads so that no message repeats it.
+// sealed passwords) here, on the node that connects; what they hold is
+// registered for scrubbing, and so is the password the caller parses
+// out (the rest of a DSN, host and user, stays readable in messages).
 func resolve(dsn string) (string, error) {
 	resolved, err := secret.ResolveField(dsn)
 	if err != nil {
 		return "", fmt.Errorf("DSN: %w", err)
 	}
-	secret.Register(resolved)
 	return resolved, nil
 }
 
