@@ -74,9 +74,9 @@ func (a *api) clusterRoutes(mux *http.ServeMux) {
 // internalRoutes are the node-to-node endpoints (requireNode guards them).
 func (a *api) internalRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+applyPath, a.applyForwarded)
-	mux.HandleFunc("POST "+registerPath, a.registerNode)
-	mux.HandleFunc("POST "+heartbeatPath, a.heartbeat)
-	mux.HandleFunc("GET "+keyringPath, a.keyring)
+	mux.HandleFunc("POST "+RegisterPath, a.registerNode)
+	mux.HandleFunc("POST "+HeartbeatPath, a.heartbeat)
+	mux.HandleFunc("GET "+KeyringPath, a.keyring)
 }
 
 // registerNode adds a node to the state and its Raft follower to the

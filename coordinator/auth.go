@@ -18,17 +18,12 @@ import (
 // internalPrefix holds the node-to-node endpoints.
 const internalPrefix = "/internal/v1/"
 
-// Paths of the internal endpoints.
+// Paths of the internal endpoints: forwarded commands, where nodes join
+// and heartbeat.
 const (
 	applyPath     = internalPrefix + "apply"
-	registerPath  = internalPrefix + "nodes"
-	heartbeatPath = internalPrefix + "heartbeat"
-)
-
-// RegisterPath and HeartbeatPath are where nodes join and heartbeat.
-const (
-	RegisterPath  = registerPath
-	HeartbeatPath = heartbeatPath
+	RegisterPath  = internalPrefix + "nodes"
+	HeartbeatPath = internalPrefix + "heartbeat"
 )
 
 // forwardedForHeader names the node a follower forwards an internal

@@ -56,11 +56,8 @@ func (s *Store) SecretKey() string {
 // SecretKey reads the local state.
 func (c *Coordinator) SecretKey() string { return c.store.SecretKey() }
 
-// keyringPath is where nodes fetch the cluster's keys.
-const keyringPath = internalPrefix + "keyring"
-
-// KeyringPath is the internal endpoint of the cluster's keys.
-const KeyringPath = keyringPath
+// KeyringPath is where nodes fetch the cluster's keys.
+const KeyringPath = internalPrefix + "keyring"
 
 func (a *api) keyring(w http.ResponseWriter, _ *http.Request) {
 	if a.opts.Keyring == nil {
