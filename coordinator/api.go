@@ -157,7 +157,7 @@ func (a *api) readSpec(w http.ResponseWriter, r *http.Request) *proto.TaskSpec {
 // seal returns a copy of spec with its inline secrets sealed, or answers
 // and returns nil.
 func (a *api) seal(w http.ResponseWriter, spec *proto.TaskSpec) *proto.TaskSpec {
-	sealed := cloneSpec(*spec)
+	sealed := spec.Clone()
 	if a.opts.Seal != nil {
 		if err := a.opts.Seal(&sealed); err != nil {
 			a.fail(w, http.StatusServiceUnavailable, "cannot encrypt the spec's secrets: "+err.Error()+" (or give them by reference: ${env:NAME}, ${file:/path})", nil)
@@ -170,7 +170,7 @@ func (a *api) seal(w http.ResponseWriter, spec *proto.TaskSpec) *proto.TaskSpec 
 // unsealed is a task's spec with its secrets as the user wrote them (as
 // stored when they cannot be opened here).
 func (a *api) unsealed(spec proto.TaskSpec) (proto.TaskSpec, error) {
-	c := cloneSpec(spec)
+	c := spec.Clone()
 	if a.opts.Unseal == nil {
 		return c, nil
 	}

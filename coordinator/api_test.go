@@ -16,6 +16,7 @@ import (
 	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/coordinator/coordtest"
 	"github.com/sluicedb/sluice/proto"
+	"github.com/sluicedb/sluice/proto/prototest"
 )
 
 const srcDSN = "postgres://repl:s3cret@127.0.0.1:5432/shop"
@@ -23,7 +24,7 @@ const srcDSN = "postgres://repl:s3cret@127.0.0.1:5432/shop"
 func taskYAML(name string) []byte {
 	return []byte("name: " + name + `
 source: { dsn: "` + srcDSN + `" }
-destination: { type: postgres, dsn: "postgres://app:hunter2@127.0.0.1:5433/wh" }
+destination: { type: test, dsn: "postgres://app:hunter2@127.0.0.1:5433/wh" }
 sync: { schema: false }
 objects:
   - schema: public
@@ -101,7 +102,7 @@ func TestCreateGetListDelete(t *testing.T) {
 		t.Fatalf("created: %+v", st)
 	}
 	if strings.Contains(st.Spec.Source.DSN, "s3cret") || !strings.Contains(st.Spec.Source.DSN, "xxxxx") ||
-		strings.Contains(st.Spec.Destination.DSN, "hunter2") {
+		strings.Contains(prototest.ConfigOf(&st.Spec).DSN, "hunter2") {
 		t.Fatalf("the status shows a password: %+v", st.Spec)
 	}
 	if got := e.backend.Prechecked(); len(got) != 1 || got[0].Source.DSN != srcDSN {

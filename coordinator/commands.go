@@ -367,7 +367,7 @@ func applyCreateTask(d *data, index uint64, cmd *CreateTask) error {
 	// the node that runs it moves it through the phases its spec enables,
 	// and to incremental only once its changes are being captured.
 	d.Tasks[name] = &Task{
-		Spec:        cloneSpec(cmd.Spec),
+		Spec:        cmd.Spec.Clone(),
 		CreatedAt:   cmd.At,
 		Phase:       proto.PhasePrecheck,
 		State:       proto.StatePending,
@@ -550,7 +550,7 @@ func applySetThrottle(d *data, index uint64, cmd *SetThrottle) error {
 	if t.Deleting {
 		return fmt.Errorf("%w: %s is being deleted", ErrBadTransition, cmd.Name)
 	}
-	t.Spec.Throttle = cloneThrottle(cmd.Throttle)
+	t.Spec.Throttle = cmd.Throttle.Clone()
 	t.ModifyIndex = index
 	return nil
 }
@@ -579,7 +579,7 @@ func applyUpdateSettings(d *data, index uint64, cmd *UpdateSettings) error {
 	if t.Deleting {
 		return fmt.Errorf("%w: %s is being deleted", ErrBadTransition, cmd.Name)
 	}
-	c := cloneSpec(proto.TaskSpec{Retry: cmd.Retry, Alerts: cmd.Alerts, Throttle: cmd.Throttle})
+	c := (&proto.TaskSpec{Retry: cmd.Retry, Alerts: cmd.Alerts, Throttle: cmd.Throttle}).Clone()
 	t.Spec.Retry, t.Spec.Alerts, t.Spec.Throttle = c.Retry, c.Alerts, c.Throttle
 	t.ModifyIndex = index
 	return nil
@@ -606,7 +606,12 @@ func applyChangeTables(d *data, index uint64, cmd *ChangeTables) error {
 	if t.Phase != proto.PhaseIncremental || t.Tables == nil {
 		return fmt.Errorf("%w: tables can be added and removed once the task is incremental (it is %s)", ErrBadTransition, t.Phase)
 	}
-	c := cloneSpec(proto.TaskSpec{Objects: cmd.Objects, Retry: cmd.Retry, Alerts: cmd.Alerts, Throttle: cmd.Throttle})
+	// The objects' destination keys decode by the task's destination type.
+	c := proto.TaskSpec{Destination: proto.DestinationSpec{Type: t.Spec.Destination.Type}, Objects: cmd.Objects, Retry: cmd.Retry, Alerts: cmd.Alerts, Throttle: cmd.Throttle}
+	if err := c.BindObjectOptions(); err != nil {
+		return err
+	}
+	c = c.Clone()
 	t.Spec.Objects, t.Spec.Retry, t.Spec.Alerts, t.Spec.Throttle = c.Objects, c.Retry, c.Alerts, c.Throttle
 	t.Tables = slices.DeleteFunc(t.Tables, func(k string) bool { return slices.Contains(cmd.Remove, k) })
 	t.Adding = slices.DeleteFunc(t.Adding, func(k string) bool { return slices.Contains(cmd.Remove, k) })

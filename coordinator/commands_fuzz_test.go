@@ -66,7 +66,7 @@ func commandFuzzSeeds(tb testing.TB) [][]byte {
 	yes := true
 	spec, err := proto.ParseTaskSpec([]byte(`name: orders-to-warehouse
 source:      { dsn: "postgres://repl:secret@10.0.0.5:5432/shop" }
-destination: { type: postgres, dsn: "postgres://app:secret@10.0.0.9:5432/wh" }
+destination: { type: test, dsn: "postgres://app:secret@10.0.0.9:5432/wh" }
 sync:        { ddl: true, ddl_operations: [add_column] }
 objects:
   - schema: public

@@ -73,14 +73,35 @@ func (a *api) keyring(w http.ResponseWriter, _ *http.Request) {
 const CmdResealTask CommandType = 24
 
 // ResealTask gives a task its secrets sealed again, with the current key:
-// the fields that may hold secrets, whole.
+// the fields that may hold secrets, whole. Destination maps the
+// destination's secret fields by name (proto.SecretField.Name).
 type ResealTask struct {
-	Name           string `json:"name"`
-	SourceDSN      string `json:"source_dsn"`
-	DestinationDSN string `json:"destination_dsn,omitempty"`
-	SASLPassword   string `json:"sasl_password,omitempty"`
-	SchemaRegistry string `json:"schema_registry,omitempty"`
-	Webhook        string `json:"webhook,omitempty"`
+	Name        string            `json:"name"`
+	SourceDSN   string            `json:"source_dsn"`
+	Destination map[string]string `json:"destination,omitempty"`
+	Webhook     string            `json:"webhook,omitempty"`
+
+	// Entries written before destinations named their secret fields
+	// carry them here; they read as Destination["dsn"],
+	// Destination["sasl.password"] and Destination["schema_registry"].
+	LegacyDestinationDSN string `json:"destination_dsn,omitempty"`
+	LegacySASLPassword   string `json:"sasl_password,omitempty"`
+	LegacySchemaRegistry string `json:"schema_registry,omitempty"`
+}
+
+// destinationSecrets are the command's destination fields by name, the
+// legacy ones included.
+func (c *ResealTask) destinationSecrets() map[string]string {
+	out := map[string]string{}
+	for name, v := range map[string]string{"dsn": c.LegacyDestinationDSN, "sasl.password": c.LegacySASLPassword, "schema_registry": c.LegacySchemaRegistry} {
+		if v != "" {
+			out[name] = v
+		}
+	}
+	for name, v := range c.Destination {
+		out[name] = v
+	}
+	return out
 }
 
 func (ResealTask) Type() CommandType { return CmdResealTask }
@@ -93,13 +114,12 @@ func applyResealTask(d *data, index uint64, cmd *ResealTask) error {
 		return err
 	}
 	t.Spec.Source.DSN = cmd.SourceDSN
-	t.Spec.Destination.DSN = cmd.DestinationDSN
-	if t.Spec.Destination.SASL != nil {
-		sasl := *t.Spec.Destination.SASL
-		sasl.Password = cmd.SASLPassword
-		t.Spec.Destination.SASL = &sasl
+	if cfg := t.Spec.Destination.Config; cfg != nil {
+		secrets := cmd.destinationSecrets()
+		for _, f := range cfg.Secrets() {
+			*f.Value = secrets[f.Name]
+		}
 	}
-	t.Spec.Destination.SchemaRegistry = cmd.SchemaRegistry
 	if t.Spec.Alerts != nil {
 		a := *t.Spec.Alerts
 		a.Webhook = cmd.Webhook
@@ -158,7 +178,7 @@ func (a *api) rotateKey(w http.ResponseWriter, r *http.Request) {
 		var sealed proto.TaskSpec
 		deadline := time.Now().Add(rotationWait)
 		for {
-			sealed = cloneSpec(s)
+			sealed = s.Clone()
 			err := a.opts.Seal(&sealed)
 			if err == nil {
 				break
@@ -169,10 +189,13 @@ func (a *api) rotateKey(w http.ResponseWriter, r *http.Request) {
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
-		cmd := ResealTask{Name: s.Name, SourceDSN: sealed.Source.DSN, DestinationDSN: sealed.Destination.DSN,
-			SchemaRegistry: sealed.Destination.SchemaRegistry}
-		if sealed.Destination.SASL != nil {
-			cmd.SASLPassword = sealed.Destination.SASL.Password
+		cmd := ResealTask{Name: s.Name, SourceDSN: sealed.Source.DSN, Destination: map[string]string{}}
+		if cfg := sealed.Destination.Config; cfg != nil {
+			for _, f := range cfg.Secrets() {
+				if *f.Value != "" {
+					cmd.Destination[f.Name] = *f.Value
+				}
+			}
 		}
 		if sealed.Alerts != nil {
 			cmd.Webhook = sealed.Alerts.Webhook

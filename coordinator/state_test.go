@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sluicedb/sluice/proto"
+	"github.com/sluicedb/sluice/proto/prototest"
 )
 
 func boolp(b bool) *bool { return &b }
@@ -17,7 +18,7 @@ func testSpec(name string) proto.TaskSpec {
 	return proto.TaskSpec{
 		Name:        name,
 		Source:      proto.SourceSpec{DSN: "postgres://repl:s3cret@127.0.0.1:5432/shop"},
-		Destination: proto.DestinationSpec{Type: "postgres", DSN: "postgres://app:hunter2@127.0.0.1:5433/wh"},
+		Destination: prototest.Destination("postgres://app:hunter2@127.0.0.1:5433/wh"),
 		Objects:     []proto.ObjectSpec{{Schema: "public", Tables: []string{"orders", "customers"}}},
 	}
 }
@@ -345,6 +346,19 @@ func fill(v reflect.Value, n *int) {
 	case reflect.Pointer:
 		v.Set(reflect.New(v.Type().Elem()))
 		fill(v.Elem(), n)
+	case reflect.Interface:
+		// A destination's config and object options: the test type's.
+		var concrete reflect.Value
+		switch v.Type() {
+		case reflect.TypeFor[proto.DestinationConfig]():
+			concrete = reflect.ValueOf(&prototest.Config{})
+		case reflect.TypeFor[proto.ObjectOptions]():
+			concrete = reflect.ValueOf(&prototest.ObjectOptions{})
+		default:
+			panic("fill: unhandled interface " + v.Type().String())
+		}
+		fill(concrete.Elem(), n)
+		v.Set(concrete)
 	case reflect.Struct:
 		for i := range v.NumField() {
 			if v.Field(i).CanSet() {
@@ -377,6 +391,10 @@ func checkNoAlias(t *testing.T, path string, a, b reflect.Value) {
 		return
 	}
 	switch a.Kind() {
+	case reflect.Interface:
+		if !a.IsNil() {
+			checkNoAlias(t, path, a.Elem(), b.Elem())
+		}
 	case reflect.Pointer:
 		if !a.IsNil() {
 			if a.Pointer() == b.Pointer() {
@@ -417,6 +435,7 @@ func TestCloneTaskDeep(t *testing.T) {
 	var orig Task
 	n := 0
 	fill(reflect.ValueOf(&orig).Elem(), &n)
+	orig.Spec.Destination.Type = prototest.Type // its config clones by its type
 	c := cloneTask(&orig)
 	if !reflect.DeepEqual(c, orig) {
 		t.Fatalf("clone differs:\n got %+v\nwant %+v", c, orig)

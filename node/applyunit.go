@@ -11,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicedb/sluice/apply"
-	"github.com/sluicedb/sluice/apply/postgres"
 	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/internal/safe"
 	"github.com/sluicedb/sluice/proto"
@@ -48,7 +47,7 @@ func (u *applyUnit) attempt(ctx context.Context) error {
 	if !ok {
 		return fmt.Errorf("task %s is gone", u.task)
 	}
-	sink, err := openSink(ctx, &task.Spec, sinkUse{what: "apply", unit: u.group, conns: int32(postgres.DefaultShards + 1)}, u.logger)
+	sink, err := openSink(ctx, &task.Spec, apply.Use{Kind: apply.UseApply, Unit: u.group, HeartbeatWriter: u.group == heartbeatGroup}, u.logger)
 	if err != nil {
 		return err
 	}

@@ -52,7 +52,7 @@ func (b *backend) Cleanup(ctx context.Context, spec *proto.TaskSpec) error {
 	if err := apply.DeleteStream(ctx, b.js, spec.Name); err != nil {
 		return err
 	}
-	if sink, err := openSink(ctx, spec, sinkUse{what: "cleanup"}, b.logger); err != nil {
+	if sink, err := openSink(ctx, spec, apply.Use{Kind: apply.UseCleanup}, b.logger); err != nil {
 		b.logger.Warn("cannot reach the destination to remove the task's positions", "task", spec.Name, "err", err)
 	} else {
 		if err := sink.ResetOffsets(ctx, spec.Name); err != nil {

@@ -74,7 +74,7 @@ func (u *copyUnit) attempt(ctx context.Context, log *slog.Logger) error {
 	// takes the unit over at a destination that fences by unit (Kafka
 	// aborts the transaction a crashed owner left open, which would hold
 	// its readers back).
-	sink, err := openSink(ctx, &task.Spec, sinkUse{what: "copy", unit: u.share}, u.logger)
+	sink, err := openSink(ctx, &task.Spec, apply.Use{Kind: apply.UseCopy, Unit: u.share}, u.logger)
 	if err != nil {
 		return err
 	}

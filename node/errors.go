@@ -7,9 +7,10 @@ import (
 	"net"
 	"syscall"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats.go"
 
+	"github.com/sluicedb/sluice/apply"
+	"github.com/sluicedb/sluice/internal/pgconfig"
 	"github.com/sluicedb/sluice/internal/safe"
 	"github.com/sluicedb/sluice/proto"
 )
@@ -28,17 +29,12 @@ func Classify(err error) proto.ErrorKind {
 	if errors.As(err, &panicErr) {
 		return proto.ErrorOther
 	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		switch pgErr.Code[:2] {
-		case "08", // connection exception
-			"57": // operator intervention: admin/crash shutdown, cannot connect now
-			return proto.ErrorConnection
-		}
-		if pgErr.Code == "53300" { // too many connections
-			return proto.ErrorConnection
-		}
-		return proto.ErrorOther
+	// The destination's client library, then the source's (PostgreSQL).
+	if kind := apply.ClassifyError(err); kind != "" {
+		return kind
+	}
+	if kind := pgconfig.Classify(err); kind != "" {
+		return kind
 	}
 	var netErr net.Error
 	switch {
@@ -46,12 +42,7 @@ func Classify(err error) proto.ErrorKind {
 		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
 		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
 		errors.Is(err, context.DeadlineExceeded),
-		errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrDisconnected), errors.Is(err, nats.ErrTimeout),
-		pgconn.Timeout(err), pgconn.SafeToRetry(err):
-		return proto.ErrorConnection
-	}
-	var connectErr *pgconn.ConnectError
-	if errors.As(err, &connectErr) {
+		errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrDisconnected), errors.Is(err, nats.ErrTimeout):
 		return proto.ErrorConnection
 	}
 	return proto.ErrorOther

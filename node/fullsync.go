@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/sluicedb/sluice/apply"
 	"github.com/sluicedb/sluice/capture"
 	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/proto"
@@ -19,7 +20,7 @@ import (
 // the schema before the load, the parallel copy, and what is cheaper after
 // the load. The capture starts as soon as the snapshot is imported, so the
 // source keeps no more WAL than it must while tables copy.
-func (r *runner) fullPhases(ctx context.Context, g *errgroup.Group, task *coordinator.Task, src *pgx.Conn, sink taskSink, tables []proto.TableID) error {
+func (r *runner) fullPhases(ctx context.Context, g *errgroup.Group, task *coordinator.Task, src *pgx.Conn, sink apply.TaskSink, tables []proto.TableID) error {
 	spec := task.Spec
 	incremental := spec.Sync.IncrementalEnabled()
 	var remaining []proto.TableID
@@ -177,8 +178,8 @@ func (r *runner) fullPhases(ctx context.Context, g *errgroup.Group, task *coordi
 
 // renameTables gives loaded tables their destination names, where the
 // destination loads under the source's (tableRenamer).
-func renameTables(ctx context.Context, task string, sink taskSink, names *proto.NameMap, schema *proto.Schema) error {
-	rn, ok := sink.(tableRenamer)
+func renameTables(ctx context.Context, task string, sink apply.TaskSink, names *proto.NameMap, schema *proto.Schema) error {
+	rn, ok := sink.(apply.TableRenamer)
 	if !ok {
 		return nil
 	}
@@ -194,7 +195,7 @@ func beforeFull(p proto.Phase) bool { return p == proto.PhasePrecheck || p == pr
 // load plans the chunks of tables, shares them among copy units (which
 // the leader places on the task's workers, copyunit.go), and finishes each
 // table once its chunks are loaded. It keeps the snapshot open meanwhile.
-func (r *runner) load(ctx context.Context, holder *capture.SnapshotReader, sink taskSink, schema *proto.Schema, tables []proto.TableID, tablesTotal int, rowsBefore int64, lsn proto.LSN) error {
+func (r *runner) load(ctx context.Context, holder *capture.SnapshotReader, sink apply.TaskSink, schema *proto.Schema, tables []proto.TableID, tablesTotal int, rowsBefore int64, lsn proto.LSN) error {
 	plan, err := r.planLoad(ctx, holder, sink, schema, tables)
 	if err != nil {
 		return err
@@ -275,7 +276,7 @@ func (r *runner) load(ctx context.Context, holder *capture.SnapshotReader, sink 
 // planLoad splits tables into chunks and shares them among copy units:
 // biggest tables first, each chunk to the unit with the least bytes so
 // far, so the units end together.
-func (r *runner) planLoad(ctx context.Context, holder *capture.SnapshotReader, sink taskSink, schema *proto.Schema, tables []proto.TableID) (*coordinator.FullSyncPlan, error) {
+func (r *runner) planLoad(ctx context.Context, holder *capture.SnapshotReader, sink apply.TaskSink, schema *proto.Schema, tables []proto.TableID) (*coordinator.FullSyncPlan, error) {
 	defs := map[string]*proto.TableDef{}
 	for i := range schema.Tables {
 		defs[schema.Tables[i].ID.Key()] = &schema.Tables[i]
@@ -312,7 +313,7 @@ func (r *runner) planLoad(ctx context.Context, holder *capture.SnapshotReader, s
 		}
 		pc := coordinator.PlannedCopy{Table: def.ID, Columns: def.CopiedColumns(), Format: format, Filter: spec.RowFilter(def.ID),
 			Partitioned: def.Partitioned, Keep: task.KeptTables[def.ID.Key()], Types: def.CopiedTypes(), Key: def.PrimaryKey}
-		if _, renames := sink.(tableRenamer); names != nil && (!spec.Sync.SchemaEnabled() || !renames) {
+		if _, renames := sink.(apply.TableRenamer); names != nil && (!spec.Sync.SchemaEnabled() || !renames) {
 			// No schema sync: the table exists at the destination under
 			// its new names already. (With schema sync, a tableRenamer
 			// creates and loads it under the source's and renames it
@@ -349,7 +350,7 @@ func (r *runner) planLoad(ctx context.Context, holder *capture.SnapshotReader, s
 // markKeptTables records the tables that exist at the destination already
 // (conflicting_tables: ignore), once, before the schema sync creates the
 // others.
-func (r *runner) markKeptTables(ctx context.Context, sink taskSink, tables []proto.TableID) error {
+func (r *runner) markKeptTables(ctx context.Context, sink apply.TaskSink, tables []proto.TableID) error {
 	existing, err := sink.ExistingTables(ctx, tables)
 	if err != nil {
 		return fmt.Errorf("look up tables at the destination: %w", err)
@@ -367,7 +368,7 @@ func (r *runner) markKeptTables(ctx context.Context, sink taskSink, tables []pro
 // snapshot taken now holds every change not in the stream, and the
 // changes at or below its LSN are skipped at the destination
 // (FinishTable). Their apply groups wait meanwhile (tableGate).
-func (r *runner) addTables(ctx context.Context, task *coordinator.Task, src *pgx.Conn, sink taskSink, tables []proto.TableID) error {
+func (r *runner) addTables(ctx context.Context, task *coordinator.Task, src *pgx.Conn, sink apply.TaskSink, tables []proto.TableID) error {
 	spec := task.Spec
 	adding := map[string]bool{}
 	for _, k := range task.Adding {

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluicedb/sluice/apply/kafka"
 	"github.com/sluicedb/sluice/internal/sluicetest"
 	"github.com/sluicedb/sluice/internal/testenv"
 	"github.com/sluicedb/sluice/node"
@@ -84,7 +85,7 @@ func TestSyncToKafkaHeartbeat(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, ch := range report.Checks {
-			if ch.Check == "destination.topics" && strings.Contains(ch.Message, proto.DefaultHeartbeatTopic) != want {
+			if ch.Check == "destination.topics" && strings.Contains(ch.Message, kafka.DefaultHeartbeatTopic) != want {
 				t.Errorf("precheck of a task with heartbeat %v: %s", want, ch.Message)
 			}
 		}
@@ -106,17 +107,17 @@ func TestSyncToKafkaHeartbeat(t *testing.T) {
 		if st.LatencyMS == nil {
 			return fmt.Errorf("hboff: no heartbeat applied yet")
 		}
-		if ok, err := topicExists(ctx, k, proto.DefaultHeartbeatTopic); !ok || err != nil {
-			return fmt.Errorf("no topic %s yet (%v)", proto.DefaultHeartbeatTopic, err)
+		if ok, err := topicExists(ctx, k, kafka.DefaultHeartbeatTopic); !ok || err != nil {
+			return fmt.Errorf("no topic %s yet (%v)", kafka.DefaultHeartbeatTopic, err)
 		}
-		beats = heartbeatsOf(t, k.ReadTopic(t, proto.DefaultHeartbeatTopic), "hbon")
+		beats = heartbeatsOf(t, k.ReadTopic(t, kafka.DefaultHeartbeatTopic), "hbon")
 		if len(beats) < 3 {
 			return fmt.Errorf("%d heartbeat messages of hbon", len(beats))
 		}
 		return nil
 	})
 	elapsed := time.Since(start)
-	recs := k.ReadTopic(t, proto.DefaultHeartbeatTopic)
+	recs := k.ReadTopic(t, kafka.DefaultHeartbeatTopic)
 	if off := heartbeatsOf(t, recs, "hboff"); len(off) > 0 {
 		t.Fatalf("task hboff (heartbeat off) wrote %d heartbeat messages", len(off))
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/sluicedb/sluice/apply/kafka"
 	"github.com/sluicedb/sluice/internal/sluicetest"
 	"github.com/sluicedb/sluice/internal/testenv"
 	"github.com/sluicedb/sluice/node"
@@ -173,7 +174,7 @@ func TestSyncToKafka(t *testing.T) {
 		t.Fatalf("snapshot messages: %d keys, max per key %d", len(snap), slices.Max(slices.Collect(maps.Values(snap))))
 	}
 	st, err := c.GetTask(ctx, "tok")
-	if err != nil || st.State != proto.StateRunning || st.Spec.Destination.Brokers[0] != k.Brokers[0] {
+	if err != nil || st.State != proto.StateRunning || st.Spec.Destination.Config.(*kafka.Config).Brokers[0] != k.Brokers[0] {
 		t.Fatalf("task: %+v %v", st, err)
 	}
 	if err := c.DeleteTask(ctx, "tok"); err != nil {

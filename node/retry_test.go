@@ -5,13 +5,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicedb/sluice/apply/postgres"
 	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/proto"
 )
 
 func retryTask(name, src, dst string, other time.Duration) coordinator.Task {
 	t := coordinator.Task{State: proto.StateRunning}
-	t.Spec.Name, t.Spec.Source.DSN, t.Spec.Destination.DSN = name, src, dst
+	t.Spec.Name, t.Spec.Source.DSN = name, src
+	t.Spec.Destination = proto.NewDestination(postgres.Destination.Kind().Type, &postgres.Config{DSN: dst})
 	t.Spec.Retry.Other = proto.Duration(other)
 	return t
 }

@@ -215,28 +215,32 @@ func retryWindowFor(task *coordinator.Task, all []coordinator.Task, kind proto.E
 		return r.OtherRetry()
 	}
 	window := of(task.Spec.Retry)
-	mine := map[string]bool{endpoint(task.Spec.Source.DSN): true, endpoint(task.Spec.Destination.DSN): true}
-	delete(mine, "")
+	mine := map[string]bool{}
+	for _, e := range endpoints(&task.Spec) {
+		mine[e] = true
+	}
 	for i := range all {
 		o := &all[i]
 		if o.Spec.Name == task.Spec.Name || o.Deleting {
 			continue
 		}
-		if mine[endpoint(o.Spec.Source.DSN)] || mine[endpoint(o.Spec.Destination.DSN)] {
-			window = min(window, of(o.Spec.Retry))
+		for _, e := range endpoints(&o.Spec) {
+			if mine[e] {
+				window = min(window, of(o.Spec.Retry))
+				break
+			}
 		}
 	}
 	return window
 }
 
-// endpoint names a PostgreSQL server as host:port ("" if the DSN does not
-// parse).
-func endpoint(dsn string) string {
-	cfg, err := pgconn.ParseConfig(secret.Placeholder(dsn))
-	if err != nil {
-		return ""
+// endpoints names the servers a task reads from and writes to, host:port.
+func endpoints(spec *proto.TaskSpec) []string {
+	out := apply.Endpoints(spec)
+	if e := pgconfig.Endpoint(spec.Source.DSN); e != "" {
+		out = append(out, e)
 	}
-	return fmt.Sprintf("%s:%d", cfg.Host, cfg.Port)
+	return out
 }
 
 // wait sleeps the backoff, then doubles it; false when ctx ended.
@@ -288,7 +292,7 @@ func (r *runner) attempt(ctx context.Context) error {
 		return fmt.Errorf("connect to source: %w", err)
 	}
 	defer src.Close(context.Background())
-	sink, err := openSink(ctx, &spec, sinkUse{what: "task", conns: 2}, r.logger)
+	sink, err := openSink(ctx, &spec, apply.Use{Kind: apply.UseTask}, r.logger)
 	if err != nil {
 		return err
 	}

@@ -88,3 +88,17 @@ func (a *AlertSpec) validate(add func(field, format string, args ...any)) {
 		add("alerts.retained_wal", "%v", err)
 	}
 }
+
+// FormatBytes writes a size in binary units ("1.5 GiB").
+func FormatBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -49,20 +49,4 @@ func TestCheckFilter(t *testing.T) {
 			t.Errorf("CheckFilter(%q) = %v, want ErrBadFilter", f, err)
 		}
 	}
-	// The issue's attack, through the spec parser.
-	_, err := ParseTaskSpec([]byte(`name: t
-source: {dsn: "postgres://u@h/d"}
-destination: {type: postgres, dsn: "postgres://u@h/e"}
-objects: [{schema: public, tables: [a], filter: {a: "true); CREATE TABLE public.pwned_raw(x int); --"}}]
-`))
-	if err == nil {
-		t.Fatal("the spec parser took a filter that breaks out")
-	}
-	if _, err := ParseTaskSpec([]byte(`name: t
-source: {dsn: "postgres://u@h/d"}
-destination: {type: postgres, dsn: "postgres://u@h/e"}
-objects: [{schema: public, tables: [a], filter: {a: "note <> ';'"}}]
-`)); err != nil {
-		t.Fatalf("a ';' inside a literal: %v", err)
-	}
 }

@@ -97,3 +97,72 @@ func WriteProblems(b *strings.Builder, problems []Problem) {
 		}
 	}
 }
+
+// Checks collects a precheck's findings as its checks run, source and
+// destination alike, and lists every check once in its report.
+type Checks struct {
+	problems []Problem
+	// ran lists the checks that ran, in order; passed what they found
+	// when they found nothing wrong.
+	ran    []string
+	passed map[string]string
+}
+
+// Fail records a failure of check.
+func (c *Checks) Fail(check, msg, fix string) {
+	c.ran = append(c.ran, check)
+	c.problems = append(c.problems, Problem{Check: check, Result: ResultFailure, Message: msg, Fix: fix})
+}
+
+// Warn records a warning, which the user may acknowledge by its id.
+func (c *Checks) Warn(check, msg, fix string) {
+	c.ran = append(c.ran, check)
+	c.problems = append(c.problems, Problem{Check: check, Result: ResultWarning, Message: msg, Fix: fix})
+}
+
+// Pass records that check ran, and what it found, unless it also found a
+// problem.
+func (c *Checks) Pass(check, found string) {
+	c.ran = append(c.ran, check)
+	if c.passed == nil {
+		c.passed = map[string]string{}
+	}
+	if _, ok := c.passed[check]; !ok {
+		c.passed[check] = found
+	}
+}
+
+// Report lists every check once: its problems, or its pass.
+func (c *Checks) Report() *PrecheckReport {
+	bad := map[string]bool{}
+	for _, pr := range c.problems {
+		bad[pr.Check] = true
+	}
+	r := &PrecheckReport{}
+	done := map[string]bool{}
+	for _, id := range c.ran {
+		if done[id] {
+			continue
+		}
+		done[id] = true
+		if !bad[id] {
+			r.Checks = append(r.Checks, Problem{Check: id, Result: ResultPass, Message: c.passed[id]})
+			continue
+		}
+		for _, pr := range c.problems {
+			if pr.Check == id {
+				r.Checks = append(r.Checks, pr)
+			}
+		}
+	}
+	return r
+}
+
+// SourceFacts are what the source's checks found that the destination's
+// need: the selected tables (nil when the source could not be read), their
+// size, and the extensions their column types come from.
+type SourceFacts struct {
+	Tables         []TableID
+	Bytes          int64
+	TypeExtensions []string
+}

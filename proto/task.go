@@ -41,12 +41,12 @@ type SourceSpec struct {
 
 // ConnDSN is the DSN to connect with: with PasswordFile, the DSN plus a
 // password parameter that reads the file (${file:...}) where it connects.
-func (s SourceSpec) ConnDSN() string { return withPasswordFile(s.DSN, s.PasswordFile) }
+func (s SourceSpec) ConnDSN() string { return WithPasswordFile(s.DSN, s.PasswordFile) }
 
-// withPasswordFile adds password=${file:path} to a DSN: a URL's query
+// WithPasswordFile adds password=${file:path} to a DSN: a URL's query
 // parameter or a keyword/value pair, both of which win over a password
 // given before them.
-func withPasswordFile(dsn, path string) string {
+func WithPasswordFile(dsn, path string) string {
 	if path == "" || dsn == "" {
 		return dsn
 	}
@@ -60,19 +60,6 @@ func withPasswordFile(dsn, path string) string {
 	}
 	return dsn + " password=" + ref
 }
-
-// DestinationSpec is where changes go.
-type DestinationSpec struct {
-	Type string `yaml:"type" json:"type"`
-	DSN  string `yaml:"dsn,omitempty" json:"dsn,omitempty"`
-	// PasswordFile: as SourceSpec's.
-	PasswordFile string `yaml:"password_file,omitempty" json:"password_file,omitempty"`
-	// Kafka (type: kafka), see kafka.go.
-	KafkaSpec `yaml:",inline" json:",inline"`
-}
-
-// ConnDSN is the DSN to connect with (see SourceSpec.ConnDSN).
-func (d DestinationSpec) ConnDSN() string { return withPasswordFile(d.DSN, d.PasswordFile) }
 
 // SyncSpec selects the phases. Unset fields default to true, except DDL.
 type SyncSpec struct {
@@ -98,12 +85,16 @@ type ObjectSpec struct {
 	Operations   map[string][]string `yaml:"operations,omitempty" json:"operations,omitempty"`
 	// Columns selects, per table, the columns synced (all when absent).
 	Columns map[string][]string `yaml:"columns,omitempty" json:"columns,omitempty"`
-	// Kafka: Topics maps tables to their own topic (the destination's
-	// topic otherwise), Partitions sets a created topic's partitions, and
-	// PartitionKey the columns hashed under partitioning: primary-key.
-	Topics       map[string]string   `yaml:"topics,omitempty" json:"topics,omitempty"`
-	Partitions   map[string]int      `yaml:"partitions,omitempty" json:"partitions,omitempty"`
-	PartitionKey map[string][]string `yaml:"partition_key,omitempty" json:"partition_key,omitempty"`
+	// Options are the destination type's own keys of the entry (Kafka's
+	// topics, partitions, partition_key), decoded by that type (nil:
+	// none); see objects.go.
+	Options ObjectOptions `yaml:"-" json:"-"`
+
+	// The entry's other keys, until the destination's type decodes them
+	// (TaskSpec.bindObjectOptions), and what that found wrong.
+	extraYAML *yaml.Node
+	extraJSON rawOptions
+	problems  SpecErrors
 }
 
 // RetrySpec sets how long a task retries before it fails (invariant 7).
@@ -317,6 +308,7 @@ func ParseTaskSpec(data []byte) (*TaskSpec, error) {
 	if err := dec.Decode(&extra); err == nil {
 		return nil, errors.New("invalid task spec: more than one YAML document; put one task per file")
 	}
+	spec.bindObjectOptions()
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
@@ -324,17 +316,13 @@ func ParseTaskSpec(data []byte) (*TaskSpec, error) {
 }
 
 var yamlTypeNames = map[string]string{
-	"proto.TaskSpec":        "",
-	"proto.SourceSpec":      "source.",
-	"proto.DestinationSpec": "destination.",
-	"proto.KafkaSpec":       "destination.",
-	"proto.KafkaTLS":        "destination.tls.",
-	"proto.KafkaSASL":       "destination.sasl.",
-	"proto.SyncSpec":        "sync.",
-	"proto.ObjectSpec":      "objects[].",
-	"proto.RetrySpec":       "retry.",
-	"proto.ThrottleSpec":    "throttle.",
-	"proto.RateSpec":        "throttle.<phase>.",
+	"proto.TaskSpec":     "",
+	"proto.SourceSpec":   "source.",
+	"proto.SyncSpec":     "sync.",
+	"proto.ObjectSpec":   "objects[].",
+	"proto.RetrySpec":    "retry.",
+	"proto.ThrottleSpec": "throttle.",
+	"proto.RateSpec":     "throttle.<phase>.",
 }
 
 var unknownFieldRe = regexp.MustCompile(`line (\d+): field (\S+) not found in type (\S+)`)
@@ -372,47 +360,20 @@ func (s *TaskSpec) Validate() error {
 	} else if err := ValidateTaskName(s.Name); err != nil {
 		add("name", "%v", err)
 	}
-	for _, pf := range []struct{ field, path string }{{"source.password_file", s.Source.PasswordFile}, {"destination.password_file", s.Destination.PasswordFile}} {
-		if pf.path != "" && (!strings.HasPrefix(pf.path, "/") || strings.ContainsAny(pf.path, "}\n")) {
-			add(pf.field, "must be an absolute path (a file on every node that runs the task)")
+	if pf := s.Source.PasswordFile; pf != "" {
+		if err := CheckPasswordFile(pf); err != nil {
+			add("source.password_file", "%v", err)
 		}
-	}
-	if s.Destination.PasswordFile != "" && s.Destination.Type == "kafka" {
-		add("destination.password_file", "is for a PostgreSQL destination; a Kafka destination takes sasl.password_file")
 	}
 	if s.Source.DSN == "" {
 		add("source.dsn", "is required (a PostgreSQL URL like postgres://user:pass@host:5432/db)")
-	} else if err := checkPostgresDSN(s.Source.DSN); err != nil {
+	} else if err := CheckPostgresDSN(s.Source.DSN); err != nil {
 		add("source.dsn", "%v", err)
 	}
-	switch s.Destination.Type {
-	case "":
-		add("destination.type", "is required (postgres or kafka)")
-	case "postgres":
-		if s.Destination.DSN == "" {
-			add("destination.dsn", "is required")
-		} else if err := checkPostgresDSN(s.Destination.DSN); err != nil {
-			add("destination.dsn", "%v", err)
-		}
-	case "kafka":
-		s.Destination.KafkaSpec.validate(s.Destination.DSN, add)
-		if s.Sync.SchemaEnabled() && s.ConflictPolicy() == "ignore" {
-			add("conflicting_tables", "does not apply to a kafka destination (topics hold messages, not tables)")
-		}
-	case "adbpg", "polardb-o", "doris":
-		add("destination.type", "%q is not available yet; this version writes to postgres and kafka", s.Destination.Type)
-	default:
-		add("destination.type", "unknown type %q (one of: postgres, kafka)", s.Destination.Type)
-	}
-	if s.Destination.Type == "kafka" {
-		for i := range s.Objects {
-			validateKafkaObjects(i, &s.Objects[i], add)
-		}
-	} else {
-		for i, o := range s.Objects {
-			if len(o.Topics) > 0 || len(o.Partitions) > 0 || len(o.PartitionKey) > 0 {
-				add(fmt.Sprintf("objects[%d]", i), "topics, partitions and partition_key are for a kafka destination")
-			}
+	s.Destination.validate(s, add)
+	for _, o := range s.Objects {
+		for _, p := range o.problems {
+			add(p.Field, "%s", p.Msg)
 		}
 	}
 	if !s.Sync.SchemaEnabled() && !s.Sync.FullEnabled() && !s.Sync.IncrementalEnabled() {
@@ -601,7 +562,18 @@ func (s *TaskSpec) ConflictPolicy() string {
 	return s.ConflictingTables
 }
 
-func checkPostgresDSN(dsn string) error {
+// CheckPasswordFile checks a password_file setting: an absolute path,
+// which a ${file:...} reference can hold.
+func CheckPasswordFile(path string) error {
+	if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, "}\n") {
+		return errors.New("must be an absolute path (a file on every node that runs the task)")
+	}
+	return nil
+}
+
+// CheckPostgresDSN checks that dsn has the form of a PostgreSQL
+// connection string.
+func CheckPostgresDSN(dsn string) error {
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
 		return nil
 	}
@@ -614,8 +586,7 @@ func checkPostgresDSN(dsn string) error {
 // Redacted returns a copy safe to log or show: passwords in DSNs masked.
 func (s TaskSpec) Redacted() TaskSpec {
 	s.Source.DSN = RedactDSN(s.Source.DSN)
-	s.Destination.DSN = RedactDSN(s.Destination.DSN)
-	s.Destination.KafkaSpec = s.Destination.KafkaSpec.redacted()
+	s.Destination = s.Destination.redacted()
 	if s.Alerts != nil {
 		a := *s.Alerts
 		a.Webhook = RedactURL(a.Webhook)
@@ -626,3 +597,6 @@ func (s TaskSpec) Redacted() TaskSpec {
 
 // poolName is what a task's cluster (node pool) may be called.
 var poolName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$`)
+
+// Invalid reports a duration that did not parse (Validate names its field).
+func (d Duration) Invalid() bool { return d == invalidDuration }

@@ -21,16 +21,15 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicedb/sluice/internal/testenv"
-	"github.com/sluicedb/sluice/proto"
 )
 
 // writeOne writes one insert through a new sink with spec's security
 // settings and reads it back: the whole path (Open, the offsets topic,
 // the transactional producer, the data topic) ran authenticated.
-func writeOne(t *testing.T, k *testenv.Kafka, mod func(*proto.KafkaSpec)) {
+func writeOne(t *testing.T, k *testenv.Kafka, mod func(*Config)) {
 	t.Helper()
 	ctx := context.Background()
-	s := openSink(t, k, "t.apply.0", func(o *Options) { mod(&o.Spec) })
+	s := openSink(t, k, "t.apply.0", func(o *Options) { mod(&o.Config) })
 	if _, err := s.Offsets(ctx, "t"); err != nil {
 		t.Fatal(err)
 	}
@@ -45,12 +44,12 @@ func writeOne(t *testing.T, k *testenv.Kafka, mod func(*proto.KafkaSpec)) {
 // openFails opens a sink with spec's security settings and asks it for
 // the task's offsets (the first use of the transactional producer),
 // expecting one of them to fail; it returns the error.
-func openFails(t *testing.T, k *testenv.Kafka, mod func(*proto.KafkaSpec)) error {
+func openFails(t *testing.T, k *testenv.Kafka, mod func(*Config)) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	opts := Options{Task: "t", Spec: proto.KafkaSpec{Brokers: k.Brokers, Topic: "cdc"}, Database: "db", TransactionalID: "t.apply.1"}
-	mod(&opts.Spec)
+	opts := Options{Task: "t", Config: Config{Brokers: k.Brokers, Topic: "cdc"}, Database: "db", TransactionalID: "t.apply.1"}
+	mod(&opts.Config)
 	s, err := Open(ctx, opts)
 	if err != nil {
 		return err
@@ -70,11 +69,11 @@ func TestSinkSASL(t *testing.T) {
 		t.Run(mech, func(t *testing.T) {
 			t.Parallel()
 			k := testenv.NewKafkaSASL(t, mech, "sluice", "s3cret")
-			writeOne(t, k, func(s *proto.KafkaSpec) {
-				s.SASL = &proto.KafkaSASL{Mechanism: mech, User: "sluice", Password: "s3cret"}
+			writeOne(t, k, func(s *Config) {
+				s.SASL = &SASLConfig{Mechanism: mech, User: "sluice", Password: "s3cret"}
 			})
-			err := openFails(t, k, func(s *proto.KafkaSpec) {
-				s.SASL = &proto.KafkaSASL{Mechanism: mech, User: "sluice", Password: "wrong"}
+			err := openFails(t, k, func(s *Config) {
+				s.SASL = &SASLConfig{Mechanism: mech, User: "sluice", Password: "wrong"}
 			})
 			t.Logf("wrong password: %v", err)
 			checkConnectError(t, err, k)
@@ -86,7 +85,7 @@ func TestSinkSASL(t *testing.T) {
 			}
 			// Without credentials the broker answers nothing but the
 			// handshake: the success above was SASL's doing.
-			err = openFails(t, k, func(*proto.KafkaSpec) {})
+			err = openFails(t, k, func(*Config) {})
 			t.Logf("no credentials: %v", err)
 			checkConnectError(t, err, k)
 		})
@@ -205,16 +204,16 @@ func TestSinkTLS(t *testing.T) {
 		t.Parallel()
 		k := testenv.NewKafka(t, kfake.TLS(p.serverTLS(false)))
 		p.readerTLS(t, k)
-		writeOne(t, k, func(s *proto.KafkaSpec) { s.TLS = &proto.KafkaTLS{CAFile: p.caFile} })
+		writeOne(t, k, func(s *Config) { s.TLS = &TLSConfig{CAFile: p.caFile} })
 		// The system's roots do not know the test CA.
-		err := openFails(t, k, func(s *proto.KafkaSpec) { s.TLS = &proto.KafkaTLS{} })
+		err := openFails(t, k, func(s *Config) { s.TLS = &TLSConfig{} })
 		t.Logf("no CA: %v", err)
 		checkConnectError(t, err, k)
 		if !strings.Contains(err.Error(), "certificate signed by unknown authority") {
 			t.Errorf("error %q, want a certificate error", err)
 		}
 		// Plaintext to a TLS listener gets no answer it can read.
-		err = openFails(t, k, func(*proto.KafkaSpec) {})
+		err = openFails(t, k, func(*Config) {})
 		t.Logf("no TLS: %v", err)
 		checkConnectError(t, err, k)
 	})
@@ -222,10 +221,10 @@ func TestSinkTLS(t *testing.T) {
 		t.Parallel()
 		k := testenv.NewKafka(t, kfake.TLS(p.serverTLS(true)))
 		p.readerTLS(t, k)
-		writeOne(t, k, func(s *proto.KafkaSpec) {
-			s.TLS = &proto.KafkaTLS{CAFile: p.caFile, CertFile: p.clientCert, KeyFile: p.clientKey}
+		writeOne(t, k, func(s *Config) {
+			s.TLS = &TLSConfig{CAFile: p.caFile, CertFile: p.clientCert, KeyFile: p.clientKey}
 		})
-		err := openFails(t, k, func(s *proto.KafkaSpec) { s.TLS = &proto.KafkaTLS{CAFile: p.caFile} })
+		err := openFails(t, k, func(s *Config) { s.TLS = &TLSConfig{CAFile: p.caFile} })
 		t.Logf("no client certificate: %v", err)
 		checkConnectError(t, err, k)
 		if !strings.Contains(err.Error(), "certificate") {
@@ -236,9 +235,9 @@ func TestSinkTLS(t *testing.T) {
 		t.Parallel()
 		k := testenv.NewKafkaSASL(t, "SCRAM-SHA-512", "sluice", "s3cret", kfake.TLS(p.serverTLS(false)))
 		p.readerTLS(t, k)
-		writeOne(t, k, func(s *proto.KafkaSpec) {
-			s.TLS = &proto.KafkaTLS{CAFile: p.caFile}
-			s.SASL = &proto.KafkaSASL{Mechanism: "SCRAM-SHA-512", User: "sluice", Password: "s3cret"}
+		writeOne(t, k, func(s *Config) {
+			s.TLS = &TLSConfig{CAFile: p.caFile}
+			s.SASL = &SASLConfig{Mechanism: "SCRAM-SHA-512", User: "sluice", Password: "s3cret"}
 		})
 	})
 }

@@ -12,41 +12,53 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"github.com/sluicedb/sluice/apply"
 	"github.com/sluicedb/sluice/internal/secret"
 	"github.com/sluicedb/sluice/proto"
 )
 
-// Check is one precheck finding about a Kafka destination: Problem empty
-// means it passed, with Found saying what it saw.
-type Check struct {
-	ID, Found, Problem, Fix string
+// Precheck checks a Kafka destination for a task: the names its tables
+// get, then what the task needs of the brokers (probe).
+func (destination) Precheck(ctx context.Context, spec *proto.TaskSpec, src *proto.SourceFacts, c *proto.Checks) {
+	cfg := configOf(spec)
+	apply.CheckNaming(spec, src.Tables, c)
+	topics := map[string]int{}
+	for _, t := range src.Tables {
+		topics[topicFor(spec, cfg, t)] = partitionsFor(spec, cfg, t)
+	}
+	if t := cfg.DDLTopic; t != "" && spec.Sync.DDLEnabled() {
+		topics[t] = max(topics[t], 1)
+	}
+	topics[cfg.OffsetsTopicName()] = 1
+	if cfg.Heartbeat && spec.Sync.IncrementalEnabled() {
+		topics[cfg.HeartbeatTopicName()] = max(topics[cfg.HeartbeatTopicName()], 1)
+	}
+	probe(ctx, Options{Task: spec.Name, Config: *cfg}, topics, c)
 }
 
-// Probe checks what a task needs of the brokers, creating nothing: they
+// probe checks what a task needs of the brokers, creating nothing: they
 // answer, the topics exist or may be created (topics: name → partitions),
 // transactions work when exactly_once is on, and the schema registry
 // answers.
-func Probe(ctx context.Context, opts Options, topics map[string]int) []Check {
-	var out []Check
-	fail := func(id, problem, fix string) { out = append(out, Check{ID: id, Problem: problem, Fix: fix}) }
-	pass := func(id, found string) { out = append(out, Check{ID: id, Found: found}) }
+func probe(ctx context.Context, opts Options, topics map[string]int, c *proto.Checks) {
+	fail, pass := c.Fail, c.Pass
 	cfg, err := opts.saramaConfig("")
 	if err != nil {
 		fail("destination.connect", err.Error(), "fix the destination's settings")
-		return out
+		return
 	}
-	client, err := connect(ctx, opts.Spec.Brokers, cfg)
+	client, err := connect(ctx, opts.Config.Brokers, cfg)
 	if err != nil {
 		fail("destination.connect", err.Error(), "check destination.brokers and that the brokers are reachable from every Sluice node; with TLS or SASL, check destination.tls and destination.sasl")
-		return out
+		return
 	}
 	defer client.Close()
-	pass("destination.connect", fmt.Sprintf("connected to %d broker(s) at %s", len(client.Brokers()), strings.Join(opts.Spec.Brokers, ",")))
+	pass("destination.connect", fmt.Sprintf("connected to %d broker(s) at %s", len(client.Brokers()), strings.Join(opts.Config.Brokers, ",")))
 
 	admin, err := sarama.NewClusterAdminFromClient(client)
 	if err != nil {
 		fail("destination.topics", "cannot open an admin connection: "+err.Error(), "")
-		return out
+		return
 	}
 	var created, existing, refused []string
 	for _, topic := range slices.Sorted(maps.Keys(topics)) {
@@ -54,7 +66,7 @@ func Probe(ctx context.Context, opts Options, topics map[string]int) []Check {
 			existing = append(existing, topic)
 			continue
 		}
-		err := admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: int32(max(1, topics[topic])), ReplicationFactor: replicationFactor(opts.Spec)}, true)
+		err := admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: int32(max(1, topics[topic])), ReplicationFactor: replicationFactor(opts.Config)}, true)
 		if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
 			refused = append(refused, fmt.Sprintf("%s (%v)", topic, err))
 			continue
@@ -75,11 +87,11 @@ func Probe(ctx context.Context, opts Options, topics map[string]int) []Check {
 		pass("destination.topics", found)
 	}
 
-	if opts.Spec.ExactlyOnceEnabled() {
+	if opts.Config.ExactlyOnceEnabled() {
 		pcfg, err := opts.saramaConfig("sluice." + opts.Task + ".precheck")
 		if err == nil {
 			var p sarama.SyncProducer
-			if p, err = sarama.NewSyncProducer(opts.Spec.Brokers, pcfg); err == nil {
+			if p, err = sarama.NewSyncProducer(opts.Config.Brokers, pcfg); err == nil {
 				p.Close()
 			}
 		}
@@ -90,7 +102,7 @@ func Probe(ctx context.Context, opts Options, topics map[string]int) []Check {
 			pass("destination.transactions", "a transactional producer starts (exactly_once)")
 		}
 	}
-	if url := opts.Spec.SchemaRegistry; url != "" {
+	if url := opts.Config.SchemaRegistry; url != "" {
 		if resolved, err := secret.ResolveField(url); err != nil {
 			fail("destination.schema_registry", err.Error(), "give the registry's password inline or by ${env:NAME} / ${file:/path} present on every node")
 		} else if err := pingRegistry(ctx, resolved); err != nil {
@@ -99,10 +111,9 @@ func Probe(ctx context.Context, opts Options, topics map[string]int) []Check {
 			pass("destination.schema_registry", "the schema registry answers")
 		}
 	}
-	return out
 }
 
-func replicationFactor(k proto.KafkaSpec) int16 {
+func replicationFactor(k Config) int16 {
 	if k.ReplicationFactor == 0 {
 		return -1 // the brokers' default.replication.factor
 	}

@@ -19,8 +19,8 @@ import (
 
 // Options configure a sink.
 type Options struct {
-	Task string
-	Spec proto.KafkaSpec
+	Task   string
+	Config Config
 	// Database is the source database's name, which messages carry.
 	Database string
 	// Routes gives destination tables (TableID.Key) their topic,
@@ -56,7 +56,7 @@ func (o *Options) route(t proto.TableID) Route {
 		r.Topic = o.DefaultTopic
 	}
 	if r.Partitions <= 0 {
-		r.Partitions = max(1, o.Spec.TopicPartitions)
+		r.Partitions = max(1, o.Config.TopicPartitions)
 	}
 	return r
 }
@@ -69,7 +69,7 @@ const defaultVersion = "2.8.0"
 // transactions (a reader, or exactly_once: false).
 func (o *Options) saramaConfig(txnID string) (*sarama.Config, error) {
 	cfg := sarama.NewConfig()
-	v := o.Spec.Version
+	v := o.Config.Version
 	if v == "" {
 		v = defaultVersion
 	}
@@ -78,7 +78,7 @@ func (o *Options) saramaConfig(txnID string) (*sarama.Config, error) {
 		return nil, fmt.Errorf("destination.version: %w", err)
 	}
 	cfg.Version = version
-	cfg.ClientID = o.Spec.ClientID
+	cfg.ClientID = o.Config.ClientID
 	if cfg.ClientID == "" {
 		cfg.ClientID = "sluice"
 	}
@@ -97,7 +97,7 @@ func (o *Options) saramaConfig(txnID string) (*sarama.Config, error) {
 	cfg.Producer.Idempotent = true
 	cfg.Producer.RequiredAcks = sarama.WaitForAll
 	cfg.Net.MaxOpenRequests = 1
-	switch proto.Choice(o.Spec.Acks, proto.KafkaAcks) {
+	switch choice(o.Config.Acks, AcksChoices) {
 	case "1":
 		cfg.Producer.Idempotent = false
 		cfg.Producer.RequiredAcks = sarama.WaitForLocal
@@ -117,7 +117,7 @@ func (o *Options) saramaConfig(txnID string) (*sarama.Config, error) {
 	cfg.Producer.MaxMessageBytes = 64 << 20 // the brokers' message.max.bytes decides
 	cfg.Producer.Flush.Bytes = 1 << 20
 	cfg.Producer.Flush.Frequency = 5 * time.Millisecond
-	switch proto.Choice(o.Spec.Compression, proto.KafkaCompressions) {
+	switch choice(o.Config.Compression, Compressions) {
 	case "none":
 		cfg.Producer.Compression = sarama.CompressionNone
 	case "gzip":
@@ -139,14 +139,14 @@ func (o *Options) saramaConfig(txnID string) (*sarama.Config, error) {
 	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
 	cfg.Consumer.Return.Errors = true
 
-	if t := o.Spec.TLS; t != nil {
+	if t := o.Config.TLS; t != nil {
 		tc, err := tlsConfig(t)
 		if err != nil {
 			return nil, err
 		}
 		cfg.Net.TLS.Enable, cfg.Net.TLS.Config = true, tc
 	}
-	if s := o.Spec.SASL; s != nil {
+	if s := o.Config.SASL; s != nil {
 		cfg.Net.SASL.Enable = true
 		pw, err := secret.ResolveField(s.PasswordRef())
 		if err != nil {
@@ -174,7 +174,7 @@ func (o *Options) saramaConfig(txnID string) (*sarama.Config, error) {
 	return cfg, nil
 }
 
-func tlsConfig(t *proto.KafkaTLS) (*tls.Config, error) {
+func tlsConfig(t *TLSConfig) (*tls.Config, error) {
 	tc := &tls.Config{InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // the user's explicit choice
 	if t.CAFile != "" {
 		pem, err := os.ReadFile(t.CAFile)

@@ -17,8 +17,8 @@ func TestSinkAcks(t *testing.T) {
 		t.Run("acks="+acks, func(t *testing.T) {
 			topic := "acks-" + acks
 			s := openSink(t, k, "t.apply.acks"+acks, func(o *Options) {
-				o.Spec.Acks, o.Spec.ExactlyOnce = acks, ptr(false)
-				o.Spec.OffsetsTopic = "offsets-" + topic // positions of its own
+				o.Config.Acks, o.Config.ExactlyOnce = acks, ptr(false)
+				o.Config.OffsetsTopic = "offsets-" + topic // positions of its own
 				o.DefaultTopic = topic
 			})
 			cfg, err := s.opts.saramaConfig("")
@@ -40,7 +40,7 @@ func TestSinkAcks(t *testing.T) {
 			}
 			// The positions went through the same producer.
 			s2 := openSink(t, k, "t.apply.acks"+acks, func(o *Options) {
-				o.Spec.Acks, o.Spec.ExactlyOnce, o.Spec.OffsetsTopic = acks, ptr(false), "offsets-"+topic
+				o.Config.Acks, o.Config.ExactlyOnce, o.Config.OffsetsTopic = acks, ptr(false), "offsets-"+topic
 			})
 			if offs, err := s2.Offsets(ctx, "t"); err != nil || offs[tableA.Key()] != pos(20, 0) {
 				t.Fatalf("offsets: %v %v", offs, err)

@@ -27,17 +27,17 @@ type heartbeatKey struct {
 // compared: positions are stored per table, by the table's group, and a
 // heartbeat writer's epoch is not comparable with another group's.
 func (s *Sink) WriteHeartbeat(ctx context.Context, task string, _ uint64, hb proto.Row) error {
-	if !s.opts.Heartbeats || !s.opts.Spec.Heartbeat {
+	if !s.opts.Heartbeats || !s.opts.Config.Heartbeat {
 		return nil
 	}
 	now := s.now()
 	s.mu.Lock()
-	due := s.lastHeartbeat.IsZero() || now.Sub(s.lastHeartbeat) >= s.opts.Spec.HeartbeatEvery()
+	due := s.lastHeartbeat.IsZero() || now.Sub(s.lastHeartbeat) >= s.opts.Config.HeartbeatEvery()
 	s.mu.Unlock()
 	if !due {
 		return nil
 	}
-	topic := s.opts.Spec.HeartbeatTopicName()
+	topic := s.opts.Config.HeartbeatTopicName()
 	if err := s.ensureTopic(topic, 1, map[string]*string{"cleanup.policy": ptr("compact")}); err != nil {
 		return err
 	}

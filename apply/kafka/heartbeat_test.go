@@ -19,12 +19,12 @@ func TestSinkHeartbeat(t *testing.T) {
 	hb := func(lsn uint64, after time.Duration) proto.Row {
 		return proto.Row{Op: proto.OpUpdate, Pos: pos(lsn, 0), CommitTimeUS: commitUS + after.Microseconds(), New: text("t", "now")}
 	}
-	for _, format := range proto.KafkaFormats {
+	for _, format := range Formats {
 		t.Run(format, func(t *testing.T) {
 			topic := "hb-" + format
 			s := openSink(t, k, "t.apply.hb."+format, func(o *Options) {
-				o.Spec.Format = format
-				o.Spec.Heartbeat, o.Spec.HeartbeatTopic = true, topic
+				o.Config.Format = format
+				o.Config.Heartbeat, o.Config.HeartbeatTopic = true, topic
 				o.Heartbeats = true
 			})
 			clock := time.Unix(1714557600, 0)
@@ -79,7 +79,7 @@ func TestSinkHeartbeat(t *testing.T) {
 	// The interval set in the spec counts, not the default.
 	t.Run("interval", func(t *testing.T) {
 		s := openSink(t, k, "t.apply.hb.interval", func(o *Options) {
-			o.Spec.Heartbeat, o.Spec.HeartbeatTopic, o.Spec.HeartbeatInterval = true, "hb-interval", proto.Duration(2*time.Second)
+			o.Config.Heartbeat, o.Config.HeartbeatTopic, o.Config.HeartbeatInterval = true, "hb-interval", proto.Duration(2*time.Second)
 			o.Heartbeats = true
 		})
 		clock := time.Unix(1714557600, 0)
@@ -99,12 +99,12 @@ func TestSinkHeartbeat(t *testing.T) {
 	// written, and the topic is not even created.
 	for name, mod := range map[string]func(*Options){
 		"off":        func(o *Options) { o.Heartbeats = true },
-		"other unit": func(o *Options) { o.Spec.Heartbeat = true },
+		"other unit": func(o *Options) { o.Config.Heartbeat = true },
 	} {
 		t.Run(name, func(t *testing.T) {
 			topic := "hb-none-" + map[string]string{"off": "off", "other unit": "other"}[name]
 			s := openSink(t, k, "t.apply.hb."+topic, func(o *Options) {
-				o.Spec.HeartbeatTopic = topic
+				o.Config.HeartbeatTopic = topic
 				mod(o)
 			})
 			for i := range 3 {

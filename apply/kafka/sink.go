@@ -55,14 +55,14 @@ type Sink struct {
 // Open connects to the brokers, makes sure the offsets topic exists, and
 // prepares the format's encoder. Producing starts at the first write.
 func Open(ctx context.Context, opts Options) (*Sink, error) {
-	if len(opts.Spec.Brokers) == 0 {
+	if len(opts.Config.Brokers) == 0 {
 		return nil, errors.New("kafka sink: brokers are required")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
 	if opts.DefaultTopic == "" {
-		opts.DefaultTopic = opts.Spec.Topic
+		opts.DefaultTopic = opts.Config.Topic
 	}
 	if opts.DefaultTopic == "" {
 		opts.DefaultTopic = opts.Task
@@ -71,27 +71,27 @@ func Open(ctx context.Context, opts Options) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	registry, err := secret.ResolveField(opts.Spec.SchemaRegistry)
+	registry, err := secret.ResolveField(opts.Config.SchemaRegistry)
 	if err != nil {
 		return nil, fmt.Errorf("destination.schema_registry: %w", err)
 	}
 	proto.ReplaceSecrets(registry, func(pw string) string { secret.Register(pw); return pw })
 	enc, err := NewEncoder(FormatConfig{
-		Format: proto.Choice(opts.Spec.Format, proto.KafkaFormats), SchemaRegistry: registry, TaskName: opts.Task,
+		Format: choice(opts.Config.Format, Formats), SchemaRegistry: registry, TaskName: opts.Task,
 	})
 	if err != nil {
 		return nil, err
 	}
-	client, err := connect(ctx, opts.Spec.Brokers, cfg)
+	client, err := connect(ctx, opts.Config.Brokers, cfg)
 	if err != nil {
 		return nil, err
 	}
 	s := &Sink{opts: opts, logger: opts.Logger, cfg: cfg, client: client, enc: enc, now: time.Now, partitions: map[string]int{}}
-	if err := s.ensureTopic(opts.Spec.OffsetsTopicName(), 1, map[string]*string{"cleanup.policy": ptr("compact")}); err != nil {
+	if err := s.ensureTopic(opts.Config.OffsetsTopicName(), 1, map[string]*string{"cleanup.policy": ptr("compact")}); err != nil {
 		client.Close()
 		return nil, err
 	}
-	if s.log, err = newOffsetLog(client, opts.Spec.OffsetsTopicName()); err != nil {
+	if s.log, err = newOffsetLog(client, opts.Config.OffsetsTopicName()); err != nil {
 		client.Close()
 		return nil, err
 	}
@@ -176,7 +176,7 @@ func (s *Sink) producer() (sarama.SyncProducer, error) {
 		return s.prod, nil
 	}
 	txnID := ""
-	if s.opts.Spec.ExactlyOnceEnabled() {
+	if s.opts.Config.ExactlyOnceEnabled() {
 		txnID = s.opts.TransactionalID
 	}
 	p, err := s.newProducer(txnID)
@@ -192,7 +192,7 @@ func (s *Sink) newProducer(txnID string) (sarama.SyncProducer, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := sarama.NewSyncProducer(s.opts.Spec.Brokers, cfg)
+	p, err := sarama.NewSyncProducer(s.opts.Config.Brokers, cfg)
 	if err != nil {
 		return nil, classify(fmt.Errorf("start kafka producer %q: %w", txnID, err))
 	}
@@ -453,8 +453,8 @@ func (s *Sink) ApplyDDL(ctx context.Context, task string, epoch uint64, ev *prot
 	if !ev.WaitOnly && (ops == nil || slices.ContainsFunc(ev.Operations(), ops.Has)) {
 		route := s.opts.route(table)
 		topic := route.Topic
-		if s.opts.Spec.DDLTopic != "" {
-			topic = s.opts.Spec.DDLTopic
+		if s.opts.Config.DDLTopic != "" {
+			topic = s.opts.Config.DDLTopic
 		}
 		if err := s.ensureTopic(topic, route.Partitions, nil); err != nil {
 			return err

@@ -43,7 +43,7 @@ func insert(p proto.Position, id, v string) proto.Row {
 
 func openSink(t *testing.T, k *testenv.Kafka, unit string, mod func(*Options)) *Sink {
 	t.Helper()
-	opts := Options{Task: "t", Spec: proto.KafkaSpec{Brokers: k.Brokers, Topic: "cdc"}, Database: "db", TransactionalID: unit}
+	opts := Options{Task: "t", Config: Config{Brokers: k.Brokers, Topic: "cdc"}, Database: "db", TransactionalID: unit}
 	if mod != nil {
 		mod(&opts)
 	}
@@ -137,7 +137,7 @@ func TestSinkPartitioning(t *testing.T) {
 		t.Run(policy, func(t *testing.T) {
 			topic := "p-" + policy
 			s := openSink(t, k, "t.apply."+policy, func(o *Options) {
-				o.Spec.Partitioning = policy
+				o.Config.Partitioning = policy
 				o.Routes = map[string]Route{tableA.Key(): {Topic: topic, Partitions: 4}}
 			})
 			var rows []proto.Row
@@ -175,11 +175,11 @@ func TestSinkPartitioning(t *testing.T) {
 func TestSinkCompression(t *testing.T) {
 	k := testenv.NewKafka(t)
 	ctx := context.Background()
-	for _, codec := range proto.KafkaCompressions {
+	for _, codec := range Compressions {
 		t.Run(codec, func(t *testing.T) {
 			topic := "z-" + codec
 			s := openSink(t, k, "t.apply."+codec, func(o *Options) {
-				o.Spec.Compression = codec
+				o.Config.Compression = codec
 				o.DefaultTopic = topic
 			})
 			big := strings.Repeat("compressible ", 500)
@@ -237,7 +237,7 @@ func TestSinkDDLMessages(t *testing.T) {
 		return out
 	}
 
-	s := openSink(t, k, "t.apply.0", func(o *Options) { o.Spec.DDLTopic = "cdc-ddl" })
+	s := openSink(t, k, "t.apply.0", func(o *Options) { o.Config.DDLTopic = "cdc-ddl" })
 	ops, err := proto.NewDDLOpSet([]string{proto.DDLAddColumn, proto.DDLDropColumn})
 	if err != nil {
 		t.Fatal(err)
@@ -258,7 +258,7 @@ func TestSinkDDLMessages(t *testing.T) {
 	}
 
 	// No DDL topic: the table's own. All operations by default.
-	s = openSink(t, k, "u.apply.0", func(o *Options) { o.Task, o.Spec.Topic = "u", "u-cdc" })
+	s = openSink(t, k, "u.apply.0", func(o *Options) { o.Task, o.Config.Topic = "u", "u-cdc" })
 	for _, ev := range []*proto.DDLEvent{addColumn, createIndex} {
 		if err := s.ApplyDDL(ctx, "u", 1, ev, nil, nil); err != nil {
 			t.Fatal(err)

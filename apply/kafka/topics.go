@@ -34,7 +34,7 @@ func (s *Sink) ensureTopic(topic string, partitions int, configs map[string]*str
 		return err
 	}
 	n := int32(max(1, partitions))
-	err = admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: n, ReplicationFactor: replicationFactor(s.opts.Spec), ConfigEntries: configs}, false)
+	err = admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: n, ReplicationFactor: replicationFactor(s.opts.Config), ConfigEntries: configs}, false)
 	switch {
 	case errors.Is(err, sarama.ErrTopicAlreadyExists): // created meanwhile, by another unit
 		got, err := describePartitions(admin, topic)
@@ -81,7 +81,7 @@ func (s *Sink) clusterAdmin() (sarama.ClusterAdmin, error) {
 	if s.admin != nil {
 		return s.admin, nil
 	}
-	a, err := sarama.NewClusterAdmin(s.opts.Spec.Brokers, s.cfg)
+	a, err := sarama.NewClusterAdmin(s.opts.Config.Brokers, s.cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kafka admin connection: %w", err)
 	}
@@ -121,7 +121,7 @@ func (s *Sink) partitionOf(pl placement, ev *Event) int32 {
 		return 0
 	}
 	h := fnvOffset
-	switch proto.Choice(s.opts.Spec.Partitioning, proto.KafkaPartitionings) {
+	switch choice(s.opts.Config.Partitioning, Partitionings) {
 	case "single":
 		return 0
 	case "table":
@@ -193,7 +193,7 @@ func (s *Sink) ApplyPreData(_ context.Context, sc *proto.Schema) error {
 			return err
 		}
 	}
-	if t := s.opts.Spec.DDLTopic; t != "" {
+	if t := s.opts.Config.DDLTopic; t != "" {
 		return s.ensureTopic(t, 1, nil)
 	}
 	return nil

@@ -543,7 +543,7 @@ func printStatus(w io.Writer, st *proto.TaskStatus, now time.Time) error {
 	line("phase", "%s", st.Phase)
 	line("state", "%s", st.State)
 	line("source", "%s", st.Spec.Source.DSN)
-	line("destination", "%s %s", st.Spec.Destination.Type, st.Spec.Destination.DSN)
+	line("destination", "%s", st.Spec.Destination.String())
 	line("full", "%s", fullLong(st.Full))
 	if st.Full.TablesTotal > 0 {
 		line("tables", "%d/%d", st.Full.TablesDone, st.Full.TablesTotal)

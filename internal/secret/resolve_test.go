@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/sluicedb/sluice/proto"
+	"github.com/sluicedb/sluice/proto/prototest"
 )
 
 func TestResolveAndSeal(t *testing.T) {
@@ -49,35 +50,33 @@ func TestResolveAndSeal(t *testing.T) {
 	}
 	spec := proto.TaskSpec{
 		Source:      proto.SourceSpec{DSN: "postgres://repl:p@ss/w?rd@10.0.0.5:5432/shop"},
-		Destination: proto.DestinationSpec{Type: "postgres", DSN: "host=h user=u password='s3 cr\\'t' dbname=d"},
+		Destination: proto.NewDestination(prototest.Type, &prototest.Config{DSN: "host=h user=u password='s3 cr\\'t' dbname=d", Password: "${env:SLUICE_TEST_PW}"}),
 		Alerts:      &proto.AlertSpec{Webhook: "https://hooks.example.com/x?token=t0k3n"},
 	}
-	spec.Destination.SASL = &proto.KafkaSASL{Mechanism: "PLAIN", User: "u", Password: "${env:SLUICE_TEST_PW}"}
-	orig := spec
-	orig.Alerts = &proto.AlertSpec{Webhook: spec.Alerts.Webhook}
-	sealed := spec
+	orig := spec.Clone()
+	sealed := spec.Clone()
 	if err := SealSpec(&sealed, func(s string) (string, error) { return kr.Seal(id, s) }); err != nil {
 		t.Fatal(err)
 	}
 	for _, leak := range []string{"p@ss/w?rd", "s3 cr", "t0k3n"} {
-		if strings.Contains(sealed.Source.DSN+sealed.Destination.DSN+sealed.Alerts.Webhook, leak) {
+		if strings.Contains(sealed.Source.DSN+prototest.ConfigOf(&sealed).DSN+sealed.Alerts.Webhook, leak) {
 			t.Errorf("sealed spec holds %q: %+v", leak, sealed)
 		}
 	}
 	if !strings.HasPrefix(sealed.Source.DSN, "postgres://repl:${sealed:v1:") || !strings.HasSuffix(sealed.Source.DSN, "@10.0.0.5:5432/shop") {
 		t.Errorf("sealed DSN %q lost its shape", sealed.Source.DSN)
 	}
-	if sealed.Destination.SASL.Password != "${env:SLUICE_TEST_PW}" {
-		t.Errorf("a reference was sealed: %q", sealed.Destination.SASL.Password)
+	if prototest.ConfigOf(&sealed).Password != "${env:SLUICE_TEST_PW}" {
+		t.Errorf("a reference was sealed: %q", prototest.ConfigOf(&sealed).Password)
 	}
 	if got := proto.RedactDSN(sealed.Source.DSN); got != "postgres://repl:xxxxx@10.0.0.5:5432/shop" {
 		t.Errorf("redacted sealed DSN: %q", got)
 	}
-	open := sealed
+	open := sealed.Clone()
 	if err := UnsealSpec(&open); err != nil {
 		t.Fatal(err)
 	}
-	if open.Source.DSN != orig.Source.DSN || open.Destination.DSN != orig.Destination.DSN || open.Alerts.Webhook != orig.Alerts.Webhook {
+	if open.Source.DSN != orig.Source.DSN || prototest.ConfigOf(&open).DSN != prototest.ConfigOf(&orig).DSN || open.Alerts.Webhook != orig.Alerts.Webhook {
 		t.Errorf("unsealed spec differs:\n%+v\n%+v", open, orig)
 	}
 	// The sealed DSN resolves to the inline one, as it was written.

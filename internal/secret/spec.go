@@ -7,11 +7,22 @@ import (
 	"github.com/sluicedb/sluice/proto"
 )
 
+// destinationSecrets are the fields of the spec's destination that may
+// hold secrets (the destination's config says which).
+func destinationSecrets(s *proto.TaskSpec) []proto.SecretField {
+	if s.Destination.Config == nil {
+		return nil
+	}
+	return s.Destination.Config.Secrets()
+}
+
 // SealSpec replaces the inline secrets of a spec by sealed references
-// (seal encrypts one secret's text), before the spec enters Raft: DSN
-// passwords, the Kafka SASL password, the schema registry's password and
-// the alert webhook (its URL may hold a token anywhere). References
-// (${env:...}, ${file:...}) and values sealed already stay as they are.
+// (seal encrypts one secret's text), before the spec enters Raft: the
+// source DSN's passwords, the destination's secrets (a DSN's passwords,
+// the Kafka SASL password, the schema registry's password) and the alert
+// webhook (its URL may hold a token anywhere). References (${env:...},
+// ${file:...}) and values sealed already stay as they are. The spec must
+// be the caller's own copy (TaskSpec.Clone): its fields change in place.
 func SealSpec(s *proto.TaskSpec, seal func(string) (string, error)) error {
 	var err error
 	one := func(v string) string {
@@ -26,15 +37,13 @@ func SealSpec(s *proto.TaskSpec, seal func(string) (string, error)) error {
 		return out
 	}
 	s.Source.DSN = proto.ReplaceSecrets(s.Source.DSN, one)
-	s.Destination.DSN = proto.ReplaceSecrets(s.Destination.DSN, one)
-	k := &s.Destination.KafkaSpec
-	if k.SASL != nil {
-		sasl := *k.SASL
-		sasl.Password = one(sasl.Password)
-		k.SASL = &sasl
-	}
-	if strings.Contains(k.SchemaRegistry, "://") {
-		k.SchemaRegistry = proto.ReplaceSecrets(k.SchemaRegistry, one)
+	for _, f := range destinationSecrets(s) {
+		switch {
+		case f.Kind == proto.SecretValue:
+			*f.Value = one(*f.Value)
+		case strings.Contains(*f.Value, "://") || strings.Contains(*f.Value, "="):
+			*f.Value = proto.ReplaceSecrets(*f.Value, one)
+		}
 	}
 	if s.Alerts != nil {
 		a := *s.Alerts
@@ -46,6 +55,7 @@ func SealSpec(s *proto.TaskSpec, seal func(string) (string, error)) error {
 
 // UnsealSpec gives a spec its sealed secrets back, as they were written
 // (the spec as its user wrote it: to compare with a new one, or to use).
+// The spec must be the caller's own copy (TaskSpec.Clone).
 func UnsealSpec(s *proto.TaskSpec) error {
 	var err error
 	one := func(v string) string {
@@ -60,14 +70,9 @@ func UnsealSpec(s *proto.TaskSpec) error {
 		return out
 	}
 	s.Source.DSN = one(s.Source.DSN)
-	s.Destination.DSN = one(s.Destination.DSN)
-	k := &s.Destination.KafkaSpec
-	if k.SASL != nil {
-		sasl := *k.SASL
-		sasl.Password = one(sasl.Password)
-		k.SASL = &sasl
+	for _, f := range destinationSecrets(s) {
+		*f.Value = one(*f.Value)
 	}
-	k.SchemaRegistry = one(k.SchemaRegistry)
 	if s.Alerts != nil {
 		a := *s.Alerts
 		a.Webhook = one(a.Webhook)
@@ -125,12 +130,13 @@ func RegisterSpec(s *proto.TaskSpec) {
 		return v
 	}
 	proto.ReplaceSecrets(s.Source.DSN, note)
-	proto.ReplaceSecrets(s.Destination.DSN, note)
-	if k := s.Destination.KafkaSpec; k.SASL != nil {
-		note(k.SASL.Password)
-	}
-	if strings.Contains(s.Destination.SchemaRegistry, "://") {
-		proto.ReplaceSecrets(s.Destination.SchemaRegistry, note)
+	for _, f := range destinationSecrets(s) {
+		switch {
+		case f.Kind == proto.SecretValue:
+			note(*f.Value)
+		case strings.Contains(*f.Value, "://") || strings.Contains(*f.Value, "="):
+			proto.ReplaceSecrets(*f.Value, note)
+		}
 	}
 	if s.Alerts != nil && s.Alerts.Webhook != "" {
 		note(s.Alerts.Webhook)

@@ -1,15 +1,16 @@
-package proto
+package kafka
 
 import (
 	"fmt"
+	"github.com/sluicedb/sluice/proto"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
 )
 
-// KafkaSpec is a Kafka destination (destination.type: kafka). Its keys sit
-// beside type in the task's destination:
+// Config is the Kafka destination's block (destination.type: kafka). Its
+// keys sit beside type in the task's destination:
 //
 //	destination:
 //	  type: kafka
@@ -24,7 +25,7 @@ import (
 //	  heartbeat: true
 //	  heartbeat_topic: __sluice_heartbeat
 //	  heartbeat_interval: 10s
-type KafkaSpec struct {
+type Config struct {
 	Brokers []string `yaml:"brokers,omitempty" json:"brokers,omitempty"`
 	// Version is the brokers' Kafka version ("3.6.0"; default 2.8.0, the
 	// oldest with everything Sluice uses).
@@ -57,26 +58,26 @@ type KafkaSpec struct {
 	// HeartbeatTopic (default __sluice_heartbeat), keyed by the task, at
 	// most one per HeartbeatInterval (default 10s): readers see the
 	// stream alive and its source position move while the source is idle.
-	Heartbeat         bool     `yaml:"heartbeat,omitempty" json:"heartbeat,omitempty"`
-	HeartbeatTopic    string   `yaml:"heartbeat_topic,omitempty" json:"heartbeat_topic,omitempty"`
-	HeartbeatInterval Duration `yaml:"heartbeat_interval,omitempty" json:"heartbeat_interval,omitempty"`
+	Heartbeat         bool           `yaml:"heartbeat,omitempty" json:"heartbeat,omitempty"`
+	HeartbeatTopic    string         `yaml:"heartbeat_topic,omitempty" json:"heartbeat_topic,omitempty"`
+	HeartbeatInterval proto.Duration `yaml:"heartbeat_interval,omitempty" json:"heartbeat_interval,omitempty"`
 	// OffsetsTopic keeps the positions written (default
 	// __sluice_offsets, compacted).
-	OffsetsTopic string     `yaml:"offsets_topic,omitempty" json:"offsets_topic,omitempty"`
-	TLS          *KafkaTLS  `yaml:"tls,omitempty" json:"tls,omitempty"`
-	SASL         *KafkaSASL `yaml:"sasl,omitempty" json:"sasl,omitempty"`
+	OffsetsTopic string      `yaml:"offsets_topic,omitempty" json:"offsets_topic,omitempty"`
+	TLS          *TLSConfig  `yaml:"tls,omitempty" json:"tls,omitempty"`
+	SASL         *SASLConfig `yaml:"sasl,omitempty" json:"sasl,omitempty"`
 }
 
-// KafkaTLS turns TLS on for the brokers' connections.
-type KafkaTLS struct {
+// TLSConfig turns TLS on for the brokers' connections.
+type TLSConfig struct {
 	CAFile             string `yaml:"ca_file,omitempty" json:"ca_file,omitempty"`
 	CertFile           string `yaml:"cert_file,omitempty" json:"cert_file,omitempty"`
 	KeyFile            string `yaml:"key_file,omitempty" json:"key_file,omitempty"`
 	InsecureSkipVerify bool   `yaml:"insecure_skip_verify,omitempty" json:"insecure_skip_verify,omitempty"`
 }
 
-// KafkaSASL authenticates to the brokers.
-type KafkaSASL struct {
+// SASLConfig authenticates to the brokers.
+type SASLConfig struct {
 	// Mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
 	Mechanism string `yaml:"mechanism" json:"mechanism"`
 	User      string `yaml:"user" json:"user"`
@@ -88,7 +89,7 @@ type KafkaSASL struct {
 
 // PasswordRef is the password as a field to resolve: Password, or a
 // reference to PasswordFile.
-func (s *KafkaSASL) PasswordRef() string {
+func (s *SASLConfig) PasswordRef() string {
 	if s.PasswordFile != "" {
 		return "${file:" + s.PasswordFile + "}"
 	}
@@ -97,17 +98,17 @@ func (s *KafkaSASL) PasswordRef() string {
 
 // The Kafka destination's choices; the first of each is the default.
 var (
-	KafkaFormats       = []string{"debezium", "canal", "avro"}
-	KafkaPartitionings = []string{"primary-key", "table", "single"}
-	KafkaCompressions  = []string{"lz4", "none", "gzip", "snappy", "zstd"}
-	KafkaAcks          = []string{"all", "1", "0"}
+	Formats       = []string{"debezium", "canal", "avro"}
+	Partitionings = []string{"primary-key", "table", "single"}
+	Compressions  = []string{"lz4", "none", "gzip", "snappy", "zstd"}
+	AcksChoices   = []string{"all", "1", "0"}
 )
 
 // DefaultOffsetsTopic keeps Kafka destinations' positions.
 const DefaultOffsetsTopic = "__sluice_offsets"
 
 // OffsetsTopicName is the topic of the destination's positions.
-func (k *KafkaSpec) OffsetsTopicName() string {
+func (k *Config) OffsetsTopicName() string {
 	if k.OffsetsTopic != "" {
 		return k.OffsetsTopic
 	}
@@ -126,7 +127,7 @@ const (
 )
 
 // HeartbeatTopicName is the topic of heartbeat messages.
-func (k *KafkaSpec) HeartbeatTopicName() string {
+func (k *Config) HeartbeatTopicName() string {
 	if k.HeartbeatTopic != "" {
 		return k.HeartbeatTopic
 	}
@@ -134,7 +135,7 @@ func (k *KafkaSpec) HeartbeatTopicName() string {
 }
 
 // HeartbeatEvery is the shortest time between two heartbeat messages.
-func (k *KafkaSpec) HeartbeatEvery() time.Duration {
+func (k *Config) HeartbeatEvery() time.Duration {
 	if k.HeartbeatInterval <= 0 {
 		return DefaultHeartbeatInterval
 	}
@@ -142,50 +143,14 @@ func (k *KafkaSpec) HeartbeatEvery() time.Duration {
 }
 
 // ExactlyOnceEnabled: transactions unless turned off.
-func (k *KafkaSpec) ExactlyOnceEnabled() bool { return k.ExactlyOnce == nil || *k.ExactlyOnce }
+func (k *Config) ExactlyOnceEnabled() bool { return k.ExactlyOnce == nil || *k.ExactlyOnce }
 
-// Choice returns the value set, or the default (the first choice).
-func Choice(v string, choices []string) string {
+// choice returns the value set, or the default (the first choice).
+func choice(v string, choices []string) string {
 	if v == "" {
 		return choices[0]
 	}
 	return v
-}
-
-// TopicFor is the topic of a source table's messages.
-func (s *TaskSpec) TopicFor(t TableID) string {
-	for _, o := range s.Objects {
-		if o.Schema == t.Schema {
-			if topic := o.Topics[t.Name]; topic != "" {
-				return topic
-			}
-		}
-	}
-	if s.Destination.Topic != "" {
-		return s.Destination.Topic
-	}
-	return s.Name
-}
-
-// PartitionsFor is the partition count a created topic of table t gets.
-func (s *TaskSpec) PartitionsFor(t TableID) int {
-	for _, o := range s.Objects {
-		if o.Schema == t.Schema && o.Partitions[t.Name] > 0 {
-			return o.Partitions[t.Name]
-		}
-	}
-	return max(1, s.Destination.TopicPartitions)
-}
-
-// PartitionKeyOf is the columns hashed for table t's partition (nil: its
-// key).
-func (s *TaskSpec) PartitionKeyOf(t TableID) []string {
-	for _, o := range s.Objects {
-		if o.Schema == t.Schema && len(o.PartitionKey[t.Name]) > 0 {
-			return o.PartitionKey[t.Name]
-		}
-	}
-	return nil
 }
 
 // Kafka topic names: up to 249 of these characters.
@@ -193,10 +158,7 @@ var topicNameRe = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
 
 var kafkaVersionRe = regexp.MustCompile(`^\d+\.\d+\.\d+(\.\d+)?$`)
 
-func (k *KafkaSpec) validate(dsn string, add func(field, format string, args ...any)) {
-	if dsn != "" {
-		add("destination.dsn", "is for database destinations; a kafka destination takes brokers")
-	}
+func (k *Config) validate(add proto.AddProblem) {
 	if len(k.Brokers) == 0 {
 		add("destination.brokers", "is required (host:port of one or more brokers)")
 	}
@@ -218,17 +180,17 @@ func (k *KafkaSpec) validate(dsn string, add func(field, format string, args ...
 			add("destination."+field, "unknown value %q (one of: %s)", v, strings.Join(choices, ", "))
 		}
 	}
-	oneOf("format", k.Format, KafkaFormats)
-	oneOf("partitioning", k.Partitioning, KafkaPartitionings)
-	oneOf("compression", k.Compression, KafkaCompressions)
-	oneOf("acks", k.Acks, KafkaAcks)
+	oneOf("format", k.Format, Formats)
+	oneOf("partitioning", k.Partitioning, Partitionings)
+	oneOf("compression", k.Compression, Compressions)
+	oneOf("acks", k.Acks, AcksChoices)
 	if (k.Acks == "0" || k.Acks == "1") && k.ExactlyOnceEnabled() {
 		// Idempotence, and so transactions, needs acks from every in-sync
 		// replica: without it a retried write may land twice.
 		add("destination.acks", "%q needs exactly_once: false (transactions need acks: all); set exactly_once: false to trade exactly-once for speed, or use acks: all", k.Acks)
 	}
 	switch d := k.HeartbeatInterval; {
-	case d == invalidDuration:
+	case d.Invalid():
 		add("destination.heartbeat_interval", "must be a duration such as 10s or 1m")
 	case d != 0 && time.Duration(d) < MinHeartbeatInterval:
 		add("destination.heartbeat_interval", "must be at least %s, not %s", MinHeartbeatInterval, time.Duration(d))
@@ -236,7 +198,7 @@ func (k *KafkaSpec) validate(dsn string, add func(field, format string, args ...
 	if !k.Heartbeat && (k.HeartbeatTopic != "" || k.HeartbeatInterval != 0) {
 		add("destination.heartbeat", "heartbeat_topic and heartbeat_interval are set but heartbeat is off; set heartbeat: true")
 	}
-	if k.SchemaRegistry != "" && Choice(k.Format, KafkaFormats) != "avro" {
+	if k.SchemaRegistry != "" && choice(k.Format, Formats) != "avro" {
 		add("destination.schema_registry", "is for format avro")
 	}
 	if k.TopicPartitions < 0 || k.TopicPartitions > 10000 {
@@ -255,8 +217,10 @@ func (k *KafkaSpec) validate(dsn string, add func(field, format string, args ...
 		if s.Password != "" && s.PasswordFile != "" {
 			add("destination.sasl.password_file", "give password or password_file, not both")
 		}
-		if f := s.PasswordFile; f != "" && (!strings.HasPrefix(f, "/") || strings.ContainsAny(f, "}\n")) {
-			add("destination.sasl.password_file", "must be an absolute path (a file on every node that runs the task)")
+		if f := s.PasswordFile; f != "" {
+			if err := proto.CheckPasswordFile(f); err != nil {
+				add("destination.sasl.password_file", "%v", err)
+			}
 		}
 	}
 	if t := k.TLS; t != nil && (t.CertFile == "") != (t.KeyFile == "") {
@@ -264,22 +228,8 @@ func (k *KafkaSpec) validate(dsn string, add func(field, format string, args ...
 	}
 }
 
-func (k KafkaSpec) redacted() KafkaSpec {
-	if k.SASL != nil {
-		s := *k.SASL
-		if s.Password != "" {
-			s.Password = "xxxxx"
-		}
-		k.SASL = &s
-	}
-	if k.SchemaRegistry != "" {
-		k.SchemaRegistry = RedactDSN(k.SchemaRegistry)
-	}
-	return k
-}
-
-// validateKafkaObjects checks objects[i]'s Kafka mappings.
-func validateKafkaObjects(i int, o *ObjectSpec, add func(field, format string, args ...any)) {
+// validate checks objects[i]'s Kafka mappings.
+func (o *ObjectOptions) validate(i int, add proto.AddProblem) {
 	field := fmt.Sprintf("objects[%d]", i)
 	for table, topic := range o.Topics {
 		if !topicNameRe.MatchString(topic) {
@@ -296,4 +246,109 @@ func validateKafkaObjects(i int, o *ObjectSpec, add func(field, format string, a
 			add(field+".partition_key."+table, "names no column")
 		}
 	}
+}
+
+// ObjectOptions are the Kafka destination's keys of an objects entry.
+type ObjectOptions struct {
+	// Topics maps tables to their own topic (the destination's topic
+	// otherwise).
+	Topics map[string]string `yaml:"topics,omitempty" json:"topics,omitempty"`
+	// Partitions sets a created topic's partitions, per table.
+	Partitions map[string]int `yaml:"partitions,omitempty" json:"partitions,omitempty"`
+	// PartitionKey names the columns hashed under partitioning:
+	// primary-key, per table (default: the table's key).
+	PartitionKey map[string][]string `yaml:"partition_key,omitempty" json:"partition_key,omitempty"`
+}
+
+// String names the brokers (shown with the task).
+func (k *Config) String() string { return strings.Join(k.Brokers, ",") }
+
+// Validate checks the block and the spec's Kafka keys in objects
+// (proto.DestinationConfig).
+func (k *Config) Validate(spec *proto.TaskSpec, add proto.AddProblem) {
+	k.validate(add)
+	if spec.Sync.SchemaEnabled() && spec.ConflictPolicy() == "ignore" {
+		add("conflicting_tables", "does not apply to a kafka destination (topics hold messages, not tables)")
+	}
+	for i := range spec.Objects {
+		if o, ok := spec.Objects[i].Options.(*ObjectOptions); ok {
+			o.validate(i, add)
+		}
+	}
+}
+
+// Secrets are the SASL password and the schema registry's URL
+// (proto.DestinationConfig).
+func (k *Config) Secrets() []proto.SecretField {
+	out := []proto.SecretField{{Name: "schema_registry", Value: &k.SchemaRegistry, Kind: proto.SecretInDSN}}
+	if k.SASL != nil {
+		out = append(out, proto.SecretField{Name: "sasl.password", Value: &k.SASL.Password, Kind: proto.SecretValue})
+	}
+	return out
+}
+
+// objectOptions returns the Kafka keys of t's objects entry (nil: none).
+func objectOptions(spec *proto.TaskSpec, t proto.TableID) *ObjectOptions {
+	o, _ := spec.ObjectOptionsFor(t.Schema).(*ObjectOptions)
+	return o
+}
+
+// topicFor is the topic of a source table's messages.
+func topicFor(spec *proto.TaskSpec, cfg *Config, t proto.TableID) string {
+	if o := objectOptions(spec, t); o != nil && o.Topics[t.Name] != "" {
+		return o.Topics[t.Name]
+	}
+	if cfg.Topic != "" {
+		return cfg.Topic
+	}
+	return spec.Name
+}
+
+// partitionsFor is the partition count a created topic of table t gets.
+func partitionsFor(spec *proto.TaskSpec, cfg *Config, t proto.TableID) int {
+	if o := objectOptions(spec, t); o != nil && o.Partitions[t.Name] > 0 {
+		return o.Partitions[t.Name]
+	}
+	return max(1, cfg.TopicPartitions)
+}
+
+// partitionKeyOf is the columns hashed for table t's partition (nil: its
+// key).
+func partitionKeyOf(spec *proto.TaskSpec, t proto.TableID) []string {
+	if o := objectOptions(spec, t); o != nil && len(o.PartitionKey[t.Name]) > 0 {
+		return o.PartitionKey[t.Name]
+	}
+	return nil
+}
+
+// routesOf gives every table named in the spec's Kafka object keys its
+// topic, partitions and partition key, under its source and its
+// destination name (schema sync looks tables up by the first, changes by
+// the second).
+func routesOf(spec *proto.TaskSpec, cfg *Config) map[string]Route {
+	names := spec.Names()
+	routes := map[string]Route{}
+	for _, o := range spec.Objects {
+		opts, _ := o.Options.(*ObjectOptions)
+		if opts == nil {
+			continue
+		}
+		seen := map[string]bool{}
+		for t := range opts.Topics {
+			seen[t] = true
+		}
+		for t := range opts.Partitions {
+			seen[t] = true
+		}
+		for t := range opts.PartitionKey {
+			seen[t] = true
+		}
+		for name := range seen {
+			src := proto.TableID{Schema: o.Schema, Name: name}
+			r := Route{Topic: topicFor(spec, cfg, src), Partitions: partitionsFor(spec, cfg, src), PartitionKey: names.ColumnsOf(src, partitionKeyOf(spec, src))}
+			routes[src.Key()] = r
+			routes[names.Table(src).Key()] = r
+		}
+	}
+	return routes
 }

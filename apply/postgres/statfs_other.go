@@ -1,5 +1,5 @@
 //go:build !unix
 
-package node
+package postgres
 
 func freeBytes(string) (int64, bool) { return 0, false }

@@ -1,0 +1,109 @@
+package proto_test
+
+import (
+	"strings"
+	"testing"
+
+	_ "github.com/sluicedb/sluice/apply/destinations" // the destination types specs name
+	"github.com/sluicedb/sluice/proto"
+)
+
+func TestParseTaskSpec(t *testing.T) {
+	good := `name: orders-to-warehouse
+source:      { dsn: "postgres://repl:secret@10.0.0.5:5432/shop" }
+destination: { type: postgres, dsn: "postgres://app@10.0.0.9:5432/wh" }
+sync:        { schema: true, full: true, incremental: true }
+objects:
+  - schema: public
+    tables: [orders, customers]
+retry: { connection: 30m, other: 5m }
+`
+	spec, err := proto.ParseTaskSpec([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spec.Retry.ConnectionRetry().Minutes() != 30 || !spec.Sync.IncrementalEnabled() || spec.Sync.DDLEnabled() {
+		t.Fatalf("parsed %+v", spec)
+	}
+	if r := spec.Redacted(); strings.Contains(r.Source.DSN, "secret") || !strings.Contains(r.Source.DSN, "repl:xxxxx@") {
+		t.Fatalf("redacted %q", r.Source.DSN)
+	}
+
+	for _, tc := range []struct{ yaml, want string }{
+		{"name: x\nsource: {dsn: postgres://a@b/c, dsnn: 1}\n", "unknown field source.dsnn (line 2)"},
+		{"name: x\nbogus: 1\n", "unknown field bogus"},
+		{"", "empty"},
+	} {
+		if _, err := proto.ParseTaskSpec([]byte(tc.yaml)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: got %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+	// Every bad value is named at once.
+	bad := "name: Bad Name\nsource: {dsn: 'mysql://x'}\ndestination: {type: doris}\nobjects: [{schema: sluice}]\nretry: {connection: forever, other: 10ms}\nconflicting_tables: maybe\n"
+	_, err = proto.ParseTaskSpec([]byte(bad))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, field := range []string{"name:", "source.dsn:", "destination.type:", "objects[0].schema:", "retry.connection:", "retry.other:", "conflicting_tables:"} {
+		if !strings.Contains(err.Error(), field) {
+			t.Errorf("error does not name %s: %v", field, err)
+		}
+	}
+}
+
+// Retry windows: connection 10 to 1440 minutes, other 1 to 1440 and
+// shorter than connection, defaults included.
+func TestRetryWindowBounds(t *testing.T) {
+	base := "name: x\nsource: {dsn: 'postgres://a@b/c'}\ndestination: {type: postgres, dsn: 'postgres://a@b/d'}\nobjects: [{schema: public}]\n"
+	for retry, want := range map[string]string{
+		"{connection: 30m, other: 5m}": "",
+		"{other: 719m}":                "",
+		"{connection: 5m}":             "retry.connection: must be between 10m and 1440m, not 5m0s",
+		"{connection: 1441m}":          "retry.connection: must be between 10m and 1440m",
+		"{other: 30s}":                 "retry.other: must be between 1m and 1440m",
+		"{connection: 10m}":            "retry.other: must be shorter than retry.connection (10m against 10m, defaults included)",
+		"{connection: 60m, other: 2h}": "retry.other: must be shorter than retry.connection",
+	} {
+		_, err := proto.ParseTaskSpec([]byte(base + "retry: " + retry + "\n"))
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("%s: %v", retry, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("%s: got %v, want %q", retry, err, want)
+		}
+	}
+}
+
+func TestRenameValidation(t *testing.T) {
+	base := "name: x\nsource: {dsn: 'postgres://a@b/c'}\ndestination: {type: postgres, dsn: 'postgres://a@b/d'}\n"
+	for objects, want := range map[string]string{
+		"objects: [{schema: s, rename: {a: b, c: b}}]":              `renames to "b"`,
+		"objects: [{schema: s, rename: {'a.': x}}]":                 `keys are "table" or "table.column"`,
+		"objects: [{schema: s, tables: [a], rename: {z: y}}]":       `"z" is not among the tables listed`,
+		"objects: [{schema: s, rename_schema: sluice}]":             "cannot be a schema name",
+		"objects: [{schema: s, rename: {a: b}}]\nname_case: shouty": "name_case",
+	} {
+		if _, err := proto.ParseTaskSpec([]byte(base + objects + "\n")); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", objects, err, want)
+		}
+	}
+}
+
+func TestFilterInSpec(t *testing.T) {
+	// The issue's attack, through the spec parser.
+	_, err := proto.ParseTaskSpec([]byte(`name: t
+source: {dsn: "postgres://u@h/d"}
+destination: {type: postgres, dsn: "postgres://u@h/e"}
+objects: [{schema: public, tables: [a], filter: {a: "true); CREATE TABLE public.pwned_raw(x int); --"}}]
+`))
+	if err == nil {
+		t.Fatal("the spec parser took a filter that breaks out")
+	}
+	if _, err := proto.ParseTaskSpec([]byte(`name: t
+source: {dsn: "postgres://u@h/d"}
+destination: {type: postgres, dsn: "postgres://u@h/e"}
+objects: [{schema: public, tables: [a], filter: {a: "note <> ';'"}}]
+`)); err != nil {
+		t.Fatalf("a ';' inside a literal: %v", err)
+	}
+}
