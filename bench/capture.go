@@ -21,7 +21,7 @@ import (
 
 	"github.com/sluicedb/sluice/apply"
 	"github.com/sluicedb/sluice/capture"
-	"github.com/sluicedb/sluice/node/broker"
+	"github.com/sluicedb/sluice/internal/broker"
 	"github.com/sluicedb/sluice/proto"
 )
 

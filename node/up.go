@@ -22,7 +22,7 @@ import (
 	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/internal/pki"
 	"github.com/sluicedb/sluice/internal/secret"
-	"github.com/sluicedb/sluice/node/broker"
+	"github.com/sluicedb/sluice/internal/broker"
 )
 
 // Up runs a single-node cluster until ctx is cancelled (SIGTERM), then

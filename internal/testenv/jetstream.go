@@ -6,7 +6,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/sluicedb/sluice/node/broker"
+	"github.com/sluicedb/sluice/internal/broker"
 )
 
 // NewJetStream starts an embedded JetStream server listening on a free
