@@ -13,6 +13,7 @@ import (
 	"github.com/sluicedb/sluice/apply"
 	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/internal/safe"
+	"github.com/sluicedb/sluice/pipeline"
 	"github.com/sluicedb/sluice/proto"
 )
 
@@ -23,7 +24,7 @@ type applyUnit struct {
 	task   string
 	group  int
 	epoch  uint64
-	store  TaskStore
+	store  pipeline.Store
 	js     jetstream.JetStream
 	cfg    RunnerConfig
 	logger *slog.Logger
@@ -37,7 +38,7 @@ const healthyAfter = 10 * time.Second
 
 func (u *applyUnit) run(ctx context.Context) (fenced bool) {
 	log := u.logger.With("task", u.task, "group", u.group, "epoch", u.epoch)
-	return superviseUnit(ctx, unitSupervisor{task: u.task, what: "apply group", where: "attempt/apply", store: u.store, cfg: u.cfg, log: log, health: u.health}, u.attempt)
+	return pipeline.Supervise(ctx, pipeline.Unit{Task: u.task, What: "apply group", Where: "attempt/apply", Store: u.store, Retry: u.cfg.retry(), Log: log, Health: u.health.set}, u.attempt)
 }
 
 // attempt applies until the first error. Once it has run well for a while
@@ -124,7 +125,7 @@ func (u *applyUnit) attempt(ctx context.Context) error {
 // refreshed at most every 200 ms: ChangeTables is committed before the
 // capture starts over to publish the added tables.
 type tableGate struct {
-	store TaskStore
+	store pipeline.Store
 	task  string
 	at    time.Time
 	hold  []string // source names, as TableID.String

@@ -4,16 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicedb/sluice/apply"
-	"github.com/sluicedb/sluice/capture"
 	"github.com/sluicedb/sluice/coordinator"
-	"github.com/sluicedb/sluice/internal/pgconfig"
+	"github.com/sluicedb/sluice/pipeline"
 	"github.com/sluicedb/sluice/proto"
 )
 
@@ -28,7 +25,7 @@ type backend struct {
 var _ coordinator.Backend = (*backend)(nil)
 
 func (b *backend) Precheck(ctx context.Context, spec *proto.TaskSpec) (*proto.PrecheckReport, error) {
-	return Precheck(ctx, spec), nil
+	return pipeline.Precheck(ctx, spec), nil
 }
 
 // Cleanup stops the task here, then removes what it created: the slot,
@@ -41,90 +38,15 @@ func (b *backend) Cleanup(ctx context.Context, spec *proto.TaskSpec) error {
 	if err := b.waitUnitsStopped(ctx, spec.Name); err != nil {
 		return err
 	}
-	src, err := pgconfig.Connect(ctx, spec.Source.ConnDSN(), "sluice cleanup")
-	if err != nil {
-		return fmt.Errorf("cannot reach the source to drop the task's replication slot and publication (fix the connection and delete again): %w", err)
-	}
-	defer src.Close(context.Background())
-	if err := capture.DropTaskObjects(ctx, src, spec.Name); err != nil {
-		return err
-	}
-	if err := apply.DeleteStream(ctx, b.js, spec.Name); err != nil {
-		return err
-	}
-	if sink, err := openSink(ctx, spec, apply.Use{Kind: apply.UseCleanup}, b.logger); err != nil {
-		b.logger.Warn("cannot reach the destination to remove the task's positions", "task", spec.Name, "err", err)
-	} else {
-		if err := sink.ResetOffsets(ctx, spec.Name); err != nil {
-			b.logger.Warn("cannot remove the task's positions at the destination", "task", spec.Name, "err", err)
-		}
-		sink.Close(ctx)
-	}
-	return nil
+	return pipeline.Cleanup(ctx, spec, func(ctx context.Context) error { return apply.DeleteStream(ctx, b.js, spec.Name) }, b.logger)
 }
 
 func (b *backend) Live(name string) coordinator.Live { return b.worker.Live(name) }
 
-// checksOfTheRunningTask fail for a task that runs already (its slot and
-// publication exist, it holds a replication connection): they do not
-// judge the tables it adds.
-var checksOfTheRunningTask = []string{"source.slot_name", "source.publication", "source.replication_slots", "source.wal_senders", "source.replication_connection"}
-
 // TableChanges compares the tables the new objects select at the source
-// with the task's, and prechecks the added ones as a task of their own
-// would be (replica identity, privileges, filters, columns, conflicts and
-// names at the destination); warnings count as acknowledged.
+// with the task's, and prechecks the added ones (pipeline.TableChanges).
 func (b *backend) TableChanges(ctx context.Context, task *coordinator.Task, objects []proto.ObjectSpec) (add, remove []string, err error) {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	src, err := pgconfig.Connect(ctx, task.Spec.Source.ConnDSN(), "sluice update")
-	if err != nil {
-		return nil, nil, fmt.Errorf("cannot reach the source to list the tables: %w", err)
-	}
-	defer src.Close(context.Background())
-	selected, err := capture.ListTables(ctx, src, objects)
-	if err != nil {
-		return nil, nil, fmt.Errorf("objects: %w", err)
-	}
-	now := map[string]bool{}
-	for _, t := range selected {
-		now[t.Key()] = true
-		if !slices.Contains(task.Tables, t.Key()) {
-			add = append(add, t.Key())
-		}
-	}
-	for _, k := range task.Tables {
-		if !now[k] {
-			remove = append(remove, k)
-		}
-	}
-	if len(add) == 0 {
-		return nil, remove, nil
-	}
-	// The added tables alone, as a new task would select them.
-	spec := task.Spec
-	spec.Objects = nil
-	for _, o := range objects {
-		o.Tables = nil
-		for _, k := range add {
-			if t := proto.TableIDFromKey(k); t.Schema == o.Schema {
-				o.Tables = append(o.Tables, t.Name)
-			}
-		}
-		if len(o.Tables) > 0 {
-			spec.Objects = append(spec.Objects, o)
-		}
-	}
-	var problems []string
-	for _, p := range Precheck(ctx, &spec).Checks {
-		if p.Result != proto.ResultPass && p.Result != proto.ResultWarning && !slices.Contains(checksOfTheRunningTask, p.Check) {
-			problems = append(problems, fmt.Sprintf("%s: %s (fix: %s)", p.Check, p.Message, p.Fix))
-		}
-	}
-	if len(problems) > 0 {
-		return nil, nil, fmt.Errorf("the tables to add fail the precheck:\n  %s", strings.Join(problems, "\n  "))
-	}
-	return add, remove, nil
+	return pipeline.TableChanges(ctx, task, objects)
 }
 
 // waitUnitsStopped waits until the task, marked for deletion, has no

@@ -12,6 +12,7 @@ import (
 	"github.com/sluicedb/sluice/capture"
 	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/internal/throttle"
+	"github.com/sluicedb/sluice/pipeline"
 	"github.com/sluicedb/sluice/proto"
 )
 
@@ -24,7 +25,7 @@ import (
 type copyUnit struct {
 	task   string
 	share  int
-	store  TaskStore
+	store  pipeline.Store
 	cfg    RunnerConfig
 	logger *slog.Logger
 	live   *live
@@ -43,7 +44,7 @@ func (u *copyUnit) run(ctx context.Context) (fenced bool) {
 		}
 		return err
 	}
-	return superviseUnit(ctx, unitSupervisor{task: u.task, what: "copy unit", where: "attempt/copy", store: u.store, cfg: u.cfg, log: log, health: u.health}, attempt)
+	return pipeline.Supervise(ctx, pipeline.Unit{Task: u.task, What: "copy unit", Where: "attempt/copy", Store: u.store, Retry: u.cfg.retry(), Log: log, Health: u.health.set}, attempt)
 }
 
 // planNow returns the task's plan if it is still plan id (0: any ready plan).

@@ -11,6 +11,7 @@ import (
 	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/internal/safe"
 	"github.com/sluicedb/sluice/internal/throttle"
+	"github.com/sluicedb/sluice/pipeline"
 	"github.com/sluicedb/sluice/proto"
 )
 
@@ -43,7 +44,7 @@ type sharedThrottle struct {
 // throttle returns the limiter the caller's unit shares with the task's
 // other units of phase here (total: the phase's units in the cluster),
 // and the function to call when the unit stops.
-func (l *live) throttle(store TaskStore, task string, phase proto.Phase, total int) (*throttle.Limiter, func()) {
+func (l *live) throttle(store pipeline.Store, task string, phase proto.Phase, total int) (*throttle.Limiter, func()) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.throttles == nil {
@@ -73,7 +74,7 @@ func (l *live) throttle(store TaskStore, task string, phase proto.Phase, total i
 
 // followThrottle keeps lim at share() of the task's throttle for phase,
 // until ctx ends; a task update takes effect within a second.
-func followThrottle(ctx context.Context, store TaskStore, name string, phase proto.Phase, share func() float64, lim *throttle.Limiter) {
+func followThrottle(ctx context.Context, store pipeline.Store, name string, phase proto.Phase, share func() float64, lim *throttle.Limiter) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {

@@ -137,7 +137,7 @@ alerts: { webhook: %q }
 	// and a RemoveTask.
 	pwned := "true); CREATE TABLE public.pwned_raw(x int); --"
 	forged := []coordinator.Command{
-		coordinator.ChangeTables{Name: "sec", Objects: []proto.ObjectSpec{{Schema: "public", Tables: []string{"t"}, Filter: map[string]string{"t": pwned}}}},
+		coordinator.ChangeTables{Name: "sec", Objects: coordinator.ObjectRecords([]proto.ObjectSpec{{Schema: "public", Tables: []string{"t"}, Filter: map[string]string{"t": pwned}}})},
 		coordinator.RemoveTask{Name: "sec"},
 	}
 	for _, cmd := range forged {

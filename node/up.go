@@ -20,9 +20,9 @@ import (
 	"golang.org/x/net/netutil"
 
 	"github.com/sluicedb/sluice/coordinator"
+	"github.com/sluicedb/sluice/internal/broker"
 	"github.com/sluicedb/sluice/internal/pki"
 	"github.com/sluicedb/sluice/internal/secret"
-	"github.com/sluicedb/sluice/internal/broker"
 )
 
 // Up runs a single-node cluster until ctx is cancelled (SIGTERM), then

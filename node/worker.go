@@ -245,8 +245,8 @@ func (w *Worker) start(ctx context.Context, a coordinator.Assignment) {
 			safe.Failpoint("unit-start")
 			switch id.Kind {
 			case scheduler.KindCapture:
-				r := &runner{name: id.Task, store: w.coord, js: w.js, cfg: w.cfg, logger: w.logger, live: l, health: ru.health}
-				ru.fenced.Store(r.run(uctx))
+				r := captureRunner(id.Task, w.coord, w.js, w.cfg, w.logger, l, ru.health)
+				ru.fenced.Store(r.Run(uctx))
 			case scheduler.KindApply:
 				u := &applyUnit{task: id.Task, group: id.Group, epoch: a.Epoch, store: w.coord, js: w.js, cfg: w.cfg, logger: w.logger, live: l, health: ru.health}
 				ru.fenced.Store(u.run(uctx))

@@ -1,4 +1,4 @@
-package node
+package pipeline
 
 import (
 	"context"
@@ -7,25 +7,36 @@ import (
 	"sort"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sluicedb/sluice/apply"
-	"github.com/sluicedb/sluice/capture"
 	"github.com/sluicedb/sluice/coordinator"
+	"github.com/sluicedb/sluice/internal/safe"
 	"github.com/sluicedb/sluice/proto"
 )
 
-// fullPhases runs everything before incremental sync: the slot and its snapshot,
-// the schema before the load, the parallel copy, and what is cheaper after
-// the load. The capture starts as soon as the snapshot is imported, so the
-// source keeps no more WAL than it must while tables copy.
-func (r *runner) fullPhases(ctx context.Context, g *errgroup.Group, task *coordinator.Task, src *pgx.Conn, sink apply.TaskSink, tables []proto.TableID) error {
-	spec := task.Spec
+// phases is one attempt's work before (and beside) incremental sync.
+type phases struct {
+	r      *Runner
+	task   *coordinator.Task
+	source Source
+	src    Session
+	sink   apply.TaskSink
+	tables []proto.TableID
+	g      *errgroup.Group // the attempt's units: the capture joins it
+}
+
+// full runs everything before incremental sync: the slot and its
+// snapshot, the schema before the load, the parallel copy, and what is
+// cheaper after the load. The capture starts as soon as the snapshot is
+// imported, so the source keeps no more WAL than it must while tables
+// copy.
+func (p *phases) full(ctx context.Context) error {
+	r, task, spec := p.r, p.task, &p.task.Spec
 	incremental := spec.Sync.IncrementalEnabled()
 	var remaining []proto.TableID
 	if spec.Sync.FullEnabled() {
-		for _, t := range tables {
+		for _, t := range p.tables {
 			if _, done := task.TablesCopied[t.Key()]; !done {
 				remaining = append(remaining, t)
 			}
@@ -36,81 +47,91 @@ func (r *runner) fullPhases(ctx context.Context, g *errgroup.Group, task *coordi
 	// the first run; after an interruption the slot's snapshot is gone,
 	// and tables still to copy get a fresh one whose LSN their changes are
 	// skipped up to.
-	var exported *capture.ExportedSnapshot
-	defer func() { exported.Close() }()
+	var exported Snapshot
+	closeExported := func() {
+		if exported != nil {
+			exported.Close()
+			exported = nil
+		}
+	}
+	defer closeExported()
 	fromSlot := false
 	if incremental && !task.SlotCreated {
-		info, err := capture.LookupSlot(ctx, src, r.name)
+		info, err := p.src.LookupSlot(ctx)
 		if err != nil {
 			return err
 		}
 		if info.Exists {
 			// Created by an attempt that died before recording it; nothing
 			// was applied from it, so a new one is as good.
-			if err := capture.DropSlot(ctx, src, r.name); err != nil {
+			if err := p.src.DropSlot(ctx); err != nil {
 				return err
 			}
 		}
-		if err := sink.ResetOffsets(ctx, r.name); err != nil {
+		if err := p.sink.ResetOffsets(ctx, r.Name); err != nil {
 			return fmt.Errorf("reset applied positions at the destination: %w", err)
 		}
-		if exported, err = capture.CreateSlot(ctx, spec.Source.ConnDSN(), r.name); err != nil {
+		if exported, err = p.source.CreateSlot(ctx); err != nil {
 			return err
 		}
-		if err := r.store.Apply(ctx, coordinator.MarkSlotCreated{Name: r.name, Epoch: r.epoch, ConsistentLSN: exported.LSN}); err != nil {
+		if err := r.Store.Apply(ctx, coordinator.MarkSlotCreated{Name: r.Name, Epoch: r.epoch, ConsistentLSN: exported.LSN()}); err != nil {
 			return err
 		}
-		if err := r.store.Apply(ctx, coordinator.ResetTablesCopied{Name: r.name, Epoch: r.epoch}); err != nil {
+		if err := r.Store.Apply(ctx, coordinator.ResetTablesCopied{Name: r.Name, Epoch: r.epoch}); err != nil {
 			return err
 		}
-		task.ConsistentLSN, task.RowsCopied, fromSlot = exported.LSN, 0, true
+		task.ConsistentLSN, task.RowsCopied, fromSlot = exported.LSN(), 0, true
 		remaining = nil
 		if spec.Sync.FullEnabled() {
-			remaining = tables
+			remaining = p.tables
 		}
 	} else if len(remaining) > 0 || beforeFull(task.Phase) {
 		var err error
-		if exported, err = capture.CreateTemporarySnapshot(ctx, spec.Source.ConnDSN(), r.name); err != nil {
+		if exported, err = p.source.TemporarySnapshot(ctx); err != nil {
 			return err
 		}
 	}
 
 	// holder keeps the snapshot open for the schema, the chunk plan and
 	// the copy units, wherever they run, until the load ends.
-	var holder *capture.SnapshotReader
-	defer func() {
+	var holder SnapshotSession
+	closeHolder := func() {
 		if holder != nil {
 			holder.Close()
+			holder = nil
 		}
-	}()
+	}
+	defer closeHolder()
 	if exported != nil {
 		var err error
-		if holder, err = capture.OpenSnapshotReader(ctx, spec.Source.ConnDSN(), exported.Name, r.name); err != nil {
+		if holder, err = p.source.OpenSnapshot(ctx, exported.Name()); err != nil {
 			return err
 		}
 	}
-	var schemaQ capture.Querier = src
+	var schema *proto.Schema
+	var err error
 	if holder != nil {
-		schemaQ = holder.Tx()
+		schema, err = holder.ReadSchema(ctx)
+	} else {
+		schema, err = p.src.ReadSchema(ctx)
 	}
-	schema, err := capture.ReadSchema(ctx, schemaQ, spec.Objects)
 	if err != nil {
 		return err
 	}
 	// Only the task's tables (a table created since it started is not).
-	synced := make(map[string]bool, len(tables))
-	for _, t := range tables {
+	synced := make(map[string]bool, len(p.tables))
+	for _, t := range p.tables {
 		synced[t.Key()] = true
 	}
 	schema.Tables = slices.DeleteFunc(schema.Tables, func(d proto.TableDef) bool { return !synced[d.ID.Key()] })
 
 	// 2. Capture, once the holder has the snapshot.
 	if incremental {
-		var handover *capture.ExportedSnapshot
+		var handover Snapshot
 		if fromSlot {
 			handover, exported = exported, nil
 		}
-		if err := r.startCapture(ctx, g, src, handover); err != nil {
+		if err := p.startCapture(ctx, handover); err != nil {
 			return err
 		}
 	}
@@ -118,24 +139,23 @@ func (r *runner) fullPhases(ctx context.Context, g *errgroup.Group, task *coordi
 	if exported != nil || fromSlot {
 		snapshotLSN = task.ConsistentLSN
 		if exported != nil {
-			snapshotLSN = exported.LSN
+			snapshotLSN = exported.LSN()
 		}
 	}
-	exported.Close()
-	exported = nil
+	closeExported()
 
 	// 3. Schema before the load.
 	if beforeFull(task.Phase) {
 		if spec.Sync.SchemaEnabled() && spec.ConflictPolicy() == "ignore" {
 			// Which tables exist before the task creates any: the full
 			// sync keeps their rows.
-			if err := r.markKeptTables(ctx, sink, tables); err != nil {
+			if err := p.markKeptTables(ctx, p.tables); err != nil {
 				return err
 			}
 		}
 		if spec.Sync.SchemaEnabled() {
 			r.setStatus(ctx, proto.PhaseSchema, proto.StateRunning, nil, true)
-			if err := sink.ApplyPreData(ctx, schema); err != nil {
+			if err := p.sink.ApplyPreData(ctx, schema); err != nil {
 				return fmt.Errorf("schema sync: %w", err)
 			}
 		}
@@ -146,40 +166,64 @@ func (r *runner) fullPhases(ctx context.Context, g *errgroup.Group, task *coordi
 
 	// 4. The load, by the copy units.
 	if len(remaining) > 0 {
-		if err := r.load(ctx, holder, sink, schema, remaining, len(tables), task.RowsCopied, snapshotLSN); err != nil {
+		if err := p.load(ctx, holder, schema, remaining, len(p.tables), task.RowsCopied, snapshotLSN); err != nil {
 			return err
 		}
 	}
-	if holder != nil {
-		holder.Close()
-		holder = nil
-	}
+	closeHolder()
 
 	// 5. After the load: secondary indexes, foreign keys, sequences; then
 	// the destination names (renames run again harmlessly).
 	if !task.PostDataDone {
 		if spec.Sync.SchemaEnabled() {
-			if err := sink.ApplyPostData(ctx, schema); err != nil {
+			if err := p.sink.ApplyPostData(ctx, schema); err != nil {
 				return fmt.Errorf("schema sync after the full load: %w", err)
 			}
-			if err := sink.SyncSequences(ctx, schema); err != nil {
+			if err := p.sink.SyncSequences(ctx, schema); err != nil {
 				return fmt.Errorf("sequence sync: %w", err)
 			}
 		}
-		if err := r.store.Apply(ctx, coordinator.MarkPostDataDone{Name: r.name, Epoch: r.epoch}); err != nil {
+		if err := r.Store.Apply(ctx, coordinator.MarkPostDataDone{Name: r.Name, Epoch: r.epoch}); err != nil {
 			return err
 		}
 	}
 	if !spec.Sync.SchemaEnabled() {
 		return nil
 	}
-	return renameTables(ctx, r.name, sink, spec.Names(), schema)
+	return p.renameTables(ctx, schema)
+}
+
+// startCapture runs the capture in the attempt's group, from the slot's
+// confirmed position, or on the session of the slot just created
+// (handover).
+func (p *phases) startCapture(ctx context.Context, handover Snapshot) error {
+	r := p.r
+	task, _ := r.Store.Task(r.Name)
+	start := task.ConsistentLSN
+	if handover == nil {
+		slot, err := p.src.LookupSlot(ctx)
+		if err != nil {
+			return err
+		}
+		if !slot.Exists {
+			return fmt.Errorf("replication slot %s is missing in the source: it was dropped outside Sluice; delete and recreate the task", proto.SlotName(r.Name))
+		}
+		if slot.ConfirmedLSN > start {
+			start = slot.ConfirmedLSN
+		}
+	}
+	var onDDL func(context.Context, *proto.DDLEvent) error
+	if task.Spec.Sync.DDLEnabled() {
+		onDDL = r.onDDL
+	}
+	p.g.Go(safe.Go("capture", func() error { return p.source.RunCapture(ctx, start, handover, onDDL) }))
+	return nil
 }
 
 // renameTables gives loaded tables their destination names, where the
-// destination loads under the source's (tableRenamer).
-func renameTables(ctx context.Context, task string, sink apply.TaskSink, names *proto.NameMap, schema *proto.Schema) error {
-	rn, ok := sink.(apply.TableRenamer)
+// destination loads under the source's (apply.TableRenamer).
+func (p *phases) renameTables(ctx context.Context, schema *proto.Schema) error {
+	rn, ok := p.sink.(apply.TableRenamer)
 	if !ok {
 		return nil
 	}
@@ -187,16 +231,17 @@ func renameTables(ctx context.Context, task string, sink apply.TaskSink, names *
 	for i := range schema.Tables {
 		defs[i] = &schema.Tables[i]
 	}
-	return rn.RenameTables(ctx, task, names, defs)
+	return rn.RenameTables(ctx, p.r.Name, p.task.Spec.Names(), defs)
 }
 
-func beforeFull(p proto.Phase) bool { return p == proto.PhasePrecheck || p == proto.PhaseSchema }
+func beforeFull(ph proto.Phase) bool { return ph == proto.PhasePrecheck || ph == proto.PhaseSchema }
 
 // load plans the chunks of tables, shares them among copy units (which
-// the leader places on the task's workers, copyunit.go), and finishes each
-// table once its chunks are loaded. It keeps the snapshot open meanwhile.
-func (r *runner) load(ctx context.Context, holder *capture.SnapshotReader, sink apply.TaskSink, schema *proto.Schema, tables []proto.TableID, tablesTotal int, rowsBefore int64, lsn proto.LSN) error {
-	plan, err := r.planLoad(ctx, holder, sink, schema, tables)
+// the leader places on the task's workers), and finishes each table once
+// its chunks are loaded. It keeps the snapshot open meanwhile.
+func (p *phases) load(ctx context.Context, holder SnapshotSession, schema *proto.Schema, tables []proto.TableID, tablesTotal int, rowsBefore int64, lsn proto.LSN) error {
+	r := p.r
+	plan, err := p.planLoad(ctx, holder, schema, tables)
 	if err != nil {
 		return err
 	}
@@ -204,26 +249,26 @@ func (r *runner) load(ctx context.Context, holder *capture.SnapshotReader, sink 
 		return err
 	}
 	plan.LSN, plan.TablesTotal, plan.RowsEstimated = lsn, tablesTotal, plan.RowsEstimated+rowsBefore
-	if err := r.store.Apply(ctx, coordinator.SetFullSyncPlan{Name: r.name, Epoch: r.epoch, Plan: *plan}); err != nil {
+	if err := r.Store.Apply(ctx, coordinator.SetFullSyncPlan{Name: r.Name, Epoch: r.epoch, Plan: *plan}); err != nil {
 		return fmt.Errorf("record the full-sync plan: %w", err)
 	}
-	task, ok := r.store.Task(r.name)
+	task, ok := r.Store.Task(r.Name)
 	if !ok || task.FullSync == nil {
-		return fmt.Errorf("task %s: the full-sync plan just recorded is gone", r.name)
+		return fmt.Errorf("task %s: the full-sync plan just recorded is gone", r.Name)
 	}
 	id := task.FullSync.ID
 	chunks := 0
 	for _, t := range plan.Tables {
 		dest, _ := t.Target()
-		if err := sink.BeginTable(ctx, r.name, dest, id, t.Keep); err != nil {
+		if err := p.sink.BeginTable(ctx, r.Name, dest, id, t.Keep); err != nil {
 			return err
 		}
 		chunks += len(t.Chunks)
 	}
-	if err := r.store.Apply(ctx, coordinator.MarkFullSyncReady{Name: r.name, Epoch: r.epoch, Plan: id}); err != nil {
+	if err := r.Store.Apply(ctx, coordinator.MarkFullSyncReady{Name: r.Name, Epoch: r.epoch, Plan: id}); err != nil {
 		return err
 	}
-	r.logger.Info("full sync", "task", r.name, "plan", id, "tables", len(plan.Tables), "chunks", chunks, "copy_units", plan.Units,
+	r.Logger.Info("full sync", "task", r.Name, "plan", id, "tables", len(plan.Tables), "chunks", chunks, "copy_units", plan.Units,
 		"estimated_rows", plan.RowsEstimated-rowsBefore, "snapshot_lsn", lsn.String())
 
 	finished := make([]bool, len(plan.Tables))
@@ -245,25 +290,25 @@ func (r *runner) load(ctx context.Context, holder *capture.SnapshotReader, sink 
 			}
 			lastCheck = time.Now()
 		}
-		task, ok := r.store.Task(r.name)
+		task, ok := r.Store.Task(r.Name)
 		if !ok {
-			return fmt.Errorf("task %s is gone", r.name)
+			return fmt.Errorf("task %s is gone", r.Name)
 		}
-		p := task.FullSync
-		if p == nil || p.ID != id {
-			return fmt.Errorf("%w: full-sync plan %d of %s was replaced", coordinator.ErrStaleEpoch, id, r.name)
+		fs := task.FullSync
+		if fs == nil || fs.ID != id {
+			return fmt.Errorf("%w: full-sync plan %d of %s was replaced", coordinator.ErrStaleEpoch, id, r.Name)
 		}
-		for i := range p.Tables {
-			done, rows := p.TableDone(i)
+		for i := range fs.Tables {
+			done, rows := fs.TableDone(i)
 			if finished[i] || !done {
 				continue
 			}
-			t := p.Tables[i].Table
-			dest, _ := p.Tables[i].Target()
-			if err := sink.FinishTable(ctx, r.name, dest, id, proto.EndOf(lsn), r.epoch); err != nil {
+			t := fs.Tables[i].Table
+			dest, _ := fs.Tables[i].Target()
+			if err := p.sink.FinishTable(ctx, r.Name, dest, id, proto.EndOf(lsn), r.epoch); err != nil {
 				return err
 			}
-			if err := r.store.Apply(ctx, coordinator.MarkTablesCopied{Name: r.name, Epoch: r.epoch, Tables: map[string]proto.LSN{t.Key(): lsn}, Rows: rows}); err != nil {
+			if err := r.Store.Apply(ctx, coordinator.MarkTablesCopied{Name: r.Name, Epoch: r.epoch, Tables: map[string]proto.LSN{t.Key(): lsn}, Rows: rows}); err != nil {
 				return err
 			}
 			finished[i] = true
@@ -276,7 +321,8 @@ func (r *runner) load(ctx context.Context, holder *capture.SnapshotReader, sink 
 // planLoad splits tables into chunks and shares them among copy units:
 // biggest tables first, each chunk to the unit with the least bytes so
 // far, so the units end together.
-func (r *runner) planLoad(ctx context.Context, holder *capture.SnapshotReader, sink apply.TaskSink, schema *proto.Schema, tables []proto.TableID) (*coordinator.FullSyncPlan, error) {
+func (p *phases) planLoad(ctx context.Context, holder SnapshotSession, schema *proto.Schema, tables []proto.TableID) (*coordinator.FullSyncPlan, error) {
+	r := p.r
 	defs := map[string]*proto.TableDef{}
 	for i := range schema.Tables {
 		defs[schema.Tables[i].ID.Key()] = &schema.Tables[i]
@@ -290,32 +336,33 @@ func (r *runner) planLoad(ctx context.Context, holder *capture.SnapshotReader, s
 		ordered = append(ordered, def)
 	}
 	sort.SliceStable(ordered, func(i, j int) bool { return ordered[i].EstimatedBytes > ordered[j].EstimatedBytes })
-	var sourceMajor int
-	if err := holder.Tx().QueryRow(ctx, `SELECT current_setting('server_version_num')::int / 10000`).Scan(&sourceMajor); err != nil {
+	sourceMajor, err := holder.ServerMajor(ctx)
+	if err != nil {
 		return nil, err
 	}
-	task, ok := r.store.Task(r.name)
+	task, ok := r.Store.Task(r.Name)
 	if !ok {
-		return nil, fmt.Errorf("task %s is gone", r.name)
+		return nil, fmt.Errorf("task %s is gone", r.Name)
 	}
 	spec := &task.Spec
 	names := spec.Names()
+	_, renamesAfterLoad := p.sink.(apply.TableRenamer)
 	plan := &coordinator.FullSyncPlan{}
 	total := 0
 	for _, def := range ordered {
-		chunks, err := holder.PlanChunks(ctx, def, r.cfg.PagesPerChunk)
+		chunks, err := holder.PlanChunks(ctx, def, r.Config.PagesPerChunk)
 		if err != nil {
 			return nil, err
 		}
-		format, err := sink.CopyFormatFor(ctx, def, sourceMajor)
+		format, err := p.sink.CopyFormatFor(ctx, def, sourceMajor)
 		if err != nil {
 			return nil, err
 		}
 		pc := coordinator.PlannedCopy{Table: def.ID, Columns: def.CopiedColumns(), Format: format, Filter: spec.RowFilter(def.ID),
 			Partitioned: def.Partitioned, Keep: task.KeptTables[def.ID.Key()], Types: def.CopiedTypes(), Key: def.PrimaryKey}
-		if _, renames := sink.(apply.TableRenamer); names != nil && (!spec.Sync.SchemaEnabled() || !renames) {
+		if names != nil && (!spec.Sync.SchemaEnabled() || !renamesAfterLoad) {
 			// No schema sync: the table exists at the destination under
-			// its new names already. (With schema sync, a tableRenamer
+			// its new names already. (With schema sync, a TableRenamer
 			// creates and loads it under the source's and renames it
 			// after the load.)
 			dest := names.Table(def.ID)
@@ -328,7 +375,7 @@ func (r *runner) planLoad(ctx context.Context, holder *capture.SnapshotReader, s
 		plan.RowsEstimated += def.EstimatedRows
 		total += len(chunks)
 	}
-	plan.Units = max(1, min(r.cfg.SnapshotReaders, total))
+	plan.Units = max(1, min(r.Config.SnapshotReaders, total))
 	load := make([]int64, plan.Units)
 	for i, def := range ordered {
 		pc := &plan.Tables[i]
@@ -350,8 +397,8 @@ func (r *runner) planLoad(ctx context.Context, holder *capture.SnapshotReader, s
 // markKeptTables records the tables that exist at the destination already
 // (conflicting_tables: ignore), once, before the schema sync creates the
 // others.
-func (r *runner) markKeptTables(ctx context.Context, sink apply.TaskSink, tables []proto.TableID) error {
-	existing, err := sink.ExistingTables(ctx, tables)
+func (p *phases) markKeptTables(ctx context.Context, tables []proto.TableID) error {
+	existing, err := p.sink.ExistingTables(ctx, tables)
 	if err != nil {
 		return fmt.Errorf("look up tables at the destination: %w", err)
 	}
@@ -359,7 +406,7 @@ func (r *runner) markKeptTables(ctx context.Context, sink apply.TaskSink, tables
 	for i, t := range existing {
 		keys[i] = t.Key()
 	}
-	return r.store.Apply(ctx, coordinator.MarkKeptTables{Name: r.name, Epoch: r.epoch, Tables: keys})
+	return p.r.Store.Apply(ctx, coordinator.MarkKeptTables{Name: p.r.Name, Epoch: p.r.epoch, Tables: keys})
 }
 
 // addTables gives tables added to the running task (ChangeTables) their
@@ -367,49 +414,49 @@ func (r *runner) markKeptTables(ctx context.Context, sink apply.TaskSink, tables
 // has them already (the attempt prepared the source with them), so a
 // snapshot taken now holds every change not in the stream, and the
 // changes at or below its LSN are skipped at the destination
-// (FinishTable). Their apply groups wait meanwhile (tableGate).
-func (r *runner) addTables(ctx context.Context, task *coordinator.Task, src *pgx.Conn, sink apply.TaskSink, tables []proto.TableID) error {
-	spec := task.Spec
+// (FinishTable). Their apply groups wait meanwhile.
+func (p *phases) addTables(ctx context.Context) error {
+	r, task, spec := p.r, p.task, &p.task.Spec
 	adding := map[string]bool{}
 	for _, k := range task.Adding {
 		adding[k] = true
 	}
 	var added []proto.TableID
-	for _, t := range tables {
+	for _, t := range p.tables {
 		if adding[t.Key()] {
 			added = append(added, t)
 		}
 	}
-	r.logger.Info("adding tables to the running task", "task", r.name, "tables", len(added))
-	exported, err := capture.CreateTemporarySnapshot(ctx, spec.Source.ConnDSN(), r.name)
+	r.Logger.Info("adding tables to the running task", "task", r.Name, "tables", len(added))
+	exported, err := p.source.TemporarySnapshot(ctx)
 	if err != nil {
 		return err
 	}
 	defer exported.Close()
-	holder, err := capture.OpenSnapshotReader(ctx, spec.Source.ConnDSN(), exported.Name, r.name)
+	holder, err := p.source.OpenSnapshot(ctx, exported.Name())
 	if err != nil {
 		return err
 	}
 	defer holder.Close()
-	lsn := exported.LSN
+	lsn := exported.LSN()
 	exported.Close()
-	schema, err := capture.ReadSchema(ctx, holder.Tx(), spec.Objects)
+	schema, err := holder.ReadSchema(ctx)
 	if err != nil {
 		return err
 	}
 	schema.Tables = slices.DeleteFunc(schema.Tables, func(d proto.TableDef) bool { return !adding[d.ID.Key()] })
 	if spec.Sync.SchemaEnabled() {
 		if spec.ConflictPolicy() == "ignore" {
-			if err := r.markKeptTables(ctx, sink, added); err != nil {
+			if err := p.markKeptTables(ctx, added); err != nil {
 				return err
 			}
 		}
-		if err := sink.ApplyPreData(ctx, schema); err != nil {
+		if err := p.sink.ApplyPreData(ctx, schema); err != nil {
 			return fmt.Errorf("schema of the added tables: %w", err)
 		}
 	}
 	if spec.Sync.FullEnabled() && len(added) > 0 {
-		if err := r.load(ctx, holder, sink, schema, added, len(added), 0, lsn); err != nil {
+		if err := p.load(ctx, holder, schema, added, len(added), 0, lsn); err != nil {
 			return err
 		}
 	} else {
@@ -419,19 +466,19 @@ func (r *runner) addTables(ctx context.Context, task *coordinator.Task, src *pgx
 		for _, t := range added {
 			copied[t.Key()] = lsn
 		}
-		if err := r.store.Apply(ctx, coordinator.MarkTablesCopied{Name: r.name, Epoch: r.epoch, Tables: copied}); err != nil {
+		if err := r.Store.Apply(ctx, coordinator.MarkTablesCopied{Name: r.Name, Epoch: r.epoch, Tables: copied}); err != nil {
 			return err
 		}
 	}
 	holder.Close()
 	if spec.Sync.SchemaEnabled() {
-		if err := sink.ApplyPostData(ctx, schema); err != nil {
+		if err := p.sink.ApplyPostData(ctx, schema); err != nil {
 			return fmt.Errorf("indexes and foreign keys of the added tables: %w", err)
 		}
-		if err := renameTables(ctx, r.name, sink, spec.Names(), schema); err != nil {
+		if err := p.renameTables(ctx, schema); err != nil {
 			return err
 		}
 	}
-	r.logger.Info("tables added", "task", r.name, "tables", len(added), "snapshot_lsn", lsn.String())
-	return r.store.Apply(ctx, coordinator.FinishAdding{Name: r.name, Epoch: r.epoch, Tables: task.Adding})
+	r.Logger.Info("tables added", "task", r.Name, "tables", len(added), "snapshot_lsn", lsn.String())
+	return r.Store.Apply(ctx, coordinator.FinishAdding{Name: r.Name, Epoch: r.epoch, Tables: task.Adding})
 }

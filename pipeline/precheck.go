@@ -1,16 +1,16 @@
-package node
+package pipeline
 
 import (
-	"github.com/sluicedb/sluice/apply"
-
 	"context"
 	"time"
 
+	"github.com/sluicedb/sluice/apply"
 	"github.com/sluicedb/sluice/capture"
 	"github.com/sluicedb/sluice/proto"
 )
 
-// Precheck checks a task before anything is created for it: every check
+// Precheck checks a task before anything is created for it: the source's
+// checks (capture), then its destination's (the registry's): every check
 // with its id, its result (pass, warning, failure), what it found and how
 // to fix it. It creates nothing in the source or the destination.
 func Precheck(ctx context.Context, spec *proto.TaskSpec) *proto.PrecheckReport {

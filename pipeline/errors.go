@@ -1,4 +1,4 @@
-package node
+package pipeline
 
 import (
 	"context"
@@ -19,6 +19,8 @@ import (
 // (invariant 7): lost or refused connections, server shutdowns and
 // timeouts are connection failures; everything else (constraint
 // violations, missing objects, permissions, recovered panics) is "other".
+// The destination's registry entry classifies its client library's
+// errors, the source's are PostgreSQL's, the stream's NATS's.
 func Classify(err error) proto.ErrorKind {
 	if err == nil {
 		return ""
@@ -29,7 +31,6 @@ func Classify(err error) proto.ErrorKind {
 	if errors.As(err, &panicErr) {
 		return proto.ErrorOther
 	}
-	// The destination's client library, then the source's (PostgreSQL).
 	if kind := apply.ClassifyError(err); kind != "" {
 		return kind
 	}

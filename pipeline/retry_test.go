@@ -1,4 +1,4 @@
-package node
+package pipeline
 
 import (
 	"errors"
@@ -25,10 +25,10 @@ func TestRetryWindowSharedEndpoint(t *testing.T) {
 	b := retryTask("b", "postgres://u@10.0.0.2:5432/crm", "postgres://u@10.0.0.9:5432/wh2", 2*time.Minute)
 	c := retryTask("c", "postgres://u@10.0.0.3:5432/x", "postgres://u@10.0.0.4:5432/y", time.Minute)
 	all := []coordinator.Task{a, b, c}
-	if got := retryWindowFor(&a, all, proto.ErrorOther); got != 2*time.Minute {
+	if got := WindowFor(&a, all, proto.ErrorOther); got != 2*time.Minute {
 		t.Fatalf("a shares its destination server with b: window %v, want 2m", got)
 	}
-	if got := retryWindowFor(&c, all, proto.ErrorOther); got != time.Minute {
+	if got := WindowFor(&c, all, proto.ErrorOther); got != time.Minute {
 		t.Fatalf("c: window %v", got)
 	}
 }
@@ -39,14 +39,14 @@ func TestRetryWindowContinuesFromState(t *testing.T) {
 	task := retryTask("a", "postgres://u@h:1/d", "postgres://u@h:2/d", time.Minute)
 	task.State = proto.StateRetrying
 	task.LastError = &proto.TaskError{Kind: proto.ErrorOther, RetryUntil: time.Now().Add(-time.Second)}
-	rw := newRetryWindow(RunnerConfig{MinBackoff: time.Second, MaxBackoff: time.Second})
-	terr, closed := rw.fail(errors.New("boom"), 0, &task, nil)
+	rw := NewRetryWindow(RetryConfig{MinBackoff: time.Second, MaxBackoff: time.Second})
+	terr, closed := rw.Fail(errors.New("boom"), 0, &task, nil)
 	if !closed || terr.Kind != proto.ErrorOther {
 		t.Fatalf("window recorded as ended a second ago is still open: %+v", terr)
 	}
 	task.LastError.RetryUntil = time.Now().Add(30 * time.Second)
-	rw = newRetryWindow(RunnerConfig{MinBackoff: time.Second, MaxBackoff: time.Second})
-	terr, closed = rw.fail(errors.New("boom"), 0, &task, nil)
+	rw = NewRetryWindow(RetryConfig{MinBackoff: time.Second, MaxBackoff: time.Second})
+	terr, closed = rw.Fail(errors.New("boom"), 0, &task, nil)
 	if closed || terr.RetryUntil.Sub(task.LastError.RetryUntil).Abs() > time.Second {
 		t.Fatalf("window not continued: until %v, state says %v", terr.RetryUntil, task.LastError.RetryUntil)
 	}
