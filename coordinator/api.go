@@ -214,7 +214,7 @@ func (a *api) createTask(w http.ResponseWriter, r *http.Request) {
 	if sealed == nil {
 		return
 	}
-	if err := a.c.Apply(r.Context(), CreateTask{Spec: *sealed, At: a.now().UTC()}); err != nil {
+	if err := a.c.Apply(r.Context(), NewCreateTask(*sealed, a.now().UTC())); err != nil {
 		a.applyFailed(w, err)
 		return
 	}
@@ -349,7 +349,7 @@ func (a *api) setThrottle(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, http.StatusBadRequest, err.Error(), nil)
 		return
 	}
-	if a.changeTask(w, r, name, SetThrottle{Name: name, Throttle: th}) {
+	if a.changeTask(w, r, name, SetThrottle{Name: name, Throttle: ThrottleRecord(th)}) {
 		a.logger.Info("task throttle changed", "task", name)
 	}
 }
@@ -398,12 +398,12 @@ func (a *api) updateTask(w http.ResponseWriter, r *http.Request) {
 			a.fail(w, http.StatusConflict, err.Error(), nil)
 			return
 		}
-		if a.changeTask(w, r, name, ChangeTables{Name: name, Objects: spec.Objects, Add: add, Remove: remove, Retry: spec.Retry, Alerts: sealed.Alerts, Throttle: spec.Throttle}) {
+		if a.changeTask(w, r, name, ChangeTables{Name: name, Objects: ObjectRecords(spec.Objects), Add: add, Remove: remove, SettingsV1: SettingsRecord(spec.Retry, sealed.Alerts, spec.Throttle)}) {
 			a.logger.Info("task tables changed", "task", name, "added", len(add), "removed", len(remove))
 		}
 		return
 	}
-	if a.changeTask(w, r, name, UpdateSettings{Name: name, Retry: spec.Retry, Alerts: sealed.Alerts, Throttle: spec.Throttle}) {
+	if a.changeTask(w, r, name, UpdateSettings{Name: name, SettingsV1: SettingsRecord(spec.Retry, sealed.Alerts, spec.Throttle)}) {
 		a.logger.Info("task settings changed", "task", name)
 	}
 }

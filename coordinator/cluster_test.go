@@ -92,7 +92,7 @@ func TestTaskUnits(t *testing.T) {
 // An apply group's report cannot undo a pause.
 func TestIfRunnable(t *testing.T) {
 	s := NewStore()
-	mustApply(t, s, 1, CreateTask{Spec: testSpec("a"), At: t0})
+	mustApply(t, s, 1, NewCreateTask(testSpec("a"), t0))
 	mustApply(t, s, 2, PauseTask{Name: "a"})
 	if err := s.Apply(3, SetTaskStatus{Name: "a", State: proto.StateRetrying, IfRunnable: true}); !errors.Is(err, ErrStaleEpoch) {
 		t.Fatalf("report on a paused task: %v", err)

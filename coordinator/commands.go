@@ -1,9 +1,11 @@
 package coordinator
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"slices"
 	"time"
@@ -45,11 +47,13 @@ type Command interface {
 	Type() CommandType
 }
 
-// CreateTask adds a task. At is the creation time, chosen by the proposer so
-// every replica stores the same value.
+// CreateTask adds a task (NewCreateTask makes one from a spec). At is the
+// creation time, chosen by the proposer so every replica stores the same
+// value.
 type CreateTask struct {
-	Spec proto.TaskSpec `json:"spec"`
-	At   time.Time      `json:"at"`
+	Version Version1  `json:"version"`
+	Spec    SpecV1    `json:"spec"`
+	At      time.Time `json:"at"`
 }
 
 // SetTaskStatus records a task's phase, state and last error. Phase or State
@@ -168,17 +172,17 @@ type SetTaskTables struct {
 }
 
 // ChangeTables adds tables to a running task and removes others: its
-// objects become Objects; Add (keys) get schema and a copy while the
-// others keep streaming, Remove stop being synced (the destination keeps
-// them). Settings changes of the same update ride along.
+// objects become Objects (ObjectRecords); Add (keys) get schema and a copy
+// while the others keep streaming, Remove stop being synced (the
+// destination keeps them). Settings changes of the same update ride along
+// (SettingsRecord).
 type ChangeTables struct {
-	Name     string              `json:"name"`
-	Objects  []proto.ObjectSpec  `json:"objects"`
-	Add      []string            `json:"add,omitempty"`
-	Remove   []string            `json:"remove,omitempty"`
-	Retry    proto.RetrySpec     `json:"retry"`
-	Alerts   *proto.AlertSpec    `json:"alerts,omitempty"`
-	Throttle *proto.ThrottleSpec `json:"throttle,omitempty"`
+	Version Version1   `json:"version"`
+	Name    string     `json:"name"`
+	Objects []ObjectV1 `json:"objects"`
+	Add     []string   `json:"add,omitempty"`
+	Remove  []string   `json:"remove,omitempty"`
+	SettingsV1
 }
 
 // FinishAdding records that the tables added by ChangeTables are created
@@ -193,19 +197,19 @@ type FinishAdding struct {
 }
 
 // UpdateSettings replaces the settings a running task takes without
-// restarting: its retry windows, alerts and throttle.
+// restarting: its retry windows, alerts and throttle (SettingsRecord).
 type UpdateSettings struct {
-	Name     string              `json:"name"`
-	Retry    proto.RetrySpec     `json:"retry"`
-	Alerts   *proto.AlertSpec    `json:"alerts,omitempty"`
-	Throttle *proto.ThrottleSpec `json:"throttle,omitempty"`
+	Version Version1 `json:"version"`
+	Name    string   `json:"name"`
+	SettingsV1
 }
 
-// SetThrottle replaces a running task's throttle (nil lifts it); its
-// units follow within a second.
+// SetThrottle replaces a running task's throttle (ThrottleRecord; nil
+// lifts it); its units follow within a second.
 type SetThrottle struct {
-	Name     string              `json:"name"`
-	Throttle *proto.ThrottleSpec `json:"throttle,omitempty"`
+	Version  Version1    `json:"version"`
+	Name     string      `json:"name"`
+	Throttle *ThrottleV1 `json:"throttle,omitempty"`
 }
 
 func (CreateTask) Type() CommandType        { return CmdCreateTask }
@@ -242,9 +246,6 @@ var (
 	ErrUnknownCommand = errors.New("unknown command type")
 )
 
-// newCommand is a new, zero command of h's type, to decode into.
-func newCommand(h *handler) any { return reflect.New(h.goType).Interface() }
-
 // handler decodes and applies one command type.
 type handler struct {
 	name   string
@@ -276,8 +277,13 @@ func register[T any, P interface {
 		goType: reflect.TypeOf(zero),
 		decode: func(payload []byte) (Command, error) {
 			cmd := P(new(T))
-			if err := json.Unmarshal(payload, cmd); err != nil {
+			if err := decodeStrict(payload, cmd); err != nil {
 				return nil, err
+			}
+			if c, ok := any(cmd).(checkedCommand); ok {
+				if err := c.checkDecoded(); err != nil {
+					return nil, err
+				}
 			}
 			return cmd, nil
 		},
@@ -308,8 +314,9 @@ func init() {
 }
 
 // Encode turns a command into a log entry: the type byte, then JSON. It
-// refuses a command whose type is not registered to its Go type, so a bad
-// command fails on the proposer instead of in every replica's FSM.
+// refuses a command whose type is not registered to its Go type, or whose
+// entry Decode would refuse, so a bad command fails on the proposer
+// instead of in every replica's FSM.
 func Encode(cmd Command) ([]byte, error) {
 	v := reflect.ValueOf(cmd)
 	if cmd == nil || (v.Kind() == reflect.Pointer && v.IsNil()) {
@@ -327,11 +334,47 @@ func Encode(cmd Command) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: encode %s: %w", h.name, err)
 	}
+	// Every replica decodes the entry strictly, and stops if it cannot:
+	// an entry that would not decode (a destination's key its own type
+	// refuses) must fail here, on the proposer.
+	if _, err := h.decode(payload); err != nil {
+		return nil, fmt.Errorf("coordinator: encode %s: the entry would not decode: %w", h.name, err)
+	}
 	return append([]byte{byte(typ)}, payload...), nil
 }
 
-// Decode reads a log entry written by Encode. The command is a pointer to
-// the command struct.
+// decodeStrict decodes one JSON value into v, refusing unknown fields and
+// anything after the value. A newer Sluice may write fields this one does
+// not know: ignoring them would apply the entry differently here than on
+// the nodes that know them, so the replicas' states would part without
+// anyone noticing. The types of the commands and of the state that decode
+// themselves (UnmarshalJSON) refuse unknown fields too: ObjectV1 here,
+// the destination's config and object options in proto.
+func decodeStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("data after the JSON value")
+	}
+	return nil
+}
+
+// checkedCommand is a command with parts its JSON decoding leaves to
+// someone else: the destination's keys of a spec, which its type decodes.
+type checkedCommand interface {
+	checkDecoded() error
+}
+
+func (c *CreateTask) checkDecoded() error {
+	_, err := c.Spec.TaskSpec()
+	return err
+}
+
+// Decode reads a log entry written by Encode, strictly (decodeStrict). The
+// command is a pointer to the command struct.
 func Decode(entry []byte) (Command, error) {
 	if len(entry) == 0 {
 		return nil, fmt.Errorf("coordinator: empty log entry: %w", ErrUnknownCommand)
@@ -363,11 +406,15 @@ func applyCreateTask(d *data, index uint64, cmd *CreateTask) error {
 	if _, ok := d.Tasks[name]; ok {
 		return fmt.Errorf("%w: %s", ErrTaskExists, name)
 	}
+	spec, err := cmd.Spec.TaskSpec()
+	if err != nil {
+		return fmt.Errorf("create task: %w", err)
+	}
 	// A task starts in precheck (passed before the command was proposed);
 	// the node that runs it moves it through the phases its spec enables,
 	// and to incremental only once its changes are being captured.
 	d.Tasks[name] = &Task{
-		Spec:        cmd.Spec.Clone(),
+		Spec:        spec,
 		CreatedAt:   cmd.At,
 		Phase:       proto.PhasePrecheck,
 		State:       proto.StatePending,
@@ -550,7 +597,7 @@ func applySetThrottle(d *data, index uint64, cmd *SetThrottle) error {
 	if t.Deleting {
 		return fmt.Errorf("%w: %s is being deleted", ErrBadTransition, cmd.Name)
 	}
-	t.Spec.Throttle = cmd.Throttle.Clone()
+	t.Spec.Throttle = cmd.Throttle.spec()
 	t.ModifyIndex = index
 	return nil
 }
@@ -579,8 +626,7 @@ func applyUpdateSettings(d *data, index uint64, cmd *UpdateSettings) error {
 	if t.Deleting {
 		return fmt.Errorf("%w: %s is being deleted", ErrBadTransition, cmd.Name)
 	}
-	c := (&proto.TaskSpec{Retry: cmd.Retry, Alerts: cmd.Alerts, Throttle: cmd.Throttle}).Clone()
-	t.Spec.Retry, t.Spec.Alerts, t.Spec.Throttle = c.Retry, c.Alerts, c.Throttle
+	cmd.applyTo(&t.Spec)
 	t.ModifyIndex = index
 	return nil
 }
@@ -606,13 +652,18 @@ func applyChangeTables(d *data, index uint64, cmd *ChangeTables) error {
 	if t.Phase != proto.PhaseIncremental || t.Tables == nil {
 		return fmt.Errorf("%w: tables can be added and removed once the task is incremental (it is %s)", ErrBadTransition, t.Phase)
 	}
-	// The objects' destination keys decode by the task's destination type.
-	c := proto.TaskSpec{Destination: proto.DestinationSpec{Type: t.Spec.Destination.Type}, Objects: cmd.Objects, Retry: cmd.Retry, Alerts: cmd.Alerts, Throttle: cmd.Throttle}
+	objects, err := objectSpecs(cmd.Objects)
+	if err != nil {
+		return err
+	}
+	// The objects' destination keys decode by the task's destination type,
+	// strictly: an unknown key fails here, on every replica alike.
+	c := proto.TaskSpec{Destination: proto.DestinationSpec{Type: t.Spec.Destination.Type}, Objects: objects}
 	if err := c.BindObjectOptions(); err != nil {
 		return err
 	}
-	c = c.Clone()
-	t.Spec.Objects, t.Spec.Retry, t.Spec.Alerts, t.Spec.Throttle = c.Objects, c.Retry, c.Alerts, c.Throttle
+	t.Spec.Objects = c.Objects
+	cmd.applyTo(&t.Spec)
 	t.Tables = slices.DeleteFunc(t.Tables, func(k string) bool { return slices.Contains(cmd.Remove, k) })
 	t.Adding = slices.DeleteFunc(t.Adding, func(k string) bool { return slices.Contains(cmd.Remove, k) })
 	for _, k := range cmd.Add {

@@ -102,7 +102,9 @@ func (a *api) applyForwarded(w http.ResponseWriter, r *http.Request) {
 		a.reply(w, http.StatusBadRequest, applyReply{Error: err.Error()})
 		return
 	}
-	cmd, err := DecodeStrict(entry)
+	// Decode is strict: what another node sends must be exactly a
+	// command this version knows.
+	cmd, err := Decode(entry)
 	if err != nil {
 		a.reply(w, http.StatusBadRequest, applyReply{Error: err.Error()})
 		return

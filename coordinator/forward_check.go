@@ -1,8 +1,6 @@
 package coordinator
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -56,27 +54,6 @@ type taskCommand interface {
 // epochCommand carries the epoch of the unit that sent it.
 type epochCommand interface {
 	unitEpoch() uint64
-}
-
-// DecodeStrict decodes a log entry as Decode does, refusing unknown
-// fields: what another node sends must be exactly a command this version
-// knows.
-func DecodeStrict(entry []byte) (Command, error) {
-	cmd, err := Decode(entry)
-	if err != nil {
-		return nil, err
-	}
-	fresh := handlers[entry[0]]
-	dec := json.NewDecoder(bytes.NewReader(entry[1:]))
-	dec.DisallowUnknownFields()
-	v := newCommand(fresh)
-	if err := dec.Decode(v); err != nil {
-		return nil, fmt.Errorf("coordinator: decode %s: %w", fresh.name, err)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("coordinator: decode %s: data after the command", fresh.name)
-	}
-	return cmd, nil
 }
 
 // checkForwarded decides whether the leader proposes cmd, sent by node

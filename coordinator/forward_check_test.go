@@ -25,7 +25,7 @@ func TestCheckForwarded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	apply(CreateTask{Spec: testSpec("a"), At: t0})
+	apply(NewCreateTask(testSpec("a"), t0))
 	apply(ApplyPlan{Moves: []PlanMove{{Unit: "a/capture", To: "n2"}, {Unit: "a/copy/0", To: "n3"}}, At: t0})
 	task, _ := c.Task("a")
 
@@ -75,14 +75,14 @@ func TestCheckForwarded(t *testing.T) {
 	}
 
 	entry, _ := Encode(MarkSlotCreated{Name: "a", Epoch: 1})
-	if _, err := DecodeStrict(entry); err != nil {
+	if _, err := Decode(entry); err != nil {
 		t.Fatal(err)
 	}
 	forged := append([]byte{byte(CmdMarkSlotCreated)}, []byte(`{"name":"a","epoch":1,"extra":true}`)...)
-	if _, err := DecodeStrict(forged); err == nil {
+	if _, err := Decode(forged); err == nil {
 		t.Error("an unknown field decoded")
 	}
-	if _, err := DecodeStrict(append([]byte{byte(CmdMarkSlotCreated)}, []byte(`{"name":"a"} {}`)...)); err == nil {
+	if _, err := Decode(append([]byte{byte(CmdMarkSlotCreated)}, []byte(`{"name":"a"} {}`)...)); err == nil {
 		t.Error("trailing data decoded")
 	}
 }

@@ -21,10 +21,11 @@ var _ raft.FSM = (*fsm)(nil)
 // Coordinator.Apply gets back: nil or the handler's error.
 //
 // An entry that does not decode was written by a newer Sluice (an unknown
-// type byte) or the log is damaged. Skipping it would let this replica's
-// state drift from the others' without anyone noticing, so Apply panics
-// instead, as consul and nomad do: the node stops, and the message says
-// why. Encode refuses unknown types, so our own code cannot propose one.
+// type byte, field or format version: Decode is strict) or the log is
+// damaged. Skipping it would let this replica's state drift from the
+// others' without anyone noticing, so Apply panics instead, as consul and
+// nomad do: the node stops, and the message says why. Encode refuses
+// unknown types, so our own code cannot propose one.
 func (f *fsm) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
@@ -45,6 +46,8 @@ func (f *fsm) Apply(l *raft.Log) any {
 }
 
 // snapshotVersion versions the snapshot's JSON; Restore refuses newer ones.
+// Its tasks' specs are version 1 records (records.go): the JSON snapshots
+// held before the records existed.
 const snapshotVersion = 1
 
 // snapshotData is the whole state, as written to a snapshot.
@@ -52,6 +55,81 @@ type snapshotData struct {
 	Version int    `json:"version"`
 	Index   uint64 `json:"index"`
 	Data    data   `json:"data"`
+}
+
+// dataRecord is data as snapshots hold it: its tasks as taskRecords, the
+// rest (coordinator's own types) as it is.
+type dataRecord struct {
+	Tasks map[string]*taskRecord `json:"tasks"`
+	dataFields
+}
+
+// dataFields is data without its methods; its Tasks are hidden by
+// dataRecord's.
+type dataFields data
+
+// taskRecord is a Task as snapshots hold it: its spec as a record.
+type taskRecord struct {
+	Spec SpecV1 `json:"spec"`
+	Task        // the rest; its own Spec is hidden by the one above
+}
+
+// MarshalJSON writes the state with its specs as records, so that a
+// snapshot's format is coordinator's, as the log's is.
+func (d data) MarshalJSON() ([]byte, error) {
+	r := dataRecord{Tasks: make(map[string]*taskRecord, len(d.Tasks)), dataFields: dataFields(d)}
+	for name, t := range d.Tasks {
+		r.Tasks[name] = &taskRecord{Spec: SpecRecord(&t.Spec), Task: *t}
+	}
+	return json.Marshal(r)
+}
+
+// UnmarshalJSON reads what MarshalJSON wrote, strictly (decodeStrict).
+func (d *data) UnmarshalJSON(b []byte) error {
+	var r dataRecord
+	if err := decodeStrict(b, &r); err != nil {
+		return err
+	}
+	*d = data(r.dataFields)
+	d.Tasks = make(map[string]*Task, len(r.Tasks))
+	for name, rec := range r.Tasks {
+		if rec == nil {
+			return fmt.Errorf("task %s: null", name)
+		}
+		spec, err := rec.Spec.TaskSpec()
+		if err != nil {
+			return fmt.Errorf("task %s: %w", name, err)
+		}
+		t := rec.Task
+		t.Spec = spec
+		d.Tasks[name] = &t
+	}
+	return nil
+}
+
+// readSnapshot decodes a snapshot, strictly: a field this version does not
+// know would be dropped, and the state would differ from the leader's.
+func readSnapshot(r io.Reader) (snapshotData, error) {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return snapshotData{}, fmt.Errorf("coordinator: read snapshot: %w", err)
+	}
+	// The version first, so that a newer format is named as such rather
+	// than by the first field it added.
+	var head struct {
+		Version int `json:"version"`
+	}
+	if err := json.Unmarshal(b, &head); err != nil {
+		return snapshotData{}, fmt.Errorf("coordinator: read snapshot: %w", err)
+	}
+	if head.Version > snapshotVersion {
+		return snapshotData{}, fmt.Errorf("coordinator: snapshot version %d is newer than this Sluice understands (%d)", head.Version, snapshotVersion)
+	}
+	var snap snapshotData
+	if err := decodeStrict(b, &snap); err != nil {
+		return snapshotData{}, fmt.Errorf("coordinator: snapshot does not decode (written by a newer Sluice, or damaged): %w", err)
+	}
+	return snap, nil
 }
 
 // Snapshot copies the state; Persist writes the copy while Raft goes on.
@@ -62,12 +140,9 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 // Restore replaces the state with a snapshot's.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	var snap snapshotData
-	if err := json.NewDecoder(rc).Decode(&snap); err != nil {
-		return fmt.Errorf("coordinator: read snapshot: %w", err)
-	}
-	if snap.Version > snapshotVersion {
-		return fmt.Errorf("coordinator: snapshot version %d is newer than this Sluice understands (%d)", snap.Version, snapshotVersion)
+	snap, err := readSnapshot(rc)
+	if err != nil {
+		return err
 	}
 	f.store.restore(snap)
 	return nil

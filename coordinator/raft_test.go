@@ -72,20 +72,20 @@ func TestApplyAndReopen(t *testing.T) {
 
 	ch := c.Changed()
 	spec := testSpec("orders")
-	applyAll(t, c, CreateTask{Spec: spec, At: t0})
+	applyAll(t, c, NewCreateTask(spec, t0))
 	select {
 	case <-ch:
 	default:
 		t.Fatal("Changed did not fire after Apply returned")
 	}
-	if err := c.Apply(context.Background(), CreateTask{Spec: spec, At: t0}); !errors.Is(err, ErrTaskExists) {
+	if err := c.Apply(context.Background(), NewCreateTask(spec, t0)); !errors.Is(err, ErrTaskExists) {
 		t.Fatalf("duplicate: %v, want ErrTaskExists", err)
 	}
 	if err := c.Apply(context.Background(), MarkDeleting{Name: "nope"}); !errors.Is(err, ErrTaskNotFound) {
 		t.Fatalf("missing: %v, want ErrTaskNotFound", err)
 	}
 	applyAll(t, c,
-		CreateTask{Spec: testSpec("customers"), At: t0},
+		NewCreateTask(testSpec("customers"), t0),
 		SetTaskStatus{Name: "orders", Phase: proto.PhaseFull, State: proto.StateRunning},
 		MarkSlotCreated{Name: "orders", ConsistentLSN: 0x100},
 		MarkTablesCopied{Name: "orders", Tables: map[string]proto.LSN{"public\x00orders": 0x100}},
@@ -141,7 +141,7 @@ func TestApplyAndReopen(t *testing.T) {
 func TestRestoreFromSnapshotOnly(t *testing.T) {
 	dir := t.TempDir()
 	c := openTest(t, dir)
-	applyAll(t, c, CreateTask{Spec: testSpec("orders"), At: t0}, BumpEpoch{Name: "orders"})
+	applyAll(t, c, NewCreateTask(testSpec("orders"), t0), BumpEpoch{Name: "orders"})
 	want := c.Tasks()
 	if err := c.raft.Snapshot().Error(); err != nil {
 		t.Fatal(err)
@@ -166,11 +166,11 @@ func TestApplyErrors(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := c.Apply(ctx, CreateTask{Spec: testSpec("a"), At: t0}); !errors.Is(err, context.Canceled) {
+	if err := c.Apply(ctx, NewCreateTask(testSpec("a"), t0)); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled ctx: %v", err)
 	}
 	_ = c.Shutdown()
-	if err := c.Apply(context.Background(), CreateTask{Spec: testSpec("a"), At: t0}); err == nil {
+	if err := c.Apply(context.Background(), NewCreateTask(testSpec("a"), t0)); err == nil {
 		t.Error("Apply after Shutdown succeeded")
 	}
 }
@@ -228,7 +228,7 @@ func TestOpenTwiceFailsFast(t *testing.T) {
 func TestShutdownLeavesNoGoroutines(t *testing.T) {
 	before := runtime.NumGoroutine()
 	c := openTest(t, t.TempDir())
-	applyAll(t, c, CreateTask{Spec: testSpec("a"), At: t0})
+	applyAll(t, c, NewCreateTask(testSpec("a"), t0))
 	if err := c.Shutdown(); err != nil {
 		t.Fatal(err)
 	}

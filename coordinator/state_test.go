@@ -47,7 +47,7 @@ func TestCreateTaskStartPhase(t *testing.T) {
 		s := NewStore()
 		spec := testSpec("a")
 		spec.Sync = tc.sync
-		mustApply(t, s, 7, CreateTask{Spec: spec, At: t0})
+		mustApply(t, s, 7, NewCreateTask(spec, t0))
 		got, ok := s.Task("a")
 		if !ok {
 			t.Fatal("task not stored")
@@ -76,10 +76,10 @@ func TestCommands(t *testing.T) {
 		return task
 	}
 
-	if err := apply(CreateTask{Spec: testSpec("orders"), At: t0}); err != nil {
+	if err := apply(NewCreateTask(testSpec("orders"), t0)); err != nil {
 		t.Fatal(err)
 	}
-	if err := apply(CreateTask{Spec: testSpec("orders"), At: t0}); !errors.Is(err, ErrTaskExists) {
+	if err := apply(NewCreateTask(testSpec("orders"), t0)); !errors.Is(err, ErrTaskExists) {
 		t.Fatalf("duplicate create: %v, want ErrTaskExists", err)
 	}
 	if got, _ := s.Task("orders"); got.ModifyIndex != 1 {
@@ -154,7 +154,7 @@ func TestCommands(t *testing.T) {
 			t.Fatal("MarkDeleting")
 		}
 	}
-	if err := apply(CreateTask{Spec: testSpec("orders"), At: t0}); !errors.Is(err, ErrTaskExists) {
+	if err := apply(NewCreateTask(testSpec("orders"), t0)); !errors.Is(err, ErrTaskExists) {
 		t.Fatalf("create while deleting: %v, want ErrTaskExists", err)
 	}
 	if err := apply(RemoveTask{Name: "orders"}); err != nil {
@@ -186,7 +186,7 @@ func TestCommands(t *testing.T) {
 func TestTasksSortedCopies(t *testing.T) {
 	s := NewStore()
 	for i, name := range []string{"c", "a", "b"} {
-		mustApply(t, s, uint64(i+1), CreateTask{Spec: testSpec(name), At: t0})
+		mustApply(t, s, uint64(i+1), NewCreateTask(testSpec(name), t0))
 	}
 	mustApply(t, s, 4, MarkTablesCopied{Name: "a", Tables: map[string]proto.LSN{"x": 1}})
 	tasks := s.Tasks()
@@ -215,14 +215,14 @@ func TestChangedFires(t *testing.T) {
 		t.Fatal("Changed closed before any change")
 	default:
 	}
-	mustApply(t, s, 1, CreateTask{Spec: testSpec("a"), At: t0})
+	mustApply(t, s, 1, NewCreateTask(testSpec("a"), t0))
 	select {
 	case <-ch:
 	default:
 		t.Fatal("Changed not closed after a change")
 	}
 	ch = s.Changed()
-	if err := s.Apply(2, CreateTask{Spec: testSpec("a"), At: t0}); !errors.Is(err, ErrTaskExists) {
+	if err := s.Apply(2, NewCreateTask(testSpec("a"), t0)); !errors.Is(err, ErrTaskExists) {
 		t.Fatal(err)
 	}
 	select {
@@ -264,7 +264,7 @@ func TestUnknownCommand(t *testing.T) {
 
 func TestEncodeDecodeRoundTrip(t *testing.T) {
 	cmds := []Command{
-		CreateTask{Spec: testSpec("a"), At: t0},
+		NewCreateTask(testSpec("a"), t0),
 		&SetTaskStatus{Name: "a", Phase: proto.PhaseFull, State: proto.StateFailed,
 			Error: &proto.TaskError{Kind: proto.ErrorOther, Message: "boom", At: t0}, KeepError: true},
 		MarkSlotCreated{Name: "a", ConsistentLSN: 42},
@@ -287,12 +287,12 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 				Chunks: []PlannedChunk{{FromPage: 0, ToPage: 8, Unit: 1}, {FromPage: 8, ToPage: -1}}}}}},
 		MarkFullSyncReady{Name: "a", Plan: 5},
 		MarkChunkCopied{Name: "a", Plan: 5, Table: 0, Chunk: 1, Rows: 77},
-		SetThrottle{Name: "a", Throttle: &proto.ThrottleSpec{Full: &proto.RateSpec{RPS: 5, MBPS: 1, QPS: 2}}},
+		SetThrottle{Name: "a", Throttle: &ThrottleV1{Full: &RateV1{RPS: 5, MBPS: 1, QPS: 2}}},
 		MarkKeptTables{Name: "a", Tables: []string{"public\x00t"}},
 		SetTaskTables{Name: "a", Tables: []string{"public\x00t"}},
-		ChangeTables{Name: "a", Objects: []proto.ObjectSpec{{Schema: "public", Tables: []string{"t", "u"}}}, Add: []string{"public\x00u"}, Remove: []string{"public\x00v"}},
+		ChangeTables{Name: "a", Objects: []ObjectV1{{Schema: "public", Tables: []string{"t", "u"}}}, Add: []string{"public\x00u"}, Remove: []string{"public\x00v"}},
 		FinishAdding{Name: "a", Tables: []string{"public\x00u"}},
-		UpdateSettings{Name: "a", Retry: proto.RetrySpec{Other: proto.Duration(time.Minute)}, Alerts: &proto.AlertSpec{Webhook: "http://x/y"}},
+		UpdateSettings{Name: "a", SettingsV1: SettingsV1{Retry: RetryV1{Other: DurationV1(time.Minute)}, Alerts: &AlertsV1{Webhook: "http://x/y"}}},
 		CreateToken{Token: Token{ID: "0123456789ab", Name: "ci", Scope: ScopeRead, Hash: strings.Repeat("a", 64), CreatedAt: t0, Bootstrap: true}},
 		RevokeToken{ID: "0123456789ab"},
 		SetSecretKey{ID: "0123456789abcdef", Rotate: true},
@@ -445,7 +445,7 @@ func TestCloneTaskDeep(t *testing.T) {
 
 func TestSnapshotRestoreStore(t *testing.T) {
 	s := NewStore()
-	mustApply(t, s, 1, CreateTask{Spec: testSpec("a"), At: t0})
+	mustApply(t, s, 1, NewCreateTask(testSpec("a"), t0))
 	mustApply(t, s, 2, MarkTablesCopied{Name: "a", Tables: map[string]proto.LSN{"public\x00t": 7}})
 	snap := s.snapshot()
 	mustApply(t, s, 3, RemoveTask{Name: "a"}) // the snapshot is a copy
@@ -466,7 +466,7 @@ func TestSnapshotRestoreStore(t *testing.T) {
 
 func TestPauseFencesStatusAndResume(t *testing.T) {
 	s := NewStore()
-	mustApply(t, s, 1, CreateTask{Spec: testSpec("a"), At: t0})
+	mustApply(t, s, 1, NewCreateTask(testSpec("a"), t0))
 	mustApply(t, s, 2, BumpEpoch{Name: "a"}) // a runner starts at epoch 2
 	mustApply(t, s, 3, SetTaskStatus{Name: "a", Epoch: 2, State: proto.StateRunning})
 	mustApply(t, s, 4, PauseTask{Name: "a"})
@@ -496,7 +496,7 @@ func TestPauseFencesStatusAndResume(t *testing.T) {
 // refuses marks, and a new capture owner drops it.
 func TestFullSyncPlan(t *testing.T) {
 	s := NewStore()
-	mustApply(t, s, 1, CreateTask{Spec: testSpec("a"), At: t0})
+	mustApply(t, s, 1, NewCreateTask(testSpec("a"), t0))
 	mustApply(t, s, 2, SetTaskStatus{Name: "a", Phase: proto.PhaseFull, State: proto.StateRunning})
 	plan := FullSyncPlan{Snapshot: "snap", Units: 3, TablesTotal: 2, RowsEstimated: 100, Tables: []PlannedCopy{
 		{Table: proto.TableID{Schema: "public", Name: "x"}, Chunks: []PlannedChunk{{Unit: 0}, {Unit: 1}}},

@@ -139,7 +139,7 @@ func TestTLSRaftCluster(t *testing.T) {
 			}
 		}
 		if leader != nil {
-			err := leader.Apply(ctx, CreateTask{Spec: proto.TaskSpec{Name: "t"}, At: t0})
+			err := leader.Apply(ctx, NewCreateTask(proto.TaskSpec{Name: "t"}, t0))
 			if err == nil {
 				break
 			}

@@ -384,7 +384,7 @@ func newHarness(t *testing.T, sections string, minute time.Duration) *harness {
 	}
 	ev := newEvents()
 	h := &harness{t: t, ev: ev, store: newFakeStore(ev), source: &fakeSource{ev: ev, nextLSN: 0x10000}, sink: newFakeSink(ev)}
-	if err := h.store.Apply(context.Background(), coordinator.CreateTask{Spec: *spec, At: time.Now()}); err != nil {
+	if err := h.store.Apply(context.Background(), coordinator.NewCreateTask(*spec, time.Now())); err != nil {
 		t.Fatal(err)
 	}
 	h.runner = &Runner{
