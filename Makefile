@@ -48,7 +48,7 @@ FUZZTIME ?= 100000x
 TEST_FUZZTIME ?= 10000x
 E2E_FUZZTIME ?= 300000x
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzParseTaskSpec$$' -fuzztime $(FUZZTIME) ./proto
+	$(GO) test -run '^$$' -fuzz '^FuzzParseTaskSpec$$' -fuzztime $(FUZZTIME) ./apply/destinations
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeBatchRoundTrip$$' -fuzztime $(FUZZTIME) ./proto
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $(FUZZTIME) ./coordinator
 	$(GO) test -run '^$$' -fuzz '^FuzzPgoutput$$' -fuzztime $(FUZZTIME) ./capture

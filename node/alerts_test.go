@@ -64,7 +64,7 @@ func TestAlertsAndMetrics(t *testing.T) {
 	hook := &webhook{}
 	srv := httptest.NewServer(hook)
 	defer srv.Close()
-	src := testenv.Conn(t, p.src.DSN("postgres"))
+	src := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, src, `CREATE TABLE watched (id int PRIMARY KEY, v text); INSERT INTO watched VALUES (1, 'a')`)
 	n := sluicetest.StartNode(t, node.Config{Runner: node.RunnerConfig{RetryMinute: time.Second, MinBackoff: 200 * time.Millisecond, MaxBackoff: time.Second}})
 	c := n.Client()

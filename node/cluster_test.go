@@ -44,7 +44,7 @@ func startCluster(t *testing.T, nodes int, pools ...string) *testenv.Cluster {
 func clusterWithTask(t *testing.T, task string, seed int) (pair, *testenv.Cluster, *pgx.Conn) {
 	t.Helper()
 	p := newPair(t)
-	srcConn := testenv.Conn(t, p.src.DSN("postgres"))
+	srcConn := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, srcConn, workload.Schema)
 	if err := workload.Seed(context.Background(), srcConn, seed); err != nil {
 		t.Fatal(err)
@@ -62,7 +62,7 @@ func clusterWithTask(t *testing.T, task string, seed int) (pair, *testenv.Cluste
 func startLoad(ctx context.Context, p pair, txs int, duration time.Duration, seed int64, progress func(int)) <-chan error {
 	load := make(chan error, 1)
 	go func() {
-		_, err := workload.Run(ctx, p.src.DSN("postgres"), workload.Options{
+		_, err := workload.Run(ctx, p.src.DSN(testenv.DefaultDB), workload.Options{
 			Transactions: txs, Duration: duration, Seed: seed, Truncate: false,
 			Progress: func(n int) {
 				if progress != nil {
@@ -252,7 +252,7 @@ func TestClusterFailover(t *testing.T) {
 func TestClusterFullSyncSpread(t *testing.T) {
 	p := newPair(t)
 	ctx := context.Background()
-	srcConn := testenv.Conn(t, p.src.DSN("postgres"))
+	srcConn := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, srcConn, workload.Schema)
 	if err := workload.Seed(ctx, srcConn, 20000); err != nil {
 		t.Fatal(err)
@@ -401,7 +401,7 @@ func TestClusterPartitionLeader(t *testing.T) {
 // gone it waits, and says why, rather than running elsewhere.
 func TestClusterDedicatedPool(t *testing.T) {
 	p := newPair(t)
-	srcConn := testenv.Conn(t, p.src.DSN("postgres"))
+	srcConn := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, srcConn, `CREATE TABLE pinned (id int PRIMARY KEY, v text); INSERT INTO pinned SELECT g, 'v' || g FROM generate_series(1, 500) g`)
 	c := startCluster(t, 3, "default", "p1", "default")
 	c.WaitLeader(t)

@@ -24,7 +24,7 @@ import (
 func TestCrashConsistencyUnderSIGKILL(t *testing.T) {
 	p := newPair(t)
 	ctx := context.Background()
-	srcConn := testenv.Conn(t, p.src.DSN("postgres"))
+	srcConn := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, srcConn, workload.Schema)
 	if err := workload.Seed(ctx, srcConn, 60000); err != nil {
 		t.Fatal(err)
@@ -42,7 +42,7 @@ func TestCrashConsistencyUnderSIGKILL(t *testing.T) {
 	var committed atomic.Int64
 	load := make(chan error, 1)
 	go func() {
-		_, err := workload.Run(ctx, p.src.DSN("postgres"), workload.Options{
+		_, err := workload.Run(ctx, p.src.DSN(testenv.DefaultDB), workload.Options{
 			Transactions: txs, Duration: duration, Seed: 7,
 			// No truncates: they would wipe out a doubled row before the
 			// comparison could see it.

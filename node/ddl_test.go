@@ -20,7 +20,7 @@ import (
 func TestDDLSync(t *testing.T) {
 	p := newPair(t)
 	ctx := context.Background()
-	src := testenv.Conn(t, p.src.DSN("postgres"))
+	src := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, src, `
 		CREATE TABLE items (id int PRIMARY KEY, v text, n int);
 		INSERT INTO items SELECT g, 'v' || g, g FROM generate_series(1, 2000) g;
@@ -34,7 +34,7 @@ func TestDDLSync(t *testing.T) {
 	waitPhase(t, c, "ddl", proto.PhaseIncremental, time.Minute)
 
 	// The writer touches only id and v, which no statement below changes.
-	stopWriter := startWriter(t, p.src.DSN("postgres"), 4000, 2*time.Millisecond, func(i int) string {
+	stopWriter := startWriter(t, p.src.DSN(testenv.DefaultDB), 4000, 2*time.Millisecond, func(i int) string {
 		return fmt.Sprintf(`INSERT INTO items (id, v) VALUES (%d, 'w%d'); UPDATE items SET v = v || '+' WHERE id = %d; DELETE FROM items WHERE id = %d`,
 			3000+i, i, 1+i%2000, 2+(i*7)%1990)
 	})
@@ -82,7 +82,7 @@ func TestDDLSync(t *testing.T) {
 	stopWriter()
 	waitEqual(t, p, []string{"public.items", "public.newt", "public.t3", "public.txnew", "public.keyless"}, 2*time.Minute)
 
-	dst := testenv.Conn(t, p.dst.DSN("postgres"))
+	dst := testenv.Conn(t, p.dst.DSN(testenv.DefaultDB))
 	var shape string
 	err := dst.QueryRow(ctx, `SELECT
 		(SELECT string_agg(column_name || ' ' || data_type || ' ' || coalesce(column_default, '-'), ', ' ORDER BY ordinal_position) FROM information_schema.columns WHERE table_name = 'items')
@@ -118,7 +118,7 @@ func TestDDLSync(t *testing.T) {
 func TestDDLOperationSelection(t *testing.T) {
 	p := newPair(t)
 	ctx := context.Background()
-	src := testenv.Conn(t, p.src.DSN("postgres"))
+	src := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, src, `CREATE TABLE items (id int PRIMARY KEY, v text, old text);
 		INSERT INTO items SELECT g, 'v', 'o' FROM generate_series(1, 100) g`)
 	n := sluicetest.StartNode(t, node.Config{})
@@ -132,7 +132,7 @@ func TestDDLOperationSelection(t *testing.T) {
 		INSERT INTO items VALUES (101, 'new', 2);
 		UPDATE items SET v = 'u' WHERE id <= 10`)
 	waitSame(t, p, "(SELECT id, v, NULL::text AS old, added FROM public.items WHERE id > 100 UNION ALL SELECT id, v, 'o', added FROM public.items WHERE id <= 100)", "public.items", time.Minute)
-	dst := testenv.Conn(t, p.dst.DSN("postgres"))
+	dst := testenv.Conn(t, p.dst.DSN(testenv.DefaultDB))
 	var idx bool
 	if err := dst.QueryRow(ctx, `SELECT to_regclass('public.items_v') IS NOT NULL`).Scan(&idx); err != nil || idx {
 		t.Fatalf("index created though create_index is not selected: %v %v", idx, err)

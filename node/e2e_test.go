@@ -32,7 +32,7 @@ source: { dsn: "%s" }
 destination: { type: postgres, dsn: "%s" }
 objects:
   - schema: public
-%s`, name, p.src.DSN("postgres"), p.dst.DSN("postgres"), extra))
+%s`, name, p.src.DSN(testenv.DefaultDB), p.dst.DSN(testenv.DefaultDB), extra))
 }
 
 func createTask(t *testing.T, c *coordinator.Client, spec []byte) {
@@ -69,8 +69,8 @@ func waitPhase(t *testing.T, c *coordinator.Client, name string, phase proto.Pha
 // waitEqual polls until source and destination have equal contents.
 func waitEqual(t *testing.T, p pair, tables []string, timeout time.Duration) {
 	t.Helper()
-	src := testenv.Conn(t, p.src.DSN("postgres"))
-	dst := testenv.Conn(t, p.dst.DSN("postgres"))
+	src := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
+	dst := testenv.Conn(t, p.dst.DSN(testenv.DefaultDB))
 	testenv.CheckFor(t, timeout, 250*time.Millisecond, func() error {
 		return testenv.CompareTables(context.Background(), src, dst, tables)
 	})
@@ -82,7 +82,7 @@ func waitEqual(t *testing.T, p pair, tables []string, timeout time.Duration) {
 func TestSyncSchemaFullIncrementalUnderLoad(t *testing.T) {
 	p := newPair(t)
 	ctx := context.Background()
-	srcConn := testenv.Conn(t, p.src.DSN("postgres"))
+	srcConn := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, srcConn, workload.Schema)
 	if err := workload.Seed(ctx, srcConn, 20000); err != nil {
 		t.Fatal(err)
@@ -93,7 +93,7 @@ func TestSyncSchemaFullIncrementalUnderLoad(t *testing.T) {
 
 	load := make(chan error, 1)
 	go func() {
-		_, err := workload.Run(ctx, p.src.DSN("postgres"), workload.Options{Transactions: 1500, Duration: 2 * time.Minute, Seed: 1, Truncate: true,
+		_, err := workload.Run(ctx, p.src.DSN(testenv.DefaultDB), workload.Options{Transactions: 1500, Duration: 2 * time.Minute, Seed: 1, Truncate: true,
 			Progress: func(int) { time.Sleep(2 * time.Millisecond) }})
 		load <- err
 	}()
@@ -106,13 +106,13 @@ func TestSyncSchemaFullIncrementalUnderLoad(t *testing.T) {
 		t.Fatalf("workload: %v", err)
 	}
 	// A second burst, entirely in the incremental phase.
-	if _, err := workload.Run(ctx, p.src.DSN("postgres"), workload.Options{Transactions: 300, Seed: 2, Truncate: false}); err != nil {
+	if _, err := workload.Run(ctx, p.src.DSN(testenv.DefaultDB), workload.Options{Transactions: 300, Seed: 2, Truncate: false}); err != nil {
 		t.Fatal(err)
 	}
 	waitEqual(t, p, workload.Tables, 2*time.Minute)
 
 	// Schema arrived with its secondary index and the enum.
-	dst := testenv.Conn(t, p.dst.DSN("postgres"))
+	dst := testenv.Conn(t, p.dst.DSN(testenv.DefaultDB))
 	var idx int
 	if err := dst.QueryRow(ctx, `SELECT count(*) FROM pg_indexes WHERE indexname = 'accounts_owner'`).Scan(&idx); err != nil || idx != 1 {
 		t.Fatalf("secondary index at destination: %d %v", idx, err)
@@ -130,7 +130,7 @@ func TestSyncSchemaFullIncrementalUnderLoad(t *testing.T) {
 func TestDeleteTaskCleansSource(t *testing.T) {
 	p := newPair(t)
 	ctx := context.Background()
-	srcConn := testenv.Conn(t, p.src.DSN("postgres"))
+	srcConn := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, srcConn, `CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a')`)
 	n := sluicetest.StartNode(t, node.Config{})
 	c := n.Client()
@@ -147,7 +147,7 @@ func TestDeleteTaskCleansSource(t *testing.T) {
 	}
 	// The same name can be used again, and starts from scratch.
 	testenv.MustExec(t, srcConn, `INSERT INTO t VALUES (2, 'b')`)
-	dst := testenv.Conn(t, p.dst.DSN("postgres"))
+	dst := testenv.Conn(t, p.dst.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, dst, `DROP TABLE t`)
 	createTask(t, c, taskYAML("gone", p, ""))
 	waitEqual(t, p, []string{"public.t"}, time.Minute)
@@ -161,10 +161,10 @@ func TestCreateTaskRejectsBadInput(t *testing.T) {
 	replica := testenv.NewPostgres(t, testenv.PostgresOptions{WALLevel: "replica"})
 	// A source whose only replication slot is taken by someone else.
 	full := testenv.NewPostgres(t, testenv.PostgresOptions{MaxReplicationSlots: 1})
-	fullConn := testenv.Conn(t, full.DSN("postgres"))
+	fullConn := testenv.Conn(t, full.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, fullConn, `CREATE TABLE keyed (id int PRIMARY KEY)`)
 	testenv.MustExec(t, fullConn, `SELECT pg_create_logical_replication_slot('someone_else', 'pgoutput')`)
-	srcConn := testenv.Conn(t, p.src.DSN("postgres"))
+	srcConn := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, srcConn, `CREATE TABLE keyed (id int PRIMARY KEY);
 		CREATE TABLE nokey (v text);
 		CREATE ROLE app LOGIN PASSWORD 'right' IN ROLE `+testenv.PasswordRole+`;
@@ -172,32 +172,32 @@ func TestCreateTaskRejectsBadInput(t *testing.T) {
 		GRANT SELECT ON keyed TO weak`)
 	n := sluicetest.StartNode(t, node.Config{})
 	c := n.Client()
-	dstDSN := p.dst.DSN("postgres")
+	dstDSN := p.dst.DSN(testenv.DefaultDB)
 
 	cases := []struct {
 		name string
 		spec string
 		want []string // substrings of the error
 	}{
-		{"unknown field", fmt.Sprintf("name: x\nsource: {dsn: %q, dsnn: 1}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public}]\n", p.src.DSN("postgres"), dstDSN),
+		{"unknown field", fmt.Sprintf("name: x\nsource: {dsn: %q, dsnn: 1}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public}]\n", p.src.DSN(testenv.DefaultDB), dstDSN),
 			[]string{"source.dsnn"}},
-		{"bad value", fmt.Sprintf("name: Bad Name\nsource: {dsn: %q}\ndestination: {type: mysql, dsn: %q}\nobjects: [{schema: public}]\nretry: {connection: forever}\n", p.src.DSN("postgres"), dstDSN),
+		{"bad value", fmt.Sprintf("name: Bad Name\nsource: {dsn: %q}\ndestination: {type: mysql, dsn: %q}\nobjects: [{schema: public}]\nretry: {connection: forever}\n", p.src.DSN(testenv.DefaultDB), dstDSN),
 			[]string{"name:", "destination.type", "retry"}},
-		{"wrong password", fmt.Sprintf("name: x\nsource: {dsn: %q}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public, tables: [keyed]}]\n", p.src.UserDSN("app", "wrong", "postgres"), dstDSN),
+		{"wrong password", fmt.Sprintf("name: x\nsource: {dsn: %q}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public, tables: [keyed]}]\n", p.src.UserDSN("app", "wrong", testenv.DefaultDB), dstDSN),
 			[]string{"source.connect", "password authentication failed", "password in source.dsn"}},
 		{"nobody listening", fmt.Sprintf("name: x\nsource: {dsn: \"postgres://postgres@127.0.0.1:1/postgres\"}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public}]\n", dstDSN),
 			[]string{"source.connect", "host and port"}},
-		{"wal_level replica", fmt.Sprintf("name: x\nsource: {dsn: %q}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public}]\n", replica.DSN("postgres"), dstDSN),
+		{"wal_level replica", fmt.Sprintf("name: x\nsource: {dsn: %q}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public}]\n", replica.DSN(testenv.DefaultDB), dstDSN),
 			[]string{"source.wal_level", "wal_level = logical"}},
-		{"no primary key", fmt.Sprintf("name: x\nsource: {dsn: %q}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public}]\n", p.src.DSN("postgres"), dstDSN),
+		{"no primary key", fmt.Sprintf("name: x\nsource: {dsn: %q}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public}]\n", p.src.DSN(testenv.DefaultDB), dstDSN),
 			[]string{"source.replica_identity", "public.nokey", "REPLICA IDENTITY FULL"}},
-		{"missing privileges", fmt.Sprintf("name: x\nsource: {dsn: %q}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public, tables: [keyed]}]\n", p.src.UserDSN("weak", "", "postgres"), dstDSN),
+		{"missing privileges", fmt.Sprintf("name: x\nsource: {dsn: %q}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public, tables: [keyed]}]\n", p.src.UserDSN("weak", "", testenv.DefaultDB), dstDSN),
 			[]string{"source.privileges.replication", "REPLICATION"}},
-		{"DDL sync without a superuser", fmt.Sprintf("name: x\nsource: {dsn: %q}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public, tables: [keyed]}]\nsync: {ddl: true}\n", p.src.UserDSN("app", "right", "postgres"), dstDSN),
+		{"DDL sync without a superuser", fmt.Sprintf("name: x\nsource: {dsn: %q}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public, tables: [keyed]}]\nsync: {ddl: true}\n", p.src.UserDSN("app", "right", testenv.DefaultDB), dstDSN),
 			[]string{"source.privileges.event_trigger", "SUPERUSER", "sync.ddl: false"}},
-		{"no free slot", fmt.Sprintf("name: x\nsource: {dsn: %q}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public}]\n", full.DSN("postgres"), dstDSN),
+		{"no free slot", fmt.Sprintf("name: x\nsource: {dsn: %q}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public}]\n", full.DSN(testenv.DefaultDB), dstDSN),
 			[]string{"source.replication_slots", "max_replication_slots"}},
-		{"missing table", fmt.Sprintf("name: x\nsource: {dsn: %q}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public, tables: [nosuch]}]\n", p.src.DSN("postgres"), dstDSN),
+		{"missing table", fmt.Sprintf("name: x\nsource: {dsn: %q}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public, tables: [nosuch]}]\n", p.src.DSN(testenv.DefaultDB), dstDSN),
 			[]string{"source.objects", "nosuch"}},
 	}
 	for _, tc := range cases {
@@ -221,7 +221,7 @@ func TestCreateTaskRejectsBadInput(t *testing.T) {
 	// that was there before).
 	testenv.MustExec(t, fullConn, `SELECT pg_drop_replication_slot('someone_else')`)
 	for _, pg := range []*testenv.Postgres{p.src, replica, full} {
-		conn := testenv.Conn(t, pg.DSN("postgres"))
+		conn := testenv.Conn(t, pg.DSN(testenv.DefaultDB))
 		if err := testenv.SourceLeftovers(ctx, conn); err != nil {
 			t.Fatal(err)
 		}
@@ -237,7 +237,7 @@ func TestCreateTaskRejectsBadInput(t *testing.T) {
 func TestPrecheckReport(t *testing.T) {
 	p := newPair(t)
 	ctx := context.Background()
-	srcConn := testenv.Conn(t, p.src.DSN("postgres"))
+	srcConn := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, srcConn, `CREATE EXTENSION citext; CREATE TABLE keyed (id int PRIMARY KEY, name citext)`)
 	n := sluicetest.StartNode(t, node.Config{})
 	c := n.Client()
@@ -266,7 +266,7 @@ func TestPrecheckReport(t *testing.T) {
 
 	// The table exists at the destination: conflicting_tables: ignore
 	// warns, and the warning blocks until acknowledged.
-	testenv.MustExec(t, testenv.Conn(t, p.dst.DSN("postgres")), `CREATE EXTENSION citext; CREATE TABLE keyed (id int PRIMARY KEY, name citext)`)
+	testenv.MustExec(t, testenv.Conn(t, p.dst.DSN(testenv.DefaultDB)), `CREATE EXTENSION citext; CREATE TABLE keyed (id int PRIMARY KEY, name citext)`)
 	if report, err = c.Precheck(ctx, spec); err != nil || report.Passed {
 		t.Fatalf("precheck with an existing table: %+v %v", report, err)
 	}
@@ -299,8 +299,8 @@ func TestPrecheckReport(t *testing.T) {
 func TestSyncPhaseSelection(t *testing.T) {
 	p := newPair(t)
 	ctx := context.Background()
-	src := testenv.Conn(t, p.src.DSN("postgres"))
-	dst := testenv.Conn(t, p.dst.DSN("postgres"))
+	src := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
+	dst := testenv.Conn(t, p.dst.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, src, `CREATE TABLE once (id int PRIMARY KEY, v text); INSERT INTO once SELECT g, 'v' FROM generate_series(1, 1000) g`)
 	n := sluicetest.StartNode(t, node.Config{})
 	c := n.Client()
@@ -347,8 +347,8 @@ func TestSyncPhaseSelection(t *testing.T) {
 func TestPauseResume(t *testing.T) {
 	p := newPair(t)
 	ctx := context.Background()
-	src := testenv.Conn(t, p.src.DSN("postgres"))
-	dst := testenv.Conn(t, p.dst.DSN("postgres"))
+	src := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
+	dst := testenv.Conn(t, p.dst.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, src, `CREATE TABLE pr (id int PRIMARY KEY, v text); INSERT INTO pr VALUES (1, 'a')`)
 	n := sluicetest.StartNode(t, node.Config{})
 	c := n.Client()

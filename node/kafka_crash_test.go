@@ -29,7 +29,7 @@ func TestKafkaCrashConsistencyUnderSIGKILL(t *testing.T) {
 	src := testenv.NewPostgres(t)
 	k := testenv.NewKafka(t)
 	ctx := context.Background()
-	conn := testenv.Conn(t, src.DSN("postgres"))
+	conn := testenv.Conn(t, src.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, conn, `
 		CREATE TABLE kv (id int PRIMARY KEY, v text, n int);
 		INSERT INTO kv SELECT g, 'v' || g, 0 FROM generate_series(1, 20000) g;
@@ -39,7 +39,7 @@ func TestKafkaCrashConsistencyUnderSIGKILL(t *testing.T) {
 	// Tiny chunks make the full sync long enough to be killed in.
 	proc := sluicetest.StartProcess(t, filepath.Join(t.TempDir(), "data"), "--chunk-pages", "4", "--snapshot-readers", "2")
 	c := proc.Client()
-	createTask(t, c, kafkaTaskYAML("kcrash", src.DSN("postgres"), k, "  topic: kv-cdc\n  topic_partitions: 3\n",
+	createTask(t, c, kafkaTaskYAML("kcrash", src.DSN(testenv.DefaultDB), k, "  topic: kv-cdc\n  topic_partitions: 3\n",
 		"    tables: [kv, log]\n    topics: { log: log-cdc }\n"))
 
 	// `make e2e` soaks: many more kills over a longer load.
@@ -49,7 +49,7 @@ func TestKafkaCrashConsistencyUnderSIGKILL(t *testing.T) {
 	}
 	var committed atomic.Int64
 	load := make(chan error, 1)
-	go func() { load <- kafkaCrashLoad(ctx, src.DSN("postgres"), txs, duration, &committed) }()
+	go func() { load <- kafkaCrashLoad(ctx, src.DSN(testenv.DefaultDB), txs, duration, &committed) }()
 
 	// The first kill lands in the middle of the full sync.
 	waitCopying(t, c, "kcrash")

@@ -176,7 +176,7 @@ func canalDecoder(t *testing.T, table string, full bool) func(testenv.Record) fm
 		if err := json.Unmarshal(r.Value, &m); err != nil {
 			t.Fatalf("canal message %s: %v", r.Value, err)
 		}
-		if m.Database != "postgres" || m.Schema != "public" || m.Table != table {
+		if m.Database != testenv.DefaultDB || m.Schema != "public" || m.Table != table {
 			t.Fatalf("canal message of %s.%s.%s, want postgres.public.%s: %s", m.Database, m.Schema, m.Table, table, r.Value)
 		}
 		if m.Type == "TRUNCATE" {
@@ -453,7 +453,7 @@ func syncFormats(t *testing.T, full bool) {
 	srv := httptest.NewServer(reg)
 	t.Cleanup(srv.Close)
 	ctx := context.Background()
-	conn := testenv.Conn(t, src.DSN("postgres"))
+	conn := testenv.Conn(t, src.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, conn, `
 		CREATE TABLE fcanal (id int PRIMARY KEY, v text, n int);
 		INSERT INTO fcanal SELECT g, 'v' || g, g FROM generate_series(1, 300) g;
@@ -475,7 +475,7 @@ func syncFormats(t *testing.T, full bool) {
 	}
 	// Both tasks run at once on the node, to keep the test short.
 	for _, r := range runs {
-		createTask(t, c, kafkaTaskYAML(r.task, src.DSN("postgres"), k,
+		createTask(t, c, kafkaTaskYAML(r.task, src.DSN(testenv.DefaultDB), k,
 			"  topic: "+r.topic+"\n  topic_partitions: 2\n"+r.dest, "    tables: ["+r.table+"]\n"))
 	}
 	for _, r := range runs {

@@ -71,13 +71,13 @@ func TestSyncToKafkaHeartbeat(t *testing.T) {
 	src := testenv.NewPostgres(t)
 	k := testenv.NewKafka(t)
 	ctx := context.Background()
-	conn := testenv.Conn(t, src.DSN("postgres"))
+	conn := testenv.Conn(t, src.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, conn, `CREATE TABLE quiet (id int PRIMARY KEY, v text); INSERT INTO quiet VALUES (1, 'a'), (2, 'b')`)
 	n := sluicetest.StartNode(t, node.Config{})
 	c := n.Client()
 
-	on := kafkaTaskYAML("hbon", src.DSN("postgres"), k, "  topic: quiet-on\n  heartbeat: true\n  heartbeat_interval: 1s\n", "    tables: [quiet]\n")
-	off := kafkaTaskYAML("hboff", src.DSN("postgres"), k, "  topic: quiet-off\n", "    tables: [quiet]\n")
+	on := kafkaTaskYAML("hbon", src.DSN(testenv.DefaultDB), k, "  topic: quiet-on\n  heartbeat: true\n  heartbeat_interval: 1s\n", "    tables: [quiet]\n")
+	off := kafkaTaskYAML("hboff", src.DSN(testenv.DefaultDB), k, "  topic: quiet-off\n", "    tables: [quiet]\n")
 	// The precheck looks at the heartbeat topic only when it is used.
 	for spec, want := range map[string]bool{string(off): false, string(on): true} {
 		report, err := c.Precheck(ctx, []byte(spec))

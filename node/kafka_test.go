@@ -127,7 +127,7 @@ func TestSyncToKafka(t *testing.T) {
 	src := testenv.NewPostgres(t)
 	k := testenv.NewKafka(t)
 	ctx := context.Background()
-	conn := testenv.Conn(t, src.DSN("postgres"))
+	conn := testenv.Conn(t, src.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, conn, `
 		CREATE TABLE orders (id int PRIMARY KEY, v text, n int);
 		INSERT INTO orders SELECT g, 'v' || g, g FROM generate_series(1, 3000) g;
@@ -137,16 +137,16 @@ func TestSyncToKafka(t *testing.T) {
 	c := n.Client()
 
 	// Bad input is named before anything starts.
-	if _, err := c.CreateTask(ctx, kafkaTaskYAML("bad", src.DSN("postgres"), k, "  format: xml\n  acks: \"0\"\n", "")); err == nil ||
+	if _, err := c.CreateTask(ctx, kafkaTaskYAML("bad", src.DSN(testenv.DefaultDB), k, "  format: xml\n  acks: \"0\"\n", "")); err == nil ||
 		!strings.Contains(err.Error(), "destination.format") || !strings.Contains(err.Error(), "destination.acks") {
 		t.Fatalf("bad kafka settings: %v", err)
 	}
-	unreachable := []byte(strings.Replace(string(kafkaTaskYAML("down", src.DSN("postgres"), k, "", "")), k.Brokers[0], "127.0.0.1:1", 1))
+	unreachable := []byte(strings.Replace(string(kafkaTaskYAML("down", src.DSN(testenv.DefaultDB), k, "", "")), k.Brokers[0], "127.0.0.1:1", 1))
 	if _, err := c.CreateTask(ctx, unreachable); err == nil || !strings.Contains(err.Error(), "destination.connect") {
 		t.Fatalf("unreachable brokers: %v", err)
 	}
 
-	spec := kafkaTaskYAML("tok", src.DSN("postgres"), k, "  topic: cdc\n  partitioning: primary-key\n  topic_partitions: 3\n",
+	spec := kafkaTaskYAML("tok", src.DSN(testenv.DefaultDB), k, "  topic: cdc\n  partitioning: primary-key\n  topic_partitions: 3\n",
 		"    tables: [orders, events]\n    topics: { events: events-cdc }\n")
 	createTask(t, c, spec)
 	waitPhase(t, c, "tok", proto.PhaseIncremental, 2*time.Minute)
@@ -189,13 +189,13 @@ func TestSyncToKafka(t *testing.T) {
 func TestSyncToKafkaDDL(t *testing.T) {
 	src := testenv.NewPostgres(t)
 	k := testenv.NewKafka(t)
-	conn := testenv.Conn(t, src.DSN("postgres"))
+	conn := testenv.Conn(t, src.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, conn, `
 		CREATE TABLE items (id int PRIMARY KEY, v text);
 		INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 200) g`)
 	n := sluicetest.StartNode(t, node.Config{})
 	c := n.Client()
-	spec := kafkaTaskYAML("kddl", src.DSN("postgres"), k, "  topic: cdc\n  ddl_topic: cdc-ddl\n", "")
+	spec := kafkaTaskYAML("kddl", src.DSN(testenv.DefaultDB), k, "  topic: cdc\n  ddl_topic: cdc-ddl\n", "")
 	createTask(t, c, append(spec, "sync: { ddl: true, ddl_operations: [create_table, add_column] }\n"...))
 	waitPhase(t, c, "kddl", proto.PhaseIncremental, 2*time.Minute)
 

@@ -24,7 +24,7 @@ func TestLargeTransactionBoundedMemory(t *testing.T) {
 		t.Skip("large transaction: skipped with -short")
 	}
 	p := newPair(t)
-	srcConn := testenv.Conn(t, p.src.DSN("postgres"))
+	srcConn := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, srcConn, `CREATE TABLE big (id bigint PRIMARY KEY, k int, c text, pad text)`)
 	flags := []string{}
 	if addr := os.Getenv("SLUICE_PPROF"); addr != "" {

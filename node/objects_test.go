@@ -18,8 +18,8 @@ import (
 // hold the same rows.
 func waitSame(t *testing.T, p pair, srcExpr, dstTable string, timeout time.Duration) {
 	t.Helper()
-	src := testenv.Conn(t, p.src.DSN("postgres"))
-	dst := testenv.Conn(t, p.dst.DSN("postgres"))
+	src := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
+	dst := testenv.Conn(t, p.dst.DSN(testenv.DefaultDB))
 	testenv.CheckFor(t, timeout, 250*time.Millisecond, func() error {
 		return testenv.CompareTable(context.Background(), src, dst, srcExpr, dstTable)
 	})
@@ -32,7 +32,7 @@ func waitSame(t *testing.T, p pair, srcExpr, dstTable string, timeout time.Durat
 func TestRowFiltersAndOperations(t *testing.T) {
 	p := newPair(t)
 	ctx := context.Background()
-	src := testenv.Conn(t, p.src.DSN("postgres"))
+	src := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, src, `
 		CREATE TABLE orders (id int PRIMARY KEY, region text NOT NULL, amount int);
 		ALTER TABLE orders REPLICA IDENTITY FULL;
@@ -66,7 +66,7 @@ func TestRowFiltersAndOperations(t *testing.T) {
 		TRUNCATE events`)
 	waitSame(t, p, "(SELECT * FROM public.orders WHERE region = 'eu' AND amount >= 0)", "public.orders", time.Minute)
 	waitSame(t, p, "public.events_expected", "public.events", time.Minute)
-	dst := testenv.Conn(t, p.dst.DSN("postgres"))
+	dst := testenv.Conn(t, p.dst.DSN(testenv.DefaultDB))
 	var n2 int
 	if err := dst.QueryRow(ctx, `SELECT count(*) FROM orders WHERE id IN (1, 2, 5001) AND region = 'eu'`).Scan(&n2); err != nil || n2 != 3 {
 		t.Fatalf("rows moved into the filter: %d %v", n2, err)
@@ -79,7 +79,7 @@ func TestRowFiltersAndOperations(t *testing.T) {
 func TestRowFilterPrecheck(t *testing.T) {
 	p := newPair(t)
 	ctx := context.Background()
-	src := testenv.Conn(t, p.src.DSN("postgres"))
+	src := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, src, `CREATE TABLE plain (id int PRIMARY KEY, region text)`)
 	n := sluicetest.StartNode(t, node.Config{})
 	c := n.Client()
@@ -123,7 +123,7 @@ func TestRowFilterPrecheck(t *testing.T) {
 func TestPartitionedTableThroughRoot(t *testing.T) {
 	p := newPair(t)
 	ctx := context.Background()
-	src := testenv.Conn(t, p.src.DSN("postgres"))
+	src := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, src, `
 		CREATE TABLE measures (id bigint, at date, v text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
 		CREATE TABLE measures_2024 PARTITION OF measures FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
@@ -151,7 +151,7 @@ func TestPartitionedTableThroughRoot(t *testing.T) {
 		DELETE FROM measures WHERE id BETWEEN 300 AND 350`)
 	waitEqual(t, p, []string{"public.measures", "public.plain"}, time.Minute)
 
-	dst := testenv.Conn(t, p.dst.DSN("postgres"))
+	dst := testenv.Conn(t, p.dst.DSN(testenv.DefaultDB))
 	var kind string
 	var indexes int
 	if err := dst.QueryRow(ctx, `SELECT c.relkind::text, (SELECT count(*) FROM pg_index i WHERE i.indrelid = c.oid)
@@ -174,7 +174,7 @@ func TestPartitionedTableThroughRoot(t *testing.T) {
 func TestColumnSelection(t *testing.T) {
 	p := newPair(t)
 	ctx := context.Background()
-	src := testenv.Conn(t, p.src.DSN("postgres"))
+	src := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, src, `
 		CREATE TABLE people (id int PRIMARY KEY, name text NOT NULL, email text UNIQUE, secret text CHECK (length(secret) > 3));
 		CREATE INDEX people_secret ON people (secret);
@@ -202,7 +202,7 @@ func TestColumnSelection(t *testing.T) {
 		DELETE FROM people WHERE id BETWEEN 100 AND 110`)
 	waitSame(t, p, "(SELECT id, name, email FROM public.people)", "public.people", time.Minute)
 
-	dst := testenv.Conn(t, p.dst.DSN("postgres"))
+	dst := testenv.Conn(t, p.dst.DSN(testenv.DefaultDB))
 	var cols, indexes, checks int
 	if err := dst.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_attribute WHERE attrelid = 'people'::regclass AND attnum > 0 AND NOT attisdropped),
 		(SELECT count(*) FROM pg_index WHERE indrelid = 'people'::regclass),
@@ -222,7 +222,7 @@ func TestColumnSelection(t *testing.T) {
 func TestRenames(t *testing.T) {
 	p := newPair(t)
 	ctx := context.Background()
-	src := testenv.Conn(t, p.src.DSN("postgres"))
+	src := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, src, `
 		CREATE SCHEMA shop;
 		CREATE TABLE shop.customers (id int PRIMARY KEY, name text);
@@ -240,7 +240,7 @@ objects:
   - schema: shop
     rename_schema: sales
     rename: %s
-`, p.src.DSN("postgres"), p.dst.DSN("postgres"), rename))
+`, p.src.DSN(testenv.DefaultDB), p.dst.DSN(testenv.DefaultDB), rename))
 	}
 	_, err := c.CreateTask(ctx, spec(`{ orders: clients, customers: clients }`))
 	if err == nil || !strings.Contains(err.Error(), "renames to") {
@@ -257,7 +257,7 @@ objects:
 	waitSame(t, p, "shop.orders", "sales.sales_orders", time.Minute)
 	waitSame(t, p, "shop.customers", "sales.customers", time.Minute)
 
-	dst := testenv.Conn(t, p.dst.DSN("postgres"))
+	dst := testenv.Conn(t, p.dst.DSN(testenv.DefaultDB))
 	var total, fk, idx, left int
 	if err := dst.QueryRow(ctx, `SELECT
 		(SELECT count(*) FROM pg_attribute WHERE attrelid = 'sales.sales_orders'::regclass AND attname = 'total'),
@@ -278,8 +278,8 @@ objects:
 func TestConflictingTablesIgnoreKeepsRows(t *testing.T) {
 	p := newPair(t)
 	ctx := context.Background()
-	src := testenv.Conn(t, p.src.DSN("postgres"))
-	dst := testenv.Conn(t, p.dst.DSN("postgres"))
+	src := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
+	dst := testenv.Conn(t, p.dst.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, src, `CREATE TABLE kept (id int PRIMARY KEY, v text); INSERT INTO kept SELECT g, 'source ' || g FROM generate_series(1, 1000) g`)
 	testenv.MustExec(t, dst, `CREATE TABLE kept (id int PRIMARY KEY, v text); INSERT INTO kept SELECT g, 'destination ' || g FROM generate_series(1, 10) g;
 		INSERT INTO kept VALUES (9999, 'destination only')`)
@@ -311,7 +311,7 @@ func TestConflictingTablesIgnoreKeepsRows(t *testing.T) {
 func TestTablesCreatedLaterAreLeftOut(t *testing.T) {
 	p := newPair(t)
 	ctx := context.Background()
-	src := testenv.Conn(t, p.src.DSN("postgres"))
+	src := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, src, `CREATE TABLE first (id int PRIMARY KEY, v text); INSERT INTO first VALUES (1, 'a')`)
 	n := sluicetest.StartNode(t, node.Config{})
 	c := n.Client()
@@ -339,7 +339,7 @@ func TestTablesCreatedLaterAreLeftOut(t *testing.T) {
 	if err != nil || st.State != proto.StateRunning || (st.LastError != nil && !strings.Contains(st.LastError.Message, "terminat")) {
 		t.Fatalf("task after a table appeared: %+v %v", st, err)
 	}
-	dst := testenv.Conn(t, p.dst.DSN("postgres"))
+	dst := testenv.Conn(t, p.dst.DSN(testenv.DefaultDB))
 	var exists bool
 	if err := dst.QueryRow(ctx, `SELECT to_regclass('public.later') IS NOT NULL`).Scan(&exists); err != nil || exists {
 		t.Fatalf("the later table at the destination: %v %v", exists, err)
@@ -358,7 +358,7 @@ func TestTablesCreatedLaterAreLeftOut(t *testing.T) {
 func TestAddAndRemoveTablesOnRunningTask(t *testing.T) {
 	p := newPair(t)
 	ctx := context.Background()
-	src := testenv.Conn(t, p.src.DSN("postgres"))
+	src := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, src, `
 		CREATE TABLE a (id int PRIMARY KEY, v text);
 		INSERT INTO a SELECT g, 'a' FROM generate_series(1, 1000) g;
@@ -376,12 +376,12 @@ func TestAddAndRemoveTablesOnRunningTask(t *testing.T) {
 	createTask(t, c, objects("    tables: [a]\n"))
 	waitPhase(t, c, "grow", proto.PhaseIncremental, time.Minute)
 	var copiedBefore string
-	if err := testenv.Conn(t, p.dst.DSN("postgres")).QueryRow(ctx, `SELECT xmin::text FROM a WHERE id = 1`).Scan(&copiedBefore); err != nil {
+	if err := testenv.Conn(t, p.dst.DSN(testenv.DefaultDB)).QueryRow(ctx, `SELECT xmin::text FROM a WHERE id = 1`).Scan(&copiedBefore); err != nil {
 		t.Fatal(err)
 	}
 
 	// Both tables change all along, the one being added included.
-	stop := startWriter(t, p.src.DSN("postgres"), 60000, time.Millisecond, func(i int) string {
+	stop := startWriter(t, p.src.DSN(testenv.DefaultDB), 60000, time.Millisecond, func(i int) string {
 		return fmt.Sprintf(`INSERT INTO a VALUES (%d, 'w'); UPDATE b SET v = v || '+', n = n + 1 WHERE id = %d; INSERT INTO b VALUES (%d, 'new', 0); DELETE FROM b WHERE id = %d`,
 			2000+i, 4000-(i*13)%4000, 30000+i, 3999-(i*7)%3900)
 	})
@@ -416,7 +416,7 @@ func TestAddAndRemoveTablesOnRunningTask(t *testing.T) {
 		t.Fatal("the status never showed b being added")
 	}
 	waitEqual(t, p, []string{"public.a", "public.b"}, 2*time.Minute)
-	dst := testenv.Conn(t, p.dst.DSN("postgres"))
+	dst := testenv.Conn(t, p.dst.DSN(testenv.DefaultDB))
 	var copiedAfter string
 	var index bool
 	if err := dst.QueryRow(ctx, `SELECT xmin::text, to_regclass('public.b_n') IS NOT NULL FROM a WHERE id = 1`).Scan(&copiedAfter, &index); err != nil {

@@ -21,7 +21,7 @@ import (
 func TestOutagesAndRestartResume(t *testing.T) {
 	p := newPair(t)
 	ctx := context.Background()
-	srcConn := testenv.Conn(t, p.src.DSN("postgres"))
+	srcConn := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, srcConn, workload.Schema)
 	if err := workload.Seed(ctx, srcConn, 60000); err != nil {
 		t.Fatal(err)
@@ -54,7 +54,7 @@ func TestOutagesAndRestartResume(t *testing.T) {
 
 	load := func(seed int64) {
 		t.Helper()
-		if _, err := workload.Run(ctx, p.src.DSN("postgres"), workload.Options{Transactions: 300, Seed: seed, Truncate: true}); err != nil {
+		if _, err := workload.Run(ctx, p.src.DSN(testenv.DefaultDB), workload.Options{Transactions: 300, Seed: seed, Truncate: true}); err != nil {
 			t.Fatalf("workload: %v", err)
 		}
 	}
@@ -119,7 +119,7 @@ func waitRetrying(t *testing.T, c *coordinator.Client, name string) *proto.TaskS
 func TestRetryWindowSourceOutage(t *testing.T) {
 	p := newPair(t)
 	ctx := context.Background()
-	srcConn := testenv.Conn(t, p.src.DSN("postgres"))
+	srcConn := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, srcConn, `CREATE TABLE w (id int PRIMARY KEY, v text); INSERT INTO w SELECT g, 'v' FROM generate_series(1, 100) g`)
 	n := sluicetest.StartNode(t, node.Config{Runner: node.RunnerConfig{RetryMinute: time.Second, MinBackoff: 200 * time.Millisecond, MaxBackoff: time.Second}})
 	c := n.Client()
@@ -139,7 +139,7 @@ func TestRetryWindowSourceOutage(t *testing.T) {
 	if err := p.src.Start(); err != nil {
 		t.Fatal(err)
 	}
-	srcConn = testenv.Conn(t, p.src.DSN("postgres"))
+	srcConn = testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, srcConn, `INSERT INTO w VALUES (101, 'after a short outage')`)
 	waitEqual(t, p, []string{"public.w"}, time.Minute)
 	waitState(t, c, "window", proto.StateRunning, 30*time.Second)
@@ -164,7 +164,7 @@ func TestRetryWindowSourceOutage(t *testing.T) {
 	if err := p.src.Start(); err != nil {
 		t.Fatal(err)
 	}
-	srcConn = testenv.Conn(t, p.src.DSN("postgres"))
+	srcConn = testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, srcConn, `UPDATE w SET v = 'after a long outage' WHERE id <= 10`)
 	if _, err := c.ResumeTask(ctx, "window"); err != nil {
 		t.Fatal(err)

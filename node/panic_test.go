@@ -27,7 +27,7 @@ import (
 // equal to the source.
 func TestPanicInUnitsRecovered(t *testing.T) {
 	p := newPair(t)
-	src := testenv.Conn(t, p.src.DSN("postgres"))
+	src := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, src, `CREATE TABLE items (id int PRIMARY KEY, v text);
 		INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 2000) g;
 		CREATE TABLE notes (v text); ALTER TABLE notes REPLICA IDENTITY FULL;
@@ -87,7 +87,7 @@ func TestPanicInUnitsRecovered(t *testing.T) {
 // delay, and the task goes on.
 func TestPanicOutsideAttemptRestartsUnit(t *testing.T) {
 	p := newPair(t)
-	src := testenv.Conn(t, p.src.DSN("postgres"))
+	src := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, src, `CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' FROM generate_series(1, 500) g`)
 	proc := sluicetest.StartProcessEnv(t, filepath.Join(t.TempDir(), "data"), []string{"SLUICE_FAILPOINTS=unit-start=2"})
 	pid := proc.PID()

@@ -46,12 +46,12 @@ func TestSecurityAttacksOnNode(t *testing.T) {
 	p := newPair(t)
 	ctx := context.Background()
 	for _, pg := range []*testenv.Postgres{p.src, p.dst} {
-		if err := pg.Exec(ctx, "postgres", fmt.Sprintf(`CREATE ROLE secuser LOGIN SUPERUSER PASSWORD '%s' IN ROLE %s`,
+		if err := pg.Exec(ctx, testenv.DefaultDB, fmt.Sprintf(`CREATE ROLE secuser LOGIN SUPERUSER PASSWORD '%s' IN ROLE %s`,
 			strings.ReplaceAll(secPassword, "'", "''"), testenv.PasswordRole)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	src := testenv.Conn(t, p.src.DSN("postgres"))
+	src := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, src, `CREATE TABLE t (id int PRIMARY KEY, note text);
 		INSERT INTO t SELECT g, CASE WHEN g % 10 = 0 THEN ';' ELSE 'n' || g END FROM generate_series(1, 500) g`)
 
@@ -61,7 +61,7 @@ func TestSecurityAttacksOnNode(t *testing.T) {
 	if err := os.WriteFile(pwFile, []byte(secPassword+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	srcDSN := p.src.UserDSN("secuser", url.UserPassword("secuser", secPassword).String()[len("secuser:"):], "postgres")
+	srcDSN := p.src.UserDSN("secuser", url.UserPassword("secuser", secPassword).String()[len("secuser:"):], testenv.DefaultDB)
 	dstDSN := fmt.Sprintf("host=127.0.0.1 port=%d dbname=postgres user=secuser sslmode=disable", p.dst.Port)
 	hook := newRecordingServer(t)
 	spec := fmt.Sprintf(`name: sec
@@ -86,11 +86,11 @@ alerts: { webhook: %q }
 		t.Fatalf("precheck: %v %+v", err, rep)
 	}
 	// A password by ${env:...} reference, read by the node that connects.
-	byEnv := strings.Replace(spec, srcDSN, p.src.UserDSN("secuser", "${env:SLUICE_SEC_PW}", "postgres"), 1)
+	byEnv := strings.Replace(spec, srcDSN, p.src.UserDSN("secuser", "${env:SLUICE_SEC_PW}", testenv.DefaultDB), 1)
 	if rep, err := c.Precheck(ctx, []byte(byEnv)); err != nil || !rep.Passed {
 		t.Fatalf("precheck with ${env:...}: %v %+v", err, rep)
 	}
-	wrong := strings.Replace(spec, srcDSN, p.src.UserDSN("secuser", "${env:SLUICE_NO_SUCH_VAR}", "postgres"), 1)
+	wrong := strings.Replace(spec, srcDSN, p.src.UserDSN("secuser", "${env:SLUICE_NO_SUCH_VAR}", testenv.DefaultDB), 1)
 	if rep, err := c.Precheck(ctx, []byte(wrong)); err != nil || rep.Passed || !strings.Contains(fmt.Sprint(rep.Checks), "SLUICE_NO_SUCH_VAR") {
 		t.Fatalf("precheck with an unset variable: %v %+v", err, rep)
 	}
@@ -396,17 +396,17 @@ func TestSecurityClusterEndpoints(t *testing.T) {
 	p := newPair(t)
 	ctx := context.Background()
 	for _, pg := range []*testenv.Postgres{p.src, p.dst} {
-		if err := pg.Exec(ctx, "postgres", fmt.Sprintf(`CREATE ROLE secuser LOGIN SUPERUSER PASSWORD '%s' IN ROLE %s`,
+		if err := pg.Exec(ctx, testenv.DefaultDB, fmt.Sprintf(`CREATE ROLE secuser LOGIN SUPERUSER PASSWORD '%s' IN ROLE %s`,
 			strings.ReplaceAll(secPassword, "'", "''"), testenv.PasswordRole)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	src := testenv.Conn(t, p.src.DSN("postgres"))
+	src := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, src, `CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 300) g`)
 	escaped := url.UserPassword("secuser", secPassword).String()[len("secuser:"):]
 	cl := clientOf(c, leader)
 	createTask(t, cl, []byte(fmt.Sprintf("name: sealed\nsource: { dsn: %q }\ndestination: { type: postgres, dsn: %q }\nobjects: [{ schema: public }]\n",
-		p.src.UserDSN("secuser", escaped, "postgres"), p.dst.UserDSN("secuser", escaped, "postgres"))))
+		p.src.UserDSN("secuser", escaped, testenv.DefaultDB), p.dst.UserDSN("secuser", escaped, testenv.DefaultDB))))
 	waitPhase(t, cl, "sealed", proto.PhaseIncremental, 2*time.Minute)
 	testenv.MustExec(t, src, `INSERT INTO t VALUES (1001, 'after'); UPDATE t SET v = 'u' WHERE id < 50`)
 	waitSame(t, p, "public.t", "public.t", time.Minute)

@@ -19,8 +19,8 @@ import (
 func TestThrottleAndUpdate(t *testing.T) {
 	p := newPair(t)
 	ctx := context.Background()
-	src := testenv.Conn(t, p.src.DSN("postgres"))
-	dst := testenv.Conn(t, p.dst.DSN("postgres"))
+	src := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
+	dst := testenv.Conn(t, p.dst.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, src, `CREATE TABLE slow (id int PRIMARY KEY, v text); INSERT INTO slow SELECT g, 'v' FROM generate_series(1, 5000) g`)
 	n := sluicetest.StartNode(t, node.Config{})
 	c := n.Client()

@@ -25,7 +25,7 @@ INSERT INTO nokey_types VALUES ('{"k": 1}', '(1,2)', '<x/>', 'NaN', '{a,b}'), ('
 func TestTypesRoundTrip(t *testing.T) {
 	p := newPair(t)
 	ctx := context.Background()
-	src := testenv.Conn(t, p.src.DSN("postgres"))
+	src := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, src, typesSchema)
 	testenv.MustExec(t, src, "SET TIME ZONE 'America/New_York'; SET DateStyle = 'German'; "+replaceParam(typesRows, "1"))
 	n := sluicetest.StartNode(t, node.Config{})
@@ -46,7 +46,7 @@ func TestTypesRoundTrip(t *testing.T) {
 		UPDATE nokey_types SET f = 1 WHERE ctid = (SELECT ctid FROM nokey_types WHERE f IS NULL LIMIT 1)`)
 	waitEqual(t, p, tables, time.Minute)
 	var size int
-	dst := testenv.Conn(t, p.dst.DSN("postgres"))
+	dst := testenv.Conn(t, p.dst.DSN(testenv.DefaultDB))
 	if err := dst.QueryRow(ctx, `SELECT length(big) FROM types WHERE id = 1102`).Scan(&size); err != nil || size != 327680*32 {
 		t.Fatalf("10 MB value after key change: %d %v", size, err)
 	}

@@ -99,7 +99,7 @@ var dsnForms = []dsnForm{
 	{
 		name: "URL, userinfo escaped",
 		build: func(user, password, host string) string {
-			return (&url.URL{Scheme: "postgres", User: url.UserPassword(user, password), Host: host + ":5432", Path: "/db"}).String()
+			return (&url.URL{Scheme: "postgresql", User: url.UserPassword(user, password), Host: host + ":5432", Path: "/db"}).String()
 		},
 		escape:      userinfoEscape,
 		unambiguous: func(string, string, string, string) bool { return true },

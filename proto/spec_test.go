@@ -4,14 +4,14 @@ import (
 	"strings"
 	"testing"
 
-	_ "github.com/sluicedb/sluice/apply/destinations" // the destination types specs name
+	_ "github.com/sluicedb/sluice/proto/prototest" // the test destination type
 	"github.com/sluicedb/sluice/proto"
 )
 
 func TestParseTaskSpec(t *testing.T) {
 	good := `name: orders-to-warehouse
 source:      { dsn: "postgres://repl:secret@10.0.0.5:5432/shop" }
-destination: { type: postgres, dsn: "postgres://app@10.0.0.9:5432/wh" }
+destination: { type: test, dsn: "postgres://app@10.0.0.9:5432/wh" }
 sync:        { schema: true, full: true, incremental: true }
 objects:
   - schema: public
@@ -54,7 +54,7 @@ retry: { connection: 30m, other: 5m }
 // Retry windows: connection 10 to 1440 minutes, other 1 to 1440 and
 // shorter than connection, defaults included.
 func TestRetryWindowBounds(t *testing.T) {
-	base := "name: x\nsource: {dsn: 'postgres://a@b/c'}\ndestination: {type: postgres, dsn: 'postgres://a@b/d'}\nobjects: [{schema: public}]\n"
+	base := "name: x\nsource: {dsn: 'postgres://a@b/c'}\ndestination: {type: test, dsn: 'postgres://a@b/d'}\nobjects: [{schema: public}]\n"
 	for retry, want := range map[string]string{
 		"{connection: 30m, other: 5m}": "",
 		"{other: 719m}":                "",
@@ -75,7 +75,7 @@ func TestRetryWindowBounds(t *testing.T) {
 }
 
 func TestRenameValidation(t *testing.T) {
-	base := "name: x\nsource: {dsn: 'postgres://a@b/c'}\ndestination: {type: postgres, dsn: 'postgres://a@b/d'}\n"
+	base := "name: x\nsource: {dsn: 'postgres://a@b/c'}\ndestination: {type: test, dsn: 'postgres://a@b/d'}\n"
 	for objects, want := range map[string]string{
 		"objects: [{schema: s, rename: {a: b, c: b}}]":              `renames to "b"`,
 		"objects: [{schema: s, rename: {'a.': x}}]":                 `keys are "table" or "table.column"`,
@@ -93,7 +93,7 @@ func TestFilterInSpec(t *testing.T) {
 	// The issue's attack, through the spec parser.
 	_, err := proto.ParseTaskSpec([]byte(`name: t
 source: {dsn: "postgres://u@h/d"}
-destination: {type: postgres, dsn: "postgres://u@h/e"}
+destination: {type: test, dsn: "postgres://u@h/e"}
 objects: [{schema: public, tables: [a], filter: {a: "true); CREATE TABLE public.pwned_raw(x int); --"}}]
 `))
 	if err == nil {
@@ -101,7 +101,7 @@ objects: [{schema: public, tables: [a], filter: {a: "true); CREATE TABLE public.
 	}
 	if _, err := proto.ParseTaskSpec([]byte(`name: t
 source: {dsn: "postgres://u@h/d"}
-destination: {type: postgres, dsn: "postgres://u@h/e"}
+destination: {type: test, dsn: "postgres://u@h/e"}
 objects: [{schema: public, tables: [a], filter: {a: "note <> ';'"}}]
 `)); err != nil {
 		t.Fatalf("a ';' inside a literal: %v", err)

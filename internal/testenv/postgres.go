@@ -310,6 +310,9 @@ func (p *Postgres) Destroy() {
 	os.RemoveAll(p.Dir)
 }
 
+// DefaultDB is the database every cluster starts with (initdb makes it).
+const DefaultDB = "postgres"
+
 // DSN returns a connection string for the superuser "postgres".
 func (p *Postgres) DSN(db string) string {
 	return p.UserDSN("postgres", "", db)

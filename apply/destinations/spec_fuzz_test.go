@@ -1,4 +1,4 @@
-package proto_test
+package destinations_test
 
 import (
 	"encoding/json"
@@ -8,6 +8,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	_ "github.com/sluicedb/sluice/apply/destinations" // the types the seeds name
 	"github.com/sluicedb/sluice/proto"
 )
 
