@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 
-	_ "github.com/sluicedb/sluice/proto/prototest" // the test destination type
 	"github.com/sluicedb/sluice/proto"
+	_ "github.com/sluicedb/sluice/proto/prototest" // the test destination type
 )
 
 func TestParseTaskSpec(t *testing.T) {
