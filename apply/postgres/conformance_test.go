@@ -2,11 +2,12 @@ package postgres_test
 
 import (
 	"context"
-	"fmt"
-	"slices"
+	"errors"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/sluicedb/sluice/apply/postgres"
 	"github.com/sluicedb/sluice/apply/sinktest"
@@ -14,12 +15,16 @@ import (
 	"github.com/sluicedb/sluice/proto"
 )
 
-// The sink contract's conformance suite, read back with SQL.
+// The sink contract's conformance suite, read back with SQL: values in
+// PostgreSQL's text output, which is the suite's canonical form once
+// the session prints timestamptz in UTC.
 func TestConformance(t *testing.T) {
 	ctx := context.Background()
 	pg := testenv.NewPostgres(t)
 	conn := testenv.Conn(t, pg.DSN("postgres"))
+	testenv.MustExec(t, conn, `SET TimeZone = 'UTC'`)
 	sinktest.Run(t, sinktest.Destination{
+		Capabilities: postgres.Destination.Capabilities(),
 		Open: func(t *testing.T, _ string) sinktest.Sink {
 			s, err := postgres.Open(ctx, postgres.Options{DSN: pg.DSN("postgres")})
 			if err != nil {
@@ -28,38 +33,105 @@ func TestConformance(t *testing.T) {
 			t.Cleanup(func() { s.Close(ctx) })
 			return s
 		},
-		Create: func(t *testing.T, tb proto.TableID, keyed bool) {
-			ddl := fmt.Sprintf(`CREATE TABLE %s (id int PRIMARY KEY, v text)`, tb)
-			if !keyed {
-				ddl = fmt.Sprintf(`CREATE TABLE %[1]s (v text); ALTER TABLE %[1]s REPLICA IDENTITY FULL`, tb)
-			}
-			testenv.MustExec(t, conn, ddl)
+		Create: func(t *testing.T, def *proto.TableDef) { testenv.MustExec(t, conn, createTable(def)) },
+		Read: func(t *testing.T, _ string, tb proto.TableID, cols []proto.Column) []sinktest.Row {
+			return readTable(t, conn, tb, cols)
 		},
-		Rows: func(t *testing.T, tb proto.TableID) []string {
-			q := fmt.Sprintf(`SELECT coalesce(v, '<nil>') FROM %s`, tb)
-			if keyed(t, conn, tb) {
-				q = fmt.Sprintf(`SELECT id || '=' || coalesce(v, '<nil>') FROM %s`, tb)
+		Exists: func(t *testing.T, _ string, tb proto.TableID) bool { return exists(t, conn, tb) },
+		Columns: func(t *testing.T, _ string, tb proto.TableID) []string {
+			if !exists(t, conn, tb) {
+				return nil
 			}
-			rows, err := conn.Query(ctx, q)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out, err := pgx.CollectRows(rows, pgx.RowTo[string])
-			if err != nil {
-				t.Fatal(err)
-			}
-			slices.Sort(out)
-			return out
+			return columns(t, conn, tb)
 		},
+		SchemaColumns: true,
 	})
 }
 
-func keyed(t *testing.T, conn *pgx.Conn, tb proto.TableID) bool {
-	var n int
-	err := conn.QueryRow(context.Background(), `SELECT count(*) FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 AND column_name = 'id'`,
-		tb.Schema, tb.Name).Scan(&n)
+// createTable is the table as a user would have made it: its columns
+// with their types, NOT NULL and defaults, its constraints, its replica
+// identity.
+func createTable(def *proto.TableDef) string {
+	name := pgx.Identifier{def.ID.Schema, def.ID.Name}.Sanitize()
+	var parts []string
+	for _, c := range def.Columns {
+		col := pgx.Identifier{c.Name}.Sanitize() + " " + c.Type
+		if c.NotNull {
+			col += " NOT NULL"
+		}
+		if c.Default != "" {
+			col += " DEFAULT " + c.Default
+		}
+		parts = append(parts, col)
+	}
+	sql := "CREATE TABLE " + name + " (" + strings.Join(append(parts, def.Constraints...), ", ") + ")"
+	if def.ReplicaIdentity == proto.IdentityFull {
+		sql += "; ALTER TABLE " + name + " REPLICA IDENTITY FULL"
+	}
+	return sql
+}
+
+func exists(t *testing.T, conn *pgx.Conn, tb proto.TableID) bool {
+	t.Helper()
+	var ok bool
+	err := conn.QueryRow(context.Background(), `SELECT to_regclass($1) IS NOT NULL`, pgx.Identifier{tb.Schema, tb.Name}.Sanitize()).Scan(&ok)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return n > 0
+	return ok
+}
+
+// readTable reads cols of every row in the text format: PostgreSQL's own
+// output of each value.
+func readTable(t *testing.T, conn *pgx.Conn, tb proto.TableID, cols []proto.Column) []sinktest.Row {
+	t.Helper()
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		names[i] = pgx.Identifier{c.Name}.Sanitize()
+	}
+	sql := "SELECT " + strings.Join(names, ", ") + " FROM " + pgx.Identifier{tb.Schema, tb.Name}.Sanitize()
+	rows, err := conn.Query(context.Background(), sql, pgx.QueryResultFormats{pgx.TextFormatCode})
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42P01" { // undefined table: it holds nothing
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []sinktest.Row
+	for rows.Next() {
+		r := sinktest.Row{}
+		for i, v := range rows.RawValues() {
+			r[cols[i].Name] = sinktest.Null
+			if v != nil {
+				r[cols[i].Name] = string(v)
+			}
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// columns reads a table's columns from the catalog, as Destination.Columns
+// says.
+func columns(t *testing.T, conn *pgx.Conn, tb proto.TableID) []string {
+	t.Helper()
+	rows, err := conn.Query(context.Background(), `
+		SELECT a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+		       || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+		       || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
+		FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+		WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`,
+		pgx.Identifier{tb.Schema, tb.Name}.Sanitize())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

@@ -1,9 +1,11 @@
 // Package sinktest is the conformance suite of the sink contract in
 // package apply: every destination's sink runs it (apply/postgres,
 // apply/kafka) and supplies a read-back of what the destination holds,
-// so the same checks of content prove invariants 2 and 3 (each change
-// once, one owner per unit) and the full sync's chunk rules for all of
-// them.
+// so the same checks of content prove, for all of them, invariants 2
+// and 3 (each change once, one owner per unit), the full sync's chunk
+// rules, invariant 6 (values of every type family keep their meaning,
+// unchanged TOAST values are never lost) and what each destination's
+// Capabilities claim: schema sync, DDL sync and heartbeats.
 package sinktest
 
 import (
@@ -11,73 +13,172 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/sluicedb/sluice/apply"
 	"github.com/sluicedb/sluice/proto"
 )
 
-// Sink is what the suite drives: incremental apply, full-sync loads and
-// the reset of a task's positions.
+// Sink is what the suite drives: a task's sink, as every destination
+// opens it (apply.TaskSink), with the optional interfaces its
+// Capabilities claim (DDLApplier, HeartbeatWriter).
 type Sink interface {
-	apply.ChangeApplier
-	apply.Snapshotter
-	// ResetOffsets forgets a task's positions and chunks.
-	ResetOffsets(ctx context.Context, task string) error
+	apply.TaskSink
 }
 
 // Destination is one kind of destination under test.
 type Destination struct {
-	// Open opens a sink writing as unit. Opening a unit again is a new
-	// owner of it (after a failover): where the destination fences by
-	// unit (Kafka's transactional ids), the older one is fenced.
+	// Capabilities are what the destination claims (its
+	// apply.Destination's): the cases of each claimed capability run,
+	// and its sink must implement the interface the capability needs.
+	Capabilities apply.Capabilities
+	// Open opens a sink writing as unit ("<task>.<kind>.<n>"). Opening a
+	// unit again is a new owner of it (after a failover): where the
+	// destination fences by unit (Kafka's transactional ids), the older
+	// one is fenced.
 	Open func(t *testing.T, unit string) Sink
-	// Create makes the table at the destination if it needs one:
-	// keyed is (id int primary key, v text), keyless is (v text) with
-	// replica identity full.
-	Create func(t *testing.T, table proto.TableID, keyed bool)
-	// Rows reads the table back as the destination holds it: "id=v" for
-	// a keyed table, "v" for a keyless one, "<nil>" for NULL, sorted,
-	// duplicates kept.
-	Rows func(t *testing.T, table proto.TableID) []string
+	// Create makes a table at the destination as a user (or schema sync)
+	// would have before the task writes it, if the destination needs
+	// one (Kafka creates topics on the first write).
+	Create func(t *testing.T, def *proto.TableDef)
+	// Read reads back what the destination holds of a table written by
+	// task, as a reader of the destination sees it: one Row per row, in
+	// any order, holding the value of each of cols (the table's columns
+	// as the suite last wrote them, with their types) in canonical form
+	// (see Row). A table the destination does not have reads as no rows.
+	Read func(t *testing.T, task string, table proto.TableID, cols []proto.Column) []Row
+	// Unavailable is what Read shows for a column that an update marked
+	// unchanged-TOAST (proto.KindToast) and that the destination could not
+	// fill from the change's old row: "" for a destination that keeps the
+	// value it holds (PostgreSQL), or the marker a destination that writes
+	// whole rows documents (Kafka's Debezium placeholder).
+	Unavailable string
+	// Exists reports whether the destination has a place for task's table
+	// (PostgreSQL: the table; Kafka: the topic its messages go to). Needed
+	// with SchemaSync.
+	Exists func(t *testing.T, task string, table proto.TableID) bool
+	// Columns reads back a table's columns as a reader of the destination
+	// learns them, in order, each "name type", then " not null" and
+	// " default <expression>" where they apply (type and expression as
+	// format_type and pg_get_expr print them); nil for a table the
+	// destination describes nowhere. Needed with SchemaSync or DDL.
+	Columns func(t *testing.T, task string, table proto.TableID) []string
+	// SchemaColumns: schema sync creates each table with its columns
+	// (PostgreSQL), so SchemaSync checks them with Columns. False for a
+	// destination that creates only a place for a table's messages
+	// (Kafka's topics): readers learn its columns from DDL sync's
+	// schema-change messages.
+	SchemaColumns bool
+	// OpenHeartbeats opens a sink of unit whose task writes heartbeats at
+	// most once per every, by the clock now (the suite moves it); writer
+	// says whether the unit is the task's heartbeat writer. Needed with
+	// Heartbeats.
+	OpenHeartbeats func(t *testing.T, unit string, writer bool, every time.Duration, now func() time.Time) Sink
+	// Heartbeats reads back the heartbeats the destination holds for task
+	// where its readers see them, in the order written: their positions.
+	Heartbeats func(t *testing.T, task string) []proto.Position
+	// KnownGaps names cases the destination fails for a known reason
+	// (case name → the reason): they are skipped, and say so.
+	KnownGaps map[string]string
 }
 
 // Run runs the suite. Every case has tables and a task of its own, so
 // one destination serves them all.
 func Run(t *testing.T, d Destination) {
-	t.Run("ChangesOnceAndPositions", func(t *testing.T) { changesOnce(t, d) })
-	t.Run("ReplaySkipped", func(t *testing.T) { replaySkipped(t, d) })
-	t.Run("EpochFencing", func(t *testing.T) { epochFencing(t, d) })
-	t.Run("ChunksOnce", func(t *testing.T) { chunksOnce(t, d) })
-	t.Run("PlanFencing", func(t *testing.T) { planFencing(t, d) })
-	t.Run("Reset", func(t *testing.T) { reset(t, d) })
+	cases := []struct {
+		name string
+		// needs is the capability the case proves ("" for the base
+		// contract); claimed says whether the destination claims it.
+		needs   string
+		claimed bool
+		run     func(*testing.T, Destination)
+	}{
+		{"ChangesOnceAndPositions", "", true, changesOnce},
+		{"ReplaySkipped", "", true, replaySkipped},
+		{"EpochFencing", "", true, epochFencing},
+		{"ChunksOnce", "", true, chunksOnce},
+		{"PlanFencing", "", true, planFencing},
+		{"Reset", "", true, reset},
+		{"TypeFamilies", "", true, typeFamilies},
+		{"UnchangedToast", "", true, unchangedToast},
+		{"SchemaSync", "SchemaSync", d.Capabilities.SchemaSync, schemaSync},
+		{"DDLColumns", "DDL", d.Capabilities.DDL, ddlColumns},
+		{"DDLCreateTable", "DDL", d.Capabilities.DDL, ddlCreateTable},
+		{"DDLRenameTable", "DDL", d.Capabilities.DDL, ddlRenameTable},
+		{"Heartbeats", "Heartbeats", d.Capabilities.Heartbeats, heartbeats},
+		{"HeartbeatReplay", "Heartbeats", d.Capabilities.Heartbeats, heartbeatReplay},
+		{"HeartbeatReplayNewOwner", "Heartbeats", d.Capabilities.Heartbeats, heartbeatReplayNewOwner},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if !c.claimed {
+				t.Skipf("the destination does not claim %s", c.needs)
+			}
+			if why, ok := d.KnownGaps[c.name]; ok {
+				t.Skip("known gap: " + why)
+			}
+			if missing := d.missing(c.needs); missing != "" {
+				t.Fatalf("the destination claims %s but has no %s read-back", c.needs, missing)
+			}
+			c.run(t, d)
+		})
+	}
 }
 
-var (
-	keyedCols   = []proto.Column{{Name: "id", TypeOID: 23, TypeMod: -1, Key: true}, {Name: "v", TypeOID: 25, TypeMod: -1}}
-	keylessCols = []proto.Column{{Name: "v", TypeOID: 25, TypeMod: -1}}
-)
+// missing names a read-back the cases of capability need that d lacks.
+func (d Destination) missing(capability string) string {
+	needed := map[string]bool{"Read": d.Read == nil}
+	switch capability {
+	case "SchemaSync":
+		needed["Exists"], needed["Columns"] = d.Exists == nil, d.SchemaColumns && d.Columns == nil
+	case "DDL":
+		needed["Columns"] = d.Columns == nil
+	case "Heartbeats":
+		needed["OpenHeartbeats"], needed["Heartbeats"] = d.OpenHeartbeats == nil, d.Heartbeats == nil
+	}
+	for _, name := range slices.Sorted(maps.Keys(needed)) {
+		if needed[name] {
+			return name
+		}
+	}
+	return ""
+}
 
 func table(name string) proto.TableID { return proto.TableID{Schema: "public", Name: name} }
 
 func at(lsn uint64, idx uint32) proto.Position { return proto.Position{LSN: proto.LSN(lsn), Idx: idx} }
 
+// Null is a NULL value: in the rows the suite writes and in what Read
+// returns.
+const Null = "<nil>"
+
+// unchanged marks an unchanged TOAST value in the rows the suite writes.
+const unchanged = "<unchanged toast>"
+
+// tuple is a row image of values in text form, Null and unchanged
+// marking the other kinds.
 func tuple(vals ...string) proto.Tuple {
 	var tp proto.Tuple
 	for _, v := range vals {
-		if v == "<nil>" {
+		switch v {
+		case Null:
 			tp.Kinds = append(tp.Kinds, proto.KindNull)
 			tp.Values = append(tp.Values, nil)
-			continue
+		case unchanged:
+			tp.Kinds = append(tp.Kinds, proto.KindToast)
+			tp.Values = append(tp.Values, nil)
+		default:
+			tp.Kinds = append(tp.Kinds, proto.KindText)
+			tp.Values = append(tp.Values, []byte(v))
 		}
-		tp.Kinds = append(tp.Kinds, proto.KindText)
-		tp.Values = append(tp.Values, []byte(v))
 	}
 	return tp
 }
 
-// Row builders for the keyed table (id, v) and the keyless one (v).
+// Row builders: values in the table's column order.
 func ins(p proto.Position, vals ...string) proto.Row {
 	return proto.Row{Op: proto.OpInsert, Pos: p, New: tuple(vals...)}
 }
@@ -94,17 +195,10 @@ func del(p proto.Position, old ...string) proto.Row {
 	return proto.Row{Op: proto.OpDelete, Pos: p, Old: tuple(old...)}
 }
 
-// batch is one Apply call of a task on one table.
+// batch is one Apply call of a task on the (id, v) table or, keyless,
+// the (v) one.
 func batch(task string, epoch uint64, tb proto.TableID, keyed bool, rows ...proto.Row) *apply.Changes {
-	cols, identity := keyedCols, byte(proto.IdentityDefault)
-	if !keyed {
-		cols, identity = keylessCols, proto.IdentityFull
-	}
-	return &apply.Changes{Task: task, Epoch: epoch,
-		Segments:  []*apply.Segment{{Table: tb, Columns: cols, Identity: identity, Rows: rows}},
-		Positions: map[string]proto.Position{tb.Key(): rows[len(rows)-1].Pos},
-		Tables:    map[string]proto.TableID{tb.Key(): tb},
-	}
+	return simple(tb, keyed).changes(task, epoch, rows...)
 }
 
 func must(t *testing.T, err error) {
@@ -121,10 +215,21 @@ func fenced(t *testing.T, what string, err error) {
 	}
 }
 
-func wantRows(t *testing.T, d Destination, tb proto.TableID, want ...string) {
+// wantRows compares what the destination holds of the (id, v) or (v)
+// table with want: "id=v" or "v" per row, Null for NULL, duplicates kept.
+func wantRows(t *testing.T, d Destination, task string, tb proto.TableID, keyed bool, want ...string) {
 	t.Helper()
+	var got []string
+	for _, r := range d.Read(t, task, tb, simple(tb, keyed).stream()) {
+		if keyed {
+			got = append(got, r["id"]+"="+r["v"])
+		} else {
+			got = append(got, r["v"])
+		}
+	}
+	slices.Sort(got)
 	slices.Sort(want)
-	if got := d.Rows(t, tb); !slices.Equal(got, want) {
+	if !slices.Equal(got, want) {
 		t.Fatalf("%s holds %q, want %q", tb, got, want)
 	}
 }
@@ -143,17 +248,17 @@ func wantPosition(t *testing.T, s Sink, task string, tb proto.TableID, want prot
 func changesOnce(t *testing.T, d Destination) {
 	ctx := context.Background()
 	tb := table("conf_changes")
-	d.Create(t, tb, true)
+	d.Create(t, simple(tb, true).def())
 	s := d.Open(t, "changes.apply.0")
 	offs, err := s.Offsets(ctx, "changes")
 	must(t, err)
 	if len(offs) != 0 {
 		t.Fatalf("positions of a new task: %v", offs)
 	}
-	must(t, s.Apply(ctx, batch("changes", 1, tb, true, ins(at(10, 0), "1", "a"), ins(at(10, 1), "2", "b"), ins(at(10, 2), "3", "<nil>"))))
-	must(t, s.Apply(ctx, batch("changes", 1, tb, true, upd(at(20, 0), nil, []string{"1", "a+"}), del(at(20, 1), "2", "<nil>"),
+	must(t, s.Apply(ctx, batch("changes", 1, tb, true, ins(at(10, 0), "1", "a"), ins(at(10, 1), "2", "b"), ins(at(10, 2), "3", Null))))
+	must(t, s.Apply(ctx, batch("changes", 1, tb, true, upd(at(20, 0), nil, []string{"1", "a+"}), del(at(20, 1), "2", Null),
 		upd(at(21, 0), nil, []string{"3", "c"}))))
-	wantRows(t, d, tb, "1=a+", "3=c")
+	wantRows(t, d, "changes", tb, true, "1=a+", "3=c")
 	wantPosition(t, d.Open(t, "changes.apply.0"), "changes", tb, at(21, 0))
 }
 
@@ -163,7 +268,7 @@ func changesOnce(t *testing.T, d Destination) {
 func replaySkipped(t *testing.T, d Destination) {
 	ctx := context.Background()
 	tb := table("conf_replay")
-	d.Create(t, tb, false)
+	d.Create(t, simple(tb, false).def())
 	s := d.Open(t, "replay.apply.0")
 	_, err := s.Offsets(ctx, "replay")
 	must(t, err)
@@ -171,11 +276,11 @@ func replaySkipped(t *testing.T, d Destination) {
 	again := d.Open(t, "replay.apply.0")
 	wantPosition(t, again, "replay", tb, at(10, 1))
 	must(t, again.Apply(ctx, batch("replay", 2, tb, false, ins(at(10, 0), "x"), ins(at(10, 1), "y"), ins(at(11, 0), "z"))))
-	wantRows(t, d, tb, "x", "y", "z")
+	wantRows(t, d, "replay", tb, false, "x", "y", "z")
 	wantPosition(t, again, "replay", tb, at(11, 0))
 	// Rows of a keyless table are told apart by all their values.
 	must(t, again.Apply(ctx, batch("replay", 2, tb, false, upd(at(12, 0), []string{"y"}, []string{"y+"}), del(at(12, 1), "x"))))
-	wantRows(t, d, tb, "y+", "z")
+	wantRows(t, d, "replay", tb, false, "y+", "z")
 }
 
 // A unit's new owner (higher epoch) takes over: the old owner's writes
@@ -184,7 +289,7 @@ func replaySkipped(t *testing.T, d Destination) {
 func epochFencing(t *testing.T, d Destination) {
 	ctx := context.Background()
 	tb := table("conf_fencing")
-	d.Create(t, tb, true)
+	d.Create(t, simple(tb, true).def())
 	old := d.Open(t, "fencing.apply.0")
 	_, err := old.Offsets(ctx, "fencing")
 	must(t, err)
@@ -201,13 +306,13 @@ func epochFencing(t *testing.T, d Destination) {
 	fenced(t, "a write with an older epoch", stale.Apply(ctx, batch("fencing", 6, tb, true, ins(at(13, 0), "4", "stale epoch"))))
 	must(t, cur.BeginTable(ctx, "fencing", tb, 3, true))
 	fenced(t, "finishing a table with an older epoch", stale.FinishTable(ctx, "fencing", tb, 3, proto.EndOf(100), 6))
-	wantRows(t, d, tb, "1=old owner", "2=new owner")
+	wantRows(t, d, "fencing", tb, true, "1=old owner", "2=new owner")
 	wantPosition(t, d.Open(t, "fencing.apply.0"), "fencing", tb, at(11, 0))
 }
 
+// chunk is chunk i of the keyless (v) table's full sync.
 func chunk(task string, tb proto.TableID, plan uint64, i int) apply.ChunkLoad {
-	return apply.ChunkLoad{Task: task, Plan: plan, Table: tb, Chunk: i, Columns: []string{"v"}, Types: []uint32{25},
-		SnapshotLSN: 50, Format: proto.CopyText}
+	return simple(tb, false).chunk(task, plan, i)
 }
 
 // rows streams n rows "<prefix> <i>" in COPY text form.
@@ -240,7 +345,7 @@ func notRead(io.Writer) (int64, error) { return 0, errors.New("read a chunk that
 func chunksOnce(t *testing.T, d Destination) {
 	ctx := context.Background()
 	tb := table("conf_chunks")
-	d.Create(t, tb, false)
+	d.Create(t, simple(tb, false).def())
 	capture, old := d.Open(t, "chunks.task"), d.Open(t, "chunks.copy.0")
 	_, err := old.CopyChunk(ctx, chunk("chunks", tb, 10, 0), rows("early", 3))
 	fenced(t, "a chunk of a table bound to no plan", err)
@@ -281,7 +386,7 @@ func chunksOnce(t *testing.T, d Destination) {
 	}
 	close(release)
 	fenced(t, "the old owner's load of chunk 1", <-slow)
-	wantRows(t, d, tb, append(named("zero", 3), named("one", 2)...)...)
+	wantRows(t, d, "chunks", tb, false, append(named("zero", 3), named("one", 2)...)...)
 }
 
 // A new plan for a table empties it and takes it over: chunks and the
@@ -291,15 +396,15 @@ func chunksOnce(t *testing.T, d Destination) {
 func planFencing(t *testing.T, d Destination) {
 	ctx := context.Background()
 	tb := table("conf_plans")
-	d.Create(t, tb, false)
+	d.Create(t, simple(tb, false).def())
 	capture, copier := d.Open(t, "plans.task"), d.Open(t, "plans.copy")
 	must(t, capture.BeginTable(ctx, "plans", tb, 10, false))
 	_, err := copier.CopyChunk(ctx, chunk("plans", tb, 10, 0), rows("old plan", 2))
 	must(t, err)
-	wantRows(t, d, tb, named("old plan", 2)...)
+	wantRows(t, d, "plans", tb, false, named("old plan", 2)...)
 
 	must(t, capture.BeginTable(ctx, "plans", tb, 12, false))
-	wantRows(t, d, tb)
+	wantRows(t, d, "plans", tb, false)
 	_, err = copier.CopyChunk(ctx, chunk("plans", tb, 10, 1), rows("replaced", 1))
 	fenced(t, "a chunk of the replaced plan", err)
 	fenced(t, "an older plan beginning", capture.BeginTable(ctx, "plans", tb, 11, false))
@@ -310,7 +415,7 @@ func planFencing(t *testing.T, d Destination) {
 	must(t, capture.FinishTable(ctx, "plans", tb, 12, proto.EndOf(100), 1))
 	_, err = copier.CopyChunk(ctx, chunk("plans", tb, 12, 1), rows("late", 1))
 	fenced(t, "a chunk after the table finished", err)
-	wantRows(t, d, tb, named("new plan", 4)...)
+	wantRows(t, d, "plans", tb, false, named("new plan", 4)...)
 	wantPosition(t, d.Open(t, "plans.apply.0"), "plans", tb, proto.EndOf(100))
 }
 
@@ -319,7 +424,7 @@ func planFencing(t *testing.T, d Destination) {
 func reset(t *testing.T, d Destination) {
 	ctx := context.Background()
 	tb := table("conf_reset")
-	d.Create(t, tb, false)
+	d.Create(t, simple(tb, false).def())
 	s := d.Open(t, "reset.task")
 	must(t, s.BeginTable(ctx, "reset", tb, 4, false))
 	_, err := s.CopyChunk(ctx, chunk("reset", tb, 4, 0), rows("before", 2))
@@ -335,5 +440,5 @@ func reset(t *testing.T, d Destination) {
 	if n, err := s.CopyChunk(ctx, chunk("reset", tb, 4, 0), rows("after", 3)); err != nil || n != 3 {
 		t.Fatalf("the chunk after a reset: %d rows, %v", n, err)
 	}
-	wantRows(t, d, tb, named("after", 3)...)
+	wantRows(t, d, "reset", tb, false, named("after", 3)...)
 }
