@@ -1,15 +1,14 @@
 package kafka
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
-	"math"
 	"strconv"
 	"time"
 
 	"github.com/hamba/avro/v2"
+	"github.com/sluicedb/sluice/apply/pgvalue"
 	"github.com/sluicedb/sluice/proto"
 )
 
@@ -399,64 +398,65 @@ func avroImage(im *rowImage) any {
 // avroValue is one column value as the branch of the value union its type
 // maps to (see the table at the top of this file).
 func avroValue(c proto.Column, text []byte) any {
-	t := lookupType(c.TypeOID)
-	switch t.class {
-	case classInt:
-		if isJSONInt(text) {
-			return avroInteger{Precision: int32(t.size), Value: string(text)}
+	t, _ := pgvalue.Lookup(c.TypeOID)
+	switch t.Family {
+	case pgvalue.FamilyInt:
+		if _, err := pgvalue.ParseInt(text, 64); err == nil {
+			return avroInteger{Precision: int32(t.Size), Value: string(text)}
 		}
-	case classBool:
-		switch string(text) {
-		case "t":
-			return avroInteger{Precision: 1, Value: "1"}
-		case "f":
-			return avroInteger{Precision: 1, Value: "0"}
+	case pgvalue.FamilyBool:
+		if v, err := pgvalue.ParseBool(text); err == nil {
+			i := avroInteger{Precision: 1, Value: "0"}
+			if v {
+				i.Value = "1"
+			}
+			return i
 		}
-	case classNumeric:
-		return avroNumeric(c.TypeMod, text)
-	case classFloat:
-		if f, err := strconv.ParseFloat(string(text), t.size*8); err == nil || math.IsInf(f, 0) {
-			return avroFloat{Value: f, Precision: floatPrecision(t.size)}
+	case pgvalue.FamilyNumeric:
+		if n, err := pgvalue.ParseNumeric(text); err == nil {
+			return avroNumeric(c.TypeMod, text, n)
 		}
-	case classText:
+	case pgvalue.FamilyFloat:
+		if f, err := pgvalue.ParseFloat(text, 8*t.Size); err == nil {
+			return avroFloat{Value: f, Precision: floatPrecision(t.Size)}
+		}
+	case pgvalue.FamilyText:
 		return avroCharacter{Charset: "utf8", Value: text} // the record does not outlive Encode
-	case classBytea:
-		if raw, ok := decodeBytea(text); ok {
-			return avroBinary{Type: t.name, Value: raw}
+	case pgvalue.FamilyBytea:
+		if raw, err := pgvalue.ParseBytea(nil, text); err == nil {
+			return avroBinary{Type: t.Name, Value: raw}
 		}
-	case classTimestamptz:
-		if dt, ok := parseDateTime(text); ok && dt.date && dt.zone {
-			at := dt.instant()
+	case pgvalue.FamilyTimestamptz:
+		if dt, err := pgvalue.ParseDateTime(text); err == nil && dt.HasDate && dt.HasOffset {
+			at := dt.Time()
 			ns := int32(at.Nanosecond())
 			return avroTimestamp{Timestamp: at.Unix(), Millis: ns / 1e6, Micros: ns / 1e3 % 1e3}
 		}
-	case classDate, classTime, classTimestamp:
-		if dt, ok := parseDateTime(text); ok && !dt.zone {
+	case pgvalue.FamilyDate, pgvalue.FamilyTime, pgvalue.FamilyTimestamp:
+		if dt, err := pgvalue.ParseDateTime(text); err == nil && dt.Special == pgvalue.Finite && !dt.HasOffset {
 			return avroDateTimeOf(dt)
 		}
-	case classTimetz:
-		if dt, ok := parseDateTime(text); ok && !dt.date && dt.zone {
-			return avroTimestampTZ{Value: avroDateTimeOf(dt), Timezone: offsetText(dt.offset)}
+	case pgvalue.FamilyTimetz:
+		if dt, err := pgvalue.ParseDateTime(text); err == nil && !dt.HasDate && dt.HasOffset {
+			return avroTimestampTZ{Value: avroDateTimeOf(dt), Timezone: offsetText(dt.Offset)}
 		}
-	case classJSON:
-		return avroText{Type: t.name, Value: string(text)}
-	case classArray:
-		if out, ok := appendArray(nil, t.elem, t.delim, text); ok {
-			return avroText{Type: typeName(c.TypeOID, -1), Value: string(out)}
+	case pgvalue.FamilyJSON:
+		return avroText{Type: t.Name, Value: string(text)}
+	case pgvalue.FamilyArray:
+		if out, ok := appendArray(nil, t.Elem, t.Delim, text); ok {
+			return avroText{Type: pgvalue.TypeName(c.TypeOID, -1), Value: string(out)}
 		}
 	}
-	return avroText{Type: typeName(c.TypeOID, -1), Value: string(text)}
+	return avroText{Type: pgvalue.TypeName(c.TypeOID, -1), Value: string(text)}
 }
 
 // avroNumeric is a numeric as a Decimal: precision and scale from the
 // type modifier; an unconstrained numeric has precision 0 and the scale
 // of its value.
-func avroNumeric(typmod int32, text []byte) avroDecimal {
-	p, s, ok := numericTypmod(typmod)
+func avroNumeric(typmod int32, text []byte, n pgvalue.Numeric) avroDecimal {
+	p, s, ok := pgvalue.NumericTypmod(typmod)
 	if !ok {
-		if dot := bytes.IndexByte(text, '.'); dot >= 0 {
-			s = len(text) - dot - 1
-		}
+		s = len(n.Frac)
 	}
 	return avroDecimal{Value: string(text), Precision: int32(p), Scale: int32(s)}
 }
@@ -470,13 +470,13 @@ func floatPrecision(size int) int32 {
 	return 53
 }
 
-func avroDateTimeOf(dt pgDateTime) avroDateTime {
+func avroDateTimeOf(dt pgvalue.DateTime) avroDateTime {
 	var out avroDateTime
-	if dt.date {
-		out.Year, out.Month, out.Day = int32p(dt.year), int32p(dt.month), int32p(dt.day)
+	if dt.HasDate {
+		out.Year, out.Month, out.Day = int32p(dt.Year), int32p(dt.Month), int32p(dt.Day)
 	}
-	if dt.clock {
-		out.Hour, out.Minute, out.Second, out.Micros = int32p(dt.hour), int32p(dt.minute), int32p(dt.second), int32p(dt.micro)
+	if dt.HasTime {
+		out.Hour, out.Minute, out.Second, out.Micros = int32p(dt.Hour), int32p(dt.Minute), int32p(dt.Second), int32p(dt.Microsecond)
 	}
 	return out
 }
@@ -488,18 +488,15 @@ func int32p(v int) *int32 {
 
 // offsetText writes a zone offset as ±HH:MM, with :SS when it has seconds.
 func offsetText(offset int) string {
-	sign := byte('+')
+	sign := '+'
 	if offset < 0 {
 		sign, offset = '-', -offset
 	}
-	b := appendPadded([]byte{sign}, offset/3600, 2)
-	b = append(b, ':')
-	b = appendPadded(b, offset/60%60, 2)
+	s := fmt.Sprintf("%c%02d:%02d", sign, offset/3600, offset/60%60)
 	if offset%60 != 0 {
-		b = append(b, ':')
-		b = appendPadded(b, offset%60, 2)
+		s += fmt.Sprintf(":%02d", offset%60)
 	}
-	return string(b)
+	return s
 }
 
 // floorDiv divides rounding toward minus infinity, so that times before

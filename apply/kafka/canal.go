@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/sluicedb/sluice/apply/pgvalue"
 	"github.com/sluicedb/sluice/proto"
 )
 
@@ -104,7 +105,7 @@ func (e *canalEncoder) Encode(_ context.Context, _ string, ev *Event) (key, valu
 	o.key("mysqlType")
 	names := newObject(o.b)
 	for _, c := range ev.Columns {
-		names.str(c.Name, typeName(c.TypeOID, c.TypeMod))
+		names.str(c.Name, pgvalue.TypeName(c.TypeOID, c.TypeMod))
 	}
 	o.b = names.close()
 	return messageKey(ev, before, after), o.close(), nil

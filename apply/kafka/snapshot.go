@@ -1,19 +1,16 @@
 package kafka
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/IBM/sarama"
 
 	"github.com/sluicedb/sluice/apply"
+	"github.com/sluicedb/sluice/apply/pgvalue"
 	"github.com/sluicedb/sluice/proto"
 )
 
@@ -140,20 +137,31 @@ func (s *Sink) CopyChunk(ctx context.Context, c apply.ChunkLoad, read func(w io.
 		batch = batch[:0]
 		return err
 	}
-	err = readCopyText(pr, len(cols), func(t proto.Tuple) error {
+	in := pgvalue.NewCopyTextReader(pr, len(cols))
+	for {
+		// The row is encoded before the next is read, which reuses its
+		// memory.
+		var t proto.Tuple
+		if t, err = in.Next(); err != nil {
+			break
+		}
 		// Snapshot rows sit at the snapshot's LSN, read now.
 		ev := &Event{Database: s.opts.Database, Table: c.Table, Columns: cols, Snapshot: true,
 			Row: &proto.Row{Op: proto.OpInsert, Pos: proto.Position{LSN: c.SnapshotLSN}, CommitTimeUS: time.Now().UnixMicro(), New: t}}
-		out, err := s.rowMessages(ctx, pl, ev)
-		if err != nil {
-			return err
+		var out []*sarama.ProducerMessage
+		if out, err = s.rowMessages(ctx, pl, ev); err != nil {
+			break
 		}
 		rows++
 		if batch = append(batch, out...); len(batch) == cap(batch) {
-			return flush()
+			if err = flush(); err != nil {
+				break
+			}
 		}
-		return nil
-	})
+	}
+	if err == io.EOF {
+		err = nil
+	}
 	if rerr := done(); rerr != nil && err == nil {
 		err = rerr
 	}
@@ -170,108 +178,4 @@ func (s *Sink) CopyChunk(ctx context.Context, c apply.ChunkLoad, read func(w io.
 		}
 	}
 	return rows, nil
-}
-
-// readCopyText parses COPY's text format: rows end in a newline, fields
-// are separated by tabs, \N is NULL, and backslash escapes the rest. Each
-// field comes out as the type's text form, as pgoutput sends it.
-func readCopyText(r io.Reader, ncols int, row func(proto.Tuple) error) error {
-	br := bufio.NewReaderSize(r, 1<<20)
-	for {
-		line, err := br.ReadBytes('\n')
-		if len(line) > 0 {
-			if line[len(line)-1] != '\n' {
-				return errors.New("COPY data ended inside a row")
-			}
-			t, perr := parseCopyLine(line[:len(line)-1], ncols)
-			if perr != nil {
-				return perr
-			}
-			if err := row(t); err != nil {
-				return err
-			}
-		}
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
-}
-
-func parseCopyLine(line []byte, ncols int) (proto.Tuple, error) {
-	t := proto.Tuple{Kinds: make([]byte, 0, ncols), Values: make([][]byte, 0, ncols)}
-	for _, field := range bytes.Split(line, []byte{'\t'}) {
-		if string(field) == `\N` {
-			t.Kinds = append(t.Kinds, proto.KindNull)
-			t.Values = append(t.Values, nil)
-			continue
-		}
-		v, err := unescapeCopy(field)
-		if err != nil {
-			return t, err
-		}
-		t.Kinds = append(t.Kinds, proto.KindText)
-		t.Values = append(t.Values, v)
-	}
-	if len(t.Kinds) != ncols {
-		return t, fmt.Errorf("COPY row has %d fields, expected %d", len(t.Kinds), ncols)
-	}
-	return t, nil
-}
-
-// unescapeCopy undoes COPY text escapes (\b \f \n \r \t \v \\, octal
-// \ooo and hex \xhh).
-func unescapeCopy(f []byte) ([]byte, error) {
-	if bytes.IndexByte(f, '\\') < 0 {
-		return slices.Clone(f), nil
-	}
-	out := make([]byte, 0, len(f))
-	for i := 0; i < len(f); i++ {
-		c := f[i]
-		if c != '\\' || i+1 == len(f) {
-			out = append(out, c)
-			continue
-		}
-		i++
-		e := f[i]
-		if b, ok := copyEscapes[e]; ok {
-			out = append(out, b)
-			continue
-		}
-		switch e {
-		case 'x':
-			j := i + 1
-			for j < len(f) && j < i+3 && isHex(f[j]) {
-				j++
-			}
-			if j == i+1 {
-				out = append(out, 'x')
-				continue
-			}
-			n, _ := strconv.ParseUint(string(f[i+1:j]), 16, 8)
-			out = append(out, byte(n))
-			i = j - 1
-		default:
-			if e >= '0' && e <= '7' {
-				j := i
-				for j < len(f) && j < i+3 && f[j] >= '0' && f[j] <= '7' {
-					j++
-				}
-				n, _ := strconv.ParseUint(string(f[i:j]), 8, 16)
-				out = append(out, byte(n))
-				i = j - 1
-				continue
-			}
-			out = append(out, e)
-		}
-	}
-	return out, nil
-}
-
-var copyEscapes = map[byte]byte{'b': '\b', 'f': '\f', 'n': '\n', 'r': '\r', 't': '\t', 'v': '\v'}
-
-func isHex(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
