@@ -400,7 +400,7 @@ func (w *worker) receiveDDL(cur *collected, b *proto.Batch) error {
 	}
 	src := ev.Table()
 	if ev.WaitOnly {
-		src = ev.New.ID()
+		src = ev.New.ID
 	}
 	key := w.cfg.Names.Table(src).Key()
 	if !w.floors[key].Less(ev.Pos) {
@@ -408,7 +408,7 @@ func (w *worker) receiveDDL(cur *collected, b *proto.Batch) error {
 	}
 	w.floors[key] = ev.Pos
 	if ev.Renamed() {
-		w.floors[w.cfg.Names.Table(ev.New.ID()).Key()] = ev.Pos
+		w.floors[w.cfg.Names.Table(ev.New.ID).Key()] = ev.Pos
 	}
 	cur.ddl = ev
 	return nil

@@ -605,25 +605,18 @@ func (s *sessionState) ddl(ctx context.Context, rel *relation, t proto.Tuple) er
 		// waits there until the rename is applied.
 		wait := *ev
 		wait.WaitOnly = true
-		return publish(ev.New.ID(), &wait, "ddl-wait")
+		return publish(ev.New.ID, &wait, "ddl-wait")
 	}
 	return nil
 }
 
-// keepSelected drops from a shape the columns the task does not select.
-func keepSelected(sh *proto.TableShape, columns func(proto.TableID) []string) {
-	if sh == nil {
+// keepSelected narrows a table's definition to the columns the task
+// selects (objects[].columns).
+func keepSelected(t *proto.TableDef, columns func(proto.TableID) []string) {
+	if t == nil {
 		return
 	}
-	sel := columns(sh.ID())
-	if len(sel) == 0 {
-		return
+	if sel := columns(t.ID); len(sel) > 0 {
+		t.KeepColumns(func(name string) bool { return slices.Contains(sel, name) })
 	}
-	kept := sh.Columns[:0]
-	for _, c := range sh.Columns {
-		if slices.Contains(sel, c.Name) {
-			kept = append(kept, c)
-		}
-	}
-	sh.Columns = kept
 }

@@ -34,7 +34,10 @@ import (
 // DDLLogTable is the log table the event trigger writes.
 var DDLLogTable = proto.TableID{Schema: proto.ReservedSchema, Name: "ddl_log"}
 
-const ddlObjectsDDL = `CREATE SCHEMA IF NOT EXISTS sluice;
+// ddlObjectsDDL creates the objects every task's DDL capture shares: the
+// log, the recorded definitions, and sluice.table_shape, the catalog read
+// of a table's definition (tableDefSQL).
+var ddlObjectsDDL = `CREATE SCHEMA IF NOT EXISTS sluice;
 CREATE TABLE IF NOT EXISTS sluice.ddl_log (
 	task text NOT NULL, id bigint GENERATED ALWAYS AS IDENTITY, tag text NOT NULL, query text,
 	old_shape jsonb, new_shape jsonb, PRIMARY KEY (task, id));
@@ -42,32 +45,7 @@ CREATE TABLE IF NOT EXISTS sluice.ddl_state (
 	task text NOT NULL, relid oid NOT NULL, shape jsonb NOT NULL, PRIMARY KEY (task, relid));
 CREATE OR REPLACE FUNCTION sluice.table_shape(rel oid) RETURNS jsonb
 LANGUAGE sql STABLE SET search_path = pg_catalog AS $shape$
-SELECT jsonb_build_object(
-	'schema', n.nspname, 'name', c.relname, 'identity', c.relreplident::text,
-	'columns', coalesce((SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
-			'num', a.attnum, 'name', a.attname,
-			'type', format_type(a.atttypid, a.atttypmod)
-				|| CASE WHEN a.attcollation <> 0 AND a.attcollation <> ty.typcollation
-				   THEN ' COLLATE ' || a.attcollation::regcollation::text ELSE '' END,
-			'not_null', CASE WHEN a.attnotnull THEN true END,
-			'default', pg_get_expr(d.adbin, d.adrelid),
-			'identity', nullif(a.attidentity::text, ''),
-			'generated', nullif(a.attgenerated::text, ''))) ORDER BY a.attnum)
-		FROM pg_attribute a
-		JOIN pg_type ty ON ty.oid = a.atttypid
-		LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-		WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '[]'::jsonb),
-	'constraints', (SELECT jsonb_agg(jsonb_build_object('name', k.conname, 'type', k.contype::text,
-			'def', pg_get_constraintdef(k.oid)) ORDER BY k.conname)
-		FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype IN ('p', 'u', 'c', 'f', 'x')),
-	'indexes', (SELECT jsonb_agg(jsonb_build_object('name', ic.relname, 'def', pg_get_indexdef(i.indexrelid)) ORDER BY ic.relname)
-		FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-		WHERE i.indrelid = c.oid AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = c.oid)),
-	'sequences', (SELECT jsonb_agg(DISTINCT quote_ident(sn.nspname) || '.' || quote_ident(s.relname))
-		FROM pg_depend dep JOIN pg_class s ON s.oid = dep.objid AND s.relkind = 'S'
-		JOIN pg_namespace sn ON sn.oid = s.relnamespace
-		WHERE dep.classid = 'pg_class'::regclass AND dep.refclassid = 'pg_class'::regclass
-		  AND dep.refobjid = c.oid AND dep.deptype = 'a'))
+SELECT ` + tableDefSQL + `
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel
 $shape$`
 
@@ -183,7 +161,16 @@ func InstallDDLCapture(ctx context.Context, conn *pgx.Conn, task string, tables 
 		JOIN pg_class c ON c.oid = to_regclass(u.name)
 		ON CONFLICT (task, relid) DO NOTHING`, task, names)
 	if err != nil {
-		return fmt.Errorf("record the shapes of the task's tables: %w", err)
+		return fmt.Errorf("record the definitions of the task's tables: %w", err)
+	}
+	// Definitions recorded by an older Sluice, in the older form, are
+	// read again: the trigger keeps them current, so reading the catalog
+	// now gives the same table, and the next change then compares like
+	// with like.
+	_, err = conn.Exec(ctx, `UPDATE sluice.ddl_state SET shape = sluice.table_shape(relid)
+		WHERE task = $1 AND NOT shape ? 'id' AND EXISTS (SELECT 1 FROM pg_class WHERE oid = relid)`, task)
+	if err != nil {
+		return fmt.Errorf("record the definitions of the task's tables: %w", err)
 	}
 	return nil
 }
@@ -267,10 +254,10 @@ func ddlEvent(cols []proto.Column, t proto.Tuple, pos proto.Position) (*proto.DD
 		case "query":
 			ev.Query = string(v)
 		case "old_shape":
-			ev.Old = &proto.TableShape{}
+			ev.Old = &proto.TableDef{}
 			err = json.Unmarshal(v, ev.Old)
 		case "new_shape":
-			ev.New = &proto.TableShape{}
+			ev.New = &proto.TableDef{}
 			err = json.Unmarshal(v, ev.New)
 		}
 		if err != nil {

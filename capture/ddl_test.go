@@ -93,10 +93,10 @@ func TestDDLCapture(t *testing.T) {
 	if len(add.New.Columns) != 3 || add.New.Columns[2].Default != "5" || !add.New.Columns[1].NotNull || add.Old.Columns[1].NotNull {
 		t.Fatalf("ADD COLUMN shapes: %+v -> %+v", add.Old, add.New)
 	}
-	if seen[1].New.Identity != "f" {
-		t.Fatalf("new keyless table's identity %q, want f", seen[1].New.Identity)
+	if seen[1].New.ReplicaIdentity != 'f' {
+		t.Fatalf("new keyless table's identity %q, want f", seen[1].New.ReplicaIdentity)
 	}
-	if r := seen[3]; !r.Renamed() || r.New.ID() != goods || r.New.Columns[1].Name != "w" || r.New.Columns[1].Num != r.Old.Columns[1].Num {
+	if r := seen[3]; !r.Renamed() || r.New.ID != goods || r.New.Columns[1].Name != "w" || r.New.Columns[1].Num != r.Old.Columns[1].Num {
 		t.Fatalf("rename: %+v -> %+v", r.Old, r.New)
 	}
 

@@ -2,6 +2,7 @@ package capture
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -308,10 +309,8 @@ func (r *schemaReader) read(ctx context.Context, sel []selectedTable) (*proto.Sc
 		name string
 		fn   func(context.Context) error
 	}{
-		{"tables", r.readTables},
-		{"columns", r.readColumns},
-		{"constraints", r.readConstraints},
-		{"indexes", r.readIndexes},
+		{"tables", r.readDefinitions},
+		{"sizes", r.readTables},
 		{"sequences", r.readSequences},
 		{"types", r.readTypes},
 		{"extensions", r.readExtensions},
@@ -371,7 +370,7 @@ func eachCatalogRow(ctx context.Context, q Querier, sql string, args []any, scan
 func (r *schemaReader) readTables(ctx context.Context) error {
 	var unanalysed []*proto.TableDef
 	err := eachCatalogRow(ctx, r.q, `
-		SELECT c.oid, c.relreplident::text, c.relkind = 'p',
+		SELECT c.oid, c.relkind = 'p',
 		       CASE WHEN c.relkind = 'p' THEN (SELECT coalesce(sum(greatest(l.reltuples, 0)), 0)::int8 FROM pg_partition_tree(c.oid) pt
 		            JOIN pg_class l ON l.oid = pt.relid WHERE pt.isleaf) ELSE c.reltuples::int8 END,
 		       CASE WHEN c.relkind = 'p' THEN (SELECT coalesce(sum(pg_relation_size(pt.relid)), 0)::int8 FROM pg_partition_tree(c.oid) pt WHERE pt.isleaf)
@@ -379,15 +378,13 @@ func (r *schemaReader) readTables(ctx context.Context) error {
 		FROM pg_class c WHERE c.oid = ANY($1::oid[])`, []any{r.oids},
 		func(rows pgx.Rows) error {
 			var oid uint32
-			var replident string
 			var partitioned bool
 			var est, size int64
-			if err := rows.Scan(&oid, &replident, &partitioned, &est, &size); err != nil {
+			if err := rows.Scan(&oid, &partitioned, &est, &size); err != nil {
 				return err
 			}
 			t := r.byOID[oid]
 			t.Partitioned = partitioned
-			t.ReplicaIdentity = catalogChar(replident)
 			t.EstimatedRows, t.EstimatedBytes = max(est, 0), size
 			if est < 0 && size > 0 {
 				unanalysed = append(unanalysed, t)
@@ -416,13 +413,6 @@ func (r *schemaReader) readTables(ctx context.Context) error {
 	return nil
 }
 
-func catalogChar(s string) byte {
-	if s == "" {
-		return 0
-	}
-	return s[0]
-}
-
 // collationSQL prints the collation of an object (expression coll) when it
 // differs from its type's default (expression typcoll), schema-qualified.
 func collationSQL(coll, typcoll string) string {
@@ -431,163 +421,32 @@ func collationSQL(coll, typcoll string) string {
 		WHERE co.oid = ` + coll + ` AND ` + coll + ` <> 0 AND ` + coll + ` <> ` + typcoll + `), '')`
 }
 
-// selected reports whether a column of table oid is synced.
-func (r *schemaReader) selected(oid uint32, column string) bool {
-	cols := r.columns[oid]
-	return cols == nil || cols[column]
-}
-
-// allSelected reports whether every column is synced.
-func (r *schemaReader) allSelected(oid uint32, columns []string) bool {
-	for _, c := range columns {
-		if !r.selected(oid, c) {
-			return false
-		}
-	}
-	return true
-}
-
-func (r *schemaReader) readColumns(ctx context.Context) error {
-	return eachCatalogRow(ctx, r.q, `
-		SELECT a.attrelid, a.attname, format_type(a.atttypid, a.atttypmod), a.atttypid, a.attnotnull,
-		       CASE WHEN a.attgenerated = '' THEN coalesce(pg_get_expr(d.adbin, d.adrelid), '') ELSE '' END,
-		       `+collationSQL("a.attcollation", "t.typcollation")+`,
-		       a.attidentity::text,
-		       CASE WHEN a.attgenerated = 's' THEN pg_get_expr(d.adbin, d.adrelid) ELSE '' END
-		FROM pg_attribute a
-		JOIN pg_type t ON t.oid = a.atttypid
-		LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-		WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
-		ORDER BY a.attrelid, a.attnum`, []any{r.oids},
+// readDefinitions reads the tables' definitions (tableDefSQL, the read
+// DDL capture makes too), narrowed to the columns the task selects.
+func (r *schemaReader) readDefinitions(ctx context.Context) error {
+	return eachCatalogRow(ctx, r.q, `SELECT c.oid, `+tableDefSQL+`
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY($1::oid[])`, []any{r.oids},
 		func(rows pgx.Rows) error {
 			var oid uint32
-			var c proto.ColumnDef
-			var identity string
-			if err := rows.Scan(&oid, &c.Name, &c.Type, &c.TypeOID, &c.NotNull, &c.Default, &c.Collation, &identity, &c.Generated); err != nil {
+			var raw []byte
+			if err := rows.Scan(&oid, &raw); err != nil {
 				return err
 			}
-			c.Identity = catalogChar(identity)
-			if !r.selected(oid, c.Name) {
-				return nil
-			}
 			t := r.byOID[oid]
-			t.Columns = append(t.Columns, c)
-			r.typeOIDs[c.TypeOID] = true
-			return nil
-		})
-}
-
-// alterAddConstraint is the post-data form of a constraint. The applier
-// recognises it by this exact prefix to check whether the constraint
-// already exists, so it is always built here, with pgx quoting.
-func alterAddConstraint(t proto.TableID, name, def string) string {
-	return "ALTER TABLE " + pgx.Identifier{t.Schema, t.Name}.Sanitize() + " ADD CONSTRAINT " + quoteIdentName(name) + " " + def
-}
-
-func (r *schemaReader) readConstraints(ctx context.Context) error {
-	// Primary key first, then unique, then the rest: the order pg_dump
-	// and \d use, and the one that reads best in CREATE TABLE.
-	return eachCatalogRow(ctx, r.q, `
-		SELECT c.conrelid, c.conname, c.contype::text, pg_get_constraintdef(c.oid), c.convalidated, c.confrelid,
-		       ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(num, ord)
-		           JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.num
-		           ORDER BY k.ord)
-		FROM pg_constraint c
-		WHERE c.conrelid = ANY($1::oid[]) AND c.contype IN ('p', 'u', 'c', 'x', 'f')
-		ORDER BY c.conrelid, CASE c.contype WHEN 'p' THEN 0 WHEN 'u' THEN 1 ELSE 2 END, c.conname`, []any{r.oids},
-		func(rows pgx.Rows) error {
-			var (
-				oid, refOID    uint32
-				name, typ, def string
-				validated      bool
-				pk             []string
-			)
-			if err := rows.Scan(&oid, &name, &typ, &def, &validated, &refOID, &pk); err != nil {
-				return err
+			var def proto.TableDef
+			if err := json.Unmarshal(raw, &def); err != nil {
+				return fmt.Errorf("%s: %w", t.ID, err)
 			}
-			if !r.allSelected(oid, pk) {
-				return nil // on a column left out (a key the precheck refuses)
+			def.ID, def.OID = t.ID, t.OID
+			if cols := r.columns[oid]; cols != nil {
+				def.KeepColumns(func(name string) bool { return cols[name] })
 			}
-			t := r.byOID[oid]
-			switch {
-			case typ == "p":
-				t.PrimaryKey = pk
-				t.Constraints = append(t.Constraints, "CONSTRAINT "+quoteIdentName(name)+" "+def)
-			case typ == "f":
-				// A key to a table that is not synced would fail or,
-				// worse, block writes at the destination.
-				if r.byOID[refOID] != nil {
-					t.ForeignKeys = append(t.ForeignKeys, alterAddConstraint(t.ID, name, def))
-				}
-			case typ == "x", typ == "c" && !validated:
-				// Exclusion constraints build an index; a check the source
-				// never validated may not hold for the copied rows.
-				t.Indexes = append(t.Indexes, alterAddConstraint(t.ID, name, def))
-			default:
-				t.Constraints = append(t.Constraints, "CONSTRAINT "+quoteIdentName(name)+" "+def)
+			*t = def
+			for _, c := range t.Columns {
+				r.typeOIDs[c.TypeOID] = true
 			}
 			return nil
 		})
-}
-
-func (r *schemaReader) readIndexes(ctx context.Context) error {
-	replIdent := map[uint32]string{}
-	err := eachCatalogRow(ctx, r.q, `
-		SELECT i.indrelid, ic.relname, pg_get_indexdef(i.indexrelid), i.indisreplident,
-		       EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conrelid = i.indrelid AND c.conindid = i.indexrelid
-		               AND c.contype IN ('p', 'u', 'x')),
-		       ARRAY(SELECT a.attname FROM pg_attribute a WHERE a.attrelid = i.indrelid AND (a.attnum = ANY(i.indkey::int2[])
-		             OR a.attnum IN (SELECT d.refobjsubid FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
-		                 AND d.objid = i.indexrelid AND d.refobjid = i.indrelid AND d.refobjsubid > 0)))
-		FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-		WHERE i.indrelid = ANY($1::oid[]) AND i.indisvalid AND i.indisready AND i.indislive
-		ORDER BY i.indrelid, ic.relname`, []any{r.oids},
-		func(rows pgx.Rows) error {
-			var oid uint32
-			var name, def string
-			var isReplIdent, backsConstraint bool
-			var cols []string
-			if err := rows.Scan(&oid, &name, &def, &isReplIdent, &backsConstraint, &cols); err != nil {
-				return err
-			}
-			if !r.allSelected(oid, cols) {
-				return nil // on (or filtered by) a column left out
-			}
-			t := r.byOID[oid]
-			if isReplIdent {
-				replIdent[oid] = name
-			}
-			if t.Partitioned {
-				// A partitioned index; the destination table is a plain one.
-				def = strings.Replace(def, " ON ONLY ", " ON ", 1)
-			}
-			if !backsConstraint {
-				t.Indexes = append(t.Indexes, indexIfNotExists(def))
-			}
-			return nil
-		})
-	if err != nil {
-		return err
-	}
-	// REPLICA IDENTITY USING INDEX needs the index, so it runs after the
-	// indexes; it is idempotent as it stands.
-	for _, t := range r.tables {
-		if name, ok := replIdent[t.OID]; ok && t.ReplicaIdentity == 'i' {
-			t.Indexes = append(t.Indexes, "ALTER TABLE "+pgx.Identifier{t.ID.Schema, t.ID.Name}.Sanitize()+
-				" REPLICA IDENTITY USING INDEX "+quoteIdentName(name))
-		}
-	}
-	return nil
-}
-
-// indexIfNotExists makes pg_get_indexdef's statement safe to run twice.
-func indexIfNotExists(def string) string {
-	for _, prefix := range []string{"CREATE INDEX ", "CREATE UNIQUE INDEX "} {
-		if rest, ok := strings.CutPrefix(def, prefix); ok {
-			return prefix + "IF NOT EXISTS " + rest
-		}
-	}
-	return def
 }
 
 func (r *schemaReader) readSequences(ctx context.Context) error {
@@ -1102,4 +961,28 @@ func (r *schemaReader) readExtensionSchemas(ctx context.Context) error {
 			r.schemas[schema] = true
 			return nil
 		})
+}
+
+// ReadTableDef reads one table's definition (name: a qualified, quoted
+// table name), as the schema read and the DDL capture do; nil when there
+// is no such table.
+func ReadTableDef(ctx context.Context, q Querier, name string) (*proto.TableDef, error) {
+	var def *proto.TableDef
+	err := inCatalogScope(ctx, q, func(q Querier) error {
+		var raw []byte
+		err := q.QueryRow(ctx, `SELECT `+tableDefSQL+` FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			WHERE c.oid = pg_catalog.to_regclass($1)`, name).Scan(&raw)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		def = &proto.TableDef{}
+		return json.Unmarshal(raw, def)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the definition of %s: %w", name, err)
+	}
+	return def, nil
 }

@@ -308,10 +308,10 @@ func (r *Runner) onDDL(ctx context.Context, ev *proto.DDLEvent) error {
 	}
 	keys := slices.Clone(task.Tables)
 	if ev.Old != nil && ev.New == nil || ev.Renamed() {
-		keys = slices.DeleteFunc(keys, func(k string) bool { return k == ev.Old.ID().Key() })
+		keys = slices.DeleteFunc(keys, func(k string) bool { return k == ev.Old.ID.Key() })
 	}
-	if ev.New != nil && !slices.Contains(keys, ev.New.ID().Key()) {
-		keys = append(keys, ev.New.ID().Key())
+	if ev.New != nil && !slices.Contains(keys, ev.New.ID.Key()) {
+		keys = append(keys, ev.New.ID.Key())
 	}
 	if slices.Equal(keys, task.Tables) {
 		return nil
@@ -323,7 +323,7 @@ func (r *Runner) onDDL(ctx context.Context, ev *proto.DDLEvent) error {
 	if ev.Renamed() {
 		// The old subject keeps its consumer until the rename, published
 		// there, has been applied.
-		tables = append(tables, ev.Old.ID())
+		tables = append(tables, ev.Old.ID)
 	}
 	if err := r.EnsureStream(ctx, tables); err != nil {
 		return err

@@ -41,10 +41,10 @@ const (
 
 // Replica identities (pg_class.relreplident).
 const (
-	IdentityDefault byte = 'd'
-	IdentityFull    byte = 'f'
-	IdentityIndex   byte = 'i'
-	IdentityNothing byte = 'n'
+	IdentityDefault = 'd'
+	IdentityFull    = 'f'
+	IdentityIndex   = 'i'
+	IdentityNothing = 'n'
 )
 
 // Column describes a column of a relation in the change stream.

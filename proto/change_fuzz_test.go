@@ -156,8 +156,8 @@ func batchFuzzSeeds(tb testing.TB) [][]byte {
 	header := AppendBatchHeader(nil, TableID{Schema: "public", Name: "empty"}, []Column{{Name: "id", TypeOID: 23, TypeMod: -1, Key: true}}, IdentityIndex)
 	ddl, err := AppendDDLBatch(nil, TableID{Schema: "public", Name: "orders"}, &DDLEvent{
 		Pos: Position{LSN: 0x16B374D848, Idx: 3}, Tag: "ALTER TABLE", Query: "ALTER TABLE orders ADD COLUMN note text",
-		Old: &TableShape{Schema: "public", Name: "orders", Identity: "d", Columns: []ShapeColumn{{Num: 1, Name: "id", Type: "bigint", NotNull: true}}},
-		New: &TableShape{Schema: "public", Name: "orders", Identity: "d", Columns: []ShapeColumn{{Num: 1, Name: "id", Type: "bigint", NotNull: true}, {Num: 2, Name: "note", Type: "text"}}},
+		Old: &TableDef{ID: TableID{Schema: "public", Name: "orders"}, ReplicaIdentity: 'd', Columns: []ColumnDef{{Num: 1, Name: "id", Type: "bigint", NotNull: true}}},
+		New: &TableDef{ID: TableID{Schema: "public", Name: "orders"}, ReplicaIdentity: 'd', Columns: []ColumnDef{{Num: 1, Name: "id", Type: "bigint", NotNull: true}, {Num: 2, Name: "note", Type: "text"}}},
 	})
 	if err != nil {
 		tb.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strings"
 )
 
 // DDL sync: the task's event trigger in the source writes, for every
@@ -29,8 +28,8 @@ type DDLEvent struct {
 	Query string `json:"query,omitempty"`
 	// Old is the table before the change (nil: it is new), New after it
 	// (nil: it was dropped).
-	Old *TableShape `json:"old,omitempty"`
-	New *TableShape `json:"new,omitempty"`
+	Old *TableDef `json:"old,omitempty"`
+	New *TableDef `json:"new,omitempty"`
 	// WaitOnly marks the copy of a rename published on the table's new
 	// subject, which another apply group may consume: that group waits
 	// until the destination has the table under its new name and applies
@@ -38,158 +37,35 @@ type DDLEvent struct {
 	WaitOnly bool `json:"wait_only,omitempty"`
 }
 
-// TableShape is what DDL sync keeps of a table: enough to create it and to
-// tell one change from another.
-type TableShape struct {
-	Schema string `json:"schema"`
-	Name   string `json:"name"`
-	// Columns in attribute-number order, dropped ones left out.
-	Columns     []ShapeColumn     `json:"columns"`
-	Constraints []ShapeConstraint `json:"constraints,omitempty"`
-	// Indexes that no constraint owns.
-	Indexes []ShapeIndex `json:"indexes,omitempty"`
-	// Identity is relreplident: d (primary key), f (full), i (index), n.
-	Identity string `json:"identity"`
-	// Sequences the table's column defaults use (schema-qualified,
-	// quoted), which must exist before those defaults can.
-	Sequences []string `json:"sequences,omitempty"`
-}
-
-// ShapeColumn is a column; Num (attnum) identifies it across renames.
-type ShapeColumn struct {
-	Num     int    `json:"num"`
-	Name    string `json:"name"`
-	Type    string `json:"type"` // format_type, qualified where not in pg_catalog
-	NotNull bool   `json:"not_null,omitempty"`
-	Default string `json:"default,omitempty"` // pg_get_expr, qualified
-	// Identity: "a" (ALWAYS), "d" (BY DEFAULT) or ""; Generated: "s"
-	// (stored, Default holds the expression) or "".
-	Identity  string `json:"identity,omitempty"`
-	Generated string `json:"generated,omitempty"`
-}
-
-// ShapeConstraint is a table constraint as pg_get_constraintdef prints it.
-// Type is contype: p, u, c, f, x.
-type ShapeConstraint struct {
-	Name string `json:"name"`
-	Type string `json:"type"`
-	Def  string `json:"def"`
-}
-
-// ShapeIndex is an index as pg_get_indexdef prints it.
-type ShapeIndex struct {
-	Name string `json:"name"`
-	Def  string `json:"def"`
-}
-
-// ID is the table the shape describes.
-func (s *TableShape) ID() TableID { return TableID{Schema: s.Schema, Name: s.Name} }
-
-// Column returns the column with attribute number num.
-func (s *TableShape) Column(num int) (ShapeColumn, bool) {
-	for _, c := range s.Columns {
-		if c.Num == num {
-			return c, true
-		}
-	}
-	return ShapeColumn{}, false
-}
-
 // Table is the table the event is applied to: its name before the change,
 // or after it for a new table.
 func (e *DDLEvent) Table() TableID {
 	if e.Old != nil {
-		return e.Old.ID()
+		return e.Old.ID
 	}
-	return e.New.ID()
+	return e.New.ID
 }
 
 // Renamed reports whether the change gave the table another name or schema.
 func (e *DDLEvent) Renamed() bool {
-	return e.Old != nil && e.New != nil && e.Old.ID() != e.New.ID()
+	return e.Old != nil && e.New != nil && e.Old.ID != e.New.ID
 }
 
 // Operations lists the DDL operations the event makes, in DDLOperations
 // order: what a destination that cannot apply a part of a change (a
-// message) uses to tell whether sync.ddl_operations selects it. Columns are
-// matched by number; constraints and indexes by name, and then by their
-// definition as text, so a column rename that changes one's text counts as
-// dropping and adding it too. An index's table name is not compared.
+// message) uses to tell whether sync.ddl_operations selects it.
 func (e *DDLEvent) Operations() []string {
-	old, nw := e.Old, e.New
-	switch {
-	case old == nil && nw == nil:
-		return nil
-	case nw == nil:
-		return []string{DDLDropTable}
-	case old == nil:
-		return []string{DDLCreateTable}
+	seen := map[string]bool{}
+	for _, c := range e.Changes() {
+		seen[c.Kind.Operation()] = true
 	}
-	ops := map[string]bool{DDLRenameTable: e.Renamed(), DDLAlterColumn: old.Identity != nw.Identity}
-	for _, oc := range old.Columns {
-		nc, ok := nw.Column(oc.Num)
-		if !ok {
-			ops[DDLDropColumn] = true
-			continue
-		}
-		if nc.Name != oc.Name {
-			ops[DDLRenameColumn] = true
-		}
-		if nc.Type != oc.Type || nc.NotNull != oc.NotNull || nc.Default != oc.Default || nc.Identity != oc.Identity || nc.Generated != oc.Generated {
-			ops[DDLAlterColumn] = true
-		}
-	}
-	for _, nc := range nw.Columns {
-		if _, ok := old.Column(nc.Num); !ok {
-			ops[DDLAddColumn] = true
-		}
-	}
-	constraint := func(sh *TableShape) map[string]string {
-		m := map[string]string{}
-		for _, c := range sh.Constraints {
-			if c.Type != "n" { // NOT NULL is the column's
-				m[c.Name] = c.Type + " " + c.Def
-			}
-		}
-		return m
-	}
-	ops[DDLDropConstraint], ops[DDLAddConstraint] = differ(constraint(old), constraint(nw))
-	index := func(sh *TableShape) map[string]string {
-		m := map[string]string{}
-		for _, ix := range sh.Indexes {
-			// CREATE [UNIQUE] INDEX name ON table USING ...: the table's
-			// name changes with a rename, the index does not.
-			head, on, _ := strings.Cut(ix.Def, " ON ")
-			_, using, _ := strings.Cut(on, " USING ")
-			m[ix.Name] = fmt.Sprint(strings.HasPrefix(head, "CREATE UNIQUE "), strings.HasPrefix(on, "ONLY "), using)
-		}
-		return m
-	}
-	ops[DDLDropIndex], ops[DDLCreateIndex] = differ(index(old), index(nw))
 	var out []string
 	for _, op := range DDLOperations {
-		if ops[op] {
+		if seen[op] {
 			out = append(out, op)
 		}
 	}
 	return out
-}
-
-// differ reports whether before has an entry that after lacks or holds
-// otherwise (gone), and whether after has one that before lacks or holds
-// otherwise (come).
-func differ(before, after map[string]string) (gone, come bool) {
-	for k, v := range before {
-		if w, ok := after[k]; !ok || w != v {
-			gone = true
-		}
-	}
-	for k, v := range after {
-		if w, ok := before[k]; !ok || w != v {
-			come = true
-		}
-	}
-	return gone, come
 }
 
 // EncodeDDL and DecodeDDL give a DDLEvent's form inside a Batch (JSON: a

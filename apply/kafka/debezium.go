@@ -251,12 +251,10 @@ func (e *debeziumEncoder) schemaChange(ev *Event, now time.Time) ([]byte, error)
 	return json.Marshal(msg)
 }
 
-func debeziumTableOf(s *proto.TableShape) debeziumTable {
+func debeziumTableOf(s *proto.TableDef) debeziumTable {
 	t := debeziumTable{PrimaryKeyColumnNames: []string{}, Columns: make([]debeziumColumn, 0, len(s.Columns))}
-	for _, c := range s.Constraints {
-		if c.Type == "p" {
-			t.PrimaryKeyColumnNames = constraintColumns(c.Def)
-		}
+	if len(s.PrimaryKey) > 0 {
+		t.PrimaryKeyColumnNames = s.PrimaryKey
 	}
 	for i, c := range s.Columns {
 		col := debeziumColumn{
@@ -265,46 +263,13 @@ func debeziumTableOf(s *proto.TableShape) debeziumTable {
 			TypeExpression:  c.Type,
 			Position:        i + 1,
 			Optional:        !c.NotNull,
-			AutoIncremented: c.Identity != "" || strings.HasPrefix(c.Default, "nextval("),
+			AutoIncremented: c.Identity != 0 || strings.HasPrefix(c.Default, "nextval("),
 			Generated:       c.Generated != "",
 		}
-		if c.Default != "" && c.Generated == "" {
+		if c.Default != "" {
 			col.DefaultValueExpression = &c.Default
 		}
 		t.Columns = append(t.Columns, col)
 	}
 	return t
-}
-
-// constraintColumns reads the column list of a constraint definition as
-// pg_get_constraintdef prints it: `PRIMARY KEY (id, "Odd ""name""")`.
-func constraintColumns(def string) []string {
-	open := strings.IndexByte(def, '(')
-	if open < 0 {
-		return []string{}
-	}
-	names := []string{}
-	var cur strings.Builder
-	quoted := false
-	for i := open + 1; i < len(def); i++ {
-		c := def[i]
-		switch {
-		case c == '"' && quoted && i+1 < len(def) && def[i+1] == '"':
-			cur.WriteByte('"')
-			i++
-		case c == '"':
-			quoted = !quoted
-		case quoted:
-			cur.WriteByte(c)
-		case c == ',' || c == ')':
-			names = append(names, cur.String())
-			cur.Reset()
-			if c == ')' {
-				return names
-			}
-		case c != ' ':
-			cur.WriteByte(c) // unquoted names hold no spaces
-		}
-	}
-	return names
 }

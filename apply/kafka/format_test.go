@@ -21,6 +21,7 @@ import (
 
 	"github.com/hamba/avro/v2"
 	"github.com/jackc/pgx/v5"
+	"github.com/sluicedb/sluice/apply/pgvalue"
 	"github.com/sluicedb/sluice/internal/testenv"
 	"github.com/sluicedb/sluice/proto"
 )
@@ -186,7 +187,7 @@ func readRows(t *testing.T, conn *pgx.Conn, table, where string, cols []proto.Co
 func expectedSQL(c proto.Column) string {
 	x := pgx.Identifier{"t", c.Name}.Sanitize()
 	us := "NULL::int8"
-	if lookupType(c.TypeOID).class == classTimestamptz {
+	if family(c.TypeOID) == pgvalue.FamilyTimestamptz {
 		us = fmt.Sprintf("CASE WHEN isfinite(%[1]s) THEN (extract(epoch FROM %[1]s) * 1000000)::int8 END", x)
 	}
 	return fmt.Sprintf("jsonb_build_object('v', %s, 'us', %s)::text", jsonSQL(x, c.TypeOID), us)
@@ -195,18 +196,18 @@ func expectedSQL(c proto.Column) string {
 // jsonSQL is the expected JSON of x: to_jsonb where values.go agrees with
 // it; the documented differences built from PostgreSQL's own functions.
 func jsonSQL(x string, oid uint32) string {
-	t := lookupType(oid)
-	switch t.class {
-	case classBool, classInt, classFloat, classText, classJSON:
+	t, _ := pgvalue.Lookup(oid)
+	switch t.Family {
+	case pgvalue.FamilyBool, pgvalue.FamilyInt, pgvalue.FamilyFloat, pgvalue.FamilyText, pgvalue.FamilyJSON:
 		return "to_jsonb(" + x + ")"
-	case classTimestamptz: // RFC 3339 in UTC, fraction trimmed, " BC" after
+	case pgvalue.FamilyTimestamptz: // RFC 3339 in UTC, fraction trimmed, " BC" after
 		return fmt.Sprintf(`to_jsonb(CASE WHEN isfinite(%[1]s) THEN
 			regexp_replace(regexp_replace(to_char(%[1]s AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), '0+Z$', 'Z'), '\.Z$', 'Z')
 			|| CASE WHEN %[1]s < '0001-01-01 00:00:00+00' THEN ' BC' ELSE '' END ELSE %[1]s::text END)`, x)
-	case classBytea:
+	case pgvalue.FamilyBytea:
 		return fmt.Sprintf(`to_jsonb(translate(encode(%s, 'base64'), E'\n', ''))`, x)
-	case classArray:
-		return fmt.Sprintf(`CASE WHEN %[1]s IS NULL THEN NULL WHEN %[1]s::text LIKE '[%%' THEN to_jsonb(%[1]s::text) ELSE %[2]s END`, x, arraySQL(x, t.elem))
+	case pgvalue.FamilyArray:
+		return fmt.Sprintf(`CASE WHEN %[1]s IS NULL THEN NULL WHEN %[1]s::text LIKE '[%%' THEN to_jsonb(%[1]s::text) ELSE %[2]s END`, x, arraySQL(x, t.Elem))
 	}
 	// numeric, dates and times but timestamptz, and every other type:
 	// the text form. format() prints with the output function; a cast to
@@ -216,10 +217,10 @@ func jsonSQL(x string, oid uint32) string {
 }
 
 func arraySQL(x string, elem uint32) string {
-	switch lookupType(elem).class {
-	case classBool, classInt, classFloat, classText, classJSON:
+	switch family(elem) {
+	case pgvalue.FamilyBool, pgvalue.FamilyInt, pgvalue.FamilyFloat, pgvalue.FamilyText, pgvalue.FamilyJSON:
 		return "to_jsonb(" + x + ")"
-	case classTimestamptz, classBytea: // one-dimensional in the test data
+	case pgvalue.FamilyTimestamptz, pgvalue.FamilyBytea: // one-dimensional in the test data
 		return fmt.Sprintf("(SELECT coalesce(jsonb_agg(%s ORDER BY n), '[]') FROM unnest(%s) WITH ORDINALITY AS u(e, n))", jsonSQL("e", elem), x)
 	}
 	return "to_jsonb(" + x + "::text[])" // elements in text form, dimensions kept
@@ -291,7 +292,7 @@ func TestFormatValues(t *testing.T) {
 						continue
 					}
 					if err := checkValue(enc.Name(), c, got, r.want[c.Name]); err != nil {
-						t.Errorf("%s %s row %d column %s (%s, text %q): %v", enc.Name(), table, ri, c.Name, typeName(c.TypeOID, c.TypeMod), r.want[c.Name].text, err)
+						t.Errorf("%s %s row %d column %s (%s, text %q): %v", enc.Name(), table, ri, c.Name, pgvalue.TypeName(c.TypeOID, c.TypeMod), r.want[c.Name].text, err)
 					}
 				}
 			}
@@ -464,12 +465,26 @@ func jsonEqual(a, b any) bool {
 	return reflect.DeepEqual(a, b)
 }
 
-// avroBranches is the union branch each class of type must take.
-var avroBranches = map[valueClass]string{
-	classBool: "Integer", classInt: "Integer", classNumeric: "Decimal", classFloat: "Float", classText: "Character",
-	classBytea: "BinaryObject", classTimestamptz: "Timestamp", classDate: "DateTime", classTime: "DateTime",
-	classTimestamp: "DateTime", classTimetz: "TimestampWithTimeZone", classJSON: "TextObject", classArray: "TextObject",
-	classString: "TextObject",
+// avroBranches is the union branch each family of types must take;
+// TextObject for the others.
+var avroBranches = map[pgvalue.Family]string{
+	pgvalue.FamilyBool: "Integer", pgvalue.FamilyInt: "Integer", pgvalue.FamilyNumeric: "Decimal", pgvalue.FamilyFloat: "Float",
+	pgvalue.FamilyText: "Character", pgvalue.FamilyBytea: "BinaryObject", pgvalue.FamilyTimestamptz: "Timestamp",
+	pgvalue.FamilyDate: "DateTime", pgvalue.FamilyTime: "DateTime", pgvalue.FamilyTimestamp: "DateTime",
+	pgvalue.FamilyTimetz: "TimestampWithTimeZone",
+}
+
+// family is the family of a column's type (FamilyOther for a type of the
+// database's own).
+func family(oid uint32) pgvalue.Family {
+	t, _ := pgvalue.Lookup(oid)
+	return t.Family
+}
+
+// typeSize is the width of an integer or float type.
+func typeSize(oid uint32) int {
+	t, _ := pgvalue.Lookup(oid)
+	return t.Size
 }
 
 // checkAvroValue compares an Avro value union with the expectation.
@@ -498,9 +513,12 @@ func checkAvroValue(c proto.Column, got any, want expect) error {
 	if want.v == nil {
 		return fmt.Errorf("%s %#v, want null", branch, v)
 	}
-	class := lookupType(c.TypeOID).class
-	wantBranch := avroBranches[class]
-	if s, ok := want.v.(string); ok && (s == "infinity" || s == "-infinity") && (class == classTimestamptz || class == classDate || class == classTimestamp) {
+	class := family(c.TypeOID)
+	wantBranch, ok := avroBranches[class]
+	if !ok {
+		wantBranch = "TextObject"
+	}
+	if s, ok := want.v.(string); ok && (s == "infinity" || s == "-infinity") && (class == pgvalue.FamilyTimestamptz || class == pgvalue.FamilyDate || class == pgvalue.FamilyTimestamp) {
 		wantBranch = "TextObject" // no number form
 	}
 	if branch != wantBranch {
@@ -509,7 +527,7 @@ func checkAvroValue(c proto.Column, got any, want expect) error {
 	f := v.(map[string]any)
 	switch branch {
 	case "Integer":
-		wantV, wantP := want.v, lookupType(c.TypeOID).size
+		wantV, wantP := want.v, typeSize(c.TypeOID)
 		if b, ok := want.v.(bool); ok {
 			wantV, wantP = json.Number("0"), 1
 			if b {
@@ -524,7 +542,7 @@ func checkAvroValue(c proto.Column, got any, want expect) error {
 			return fmt.Errorf("Character %q, want %q", f["value"], want.v)
 		}
 	case "Decimal":
-		p, s, ok := numericTypmod(c.TypeMod)
+		p, s, ok := pgvalue.NumericTypmod(c.TypeMod)
 		if text := want.v.(string); !ok && strings.Contains(text, ".") {
 			s = len(text) - strings.IndexByte(text, '.') - 1
 		}
@@ -532,7 +550,7 @@ func checkAvroValue(c proto.Column, got any, want expect) error {
 			return fmt.Errorf("Decimal %v, want %v (%d, %d)", f, want.v, p, s)
 		}
 	case "Float":
-		size := lookupType(c.TypeOID).size
+		size := typeSize(c.TypeOID)
 		w, err := strconv.ParseFloat(fmt.Sprint(want.v), size*8)
 		if err != nil && !math.IsInf(w, 0) {
 			return err
@@ -563,8 +581,8 @@ func checkAvroValue(c proto.Column, got any, want expect) error {
 			return fmt.Errorf("TimestampWithTimeZone %v reads %q, want %q", f, s, want.text)
 		}
 	case "TextObject":
-		if f["type"] != typeName(c.TypeOID, -1) {
-			return fmt.Errorf("TextObject type %v, want %s", f["type"], typeName(c.TypeOID, -1))
+		if f["type"] != pgvalue.TypeName(c.TypeOID, -1) {
+			return fmt.Errorf("TextObject type %v, want %s", f["type"], pgvalue.TypeName(c.TypeOID, -1))
 		}
 		text := f["value"].(string)
 		if s, ok := want.v.(string); ok && s == text {
@@ -856,7 +874,7 @@ func checkCanalRow(t *testing.T, c eventCase, value []byte) {
 		if st := m["sqlType"].(map[string]any)[col.Name]; st != num(int64(col.TypeOID)) {
 			t.Errorf("sqlType.%s = %v, want %d", col.Name, st, col.TypeOID)
 		}
-		if mt := m["mysqlType"].(map[string]any)[col.Name]; mt != typeName(col.TypeOID, col.TypeMod) {
+		if mt := m["mysqlType"].(map[string]any)[col.Name]; mt != pgvalue.TypeName(col.TypeOID, col.TypeMod) {
 			t.Errorf("mysqlType.%s = %v", col.Name, mt)
 		}
 	}
@@ -943,14 +961,14 @@ func checkAvroRow(t *testing.T, c eventCase, value []byte) {
 
 // ddlEvent changes items: a column added, a primary key with an odd name.
 func ddlEvent() *Event {
-	cols := []proto.ShapeColumn{
-		{Num: 1, Name: "id", Type: "integer", NotNull: true, Identity: "d"},
+	cols := []proto.ColumnDef{
+		{Num: 1, Name: "id", Type: "integer", NotNull: true, Identity: 'd'},
 		{Num: 2, Name: `Odd "Name"`, Type: "text", NotNull: true, Default: "'x'::text"},
 	}
-	old := &proto.TableShape{Schema: "public", Name: "items", Columns: cols, Identity: "d",
-		Constraints: []proto.ShapeConstraint{{Name: "items_pkey", Type: "p", Def: `PRIMARY KEY (id, "Odd ""Name""")`}}}
+	old := &proto.TableDef{ID: proto.TableID{Schema: "public", Name: "items"}, Columns: cols, ReplicaIdentity: 'd', PrimaryKey: []string{"id", `Odd "Name"`},
+		Constraints: []proto.ConstraintDef{{Name: "items_pkey", Kind: 'p', Def: `PRIMARY KEY (id, "Odd ""Name""")`}}}
 	newShape := *old
-	newShape.Columns = append(append([]proto.ShapeColumn(nil), cols...), proto.ShapeColumn{Num: 4, Name: "note", Type: "character varying(20)"})
+	newShape.Columns = append(append([]proto.ColumnDef(nil), cols...), proto.ColumnDef{Num: 4, Name: "note", Type: "character varying(20)"})
 	return &Event{Database: "postgres", Table: proto.TableID{Schema: "public", Name: "items"},
 		DDL: &proto.DDLEvent{Pos: proto.Position{LSN: 0x2000000, Idx: 3}, Tag: "ALTER TABLE", Query: "ALTER TABLE items ADD COLUMN note varchar(20)", Old: old, New: &newShape}}
 }

@@ -443,7 +443,7 @@ func (s *Sink) ApplyDDL(ctx context.Context, task string, epoch uint64, ev *prot
 	table := names.Table(ev.Table())
 	keys := []string{table.Key()}
 	if ev.Renamed() || ev.WaitOnly {
-		keys = append(keys, names.Table(ev.New.ID()).Key())
+		keys = append(keys, names.Table(ev.New.ID).Key())
 	}
 	tables := s.log.tables(task)
 	if t, ok := tables[keys[0]]; ok && !t.pos.Less(ev.Pos) && !ev.WaitOnly {

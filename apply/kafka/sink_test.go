@@ -212,16 +212,16 @@ func TestFNVIsStandard(t *testing.T) {
 func TestSinkDDLMessages(t *testing.T) {
 	k := testenv.NewKafka(t)
 	ctx := context.Background()
-	shape := func(cols ...string) *proto.TableShape {
-		sh := &proto.TableShape{Schema: "public", Name: "a", Identity: "d"}
+	shape := func(cols ...string) *proto.TableDef {
+		sh := &proto.TableDef{ID: proto.TableID{Schema: "public", Name: "a"}, ReplicaIdentity: 'd'}
 		for i, c := range cols {
-			sh.Columns = append(sh.Columns, proto.ShapeColumn{Num: i + 1, Name: c, Type: "text"})
+			sh.Columns = append(sh.Columns, proto.ColumnDef{Num: i + 1, Name: c, Type: "text"})
 		}
 		return sh
 	}
 	addColumn := &proto.DDLEvent{Pos: pos(30, 0), Tag: "ALTER TABLE", Query: "ALTER TABLE a ADD COLUMN w text", Old: shape("id", "v"), New: shape("id", "v", "w")}
 	withIndex := shape("id", "v", "w")
-	withIndex.Indexes = []proto.ShapeIndex{{Name: "a_w_idx", Def: "CREATE INDEX a_w_idx ON public.a USING btree (w)"}}
+	withIndex.Indexes = []proto.IndexDef{{Name: "a_w_idx", Def: "btree (w)"}}
 	createIndex := &proto.DDLEvent{Pos: pos(40, 0), Tag: "CREATE INDEX", Query: "CREATE INDEX ON a (w)", Old: shape("id", "v", "w"), New: withIndex}
 	ddls := func(topic string) []string {
 		var out []string

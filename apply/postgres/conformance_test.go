@@ -64,7 +64,10 @@ func createTable(def *proto.TableDef) string {
 		}
 		parts = append(parts, col)
 	}
-	sql := "CREATE TABLE " + name + " (" + strings.Join(append(parts, def.Constraints...), ", ") + ")"
+	for _, c := range def.Constraints {
+		parts = append(parts, "CONSTRAINT "+pgx.Identifier{c.Name}.Sanitize()+" "+c.Def)
+	}
+	sql := "CREATE TABLE " + name + " (" + strings.Join(parts, ", ") + ")"
 	if def.ReplicaIdentity == proto.IdentityFull {
 		sql += "; ALTER TABLE " + name + " REPLICA IDENTITY FULL"
 	}

@@ -13,95 +13,20 @@ import (
 
 	"github.com/sluicedb/sluice/apply"
 	"github.com/sluicedb/sluice/apply/postgres"
+	"github.com/sluicedb/sluice/capture"
 	"github.com/sluicedb/sluice/internal/testenv"
 	"github.com/sluicedb/sluice/proto"
 )
 
-// readShape reads a table's shape the way the source's DDL trigger
-// describes it (conn has search_path = pg_catalog, so user objects print
-// qualified); nil when there is no such table.
-func readShape(t *testing.T, conn *pgx.Conn, table string) *proto.TableShape {
+// readShape reads a table's definition as the source's catalog read
+// gives it (capture); nil when there is no such table.
+func readShape(t *testing.T, conn *pgx.Conn, table string) *proto.TableDef {
 	t.Helper()
-	ctx := context.Background()
-	var sh proto.TableShape
-	err := conn.QueryRow(ctx, `SELECT n.nspname, c.relname, c.relreplident::text
-		FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-		WHERE c.oid = pg_catalog.to_regclass($1)`, table).Scan(&sh.Schema, &sh.Name, &sh.Identity)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil
-	}
-	if err != nil {
-		t.Fatalf("read shape of %s: %v", table, err)
-	}
-	rows, err := conn.Query(ctx, `SELECT a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
-			coalesce(pg_get_expr(d.adbin, d.adrelid), ''), a.attidentity::text, a.attgenerated::text
-		FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-		WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`, table)
+	def, err := capture.ReadTableDef(context.Background(), conn, table)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for rows.Next() {
-		var c proto.ShapeColumn
-		if err := rows.Scan(&c.Num, &c.Name, &c.Type, &c.NotNull, &c.Default, &c.Identity, &c.Generated); err != nil {
-			t.Fatal(err)
-		}
-		sh.Columns = append(sh.Columns, c)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	rows, err = conn.Query(ctx, `SELECT conname, contype::text, pg_get_constraintdef(oid)
-		FROM pg_constraint WHERE conrelid = $1::text::regclass ORDER BY conname`, table)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var c proto.ShapeConstraint
-		if err := rows.Scan(&c.Name, &c.Type, &c.Def); err != nil {
-			t.Fatal(err)
-		}
-		sh.Constraints = append(sh.Constraints, c)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	rows, err = conn.Query(ctx, `SELECT c.relname, pg_get_indexdef(i.indexrelid)
-		FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-		WHERE i.indrelid = $1::text::regclass
-		  AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid)
-		ORDER BY c.relname`, table)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var ix proto.ShapeIndex
-		if err := rows.Scan(&ix.Name, &ix.Def); err != nil {
-			t.Fatal(err)
-		}
-		sh.Indexes = append(sh.Indexes, ix)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	rows, err = conn.Query(ctx, `SELECT DISTINCT dep.refobjid::regclass::text
-		FROM pg_attrdef ad
-		JOIN pg_depend dep ON dep.classid = 'pg_attrdef'::regclass AND dep.objid = ad.oid AND dep.refclassid = 'pg_class'::regclass
-		JOIN pg_class s ON s.oid = dep.refobjid AND s.relkind = 'S'
-		WHERE ad.adrelid = $1::text::regclass ORDER BY 1`, table)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var seq string
-		if err := rows.Scan(&seq); err != nil {
-			t.Fatal(err)
-		}
-		sh.Sequences = append(sh.Sequences, seq)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return &sh
+	return def
 }
 
 // ddlHarness makes schema changes at a "source" schema of the test
@@ -138,37 +63,53 @@ func (h *ddlHarness) apply(ev *proto.DDLEvent, ops proto.DDLOpSet) {
 	}
 }
 
-// same checks that the destination table has the source's shape, the
-// source's schema names replaced in definitions (not in defaults: the
+// same checks that the destination table has the source's definition,
+// the source's schema names replaced in definitions (not in defaults: the
 // sequences keep their source names).
-func (h *ddlHarness) same(src *proto.TableShape, dest string, schemas ...string) {
+func (h *ddlHarness) same(src *proto.TableDef, dest string, schemas ...string) {
 	h.t.Helper()
 	want := *src
-	want.Schema = h.names.Table(src.ID()).Schema
+	want.ID.Schema = h.names.Table(src.ID).Schema
 	replace := strings.NewReplacer(schemas...)
-	want.Constraints = append([]proto.ShapeConstraint(nil), src.Constraints...)
+	want.Constraints = append([]proto.ConstraintDef(nil), src.Constraints...)
 	for i := range want.Constraints {
-		want.Constraints[i].Def = replace.Replace(want.Constraints[i].Def)
+		c := &want.Constraints[i]
+		c.Def = replace.Replace(c.Def)
+		if c.References != nil {
+			ref := *c.References
+			ref.Table = h.names.Table(ref.Table)
+			c.References = &ref
+		}
 	}
-	want.Indexes = append([]proto.ShapeIndex(nil), src.Indexes...)
+	want.Indexes = append([]proto.IndexDef(nil), src.Indexes...)
 	for i := range want.Indexes {
 		want.Indexes[i].Def = replace.Replace(want.Indexes[i].Def)
 	}
 	sameShape(h.t, readShape(h.t, h.conn, dest), &want)
 }
 
-// sameShape compares shapes regardless of attribute numbers, which differ
-// where columns were dropped on one side only.
-func sameShape(t *testing.T, got, want *proto.TableShape) {
+// sameShape compares definitions regardless of what differs between two
+// tables that are alike: attribute numbers (columns dropped on one side
+// only), object ids, and the fingerprints that hold them.
+func sameShape(t *testing.T, got, want *proto.TableDef) {
 	t.Helper()
-	norm := func(sh *proto.TableShape) *proto.TableShape {
-		if sh == nil {
+	norm := func(d *proto.TableDef) *proto.TableDef {
+		if d == nil {
 			return nil
 		}
-		out := *sh
-		out.Columns = append([]proto.ShapeColumn(nil), sh.Columns...)
+		out := *d
+		out.OID = 0
+		out.Columns = append([]proto.ColumnDef(nil), d.Columns...)
 		for i := range out.Columns {
-			out.Columns[i].Num = 0
+			out.Columns[i].Num, out.Columns[i].TypeOID, out.Columns[i].Uses = 0, 0, nil
+		}
+		out.Constraints = append([]proto.ConstraintDef(nil), d.Constraints...)
+		for i := range out.Constraints {
+			out.Constraints[i].Columns, out.Constraints[i].Fingerprint = nil, ""
+		}
+		out.Indexes = append([]proto.IndexDef(nil), d.Indexes...)
+		for i := range out.Indexes {
+			out.Indexes[i].Columns, out.Indexes[i].Fingerprint = nil, ""
 		}
 		return &out
 	}
@@ -256,7 +197,7 @@ func TestApplyDDL(t *testing.T) {
 				total numeric GENERATED ALWAYS AS (price * 2) STORED);
 			CREATE INDEX items_name_idx ON src.items (name);
 			ALTER TABLE src.items REPLICA IDENTITY FULL`)
-		if len(ev.New.Sequences) != 1 || ev.New.Identity != "f" {
+		if len(ev.New.Sequences) != 1 || ev.New.ReplicaIdentity != 'f' {
 			t.Fatalf("source shape: %+v", ev.New)
 		}
 		h.apply(ev, nil)
@@ -373,38 +314,41 @@ func TestApplyDDL(t *testing.T) {
 	t.Run("renamed names in definitions", func(t *testing.T) {
 		h.t = t
 		h.names = (&proto.TaskSpec{Objects: []proto.ObjectSpec{{Schema: "public", Rename: map[string]string{"t": "t2", "t.a": "aa"}}}}).Names()
-		seq := `"seq s"."t id seq"`
-		shape := func(a string) *proto.TableShape {
+		seq := proto.TableID{Schema: "seq s", Name: "t id seq"}
+		// Fingerprints stand for the catalog's: they do not change when a
+		// column is renamed.
+		shape := func(a string) *proto.TableDef {
 			r := strings.NewReplacer("$a", a)
-			return &proto.TableShape{
-				Schema: "public", Name: "t", Identity: "d", Sequences: []string{seq},
-				Columns: []proto.ShapeColumn{
+			return &proto.TableDef{
+				ID: proto.TableID{Schema: "public", Name: "t"}, ReplicaIdentity: 'd', Sequences: []proto.TableID{seq}, PrimaryKey: []string{"id"},
+				Columns: []proto.ColumnDef{
 					{Num: 1, Name: "id", Type: "integer", NotNull: true, Default: `nextval('"seq s"."t id seq"'::regclass)`},
 					{Num: 2, Name: a, Type: "integer"},
 					{Num: 3, Name: "b", Type: "text"},
 				},
-				Constraints: []proto.ShapeConstraint{
-					{Name: "t_a_b_key", Type: "u", Def: r.Replace("UNIQUE ($a, b)")},
-					{Name: "t_a_check", Type: "c", Def: r.Replace("CHECK (($a > 0))")},
-					{Name: "t_a_fkey", Type: "f", Def: r.Replace("FOREIGN KEY ($a) REFERENCES public.t(id)")},
-					{Name: "t_pkey", Type: "p", Def: "PRIMARY KEY (id)"},
+				Constraints: []proto.ConstraintDef{
+					{Name: "t_pkey", Kind: 'p', Def: "PRIMARY KEY (id)", Validated: true, Fingerprint: "pk"},
+					{Name: "t_a_b_key", Kind: 'u', Def: r.Replace("UNIQUE ($a, b)"), Validated: true, Fingerprint: "uk"},
+					{Name: "t_a_check", Kind: 'c', Def: r.Replace("CHECK (($a > 0))"), Validated: true, Fingerprint: "ck"},
+					{Name: "t_a_fkey", Kind: 'f', Def: r.Replace("FOREIGN KEY ($a) REFERENCES public.t(id)"), Validated: true, Fingerprint: "fk",
+						References: &proto.Reference{From: []string{a}, Table: proto.TableID{Schema: "public", Name: "t"}, Columns: []string{"id"}}},
 				},
-				Indexes: []proto.ShapeIndex{
-					{Name: "t_a_idx", Def: r.Replace("CREATE INDEX t_a_idx ON public.t USING btree ($a) WHERE ($a IS NOT NULL)")},
-					{Name: "t_lower_b", Def: r.Replace("CREATE INDEX t_lower_b ON public.t USING btree (lower(b), $a) INCLUDE (id)")},
+				Indexes: []proto.IndexDef{
+					{Name: "t_a_idx", Def: r.Replace("btree ($a) WHERE ($a IS NOT NULL)"), Fingerprint: "ix"},
+					{Name: "t_lower_b", Def: r.Replace("btree (lower(b), $a) INCLUDE (id)"), Fingerprint: "lx"},
 				},
 			}
 		}
 		// At the destination, only the name of the table and its column a
 		// differ: in the definitions too.
-		dest := func(a string) *proto.TableShape {
+		dest := func(a string) *proto.TableDef {
 			sh := shape(a)
-			sh.Name = "t2"
+			sh.ID.Name = "t2"
 			for i := range sh.Constraints {
-				sh.Constraints[i].Def = strings.ReplaceAll(sh.Constraints[i].Def, "public.t(", "public.t2(")
-			}
-			for i := range sh.Indexes {
-				sh.Indexes[i].Def = strings.ReplaceAll(sh.Indexes[i].Def, "public.t ", "public.t2 ")
+				if c := &sh.Constraints[i]; c.References != nil {
+					c.Def = strings.ReplaceAll(c.Def, "public.t(", "public.t2(")
+					c.References.Table.Name = "t2"
+				}
 			}
 			return sh
 		}
@@ -432,7 +376,7 @@ func TestApplyDDL(t *testing.T) {
 		add := func(epoch uint64, col string) error {
 			old := shapeOf(t, conn, "public.t2", "t")
 			nw := shapeOf(t, conn, "public.t2", "t")
-			nw.Columns = append(nw.Columns, proto.ShapeColumn{Num: 10 + len(old.Columns), Name: col, Type: "text"})
+			nw.Columns = append(nw.Columns, proto.ColumnDef{Num: 10 + len(old.Columns), Name: col, Type: "text"})
 			h.idx++
 			ev := &proto.DDLEvent{Pos: proto.Position{LSN: 0x3000, Idx: h.idx}, Tag: "ALTER TABLE", Old: old, New: nw}
 			return sink.ApplyDDL(ctx, "t", epoch, ev, h.names, nil)
@@ -456,7 +400,7 @@ func TestApplyDDL(t *testing.T) {
 		h.t = t
 		h.idx++
 		ev := &proto.DDLEvent{Pos: proto.Position{LSN: 0x3000, Idx: h.idx}, Tag: "ALTER TABLE", WaitOnly: true,
-			Old: &proto.TableShape{Schema: "public", Name: "w"}, New: &proto.TableShape{Schema: "public", Name: "w_new"}}
+			Old: &proto.TableDef{ID: proto.TableID{Schema: "public", Name: "w"}}, New: &proto.TableDef{ID: proto.TableID{Schema: "public", Name: "w_new"}}}
 		short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 		err := sink.ApplyDDL(short, "t", 2, ev, nil, nil)
 		cancel()
@@ -482,9 +426,9 @@ func TestApplyDDL(t *testing.T) {
 	})
 }
 
-// shapeOf reads a destination table's shape under its source name.
-func shapeOf(t *testing.T, conn *pgx.Conn, dest, srcName string) *proto.TableShape {
+// shapeOf reads a destination table's definition under its source name.
+func shapeOf(t *testing.T, conn *pgx.Conn, dest, srcName string) *proto.TableDef {
 	sh := readShape(t, conn, dest)
-	sh.Name = srcName
+	sh.ID.Name = srcName
 	return sh
 }

@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -77,153 +76,80 @@ func createType(ctx context.Context, conn *pgx.Conn, t proto.TypeDef) error {
 
 func createTable(ctx context.Context, conn *pgx.Conn, t *proto.TableDef) error {
 	name := "create table " + t.ID.String()
-	if err := execDDL(ctx, conn, name, createTableSQL(t)); err != nil {
+	if err := execDDL(ctx, conn, name, createTableSQL(t.ID, t)); err != nil {
 		return err
 	}
 	// Repeating REPLICA IDENTITY is harmless; USING INDEX waits for the
 	// index, in the post-data statements.
-	var mode string
-	switch t.ReplicaIdentity {
-	case 'f':
-		mode = "FULL"
-	case 'n':
-		mode = "NOTHING"
-	default:
+	if t.ReplicaIdentity != 'f' && t.ReplicaIdentity != 'n' {
 		return nil
 	}
 	return execDDL(ctx, conn, "set replica identity of "+t.ID.String(),
-		"ALTER TABLE "+ddlTableIdent(t.ID)+" REPLICA IDENTITY "+mode)
+		"ALTER TABLE "+ddlTableIdent(t.ID)+" REPLICA IDENTITY "+replicaIdentitySQL(t))
 }
 
-// createTableSQL is the CREATE TABLE IF NOT EXISTS statement of a table:
-// its columns and the constraints that go with it.
-func createTableSQL(t *proto.TableDef) string {
-	var b strings.Builder
-	b.WriteString("CREATE TABLE IF NOT EXISTS ")
-	b.WriteString(ddlTableIdent(t.ID))
-	b.WriteString(" (")
-	parts := make([]string, 0, len(t.Columns)+len(t.Constraints))
-	for _, c := range t.Columns {
-		parts = append(parts, columnSQL(c))
-	}
-	parts = append(parts, t.Constraints...)
-	for i, p := range parts {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString("\n\t")
-		b.WriteString(p)
-	}
-	b.WriteString("\n)")
-	return b.String()
-}
-
-func columnSQL(c proto.ColumnDef) string {
-	s := quoteDDLIdent(c.Name) + " " + c.Type
-	if c.Collation != "" {
-		s += " COLLATE " + c.Collation
-	}
-	switch {
-	case c.Generated != "":
-		s += " GENERATED ALWAYS AS (" + c.Generated + ") STORED"
-	case c.Identity != 0:
-		s += " GENERATED " + identityKind(c.Identity) + " AS IDENTITY"
-		if c.IdentityOptions != "" {
-			s += " (" + c.IdentityOptions + ")"
-		}
-	case c.Default != "":
-		s += " DEFAULT " + c.Default
-	}
-	if c.NotNull {
-		s += " NOT NULL"
-	}
-	return s
-}
-
-func identityKind(b byte) string {
-	if b == 'a' {
-		return "ALWAYS"
-	}
-	return "BY DEFAULT"
-}
-
-// ApplyPostData creates secondary indexes, exclusion constraints and
-// foreign keys (after the full load). Idempotent.
+// ApplyPostData creates secondary indexes, exclusion constraints, checks
+// the source never validated, and foreign keys to the schema's tables
+// (after the full load). Tables are still under the source's names then,
+// as the definitions are. Idempotent.
 func ApplyPostData(ctx context.Context, conn *pgx.Conn, s *proto.Schema) error {
+	synced := make(map[proto.TableID]bool, len(s.Tables))
+	for i := range s.Tables {
+		synced[s.Tables[i].ID] = true
+	}
 	// Every table's indexes before any foreign key: a key may reference a
 	// unique index that is not a constraint.
 	for i := range s.Tables {
 		t := &s.Tables[i]
-		for _, stmt := range t.Indexes {
-			if err := postDataStatement(ctx, conn, t.ID, stmt); err != nil {
+		for j := range t.Indexes {
+			if err := execDDL(ctx, conn, "create index "+quoteDDLIdent(t.Indexes[j].Name)+" on "+t.ID.String(), indexSQL(t.ID, &t.Indexes[j])); err != nil {
+				return err
+			}
+		}
+		for j := range t.Constraints {
+			if c := &t.Constraints[j]; !preData(c) && c.Kind != proto.ConstraintForeignKey {
+				if err := addConstraint(ctx, conn, t.ID, c.Name, c.Def); err != nil {
+					return err
+				}
+			}
+		}
+		if t.ReplicaIdentity == 'i' && t.IdentityIndex != "" {
+			if err := execDDL(ctx, conn, "set replica identity of "+t.ID.String(),
+				"ALTER TABLE "+ddlTableIdent(t.ID)+" REPLICA IDENTITY "+replicaIdentitySQL(t)); err != nil {
 				return err
 			}
 		}
 	}
 	for i := range s.Tables {
 		t := &s.Tables[i]
-		for _, stmt := range t.ForeignKeys {
-			if err := postDataStatement(ctx, conn, t.ID, stmt); err != nil {
-				return err
+		for j := range t.Constraints {
+			// A key to a table that is not synced would fail or, worse,
+			// block writes at the destination.
+			if c := &t.Constraints[j]; c.Kind == proto.ConstraintForeignKey && c.References != nil && synced[c.References.Table] {
+				if err := addConstraint(ctx, conn, t.ID, c.Name, c.Def); err != nil {
+					return err
+				}
 			}
 		}
 	}
 	return nil
 }
 
-// postDataStatement runs one post-data statement. CREATE INDEX comes with
-// IF NOT EXISTS and REPLICA IDENTITY can be repeated; ADD CONSTRAINT has
-// no IF NOT EXISTS, so it is skipped when the table has a constraint of
-// that name.
-func postDataStatement(ctx context.Context, conn *pgx.Conn, table proto.TableID, stmt string) error {
-	constraint, ok := addedConstraint(table, stmt)
-	if !ok {
-		return execDDL(ctx, conn, "post-data statement on "+table.String(), stmt)
-	}
-	what := "add constraint " + quoteDDLIdent(constraint) + " to " + table.String()
+// addConstraint adds a constraint to table unless it has one of that
+// name (ADD CONSTRAINT has no IF NOT EXISTS).
+func addConstraint(ctx context.Context, conn *pgx.Conn, table proto.TableID, name, def string) error {
+	what := "add constraint " + quoteDDLIdent(name) + " to " + table.String()
 	var exists bool
 	err := conn.QueryRow(ctx, `
 		SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
-		               WHERE conrelid = $1::text::regclass AND conname = $2)`, ddlTableIdent(table), constraint).Scan(&exists)
+		               WHERE conrelid = $1::text::regclass AND conname = $2)`, ddlTableIdent(table), name).Scan(&exists)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	if exists {
 		return nil
 	}
-	return execDDL(ctx, conn, what, stmt)
-}
-
-// addedConstraint returns the constraint name of a statement
-// `ALTER TABLE <table> ADD CONSTRAINT "name" ...`, the form capture builds
-// with the same quoting.
-func addedConstraint(table proto.TableID, stmt string) (string, bool) {
-	rest, ok := strings.CutPrefix(stmt, "ALTER TABLE "+ddlTableIdent(table)+" ADD CONSTRAINT ")
-	if !ok {
-		return "", false
-	}
-	return parseLeadingQuotedIdent(rest)
-}
-
-// parseQuotedIdent reads a double-quoted identifier at the start of s.
-func parseLeadingQuotedIdent(s string) (string, bool) {
-	if !strings.HasPrefix(s, `"`) {
-		return "", false
-	}
-	var b strings.Builder
-	for i := 1; i < len(s); i++ {
-		if s[i] != '"' {
-			b.WriteByte(s[i])
-			continue
-		}
-		if i+1 < len(s) && s[i+1] == '"' {
-			b.WriteByte('"')
-			i++
-			continue
-		}
-		return b.String(), true
-	}
-	return "", false
+	return execDDL(ctx, conn, what, "ALTER TABLE "+ddlTableIdent(table)+" ADD CONSTRAINT "+quoteDDLIdent(name)+" "+def)
 }
 
 // SyncSequences sets every sequence (identity sequences included) to the

@@ -8,24 +8,6 @@ import (
 	"github.com/sluicedb/sluice/proto"
 )
 
-// shape is the table's shape as the source's DDL trigger describes it;
-// nums are the columns' attribute numbers (by default 1, 2, ...: a
-// dropped column leaves a gap, a renamed one keeps its number).
-func (s tableSpec) shape(nums ...int) *proto.TableShape {
-	sh := &proto.TableShape{Schema: s.id.Schema, Name: s.id.Name, Identity: string(s.identity)}
-	for i, c := range s.cols {
-		num := i + 1
-		if i < len(nums) {
-			num = nums[i]
-		}
-		sh.Columns = append(sh.Columns, proto.ShapeColumn{Num: num, Name: c.name, Type: c.typ, NotNull: c.notNull, Default: c.def})
-	}
-	if name, def, ok := s.primaryKey(); ok {
-		sh.Constraints = []proto.ShapeConstraint{{Name: name, Type: "p", Def: def}}
-	}
-	return sh
-}
-
 // ddl applies ev as the apply unit a, which must be a DDLApplier.
 func ddl(t *testing.T, a Sink, task string, ev *proto.DDLEvent) {
 	t.Helper()
@@ -62,7 +44,7 @@ func ddlColumns(t *testing.T, d Destination) {
 
 	n := column{name: "n", typ: "integer", oid: 23}
 	v1 := tableSpec{v0.id, v0.identity, []column{idCol, vCol, n}}
-	add := &proto.DDLEvent{Pos: at(20, 0), Tag: "ALTER TABLE", Query: "ALTER TABLE conf_ddl ADD COLUMN n integer", Old: v0.shape(), New: v1.shape()}
+	add := &proto.DDLEvent{Pos: at(20, 0), Tag: "ALTER TABLE", Query: "ALTER TABLE conf_ddl ADD COLUMN n integer", Old: v0.def(), New: v1.def()}
 	ddl(t, a, "ddl", add)
 	ddl(t, a, "ddl", add) // retried at once
 	wantPosition(t, a, "ddl", v1.id, add.Pos)
@@ -79,7 +61,7 @@ func ddlColumns(t *testing.T, d Destination) {
 
 	label := column{name: "label", typ: "text", oid: 25}
 	v2 := tableSpec{v0.id, v0.identity, []column{idCol, label, n}}
-	rename := &proto.DDLEvent{Pos: at(30, 0), Tag: "ALTER TABLE", Query: "ALTER TABLE conf_ddl RENAME COLUMN v TO label", Old: v1.shape(), New: v2.shape()}
+	rename := &proto.DDLEvent{Pos: at(30, 0), Tag: "ALTER TABLE", Query: "ALTER TABLE conf_ddl RENAME COLUMN v TO label", Old: v1.def(), New: v2.def()}
 	ddl(t, a, "ddl", rename)
 	wantPosition(t, a, "ddl", v2.id, rename.Pos)
 	wantColumns(t, d, "ddl", v2.id, v2.cols)
@@ -91,7 +73,7 @@ func ddlColumns(t *testing.T, d Destination) {
 	wantTable(t, d, "ddl", v2, []Row{v2.row("1", "a+", "10"), v2.row("2", "b", "20"), v2.row("3", "c", "30")})
 
 	v3 := tableSpec{v0.id, v0.identity, []column{idCol, label}}
-	drop := &proto.DDLEvent{Pos: at(40, 0), Tag: "ALTER TABLE", Query: "ALTER TABLE conf_ddl DROP COLUMN n", Old: v2.shape(), New: v3.shape()}
+	drop := &proto.DDLEvent{Pos: at(40, 0), Tag: "ALTER TABLE", Query: "ALTER TABLE conf_ddl DROP COLUMN n", Old: v2.def(), New: v3.def()}
 	ddl(t, a, "ddl", drop)
 	wantPosition(t, a, "ddl", v3.id, drop.Pos)
 	wantColumns(t, d, "ddl", v3.id, v3.cols)
@@ -108,7 +90,7 @@ func ddlCreateTable(t *testing.T, d Destination) {
 	a := d.Open(t, "ddlnew.apply.0")
 	_, err := a.Offsets(ctx, "ddlnew")
 	must(t, err)
-	create := &proto.DDLEvent{Pos: at(10, 0), Tag: "CREATE TABLE", Query: "CREATE TABLE conf_ddl_created (id integer PRIMARY KEY, w text)", New: s.shape()}
+	create := &proto.DDLEvent{Pos: at(10, 0), Tag: "CREATE TABLE", Query: "CREATE TABLE conf_ddl_created (id integer PRIMARY KEY, w text)", New: s.def()}
 	ddl(t, a, "ddlnew", create)
 	ddl(t, a, "ddlnew", create)
 	wantPosition(t, a, "ddlnew", s.id, create.Pos)
@@ -130,9 +112,9 @@ func ddlRenameTable(t *testing.T, d Destination) {
 	must(t, err)
 	must(t, a.Apply(ctx, before.changes("ddlmove", 1, ins(at(10, 0), "1", "x"))))
 
-	renamed := before.shape()
-	renamed.Name = after.id.Name
-	rename := &proto.DDLEvent{Pos: at(20, 0), Tag: "ALTER TABLE", Query: "ALTER TABLE conf_ddl_before RENAME TO conf_ddl_after", Old: before.shape(), New: renamed}
+	renamed := before.def()
+	renamed.ID.Name = after.id.Name
+	rename := &proto.DDLEvent{Pos: at(20, 0), Tag: "ALTER TABLE", Query: "ALTER TABLE conf_ddl_before RENAME TO conf_ddl_after", Old: before.def(), New: renamed}
 	ddl(t, a, "ddlmove", rename)
 	ddl(t, a, "ddlmove", rename)
 	wantPosition(t, a, "ddlmove", before.id, rename.Pos)

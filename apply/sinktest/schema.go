@@ -34,9 +34,11 @@ func schemaOf() *proto.Schema {
 	for _, s := range []tableSpec{parents, children, notes} {
 		sc.Tables = append(sc.Tables, *s.def())
 	}
-	sc.Tables[0].Indexes = []string{`CREATE INDEX IF NOT EXISTS parents_name ON conf_schema.parents USING btree (name)`}
-	sc.Tables[1].Constraints = append(sc.Tables[1].Constraints, `CONSTRAINT "children_amount_check" CHECK ((amount >= (0)::numeric))`)
-	sc.Tables[1].ForeignKeys = []string{`ALTER TABLE "conf_schema"."children" ADD CONSTRAINT "children_parent_id_fkey" FOREIGN KEY (parent_id) REFERENCES conf_schema.parents(id)`}
+	sc.Tables[0].Indexes = []proto.IndexDef{{Name: "parents_name", Def: "btree (name)", Columns: []int{2}}}
+	sc.Tables[1].Constraints = append(sc.Tables[1].Constraints,
+		proto.ConstraintDef{Name: "children_amount_check", Kind: proto.ConstraintCheck, Def: "CHECK ((amount >= (0)::numeric))", Columns: []int{3}, Validated: true},
+		proto.ConstraintDef{Name: "children_parent_id_fkey", Kind: proto.ConstraintForeignKey, Def: "FOREIGN KEY (parent_id) REFERENCES conf_schema.parents(id)",
+			Columns: []int{2}, Validated: true, References: &proto.Reference{From: []string{"parent_id"}, Table: parents.id, Columns: []string{"id"}}})
 	return sc
 }
 

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/sluicedb/sluice/apply"
 	"github.com/sluicedb/sluice/proto"
 )
@@ -58,14 +56,27 @@ func (s tableSpec) keys() []string {
 	return out
 }
 
-// def is the table's definition as capture.ReadSchema reads it.
-func (s tableSpec) def() *proto.TableDef {
-	d := &proto.TableDef{ID: s.id, ReplicaIdentity: s.identity, PrimaryKey: s.keys()}
-	for _, c := range s.cols {
-		d.Columns = append(d.Columns, proto.ColumnDef{Name: c.name, Type: c.typ, TypeOID: c.oid, NotNull: c.notNull, Default: c.def})
+// def is the table's definition as the source's catalog read gives it
+// (capture: the schema read and DDL capture alike); nums are the
+// columns' attribute numbers (by default 1, 2, ...: a dropped column
+// leaves a gap, a renamed one keeps its number).
+func (s tableSpec) def(nums ...int) *proto.TableDef {
+	d := &proto.TableDef{ID: s.id, ReplicaIdentity: proto.Char(s.identity), PrimaryKey: s.keys()}
+	for i, c := range s.cols {
+		num := i + 1
+		if i < len(nums) {
+			num = nums[i]
+		}
+		d.Columns = append(d.Columns, proto.ColumnDef{Num: num, Name: c.name, Type: c.typ, TypeOID: c.oid, NotNull: c.notNull, Default: c.def})
 	}
 	if name, def, ok := s.primaryKey(); ok {
-		d.Constraints = []string{"CONSTRAINT " + pgx.Identifier{name}.Sanitize() + " " + def}
+		var keyNums []int
+		for _, c := range d.Columns {
+			if slices.Contains(d.PrimaryKey, c.Name) {
+				keyNums = append(keyNums, c.Num)
+			}
+		}
+		d.Constraints = []proto.ConstraintDef{{Name: name, Kind: proto.ConstraintPrimaryKey, Def: def, Columns: keyNums, Validated: true}}
 	}
 	return d
 }
