@@ -51,13 +51,7 @@ func TestConformance(t *testing.T) {
 			return s
 		},
 		Heartbeats: func(t *testing.T, task string) []proto.Position { return readHeartbeats(t, k, task) },
-		KnownGaps: map[string]string{
-			"DDLRenameTable": "a rename's schema-change message names the table by its old name (tableChanges id and source), " +
-				"so a consumer learns neither the new name nor that the rows moved; Debezium's id names the table after the change",
-			"HeartbeatReplay": "heartbeats are spaced by time only: one that comes again after the interval (its batch replayed) is written twice",
-			"HeartbeatReplayNewOwner": "a new owner of the heartbeat writer's unit does not know the last heartbeat written, " +
-				"and writes a replayed one again",
-		},
+
 	})
 }
 

@@ -235,6 +235,12 @@ func (e *debeziumEncoder) schemaChange(ev *Event, now time.Time) ([]byte, error)
 		return nil, fmt.Errorf("%w: DDL event without a table shape", ErrInvalidEvent)
 	}
 	table := ddlTable(ev)
+	// Debezium names a table change by the table as it is after the
+	// change: a consumer follows a rename by it.
+	changed := table
+	if ev.NewTable != (proto.TableID{}) {
+		changed = ev.NewTable
+	}
 	commitUS := commitMicros(ev, now)
 	msg := debeziumSchemaChange{
 		Source:       e.appendSource(nil, ev, sourceInfo{table: table, pos: d.Pos, commitUS: commitUS}),
@@ -244,7 +250,7 @@ func (e *debeziumEncoder) schemaChange(ev *Event, now time.Time) ([]byte, error)
 		DDL:          d.Query,
 		TableChanges: []debeziumTableChange{{
 			Type:  kind,
-			ID:    pgx.Identifier{table.Schema, table.Name}.Sanitize(),
+			ID:    pgx.Identifier{changed.Schema, changed.Name}.Sanitize(),
 			Table: debeziumTableOf(shape),
 		}},
 	}

@@ -32,8 +32,11 @@ type Event struct {
 	Row *proto.Row
 	// Snapshot marks a full-sync row: Row.Op is OpInsert, encoded as a read.
 	Snapshot bool
-	// DDL is set instead of Row for a schema change.
-	DDL *proto.DDLEvent
+	// DDL is set instead of Row for a schema change; NewTable is the
+	// table's new name as the destination sees it, when the change
+	// renames it (Table is the name before the change).
+	DDL      *proto.DDLEvent
+	NewTable proto.TableID
 	// Heartbeat marks a heartbeat message.
 	Heartbeat bool
 }

@@ -17,18 +17,28 @@ type heartbeatKey struct {
 	Task string `json:"task"`
 }
 
+// heartbeatPositionKey is the offsets log's key of the last heartbeat written
+// (the source's heartbeat table: no synced table can have its name).
+var heartbeatPositionKey = proto.HeartbeatTable.Key()
+
 // WriteHeartbeat writes hb as a heartbeat message (the format's heartbeat
 // encoding: its position and commit time) to the heartbeat topic, when
 // destination.heartbeat is on and this sink's unit is the task's
 // heartbeat writer (Options.Heartbeats), at most once per
-// destination.heartbeat_interval; other calls do nothing. With
-// exactly_once the message is a transaction of its own through the
-// unit's producer, so a fenced owner cannot write it; epoch is not
-// compared: positions are stored per table, by the table's group, and a
-// heartbeat writer's epoch is not comparable with another group's.
-func (s *Sink) WriteHeartbeat(ctx context.Context, task string, _ uint64, hb proto.Row) error {
+// destination.heartbeat_interval; other calls do nothing. The message
+// and the heartbeat's position are written together (with exactly_once,
+// in a transaction of the unit's producer, so a fenced owner cannot
+// write it): a heartbeat at or below the last one written, such as one
+// of a batch that comes again after a restart or to a new owner, is not
+// written twice. epoch is not compared: positions are stored per table,
+// by the table's group, and a heartbeat writer's epoch is not comparable
+// with another group's.
+func (s *Sink) WriteHeartbeat(ctx context.Context, task string, epoch uint64, hb proto.Row) error {
 	if !s.opts.Heartbeats || !s.opts.Config.Heartbeat {
 		return nil
+	}
+	if last, ok := s.log.tables(task)[heartbeatPositionKey]; ok && !last.pos.Less(hb.Pos) {
+		return nil // written already
 	}
 	now := s.now()
 	s.mu.Lock()
@@ -55,9 +65,11 @@ func (s *Sink) WriteHeartbeat(ctx context.Context, task string, _ uint64, hb pro
 	n := s.partitions[topic]
 	s.mu.Unlock()
 	m := &sarama.ProducerMessage{Topic: topic, Partition: keyPartition(key, n), Key: sarama.ByteEncoder(key), Value: sarama.ByteEncoder(value)}
-	if err := s.write([]*sarama.ProducerMessage{m}); err != nil {
+	pos := s.log.message(recordKey{Task: task, Kind: "pos", Table: heartbeatPositionKey}, posRecord(hb.Pos, epoch))
+	if err := s.write([]*sarama.ProducerMessage{m, pos}); err != nil {
 		return fmt.Errorf("write heartbeat to %s: %w", topic, err)
 	}
+	s.log.remember(task, map[string]proto.Position{heartbeatPositionKey: hb.Pos}, epoch)
 	s.mu.Lock()
 	s.lastHeartbeat = now
 	s.mu.Unlock()

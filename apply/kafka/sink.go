@@ -459,7 +459,11 @@ func (s *Sink) ApplyDDL(ctx context.Context, task string, epoch uint64, ev *prot
 		if err := s.ensureTopic(topic, route.Partitions, nil); err != nil {
 			return err
 		}
-		_, value, err := s.enc.Encode(ctx, topic, &Event{Database: s.opts.Database, Table: table, DDL: ev})
+		msg := &Event{Database: s.opts.Database, Table: table, DDL: ev}
+		if ev.Renamed() {
+			msg.NewTable = names.Table(ev.New.ID)
+		}
+		_, value, err := s.enc.Encode(ctx, topic, msg)
 		if err != nil {
 			return fmt.Errorf("encode schema change of %s: %w", table, err)
 		}

@@ -93,12 +93,15 @@ func heartbeatReplay(t *testing.T, d Destination) {
 
 // A new owner of the heartbeat writer's unit (after a crash before the
 // batch was acknowledged) that gets the last heartbeat again does not
-// write it twice.
+// write it twice. It starts as an apply worker does, reading the task's
+// positions.
 func heartbeatReplayNewOwner(t *testing.T, d Destination) {
 	c, every := newClock()
 	beat(t, d.OpenHeartbeats(t, "newbeats.apply.0", true, every, c.Now), "newbeats", heartbeat(0x100))
 	c.advance(every)
 	next := d.OpenHeartbeats(t, "newbeats.apply.0", true, every, c.Now)
+	_, err := next.Offsets(t.Context(), "newbeats")
+	must(t, err)
 	beat(t, next, "newbeats", heartbeat(0x100))
 	beat(t, next, "newbeats", heartbeat(0x500))
 	wantHeartbeats(t, d, "newbeats", at(0x100, 0), at(0x500, 0))
