@@ -51,7 +51,6 @@ func TestConformance(t *testing.T) {
 			return s
 		},
 		Heartbeats: func(t *testing.T, task string) []proto.Position { return readHeartbeats(t, k, task) },
-
 	})
 }
 
