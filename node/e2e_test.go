@@ -11,7 +11,6 @@ import (
 	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/internal/sluicetest"
 	"github.com/sluicedb/sluice/internal/testenv"
-	"github.com/sluicedb/sluice/internal/workload"
 	"github.com/sluicedb/sluice/node"
 	"github.com/sluicedb/sluice/proto"
 )
@@ -74,56 +73,6 @@ func waitEqual(t *testing.T, p pair, tables []string, timeout time.Duration) {
 	testenv.CheckFor(t, timeout, 250*time.Millisecond, func() error {
 		return testenv.CompareTables(context.Background(), src, dst, tables)
 	})
-}
-
-// The main path: schema, full and incremental sync while a workload
-// writes inserts, updates (key changes and unchanged TOAST included),
-// deletes and truncates; the copy must end equal to the source.
-func TestSyncSchemaFullIncrementalUnderLoad(t *testing.T) {
-	p := newPair(t)
-	ctx := context.Background()
-	srcConn := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
-	testenv.MustExec(t, srcConn, workload.Schema)
-	if err := workload.Seed(ctx, srcConn, 20000); err != nil {
-		t.Fatal(err)
-	}
-	// Small chunks, so the bigger tables are copied by several readers.
-	n := sluicetest.StartNode(t, node.Config{Runner: node.RunnerConfig{PagesPerChunk: 32, SnapshotReaders: 3}})
-	c := n.Client()
-
-	load := make(chan error, 1)
-	go func() {
-		_, err := workload.Run(ctx, p.src.DSN(testenv.DefaultDB), workload.Options{Transactions: 1500, Duration: 2 * time.Minute, Seed: 1, Truncate: true,
-			Progress: func(int) { time.Sleep(2 * time.Millisecond) }})
-		load <- err
-	}()
-	createTask(t, c, taskYAML("main", p, ""))
-	st := waitPhase(t, c, "main", proto.PhaseIncremental, 2*time.Minute)
-	if st.Full.RowsDone < 20000 || st.Full.TablesDone != 3 {
-		t.Errorf("full sync progress: %+v", st.Full)
-	}
-	if err := <-load; err != nil {
-		t.Fatalf("workload: %v", err)
-	}
-	// A second burst, entirely in the incremental phase.
-	if _, err := workload.Run(ctx, p.src.DSN(testenv.DefaultDB), workload.Options{Transactions: 300, Seed: 2, Truncate: false}); err != nil {
-		t.Fatal(err)
-	}
-	waitEqual(t, p, workload.Tables, 2*time.Minute)
-
-	// Schema arrived with its secondary index and the enum.
-	dst := testenv.Conn(t, p.dst.DSN(testenv.DefaultDB))
-	var idx int
-	if err := dst.QueryRow(ctx, `SELECT count(*) FROM pg_indexes WHERE indexname = 'accounts_owner'`).Scan(&idx); err != nil || idx != 1 {
-		t.Fatalf("secondary index at destination: %d %v", idx, err)
-	}
-	st, err := c.GetTask(ctx, "main")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.State != proto.StateRunning || st.RowsApplied == 0 || st.LatencyMS == nil {
-		t.Fatalf("status after sync: %+v", st)
-	}
 }
 
 // Deleting a task drops everything it made in the source.

@@ -31,7 +31,8 @@ import (
 // changes are a message in the layout of Debezium's schema-change topic;
 // heartbeats are {"ts_ms", "source"}.
 
-// toastPlaceholder is Debezium's default unavailable.value.placeholder.
+// toastPlaceholder is Debezium's default unavailable.value.placeholder
+// (kafkatest.ToastPlaceholder, as a consumer knows it).
 const toastPlaceholder = "__debezium_unavailable_value"
 
 type debeziumEncoder struct {

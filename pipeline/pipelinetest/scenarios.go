@@ -1,0 +1,172 @@
+package pipelinetest
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicedb/sluice/internal/testenv"
+	"github.com/sluicedb/sluice/internal/workload"
+	"github.com/sluicedb/sluice/node"
+	"github.com/sluicedb/sluice/proto"
+)
+
+// underLoad: schema, full and incremental sync while a workload writes
+// inserts, updates (key changes and unchanged TOAST values included),
+// deletes and truncates over a keyed table, a keyless one and one of
+// large documents; the destination ends with the source's rows.
+func underLoad(t *testing.T, d Destination) {
+	// Small chunks, so the bigger tables are copied by several readers.
+	e := newEnv(t, d, node.Config{Runner: node.RunnerConfig{PagesPerChunk: 32, SnapshotReaders: 3}})
+	ctx := context.Background()
+	e.exec(workload.Schema)
+	e.fullIdentity("docs")
+	if err := workload.Seed(ctx, e.conn, 5000); err != nil {
+		t.Fatal(err)
+	}
+	load := make(chan error, 1)
+	go func() {
+		_, err := workload.Run(ctx, e.src.DSN(testenv.DefaultDB), workload.Options{Transactions: 800, Duration: 2 * time.Minute, Seed: 1, Truncate: true,
+			Progress: func(int) { time.Sleep(2 * time.Millisecond) }})
+		load <- err
+	}()
+	e.create("load", "objects: [{schema: public}]\n")
+	st := e.incremental("load")
+	if st.Full.TablesDone != len(workload.Tables) || st.Full.RowsDone < 5000 {
+		t.Errorf("full sync progress: %+v", st.Full)
+	}
+	if err := <-load; err != nil {
+		t.Fatalf("workload: %v", err)
+	}
+	// A second burst, entirely in the incremental phase.
+	if _, err := workload.Run(ctx, e.src.DSN(testenv.DefaultDB), workload.Options{Transactions: 200, Seed: 2}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitEqual("load", workload.Tables, 3*time.Minute)
+	st = e.status("load", "applied rows and latency", time.Minute, func(st *proto.TaskStatus) bool {
+		return st.RowsApplied > 0 && st.LatencyMS != nil
+	})
+	if st.State != proto.StateRunning {
+		t.Fatalf("status after sync: %+v", st)
+	}
+}
+
+// typesRows adds, to testenv's rows of every type family, a row with
+// NULL everywhere and a 10 MB value, and keyless rows with twins.
+const typesRows = testenv.TypesRows + `
+INSERT INTO types (id, big) VALUES ($1 + 2, (SELECT string_agg(md5(g::text), '') FROM generate_series(1, 327680) g));
+INSERT INTO nokey_types VALUES ('{"k": 1}', '(1,2)', '<x/>', 'NaN', '{a,b}'), ('{"k": 1}', '(1,2)', '<x/>', 'NaN', '{a,b}'), (NULL, NULL, NULL, NULL, NULL);
+`
+
+// typeFamilies: every built-in type family (and user types) survives full
+// sync and the change stream, value for value; then updates that leave
+// the 10 MB value untouched (unchanged TOAST), a key change, and deletes
+// of keyless rows that have twins.
+func typeFamilies(t *testing.T, d Destination) {
+	e := newEnv(t, d, node.Config{})
+	e.exec(testenv.TypesSchema)
+	e.fullIdentity("types")
+	e.exec("SET TIME ZONE 'America/New_York'; SET DateStyle = 'German'; " + strings.ReplaceAll(typesRows, "$1", "1"))
+	e.exec("RESET TIME ZONE; RESET DateStyle; SET TimeZone = 'UTC'")
+	e.create("types", "objects: [{schema: public}]\n")
+	e.incremental("types")
+	tables := []string{"public.types", "public.nokey_types"}
+	e.waitEqual("types", tables, 2*time.Minute)
+
+	e.exec(strings.ReplaceAll(typesRows, "$1", "100"))
+	e.exec(`UPDATE types SET n_int = n_int + 1 WHERE id IN (3, 102);
+		UPDATE types SET id = id + 1000 WHERE id = 102;
+		UPDATE types SET big = big || 'x' WHERE id = 1;
+		DELETE FROM nokey_types WHERE ctid = (SELECT ctid FROM nokey_types WHERE j::text = '{"k": 1}' LIMIT 1);
+		UPDATE nokey_types SET f = 1 WHERE ctid = (SELECT ctid FROM nokey_types WHERE f IS NULL LIMIT 1)`)
+	e.waitEqual("types", tables, 2*time.Minute)
+}
+
+// ddl: schema changes at the source while the task runs (columns added,
+// retyped, dropped, renamed; constraints and indexes; tables created,
+// renamed, truncated; DDL and DML in one transaction) reach the
+// destination, and the rows written after each change carry it. A last
+// update rewrites every row, so that a destination that keeps messages
+// (Kafka) holds every row in its latest form too.
+func ddl(t *testing.T, d Destination) {
+	e := newEnv(t, d, node.Config{})
+	e.exec(`CREATE TABLE items (id int PRIMARY KEY, v text, n int);
+		INSERT INTO items SELECT g, 'v' || g, g FROM generate_series(1, 500) g;
+		CREATE TABLE t2 (id int PRIMARY KEY, v text);
+		INSERT INTO t2 SELECT g, 'x' FROM generate_series(1, 50) g`)
+	e.create("ddl", "objects: [{schema: public}]\nsync: { ddl: true }\n")
+	e.incremental("ddl")
+	for i, stmt := range []string{
+		`CREATE TABLE newt (id serial PRIMARY KEY, a text, b int)`,
+		`INSERT INTO newt (a, b) SELECT 'a' || g, g % 5 FROM generate_series(1, 100) g`,
+		`ALTER TABLE items ADD COLUMN c1 text`,
+		`UPDATE items SET c1 = 'c' || id WHERE id % 3 = 0`,
+		`ALTER TABLE items ADD COLUMN c2 int DEFAULT 7`,
+		`ALTER TABLE items ALTER COLUMN n TYPE bigint`,
+		`UPDATE items SET n = n * 10000000000 WHERE id % 5 = 0`,
+		`ALTER TABLE items ADD CONSTRAINT items_n_check CHECK (n IS NULL OR n >= 0)`,
+		`CREATE INDEX items_v_idx ON items (v)`,
+		`ALTER TABLE items DROP COLUMN c1`,
+		`ALTER TABLE t2 RENAME TO t3`,
+		`INSERT INTO t3 VALUES (1000, 'after rename')`,
+		`ALTER TABLE t3 RENAME COLUMN v TO w`,
+		`UPDATE t3 SET w = 'renamed column' WHERE id <= 10`,
+		`BEGIN;
+		 INSERT INTO items (id, v) VALUES (-2, 'before');
+		 ALTER TABLE items ADD COLUMN c3 text DEFAULT 'x';
+		 UPDATE items SET c3 = 'y' WHERE id BETWEEN 1 AND 50;
+		 CREATE TABLE txnew (id int PRIMARY KEY, v text);
+		 INSERT INTO txnew VALUES (1, 'one'), (2, 'two');
+		 COMMIT`,
+		`CREATE TABLE keyless (a int, b text)`,
+		`INSERT INTO keyless SELECT g, 'k' FROM generate_series(1, 10) g`,
+		`UPDATE keyless SET b = 'changed' WHERE a <= 5`,
+		`DELETE FROM keyless WHERE a = 10`,
+	} {
+		e.exec(stmt)
+		if i%4 == 3 {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	tables := []string{"public.items", "public.newt", "public.t3", "public.txnew", "public.keyless"}
+	for _, tb := range tables {
+		if tb != "public.keyless" {
+			e.exec(fmt.Sprintf("UPDATE %s SET id = id", tb))
+		}
+	}
+	e.waitEqual("ddl", tables, 3*time.Minute)
+}
+
+// outage: the destination goes away while changes arrive; the task
+// retries in the connection window (invariant 7), and once the
+// destination is back (where it can come back) catches up.
+func outage(t *testing.T, d Destination) {
+	e := newEnv(t, d, node.Config{Runner: node.RunnerConfig{RetryMinute: time.Second, MinBackoff: 200 * time.Millisecond, MaxBackoff: time.Second}})
+	e.exec(`CREATE TABLE o (id int PRIMARY KEY, v text);
+		INSERT INTO o SELECT g, 'v' || g FROM generate_series(1, 200) g`)
+	e.create("out", "objects: [{schema: public}]\n")
+	e.incremental("out")
+	e.waitEqual("out", []string{"public.o"}, time.Minute)
+
+	e.target.Stop(t)
+	e.exec(`INSERT INTO o SELECT g, 'during' FROM generate_series(201, 300) g; UPDATE o SET v = v || '+' WHERE id <= 20`)
+	st := e.status("out", "retrying after a connection failure", 2*time.Minute, func(st *proto.TaskStatus) bool {
+		return st.State == proto.StateRetrying && st.LastError != nil
+	})
+	if st.LastError.Kind != proto.ErrorConnection {
+		t.Fatalf("the destination's outage is a failure of kind %q (%s), want connection", st.LastError.Kind, st.LastError.Message)
+	}
+	// A window's minute lasts a second here: the connection window (720
+	// minutes) ends 720 s after the first failure, the other one (10
+	// minutes) after 10 s.
+	if w := st.LastError.RetryUntil.Sub(st.LastError.At); w < 5*time.Minute {
+		t.Fatalf("retrying until %v, %v after the failure: not the connection window", st.LastError.RetryUntil, w)
+	}
+	if !e.target.Start(t) {
+		return
+	}
+	e.waitEqual("out", []string{"public.o"}, 2*time.Minute)
+	e.status("out", "running again", time.Minute, func(st *proto.TaskStatus) bool { return st.State == proto.StateRunning })
+}
