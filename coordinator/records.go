@@ -211,26 +211,12 @@ func (o ObjectV1) MarshalJSON() ([]byte, error) {
 // for the destination's type.
 func (o *ObjectV1) UnmarshalJSON(b []byte) error {
 	*o = ObjectV1{}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(b, &fields); err != nil {
-		return err
-	}
-	own := map[string]json.RawMessage{}
-	for k, v := range fields {
-		if objectKeysV1[k] {
-			own[k] = v
-			delete(fields, k)
-		}
-	}
-	ownJSON, err := json.Marshal(own)
+	extra, err := proto.DecodeOwnKeys(b, func(k string) bool { return objectKeysV1[k] }, (*objectFieldsV1)(o), decodeStrict)
 	if err != nil {
 		return err
 	}
-	if err := decodeStrict(ownJSON, (*objectFieldsV1)(o)); err != nil {
-		return err
-	}
-	if len(fields) > 0 {
-		o.Options = fields
+	if len(extra) > 0 {
+		o.Options = extra
 	}
 	return nil
 }

@@ -105,28 +105,37 @@ func joinObjects(a, b []byte) []byte {
 // destination's type, strictly: TaskSpec.UnmarshalJSON decodes them.
 func (o *ObjectSpec) UnmarshalJSON(b []byte) error {
 	*o = ObjectSpec{}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(b, &fields); err != nil {
-		return err
-	}
-	extra := rawOptions{}
-	for k, v := range fields {
-		if _, ok := ownObjectKeys[k]; !ok {
-			extra[k] = v
-			delete(fields, k)
-		}
-	}
-	own, err := json.Marshal(fields)
+	extra, err := DecodeOwnKeys(b, func(k string) bool { _, ok := ownObjectKeys[k]; return ok }, (*objectFields)(o), decodeJSONStrict)
 	if err != nil {
-		return err
-	}
-	if err := decodeJSONStrict(own, (*objectFields)(o)); err != nil {
 		return err
 	}
 	if len(extra) > 0 {
 		o.extraJSON = extra
 	}
 	return nil
+}
+
+// DecodeOwnKeys decodes the keys of the JSON object b that own says are
+// its own into out, with decode (a strict decoder), and returns the
+// others as they are: an objects entry holds Sluice's keys and its
+// destination's side by side.
+func DecodeOwnKeys(b []byte, own func(key string) bool, out any, decode func([]byte, any) error) (map[string]json.RawMessage, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
+		return nil, err
+	}
+	extra := map[string]json.RawMessage{}
+	for k, v := range fields {
+		if !own(k) {
+			extra[k] = v
+			delete(fields, k)
+		}
+	}
+	mine, err := json.Marshal(fields)
+	if err != nil {
+		return nil, err
+	}
+	return extra, decode(mine, out)
 }
 
 // taskFields is TaskSpec without its methods.
