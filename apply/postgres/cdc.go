@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/sluicedb/sluice/apply"
+	"github.com/sluicedb/sluice/apply/pgvalue"
 	"github.com/sluicedb/sluice/proto"
 )
 
@@ -199,7 +200,10 @@ func (w *writer) deleteKeys(ctx context.Context, p *segmentPlan, keys []proto.Tu
 func (w *writer) copyRows(ctx context.Context, p *segmentPlan, rows []proto.Tuple) error {
 	buf := w.buf[:0]
 	for _, r := range rows {
-		buf = appendCopyRow(buf, r)
+		var err error
+		if buf, err = pgvalue.AppendCopyTextRow(buf, r); err != nil {
+			return fmt.Errorf("COPY into %s: %w", p.table, err)
+		}
 	}
 	w.buf = buf
 	_, err := w.pg.CopyFrom(ctx, bytes.NewReader(buf), fmt.Sprintf("COPY %s (%s) FROM STDIN", tableName(p.table), columnList(p, seq(len(p.names)))))
@@ -237,41 +241,6 @@ func (w *writer) updateRows(ctx context.Context, p *segmentPlan, rows []proto.Tu
 func (w *writer) upsert(ctx context.Context, p *segmentPlan, rows []proto.Tuple) error {
 	all := seq(len(p.names))
 	return w.execArrays(ctx, upsertSQL(p, all, selectCasts(p, all, 0)+" FROM "+unnestFrom(len(all))), rows, all)
-}
-
-// appendCopyRow appends a row in COPY's text format.
-func appendCopyRow(buf []byte, t proto.Tuple) []byte {
-	for i, k := range t.Kinds {
-		if i > 0 {
-			buf = append(buf, '\t')
-		}
-		if k != proto.KindText {
-			buf = append(buf, '\\', 'N')
-			continue
-		}
-		v := t.Values[i]
-		start := 0
-		for j, c := range v {
-			var esc byte
-			switch c {
-			case '\\':
-				esc = '\\'
-			case '\n':
-				esc = 'n'
-			case '\r':
-				esc = 'r'
-			case '\t':
-				esc = 't'
-			default:
-				continue
-			}
-			buf = append(buf, v[start:j]...)
-			buf = append(buf, '\\', esc)
-			start = j + 1
-		}
-		buf = append(buf, v[start:]...)
-	}
-	return append(buf, '\n')
 }
 
 // partialUpdates writes rows whose unchanged-TOAST columns must keep the
