@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicedb/sluice/apply/kafka"
 	"github.com/sluicedb/sluice/apply/postgres"
 	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/proto"
@@ -27,6 +28,28 @@ func TestRetryWindowSharedEndpoint(t *testing.T) {
 	all := []coordinator.Task{a, b, c}
 	if got := WindowFor(&a, all, proto.ErrorOther); got != 2*time.Minute {
 		t.Fatalf("a shares its destination server with b: window %v, want 2m", got)
+	}
+	if got := WindowFor(&c, all, proto.ErrorOther); got != time.Minute {
+		t.Fatalf("c: window %v", got)
+	}
+}
+
+// Tasks writing to one Kafka cluster share its window too: the Kafka
+// destination names its brokers as its endpoints.
+func TestRetryWindowSharedBrokers(t *testing.T) {
+	kafkaTask := func(name string, other time.Duration, brokers ...string) coordinator.Task {
+		task := coordinator.Task{State: proto.StateRunning}
+		task.Spec.Name, task.Spec.Source.DSN = name, "postgres://u@10.0.0."+name+":5432/db"
+		task.Spec.Destination = proto.NewDestination(kafka.Destination.Kind().Type, &kafka.Config{Brokers: brokers})
+		task.Spec.Retry.Other = proto.Duration(other)
+		return task
+	}
+	a := kafkaTask("1", 10*time.Minute, "k1:9092", "k2:9092")
+	b := kafkaTask("2", 3*time.Minute, "k2:9092")
+	c := kafkaTask("3", time.Minute, "k9:9092")
+	all := []coordinator.Task{a, b, c}
+	if got := WindowFor(&a, all, proto.ErrorOther); got != 3*time.Minute {
+		t.Fatalf("a shares broker k2 with b: window %v, want 3m", got)
 	}
 	if got := WindowFor(&c, all, proto.ErrorOther); got != time.Minute {
 		t.Fatalf("c: window %v", got)
