@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -396,7 +397,7 @@ func decodeStrict(n *yaml.Node, out any, path string) SpecErrors {
 			errs = append(errs, &FieldError{Field: path, Msg: err.Error()})
 		}
 	}
-	unknownKeys(n, reflectTypeOf(out), path, func(field string, line int) {
+	unknownKeys(n, reflect.TypeOf(out), path, func(field string, line int) {
 		errs = append(errs, &FieldError{Field: field, Msg: fmt.Sprintf("unknown field (line %d)", line)})
 	})
 	return errs

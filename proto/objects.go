@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 
 	"gopkg.in/yaml.v3"
@@ -19,7 +20,7 @@ import (
 type objectFields ObjectSpec
 
 // ownObjectKeys are the keys ObjectSpec itself decodes.
-var ownObjectKeys = yamlFields(reflectTypeOf(objectFields{}))
+var ownObjectKeys = yamlFields(reflect.TypeOf(objectFields{}))
 
 // rawOptions keeps an entry's keys that no registered destination type
 // decoded (read from JSON), so that they are written back unchanged.

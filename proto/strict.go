@@ -15,8 +15,6 @@ import (
 
 var yamlUnmarshaler = reflect.TypeFor[yaml.Unmarshaler]()
 
-func reflectTypeOf(v any) reflect.Type { return reflect.TypeOf(v) }
-
 // unknownKeys calls report for every mapping key in n that the type t
 // (a struct, possibly behind pointers, slices and maps) has no field for.
 func unknownKeys(n *yaml.Node, t reflect.Type, path string, report func(field string, line int)) {
