@@ -25,54 +25,6 @@ func waitSame(t *testing.T, p pair, srcExpr, dstTable string, timeout time.Durat
 	})
 }
 
-// Row filters and per-table operations: a filtered table gets only its
-// matching rows, in the full sync and after it, rows moving into and out
-// of the filter by UPDATE included; a table synced for inserts and
-// updates only keeps the rows deleted or truncated at the source.
-func TestRowFiltersAndOperations(t *testing.T) {
-	p := newPair(t)
-	ctx := context.Background()
-	src := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
-	testenv.MustExec(t, src, `
-		CREATE TABLE orders (id int PRIMARY KEY, region text NOT NULL, amount int);
-		ALTER TABLE orders REPLICA IDENTITY FULL;
-		INSERT INTO orders SELECT g, CASE WHEN g % 3 = 0 THEN 'eu' ELSE 'us' END, g FROM generate_series(1, 3000) g;
-		CREATE TABLE events (id int PRIMARY KEY, v text);
-		INSERT INTO events SELECT g, 'e' || g FROM generate_series(1, 500) g;
-		CREATE TABLE events_expected (LIKE events);
-		INSERT INTO events_expected SELECT * FROM events`)
-	n := sluicetest.StartNode(t, node.Config{Runner: node.RunnerConfig{PagesPerChunk: 4}})
-	c := n.Client()
-	createTask(t, c, taskYAML("objects", p, `    tables: [orders, events]
-    filter: { orders: "region = 'eu' AND amount >= 0" }
-    operations: { events: [insert, update] }
-`))
-	waitPhase(t, c, "objects", proto.PhaseIncremental, time.Minute)
-	waitSame(t, p, "(SELECT * FROM public.orders WHERE region = 'eu')", "public.orders", time.Minute)
-
-	testenv.MustExec(t, src, `
-		INSERT INTO orders VALUES (5001, 'eu', 1), (5002, 'us', 2);
-		UPDATE orders SET region = 'eu' WHERE id IN (1, 2);      -- into the filter
-		UPDATE orders SET region = 'us' WHERE id IN (3, 6);      -- out of it
-		UPDATE orders SET amount = -1 WHERE id = 9;              -- out by another column
-		UPDATE orders SET amount = amount + 1 WHERE id = 12;     -- inside it
-		DELETE FROM orders WHERE id IN (15, 16);
-		BEGIN;
-		INSERT INTO events VALUES (501, 'new'); INSERT INTO events_expected VALUES (501, 'new');
-		UPDATE events SET v = 'changed' WHERE id = 1; UPDATE events_expected SET v = 'changed' WHERE id = 1;
-		DELETE FROM events WHERE id BETWEEN 2 AND 10;
-		COMMIT;
-		UPDATE events SET v = 'late' WHERE id = 400; UPDATE events_expected SET v = 'late' WHERE id = 400;
-		TRUNCATE events`)
-	waitSame(t, p, "(SELECT * FROM public.orders WHERE region = 'eu' AND amount >= 0)", "public.orders", time.Minute)
-	waitSame(t, p, "public.events_expected", "public.events", time.Minute)
-	dst := testenv.Conn(t, p.dst.DSN(testenv.DefaultDB))
-	var n2 int
-	if err := dst.QueryRow(ctx, `SELECT count(*) FROM orders WHERE id IN (1, 2, 5001) AND region = 'eu'`).Scan(&n2); err != nil || n2 != 3 {
-		t.Fatalf("rows moved into the filter: %d %v", n2, err)
-	}
-}
-
 // A row filter the publication cannot hold, or one on columns outside
 // the replica identity (PostgreSQL would then refuse the application's
 // UPDATE and DELETE), fails the precheck with its fix; nothing is created.

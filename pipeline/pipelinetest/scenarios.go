@@ -170,3 +170,109 @@ func outage(t *testing.T, d Destination) {
 	e.waitEqual("out", []string{"public.o"}, 2*time.Minute)
 	e.status("out", "running again", time.Minute, func(st *proto.TaskStatus) bool { return st.State == proto.StateRunning })
 }
+
+// selection: a row filter (rows moving into and out of it by UPDATE
+// included), operations left out (deletes and truncates of a table
+// synced for inserts and updates only), and a column list, in the full
+// sync and after it.
+func selection(t *testing.T, d Destination) {
+	e := newEnv(t, d, node.Config{Runner: node.RunnerConfig{PagesPerChunk: 4}})
+	e.exec(`CREATE TABLE orders (id int PRIMARY KEY, region text NOT NULL, amount int);
+		ALTER TABLE orders REPLICA IDENTITY FULL;
+		INSERT INTO orders SELECT g, CASE WHEN g % 3 = 0 THEN 'eu' ELSE 'us' END, g FROM generate_series(1, 3000) g;
+		CREATE TABLE events (id int PRIMARY KEY, v text);
+		INSERT INTO events SELECT g, 'e' || g FROM generate_series(1, 500) g;
+		CREATE TABLE events_expected (LIKE events);
+		INSERT INTO events_expected SELECT * FROM events;
+		CREATE TABLE people (id int PRIMARY KEY, name text NOT NULL, email text, secret text);
+		INSERT INTO people SELECT g, 'n' || g, 'e' || g || '@x', 'secret' || g FROM generate_series(1, 1000) g`)
+	e.create("sel", `objects:
+  - schema: public
+    tables: [orders, events, people]
+    filter: { orders: "region = 'eu' AND amount >= 0" }
+    operations: { events: [insert, update] }
+    columns: { people: [id, name, email] }
+`)
+	e.incremental("sel")
+	e.exec(`INSERT INTO orders VALUES (5001, 'eu', 1), (5002, 'us', 2);
+		UPDATE orders SET region = 'eu' WHERE id IN (1, 2);      -- into the filter
+		UPDATE orders SET region = 'us' WHERE id IN (3, 6);      -- out of it
+		UPDATE orders SET amount = -1 WHERE id = 9;              -- out by another column
+		UPDATE orders SET amount = amount + 1 WHERE id = 12;     -- inside it
+		DELETE FROM orders WHERE id IN (15, 16);
+		BEGIN;
+		INSERT INTO events VALUES (501, 'new'); INSERT INTO events_expected VALUES (501, 'new');
+		UPDATE events SET v = 'changed' WHERE id = 1; UPDATE events_expected SET v = 'changed' WHERE id = 1;
+		DELETE FROM events WHERE id BETWEEN 2 AND 10;
+		COMMIT;
+		UPDATE events SET v = 'late' WHERE id = 400; UPDATE events_expected SET v = 'late' WHERE id = 400;
+		TRUNCATE events;
+		INSERT INTO people VALUES (3001, 'new', 'new@x', 'hidden!');
+		UPDATE people SET name = 'renamed', secret = 'changed' WHERE id <= 10;
+		DELETE FROM people WHERE id BETWEEN 100 AND 110`)
+	e.waitQuery("sel", "SELECT id, region, amount FROM orders WHERE region = 'eu' AND amount >= 0", "public.orders", "public.orders",
+		[]string{"id", "region", "amount"}, 2*time.Minute)
+	e.waitQuery("sel", "SELECT id, v FROM events_expected", "public.events", "public.events", []string{"id", "v"}, time.Minute)
+	e.waitQuery("sel", "SELECT id, name, email FROM people", "public.people", "public.people", []string{"id", "name", "email"}, time.Minute)
+}
+
+// renames: a schema, a table and a column get new names at the
+// destination; changes keep arriving under them.
+func renames(t *testing.T, d Destination) {
+	e := newEnv(t, d, node.Config{})
+	e.exec(`CREATE SCHEMA shop;
+		CREATE TABLE shop.customers (id int PRIMARY KEY, name text);
+		CREATE TABLE shop.orders (id int PRIMARY KEY, customer_id int REFERENCES shop.customers (id), amount int, note text);
+		INSERT INTO shop.customers SELECT g, 'c' || g FROM generate_series(1, 100) g;
+		INSERT INTO shop.orders SELECT g, 1 + g % 100, g, 'n' FROM generate_series(1, 3000) g`)
+	e.create("ren", `objects:
+  - schema: shop
+    rename_schema: sales
+    rename: { orders: sales_orders, "orders.amount": total }
+`)
+	e.incremental("ren")
+	e.exec(`INSERT INTO shop.orders VALUES (5001, 7, 42, 'new');
+		UPDATE shop.orders SET amount = amount * 2 WHERE id <= 50;
+		DELETE FROM shop.orders WHERE id BETWEEN 100 AND 120;
+		UPDATE shop.customers SET name = 'renamed' WHERE id = 3`)
+	e.waitQuery("ren", "SELECT id, customer_id, amount, note FROM shop.orders", "sales.sales_orders", "shop.orders",
+		[]string{"id", "customer_id", "total=amount", "note"}, 2*time.Minute)
+	e.waitQuery("ren", "SELECT id, name FROM shop.customers", "sales.customers", "shop.customers", []string{"id", "name"}, time.Minute)
+}
+
+// addTables: a table added to the running task gets its schema and copy
+// while the task's other table keeps streaming, its changes meanwhile
+// waiting; a removed table stops being synced and keeps what it had.
+func addTables(t *testing.T, d Destination) {
+	e := newEnv(t, d, node.Config{Runner: node.RunnerConfig{PagesPerChunk: 8}})
+	e.exec(`CREATE TABLE a (id int PRIMARY KEY, v text);
+		INSERT INTO a SELECT g, 'a' FROM generate_series(1, 1000) g;
+		CREATE TABLE b (id int PRIMARY KEY, v text, n int);
+		INSERT INTO b SELECT g, 'b', g FROM generate_series(1, 4000) g`)
+	spec := func(tables string) []byte {
+		return []byte(fmt.Sprintf("name: grow\nsource: { dsn: %q }\ndestination: %s\nobjects: [{schema: public, tables: [%s]}]\n",
+			e.src.DSN(testenv.DefaultDB), e.target.Block(), tables))
+	}
+	e.create("grow", "objects: [{schema: public, tables: [a]}]\n")
+	e.incremental("grow")
+	e.exec(`INSERT INTO a VALUES (2000, 'before b'); UPDATE b SET v = 'changed before' WHERE id <= 10`)
+	if _, err := e.c.UpdateTask(context.Background(), "grow", spec("a, b")); err != nil {
+		t.Fatal(err)
+	}
+	e.exec(`INSERT INTO a VALUES (2001, 'w'); UPDATE b SET v = v || '+', n = n + 1 WHERE id BETWEEN 100 AND 200;
+		INSERT INTO b VALUES (30000, 'new', 0); DELETE FROM b WHERE id BETWEEN 300 AND 320`)
+	e.status("grow", "b added", 2*time.Minute, func(st *proto.TaskStatus) bool { return len(st.Adding) == 0 && st.State == proto.StateRunning })
+	e.waitEqual("grow", []string{"public.a", "public.b"}, 2*time.Minute)
+
+	if _, err := e.c.UpdateTask(context.Background(), "grow", spec("b")); err != nil {
+		t.Fatal(err)
+	}
+	before := len(e.target.Read(t, "grow", tableID("a"), e.columns(tableID("a"))))
+	// Once the capture has the new set, a's changes are no longer synced.
+	time.Sleep(2 * time.Second)
+	e.exec(`INSERT INTO a VALUES (-1, 'after removal'); INSERT INTO b VALUES (-1, 'still synced', 0)`)
+	e.waitEqual("grow", []string{"public.b"}, time.Minute)
+	if after := len(e.target.Read(t, "grow", tableID("a"), e.columns(tableID("a")))); after != before {
+		t.Fatalf("the removed table went from %d rows to %d at the destination", before, after)
+	}
+}

@@ -107,6 +107,31 @@ func ReadTable(t *testing.T, conn *pgx.Conn, tb proto.TableID, cols []proto.Colu
 	return out
 }
 
+// ReadQuery reads the rows of a query in the text format, each value
+// under the name of its place in names.
+func ReadQuery(t *testing.T, conn *pgx.Conn, query string, names []string) []sinktest.Row {
+	t.Helper()
+	rows, err := conn.Query(context.Background(), query, pgx.QueryResultFormats{pgx.TextFormatCode})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []sinktest.Row
+	for rows.Next() {
+		r := sinktest.Row{}
+		for i, v := range rows.RawValues() {
+			r[names[i]] = sinktest.Null
+			if v != nil {
+				r[names[i]] = string(v)
+			}
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 // Columns reads a table's columns from the catalog, as Destination.Columns
 // says.
 func Columns(t *testing.T, conn *pgx.Conn, tb proto.TableID) []string {
