@@ -2,7 +2,6 @@ package node_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -300,103 +299,5 @@ func TestTablesCreatedLaterAreLeftOut(t *testing.T) {
 	var published bool
 	if err := src.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = 'sluice_pinned' AND tablename = 'later')`).Scan(&published); err != nil || published {
 		t.Fatalf("the later table is in the task's publication: %v %v", published, err)
-	}
-}
-
-// Tables added to a running task get their schema and copy while the
-// task's other tables keep streaming, with no new snapshot of those; a
-// removed table stops being synced and keeps its rows at the destination.
-// An added table that fails the precheck is refused with its fix.
-func TestAddAndRemoveTablesOnRunningTask(t *testing.T) {
-	p := newPair(t)
-	ctx := context.Background()
-	src := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
-	testenv.MustExec(t, src, `
-		CREATE TABLE a (id int PRIMARY KEY, v text);
-		INSERT INTO a SELECT g, 'a' FROM generate_series(1, 1000) g;
-		CREATE TABLE b (id int PRIMARY KEY, v text, n int);
-		CREATE INDEX b_n ON b (n);
-		INSERT INTO b SELECT g, 'b', g FROM generate_series(1, 4000) g;
-		CREATE TABLE nokey (v text)`)
-	n := sluicetest.StartNode(t, node.Config{Runner: node.RunnerConfig{PagesPerChunk: 8}})
-	c := n.Client()
-	// The full-sync throttle makes b's copy take seconds, so that changes
-	// to rows not copied yet arrive while it runs: they must wait for it.
-	objects := func(tables string) []byte {
-		return taskYAML("grow", p, tables+"throttle: { full: { rps: 1000 } }\n")
-	}
-	createTask(t, c, objects("    tables: [a]\n"))
-	waitPhase(t, c, "grow", proto.PhaseIncremental, time.Minute)
-	var copiedBefore string
-	if err := testenv.Conn(t, p.dst.DSN(testenv.DefaultDB)).QueryRow(ctx, `SELECT xmin::text FROM a WHERE id = 1`).Scan(&copiedBefore); err != nil {
-		t.Fatal(err)
-	}
-
-	// Both tables change all along, the one being added included.
-	stop := startWriter(t, p.src.DSN(testenv.DefaultDB), 60000, time.Millisecond, func(i int) string {
-		return fmt.Sprintf(`INSERT INTO a VALUES (%d, 'w'); UPDATE b SET v = v || '+', n = n + 1 WHERE id = %d; INSERT INTO b VALUES (%d, 'new', 0); DELETE FROM b WHERE id = %d`,
-			2000+i, 4000-(i*13)%4000, 30000+i, 3999-(i*7)%3900)
-	})
-	time.Sleep(300 * time.Millisecond)
-	if _, err := c.UpdateTask(ctx, "grow", objects("    tables: [a, nokey]\n")); err == nil || !strings.Contains(err.Error(), "source.replica_identity") {
-		t.Fatalf("adding a table without a key: %v", err)
-	}
-	if _, err := c.UpdateTask(ctx, "grow", objects("    tables: [a, b]\n    filter: { a: \"id > 5\" }\n")); err == nil || !strings.Contains(err.Error(), "objects[0].filter.a") {
-		t.Fatalf("a new filter on a synced table: %v", err)
-	}
-	if _, err := c.UpdateTask(ctx, "grow", objects("    tables: [a, b]\n")); err != nil {
-		t.Fatal(err)
-	}
-	// The status names b until its copy is in; the writer runs all along.
-	var seen bool
-	testenv.CheckFor(t, 2*time.Minute, 50*time.Millisecond, func() error {
-		st, err := c.GetTask(ctx, "grow")
-		if err != nil {
-			return err
-		}
-		if len(st.Adding) > 0 {
-			if st.Adding[0] != "public.b" {
-				t.Fatalf("adding: %v", st.Adding)
-			}
-			seen = true
-			return errors.New("b is being copied")
-		}
-		return nil
-	})
-	stop()
-	if !seen {
-		t.Fatal("the status never showed b being added")
-	}
-	waitEqual(t, p, []string{"public.a", "public.b"}, 2*time.Minute)
-	dst := testenv.Conn(t, p.dst.DSN(testenv.DefaultDB))
-	var copiedAfter string
-	var index bool
-	if err := dst.QueryRow(ctx, `SELECT xmin::text, to_regclass('public.b_n') IS NOT NULL FROM a WHERE id = 1`).Scan(&copiedAfter, &index); err != nil {
-		t.Fatal(err)
-	}
-	if copiedAfter != copiedBefore || !index {
-		t.Fatalf("table a copied again (row version %s, was %s) or b's index missing (%v)", copiedAfter, copiedBefore, index)
-	}
-
-	// Remove a: it leaves the publication, its rows stay at the destination.
-	if _, err := c.UpdateTask(ctx, "grow", objects("    tables: [b]\n")); err != nil {
-		t.Fatal(err)
-	}
-	testenv.CheckFor(t, 30*time.Second, 200*time.Millisecond, func() error {
-		var published bool
-		if err := src.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = 'sluice_grow' AND tablename = 'a')`).Scan(&published); err != nil || published {
-			return fmt.Errorf("a still published: %v %v", published, err)
-		}
-		return nil
-	})
-	testenv.MustExec(t, src, `INSERT INTO a VALUES (-1, 'after removal'); INSERT INTO b VALUES (-1, 'still synced', 0)`)
-	waitEqual(t, p, []string{"public.b"}, time.Minute)
-	var gone, kept int
-	if err := dst.QueryRow(ctx, `SELECT count(*) FILTER (WHERE id = -1), count(*) FROM a`).Scan(&gone, &kept); err != nil || gone != 0 || kept < 1000 {
-		t.Fatalf("removed table at the destination: new rows %d, rows %d, %v", gone, kept, err)
-	}
-	st, err := c.GetTask(ctx, "grow")
-	if err != nil || st.State != proto.StateRunning {
-		t.Fatalf("task: %+v %v", st, err)
 	}
 }

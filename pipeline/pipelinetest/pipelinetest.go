@@ -97,6 +97,32 @@ func (e *env) exec(sql string) {
 	testenv.MustExec(e.t, e.conn, sql)
 }
 
+// writer runs stmt(0), stmt(1), ... at the source, a few milliseconds
+// apart (at most 20,000 of them, for at most 3 minutes), until the
+// returned stop is called; stop fails the test if a statement failed.
+func (e *env) writer(stmt func(i int) string) (stop func()) {
+	w := testenv.Conn(e.t, e.src.DSN(testenv.DefaultDB))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; i < 20000 && ctx.Err() == nil; i++ {
+			if _, err := w.Exec(context.Background(), stmt(i)); err != nil {
+				done <- err
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		done <- nil
+	}()
+	return func() {
+		e.t.Helper()
+		cancel()
+		if err := <-done; err != nil {
+			e.t.Fatalf("writer: %v", err)
+		}
+	}
+}
+
 // fullIdentity gives tables REPLICA IDENTITY FULL where the destination
 // cannot keep a value an update leaves unchanged (Target.Unavailable).
 func (e *env) fullIdentity(tables ...string) {

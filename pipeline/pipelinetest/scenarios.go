@@ -98,6 +98,12 @@ func ddl(t *testing.T, d Destination) {
 		INSERT INTO t2 SELECT g, 'x' FROM generate_series(1, 50) g`)
 	e.create("ddl", "objects: [{schema: public}]\nsync: { ddl: true }\n")
 	e.incremental("ddl")
+	// A writer keeps changing the table meanwhile, on columns no
+	// statement below changes.
+	stopWriter := e.writer(func(i int) string {
+		return fmt.Sprintf(`INSERT INTO items (id, v) VALUES (%d, 'w%d'); UPDATE items SET v = v || '+' WHERE id = %d; DELETE FROM items WHERE id = %d`,
+			3000+i, i, 1+i%500, 2+(i*7)%490)
+	})
 	for i, stmt := range []string{
 		`CREATE TABLE newt (id serial PRIMARY KEY, a text, b int)`,
 		`INSERT INTO newt (a, b) SELECT 'a' || g, g % 5 FROM generate_series(1, 100) g`,
@@ -130,6 +136,7 @@ func ddl(t *testing.T, d Destination) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
+	stopWriter()
 	tables := []string{"public.items", "public.newt", "public.t3", "public.txnew", "public.keyless"}
 	for _, tb := range tables {
 		if tb != "public.keyless" {
@@ -137,6 +144,18 @@ func ddl(t *testing.T, d Destination) {
 		}
 	}
 	e.waitEqual("ddl", tables, 3*time.Minute)
+	if st, err := e.c.GetTask(context.Background(), "ddl"); err != nil || st.State != proto.StateRunning || st.LastError != nil {
+		t.Fatalf("task after the schema changes: %+v %v", st, err)
+	}
+	// Deleting the task leaves no trigger, function or table in the
+	// source, and DDL runs there as before.
+	if err := e.c.DeleteTask(context.Background(), "ddl"); err != nil {
+		t.Fatal(err)
+	}
+	if err := testenv.SourceLeftovers(context.Background(), e.conn); err != nil {
+		t.Fatal(err)
+	}
+	e.exec(`ALTER TABLE items ADD COLUMN gone int`)
 }
 
 // outage: the destination goes away while changes arrive; the task
@@ -249,22 +268,43 @@ func addTables(t *testing.T, d Destination) {
 		INSERT INTO a SELECT g, 'a' FROM generate_series(1, 1000) g;
 		CREATE TABLE b (id int PRIMARY KEY, v text, n int);
 		INSERT INTO b SELECT g, 'b', g FROM generate_series(1, 4000) g`)
-	spec := func(tables string) []byte {
-		return []byte(fmt.Sprintf("name: grow\nsource: { dsn: %q }\ndestination: %s\nobjects: [{schema: public, tables: [%s]}]\n",
-			e.src.DSN(testenv.DefaultDB), e.target.Block(), tables))
+	// spec is the task with tables, and more keys of their objects entry.
+	// The full-sync throttle makes b's copy take seconds, so that changes
+	// to rows not copied yet arrive while it runs: they must wait for it.
+	spec := func(tables, more string) []byte {
+		return []byte(fmt.Sprintf("name: grow\nsource: { dsn: %q }\ndestination: %s\nthrottle: { full: { rps: 1000 } }\nobjects:\n  - schema: public\n    tables: [%s]\n%s",
+			e.src.DSN(testenv.DefaultDB), e.target.Block(), tables, more))
 	}
-	e.create("grow", "objects: [{schema: public, tables: [a]}]\n")
+	e.exec(`CREATE TABLE nokey (v text)`)
+	e.create("grow", "throttle: { full: { rps: 1000 } }\nobjects: [{schema: public, tables: [a]}]\n")
 	e.incremental("grow")
-	e.exec(`INSERT INTO a VALUES (2000, 'before b'); UPDATE b SET v = 'changed before' WHERE id <= 10`)
-	if _, err := e.c.UpdateTask(context.Background(), "grow", spec("a, b")); err != nil {
+	ctx := context.Background()
+	// An added table that fails the precheck, and a new filter on a
+	// synced table, are refused with their fields.
+	if _, err := e.c.UpdateTask(ctx, "grow", spec("a, nokey", "")); err == nil || !strings.Contains(err.Error(), "source.replica_identity") {
+		t.Fatalf("adding a table without a key: %v", err)
+	}
+	if _, err := e.c.UpdateTask(ctx, "grow", spec("a, b", "    filter: { a: \"id > 5\" }\n")); err == nil || !strings.Contains(err.Error(), "objects[0].filter.a") {
+		t.Fatalf("a new filter on a synced table: %v", err)
+	}
+	// Both tables change all along, the one being added included.
+	stop := e.writer(func(i int) string {
+		return fmt.Sprintf(`INSERT INTO a VALUES (%d, 'w'); UPDATE b SET v = v || '+', n = n + 1 WHERE id = %d; INSERT INTO b VALUES (%d, 'new', 0); DELETE FROM b WHERE id = %d`,
+			2000+i, 4000-(i*13)%4000, 30000+i, 3999-(i*7)%3900)
+	})
+	if _, err := e.c.UpdateTask(ctx, "grow", spec("a, b", "")); err != nil {
 		t.Fatal(err)
 	}
-	e.exec(`INSERT INTO a VALUES (2001, 'w'); UPDATE b SET v = v || '+', n = n + 1 WHERE id BETWEEN 100 AND 200;
-		INSERT INTO b VALUES (30000, 'new', 0); DELETE FROM b WHERE id BETWEEN 300 AND 320`)
+	// The status names b until its copy is in.
+	st := e.status("grow", "b being added", time.Minute, func(st *proto.TaskStatus) bool { return len(st.Adding) > 0 })
+	if st.Adding[0] != "public.b" {
+		t.Fatalf("adding: %v", st.Adding)
+	}
 	e.status("grow", "b added", 2*time.Minute, func(st *proto.TaskStatus) bool { return len(st.Adding) == 0 && st.State == proto.StateRunning })
+	stop()
 	e.waitEqual("grow", []string{"public.a", "public.b"}, 2*time.Minute)
 
-	if _, err := e.c.UpdateTask(context.Background(), "grow", spec("b")); err != nil {
+	if _, err := e.c.UpdateTask(ctx, "grow", spec("b", "")); err != nil {
 		t.Fatal(err)
 	}
 	before := len(e.target.Read(t, "grow", tableID("a"), e.columns(tableID("a"))))
