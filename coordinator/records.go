@@ -3,9 +3,7 @@ package coordinator
 import (
 	"encoding/json"
 	"fmt"
-	"maps"
 	"reflect"
-	"slices"
 	"strings"
 	"time"
 
@@ -235,8 +233,8 @@ func SpecRecord(s *proto.TaskSpec) SpecV1 {
 		Name:        s.Name,
 		Source:      SourceV1{DSN: s.Source.DSN, PasswordFile: s.Source.PasswordFile},
 		Destination: mustMarshal(s.Destination, "destination"),
-		Sync: SyncV1{Schema: clonePtr(s.Sync.Schema), Full: clonePtr(s.Sync.Full), Incremental: clonePtr(s.Sync.Incremental),
-			DDL: clonePtr(s.Sync.DDL), DDLOperations: slices.Clone(s.Sync.DDLOperations)},
+		Sync: SyncV1{Schema: s.Sync.Schema, Full: s.Sync.Full, Incremental: s.Sync.Incremental,
+			DDL: s.Sync.DDL, DDLOperations: s.Sync.DDLOperations},
 		Objects:           ObjectRecords(s.Objects),
 		ConflictingTables: s.ConflictingTables,
 		NameCase:          s.NameCase,
@@ -257,8 +255,8 @@ func (r *SpecV1) TaskSpec() (proto.TaskSpec, error) {
 	s := proto.TaskSpec{
 		Name:   r.Name,
 		Source: proto.SourceSpec{DSN: r.Source.DSN, PasswordFile: r.Source.PasswordFile},
-		Sync: proto.SyncSpec{Schema: clonePtr(r.Sync.Schema), Full: clonePtr(r.Sync.Full), Incremental: clonePtr(r.Sync.Incremental),
-			DDL: clonePtr(r.Sync.DDL), DDLOperations: slices.Clone(r.Sync.DDLOperations)},
+		Sync: proto.SyncSpec{Schema: r.Sync.Schema, Full: r.Sync.Full, Incremental: r.Sync.Incremental,
+			DDL: r.Sync.DDL, DDLOperations: r.Sync.DDLOperations},
 		Objects:           objects,
 		ConflictingTables: r.ConflictingTables,
 		NameCase:          r.NameCase,
@@ -275,7 +273,10 @@ func (r *SpecV1) TaskSpec() (proto.TaskSpec, error) {
 	if err := s.BindObjectOptions(); err != nil {
 		return proto.TaskSpec{}, fmt.Errorf("spec %q: %w", r.Name, err)
 	}
-	return s, nil
+	// A record shares its lists and maps with the spec it was made of
+	// (it is only ever marshalled, or made by unmarshalling): the spec it
+	// gives back is a copy of its own.
+	return s.Clone(), nil
 }
 
 // ObjectRecords are the records of objects entries.
@@ -285,8 +286,8 @@ func ObjectRecords(objects []proto.ObjectSpec) []ObjectV1 {
 	}
 	out := make([]ObjectV1, len(objects))
 	for i, o := range objects {
-		out[i] = ObjectV1{Schema: o.Schema, Tables: slices.Clone(o.Tables), Rename: maps.Clone(o.Rename), RenameSchema: o.RenameSchema,
-			Filter: maps.Clone(o.Filter), Operations: cloneLists(o.Operations), Columns: cloneLists(o.Columns)}
+		out[i] = ObjectV1{Schema: o.Schema, Tables: o.Tables, Rename: o.Rename, RenameSchema: o.RenameSchema,
+			Filter: o.Filter, Operations: o.Operations, Columns: o.Columns}
 		if o.Options != nil {
 			if err := json.Unmarshal(mustMarshal(o.Options, "object options"), &out[i].Options); err != nil {
 				panic(fmt.Sprintf("coordinator: the destination's object options are not a JSON object: %v", err))
@@ -320,8 +321,8 @@ func objectSpecs(records []ObjectV1) ([]proto.ObjectSpec, error) {
 				return nil, fmt.Errorf("objects[%d]: %w", i, err)
 			}
 		}
-		o.Schema, o.Tables, o.Rename, o.RenameSchema = r.Schema, slices.Clone(r.Tables), maps.Clone(r.Rename), r.RenameSchema
-		o.Filter, o.Operations, o.Columns = maps.Clone(r.Filter), cloneLists(r.Operations), cloneLists(r.Columns)
+		o.Schema, o.Tables, o.Rename, o.RenameSchema = r.Schema, r.Tables, r.Rename, r.RenameSchema
+		o.Filter, o.Operations, o.Columns = r.Filter, r.Operations, r.Columns
 	}
 	return out, nil
 }
@@ -351,21 +352,21 @@ func ThrottleRecord(t *proto.ThrottleSpec) *ThrottleV1 {
 	if t == nil {
 		return nil
 	}
-	return &ThrottleV1{Full: (*RateV1)(clonePtr(t.Full)), Incremental: (*RateV1)(clonePtr(t.Incremental))}
+	return &ThrottleV1{Full: (*RateV1)(t.Full), Incremental: (*RateV1)(t.Incremental)}
 }
 
 func (r *ThrottleV1) spec() *proto.ThrottleSpec {
 	if r == nil {
 		return nil
 	}
-	return &proto.ThrottleSpec{Full: (*proto.RateSpec)(clonePtr(r.Full)), Incremental: (*proto.RateSpec)(clonePtr(r.Incremental))}
+	return &proto.ThrottleSpec{Full: (*proto.RateSpec)(r.Full), Incremental: (*proto.RateSpec)(r.Incremental)}
 }
 
 func alertsRecord(a *proto.AlertSpec) *AlertsV1 {
 	if a == nil {
 		return nil
 	}
-	r := &AlertsV1{Webhook: a.Webhook, OnFailure: clonePtr(a.OnFailure), RetainedWAL: a.RetainedWAL}
+	r := &AlertsV1{Webhook: a.Webhook, OnFailure: a.OnFailure, RetainedWAL: a.RetainedWAL}
 	if l := a.Latency; l != nil {
 		r.Latency = &LatencyAlertV1{Above: DurationV1(l.Above), For: DurationV1(l.For)}
 	}
@@ -376,7 +377,7 @@ func (r *AlertsV1) spec() *proto.AlertSpec {
 	if r == nil {
 		return nil
 	}
-	a := &proto.AlertSpec{Webhook: r.Webhook, OnFailure: clonePtr(r.OnFailure), RetainedWAL: r.RetainedWAL}
+	a := &proto.AlertSpec{Webhook: r.Webhook, OnFailure: r.OnFailure, RetainedWAL: r.RetainedWAL}
 	if l := r.Latency; l != nil {
 		a.Latency = &proto.LatencyAlert{Above: proto.Duration(l.Above), For: proto.Duration(l.For)}
 	}
@@ -390,23 +391,4 @@ func mustMarshal(v any, what string) json.RawMessage {
 		panic(fmt.Sprintf("coordinator: marshal the %s of a spec: %v", what, err))
 	}
 	return b
-}
-
-func clonePtr[T any](p *T) *T {
-	if p == nil {
-		return nil
-	}
-	v := *p
-	return &v
-}
-
-func cloneLists(m map[string][]string) map[string][]string {
-	if m == nil {
-		return nil
-	}
-	c := make(map[string][]string, len(m))
-	for k, v := range m {
-		c[k] = slices.Clone(v)
-	}
-	return c
 }
