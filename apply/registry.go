@@ -88,8 +88,6 @@ const (
 	UseCopy
 	// UseCleanup removes a deleted task's objects.
 	UseCleanup
-	// UsePrecheck only reads.
-	UsePrecheck
 )
 
 func (k UseKind) String() string {
@@ -102,8 +100,6 @@ func (k UseKind) String() string {
 		return "copy"
 	case UseCleanup:
 		return "cleanup"
-	case UsePrecheck:
-		return "precheck"
 	}
 	return fmt.Sprintf("use(%d)", k)
 }
@@ -200,11 +196,3 @@ func Endpoints(spec *proto.TaskSpec) []string {
 	return d.Endpoints(spec)
 }
 
-// CapabilitiesOf returns the capabilities of a spec's destination.
-func CapabilitiesOf(spec *proto.TaskSpec) Capabilities {
-	d, err := Lookup(spec.Destination.Type)
-	if err != nil {
-		return Capabilities{}
-	}
-	return d.Capabilities()
-}

@@ -151,9 +151,6 @@ func (rw *RetryWindow) Fail(err error, ranFor time.Duration, task *coordinator.T
 	return terr, false
 }
 
-// Backoff is the wait before the next retry.
-func (rw *RetryWindow) Backoff() time.Duration { return rw.backoff }
-
 // Wait sleeps the backoff, then doubles it; false when ctx ended.
 func (rw *RetryWindow) Wait(ctx context.Context) bool {
 	select {

@@ -222,9 +222,6 @@ func (o *ObjectSpec) clone(destType string) ObjectSpec {
 	return c
 }
 
-// Clone deep-copies a throttle (nil stays nil).
-func (t *ThrottleSpec) Clone() *ThrottleSpec { return t.clone() }
-
 func (t *ThrottleSpec) clone() *ThrottleSpec {
 	if t == nil {
 		return nil

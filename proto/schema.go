@@ -208,16 +208,6 @@ func (t *TableDef) Column(num int) (ColumnDef, bool) {
 	return ColumnDef{}, false
 }
 
-// ColumnNamed returns the column called name.
-func (t *TableDef) ColumnNamed(name string) (ColumnDef, bool) {
-	for _, c := range t.Columns {
-		if c.Name == name {
-			return c, true
-		}
-	}
-	return ColumnDef{}, false
-}
-
 // Constraint returns the constraint called name.
 func (t *TableDef) Constraint(name string) (ConstraintDef, bool) {
 	for _, c := range t.Constraints {

@@ -37,15 +37,15 @@ func (s *Sink) WriteHeartbeat(ctx context.Context, task string, epoch uint64, hb
 	if !s.opts.Heartbeats || !s.opts.Config.Heartbeat {
 		return nil
 	}
-	if last, ok := s.log.tables(task)[heartbeatPositionKey]; ok && !last.pos.Less(hb.Pos) {
-		return nil // written already
-	}
 	now := s.now()
 	s.mu.Lock()
 	due := s.lastHeartbeat.IsZero() || now.Sub(s.lastHeartbeat) >= s.opts.Config.HeartbeatEvery()
 	s.mu.Unlock()
 	if !due {
 		return nil
+	}
+	if last, ok := s.log.table(task, heartbeatPositionKey); ok && !last.pos.Less(hb.Pos) {
+		return nil // written already
 	}
 	topic := s.opts.Config.HeartbeatTopicName()
 	if err := s.ensureTopic(topic, 1, map[string]*string{"cleanup.policy": ptr("compact")}); err != nil {

@@ -238,6 +238,18 @@ func (l *offsetLog) tables(task string) map[string]tableState {
 	return out
 }
 
+// table returns what the log says of one of the task's tables.
+func (l *offsetLog) table(task, key string) (tableState, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ts := l.tasks[task]; ts != nil {
+		if t := ts.tables[key]; t != nil {
+			return *t, true
+		}
+	}
+	return tableState{}, false
+}
+
 // chunk returns the rows of a chunk the log records as written (Table,
 // Plan and Chunk of key set).
 func (l *offsetLog) chunk(task string, key recordKey) (rows int64, written bool) {

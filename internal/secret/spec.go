@@ -16,6 +16,20 @@ func destinationSecrets(s *proto.TaskSpec) []proto.SecretField {
 	return s.Destination.Config.Secrets()
 }
 
+// eachDestinationSecret replaces each secret the destination's fields
+// hold by f's result: a field that is a secret whole, and the passwords
+// inside a field that is a DSN or URL.
+func eachDestinationSecret(s *proto.TaskSpec, f func(string) string) {
+	for _, field := range destinationSecrets(s) {
+		switch {
+		case field.Kind == proto.SecretValue:
+			*field.Value = f(*field.Value)
+		case strings.Contains(*field.Value, "://") || strings.Contains(*field.Value, "="):
+			*field.Value = proto.ReplaceSecrets(*field.Value, f)
+		}
+	}
+}
+
 // SealSpec replaces the inline secrets of a spec by sealed references
 // (seal encrypts one secret's text), before the spec enters Raft: the
 // source DSN's passwords, the destination's secrets (a DSN's passwords,
@@ -37,14 +51,7 @@ func SealSpec(s *proto.TaskSpec, seal func(string) (string, error)) error {
 		return out
 	}
 	s.Source.DSN = proto.ReplaceSecrets(s.Source.DSN, one)
-	for _, f := range destinationSecrets(s) {
-		switch {
-		case f.Kind == proto.SecretValue:
-			*f.Value = one(*f.Value)
-		case strings.Contains(*f.Value, "://") || strings.Contains(*f.Value, "="):
-			*f.Value = proto.ReplaceSecrets(*f.Value, one)
-		}
-	}
+	eachDestinationSecret(s, one)
 	if s.Alerts != nil {
 		a := *s.Alerts
 		a.Webhook = one(a.Webhook)
@@ -130,14 +137,7 @@ func RegisterSpec(s *proto.TaskSpec) {
 		return v
 	}
 	proto.ReplaceSecrets(s.Source.DSN, note)
-	for _, f := range destinationSecrets(s) {
-		switch {
-		case f.Kind == proto.SecretValue:
-			note(*f.Value)
-		case strings.Contains(*f.Value, "://") || strings.Contains(*f.Value, "="):
-			proto.ReplaceSecrets(*f.Value, note)
-		}
-	}
+	eachDestinationSecret(s, note)
 	if s.Alerts != nil && s.Alerts.Webhook != "" {
 		note(s.Alerts.Webhook)
 		if u, err := url.Parse(s.Alerts.Webhook); err == nil {
