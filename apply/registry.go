@@ -195,4 +195,3 @@ func Endpoints(spec *proto.TaskSpec) []string {
 	}
 	return d.Endpoints(spec)
 }
-
