@@ -392,8 +392,12 @@ func newHarness(t *testing.T, sections string, minute time.Duration) *harness {
 		Store:  h.store,
 		Config: Config{PagesPerChunk: 10, Retry: RetryConfig{MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, RetryMinute: minute}},
 		Source: func(*proto.TaskSpec) Source { return h.source },
-		OpenSink: func(context.Context, *proto.TaskSpec, apply.Use) (apply.TaskSink, error) {
-			if err := ev.call("sink.Open"); err != nil {
+		OpenSink: func(_ context.Context, _ *proto.TaskSpec, use apply.Use) (apply.TaskSink, error) {
+			name := "sink.Open"
+			if use.Kind != apply.UseTask {
+				name += " " + use.String()
+			}
+			if err := ev.call(name); err != nil {
 				return nil, err
 			}
 			return h.sink, nil

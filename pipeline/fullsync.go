@@ -164,8 +164,14 @@ func (p *phases) full(ctx context.Context) error {
 		}
 	}
 
-	// 4. The load, by the copy units.
+	// 4. The load, by the copy units (those of an earlier attempt's plan
+	// taken over first).
 	if len(remaining) > 0 {
+		if !beforeFull(task.Phase) {
+			if err := p.takeOverCopyUnits(ctx); err != nil {
+				return err
+			}
+		}
 		if err := p.load(ctx, holder, schema, remaining, len(p.tables), task.RowsCopied, snapshotLSN); err != nil {
 			return err
 		}
@@ -318,6 +324,25 @@ func (p *phases) load(ctx context.Context, holder SnapshotSession, schema *proto
 	return nil
 }
 
+// takeOverCopyUnits opens, and closes, a sink of every copy unit an
+// earlier attempt's plan can have had (Config.SnapshotReaders): the sink
+// of a unit's new owner ends what an earlier owner left open at the
+// destination. That plan went with its capture unit (BumpEpoch), so its
+// units are not placed any more, and one that died in a chunk's middle
+// would otherwise leave it open: a Kafka transaction, which holds back
+// read_committed readers (BeginTable's among them) until it times out.
+// Before the new plan is recorded, so that no unit of it runs yet.
+func (p *phases) takeOverCopyUnits(ctx context.Context) error {
+	for unit := range p.r.Config.SnapshotReaders {
+		s, err := p.r.OpenSink(ctx, &p.task.Spec, apply.Use{Kind: apply.UseCopy, Unit: unit, Logger: p.r.Logger})
+		if err != nil {
+			return fmt.Errorf("take over copy unit %d of an earlier attempt: %w", unit, err)
+		}
+		s.Close(context.Background())
+	}
+	return nil
+}
+
 // planLoad splits tables into chunks and shares them among copy units:
 // biggest tables first, each chunk to the unit with the least bytes so
 // far, so the units end together.
@@ -456,6 +481,9 @@ func (p *phases) addTables(ctx context.Context) error {
 		}
 	}
 	if spec.Sync.FullEnabled() && len(added) > 0 {
+		if err := p.takeOverCopyUnits(ctx); err != nil {
+			return err
+		}
 		if err := p.load(ctx, holder, schema, added, len(added), 0, lsn); err != nil {
 			return err
 		}

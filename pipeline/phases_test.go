@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"github.com/sluicedb/sluice/capture"
 	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/proto"
 )
@@ -87,6 +89,56 @@ func TestPhaseOrder(t *testing.T) {
 	}
 	if !task.SlotCreated || !task.PostDataDone || task.State != proto.StateRunning || task.RowsCopied != int64(10*chunksPerTable*len(fakeTables)) {
 		t.Errorf("task %+v", task)
+	}
+}
+
+// A full sync that starts over (its capture unit restarted in the middle
+// of it) takes over every copy unit the earlier attempt's plan can have
+// had before it records its own: one that died in a chunk's middle must
+// not leave it open at the destination, where nothing would end it now
+// that its plan is gone. A task's first load has nothing to take over.
+func TestRestartedLoadTakesOverCopyUnits(t *testing.T) {
+	const units = 3
+	fresh := newHarness(t, fullTask, time.Minute)
+	fresh.runner.Config.SnapshotReaders = units
+	fresh.run()
+	fresh.waitFor("incremental", func(t coordinator.Task) bool { return t.Phase == proto.PhaseIncremental })
+	if n := fresh.ev.count("sink.Open copy 0"); n != 0 {
+		t.Errorf("a task's first load took over copy unit 0 (%d times)", n)
+	}
+
+	h := newHarness(t, fullTask, time.Minute)
+	h.runner.Config.SnapshotReaders = units
+	h.source.slot = capture.SlotInfo{Exists: true, ConfirmedLSN: 0x5000}
+	for _, cmd := range []coordinator.Command{
+		coordinator.SetTaskStatus{Name: "t", Phase: proto.PhaseFull, State: proto.StateRunning},
+		coordinator.MarkSlotCreated{Name: "t", ConsistentLSN: 0x5000},
+		coordinator.SetTaskTables{Name: "t", Tables: []string{fakeTables[0].Key(), fakeTables[1].Key()}},
+		coordinator.SetFullSyncPlan{Name: "t", Epoch: 1, Plan: coordinator.FullSyncPlan{Snapshot: "old", LSN: 0x5000, Units: units,
+			Tables: []coordinator.PlannedCopy{{Table: fakeTables[0], Chunks: []coordinator.PlannedChunk{{Unit: 0}, {Unit: 1}, {Unit: 2}}}}}},
+	} {
+		if err := h.store.Apply(context.Background(), cmd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.run()
+	h.waitFor("incremental", func(t coordinator.Task) bool { return t.Phase == proto.PhaseIncremental })
+	events := h.ev.snapshot()
+	replan := -1 // the new plan's SetFullSyncPlan: the last
+	for i, e := range events {
+		if e == "state.SetFullSyncPlan" {
+			replan = i
+		}
+	}
+	for u := range units + 1 {
+		open := fmt.Sprintf("sink.Open copy %d", u)
+		i := slices.Index(events, open)
+		switch {
+		case u == units && i >= 0:
+			t.Errorf("%s: a unit no plan can have was taken over", open)
+		case u < units && (i < 0 || i > replan):
+			t.Errorf("%s (at %d) must come before the new plan is recorded (at %d)\nevents: %s", open, i, replan, strings.Join(events, ", "))
+		}
 	}
 }
 
