@@ -37,8 +37,10 @@ type Destination interface {
 	Endpoints(spec *proto.TaskSpec) []string
 }
 
-// Capabilities are what a destination can do beyond the base contract;
-// the pipeline and the conformance suite (apply/sinktest) read them.
+// Capabilities are what a destination can do beyond the base contract:
+// the conformance suites (apply/sinktest, pipeline/pipelinetest) choose
+// their cases by them. The pipeline asks the sink itself (the optional
+// interfaces it implements).
 type Capabilities struct {
 	// SchemaSync: the sink creates the source's tables (or their topics)
 	// before the load (SchemaApplier does the work).

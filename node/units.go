@@ -15,46 +15,26 @@ import (
 )
 
 // RunnerConfig tunes how a node runs tasks' units; zero values take
-// defaults.
+// defaults (the pipeline's for what it takes: pipeline.Config,
+// pipeline.RetryConfig).
 type RunnerConfig struct {
-	// SnapshotReaders is the number of copy units a task's full sync is
-	// shared among: parallel readers of the snapshot, each with its
-	// destination writer, placed on the task's workers like apply groups.
+	// SnapshotReaders and PagesPerChunk: pipeline.Config.
 	SnapshotReaders int
-	// PagesPerChunk splits tables for full sync (8 KiB pages).
-	PagesPerChunk int64
+	PagesPerChunk   int64
 	// Groups is the number of table groups (apply workers).
 	Groups int
 	// StreamReplicas: brokers holding each task stream (default 1).
 	StreamReplicas int
 	Capture        capture.Config
 	Worker         apply.WorkerConfig
-	// Backoff bounds between retries.
+	// MinBackoff, MaxBackoff and RetryMinute: pipeline.RetryConfig.
 	MinBackoff, MaxBackoff time.Duration
-	// RetryMinute is how long a minute of a task's retry window lasts:
-	// a minute, except in tests, which shorten windows that a task spec
-	// may not set below 10 (connection) and 1 (other) minutes.
-	RetryMinute time.Duration
+	RetryMinute            time.Duration
 }
 
 func (c *RunnerConfig) setDefaults() {
-	if c.SnapshotReaders <= 0 {
-		c.SnapshotReaders = 4
-	}
-	if c.PagesPerChunk <= 0 {
-		c.PagesPerChunk = 4096 // 32 MiB
-	}
 	if c.Groups <= 0 {
 		c.Groups = apply.DefaultGroups
-	}
-	if c.MinBackoff <= 0 {
-		c.MinBackoff = time.Second
-	}
-	if c.MaxBackoff <= 0 {
-		c.MaxBackoff = 30 * time.Second
-	}
-	if c.RetryMinute <= 0 {
-		c.RetryMinute = time.Minute
 	}
 }
 

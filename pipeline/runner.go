@@ -42,12 +42,6 @@ func (c *Config) setDefaults() {
 	if c.PagesPerChunk <= 0 {
 		c.PagesPerChunk = 4096 // 32 MiB
 	}
-	if c.Retry.MinBackoff <= 0 {
-		c.Retry.MinBackoff = time.Second
-	}
-	if c.Retry.MaxBackoff <= 0 {
-		c.Retry.MaxBackoff = 30 * time.Second
-	}
 }
 
 // Runner runs one task's capture unit: its phases, then its capture, with

@@ -95,10 +95,10 @@ func Supervise(ctx context.Context, u Unit, attempt func(context.Context) error)
 	}
 }
 
-// RetryConfig bounds a unit's retries: the backoff between them, and how
-// long a minute of a task's retry window lasts (a minute, except in tests,
-// which shorten windows that a task spec may not set below 10
-// (connection) and 1 (other) minutes).
+// RetryConfig bounds a unit's retries: the backoff between them (default
+// 1 s, doubling up to 30 s), and how long a minute of a task's retry
+// window lasts (a minute, except in tests, which shorten windows that a
+// task spec may not set below 10 (connection) and 1 (other) minutes).
 type RetryConfig struct {
 	MinBackoff, MaxBackoff time.Duration
 	RetryMinute            time.Duration
@@ -115,11 +115,16 @@ type RetryWindow struct {
 
 // NewRetryWindow starts a unit's window, closed until its first failure.
 func NewRetryWindow(cfg RetryConfig) *RetryWindow {
-	minute := cfg.RetryMinute
-	if minute <= 0 {
-		minute = time.Minute
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = time.Second
 	}
-	return &RetryWindow{backoff: cfg.MinBackoff, min: cfg.MinBackoff, max: cfg.MaxBackoff, minute: minute}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 30 * time.Second
+	}
+	if cfg.RetryMinute <= 0 {
+		cfg.RetryMinute = time.Minute
+	}
+	return &RetryWindow{backoff: cfg.MinBackoff, min: cfg.MinBackoff, max: cfg.MaxBackoff, minute: cfg.RetryMinute}
 }
 
 // Fail records a failure of an attempt that ran for ranFor; it returns

@@ -177,15 +177,24 @@ func (d DestinationSpec) MarshalYAML() (any, error) {
 	out := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
 	out.Content = append(out.Content, scalarNode("type"), scalarNode(d.Type))
 	if d.Config != nil {
-		var cfg yaml.Node
-		if err := cfg.Encode(d.Config); err != nil {
+		if err := appendYAMLKeys(out, d.Config); err != nil {
 			return nil, err
-		}
-		if cfg.Kind == yaml.MappingNode {
-			out.Content = append(out.Content, cfg.Content...)
 		}
 	}
 	return out, nil
+}
+
+// appendYAMLKeys appends the keys (and values) of v's YAML mapping to
+// the mapping out.
+func appendYAMLKeys(out *yaml.Node, v any) error {
+	var n yaml.Node
+	if err := n.Encode(v); err != nil {
+		return err
+	}
+	if n.Kind == yaml.MappingNode {
+		out.Content = append(out.Content, n.Content...)
+	}
+	return nil
 }
 
 func scalarNode(v string) *yaml.Node {
@@ -194,26 +203,17 @@ func scalarNode(v string) *yaml.Node {
 
 // MarshalJSON writes {"type": ..., the config's keys...}.
 func (d DestinationSpec) MarshalJSON() ([]byte, error) {
-	typ, err := json.Marshal(d.Type)
+	typ, err := json.Marshal(struct {
+		Type string `json:"type"`
+	}{d.Type})
+	if err != nil || d.Config == nil {
+		return typ, err
+	}
+	cfg, err := json.Marshal(d.Config)
 	if err != nil {
 		return nil, err
 	}
-	var b bytes.Buffer
-	b.WriteString(`{"type":`)
-	b.Write(typ)
-	if d.Config != nil {
-		cfg, err := json.Marshal(d.Config)
-		if err != nil {
-			return nil, err
-		}
-		if len(cfg) > 2 && cfg[0] == '{' {
-			b.WriteByte(',')
-			b.Write(cfg[1:])
-			return b.Bytes(), nil
-		}
-	}
-	b.WriteByte('}')
-	return b.Bytes(), nil
+	return joinObjects(typ, cfg), nil
 }
 
 // UnmarshalJSON reads what MarshalJSON wrote (the replicated state and the

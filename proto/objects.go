@@ -60,12 +60,8 @@ func (o ObjectSpec) MarshalYAML() (any, error) {
 		return nil, err
 	}
 	if o.Options != nil {
-		var opts yaml.Node
-		if err := opts.Encode(o.Options); err != nil {
+		if err := appendYAMLKeys(&out, o.Options); err != nil {
 			return nil, err
-		}
-		if opts.Kind == yaml.MappingNode {
-			out.Content = append(out.Content, opts.Content...)
 		}
 	}
 	return &out, nil
@@ -87,10 +83,11 @@ func (o ObjectSpec) MarshalJSON() ([]byte, error) {
 	return joinObjects(own, opts), nil
 }
 
-// joinObjects joins two JSON objects' members into one.
+// joinObjects joins two JSON objects' members into one (b's only if it is
+// an object: a nil config marshals as null).
 func joinObjects(a, b []byte) []byte {
 	a, b = bytes.TrimSpace(a), bytes.TrimSpace(b)
-	if len(b) <= 2 {
+	if len(b) <= 2 || b[0] != '{' {
 		return a
 	}
 	if len(a) <= 2 {
@@ -171,10 +168,10 @@ func (s *TaskSpec) BindObjectOptions() error {
 func (s *TaskSpec) Clone() TaskSpec {
 	c := *s
 	c.Destination = s.Destination.clone()
-	c.Sync.Schema = cloneBool(s.Sync.Schema)
-	c.Sync.Full = cloneBool(s.Sync.Full)
-	c.Sync.Incremental = cloneBool(s.Sync.Incremental)
-	c.Sync.DDL = cloneBool(s.Sync.DDL)
+	c.Sync.Schema = clonePtr(s.Sync.Schema)
+	c.Sync.Full = clonePtr(s.Sync.Full)
+	c.Sync.Incremental = clonePtr(s.Sync.Incremental)
+	c.Sync.DDL = clonePtr(s.Sync.DDL)
 	c.Sync.DDLOperations = slices.Clone(s.Sync.DDLOperations)
 	if s.Objects != nil {
 		c.Objects = make([]ObjectSpec, len(s.Objects))
@@ -182,14 +179,11 @@ func (s *TaskSpec) Clone() TaskSpec {
 			c.Objects[i] = s.Objects[i].clone(s.Destination.Type)
 		}
 	}
-	c.Throttle = s.Throttle.clone()
+	c.Throttle = s.Throttle.Clone()
 	if s.Alerts != nil {
 		al := *s.Alerts
-		al.OnFailure = cloneBool(s.Alerts.OnFailure)
-		if s.Alerts.Latency != nil {
-			l := *s.Alerts.Latency
-			al.Latency = &l
-		}
+		al.OnFailure = clonePtr(s.Alerts.OnFailure)
+		al.Latency = clonePtr(s.Alerts.Latency)
 		c.Alerts = &al
 	}
 	return c
@@ -222,13 +216,14 @@ func (o *ObjectSpec) clone(destType string) ObjectSpec {
 	return c
 }
 
-func (t *ThrottleSpec) clone() *ThrottleSpec {
+// Clone deep-copies a throttle (nil stays nil).
+func (t *ThrottleSpec) Clone() *ThrottleSpec {
 	if t == nil {
 		return nil
 	}
 	th := *t
-	th.Full = cloneRate(t.Full)
-	th.Incremental = cloneRate(t.Incremental)
+	th.Full = clonePtr(t.Full)
+	th.Incremental = clonePtr(t.Incremental)
 	return &th
 }
 
@@ -243,19 +238,12 @@ func cloneLists(m map[string][]string) map[string][]string {
 	return c
 }
 
-func cloneBool(b *bool) *bool {
-	if b == nil {
+// clonePtr copies what p points to (of a type without pointers).
+func clonePtr[T any](p *T) *T {
+	if p == nil {
 		return nil
 	}
-	v := *b
-	return &v
-}
-
-func cloneRate(r *RateSpec) *RateSpec {
-	if r == nil {
-		return nil
-	}
-	v := *r
+	v := *p
 	return &v
 }
 

@@ -20,13 +20,6 @@ import (
 // the registry (apply/destinations).
 var Destination apply.Destination = destination{}
 
-// Compile-time checks that the sink keeps the contract.
-var (
-	_ apply.TaskSink        = (*Sink)(nil)
-	_ apply.DDLApplier      = (*Sink)(nil)
-	_ apply.HeartbeatWriter = (*Sink)(nil)
-)
-
 type destination struct{}
 
 func (destination) Kind() proto.DestinationKind {

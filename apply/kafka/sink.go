@@ -25,9 +25,7 @@ import (
 
 // Compile-time checks that the sink keeps the contract.
 var (
-	_ apply.ChangeApplier   = (*Sink)(nil)
-	_ apply.Snapshotter     = (*Sink)(nil)
-	_ apply.SchemaApplier   = (*Sink)(nil)
+	_ apply.TaskSink        = (*Sink)(nil)
 	_ apply.DDLApplier      = (*Sink)(nil)
 	_ apply.HeartbeatWriter = (*Sink)(nil)
 )

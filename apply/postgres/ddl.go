@@ -9,7 +9,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/sluicedb/sluice/apply"
 	"github.com/sluicedb/sluice/proto"
 )
 
@@ -19,8 +18,6 @@ import (
 // transaction that stores the event's position. A retried event is then
 // skipped by position, and a crash leaves either the whole change with
 // its position or neither.
-
-var _ apply.DDLApplier = (*Sink)(nil)
 
 // errDDLWait: the table a WaitOnly event waits for is not there yet.
 var errDDLWait = errors.New("the renamed table is not at the destination yet")
@@ -309,7 +306,7 @@ func (r *ddlRun) createTable(ctx context.Context) error {
 				return err
 			}
 		}
-		if mode := replicaIdentitySQL(nw); mode != "" && nw.ReplicaIdentity != 'd' {
+		if mode := replicaIdentitySQL(nw); mode != "" && nw.ReplicaIdentity != proto.IdentityDefault {
 			return r.exec(ctx, "ALTER TABLE "+ddlTableIdent(r.dest)+" REPLICA IDENTITY "+mode)
 		}
 		return nil
@@ -482,9 +479,7 @@ func alterColumn(col string, o, n *proto.ColumnDef) []string {
 // has one of that name already (a table created before the event).
 func (r *ddlRun) addConstraint(ctx context.Context, c *proto.ConstraintDef) error {
 	table := ddlTableIdent(r.dest)
-	var exists bool
-	err := r.tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE conrelid = $1::text::regclass AND conname = $2)`,
-		table, c.Name).Scan(&exists)
+	exists, err := hasConstraint(ctx, r.tx, r.dest, c.Name)
 	if err != nil {
 		return fmt.Errorf("DDL %s on %s: look up constraint %s: %w", r.ev.Tag, r.dest, c.Name, err)
 	}

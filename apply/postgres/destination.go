@@ -12,13 +12,6 @@ import (
 // for the registry (apply/destinations).
 var Destination apply.Destination = destination{}
 
-// Compile-time checks that the sink keeps the contract.
-var (
-	_ apply.TaskSink     = (*Sink)(nil)
-	_ apply.DDLApplier   = (*Sink)(nil)
-	_ apply.TableRenamer = (*Sink)(nil)
-)
-
 type destination struct{}
 
 // Config is the PostgreSQL destination's block:

@@ -120,13 +120,13 @@ func foreignKeySQL(c *proto.ConstraintDef, names *proto.NameMap) string {
 // the default, or an index the model does not name).
 func replicaIdentitySQL(t *proto.TableDef) string {
 	switch t.ReplicaIdentity {
-	case 'd':
+	case proto.IdentityDefault:
 		return "DEFAULT"
-	case 'f':
+	case proto.IdentityFull:
 		return "FULL"
-	case 'n':
+	case proto.IdentityNothing:
 		return "NOTHING"
-	case 'i':
+	case proto.IdentityIndex:
 		if t.IdentityIndex != "" {
 			return "USING INDEX " + quoteDDLIdent(t.IdentityIndex)
 		}

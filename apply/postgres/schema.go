@@ -81,7 +81,7 @@ func createTable(ctx context.Context, conn *pgx.Conn, t *proto.TableDef) error {
 	}
 	// Repeating REPLICA IDENTITY is harmless; USING INDEX waits for the
 	// index, in the post-data statements.
-	if t.ReplicaIdentity != 'f' && t.ReplicaIdentity != 'n' {
+	if t.ReplicaIdentity != proto.IdentityFull && t.ReplicaIdentity != proto.IdentityNothing {
 		return nil
 	}
 	return execDDL(ctx, conn, "set replica identity of "+t.ID.String(),
@@ -113,7 +113,7 @@ func ApplyPostData(ctx context.Context, conn *pgx.Conn, s *proto.Schema) error {
 				}
 			}
 		}
-		if t.ReplicaIdentity == 'i' && t.IdentityIndex != "" {
+		if t.ReplicaIdentity == proto.IdentityIndex && t.IdentityIndex != "" {
 			if err := execDDL(ctx, conn, "set replica identity of "+t.ID.String(),
 				"ALTER TABLE "+ddlTableIdent(t.ID)+" REPLICA IDENTITY "+replicaIdentitySQL(t)); err != nil {
 				return err
@@ -139,10 +139,7 @@ func ApplyPostData(ctx context.Context, conn *pgx.Conn, s *proto.Schema) error {
 // name (ADD CONSTRAINT has no IF NOT EXISTS).
 func addConstraint(ctx context.Context, conn *pgx.Conn, table proto.TableID, name, def string) error {
 	what := "add constraint " + quoteDDLIdent(name) + " to " + table.String()
-	var exists bool
-	err := conn.QueryRow(ctx, `
-		SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
-		               WHERE conrelid = $1::text::regclass AND conname = $2)`, ddlTableIdent(table), name).Scan(&exists)
+	exists, err := hasConstraint(ctx, conn, table, name)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
@@ -150,6 +147,17 @@ func addConstraint(ctx context.Context, conn *pgx.Conn, table proto.TableID, nam
 		return nil
 	}
 	return execDDL(ctx, conn, what, "ALTER TABLE "+ddlTableIdent(table)+" ADD CONSTRAINT "+quoteDDLIdent(name)+" "+def)
+}
+
+// hasConstraint reports whether table has a constraint named name, on a
+// session or in a transaction.
+func hasConstraint(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, table proto.TableID, name string) (bool, error) {
+	var exists bool
+	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE conrelid = $1::text::regclass AND conname = $2)`,
+		ddlTableIdent(table), name).Scan(&exists)
+	return exists, err
 }
 
 // SyncSequences sets every sequence (identity sequences included) to the

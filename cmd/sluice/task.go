@@ -448,9 +448,9 @@ func alertsText(al *proto.AlertSpec) string {
 
 // applyThrottleFlags applies KEY=VALUE settings to a copy of th.
 func applyThrottleFlags(th *proto.ThrottleSpec, sets []string) (*proto.ThrottleSpec, error) {
-	out := &proto.ThrottleSpec{}
-	if th != nil {
-		out.Full, out.Incremental = cloneRate(th.Full), cloneRate(th.Incremental)
+	out := th.Clone()
+	if out == nil {
+		out = &proto.ThrottleSpec{}
 	}
 	for _, kv := range sets {
 		if kv == "none" {
@@ -493,14 +493,6 @@ func applyThrottleFlags(th *proto.ThrottleSpec, sets []string) (*proto.ThrottleS
 		return nil, nil
 	}
 	return out, nil
-}
-
-func cloneRate(r *proto.RateSpec) *proto.RateSpec {
-	if r == nil {
-		return nil
-	}
-	c := *r
-	return &c
 }
 
 // throttleText writes a throttle as "full 5000 rows/s, 10 MiB/s; incremental none".

@@ -90,21 +90,11 @@ func ReadTable(t *testing.T, conn *pgx.Conn, tb proto.TableID, cols []proto.Colu
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []sinktest.Row
-	for rows.Next() {
-		r := sinktest.Row{}
-		for i, v := range rows.RawValues() {
-			r[cols[i].Name] = sinktest.Null
-			if v != nil {
-				r[cols[i].Name] = string(v)
-			}
-		}
-		out = append(out, r)
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		names[i] = c.Name
 	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return textRows(t, rows, names)
 }
 
 // ReadQuery reads the rows of a query in the text format, each value
@@ -115,6 +105,13 @@ func ReadQuery(t *testing.T, conn *pgx.Conn, query string, names []string) []sin
 	if err != nil {
 		t.Fatal(err)
 	}
+	return textRows(t, rows, names)
+}
+
+// textRows collects rows read in the text format, each value under the
+// name of its place in names.
+func textRows(t *testing.T, rows pgx.Rows, names []string) []sinktest.Row {
+	t.Helper()
 	var out []sinktest.Row
 	for rows.Next() {
 		r := sinktest.Row{}
