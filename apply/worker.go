@@ -72,9 +72,37 @@ type WorkerStats struct {
 	StartedUS atomic.Int64
 }
 
+// BatchPacer is a sink that wants bigger, rarer batches than the
+// defaults (Doris: one load per table per batch interval, as each load is
+// a version the table must compact). The worker takes its policy for the
+// settings the config leaves at zero.
+type BatchPacer interface {
+	BatchWait() BatchPolicy
+}
+
+// BatchPolicy bounds a batch: it is applied when it holds MaxRows rows or
+// MaxBytes bytes, or MaxWait after its first message.
+type BatchPolicy struct {
+	MaxWait  time.Duration
+	MaxRows  int
+	MaxBytes int
+}
+
 func (c *WorkerConfig) setDefaults() error {
 	if c.Task == "" || c.JetStream == nil || c.Sink == nil {
 		return errors.New("apply: Task, JetStream and Sink are required")
+	}
+	if p, ok := c.Sink.(BatchPacer); ok {
+		pol := p.BatchWait()
+		if c.MaxWait <= 0 {
+			c.MaxWait = pol.MaxWait
+		}
+		if c.MaxBatchRows <= 0 {
+			c.MaxBatchRows = pol.MaxRows
+		}
+		if c.MaxBatchBytes <= 0 {
+			c.MaxBatchBytes = pol.MaxBytes
+		}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -8,6 +8,7 @@ package destinations
 
 import (
 	"github.com/sluicedb/sluice/apply"
+	"github.com/sluicedb/sluice/apply/doris"
 	"github.com/sluicedb/sluice/apply/kafka"
 	"github.com/sluicedb/sluice/apply/postgres"
 )
@@ -15,4 +16,5 @@ import (
 func init() {
 	apply.Register(postgres.Destination)
 	apply.Register(kafka.Destination)
+	apply.Register(doris.Destination)
 }

@@ -1,0 +1,136 @@
+package doris
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/sluicedb/sluice/proto"
+)
+
+// ApplyDDL makes a schema change of the source at the table: ADD COLUMN,
+// DROP COLUMN and RENAME COLUMN as light schema changes (one column per
+// statement), CREATE TABLE, RENAME TABLE and DROP TABLE; the rest
+// (constraints, indexes, type changes) Doris has no use for or cannot
+// make light: they are logged and skipped. The event's position is stored
+// in sluice_offsets (under both names on a rename), so a retried event is
+// skipped; each step also checks the table first, so a step that ran
+// before a crash is not run again.
+func (s *Sink) ApplyDDL(ctx context.Context, task string, epoch uint64, ev *proto.DDLEvent, names *proto.NameMap, ops proto.DDLOpSet) error {
+	oldT := names.Table(ev.Table())
+	newT := oldT
+	if ev.New != nil {
+		newT = names.Table(ev.New.ID)
+	}
+	key := tblKey(oldT)
+	prev, err := s.position(ctx, task, key, epoch)
+	if err != nil {
+		return err
+	}
+	if !prev.pos.Less(ev.Pos) {
+		return nil
+	}
+	if ev.WaitOnly {
+		return s.recordDDL(ctx, task, epoch, ev.Pos, prev, tblKey(newT))
+	}
+	name := dorisName(oldT)
+	for _, ch := range ev.Changes() {
+		if !ops.Has(ch.Kind.Operation()) {
+			continue
+		}
+		if err := s.applyChange(ctx, ev, names, oldT, newT, ch); err != nil {
+			return fmt.Errorf("DDL sync of %s (%s): %w", oldT, ch.Kind, err)
+		}
+	}
+	s.forget(name)
+	s.forget(dorisName(newT))
+	keys := []string{key}
+	if newT != oldT {
+		keys = append(keys, tblKey(newT))
+	}
+	return s.recordDDL(ctx, task, epoch, ev.Pos, prev, keys...)
+}
+
+func (s *Sink) recordDDL(ctx context.Context, task string, epoch uint64, pos proto.Position, prev offsetRow, keys ...string) error {
+	rows := map[string]offsetRow{}
+	for _, k := range keys {
+		rows[k] = offsetRow{pos: pos, epoch: epoch, gen: prev.gen, recordID: prev.recordID, prevPos: prev.pos, prevRec: prev.recordID}
+	}
+	if err := s.writeOffsets(ctx, task, epoch, rows); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	for k, r := range rows {
+		s.known[knownKey(task, k)] = r
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Sink) applyChange(ctx context.Context, ev *proto.DDLEvent, names *proto.NameMap, oldT, newT proto.TableID, ch proto.Change) error {
+	name := dorisName(oldT)
+	colName := func(c string) string { return names.Column(ev.Table(), c) }
+	info := func() (*tableInfo, error) {
+		s.forget(name)
+		return s.describe(ctx, name)
+	}
+	switch ch.Kind {
+	case proto.CreateTable:
+		if cur, err := s.describe(ctx, dorisName(newT)); err != nil || cur != nil {
+			return err
+		}
+		ts, err := planTable(ev.New, dorisName(newT), func(c string) string { return names.Column(ev.New.ID, c) }, optionsFor(s.spec, ev.New.ID))
+		if err != nil {
+			return err
+		}
+		return s.c.exec(ctx, ts.createSQL(s.cfg.ReplicationNum))
+	case proto.DropTable:
+		return s.c.exec(ctx, "DROP TABLE IF EXISTS "+quote(name))
+	case proto.RenameTable:
+		cur, err := info()
+		if err != nil || cur == nil {
+			return err // renamed already
+		}
+		return s.c.exec(ctx, "ALTER TABLE "+quote(name)+" RENAME "+quote(dorisName(newT)))
+	}
+	// Column steps run on the table under its new name once renamed.
+	if newT != oldT {
+		name = dorisName(newT)
+	}
+	cur, err := info()
+	if err != nil {
+		return err
+	}
+	if cur == nil {
+		return fmt.Errorf("table %s does not exist", name)
+	}
+	switch ch.Kind {
+	case proto.AddColumn:
+		c := ch.Column
+		if _, ok := cur.types[colName(c.Name)]; ok {
+			return nil
+		}
+		typ, _ := dorisType(c.TypeOID, c.Type, false)
+		stmt := fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s NULL", quote(name), quote(colName(c.Name)), typ)
+		if cur.model == EngineDuplicate && cur.extras {
+			// The extra columns stay last.
+			if i := slices.Index(cur.cols, colIsDeleted); i > 0 {
+				stmt += " AFTER " + quote(cur.cols[i-1])
+			}
+		}
+		return s.c.exec(ctx, stmt)
+	case proto.DropColumn:
+		if _, ok := cur.types[colName(ch.Column.Name)]; !ok {
+			return nil
+		}
+		return s.c.exec(ctx, fmt.Sprintf("ALTER TABLE %s DROP COLUMN %s", quote(name), quote(colName(ch.Column.Name))))
+	case proto.RenameColumn:
+		from, to := colName(ch.OldColumn.Name), colName(ch.Column.Name)
+		if _, ok := cur.types[from]; !ok {
+			return nil
+		}
+		return s.c.exec(ctx, fmt.Sprintf("ALTER TABLE %s RENAME COLUMN %s %s", quote(name), quote(from), quote(to)))
+	}
+	s.log.Warn("doris: schema change skipped: Doris has no light form of it", "table", name, "change", ch.Kind.String())
+	return nil
+}
