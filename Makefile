@@ -11,6 +11,7 @@ all: build
 deps:
 	@./scripts/ensure-postgres.sh
 	@./scripts/ensure-kcat.sh
+	@./scripts/ensure-mariadb.sh
 	@$(GO) mod download
 
 build:
