@@ -123,7 +123,8 @@ func parseColumnDef(p *parser) (Column, error) {
 		return c, err
 	}
 	c.Nullable = true
-	for !p.eof() && !(p.peek().kind == tokPunct && (p.peek().text == "," || p.peek().text == ")")) {
+	for !p.eof() && !(p.peek().kind == tokPunct && (p.peek().text == "," || p.peek().text == ")")) &&
+		!p.peek().is("AFTER") && !p.peek().is("FIRST") {
 		switch {
 		case p.accept("NOT", "NULL"):
 			c.Nullable = false
