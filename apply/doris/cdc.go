@@ -174,6 +174,7 @@ func (s *Sink) loadTable(ctx context.Context, ch *apply.Changes, t proto.TableID
 			}
 		}
 		enc, err := newRowEncoder(info, seg.Columns)
+		enc.fullOld = seg.Identity == proto.IdentityFull
 		if err != nil {
 			return nil, err
 		}
@@ -341,6 +342,11 @@ type rowEncoder struct {
 	kinds    []valueKind
 	isKey    []bool
 	loadCols []string
+	// fullOld: updates carry the whole old row (REPLICA IDENTITY FULL).
+	// A Duplicate table then gets it as a deleted row before the new
+	// one, so a reader folding a table without a key knows which row
+	// changed.
+	fullOld bool
 }
 
 func newRowEncoder(info *tableInfo, cols []proto.Column) (*rowEncoder, error) {
@@ -388,6 +394,12 @@ func (e *rowEncoder) appendRow(dst []byte, r *proto.Row, recordID *int64) ([]byt
 	deleted := r.Op == proto.OpDelete
 	if deleted {
 		img = r.Old
+	}
+	if e.info.model == EngineDuplicate && e.fullOld && r.Op == proto.OpUpdate && r.Old.Len() > 0 {
+		var err error
+		if dst, err = e.appendImage(dst, r, r.Old, true, recordID); err != nil {
+			return nil, err
+		}
 	}
 	if e.info.model == EngineUnique && r.Op == proto.OpUpdate && r.Old.Len() > 0 && e.keyMoved(r) {
 		var err error

@@ -461,3 +461,19 @@ func (c *client) loadState(ctx context.Context, label string) (string, error) {
 
 // errNotLoaded marks loads the caller may try again as they are.
 var errNotLoaded = errors.New("not loaded")
+
+// Query runs one statement over the FE's SQL-over-HTTP API as user, in
+// database db: the columns and the rows, every value as text (nil:
+// NULL). Tests and tools read Doris with it.
+func Query(ctx context.Context, feURL, user, password, db, stmt string) (cols []string, rows [][]*string, err error) {
+	c, err := newClient(feURL, user, password, db)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer c.http.CloseIdleConnections()
+	res, err := c.query(ctx, stmt)
+	if err != nil {
+		return nil, nil, err
+	}
+	return res.cols, res.rows, nil
+}

@@ -121,7 +121,7 @@ var metaTables = []string{
 		") UNIQUE KEY(`task`, `tbl`)\nDISTRIBUTED BY HASH(`task`) BUCKETS 1\n" +
 		"PROPERTIES (\"enable_unique_key_merge_on_write\" = \"true\", \"light_schema_change\" = \"true\", \"function_column.sequence_col\" = \"epoch\"%s)",
 	"CREATE TABLE IF NOT EXISTS `sluice_plans` (\n" +
-		"  `task` VARCHAR(256) NOT NULL, `tbl` VARCHAR(1024) NOT NULL, `plan` BIGINT NOT NULL, `finished` INT NULL\n" +
+		"  `task` VARCHAR(256) NOT NULL, `tbl` VARCHAR(1024) NOT NULL, `plan` BIGINT NOT NULL, `finished` INT NULL, `nonce` BIGINT NULL\n" +
 		") UNIQUE KEY(`task`, `tbl`)\nDISTRIBUTED BY HASH(`task`) BUCKETS 1\n" +
 		"PROPERTIES (\"enable_unique_key_merge_on_write\" = \"true\", \"light_schema_change\" = \"true\", \"function_column.sequence_col\" = \"plan\"%s)",
 	"CREATE TABLE IF NOT EXISTS `sluice_chunks` (\n" +

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/sluicedb/sluice/apply"
 	"github.com/sluicedb/sluice/apply/pgvalue"
@@ -17,18 +18,21 @@ import (
 type planRow struct {
 	plan     uint64
 	finished bool
-	found    bool
+	// nonce tells this binding of the table from an earlier one with the
+	// same plan (a task reset): it goes into the chunks' labels.
+	nonce uint64
+	found bool
 }
 
 func (s *Sink) readPlan(ctx context.Context, task, key string) (planRow, error) {
-	res, err := s.c.query(ctx, "SELECT `plan`, `finished` FROM `sluice_plans` WHERE `task` = "+sqlString(task)+" AND `tbl` = "+sqlString(key))
+	res, err := s.c.query(ctx, "SELECT `plan`, `finished`, `nonce` FROM `sluice_plans` WHERE `task` = "+sqlString(task)+" AND `tbl` = "+sqlString(key))
 	if err != nil {
 		return planRow{}, fmt.Errorf("read the table's load plan: %w", err)
 	}
 	if len(res.rows) == 0 {
 		return planRow{}, nil
 	}
-	return planRow{plan: uint64(atoi64(res.col(0, "plan"))), finished: atoi64(res.col(0, "finished")) == 1, found: true}, nil
+	return planRow{plan: uint64(atoi64(res.col(0, "plan"))), finished: atoi64(res.col(0, "finished")) == 1, nonce: uint64(atoi64(res.col(0, "nonce"))), found: true}, nil
 }
 
 func (s *Sink) writePlan(ctx context.Context, task, key string, p planRow) error {
@@ -36,7 +40,7 @@ func (s *Sink) writePlan(ctx context.Context, task, key string, p planRow) error
 	if p.finished {
 		fin = 1
 	}
-	return s.loadMeta(ctx, "sluice_plans", "p", []map[string]any{{"task": task, "tbl": key, "plan": p.plan, "finished": fin}})
+	return s.loadMeta(ctx, "sluice_plans", "p", []map[string]any{{"task": task, "tbl": key, "plan": p.plan, "finished": fin, "nonce": p.nonce}})
 }
 
 // BeginTable empties the table (unless keep) and binds it to plan.
@@ -61,7 +65,7 @@ func (s *Sink) BeginTable(ctx context.Context, task string, t proto.TableID, pla
 	if err := s.c.exec(ctx, "DELETE FROM `sluice_chunks` WHERE `task` = "+sqlString(task)+" AND `tbl` = "+sqlString(key)); err != nil {
 		return err
 	}
-	return s.writePlan(ctx, task, key, planRow{plan: plan})
+	return s.writePlan(ctx, task, key, planRow{plan: plan, nonce: uint64(time.Now().UnixNano()) & (1<<62 - 1)})
 }
 
 // CopyFormatFor: chunks come as COPY text, turned into JSON lines.
@@ -118,17 +122,18 @@ func (s *Sink) chunkLanded(ctx context.Context, table string, info *tableInfo, c
 func (s *Sink) CopyChunk(ctx context.Context, c apply.ChunkLoad, read func(w io.Writer) (int64, error)) (int64, error) {
 	key := tblKey(c.Table)
 	name := dorisName(c.Table)
-	bound := func() error {
+	bound := func() (planRow, error) {
 		p, err := s.readPlan(ctx, c.Task, key)
 		if err != nil {
-			return err
+			return p, err
 		}
 		if !p.found || p.plan != c.Plan || p.finished {
-			return fmt.Errorf("%w (table %s is not open to chunks of load plan %d)", apply.ErrFenced, c.Table, c.Plan)
+			return p, fmt.Errorf("%w (table %s is not open to chunks of load plan %d)", apply.ErrFenced, c.Table, c.Plan)
 		}
-		return nil
+		return p, nil
 	}
-	if err := bound(); err != nil {
+	plan, err := bound()
+	if err != nil {
 		return 0, err
 	}
 	info, err := s.table(ctx, name)
@@ -147,7 +152,7 @@ func (s *Sink) CopyChunk(ctx context.Context, c apply.ChunkLoad, read func(w io.
 	if err != nil {
 		return 0, err
 	}
-	label := fmt.Sprintf("sluice_%s_%s_p%d_c%d", labelTask(c.Task), labelTag(c.Table), c.Plan, c.Chunk)
+	label := fmt.Sprintf("sluice_%s_%s_p%d_%x_c%d", labelTask(c.Task), labelTag(c.Table), c.Plan, plan.nonce, c.Chunk)
 	header := jsonHeader(enc.loadCols)
 	header["two_phase_commit"] = "true"
 	if info.model == EngineUnique && info.hasSeq {
@@ -163,14 +168,8 @@ func (s *Sink) CopyChunk(ctx context.Context, c apply.ChunkLoad, read func(w io.
 		var le *labelError
 		if errors.As(err, &le) && attempt < 2 {
 			if le.job == "FINISHED" {
-				// Another owner loaded it: its record says how many rows.
-				ck, err := s.readChunk(ctx, c, key)
-				if err != nil {
-					return 0, err
-				}
-				if ck.found && ck.label == label {
-					return ck.rows, nil
-				}
+				// Loaded while this load ran (it was not when this call
+				// began): by another owner of the unit.
 				return 0, fmt.Errorf("%w (chunk %d of %s was loaded by another owner)", apply.ErrFenced, c.Chunk, c.Table)
 			}
 			if err := s.c.txnOp(ctx, name, 0, label, "abort"); err != nil && !isDone(err) {
@@ -179,6 +178,13 @@ func (s *Sink) CopyChunk(ctx context.Context, c apply.ChunkLoad, read func(w io.
 			continue
 		}
 		if err != nil {
+			// Another owner may have taken the chunk over meanwhile (its
+			// load aborted ours): then this one is fenced.
+			if ck, cerr := s.readChunk(ctx, c, key); cerr == nil && ck.found {
+				if landed, _ := s.chunkLanded(ctx, name, info, ck); landed {
+					return 0, fmt.Errorf("%w (chunk %d of %s was loaded by another owner: %v)", apply.ErrFenced, c.Chunk, c.Table, err)
+				}
+			}
 			return 0, err
 		}
 		break
@@ -190,7 +196,7 @@ func (s *Sink) CopyChunk(ctx context.Context, c apply.ChunkLoad, read func(w io.
 		return 0, cause
 	}
 	// Still this plan's, and nobody else's chunk: record, then commit.
-	if err := bound(); err != nil {
+	if _, err := bound(); err != nil {
 		return abort(err)
 	}
 	if ck, err := s.readChunk(ctx, c, key); err != nil {
@@ -229,7 +235,7 @@ func (s *Sink) FinishTable(ctx context.Context, task string, t proto.TableID, pl
 	if st := stored[key]; st.epoch > epoch {
 		return fmt.Errorf("%w (table %s: epoch %d holds it, this writer has %d)", apply.ErrFenced, t, st.epoch, epoch)
 	}
-	row := offsetRow{pos: at, epoch: epoch, gen: plan}
+	row := offsetRow{pos: at, epoch: epoch, gen: p.nonce}
 	if err := s.writeOffsets(ctx, task, epoch, map[string]offsetRow{key: row}); err != nil {
 		return err
 	}

@@ -98,6 +98,7 @@ func Run(t *testing.T, d Destination) {
 	}{
 		{"ChangesOnceAndPositions", "", true, changesOnce},
 		{"ReplaySkipped", "", true, replaySkipped},
+		{"KeylessUpdates", "", true, keylessUpdates},
 		{"EpochFencing", "", true, epochFencing},
 		{"ChunksOnce", "", true, chunksOnce},
 		{"PlanFencing", "", true, planFencing},
@@ -278,9 +279,20 @@ func replaySkipped(t *testing.T, d Destination) {
 	must(t, again.Apply(ctx, batch("replay", 2, tb, false, ins(at(10, 0), "x"), ins(at(10, 1), "y"), ins(at(11, 0), "z"))))
 	wantRows(t, d, "replay", tb, false, "x", "y", "z")
 	wantPosition(t, again, "replay", tb, at(11, 0))
-	// Rows of a keyless table are told apart by all their values.
-	must(t, again.Apply(ctx, batch("replay", 2, tb, false, upd(at(12, 0), []string{"y"}, []string{"y+"}), del(at(12, 1), "x"))))
-	wantRows(t, d, "replay", tb, false, "y+", "z")
+}
+
+// Rows of a keyless table are told apart by all their values: an update
+// and a delete change the row they name.
+func keylessUpdates(t *testing.T, d Destination) {
+	ctx := context.Background()
+	tb := table("conf_keyless")
+	d.Create(t, simple(tb, false).def())
+	s := d.Open(t, "keyless.apply.0")
+	_, err := s.Offsets(ctx, "keyless")
+	must(t, err)
+	must(t, s.Apply(ctx, batch("keyless", 1, tb, false, ins(at(10, 0), "x"), ins(at(10, 1), "y"), ins(at(11, 0), "z"))))
+	must(t, s.Apply(ctx, batch("keyless", 1, tb, false, upd(at(12, 0), []string{"y"}, []string{"y+"}), del(at(12, 1), "x"))))
+	wantRows(t, d, "keyless", tb, false, "y+", "z")
 }
 
 // A unit's new owner (higher epoch) takes over: the old owner's writes

@@ -1,0 +1,209 @@
+// Package doristest reads a Doris database back for tests, as a reader
+// of it sees the tables Sluice writes: a Unique table row by row, a
+// Duplicate table folded by its change columns (the last change of each
+// key; a DELETE removes it), values turned back into PostgreSQL's text
+// form by the mapping apply/doris documents.
+package doristest
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/sluicedb/sluice/apply/doris"
+	"github.com/sluicedb/sluice/apply/sinktest"
+	"github.com/sluicedb/sluice/proto"
+)
+
+// Server is a Doris FE and the database tasks write to.
+type Server struct {
+	URL, User, Password, DB string
+}
+
+// Query runs a statement in the database and returns its rows.
+func (s Server) Query(t testing.TB, stmt string) (cols []string, rows [][]*string) {
+	t.Helper()
+	cols, rows, err := doris.Query(context.Background(), s.URL, s.User, s.Password, s.DB, stmt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cols, rows
+}
+
+// Exec runs a statement.
+func (s Server) Exec(t testing.TB, stmt string) {
+	t.Helper()
+	s.Query(t, stmt)
+}
+
+func quote(name string) string { return "`" + strings.ReplaceAll(name, "`", "``") + "`" }
+
+// Tables lists the database's tables.
+func (s Server) Tables(t testing.TB) map[string]bool {
+	t.Helper()
+	_, rows, err := doris.Query(context.Background(), s.URL, s.User, s.Password, s.DB, "SHOW TABLES")
+	out := map[string]bool{}
+	if err != nil {
+		return out // no database yet
+	}
+	for _, r := range rows {
+		if len(r) > 0 && r[0] != nil {
+			out[*r[0]] = true
+		}
+	}
+	return out
+}
+
+// Describe returns a table's columns and their Doris types (upper case,
+// as DESC prints them); nil for a table the database lacks.
+func (s Server) Describe(t testing.TB, table string) (names []string, types map[string]string) {
+	t.Helper()
+	if !s.Tables(t)[table] {
+		return nil, nil
+	}
+	cols, rows := s.Query(t, "DESC "+quote(table))
+	field, typ := slices.Index(cols, "Field"), slices.Index(cols, "Type")
+	types = map[string]string{}
+	for _, r := range rows {
+		n := *r[field]
+		names = append(names, n)
+		types[n] = strings.ToUpper(strings.ReplaceAll(*r[typ], " ", ""))
+	}
+	return names, types
+}
+
+// ReadTable reads table as its readers see it, holding cols (the source's
+// columns with their PostgreSQL types) in canonical form.
+func (s Server) ReadTable(t testing.TB, table string, cols []proto.Column) []sinktest.Row {
+	t.Helper()
+	names, types := s.Describe(t, table)
+	if names == nil {
+		return nil
+	}
+	changelog := slices.Contains(names, "_record_id") && slices.Contains(names, "_is_deleted")
+	var sel []string
+	for _, c := range cols {
+		if _, ok := types[c.Name]; ok {
+			sel = append(sel, quote(c.Name))
+		}
+	}
+	if changelog {
+		sel = append(sel, "`_is_deleted`", "`_record_id`")
+	}
+	got, rows := s.Query(t, "SELECT "+strings.Join(sel, ", ")+" FROM "+quote(table))
+	at := func(r []*string, name string) (string, bool) {
+		i := slices.Index(got, name)
+		if i < 0 || r[i] == nil {
+			return sinktest.Null, false
+		}
+		return *r[i], true
+	}
+	var out []sinktest.Row
+	row := func(r []*string) sinktest.Row {
+		row := sinktest.Row{}
+		for _, c := range cols {
+			v, ok := at(r, c.Name)
+			if ok {
+				v = canonical(c.TypeOID, types[c.Name], v)
+			}
+			row[c.Name] = v
+		}
+		return row
+	}
+	if !changelog {
+		for _, r := range rows {
+			out = append(out, row(r))
+		}
+		return out
+	}
+	// A Duplicate table holds every change: fold them in _record_id
+	// order (full-sync rows, id 0, first), by key, or by the whole row
+	// for a table without one.
+	slices.SortStableFunc(rows, func(a, b []*string) int {
+		x, _ := at(a, "_record_id")
+		y, _ := at(b, "_record_id")
+		xi, _ := strconv.ParseInt(x, 10, 64)
+		yi, _ := strconv.ParseInt(y, 10, 64)
+		return cmp.Compare(xi, yi)
+	})
+	var keyCols []string
+	for _, c := range cols {
+		if c.Key {
+			keyCols = append(keyCols, c.Name)
+		}
+	}
+	keyOf := func(r sinktest.Row) string {
+		var b strings.Builder
+		use := keyCols
+		if len(use) == 0 {
+			for _, c := range cols {
+				use = append(use, c.Name)
+			}
+		}
+		for _, k := range use {
+			b.WriteString(r[k] + "\x00")
+		}
+		return b.String()
+	}
+	var order []string
+	state := map[string][]sinktest.Row{}
+	for _, r := range rows {
+		cur := row(r)
+		k := keyOf(cur)
+		if _, seen := state[k]; !seen {
+			order = append(order, k)
+		}
+		if d, _ := at(r, "_is_deleted"); d == "1" {
+			if len(state[k]) > 0 {
+				state[k] = state[k][:len(state[k])-1]
+			}
+			continue
+		}
+		if len(keyCols) > 0 {
+			state[k] = []sinktest.Row{cur}
+		} else {
+			state[k] = append(state[k], cur)
+		}
+	}
+	for _, k := range order {
+		out = append(out, state[k]...)
+	}
+	return out
+}
+
+// canonical turns a value Doris printed back into PostgreSQL's text form
+// (sinktest.Row) by the mapping apply/doris documents.
+func canonical(oid uint32, dorisType, v string) string {
+	switch oid {
+	case 16: // boolean
+		if v == "1" || strings.EqualFold(v, "true") {
+			return "t"
+		}
+		return "f"
+	case 1082: // date
+		switch v {
+		case "9999-12-31":
+			return "infinity"
+		case "0000-01-01":
+			return "-infinity"
+		}
+	case 1114, 1184: // timestamp, timestamptz
+		switch {
+		case strings.HasPrefix(v, "9999-12-31 23:59:59.999999"):
+			v = "infinity"
+		case v == "0000-01-01 00:00:00" || strings.HasPrefix(v, "0000-01-01 00:00:00.000"):
+			v = "-infinity"
+		default:
+			if i := strings.IndexByte(v, '.'); i >= 0 {
+				v = strings.TrimRight(strings.TrimRight(v, "0"), ".")
+			}
+			if oid == 1184 {
+				v += "+00"
+			}
+		}
+	}
+	return v
+}

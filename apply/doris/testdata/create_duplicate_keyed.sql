@@ -1,0 +1,40 @@
+CREATE TABLE IF NOT EXISTS `every_type` (
+  `id` BIGINT NOT NULL,
+  `note` STRING NULL,
+  `i2` SMALLINT NULL,
+  `i4` INT NULL,
+  `price` DECIMAL(12, 2) NULL,
+  `wide` STRING NULL,
+  `free` STRING NULL,
+  `f4` DOUBLE NULL,
+  `f8` DOUBLE NULL,
+  `cash` STRING NULL,
+  `code` VARCHAR(12) NULL,
+  `name` VARCHAR(400) NULL,
+  `huge` STRING NULL,
+  `any` VARCHAR(65533) NULL,
+  `bin` STRING NULL,
+  `ts` DATETIMEV2(3) NULL,
+  `tstz` DATETIMEV2(6) NULL,
+  `d` DATEV2 NULL,
+  `t` STRING NULL,
+  `ttz` STRING NULL,
+  `iv` STRING NULL,
+  `ok` BOOLEAN NULL,
+  `pt` STRING NULL,
+  `addr` STRING NULL,
+  `tsv` STRING NULL,
+  `doc` STRING NULL,
+  `js` JSON NULL,
+  `jb` JSON NULL,
+  `u` STRING NULL,
+  `bits` STRING NULL,
+  `tags` STRING NULL,
+  `_is_deleted` INT NULL DEFAULT "0",
+  `_version` BIGINT NULL DEFAULT "0",
+  `_record_id` BIGINT NULL DEFAULT "0"
+) DUPLICATE KEY(`id`)
+DISTRIBUTED BY HASH(`id`) BUCKETS AUTO
+PROPERTIES (
+  "light_schema_change" = "true"
+)
