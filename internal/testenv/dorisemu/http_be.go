@@ -61,6 +61,7 @@ func (e *Emulator) handleStreamLoad(w http.ResponseWriter, r *http.Request) {
 		unauthorized(w)
 		return
 	}
+	e.stats.loads.Add(1)
 	e.sweep()
 	start := time.Now()
 	db, table := r.PathValue("db"), r.PathValue("table")
@@ -112,7 +113,6 @@ func (e *Emulator) handleStreamLoad(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res.LoadBytes = int64(len(body))
-	e.stats.loads.Add(1)
 	e.stats.bytes.Add(int64(len(body)))
 
 	tx, existing := e.txns.begin(db, res.Label, t)
