@@ -423,10 +423,12 @@ func (e *txnError) done() bool {
 	return strings.Contains(m, "aborted")
 }
 
-// Load states, as get_load_state names them.
+// Load states, as get_load_state names them: PREPARE is a load still
+// running, PRECOMMITTED one of two-phase commit waiting for its commit.
 const (
-	stateUnknown   = "UNKNOWN"
-	statePrepare   = "PREPARE"
+	stateUnknown      = "UNKNOWN"
+	statePrepare      = "PREPARE"
+	statePrecommitted = "PRECOMMITTED"
 	stateCommitted = "COMMITTED"
 	stateVisible   = "VISIBLE"
 	stateAborted   = "ABORTED"

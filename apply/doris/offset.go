@@ -118,7 +118,7 @@ func (s *Sink) resolve(ctx context.Context, key string, r offsetRow) (offsetRow,
 	switch state {
 	case stateVisible, stateCommitted:
 		return landed, nil
-	case statePrepare:
+	case statePrecommitted, statePrepare:
 		if err := s.c.txnOp(ctx, table, r.txn, r.label, "commit"); err != nil && !isDone(err) {
 			return r, fmt.Errorf("finish the batch of %s left precommitted (label %s): %w", key, r.label, err)
 		}

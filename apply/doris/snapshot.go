@@ -103,7 +103,7 @@ func (s *Sink) chunkLanded(ctx context.Context, table string, info *tableInfo, c
 	switch state {
 	case stateVisible, stateCommitted:
 		return true, nil
-	case statePrepare:
+	case statePrecommitted, statePrepare:
 		if err := s.c.txnOp(ctx, table, ck.txn, ck.label, "commit"); err != nil && !isDone(err) {
 			return false, err
 		}
@@ -270,7 +270,9 @@ func newChunkEncoder(info *tableInfo, columns []string) (*chunkEncoder, error) {
 func (e *chunkEncoder) stream(read func(w io.Writer) (int64, error), rows *int64) io.ReadCloser {
 	src, done := apply.PipeChunk(read)
 	pr, pw := io.Pipe()
+	finished := make(chan struct{})
 	go func() {
+		defer close(finished)
 		w := bufio.NewWriterSize(pw, 256<<10)
 		rd := pgvalue.NewCopyTextReader(src, e.ncols)
 		var line []byte
@@ -303,7 +305,21 @@ func (e *chunkEncoder) stream(read func(w io.Writer) (int64, error), rows *int64
 		}
 		pw.CloseWithError(err)
 	}()
-	return pr
+	return &waitCloser{PipeReader: pr, finished: finished}
+}
+
+// waitCloser closes the JSON side of a chunk and waits until the chunk's
+// read has ended: the source's connection is the copy unit's again (it
+// must not be used by two goroutines at once).
+type waitCloser struct {
+	*io.PipeReader
+	finished chan struct{}
+}
+
+func (w *waitCloser) Close() error {
+	w.PipeReader.CloseWithError(errors.New("the load ended"))
+	<-w.finished
+	return nil
 }
 
 // appendImageFull writes a full-sync row: sequence 0 on a Unique table,

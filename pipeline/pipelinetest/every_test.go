@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/sluicedb/sluice/apply"
+	"github.com/sluicedb/sluice/apply/doris"
+	"github.com/sluicedb/sluice/apply/doris/doristest"
 	"github.com/sluicedb/sluice/apply/kafka"
 	"github.com/sluicedb/sluice/apply/kafka/kafkatest"
 	"github.com/sluicedb/sluice/apply/postgres"
@@ -16,6 +18,7 @@ import (
 var servers = map[apply.Destination]func(t *testing.T) pipelinetest.Target{
 	postgres.Destination: func(t *testing.T) pipelinetest.Target { return postgrestest.NewTarget(t) },
 	kafka.Destination:    func(t *testing.T) pipelinetest.Target { return kafkatest.NewTarget(t) },
+	doris.Destination:    func(t *testing.T) pipelinetest.Target { return doristest.NewTarget(t) },
 }
 
 // The pipeline suite, once per registered destination; a destination

@@ -183,6 +183,10 @@ func canonical(oid uint32, dorisType, v string) string {
 			return "t"
 		}
 		return "f"
+	case 3802: // jsonb
+		if out, ok := jsonbText(v); ok {
+			return out
+		}
 	case 1082: // date
 		switch v {
 		case "9999-12-31":
