@@ -429,9 +429,9 @@ const (
 	stateUnknown      = "UNKNOWN"
 	statePrepare      = "PREPARE"
 	statePrecommitted = "PRECOMMITTED"
-	stateCommitted = "COMMITTED"
-	stateVisible   = "VISIBLE"
-	stateAborted   = "ABORTED"
+	stateCommitted    = "COMMITTED"
+	stateVisible      = "VISIBLE"
+	stateAborted      = "ABORTED"
 )
 
 // loadState asks where the load of a label is.

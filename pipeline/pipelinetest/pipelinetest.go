@@ -54,23 +54,35 @@ type Destination struct {
 	Capabilities apply.Capabilities
 	// New starts a server of the destination for one test.
 	New func(t *testing.T) Target
+	// KnownGaps names scenarios the destination fails for a known,
+	// documented reason (scenario → the reason): they are skipped, and
+	// say so.
+	KnownGaps map[string]string
 }
 
 // Run runs the suite's scenarios, each with a source, a node and a
 // destination of its own.
 func Run(t *testing.T, d Destination) {
-	t.Run("FullAndIncrementalUnderLoad", func(t *testing.T) { underLoad(t, d) })
-	t.Run("TypeFamilies", func(t *testing.T) { typeFamilies(t, d) })
-	t.Run("FiltersOperationsColumns", func(t *testing.T) { selection(t, d) })
-	t.Run("Renames", func(t *testing.T) { renames(t, d) })
-	t.Run("AddAndRemoveTables", func(t *testing.T) { addTables(t, d) })
-	t.Run("DDL", func(t *testing.T) {
+	run := func(name string, f func(*testing.T, Destination)) {
+		t.Run(name, func(t *testing.T) {
+			if why, ok := d.KnownGaps[name]; ok {
+				t.Skip("known gap: " + why)
+			}
+			f(t, d)
+		})
+	}
+	run("FullAndIncrementalUnderLoad", underLoad)
+	run("TypeFamilies", typeFamilies)
+	run("FiltersOperationsColumns", selection)
+	run("Renames", renames)
+	run("AddAndRemoveTables", addTables)
+	run("DDL", func(t *testing.T, d Destination) {
 		if !d.Capabilities.DDL {
 			t.Skip("the destination does not claim DDL")
 		}
 		ddl(t, d)
 	})
-	t.Run("DestinationOutage", func(t *testing.T) { outage(t, d) })
+	run("DestinationOutage", outage)
 }
 
 // env is one scenario's source, node and destination.

@@ -1,0 +1,106 @@
+package doris_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/sluicedb/sluice/apply"
+	"github.com/sluicedb/sluice/apply/doris"
+	"github.com/sluicedb/sluice/apply/doris/doristest"
+	"github.com/sluicedb/sluice/internal/testenv"
+	"github.com/sluicedb/sluice/proto"
+)
+
+// The sink against the emulator's faults: loads refused for too many
+// versions wait and go again, a Publish Timeout counts as loaded, and a
+// dropped connection or an FE restart fails the batch as a connection
+// failure, after which the unit's next owner goes on from the stored
+// position. Each change lands once (a Duplicate table would show a
+// doubled one).
+func TestFaults(t *testing.T) {
+	ctx := context.Background()
+	e := testenv.NewDoris(t)
+	srv := doristest.Server{URL: e.FEURL(), User: "root", DB: "faults"}
+	tb := proto.TableID{Schema: "public", Name: "flog"}
+	def := proto.TableDef{ID: tb, Columns: []proto.ColumnDef{{Name: "v", Type: "text", TypeOID: 25}}}
+	cols := []proto.Column{{Name: "v", TypeOID: 25}}
+	s := openSink(t, srv, "faults")
+	if err := s.ApplyPreData(ctx, &proto.Schema{Tables: []proto.TableDef{def}}); err != nil {
+		t.Fatal(err)
+	}
+	next := 0
+	batch := func(n int) *apply.Changes {
+		seg := &apply.Segment{Table: tb, Columns: cols, Identity: proto.IdentityFull}
+		var last proto.Position
+		for range n {
+			next++
+			last = proto.Position{LSN: proto.LSN(1000 + next)}
+			seg.Rows = append(seg.Rows, proto.Row{Op: proto.OpInsert, Pos: last, New: proto.Tuple{Kinds: []byte{proto.KindText}, Values: [][]byte{fmt.Appendf(nil, "r%d", next)}}})
+		}
+		return &apply.Changes{Task: "faults", Epoch: 1, Segments: []*apply.Segment{seg},
+			Positions: map[string]proto.Position{tb.Key(): last}, Tables: map[string]proto.TableID{tb.Key(): tb}}
+	}
+	// applyUntil applies a batch as the apply unit does: a failure is
+	// retried by a new owner of the unit, which reads the positions first.
+	applyUntil := func(ch *apply.Changes) (failures int) {
+		cur := s
+		for range 20 {
+			err := cur.Apply(ctx, ch)
+			if err == nil {
+				return failures
+			}
+			failures++
+			if k := doris.Destination.Classify(err); k != proto.ErrorConnection {
+				t.Fatalf("a fault's failure is of kind %q: %v", k, err)
+			}
+			for range 20 { // a new owner, once the FE answers
+				time.Sleep(500 * time.Millisecond)
+				next, err := doris.Open(ctx, doris.Options{Task: "faults", Config: doris.Config{URL: srv.URL, User: "root", Database: srv.DB}})
+				if err != nil {
+					continue
+				}
+				if _, err := next.Offsets(ctx, "faults"); err != nil {
+					continue
+				}
+				cur = next
+				break
+			}
+		}
+		t.Fatal("the batch never landed")
+		return 0
+	}
+
+	e.InjectTooManyVersions(2)
+	if f := applyUntil(batch(3)); f != 0 {
+		t.Fatalf("too many versions failed the batch %d times; it should wait", f)
+	}
+	e.InjectPublishTimeout(3)
+	applyUntil(batch(3))
+	e.InjectDropConnection(1)
+	if f := applyUntil(batch(3)); f == 0 {
+		t.Log("the dropped connection hit no load of this batch")
+	}
+	if err := e.RestartFE(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if f := applyUntil(batch(3)); f == 0 {
+		t.Fatal("a batch went through while the FE was down")
+	}
+	applyUntil(batch(2))
+
+	var got, want []string
+	for _, r := range srv.ReadTable(t, tb.Name, cols) {
+		got = append(got, r["v"])
+	}
+	for i := 1; i <= next; i++ {
+		want = append(want, fmt.Sprintf("r%d", i))
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("the table holds %q, want each of %q once", got, want)
+	}
+}

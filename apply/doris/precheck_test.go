@@ -1,0 +1,82 @@
+package doris_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	_ "github.com/sluicedb/sluice/apply/destinations" // the spec decoder knows doris
+	"github.com/sluicedb/sluice/apply/doris"
+	"github.com/sluicedb/sluice/internal/testenv"
+	"github.com/sluicedb/sluice/internal/testenv/dorisemu"
+	"github.com/sluicedb/sluice/proto"
+)
+
+func precheck(t *testing.T, yaml string, tables ...proto.TableID) map[string]proto.Problem {
+	t.Helper()
+	spec, err := proto.ParseTaskSpec([]byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c proto.Checks
+	doris.Destination.Precheck(context.Background(), spec, &proto.SourceFacts{Tables: tables}, &c)
+	out := map[string]proto.Problem{}
+	for _, p := range c.Report().Checks {
+		out[p.Check] = p
+	}
+	return out
+}
+
+func wantResult(t *testing.T, got map[string]proto.Problem, check string, result proto.Result, text string) {
+	t.Helper()
+	p, ok := got[check]
+	if !ok {
+		t.Fatalf("no %s in %v", check, got)
+	}
+	if p.Result != result || !strings.Contains(p.Message+" "+p.Fix, text) {
+		t.Fatalf("%s: %s %q (fix %q), want %s with %q", check, p.Result, p.Message, p.Fix, result, text)
+	}
+}
+
+// The precheck against a live FE: credentials, privileges, names that
+// collide in the schema-less database or that Doris does not take, and
+// tables the database has already.
+func TestPrecheck(t *testing.T) {
+	e := testenv.NewDoris(t, func(o *dorisemu.Options) {
+		o.Users = map[string]dorisemu.User{"reader": {Password: "pw", Privs: []string{dorisemu.PrivSelect, dorisemu.PrivLoad}}}
+	})
+	task := func(user, password, objects string) string {
+		return fmt.Sprintf("name: pc\nsource: {dsn: \"postgres://u@127.0.0.1:1/db\"}\ndestination: {type: doris, url: %q, user: %s, password: %q, database: dw}\nobjects: %s\n",
+			e.FEURL(), user, password, objects)
+	}
+	orders, salesOrders, digits := proto.TableID{Schema: "public", Name: "orders"}, proto.TableID{Schema: "sales", Name: "orders"}, proto.TableID{Schema: "public", Name: "9lives"}
+
+	got := precheck(t, task("root", "", "[{schema: public}, {schema: sales}]"), orders, salesOrders, digits)
+	wantResult(t, got, "destination.names", proto.ResultFailure, "both become orders")
+	wantResult(t, got, "destination.names", proto.ResultFailure, `"9lives"`)
+	wantResult(t, got, "destination.connect", proto.ResultPass, "doris")
+	wantResult(t, got, "destination.privileges", proto.ResultPass, "administrator")
+
+	got = precheck(t, task("root", "wrong", "[{schema: public}]"), orders)
+	wantResult(t, got, "destination.connect", proto.ResultFailure, "401")
+
+	got = precheck(t, task("reader", "pw", "[{schema: public}]"), orders)
+	wantResult(t, got, "destination.privileges", proto.ResultFailure, "Alter_priv, Create_priv, Drop_priv")
+
+	// A table the user made: an Aggregate one is refused; a Unique one
+	// without a sequence column is a warning, and with schema sync a
+	// conflict.
+	if _, err := e.SQL("", "CREATE DATABASE dw"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.SQL("dw", "CREATE TABLE orders (id INT NOT NULL, v STRING) UNIQUE KEY(id) DISTRIBUTED BY HASH(id) BUCKETS 1 PROPERTIES (\"enable_unique_key_merge_on_write\" = \"true\")"); err != nil {
+		t.Fatal(err)
+	}
+	got = precheck(t, task("root", "", "[{schema: public}]"), orders)
+	wantResult(t, got, "destination.conflicting_tables", proto.ResultFailure, "orders")
+	got = precheck(t, task("root", "", "[{schema: public}]")+"sync: {schema: false}\n", orders)
+	wantResult(t, got, "destination.tables", proto.ResultWarning, "no sequence column")
+	got = precheck(t, task("root", "", "[{schema: public, engine: {orders: duplicate}}]")+"sync: {schema: false}\n", orders)
+	wantResult(t, got, "destination.tables", proto.ResultFailure, "the task says engine duplicate")
+}
