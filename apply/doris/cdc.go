@@ -199,7 +199,7 @@ func (s *Sink) loadTable(ctx context.Context, ch *apply.Changes, t proto.TableID
 	if len(body) == 0 {
 		return p, nil
 	}
-	p.label = fmt.Sprintf("sluice_%s_%s_g%d_%d_%d", labelTask(ch.Task), labelTag(t), prev.gen, uint64(prev.pos.LSN), prev.pos.Idx)
+	p.label = batchLabel(ch.Task, t, prev.gen, prev.pos)
 	p.row.label = p.label
 	header := jsonHeader(cols)
 	header["two_phase_commit"] = "true"

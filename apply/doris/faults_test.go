@@ -104,3 +104,54 @@ func TestFaults(t *testing.T) {
 		t.Fatalf("the table holds %q, want each of %q once", got, want)
 	}
 }
+
+// A writer that precommitted a batch and died before recording it leaves
+// a load that holds the table's next label: the next owner aborts it when
+// it reads the positions, and its rows never show.
+func TestLingeringPrecommitAborted(t *testing.T) {
+	ctx := context.Background()
+	e := testenv.NewDoris(t)
+	srv := doristest.Server{URL: e.FEURL(), User: "root", DB: "linger"}
+	tb := proto.TableID{Schema: "public", Name: "kv"}
+	def := proto.TableDef{ID: tb, PrimaryKey: []string{"id"}, Columns: []proto.ColumnDef{{Name: "id", Type: "integer", TypeOID: 23, NotNull: true}, {Name: "v", Type: "text", TypeOID: 25}}}
+	s := openSink(t, srv, "linger")
+	if err := s.ApplyPreData(ctx, &proto.Schema{Tables: []proto.TableDef{def}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Offsets(ctx, "linger"); err != nil {
+		t.Fatal(err)
+	}
+	cols := []proto.Column{{Name: "id", TypeOID: 23, Key: true}, {Name: "v", TypeOID: 25}}
+	insert := func(lsn proto.LSN, v string) *apply.Changes {
+		return &apply.Changes{Task: "linger", Epoch: 2, Positions: map[string]proto.Position{tb.Key(): {LSN: lsn}}, Tables: map[string]proto.TableID{tb.Key(): tb},
+			Segments: []*apply.Segment{{Table: tb, Columns: cols, Rows: []proto.Row{{Op: proto.OpInsert, Pos: proto.Position{LSN: lsn},
+				New: proto.Tuple{Kinds: []byte{proto.KindText, proto.KindText}, Values: [][]byte{[]byte("1"), []byte(v)}}}}}}}
+	}
+	if err := s.Apply(ctx, insert(3, "first")); err != nil {
+		t.Fatal(err)
+	}
+	// The crashed writer's load: the label of the batch after position 3
+	// (generation 0), precommitted by hand.
+	label := doris.BatchLabel("linger", tb, 0, proto.Position{LSN: 3})
+	ans := doristest.StreamLoad(t, srv, tb.Name, label, `{"id":1,"v":"ghost","__sluice_op":0,"__sluice_seq":1}`+"\n",
+		map[string]string{"two_phase_commit": "true", "columns": "id,v,__sluice_op,__sluice_seq", "merge_type": "MERGE", "delete": "__sluice_op=1", "function_column.sequence_col": "__sluice_seq"})
+	if ans["Status"] != "Success" {
+		t.Fatalf("precommit by hand: %v", ans)
+	}
+	next := openSink(t, srv, "linger")
+	if _, err := next.Offsets(ctx, "linger"); err != nil {
+		t.Fatal(err)
+	}
+	if st := doristest.LoadState(t, srv, label); st != "ABORTED" {
+		t.Fatalf("the lingering load is %s after the new owner read the positions, want ABORTED", st)
+	}
+	if got := srv.ReadTable(t, "kv", cols); len(got) != 1 || got[0]["v"] != "first" {
+		t.Fatalf("kv holds %v", got)
+	}
+	if err := next.Apply(ctx, insert(5, "real")); err != nil {
+		t.Fatal(err)
+	}
+	if got := srv.ReadTable(t, "kv", cols); len(got) != 1 || got[0]["v"] != "real" {
+		t.Fatalf("kv holds %v", got)
+	}
+}

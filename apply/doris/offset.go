@@ -93,6 +93,9 @@ func (s *Sink) Offsets(ctx context.Context, task string) (map[string]proto.Posit
 		s.mu.Lock()
 		s.known[knownKey(task, key)] = r
 		s.mu.Unlock()
+		if err := s.abortLingering(ctx, task, key, r); err != nil {
+			return nil, err
+		}
 		if !r.pos.IsZero() {
 			out[tableOfKey(key).Key()] = r.pos
 		}
@@ -259,4 +262,35 @@ func (s *Sink) ResetOffsets(ctx context.Context, task string) error {
 	}
 	s.mu.Unlock()
 	return nil
+}
+
+// abortLingering aborts the load a crashed writer precommitted after the
+// table's stored position without recording it (as the Doris connectors
+// abort their lingering transactions on start): its label is the one the
+// next batch of the table takes, so it is known without a listing.
+func (s *Sink) abortLingering(ctx context.Context, task, key string, r offsetRow) error {
+	label := batchLabel(task, tableOfKey(key), r.gen, r.pos)
+	state, err := s.c.loadState(ctx, label)
+	if err != nil {
+		return err
+	}
+	if state != statePrecommitted {
+		return nil
+	}
+	if err := s.c.txnOp(ctx, tableFromKey(key), 0, label, "abort"); err != nil && !isDone(err) {
+		return fmt.Errorf("abort the lingering load %s: %w", label, err)
+	}
+	s.log.Info("doris: aborted a load a crashed writer left precommitted", "table", key, "label", label)
+	return nil
+}
+
+// batchLabel is the label of a table's batch that follows pos.
+func batchLabel(task string, t proto.TableID, gen uint64, pos proto.Position) string {
+	return fmt.Sprintf("sluice_%s_%s_g%d_%d_%d", labelTask(task), labelTag(t), gen, uint64(pos.LSN), pos.Idx)
+}
+
+// BatchLabel is the label of a table's batch that follows pos in
+// generation gen (for tests that play a crashed writer).
+func BatchLabel(task string, t proto.TableID, gen uint64, pos proto.Position) string {
+	return batchLabel(task, t, gen, pos)
 }

@@ -8,6 +8,8 @@ package doristest
 import (
 	"cmp"
 	"context"
+	"encoding/json"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -210,4 +212,55 @@ func canonical(oid uint32, dorisType, v string) string {
 		}
 	}
 	return v
+}
+
+// StreamLoad sends one Stream Load of JSON lines to table as the
+// server's user (following the FE's redirect) and returns Doris's answer.
+func StreamLoad(t testing.TB, s Server, table, label, body string, header map[string]string) map[string]any {
+	t.Helper()
+	client := &http.Client{CheckRedirect: func(req *http.Request, via []*http.Request) error {
+		req.SetBasicAuth(s.User, s.Password)
+		return nil
+	}}
+	req, err := http.NewRequest(http.MethodPut, s.URL+"/api/"+s.DB+"/"+table+"/_stream_load", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth(s.User, s.Password)
+	req.Header.Set("label", label)
+	req.Header.Set("format", "json")
+	req.Header.Set("read_json_by_line", "true")
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var ans map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&ans); err != nil {
+		t.Fatal(err)
+	}
+	return ans
+}
+
+// LoadState asks the FE where the load of label is (get_load_state).
+func LoadState(t testing.TB, s Server, label string) string {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, s.URL+"/api/"+s.DB+"/get_load_state?label="+label, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth(s.User, s.Password)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var ans struct{ Data string }
+	if err := json.NewDecoder(resp.Body).Decode(&ans); err != nil {
+		t.Fatal(err)
+	}
+	return ans.Data
 }
