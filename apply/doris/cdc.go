@@ -303,7 +303,10 @@ func jsonHeader(cols []string) map[string]string {
 	}
 	return map[string]string{
 		"format": "json", "read_json_by_line": "true", "columns": strings.Join(q, ","),
-		"strict_mode": "false", "max_filter_ratio": "0",
+		// Strict: a value that does not fit its column fails the load
+		// (with Doris's error log in the task's error) rather than
+		// loading as NULL.
+		"strict_mode": "true", "max_filter_ratio": "0",
 	}
 }
 

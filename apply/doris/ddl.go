@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/sluicedb/sluice/proto"
 )
@@ -31,6 +33,11 @@ func (s *Sink) ApplyDDL(ctx context.Context, task string, epoch uint64, ev *prot
 		return nil
 	}
 	if ev.WaitOnly {
+		// Another group renames the table: its changes here wait until
+		// Doris has it under the new name.
+		if err := s.awaitTable(ctx, dorisName(newT)); err != nil {
+			return err
+		}
 		return s.recordDDL(ctx, task, epoch, ev.Pos, prev, tblKey(newT))
 	}
 	name := dorisName(oldT)
@@ -130,7 +137,48 @@ func (s *Sink) applyChange(ctx context.Context, ev *proto.DDLEvent, names *proto
 			return nil
 		}
 		return s.c.exec(ctx, fmt.Sprintf("ALTER TABLE %s RENAME COLUMN %s %s", quote(name), quote(from), quote(to)))
+	case proto.AlterColumn:
+		// A type change Doris can make (widening: INT to BIGINT, a longer
+		// VARCHAR, a wider DECIMAL); one it refuses fails the task with
+		// its reason, since rows of the new type would not load.
+		col := colName(ch.Column.Name)
+		curType, ok := cur.types[col]
+		if !ok {
+			return nil
+		}
+		isKey := slices.Contains(cur.keys, col)
+		typ, _ := dorisType(ch.Column.TypeOID, ch.Column.Type, isKey)
+		if strings.EqualFold(strings.ReplaceAll(typ, " ", ""), curType) {
+			return nil // a default or NOT NULL: Doris keeps neither from the source
+		}
+		null := " NULL"
+		if isKey {
+			null = " NOT NULL"
+		}
+		return s.c.exec(ctx, fmt.Sprintf("ALTER TABLE %s MODIFY COLUMN %s %s%s", quote(name), quote(col), typ, null))
 	}
-	s.log.Warn("doris: schema change skipped: Doris has no light form of it", "table", name, "change", ch.Kind.String())
+	s.log.Warn("doris: schema change skipped: Doris has no use for it", "table", name, "change", ch.Kind.String())
 	return nil
+}
+
+// awaitTable waits, bounded, until the database has table.
+func (s *Sink) awaitTable(ctx context.Context, table string) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		info, err := s.describe(ctx, table)
+		if err != nil {
+			return err
+		}
+		if info != nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("doris: table %s does not exist yet: waiting for its rename in another apply group", table)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }

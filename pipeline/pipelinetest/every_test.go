@@ -21,6 +21,13 @@ var servers = map[apply.Destination]func(t *testing.T) pipelinetest.Target{
 	doris.Destination:    func(t *testing.T) pipelinetest.Target { return doristest.NewTarget(t) },
 }
 
+// knownGaps are scenarios a destination fails for a documented reason.
+var knownGaps = map[apply.Destination]map[string]string{
+	doris.Destination: {
+		"TypeFamilies": "the suite's 10 MB value exceeds Doris's STRING limit (BE string_type_length_soft_limit_bytes, 1 MB by default) and Doris keeps a json document's meaning, not its spacing; apply/doris TestTypeFamiliesDoris and node TestDorisCrashConsistencyUnderSIGKILL sync every type family",
+	},
+}
+
 // The pipeline suite, once per registered destination; a destination
 // without a server here fails.
 func TestEveryDestination(t *testing.T) {
@@ -31,7 +38,7 @@ func TestEveryDestination(t *testing.T) {
 			if !ok {
 				t.Fatalf("destination %s has no server for the pipeline suite: add one to servers", typ)
 			}
-			pipelinetest.Run(t, pipelinetest.Destination{Capabilities: d.Capabilities(), New: start})
+			pipelinetest.Run(t, pipelinetest.Destination{Capabilities: d.Capabilities(), New: start, KnownGaps: knownGaps[d]})
 		})
 	}
 }
