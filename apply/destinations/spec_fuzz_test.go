@@ -108,6 +108,17 @@ objects:
   - <<: *o
     schema: other
 `,
+	// The Doris destination with its objects keys, and one with bad values.
+	`name: shop-to-dw
+source: { dsn: "postgres://repl@10.0.0.5:5432/shop" }
+destination: { type: doris, url: "http://fe-host:8030", user: admin, password: "pw", database: dw, batch_interval: 5s, replication_num: 1 }
+objects:
+  - schema: shop
+    engine: { events: duplicate }
+    bucket_count: { orders: 16 }
+    distribution_key: { orders: [id] }
+`,
+	"name: x\nsource: {dsn: 'postgres://a@b/c'}\ndestination: {type: doris, url: 'ftp://u:p@h', database: 9db, batch_interval: 30s, replication_num: -1}\nobjects: [{schema: s, engine: {t: aggregate}, bucket_count: {t: 0}, distribution_key: {t: []}}]\n",
 	// A map key that yaml.v3 writes as a merge key (see hasMergeKey).
 	"name: x\nsource: {dsn: 'postgres://a@b/c'}\ndestination: {type: postgres, dsn: 'postgres://a@b/d'}\nobjects: [{schema: public, filter: {'<<': 'a = 1'}}]\n",
 	// Malformed: bad values everywhere, unknown field, two documents, tabs.

@@ -11,6 +11,7 @@ import (
 	"github.com/sluicedb/sluice/apply/doris"
 	"github.com/sluicedb/sluice/apply/doris/doristest"
 	"github.com/sluicedb/sluice/internal/testenv"
+	"github.com/sluicedb/sluice/internal/testenv/dorisemu"
 	"github.com/sluicedb/sluice/proto"
 )
 
@@ -153,5 +154,45 @@ func TestLingeringPrecommitAborted(t *testing.T) {
 	}
 	if got := srv.ReadTable(t, "kv", cols); len(got) != 1 || got[0]["v"] != "real" {
 		t.Fatalf("kv holds %v", got)
+	}
+}
+
+// Newer Doris answers a taken label with "[LABEL_ALREADY_EXISTS]... existing
+// job status [PRECOMMITTED]" in the message: the sink reads that form too,
+// aborts the stray load and loads its own.
+func TestLabelExistsNewForm(t *testing.T) {
+	ctx := context.Background()
+	e := testenv.NewDoris(t, func(o *dorisemu.Options) { o.LabelExistsNewForm = true })
+	srv := doristest.Server{URL: e.FEURL(), User: "root", DB: "newform"}
+	tb := proto.TableID{Schema: "public", Name: "kv"}
+	def := proto.TableDef{ID: tb, PrimaryKey: []string{"id"}, Columns: []proto.ColumnDef{{Name: "id", Type: "integer", TypeOID: 23, NotNull: true}, {Name: "v", Type: "text", TypeOID: 25}}}
+	s := openSink(t, srv, "newform")
+	if err := s.ApplyPreData(ctx, &proto.Schema{Tables: []proto.TableDef{def}}); err != nil {
+		t.Fatal(err)
+	}
+	// A stray precommitted load holding the label of the table's first batch.
+	label := doris.BatchLabel("newform", tb, 0, proto.Position{})
+	doristest.StreamLoad(t, srv, tb.Name, label, `{"id":9,"v":"stray","__sluice_op":0,"__sluice_seq":1}`+"\n",
+		map[string]string{"two_phase_commit": "true", "columns": "id,v,__sluice_op,__sluice_seq", "merge_type": "MERGE", "delete": "__sluice_op=1", "function_column.sequence_col": "__sluice_seq"})
+	cols := []proto.Column{{Name: "id", TypeOID: 23, Key: true}, {Name: "v", TypeOID: 25}}
+	ch := &apply.Changes{Task: "newform", Epoch: 1, Positions: map[string]proto.Position{tb.Key(): {LSN: 5}}, Tables: map[string]proto.TableID{tb.Key(): tb},
+		Segments: []*apply.Segment{{Table: tb, Columns: cols, Rows: []proto.Row{{Op: proto.OpInsert, Pos: proto.Position{LSN: 5},
+			New: proto.Tuple{Kinds: []byte{proto.KindText, proto.KindText}, Values: [][]byte{[]byte("1"), []byte("mine")}}}}}}}
+	if err := s.Apply(ctx, ch); err != nil {
+		t.Fatal(err)
+	}
+	if got := srv.ReadTable(t, "kv", cols); len(got) != 1 || got[0]["v"] != "mine" {
+		t.Fatalf("kv holds %v", got)
+	}
+	// The same batch again (a replay after a crash) changes nothing.
+	again := openSink(t, srv, "newform")
+	if _, err := again.Offsets(ctx, "newform"); err != nil {
+		t.Fatal(err)
+	}
+	if err := again.Apply(ctx, ch); err != nil {
+		t.Fatal(err)
+	}
+	if got := srv.ReadTable(t, "kv", cols); len(got) != 1 || got[0]["v"] != "mine" {
+		t.Fatalf("kv holds %v after the replay", got)
 	}
 }
