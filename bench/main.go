@@ -74,7 +74,7 @@ func scenarioNames() []string {
 	for _, w := range workloads(1) {
 		names = append(names, "capture/"+w.Name)
 	}
-	return append(names, "latency/p50", "latency/p99", "throttle/full", "throttle/incremental")
+	return append(names, "latency/p50", "latency/p99", "throttle/full", "throttle/incremental", "doris/full", "doris/incr")
 }
 
 // bench is one run of the harness.
@@ -172,6 +172,7 @@ func runBench(ctx context.Context, cfg *config) int {
 		{"capture", b.runCapture},
 		{"latency", b.runLatency},
 		{"throttle", b.runThrottle},
+		{"doris", b.runDoris},
 	}
 	var fatal error
 	for _, f := range families {
