@@ -87,9 +87,11 @@ func (s *Sink) Close(context.Context) error {
 }
 
 // BatchWait: a table's changes gather for the batch interval, so that
-// Doris sees at most one load per table per interval.
+// Doris sees at most one load per table per interval; a backlog loads in
+// batches of at most 50,000 rows or 16 MiB of changes (a batch's load is
+// built in memory, and the next one gathers while it loads).
 func (s *Sink) BatchWait() apply.BatchPolicy {
-	return apply.BatchPolicy{MaxWait: s.cfg.BatchEvery(), MaxRows: 200000, MaxBytes: 64 << 20}
+	return apply.BatchPolicy{MaxWait: s.cfg.BatchEvery(), MaxRows: 50000, MaxBytes: 16 << 20}
 }
 
 func (s *Sink) ensureDatabase(ctx context.Context) error {
