@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sluicedb/sluice/proto"
 )
 
 // client speaks the FE's HTTP API, as the Doris connectors do: Stream
@@ -35,7 +37,7 @@ const (
 func newClient(rawURL, user, password, db string) (*client, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("doris: url %q is not http(s)://host:port", redactURL(rawURL))
+		return nil, fmt.Errorf("doris: url %q is not http(s)://host:port", proto.RedactURL(rawURL))
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.ExpectContinueTimeout = 5 * time.Second

@@ -45,7 +45,7 @@ func (destination) Precheck(ctx context.Context, spec *proto.TaskSpec, src *prot
 	if len(res.rows) > 0 && len(res.rows[0]) > 0 && res.rows[0][0] != nil {
 		version = *res.rows[0][0]
 	}
-	c.Pass("destination.connect", fmt.Sprintf("connected to %s as %s: %s", redactURL(cfg.URL), cfg.User, version))
+	c.Pass("destination.connect", fmt.Sprintf("connected to %s as %s: %s", proto.RedactURL(cfg.URL), cfg.User, version))
 	if v := strings.ToLower(version); !strings.Contains(v, "doris") && !strings.Contains(v, "selectdb") {
 		c.Warn("destination.version", "the server does not say it is Doris or SelectDB: "+version, "point destination.url at a Doris 2.0+ or SelectDB FE")
 	}

@@ -97,7 +97,7 @@ func (c *Config) Validate(spec *proto.TaskSpec, add proto.AddProblem) {
 	if c.URL == "" {
 		add("destination.url", "is required (the FE's HTTP address, like http://fe-host:8030)")
 	} else if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
-		add("destination.url", "%q is not http(s)://host:port (credentials go in user and password)", redactURL(c.URL))
+		add("destination.url", "%q is not http(s)://host:port (credentials go in user and password)", proto.RedactURL(c.URL))
 	}
 	if c.User == "" {
 		add("destination.user", "is required")
@@ -157,17 +157,6 @@ func (o *ObjectOptions) validate(i int, add proto.AddProblem) {
 // Secrets is the password (proto.DestinationConfig).
 func (c *Config) Secrets() []proto.SecretField {
 	return []proto.SecretField{{Name: "password", Value: &c.Password, Kind: proto.SecretValue}}
-}
-
-// redactURL hides a password in a URL.
-func redactURL(raw string) string {
-	if u, err := url.Parse(raw); err == nil && u.User != nil {
-		return u.Redacted()
-	}
-	if at := strings.LastIndexByte(raw, '@'); at >= 0 {
-		return "xxxxx" + raw[at:]
-	}
-	return raw
 }
 
 // tableOptions is what the spec says of one source table's Doris table.
