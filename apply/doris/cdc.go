@@ -343,6 +343,7 @@ type rowEncoder struct {
 	src      []int // index in the change's columns of each written column
 	names    []string
 	kinds    []valueKind
+	prec     []int // fraction digits of DATETIME columns
 	isKey    []bool
 	loadCols []string
 	// fullOld: updates carry the whole old row (REPLICA IDENTITY FULL).
@@ -362,6 +363,7 @@ func newRowEncoder(info *tableInfo, cols []proto.Column) (*rowEncoder, error) {
 		e.src = append(e.src, i)
 		e.names = append(e.names, c.Name)
 		e.kinds = append(e.kinds, kindOf(typ))
+		e.prec = append(e.prec, datetimePrecision(typ))
 		e.isKey = append(e.isKey, slices.Contains(info.keys, c.Name))
 	}
 	for _, k := range info.keys {
@@ -458,7 +460,7 @@ func (e *rowEncoder) appendImage(dst []byte, r *proto.Row, img proto.Tuple, dele
 			dst = append(dst, "null"...)
 			continue
 		}
-		out, null := convert(e.kinds[j], val)
+		out, null := convert(e.kinds[j], e.prec[j], val)
 		if null {
 			dst = append(dst, "null"...)
 			continue

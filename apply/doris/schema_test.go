@@ -147,10 +147,16 @@ func TestConvertValues(t *testing.T) {
 		{asDecimal, "12.50", "12.50", false},
 		{asText, "tab\there", "tab\there", false},
 	} {
-		out, null := convert(c.k, []byte(c.in))
+		out, null := convert(c.k, 6, []byte(c.in))
 		if string(out) != c.want || null != c.null {
 			t.Errorf("convert(%d, %q) = %q, %v; want %q, %v", c.k, c.in, out, null, c.want, c.null)
 		}
+	}
+	if out, _ := convert(asDatetime, 3, []byte("infinity")); string(out) != "9999-12-31 23:59:59.999" {
+		t.Errorf("infinity into DATETIMEV2(3): %s", out)
+	}
+	if out, _ := convert(asDatetime, 0, []byte("infinity")); string(out) != "9999-12-31 23:59:59" {
+		t.Errorf("infinity into DATETIMEV2(0): %s", out)
 	}
 	if got := sequence(proto.Position{LSN: 0x16B3748, Idx: 7}); got != "102236198923141127" {
 		t.Errorf("sequence: %s", got)

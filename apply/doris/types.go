@@ -176,7 +176,7 @@ func kindOf(dorisTyp string) valueKind {
 // convert turns a value in PostgreSQL's text form into what Doris loads
 // into a column of kind k; null reports a value Doris cannot hold (it
 // loads as NULL; the precheck warned).
-func convert(k valueKind, v []byte) (out []byte, null bool) {
+func convert(k valueKind, prec int, v []byte) (out []byte, null bool) {
 	switch k {
 	case asBool:
 		if len(v) > 0 && (v[0] == 't' || v[0] == 'T' || v[0] == '1') {
@@ -188,13 +188,30 @@ func convert(k valueKind, v []byte) (out []byte, null bool) {
 		case "NaN", "Infinity", "-Infinity":
 			return nil, true
 		}
-	case asDate, asDatetime:
-		return convertDateTime(k, v)
+	case asDatetime:
+		return convertDateTime(k, prec, v)
+	case asDate:
+		return convertDateTime(k, 0, v)
 	}
 	return v, false
 }
 
-func convertDateTime(k valueKind, v []byte) ([]byte, bool) {
+// datetimePrecision is the fraction digits of a DATETIME[V2](p) type
+// (6 when it does not say).
+func datetimePrecision(dorisTyp string) int {
+	if p, _, ok := typmodArgs(dorisTyp); ok && p >= 0 && p <= 6 {
+		return p
+	}
+	if strings.Contains(dorisTyp, "(") {
+		return defaultDatetimeFS
+	}
+	return 0 // DATETIME without a precision holds whole seconds
+}
+
+// convertDateTime writes a date or timestamp for Doris: in UTC, infinity
+// as the last instant the column holds at its precision (a rounded
+// 23:59:59.999999 would be the year 10000), -infinity as the first.
+func convertDateTime(k valueKind, prec int, v []byte) ([]byte, bool) {
 	dt, err := pgvalue.ParseDateTime(v)
 	if err != nil {
 		return nil, true
@@ -204,7 +221,11 @@ func convertDateTime(k valueKind, v []byte) ([]byte, bool) {
 		if k == asDate {
 			return []byte("9999-12-31"), false
 		}
-		return []byte("9999-12-31 23:59:59.999999"), false
+		out := []byte("9999-12-31 23:59:59")
+		if prec > 0 {
+			out = append(append(out, '.'), strings.Repeat("9", prec)...)
+		}
+		return out, false
 	case pgvalue.NegInfinity:
 		if k == asDate {
 			return []byte("0000-01-01"), false
