@@ -165,4 +165,8 @@ type SourceFacts struct {
 	Tables         []TableID
 	Bytes          int64
 	TypeExtensions []string
+	// Defs are the selected tables' definitions (columns, types, keys),
+	// for destinations whose checks look at them (names, types a
+	// destination cannot hold); nil when the schema could not be read.
+	Defs []TableDef
 }

@@ -38,7 +38,7 @@ func (s *Sink) ApplyDDL(ctx context.Context, task string, epoch uint64, ev *prot
 		if err := s.awaitTable(ctx, dorisName(newT)); err != nil {
 			return err
 		}
-		return s.recordDDL(ctx, task, epoch, ev.Pos, prev, tblKey(newT))
+		return s.recordDDL(ctx, task, epoch, ev.Pos, prev, tblKey(newT), "")
 	}
 	name := dorisName(oldT)
 	for _, ch := range ev.Changes() {
@@ -51,25 +51,33 @@ func (s *Sink) ApplyDDL(ctx context.Context, task string, epoch uint64, ev *prot
 	}
 	s.forget(name)
 	s.forget(dorisName(newT))
-	keys := []string{key}
+	var renamed string
 	if newT != oldT {
-		keys = append(keys, tblKey(newT))
+		renamed = tblKey(newT)
 	}
-	return s.recordDDL(ctx, task, epoch, ev.Pos, prev, keys...)
+	return s.recordDDL(ctx, task, epoch, ev.Pos, prev, key, renamed)
 }
 
-func (s *Sink) recordDDL(ctx context.Context, task string, epoch uint64, pos proto.Position, prev offsetRow, keys ...string) error {
+// recordDDL stores a schema change's position under key, and, weakly,
+// under the table's new name (renamed, "" for none): the apply group
+// that consumes the new name may have moved past it already, and its
+// row stands.
+func (s *Sink) recordDDL(ctx context.Context, task string, epoch uint64, pos proto.Position, prev offsetRow, key, renamed string) error {
 	rows := map[string]offsetRow{}
-	for _, k := range keys {
-		rows[k] = offsetRow{pos: pos, epoch: epoch, gen: prev.gen, recordID: prev.recordID, prevPos: prev.pos, prevRec: prev.recordID}
+	row := offsetRow{pos: pos, epoch: epoch, gen: prev.gen, recordID: prev.recordID, prevPos: prev.pos, prevRec: prev.recordID}
+	rows[key] = row
+	if renamed != "" {
+		row.weak = true
+		rows[renamed] = row
 	}
 	if err := s.writeOffsets(ctx, task, epoch, rows); err != nil {
 		return err
 	}
 	s.mu.Lock()
-	for k, r := range rows {
-		s.known[knownKey(task, k)] = r
-	}
+	s.known[knownKey(task, key)] = rows[key]
+	// The new name's row is read again when used: another group's may
+	// stand instead of the weak one.
+	delete(s.known, knownKey(task, renamed))
 	s.mu.Unlock()
 	return nil
 }

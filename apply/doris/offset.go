@@ -36,6 +36,10 @@ type offsetRow struct {
 	prevPos  proto.Position
 	prevRec  int64
 	found    bool
+	// weak rows are written with epoch 0, which any owner's row replaces
+	// and which replaces none: a renamed table's row under its new name,
+	// which the apply group of that name may have written already.
+	weak bool
 }
 
 func knownKey(task, tblKey string) string { return task + "\x00" + tblKey }
@@ -189,6 +193,10 @@ func (s *Sink) writeOffsets(ctx context.Context, task string, epoch uint64, rows
 	var lines []map[string]any
 	var tbls []string
 	for tbl, r := range rows {
+		if r.weak {
+			lines = append(lines, offsetLine(task, tbl, 0, r))
+			continue
+		}
 		lines = append(lines, offsetLine(task, tbl, epoch, r))
 		tbls = append(tbls, tbl)
 	}

@@ -15,12 +15,17 @@ import (
 
 func precheck(t *testing.T, yaml string, tables ...proto.TableID) map[string]proto.Problem {
 	t.Helper()
+	return precheckFacts(t, yaml, &proto.SourceFacts{Tables: tables})
+}
+
+func precheckFacts(t *testing.T, yaml string, facts *proto.SourceFacts) map[string]proto.Problem {
+	t.Helper()
 	spec, err := proto.ParseTaskSpec([]byte(yaml))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var c proto.Checks
-	doris.Destination.Precheck(context.Background(), spec, &proto.SourceFacts{Tables: tables}, &c)
+	doris.Destination.Precheck(context.Background(), spec, facts, &c)
 	out := map[string]proto.Problem{}
 	for _, p := range c.Report().Checks {
 		out[p.Check] = p
@@ -79,4 +84,21 @@ func TestPrecheck(t *testing.T) {
 	wantResult(t, got, "destination.tables", proto.ResultWarning, "no sequence column")
 	got = precheck(t, task("root", "", "[{schema: public, engine: {orders: duplicate}}]")+"sync: {schema: false}\n", orders)
 	wantResult(t, got, "destination.tables", proto.ResultFailure, "the task says engine duplicate")
+
+	// With the source's definitions: the existing table's key against the
+	// source's primary key, column names, a keyless table made unique,
+	// and lossy types. (A keyless table is a Duplicate one by default.)
+	ordersDef := proto.TableDef{ID: orders, PrimaryKey: []string{"id", "v"}, Columns: []proto.ColumnDef{
+		{Name: "id", Type: "integer", TypeOID: 23}, {Name: "v", Type: "text", TypeOID: 25}}}
+	logDef := proto.TableDef{ID: proto.TableID{Schema: "public", Name: "log"}, Columns: []proto.ColumnDef{
+		{Name: "1st", Type: "integer", TypeOID: 23}, {Name: "at", Type: "timestamp with time zone", TypeOID: 1184}}}
+	got = precheckFacts(t, task("root", "", "[{schema: public, engine: {log: unique}}]")+"sync: {schema: false}\n",
+		&proto.SourceFacts{Tables: []proto.TableID{orders, logDef.ID}, Defs: []proto.TableDef{ordersDef, logDef}})
+	wantResult(t, got, "destination.tables", proto.ResultFailure, "the source's primary key is (id, v)")
+	wantResult(t, got, "destination.schema", proto.ResultFailure, `column "1st"`)
+	wantResult(t, got, "destination.schema", proto.ResultFailure, "engine.log: duplicate")
+	wantResult(t, got, "destination.types", proto.ResultPass, "public.log.at (timestamp with time zone): loads as a UTC DATETIMEV2")
+	got = precheckFacts(t, task("root", "", `[{schema: public, engine: {log: duplicate}, rename: {"log.1st": first}}]`)+"sync: {schema: false}\n",
+		&proto.SourceFacts{Tables: []proto.TableID{logDef.ID}, Defs: []proto.TableDef{logDef}})
+	wantResult(t, got, "destination.schema", proto.ResultPass, "1 table(s)")
 }
