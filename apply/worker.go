@@ -27,7 +27,7 @@ type WorkerConfig struct {
 	Epoch  uint64
 	Logger *slog.Logger
 	// A batch is applied when it holds MaxBatchRows rows or MaxBatchBytes
-	// bytes, or when no message arrived for MaxWait.
+	// bytes, or MaxWait after its first message (and the applier is free).
 	MaxBatchRows  int
 	MaxBatchBytes int
 	MaxWait       time.Duration

@@ -17,7 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sluicedb/sluice/capture"
-	"github.com/sluicedb/sluice/internal/testenv/dorisemu"
+	"github.com/sluicedb/sluice/internal/testenv/dorisemu/emu"
 	"github.com/sluicedb/sluice/proto"
 )
 
@@ -55,7 +55,7 @@ func dorisDDL(table string) string {
 
 // dorisEnv is the group's emulator and source session.
 type dorisEnv struct {
-	emu  *dorisemu.Emulator
+	emu  *emu.Emulator
 	src  *pgx.Conn
 	http *http.Client
 }
@@ -70,16 +70,16 @@ func (b *bench) runDoris(ctx context.Context) error {
 		return err
 	}
 	logf("doris: starting the Doris emulator (MariaDB-backed; no real Doris)")
-	emu, err := dorisemu.Start(dorisemu.Options{Dir: dir})
-	if errors.Is(err, dorisemu.ErrNoMariaDB) {
+	e, err := emu.Start(emu.Options{Dir: dir})
+	if errors.Is(err, emu.ErrNoMariaDB) {
 		logf("doris: SKIPPED doris/full and doris/incr: %v (scripts/ensure-mariadb.sh installs it)", err)
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("start the Doris emulator: %w", err)
 	}
-	defer emu.Close()
-	logf("doris: emulator FE at %s", emu.FEURL())
+	defer e.Close()
+	logf("doris: emulator FE at %s", e.FEURL())
 
 	if err := createDatabase(ctx, b.src, dorisSrcDB); err != nil {
 		return err
@@ -92,7 +92,7 @@ func (b *bench) runDoris(ctx context.Context) error {
 	defer src.Close(context.Background())
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.ExpectContinueTimeout = 5 * time.Second
-	env := &dorisEnv{emu: emu, src: src, http: &http.Client{
+	env := &dorisEnv{emu: e, src: src, http: &http.Client{
 		Transport: tr, Timeout: 10 * time.Minute,
 		// Redirects are followed by hand, with the credentials again.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -443,7 +443,7 @@ func (env *dorisEnv) dropDBUnlessKept(keep bool, db string) {
 }
 
 // loadExtra is what the emulator's BE did since st0, for the JSON.
-func (env *dorisEnv) loadExtra(st0 dorisemu.Stats) map[string]float64 {
+func (env *dorisEnv) loadExtra(st0 emu.Stats) map[string]float64 {
 	st := env.emu.Stats()
 	return map[string]float64{
 		"doris_loads":   float64(st.Loads - st0.Loads),

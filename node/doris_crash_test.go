@@ -22,7 +22,7 @@ import (
 	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/internal/sluicetest"
 	"github.com/sluicedb/sluice/internal/testenv"
-	"github.com/sluicedb/sluice/internal/testenv/dorisemu"
+	"github.com/sluicedb/sluice/internal/testenv/dorisemu/emu"
 	"github.com/sluicedb/sluice/proto"
 )
 
@@ -453,7 +453,7 @@ func logPhase(t *testing.T, c *coordinator.Client, name string) {
 }
 
 // waitLoads waits, bounded, until the emulator has taken n loads.
-func waitLoads(t *testing.T, e *dorisemu.Emulator, n int64, total time.Duration) {
+func waitLoads(t *testing.T, e *emu.Emulator, n int64, total time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(total)
 	for e.Stats().Loads < n && time.Now().Before(deadline) {

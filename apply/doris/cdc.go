@@ -13,9 +13,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/sluicedb/sluice/apply"
+	"github.com/sluicedb/sluice/internal/jsonstr"
 	"github.com/sluicedb/sluice/proto"
 )
 
@@ -99,9 +99,7 @@ func (s *Sink) Apply(ctx context.Context, ch *apply.Changes) error {
 		}
 		landed := p.row
 		landed.label, landed.txn = "", 0
-		s.mu.Lock()
-		s.known[knownKey(ch.Task, p.key)] = landed
-		s.mu.Unlock()
+		s.remember(ch.Task, p.key, landed)
 	}
 	return nil
 }
@@ -120,9 +118,7 @@ func (s *Sink) position(ctx context.Context, task, key string, epoch uint64) (of
 		if r, err = s.resolve(ctx, key, rows[key]); err != nil {
 			return r, err
 		}
-		s.mu.Lock()
-		s.known[knownKey(task, key)] = r
-		s.mu.Unlock()
+		s.remember(task, key, r)
 	}
 	if r.epoch > epoch {
 		return r, fmt.Errorf("%w (table %s: epoch %d holds it, this writer has %d)", apply.ErrFenced, key, r.epoch, epoch)
@@ -151,14 +147,9 @@ func (s *Sink) loadTable(ctx context.Context, ch *apply.Changes, t proto.TableID
 	for _, seg := range segs {
 		rows := seg.Rows
 		// A TRUNCATE empties the table: what came before it in the
-		// batch is gone with it.
-		if i := slices.IndexFunc(rows, func(r proto.Row) bool { return r.Op == proto.OpTruncate }); i >= 0 {
-			last := i
-			for j := i; j < len(rows); j++ {
-				if rows[j].Op == proto.OpTruncate {
-					last = j
-				}
-			}
+		// batch is gone with it. One at or below the position was
+		// applied before (a replay): truncating again would lose rows.
+		if last := lastTruncate(rows, prev.pos); last >= 0 {
 			if err := s.c.exec(ctx, "TRUNCATE TABLE "+quote(name)); err != nil {
 				return nil, fmt.Errorf("truncate %s: %w", name, err)
 			}
@@ -174,10 +165,10 @@ func (s *Sink) loadTable(ctx context.Context, ch *apply.Changes, t proto.TableID
 			}
 		}
 		enc, err := newRowEncoder(info, seg.Columns)
-		enc.fullOld = seg.Identity == proto.IdentityFull
 		if err != nil {
 			return nil, err
 		}
+		enc.fullOld = seg.Identity == proto.IdentityFull
 		// The columns may differ between segments (the source's changed
 		// without DDL sync): the load names them all, and a line without
 		// one of them leaves it NULL, as the source no longer sends it.
@@ -249,8 +240,19 @@ func (s *Sink) loadTable(ctx context.Context, ch *apply.Changes, t proto.TableID
 	}
 }
 
+// lastTruncate is the index of the last TRUNCATE above pos in rows, -1
+// for none.
+func lastTruncate(rows []proto.Row, pos proto.Position) int {
+	for i := len(rows) - 1; i >= 0; i-- {
+		if rows[i].Op == proto.OpTruncate && pos.Less(rows[i].Pos) {
+			return i
+		}
+	}
+	return -1
+}
+
 // labelError: the label is taken; job is the existing load's
-// ExistingJobStatus (RUNNING or FINISHED).
+// ExistingJobStatus (RUNNING, PRECOMMITTED or FINISHED).
 type labelError struct {
 	label, job, msg string
 }
@@ -271,8 +273,7 @@ func (s *Sink) load(ctx context.Context, lr loadRequest) (*loadAnswer, error) {
 		if err != nil {
 			return nil, err
 		}
-		switch {
-		case ans.Status == statusSuccess || ans.Status == statusPublishTimeout:
+		if ans.Status == statusSuccess || ans.Status == statusPublishTimeout {
 			return ans, nil
 		}
 		if job, ok := ans.labelExists(); ok {
@@ -342,6 +343,7 @@ type rowEncoder struct {
 	info     *tableInfo
 	src      []int // index in the change's columns of each written column
 	names    []string
+	fields   [][]byte // each written column's `"name":`, encoded once
 	kinds    []valueKind
 	prec     []int // fraction digits of DATETIME columns
 	isKey    []bool
@@ -362,6 +364,7 @@ func newRowEncoder(info *tableInfo, cols []proto.Column) (*rowEncoder, error) {
 		}
 		e.src = append(e.src, i)
 		e.names = append(e.names, c.Name)
+		e.fields = append(e.fields, fieldPrefix(c.Name))
 		e.kinds = append(e.kinds, kindOf(typ))
 		e.prec = append(e.prec, datetimePrecision(typ))
 		e.isKey = append(e.isKey, slices.Contains(info.keys, c.Name))
@@ -383,30 +386,39 @@ func newRowEncoder(info *tableInfo, cols []proto.Column) (*rowEncoder, error) {
 	return e, nil
 }
 
-// sequence is a position as the sequence column holds it: LSN·2³² + idx.
-func sequence(p proto.Position) string {
+// fieldPrefix is `"name":` of a JSON object's field.
+func fieldPrefix(name string) []byte { return append(jsonstr.Append(nil, name), ':') }
+
+// The fields every line of a model ends with, encoded once.
+var (
+	fieldOp        = fieldPrefix(loadOp)
+	fieldSeq       = fieldPrefix(loadSeq)
+	fieldIsDeleted = fieldPrefix(colIsDeleted)
+	fieldVersion   = fieldPrefix(colVersion)
+	fieldRecordID  = fieldPrefix(colRecordID)
+)
+
+// appendSequence appends a position as the sequence column holds it:
+// LSN·2³² + idx (96 bits; positions of LSNs below 2³¹ fit 63).
+func appendSequence(dst []byte, p proto.Position) []byte {
 	if uint64(p.LSN) < 1<<31 {
-		return strconv.FormatUint(uint64(p.LSN)<<32|uint64(p.Idx), 10)
+		return strconv.AppendUint(dst, uint64(p.LSN)<<32|uint64(p.Idx), 10)
 	}
 	n := new(big.Int).Lsh(new(big.Int).SetUint64(uint64(p.LSN)), 32)
-	return n.Add(n, new(big.Int).SetUint64(uint64(p.Idx))).String()
+	return n.Add(n, new(big.Int).SetUint64(uint64(p.Idx))).Append(dst, 10)
 }
 
-// appendRow appends r's line (two for an update that moves a unique key:
-// the old key's delete first).
+// appendRow appends r's line; an update first writes its old row as
+// deleted where a reader needs it: on a Unique table when the key moved,
+// on a Duplicate one when the update carries the whole old row.
 func (e *rowEncoder) appendRow(dst []byte, r *proto.Row, recordID *int64) ([]byte, error) {
 	img := r.New
 	deleted := r.Op == proto.OpDelete
 	if deleted {
 		img = r.Old
 	}
-	if e.info.model == EngineDuplicate && e.fullOld && r.Op == proto.OpUpdate && r.Old.Len() > 0 {
-		var err error
-		if dst, err = e.appendImage(dst, r, r.Old, true, recordID); err != nil {
-			return nil, err
-		}
-	}
-	if e.info.model == EngineUnique && r.Op == proto.OpUpdate && r.Old.Len() > 0 && e.keyMoved(r) {
+	if r.Op == proto.OpUpdate && r.Old.Len() > 0 &&
+		((e.info.model == EngineDuplicate && e.fullOld) || (e.info.model == EngineUnique && e.keyMoved(r))) {
 		var err error
 		if dst, err = e.appendImage(dst, r, r.Old, true, recordID); err != nil {
 			return nil, err
@@ -430,13 +442,12 @@ func (e *rowEncoder) keyMoved(r *proto.Row) bool {
 func (e *rowEncoder) appendImage(dst []byte, r *proto.Row, img proto.Tuple, deleted bool, recordID *int64) ([]byte, error) {
 	dst = append(dst, '{')
 	first := true
-	field := func(name string) {
+	field := func(prefix []byte) {
 		if !first {
 			dst = append(dst, ',')
 		}
 		first = false
-		dst = appendJSONString(dst, name)
-		dst = append(dst, ':')
+		dst = append(dst, prefix...)
 	}
 	for j, i := range e.src {
 		if i >= img.Len() {
@@ -455,7 +466,7 @@ func (e *rowEncoder) appendImage(dst []byte, r *proto.Row, img proto.Tuple, dele
 				return nil, fmt.Errorf("column %s is an unchanged TOAST value the change does not carry: set REPLICA IDENTITY FULL on the source table", e.names[j])
 			}
 		}
-		field(e.names[j])
+		field(e.fields[j])
 		if kind != proto.KindText {
 			dst = append(dst, "null"...)
 			continue
@@ -465,73 +476,32 @@ func (e *rowEncoder) appendImage(dst []byte, r *proto.Row, img proto.Tuple, dele
 			dst = append(dst, "null"...)
 			continue
 		}
-		dst = appendJSONBytes(dst, out)
+		dst = jsonstr.Append(dst, out)
 	}
 	switch {
 	case e.info.model == EngineUnique:
-		field(loadOp)
+		field(fieldOp)
 		if deleted {
 			dst = append(dst, '1')
 		} else {
 			dst = append(dst, '0')
 		}
 		if e.info.hasSeq {
-			field(loadSeq)
-			dst = append(dst, sequence(r.Pos)...)
+			field(fieldSeq)
+			dst = appendSequence(dst, r.Pos)
 		}
 	case e.info.extras:
 		*recordID++
-		field(colIsDeleted)
+		field(fieldIsDeleted)
 		if deleted {
 			dst = append(dst, '1')
 		} else {
 			dst = append(dst, '0')
 		}
-		field(colVersion)
+		field(fieldVersion)
 		dst = strconv.AppendInt(dst, r.CommitTimeUS/1e6, 10)
-		field(colRecordID)
+		field(fieldRecordID)
 		dst = strconv.AppendInt(dst, *recordID, 10)
 	}
 	return append(dst, '}', '\n'), nil
-}
-
-func appendJSONString(dst []byte, s string) []byte { return appendJSONBytes(dst, []byte(s)) }
-
-// appendJSONBytes appends v as a JSON string.
-func appendJSONBytes(dst, v []byte) []byte {
-	dst = append(dst, '"')
-	for i := 0; i < len(v); {
-		c := v[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
-			dst = append(dst, c)
-			i++
-			continue
-		}
-		if c >= utf8.RuneSelf {
-			r, size := utf8.DecodeRune(v[i:])
-			if r == utf8.RuneError && size == 1 {
-				dst = append(dst, `\ufffd`...)
-			} else {
-				dst = append(dst, v[i:i+size]...)
-			}
-			i += size
-			continue
-		}
-		switch c {
-		case '"':
-			dst = append(dst, '\\', '"')
-		case '\\':
-			dst = append(dst, '\\', '\\')
-		case '\n':
-			dst = append(dst, '\\', 'n')
-		case '\r':
-			dst = append(dst, '\\', 'r')
-		case '\t':
-			dst = append(dst, '\\', 't')
-		default:
-			dst = fmt.Appendf(dst, `\u%04x`, c)
-		}
-		i++
-	}
-	return append(dst, '"')
 }

@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -171,6 +171,35 @@ func (r *result) col(i int, name string) string {
 		}
 	}
 	return ""
+}
+
+// first returns the first column's values (NULLs left out): what SHOW
+// DATABASES and SHOW TABLES list, a single value's row.
+func (r *result) first() []string {
+	var out []string
+	for _, row := range r.rows {
+		if len(row) > 0 && row[0] != nil {
+			out = append(out, *row[0])
+		}
+	}
+	return out
+}
+
+// inSystem is the client in information_schema, which every FE has: for
+// what runs before (or without) the destination database.
+func (c *client) inSystem() *client {
+	sys := *c
+	sys.db = "information_schema"
+	return &sys
+}
+
+// databaseExists reports whether the destination database exists.
+func (c *client) databaseExists(ctx context.Context) (bool, error) {
+	res, err := c.inSystem().query(ctx, "SHOW DATABASES")
+	if err != nil {
+		return false, err
+	}
+	return slices.Contains(res.first(), c.db), nil
 }
 
 // query runs one statement in the destination database.
@@ -428,7 +457,6 @@ func (e *txnError) done() bool {
 // Load states, as get_load_state names them: PREPARE is a load still
 // running, PRECOMMITTED one of two-phase commit waiting for its commit.
 const (
-	stateUnknown      = "UNKNOWN"
 	statePrepare      = "PREPARE"
 	statePrecommitted = "PRECOMMITTED"
 	stateCommitted    = "COMMITTED"
@@ -462,9 +490,6 @@ func (c *client) loadState(ctx context.Context, label string) (string, error) {
 	}
 	return strings.ToUpper(ans.Data), nil
 }
-
-// errNotLoaded marks loads the caller may try again as they are.
-var errNotLoaded = errors.New("not loaded")
 
 // Query runs one statement over the FE's SQL-over-HTTP API as user, in
 // database db: the columns and the rows, every value as text (nil:

@@ -61,13 +61,14 @@ func TestConformance(t *testing.T) {
 				if strings.HasPrefix(n, "_") {
 					continue
 				}
-				typ := pgTypes[types[n]]
+				dorisType, notNull := strings.CutSuffix(types[n], " NOT NULL")
+				typ := pgTypes[dorisType]
 				if typ == "" {
-					typ = types[n]
+					typ = dorisType
 				}
 				line := n + " " + typ
-				if n == "id" {
-					line += " not null" // the key: NOT NULL in Doris too
+				if notNull {
+					line += " not null"
 				}
 				out = append(out, line)
 			}

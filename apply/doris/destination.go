@@ -49,11 +49,14 @@ func (destination) Endpoints(spec *proto.TaskSpec) []string {
 	if err != nil || u.Host == "" {
 		return nil
 	}
-	host := u.Host
-	if u.Port() == "" {
-		host = net.JoinHostPort(u.Hostname(), map[string]string{"https": "443"}[u.Scheme]+map[string]string{"http": "8030"}[u.Scheme])
+	if u.Port() != "" {
+		return []string{u.Host}
 	}
-	return []string{host}
+	port := "8030" // the FE's HTTP port
+	if u.Scheme == "https" {
+		port = "443"
+	}
+	return []string{net.JoinHostPort(u.Hostname(), port)}
 }
 
 // Classify sorts the sink's errors: an FE or BE out of reach, a dropped

@@ -11,7 +11,7 @@ import (
 	"github.com/sluicedb/sluice/apply/doris"
 	"github.com/sluicedb/sluice/apply/doris/doristest"
 	"github.com/sluicedb/sluice/internal/testenv"
-	"github.com/sluicedb/sluice/internal/testenv/dorisemu"
+	"github.com/sluicedb/sluice/internal/testenv/dorisemu/emu"
 	"github.com/sluicedb/sluice/proto"
 )
 
@@ -162,7 +162,7 @@ func TestLingeringPrecommitAborted(t *testing.T) {
 // aborts the stray load and loads its own.
 func TestLabelExistsNewForm(t *testing.T) {
 	ctx := context.Background()
-	e := testenv.NewDoris(t, func(o *dorisemu.Options) { o.LabelExistsNewForm = true })
+	e := testenv.NewDoris(t, func(o *emu.Options) { o.LabelExistsNewForm = true })
 	srv := doristest.Server{URL: e.FEURL(), User: "root", DB: "newform"}
 	tb := proto.TableID{Schema: "public", Name: "kv"}
 	def := proto.TableDef{ID: tb, PrimaryKey: []string{"id"}, Columns: []proto.ColumnDef{{Name: "id", Type: "integer", TypeOID: 23, NotNull: true}, {Name: "v", Type: "text", TypeOID: 25}}}
@@ -194,5 +194,46 @@ func TestLabelExistsNewForm(t *testing.T) {
 	}
 	if got := srv.ReadTable(t, "kv", cols); len(got) != 1 || got[0]["v"] != "mine" {
 		t.Fatalf("kv holds %v after the replay", got)
+	}
+}
+
+// A TRUNCATE empties the table once: a batch replayed after a crash
+// (its rows at or below the stored position) does not truncate again,
+// which would lose the rows loaded after it.
+func TestTruncateReplayed(t *testing.T) {
+	ctx := context.Background()
+	srv := server(t, "trunc")
+	tb := proto.TableID{Schema: "public", Name: "kv"}
+	def := proto.TableDef{ID: tb, PrimaryKey: []string{"id"}, Columns: []proto.ColumnDef{{Name: "id", Type: "integer", TypeOID: 23, NotNull: true}, {Name: "v", Type: "text", TypeOID: 25}}}
+	cols := []proto.Column{{Name: "id", TypeOID: 23, Key: true}, {Name: "v", TypeOID: 25}}
+	s := openSink(t, srv, "trunc")
+	if err := s.ApplyPreData(ctx, &proto.Schema{Tables: []proto.TableDef{def}}); err != nil {
+		t.Fatal(err)
+	}
+	ins := func(lsn proto.LSN, id string) proto.Row {
+		return proto.Row{Op: proto.OpInsert, Pos: proto.Position{LSN: lsn}, New: proto.Tuple{Kinds: []byte{proto.KindText, proto.KindText}, Values: [][]byte{[]byte(id), []byte("v" + id)}}}
+	}
+	batch := func(rows ...proto.Row) *apply.Changes {
+		return &apply.Changes{Task: "trunc", Epoch: 1, Positions: map[string]proto.Position{tb.Key(): rows[len(rows)-1].Pos}, Tables: map[string]proto.TableID{tb.Key(): tb},
+			Segments: []*apply.Segment{{Table: tb, Columns: cols, Rows: rows}}}
+	}
+	truncate := proto.Row{Op: proto.OpTruncate, Pos: proto.Position{LSN: 11}}
+	if err := s.Apply(ctx, batch(ins(10, "1"), truncate, ins(12, "2"))); err != nil {
+		t.Fatal(err)
+	}
+	again := openSink(t, srv, "trunc")
+	if _, err := again.Offsets(ctx, "trunc"); err != nil {
+		t.Fatal(err)
+	}
+	if err := again.Apply(ctx, batch(ins(10, "1"), truncate, ins(12, "2"), ins(13, "3"))); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range srv.ReadTable(t, "kv", cols) {
+		got = append(got, r["id"])
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"2", "3"}) {
+		t.Fatalf("kv holds %v, want [2 3]", got)
 	}
 }

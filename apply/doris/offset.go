@@ -35,7 +35,6 @@ type offsetRow struct {
 	txn      int64
 	prevPos  proto.Position
 	prevRec  int64
-	found    bool
 	// weak rows are written with epoch 0, which any owner's row replaces
 	// and which replaces none: a renamed table's row under its new name,
 	// which the apply group of that name may have written already.
@@ -43,6 +42,13 @@ type offsetRow struct {
 }
 
 func knownKey(task, tblKey string) string { return task + "\x00" + tblKey }
+
+// remember keeps a table's row as this sink last read or wrote it.
+func (s *Sink) remember(task, key string, r offsetRow) {
+	s.mu.Lock()
+	s.known[knownKey(task, key)] = r
+	s.mu.Unlock()
+}
 
 func parsePos(lsn, idx string) proto.Position {
 	l, _ := strconv.ParseUint(lsn, 10, 64)
@@ -75,7 +81,6 @@ func (s *Sink) readOffsets(ctx context.Context, task string, tbls []string) (map
 			gen: uint64(atoi64(res.col(i, "gen"))), recordID: atoi64(res.col(i, "record_id")),
 			label: res.col(i, "label"), txn: atoi64(res.col(i, "txn")),
 			prevPos: parsePos(res.col(i, "prev_lsn"), res.col(i, "prev_idx")), prevRec: atoi64(res.col(i, "prev_record_id")),
-			found: true,
 		}
 	}
 	return out, nil
@@ -94,9 +99,7 @@ func (s *Sink) Offsets(ctx context.Context, task string) (map[string]proto.Posit
 		if err != nil {
 			return nil, err
 		}
-		s.mu.Lock()
-		s.known[knownKey(task, key)] = r
-		s.mu.Unlock()
+		s.remember(task, key, r)
 		if err := s.abortLingering(ctx, task, key, r); err != nil {
 			return nil, err
 		}

@@ -31,38 +31,28 @@ func (destination) Precheck(ctx context.Context, spec *proto.TaskSpec, src *prot
 		c.Fail("destination.connect", err.Error(), "fix destination.password or password_file")
 		return
 	}
-	cl, err := newClient(cfg.URL, cfg.User, pw, "information_schema")
+	cl, err := newClient(cfg.URL, cfg.User, pw, cfg.Database)
 	if err != nil {
 		c.Fail("destination.connect", err.Error(), "fix destination.url")
 		return
 	}
 	defer cl.http.CloseIdleConnections()
-	res, err := cl.query(ctx, "SELECT @@version_comment")
+	res, err := cl.inSystem().query(ctx, "SELECT @@version_comment")
 	if err != nil {
 		c.Fail("destination.connect", err.Error(), "check destination.url (the FE's HTTP port, 8030 by default), user and password, and that every Sluice node reaches the FE and its BEs")
 		return
 	}
-	version := ""
-	if len(res.rows) > 0 && len(res.rows[0]) > 0 && res.rows[0][0] != nil {
-		version = *res.rows[0][0]
-	}
+	version := strings.Join(res.first(), "")
 	c.Pass("destination.connect", fmt.Sprintf("connected to %s as %s: %s", proto.RedactURL(cfg.URL), cfg.User, version))
 	if v := strings.ToLower(version); !strings.Contains(v, "doris") && !strings.Contains(v, "selectdb") {
 		c.Warn("destination.version", "the server does not say it is Doris or SelectDB: "+version, "point destination.url at a Doris 2.0+ or SelectDB FE")
 	}
-	checkPrivileges(ctx, cl, cfg, c)
+	checkPrivileges(ctx, cl.inSystem(), cfg, c)
 
-	cl.db = cfg.Database
-	dbs, err := (&client{base: cl.base, user: cl.user, password: cl.password, db: "information_schema", http: cl.http}).query(ctx, "SHOW DATABASES")
+	found, err := cl.databaseExists(ctx)
 	if err != nil {
 		c.Fail("destination.database", err.Error(), "")
 		return
-	}
-	found := false
-	for _, r := range dbs.rows {
-		if len(r) > 0 && r[0] != nil && *r[0] == cfg.Database {
-			found = true
-		}
 	}
 	if !found {
 		c.Pass("destination.database", fmt.Sprintf("database %s does not exist yet: schema sync creates it", cfg.Database))

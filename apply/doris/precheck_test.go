@@ -9,7 +9,7 @@ import (
 	_ "github.com/sluicedb/sluice/apply/destinations" // the spec decoder knows doris
 	"github.com/sluicedb/sluice/apply/doris"
 	"github.com/sluicedb/sluice/internal/testenv"
-	"github.com/sluicedb/sluice/internal/testenv/dorisemu"
+	"github.com/sluicedb/sluice/internal/testenv/dorisemu/emu"
 	"github.com/sluicedb/sluice/proto"
 )
 
@@ -48,8 +48,8 @@ func wantResult(t *testing.T, got map[string]proto.Problem, check string, result
 // collide in the schema-less database or that Doris does not take, and
 // tables the database has already.
 func TestPrecheck(t *testing.T) {
-	e := testenv.NewDoris(t, func(o *dorisemu.Options) {
-		o.Users = map[string]dorisemu.User{"reader": {Password: "pw", Privs: []string{dorisemu.PrivSelect, dorisemu.PrivLoad}}}
+	e := testenv.NewDoris(t, func(o *emu.Options) {
+		o.Users = map[string]emu.User{"reader": {Password: "pw", Privs: []string{emu.PrivSelect, emu.PrivLoad}}}
 	})
 	task := func(user, password, objects string) string {
 		return fmt.Sprintf("name: pc\nsource: {dsn: \"postgres://u@127.0.0.1:1/db\"}\ndestination: {type: doris, url: %q, user: %s, password: %q, database: dw}\nobjects: %s\n",

@@ -71,10 +71,8 @@ func (s *Sink) tableNames(ctx context.Context) (map[string]bool, error) {
 		return nil, err
 	}
 	have := map[string]bool{}
-	for _, r := range res.rows {
-		if len(r) > 0 && r[0] != nil {
-			have[*r[0]] = true
-		}
+	for _, name := range res.first() {
+		have[name] = true
 	}
 	return have, nil
 }

@@ -95,18 +95,10 @@ func (s *Sink) BatchWait() apply.BatchPolicy {
 }
 
 func (s *Sink) ensureDatabase(ctx context.Context) error {
-	sys := *s.c
-	sys.db = "information_schema"
-	res, err := sys.query(ctx, "SHOW DATABASES")
-	if err != nil {
+	if ok, err := s.c.databaseExists(ctx); err != nil || ok {
 		return err
 	}
-	for i := range res.rows {
-		if len(res.rows[i]) > 0 && res.rows[i][0] != nil && *res.rows[i][0] == s.c.db {
-			return nil
-		}
-	}
-	if err := sys.exec(ctx, "CREATE DATABASE IF NOT EXISTS "+quote(s.c.db)); err != nil {
+	if err := s.c.inSystem().exec(ctx, "CREATE DATABASE IF NOT EXISTS "+quote(s.c.db)); err != nil {
 		return fmt.Errorf("create database %s: %w", s.c.db, err)
 	}
 	return nil

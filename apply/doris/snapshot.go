@@ -153,7 +153,7 @@ func (s *Sink) CopyChunk(ctx context.Context, c apply.ChunkLoad, read func(w io.
 		return 0, err
 	}
 	label := fmt.Sprintf("sluice_%s_%s_p%d_%x_c%d", labelTask(c.Task), labelTag(c.Table), c.Plan, plan.nonce, c.Chunk)
-	header := jsonHeader(enc.loadCols)
+	header := jsonHeader(enc.row.loadCols)
 	header["two_phase_commit"] = "true"
 	if info.model == EngineUnique && info.hasSeq {
 		header["function_column.sequence_col"] = loadSeq
@@ -228,29 +228,21 @@ func (s *Sink) FinishTable(ctx context.Context, task string, t proto.TableID, pl
 	if !p.found || p.plan != plan {
 		return fmt.Errorf("%w (table %s belongs to load plan %d, not %d)", apply.ErrFenced, t, p.plan, plan)
 	}
-	stored, err := s.readOffsets(ctx, task, []string{key})
-	if err != nil {
-		return err
-	}
-	if st := stored[key]; st.epoch > epoch {
-		return fmt.Errorf("%w (table %s: epoch %d holds it, this writer has %d)", apply.ErrFenced, t, st.epoch, epoch)
-	}
+	// A higher epoch's row stands (the epoch is the sequence column) and
+	// writeOffsets' read-back fences this writer.
 	row := offsetRow{pos: at, epoch: epoch, gen: p.nonce}
 	if err := s.writeOffsets(ctx, task, epoch, map[string]offsetRow{key: row}); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	s.known[knownKey(task, key)] = row
-	s.mu.Unlock()
+	s.remember(task, key, row)
 	p.finished = true
 	return s.writePlan(ctx, task, key, p)
 }
 
 // chunkEncoder turns a chunk's COPY text rows into JSON lines.
 type chunkEncoder struct {
-	row      *rowEncoder
-	loadCols []string
-	ncols    int // fields per COPY row
+	row   *rowEncoder
+	ncols int // fields per COPY row
 }
 
 func newChunkEncoder(info *tableInfo, columns []string) (*chunkEncoder, error) {
@@ -262,7 +254,7 @@ func newChunkEncoder(info *tableInfo, columns []string) (*chunkEncoder, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &chunkEncoder{row: re, loadCols: re.loadCols, ncols: len(columns)}, nil
+	return &chunkEncoder{row: re, ncols: len(columns)}, nil
 }
 
 // stream runs the chunk's read and returns its rows as JSON lines;
@@ -278,7 +270,6 @@ func (e *chunkEncoder) stream(read func(w io.Writer) (int64, error), rows *int64
 		var line []byte
 		var err error
 		full := &proto.Row{Op: proto.OpInsert}
-		var zero int64
 		for {
 			var tp proto.Tuple
 			tp, err = rd.Next()
@@ -286,7 +277,7 @@ func (e *chunkEncoder) stream(read func(w io.Writer) (int64, error), rows *int64
 				break
 			}
 			full.New = tp
-			if line, err = e.row.appendImageFull(line[:0], full, &zero); err != nil {
+			if line, err = e.row.appendImageFull(line[:0], full); err != nil {
 				break
 			}
 			if _, err = w.Write(line); err != nil {
@@ -324,8 +315,7 @@ func (w *waitCloser) Close() error {
 
 // appendImageFull writes a full-sync row: sequence 0 on a Unique table,
 // and _is_deleted, _version and _record_id 0 on a Duplicate one.
-func (e *rowEncoder) appendImageFull(dst []byte, r *proto.Row, _ *int64) ([]byte, error) {
-	var zero int64 = -1 // appendImage adds one: _record_id 0
-	line, err := e.appendImage(dst, r, r.New, false, &zero)
-	return line, err
+func (e *rowEncoder) appendImageFull(dst []byte, r *proto.Row) ([]byte, error) {
+	recordID := int64(-1) // appendImage counts one up: _record_id 0
+	return e.appendImage(dst, r, r.New, false, &recordID)
 }

@@ -236,12 +236,10 @@ func convertDateTime(k valueKind, prec int, v []byte) ([]byte, bool) {
 	if dt.Year < 1 || dt.Year > 9999 {
 		return nil, true
 	}
-	out := fmt.Appendf(nil, "%04d-%02d-%02d", dt.Year, dt.Month, dt.Day)
-	if k == asDatetime {
-		out = fmt.Appendf(out, " %02d:%02d:%02d", dt.Hour, dt.Minute, dt.Second)
-		if dt.Microsecond != 0 {
-			out = fmt.Appendf(out, ".%06d", dt.Microsecond)
-		}
+	// PostgreSQL's ISO form without the offset (now UTC) is Doris's.
+	dt.HasOffset = false
+	if k == asDate {
+		dt.HasTime = false
 	}
-	return out, false
+	return pgvalue.AppendDateTime(nil, dt), false
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/sluicedb/sluice/internal/jsonstr"
 	"github.com/sluicedb/sluice/proto"
 )
 
@@ -120,7 +121,7 @@ func appendDebeziumImage(b []byte, im *rowImage) []byte {
 		case cellValue:
 			o.b = appendValue(o.b, c.TypeOID, v)
 		case cellToast:
-			o.b = appendJSONString(o.b, toastPlaceholder)
+			o.b = jsonstr.Append(o.b, toastPlaceholder)
 		default:
 			o.b = append(o.b, "null"...)
 		}

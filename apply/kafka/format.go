@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/sluicedb/sluice/internal/jsonstr"
 	"github.com/sluicedb/sluice/proto"
 )
 
@@ -243,13 +244,13 @@ func (o *jsonObject) key(name string) {
 		o.b = append(o.b, ',')
 	}
 	o.n++
-	o.b = appendJSONString(o.b, name)
+	o.b = jsonstr.Append(o.b, name)
 	o.b = append(o.b, ':')
 }
 
 func (o *jsonObject) str(name, v string) {
 	o.key(name)
-	o.b = appendJSONString(o.b, v)
+	o.b = jsonstr.Append(o.b, v)
 }
 
 func (o *jsonObject) int(name string, v int64) {
@@ -297,7 +298,7 @@ func appendStrings(b []byte, ss []string) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONString(b, s)
+		b = jsonstr.Append(b, s)
 	}
 	return append(b, ']')
 }

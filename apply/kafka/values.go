@@ -6,9 +6,9 @@ import (
 	"encoding/json"
 	"math"
 	"strconv"
-	"unicode/utf8"
 
 	"github.com/sluicedb/sluice/apply/pgvalue"
+	"github.com/sluicedb/sluice/internal/jsonstr"
 )
 
 // Column values arrive in PostgreSQL's text form (what `SELECT col::text`
@@ -54,7 +54,7 @@ import (
 func appendValue(b []byte, oid uint32, text []byte) []byte {
 	t, known := pgvalue.Lookup(oid)
 	if !known {
-		return appendJSONString(b, text)
+		return jsonstr.Append(b, text)
 	}
 	switch t.Family {
 	case pgvalue.FamilyBool:
@@ -96,7 +96,7 @@ func appendValue(b []byte, oid uint32, text []byte) []byte {
 			return out
 		}
 	}
-	return appendJSONString(b, text)
+	return jsonstr.Append(b, text)
 }
 
 // appendArray appends the JSON array of an array's text form, elements
@@ -150,49 +150,4 @@ func appendUTC(b []byte, dt pgvalue.DateTime) []byte {
 		return append(append(b[:len(b)-len(bc)], 'Z'), bc...)
 	}
 	return append(b, 'Z')
-}
-
-// appendJSONString appends s as a JSON string. Invalid UTF-8 becomes
-// U+FFFD, as encoding/json does, so the message stays valid JSON.
-func appendJSONString[T string | []byte](b []byte, s T) []byte {
-	const hexDigits = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, `\n`...)
-			case '\r':
-				b = append(b, `\r`...)
-			case '\t':
-				b = append(b, `\t`...)
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		// At most UTFMax bytes are converted, which stays on the stack.
-		r, size := utf8.DecodeRuneInString(string(s[i:min(i+utf8.UTFMax, len(s))]))
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

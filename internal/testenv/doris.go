@@ -5,21 +5,21 @@ import (
 	"os"
 	"testing"
 
-	"github.com/sluicedb/sluice/internal/testenv/dorisemu"
+	"github.com/sluicedb/sluice/internal/testenv/dorisemu/emu"
 )
 
 // NewDoris starts a Doris emulator for a test and closes it at cleanup. It
 // skips the test only when MariaDB, which holds the emulator's data, is
 // not installed (make deps installs it).
-func NewDoris(t testing.TB, opts ...func(*dorisemu.Options)) *dorisemu.Emulator {
+func NewDoris(t testing.TB, opts ...func(*emu.Options)) *emu.Emulator {
 	t.Helper()
-	var o dorisemu.Options
+	var o emu.Options
 	o.Dir = t.TempDir()
 	for _, f := range opts {
 		f(&o)
 	}
-	e, err := dorisemu.Start(o)
-	if errors.Is(err, dorisemu.ErrNoMariaDB) {
+	e, err := emu.Start(o)
+	if errors.Is(err, emu.ErrNoMariaDB) {
 		t.Skipf("Doris emulator unavailable: %v", err)
 	}
 	if err != nil {

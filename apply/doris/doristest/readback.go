@@ -61,19 +61,23 @@ func (s Server) Tables(t testing.TB) map[string]bool {
 }
 
 // Describe returns a table's columns and their Doris types (upper case,
-// as DESC prints them); nil for a table the database lacks.
+// as DESC prints them, with " NOT NULL" for a column that takes no
+// NULL); nil for a table the database lacks.
 func (s Server) Describe(t testing.TB, table string) (names []string, types map[string]string) {
 	t.Helper()
 	if !s.Tables(t)[table] {
 		return nil, nil
 	}
 	cols, rows := s.Query(t, "DESC "+quote(table))
-	field, typ := slices.Index(cols, "Field"), slices.Index(cols, "Type")
+	field, typ, null := slices.Index(cols, "Field"), slices.Index(cols, "Type"), slices.Index(cols, "Null")
 	types = map[string]string{}
 	for _, r := range rows {
 		n := *r[field]
 		names = append(names, n)
 		types[n] = strings.ToUpper(strings.ReplaceAll(*r[typ], " ", ""))
+		if null >= 0 && r[null] != nil && strings.EqualFold(*r[null], "NO") {
+			types[n] += " NOT NULL"
+		}
 	}
 	return names, types
 }
@@ -110,7 +114,7 @@ func (s Server) ReadTable(t testing.TB, table string, cols []proto.Column) []sin
 		for _, c := range cols {
 			v, ok := at(r, c.Name)
 			if ok {
-				v = canonical(c.TypeOID, types[c.Name], v)
+				v = canonical(c.TypeOID, v)
 			}
 			row[c.Name] = v
 		}
@@ -179,7 +183,7 @@ func (s Server) ReadTable(t testing.TB, table string, cols []proto.Column) []sin
 
 // canonical turns a value Doris printed back into PostgreSQL's text form
 // (sinktest.Row) by the mapping apply/doris documents.
-func canonical(oid uint32, dorisType, v string) string {
+func canonical(oid uint32, v string) string {
 	switch oid {
 	case 16: // boolean
 		if v == "1" || strings.EqualFold(v, "true") {

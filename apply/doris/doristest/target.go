@@ -9,13 +9,13 @@ import (
 	"github.com/sluicedb/sluice/apply/doris"
 	"github.com/sluicedb/sluice/apply/sinktest"
 	"github.com/sluicedb/sluice/internal/testenv"
-	"github.com/sluicedb/sluice/internal/testenv/dorisemu"
+	"github.com/sluicedb/sluice/internal/testenv/dorisemu/emu"
 	"github.com/sluicedb/sluice/proto"
 )
 
 // Target is a Doris emulator for the pipeline suite (pipelinetest).
 type Target struct {
-	E *dorisemu.Emulator
+	E *emu.Emulator
 	Server
 }
 

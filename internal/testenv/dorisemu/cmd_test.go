@@ -1,4 +1,4 @@
-package dorisemu
+package main
 
 import (
 	"bufio"
@@ -11,16 +11,18 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluicedb/sluice/internal/testenv/dorisemu/emu"
 )
 
-// TestStandaloneCommand builds cmd/dorisemu, runs it, loads through it and
+// TestStandaloneCommand builds the command (go run ./internal/testenv/dorisemu), runs it, loads through it and
 // stops it with SIGTERM, checking it exits cleanly and removes its data.
 func TestStandaloneCommand(t *testing.T) {
-	if _, _, err := FindMariaDB(); err != nil {
+	if _, _, err := emu.FindMariaDB(); err != nil {
 		t.Skip(err)
 	}
 	bin := filepath.Join(t.TempDir(), "dorisemu")
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/dorisemu").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -67,7 +69,7 @@ func TestStandaloneCommand(t *testing.T) {
 	}
 	req, _ := http.NewRequest("GET", "http://"+addr+"/api/health", nil)
 	req.SetBasicAuth("root", "")
-	resp, err := httpc.Do(req)
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("health: %v", err)
 	}
