@@ -142,6 +142,12 @@ type HeartbeatWriter interface {
 // destination: this unit must stop (invariant 3).
 var ErrFenced = errors.New("fenced: a newer owner of this unit has written the destination")
 
+// ErrStopTask marks a failure that retrying cannot mend and that the user
+// asked to stop on (a two-way conflict under two_way.conflicts:
+// task_failed): the task fails at once, without a retry window, naming
+// the cause; it runs again when resumed.
+var ErrStopTask = errors.New("the task stops here")
+
 // Changes is what one Apply call writes: runs of rows per table, each run
 // in position order, every row above the table's stored position.
 type Changes struct {

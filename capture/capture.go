@@ -61,6 +61,11 @@ type Config struct {
 	// Columns gives a table's selected columns (nil: all); schema changes
 	// are kept to them, as the rows are by the publication.
 	Columns func(proto.TableID) []string
+	// DropOrigin, when set, is a replication origin (proto.OriginOf) whose
+	// transactions are dropped: two-way sync's peer direction wrote them,
+	// and sending them back would loop. Transactions of other origins
+	// (another task's, cascading A to B to C) go on as usual.
+	DropOrigin string
 }
 
 func (c *Config) setDefaults() error {
@@ -98,6 +103,8 @@ type Stats struct {
 	ConfirmedLSN atomic.Uint64
 	RowsCaptured atomic.Int64
 	Sessions     atomic.Int64
+	// PeerTxDropped counts transactions of DropOrigin left out.
+	PeerTxDropped atomic.Int64
 }
 
 // Capture streams a task's replication slot into JetStream.
@@ -237,7 +244,10 @@ type sessionState struct {
 	// batch before the next one is decoded.
 	newT, oldT proto.Tuple
 
-	inTx       bool
+	inTx bool
+	// peerTx: the transaction under way carries DropOrigin; its changes
+	// are dropped (its commit still moves the confirmed position).
+	peerTx     bool
 	begin      beginMsg
 	idx        uint32
 	lastCommit proto.LSN // end LSN of the last commit seen
@@ -395,7 +405,17 @@ func (s *sessionState) handle(ctx context.Context, data []byte) error {
 		if err != nil {
 			return err
 		}
-		s.inTx, s.begin, s.idx = true, b, 0
+		s.inTx, s.begin, s.idx, s.peerTx = true, b, 0, false
+	case 'O':
+		// Sent after BEGIN when the transaction has a replication origin.
+		name, err := parseOrigin(data)
+		if err != nil {
+			return err
+		}
+		if proto.OriginOf(name, s.c.cfg.DropOrigin) {
+			s.peerTx = true
+			s.c.Stats.PeerTxDropped.Add(1)
+		}
 	case 'C':
 		cm, err := parseCommit(data)
 		if err != nil {
@@ -435,6 +455,9 @@ func (s *sessionState) handle(ctx context.Context, data []byte) error {
 		}
 		s.relations[rel.id] = rel
 	case 'I', 'U', 'D':
+		if s.peerTx {
+			return nil
+		}
 		m, err := parseRow(data, &s.newT, &s.oldT)
 		if err != nil {
 			return err
@@ -454,6 +477,9 @@ func (s *sessionState) handle(ctx context.Context, data []byte) error {
 		}
 		return s.addRow(ctx, rel, proto.Row{Op: m.op, New: m.new, Old: m.old})
 	case 'T':
+		if s.peerTx {
+			return nil
+		}
 		ids, err := parseTruncate(data)
 		if err != nil {
 			return err
@@ -471,7 +497,7 @@ func (s *sessionState) handle(ctx context.Context, data []byte) error {
 			}
 		}
 	default:
-		// 'O' origin, 'Y' type, 'M' logical message: nothing to carry.
+		// 'Y' type, 'M' logical message: nothing to carry.
 	}
 	return nil
 }

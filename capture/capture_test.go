@@ -49,7 +49,14 @@ func newCaptureFixture(t *testing.T, ddl string, tables ...proto.TableID) *captu
 
 func (f *captureFixture) start(t *testing.T) (*Capture, context.CancelFunc, chan error) {
 	t.Helper()
-	c, err := New(Config{Task: f.task, SourceDSN: f.pg.DSN("postgres"), JetStream: f.js, MaxBatchRows: 3, HeartbeatInterval: 200 * time.Millisecond})
+	return f.startWith(t, Config{})
+}
+
+// startWith starts the capture with cfg's options beside the fixture's.
+func (f *captureFixture) startWith(t *testing.T, cfg Config) (*Capture, context.CancelFunc, chan error) {
+	t.Helper()
+	cfg.Task, cfg.SourceDSN, cfg.JetStream, cfg.MaxBatchRows, cfg.HeartbeatInterval = f.task, f.pg.DSN("postgres"), f.js, 3, 200*time.Millisecond
+	c, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,5 +230,46 @@ func TestDropTaskObjects(t *testing.T) {
 	}
 	if err := testenv.SourceLeftovers(ctx, conn); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Two-way sync: transactions written under the peer direction's origin
+// (its numbered session origins included) are dropped; those of other
+// origins and of none are captured.
+func TestCaptureDropsPeerOrigin(t *testing.T) {
+	items := proto.TableID{Schema: "public", Name: "items"}
+	f := newCaptureFixture(t, `CREATE TABLE items (id int PRIMARY KEY);
+		SELECT pg_replication_origin_create(o) FROM unnest(ARRAY['sluice:ab:rev', 'sluice:ab:rev:2', 'sluice:other:rev']) o`, items)
+	c, _, _ := f.startWith(t, Config{DropOrigin: "sluice:ab:rev"})
+	src := testenv.Conn(t, f.pg.DSN("postgres"))
+	write := func(origin string, id int) {
+		if origin != "" {
+			testenv.MustExec(t, src, `SELECT pg_replication_origin_session_setup($1)`, origin)
+		}
+		testenv.MustExec(t, src, `INSERT INTO items VALUES ($1)`, id)
+		if origin != "" {
+			testenv.MustExec(t, src, `SELECT pg_replication_origin_session_reset()`)
+		}
+	}
+	write("", 1)
+	write("sluice:ab:rev", 2)
+	write("sluice:ab:rev:2", 3)
+	write("sluice:other:rev", 4) // another task's: a cascade goes on
+	write("", 5)
+	var ids []string
+	testenv.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
+		ids = ids[:0]
+		for _, b := range f.readAll(t, items) {
+			for _, r := range b.Rows {
+				ids = append(ids, string(r.New.Values[0]))
+			}
+		}
+		if len(ids) < 3 {
+			return fmt.Errorf("captured %v", ids)
+		}
+		return nil
+	})
+	if strings.Join(ids, ",") != "1,4,5" || c.Stats.PeerTxDropped.Load() != 2 {
+		t.Fatalf("captured %v, dropped %d transactions; want 1,4,5 and 2", ids, c.Stats.PeerTxDropped.Load())
 	}
 }

@@ -140,6 +140,15 @@ func parseBegin(data []byte) (beginMsg, error) {
 	return m, r.err
 }
 
+// parseOrigin reads an Origin message: the origin's commit LSN, then its
+// name.
+func parseOrigin(data []byte) (string, error) {
+	r := reader{b: data[1:]}
+	r.u64()
+	name := r.str()
+	return name, r.err
+}
+
 type commitMsg struct {
 	commitLSN proto.LSN
 	endLSN    proto.LSN

@@ -35,6 +35,9 @@ type Backend interface {
 	// objects add and remove (keys), and checks the added ones; an error
 	// says what is wrong with them.
 	TableChanges(ctx context.Context, task *Task, objects []proto.ObjectSpec) (add, remove []string, err error)
+	// Conflicts counts a two-way task's conflicts, as logged at both of
+	// its databases (spec is the forward direction's).
+	Conflicts(ctx context.Context, spec *proto.TaskSpec) ([]proto.ConflictCount, error)
 }
 
 // Live is a running task's volatile metrics: not replicated, read from the
@@ -48,6 +51,9 @@ type Live struct {
 	FullRowsPerSecond  float64
 	FullBytesPerSecond float64
 	ConfirmedLSN       string
+	// PeerTxDropped: transactions the capture left out because the
+	// other direction of its two-way task wrote them.
+	PeerTxDropped int64
 }
 
 // maxBodyBytes bounds a request body: a task spec is a few kilobytes.
@@ -260,6 +266,9 @@ func (a *api) listTasks(w http.ResponseWriter, r *http.Request) {
 	tasks := a.c.Tasks()
 	out := make([]proto.TaskStatus, 0, len(tasks))
 	for _, t := range tasks {
+		if t.ReverseOf != "" {
+			continue // shown in its two-way task's status
+		}
 		out = append(out, a.status(t))
 	}
 	a.reply(w, http.StatusOK, out)
@@ -272,7 +281,15 @@ func (a *api) getTask(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, http.StatusNotFound, fmt.Sprintf("task %q not found", name), nil)
 		return
 	}
-	a.reply(w, http.StatusOK, a.status(task))
+	st := a.status(task)
+	if st.TwoWay != nil && task.ReverseOf == "" {
+		counts, err := a.b.Conflicts(r.Context(), &task.Spec)
+		st.TwoWay.Conflicts = counts
+		if err != nil {
+			st.TwoWay.ConflictsError = redact(err.Error())
+		}
+	}
+	a.reply(w, http.StatusOK, st)
 }
 
 // deleteTask marks the task Deleting (nodes stop its units), cleans up its
@@ -282,6 +299,9 @@ func (a *api) deleteTask(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	if _, ok := a.c.Task(name); !ok {
 		a.fail(w, http.StatusNotFound, fmt.Sprintf("task %q not found", name), nil)
+		return
+	}
+	if a.refuseReverse(w, name) {
 		return
 	}
 	if err := a.c.Apply(r.Context(), MarkDeleting{Name: name}); err != nil {
@@ -294,7 +314,13 @@ func (a *api) deleteTask(w http.ResponseWriter, r *http.Request) {
 		a.reply(w, http.StatusOK, map[string]string{"deleted": name})
 		return
 	}
-	if err := a.b.Cleanup(r.Context(), &task.Spec); err != nil {
+	specs := []*proto.TaskSpec{&task.Spec}
+	if rev, ok := a.c.Task(proto.ReverseTaskName(name)); ok && rev.ReverseOf == name {
+		// The reverse direction first: its capture reads what the
+		// forward direction's apply writes.
+		specs = []*proto.TaskSpec{&rev.Spec, &task.Spec}
+	}
+	if err := a.cleanup(r.Context(), specs); err != nil {
 		msg := redact(err.Error())
 		a.logger.Warn("task cleanup failed; it stays marked for deletion", "task", name, "error", msg)
 		a.fail(w, http.StatusBadGateway, fmt.Sprintf("cleanup of task %q failed (it is stopped and marked for deletion; delete again to retry): %s", name, msg), nil)
@@ -306,6 +332,28 @@ func (a *api) deleteTask(w http.ResponseWriter, r *http.Request) {
 	}
 	a.logger.Info("task deleted", "task", name)
 	a.reply(w, http.StatusOK, map[string]string{"deleted": name})
+}
+
+// cleanup removes what each of a task's directions created.
+func (a *api) cleanup(ctx context.Context, specs []*proto.TaskSpec) error {
+	for _, spec := range specs {
+		if err := a.b.Cleanup(ctx, spec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// refuseReverse answers for a request that names the reverse direction of
+// a two-way task, which only moves with its task; it reports whether it
+// answered.
+func (a *api) refuseReverse(w http.ResponseWriter, name string) bool {
+	t, ok := a.c.Task(name)
+	if !ok || t.ReverseOf == "" {
+		return false
+	}
+	a.fail(w, http.StatusConflict, fmt.Sprintf("%q is the reverse direction of two-way task %q: pause, resume, update or delete %q, which acts on both directions", name, t.ReverseOf, t.ReverseOf), nil)
+	return true
 }
 
 // transition applies a state change (pause, resume) and returns the status.
@@ -321,6 +369,9 @@ func (a *api) transition(cmd func(name string) Command) http.HandlerFunc {
 func (a *api) changeTask(w http.ResponseWriter, r *http.Request, name string, cmd Command) bool {
 	if _, ok := a.c.Task(name); !ok {
 		a.fail(w, http.StatusNotFound, fmt.Sprintf("task %q not found", name), nil)
+		return false
+	}
+	if a.refuseReverse(w, name) {
 		return false
 	}
 	if err := a.c.Apply(r.Context(), cmd); err != nil {
@@ -386,6 +437,10 @@ func (a *api) updateTask(w http.ResponseWriter, r *http.Request) {
 	changed = slices.DeleteFunc(changed, func(f string) bool { return f == "objects" })
 	if len(changed) > 0 {
 		a.fail(w, http.StatusConflict, fmt.Sprintf("%s cannot change on a running task: delete and recreate the task to change them; objects (tables added and removed), retry, alerts and throttle can change", strings.Join(changed, ", ")), nil)
+		return
+	}
+	if objects && spec.TwoWay != nil {
+		a.fail(w, http.StatusConflict, "objects cannot change on a two-way task yet: delete and recreate it to sync other tables", nil)
 		return
 	}
 	if objects {
@@ -506,7 +561,7 @@ func (a *api) status(t Task) proto.TaskStatus {
 	if t.Phase == proto.PhaseFull {
 		full.RowsPerSecond, full.BytesPerSecond = live.FullRowsPerSecond, live.FullBytesPerSecond
 	}
-	return proto.TaskStatus{
+	st := proto.TaskStatus{
 		Name:          t.Spec.Name,
 		Phase:         t.Phase,
 		State:         t.State,
@@ -521,6 +576,41 @@ func (a *api) status(t Task) proto.TaskStatus {
 		CreatedAt:     t.CreatedAt,
 		Spec:          a.shown(t.Spec),
 	}
+	if t.Spec.TwoWay != nil && t.ReverseOf == "" {
+		a.twoWayStatus(t, &st)
+	}
+	return st
+}
+
+// twoWayStatus adds both directions to a two-way task's status. The
+// task's state is the worse of the two: a direction stopped by a conflict
+// (task_failed) shows as the task failed, with that direction's error.
+func (a *api) twoWayStatus(t Task, st *proto.TaskStatus) {
+	direction := func(t Task) proto.DirectionStatus {
+		live := a.b.Live(t.Spec.Name)
+		return proto.DirectionStatus{Task: t.Spec.Name, Phase: t.Phase, State: t.State, LatencyMS: live.LatencyMS,
+			RowsApplied: live.RowsApplied, ThroughputRPS: live.ThroughputRPS, LastError: t.LastError}
+	}
+	tw := &proto.TwoWayStatus{Policy: t.Spec.TwoWay.Policy(), Forward: direction(t)}
+	rev, ok := a.c.Task(proto.ReverseTaskName(t.Spec.Name))
+	if ok {
+		tw.Reverse = direction(rev)
+		if worse(rev.State, t.State) {
+			st.State = rev.State
+			if rev.LastError != nil {
+				e := *rev.LastError
+				e.Message = "reverse direction: " + e.Message
+				st.LastError = &e
+			}
+		}
+	}
+	st.TwoWay = tw
+}
+
+// worse reports whether state a is worse news than b.
+func worse(a, b proto.State) bool {
+	rank := map[proto.State]int{proto.StateFailed: 3, proto.StateRetrying: 2}
+	return rank[a] > rank[b]
 }
 
 // shown is a spec as the API shows it: secrets masked, references (which

@@ -413,7 +413,7 @@ func applyCreateTask(d *data, index uint64, cmd *CreateTask) error {
 	// A task starts in precheck (passed before the command was proposed);
 	// the node that runs it moves it through the phases its spec enables,
 	// and to incremental only once its changes are being captured.
-	d.Tasks[name] = &Task{
+	t := &Task{
 		Spec:        spec,
 		CreatedAt:   cmd.At,
 		Phase:       proto.PhasePrecheck,
@@ -422,6 +422,15 @@ func applyCreateTask(d *data, index uint64, cmd *CreateTask) error {
 		CreateIndex: index,
 		ModifyIndex: index,
 	}
+	if spec.TwoWay != nil {
+		if spec.TwoWay.Reverse {
+			return errors.New("create task: a reverse direction is made with its two-way task")
+		}
+		if err := d.createReverse(t, index); err != nil {
+			return err
+		}
+	}
+	d.Tasks[name] = t
 	return nil
 }
 
@@ -542,12 +551,19 @@ func applyMarkDeleting(d *data, index uint64, cmd *MarkDeleting) error {
 	}
 	t.Deleting = true
 	t.ModifyIndex = index
+	if r := d.reverseOf(t); r != nil {
+		r.Deleting, r.ModifyIndex = true, index
+	}
 	return nil
 }
 
 func applyRemoveTask(d *data, _ uint64, cmd *RemoveTask) error {
-	if _, err := d.task(cmd.Name); err != nil {
+	t, err := d.task(cmd.Name)
+	if err != nil {
 		return err
+	}
+	if r := d.reverseOf(t); r != nil {
+		delete(d.Tasks, r.Spec.Name)
 	}
 	delete(d.Tasks, cmd.Name)
 	return nil
@@ -566,6 +582,9 @@ func applyPauseTask(d *data, index uint64, cmd *PauseTask) error {
 	case t.State == proto.StatePaused:
 		return nil
 	}
+	if r := d.reverseOf(t); r != nil && r.State != proto.StatePaused && r.State != proto.StateReleased {
+		r.State, r.Epoch, r.FullSync, r.ModifyIndex = proto.StatePaused, index, nil, index
+	}
 	t.State = proto.StatePaused
 	t.Epoch = index // Raft indexes grow: comparable with assignments' epochs
 	t.FullSync = nil
@@ -577,6 +596,11 @@ func applyResumeTask(d *data, index uint64, cmd *ResumeTask) error {
 	t, err := d.task(cmd.Name)
 	if err != nil {
 		return err
+	}
+	if r := d.reverseOf(t); r != nil && (r.State == proto.StatePaused || r.State == proto.StateFailed) {
+		// Resuming a two-way task resumes both directions, whichever
+		// stopped (a task_failed conflict stops one).
+		r.State, r.ModifyIndex = proto.StatePending, index
 	}
 	switch t.State {
 	case proto.StatePaused, proto.StateFailed:

@@ -240,6 +240,9 @@ func (c *Coordinator) schedulerInput(groups int) ([]scheduler.Node, []scheduler.
 	}
 	var units []scheduler.Unit
 	for _, t := range c.store.Tasks() {
+		if ReverseWaits(&t, c.store.Task) {
+			continue // the forward copy is not in yet
+		}
 		units = append(units, TaskUnits(&t, groups)...)
 	}
 	current := scheduler.Placement{}

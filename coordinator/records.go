@@ -79,6 +79,28 @@ type SpecV1 struct {
 	Throttle          *ThrottleV1     `json:"throttle,omitempty"`
 	Cluster           string          `json:"cluster,omitempty"`
 	Alerts            *AlertsV1       `json:"alerts,omitempty"`
+	TwoWay            *TwoWayV1       `json:"two_way,omitempty"`
+}
+
+// TwoWayV1 is a spec's two_way block, version 1.
+type TwoWayV1 struct {
+	Conflicts string `json:"conflicts,omitempty"`
+	Reverse   bool   `json:"reverse,omitempty"`
+	Peer      string `json:"peer,omitempty"`
+}
+
+func twoWayRecord(t *proto.TwoWaySpec) *TwoWayV1 {
+	if t == nil {
+		return nil
+	}
+	return &TwoWayV1{Conflicts: t.Conflicts, Reverse: t.Reverse, Peer: t.Peer}
+}
+
+func (t *TwoWayV1) spec() *proto.TwoWaySpec {
+	if t == nil {
+		return nil
+	}
+	return &proto.TwoWaySpec{Conflicts: t.Conflicts, Reverse: t.Reverse, Peer: t.Peer}
 }
 
 // SourceV1 is a spec's source, version 1.
@@ -242,6 +264,7 @@ func SpecRecord(s *proto.TaskSpec) SpecV1 {
 		Throttle:          ThrottleRecord(s.Throttle),
 		Cluster:           s.Cluster,
 		Alerts:            alertsRecord(s.Alerts),
+		TwoWay:            twoWayRecord(s.TwoWay),
 	}
 }
 
@@ -264,6 +287,7 @@ func (r *SpecV1) TaskSpec() (proto.TaskSpec, error) {
 		Throttle:          r.Throttle.spec(),
 		Cluster:           r.Cluster,
 		Alerts:            r.Alerts.spec(),
+		TwoWay:            r.TwoWay.spec(),
 	}
 	if len(r.Destination) > 0 {
 		if err := json.Unmarshal(r.Destination, &s.Destination); err != nil {

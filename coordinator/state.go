@@ -60,6 +60,9 @@ type Task struct {
 	CreateIndex uint64 `json:"create_index"`
 	// ModifyIndex is the Raft index of the last write to the task.
 	ModifyIndex uint64 `json:"modify_index"`
+	// ReverseOf: this task is the reverse direction of the named two-way
+	// task (twoway.go).
+	ReverseOf string `json:"reverse_of,omitempty"`
 }
 
 // data is the replicated state itself. Only command handlers change it,
@@ -180,6 +183,7 @@ func (s *Store) applyCommand(index uint64, cmd Command) error {
 	if err := h.apply(&s.data, index, cmd); err != nil {
 		return err
 	}
+	s.data.refreshReverses(index)
 	s.notifyLocked()
 	return nil
 }

@@ -49,6 +49,13 @@ func (b *backend) TableChanges(ctx context.Context, task *coordinator.Task, obje
 	return pipeline.TableChanges(ctx, task, objects)
 }
 
+// Conflicts counts a two-way task's conflicts at both databases.
+func (b *backend) Conflicts(ctx context.Context, spec *proto.TaskSpec) ([]proto.ConflictCount, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return pipeline.ConflictCounts(ctx, spec)
+}
+
 // waitUnitsStopped waits until the task, marked for deletion, has no
 // assignment left (the leader drops them) and no unit of it runs here;
 // units on other nodes stop when their node sees the assignment go.

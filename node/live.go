@@ -199,6 +199,7 @@ func (l *live) snapshot(now time.Time) coordinator.Live {
 	out := coordinator.Live{RowsApplied: l.rowsApplied()}
 	if l.capture != nil {
 		out.ConfirmedLSN = proto.LSN(l.capture.Stats.ConfirmedLSN.Load()).String()
+		out.PeerTxDropped = l.capture.Stats.PeerTxDropped.Load()
 	}
 	if n := len(l.samples); n >= 2 {
 		first, last := l.samples[0], l.samples[n-1]

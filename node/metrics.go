@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/sluicedb/sluice/apply/postgres"
 	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/internal/safe"
 	"github.com/sluicedb/sluice/proto"
@@ -35,6 +36,8 @@ var (
 	descAlert         = prometheus.NewDesc("sluice_task_alert_firing", "1 while an alert of the task holds (on the leader).", []string{"task", "alert"}, nil)
 	descUnits         = prometheus.NewDesc("sluice_node_units", "Units running on this node.", nil, nil)
 	descLeader        = prometheus.NewDesc("sluice_node_is_leader", "1 on the Raft leader.", nil, nil)
+	descPeerDropped   = prometheus.NewDesc("sluice_task_peer_transactions_dropped_total", "Transactions the capture on this node left out because the other direction of its two-way task wrote them (no loop).", []string{"task"}, nil)
+	descConflicts     = prometheus.NewDesc("sluice_twoway_conflicts_total", "Two-way conflicts detected by the apply groups on this node since it started, by direction, kind and resolution (task is the two-way task's name).", []string{"task", "direction", "kind", "resolution"}, nil)
 	descPanics        = prometheus.NewDesc("sluice_panics_total", "Panics recovered in this process since it started, by the goroutine they happened in (each failed a unit, retried, instead of killing the node).", []string{"where"}, nil)
 )
 
@@ -46,7 +49,7 @@ type collector struct {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descState, descRetryUntil, descFullRows, descFullEstimated, descFullTables,
-		descLatency, descApplied, descThroughput, descThroughputB, descFullRate, descFullRateB, descRetainedWAL, descAlert, descUnits, descLeader, descPanics} {
+		descLatency, descApplied, descThroughput, descThroughputB, descFullRate, descFullRateB, descRetainedWAL, descAlert, descUnits, descLeader, descPeerDropped, descConflicts, descPanics} {
 		ch <- d
 	}
 }
@@ -80,6 +83,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descThroughputB, live.ThroughputBPS, name)
 			gauge(descFullRate, live.FullRowsPerSecond, name)
 			gauge(descFullRateB, live.FullBytesPerSecond, name)
+			if t.Spec.IsTwoWay() {
+				ch <- prometheus.MustNewConstMetric(descPeerDropped, prometheus.CounterValue, float64(live.PeerTxDropped), name)
+			}
 		}
 	}
 	leader := c.coord.IsLeader()
@@ -98,6 +104,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.worker != nil {
 		gauge(descUnits, float64(len(c.worker.Health())))
+	}
+	for _, cc := range postgres.ConflictCounts() {
+		ch <- prometheus.MustNewConstMetric(descConflicts, prometheus.CounterValue, float64(cc.N), cc.Task, cc.Direction, cc.Kind, cc.Resolution)
 	}
 	for where, n := range safe.Counts() {
 		ch <- prometheus.MustNewConstMetric(descPanics, prometheus.CounterValue, float64(n), where)

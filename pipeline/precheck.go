@@ -19,5 +19,6 @@ func Precheck(ctx context.Context, spec *proto.TaskSpec) *proto.PrecheckReport {
 	c := &proto.Checks{}
 	src := capture.Precheck(ctx, spec, c)
 	apply.Precheck(ctx, spec, src, c)
+	twoWayPrecheck(ctx, spec, src, c)
 	return c.Report()
 }

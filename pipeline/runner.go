@@ -253,6 +253,11 @@ func (r *Runner) attempt(ctx context.Context) error {
 	changes := task.TablesChanges
 	g.Go(safe.Go("watch-tables", func() error { return r.watchTables(gctx, changes) }))
 	if task.Phase != proto.PhaseIncremental {
+		if task.Spec.IsTwoWay() && !task.Spec.IsReverse() {
+			if err := r.prepareReverse(gctx, &task, tables); err != nil {
+				return err
+			}
+		}
 		r.setStatus(ctx, proto.PhaseIncremental, proto.StateRunning, nil, true)
 	}
 	// The apply groups are units of their own, which the leader places

@@ -138,6 +138,7 @@ func (s *PGSource) RunCapture(ctx context.Context, start proto.LSN, handover Sna
 	cfg.Task, cfg.SourceDSN = s.Spec.Name, s.dsn()
 	cfg.Operations, cfg.Columns = s.Spec.Operations, s.Spec.SelectedColumns
 	cfg.OnDDL = onDDL
+	cfg.DropOrigin = s.Spec.PeerOrigin()
 	cfg.JetStream, cfg.Logger = s.JetStream, s.Logger
 	c, err := capture.New(cfg)
 	if err != nil {

@@ -76,6 +76,9 @@ func Supervise(ctx context.Context, u Unit, attempt func(context.Context) error)
 			return false
 		}
 		terr, closed := rw.Fail(err, time.Since(started), &task, u.Store.Tasks())
+		if errors.Is(err, apply.ErrStopTask) {
+			closed = true
+		}
 		state := proto.StateRetrying
 		if closed {
 			terr.RetryUntil = time.Time{}

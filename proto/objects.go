@@ -180,6 +180,10 @@ func (s *TaskSpec) Clone() TaskSpec {
 		}
 	}
 	c.Throttle = s.Throttle.Clone()
+	if s.TwoWay != nil {
+		tw := *s.TwoWay
+		c.TwoWay = &tw
+	}
 	if s.Alerts != nil {
 		al := *s.Alerts
 		al.OnFailure = clonePtr(s.Alerts.OnFailure)

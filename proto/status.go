@@ -74,4 +74,37 @@ type TaskStatus struct {
 	LastError *TaskError `json:"last_error"`
 	CreatedAt time.Time  `json:"created_at"`
 	Spec      TaskSpec   `json:"spec"`
+	// TwoWay shows both directions of a two-way task and its conflicts.
+	TwoWay *TwoWayStatus `json:"two_way,omitempty"`
+}
+
+// TwoWayStatus is a two-way task's directions and conflicts.
+type TwoWayStatus struct {
+	Policy  string          `json:"policy"`
+	Forward DirectionStatus `json:"forward"`
+	Reverse DirectionStatus `json:"reverse"`
+	// Conflicts by direction, kind and resolution, as logged in
+	// sluice.conflicts at either side; ConflictsError says why they could
+	// not be read (a side is unreachable, say).
+	Conflicts      []ConflictCount `json:"conflicts"`
+	ConflictsError string          `json:"conflicts_error,omitempty"`
+}
+
+// DirectionStatus is one direction of a two-way task.
+type DirectionStatus struct {
+	Task          string     `json:"task"`
+	Phase         Phase      `json:"phase"`
+	State         State      `json:"state"`
+	LatencyMS     *int64     `json:"latency_ms"`
+	RowsApplied   int64      `json:"rows_applied"`
+	ThroughputRPS float64    `json:"throughput_rps"`
+	LastError     *TaskError `json:"last_error"`
+}
+
+// ConflictCount counts conflicts of one kind resolved one way.
+type ConflictCount struct {
+	Direction  string `json:"direction"`
+	Kind       string `json:"kind"`
+	Resolution string `json:"resolution"`
+	Count      int64  `json:"count"`
 }

@@ -28,6 +28,8 @@ type TaskSpec struct {
 	Throttle          *ThrottleSpec   `yaml:"throttle,omitempty" json:"throttle,omitempty"`
 	Cluster           string          `yaml:"cluster,omitempty" json:"cluster,omitempty"`
 	Alerts            *AlertSpec      `yaml:"alerts,omitempty" json:"alerts,omitempty"`
+	// TwoWay makes the task two-way (twoway.go); nil for one way.
+	TwoWay *TwoWaySpec `yaml:"two_way,omitempty" json:"two_way,omitempty"`
 }
 
 // SourceSpec is the PostgreSQL database changes are read from.
@@ -323,6 +325,7 @@ var yamlTypeNames = map[string]string{
 	"proto.RetrySpec":    "retry.",
 	"proto.ThrottleSpec": "throttle.",
 	"proto.RateSpec":     "throttle.<phase>.",
+	"proto.TwoWaySpec":   "two_way.",
 }
 
 var unknownFieldRe = regexp.MustCompile(`line (\d+): field (\S+) not found in type (\S+)`)
@@ -494,6 +497,7 @@ func (s *TaskSpec) Validate() error {
 		}
 	}
 	s.Alerts.validate(add)
+	s.validateTwoWay(add)
 	if s.Cluster != "" && !poolName.MatchString(s.Cluster) {
 		add("cluster", "must be a pool name: letters, digits, '-' and '_', at most 63 characters")
 	}

@@ -39,6 +39,9 @@ func (s *Sink) Apply(ctx context.Context, ch *apply.Changes) error {
 }
 
 func (s *Sink) applyOnce(ctx context.Context, ch *apply.Changes) error {
+	if s.tw != nil {
+		return s.applyTwoWay(ctx, ch)
+	}
 	segs, err := s.plan(ctx, ch)
 	if err != nil {
 		return err

@@ -131,11 +131,25 @@ func (s *Sink) ddlTxOnce(ctx context.Context, task string, epoch uint64, ev *pro
 		return nil, false, err
 	}
 	defer conn.Release()
+	if s.tw != nil {
+		// Two-way: the change's writes (a table rewrite) must not come
+		// back from the other side either.
+		unbind, err := s.bindOrigin(ctx, conn)
+		if err != nil {
+			return nil, false, err
+		}
+		defer unbind()
+	}
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return nil, false, err
 	}
 	defer tx.Rollback(context.Background())
+	if s.tw != nil {
+		if err := xactOrigin(ctx, tx, ev.Pos.LSN, 0); err != nil {
+			return nil, false, err
+		}
+	}
 	if err := s.lockOffsets(ctx, tx, task, epoch, positions); err != nil {
 		return nil, false, err
 	}

@@ -28,6 +28,17 @@ type Config struct {
 // ConnDSN is the DSN to connect with (see proto.SourceSpec.ConnDSN).
 func (c *Config) ConnDSN() string { return proto.WithPasswordFile(c.DSN, c.PasswordFile) }
 
+// AsSource is the database as a source (proto.TwoWayEndpoint): the
+// reverse direction of a two-way task reads it.
+func (c *Config) AsSource() proto.SourceSpec {
+	return proto.SourceSpec{DSN: c.DSN, PasswordFile: c.PasswordFile}
+}
+
+// WithDatabase writes to src's database (proto.TwoWayEndpoint).
+func (c *Config) WithDatabase(src proto.SourceSpec) proto.DestinationConfig {
+	return &Config{DSN: src.DSN, PasswordFile: src.PasswordFile}
+}
+
 // String is the DSN (shown on a redacted spec).
 func (c *Config) String() string { return c.DSN }
 
@@ -79,7 +90,18 @@ func (destination) Open(ctx context.Context, spec *proto.TaskSpec, use apply.Use
 	}
 	return Open(ctx, Options{
 		DSN: configOf(spec).ConnDSN(), MaxConns: conns, Application: "sluice task " + spec.Name + " " + use.String(), Logger: use.Logger,
+		TwoWay: twoWayOf(spec),
 	})
+}
+
+// twoWayOf is the sink's two-way settings for one direction of a two-way
+// task (nil for a one-way task). Every use gets them: apply and DDL write
+// under the direction's origins, and the task's reset drops them.
+func twoWayOf(spec *proto.TaskSpec) *TwoWay {
+	if spec.TwoWay == nil {
+		return nil
+	}
+	return &TwoWay{Task: spec.ForwardName(), Direction: spec.Direction(), Policy: spec.TwoWay.Policy(), Origin: spec.ApplyOrigin()}
 }
 
 // Classify sorts the sessions' errors (pgconfig.Classify).

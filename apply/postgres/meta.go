@@ -88,6 +88,8 @@ type segmentPlan struct {
 	keyIdx []int    // positions of the destination's primary key columns
 	// shardable: the table's rows may be written by several sessions.
 	shardable bool
+	// entangled: unique constraints besides the key (tableMeta).
+	entangled bool
 	// settable marks the columns an UPDATE may assign: not the key, not
 	// a GENERATED ALWAYS identity.
 	settable []bool
@@ -95,7 +97,7 @@ type segmentPlan struct {
 
 func planSegment(m *tableMeta, t proto.TableID, cols []proto.Column) (*segmentPlan, error) {
 	p := &segmentPlan{table: t, names: make([]string, len(cols)), types: make([]string, len(cols)), settable: make([]bool, len(cols)),
-		shardable: len(m.pk) > 0 && !m.entangled}
+		shardable: len(m.pk) > 0 && !m.entangled, entangled: m.entangled}
 	pos := map[string]int{}
 	for i, c := range cols {
 		typ, ok := m.types[c.Name]

@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS sluice.copy_chunks (
 	rows        bigint      NOT NULL,
 	copied_at   timestamptz NOT NULL DEFAULT now(),
 	PRIMARY KEY (task, schema_name, table_name, chunk)
-)`
+);
+` + conflictsDDL
 
 // offsetUpsert stores positions unless a newer epoch already wrote them.
 // A position never moves back: a batch replayed after a crash can end
@@ -125,7 +126,9 @@ func (s *Sink) Offsets(ctx context.Context, task string) (map[string]proto.Posit
 }
 
 // ResetOffsets forgets a task's positions and full-sync chunks: a new task
-// with the name of a deleted one must not skip anything.
+// with the name of a deleted one must not skip anything. A two-way sink
+// drops its direction's replication origins too. sluice.conflicts keeps
+// its rows: they are the history users look back on.
 func (s *Sink) ResetOffsets(ctx context.Context, task string) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		for _, table := range []string{"apply_offsets", "copy_tables", "copy_chunks"} {
@@ -138,6 +141,10 @@ func (s *Sink) ResetOffsets(ctx context.Context, task string) error {
 	s.mu.Lock()
 	s.positions = map[string][]proto.Position{}
 	s.mu.Unlock()
+	if err == nil && s.tw != nil {
+		// The origins' progress belongs to the run that ends here.
+		err = s.dropOrigins(ctx)
+	}
 	return err
 }
 

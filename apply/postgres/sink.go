@@ -40,6 +40,9 @@ type Options struct {
 	// Application names the sessions in pg_stat_activity.
 	Application string
 	Logger      *slog.Logger
+	// TwoWay makes the sink the apply of one direction of a two-way task
+	// (origin.go, conflict.go); nil for a one-way task.
+	TwoWay *TwoWay
 }
 
 // DefaultShards is the number of sessions applying one table at once.
@@ -51,6 +54,8 @@ type Sink struct {
 	logger *slog.Logger
 
 	shards int
+	// tw is set for one direction of a two-way task.
+	tw *twoWay
 	// replicaMode: every session could set session_replication_role =
 	// replica, so foreign-key checks do not run on replicated rows.
 	replicaMode atomic.Bool
@@ -85,6 +90,11 @@ func Open(ctx context.Context, opts Options) (*Sink, error) {
 	}
 	cfg.MaxConns = opts.MaxConns
 	s := &Sink{logger: opts.Logger, shards: opts.Shards, metas: map[string]*tableMeta{}, positions: map[string][]proto.Position{}}
+	if opts.TwoWay != nil {
+		if s.tw, err = newTwoWay(opts.TwoWay); err != nil {
+			return nil, err
+		}
+	}
 	var warnOnce sync.Once
 	// Like PostgreSQL's own apply worker: replica mode keeps user triggers
 	// and foreign-key checks from firing on replicated rows, whose order

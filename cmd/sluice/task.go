@@ -557,6 +557,28 @@ func printStatus(w io.Writer, st *proto.TaskStatus, now time.Time) error {
 	if !st.CreatedAt.IsZero() {
 		line("created", "%s", st.CreatedAt.Local().Format(time.RFC3339))
 	}
+	if tw := st.TwoWay; tw != nil {
+		line("two-way", "conflicts: %s", tw.Policy)
+		for _, d := range []struct {
+			name string
+			st   proto.DirectionStatus
+		}{{"forward", tw.Forward}, {"reverse", tw.Reverse}} {
+			errText := ""
+			if e := d.st.LastError; e != nil {
+				errText = ", last error " + truncate(oneLine(e.Message), 80)
+			}
+			line("  "+d.name, "%s %s, latency %s, %d rows applied%s", d.st.Phase, d.st.State, latency(d.st.LatencyMS, " ms"), d.st.RowsApplied, errText)
+		}
+		if len(tw.Conflicts) == 0 && tw.ConflictsError == "" {
+			line("  conflicts", "none")
+		}
+		for _, c := range tw.Conflicts {
+			line("  conflicts", "%s %s -> %s: %d", c.Direction, c.Kind, c.Resolution, c.Count)
+		}
+		if tw.ConflictsError != "" {
+			line("  conflicts", "cannot read: %s", oneLine(tw.ConflictsError))
+		}
+	}
 	if e := st.LastError; e != nil {
 		line("last error", "%s: %s", e.Kind, oneLine(e.Message))
 		if !e.At.IsZero() {

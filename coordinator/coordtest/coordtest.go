@@ -124,6 +124,11 @@ func (b *Backend) TableChanges(ctx context.Context, task *coordinator.Task, obje
 	return nil, nil, nil
 }
 
+// Conflicts reports none: the fake has no databases.
+func (b *Backend) Conflicts(ctx context.Context, spec *proto.TaskSpec) ([]proto.ConflictCount, error) {
+	return nil, nil
+}
+
 // Token makes an API token of scope on c and returns its text.
 func Token(t testing.TB, c *coordinator.Coordinator, scope coordinator.Scope) string {
 	t.Helper()

@@ -58,6 +58,15 @@ func (c *Config) Secrets() []proto.SecretField {
 // String is the DSN.
 func (c *Config) String() string { return c.DSN }
 
+// AsSource reads the DSN back (proto.TwoWayEndpoint), so specs of the
+// test type can be two-way.
+func (c *Config) AsSource() proto.SourceSpec { return proto.SourceSpec{DSN: c.DSN} }
+
+// WithDatabase writes to src's database (proto.TwoWayEndpoint).
+func (c *Config) WithDatabase(src proto.SourceSpec) proto.DestinationConfig {
+	return &Config{DSN: src.DSN, Limit: c.Limit}
+}
+
 func init() {
 	proto.RegisterDestinationKind(proto.DestinationKind{
 		Type:             Type,
