@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -398,4 +399,122 @@ func twoWayLeftovers(ctx context.Context, conn *pgx.Conn) error {
 		return fmt.Errorf("left behind: %d slots, %d publications, %d event triggers, %d replication origins", slots, pubs, triggers, origins)
 	}
 	return nil
+}
+
+// Bad input for two-way: each refusal names the field or check with its
+// fix, and nothing is created; the reverse direction cannot be acted on
+// alone.
+func TestTwoWayRefusals(t *testing.T) {
+	p := newPair(t) // track_commit_timestamp off
+	ctx := context.Background()
+	replica := testenv.NewPostgres(t, testenv.PostgresOptions{WALLevel: "replica"})
+	a := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
+	testenv.MustExec(t, a, `CREATE TABLE keyed (id serial PRIMARY KEY, v text); CREATE TABLE nokey (v text);
+		ALTER TABLE nokey REPLICA IDENTITY FULL`)
+	n := sluicetest.StartNode(t, node.Config{})
+	c := n.Client()
+	spec := func(dst, tables, extra string) []byte {
+		return []byte(fmt.Sprintf("name: tw\nsource: {dsn: %q}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public, tables: [%s]}]\n%s",
+			p.src.DSN(testenv.DefaultDB), dst, tables, extra))
+	}
+	dst := p.dst.DSN(testenv.DefaultDB)
+	for _, tc := range []struct {
+		name string
+		spec []byte
+		want []string
+	}{
+		{"keyless table", spec(dst, "keyed, nokey", "two_way: {}\n"), []string{"two_way.primary_keys", "public.nokey"}},
+		{"commit timestamps off", spec(dst, "keyed", "two_way: {conflicts: last_writer_wins}\n"),
+			[]string{"two_way.source.track_commit_timestamp", "two_way.destination.track_commit_timestamp", "track_commit_timestamp = on"}},
+		{"destination not logical", spec(replica.DSN(testenv.DefaultDB), "keyed", "two_way: {}\n"), []string{"two_way.destination.wal_level", "wal_level = logical"}},
+		{"unknown policy", spec(dst, "keyed", "two_way: {conflicts: newest}\n"), []string{"two_way.conflicts", "last_writer_wins"}},
+		{"kafka", []byte(fmt.Sprintf("name: tw\nsource: {dsn: %q}\ndestination: {type: kafka, brokers: [127.0.0.1:1]}\nobjects: [{schema: public}]\ntwo_way: {}\n", p.src.DSN(testenv.DefaultDB))),
+			[]string{"two_way: needs a PostgreSQL destination"}},
+		{"filter", []byte(fmt.Sprintf("name: tw\nsource: {dsn: %q}\ndestination: {type: postgres, dsn: %q}\nobjects: [{schema: public, filter: {keyed: \"id > 1\"}}]\ntwo_way: {}\n", p.src.DSN(testenv.DefaultDB), dst)),
+			[]string{"objects[0].filter", "two-way sync refuses it"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := c.CreateTask(ctx, tc.spec)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not mention %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+	for _, pg := range []*testenv.Postgres{p.src, p.dst} {
+		if err := twoWayLeftovers(ctx, testenv.Conn(t, pg.DSN(testenv.DefaultDB))); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A serial key on both sides draws from the same range: a warning,
+	// with how to split the sequences; acknowledged, the task runs.
+	report, err := c.Precheck(ctx, spec(dst, "keyed", "two_way: {}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var warned bool
+	for _, ch := range report.Checks {
+		if ch.Check == "two_way.sequences" && ch.Result == proto.ResultWarning && strings.Contains(ch.Fix, "INCREMENT BY 2") {
+			warned = true
+		}
+	}
+	if !warned {
+		t.Fatalf("no sequence warning: %+v", report.Checks)
+	}
+	if _, err := c.CreateTask(ctx, spec(dst, "keyed", "two_way: {}\n"), "two_way.sequences"); err != nil {
+		t.Fatal(err)
+	}
+	waitTwoWay(t, c, "tw")
+	// Only the two-way task acts on its reverse direction; the list shows
+	// the task once.
+	for _, act := range []func() error{
+		func() error { _, err := c.PauseTask(ctx, "tw__r"); return err },
+		func() error { return c.DeleteTask(ctx, "tw__r") },
+	} {
+		var apiErr *coordinator.APIError
+		if err := act(); !errors.As(err, &apiErr) || apiErr.Status != 409 || !strings.Contains(err.Error(), `two-way task "tw"`) {
+			t.Fatalf("acting on the reverse direction: %v", err)
+		}
+	}
+	if list, err := c.ListTasks(ctx); err != nil || len(list) != 1 || list[0].TwoWay == nil {
+		t.Fatalf("list: %+v %v", list, err)
+	}
+	if err := c.DeleteTask(ctx, "tw"); err != nil {
+		t.Fatal(err)
+	}
+	for _, pg := range []*testenv.Postgres{p.src, p.dst} {
+		if err := twoWayLeftovers(ctx, testenv.Conn(t, pg.DSN(testenv.DefaultDB))); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// DDL travels forward only: a column added at the source reaches the
+// destination, and the reverse direction goes on with it (its rows carry
+// the new column back); the reverse direction installs no DDL capture.
+func TestTwoWayForwardDDL(t *testing.T) {
+	p := newPair(t)
+	ctx := context.Background()
+	a, b := testenv.Conn(t, p.src.DSN(testenv.DefaultDB)), testenv.Conn(t, p.dst.DSN(testenv.DefaultDB))
+	testenv.MustExec(t, a, `CREATE TABLE t (id int PRIMARY KEY, v text, u int UNIQUE); INSERT INTO t VALUES (1, 'one', NULL)`)
+	n := sluicetest.StartNode(t, node.Config{})
+	c := n.Client()
+	createTask(t, c, []byte(fmt.Sprintf("name: twddl\nsource: {dsn: %q}\ndestination: {type: postgres, dsn: %q}\nsync: {ddl: true}\ntwo_way: {conflicts: overwrite}\nobjects: [{schema: public}]\n",
+		p.src.DSN(testenv.DefaultDB), p.dst.DSN(testenv.DefaultDB))))
+	waitTwoWay(t, c, "twddl")
+	testenv.MustExec(t, a, `ALTER TABLE t ADD COLUMN w int NOT NULL DEFAULT 7`)
+	testenv.MustExec(t, a, `INSERT INTO t VALUES (2, 'two', NULL, 8)`)
+	waitEqual(t, p, []string{"public.t"}, time.Minute)
+	testenv.MustExec(t, b, `INSERT INTO t VALUES (3, 'three', NULL, 9); UPDATE t SET w = 10 WHERE id = 1`)
+	waitEqual(t, p, []string{"public.t"}, time.Minute)
+	var triggers int
+	if err := b.QueryRow(ctx, `SELECT count(*) FROM pg_event_trigger`).Scan(&triggers); err != nil || triggers != 0 {
+		t.Fatalf("DDL capture at the destination: %d event triggers (%v)", triggers, err)
+	}
+	assertNotRewritten(t, "twddl", a, b)
 }
