@@ -476,43 +476,18 @@ func TestTwoWayOriginPool(t *testing.T) {
 // A two-way sink keeps the sink contract: the conformance suite, with
 // conflicts stopping the task (none of its cases meets one).
 func TestTwoWayConformance(t *testing.T) {
-	ctx := context.Background()
-	pg := twoWayCluster(t)
-	conn := testenv.Conn(t, pg.DSN("postgres"))
-	testenv.MustExec(t, conn, `SET TimeZone = 'UTC'`)
-	sinktest.Run(t, sinktest.Destination{
-		Capabilities: postgres.Destination.Capabilities(),
-		Open: func(t *testing.T, _ string) sinktest.Sink {
-			s, err := postgres.Open(ctx, postgres.Options{DSN: pg.DSN("postgres"),
-				TwoWay: &postgres.TwoWay{Task: "conformance", Direction: "forward", Origin: "sluice:conformance:fwd"}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close(ctx) })
-			return s
-		},
-		Create: func(t *testing.T, def *proto.TableDef) { testenv.MustExec(t, conn, postgrestest.CreateTableSQL(def)) },
-		Read: func(t *testing.T, _ string, tb proto.TableID, cols []proto.Column) []sinktest.Row {
-			return postgrestest.ReadTable(t, conn, tb, cols)
-		},
-		Exists: func(t *testing.T, _ string, tb proto.TableID) bool { return postgrestest.Exists(t, conn, tb) },
-		Columns: func(t *testing.T, _ string, tb proto.TableID) []string {
-			if !postgrestest.Exists(t, conn, tb) {
-				return nil
-			}
-			return postgrestest.Columns(t, conn, tb)
-		},
-		SchemaColumns: true,
-		// Two-way sync needs a primary key on every table (the precheck
-		// says so); these cases write keyless tables. Their keyed halves
-		// are proved by TestTwoWayReplaySkipped and TestTwoWayUnchangedToast.
-		KnownGaps: map[string]string{
-			"KeylessUpdates": "two-way sync refuses keyless tables",
-			"ReplaySkipped":  "proved on a keyless table, which two-way sync refuses",
-			"UnchangedToast": "half of it is a keyless table, which two-way sync refuses",
-			"SchemaSync":     "one of its tables is keyless, which two-way sync refuses",
-		},
-	})
+	d := conformanceDestination(t, twoWayCluster(t), postgres.Options{
+		TwoWay: &postgres.TwoWay{Task: "conformance", Direction: "forward", Origin: "sluice:conformance:fwd"}})
+	// Two-way sync needs a primary key on every table (the precheck says
+	// so); these cases write keyless tables. Their keyed halves are proved
+	// by TestTwoWayReplaySkipped and TestTwoWayUnchangedToast.
+	d.KnownGaps = map[string]string{
+		"KeylessUpdates": "two-way sync refuses keyless tables",
+		"ReplaySkipped":  "proved on a keyless table, which two-way sync refuses",
+		"UnchangedToast": "half of it is a keyless table, which two-way sync refuses",
+		"SchemaSync":     "one of its tables is keyless, which two-way sync refuses",
+	}
+	sinktest.Run(t, d)
 }
 
 // A batch replayed by a new owner (after a crash) writes only what is new,

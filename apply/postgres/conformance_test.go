@@ -15,14 +15,20 @@ import (
 // PostgreSQL's text output, which is the suite's canonical form once
 // the session prints timestamptz in UTC.
 func TestConformance(t *testing.T) {
+	sinktest.Run(t, conformanceDestination(t, testenv.NewPostgres(t), postgres.Options{}))
+}
+
+// conformanceDestination is the suite's view of a PostgreSQL database
+// written by sinks opened with opts (their DSN set here).
+func conformanceDestination(t *testing.T, pg *testenv.Postgres, opts postgres.Options) sinktest.Destination {
 	ctx := context.Background()
-	pg := testenv.NewPostgres(t)
 	conn := testenv.Conn(t, pg.DSN("postgres"))
 	testenv.MustExec(t, conn, `SET TimeZone = 'UTC'`)
-	sinktest.Run(t, sinktest.Destination{
+	opts.DSN = pg.DSN("postgres")
+	return sinktest.Destination{
 		Capabilities: postgres.Destination.Capabilities(),
 		Open: func(t *testing.T, _ string) sinktest.Sink {
-			s, err := postgres.Open(ctx, postgres.Options{DSN: pg.DSN("postgres")})
+			s, err := postgres.Open(ctx, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -41,5 +47,5 @@ func TestConformance(t *testing.T) {
 			return postgrestest.Columns(t, conn, tb)
 		},
 		SchemaColumns: true,
-	})
+	}
 }
