@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -24,9 +25,10 @@ var clusterSettings = []string{
 	"checkpoint_timeout = '30min'",
 }
 
-// startClusters starts the source and destination clusters.
-func startClusters() (src, dst *testenv.Postgres, err error) {
-	opts := testenv.PostgresOptions{Durable: true, Settings: clusterSettings}
+// startClusters starts the source and destination clusters, with extra
+// postgresql.conf lines on top of clusterSettings.
+func startClusters(extra ...string) (src, dst *testenv.Postgres, err error) {
+	opts := testenv.PostgresOptions{Durable: true, Settings: append(append([]string(nil), clusterSettings...), extra...)}
 	if src, err = testenv.StartPostgres(opts); err != nil {
 		return nil, nil, fmt.Errorf("start source cluster: %w", err)
 	}
@@ -35,6 +37,23 @@ func startClusters() (src, dst *testenv.Postgres, err error) {
 		return nil, nil, fmt.Errorf("start destination cluster: %w", err)
 	}
 	return src, dst, nil
+}
+
+// releaseClusters destroys clusters, or with --keep stops them and prints
+// how to start them again (their files stay).
+func releaseClusters(keep bool, pgs ...*testenv.Postgres) {
+	for _, pg := range pgs {
+		if !keep {
+			pg.Destroy()
+			continue
+		}
+		start := fmt.Sprintf("%s/postgres -D %s/data", pg.Bin, pg.Dir)
+		if os.Geteuid() == 0 {
+			start = "runuser -u postgres -- " + start
+		}
+		logf("kept cluster %s, port %d (start it again with: %s)", pg.Dir, pg.Port, start)
+		pg.Stop()
+	}
 }
 
 // connect opens a session; bench sessions keep the server's defaults.
@@ -76,6 +95,25 @@ func dropDatabase(ctx context.Context, pg *testenv.Postgres, name string) error 
 		return err
 	}
 	return execSQL(ctx, conn, 5*time.Minute, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+}
+
+// createBenchDatabases (re)creates each database on both clusters with
+// the bench table in it.
+func (b *bench) createBenchDatabases(ctx context.Context, dbs ...string) error {
+	for _, db := range dbs {
+		for _, pg := range []*testenv.Postgres{b.src, b.dst} {
+			if err := createDatabase(ctx, pg, db); err != nil {
+				return err
+			}
+			cctx, cancel := context.WithTimeout(ctx, time.Minute)
+			err := pg.Exec(cctx, db, benchDDL)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("%s: %w", firstLine(benchDDL), err)
+			}
+		}
+	}
+	return nil
 }
 
 // exec runs statements on a connection with a time bound.
@@ -153,14 +191,15 @@ func sqlLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''")
 // pairEnv is a scenario's sessions: Sluice's source and destination
 // databases, and native logical replication between its own pair.
 type pairEnv struct {
-	src, dst *pgx.Conn // Sluice's pair
+	db       string    // Sluice's database, on both clusters
+	src, dst *pgx.Conn // sessions in it
 	nat      *native
 }
 
 // openPairEnv connects to Sluice's pair (sluiceDB on both clusters) and
 // sets up native replication of tables between nativeDB on both.
 func (b *bench) openPairEnv(ctx context.Context, sluiceDB, nativeDB, subscription string, tables []string) (*pairEnv, error) {
-	env := &pairEnv{}
+	env := &pairEnv{db: sluiceDB}
 	var err error
 	if env.src, err = connect(ctx, b.src.DSN(sluiceDB)); err != nil {
 		return nil, err

@@ -74,7 +74,8 @@ func scenarioNames() []string {
 	for _, w := range workloads(1) {
 		names = append(names, "capture/"+w.Name)
 	}
-	return append(names, "latency/p50", "latency/p99", "throttle/full", "throttle/incremental", "doris/full", "doris/incr")
+	return append(names, "latency/p50", "latency/p99", "throttle/full", "throttle/incremental", "doris/full", "doris/incr",
+		twForward, twReverse, twOneWay)
 }
 
 // bench is one run of the harness.
@@ -142,22 +143,7 @@ func runBench(ctx context.Context, cfg *config) int {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 1
 	}
-	defer func() {
-		if cfg.Keep {
-			// The servers stop with this process; their files stay.
-			for _, pg := range []*testenv.Postgres{b.src, b.dst} {
-				start := fmt.Sprintf("%s/postgres -D %s/data", pg.Bin, pg.Dir)
-				if os.Geteuid() == 0 {
-					start = "runuser -u postgres -- " + start
-				}
-				logf("kept cluster %s, port %d (start it again with: %s)", pg.Dir, pg.Port, start)
-				pg.Stop()
-			}
-			return
-		}
-		b.src.Destroy()
-		b.dst.Destroy()
-	}()
+	defer releaseClusters(cfg.Keep, b.src, b.dst)
 	mach := machineInfo(ctx, b.src, bin)
 	logf("machine: %d CPUs (%s), %s; %s; %s; commit %s (dirty %v)", mach.NumCPU, mach.CPUModel, mach.MemTotal, shortVersion(mach.Postgres), mach.GoVersion, mach.GitCommit, mach.GitDirty)
 	logf("scale %g, %d reps; source %s, destination %s; work dir %s", cfg.Scale, cfg.Reps, b.src.DSN(""), b.dst.DSN(""), b.work)
@@ -173,6 +159,7 @@ func runBench(ctx context.Context, cfg *config) int {
 		{"latency", b.runLatency},
 		{"throttle", b.runThrottle},
 		{"doris", b.runDoris},
+		{"two-way", b.runTwoWay},
 	}
 	var fatal error
 	for _, f := range families {

@@ -322,13 +322,7 @@ func (b *bench) dorisIncrSluice(ctx context.Context, env *dorisEnv, w workload, 
 	if err := env.waitMarker(ctx, db, benchTable, warmupMarker, 2*time.Minute, check, status); err != nil {
 		return run{}, fmt.Errorf("warm-up: %w", err)
 	}
-	if _, err := p.Client.PauseTask(ctx, dorisIncrTask); err != nil {
-		return run{}, fmt.Errorf("pause: %w", err)
-	}
-	if _, err := p.WaitTask(ctx, dorisIncrTask, "paused", time.Minute, 20*time.Millisecond, func(st *proto.TaskStatus) bool { return st.State == proto.StatePaused }); err != nil {
-		return run{}, err
-	}
-	if err := waitSlotReleased(ctx, env.src, proto.SlotName(dorisIncrTask)); err != nil {
+	if err := p.Pause(ctx, dorisIncrTask, isPaused, heldSlot{env.src, proto.SlotName(dorisIncrTask)}); err != nil {
 		return run{}, err
 	}
 	progress := func(done int64) { logf("    workload: %s of %s rows written", count(done), count(w.Rows)) }
@@ -344,12 +338,9 @@ func (b *bench) dorisIncrSluice(ctx context.Context, env *dorisEnv, w workload, 
 		return run{}, err
 	}
 	t0 := time.Now()
-	rctx, cancel := context.WithTimeout(ctx, time.Minute)
-	_, err = p.Client.ResumeTask(rctx, dorisIncrTask)
-	cancel()
-	if err != nil {
+	if err := p.Resume(ctx, dorisIncrTask); err != nil {
 		m.Stop()
-		return run{}, fmt.Errorf("resume: %w", err)
+		return run{}, err
 	}
 	err = env.waitMarker(ctx, db, benchTable, endMarker, catchUpTimeout(w.Rows), check, status)
 	d := time.Since(t0)

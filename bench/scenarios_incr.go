@@ -63,24 +63,8 @@ func (b *bench) runIncremental(ctx context.Context) error {
 	if len(cases) == 0 {
 		return nil
 	}
-	for _, db := range []string{incrSluiceDB, incrNativeDB} {
-		if err := createDatabase(ctx, b.src, db); err != nil {
-			return err
-		}
-		if err := createDatabase(ctx, b.dst, db); err != nil {
-			return err
-		}
-		for _, pg := range []string{b.src.DSN(db), b.dst.DSN(db)} {
-			conn, err := connect(ctx, pg)
-			if err != nil {
-				return err
-			}
-			err = execSQL(ctx, conn, time.Minute, benchDDL)
-			conn.Close(context.Background())
-			if err != nil {
-				return err
-			}
-		}
+	if err := b.createBenchDatabases(ctx, incrSluiceDB, incrNativeDB); err != nil {
+		return err
 	}
 	defer b.dropDatabases(incrSluiceDB, incrNativeDB)
 	env, err := b.openPairEnv(ctx, incrSluiceDB, incrNativeDB, "bench_incr", []string{benchTable})
@@ -150,10 +134,10 @@ func (b *bench) incrSluice(ctx context.Context, env *pairEnv, c incrCase, rep in
 		return run{}, err
 	}
 	defer done(&err)
-	if err := startIncrementalTask(ctx, p, incrTask, b.src.DSN(incrSluiceDB), b.dst.DSN(incrSluiceDB), env.src, env.dst, benchTable); err != nil {
+	if err := startIncrementalTask(ctx, p, incrTask, b.src.DSN(env.db), b.dst.DSN(env.db), env.src, env.dst, benchTable); err != nil {
 		return run{}, err
 	}
-	work, err := connect(ctx, b.src.DSN(incrSluiceDB))
+	work, err := connect(ctx, b.src.DSN(env.db))
 	if err != nil {
 		return run{}, err
 	}
@@ -172,13 +156,7 @@ func (b *bench) incrSluice(ctx context.Context, env *pairEnv, c incrCase, rep in
 	var t0 time.Time
 	switch c.Mode {
 	case "catchup":
-		if _, err := p.Client.PauseTask(ctx, incrTask); err != nil {
-			return run{}, fmt.Errorf("pause: %w", err)
-		}
-		if _, err := p.WaitTask(ctx, incrTask, "paused", time.Minute, 20*time.Millisecond, func(st *proto.TaskStatus) bool { return st.State == proto.StatePaused }); err != nil {
-			return run{}, err
-		}
-		if err := waitSlotReleased(ctx, env.src, proto.SlotName(incrTask)); err != nil {
+		if err := p.Pause(ctx, incrTask, isPaused, heldSlot{env.src, proto.SlotName(incrTask)}); err != nil {
 			return run{}, err
 		}
 		if err := runWorkload(ctx, work, benchTable, c.W, progress); err != nil {
@@ -191,12 +169,9 @@ func (b *bench) incrSluice(ctx context.Context, env *pairEnv, c incrCase, rep in
 			return run{}, err
 		}
 		t0 = time.Now()
-		rctx, cancel := context.WithTimeout(ctx, time.Minute)
-		_, err := p.Client.ResumeTask(rctx, incrTask)
-		cancel()
-		if err != nil {
+		if err := p.Resume(ctx, incrTask); err != nil {
 			m.Stop()
-			return run{}, fmt.Errorf("resume: %w", err)
+			return run{}, err
 		}
 	case "live":
 		if m, err = startMeter(p.PID()); err != nil {
@@ -208,7 +183,7 @@ func (b *bench) incrSluice(ctx context.Context, env *pairEnv, c incrCase, rep in
 			return run{}, err
 		}
 	}
-	err = waitMarker(ctx, env.dst, benchTable, endMarker, catchUpTimeout(c.W.Rows), check, status)
+	err = waitMarker(ctx, env.dst, benchTable, c.W.marker(), catchUpTimeout(c.W.Rows), check, status)
 	d := time.Since(t0)
 	u := m.Stop()
 	if err != nil {
@@ -311,7 +286,7 @@ func (b *bench) incrNative(ctx context.Context, env *pairEnv, c incrCase, rep in
 			return run{}, err
 		}
 	}
-	err = waitMarker(ctx, n.dst1, benchTable, endMarker, catchUpTimeout(c.W.Rows), nil, status)
+	err = waitMarker(ctx, n.dst1, benchTable, c.W.marker(), catchUpTimeout(c.W.Rows), nil, status)
 	d := time.Since(t0)
 	if err != nil {
 		return run{}, err

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/internal/testenv"
 	"github.com/sluicedb/sluice/proto"
@@ -225,6 +227,45 @@ func (p *sluiceProc) WaitTask(ctx context.Context, name, what string, timeout, i
 	}
 }
 
+// heldSlot is a replication slot in the database of conn.
+type heldSlot struct {
+	conn *pgx.Conn
+	name string
+}
+
+// Pause pauses a task and waits until paused holds (state paused; for a
+// two-way task, both directions too) and no session holds any of slots:
+// a workload written after Pause returns is then left entirely to the
+// measured catch-up.
+func (p *sluiceProc) Pause(ctx context.Context, name string, paused func(*proto.TaskStatus) bool, slots ...heldSlot) error {
+	if _, err := p.Client.PauseTask(ctx, name); err != nil {
+		return fmt.Errorf("pause: %w", err)
+	}
+	if _, err := p.WaitTask(ctx, name, "paused", time.Minute, 20*time.Millisecond, paused); err != nil {
+		return err
+	}
+	for _, s := range slots {
+		if err := waitSlotReleased(ctx, s.conn, s.name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// isPaused is Pause's condition for a one-way task.
+func isPaused(st *proto.TaskStatus) bool { return st.State == proto.StatePaused }
+
+// Resume resumes a paused task (bounded call); it returns once the
+// coordinator has recorded it, not when the task streams again.
+func (p *sluiceProc) Resume(ctx context.Context, name string) error {
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if _, err := p.Client.ResumeTask(rctx, name); err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	return nil
+}
+
 // DeleteTask deletes a task (its slot, publication and stream).
 func (p *sluiceProc) DeleteTask(ctx context.Context, name string) error {
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
@@ -259,8 +300,9 @@ func statusLine(st *proto.TaskStatus) string {
 	return s
 }
 
-// taskSpec is a task's YAML.
-func taskSpec(name, srcDSN, dstDSN string, tables []string, schema, full, incremental bool) string {
+// taskSpec is a task's YAML; extra lines (a two_way block, say) go at
+// its end.
+func taskSpec(name, srcDSN, dstDSN string, tables []string, schema, full, incremental bool, extra ...string) string {
 	list := ""
 	for i, t := range tables {
 		if i > 0 {
@@ -277,7 +319,7 @@ objects:
     tables: [%s]
 conflicting_tables: ignore
 retry: { connection: 10m, other: 2m }
-`, name, srcDSN, dstDSN, schema, full, incremental, list)
+`, name, srcDSN, dstDSN, schema, full, incremental, list) + strings.Join(append(extra, ""), "\n")
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

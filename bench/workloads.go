@@ -50,6 +50,32 @@ type workload struct {
 	TxRows int64
 	Kind   string // insert | update | delete
 	What   string // for the report
+	// First is the first key written (0: key 1 for updates and deletes,
+	// the key above the seed for inserts), so two writers can share a
+	// table on disjoint key ranges (the two-way scenario).
+	First int64
+	// Marker is the end marker's key (0: endMarker): a writer of its own
+	// needs a marker of its own.
+	Marker int64
+}
+
+// firstKey is the first key w writes.
+func (w workload) firstKey() int64 {
+	switch {
+	case w.First != 0:
+		return w.First
+	case w.Kind == "insert":
+		return w.SeedRows + 1
+	}
+	return 1
+}
+
+// marker is the key of w's end marker.
+func (w workload) marker() int64 {
+	if w.Marker != 0 {
+		return w.Marker
+	}
+	return endMarker
 }
 
 // workloads are the four patterns of the incremental and capture
@@ -108,10 +134,7 @@ func runWorkload(ctx context.Context, conn *pgx.Conn, table string, w workload, 
 	deadline := time.Now().Add(workloadTimeout(w.Rows))
 	next := time.Now().Add(10 * time.Second)
 	// Keys: inserts go above the seed, updates and deletes walk the seed.
-	base := int64(1)
-	if w.Kind == "insert" {
-		base = w.SeedRows + 1
-	}
+	base := w.firstKey()
 	if w.TxRows == 1 {
 		return runSingleRow(ctx, conn, table, w, base, deadline, progress)
 	}
@@ -135,7 +158,7 @@ func runWorkload(ctx context.Context, conn *pgx.Conn, table string, w workload, 
 		}
 		if last && w.Kind != "delete" {
 			// Several statements in one simple query: one transaction.
-			sql += "; " + markerSQL(table, endMarker)
+			sql += "; " + markerSQL(table, w.marker())
 		}
 		if err := execSQL(ctx, conn, 30*time.Minute, sql); err != nil {
 			return fmt.Errorf("workload %s: %w", w.Name, err)
@@ -147,7 +170,7 @@ func runWorkload(ctx context.Context, conn *pgx.Conn, table string, w workload, 
 		}
 	}
 	if w.Kind == "delete" {
-		return execSQL(ctx, conn, time.Minute, markerSQL(table, endMarker))
+		return execSQL(ctx, conn, time.Minute, markerSQL(table, w.marker()))
 	}
 	return nil
 }
@@ -173,7 +196,7 @@ func runSingleRow(ctx context.Context, conn *pgx.Conn, table string, w workload,
 			return fmt.Errorf("workload %s: %w", w.Name, err)
 		}
 	}
-	return execSQL(ctx, conn, time.Minute, markerSQL(table, endMarker))
+	return execSQL(ctx, conn, time.Minute, markerSQL(table, w.marker()))
 }
 
 // workloadTimeout bounds writing rows: generous, at least 10 minutes, and

@@ -49,7 +49,7 @@ func TestTwoWayCrashConsistencyUnderSIGKILL(t *testing.T) {
 		a, b             *pgx.Conn
 	}
 	var runs []run
-	for _, policy := range []string{proto.ConflictIgnore, proto.ConflictOverwrite, proto.ConflictLastWriterWins} {
+	for _, policy := range []string{proto.ConflictIgnore, proto.ConflictOverwrite, proto.ConflictLastWriterWins, proto.ConflictTaskFailed} {
 		name := "twc-" + strings.ReplaceAll(policy, "_", "-")
 		db := strings.ReplaceAll(name, "-", "_")
 		a, b := twoWayDB(t, p, db)
@@ -107,6 +107,16 @@ func TestTwoWayCrashConsistencyUnderSIGKILL(t *testing.T) {
 		}
 	}
 
+	// Every side's own writes are across before the crossing (under
+	// task_failed, the crossing's batch is written by no one).
+	own := `(SELECT * FROM t WHERE id >= 1000)`
+	for _, r := range runs {
+		a, b := testenv.Conn(t, p.src.DSN(r.db)), testenv.Conn(t, p.dst.DSN(r.db))
+		testenv.CheckFor(t, 3*time.Minute, 250*time.Millisecond, func() error {
+			return testenv.CompareTable(ctx, a, b, own, own)
+		})
+	}
+
 	// The crossing, with Sluice down; then a kill while it applies.
 	proc.Kill()
 	for _, r := range runs {
@@ -125,16 +135,17 @@ func TestTwoWayCrashConsistencyUnderSIGKILL(t *testing.T) {
 	for _, r := range runs {
 		t.Run(r.policy, func(t *testing.T) {
 			a, b := testenv.Conn(t, p.src.DSN(r.db)), testenv.Conn(t, p.dst.DSN(r.db))
-			own := `(SELECT * FROM t WHERE id >= 1000)`
-			testenv.CheckFor(t, 3*time.Minute, 250*time.Millisecond, func() error {
-				if err := testenv.CompareTable(ctx, a, b, own, own); err != nil {
-					return err
-				}
-				if r.policy == proto.ConflictLastWriterWins {
-					return testenv.CompareTables(ctx, a, b, []string{"public.t"})
-				}
-				return nil
-			})
+			if r.policy == proto.ConflictTaskFailed {
+				checkTaskFailed(t, c, r.name, a, b)
+				return
+			}
+			all := own
+			if r.policy == proto.ConflictLastWriterWins {
+				all = "public.t"
+			}
+			if err := waitTables(ctx, a, b, all, 3*time.Minute); err != nil {
+				t.Fatalf("%v\n%s", err, rowDiff(ctx, a, b))
+			}
 			out := crossingOutcomes[r.policy]
 			waitCrossing(t, a, out.wantA)
 			waitCrossing(t, b, out.wantB)
@@ -290,4 +301,56 @@ func checkCrossingLog(t *testing.T, conn *pgx.Conn, task string, want []string, 
 		}
 		return nil
 	})
+}
+
+// waitTables polls until table (or a parenthesised query) has the same
+// contents on both sides, or timeout passes.
+func waitTables(ctx context.Context, a, b *pgx.Conn, table string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := testenv.CompareTable(ctx, a, b, table, table)
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// rowDiff lists the rows of t that differ between the sides, with each
+// side's commit time and origin of the row, for the failure's message.
+func rowDiff(ctx context.Context, a, b *pgx.Conn) string {
+	read := func(conn *pgx.Conn) map[int]string {
+		rows, err := conn.Query(ctx, `SELECT id, coalesce(v, 'NULL') || '|' || coalesce(u::text, 'NULL') || ' @' ||
+			coalesce((pg_xact_commit_timestamp_origin(xmin)).timestamp::text, '?') || ' o' || coalesce((pg_xact_commit_timestamp_origin(xmin)).roident::text, '?') FROM t`)
+		if err != nil {
+			return map[int]string{0: err.Error()}
+		}
+		defer rows.Close()
+		out := map[int]string{}
+		for rows.Next() {
+			var id int
+			var v string
+			if rows.Scan(&id, &v) == nil {
+				out[id] = v
+			}
+		}
+		return out
+	}
+	ra, rb := read(a), read(b)
+	value := func(s string) string { v, _, _ := strings.Cut(s, " @"); return v }
+	var lines []string
+	for _, id := range slices.Sorted(maps.Keys(ra)) {
+		if value(ra[id]) != value(rb[id]) {
+			lines = append(lines, fmt.Sprintf("%d: A %s | B %s", id, ra[id], rb[id]))
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(rb)) {
+		if _, ok := ra[id]; !ok {
+			lines = append(lines, fmt.Sprintf("%d: A - | B %s", id, rb[id]))
+		}
+	}
+	if len(lines) > 40 {
+		lines = append(lines[:40], fmt.Sprintf("... %d more", len(lines)-40))
+	}
+	return strings.Join(lines, "\n")
 }
