@@ -208,6 +208,14 @@ func TestTwoWaySyncPolicies(t *testing.T) {
 	}
 	for _, r := range runs {
 		waitTwoWay(t, c, r.name)
+		// The copied rows are the forward direction's own at B, like the
+		// rows it applies: last_writer_wins never takes a change made at
+		// A during the copy for older than the copy.
+		var foreign int
+		if err := r.b.QueryRow(ctx, `SELECT count(*) FROM t LEFT JOIN pg_replication_origin o ON o.roident = (pg_xact_commit_timestamp_origin(t.xmin)).roident
+			WHERE o.roname IS NULL OR NOT starts_with(o.roname, $1)`, "sluice:"+r.name+":fwd").Scan(&foreign); err != nil || foreign != 0 {
+			t.Fatalf("%s: %d copied rows at B not written under the forward origin (%v)", r.name, foreign, err)
+		}
 		testenv.MustExec(t, r.a, `INSERT INTO t VALUES (100, 'a100', NULL)`)
 		testenv.MustExec(t, r.b, `INSERT INTO t VALUES (200, 'b200', NULL)`)
 	}

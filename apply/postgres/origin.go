@@ -232,6 +232,29 @@ func (s *Sink) originTx(ctx context.Context, lsn proto.LSN, commitUS int64, fn f
 	return tx.Commit(ctx)
 }
 
+// beginOwn runs fn in a transaction of the direction's own: under one of
+// its origins for a two-way sink (plain for a one-way one). The forward
+// direction loads the full sync this way, so that the rows it copies are
+// its own at the destination, like those it applies later: under
+// last_writer_wins a change the source made while the copy ran is never
+// taken for older than the copy's commit there.
+func (s *Sink) beginOwn(ctx context.Context, fn func(pgx.Tx) error) error {
+	if s.tw == nil {
+		return pgx.BeginFunc(ctx, s.pool, fn)
+	}
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	unbind, err := s.bindOrigin(ctx, conn)
+	if err != nil {
+		return err
+	}
+	defer unbind()
+	return pgx.BeginFunc(ctx, conn, fn)
+}
+
 // dropOrigins drops the direction's origins (a deleted task, or one that
 // starts over, leaves none behind). One a session still uses (an apply
 // of the task's last run that has not stopped yet) stays, with a

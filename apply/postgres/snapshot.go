@@ -50,7 +50,7 @@ func (s *Sink) BeginTable(ctx context.Context, task string, t proto.TableID, pla
 func (s *Sink) CopyChunk(ctx context.Context, c apply.ChunkLoad, read func(w io.Writer) (int64, error)) (int64, error) {
 	t := c.Table
 	var rows int64
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.beginOwn(ctx, func(tx pgx.Tx) error {
 		var plan int64
 		var finished bool
 		err := tx.QueryRow(ctx, `SELECT plan, finished FROM sluice.copy_tables WHERE task = $1 AND schema_name = $2 AND table_name = $3 FOR SHARE`,
