@@ -163,10 +163,14 @@ func (r *resolver) run(ctx context.Context, p *segmentPlan, oldFull bool, rows [
 	if err := r.readLocal(ctx, p, m.order); err != nil {
 		return err
 	}
+	m.fetch = func(l *localRow) error { return r.fetchRow(ctx, p, l) }
 	for i := range rows {
 		if err := m.change(&rows[i]); err != nil {
 			return err
 		}
+	}
+	if m.fetchErr != nil {
+		return m.fetchErr
 	}
 	r.log = append(r.log, m.conflicts...)
 	return r.write(ctx, p, m)
@@ -185,10 +189,19 @@ type localRow struct {
 	// own: this direction wrote it last (one of its origins).
 	own  bool
 	vals map[string]*string
+	// hasJSON: json was read (readLocal reads it for the keys that may
+	// need it; fetch reads the others' when they do after all).
+	hasJSON bool
+	key     proto.Tuple
 }
 
-// values decodes json.
-func (l *localRow) values() (map[string]*string, error) {
+// values decodes json (read first if readLocal left it out).
+func (l *localRow) values(fetch func(*localRow) error) (map[string]*string, error) {
+	if !l.hasJSON {
+		if err := fetch(l); err != nil {
+			return nil, err
+		}
+	}
 	if l.vals == nil {
 		if err := json.Unmarshal([]byte(l.json), &l.vals); err != nil {
 			return nil, fmt.Errorf("decode the destination's row: %w", err)
@@ -210,7 +223,13 @@ func (r *resolver) readLocal(ctx context.Context, p *segmentPlan, keys []*keySta
 	for j, c := range p.keyIdx {
 		args[j], names[j] = ps.column(tuples, c)+"::text[]", fmt.Sprintf("c%d", j)
 	}
-	sel, joins := r.localSelect(p, ps)
+	need, first := make([]string, len(keys)), make([]string, len(keys))
+	for i, st := range keys {
+		need[i], first[i] = strconv.FormatBool(st.needRow), strconv.FormatInt(st.firstUS, 10)
+	}
+	args = append(args, ps.strings(need)+"::text[]::bool[]", ps.strings(first)+"::text[]::bigint[]")
+	names = append(names, "need", "first_us")
+	sel, joins := r.localSelect(p, ps, "u.need", "u.first_us")
 	sql := fmt.Sprintf("SELECT u.n, %s FROM unnest(%s) WITH ORDINALITY AS u(%s, n) JOIN %s AS t ON %s%s FOR UPDATE OF t",
 		sel, strings.Join(args, ", "), strings.Join(names, ", "), tableName(p.table), keyMatch(p, p.keyIdx, 0), joins)
 	return ps.query(ctx, r.pg, sql, func(vals [][]byte) error {
@@ -220,25 +239,58 @@ func (r *resolver) readLocal(ctx context.Context, p *segmentPlan, keys []*keySta
 		}
 		st := keys[n-1]
 		st.local = scanLocal(vals[1:])
+		st.local.key = st.key
 		st.present, st.mine, st.us, st.hasUS = true, st.local.own, st.local.us, st.local.hasUS
 		return nil
 	})
 }
 
-// localSelect is the select list reading a destination row (alias t) for
-// scanLocal, and the joins it needs: under last_writer_wins, the commit
-// time and origin PostgreSQL recorded for the row's last writer.
-func (r *resolver) localSelect(p *segmentPlan, ps *params) (sel, joins string) {
+// fetchRow reads a destination row's values that readLocal left out
+// (it is locked already): a change needs them after all.
+func (r *resolver) fetchRow(ctx context.Context, p *segmentPlan, l *localRow) error {
+	ps := &params{}
 	cols := make([]string, len(p.names))
 	for i, n := range p.names {
 		cols[i] = "t." + ident(n) + "::text"
 	}
-	sel = fmt.Sprintf("pg_catalog.jsonb_object(%s::text[], ARRAY[%s]::text[])::text", ps.strings(p.names), strings.Join(cols, ", "))
+	conds := make([]string, len(p.keyIdx))
+	for j, i := range p.keyIdx {
+		conds[j] = fmt.Sprintf("t.%s = %s::%s", ident(p.names[i]), ps.text(string(l.key.Values[i])), p.types[i])
+	}
+	sql := fmt.Sprintf("SELECT pg_catalog.jsonb_object(%s::text[], ARRAY[%s]::text[])::text FROM %s AS t WHERE %s",
+		ps.strings(p.names), strings.Join(cols, ", "), tableName(p.table), strings.Join(conds, " AND "))
+	found := false
+	err := ps.query(ctx, r.pg, sql, func(vals [][]byte) error {
+		l.json, l.hasJSON, found = string(vals[0]), true, true
+		return nil
+	})
+	if err == nil && !found {
+		err = fmt.Errorf("read the destination's row of %s: it is gone", p.table)
+	}
+	return err
+}
+
+// localSelect is the select list reading a destination row (alias t) for
+// scanLocal, and the joins it needs: under last_writer_wins, the commit
+// time and origin PostgreSQL recorded for the row's last writer.
+//
+// need and firstUS are SQL expressions: whether the row's values are
+// needed whatever else, and the commit time of the key's first change;
+// the values are read when needed, or when last_writer_wins may keep the
+// row (written elsewhere no earlier than that change), else left NULL.
+func (r *resolver) localSelect(p *segmentPlan, ps *params, need, firstUS string) (sel, joins string) {
+	cols := make([]string, len(p.names))
+	for i, n := range p.names {
+		cols[i] = "t." + ident(n) + "::text"
+	}
+	row := fmt.Sprintf("pg_catalog.jsonb_object(%s::text[], ARRAY[%s]::text[])::text", ps.strings(p.names), strings.Join(cols, ", "))
 	if r.tw.policy != policyLastWriterWins {
-		return sel + ", NULL::bigint, false", ""
+		return fmt.Sprintf("CASE WHEN %s THEN %s END, NULL::bigint, false", need, row), ""
 	}
 	base := ps.text(r.tw.Origin) + "::text"
-	sel += fmt.Sprintf(", (extract(epoch FROM c.timestamp) * 1000000)::bigint, COALESCE(o.roname = %[1]s OR starts_with(o.roname, %[1]s || ':'), false)", base)
+	us := "(extract(epoch FROM c.timestamp) * 1000000)::bigint"
+	own := fmt.Sprintf("COALESCE(o.roname = %[1]s OR starts_with(o.roname, %[1]s || ':'), false)", base)
+	sel = fmt.Sprintf("CASE WHEN %[4]s OR (NOT %[2]s AND %[3]s >= %[5]s) THEN %[1]s END, %[3]s, %[2]s", row, own, us, need, firstUS)
 	joins = " LEFT JOIN LATERAL pg_catalog.pg_xact_commit_timestamp_origin(t.xmin) AS c ON true" +
 		" LEFT JOIN pg_catalog.pg_replication_origin AS o ON o.roident = c.roident"
 	return sel, joins
@@ -246,7 +298,7 @@ func (r *resolver) localSelect(p *segmentPlan, ps *params) (sel, joins string) {
 
 // scanLocal reads localSelect's columns (text format).
 func scanLocal(vals [][]byte) *localRow {
-	l := &localRow{json: string(vals[0]), own: string(vals[2]) == "t"}
+	l := &localRow{json: string(vals[0]), hasJSON: vals[0] != nil, own: string(vals[2]) == "t"}
 	if vals[1] != nil {
 		if us, err := strconv.ParseInt(string(vals[1]), 10, 64); err == nil {
 			l.us, l.hasUS = us, true
@@ -261,14 +313,25 @@ func scanLocal(vals [][]byte) *localRow {
 // the changes swap values); the run is then written again change by
 // change, to find and resolve the changes that conflict.
 func (r *resolver) write(ctx context.Context, p *segmentPlan, m *replay) error {
-	dels, puts := m.net()
-	if len(dels)+len(puts) == 0 {
+	dels, updates, puts := m.net()
+	if len(dels)+len(updates)+len(puts) == 0 {
+		return nil
+	}
+	write := func() error {
+		if err := r.writeSet(ctx, p, dels, puts); err != nil {
+			return err
+		}
+		// Rows that were there and stay: an UPDATE, cheaper than an
+		// upsert (no speculative insertion into every index).
+		if len(updates) > 0 {
+			return r.w.updateRows(ctx, p, updates)
+		}
 		return nil
 	}
 	if !p.entangled {
-		return r.writeSet(ctx, p, dels, puts)
+		return write()
 	}
-	err := r.savepoint(ctx, func() error { return r.writeSet(ctx, p, dels, puts) })
+	err := r.savepoint(ctx, write)
 	if !isCode(err, codeUniqueViolation) {
 		return err
 	}
@@ -431,7 +494,7 @@ func (r *resolver) uniqueHolders(ctx context.Context, p *segmentPlan, row proto.
 	for j, i := range p.keyIdx {
 		self[j] = fmt.Sprintf("t.%s = %s::%s", ident(p.names[i]), ps.add(textParam(row, i), textOID, 0), p.types[i])
 	}
-	sel, joins := r.localSelect(p, ps)
+	sel, joins := r.localSelect(p, ps, "true", "0")
 	sql := fmt.Sprintf("SELECT t.ctid::text, %s FROM %s AS t%s WHERE (%s) AND NOT (%s) FOR UPDATE OF t",
 		sel, tableName(p.table), joins, strings.Join(anyOf, " OR "), strings.Join(self, " AND "))
 	var out []holder
@@ -521,6 +584,14 @@ type keyState struct {
 	mine  bool
 	us    int64
 	hasUS bool
+	// needRow: the run may need the destination's whole row (a change
+	// that may meet it as a conflict, or that keeps its unchanged TOAST
+	// values); firstUS is the commit time of the first change of the key.
+	// readLocal reads the row only then, or when last_writer_wins may keep
+	// it: most keys need only to be known present.
+	needRow bool
+	firstUS int64
+	touched bool
 }
 
 // action is one decided change, for the change-by-change write: delete
@@ -542,6 +613,10 @@ type replay struct {
 	// they met.
 	actions   []action
 	conflicts []conflict
+	// fetch reads a destination row readLocal left out; fetchErr is its
+	// first failure, which fails the run.
+	fetch    func(*localRow) error
+	fetchErr error
 }
 
 // keysOf returns the tuples a change reads its key from (old) and writes
@@ -574,13 +649,24 @@ func (m *replay) collect(r *proto.Row) error {
 		return fmt.Errorf("unknown change op %d", r.Op)
 	}
 	old, cur := m.keysOf(r)
+	var ost *keyState
 	for _, t := range []proto.Tuple{old, cur} {
 		if t.Len() == 0 {
 			continue
 		}
-		if _, err := m.state(t); err != nil {
+		st, err := m.state(t)
+		if err != nil {
 			return err
 		}
+		if !st.touched {
+			st.touched, st.firstUS = true, r.CommitTimeUS
+		}
+		// An insert, or a key change's new key, may meet a row
+		// (insert_exists); unchanged TOAST values are filled from it.
+		if r.Op == proto.OpInsert || (ost != nil && ost != st) || hasToastValue(r.New) {
+			st.needRow = true
+		}
+		ost = st
 	}
 	return nil
 }
@@ -749,6 +835,9 @@ func (m *replay) log(st *keyState, r *proto.Row, kind conflictKind, res resoluti
 		if st.written {
 			c.local = tupleJSON(m.p, st.tuple, seq(len(m.p.names)))
 		} else {
+			if !st.local.hasJSON && m.fetchErr == nil {
+				m.fetchErr = m.fetch(st.local)
+			}
 			c.local = st.local.json
 		}
 	}
@@ -769,7 +858,7 @@ func (m *replay) fill(row proto.Tuple, st *keyState, r *proto.Row) (proto.Tuple,
 	case st != nil && st.present && st.written:
 		from = fromTuple(st.tuple)
 	case st != nil && st.present:
-		vals, err := st.local.values()
+		vals, err := st.local.values(m.fetch)
 		if err != nil {
 			return proto.Tuple{}, err
 		}
@@ -792,19 +881,21 @@ func (m *replay) fill(row proto.Tuple, st *keyState, r *proto.Row) (proto.Tuple,
 	return out, nil
 }
 
-// net is the run's result: the keys whose row went away, and the rows
-// the run leaves.
-func (m *replay) net() (dels, puts []proto.Tuple) {
+// net is the run's result: the keys whose row went away, the rows the
+// run changes in place (the destination had them), and the rows it adds.
+func (m *replay) net() (dels, updates, puts []proto.Tuple) {
 	for _, st := range m.order {
 		switch {
 		case !st.written:
+		case st.present && st.local != nil:
+			updates = append(updates, st.tuple)
 		case st.present:
 			puts = append(puts, st.tuple)
 		case st.local != nil:
 			dels = append(dels, st.key)
 		}
 	}
-	return dels, puts
+	return dels, updates, puts
 }
 
 func hasToastValue(t proto.Tuple) bool {
