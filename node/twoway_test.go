@@ -434,6 +434,7 @@ func TestTwoWayRefusals(t *testing.T) {
 	p := newPair(t) // track_commit_timestamp off
 	ctx := context.Background()
 	replica := testenv.NewPostgres(t, testenv.PostgresOptions{WALLevel: "replica"})
+	small := testenv.NewPostgres(t, testenv.PostgresOptions{MaxReplicationSlots: 3})
 	a := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, a, `CREATE TABLE keyed (id serial PRIMARY KEY, v text); CREATE TABLE nokey (v text);
 		ALTER TABLE nokey REPLICA IDENTITY FULL`)
@@ -453,6 +454,7 @@ func TestTwoWayRefusals(t *testing.T) {
 		{"commit timestamps off", spec(dst, "keyed", "two_way: {conflicts: last_writer_wins}\n"),
 			[]string{"two_way.source.track_commit_timestamp", "two_way.destination.track_commit_timestamp", "track_commit_timestamp = on"}},
 		{"destination not logical", spec(replica.DSN(testenv.DefaultDB), "keyed", "two_way: {}\n"), []string{"two_way.destination.wal_level", "wal_level = logical"}},
+		{"too few origins", spec(small.DSN(testenv.DefaultDB), "keyed", "two_way: {}\n"), []string{"two_way.destination.replication_origins_free", "raise max_replication_slots"}},
 		{"unknown policy", spec(dst, "keyed", "two_way: {conflicts: newest}\n"), []string{"two_way.conflicts", "last_writer_wins"}},
 		{"kafka", []byte(fmt.Sprintf("name: tw\nsource: {dsn: %q}\ndestination: {type: kafka, brokers: [127.0.0.1:1]}\nobjects: [{schema: public}]\ntwo_way: {}\n", p.src.DSN(testenv.DefaultDB))),
 			[]string{"two_way: needs a PostgreSQL destination"}},
@@ -543,4 +545,14 @@ func TestTwoWayForwardDDL(t *testing.T) {
 		t.Fatalf("DDL capture at the destination: %d event triggers (%v)", triggers, err)
 	}
 	assertNotRewritten(t, "twddl", a, b)
+	// Delete removes the DDL capture too, with the slots, publications
+	// and origins of both directions.
+	if err := c.DeleteTask(ctx, "twddl"); err != nil {
+		t.Fatal(err)
+	}
+	for _, conn := range []*pgx.Conn{a, b} {
+		if err := twoWayLeftovers(ctx, conn); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

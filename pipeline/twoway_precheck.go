@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/sluicedb/sluice/apply"
 	"github.com/sluicedb/sluice/internal/pgconfig"
 	"github.com/sluicedb/sluice/proto"
 )
@@ -57,12 +58,13 @@ func twoWayPrecheck(ctx context.Context, spec *proto.TaskSpec, facts *proto.Sour
 func twoWaySide(ctx context.Context, conn *pgx.Conn, side string, lww bool, c *proto.Checks) {
 	var walLevel, commitTS, user string
 	var super, repl, originFn bool
-	var freeSlots int
+	var freeSlots, freeOrigins int
 	err := conn.QueryRow(ctx, `SELECT current_setting('wal_level'), current_setting('track_commit_timestamp'), current_user,
 		r.rolsuper, r.rolreplication,
 		has_function_privilege('pg_replication_origin_session_setup(text)', 'EXECUTE'),
-		current_setting('max_replication_slots')::int - (SELECT count(*) FROM pg_replication_slots)
-		FROM pg_roles r WHERE r.rolname = current_user`).Scan(&walLevel, &commitTS, &user, &super, &repl, &originFn, &freeSlots)
+		current_setting('max_replication_slots')::int - (SELECT count(*) FROM pg_replication_slots),
+		current_setting('max_replication_slots')::int - (SELECT count(*) FROM pg_replication_origin_status)
+		FROM pg_roles r WHERE r.rolname = current_user`).Scan(&walLevel, &commitTS, &user, &super, &repl, &originFn, &freeSlots, &freeOrigins)
 	check := "two_way." + side
 	if err != nil {
 		c.Fail(check+".settings", fmt.Sprintf("cannot read the %s's settings: %v", side, err), "")
@@ -85,6 +87,14 @@ func twoWaySide(ctx context.Context, conn *pgx.Conn, side string, lww bool, c *p
 		} else {
 			c.Pass(check+".replication_slots", fmt.Sprintf("%d replication slots free", freeSlots))
 		}
+	}
+	// PostgreSQL tracks at most max_replication_slots origins, and each
+	// apply group of the direction writing here holds one while it writes.
+	if freeOrigins < apply.DefaultGroups {
+		c.Fail(check+".replication_origins_free", fmt.Sprintf("%d replication origins can still be tracked at the %s; the apply groups writing there need %d (one each)", max(freeOrigins, 0), side, apply.DefaultGroups),
+			fmt.Sprintf("raise max_replication_slots at the %s by %d and restart it, or drop unused origins (SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin WHERE ...)", side, apply.DefaultGroups-max(freeOrigins, 0)))
+	} else {
+		c.Pass(check+".replication_origins_free", fmt.Sprintf("%d replication origins free", freeOrigins))
 	}
 	if !super && !originFn {
 		c.Fail(check+".replication_origin", fmt.Sprintf("user %q may not set replication origins at the %s: the changes applied there would be sent back", user, side),
