@@ -55,23 +55,11 @@ const (
 	kindUniqueConflict
 )
 
-func (k conflictKind) String() string {
-	switch k {
-	case kindInsertExists:
-		return "insert_exists"
-	case kindUpdateMissing:
-		return "update_missing"
-	case kindDeleteMissing:
-		return "delete_missing"
-	case kindUpdateStale:
-		return "update_stale"
-	case kindDeleteStale:
-		return "delete_stale"
-	case kindUniqueConflict:
-		return "unique_conflict"
-	}
-	return fmt.Sprintf("kind(%d)", uint8(k))
-}
+// kindNames are the kinds as sluice.conflicts and /metrics name them.
+var kindNames = [...]string{kindInsertExists: "insert_exists", kindUpdateMissing: "update_missing", kindDeleteMissing: "delete_missing",
+	kindUpdateStale: "update_stale", kindDeleteStale: "delete_stale", kindUniqueConflict: "unique_conflict"}
+
+func (k conflictKind) String() string { return enumName(kindNames[:], uint8(k), "kind") }
 
 // resolution is what became of a conflicting change.
 type resolution uint8
@@ -92,22 +80,19 @@ const (
 	resDeleted
 )
 
-func (r resolution) String() string {
-	switch r {
-	case resFailed:
-		return "failed"
-	case resKeptLocal:
-		return "kept_local"
-	case resOverwritten:
-		return "overwritten"
-	case resInserted:
-		return "inserted"
-	case resSkipped:
-		return "skipped"
-	case resDeleted:
-		return "deleted"
+// resolutionNames are the resolutions as sluice.conflicts and /metrics
+// name them.
+var resolutionNames = [...]string{resFailed: "failed", resKeptLocal: "kept_local", resOverwritten: "overwritten",
+	resInserted: "inserted", resSkipped: "skipped", resDeleted: "deleted"}
+
+func (r resolution) String() string { return enumName(resolutionNames[:], uint8(r), "resolution") }
+
+// enumName is names[v], or what "type(v)" for a value without one.
+func enumName(names []string, v uint8, what string) string {
+	if int(v) < len(names) && names[v] != "" {
+		return names[v]
 	}
-	return fmt.Sprintf("resolution(%d)", uint8(r))
+	return fmt.Sprintf("%s(%d)", what, v)
 }
 
 // conflict is one row of sluice.conflicts.

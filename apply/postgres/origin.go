@@ -204,10 +204,9 @@ func fromMicros(expr string) string {
 	return "('epoch'::timestamptz + " + expr + " * interval '1 microsecond')"
 }
 
-// originTx runs fn in a transaction that writes under one of the
-// direction's origins, as the replay of source changes up to lsn that
-// committed at commitUS, and commits it.
-func (s *Sink) originTx(ctx context.Context, lsn proto.LSN, commitUS int64, fn func(context.Context, pgx.Tx, *pgconn.PgConn) error) error {
+// withOrigin runs fn on a session bound to one of the direction's
+// origins, released unbound.
+func (s *Sink) withOrigin(ctx context.Context, fn func(*pgxpool.Conn) error) error {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return err
@@ -218,18 +217,21 @@ func (s *Sink) originTx(ctx context.Context, lsn proto.LSN, commitUS int64, fn f
 		return err
 	}
 	defer unbind()
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback(context.Background())
-	if err := xactOrigin(ctx, tx, lsn, commitUS); err != nil {
-		return err
-	}
-	if err := fn(ctx, tx, conn.Conn().PgConn()); err != nil {
-		return err
-	}
-	return tx.Commit(ctx)
+	return fn(conn)
+}
+
+// originTx runs fn in a transaction that writes under one of the
+// direction's origins, as the replay of source changes up to lsn that
+// committed at commitUS, and commits it.
+func (s *Sink) originTx(ctx context.Context, lsn proto.LSN, commitUS int64, fn func(context.Context, pgx.Tx, *pgconn.PgConn) error) error {
+	return s.withOrigin(ctx, func(conn *pgxpool.Conn) error {
+		return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if err := xactOrigin(ctx, tx, lsn, commitUS); err != nil {
+				return err
+			}
+			return fn(ctx, tx, conn.Conn().PgConn())
+		})
+	})
 }
 
 // beginOwn runs fn in a transaction of the direction's own: under one of
@@ -242,17 +244,7 @@ func (s *Sink) beginOwn(ctx context.Context, fn func(pgx.Tx) error) error {
 	if s.tw == nil {
 		return pgx.BeginFunc(ctx, s.pool, fn)
 	}
-	conn, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Release()
-	unbind, err := s.bindOrigin(ctx, conn)
-	if err != nil {
-		return err
-	}
-	defer unbind()
-	return pgx.BeginFunc(ctx, conn, fn)
+	return s.withOrigin(ctx, func(conn *pgxpool.Conn) error { return pgx.BeginFunc(ctx, conn, fn) })
 }
 
 // dropOrigins drops the direction's origins (a deleted task, or one that
