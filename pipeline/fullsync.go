@@ -15,6 +15,35 @@ import (
 	"github.com/sluicedb/sluice/proto"
 )
 
+// createSlot gives task (at epoch) a fresh slot, whose exported snapshot
+// is its consistent cut, and forgets the positions at its destination:
+// nothing was applied from a slot not recorded yet.
+func (r *Runner) createSlot(ctx context.Context, task string, epoch uint64, source Source, src Session, sink apply.TaskSink) (Snapshot, error) {
+	info, err := src.LookupSlot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if info.Exists {
+		// Created by an attempt that died before recording it; nothing
+		// was applied from it, so a new one is as good.
+		if err := src.DropSlot(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if err := sink.ResetOffsets(ctx, task); err != nil {
+		return nil, fmt.Errorf("reset applied positions at the destination: %w", err)
+	}
+	snap, err := source.CreateSlot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Store.Apply(ctx, coordinator.MarkSlotCreated{Name: task, Epoch: epoch, ConsistentLSN: snap.LSN()}); err != nil {
+		snap.Close()
+		return nil, err
+	}
+	return snap, nil
+}
+
 // phases is one attempt's work before (and beside) incremental sync.
 type phases struct {
 	r      *Runner
@@ -57,24 +86,8 @@ func (p *phases) full(ctx context.Context) error {
 	defer closeExported()
 	fromSlot := false
 	if incremental && !task.SlotCreated {
-		info, err := p.src.LookupSlot(ctx)
-		if err != nil {
-			return err
-		}
-		if info.Exists {
-			// Created by an attempt that died before recording it; nothing
-			// was applied from it, so a new one is as good.
-			if err := p.src.DropSlot(ctx); err != nil {
-				return err
-			}
-		}
-		if err := p.sink.ResetOffsets(ctx, r.Name); err != nil {
-			return fmt.Errorf("reset applied positions at the destination: %w", err)
-		}
-		if exported, err = p.source.CreateSlot(ctx); err != nil {
-			return err
-		}
-		if err := r.Store.Apply(ctx, coordinator.MarkSlotCreated{Name: r.Name, Epoch: r.epoch, ConsistentLSN: exported.LSN()}); err != nil {
+		var err error
+		if exported, err = r.createSlot(ctx, r.Name, r.epoch, p.source, p.src, p.sink); err != nil {
 			return err
 		}
 		if err := r.Store.Apply(ctx, coordinator.ResetTablesCopied{Name: r.Name, Epoch: r.epoch}); err != nil {

@@ -38,24 +38,11 @@ func (r *Runner) prepareReverse(ctx context.Context, fwd *coordinator.Task, tabl
 	if err := src.PrepareSource(ctx, tables); err != nil {
 		return fmt.Errorf("reverse direction: %w", err)
 	}
-	info, err := src.LookupSlot(ctx)
-	if err != nil {
-		return err
-	}
-	if info.Exists {
-		// Left by an attempt that died before recording it.
-		if err := src.DropSlot(ctx); err != nil {
-			return err
-		}
-	}
 	sink, err := r.OpenSink(ctx, &spec, apply.Use{Kind: apply.UseTask, Logger: r.Logger})
 	if err != nil {
 		return fmt.Errorf("reverse direction: %w", err)
 	}
 	defer sink.Close(context.Background())
-	if err := sink.ResetOffsets(ctx, name); err != nil {
-		return fmt.Errorf("reset the reverse direction's positions: %w", err)
-	}
 	keys := make([]string, len(tables))
 	for i, t := range tables {
 		keys[i] = t.Key()
@@ -63,14 +50,11 @@ func (r *Runner) prepareReverse(ctx context.Context, fwd *coordinator.Task, tabl
 	if err := r.Store.Apply(ctx, coordinator.SetTaskTables{Name: name, Epoch: rev.Epoch, Tables: keys}); err != nil {
 		return err
 	}
-	snap, err := source.CreateSlot(ctx)
+	snap, err := r.createSlot(ctx, name, rev.Epoch, source, src, sink)
 	if err != nil {
 		return fmt.Errorf("reverse direction: %w", err)
 	}
 	defer snap.Close()
-	if err := r.Store.Apply(ctx, coordinator.MarkSlotCreated{Name: name, Epoch: rev.Epoch, ConsistentLSN: snap.LSN()}); err != nil {
-		return err
-	}
 	r.Logger.Info("two-way: the reverse direction's consistent point is taken", "task", fwd.Spec.Name, "reverse", name, "lsn", snap.LSN().String())
 	return nil
 }

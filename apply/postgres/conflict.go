@@ -180,7 +180,9 @@ func (r *resolver) run(ctx context.Context, p *segmentPlan, oldFull bool, rows [
 type localRow struct {
 	// json is the row, column -> PostgreSQL's text of the value: the
 	// shape of sluice.conflicts' incoming_row, so the two compare column
-	// by column, and the values unchanged TOAST columns keep.
+	// by column, and the values unchanged TOAST columns keep. "": not
+	// read (readLocal reads it only for the keys that may need it; fetch
+	// reads the others' when they do after all).
 	json string
 	// us is its commit time (µs since the Unix epoch) when known
 	// (last_writer_wins reads it; frozen rows have none).
@@ -189,15 +191,13 @@ type localRow struct {
 	// own: this direction wrote it last (one of its origins).
 	own  bool
 	vals map[string]*string
-	// hasJSON: json was read (readLocal reads it for the keys that may
-	// need it; fetch reads the others' when they do after all).
-	hasJSON bool
-	key     proto.Tuple
+	// key is the row's key, which fetch reads json by.
+	key proto.Tuple
 }
 
 // values decodes json (read first if readLocal left it out).
 func (l *localRow) values(fetch func(*localRow) error) (map[string]*string, error) {
-	if !l.hasJSON {
+	if l.json == "" {
 		if err := fetch(l); err != nil {
 			return nil, err
 		}
@@ -261,7 +261,7 @@ func (r *resolver) fetchRow(ctx context.Context, p *segmentPlan, l *localRow) er
 		ps.strings(p.names), strings.Join(cols, ", "), tableName(p.table), strings.Join(conds, " AND "))
 	found := false
 	err := ps.query(ctx, r.pg, sql, func(vals [][]byte) error {
-		l.json, l.hasJSON, found = string(vals[0]), true, true
+		l.json, found = string(vals[0]), true
 		return nil
 	})
 	if err == nil && !found {
@@ -298,7 +298,7 @@ func (r *resolver) localSelect(p *segmentPlan, ps *params, need, firstUS string)
 
 // scanLocal reads localSelect's columns (text format).
 func scanLocal(vals [][]byte) *localRow {
-	l := &localRow{json: string(vals[0]), hasJSON: vals[0] != nil, own: string(vals[2]) == "t"}
+	l := &localRow{json: string(vals[0]), own: string(vals[2]) == "t"}
 	if vals[1] != nil {
 		if us, err := strconv.ParseInt(string(vals[1]), 10, 64); err == nil {
 			l.us, l.hasUS = us, true
@@ -835,7 +835,7 @@ func (m *replay) log(st *keyState, r *proto.Row, kind conflictKind, res resoluti
 		if st.written {
 			c.local = tupleJSON(m.p, st.tuple, seq(len(m.p.names)))
 		} else {
-			if !st.local.hasJSON && m.fetchErr == nil {
+			if st.local.json == "" && m.fetchErr == nil {
 				m.fetchErr = m.fetch(st.local)
 			}
 			c.local = st.local.json

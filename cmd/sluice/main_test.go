@@ -311,6 +311,27 @@ func TestPrintStatusError(t *testing.T) {
 	}
 }
 
+// A two-way task shows both directions and its conflicts.
+func TestPrintStatusTwoWay(t *testing.T) {
+	ms := int64(12)
+	st := &proto.TaskStatus{Name: "ab", Phase: proto.PhaseIncremental, State: proto.StateFailed, TwoWay: &proto.TwoWayStatus{
+		Policy:    proto.ConflictTaskFailed,
+		Forward:   proto.DirectionStatus{Task: "ab", Phase: proto.PhaseIncremental, State: proto.StateRunning, LatencyMS: &ms, RowsApplied: 7},
+		Reverse:   proto.DirectionStatus{Task: "ab__r", Phase: proto.PhaseIncremental, State: proto.StateFailed, LastError: &proto.TaskError{Message: "insert_exists on key {\"id\":\"600\"}"}},
+		Conflicts: []proto.ConflictCount{{Direction: "reverse", Kind: "insert_exists", Resolution: "failed", Count: 1}},
+	}}
+	var b bytes.Buffer
+	if err := printStatus(&b, st, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"two-way:", "conflicts: task_failed", "forward:", "incremental running, latency 12 ms, 7 rows applied",
+		"reverse:", "incremental failed", `insert_exists on key {"id":"600"}`, "reverse insert_exists -> failed: 1"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
 func TestVersion(t *testing.T) {
 	r := runCLI(t, nil, "", "version")
 	if r.code != 0 || !strings.HasPrefix(r.stdout, "sluice ") {
