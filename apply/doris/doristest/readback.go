@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluicedb/sluice/apply/doris"
 	"github.com/sluicedb/sluice/apply/sinktest"
@@ -65,10 +66,21 @@ func (s Server) Tables(t testing.TB) map[string]bool {
 // NULL); nil for a table the database lacks.
 func (s Server) Describe(t testing.TB, table string) (names []string, types map[string]string) {
 	t.Helper()
-	if !s.Tables(t)[table] {
-		return nil, nil
+	names, types, err := s.describe(t, table)
+	if err != nil {
+		t.Fatal(err)
 	}
-	cols, rows := s.Query(t, "DESC "+quote(table))
+	return names, types
+}
+
+func (s Server) describe(t testing.TB, table string) (names []string, types map[string]string, err error) {
+	if !s.Tables(t)[table] {
+		return nil, nil, nil
+	}
+	cols, rows, err := doris.Query(context.Background(), s.URL, s.User, s.Password, s.DB, "DESC "+quote(table))
+	if err != nil {
+		return nil, nil, err
+	}
 	field, typ, null := slices.Index(cols, "Field"), slices.Index(cols, "Type"), slices.Index(cols, "Null")
 	types = map[string]string{}
 	for _, r := range rows {
@@ -79,16 +91,34 @@ func (s Server) Describe(t testing.TB, table string) (names []string, types map[
 			types[n] += " NOT NULL"
 		}
 	}
-	return names, types
+	return names, types, nil
 }
 
 // ReadTable reads table as its readers see it, holding cols (the source's
 // columns with their PostgreSQL types) in canonical form.
+//
+// A task may change the table while it is read (SHOW TABLES, DESC and
+// SELECT are three statements): a read that fails is tried again, a
+// bounded number of times, before the test fails.
 func (s Server) ReadTable(t testing.TB, table string, cols []proto.Column) []sinktest.Row {
 	t.Helper()
-	names, types := s.Describe(t, table)
-	if names == nil {
-		return nil
+	const attempts = 20
+	for i := 1; ; i++ {
+		out, err := s.readTable(t, table, cols)
+		if err == nil {
+			return out
+		}
+		if i == attempts {
+			t.Fatalf("reading %s: %v", table, err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func (s Server) readTable(t testing.TB, table string, cols []proto.Column) ([]sinktest.Row, error) {
+	names, types, err := s.describe(t, table)
+	if err != nil || names == nil {
+		return nil, err
 	}
 	changelog := slices.Contains(names, "_record_id") && slices.Contains(names, "_is_deleted")
 	var sel []string
@@ -100,7 +130,10 @@ func (s Server) ReadTable(t testing.TB, table string, cols []proto.Column) []sin
 	if changelog {
 		sel = append(sel, "`_is_deleted`", "`_record_id`")
 	}
-	got, rows := s.Query(t, "SELECT "+strings.Join(sel, ", ")+" FROM "+quote(table))
+	got, rows, err := doris.Query(context.Background(), s.URL, s.User, s.Password, s.DB, "SELECT "+strings.Join(sel, ", ")+" FROM "+quote(table))
+	if err != nil {
+		return nil, err
+	}
 	at := func(r []*string, name string) (string, bool) {
 		i := slices.Index(got, name)
 		if i < 0 || r[i] == nil {
@@ -124,7 +157,7 @@ func (s Server) ReadTable(t testing.TB, table string, cols []proto.Column) []sin
 		for _, r := range rows {
 			out = append(out, row(r))
 		}
-		return out
+		return out, nil
 	}
 	// A Duplicate table holds every change: fold them in _record_id
 	// order (full-sync rows, id 0, first), by key, or by the whole row
@@ -178,7 +211,7 @@ func (s Server) ReadTable(t testing.TB, table string, cols []proto.Column) []sin
 	for _, k := range order {
 		out = append(out, state[k]...)
 	}
-	return out
+	return out, nil
 }
 
 // canonical turns a value Doris printed back into PostgreSQL's text form
