@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -219,6 +220,7 @@ func ReadSchema(ctx context.Context, q Querier, objects []proto.ObjectSpec) (*pr
 			return err
 		}
 		r := newSchemaReader(q)
+		r.wholeSchemas = wholeSchemas(objects)
 		s, err = r.read(ctx, sel)
 		return err
 	})
@@ -278,6 +280,22 @@ type schemaReader struct {
 	typeOIDs   map[uint32]bool // column types, roots of the type closure
 	types      *typeGraph
 	sequences  []proto.SequenceDef
+	// wholeSchemas are the schemas selected whole (no table list): their
+	// views, routines, operators and types come along (objects.go).
+	wholeSchemas []string
+	objects      []proto.ObjectDef
+}
+
+// wholeSchemas are the schemas objects selects without a table list.
+func wholeSchemas(objects []proto.ObjectSpec) []string {
+	var out []string
+	for _, o := range objects {
+		if len(o.Tables) == 0 && !slices.Contains(out, o.Schema) {
+			out = append(out, o.Schema)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 func newSchemaReader(q Querier) *schemaReader {
@@ -311,10 +329,13 @@ func (r *schemaReader) read(ctx context.Context, sel []selectedTable) (*proto.Sc
 	}{
 		{"tables", r.readDefinitions},
 		{"sizes", r.readTables},
+		{"partitions", r.readPartitions},
 		{"sequences", r.readSequences},
+		{"unused types", r.readWholeSchemaTypes},
 		{"types", r.readTypes},
 		{"extensions", r.readExtensions},
 		{"extension schemas", r.readExtensionSchemas},
+		{"objects", r.readObjects},
 	}
 	for _, st := range steps {
 		if err := st.fn(ctx); err != nil {
@@ -330,6 +351,7 @@ func (r *schemaReader) result() *proto.Schema {
 		Extensions: sortedSet(r.extensions),
 		Sequences:  r.sequences,
 		Tables:     make([]proto.TableDef, len(r.tables)),
+		Objects:    r.objects,
 	}
 	if len(r.extSchemas) > 0 {
 		s.ExtensionSchemas = r.extSchemas

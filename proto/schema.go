@@ -24,6 +24,9 @@ type Schema struct {
 	Types     []TypeDef     `json:"types,omitempty"`
 	Sequences []SequenceDef `json:"sequences,omitempty"`
 	Tables    []TableDef    `json:"tables"`
+	// Objects are the rest of a working copy (ObjectDef), in the order
+	// they are created.
+	Objects []ObjectDef `json:"objects,omitempty"`
 }
 
 // TypeDef is a user-defined type and the statement that creates it.
@@ -81,8 +84,30 @@ type TableDef struct {
 	EstimatedRows  int64 `json:"estimated_rows,omitempty"`
 	EstimatedBytes int64 `json:"estimated_bytes,omitempty"`
 	// Partitioned: the source table is partitioned; it is synced through
-	// its root, as one plain table at the destination.
+	// its root (its changes and its copy are the root's), kept
+	// partitioned or flattened into one plain table as the destination
+	// chooses.
 	Partitioned bool `json:"partitioned,omitempty"`
+	// PartitionBy is a partitioned table's key, pg_get_partkeydef's text
+	// ("RANGE (payment_date)"); Partitions its partitions, every level,
+	// each after its parent (schema read only).
+	PartitionBy string         `json:"partition_by,omitempty"`
+	Partitions  []PartitionDef `json:"partitions,omitempty"`
+}
+
+// PartitionDef is one partition of a partitioned table, with what it has
+// of its own: the constraints and indexes not inherited from its parent
+// (a foreign key defined on one partition only).
+type PartitionDef struct {
+	ID     TableID `json:"id"`
+	Parent TableID `json:"parent"`
+	// Bound is pg_get_expr(relpartbound): "FOR VALUES FROM (...) TO
+	// (...)", "FOR VALUES IN (...)", "DEFAULT".
+	Bound string `json:"bound"`
+	// PartitionBy is set for a partition partitioned in turn.
+	PartitionBy string          `json:"partition_by,omitempty"`
+	Constraints []ConstraintDef `json:"constraints,omitempty"`
+	Indexes     []IndexDef      `json:"indexes,omitempty"`
 }
 
 // Char is a one-letter catalog code ('a', 'd', 'f', ...), written as a

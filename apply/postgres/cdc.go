@@ -170,13 +170,21 @@ func (w *writer) step(ctx context.Context, p *segmentPlan, st *apply.Step) error
 // table that a foreign key points at; DELETE (with replica mode keeping
 // the foreign-key triggers quiet) does the same job there.
 func (w *writer) truncate(ctx context.Context, t proto.TableID) error {
-	var referenced bool
-	if err := w.tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE contype = 'f' AND confrelid = $1::regclass)`, tableName(t)).Scan(&referenced); err != nil {
+	var referenced, partitioned bool
+	if err := w.tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE contype = 'f' AND confrelid = $1::regclass),
+		(SELECT relkind = 'p' FROM pg_class WHERE oid = $1::regclass)`, tableName(t)).Scan(&referenced, &partitioned); err != nil {
 		return err
 	}
-	sql := "TRUNCATE ONLY " + tableName(t)
+	// ONLY keeps out inheritance children the task does not sync; a
+	// partitioned table (kept partitioned) is emptied with its partitions,
+	// as at the source.
+	only := "ONLY "
+	if partitioned {
+		only = ""
+	}
+	sql := "TRUNCATE " + only + tableName(t)
 	if referenced {
-		sql = "DELETE FROM ONLY " + tableName(t)
+		sql = "DELETE FROM " + only + tableName(t)
 	}
 	_, err := w.tx.Exec(ctx, sql)
 	return err

@@ -43,7 +43,7 @@ func (c *Config) WithDatabase(src proto.SourceSpec) proto.DestinationConfig {
 func (c *Config) String() string { return c.DSN }
 
 // Validate checks the block (proto.DestinationConfig).
-func (c *Config) Validate(_ *proto.TaskSpec, add proto.AddProblem) {
+func (c *Config) Validate(spec *proto.TaskSpec, add proto.AddProblem) {
 	if c.DSN == "" {
 		add("destination.dsn", "is required (a PostgreSQL URL like postgres://user:pass@host:5432/db)")
 	} else if err := proto.CheckPostgresDSN(c.DSN); err != nil {
@@ -54,6 +54,11 @@ func (c *Config) Validate(_ *proto.TaskSpec, add proto.AddProblem) {
 			add("destination.password_file", "%v", err)
 		}
 	}
+	for i := range spec.Objects {
+		if o, ok := spec.Objects[i].Options.(*ObjectOptions); ok {
+			o.validate(i, add)
+		}
+	}
 }
 
 // Secrets is the DSN's password (proto.DestinationConfig).
@@ -62,7 +67,11 @@ func (c *Config) Secrets() []proto.SecretField {
 }
 
 func (destination) Kind() proto.DestinationKind {
-	return proto.DestinationKind{Type: "postgres", NewConfig: func() proto.DestinationConfig { return &Config{} }}
+	return proto.DestinationKind{
+		Type:             "postgres",
+		NewConfig:        func() proto.DestinationConfig { return &Config{} },
+		NewObjectOptions: func() proto.ObjectOptions { return &ObjectOptions{} },
+	}
 }
 
 func (destination) Capabilities() apply.Capabilities {
@@ -90,7 +99,7 @@ func (destination) Open(ctx context.Context, spec *proto.TaskSpec, use apply.Use
 	}
 	return Open(ctx, Options{
 		DSN: configOf(spec).ConnDSN(), MaxConns: conns, Application: "sluice task " + spec.Name + " " + use.String(), Logger: use.Logger,
-		TwoWay: twoWayOf(spec),
+		TwoWay: twoWayOf(spec), Schema: schemaOptions(spec),
 	})
 }
 

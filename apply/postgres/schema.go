@@ -18,7 +18,9 @@ import (
 // (with PK/unique/check constraints, NOT NULL, defaults, collations,
 // identity, generated columns). Idempotent: running it twice, or after a
 // crash half-way, succeeds and changes nothing already there.
-func ApplyPreData(ctx context.Context, conn *pgx.Conn, s *proto.Schema) error {
+//
+// o is the task's choices (nil: the defaults).
+func ApplyPreData(ctx context.Context, conn *pgx.Conn, s *proto.Schema, o *SchemaOptions) error {
 	for _, name := range s.Schemas {
 		if err := execDDL(ctx, conn, "create schema "+quoteDDLIdent(name), "CREATE SCHEMA IF NOT EXISTS "+quoteDDLIdent(name)); err != nil {
 			return err
@@ -49,8 +51,13 @@ func ApplyPreData(ctx context.Context, conn *pgx.Conn, s *proto.Schema) error {
 			return err
 		}
 	}
+	// Routines before the tables whose defaults, checks and indexes may
+	// call them (those that need a table wait for the phase after).
+	if err := createObjects(ctx, conn, s.Objects, true, o); err != nil {
+		return err
+	}
 	for i := range s.Tables {
-		if err := createTable(ctx, conn, &s.Tables[i]); err != nil {
+		if err := createTable(ctx, conn, &s.Tables[i], o); err != nil {
 			return err
 		}
 	}
@@ -74,10 +81,20 @@ func createType(ctx context.Context, conn *pgx.Conn, t proto.TypeDef) error {
 	return execDDL(ctx, conn, name, t.DDL)
 }
 
-func createTable(ctx context.Context, conn *pgx.Conn, t *proto.TableDef) error {
+func createTable(ctx context.Context, conn *pgx.Conn, t *proto.TableDef, o *SchemaOptions) error {
 	name := "create table " + t.ID.String()
-	if err := execDDL(ctx, conn, name, createTableSQL(t.ID, t)); err != nil {
+	keep := t.PartitionBy != "" && !o.flatten(t.ID)
+	sql := createTableSQL(t.ID, t)
+	if keep {
+		sql += " PARTITION BY " + t.PartitionBy
+	}
+	if err := execDDL(ctx, conn, name, sql); err != nil {
 		return err
+	}
+	if keep {
+		if err := createPartitions(ctx, conn, t); err != nil {
+			return err
+		}
 	}
 	// Repeating REPLICA IDENTITY is harmless; USING INDEX waits for the
 	// index, in the post-data statements.
@@ -92,7 +109,18 @@ func createTable(ctx context.Context, conn *pgx.Conn, t *proto.TableDef) error {
 // the source never validated, and foreign keys to the schema's tables
 // (after the full load). Tables are still under the source's names then,
 // as the definitions are. Idempotent.
-func ApplyPostData(ctx context.Context, conn *pgx.Conn, s *proto.Schema) error {
+//
+// Then the rest of a working copy: views and materialized views (whose
+// rows the load has just written), triggers and rules (which the load
+// did not fire), comments.
+func ApplyPostData(ctx context.Context, conn *pgx.Conn, s *proto.Schema, o *SchemaOptions) error {
+	if err := applyTablePostData(ctx, conn, s, o); err != nil {
+		return err
+	}
+	return createObjects(ctx, conn, s.Objects, false, o)
+}
+
+func applyTablePostData(ctx context.Context, conn *pgx.Conn, s *proto.Schema, o *SchemaOptions) error {
 	synced := make(map[proto.TableID]bool, len(s.Tables))
 	for i := range s.Tables {
 		synced[s.Tables[i].ID] = true
@@ -116,6 +144,13 @@ func ApplyPostData(ctx context.Context, conn *pgx.Conn, s *proto.Schema) error {
 		if t.ReplicaIdentity == proto.IdentityIndex && t.IdentityIndex != "" {
 			if err := execDDL(ctx, conn, "set replica identity of "+t.ID.String(),
 				"ALTER TABLE "+ddlTableIdent(t.ID)+" REPLICA IDENTITY "+replicaIdentitySQL(t)); err != nil {
+				return err
+			}
+		}
+	}
+	for i := range s.Tables {
+		if t := &s.Tables[i]; t.PartitionBy != "" && !o.flatten(t.ID) {
+			if err := partitionPostData(ctx, conn, t, synced); err != nil {
 				return err
 			}
 		}

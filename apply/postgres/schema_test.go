@@ -176,7 +176,7 @@ func TestSchemaRoundTrip(t *testing.T) {
 		}
 		halfTypes.Sequences, halfTables.Sequences = unlinked, unlinked
 		for _, partial := range []*proto.Schema{&halfTypes, &halfTables} {
-			if err := postgres.ApplyPreData(ctx, dstConn, partial); err != nil {
+			if err := postgres.ApplyPreData(ctx, dstConn, partial, nil); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -184,10 +184,10 @@ func TestSchemaRoundTrip(t *testing.T) {
 
 	for round := 1; round <= 2; round++ {
 		t.Run(fmt.Sprintf("apply round %d", round), func(t *testing.T) {
-			if err := postgres.ApplyPreData(ctx, dstConn, s); err != nil {
+			if err := postgres.ApplyPreData(ctx, dstConn, s, nil); err != nil {
 				t.Fatal(err)
 			}
-			if err := postgres.ApplyPostData(ctx, dstConn, s); err != nil {
+			if err := postgres.ApplyPostData(ctx, dstConn, s, nil); err != nil {
 				t.Fatal(err)
 			}
 			if err := postgres.SyncSequences(ctx, dstConn, s); err != nil {

@@ -43,6 +43,8 @@ type Options struct {
 	// TwoWay makes the sink the apply of one direction of a two-way task
 	// (origin.go, conflict.go); nil for a one-way task.
 	TwoWay *TwoWay
+	// Schema are the task's choices for schema sync (nil: the defaults).
+	Schema *SchemaOptions
 }
 
 // DefaultShards is the number of sessions applying one table at once.
@@ -55,7 +57,8 @@ type Sink struct {
 
 	shards int
 	// tw is set for one direction of a two-way task.
-	tw *twoWay
+	tw     *twoWay
+	schema SchemaOptions
 	// replicaMode: every session could set session_replication_role =
 	// replica, so foreign-key checks do not run on replicated rows.
 	replicaMode atomic.Bool
@@ -90,6 +93,10 @@ func Open(ctx context.Context, opts Options) (*Sink, error) {
 	}
 	cfg.MaxConns = opts.MaxConns
 	s := &Sink{logger: opts.Logger, shards: opts.Shards, metas: map[string]*tableMeta{}, positions: map[string][]proto.Position{}}
+	if opts.Schema != nil {
+		s.schema = *opts.Schema
+	}
+	s.schema.Logger = opts.Logger
 	if opts.TwoWay != nil {
 		if s.tw, err = newTwoWay(opts.TwoWay); err != nil {
 			return nil, err
@@ -139,12 +146,20 @@ func (s *Sink) Pool() *pgxpool.Pool { return s.pool }
 
 // ApplyPreData creates extensions, schemas, types, sequences and tables.
 func (s *Sink) ApplyPreData(ctx context.Context, sc *proto.Schema) error {
-	return s.withConn(ctx, func(c *pgx.Conn) error { return ApplyPreData(ctx, c, sc) })
+	return s.withConn(ctx, func(c *pgx.Conn) error { return ApplyPreData(ctx, c, sc, s.schemaOptions()) })
 }
 
 // ApplyPostData creates secondary indexes and foreign keys.
 func (s *Sink) ApplyPostData(ctx context.Context, sc *proto.Schema) error {
-	return s.withConn(ctx, func(c *pgx.Conn) error { return ApplyPostData(ctx, c, sc) })
+	return s.withConn(ctx, func(c *pgx.Conn) error { return ApplyPostData(ctx, c, sc, s.schemaOptions()) })
+}
+
+// schemaOptions are the task's schema choices, and whether the sessions
+// could take replica mode (triggers are held otherwise).
+func (s *Sink) schemaOptions() *SchemaOptions {
+	o := s.schema
+	o.HoldTriggers = !s.replicaMode.Load()
+	return &o
 }
 
 // SyncSequences sets sequences to the source's values.

@@ -1,0 +1,256 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/sluicedb/sluice/proto"
+)
+
+// The rest of a working copy at a PostgreSQL destination
+// (proto.ObjectDef): routines and operators before the tables, views,
+// materialized views, triggers, rules and comments after the load.
+//
+// The source's catalog does not order routines against types and tables
+// (a function may return a table's row type, a table's default may call
+// a function), so objects are created in passes: one that fails because
+// something it needs is not there yet is tried again after the others,
+// while a pass makes progress. Routines are created with
+// check_function_bodies off, as pg_dump restores them: their bodies may
+// name tables created later.
+
+// SchemaOptions are a task's choices for schema sync at a PostgreSQL
+// destination.
+type SchemaOptions struct {
+	// Flatten: a partitioned table is created as one plain table
+	// (objects[].partitions: flatten); it is kept partitioned otherwise.
+	Flatten func(proto.TableID) bool
+	// Refresh is a materialized view's refresh setting
+	// (objects[].refresh), by schema.
+	Refresh func(schema string) string
+	// HoldTriggers: the apply cannot run in replica mode (a destination
+	// user without superuser), so user triggers and rules on the synced
+	// tables would fire on replicated rows: they are created disabled.
+	HoldTriggers bool
+	Logger       *slog.Logger
+}
+
+func (o *SchemaOptions) flatten(t proto.TableID) bool {
+	return o != nil && o.Flatten != nil && o.Flatten(t)
+}
+
+func (o *SchemaOptions) refresh(schema string) string {
+	if o == nil || o.Refresh == nil {
+		return RefreshAfterFull
+	}
+	return o.Refresh(schema)
+}
+
+func (o *SchemaOptions) logger() *slog.Logger {
+	if o == nil || o.Logger == nil {
+		return slog.Default()
+	}
+	return o.Logger
+}
+
+// missingDependency: the statement needs an object not created yet.
+func missingDependency(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch pgErr.Code {
+	case "42704", // undefined_object (a type)
+		"42883", // undefined_function
+		"42P01", // undefined_table
+		"3F000", // invalid_schema_name
+		"42703": // undefined_column (a view on a view not yet replaced)
+		return true
+	}
+	return false
+}
+
+// createObjects creates the objects of one phase: those that PreData
+// says are created before the tables (pre), or the others. Before the
+// tables, an object missing a dependency waits for the phase after the
+// load, which tries every routine again; after the load, what cannot be
+// created is an error naming each object.
+func createObjects(ctx context.Context, conn *pgx.Conn, objs []proto.ObjectDef, pre bool, o *SchemaOptions) error {
+	var todo []*proto.ObjectDef
+	for i := range objs {
+		if !pre || objs[i].Kind.PreData() {
+			todo = append(todo, &objs[i])
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	if _, err := conn.Exec(ctx, "SET check_function_bodies = off"); err != nil {
+		return err
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), "RESET check_function_bodies") //nolint:errcheck // the session goes back to the pool either way
+	failed := map[*proto.ObjectDef]error{}
+	for {
+		var next []*proto.ObjectDef
+		for _, obj := range todo {
+			err := createObject(ctx, conn, obj, o)
+			switch {
+			case err == nil:
+				delete(failed, obj)
+			case missingDependency(err):
+				failed[obj] = err
+				next = append(next, obj)
+			case obj.Kind == proto.ObjectComment && isPermissionError(err):
+				// A comment on an object the destination user does not own
+				// (a schema) is not worth stopping a sync for.
+				o.logger().Warn("schema sync: comment left out", "comment", obj.Name, "err", err)
+			default:
+				return fmt.Errorf("create %s: %w", obj.Ident(), err)
+			}
+		}
+		if len(next) == 0 {
+			return nil
+		}
+		if len(next) == len(todo) {
+			if pre {
+				return nil // the phase after the load tries them again
+			}
+			var msgs []string
+			for _, obj := range next {
+				msgs = append(msgs, fmt.Sprintf("%s: %v", obj.Ident(), failed[obj]))
+			}
+			return fmt.Errorf("create objects: %d could not be created (each needs an object the task does not sync; select its schema, or leave the object's schema out): %s",
+				len(next), strings.Join(msgs, "; "))
+		}
+		todo = next
+	}
+}
+
+func isPermissionError(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "42501"
+}
+
+// createObject creates one object unless it is there, then runs what
+// completes it.
+func createObject(ctx context.Context, conn *pgx.Conn, obj *proto.ObjectDef, o *SchemaOptions) error {
+	exists, err := objectExists(ctx, conn, obj)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		ddl := obj.DDL
+		if obj.Kind == proto.ObjectMaterializedView && o.refresh(obj.Schema) == RefreshNever {
+			ddl = strings.TrimSuffix(ddl, "WITH DATA") + "WITH NO DATA"
+		}
+		if _, err := conn.Exec(ctx, ddl); err != nil {
+			return err
+		}
+	}
+	for _, stmt := range obj.After {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			return err
+		}
+	}
+	if o != nil && o.HoldTriggers && (obj.Kind == proto.ObjectTrigger || obj.Kind == proto.ObjectRule) && obj.Table != nil {
+		what := "TRIGGER"
+		if obj.Kind == proto.ObjectRule {
+			what = "RULE"
+		}
+		// Only where the task writes: a view's INSTEAD OF trigger never
+		// sees a replicated row.
+		var isTable bool
+		if err := conn.QueryRow(ctx, `SELECT relkind IN ('r', 'p') FROM pg_catalog.pg_class WHERE oid = $1::text::regclass`,
+			ddlTableIdent(*obj.Table)).Scan(&isTable); err != nil {
+			return err
+		}
+		if isTable {
+			if _, err := conn.Exec(ctx, "ALTER TABLE "+ddlTableIdent(*obj.Table)+" DISABLE "+what+" "+quoteDDLIdent(obj.Name)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// objectExists checks first for the kinds whose DDL cannot be run again.
+func objectExists(ctx context.Context, conn *pgx.Conn, obj *proto.ObjectDef) (bool, error) {
+	var sql string
+	var args []any
+	switch obj.Kind {
+	case proto.ObjectFunction, proto.ObjectProcedure, proto.ObjectAggregate:
+		// Replacing a routine that exists would be harmless but slow for
+		// thousands of them, and the phase after the load tries every
+		// routine again.
+		sql, args = `SELECT to_regprocedure($1) IS NOT NULL`, []any{obj.Signature}
+	case proto.ObjectOperator:
+		// A shell made by another operator's COMMUTATOR is filled in by
+		// CREATE OPERATOR.
+		sql, args = `SELECT coalesce((SELECT oprcode <> 0 FROM pg_catalog.pg_operator WHERE oid = to_regoperator($1)), false)`, []any{obj.Signature}
+	case proto.ObjectTrigger:
+		if strings.HasPrefix(obj.DDL, "CREATE OR REPLACE") {
+			return false, nil
+		}
+		sql, args = `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2)`,
+			[]any{ddlTableIdent(*obj.Table), obj.Name}
+	default:
+		return false, nil
+	}
+	var exists bool
+	err := conn.QueryRow(ctx, sql, args...).Scan(&exists)
+	return exists, err
+}
+
+// Materialized view refresh settings (objects[].refresh).
+const (
+	// RefreshAfterFull: populated once, after the full load (default).
+	RefreshAfterFull = "after_full"
+	// RefreshNever: created empty; the user refreshes it.
+	RefreshNever = "never"
+	// RefreshInterval: populated after the load, and refreshed every
+	// refresh_interval during incremental sync.
+	RefreshInterval = "interval"
+)
+
+// createPartitions creates a kept partitioned table's partitions (every
+// level, each after its parent).
+func createPartitions(ctx context.Context, conn *pgx.Conn, t *proto.TableDef) error {
+	for _, p := range t.Partitions {
+		sql := "CREATE TABLE IF NOT EXISTS " + ddlTableIdent(p.ID) + " PARTITION OF " + ddlTableIdent(p.Parent) + " " + p.Bound
+		if p.PartitionBy != "" {
+			sql += " PARTITION BY " + p.PartitionBy
+		}
+		if err := execDDL(ctx, conn, "create partition "+p.ID.String()+" of "+p.Parent.String(), sql); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// partitionPostData adds the partitions' own keys, checks, indexes and
+// foreign keys (to synced tables) after the load.
+func partitionPostData(ctx context.Context, conn *pgx.Conn, t *proto.TableDef, synced map[proto.TableID]bool) error {
+	for _, p := range t.Partitions {
+		for j := range p.Indexes {
+			if err := execDDL(ctx, conn, "create index "+quoteDDLIdent(p.Indexes[j].Name)+" on "+p.ID.String(), indexSQL(p.ID, &p.Indexes[j])); err != nil {
+				return err
+			}
+		}
+		for j := range p.Constraints {
+			c := &p.Constraints[j]
+			if c.Kind == proto.ConstraintForeignKey && (c.References == nil || !synced[c.References.Table]) {
+				continue
+			}
+			if err := addConstraint(ctx, conn, p.ID, c.Name, c.Def); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
