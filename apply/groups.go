@@ -22,9 +22,23 @@ const DefaultGroups = 4
 
 // GroupOf returns the group of a table.
 func GroupOf(t proto.TableID, groups int) int {
+	return groupOfKey(t.Key(), groups)
+}
+
+func groupOfKey(key string, groups int) int {
 	h := fnv.New32a()
-	h.Write([]byte(t.Key()))
+	h.Write([]byte(key))
 	return int(h.Sum32() % uint32(groups))
+}
+
+// LinkedGroupOf is the group of a table whose foreign keys link it to
+// others (linked: table key to its set's anchor, capture.LinkedTables):
+// the anchor's group, so that linked tables share one.
+func LinkedGroupOf(t proto.TableID, groups int, linked map[string]string) int {
+	if anchor, ok := linked[t.Key()]; ok {
+		return groupOfKey(anchor, groups)
+	}
+	return GroupOf(t, groups)
 }
 
 // ConsumerName is the durable consumer of a group.
@@ -33,10 +47,14 @@ func ConsumerName(group int) string { return fmt.Sprintf("apply_%d", group) }
 // ConsumerConfig is the durable consumer of one table group: its tables'
 // subjects plus the heartbeat, which every group sees so each can tell
 // how far behind the source it is.
-func ConsumerConfig(task string, group, groups int, tables []proto.TableID) jetstream.ConsumerConfig {
+//
+// linked (capture.LinkedTables) puts tables that foreign keys link in
+// one group; it is fixed when the task starts, as a table must never
+// change groups (subjects are only ever added to a consumer).
+func ConsumerConfig(task string, group, groups int, tables []proto.TableID, linked map[string]string) jetstream.ConsumerConfig {
 	subjects := []string{proto.Subject(task, proto.HeartbeatTable)}
 	for _, t := range tables {
-		if GroupOf(t, groups) == group {
+		if LinkedGroupOf(t, groups, linked) == group {
 			subjects = append(subjects, proto.Subject(task, t))
 		}
 	}
@@ -76,13 +94,13 @@ func StreamConfig(task string, replicas int) jetstream.StreamConfig {
 // EnsureStream creates or updates the task's stream and its group
 // consumers. The consumers must exist before capture publishes, or
 // interest retention would drop the first changes.
-func EnsureStream(ctx context.Context, js jetstream.JetStream, task string, groups, replicas int, tables []proto.TableID) error {
+func EnsureStream(ctx context.Context, js jetstream.JetStream, task string, groups, replicas int, tables []proto.TableID, linked map[string]string) error {
 	stream, err := js.CreateOrUpdateStream(ctx, StreamConfig(task, replicas))
 	if err != nil {
 		return fmt.Errorf("create stream %s: %w", proto.StreamName(task), err)
 	}
 	for g := 0; g < groups; g++ {
-		cfg := ConsumerConfig(task, g, groups, tables)
+		cfg := ConsumerConfig(task, g, groups, tables, linked)
 		// Subjects are only ever added: a table renamed or dropped by DDL
 		// sync may still have messages waiting under its old subject.
 		if c, err := stream.Consumer(ctx, ConsumerName(g)); err == nil {

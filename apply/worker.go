@@ -46,6 +46,17 @@ type WorkerConfig struct {
 	// one added to the running task and not copied yet. The worker then
 	// stops with a HeldError before taking any of them.
 	Held func(proto.TableID) bool
+	// TxBoundaries: a batch ends only at a source transaction boundary
+	// (a marker of the capture, proto.Batch.IsBoundary), never inside a
+	// transaction, for a sink that checks foreign keys as it commits
+	// (TxBoundaryApplier). Set from the sink when it asks.
+	TxBoundaries bool
+}
+
+// TxBoundaryApplier is a sink that must commit whole source transactions:
+// one that cannot switch off foreign-key checks for the rows it writes.
+type TxBoundaryApplier interface {
+	NeedsTxBoundaries() bool
 }
 
 // HeldError stops a worker at the first change of a table that must wait
@@ -106,6 +117,9 @@ func (c *WorkerConfig) setDefaults() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if b, ok := c.Sink.(TxBoundaryApplier); ok && b.NeedsTxBoundaries() {
+		c.TxBoundaries = true
 	}
 	if c.MaxBatchRows <= 0 {
 		c.MaxBatchRows = 10000
@@ -218,7 +232,15 @@ type worker struct {
 	lastSeq uint64 // consumer sequence of the last message received
 	// parts of a batch split over several messages (one huge row)
 	parts []byte
+	// inTx: with TxBoundaries, the last message received was not a
+	// boundary: the batch may not end yet.
+	inTx bool
 }
+
+// mayEnd reports whether the batch may end after the last message
+// received: not inside a split batch, nor (TxBoundaries) inside a source
+// transaction.
+func (w *worker) mayEnd() bool { return w.parts == nil && !w.inTx }
 
 // collected is a batch ready to apply.
 type collected struct {
@@ -261,7 +283,8 @@ func (w *worker) full(b *collected) bool {
 // collect receives messages into batches and hands each to the applier:
 // when it is full, or once MaxWait has passed and the applier is free. A
 // batch never ends inside a split batch: the acknowledgement must not pass
-// its first parts before its last one is applied.
+// its first parts before its last one is applied; with TxBoundaries, nor
+// inside a source transaction.
 func (w *worker) collect(ctx context.Context, out chan<- *collected) error {
 	var cur *collected
 	for {
@@ -270,7 +293,7 @@ func (w *worker) collect(ctx context.Context, out chan<- *collected) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if cur != nil && w.parts == nil {
+		if cur != nil && w.mayEnd() {
 			if w.full(cur) {
 				select {
 				case out <- cur:
@@ -292,7 +315,7 @@ func (w *worker) collect(ctx context.Context, out chan<- *collected) error {
 		var msg jetstream.Msg
 		var err error
 		switch {
-		case cur == nil || w.parts != nil:
+		case cur == nil || !w.mayEnd():
 			msg, err = w.iter.Next(jetstream.NextContext(ctx))
 		default:
 			wait := time.Until(cur.deadline)
@@ -341,6 +364,9 @@ func (w *worker) receive(cur *collected, msg jetstream.Msg) error {
 		return fmt.Errorf("stream %d: %w", meta.Sequence.Stream, err)
 	}
 	cur.bytes += len(msg.Data())
+	if w.cfg.TxBoundaries {
+		w.inTx = !b.IsBoundary()
+	}
 	if b.Parts > 0 {
 		if b.PartNo == 0 {
 			w.parts = []byte{}

@@ -94,7 +94,7 @@ func TestWorkerWritesHeartbeats(t *testing.T) {
 		t.Fatal(err)
 	}
 	const task = "w"
-	if err := apply.EnsureStream(ctx, js, task, 1, 1, []proto.TableID{kv}); err != nil {
+	if err := apply.EnsureStream(ctx, js, task, 1, 1, []proto.TableID{kv}, nil); err != nil {
 		t.Fatal(err)
 	}
 	sink := &heartbeatSink{}

@@ -170,7 +170,7 @@ func (b *bench) captureRep(ctx context.Context, nat *native, w workload, rep int
 	}
 	// One durable consumer that never acknowledges: the stream keeps
 	// every message, as it would for a slow apply.
-	if _, err := stream.CreateOrUpdateConsumer(ctx, apply.ConsumerConfig(captureTask, 0, 1, tables)); err != nil {
+	if _, err := stream.CreateOrUpdateConsumer(ctx, apply.ConsumerConfig(captureTask, 0, 1, tables, nil)); err != nil {
 		return nil, nil, err
 	}
 

@@ -254,6 +254,10 @@ type sessionState struct {
 	flushAt    time.Time // zero: no flush armed
 	lastFlush  time.Time
 	confirmed  proto.LSN
+	// boundaryOwed: rows were published since the last boundary marker;
+	// lastBoundary is when that marker went out.
+	boundaryOwed bool
+	lastBoundary time.Time
 	// catalog reads primary keys (relkey.go); opened when first needed.
 	catalog *pgx.Conn
 }
@@ -423,7 +427,7 @@ func (s *sessionState) handle(ctx context.Context, data []byte) error {
 		}
 		s.inTx = false
 		s.lastCommit = cm.endLSN
-		if len(s.open) == 0 {
+		if len(s.open) == 0 && !s.boundaryOwed {
 			s.pub.checkpoint(cm.endLSN)
 			return nil
 		}
@@ -547,6 +551,7 @@ func (s *sessionState) flushOne(ctx context.Context, relID uint32) error {
 		}
 	}
 	s.openBytes -= len(b.buf)
+	s.boundaryOwed = true
 	id := proto.BatchMsgID(b.rel.table, b.first, b.last)
 	if len(b.buf) <= 2*s.c.cfg.MaxBatchBytes {
 		return s.pub.publish(ctx, b.subject, id, b.buf)
@@ -561,13 +566,57 @@ func (s *sessionState) flushOne(ctx context.Context, relID uint32) error {
 	return nil
 }
 
-// publishOpen publishes every open batch, in first-seen order.
+// publishOpen publishes every open batch, in first-seen order, the
+// heartbeat's last: a heartbeat then follows every row committed before
+// it in the stream.
 func (s *sessionState) publishOpen(ctx context.Context) error {
+	var heartbeat []uint32
+	for len(s.openOrder) > 0 {
+		id := s.openOrder[0]
+		if s.open[id].rel.table == proto.HeartbeatTable {
+			s.openOrder = s.openOrder[1:]
+			heartbeat = append(heartbeat, id)
+			continue
+		}
+		if err := s.flushOne(ctx, id); err != nil {
+			return err
+		}
+	}
+	s.openOrder = heartbeat
 	for len(s.openOrder) > 0 {
 		if err := s.flushOne(ctx, s.openOrder[0]); err != nil {
 			return err
 		}
 	}
+	return nil
+}
+
+// BoundaryInterval is the shortest time between two transaction
+// boundary markers of a task's stream.
+const BoundaryInterval = 20 * time.Millisecond
+
+// publishBoundary publishes a transaction boundary marker (proto.Batch
+// IsBoundary) at a flush that left nothing open between transactions:
+// every row committed up to here is in the stream before it, and none
+// after. Appliers that must commit whole source transactions (foreign
+// keys checked at the destination) end their batches only there. At
+// most one goes out per BoundaryInterval; one owed is sent by the flush
+// timer.
+func (s *sessionState) publishBoundary(ctx context.Context) error {
+	if !s.boundaryOwed {
+		return nil
+	}
+	if wait := BoundaryInterval - time.Since(s.lastBoundary); wait > 0 {
+		if at := time.Now().Add(wait); s.flushAt.IsZero() || at.Before(s.flushAt) {
+			s.flushAt = at
+		}
+		return nil
+	}
+	buf := proto.AppendBatchHeader(getBuffer(), proto.HeartbeatTable, nil, 0)
+	if err := s.pub.publish(ctx, proto.Subject(s.c.cfg.Task, proto.HeartbeatTable), fmt.Sprintf("boundary:%X", uint64(s.lastCommit)), buf); err != nil {
+		return err
+	}
+	s.boundaryOwed, s.lastBoundary = false, time.Now()
 	return nil
 }
 
@@ -579,6 +628,9 @@ func (s *sessionState) flushAll(ctx context.Context) error {
 		return nil // the commit will arm it again
 	}
 	if err := s.publishOpen(ctx); err != nil {
+		return err
+	}
+	if err := s.publishBoundary(ctx); err != nil {
 		return err
 	}
 	s.lastFlush = time.Now()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"maps"
 	"slices"
 	"time"
 
@@ -165,6 +166,9 @@ type MarkKeptTables struct {
 type SetTaskTables struct {
 	Name   string   `json:"name"`
 	Tables []string `json:"tables"`
+	// Linked: the tables foreign keys link, to their anchors (Task.Linked);
+	// set with the first Tables only.
+	Linked map[string]string `json:"linked,omitempty"`
 	// Epoch is the capture unit's task epoch: a write from an earlier
 	// owner is refused (ErrStaleEpoch). 0 (entries written before epochs
 	// were carried) is not checked.
@@ -664,6 +668,9 @@ func applySetTaskTables(d *data, index uint64, cmd *SetTaskTables) error {
 		return err
 	}
 	t.Tables = slices.Clone(cmd.Tables)
+	if cmd.Linked != nil {
+		t.Linked = maps.Clone(cmd.Linked)
+	}
 	t.ModifyIndex = index
 	return nil
 }

@@ -46,6 +46,11 @@ type Task struct {
 	// created later in a selected schema is otherwise not picked up. Nil
 	// for tasks from before it was recorded.
 	Tables []string `json:"tables,omitempty"`
+	// Linked maps the key of each table that foreign keys link to others
+	// to its linked set's anchor (capture.LinkedTables), fixed with
+	// Tables: linked tables share an apply group. Nil: none, or a task
+	// from before it was recorded (groups by table alone).
+	Linked map[string]string `json:"linked,omitempty"`
 	// Adding (keys) are tables added to the running task (ChangeTables)
 	// whose schema and copy are still to come; their changes wait.
 	Adding []string `json:"adding,omitempty"`
@@ -274,6 +279,7 @@ func cloneTask(t *Task) Task {
 	c.FullSync = t.FullSync.clone()
 	c.KeptTables = maps.Clone(t.KeptTables)
 	c.Tables = slices.Clone(t.Tables)
+	c.Linked = maps.Clone(t.Linked)
 	c.Adding = slices.Clone(t.Adding)
 	return c
 }

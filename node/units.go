@@ -69,8 +69,8 @@ func captureRunner(name string, store pipeline.Store, js jetstream.JetStream, cf
 		Source: func(spec *proto.TaskSpec) pipeline.Source {
 			return &pipeline.PGSource{Spec: spec, Capture: cfg.Capture, JetStream: js, Logger: logger, OnCapture: l.setCapture}
 		},
-		EnsureStream: func(ctx context.Context, tables []proto.TableID) error {
-			return apply.EnsureStream(ctx, js, name, cfg.Groups, cfg.StreamReplicas, tables)
+		EnsureStream: func(ctx context.Context, tables []proto.TableID, linked map[string]string) error {
+			return apply.EnsureStream(ctx, js, name, cfg.Groups, cfg.StreamReplicas, tables, linked)
 		},
 		Logger:    logger,
 		OnAttempt: l.reset,

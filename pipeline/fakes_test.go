@@ -260,6 +260,10 @@ func (f *fakeSession) ListTables(context.Context) ([]proto.TableID, error) {
 func (f *fakeSession) PresentTables(_ context.Context, t []proto.TableID) ([]proto.TableID, error) {
 	return t, f.s.ev.call("session.PresentTables")
 }
+func (f *fakeSession) LinkedTables(context.Context, []proto.TableID) (map[string]string, error) {
+	return nil, nil
+}
+
 func (f *fakeSession) DDLTables(context.Context) ([]proto.TableID, error) {
 	return nil, f.s.ev.call("session.DDLTables")
 }
@@ -402,7 +406,7 @@ func newHarness(t *testing.T, sections string, minute time.Duration) *harness {
 			}
 			return h.sink, nil
 		},
-		EnsureStream: func(context.Context, []proto.TableID) error {
+		EnsureStream: func(context.Context, []proto.TableID, map[string]string) error {
 			h.streamed++
 			return ev.call("stream.Ensure")
 		},

@@ -55,8 +55,9 @@ type Runner struct {
 	Source func(spec *proto.TaskSpec) Source
 	// OpenSink connects to the destination (default apply.Open).
 	OpenSink func(ctx context.Context, spec *proto.TaskSpec, use apply.Use) (apply.TaskSink, error)
-	// EnsureStream makes the task's change stream carry tables.
-	EnsureStream func(ctx context.Context, tables []proto.TableID) error
+	// EnsureStream makes the task's change stream carry tables, those
+	// linked by foreign keys in one group (linked: table key to anchor).
+	EnsureStream func(ctx context.Context, tables []proto.TableID, linked map[string]string) error
 	Logger       *slog.Logger
 	// OnAttempt, if set, is called as each attempt starts (live metrics
 	// start over); Health receives the unit's health.
@@ -202,7 +203,7 @@ func (r *Runner) attempt(ctx context.Context) error {
 	}
 	incremental := spec.Sync.IncrementalEnabled()
 	if incremental {
-		if err := r.EnsureStream(ctx, tables); err != nil {
+		if err := r.EnsureStream(ctx, tables, r.linked()); err != nil {
 			return err
 		}
 		if err := src.PrepareSource(ctx, tables); err != nil {
@@ -324,10 +325,16 @@ func (r *Runner) onDDL(ctx context.Context, ev *proto.DDLEvent) error {
 		// there, has been applied.
 		tables = append(tables, ev.Old.ID)
 	}
-	if err := r.EnsureStream(ctx, tables); err != nil {
+	if err := r.EnsureStream(ctx, tables, r.linked()); err != nil {
 		return err
 	}
 	return r.Store.Apply(ctx, coordinator.SetTaskTables{Name: r.Name, Epoch: r.epoch, Tables: keys})
+}
+
+// linked is the task's tables linked by foreign keys (Task.Linked).
+func (r *Runner) linked() map[string]string {
+	task, _ := r.Store.Task(r.Name)
+	return task.Linked
 }
 
 // taskTables are the tables the task syncs: the selection as it was when
@@ -370,7 +377,11 @@ func (r *Runner) taskTables(ctx context.Context, src Session, task *coordinator.
 		for i, t := range tables {
 			keys[i] = t.Key()
 		}
-		if err := r.Store.Apply(ctx, coordinator.SetTaskTables{Name: r.Name, Epoch: r.epoch, Tables: keys}); err != nil {
+		linked, err := src.LinkedTables(ctx, tables)
+		if err != nil {
+			return nil, err
+		}
+		if err := r.Store.Apply(ctx, coordinator.SetTaskTables{Name: r.Name, Epoch: r.epoch, Tables: keys, Linked: linked}); err != nil {
 			return nil, err
 		}
 		return tables, nil

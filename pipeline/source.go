@@ -53,6 +53,9 @@ type Session interface {
 	PresentTables(ctx context.Context, tables []proto.TableID) ([]proto.TableID, error)
 	// DDLTables are the tables DDL capture added to the publication.
 	DDLTables(ctx context.Context) ([]proto.TableID, error)
+	// LinkedTables are those of tables foreign keys link, to their
+	// anchors (capture.LinkedTables).
+	LinkedTables(ctx context.Context, tables []proto.TableID) (map[string]string, error)
 	// ReadSchema reads the schema of the selection.
 	ReadSchema(ctx context.Context) (*proto.Schema, error)
 	Close()
@@ -185,6 +188,10 @@ func (p *pgSession) PresentTables(ctx context.Context, tables []proto.TableID) (
 
 func (p *pgSession) DDLTables(ctx context.Context) ([]proto.TableID, error) {
 	return capture.DDLTables(ctx, p.conn, p.spec.Name)
+}
+
+func (p *pgSession) LinkedTables(ctx context.Context, tables []proto.TableID) (map[string]string, error) {
+	return capture.LinkedTables(ctx, p.conn, tables)
 }
 
 func (p *pgSession) ReadSchema(ctx context.Context) (*proto.Schema, error) {

@@ -104,6 +104,14 @@ type Batch struct {
 	DDL []byte
 }
 
+// IsBoundary reports whether the message is a transaction boundary
+// marker: a heartbeat-subject batch without rows, which the capture
+// publishes where every row committed before it is in the stream and
+// none after (capture.publishBoundary).
+func (b *Batch) IsBoundary() bool {
+	return b.Table == HeartbeatTable && len(b.Rows) == 0 && b.Parts == 0 && len(b.DDL) == 0
+}
+
 // MsgID identifies the batch for JetStream's duplicate detection: the table
 // and the first and last positions. Republishing the same rows gives the
 // same id; a batch cut differently gets a different id and its repeated

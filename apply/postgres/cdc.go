@@ -52,6 +52,11 @@ func (s *Sink) applyOnce(ctx context.Context, ch *apply.Changes) error {
 	return s.applyWithRetry(ctx, ch.Task, ch.Epoch, segs, s.allShards(ch.Tables, ch.Positions))
 }
 
+// NeedsTxBoundaries: without replica mode, foreign keys check what the
+// apply commits, so a batch must end where a source transaction does
+// (apply.TxBoundaryApplier).
+func (s *Sink) NeedsTxBoundaries() bool { return !s.replicaMode.Load() }
+
 // plannedSegment is a segment with its destination plan, its rows
 // filtered against the positions of their shards.
 type plannedSegment struct {
@@ -84,6 +89,16 @@ func (s *Sink) applyTx(ctx context.Context, task string, epoch uint64, segs []pl
 		return err
 	}
 	defer tx.Rollback(context.Background())
+	if !s.replicaMode.Load() {
+		// Foreign keys stay active without replica mode. Those Sluice
+		// made are deferrable (deferrableKey), and a batch ends at a
+		// source transaction's end (WorkerConfig.TxBoundaries): checked
+		// at commit, they see the source's state, whatever order the
+		// batch's tables and rows were written in.
+		if _, err := tx.Exec(ctx, "SET CONSTRAINTS ALL DEFERRED"); err != nil {
+			return err
+		}
+	}
 	if err := s.lockOffsets(ctx, tx, task, epoch, positions); err != nil {
 		return err
 	}

@@ -514,7 +514,7 @@ func (r *ddlRun) addConstraint(ctx context.Context, c *proto.ConstraintDef) erro
 				"table", r.dest.String(), "constraint", c.Name, "references", to.String())
 			return nil
 		}
-		def = foreignKeySQL(c, r.names)
+		def = deferrableKey(foreignKeySQL(c, r.names), !r.sink.replicaMode.Load())
 	}
 	return r.exec(ctx, "ALTER TABLE "+table+" ADD CONSTRAINT "+quoteDDLIdent(c.Name)+" "+def)
 }

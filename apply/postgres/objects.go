@@ -34,10 +34,12 @@ type SchemaOptions struct {
 	// Refresh is a materialized view's refresh setting
 	// (objects[].refresh), by schema.
 	Refresh func(schema string) string
-	// HoldTriggers: the apply cannot run in replica mode (a destination
+	// NoReplicaMode: the apply cannot run in replica mode (a destination
 	// user without superuser), so user triggers and rules on the synced
-	// tables would fire on replicated rows: they are created disabled.
-	HoldTriggers bool
+	// tables would fire on replicated rows and foreign keys would check
+	// each write: triggers and rules are created disabled, foreign keys
+	// deferrable (cutover restores the source's definitions).
+	NoReplicaMode bool
 	Logger       *slog.Logger
 }
 
@@ -51,6 +53,8 @@ func (o *SchemaOptions) refresh(schema string) string {
 	}
 	return o.Refresh(schema)
 }
+
+func (o *SchemaOptions) noReplicaMode() bool { return o != nil && o.NoReplicaMode }
 
 func (o *SchemaOptions) logger() *slog.Logger {
 	if o == nil || o.Logger == nil {
@@ -158,7 +162,7 @@ func createObject(ctx context.Context, conn *pgx.Conn, obj *proto.ObjectDef, o *
 			return err
 		}
 	}
-	if o != nil && o.HoldTriggers && (obj.Kind == proto.ObjectTrigger || obj.Kind == proto.ObjectRule) && obj.Table != nil {
+	if o.noReplicaMode() && (obj.Kind == proto.ObjectTrigger || obj.Kind == proto.ObjectRule) && obj.Table != nil {
 		what := "TRIGGER"
 		if obj.Kind == proto.ObjectRule {
 			what = "RULE"
@@ -235,7 +239,7 @@ func createPartitions(ctx context.Context, conn *pgx.Conn, t *proto.TableDef) er
 
 // partitionPostData adds the partitions' own keys, checks, indexes and
 // foreign keys (to synced tables) after the load.
-func partitionPostData(ctx context.Context, conn *pgx.Conn, t *proto.TableDef, synced map[proto.TableID]bool) error {
+func partitionPostData(ctx context.Context, conn *pgx.Conn, t *proto.TableDef, synced map[proto.TableID]bool, o *SchemaOptions) error {
 	for _, p := range t.Partitions {
 		for j := range p.Indexes {
 			if err := execDDL(ctx, conn, "create index "+quoteDDLIdent(p.Indexes[j].Name)+" on "+p.ID.String(), indexSQL(p.ID, &p.Indexes[j])); err != nil {
@@ -244,10 +248,14 @@ func partitionPostData(ctx context.Context, conn *pgx.Conn, t *proto.TableDef, s
 		}
 		for j := range p.Constraints {
 			c := &p.Constraints[j]
-			if c.Kind == proto.ConstraintForeignKey && (c.References == nil || !synced[c.References.Table]) {
-				continue
+			def := c.Def
+			if c.Kind == proto.ConstraintForeignKey {
+				if c.References == nil || !synced[c.References.Table] {
+					continue
+				}
+				def = deferrableKey(def, o.noReplicaMode())
 			}
-			if err := addConstraint(ctx, conn, p.ID, c.Name, c.Def); err != nil {
+			if err := addConstraint(ctx, conn, p.ID, c.Name, def); err != nil {
 				return err
 			}
 		}

@@ -116,6 +116,18 @@ func foreignKeySQL(c *proto.ConstraintDef, names *proto.NameMap) string {
 		"(" + strings.Join(to, ", ") + ")" + ref.Rest
 }
 
+// deferrableKey makes a foreign key's definition DEFERRABLE (INITIALLY
+// IMMEDIATE, as the source's unless it said otherwise) where the apply
+// cannot take replica mode: the apply defers it to its commit, local
+// writes still check it at once. A key that is deferrable already is
+// left as it is. Cutover gives keys back the source's definitions.
+func deferrableKey(def string, hold bool) string {
+	if !hold || strings.Contains(def, " DEFERRABLE") {
+		return def
+	}
+	return def + " DEFERRABLE"
+}
+
 // replicaIdentitySQL is the REPLICA IDENTITY clause of a table ("" for
 // the default, or an index the model does not name).
 func replicaIdentitySQL(t *proto.TableDef) string {

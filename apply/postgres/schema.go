@@ -150,7 +150,7 @@ func applyTablePostData(ctx context.Context, conn *pgx.Conn, s *proto.Schema, o 
 	}
 	for i := range s.Tables {
 		if t := &s.Tables[i]; t.PartitionBy != "" && !o.flatten(t.ID) {
-			if err := partitionPostData(ctx, conn, t, synced); err != nil {
+			if err := partitionPostData(ctx, conn, t, synced, o); err != nil {
 				return err
 			}
 		}
@@ -161,7 +161,7 @@ func applyTablePostData(ctx context.Context, conn *pgx.Conn, s *proto.Schema, o 
 			// A key to a table that is not synced would fail or, worse,
 			// block writes at the destination.
 			if c := &t.Constraints[j]; c.Kind == proto.ConstraintForeignKey && c.References != nil && synced[c.References.Table] {
-				if err := addConstraint(ctx, conn, t.ID, c.Name, c.Def); err != nil {
+				if err := addConstraint(ctx, conn, t.ID, c.Name, deferrableKey(c.Def, o.noReplicaMode())); err != nil {
 					return err
 				}
 			}

@@ -158,7 +158,7 @@ func (s *Sink) ApplyPostData(ctx context.Context, sc *proto.Schema) error {
 // could take replica mode (triggers are held otherwise).
 func (s *Sink) schemaOptions() *SchemaOptions {
 	o := s.schema
-	o.HoldTriggers = !s.replicaMode.Load()
+	o.NoReplicaMode = !s.replicaMode.Load()
 	return &o
 }
 

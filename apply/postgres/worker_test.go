@@ -59,7 +59,7 @@ func TestWorkerRestartRedeliversUnacknowledgedInOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	const task = "w"
-	if err := apply.EnsureStream(ctx, js, task, 1, 1, []proto.TableID{kv}); err != nil {
+	if err := apply.EnsureStream(ctx, js, task, 1, 1, []proto.TableID{kv}, nil); err != nil {
 		t.Fatal(err)
 	}
 	sink, err := postgres.Open(ctx, postgres.Options{DSN: pg.DSN("postgres")})

@@ -86,7 +86,7 @@ func TestWorkingCopyRoundTrip(t *testing.T) {
 		}
 	})
 	t.Run("flatten, triggers held", func(t *testing.T) {
-		run(t, "flat", &postgres.SchemaOptions{Flatten: func(proto.TableID) bool { return true }, HoldTriggers: true})
+		run(t, "flat", &postgres.SchemaOptions{Flatten: func(proto.TableID) bool { return true }, NoReplicaMode: true})
 		dstConn := testenv.Conn(t, dst.DSN("flat"))
 		var kind string
 		if err := dstConn.QueryRow(ctx, `SELECT relkind::text FROM pg_class WHERE oid = 'shop.payment'::regclass`).Scan(&kind); err != nil || kind != "r" {
