@@ -6,8 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"reflect"
 	"maps"
+	"reflect"
 	"slices"
 	"time"
 

@@ -40,7 +40,7 @@ type SchemaOptions struct {
 	// each write: triggers and rules are created disabled, foreign keys
 	// deferrable (cutover restores the source's definitions).
 	NoReplicaMode bool
-	Logger       *slog.Logger
+	Logger        *slog.Logger
 }
 
 func (o *SchemaOptions) flatten(t proto.TableID) bool {
