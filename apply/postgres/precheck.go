@@ -54,6 +54,7 @@ func (p *prechecker) destination(ctx context.Context, tables []proto.TableID) {
 	if len(tables) == 0 {
 		return
 	}
+	defer p.replicaMode(ctx, conn, user, super, tables)
 	// The destination names (renames, name_case); with schema sync, a
 	// renamed table is created and loaded under its source name first,
 	// so that name must be free too.
@@ -206,4 +207,49 @@ func (p *prechecker) space(ctx context.Context, conn *pgx.Conn) {
 		return
 	}
 	p.Pass(id, fmt.Sprintf("the selection takes %s in the source, the destination's disk has %s free", proto.FormatBytes(p.src.Bytes), proto.FormatBytes(free)))
+}
+
+// replicaMode says how the destination's triggers, rules and foreign keys
+// will treat replicated rows for this user, and warns of foreign keys
+// already at the destination that cannot be deferred.
+func (p *prechecker) replicaMode(ctx context.Context, conn *pgx.Conn, user string, super bool, tables []proto.TableID) {
+	const id = "destination.replica_mode"
+	canSet := super
+	if !super {
+		// PostgreSQL 15 can grant the setting alone.
+		if err := conn.QueryRow(ctx, `SELECT has_parameter_privilege('session_replication_role', 'SET')`).Scan(&canSet); err != nil {
+			canSet = false
+		}
+	}
+	if canSet {
+		p.Pass(id, fmt.Sprintf("user %q may set session_replication_role = replica: the destination's triggers, rules and foreign keys do not act on replicated rows (as in PostgreSQL's own subscriptions); they act on local writes", user))
+		return
+	}
+	// Not a warning: this works, differently; the report says how.
+	p.Pass(id, fmt.Sprintf("user %q may not set session_replication_role: triggers and rules Sluice creates on the synced tables are created disabled "+
+		"(they would act on replicated rows); foreign keys Sluice creates are DEFERRABLE and checked when each source transaction commits "+
+		"(batches end only there, and tables linked by foreign keys share an apply group); sluice task cutover gives both back the source's definitions. "+
+		"To keep them as at the source during the task instead: GRANT SET ON PARAMETER session_replication_role TO %s; (or use a superuser)", user, pgx.Identifier{user}.Sanitize()))
+	names := p.spec.Names()
+	targets := make([]string, len(tables))
+	for i, t := range tables {
+		targets[i] = pgx.Identifier{names.Table(t).Schema, names.Table(t).Name}.Sanitize()
+	}
+	rows, err := conn.Query(ctx, `SELECT format('ALTER TABLE %s ALTER CONSTRAINT %I DEFERRABLE;', k.conrelid::regclass, k.conname)
+		FROM pg_constraint k WHERE k.contype = 'f' AND NOT k.condeferrable
+		  AND (k.conrelid = ANY (SELECT to_regclass(t) FROM unnest($1::text[]) t) OR k.confrelid = ANY (SELECT to_regclass(t) FROM unnest($1::text[]) t))
+		ORDER BY 1`, targets)
+	var fixes []string
+	if err == nil {
+		fixes, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	}
+	if err != nil {
+		p.Fail("destination.foreign_keys", "cannot inspect the destination's foreign keys: "+err.Error(), "")
+		return
+	}
+	if len(fixes) > 0 {
+		p.Warn("destination.foreign_keys", fmt.Sprintf("%d foreign keys on the synced tables at the destination cannot be deferred: with replica mode off they check every write, "+
+			"and a batch that writes a transaction's tables in another order than the source fails on them", len(fixes)),
+			strings.Join(fixes, " "))
+	}
 }

@@ -117,7 +117,7 @@ func Open(ctx context.Context, opts Options) (*Sink, error) {
 		if _, err := conn.Exec(ctx, "SET session_replication_role = replica"); err != nil {
 			s.replicaMode.Store(false)
 			warnOnce.Do(func() {
-				s.logger.Warn("destination: cannot set session_replication_role=replica; triggers and foreign keys stay active while applying", "err", err)
+				s.logger.Warn("destination: cannot set session_replication_role=replica; triggers and rules Sluice creates are held, its foreign keys deferrable, and batches end at source transactions' ends", "err", err)
 			})
 		}
 		return nil

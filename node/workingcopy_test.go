@@ -1,0 +1,181 @@
+package node_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sluicedb/sluice/apply/postgres/postgrestest"
+	"github.com/sluicedb/sluice/internal/sluicetest"
+	"github.com/sluicedb/sluice/internal/testenv"
+	"github.com/sluicedb/sluice/node"
+	"github.com/sluicedb/sluice/proto"
+)
+
+// workingCopyTables are WorkingCopySchema's tables (payment with its
+// partitions, read through the root).
+var workingCopyTables = []string{"shop.customer", "shop.film", "shop.rental", "shop.rental_log", "shop.payment"}
+
+// A working copy with a destination user that is not a superuser: the
+// source's views, routines, triggers, rules, partitions and comments are
+// there, and a workload that writes customers, their rentals and
+// payments (foreign keys across tables and partitions) and deletes them
+// again, children first, arrives whole: the apply never commits a state
+// the keys refuse, and the triggers and rules, held, never act on
+// replicated rows.
+func TestWorkingCopyNonSuperuser(t *testing.T) {
+	p := newPair(t)
+	ctx := context.Background()
+	srcConn := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
+	testenv.MustExec(t, srcConn, postgrestest.WorkingCopySchema)
+	testenv.MustExec(t, testenv.Conn(t, p.dst.DSN(testenv.DefaultDB)), `CREATE ROLE app LOGIN;
+		GRANT CREATE ON DATABASE `+testenv.DefaultDB+` TO app`)
+	n := sluicetest.StartNode(t, node.Config{})
+	c := n.Client()
+	spec := []byte(fmt.Sprintf(`name: copy
+source: { dsn: "%s" }
+destination: { type: postgres, dsn: "%s" }
+objects: [{ schema: shop }]
+`, p.src.DSN(testenv.DefaultDB), p.dst.UserDSN("app", "", testenv.DefaultDB)))
+
+	report, err := c.Precheck(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var said bool
+	for _, ch := range report.Checks {
+		said = said || (ch.Check == "destination.replica_mode" && ch.Result == proto.ResultPass && strings.Contains(ch.Message, "created disabled"))
+	}
+	if !said || !report.Passed {
+		t.Fatalf("precheck does not say how triggers and foreign keys are handled for a user that is not a superuser: %+v", report)
+	}
+	createTask(t, c, spec)
+	waitPhase(t, c, "copy", proto.PhaseIncremental, 3*time.Minute)
+
+	// Two writers, each its own customers.
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for w := 0; w < 2; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- rentals(ctx, p.src.DSN(testenv.DefaultDB), w, 60)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	dstConn := testenv.Conn(t, p.dst.DSN(testenv.DefaultDB))
+	testenv.CheckFor(t, 2*time.Minute, 250*time.Millisecond, func() error {
+		if st, err := c.GetTask(ctx, "copy"); err != nil || st.State != proto.StateRunning {
+			return fmt.Errorf("task: %+v %v", st, err)
+		}
+		return testenv.CompareTables(ctx, srcConn, dstConn, workingCopyTables)
+	})
+	// The views answer the same.
+	for _, v := range []string{"shop.customer_list", "shop.active_customers", "shop.film_list"} {
+		q := "(SELECT * FROM " + v + ")"
+		if err := testenv.CompareTable(ctx, srcConn, dstConn, q, q); err != nil {
+			t.Errorf("view %s: %v", v, err)
+		}
+	}
+	if st, err := c.GetTask(ctx, "copy"); err != nil || st.LastError != nil {
+		t.Fatalf("task after the workload: %+v %v", st, err)
+	}
+
+	// The objects are the source's, but for the keys made deferrable.
+	want := postgrestest.DescribeObjects(t, srcConn, "shop")
+	got := postgrestest.DescribeObjects(t, dstConn, "shop")
+	for i, l := range got {
+		got[i] = strings.Replace(l, " DEFERRABLE", "", 1)
+	}
+	if d := diffLines(want, got); d != "" {
+		t.Fatalf("objects differ (- source only, + destination only):\n%s", d)
+	}
+	// The triggers and rules on the tables are held; the view's rule is not.
+	for _, l := range postgrestest.DescribeFiring(t, dstConn, "shop") {
+		if held := strings.HasSuffix(l, " D"); held == strings.Contains(l, "customer_list") {
+			t.Errorf("firing state at the destination: %s", l)
+		}
+	}
+}
+
+// rentals runs n rounds of a rental workload as writer w: a customer
+// rents a film and pays (one transaction), the customer's email changes
+// (a trigger sets last_update at the source), and every third round the
+// payment, the rental and the customer go again, children first.
+func rentals(ctx context.Context, dsn string, w, n int) error {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	rng := rand.New(rand.NewPCG(uint64(w), 7))
+	for i := 0; i < n; i++ {
+		var customer, rental int
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if err := tx.QueryRow(ctx, `INSERT INTO shop.customer (first_name, last_name, email) VALUES ($1, $2, $3) RETURNING customer_id`,
+				fmt.Sprintf("w%d", w), fmt.Sprintf("n%d", i), fmt.Sprintf("w%d.%d@x", w, i)).Scan(&customer); err != nil {
+				return err
+			}
+			if err := tx.QueryRow(ctx, `INSERT INTO shop.rental (rental_date, film_id, customer_id) VALUES (now(), $1, $2) RETURNING rental_id`,
+				1+rng.IntN(40), customer).Scan(&rental); err != nil {
+				return err
+			}
+			day := rng.IntN(200)
+			_, err := tx.Exec(ctx, `INSERT INTO shop.payment (customer_id, rental_id, amount, payment_date) VALUES ($1, $2, $3, '2022-01-01'::timestamptz + $4 * interval '1 day')`,
+				customer, rental, float64(rng.IntN(1000))/100, day)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("writer %d round %d: rent: %w", w, i, err)
+		}
+		if _, err := conn.Exec(ctx, `UPDATE shop.customer SET email = 'changed.' || email WHERE customer_id = $1`, customer); err != nil {
+			return fmt.Errorf("writer %d round %d: update: %w", w, i, err)
+		}
+		if i%3 == 2 {
+			err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+				for _, del := range []struct {
+					sql string
+					id  int
+				}{{`DELETE FROM shop.payment WHERE rental_id = $1`, rental}, {`DELETE FROM shop.rental WHERE rental_id = $1`, rental}, {`DELETE FROM shop.customer WHERE customer_id = $1`, customer}} {
+					if _, err := tx.Exec(ctx, del.sql, del.id); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("writer %d round %d: delete: %w", w, i, err)
+			}
+		}
+	}
+	return nil
+}
+
+// diffLines lists the lines only one side has.
+func diffLines(want, got []string) string {
+	var out []string
+	for _, l := range want {
+		if !slices.Contains(got, l) {
+			out = append(out, "- "+l)
+		}
+	}
+	for _, l := range got {
+		if !slices.Contains(want, l) {
+			out = append(out, "+ "+l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
