@@ -14,174 +14,26 @@ import (
 // its own statement, rather than all in one transaction, because one
 // transaction creating thousands of tables runs out of lock slots.
 
-// ApplyPreData creates extensions, schemas, types, sequences and tables
-// (with PK/unique/check constraints, NOT NULL, defaults, collations,
-// identity, generated columns). Idempotent: running it twice, or after a
-// crash half-way, succeeds and changes nothing already there.
+// ApplyPreData creates extensions, schemas, types, sequences, routines
+// and tables (with PK/unique/check constraints, NOT NULL, defaults,
+// collations, identity, generated columns, partitions): preDataSteps.
+// Idempotent: running it twice, or after a crash half-way, succeeds and
+// changes nothing already there.
 //
 // o is the task's choices (nil: the defaults).
 func ApplyPreData(ctx context.Context, conn *pgx.Conn, s *proto.Schema, o *SchemaOptions) error {
-	for _, name := range s.Schemas {
-		if err := execDDL(ctx, conn, "create schema "+quoteDDLIdent(name), "CREATE SCHEMA IF NOT EXISTS "+quoteDDLIdent(name)); err != nil {
-			return err
-		}
-	}
-	for _, name := range s.Extensions {
-		// CASCADE installs the extensions it requires (earthdistance
-		// needs cube) without us ordering them.
-		stmt := "CREATE EXTENSION IF NOT EXISTS " + quoteDDLIdent(name)
-		if schema := s.ExtensionSchemas[name]; schema != "" {
-			stmt += " WITH SCHEMA " + quoteDDLIdent(schema)
-		}
-		if err := execDDL(ctx, conn, "create extension "+quoteDDLIdent(name), stmt+" CASCADE"); err != nil {
-			return err
-		}
-	}
-	// Sequences before types: a domain's default may call nextval.
-	for _, seq := range s.Sequences {
-		if seq.DDL == "" {
-			continue // an identity sequence: its table makes it
-		}
-		if err := execDDL(ctx, conn, "create sequence "+ddlObjectName(seq.Schema, seq.Name), seq.DDL); err != nil {
-			return err
-		}
-	}
-	for _, t := range s.Types {
-		if err := createType(ctx, conn, t); err != nil {
-			return err
-		}
-	}
-	// Routines before the tables whose defaults, checks and indexes may
-	// call them (those that need a table wait for the phase after).
-	if err := createObjects(ctx, conn, s.Objects, true, o); err != nil {
-		return err
-	}
-	for i := range s.Tables {
-		if err := createTable(ctx, conn, &s.Tables[i], o); err != nil {
-			return err
-		}
-	}
-	// Linking sequences to their columns now, not only when values are
-	// synced, makes a dropped destination table take its sequence along.
-	return linkSequences(ctx, conn, s)
-}
-
-func createType(ctx context.Context, conn *pgx.Conn, t proto.TypeDef) error {
-	name := "create type " + ddlObjectName(t.Schema, t.Name)
-	var exists bool
-	err := conn.QueryRow(ctx, `
-		SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
-		               WHERE n.nspname = $1 AND t.typname = $2)`, t.Schema, t.Name).Scan(&exists)
-	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
-	}
-	if exists {
-		return nil
-	}
-	return execDDL(ctx, conn, name, t.DDL)
-}
-
-func createTable(ctx context.Context, conn *pgx.Conn, t *proto.TableDef, o *SchemaOptions) error {
-	name := "create table " + t.ID.String()
-	keep := t.PartitionBy != "" && !o.flatten(t.ID)
-	sql := createTableSQL(t.ID, t)
-	if keep {
-		sql += " PARTITION BY " + t.PartitionBy
-	}
-	if err := execDDL(ctx, conn, name, sql); err != nil {
-		return err
-	}
-	if keep {
-		if err := createPartitions(ctx, conn, t); err != nil {
-			return err
-		}
-	}
-	// Repeating REPLICA IDENTITY is harmless; USING INDEX waits for the
-	// index, in the post-data statements.
-	if t.ReplicaIdentity != proto.IdentityFull && t.ReplicaIdentity != proto.IdentityNothing {
-		return nil
-	}
-	return execDDL(ctx, conn, "set replica identity of "+t.ID.String(),
-		"ALTER TABLE "+ddlTableIdent(t.ID)+" REPLICA IDENTITY "+replicaIdentitySQL(t))
+	return runSteps(ctx, conn, preDataSteps(s, o), s, o)
 }
 
 // ApplyPostData creates secondary indexes, exclusion constraints, checks
 // the source never validated, and foreign keys to the schema's tables
-// (after the full load). Tables are still under the source's names then,
-// as the definitions are. Idempotent.
-//
-// Then the rest of a working copy: views and materialized views (whose
-// rows the load has just written), triggers and rules (which the load
-// did not fire), comments.
+// (after the full load), then the rest of a working copy: views and
+// materialized views (whose rows the load has just written), triggers
+// and rules (which the load did not fire), comments: postDataSteps.
+// Tables are still under the source's names then, as the definitions
+// are. Idempotent.
 func ApplyPostData(ctx context.Context, conn *pgx.Conn, s *proto.Schema, o *SchemaOptions) error {
-	if err := applyTablePostData(ctx, conn, s, o); err != nil {
-		return err
-	}
-	return createObjects(ctx, conn, s.Objects, false, o)
-}
-
-func applyTablePostData(ctx context.Context, conn *pgx.Conn, s *proto.Schema, o *SchemaOptions) error {
-	synced := make(map[proto.TableID]bool, len(s.Tables))
-	for i := range s.Tables {
-		synced[s.Tables[i].ID] = true
-	}
-	// Every table's indexes before any foreign key: a key may reference a
-	// unique index that is not a constraint.
-	for i := range s.Tables {
-		t := &s.Tables[i]
-		for j := range t.Indexes {
-			if err := execDDL(ctx, conn, "create index "+quoteDDLIdent(t.Indexes[j].Name)+" on "+t.ID.String(), indexSQL(t.ID, &t.Indexes[j])); err != nil {
-				return err
-			}
-		}
-		for j := range t.Constraints {
-			if c := &t.Constraints[j]; !preData(c) && c.Kind != proto.ConstraintForeignKey {
-				if err := addConstraint(ctx, conn, t.ID, c.Name, c.Def); err != nil {
-					return err
-				}
-			}
-		}
-		if t.ReplicaIdentity == proto.IdentityIndex && t.IdentityIndex != "" {
-			if err := execDDL(ctx, conn, "set replica identity of "+t.ID.String(),
-				"ALTER TABLE "+ddlTableIdent(t.ID)+" REPLICA IDENTITY "+replicaIdentitySQL(t)); err != nil {
-				return err
-			}
-		}
-	}
-	for i := range s.Tables {
-		if t := &s.Tables[i]; t.PartitionBy != "" && !o.flatten(t.ID) {
-			if err := partitionPostData(ctx, conn, t, synced, o); err != nil {
-				return err
-			}
-		}
-	}
-	for i := range s.Tables {
-		t := &s.Tables[i]
-		for j := range t.Constraints {
-			// A key to a table that is not synced would fail or, worse,
-			// block writes at the destination.
-			if c := &t.Constraints[j]; c.Kind == proto.ConstraintForeignKey && c.References != nil && synced[c.References.Table] {
-				if err := addConstraint(ctx, conn, t.ID, c.Name, deferrableKey(c.Def, o.noReplicaMode())); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	return nil
-}
-
-// addConstraint adds a constraint to table unless it has one of that
-// name (ADD CONSTRAINT has no IF NOT EXISTS).
-func addConstraint(ctx context.Context, conn *pgx.Conn, table proto.TableID, name, def string) error {
-	what := "add constraint " + quoteDDLIdent(name) + " to " + table.String()
-	exists, err := hasConstraint(ctx, conn, table, name)
-	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	if exists {
-		return nil
-	}
-	return execDDL(ctx, conn, what, "ALTER TABLE "+ddlTableIdent(table)+" ADD CONSTRAINT "+quoteDDLIdent(name)+" "+def)
+	return runSteps(ctx, conn, postDataSteps(s, o), s, o)
 }
 
 // hasConstraint reports whether table has a constraint named name, on a
@@ -216,13 +68,8 @@ func SyncSequences(ctx context.Context, conn *pgx.Conn, s *proto.Schema) error {
 // linkSequences sets OWNED BY of the sequences that are not identity
 // sequences (those are linked by their table and refuse OWNED BY).
 func linkSequences(ctx context.Context, conn *pgx.Conn, s *proto.Schema) error {
-	for _, seq := range s.Sequences {
-		if seq.DDL == "" || seq.OwnedBy == "" {
-			continue
-		}
-		name := ddlObjectName(seq.Schema, seq.Name)
-		if err := execDDL(ctx, conn, "set owner column of sequence "+name,
-			"ALTER SEQUENCE "+pgx.Identifier{seq.Schema, seq.Name}.Sanitize()+" OWNED BY "+seq.OwnedBy); err != nil {
+	for _, st := range ownedBySteps(s) {
+		if err := execDDL(ctx, conn, st.What, st.SQL); err != nil {
 			return err
 		}
 	}
