@@ -197,3 +197,10 @@ func Endpoints(spec *proto.TaskSpec) []string {
 	}
 	return d.Endpoints(spec)
 }
+
+// Planner is a destination that says what schema sync would make of a
+// schema, for a task's plan (sluice task plan): it fills in each planned
+// table's Storage and, for SQL, the statements, creating nothing.
+type Planner interface {
+	Plan(spec *proto.TaskSpec, s *proto.Schema, plan *proto.TaskPlan)
+}

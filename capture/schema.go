@@ -393,8 +393,8 @@ func (r *schemaReader) readTables(ctx context.Context) error {
 	var unanalysed []*proto.TableDef
 	err := eachCatalogRow(ctx, r.q, `
 		SELECT c.oid, c.relkind = 'p',
-		       CASE WHEN c.relkind = 'p' THEN (SELECT coalesce(sum(greatest(l.reltuples, 0)), 0)::int8 FROM pg_partition_tree(c.oid) pt
-		            JOIN pg_class l ON l.oid = pt.relid WHERE pt.isleaf) ELSE c.reltuples::int8 END,
+		       CASE WHEN c.relkind = 'p' THEN (SELECT CASE WHEN bool_or(l.reltuples < 0) THEN -1 ELSE coalesce(sum(l.reltuples), 0)::int8 END
+		            FROM pg_partition_tree(c.oid) pt JOIN pg_class l ON l.oid = pt.relid WHERE pt.isleaf) ELSE c.reltuples::int8 END,
 		       CASE WHEN c.relkind = 'p' THEN (SELECT coalesce(sum(pg_relation_size(pt.relid)), 0)::int8 FROM pg_partition_tree(c.oid) pt WHERE pt.isleaf)
 		            ELSE pg_relation_size(c.oid) END
 		FROM pg_class c WHERE c.oid = ANY($1::oid[])`, []any{r.oids},

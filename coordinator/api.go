@@ -38,6 +38,9 @@ type Backend interface {
 	// Conflicts counts a two-way task's conflicts, as logged at both of
 	// its databases (spec is the forward direction's).
 	Conflicts(ctx context.Context, spec *proto.TaskSpec) ([]proto.ConflictCount, error)
+	// Plan works out what a task would create, creating nothing; an
+	// error means it could not (the source could not be read).
+	Plan(ctx context.Context, spec *proto.TaskSpec) (*proto.TaskPlan, error)
 }
 
 // Live is a running task's volatile metrics: not replicated, read from the
@@ -108,6 +111,7 @@ func NewAPI(c *Coordinator, b Backend, opts APIOptions) http.Handler {
 	public := http.NewServeMux()
 	public.HandleFunc("POST /api/v1/tasks", a.createTask)
 	public.HandleFunc("POST /api/v1/precheck", a.precheck)
+	public.HandleFunc("POST /api/v1/plan", a.plan)
 	public.HandleFunc("GET /api/v1/tasks", a.listTasks)
 	public.HandleFunc("GET /api/v1/tasks/{name}", a.getTask)
 	public.HandleFunc("DELETE /api/v1/tasks/{name}", a.deleteTask)
@@ -247,6 +251,20 @@ func (a *api) precheck(w http.ResponseWriter, r *http.Request) {
 	}
 	report.Judge(ignoreList(r))
 	a.reply(w, http.StatusOK, report)
+}
+
+// plan answers what a task would create, creating nothing.
+func (a *api) plan(w http.ResponseWriter, r *http.Request) {
+	spec := a.readSpec(w, r)
+	if spec == nil {
+		return
+	}
+	plan, err := a.b.Plan(r.Context(), spec)
+	if err != nil {
+		a.fail(w, http.StatusBadGateway, "could not plan the task: "+redact(err.Error()), nil)
+		return
+	}
+	a.reply(w, http.StatusOK, plan)
 }
 
 // ignoreList reads the warnings acknowledged: ?ignore=a,b&ignore=c.

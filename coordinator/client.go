@@ -50,6 +50,15 @@ func (c *Client) CreateTask(ctx context.Context, spec []byte, ignore ...string) 
 
 // Precheck runs a task's checks without creating it; ignore acknowledges
 // warnings by check id. The report says whether it passed.
+// Plan asks what a task would create, creating nothing.
+func (c *Client) Plan(ctx context.Context, spec []byte) (*proto.TaskPlan, error) {
+	var p proto.TaskPlan
+	if err := c.do(ctx, http.MethodPost, "/api/v1/plan", "application/yaml", spec, &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
 func (c *Client) Precheck(ctx context.Context, spec []byte, ignore ...string) (*proto.PrecheckReport, error) {
 	var r proto.PrecheckReport
 	if err := c.do(ctx, http.MethodPost, "/api/v1/precheck"+ignoreQuery(ignore), "application/yaml", spec, &r); err != nil {

@@ -56,6 +56,12 @@ func (b *backend) Conflicts(ctx context.Context, spec *proto.TaskSpec) ([]proto.
 	return pipeline.ConflictCounts(ctx, spec)
 }
 
+// Plan works out what a task would create, with this node's number of
+// apply groups.
+func (b *backend) Plan(ctx context.Context, spec *proto.TaskSpec) (*proto.TaskPlan, error) {
+	return pipeline.Plan(ctx, spec, b.worker.cfg.Groups)
+}
+
 // waitUnitsStopped waits until the task, marked for deletion, has no
 // assignment left (the leader drops them) and no unit of it runs here;
 // units on other nodes stop when their node sees the assignment go.

@@ -179,3 +179,76 @@ func diffLines(want, got []string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// sluice task plan: what a task would create, in order, creating nothing.
+func TestTaskPlan(t *testing.T) {
+	p := newPair(t)
+	ctx := context.Background()
+	srcConn := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
+	testenv.MustExec(t, srcConn, postgrestest.WorkingCopySchema)
+	n := sluicetest.StartNode(t, node.Config{})
+	c := n.Client()
+	spec := fmt.Sprintf(`name: planned
+source: { dsn: "%s" }
+destination: { type: postgres, dsn: "%s" }
+objects: [{ schema: shop, rename: { film: movies } }]
+`, p.src.DSN(testenv.DefaultDB), p.dst.DSN(testenv.DefaultDB))
+	plan, err := c.Plan(ctx, []byte(spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables := map[string]proto.PlannedTable{}
+	for _, pt := range plan.Tables {
+		tables[pt.Source.String()] = pt
+	}
+	pay, rental, customer := tables["shop.payment"], tables["shop.rental"], tables["shop.customer"]
+	if len(plan.Tables) != 5 || tables["shop.film"].Destination != "shop.movies" || pay.Storage != "partitioned by RANGE (payment_date) (9 partitions)" ||
+		!slices.Equal(pay.Key, []string{"payment_date", "payment_id"}) || pay.EstimatedRows <= 0 {
+		t.Fatalf("planned tables: %+v", plan.Tables)
+	}
+	// customer, rental and payment (through its partitions' keys) and
+	// film are linked by foreign keys: one group; rental_log is not.
+	if rental.Group != customer.Group || pay.Group != customer.Group || rental.Linked != "shop.customer" || tables["shop.rental_log"].Linked != "" {
+		t.Fatalf("groups: %+v", plan.Tables)
+	}
+	var order []string
+	for _, st := range plan.Statements {
+		order = append(order, st.Phase+": "+st.What)
+	}
+	at := func(what string) int {
+		i := slices.IndexFunc(order, func(s string) bool { return strings.HasSuffix(s, what) })
+		if i < 0 {
+			t.Fatalf("the plan has no %q:\n%s", what, strings.Join(order, "\n"))
+		}
+		return i
+	}
+	if !(at("create table shop.payment") < at("create partition shop.payment_p2022_01 of shop.payment") &&
+		at("create partition shop.payment_later of shop.payment") < at("create partition shop.payment_later_0 of shop.payment_later") &&
+		at("create view shop.customer_list") < at("create view shop.active_customers") &&
+		at(`add constraint "rental_customer_id_fkey" to shop.rental`) < at("create trigger last_updated on shop.rental")) ||
+		!strings.HasPrefix(order[at("create trigger last_updated on shop.rental")], proto.PhaseAfterLoad) ||
+		!strings.HasPrefix(order[at("create function shop.customer_balance(integer)")], proto.PhaseBeforeLoad) ||
+		plan.Objects[proto.ObjectView] != 3 || plan.Objects[proto.ObjectTrigger] != 3 {
+		t.Fatalf("statements out of order:\n%s\nobjects %v", strings.Join(order, "\n"), plan.Objects)
+	}
+	// Nothing was created, at either end.
+	var schemas, slots int
+	if err := testenv.Conn(t, p.dst.DSN(testenv.DefaultDB)).QueryRow(ctx, `SELECT count(*) FROM pg_namespace WHERE nspname IN ('shop', 'sluice')`).Scan(&schemas); err != nil || schemas != 0 {
+		t.Fatalf("the destination has %d of the task's schemas after a plan (%v)", schemas, err)
+	}
+	if err := srcConn.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots`).Scan(&slots); err != nil || slots != 0 {
+		t.Fatalf("the source has %d slots after a plan (%v)", slots, err)
+	}
+	// Bad input: a spec that does not validate, a source that cannot be
+	// reached, a selection that names nothing.
+	for _, bad := range []struct{ spec, want string }{
+		{strings.Replace(spec, "type: postgres", "type: nope", 1), "nope"},
+		{strings.Replace(spec, p.src.DSN(testenv.DefaultDB), "postgres://postgres@127.0.0.1:1/x?sslmode=disable", 1), "cannot connect to the source"},
+		{strings.Replace(spec, "schema: shop", "schema: nowhere", 1), "nowhere"},
+		{strings.Replace(spec, "rename: { film: movies }", "partitions: sideways", 1), "objects[0].partitions"},
+	} {
+		if _, err := c.Plan(ctx, []byte(bad.spec)); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("plan of a bad spec: %v, want an error saying %q", err, bad.want)
+		}
+	}
+}

@@ -49,7 +49,7 @@ func (a *app) taskCmd(tf *taskFlags) *cobra.Command {
 		Use:   "task",
 		Short: "Create, inspect and delete tasks",
 	}
-	cmd.AddCommand(a.taskCreateCmd(tf), a.taskGetCmd(tf), a.taskListCmd(tf), a.taskDeleteCmd(tf), a.taskUpdateCmd(tf),
+	cmd.AddCommand(a.taskCreateCmd(tf), a.taskGetCmd(tf), a.taskListCmd(tf), a.taskDeleteCmd(tf), a.taskUpdateCmd(tf), a.taskPlanCmd(tf),
 		a.taskTransitionCmd(tf, "pause", "Stop a task where it is; its replication slot keeps the changes", (*coordinator.Client).PauseTask),
 		a.taskTransitionCmd(tf, "resume", "Run a paused or failed task again", (*coordinator.Client).ResumeTask))
 	return cmd

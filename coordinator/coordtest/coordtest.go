@@ -129,6 +129,11 @@ func (b *Backend) Conflicts(ctx context.Context, spec *proto.TaskSpec) ([]proto.
 	return nil, nil
 }
 
+// Plan plans nothing: the fake has no source.
+func (b *Backend) Plan(ctx context.Context, spec *proto.TaskSpec) (*proto.TaskPlan, error) {
+	return &proto.TaskPlan{Task: spec.Name, Destination: spec.Destination.Type}, nil
+}
+
 // Token makes an API token of scope on c and returns its text.
 func Token(t testing.TB, c *coordinator.Coordinator, scope coordinator.Scope) string {
 	t.Helper()
