@@ -84,10 +84,13 @@ BEGIN
 	FOR r IN
 		SELECT DISTINCT ON (c.oid) c.oid AS rel, c.relkind, c.relpersistence, c.relispartition, n.nspname, e.command_tag
 		FROM pg_event_trigger_ddl_commands() e
-		JOIN pg_class c ON c.oid = CASE
+		CROSS JOIN LATERAL (SELECT CASE
 			WHEN e.object_type IN ('table', 'table column') THEN e.objid
 			WHEN e.object_type = 'index' THEN (SELECT indrelid FROM pg_index WHERE indexrelid = e.objid)
-			WHEN e.object_type = 'table constraint' THEN (SELECT conrelid FROM pg_constraint WHERE oid = e.objid) END
+			WHEN e.object_type = 'table constraint' THEN (SELECT conrelid FROM pg_constraint WHERE oid = e.objid) END AS rel) t
+		-- A partition's changes are its root's (whose shape lists the
+		-- partitions): a partition created, attached or detached.
+		JOIN pg_class c ON c.oid = coalesce(pg_partition_root(t.rel), t.rel)
 		JOIN pg_namespace n ON n.oid = c.relnamespace
 		ORDER BY c.oid
 	LOOP

@@ -38,19 +38,10 @@ func (r *schemaReader) readPartitions(ctx context.Context) error {
 	if len(roots) == 0 {
 		return nil
 	}
-	err := eachCatalogRow(ctx, r.q, `
-		SELECT c.oid, pg_get_partkeydef(c.oid) FROM pg_class c WHERE c.oid = ANY($1::oid[])`, []any{roots},
-		func(rows pgx.Rows) error {
-			var oid uint32
-			var key string
-			if err := rows.Scan(&oid, &key); err != nil {
-				return err
-			}
-			r.byOID[oid].PartitionBy = key
-			return nil
-		})
-	if err != nil {
-		return err
+	// The definitions (tableDefSQL) list the partitions; here they get
+	// their own keys, checks and indexes too.
+	for _, oid := range roots {
+		r.byOID[oid].Partitions = nil
 	}
 	return eachCatalogRow(ctx, r.q, `
 		SELECT root.oid, `+tableDefSQL+`, pn.nspname, p.relname, pg_get_expr(c.relpartbound, c.oid),

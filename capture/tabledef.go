@@ -112,6 +112,16 @@ var tableDefSQL = `jsonb_build_object(
 		FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
 		WHERE i.indrelid = c.oid AND i.indisvalid AND i.indisready AND i.indislive
 		  AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid AND k.conindid = i.indexrelid AND k.contype IN ('p', 'u', 'x'))),
+	'partition_by', CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END,
+	'partitions', CASE WHEN c.relkind = 'p' THEN (SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+			'id', jsonb_build_object('schema', pn.nspname, 'name', pc.relname),
+			'parent', jsonb_build_object('schema', ppn.nspname, 'name', pp.relname),
+			'bound', pg_get_expr(pc.relpartbound, pc.oid),
+			'partition_by', CASE WHEN pc.relkind = 'p' THEN pg_get_partkeydef(pc.oid) END)) ORDER BY pt.level, pn.nspname, pc.relname)
+		FROM pg_partition_tree(c.oid) pt
+		JOIN pg_class pc ON pc.oid = pt.relid JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+		JOIN pg_class pp ON pp.oid = pt.parentrelid JOIN pg_namespace ppn ON ppn.oid = pp.relnamespace
+		WHERE pt.level > 0) END,
 	'sequences', (SELECT jsonb_agg(DISTINCT jsonb_build_object('schema', sn.nspname, 'name', s.relname))
 		FROM pg_attrdef ad
 		JOIN pg_depend dep ON dep.classid = 'pg_attrdef'::regclass AND dep.objid = ad.oid AND dep.refclassid = 'pg_class'::regclass

@@ -42,6 +42,7 @@ func TestWorkingCopyNonSuperuser(t *testing.T) {
 	spec := []byte(fmt.Sprintf(`name: copy
 source: { dsn: "%s" }
 destination: { type: postgres, dsn: "%s" }
+sync: { ddl: true }
 objects: [{ schema: shop }]
 `, p.src.DSN(testenv.DefaultDB), p.dst.UserDSN("app", "", testenv.DefaultDB)))
 
@@ -92,6 +93,21 @@ objects: [{ schema: shop }]
 	}
 	if st, err := c.GetTask(ctx, "copy"); err != nil || st.LastError != nil {
 		t.Fatalf("task after the workload: %+v %v", st, err)
+	}
+
+	// Partitions come and go during incremental sync: created (and
+	// written at once), detached (their rows leave the table), dropped
+	// (their rows go without a change each).
+	testenv.MustExec(t, srcConn, `CREATE TABLE shop.payment_2021_01 PARTITION OF shop.payment FOR VALUES FROM ('2021-01-01 00:00:00+00') TO ('2021-02-01 00:00:00+00');
+		INSERT INTO shop.payment (customer_id, amount, payment_date) VALUES (1, 7.5, '2021-01-15');
+		ALTER TABLE shop.payment DETACH PARTITION shop.payment_p2022_05;
+		DROP TABLE shop.payment_p2022_04;
+		UPDATE shop.payment SET amount = amount + 1 WHERE payment_date < '2022-01-03'`)
+	testenv.CheckFor(t, 2*time.Minute, 250*time.Millisecond, func() error {
+		return testenv.CompareTables(ctx, srcConn, dstConn, workingCopyTables)
+	})
+	if err := testenv.CompareTable(ctx, srcConn, dstConn, "shop.payment_p2022_05", "shop.payment_p2022_05"); err != nil {
+		t.Errorf("the detached partition: %v", err)
 	}
 
 	// The objects are the source's, but for the keys made deferrable.

@@ -97,12 +97,17 @@ const (
 	DDLDropConstraint = "drop_constraint"
 	DDLCreateIndex    = "create_index"
 	DDLDropIndex      = "drop_index"
+	// A partition added to a synced partitioned table (created or
+	// attached), or gone from it (dropped or detached).
+	DDLAttachPartition = "attach_partition"
+	DDLDetachPartition = "detach_partition"
 )
 
 // DDLOperations lists every DDL operation, in the order they are applied.
 var DDLOperations = []string{
 	DDLCreateTable, DDLDropTable, DDLRenameTable, DDLDropIndex, DDLDropConstraint,
 	DDLDropColumn, DDLRenameColumn, DDLAddColumn, DDLAlterColumn, DDLAddConstraint, DDLCreateIndex,
+	DDLDetachPartition, DDLAttachPartition,
 }
 
 // DDLOpSet is a set of DDL operations; nil holds all of them.

@@ -31,6 +31,11 @@ const (
 	SetReplicaIdentity
 	AddConstraint
 	CreateIndex
+	// DetachPartition: a partition of the table is gone (dropped, or
+	// detached: the event's tag tells); AttachPartition: one is new
+	// (created, or attached). Change.Partition is it.
+	DetachPartition
+	AttachPartition
 )
 
 var changeKinds = [...]struct{ name, op string }{
@@ -46,6 +51,8 @@ var changeKinds = [...]struct{ name, op string }{
 	SetReplicaIdentity: {"set replica identity", DDLAlterColumn},
 	AddConstraint:      {"add constraint", DDLAddConstraint},
 	CreateIndex:        {"create index", DDLCreateIndex},
+	DetachPartition:    {"detach partition", DDLDetachPartition},
+	AttachPartition:    {"attach partition", DDLAttachPartition},
 }
 
 func (k ChangeKind) String() string {
@@ -71,6 +78,7 @@ type Change struct {
 	Column, OldColumn *ColumnDef
 	Constraint        *ConstraintDef
 	Index             *IndexDef
+	Partition         *PartitionDef
 }
 
 // Changes lists the steps that turn e.Old into e.New, in the order they
@@ -90,6 +98,13 @@ func (e *DDLEvent) Changes() []Change {
 	add := func(c Change) { out = append(out, c) }
 	if e.Renamed() {
 		add(Change{Kind: RenameTable})
+	}
+	// Partitions gone, deepest first.
+	for i := len(old.Partitions) - 1; i >= 0; i-- {
+		op := &old.Partitions[i]
+		if np, ok := nw.partition(op.ID); !ok || np.Parent != op.Parent || np.Bound != op.Bound || np.PartitionBy != op.PartitionBy {
+			add(Change{Kind: DetachPartition, Partition: op})
+		}
 	}
 	for i := range old.Indexes {
 		oi := &old.Indexes[i]
@@ -146,7 +161,24 @@ func (e *DDLEvent) Changes() []Change {
 			add(Change{Kind: CreateIndex, Index: ni})
 		}
 	}
+	// New partitions, each after its parent.
+	for i := range nw.Partitions {
+		np := &nw.Partitions[i]
+		if op, ok := old.partition(np.ID); !ok || np.Parent != op.Parent || np.Bound != op.Bound || np.PartitionBy != op.PartitionBy {
+			add(Change{Kind: AttachPartition, Partition: np})
+		}
+	}
 	return out
+}
+
+// partition returns the table's partition id.
+func (t *TableDef) partition(id TableID) (PartitionDef, bool) {
+	for _, p := range t.Partitions {
+		if p.ID == id {
+			return p, true
+		}
+	}
+	return PartitionDef{}, false
 }
 
 func columnAltered(o, n *ColumnDef) bool {

@@ -399,6 +399,8 @@ func (r *ddlRun) alterTable(ctx context.Context) error {
 			err = r.addConstraint(ctx, ch.Constraint)
 		case proto.CreateIndex:
 			err = r.exec(ctx, indexSQL(r.dest, ch.Index))
+		case proto.AttachPartition, proto.DetachPartition:
+			err = r.partition(ctx, ch)
 		}
 		if err != nil {
 			return err
@@ -517,4 +519,59 @@ func (r *ddlRun) addConstraint(ctx context.Context, c *proto.ConstraintDef) erro
 		def = deferrableKey(foreignKeySQL(c, r.names), !r.sink.replicaMode.Load())
 	}
 	return r.exec(ctx, "ALTER TABLE "+table+" ADD CONSTRAINT "+quoteDDLIdent(c.Name)+" "+def)
+}
+
+// partition adds a partition of a kept partitioned table, or takes one
+// away: dropped at the source (its rows went without a change each), it
+// is dropped here; detached, it is detached here too, and keeps its rows
+// as at the source. A table the destination flattened has no partitions:
+// nothing to do, but a partition dropped at the source leaves its rows
+// here.
+func (r *ddlRun) partition(ctx context.Context, ch proto.Change) error {
+	p := ch.Partition
+	parent := p.Parent
+	if parent == r.ev.New.ID || (r.ev.Old != nil && parent == r.ev.Old.ID) {
+		parent = r.dest // the root, under its destination name
+	}
+	var kept bool
+	if err := r.tx.QueryRow(ctx, `SELECT coalesce((SELECT relkind = 'p' FROM pg_catalog.pg_class WHERE oid = to_regclass($1)), false)`,
+		ddlTableIdent(r.dest)).Scan(&kept); err != nil {
+		return err
+	}
+	if !kept {
+		if ch.Kind == proto.DetachPartition && r.ev.Tag == "DROP TABLE" {
+			r.sink.logger.Warn("DDL: a partition was dropped at the source; the destination table is not partitioned and keeps its rows",
+				"table", r.dest.String(), "partition", p.ID.String())
+		}
+		return nil
+	}
+	var attachedTo string
+	if err := r.tx.QueryRow(ctx, `SELECT coalesce((SELECT h.inhparent::regclass::text FROM pg_catalog.pg_inherits h WHERE h.inhrelid = to_regclass($1)), '')`,
+		ddlTableIdent(p.ID)).Scan(&attachedTo); err != nil {
+		return err
+	}
+	if ch.Kind == proto.DetachPartition {
+		switch {
+		case r.ev.Tag == "DROP TABLE":
+			return r.exec(ctx, "DROP TABLE IF EXISTS "+ddlTableIdent(p.ID))
+		case attachedTo != "":
+			return r.exec(ctx, "ALTER TABLE "+ddlTableIdent(parent)+" DETACH PARTITION "+ddlTableIdent(p.ID))
+		}
+		return nil
+	}
+	if attachedTo != "" {
+		return nil
+	}
+	var exists bool
+	if err := r.tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, ddlTableIdent(p.ID)).Scan(&exists); err != nil {
+		return err
+	}
+	if exists {
+		return r.exec(ctx, "ALTER TABLE "+ddlTableIdent(parent)+" ATTACH PARTITION "+ddlTableIdent(p.ID)+" "+p.Bound)
+	}
+	sql := "CREATE TABLE " + ddlTableIdent(p.ID) + " PARTITION OF " + ddlTableIdent(parent) + " " + p.Bound
+	if p.PartitionBy != "" {
+		sql += " PARTITION BY " + p.PartitionBy
+	}
+	return r.exec(ctx, sql)
 }
