@@ -80,8 +80,8 @@ func runWorkload(t *testing.T, dsn string, txs int, seed int64) (wait func() int
 	}
 }
 
-// count returns the number of rows of a table or query.
-func count(t *testing.T, conn *pgx.Conn, table string) int {
+// rowCount returns the number of rows of a table or query.
+func rowCount(t *testing.T, conn *pgx.Conn, table string) int {
 	t.Helper()
 	var n int
 	if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM "+table).Scan(&n); err != nil {
@@ -172,7 +172,7 @@ func topologyCascade(t *testing.T, c *coordinator.Client, pgs [3]*testenv.Postgr
 	waitConnsEqual(t, a, cc, []string{"public.events", "public.docs"}, 2*time.Minute)
 	// ... B's own writes too, and C holds nothing else.
 	waitConnsEqual(t, b, cc, append(slices.Clone(workload.Tables), "public.b_local"), 2*time.Minute)
-	if n := count(t, cc, "public.accounts WHERE id < 0"); n != 45 {
+	if n := rowCount(t, cc, "public.accounts WHERE id < 0"); n != 45 {
 		t.Fatalf("C holds %d of B's own accounts, want 45", n)
 	}
 
@@ -210,7 +210,10 @@ func topologyCascade(t *testing.T, c *coordinator.Client, pgs [3]*testenv.Postgr
 // acknowledged warning let it write into it, keeping the rows there. Both
 // leave truncates of items out, or one source's TRUNCATE would empty the
 // other's rows too. Under a workload at both, the destination holds the
-// union, each task's positions apart under its name.
+// union, each task's positions apart under its name. A column added at
+// either source reaches the shared table; drops and renames, which would
+// take the column from the other source's rows too, are left out
+// (ddl_operations).
 func topologyManyToOne(t *testing.T, c *coordinator.Client, pgs [3]*testenv.Postgres) {
 	ctx := context.Background()
 	s1, s2, d := newDB(t, pgs[0], "mto_one"), newDB(t, pgs[1], "mto_two"), newDB(t, pgs[2], "mto_dst")
@@ -225,12 +228,16 @@ func topologyManyToOne(t *testing.T, c *coordinator.Client, pgs [3]*testenv.Post
 		CREATE TABLE customers (id int PRIMARY KEY, name text);
 		INSERT INTO items SELECT g, 2, 'two ' || g, g / 10.0 FROM generate_series(1001, 2000) g;
 		INSERT INTO customers SELECT g, 'c' || g FROM generate_series(1, 300) g`)
-	noTruncate := "    operations: { items: [insert, update, delete] }\n"
+	// Truncates of the shared table left out, and schema changes that
+	// take a column or table away from the other source's rows too.
+	extra := `    operations: { items: [insert, update, delete] }
+sync: { ddl: true, ddl_operations: [create_table, add_column, create_index] }
+`
 	deleteAtEnd(t, c, "mto-one", "mto-two")
-	createTask(t, c, dsnTaskYAML("mto-one", s1DSN, dDSN, noTruncate))
+	createTask(t, c, dsnTaskYAML("mto-one", s1DSN, dDSN, extra))
 	waitPhase(t, c, "mto-one", proto.PhaseIncremental, 2*time.Minute)
 
-	two := dsnTaskYAML("mto-two", s2DSN, dDSN, noTruncate)
+	two := dsnTaskYAML("mto-two", s2DSN, dDSN, extra)
 	if _, err := c.CreateTask(ctx, two); err == nil || !strings.Contains(err.Error(), "destination.conflicting_tables") || !strings.Contains(err.Error(), "public.items") {
 		t.Fatalf("a second task into an existing table without conflicting_tables: ignore: %v", err)
 	}
@@ -280,7 +287,7 @@ func topologyManyToOne(t *testing.T, c *coordinator.Client, pgs [3]*testenv.Post
 	waitConnsSame(t, s2, d, "public.items", "(SELECT * FROM public.items WHERE src = 2)", 2*time.Minute)
 	waitConnsEqual(t, s1, d, []string{"public.orders"}, time.Minute)
 	waitConnsEqual(t, s2, d, []string{"public.customers"}, time.Minute)
-	if n, want := count(t, d, "public.items"), count(t, s1, "public.items")+count(t, s2, "public.items"); n != want {
+	if n, want := rowCount(t, d, "public.items"), rowCount(t, s1, "public.items")+rowCount(t, s2, "public.items"); n != want {
 		t.Fatalf("destination items: %d rows, want %d (the union)", n, want)
 	}
 
@@ -299,18 +306,32 @@ func topologyManyToOne(t *testing.T, c *coordinator.Client, pgs [3]*testenv.Post
 		t.Fatalf("bookkeeping at the destination:\n%v (%v)\nwant\n%v", books, err, want)
 	}
 
+	// A column added at one source reaches the shared table, and the
+	// other source's rows, written after it is there, leave it empty;
+	// added at the other source too, it is there already (ADD COLUMN IF
+	// NOT EXISTS) and both fill it.
+	testenv.MustExec(t, s1, `ALTER TABLE items ADD COLUMN note text; UPDATE items SET note = 'one' WHERE id <= 10;
+		INSERT INTO items VALUES (150000, 1, 'noted', 1, 'new')`)
+	waitConnsSame(t, s1, d, "public.items", "(SELECT * FROM public.items WHERE src = 1)", time.Minute)
+	testenv.MustExec(t, s2, `UPDATE items SET name = 'after the column' WHERE id <= 1010; INSERT INTO items VALUES (150001, 2, 'not noted', 1)`)
+	waitConnsSame(t, s2, d, "(SELECT *, NULL::text AS note FROM public.items)", "(SELECT * FROM public.items WHERE src = 2)", time.Minute)
+	testenv.MustExec(t, s2, `ALTER TABLE items ADD COLUMN note text; UPDATE items SET note = 'two' WHERE id <= 1010;
+		INSERT INTO items VALUES (250000, 2, 'noted', 1, 'new')`)
+	waitConnsSame(t, s2, d, "public.items", "(SELECT * FROM public.items WHERE src = 2)", time.Minute)
+	waitConnsSame(t, s1, d, "public.items", "(SELECT * FROM public.items WHERE src = 1)", time.Minute)
+
 	// A truncate at one source is left out (operations): the other
 	// source's rows stay, and so, until they are deleted one by one, do
 	// its own. The row written after it shows the truncate has passed.
-	before := count(t, d, "public.items WHERE src = 2")
+	before := rowCount(t, d, "public.items WHERE src = 2")
 	testenv.MustExec(t, s2, `TRUNCATE items; INSERT INTO items VALUES (300000, 2, 'after the truncate', 1)`)
 	testenv.CheckFor(t, time.Minute, 250*time.Millisecond, func() error {
-		if n := count(t, d, "public.items WHERE id = 300000"); n != 1 {
+		if n := rowCount(t, d, "public.items WHERE id = 300000"); n != 1 {
 			return fmt.Errorf("the row written after the truncate has not arrived")
 		}
 		return nil
 	})
-	if n := count(t, d, "public.items WHERE src = 2"); n != before+1 {
+	if n := rowCount(t, d, "public.items WHERE src = 2"); n != before+1 {
 		t.Fatalf("source 2's rows at the destination after its truncate: %d, want %d", n, before+1)
 	}
 	waitConnsSame(t, s1, d, "public.items", "(SELECT * FROM public.items WHERE src = 1)", time.Minute)
