@@ -147,12 +147,21 @@ func InstallDDLCapture(ctx context.Context, conn *pgx.Conn, task string, tables 
 		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = $1)`, tr.name).Scan(&exists); err != nil {
 			return err
 		}
-		if exists {
-			continue
+		if !exists {
+			if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE EVENT TRIGGER %s ON %s EXECUTE FUNCTION %s()",
+				pgx.Identifier{tr.name}.Sanitize(), tr.event, fn)); err != nil {
+				return fmt.Errorf("create event trigger %s (DDL sync needs a superuser in PostgreSQL 15; or set sync.ddl: false): %w", tr.name, err)
+			}
 		}
-		if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE EVENT TRIGGER %s ON %s EXECUTE FUNCTION %s()",
-			pgx.Identifier{tr.name}.Sanitize(), tr.event, fn)); err != nil {
-			return fmt.Errorf("create event trigger %s (DDL sync needs a superuser in PostgreSQL 15; or set sync.ddl: false): %w", tr.name, err)
+		// ALWAYS, not the default (ORIGIN): an event trigger in ORIGIN mode
+		// does not fire in sessions with session_replication_role =
+		// replica, which is how Sluice's own apply (and PostgreSQL's
+		// subscriptions) write. In a cascade A->B->C the schema changes
+		// task A->B applies at B must reach task B->C's log like any
+		// other DDL at B. Run for existing triggers too, which an older
+		// Sluice created in ORIGIN mode.
+		if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER EVENT TRIGGER %s ENABLE ALWAYS", pgx.Identifier{tr.name}.Sanitize())); err != nil {
+			return fmt.Errorf("enable event trigger %s in replica sessions: %w", tr.name, err)
 		}
 	}
 	names := make([]string, len(tables))

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/internal/sluicetest"
 	"github.com/sluicedb/sluice/internal/testenv"
@@ -26,12 +28,19 @@ func newPair(t *testing.T) pair {
 }
 
 func taskYAML(name string, p pair, extra string) []byte {
+	return dsnTaskYAML(name, p.src.DSN(testenv.DefaultDB), p.dst.DSN(testenv.DefaultDB), extra)
+}
+
+// dsnTaskYAML is taskYAML between any two databases: a PostgreSQL
+// destination, schema public, then extra (lines of the objects entry, or
+// top-level keys).
+func dsnTaskYAML(name, srcDSN, dstDSN, extra string) []byte {
 	return []byte(fmt.Sprintf(`name: %s
 source: { dsn: "%s" }
 destination: { type: postgres, dsn: "%s" }
 objects:
   - schema: public
-%s`, name, p.src.DSN(testenv.DefaultDB), p.dst.DSN(testenv.DefaultDB), extra))
+%s`, name, srcDSN, dstDSN, extra))
 }
 
 func createTask(t *testing.T, c *coordinator.Client, spec []byte) {
@@ -68,8 +77,12 @@ func waitPhase(t *testing.T, c *coordinator.Client, name string, phase proto.Pha
 // waitEqual polls until source and destination have equal contents.
 func waitEqual(t *testing.T, p pair, tables []string, timeout time.Duration) {
 	t.Helper()
-	src := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
-	dst := testenv.Conn(t, p.dst.DSN(testenv.DefaultDB))
+	waitConnsEqual(t, testenv.Conn(t, p.src.DSN(testenv.DefaultDB)), testenv.Conn(t, p.dst.DSN(testenv.DefaultDB)), tables, timeout)
+}
+
+// waitConnsEqual is waitEqual between any two databases.
+func waitConnsEqual(t *testing.T, src, dst *pgx.Conn, tables []string, timeout time.Duration) {
+	t.Helper()
 	testenv.CheckFor(t, timeout, 250*time.Millisecond, func() error {
 		return testenv.CompareTables(context.Background(), src, dst, tables)
 	})

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/sluicedb/sluice/internal/sluicetest"
 	"github.com/sluicedb/sluice/internal/testenv"
 	"github.com/sluicedb/sluice/node"
@@ -17,8 +19,13 @@ import (
 // hold the same rows.
 func waitSame(t *testing.T, p pair, srcExpr, dstTable string, timeout time.Duration) {
 	t.Helper()
-	src := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
-	dst := testenv.Conn(t, p.dst.DSN(testenv.DefaultDB))
+	waitConnsSame(t, testenv.Conn(t, p.src.DSN(testenv.DefaultDB)), testenv.Conn(t, p.dst.DSN(testenv.DefaultDB)), srcExpr, dstTable, timeout)
+}
+
+// waitConnsSame is waitSame between any two databases; dstTable may be a
+// parenthesised query too (the rows of one source in a shared table).
+func waitConnsSame(t *testing.T, src, dst *pgx.Conn, srcExpr, dstTable string, timeout time.Duration) {
+	t.Helper()
 	testenv.CheckFor(t, timeout, 250*time.Millisecond, func() error {
 		return testenv.CompareTable(context.Background(), src, dst, srcExpr, dstTable)
 	})
