@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/sluicedb/sluice/proto"
 )
@@ -203,4 +204,18 @@ func Endpoints(spec *proto.TaskSpec) []string {
 // table's Storage and, for SQL, the statements, creating nothing.
 type Planner interface {
 	Plan(spec *proto.TaskSpec, s *proto.Schema, plan *proto.TaskPlan)
+}
+
+// Periodic is work a sink does at intervals while its task is
+// incremental (a materialized view refresh): the task's capture unit runs
+// it, and logs a failure without failing the task.
+type Periodic struct {
+	Name  string
+	Every time.Duration
+	Run   func(ctx context.Context) error
+}
+
+// PeriodicWorker is a sink with periodic work for a task.
+type PeriodicWorker interface {
+	Periodic(spec *proto.TaskSpec) []Periodic
 }

@@ -43,7 +43,7 @@ func TestWorkingCopyNonSuperuser(t *testing.T) {
 source: { dsn: "%s" }
 destination: { type: postgres, dsn: "%s" }
 sync: { ddl: true }
-objects: [{ schema: shop }]
+objects: [{ schema: shop, refresh: interval, refresh_interval: 1s }]
 `, p.src.DSN(testenv.DefaultDB), p.dst.UserDSN("app", "", testenv.DefaultDB)))
 
 	report, err := c.Precheck(ctx, spec)
@@ -94,6 +94,16 @@ objects: [{ schema: shop }]
 	if st, err := c.GetTask(ctx, "copy"); err != nil || st.LastError != nil {
 		t.Fatalf("task after the workload: %+v %v", st, err)
 	}
+	// refresh: interval keeps the materialized view in step with the
+	// rows (the source's own is as its last REFRESH left it).
+	salesQuery := `(SELECT f.rating, count(*) AS rentals, sum(p.amount) AS total
+		FROM shop.payment p JOIN shop.rental r ON r.rental_id = p.rental_id JOIN shop.film f ON f.film_id = r.film_id GROUP BY f.rating)`
+	if testenv.CompareTable(ctx, srcConn, srcConn, salesQuery, "shop.sales_by_rating") == nil {
+		t.Fatal("the workload left the source's materialized view as it was: the refresh check below could not fail")
+	}
+	testenv.CheckFor(t, time.Minute, 250*time.Millisecond, func() error {
+		return testenv.CompareTable(ctx, srcConn, dstConn, salesQuery, "shop.sales_by_rating")
+	})
 
 	// Partitions come and go during incremental sync: created (and
 	// written at once), detached (their rows leave the table), dropped

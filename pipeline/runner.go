@@ -253,6 +253,9 @@ func (r *Runner) attempt(ctx context.Context) error {
 	}
 	changes := task.TablesChanges
 	g.Go(safe.Go("watch-tables", func() error { return r.watchTables(gctx, changes) }))
+	if incremental && !task.Spec.IsReverse() {
+		g.Go(safe.Go("periodic", func() error { return r.runPeriodic(gctx, sink, &task.Spec) }))
+	}
 	if task.Phase != proto.PhaseIncremental {
 		if task.Spec.IsTwoWay() && !task.Spec.IsReverse() {
 			if err := r.prepareReverse(gctx, &task, tables); err != nil {
