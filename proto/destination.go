@@ -350,7 +350,12 @@ func (s *TaskSpec) bindObjectOptions() {
 			o.extraYAML = nil
 			if known && kind.NewObjectOptions != nil {
 				opts := kind.NewObjectOptions()
-				o.problems = append(o.problems, decodeStrict(extra, opts, field)...)
+				for _, p := range decodeStrict(extra, opts, field) {
+					if strings.HasPrefix(p.Msg, "unknown field") {
+						p.Msg += notForType(s.Destination.Type, known)
+					}
+					o.problems = append(o.problems, p)
+				}
 				o.Options = opts
 				continue
 			}
