@@ -219,3 +219,12 @@ type Periodic struct {
 type PeriodicWorker interface {
 	Periodic(spec *proto.TaskSpec) []Periodic
 }
+
+// Releaser is a sink that makes its destination differ from the source
+// while its task runs (PostgreSQL without replica mode: triggers and
+// rules held, foreign keys deferrable), and gives it the source's
+// definitions back at cutover and when the task is deleted. Release
+// returns what it did.
+type Releaser interface {
+	Release(ctx context.Context, task string) ([]string, error)
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sluicedb/sluice/apply/postgres/postgrestest"
+	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/internal/sluicetest"
 	"github.com/sluicedb/sluice/internal/testenv"
 	"github.com/sluicedb/sluice/node"
@@ -134,6 +135,29 @@ objects: [{ schema: shop, refresh: interval, refresh_interval: 1s }]
 		if held := strings.HasSuffix(l, " D"); held == strings.Contains(l, "customer_list") {
 			t.Errorf("firing state at the destination: %s", l)
 		}
+	}
+	releasedAfter(t, c, "copy", srcConn, dstConn)
+}
+
+// releasedAfter deletes a task and checks that its destination got the
+// source's definitions back: triggers and rules fire as at the source,
+// foreign keys are as deferrable as there.
+func releasedAfter(t *testing.T, c *coordinator.Client, task string, srcConn, dstConn *pgx.Conn) {
+	t.Helper()
+	ctx := context.Background()
+	if err := c.DeleteTask(ctx, task); err != nil {
+		t.Fatal(err)
+	}
+	if d := diffLines(postgrestest.DescribeFiring(t, srcConn, "shop"), postgrestest.DescribeFiring(t, dstConn, "shop")); d != "" {
+		t.Errorf("firing states after the task (- source, + destination):\n%s", d)
+	}
+	if d := diffLines(postgrestest.DescribeObjects(t, srcConn, "shop"), postgrestest.DescribeObjects(t, dstConn, "shop")); d != "" {
+		t.Errorf("objects after the task (- source, + destination):\n%s", d)
+	}
+	var deferrable int
+	if err := dstConn.QueryRow(ctx, `SELECT count(*) FROM pg_constraint k JOIN pg_namespace n ON n.oid = k.connamespace
+		WHERE n.nspname = 'shop' AND k.contype = 'f' AND k.condeferrable`).Scan(&deferrable); err != nil || deferrable != 0 {
+		t.Errorf("%d foreign keys still deferrable after the task (%v)", deferrable, err)
 	}
 }
 

@@ -38,6 +38,13 @@ func Cleanup(ctx context.Context, spec *proto.TaskSpec, deleteStream func(contex
 		if err := sink.ResetOffsets(ctx, spec.Name); err != nil {
 			logger.Warn("cannot remove the task's positions at the destination", "task", spec.Name, "err", err)
 		}
+		if r, ok := sink.(apply.Releaser); ok {
+			if done, err := r.Release(ctx, spec.Name); err != nil {
+				logger.Warn("cannot give the destination's held triggers and foreign keys the source's definitions back", "task", spec.Name, "err", err)
+			} else if len(done) > 0 {
+				logger.Info("gave held triggers and foreign keys the source's definitions back", "task", spec.Name, "statements", done)
+			}
+		}
 		sink.Close(ctx)
 	}
 	return nil

@@ -44,7 +44,7 @@ func (s *Sink) ApplyDDL(ctx context.Context, task string, epoch uint64, ev *prot
 		}
 	}
 	return s.ddlTx(ctx, task, epoch, ev, tables, func(ctx context.Context, tx pgx.Tx) ([]string, error) {
-		r := &ddlRun{tx: tx, sink: s, ev: ev, names: names, ops: ops, dest: dest}
+		r := &ddlRun{tx: tx, sink: s, task: task, ev: ev, names: names, ops: ops, dest: dest}
 		err := r.apply(ctx)
 		return r.done, err
 	})
@@ -178,6 +178,7 @@ func (s *Sink) ddlTxOnce(ctx context.Context, task string, epoch uint64, ev *pro
 type ddlRun struct {
 	tx    pgx.Tx
 	sink  *Sink
+	task  string
 	ev    *proto.DDLEvent
 	names *proto.NameMap
 	ops   proto.DDLOpSet
@@ -516,7 +517,14 @@ func (r *ddlRun) addConstraint(ctx context.Context, c *proto.ConstraintDef) erro
 				"table", r.dest.String(), "constraint", c.Name, "references", to.String())
 			return nil
 		}
-		def = deferrableKey(foreignKeySQL(c, r.names), !r.sink.replicaMode.Load())
+		def = foreignKeySQL(c, r.names)
+		if held := deferrableKey(def, !r.sink.replicaMode.Load()); held != def {
+			def = held
+			if err := r.exec(ctx, "ALTER TABLE "+table+" ADD CONSTRAINT "+quoteDDLIdent(c.Name)+" "+def); err != nil {
+				return err
+			}
+			return hold(ctx, r.tx, r.task, r.dest, heldForeignKey, c.Name, "NOT DEFERRABLE")
+		}
 	}
 	return r.exec(ctx, "ALTER TABLE "+table+" ADD CONSTRAINT "+quoteDDLIdent(c.Name)+" "+def)
 }

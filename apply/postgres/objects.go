@@ -40,7 +40,9 @@ type SchemaOptions struct {
 	// each write: triggers and rules are created disabled, foreign keys
 	// deferrable (cutover restores the source's definitions).
 	NoReplicaMode bool
-	Logger        *slog.Logger
+	// Task names the task in sluice.held_objects (held.go).
+	Task   string
+	Logger *slog.Logger
 }
 
 func (o *SchemaOptions) flatten(t proto.TableID) bool {
@@ -176,6 +178,9 @@ func createObject(ctx context.Context, conn *pgx.Conn, obj *proto.ObjectDef, o *
 		}
 		if isTable {
 			if _, err := conn.Exec(ctx, "ALTER TABLE "+ddlTableIdent(*obj.Table)+" DISABLE "+what+" "+quoteDDLIdent(obj.Name)); err != nil {
+				return err
+			}
+			if err := hold(ctx, conn, o.Task, *obj.Table, what, obj.Name, firingAction(obj.Enabled)); err != nil {
 				return err
 			}
 		}

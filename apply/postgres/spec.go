@@ -66,6 +66,7 @@ func objectOptions(spec *proto.TaskSpec, schema string) *ObjectOptions {
 // schemaOptions are the spec's choices for schema sync.
 func schemaOptions(spec *proto.TaskSpec) *SchemaOptions {
 	return &SchemaOptions{
+		Task:    spec.Name,
 		Flatten: func(t proto.TableID) bool { return objectOptions(spec, t.Schema).Partitions == PartitionsFlatten },
 		Refresh: func(schema string) string {
 			if r := objectOptions(spec, schema).Refresh; r != "" {

@@ -23,6 +23,9 @@ type ddlStep struct {
 	// objects stands for the working-copy objects of its phase
 	// (createObjects), created in passes; preData says which phase.
 	objects, preData bool
+	// then, if set, runs after the statement, or when the object was
+	// there already.
+	then func(ctx context.Context, conn *pgx.Conn) error
 }
 
 func step(what, sql string) ddlStep { return ddlStep{What: what, SQL: sql} }
@@ -137,14 +140,14 @@ func postDataSteps(s *proto.Schema, o *SchemaOptions) []ddlStep {
 			}
 			for j := range p.Constraints {
 				c := &p.Constraints[j]
-				def := c.Def
 				if c.Kind == proto.ConstraintForeignKey {
 					if c.References == nil || !synced[c.References.Table] {
 						continue
 					}
-					def = deferrableKey(def, o.noReplicaMode())
+					out = append(out, foreignKeyStep(p.ID, c, o))
+					continue
 				}
-				out = append(out, constraintStep(p.ID, c.Name, def))
+				out = append(out, constraintStep(p.ID, c.Name, c.Def))
 			}
 		}
 	}
@@ -154,7 +157,7 @@ func postDataSteps(s *proto.Schema, o *SchemaOptions) []ddlStep {
 			// A key to a table that is not synced would fail or, worse,
 			// block writes at the destination.
 			if c := &t.Constraints[j]; c.Kind == proto.ConstraintForeignKey && c.References != nil && synced[c.References.Table] {
-				out = append(out, constraintStep(t.ID, c.Name, deferrableKey(c.Def, o.noReplicaMode())))
+				out = append(out, foreignKeyStep(t.ID, c, o))
 			}
 		}
 	}
@@ -169,6 +172,19 @@ func constraintStep(table proto.TableID, name, def string) ddlStep {
 	return st
 }
 
+// foreignKeyStep adds a foreign key: DEFERRABLE without replica mode, and
+// then held (held.go) until cutover gives it the source's definition.
+func foreignKeyStep(table proto.TableID, c *proto.ConstraintDef, o *SchemaOptions) ddlStep {
+	def := deferrableKey(c.Def, o.noReplicaMode())
+	st := constraintStep(table, c.Name, def)
+	if def != c.Def {
+		st.then = func(ctx context.Context, conn *pgx.Conn) error {
+			return hold(ctx, conn, o.Task, table, heldForeignKey, c.Name, "NOT DEFERRABLE")
+		}
+	}
+	return st
+}
+
 // runSteps runs a phase's statements.
 func runSteps(ctx context.Context, conn *pgx.Conn, steps []ddlStep, s *proto.Schema, o *SchemaOptions) error {
 	for _, st := range steps {
@@ -178,17 +194,22 @@ func runSteps(ctx context.Context, conn *pgx.Conn, steps []ddlStep, s *proto.Sch
 			}
 			continue
 		}
+		there := false
 		if st.exists != nil {
-			there, err := st.exists(ctx, conn)
-			if err != nil {
+			var err error
+			if there, err = st.exists(ctx, conn); err != nil {
 				return fmt.Errorf("%s: %w", st.What, err)
 			}
-			if there {
-				continue
+		}
+		if !there {
+			if err := execDDL(ctx, conn, st.What, st.SQL); err != nil {
+				return err
 			}
 		}
-		if err := execDDL(ctx, conn, st.What, st.SQL); err != nil {
-			return err
+		if st.then != nil {
+			if err := st.then(ctx, conn); err != nil {
+				return fmt.Errorf("%s: %w", st.What, err)
+			}
 		}
 	}
 	return nil
