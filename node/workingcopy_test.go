@@ -127,7 +127,7 @@ objects: [{ schema: shop, refresh: interval, refresh_interval: 1s }]
 	for i, l := range got {
 		got[i] = strings.Replace(l, " DEFERRABLE", "", 1)
 	}
-	if d := diffLines(want, got); d != "" {
+	if d := postgrestest.LineDiff(want, got); d != "" {
 		t.Fatalf("objects differ (- source only, + destination only):\n%s", d)
 	}
 	// The triggers and rules on the tables are held; the view's rule is not.
@@ -148,16 +148,24 @@ func releasedAfter(t *testing.T, c *coordinator.Client, task string, srcConn, ds
 	if err := c.DeleteTask(ctx, task); err != nil {
 		t.Fatal(err)
 	}
-	if d := diffLines(postgrestest.DescribeFiring(t, srcConn, "shop"), postgrestest.DescribeFiring(t, dstConn, "shop")); d != "" {
+	if d := postgrestest.LineDiff(postgrestest.DescribeFiring(t, srcConn, "shop"), postgrestest.DescribeFiring(t, dstConn, "shop")); d != "" {
 		t.Errorf("firing states after the task (- source, + destination):\n%s", d)
 	}
-	if d := diffLines(postgrestest.DescribeObjects(t, srcConn, "shop"), postgrestest.DescribeObjects(t, dstConn, "shop")); d != "" {
+	if d := postgrestest.LineDiff(postgrestest.DescribeObjects(t, srcConn, "shop"), postgrestest.DescribeObjects(t, dstConn, "shop")); d != "" {
 		t.Errorf("objects after the task (- source, + destination):\n%s", d)
 	}
 	var deferrable int
 	if err := dstConn.QueryRow(ctx, `SELECT count(*) FROM pg_constraint k JOIN pg_namespace n ON n.oid = k.connamespace
 		WHERE n.nspname = 'shop' AND k.contype = 'f' AND k.condeferrable`).Scan(&deferrable); err != nil || deferrable != 0 {
 		t.Errorf("%d foreign keys still deferrable after the task (%v)", deferrable, err)
+	}
+	// The triggers act on local writes now, and the keys check them.
+	var fired bool
+	if err := dstConn.QueryRow(ctx, `UPDATE shop.customer SET last_update = '2000-01-01' WHERE customer_id = 1 RETURNING last_update = now()`).Scan(&fired); err != nil || !fired {
+		t.Errorf("the last_updated trigger did not fire for a local update at the destination (%v)", err)
+	}
+	if _, err := dstConn.Exec(ctx, `INSERT INTO shop.rental (rental_date, film_id, customer_id) VALUES (now(), 1, -1)`); err == nil || !strings.Contains(err.Error(), "rental_customer_id_fkey") {
+		t.Errorf("a local insert that breaks a foreign key at the destination: %v", err)
 	}
 }
 
@@ -212,22 +220,6 @@ func rentals(ctx context.Context, dsn string, w, n int) error {
 		}
 	}
 	return nil
-}
-
-// diffLines lists the lines only one side has.
-func diffLines(want, got []string) string {
-	var out []string
-	for _, l := range want {
-		if !slices.Contains(got, l) {
-			out = append(out, "- "+l)
-		}
-	}
-	for _, l := range got {
-		if !slices.Contains(want, l) {
-			out = append(out, "+ "+l)
-		}
-	}
-	return strings.Join(out, "\n")
 }
 
 // sluice task plan: what a task would create, in order, creating nothing.

@@ -55,7 +55,7 @@ func TestWorkingCopyRoundTrip(t *testing.T) {
 		if o != nil && o.Flatten != nil {
 			want = slices.DeleteFunc(slices.Clone(want), func(l string) bool { return strings.HasPrefix(l, "partition ") })
 		}
-		if d := lineDiff(want, got); d != "" {
+		if d := postgrestest.LineDiff(want, got); d != "" {
 			t.Fatalf("objects differ (- source only, + destination only):\n%s", d)
 		}
 		// The functions work at the destination.
@@ -76,7 +76,7 @@ func TestWorkingCopyRoundTrip(t *testing.T) {
 	t.Run("keep", func(t *testing.T) {
 		run(t, "keep", nil)
 		dstConn := testenv.Conn(t, dst.DSN("keep"))
-		if d := lineDiff(postgrestest.DescribeFiring(t, srcConn, "shop"), postgrestest.DescribeFiring(t, dstConn, "shop")); d != "" {
+		if d := postgrestest.LineDiff(postgrestest.DescribeFiring(t, srcConn, "shop"), postgrestest.DescribeFiring(t, dstConn, "shop")); d != "" {
 			t.Fatalf("firing states differ:\n%s", d)
 		}
 		// The rental_log rule fires for local writes (as at the source).
@@ -101,20 +101,4 @@ func TestWorkingCopyRoundTrip(t *testing.T) {
 			}
 		}
 	})
-}
-
-// lineDiff lists the lines only one side has.
-func lineDiff(want, got []string) string {
-	var out []string
-	for _, l := range want {
-		if !slices.Contains(got, l) {
-			out = append(out, "- "+l)
-		}
-	}
-	for _, l := range got {
-		if !slices.Contains(want, l) {
-			out = append(out, "+ "+l)
-		}
-	}
-	return strings.Join(out, "\n")
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"maps"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/proto"
 )
 
@@ -26,25 +28,17 @@ a destination with SQL, every statement schema sync would run, in order
 (before the full load, and after it). Check it before task create.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			spec, err := a.readSpec(file)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := withTimeout(cmd, tf)
-			defer cancel()
-			c, err := a.client(tf)
-			if err != nil {
-				return err
-			}
-			plan, err := c.Plan(ctx, spec)
-			if err != nil {
-				return err
-			}
-			if output == "json" {
-				return printJSON(cmd.OutOrStdout(), plan)
-			}
-			printPlan(cmd.OutOrStdout(), plan)
-			return nil
+			return a.withSpec(cmd, tf, file, func(ctx context.Context, c *coordinator.Client, spec []byte) error {
+				plan, err := c.Plan(ctx, spec)
+				if err != nil {
+					return err
+				}
+				if output == "json" {
+					return printJSON(cmd.OutOrStdout(), plan)
+				}
+				printPlan(cmd.OutOrStdout(), plan)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "task spec file, or - for stdin")

@@ -141,6 +141,22 @@ func withTimeout(cmd *cobra.Command, tf *taskFlags) (context.Context, context.Ca
 	return context.WithTimeout(cmd.Context(), tf.timeout)
 }
 
+// withSpec reads the task spec file and connects to the API, then runs
+// fn: what the commands that send a spec share.
+func (a *app) withSpec(cmd *cobra.Command, tf *taskFlags, file string, fn func(ctx context.Context, c *coordinator.Client, spec []byte) error) error {
+	spec, err := a.readSpec(file)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := withTimeout(cmd, tf)
+	defer cancel()
+	c, err := a.client(tf)
+	if err != nil {
+		return err
+	}
+	return fn(ctx, c, spec)
+}
+
 // addOutputFlag adds -o and returns a checker for its value.
 func addOutputFlag(cmd *cobra.Command, out *string) {
 	cmd.Flags().StringVarP(out, "output", "o", "", "output format: json (default: human-readable)")
@@ -180,25 +196,17 @@ or warns without being acknowledged (--ignore CHECK): each problem is
 printed with its fix. See every check with: sluice precheck -f TASK.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			spec, err := a.readSpec(file)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := withTimeout(cmd, tf)
-			defer cancel()
-			c, err := a.client(tf)
-			if err != nil {
-				return err
-			}
-			st, err := c.CreateTask(ctx, spec, ignore...)
-			if err != nil {
-				return err
-			}
-			if output == "json" {
-				return printJSON(cmd.OutOrStdout(), st)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "task %s created (phase %s, state %s); follow it with: sluice task get %s\n", st.Name, st.Phase, st.State, st.Name)
-			return nil
+			return a.withSpec(cmd, tf, file, func(ctx context.Context, c *coordinator.Client, spec []byte) error {
+				st, err := c.CreateTask(ctx, spec, ignore...)
+				if err != nil {
+					return err
+				}
+				if output == "json" {
+					return printJSON(cmd.OutOrStdout(), st)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "task %s created (phase %s, state %s); follow it with: sluice task get %s\n", st.Name, st.Phase, st.State, st.Name)
+				return nil
+			})
 		},
 	}
 	addSpecFlags(cmd, &file, &ignore, &output)
@@ -227,31 +235,23 @@ what was found and how to fix it. Exits 1 unless the task could be
 created as it stands.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			spec, err := a.readSpec(file)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := withTimeout(cmd, tf)
-			defer cancel()
-			c, err := a.client(tf)
-			if err != nil {
-				return err
-			}
-			report, err := c.Precheck(ctx, spec, ignore...)
-			if err != nil {
-				return err
-			}
-			if output == "json" {
-				if err := printJSON(cmd.OutOrStdout(), report); err != nil {
+			return a.withSpec(cmd, tf, file, func(ctx context.Context, c *coordinator.Client, spec []byte) error {
+				report, err := c.Precheck(ctx, spec, ignore...)
+				if err != nil {
 					return err
 				}
-			} else {
-				printReport(cmd.OutOrStdout(), report)
-			}
-			if !report.Passed {
-				return errors.New("precheck failed: fix the failures, acknowledge the warnings with --ignore CHECK")
-			}
-			return nil
+				if output == "json" {
+					if err := printJSON(cmd.OutOrStdout(), report); err != nil {
+						return err
+					}
+				} else {
+					printReport(cmd.OutOrStdout(), report)
+				}
+				if !report.Passed {
+					return errors.New("precheck failed: fix the failures, acknowledge the warnings with --ignore CHECK")
+				}
+				return nil
+			})
 		},
 	}
 	addSpecFlags(cmd, &file, &ignore, &output)

@@ -2,6 +2,8 @@ package postgrestest
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -212,4 +214,21 @@ func queryLines(t testing.TB, conn *pgx.Conn, sql string, schemas []string) []st
 		t.Fatal(err)
 	}
 	return lines
+}
+
+// LineDiff lists the lines only one side has ("- " want only, "+ " got
+// only), "" when both hold the same.
+func LineDiff(want, got []string) string {
+	var out []string
+	for _, l := range want {
+		if !slices.Contains(got, l) {
+			out = append(out, "- "+l)
+		}
+	}
+	for _, l := range got {
+		if !slices.Contains(want, l) {
+			out = append(out, "+ "+l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
