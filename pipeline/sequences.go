@@ -18,10 +18,12 @@ import (
 // destination's forward (apply.SequenceSyncer). Rows inserted at the
 // destination after a cutover then get keys the source never handed out.
 
-const (
-	// defaultSequenceInterval is how often sequences are brought in step
-	// while the source is busy.
-	defaultSequenceInterval = 5 * time.Second
+// defaultSequenceInterval is how often sequences are brought in step
+// while the source is busy.
+const defaultSequenceInterval = 5 * time.Second
+
+// Variables for the tests' sake.
+var (
 	// quietCheck is how often the capture's activity is looked at: a
 	// second without a change after some is a quiet point.
 	quietCheck = time.Second
@@ -45,6 +47,11 @@ type sequenceSession interface {
 	// not called yet are absent, those the user may not read denied.
 	LastValues(ctx context.Context, oids []uint32) (values map[uint32]int64, denied []uint32, err error)
 }
+
+var (
+	_ sequenceSession = (*pgSession)(nil)
+	_ activitySource  = (*PGSource)(nil)
+)
 
 // activitySource is a Source that counts the changes its capture has
 // seen (PGSource): the keeper tells quiet points by it.
