@@ -33,9 +33,9 @@ const tableSequencesSQL = `
 	WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
 	  AND d.refobjid = ANY($1::oid[]) AND d.refobjsubid > 0 AND d.deptype IN ('a', 'i')`
 
-// selectSequences resolves the sequences objects select themselves: all
-// of a whole schema's (but identity sequences, which come with their
-// table) and those an entry names. What an entry names that is missing or
+// selectSequences resolves the sequences objects select themselves: those
+// of a whole schema that no column owns (owned ones come with their table,
+// if the task syncs it) and those an entry names. What an entry names that is missing or
 // cannot be selected is returned as a *SelectionError, all of it at once,
 // beside the sequences that can.
 func selectSequences(ctx context.Context, q Querier, objects []proto.ObjectSpec) ([]uint32, error) {
@@ -56,7 +56,8 @@ func selectSequences(ctx context.Context, q Querier, objects []proto.ObjectSpec)
 				SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 				WHERE n.nspname = $1 AND c.relkind = 'S' AND c.relpersistence <> 't'
 				  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-				                  WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid AND d.deptype = 'i')
+				                  WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid
+				                    AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype IN ('a', 'i'))
 				ORDER BY c.relname`, []any{o.Schema}, func(rows pgx.Rows) error {
 				var oid uint32
 				if err := rows.Scan(&oid); err != nil {

@@ -90,6 +90,16 @@ func TestSequenceSelection(t *testing.T) {
 	if got, want := seqNames(s.Sequences), []string{"app.Odd Name", "app.items_id_seq", "app.order_no_seq", "app.orders_id_seq", "app.other_id_seq", "app.shared_seq", "app.unused_seq"}; !slices.Equal(got, want) {
 		t.Fatalf("whole schema's sequences %v, want %v", got, want)
 	}
+	// A table created later is not the task's (without DDL sync): nor is
+	// the sequence it owns.
+	testenv.MustExec(t, conn, `CREATE TABLE app.later (id serial PRIMARY KEY)`)
+	refs, err = TaskSequences(ctx, conn, whole, []proto.TableID{{Schema: "app", Name: "orders"}, {Schema: "app", Name: "items"}, {Schema: "app", Name: "other"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(refs) != 7 || slices.ContainsFunc(refs, func(r SequenceRef) bool { return r.ID.Name == "later_id_seq" }) {
+		t.Fatalf("whole schema's sequences with a table created later: %v", refs)
+	}
 
 	bad := []proto.ObjectSpec{{Schema: "app", Tables: []string{"orders"}, Sequences: []string{"nosuch", "other", "items_id_seq", "order_no_seq"}}}
 	_, err = ReadSchema(ctx, conn, bad)
