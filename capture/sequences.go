@@ -214,12 +214,11 @@ func TaskSequences(ctx context.Context, q Querier, objects []proto.ObjectSpec, t
 // LastValues reads the last value of each sequence (by OID) in one query,
 // with pg_sequence_last_value: cheap for thousands of sequences, each
 // read without locking it. A sequence not called since it was created or
-// restarted has no value and is absent from values; one the session's
-// user may not read (neither SELECT nor USAGE) is in denied, as is one
-// dropped since.
+// restarted has no value and is absent from values, as is one dropped
+// since; one the session's user may not read (neither SELECT nor USAGE)
+// is in denied.
 func LastValues(ctx context.Context, q Querier, oids []uint32) (values map[uint32]int64, denied []uint32, err error) {
 	values = make(map[uint32]int64, len(oids))
-	seen := make(map[uint32]bool, len(oids))
 	err = eachCatalogRow(ctx, q, `
 		SELECT q.seqrelid, p.readable, CASE WHEN p.readable THEN pg_catalog.pg_sequence_last_value(q.seqrelid) END
 		FROM pg_catalog.pg_sequence q
@@ -231,7 +230,6 @@ func LastValues(ctx context.Context, q Querier, oids []uint32) (values map[uint3
 		if err := rows.Scan(&oid, &readable, &v); err != nil {
 			return err
 		}
-		seen[oid] = true
 		switch {
 		case !readable:
 			denied = append(denied, oid)
@@ -242,11 +240,6 @@ func LastValues(ctx context.Context, q Querier, oids []uint32) (values map[uint3
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("read the sequences' values: %w", err)
-	}
-	for _, oid := range oids {
-		if !seen[oid] {
-			denied = append(denied, oid)
-		}
 	}
 	return values, denied, nil
 }

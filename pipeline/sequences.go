@@ -117,10 +117,11 @@ func (k *sequenceKeeper) run(ctx context.Context) error {
 			continue
 		}
 		err := k.round(ctx)
-		lastRound = time.Now()
+		// A failed round is tried again at the interval, or at the next
+		// quiet point: not at every check.
+		lastRound, atRound = time.Now(), now
 		switch {
 		case err == nil:
-			atRound = now
 			if !failingSince.IsZero() {
 				k.r.Logger.Info("sequences in step again", "task", k.r.Name)
 			}
@@ -154,44 +155,11 @@ func (k *sequenceKeeper) closeSession() {
 
 // round reads the source's values and moves those that changed forward
 // at the destination.
-func (k *sequenceKeeper) round(ctx context.Context) (err error) {
-	defer func() {
-		if err != nil {
-			k.closeSession() // perhaps broken: a new one next round
-		}
-	}()
-	if k.session == nil {
-		s, err := k.source.Session(ctx)
-		if err != nil {
-			return fmt.Errorf("connect to source: %w", err)
-		}
-		ss, ok := s.(sequenceSession)
-		if !ok {
-			s.Close()
-			return nil
-		}
-		k.session = ss
-	}
-	if k.refs == nil || time.Since(k.listed) >= sequenceRelist {
-		refs, err := k.session.TaskSequences(ctx, k.taskTables())
-		if err != nil {
-			return err
-		}
-		k.refs, k.listed = refs, time.Now()
-	}
-	if len(k.refs) == 0 {
-		return nil
-	}
-	oids := make([]uint32, len(k.refs))
-	for i, ref := range k.refs {
-		oids[i] = ref.OID
-	}
-	values, denied, err := k.session.LastValues(ctx, oids)
+func (k *sequenceKeeper) round(ctx context.Context) error {
+	values, err := k.read(ctx)
 	if err != nil {
+		k.closeSession() // perhaps broken: a new one next round
 		return err
-	}
-	if len(denied) > 0 {
-		k.warnOnce(k.sourceNames(denied), "the source's user may not read these sequences (GRANT SELECT ON SEQUENCE ...): they are not kept in step")
 	}
 	var batch []proto.SequenceUpdate
 	var sent []uint32
@@ -224,6 +192,45 @@ func (k *sequenceKeeper) round(ctx context.Context) (err error) {
 	}
 	k.r.Logger.Debug("sequences brought in step", "task", k.r.Name, "sequences", len(batch)-len(missing))
 	return nil
+}
+
+// read reads the last values of the task's sequences at the source (nil
+// when it has none, or the source cannot read sequences).
+func (k *sequenceKeeper) read(ctx context.Context) (map[uint32]int64, error) {
+	if k.session == nil {
+		s, err := k.source.Session(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("connect to source: %w", err)
+		}
+		ss, ok := s.(sequenceSession)
+		if !ok {
+			s.Close()
+			return nil, nil
+		}
+		k.session = ss
+	}
+	if k.refs == nil || time.Since(k.listed) >= sequenceRelist {
+		refs, err := k.session.TaskSequences(ctx, k.taskTables())
+		if err != nil {
+			return nil, err
+		}
+		k.refs, k.listed = refs, time.Now()
+	}
+	if len(k.refs) == 0 {
+		return nil, nil
+	}
+	oids := make([]uint32, len(k.refs))
+	for i, ref := range k.refs {
+		oids[i] = ref.OID
+	}
+	values, denied, err := k.session.LastValues(ctx, oids)
+	if err != nil {
+		return nil, err
+	}
+	if len(denied) > 0 {
+		k.warnOnce(k.sourceNames(denied), "the source's user may not read these sequences (GRANT SELECT ON SEQUENCE ...): they are not kept in step")
+	}
+	return values, nil
 }
 
 // taskTables are the task's tables now (DDL sync changes them), else the

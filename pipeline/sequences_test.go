@@ -180,6 +180,16 @@ func TestSequenceKeeperRounds(t *testing.T) {
 	if got := sink.sent(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("sent %q, want %q", got, want)
 	}
+	// A failed read at the source takes a new session.
+	if src.sessions != 1 {
+		t.Fatalf("%d source sessions, want 1", src.sessions)
+	}
+	src.readErr = errors.New("connection reset")
+	if err := k.round(ctx); err == nil {
+		t.Fatal("the source's failure was lost")
+	}
+	src.readErr = nil
+	round()
 	if src.sessions != 2 {
 		t.Fatalf("%d source sessions: one, and a new one after the failure", src.sessions)
 	}
