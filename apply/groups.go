@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -42,7 +43,10 @@ func LinkedGroupOf(t proto.TableID, groups int, linked map[string]string) int {
 }
 
 // ConsumerName is the durable consumer of a group.
-func ConsumerName(group int) string { return fmt.Sprintf("apply_%d", group) }
+func ConsumerName(group int) string { return fmt.Sprintf("%s%d", consumerPrefix, group) }
+
+// consumerPrefix starts the names of the group consumers.
+const consumerPrefix = "apply_"
 
 // ConsumerConfig is the durable consumer of one table group: its tables'
 // subjects plus the heartbeat, which every group sees so each can tell
@@ -124,4 +128,40 @@ func DeleteStream(ctx context.Context, js jetstream.JetStream, task string) erro
 		return fmt.Errorf("delete stream %s: %w", proto.StreamName(task), err)
 	}
 	return nil
+}
+
+// StreamLastSeq is the sequence of the last message in the task's stream.
+func StreamLastSeq(ctx context.Context, js jetstream.JetStream, task string) (uint64, error) {
+	stream, err := js.Stream(ctx, proto.StreamName(task))
+	if err != nil {
+		return 0, fmt.Errorf("stream %s: %w", proto.StreamName(task), err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("stream %s: %w", proto.StreamName(task), err)
+	}
+	return info.State.LastSeq, nil
+}
+
+// AckFloors is, per group consumer of the task's stream, the stream
+// sequence of the last message it acknowledged: a worker acknowledges
+// a batch once it is applied, and every group sees every heartbeat, so
+// each floor passes any message of the stream within a heartbeat once
+// the group has applied everything before it.
+func AckFloors(ctx context.Context, js jetstream.JetStream, task string) (map[string]uint64, error) {
+	stream, err := js.Stream(ctx, proto.StreamName(task))
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", proto.StreamName(task), err)
+	}
+	floors := map[string]uint64{}
+	list := stream.ListConsumers(ctx)
+	for info := range list.Info() {
+		if strings.HasPrefix(info.Name, consumerPrefix) {
+			floors[info.Name] = info.AckFloor.Stream
+		}
+	}
+	if err := list.Err(); err != nil {
+		return nil, fmt.Errorf("consumers of stream %s: %w", proto.StreamName(task), err)
+	}
+	return floors, nil
 }

@@ -58,6 +58,9 @@ type Capabilities struct {
 	// KeepsExistingTables: conflicting_tables: ignore can write into
 	// tables the destination had before the task.
 	KeepsExistingTables bool
+	// Sequences: the destination has sequences, which the sink keeps in
+	// step with the source's (SequenceSyncer).
+	Sequences bool
 }
 
 // TaskSink is everything a task's units use of its destination; every
@@ -91,6 +94,9 @@ const (
 	UseCopy
 	// UseCleanup removes a deleted task's objects.
 	UseCleanup
+	// UseCutover is a cutover's final steps (the node answering the API,
+	// beside the task's running units): it writes no changes.
+	UseCutover
 )
 
 func (k UseKind) String() string {
@@ -103,6 +109,8 @@ func (k UseKind) String() string {
 		return "copy"
 	case UseCleanup:
 		return "cleanup"
+	case UseCutover:
+		return "cutover"
 	}
 	return fmt.Sprintf("use(%d)", k)
 }

@@ -102,7 +102,10 @@ type Stats struct {
 	// below it is durable in JetStream.
 	ConfirmedLSN atomic.Uint64
 	RowsCaptured atomic.Int64
-	Sessions     atomic.Int64
+	// ChangesCaptured counts the rows of the task's tables (heartbeats
+	// left out): when it stands still the source is quiet.
+	ChangesCaptured atomic.Int64
+	Sessions        atomic.Int64
 	// PeerTxDropped counts transactions of DropOrigin left out.
 	PeerTxDropped atomic.Int64
 }
@@ -530,6 +533,9 @@ func (s *sessionState) addRow(ctx context.Context, rel *relation, row proto.Row)
 	b.rows++
 	b.last = row.Pos
 	s.c.Stats.RowsCaptured.Add(1)
+	if rel.table != proto.HeartbeatTable {
+		s.c.Stats.ChangesCaptured.Add(1)
+	}
 	if b.rows >= s.c.cfg.MaxBatchRows || len(b.buf) >= s.c.cfg.MaxBatchBytes {
 		if err := s.flushOne(ctx, rel.id); err != nil {
 			return err

@@ -140,6 +140,7 @@ func (p *prechecker) source(ctx context.Context) []proto.TableID {
 	p.Pass("source.objects", fmt.Sprintf("%d tables selected", len(tables)))
 	p.tableChecks(ctx, conn, tables, super)
 	p.filters(ctx, conn, tables)
+	p.sequences(ctx, conn, tables)
 	// The definitions, for the destination's checks; a failure here is
 	// the schema sync's to report, so none is added.
 	if sc, err := ReadSchema(ctx, conn, p.spec.Objects); err == nil {

@@ -221,6 +221,9 @@ func ReadSchema(ctx context.Context, q Querier, objects []proto.ObjectSpec) (*pr
 		}
 		r := newSchemaReader(q)
 		r.wholeSchemas = wholeSchemas(objects)
+		if r.selectedSequences, err = selectSequences(ctx, q, objects); err != nil {
+			return err
+		}
 		s, err = r.read(ctx, sel)
 		return err
 	})
@@ -284,6 +287,8 @@ type schemaReader struct {
 	// views, routines, operators and types come along (objects.go).
 	wholeSchemas []string
 	objects      []proto.ObjectDef
+	// selectedSequences are those objects select themselves (sequences.go).
+	selectedSequences []uint32
 }
 
 // wholeSchemas are the schemas objects selects without a table list.
@@ -472,20 +477,8 @@ func (r *schemaReader) readDefinitions(ctx context.Context) error {
 }
 
 func (r *schemaReader) readSequences(ctx context.Context) error {
-	// The sequences column defaults call (a default records its
-	// dependency on the regclass constant in nextval('...'::regclass)),
-	// and those owned by a selected column, identity ones included.
 	var seqOIDs []uint32
-	err := eachCatalogRow(ctx, r.q, `
-		SELECT d.refobjid FROM pg_depend d
-		JOIN pg_attrdef ad ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
-		JOIN pg_class s ON s.oid = d.refobjid AND s.relkind = 'S'
-		WHERE d.refclassid = 'pg_class'::regclass AND ad.adrelid = ANY($1::oid[])
-		UNION
-		SELECT d.objid FROM pg_depend d
-		JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
-		WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
-		  AND d.refobjid = ANY($1::oid[]) AND d.refobjsubid > 0 AND d.deptype IN ('a', 'i')`, []any{r.oids},
+	err := eachCatalogRow(ctx, r.q, tableSequencesSQL, []any{r.oids},
 		func(rows pgx.Rows) error {
 			var oid uint32
 			if err := rows.Scan(&oid); err != nil {
@@ -494,8 +487,11 @@ func (r *schemaReader) readSequences(ctx context.Context) error {
 			seqOIDs = append(seqOIDs, oid)
 			return nil
 		})
-	if err != nil || len(seqOIDs) == 0 {
+	if err != nil {
 		return err
+	}
+	if seqOIDs = unionOIDs(seqOIDs, r.selectedSequences); len(seqOIDs) == 0 {
+		return nil
 	}
 	if err := r.readSequenceDefs(ctx, seqOIDs); err != nil {
 		return err

@@ -41,6 +41,11 @@ type Backend interface {
 	// Plan works out what a task would create, creating nothing; an
 	// error means it could not (the source could not be read).
 	Plan(ctx context.Context, spec *proto.TaskSpec) (*proto.TaskPlan, error)
+	// Cutover waits up to wait until the task has applied everything its
+	// source has written, then runs the cutover's steps (the task is one
+	// way, incremental and running). An error wrapping ErrCutoverTimeout
+	// says what was behind.
+	Cutover(ctx context.Context, task *Task, wait time.Duration) (*proto.CutoverReport, error)
 }
 
 // Live is a running task's volatile metrics: not replicated, read from the
@@ -117,6 +122,7 @@ func NewAPI(c *Coordinator, b Backend, opts APIOptions) http.Handler {
 	public.HandleFunc("DELETE /api/v1/tasks/{name}", a.deleteTask)
 	public.HandleFunc("POST /api/v1/tasks/{name}/pause", a.transition(func(n string) Command { return PauseTask{Name: n} }))
 	public.HandleFunc("POST /api/v1/tasks/{name}/resume", a.transition(func(n string) Command { return ResumeTask{Name: n} }))
+	public.HandleFunc("POST /api/v1/tasks/{name}/cutover", a.cutover)
 	public.HandleFunc("PUT /api/v1/tasks/{name}/throttle", a.setThrottle)
 	public.HandleFunc("PUT /api/v1/tasks/{name}", a.updateTask)
 	a.clusterRoutes(public)

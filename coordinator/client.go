@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/sluicedb/sluice/proto"
 )
@@ -131,6 +132,21 @@ func (c *Client) SetThrottle(ctx context.Context, name string, th *proto.Throttl
 // ResumeTask runs a paused (or failed) task again.
 func (c *Client) ResumeTask(ctx context.Context, name string) (*proto.TaskStatus, error) {
 	return c.transition(ctx, name, "resume")
+}
+
+// Cutover waits up to wait (0: the server's default, a minute) until the
+// task has applied everything its source has written, sets the
+// destination's sequences to the source's values, and reports each.
+func (c *Client) Cutover(ctx context.Context, name string, wait time.Duration) (*proto.CutoverReport, error) {
+	path := "/api/v1/tasks/" + url.PathEscape(name) + "/cutover"
+	if wait > 0 {
+		path += "?" + url.Values{"timeout": {wait.String()}}.Encode()
+	}
+	var r proto.CutoverReport
+	if err := c.do(ctx, http.MethodPost, path, "", nil, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
 }
 
 func (c *Client) transition(ctx context.Context, name, verb string) (*proto.TaskStatus, error) {

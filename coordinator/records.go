@@ -128,6 +128,7 @@ type ObjectV1 struct {
 	Filter       map[string]string          `json:"filter,omitempty"`
 	Operations   map[string][]string        `json:"operations,omitempty"`
 	Columns      map[string][]string        `json:"columns,omitempty"`
+	Sequences    []string                   `json:"sequences,omitempty"`
 	Options      map[string]json.RawMessage `json:"-"`
 }
 
@@ -311,7 +312,7 @@ func ObjectRecords(objects []proto.ObjectSpec) []ObjectV1 {
 	out := make([]ObjectV1, len(objects))
 	for i, o := range objects {
 		out[i] = ObjectV1{Schema: o.Schema, Tables: o.Tables, Rename: o.Rename, RenameSchema: o.RenameSchema,
-			Filter: o.Filter, Operations: o.Operations, Columns: o.Columns}
+			Filter: o.Filter, Operations: o.Operations, Columns: o.Columns, Sequences: o.Sequences}
 		if o.Options != nil {
 			if err := json.Unmarshal(mustMarshal(o.Options, "object options"), &out[i].Options); err != nil {
 				panic(fmt.Sprintf("coordinator: the destination's object options are not a JSON object: %v", err))
@@ -346,7 +347,7 @@ func objectSpecs(records []ObjectV1) ([]proto.ObjectSpec, error) {
 			}
 		}
 		o.Schema, o.Tables, o.Rename, o.RenameSchema = r.Schema, r.Tables, r.Rename, r.RenameSchema
-		o.Filter, o.Operations, o.Columns = r.Filter, r.Operations, r.Columns
+		o.Filter, o.Operations, o.Columns, o.Sequences = r.Filter, r.Operations, r.Columns, r.Sequences
 	}
 	return out, nil
 }

@@ -62,6 +62,13 @@ func (b *backend) Plan(ctx context.Context, spec *proto.TaskSpec) (*proto.TaskPl
 	return pipeline.Plan(ctx, spec, b.worker.cfg.Groups)
 }
 
+// Cutover runs a task's cutover from this node (pipeline.Cutover): the
+// spec's secrets are resolved here, the catch-up is read from the source
+// and the task's stream.
+func (b *backend) Cutover(ctx context.Context, task *coordinator.Task, wait time.Duration) (*proto.CutoverReport, error) {
+	return pipeline.Cutover(ctx, task, pipeline.CutoverOptions{Wait: wait, JetStream: b.js, Logger: b.logger})
+}
+
 // waitUnitsStopped waits until the task, marked for deletion, has no
 // assignment left (the leader drops them) and no unit of it runs here;
 // units on other nodes stop when their node sees the assignment go.

@@ -136,6 +136,23 @@ objects: [{ schema: shop, refresh: interval, refresh_interval: 1s }]
 			t.Errorf("firing state at the destination: %s", l)
 		}
 	}
+
+	// Cutover: the sequences exactly as at the source, the held objects
+	// given the source's definitions back; the destination takes the
+	// application's writes.
+	cut, err := c.Cutover(ctx, "copy", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cut.Released) < 3+2+3 || len(cut.Sequences) < 4 {
+		t.Fatalf("cutover report: %+v", cut)
+	}
+	seqs := `(SELECT sequencename, last_value FROM pg_sequences WHERE schemaname = 'shop')`
+	if err := testenv.CompareTable(ctx, srcConn, dstConn, seqs, seqs); err != nil {
+		t.Fatalf("sequences after the cutover: %v", err)
+	}
+	testenv.MustExec(t, dstConn, `INSERT INTO shop.customer (first_name, last_name) VALUES ('after', 'cutover');
+		INSERT INTO shop.rental (rental_date, film_id, customer_id) SELECT now(), 1, max(customer_id) FROM shop.customer`)
 	releasedAfter(t, c, "copy", srcConn, dstConn)
 }
 

@@ -32,7 +32,11 @@ type Config struct {
 	SnapshotReaders int
 	// PagesPerChunk splits tables for full sync (8 KiB pages).
 	PagesPerChunk int64
-	Retry         RetryConfig
+	// SequenceInterval is how often a task's sequences are brought in
+	// step while the source is busy (sequences.go; default 5s): quiet
+	// points bring them in step at once.
+	SequenceInterval time.Duration
+	Retry            RetryConfig
 }
 
 func (c *Config) setDefaults() {
@@ -41,6 +45,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.PagesPerChunk <= 0 {
 		c.PagesPerChunk = 4096 // 32 MiB
+	}
+	if c.SequenceInterval <= 0 {
+		c.SequenceInterval = defaultSequenceInterval
 	}
 }
 
@@ -263,6 +270,11 @@ func (r *Runner) attempt(ctx context.Context) error {
 			}
 		}
 		r.setStatus(ctx, proto.PhaseIncremental, proto.StateRunning, nil, true)
+	}
+	// Sequences are not in the change stream: this unit keeps them in
+	// step beside the capture.
+	if k := r.newSequenceKeeper(&task.Spec, source, sink, tables); k != nil {
+		g.Go(safe.Go("sequences", func() error { return k.run(gctx) }))
 	}
 	// The apply groups are units of their own, which the leader places
 	// once the task is incremental; this unit goes on capturing.

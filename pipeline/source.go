@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -97,6 +98,8 @@ type PGSource struct {
 	Logger    *slog.Logger
 	// OnCapture, if set, sees each capture started (for live metrics).
 	OnCapture func(*capture.Capture)
+
+	running atomic.Pointer[capture.Capture] // the capture RunCapture started last
 }
 
 var _ Source = (*PGSource)(nil)
@@ -147,6 +150,7 @@ func (s *PGSource) RunCapture(ctx context.Context, start proto.LSN, handover Sna
 	if err != nil {
 		return err
 	}
+	s.running.Store(c)
 	if s.OnCapture != nil {
 		s.OnCapture(c)
 	}
@@ -155,6 +159,15 @@ func (s *PGSource) RunCapture(ctx context.Context, start proto.LSN, handover Sna
 		conn, h.e.Conn = h.e.Conn, nil
 	}
 	return c.Run(ctx, start, conn)
+}
+
+// Changes counts the changes of the task's tables the capture has seen
+// (activitySource): quiet points bring sequences in step.
+func (s *PGSource) Changes() int64 {
+	if c := s.running.Load(); c != nil {
+		return c.Stats.ChangesCaptured.Load()
+	}
+	return 0
 }
 
 type pgSession struct {
@@ -196,6 +209,14 @@ func (p *pgSession) LinkedTables(ctx context.Context, tables []proto.TableID) (m
 
 func (p *pgSession) ReadSchema(ctx context.Context) (*proto.Schema, error) {
 	return capture.ReadSchema(ctx, p.conn, p.spec.Objects)
+}
+
+func (p *pgSession) TaskSequences(ctx context.Context, tables []proto.TableID) ([]capture.SequenceRef, error) {
+	return capture.TaskSequences(ctx, p.conn, p.spec.Objects, tables)
+}
+
+func (p *pgSession) LastValues(ctx context.Context, oids []uint32) (map[uint32]int64, []uint32, error) {
+	return capture.LastValues(ctx, p.conn, oids)
 }
 
 func (p *pgSession) Close() { p.conn.Close(context.Background()) }

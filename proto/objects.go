@@ -196,6 +196,7 @@ func (s *TaskSpec) Clone() TaskSpec {
 func (o *ObjectSpec) clone(destType string) ObjectSpec {
 	c := *o
 	c.Tables = slices.Clone(o.Tables)
+	c.Sequences = slices.Clone(o.Sequences)
 	c.Rename = maps.Clone(o.Rename)
 	c.Filter = maps.Clone(o.Filter)
 	c.Operations = cloneLists(o.Operations)

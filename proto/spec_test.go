@@ -107,3 +107,30 @@ objects: [{schema: public, tables: [a], filter: {a: "note <> ';'"}}]
 		t.Fatalf("a ';' inside a literal: %v", err)
 	}
 }
+
+// objects[].sequences: named sequences beside listed tables, checked by
+// field; a whole schema brings all its sequences already.
+func TestSequencesInSpec(t *testing.T) {
+	base := "name: x\nsource: {dsn: 'postgres://a@b/c'}\ndestination: {type: test, dsn: 'postgres://a@b/d'}\n"
+	spec, err := proto.ParseTaskSpec([]byte(base + "objects: [{schema: s, tables: [a], sequences: [order_no, invoice_no]}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := spec.Objects[0].Sequences; strings.Join(got, ",") != "order_no,invoice_no" {
+		t.Fatalf("sequences %v", got)
+	}
+	if c := spec.Clone(); &c.Objects[0].Sequences[0] == &spec.Objects[0].Sequences[0] {
+		t.Fatal("Clone shares the sequences")
+	}
+	for objects, want := range map[string]string{
+		"objects: [{schema: s, sequences: [a]}]":                                            `objects[0].sequences: the entry selects all of schema "s"`,
+		"objects: [{schema: s, tables: [t], sequences: [a, a]}]":                            `objects[0].sequences[1]: "a" is listed twice`,
+		"objects: [{schema: s, tables: [t], sequences: ['']}]":                              "objects[0].sequences[0]: is empty",
+		"objects: [{schema: s, tables: [t], sequence: [a]}]":                                "unknown field",
+		"objects: [{schema: s, tables: [t], sequences: [" + strings.Repeat("x", 64) + "]}]": "longer than 63 bytes",
+	} {
+		if _, err := proto.ParseTaskSpec([]byte(base + objects + "\n")); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", objects, err, want)
+		}
+	}
+}

@@ -74,7 +74,8 @@ type SyncSpec struct {
 	DDLOperations []string `yaml:"ddl_operations,omitempty" json:"ddl_operations,omitempty"`
 }
 
-// ObjectSpec selects tables of one schema: all of them when Tables is empty.
+// ObjectSpec selects tables and sequences of one schema: all of them when
+// Tables is empty.
 type ObjectSpec struct {
 	Schema string   `yaml:"schema" json:"schema"`
 	Tables []string `yaml:"tables,omitempty" json:"tables,omitempty"`
@@ -87,6 +88,10 @@ type ObjectSpec struct {
 	Operations   map[string][]string `yaml:"operations,omitempty" json:"operations,omitempty"`
 	// Columns selects, per table, the columns synced (all when absent).
 	Columns map[string][]string `yaml:"columns,omitempty" json:"columns,omitempty"`
+	// Sequences names sequences of the schema synced beside those the
+	// selected tables' columns use (sequences.go): ones only the
+	// application calls. A whole schema (no Tables) brings all of its.
+	Sequences []string `yaml:"sequences,omitempty" json:"sequences,omitempty"`
 	// Options are the destination type's own keys of the entry (Kafka's
 	// topics, partitions, partition_key), decoded by that type (nil:
 	// none); see objects.go.
@@ -416,6 +421,7 @@ func (s *TaskSpec) Validate() error {
 			tables[t] = true
 		}
 		validateRenames(field, o, tables, add)
+		validateSequences(field, o, add)
 		for _, name := range slices.Sorted(maps.Keys(o.Filter)) {
 			f := fmt.Sprintf("%s.filter.%s", field, name)
 			switch {

@@ -75,7 +75,7 @@ func (destination) Kind() proto.DestinationKind {
 }
 
 func (destination) Capabilities() apply.Capabilities {
-	return apply.Capabilities{SchemaSync: true, RenamesAfterLoad: true, DDL: true, KeepsExistingTables: true}
+	return apply.Capabilities{SchemaSync: true, RenamesAfterLoad: true, DDL: true, KeepsExistingTables: true, Sequences: true}
 }
 
 // configOf is the spec's PostgreSQL block (empty if the spec has none).

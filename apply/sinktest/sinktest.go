@@ -5,7 +5,7 @@
 // and 3 (each change once, one owner per unit), the full sync's chunk
 // rules, invariant 6 (values of every type family keep their meaning,
 // unchanged TOAST values are never lost) and what each destination's
-// Capabilities claim: schema sync, DDL sync and heartbeats.
+// Capabilities claim: schema sync, DDL sync, sequences and heartbeats.
 package sinktest
 
 import (
@@ -109,6 +109,7 @@ func Run(t *testing.T, d Destination) {
 		{"DDLColumns", "DDL", d.Capabilities.DDL, ddlColumns},
 		{"DDLCreateTable", "DDL", d.Capabilities.DDL, ddlCreateTable},
 		{"DDLRenameTable", "DDL", d.Capabilities.DDL, ddlRenameTable},
+		{"Sequences", "Sequences", d.Capabilities.Sequences, sequences},
 		{"Heartbeats", "Heartbeats", d.Capabilities.Heartbeats, heartbeats},
 		{"HeartbeatReplay", "Heartbeats", d.Capabilities.Heartbeats, heartbeatReplay},
 		{"HeartbeatReplayNewOwner", "Heartbeats", d.Capabilities.Heartbeats, heartbeatReplayNewOwner},

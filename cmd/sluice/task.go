@@ -51,7 +51,8 @@ func (a *app) taskCmd(tf *taskFlags) *cobra.Command {
 	}
 	cmd.AddCommand(a.taskCreateCmd(tf), a.taskGetCmd(tf), a.taskListCmd(tf), a.taskDeleteCmd(tf), a.taskUpdateCmd(tf), a.taskPlanCmd(tf),
 		a.taskTransitionCmd(tf, "pause", "Stop a task where it is; its replication slot keeps the changes", (*coordinator.Client).PauseTask),
-		a.taskTransitionCmd(tf, "resume", "Run a paused or failed task again", (*coordinator.Client).ResumeTask))
+		a.taskTransitionCmd(tf, "resume", "Run a paused or failed task again", (*coordinator.Client).ResumeTask),
+		a.taskCutoverCmd(tf))
 	return cmd
 }
 

@@ -44,6 +44,11 @@ type Backend struct {
 	live        map[string]coordinator.Live
 	prechecked  []proto.TaskSpec
 	cleaned     []proto.TaskSpec
+	// cutover and cutoverErr are what Cutover returns; cutoverWaits
+	// the waits it was called with.
+	cutover      *proto.CutoverReport
+	cutoverErr   error
+	cutoverWaits []time.Duration
 }
 
 var _ coordinator.Backend = (*Backend)(nil)
@@ -132,6 +137,32 @@ func (b *Backend) Conflicts(ctx context.Context, spec *proto.TaskSpec) ([]proto.
 // Plan plans nothing: the fake has no source.
 func (b *Backend) Plan(ctx context.Context, spec *proto.TaskSpec) (*proto.TaskPlan, error) {
 	return &proto.TaskPlan{Task: spec.Name, Destination: spec.Destination.Type}, nil
+}
+
+// SetCutover sets what Cutover returns from now on.
+func (b *Backend) SetCutover(r *proto.CutoverReport, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.cutover, b.cutoverErr = r, err
+}
+
+// Cutover returns what SetCutover gave (an empty report by default): the
+// fake has no databases.
+func (b *Backend) Cutover(ctx context.Context, task *coordinator.Task, wait time.Duration) (*proto.CutoverReport, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.cutoverWaits = append(b.cutoverWaits, wait)
+	if b.cutover == nil && b.cutoverErr == nil {
+		return &proto.CutoverReport{Task: task.Spec.Name, Steps: []string{}, Sequences: []proto.CutoverSequence{}}, nil
+	}
+	return b.cutover, b.cutoverErr
+}
+
+// CutoverWaits returns the waits Cutover was called with.
+func (b *Backend) CutoverWaits() []time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]time.Duration(nil), b.cutoverWaits...)
 }
 
 // Token makes an API token of scope on c and returns its text.
