@@ -72,12 +72,13 @@ func TestRowFilterPrecheck(t *testing.T) {
 	}
 }
 
-// A partitioned table syncs through its root, as one plain table at the
-// destination: its partitions are skipped in a whole-schema selection,
-// its rows are copied in page-range chunks across partitions, and
-// changes to any partition (an UPDATE moving a row to another partition
-// included) arrive as the root's. Selecting a partition by itself is
-// refused with the root to select instead.
+// A partitioned table syncs through its root: its partitions are skipped
+// in a whole-schema selection, its rows are copied in page-range chunks
+// across partitions, and changes to any partition (an UPDATE moving a row
+// to another partition included) arrive as the root's. At a PostgreSQL
+// destination it is kept partitioned, with the same partitions, or, with
+// partitions: flatten, one plain table. Selecting a partition by itself
+// is refused with the root to select instead.
 func TestPartitionedTableThroughRoot(t *testing.T) {
 	p := newPair(t)
 	ctx := context.Background()
@@ -102,26 +103,35 @@ func TestPartitionedTableThroughRoot(t *testing.T) {
 	createTask(t, c, taskYAML("parts", p, ""))
 	waitPhase(t, c, "parts", proto.PhaseIncremental, time.Minute)
 	waitEqual(t, p, []string{"public.measures", "public.plain"}, time.Minute)
+	flat := newDB(t, p.dst, "flat")
+	createTask(t, c, dsnTaskYAML("flat", p.src.DSN(testenv.DefaultDB), p.dst.DSN("flat"), "    partitions: flatten\n"))
+	waitPhase(t, c, "flat", proto.PhaseIncremental, time.Minute)
 	testenv.MustExec(t, src, `
 		INSERT INTO measures VALUES (30001, '2024-03-01', 'new 2024'), (30002, '2025-03-01', 'new 2025'), (30003, '2030-01-01', 'new other');
 		UPDATE measures SET at = '2025-07-01' WHERE id = 5 AND at = date '2023-06-01' + 5;  -- to another partition
 		UPDATE measures SET v = 'changed' WHERE id BETWEEN 100 AND 200;
 		DELETE FROM measures WHERE id BETWEEN 300 AND 350`)
 	waitEqual(t, p, []string{"public.measures", "public.plain"}, time.Minute)
+	waitConnsEqual(t, src, flat, []string{"public.measures", "public.plain"}, time.Minute)
 
-	dst := testenv.Conn(t, p.dst.DSN(testenv.DefaultDB))
-	var kind string
-	var indexes int
-	if err := dst.QueryRow(ctx, `SELECT c.relkind::text, (SELECT count(*) FROM pg_index i WHERE i.indrelid = c.oid)
-		FROM pg_class c WHERE c.oid = 'public.measures'::regclass`).Scan(&kind, &indexes); err != nil {
-		t.Fatal(err)
-	}
-	if kind != "r" || indexes != 2 {
-		t.Fatalf("destination measures: relkind %s, %d indexes; want a plain table with its key and measures_v", kind, indexes)
-	}
-	var parts int
-	if err := dst.QueryRow(ctx, `SELECT count(*) FROM pg_class WHERE relname LIKE 'measures\_%' AND relkind IN ('r', 'p')`).Scan(&parts); err != nil || parts != 0 {
-		t.Fatalf("destination tables named measures_*: %d %v (want none: partitions sync through the root)", parts, err)
+	for _, want := range []struct {
+		db, kind string
+		parts    int
+	}{{testenv.DefaultDB, "p", 3}, {"flat", "r", 0}} {
+		dst := testenv.Conn(t, p.dst.DSN(want.db))
+		var kind string
+		var indexes int
+		if err := dst.QueryRow(ctx, `SELECT c.relkind::text, (SELECT count(*) FROM pg_index i WHERE i.indrelid = c.oid)
+			FROM pg_class c WHERE c.oid = 'public.measures'::regclass`).Scan(&kind, &indexes); err != nil {
+			t.Fatal(err)
+		}
+		if kind != want.kind || indexes != 2 {
+			t.Fatalf("destination %s: measures has relkind %s, %d indexes; want %s with its key and measures_v", want.db, kind, indexes, want.kind)
+		}
+		var parts int
+		if err := dst.QueryRow(ctx, `SELECT count(*) FROM pg_inherits WHERE inhparent = 'public.measures'::regclass`).Scan(&parts); err != nil || parts != want.parts {
+			t.Fatalf("destination %s: measures has %d partitions (%v), want %d", want.db, parts, err, want.parts)
+		}
 	}
 }
 
