@@ -112,9 +112,38 @@ func (r *schemaReader) readWholeSchemaTypes(ctx context.Context) error {
 		})
 }
 
+// objectExtensionsSQL lists the extensions the objects of the whole
+// schemas $1 and the triggers of the tables $2 (oids) use: a function's
+// language or types, a view's functions, an operator's.
+const objectExtensionsSQL = `
+	SELECT DISTINCT e.extname FROM pg_depend d
+	JOIN pg_depend m ON m.classid = d.refclassid AND m.objid = d.refobjid
+	                AND m.refclassid = 'pg_extension'::regclass AND m.deptype = 'e'
+	JOIN pg_extension e ON e.oid = m.refobjid
+	WHERE (d.classid = 'pg_proc'::regclass AND d.objid IN (
+	        SELECT p.oid FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = ANY($1::text[])))
+	   OR (d.classid = 'pg_rewrite'::regclass AND d.objid IN (
+	        SELECT rw.oid FROM pg_rewrite rw JOIN pg_class c ON c.oid = rw.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace
+	        WHERE n.nspname = ANY($1::text[])))
+	   OR (d.classid = 'pg_operator'::regclass AND d.objid IN (
+	        SELECT o.oid FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace WHERE n.nspname = ANY($1::text[])))
+	   OR (d.classid = 'pg_trigger'::regclass AND d.objid IN (SELECT t.oid FROM pg_trigger t WHERE t.tgrelid = ANY($2::oid[])))
+	ORDER BY 1`
+
 // readObjects reads routines, operators, views, triggers, rules and
-// comments, in the order they are created.
+// comments, in the order they are created, and the extensions they use.
 func (r *schemaReader) readObjects(ctx context.Context) error {
+	err := eachCatalogRow(ctx, r.q, objectExtensionsSQL, []any{r.wholeSchemas, r.oids}, func(rows pgx.Rows) error {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return err
+		}
+		r.extensions[name] = true
+		return nil
+	})
+	if err != nil {
+		return err
+	}
 	steps := []func(context.Context) error{r.readRoutines, r.readOperators, r.readViews, r.readTriggers, r.readRules, r.readComments}
 	for _, step := range steps {
 		if err := step(ctx); err != nil {

@@ -264,8 +264,28 @@ func (p *prechecker) tableChecks(ctx context.Context, conn *pgx.Conn, tables []p
 	if err == nil {
 		p.facts.TypeExtensions, err = pgx.CollectRows(exts, pgx.RowTo[string])
 	}
+	if err == nil && p.spec.Sync.SchemaEnabled() {
+		// And those the working copy's objects use.
+		var objExts pgx.Rows
+		var tableOIDs []uint32
+		err = conn.QueryRow(ctx, `SELECT coalesce(array_agg(t::regclass::oid), '{}') FROM unnest($1::text[]) t`, names).Scan(&tableOIDs)
+		if err == nil {
+			objExts, err = conn.Query(ctx, objectExtensionsSQL, wholeSchemas(p.spec.Objects), tableOIDs)
+		}
+		if err == nil {
+			var more []string
+			if more, err = pgx.CollectRows(objExts, pgx.RowTo[string]); err == nil {
+				for _, e := range more {
+					if !slices.Contains(p.facts.TypeExtensions, e) {
+						p.facts.TypeExtensions = append(p.facts.TypeExtensions, e)
+					}
+				}
+				slices.Sort(p.facts.TypeExtensions)
+			}
+		}
+	}
 	if err != nil {
-		p.Fail("source.tables", "cannot list the extensions the tables' types come from: "+err.Error(), "")
+		p.Fail("source.tables", "cannot list the extensions the tables' types and objects come from: "+err.Error(), "")
 	}
 }
 

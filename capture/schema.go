@@ -339,8 +339,8 @@ func (r *schemaReader) read(ctx context.Context, sel []selectedTable) (*proto.Sc
 		{"unused types", r.readWholeSchemaTypes},
 		{"types", r.readTypes},
 		{"extensions", r.readExtensions},
-		{"extension schemas", r.readExtensionSchemas},
 		{"objects", r.readObjects},
+		{"extension schemas", r.readExtensionSchemas},
 	}
 	for _, st := range steps {
 		if err := st.fn(ctx); err != nil {

@@ -287,7 +287,7 @@ objects: [{ schema: shop, rename: { film: movies } }]
 		at(`add constraint "rental_customer_id_fkey" to shop.rental`) < at("create trigger last_updated on shop.rental")) ||
 		!strings.HasPrefix(order[at("create trigger last_updated on shop.rental")], proto.PhaseAfterLoad) ||
 		!strings.HasPrefix(order[at("create function shop.customer_balance(integer)")], proto.PhaseBeforeLoad) ||
-		plan.Objects[proto.ObjectView] != 3 || plan.Objects[proto.ObjectTrigger] != 3 {
+		plan.Objects[proto.ObjectView] != 4 || plan.Objects[proto.ObjectTrigger] != 3 {
 		t.Fatalf("statements out of order:\n%s\nobjects %v", strings.Join(order, "\n"), plan.Objects)
 	}
 	// Nothing was created, at either end.

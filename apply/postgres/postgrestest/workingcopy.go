@@ -14,7 +14,8 @@ import (
 // foreign keys and indexes, views on views, a materialized view, SQL and
 // PL/pgSQL functions (one returning a table's row type), a procedure,
 // triggers, rules, an aggregate, an operator, comments, used and unused
-// domains and enums, a generated column.
+// domains and enums, a generated column, a view that calls an
+// extension's function (pg_trgm, which the destination must create).
 //
 // Two of its objects would change replicated rows if they fired at the
 // destination: the last_updated triggers (which rewrite last_update) and
@@ -123,9 +124,11 @@ CREATE VIEW shop.customer_list AS
 	FROM shop.customer c;
 CREATE VIEW shop.active_customers AS SELECT * FROM shop.customer_list WHERE notes = 'active';
 CREATE VIEW shop.film_list WITH (security_barrier) AS
-	SELECT f.film_id, f.title, f.rating, shop.group_concat(c.full_name) AS renters
+	SELECT f.film_id, f.title, f.rating, shop.group_concat(c.full_name ORDER BY c.full_name) AS renters
 	FROM shop.film f LEFT JOIN shop.rental r ON r.film_id = f.film_id LEFT JOIN shop.customer c ON c.customer_id = r.customer_id
 	GROUP BY f.film_id, f.title, f.rating;
+CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public;
+CREATE VIEW shop.film_titles AS SELECT f.film_id, public.similarity(f.title, 'film 1') AS like_film_1 FROM shop.film f;
 CREATE MATERIALIZED VIEW shop.sales_by_rating AS
 	SELECT f.rating, count(*) AS rentals, sum(p.amount) AS total
 	FROM shop.payment p JOIN shop.rental r ON r.rental_id = p.rental_id JOIN shop.film f ON f.film_id = r.film_id
