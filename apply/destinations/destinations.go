@@ -15,6 +15,8 @@ import (
 
 func init() {
 	apply.Register(postgres.Destination)
+	apply.Register(postgres.ADBPG)
+	apply.Register(postgres.PolarDBO)
 	apply.Register(kafka.Destination)
 	apply.Register(doris.Destination)
 }

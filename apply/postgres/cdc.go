@@ -102,16 +102,20 @@ func (s *Sink) applyTx(ctx context.Context, task string, epoch uint64, segs []pl
 	if err := s.lockOffsets(ctx, tx, task, epoch, positions); err != nil {
 		return err
 	}
-	w := &writer{pg: conn.Conn().PgConn(), tx: tx, lenient: ordered}
+	w := &writer{pg: conn.Conn().PgConn(), tx: tx, lenient: ordered, d: s.dialect}
 	for _, seg := range segs {
-		if err := w.segment(ctx, seg, ordered); err != nil {
+		err := w.segment(ctx, seg, ordered)
+		if err == nil {
+			err = w.fillGenerated(ctx, seg) // AnalyticDB: computed here (noconflict.go)
+		}
+		if err != nil {
 			if isCode(err, "42703", "42P01", "42804") { // undefined column/table, datatype mismatch
 				s.forgetTable(seg.Table)
 			}
 			return wrapTable(seg.Table, "apply changes to", err)
 		}
 	}
-	if err := writeOffsets(ctx, tx, task, epoch, positions); err != nil {
+	if err := s.writeOffsets(ctx, tx, task, epoch, positions); err != nil {
 		return err
 	}
 	return tx.Commit(ctx)
@@ -147,6 +151,8 @@ type writer struct {
 	// lenient writes new rows with upserts instead of COPY, for the
 	// row-by-row retry of a batch that hit a unique constraint.
 	lenient bool
+	// d is the server's dialect (nil: PostgreSQL).
+	d *Dialect
 }
 
 func (w *writer) step(ctx context.Context, p *segmentPlan, st *apply.Step) error {
@@ -248,7 +254,7 @@ func (w *writer) updateRows(ctx context.Context, p *segmentPlan, rows []proto.Tu
 		}
 	}
 	if len(assigns) == 0 {
-		return w.execArrays(ctx, upsertSQL(p, all, selectCasts(p, all, 0)+" FROM "+unnestFrom(len(all))), rows, all)
+		return w.upsert(ctx, p, rows)
 	}
 	// The key columns' positions in "all" are their own indexes.
 	conds := make([]string, len(p.keyIdx))
@@ -261,10 +267,13 @@ func (w *writer) updateRows(ctx context.Context, p *segmentPlan, rows []proto.Tu
 	if err != nil || n == int64(len(rows)) {
 		return err
 	}
-	return w.execArrays(ctx, upsertSQL(p, all, selectCasts(p, all, 0)+" FROM "+unnestFrom(len(all))), rows, all)
+	return w.upsert(ctx, p, rows)
 }
 
 func (w *writer) upsert(ctx context.Context, p *segmentPlan, rows []proto.Tuple) error {
+	if !w.d.upserts() {
+		return w.deleteInsert(ctx, p, rows) // noconflict.go
+	}
 	all := seq(len(p.names))
 	return w.execArrays(ctx, upsertSQL(p, all, selectCasts(p, all, 0)+" FROM "+unnestFrom(len(all))), rows, all)
 }
@@ -308,6 +317,9 @@ func (w *writer) partialUpdates(ctx context.Context, p *segmentPlan, rows []prot
 // move changes a row's key when the new row has unchanged TOAST values:
 // those are read from the row at the old key in the same statement.
 func (w *writer) move(ctx context.Context, p *segmentPlan, oldKey, newRow proto.Tuple) error {
+	if !w.d.upserts() {
+		return w.moveDeleteInsert(ctx, p, oldKey, newRow) // noconflict.go
+	}
 	all := seq(len(p.names))
 	var params [][]byte
 	exprs := make([]string, len(all))
@@ -338,8 +350,8 @@ func (w *writer) move(ctx context.Context, p *segmentPlan, oldKey, newRow proto.
 // holds: the position is stored in the same transaction.
 func (w *writer) applyUnkeyed(ctx context.Context, p *segmentPlan, seg *apply.Segment) error {
 	all := seq(len(p.names))
-	insertSQL := fmt.Sprintf("INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE %s FROM %s",
-		tableName(p.table), columnList(p, all), selectCasts(p, all, 0), unnestFrom(len(all)))
+	insertSQL := fmt.Sprintf("INSERT INTO %s (%s)%s %s FROM %s",
+		tableName(p.table), columnList(p, all), w.d.overriding(), selectCasts(p, all, 0), unnestFrom(len(all)))
 	var inserts []proto.Tuple
 	batch := &pgconn.Batch{}
 	queued := 0
@@ -383,9 +395,7 @@ func (w *writer) applyUnkeyed(ctx context.Context, p *segmentPlan, seg *apply.Se
 			if seg.Identity != proto.IdentityFull || r.Old.Len() == 0 {
 				return fmt.Errorf("%s has no primary key at the destination and REPLICA IDENTITY is not FULL at the source, so its updates and deletes cannot be matched (run ALTER TABLE %s REPLICA IDENTITY FULL at the source, or add a primary key)", p.table, tableName(p.table))
 			}
-			sql, params := unkeyedStatement(p, r)
-			batch.ExecParams(sql, params, nil, nil, nil)
-			queued++
+			queued += w.queueUnkeyed(batch, p, r) // noconflict.go
 		}
 	}
 	return flush()

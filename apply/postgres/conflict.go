@@ -68,7 +68,7 @@ func (s *Sink) applyTwoWay(ctx context.Context, ch *apply.Changes) error {
 			return err
 		}
 		logged = r.log
-		return writeOffsets(ctx, tx, ch.Task, ch.Epoch, positions)
+		return s.writeOffsets(ctx, tx, ch.Task, ch.Epoch, positions)
 	})
 	var stop *stopError
 	if errors.As(err, &stop) {

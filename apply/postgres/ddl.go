@@ -31,6 +31,7 @@ func (s *Sink) ApplyDDL(ctx context.Context, task string, epoch uint64, ev *prot
 	if ev.Old == nil && ev.New == nil {
 		return fmt.Errorf("DDL %s: event without a table", ev.Tag)
 	}
+	ev = s.dialect.ddlEvent(ev) // both shapes as the server takes them (dialect.go)
 	if ev.WaitOnly {
 		return s.waitRenamed(ctx, task, epoch, ev, names, ops)
 	}
@@ -168,7 +169,7 @@ func (s *Sink) ddlTxOnce(ctx context.Context, task string, epoch uint64, ev *pro
 	if done, err = fn(ctx, tx); err != nil {
 		return nil, false, err
 	}
-	if err := writeOffsets(ctx, tx, task, epoch, positions); err != nil {
+	if err := s.writeOffsets(ctx, tx, task, epoch, positions); err != nil {
 		return nil, false, err
 	}
 	return done, false, tx.Commit(ctx)
@@ -188,6 +189,7 @@ type ddlRun struct {
 }
 
 func (r *ddlRun) exec(ctx context.Context, stmt string) error {
+	stmt = r.sink.dialect.statement(stmt)
 	if _, err := r.tx.Exec(ctx, stmt); err != nil {
 		return fmt.Errorf("DDL %s on %s: %s: %w", r.ev.Tag, r.dest, stmt, err)
 	}
@@ -303,7 +305,7 @@ func (r *ddlRun) createTable(ctx context.Context) error {
 	}
 	bare := *nw
 	bare.Constraints = nil
-	if err := r.exec(ctx, createTableSQL(r.dest, &bare)); err != nil {
+	if err := r.exec(ctx, createTableSQL(r.dest, &bare)+r.sink.dialect.tableSuffix(nw)); err != nil {
 		return err
 	}
 	return r.withSourceNames(ctx, nw, nw, func(ctx context.Context) error {

@@ -78,18 +78,28 @@ func (destination) Capabilities() apply.Capabilities {
 	return apply.Capabilities{SchemaSync: true, RenamesAfterLoad: true, DDL: true, KeepsExistingTables: true, Sequences: true}
 }
 
-// configOf is the spec's PostgreSQL block (empty if the spec has none).
+// configOf is the spec's PostgreSQL block (empty if the spec has none);
+// a dialect's block (adbpg, polardb-o) says how it connects as one.
 func configOf(spec *proto.TaskSpec) *Config {
-	if cfg, ok := spec.Destination.Config.(*Config); ok {
+	switch cfg := spec.Destination.Config.(type) {
+	case *Config:
 		return cfg
+	case interface{ postgresConfig() *Config }:
+		return cfg.postgresConfig()
 	}
 	return &Config{}
 }
 
-// Open opens a sink with the sessions its use needs: an apply group
-// writes a table's changes over DefaultShards sessions beside one for its
-// bookkeeping; the capture unit's bookkeeping takes two; others one.
+// Open opens a sink for one use of a task (sinkOptions).
 func (destination) Open(ctx context.Context, spec *proto.TaskSpec, use apply.Use) (apply.TaskSink, error) {
+	return Open(ctx, sinkOptions(spec, use))
+}
+
+// sinkOptions are a sink's options with the sessions its use needs: an
+// apply group writes a table's changes over DefaultShards sessions beside
+// one for its bookkeeping; the capture unit's bookkeeping takes two;
+// others one.
+func sinkOptions(spec *proto.TaskSpec, use apply.Use) Options {
 	conns := int32(1)
 	switch use.Kind {
 	case apply.UseApply:
@@ -97,10 +107,10 @@ func (destination) Open(ctx context.Context, spec *proto.TaskSpec, use apply.Use
 	case apply.UseTask:
 		conns = 2
 	}
-	return Open(ctx, Options{
+	return Options{
 		DSN: configOf(spec).ConnDSN(), MaxConns: conns, Application: "sluice task " + spec.Name + " " + use.String(), Logger: use.Logger,
 		TwoWay: twoWayOf(spec), Schema: schemaOptions(spec),
-	})
+	}
 }
 
 // twoWayOf is the sink's two-way settings for one direction of a two-way

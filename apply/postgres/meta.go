@@ -16,6 +16,8 @@ import (
 type tableMeta struct {
 	types map[string]string // column -> format_type
 	pk    []string
+	// generated are the columns the apply computes (AnalyticDB).
+	generated []generatedColumn
 	// fixed are GENERATED ALWAYS identity columns: PostgreSQL refuses to
 	// UPDATE them, and the source cannot change them either.
 	fixed map[string]bool
@@ -35,12 +37,12 @@ func (s *Sink) meta(ctx context.Context, q interface {
 	if m != nil {
 		return m, nil
 	}
-	rows, err := q.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod),
-		COALESCE(k.ord, 0), a.attidentity = 'a'
+	rows, err := q.Query(ctx, fmt.Sprintf(`SELECT a.attname, format_type(a.atttypid, a.atttypmod),
+		COALESCE(k.ord, 0), %s
 	FROM pg_attribute a
 	LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
 	LEFT JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON k.attnum = a.attnum
-	WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped`, tableName(t))
+	WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped`, s.dialect.alwaysIdentity()), tableName(t))
 	if err != nil {
 		return nil, fmt.Errorf("read columns of %s at the destination: %w", t, err)
 	}
@@ -53,7 +55,7 @@ func (s *Sink) meta(ctx context.Context, q interface {
 		if err := rows.Scan(&name, &typ, &ord, &always); err != nil {
 			return nil, err
 		}
-		m.types[name] = typ
+		m.types[name] = s.dialect.castType(typ)
 		if always {
 			m.fixed[name] = true
 		}
@@ -74,6 +76,9 @@ func (s *Sink) meta(ctx context.Context, q interface {
 	for i := int64(1); i <= int64(len(keys)); i++ {
 		m.pk = append(m.pk, keys[i])
 	}
+	if m.generated, err = s.dialect.readGenerated(ctx, q, t); err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	s.metas[t.Key()] = m
 	s.mu.Unlock()
@@ -93,11 +98,14 @@ type segmentPlan struct {
 	// settable marks the columns an UPDATE may assign: not the key, not
 	// a GENERATED ALWAYS identity.
 	settable []bool
+	// generated are the columns the apply computes after writing
+	// (AnalyticDB: noconflict.go).
+	generated []generatedColumn
 }
 
 func planSegment(m *tableMeta, t proto.TableID, cols []proto.Column) (*segmentPlan, error) {
 	p := &segmentPlan{table: t, names: make([]string, len(cols)), types: make([]string, len(cols)), settable: make([]bool, len(cols)),
-		shardable: len(m.pk) > 0 && !m.entangled, entangled: m.entangled}
+		shardable: len(m.pk) > 0 && !m.entangled, entangled: m.entangled, generated: m.generated}
 	pos := map[string]int{}
 	for i, c := range cols {
 		typ, ok := m.types[c.Name]

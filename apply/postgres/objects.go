@@ -43,6 +43,8 @@ type SchemaOptions struct {
 	// Task names the task in sluice.held_objects (held.go).
 	Task   string
 	Logger *slog.Logger
+	// Dialect is the server's (dialect.go; nil: PostgreSQL).
+	Dialect *Dialect
 }
 
 func (o *SchemaOptions) flatten(t proto.TableID) bool {

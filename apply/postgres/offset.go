@@ -237,14 +237,14 @@ func (s *Sink) lockOffsets(ctx context.Context, tx pgx.Tx, task string, epoch ui
 		case attempt > 0:
 			return fmt.Errorf("lock applied positions: %d of %d rows missing after creating them", n-found, n)
 		}
-		if _, err := tx.Exec(ctx, offsetCreate, task, schemas, names, shards); err != nil {
+		if err := s.createOffsets(ctx, tx, task, schemas, names, shards); err != nil { // noconflict.go
 			return fmt.Errorf("create applied positions: %w", err)
 		}
 	}
 }
 
 // writeOffsets stores positions in tx, or fails with apply.ErrFenced.
-func writeOffsets(ctx context.Context, tx pgx.Tx, task string, epoch uint64, positions []shardPosition) error {
+func (s *Sink) writeOffsets(ctx context.Context, tx pgx.Tx, task string, epoch uint64, positions []shardPosition) error {
 	n := len(positions)
 	if n == 0 {
 		return nil
@@ -255,11 +255,11 @@ func writeOffsets(ctx context.Context, tx pgx.Tx, task string, epoch uint64, pos
 		schemas[i], names[i], shards[i] = p.table.Schema, p.table.Name, int32(p.shard)
 		lsns[i], idxs[i] = p.pos.LSN.String(), int64(p.pos.Idx)
 	}
-	tag, err := tx.Exec(ctx, offsetUpsert, task, int64(epoch), schemas, names, shards, lsns, idxs)
+	written, err := s.storeOffsets(ctx, tx, task, int64(epoch), schemas, names, shards, lsns, idxs) // noconflict.go
 	if err != nil {
 		return fmt.Errorf("store applied positions: %w", err)
 	}
-	if int(tag.RowsAffected()) != n {
+	if int(written) != n {
 		return apply.ErrFenced
 	}
 	return nil

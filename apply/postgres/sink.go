@@ -45,6 +45,9 @@ type Options struct {
 	TwoWay *TwoWay
 	// Schema are the task's choices for schema sync (nil: the defaults).
 	Schema *SchemaOptions
+	// Dialect is the server's, for a PostgreSQL-family server that is not
+	// PostgreSQL itself (dialect.go); nil for PostgreSQL.
+	Dialect *Dialect
 }
 
 // DefaultShards is the number of sessions applying one table at once.
@@ -59,6 +62,8 @@ type Sink struct {
 	// tw is set for one direction of a two-way task.
 	tw     *twoWay
 	schema SchemaOptions
+	// dialect is the server's (nil: PostgreSQL), as detected at Open.
+	dialect *Dialect
 	// replicaMode: every session could set session_replication_role =
 	// replica, so foreign-key checks do not run on replicated rows.
 	replicaMode atomic.Bool
@@ -97,6 +102,8 @@ func Open(ctx context.Context, opts Options) (*Sink, error) {
 		s.schema = *opts.Schema
 	}
 	s.schema.Logger = opts.Logger
+	s.dialect = opts.Dialect.clone()
+	s.schema.Dialect = s.dialect
 	if opts.TwoWay != nil {
 		if s.tw, err = newTwoWay(opts.TwoWay); err != nil {
 			return nil, err
@@ -128,6 +135,10 @@ func Open(ctx context.Context, opts Options) (*Sink, error) {
 		return nil, err
 	}
 	s.pool = pool
+	if err := s.dialect.detect(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
 	if err := s.ensureOffsetTable(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -146,11 +157,19 @@ func (s *Sink) Pool() *pgxpool.Pool { return s.pool }
 
 // ApplyPreData creates extensions, schemas, types, sequences and tables.
 func (s *Sink) ApplyPreData(ctx context.Context, sc *proto.Schema) error {
+	sc, err := s.dialect.schema(sc)
+	if err != nil {
+		return err
+	}
 	return s.withConn(ctx, func(c *pgx.Conn) error { return ApplyPreData(ctx, c, sc, s.schemaOptions()) })
 }
 
 // ApplyPostData creates secondary indexes and foreign keys.
 func (s *Sink) ApplyPostData(ctx context.Context, sc *proto.Schema) error {
+	sc, err := s.dialect.schema(sc)
+	if err != nil {
+		return err
+	}
 	return s.withConn(ctx, func(c *pgx.Conn) error { return ApplyPostData(ctx, c, sc, s.schemaOptions()) })
 }
 
@@ -164,6 +183,10 @@ func (s *Sink) schemaOptions() *SchemaOptions {
 
 // SyncSequences sets sequences to the source's values.
 func (s *Sink) SyncSequences(ctx context.Context, sc *proto.Schema) error {
+	sc, err := s.dialect.schema(sc)
+	if err != nil {
+		return err
+	}
 	return s.withConn(ctx, func(c *pgx.Conn) error { return SyncSequences(ctx, c, sc) })
 }
 

@@ -26,13 +26,11 @@ import (
 // BeginTable empties a table and binds it to plan.
 func (s *Sink) BeginTable(ctx context.Context, task string, t proto.TableID, plan uint64, keep bool) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `INSERT INTO sluice.copy_tables AS c (task, schema_name, table_name, plan) VALUES ($1, $2, $3, $4)
-			ON CONFLICT (task, schema_name, table_name) DO UPDATE SET plan = EXCLUDED.plan, finished = false
-			WHERE c.plan <= EXCLUDED.plan`, task, t.Schema, t.Name, int64(plan))
+		bound, err := s.bindPlan(ctx, tx, task, t, plan) // noconflict.go
 		if err != nil {
 			return wrapTable(t, "bind to full-sync plan", err)
 		}
-		if tag.RowsAffected() == 0 {
+		if bound == 0 {
 			return fmt.Errorf("%w: a newer full-sync plan than %d loads %s", apply.ErrFenced, plan, t)
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM sluice.copy_chunks WHERE task = $1 AND schema_name = $2 AND table_name = $3`, task, t.Schema, t.Name); err != nil {
@@ -71,7 +69,7 @@ func (s *Sink) CopyChunk(ctx context.Context, c apply.ChunkLoad, read func(w io.
 			return err
 		}
 		if c.Keep {
-			rows, err = copyKeeping(ctx, tx, c, read)
+			rows, err = s.copyKeeping(ctx, tx, c, read)
 		} else {
 			rows, err = copyFrom(ctx, tx.Conn().PgConn(), c, read)
 		}
@@ -91,7 +89,7 @@ func (s *Sink) CopyChunk(ctx context.Context, c apply.ChunkLoad, read func(w io.
 // copyKeeping loads a chunk into a table that keeps its own rows: COPY
 // into a temporary table shaped like it, then INSERT ... ON CONFLICT DO
 // NOTHING, so a row whose key the table has already stays as it is.
-func copyKeeping(ctx context.Context, tx pgx.Tx, c apply.ChunkLoad, read func(w io.Writer) (int64, error)) (int64, error) {
+func (s *Sink) copyKeeping(ctx context.Context, tx pgx.Tx, c apply.ChunkLoad, read func(w io.Writer) (int64, error)) (int64, error) {
 	if _, err := tx.Exec(ctx, fmt.Sprintf("CREATE TEMP TABLE sluice_keep (LIKE %s) ON COMMIT DROP", tableName(c.Table))); err != nil {
 		return 0, wrapTable(c.Table, "stage", err)
 	}
@@ -106,7 +104,11 @@ func copyKeeping(ctx context.Context, tx pgx.Tx, c apply.ChunkLoad, read func(w 
 		cols[i] = ident(name)
 	}
 	list := strings.Join(cols, ", ")
-	if _, err := tx.Exec(ctx, fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM pg_temp.sluice_keep ON CONFLICT DO NOTHING", tableName(c.Table), list, list)); err != nil {
+	insert, err := s.keepInsertSQL(ctx, tx, c.Table, list) // noconflict.go
+	if err != nil {
+		return 0, err
+	}
+	if _, err := tx.Exec(ctx, insert); err != nil {
 		return 0, wrapTable(c.Table, "load", err)
 	}
 	_, err = tx.Exec(ctx, "DROP TABLE pg_temp.sluice_keep")
@@ -149,7 +151,10 @@ func (s *Sink) FinishTable(ctx context.Context, task string, t proto.TableID, pl
 		if _, err := tx.Exec(ctx, `DELETE FROM sluice.copy_chunks WHERE task = $1 AND schema_name = $2 AND table_name = $3`, task, t.Schema, t.Name); err != nil {
 			return err
 		}
-		return writeOffsets(ctx, tx, task, epoch, positions)
+		if err := s.fillGeneratedTable(ctx, tx, t); err != nil { // AnalyticDB (noconflict.go)
+			return err
+		}
+		return s.writeOffsets(ctx, tx, task, epoch, positions)
 	})
 	if err == nil {
 		s.remember(positions)
@@ -161,7 +166,7 @@ func (s *Sink) FinishTable(ctx context.Context, task string, t proto.TableID, pl
 // major version and the table has built-in types only: the binary form is
 // then the same on both sides, and cheaper to produce and to load.
 func (s *Sink) CopyFormatFor(ctx context.Context, t *proto.TableDef, sourceMajor int) (proto.CopyFormat, error) {
-	if !t.BuiltinTypesOnly() {
+	if !t.BuiltinTypesOnly() || !s.dialect.binaryCopy() {
 		return proto.CopyText, nil
 	}
 	var major int

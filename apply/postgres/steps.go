@@ -89,7 +89,7 @@ func preDataSteps(s *proto.Schema, o *SchemaOptions) []ddlStep {
 	}
 	// Linking sequences to their columns now, not only when values are
 	// synced, makes a dropped destination table take its sequence along.
-	return append(out, ownedBySteps(s)...)
+	return o.dialectSteps(s, append(out, ownedBySteps(s)...))
 }
 
 // ownedBySteps link sequences to their columns (OWNED BY); identity
@@ -161,7 +161,7 @@ func postDataSteps(s *proto.Schema, o *SchemaOptions) []ddlStep {
 			}
 		}
 	}
-	return append(out, ddlStep{What: "create views, triggers, rules and comments", objects: true})
+	return o.dialectSteps(s, append(out, ddlStep{What: "create views, triggers, rules and comments", objects: true}))
 }
 
 // constraintStep adds a constraint to table unless it has one of that
