@@ -119,6 +119,20 @@ objects:
     distribution_key: { orders: [id] }
 `,
 	"name: x\nsource: {dsn: 'postgres://a@b/c'}\ndestination: {type: doris, url: 'ftp://u:p@h', database: 9db, batch_interval: 30s, replication_num: -1}\nobjects: [{schema: s, engine: {t: aggregate}, bucket_count: {t: 0}, distribution_key: {t: []}}]\n",
+	// AnalyticDB with its objects keys and upsert mode, PolarDB-O without
+	// a port, and both with bad values.
+	`name: shop-to-adb
+source: { dsn: "postgres://repl@10.0.0.5:5432/shop" }
+destination: { type: adbpg, dsn: "postgres://app@gp-1.gpdb.rds.aliyuncs.com:5432/wh", upsert: delete_insert }
+objects:
+  - schema: shop
+    tables: [orders, events]
+    distribution_key: { orders: [customer_id, id] }
+    partitions: flatten
+`,
+	"name: x\nsource: {dsn: 'postgres://a@b/c'}\ndestination: {type: adbpg, dsn: 'postgres://a@b/d', upsert: merge}\nobjects: [{schema: s, tables: [a], partitions: keep, refresh: never, distribution_key: {b: [], a: [x, x, '']}}]\n",
+	"name: x\nsource: {dsn: 'postgres://a@b/c'}\ndestination: {type: polardb-o, dsn: 'postgres://app@pc-1.o.polardb.rds.aliyuncs.com/wh'}\nobjects: [{schema: s, partitions: keep}]\n",
+	"name: x\nsource: {dsn: 'postgres://a@b/c'}\ndestination: {type: polardb-o, dsn: 'oracle://a@b/d', upsert: auto}\nobjects: [{schema: s, distribution_key: {t: [a]}}]\n",
 	// A map key that yaml.v3 writes as a merge key (see hasMergeKey).
 	"name: x\nsource: {dsn: 'postgres://a@b/c'}\ndestination: {type: postgres, dsn: 'postgres://a@b/d'}\nobjects: [{schema: public, filter: {'<<': 'a = 1'}}]\n",
 	// Malformed: bad values everywhere, unknown field, two documents, tabs.

@@ -58,6 +58,10 @@ type Destination struct {
 	// documented reason (scenario → the reason): they are skipped, and
 	// say so.
 	KnownGaps map[string]string
+	// Acknowledge are the precheck warnings the destination gives by
+	// design (check ids), acknowledged when tasks are created, as a user
+	// would.
+	Acknowledge []string
 }
 
 // Run runs the suite's scenarios, each with a source, a node and a
@@ -92,11 +96,12 @@ type env struct {
 	conn   *pgx.Conn
 	c      *coordinator.Client
 	target Target
+	ack    []string
 }
 
 func newEnv(t *testing.T, d Destination, cfg node.Config) *env {
 	src := testenv.NewPostgres(t)
-	e := &env{t: t, src: src, target: d.New(t)}
+	e := &env{t: t, src: src, target: d.New(t), ack: d.Acknowledge}
 	e.conn = postgrestest.Conn(t, src.DSN(testenv.DefaultDB))
 	n := sluicetest.StartNode(t, cfg)
 	e.c = n.Client()
@@ -154,7 +159,7 @@ func (e *env) create(name, extra string) {
 	spec := fmt.Sprintf("name: %s\nsource: { dsn: %q }\ndestination: %s\n%s", name, e.src.DSN(testenv.DefaultDB), e.target.Block(), extra)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if _, err := e.c.CreateTask(ctx, []byte(spec)); err != nil {
+	if _, err := e.c.CreateTask(ctx, []byte(spec), e.ack...); err != nil {
 		e.t.Fatalf("create task: %v\n%s", err, spec)
 	}
 }

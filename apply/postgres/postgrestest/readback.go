@@ -154,19 +154,33 @@ func Columns(t *testing.T, conn *pgx.Conn, tb proto.TableID) []string {
 // suite (pipeline/pipelinetest): a cluster of its own, stopped and
 // started by the test.
 type Target struct {
-	PG   *testenv.Postgres
-	conn *pgx.Conn
+	PG *testenv.Postgres
+	// Type is the destination type written to it ("postgres", or a
+	// dialect of the PostgreSQL sink whose SQL PostgreSQL runs: adbpg,
+	// polardb-o), and Keys the block's keys besides type and dsn.
+	Type, Keys string
+	conn       *pgx.Conn
 }
 
 // NewTarget starts a PostgreSQL cluster to write to.
 func NewTarget(t *testing.T) *Target {
+	return NewTargetOf(t, "postgres", "")
+}
+
+// NewTargetOf starts a PostgreSQL cluster that a destination of type typ
+// writes to, with the block's keys keys ("upsert: delete_insert").
+func NewTargetOf(t *testing.T, typ, keys string) *Target {
 	pg := testenv.NewPostgres(t)
-	return &Target{PG: pg}
+	return &Target{PG: pg, Type: typ, Keys: keys}
 }
 
 // Block is the task's destination block.
 func (g *Target) Block() string {
-	return fmt.Sprintf("{type: postgres, dsn: %q}", g.PG.DSN(testenv.DefaultDB))
+	keys := ""
+	if g.Keys != "" {
+		keys = ", " + g.Keys
+	}
+	return fmt.Sprintf("{type: %s, dsn: %q%s}", g.Type, g.PG.DSN(testenv.DefaultDB), keys)
 }
 
 // Read reads a table back (ReadTable), on a session of its own.

@@ -1,0 +1,117 @@
+package postgres_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/sluicedb/sluice/apply"
+	_ "github.com/sluicedb/sluice/apply/destinations" // the registry, for spec decoding
+	"github.com/sluicedb/sluice/apply/postgres"
+	"github.com/sluicedb/sluice/apply/sinktest"
+	"github.com/sluicedb/sluice/internal/testenv"
+	"github.com/sluicedb/sluice/proto"
+)
+
+// The adbpg and polardb-o blocks decode strictly and their problems name
+// their fields.
+func TestDialectSpecValidation(t *testing.T) {
+	for yaml, want := range map[string][]string{
+		"destination: {type: adbpg, dsn: 'postgres://a@b/d', upsert: merge}\nobjects: [{schema: s, tables: [a], partitions: keep, distribution_key: {b: [x], a: [], c: [y, y, '']}}]\n": {
+			`destination.upsert: unknown value "merge"`,
+			"objects[0].partitions: AnalyticDB flattens a partitioned table",
+			"objects[0].distribution_key.a: needs at least one column",
+			"objects[0].distribution_key.b: b is not among objects[0].tables",
+			`objects[0].distribution_key.c[1]: column "y" is named twice`,
+			"objects[0].distribution_key.c[2]: a column name is empty",
+		},
+		"destination: {type: adbpg, dsn: 'postgres://a@b/d'}\nobjects: [{schema: s, refresh: never}]\n": {"objects[0].refresh: unknown field"},
+		"destination: {type: adbpg}\nobjects: [{schema: s}]\n":                                          {"destination.dsn: is required"},
+		"destination: {type: polardb-o, dsn: 'oracle://a@b/d'}\nobjects: [{schema: s, distribution_key: {t: [a]}}]\n": {
+			"destination.dsn: must be a PostgreSQL URL", "objects[0].distribution_key: unknown field",
+		},
+		"destination: {type: adbpg, dsn: 'postgres://a@b/d'}\nobjects: [{schema: s}]\ntwo_way: {}\n":     {"two_way"},
+		"destination: {type: polardb-o, dsn: 'postgres://a@b/d'}\nobjects: [{schema: s}]\ntwo_way: {}\n": {"two_way"},
+	} {
+		_, err := proto.ParseTaskSpec([]byte("name: t\nsource: {dsn: 'postgres://a@b/c'}\n" + yaml))
+		if err == nil {
+			t.Errorf("%s: accepted", yaml)
+			continue
+		}
+		for _, w := range want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s:\n%v\nsays nothing of %q", yaml, err, w)
+			}
+		}
+	}
+	for _, ok := range []string{
+		"destination: {type: adbpg, dsn: 'postgres://a@b:5432/d', upsert: delete_insert}\nobjects: [{schema: s, tables: [a, b], distribution_key: {a: [x, y]}, partitions: flatten}]\n",
+		"destination: {type: polardb-o, dsn: 'postgres://a@pc-1/d'}\nobjects: [{schema: s, partitions: flatten, refresh: never}]\n",
+	} {
+		if _, err := proto.ParseTaskSpec([]byte("name: t\nsource: {dsn: 'postgres://a@b/c'}\n" + ok)); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+}
+
+// The sink contract's conformance suite for AnalyticDB's apply on
+// PostgreSQL 15, without INSERT ... ON CONFLICT (the Greenplum 6 path,
+// forced): every upsert, position write and kept-table load takes the
+// statements Greenplum 6 runs.
+func TestConformanceADBPGWithoutOnConflict(t *testing.T) {
+	t.Parallel()
+	d := conformanceDestination(t, testenv.NewPostgres(t), postgres.Options{Dialect: postgres.ADBPGDialect(nil, true)})
+	d.Capabilities = postgres.ADBPG.Capabilities()
+	sinktest.Run(t, d)
+}
+
+// The same for PolarDB-O's apply on PostgreSQL 15 (its SQL is
+// PostgreSQL's, with date cast as pg_catalog.date).
+func TestConformancePolarDBO(t *testing.T) {
+	t.Parallel()
+	d := conformanceDestination(t, testenv.NewPostgres(t), postgres.Options{Dialect: postgres.PolarDBODialect()})
+	d.Capabilities = postgres.PolarDBO.Capabilities()
+	sinktest.Run(t, d)
+}
+
+// The registry opens each type's sink with its dialect: AnalyticDB's
+// refuses a schema whose keys Greenplum cannot enforce, naming the
+// field; PolarDB-O's connects to the DSN as given when it has a port.
+func TestDialectDestinationsOpen(t *testing.T) {
+	pg := testenv.NewPostgres(t)
+	ctx := context.Background()
+	for _, typ := range []string{"adbpg", "polardb-o"} {
+		spec, err := proto.ParseTaskSpec([]byte("name: t\nsource: {dsn: 'postgres://a@b/c'}\ndestination: {type: " + typ + ", dsn: '" + pg.DSN("postgres") + "'}\nobjects: [{schema: s}]\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := apply.Open(ctx, spec, apply.Use{Kind: apply.UseTask})
+		if err != nil {
+			t.Fatalf("%s: %v", typ, err)
+		}
+		defer s.Close(ctx)
+		sc := &proto.Schema{Schemas: []string{"s"}, Tables: []proto.TableDef{{
+			ID: proto.TableID{Schema: "s", Name: typ},
+			Columns: []proto.ColumnDef{
+				{Num: 1, Name: "id", Type: "integer", TypeOID: 23, NotNull: true},
+				{Num: 2, Name: "email", Type: "text", TypeOID: 25, NotNull: true},
+			},
+			PrimaryKey: []string{"id"},
+			Constraints: []proto.ConstraintDef{
+				{Name: "pk", Kind: proto.ConstraintPrimaryKey, Def: "PRIMARY KEY (id)", Columns: []int{1}},
+				{Name: "email_key", Kind: proto.ConstraintUnique, Def: "UNIQUE (email)", Columns: []int{2}},
+			},
+		}}}
+		err = s.ApplyPreData(ctx, sc)
+		switch typ {
+		case "adbpg":
+			if err == nil || !strings.Contains(err.Error(), "objects[0].distribution_key.adbpg") {
+				t.Fatalf("adbpg: schema sync of a unique key without the primary key's column: %v", err)
+			}
+		default:
+			if err != nil {
+				t.Fatalf("%s: %v", typ, err)
+			}
+		}
+	}
+}
