@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -169,5 +170,82 @@ func TestQuoteFirstList(t *testing.T) {
 	}})
 	if got := tb.Constraints[0].Def; got != `UNIQUE ("a") INCLUDE ("rownum")` {
 		t.Fatalf("INCLUDE list: %s", got)
+	}
+}
+
+// The AnalyticDB guide's 5,000 tables plan: a task that names 5,000
+// tables, renames some and chooses distribution keys for others
+// validates, every table's distribution key is found inside its keys, and
+// schema sync renders a CREATE TABLE with its distribution for each. (node
+// TestManyTablesADBPG runs such a task.)
+func TestADBPGFiveThousandTablesPlan(t *testing.T) {
+	const n = 5000
+	entry := proto.ObjectSpec{Schema: "public", Rename: map[string]string{}}
+	opts := &ADBPGObjectOptions{DistributionKey: map[string][]string{}}
+	sc := &proto.Schema{Schemas: []string{"public"}}
+	for i := 1; i <= n; i++ {
+		name := fmt.Sprintf("t%d", i)
+		entry.Tables = append(entry.Tables, name)
+		if i%10 == 0 {
+			entry.Rename[name] = fmt.Sprintf("r%d", i)
+		}
+		if i%100 == 1 {
+			opts.DistributionKey[name] = []string{"tenant"}
+		}
+		def := proto.TableDef{ID: proto.TableID{Schema: "public", Name: name}, PrimaryKey: []string{"tenant", "id"},
+			Columns: []proto.ColumnDef{
+				{Num: 1, Name: "tenant", Type: "integer", TypeOID: 23, NotNull: true},
+				{Num: 2, Name: "id", Type: "bigint", TypeOID: 20, NotNull: true},
+				{Num: 3, Name: "v", Type: "text", TypeOID: 25},
+			},
+			Constraints: []proto.ConstraintDef{{Name: name + "_pkey", Kind: proto.ConstraintPrimaryKey, Def: "PRIMARY KEY (tenant, id)", Columns: []int{1, 2}}},
+		}
+		if i%7 == 0 { // no key: distributed randomly
+			def.PrimaryKey, def.Constraints = nil, nil
+			delete(opts.DistributionKey, name)
+		}
+		sc.Tables = append(sc.Tables, def)
+	}
+	entry.Options = opts
+	spec := &proto.TaskSpec{Name: "many", Destination: proto.NewDestination("adbpg", &ADBPGConfig{DSN: "postgres://app@gp/wh"}), Objects: []proto.ObjectSpec{entry}}
+	var problems []string
+	(&ADBPGConfig{DSN: "postgres://app@gp/wh"}).Validate(spec, func(field, format string, args ...any) {
+		problems = append(problems, field+": "+fmt.Sprintf(format, args...))
+	})
+	if len(problems) > 0 {
+		t.Fatalf("the spec is refused: %v", problems[:min(len(problems), 5)])
+	}
+	d := adbpgDialectFor(spec)
+	d.srv = greenplum6
+	checks := &proto.Checks{}
+	(&prechecker{spec: spec, Checks: checks}).adbpgTables(d, &proto.SourceFacts{Defs: sc.Tables})
+	r := checks.Report()
+	if blocking := r.Judge(nil); len(blocking) > 0 {
+		t.Fatalf("precheck: %+v", blocking[:min(len(blocking), 5)])
+	}
+	adapted, err := d.schema(sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &SchemaOptions{Dialect: d, Flatten: func(proto.TableID) bool { return true }}
+	var creates, byKey, chosen, random int
+	for _, st := range preDataSteps(adapted, o) {
+		if !strings.HasPrefix(st.SQL, "CREATE TABLE") {
+			continue
+		}
+		creates++
+		switch {
+		case strings.HasSuffix(st.SQL, `DISTRIBUTED BY ("tenant", "id")`):
+			byKey++
+		case strings.HasSuffix(st.SQL, `DISTRIBUTED BY ("tenant")`):
+			chosen++
+		case strings.HasSuffix(st.SQL, "DISTRIBUTED RANDOMLY"):
+			random++
+		default:
+			t.Fatalf("no distribution: %s", st.SQL)
+		}
+	}
+	if creates != n || chosen != len(opts.DistributionKey) || random != n/7 || byKey+chosen+random != n {
+		t.Fatalf("%d CREATE TABLE (%d by key, %d chosen, %d random), want %d (%d chosen, %d random)", creates, byKey, chosen, random, n, len(opts.DistributionKey), n/7)
 	}
 }
