@@ -408,10 +408,10 @@ func (p *prechecker) adbpgTables(d *Dialect, src *proto.SourceFacts) {
 		if len(excl) > 0 {
 			parts = append(parts, fmt.Sprintf("%d exclusion constraints (%s)", len(excl), joinSome(excl)))
 		}
-		p.Warn("destination.foreign_keys", "not created at AnalyticDB, which does not enforce them: "+strings.Join(parts, "; "), "none needed: the source enforces them, and the rows arrive as the source committed them")
+		p.Warn("destination.no_foreign_keys", "not created at AnalyticDB, which does not enforce them: "+strings.Join(parts, "; "), "nothing to change: the source enforces them, and rows arrive as the source committed them; acknowledge the warning to go on")
 	}
 	if len(mapped) > 0 {
-		p.Pass("destination.types", "carried as text, each value in its exact text form (cast it in queries): "+joinSome(mapped))
+		p.Pass("destination.type_mapping", "carried as text, each value in its exact text form (cast it in queries): "+joinSome(mapped))
 	}
 	identity := 0
 	for i := range src.Defs {

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 
@@ -9,6 +10,7 @@ import (
 	_ "github.com/sluicedb/sluice/apply/destinations" // the registry, for spec decoding
 	"github.com/sluicedb/sluice/apply/postgres"
 	"github.com/sluicedb/sluice/apply/sinktest"
+	"github.com/sluicedb/sluice/capture"
 	"github.com/sluicedb/sluice/internal/testenv"
 	"github.com/sluicedb/sluice/proto"
 )
@@ -114,4 +116,80 @@ func TestDialectDestinationsOpen(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The adbpg and polardb-o prechecks against a PostgreSQL 15 destination:
+// AnalyticDB's refuses keys Greenplum cannot enforce, warns of the
+// foreign keys it does not create, and says what it maps and computes;
+// PolarDB-O's says how dates are created and warns of names that differ
+// only in case.
+func TestDialectPrechecks(t *testing.T) {
+	ctx := context.Background()
+	pg := testenv.NewPostgres(t)
+	must(t, pg.Exec(ctx, "postgres", "CREATE DATABASE src"))
+	src := testenv.Conn(t, pg.DSN("src"))
+	testenv.MustExec(t, src, dialectSchema(t)+`; CREATE TABLE shop."ORDERS" (id int PRIMARY KEY)`)
+	sc, err := capture.ReadSchema(ctx, src, []proto.ObjectSpec{{Schema: "shop"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	facts := &proto.SourceFacts{Defs: sc.Tables}
+	for _, tb := range sc.Tables {
+		facts.Tables = append(facts.Tables, tb.ID)
+	}
+	report := func(typ, keys string) map[string]proto.Problem {
+		t.Helper()
+		spec, err := proto.ParseTaskSpec([]byte("name: t\nsource: {dsn: 'postgres://a@b/c'}\ndestination: {type: " + typ + ", dsn: '" + pg.DSN("postgres") + "'}\nobjects: [{schema: shop" + keys + "}]\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &proto.Checks{}
+		apply.Precheck(ctx, spec, facts, c)
+		out := map[string]proto.Problem{}
+		for _, p := range c.Report().Checks {
+			if prev, ok := out[p.Check]; ok && prev.Result != proto.ResultPass {
+				p.Message = prev.Message + " | " + p.Message
+			}
+			out[p.Check] = p
+		}
+		return out
+	}
+	want := func(got map[string]proto.Problem, check string, result proto.Result, parts ...string) {
+		t.Helper()
+		p, ok := got[check]
+		if !ok || p.Result != result {
+			t.Fatalf("%s: %+v, want %s", check, p, result)
+		}
+		for _, s := range parts {
+			if !strings.Contains(p.Message+" "+p.Fix, s) {
+				t.Fatalf("%s: %q says nothing of %q", check, p.Message+" fix: "+p.Fix, s)
+			}
+		}
+	}
+	adb := report("adbpg", ", distribution_key: {orders: [region]}")
+	want(adb, "destination.server", proto.ResultPass, "not Greenplum", "INSERT ... ON CONFLICT")
+	want(adb, "destination.storage", proto.ResultPass, "heap")
+	want(adb, "destination.distribution_key", proto.ResultFailure, `objects[0].distribution_key.Levels`, `no column is in every key of shop."Levels"`)
+	want(adb, "destination.no_foreign_keys", proto.ResultWarning, "orders_customer_id_fkey on shop.orders")
+	want(adb, "destination.type_mapping", proto.ResultPass, "shop.codes.code bit(8) as text")
+	want(adb, "destination.generated_columns", proto.ResultPass, "shop.customers.full_name")
+	renamed := report("adbpg", ", tables: [customers], rename: {customers.last_name: surname}")
+	want(renamed, "destination.generated_columns", proto.ResultFailure, `reads column "last_name", which the task renames to "surname"`)
+
+	polar := report("polardb-o", "")
+	want(polar, "destination.date_columns", proto.ResultPass, "shop.customers.born", "pg_catalog.date")
+	want(polar, "destination.names", proto.ResultWarning, `shop."ORDERS" and shop.orders`)
+	if p := polar["destination.distribution_key"]; p.Check != "" {
+		t.Fatalf("polardb-o checks distribution keys: %+v", p)
+	}
+}
+
+// dialectSchema is the dialects' golden schema (testdata/dialects).
+func dialectSchema(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("testdata/dialects/schema.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

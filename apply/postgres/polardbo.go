@@ -112,7 +112,7 @@ func (polarDBODestination) Precheck(ctx context.Context, spec *proto.TaskSpec, s
 		}
 	}
 	if len(dates) > 0 {
-		p.Pass("destination.types", fmt.Sprintf("%d date columns are created as pg_catalog.date (Oracle mode's DATE is a timestamp): %s", len(dates), joinSome(dates)))
+		p.Pass("destination.date_columns", fmt.Sprintf("%d date columns are created as pg_catalog.date (Oracle mode's DATE is a timestamp): %s", len(dates), joinSome(dates)))
 	}
 	var clash []string
 	for _, names := range cased {
