@@ -231,6 +231,22 @@ func (d *Dialect) statement(sql string) string {
 	return sql
 }
 
+// ownTables is the DDL of Sluice's own tables (sluice.apply_offsets and
+// the others) as the server takes it: at Greenplum, heap tables, as the
+// server's default storage may be append-optimized, which has no primary
+// keys and no single-row updates. Each CREATE TABLE of ddl ends its
+// column list with a line of its own: "\n)".
+func (d *Dialect) ownTables(ddl string) string {
+	if !d.isADBPG() || !d.srv.greenplum {
+		return ddl
+	}
+	storage := " WITH (appendonly=false)"
+	if d.srv.atLeast(120000) {
+		storage = " USING heap"
+	}
+	return strings.ReplaceAll(ddl, "\n)", "\n)"+storage)
+}
+
 // dialect is the schema options' dialect (nil: PostgreSQL).
 func (o *SchemaOptions) dialect() *Dialect {
 	if o == nil {

@@ -124,6 +124,7 @@ func renderDDL(t *testing.T, d *Dialect, sc *proto.Schema) string {
 			fmt.Fprintf(&b, "\n-- %s\n%s;\n", st.What, st.SQL)
 		}
 	}
+	fmt.Fprintf(&b, "\n-- Sluice's own tables (positions, copy plans, conflicts), made when a sink opens\n%s;\n", d.ownTables(offsetDDL))
 	return b.String()
 }
 

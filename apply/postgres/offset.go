@@ -66,7 +66,7 @@ func (s *Sink) ensureOffsetTable(ctx context.Context) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(7420001)"); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, offsetDDL); err != nil {
+		if _, err := tx.Exec(ctx, s.dialect.ownTables(offsetDDL)); err != nil { // dialect.go
 			return fmt.Errorf("create sluice's tables at the destination: %w", err)
 		}
 		return nil

@@ -91,3 +91,51 @@ CREATE INDEX IF NOT EXISTS "orders_customer" ON "shop"."orders" USING btree (cus
 CREATE INDEX IF NOT EXISTS "orders_doc" ON "shop"."orders" USING gin (doc);
 
 -- create views, triggers, rules and comments
+
+-- Sluice's own tables (positions, copy plans, conflicts), made when a sink opens
+CREATE SCHEMA IF NOT EXISTS sluice;
+CREATE TABLE IF NOT EXISTS sluice.apply_offsets (
+	task        text        NOT NULL,
+	schema_name text        NOT NULL,
+	table_name  text        NOT NULL,
+	shard       int         NOT NULL,
+	lsn         pg_lsn      NOT NULL,
+	idx         bigint      NOT NULL,
+	epoch       bigint      NOT NULL,
+	updated_at  timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (task, schema_name, table_name, shard)
+) USING heap;
+CREATE TABLE IF NOT EXISTS sluice.copy_tables (
+	task        text    NOT NULL,
+	schema_name text    NOT NULL,
+	table_name  text    NOT NULL,
+	plan        bigint  NOT NULL,
+	finished    boolean NOT NULL DEFAULT false,
+	PRIMARY KEY (task, schema_name, table_name)
+) USING heap;
+CREATE TABLE IF NOT EXISTS sluice.copy_chunks (
+	task        text        NOT NULL,
+	schema_name text        NOT NULL,
+	table_name  text        NOT NULL,
+	chunk       int         NOT NULL,
+	plan        bigint      NOT NULL,
+	rows        bigint      NOT NULL,
+	copied_at   timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (task, schema_name, table_name, chunk)
+) USING heap;
+CREATE TABLE IF NOT EXISTS sluice.conflicts (
+	id                   bigserial   PRIMARY KEY,
+	detected_at          timestamptz NOT NULL DEFAULT now(),
+	task                 text        NOT NULL,
+	direction            text        NOT NULL,
+	table_name           text        NOT NULL,
+	key                  jsonb       NOT NULL,
+	kind                 text        NOT NULL,
+	resolution           text        NOT NULL,
+	local_row            jsonb,
+	incoming_row         jsonb,
+	local_commit_time    timestamptz,
+	incoming_commit_time timestamptz NOT NULL,
+	local_lsn            pg_lsn,
+	incoming_lsn         pg_lsn      NOT NULL
+) USING heap;

@@ -128,3 +128,51 @@ SELECT orders.region,
     orders.amount
    FROM shop.orders
   WHERE (orders.amount > (100)::numeric);
+
+-- Sluice's own tables (positions, copy plans, conflicts), made when a sink opens
+CREATE SCHEMA IF NOT EXISTS sluice;
+CREATE TABLE IF NOT EXISTS sluice.apply_offsets (
+	task        text        NOT NULL,
+	schema_name text        NOT NULL,
+	table_name  text        NOT NULL,
+	shard       int         NOT NULL,
+	lsn         pg_lsn      NOT NULL,
+	idx         bigint      NOT NULL,
+	epoch       bigint      NOT NULL,
+	updated_at  timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (task, schema_name, table_name, shard)
+);
+CREATE TABLE IF NOT EXISTS sluice.copy_tables (
+	task        text    NOT NULL,
+	schema_name text    NOT NULL,
+	table_name  text    NOT NULL,
+	plan        bigint  NOT NULL,
+	finished    boolean NOT NULL DEFAULT false,
+	PRIMARY KEY (task, schema_name, table_name)
+);
+CREATE TABLE IF NOT EXISTS sluice.copy_chunks (
+	task        text        NOT NULL,
+	schema_name text        NOT NULL,
+	table_name  text        NOT NULL,
+	chunk       int         NOT NULL,
+	plan        bigint      NOT NULL,
+	rows        bigint      NOT NULL,
+	copied_at   timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (task, schema_name, table_name, chunk)
+);
+CREATE TABLE IF NOT EXISTS sluice.conflicts (
+	id                   bigserial   PRIMARY KEY,
+	detected_at          timestamptz NOT NULL DEFAULT now(),
+	task                 text        NOT NULL,
+	direction            text        NOT NULL,
+	table_name           text        NOT NULL,
+	key                  jsonb       NOT NULL,
+	kind                 text        NOT NULL,
+	resolution           text        NOT NULL,
+	local_row            jsonb,
+	incoming_row         jsonb,
+	local_commit_time    timestamptz,
+	incoming_commit_time timestamptz NOT NULL,
+	local_lsn            pg_lsn,
+	incoming_lsn         pg_lsn      NOT NULL
+);
