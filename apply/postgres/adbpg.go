@@ -145,7 +145,43 @@ func (adbpgDestination) Kind() proto.DestinationKind {
 }
 
 func (adbpgDestination) Capabilities() apply.Capabilities {
-	return apply.Capabilities{SchemaSync: true, RenamesAfterLoad: true, DDL: true, KeepsExistingTables: true}
+	return apply.Capabilities{SchemaSync: true, RenamesAfterLoad: true, DDL: true, KeepsExistingTables: true, Sequences: true}
+}
+
+// Plan lists schema sync's statements at AnalyticDB (apply.Planner) and
+// each table's distribution. A plan connects to no destination, so the
+// statements are Greenplum 6's (the oldest the dialect takes); a
+// Greenplum 7 server gets USING heap and the IF NOT EXISTS forms.
+func (adbpgDestination) Plan(spec *proto.TaskSpec, s *proto.Schema, plan *proto.TaskPlan) {
+	d := adbpgDialectFor(spec)
+	planSchema(spec, d.adbpgSchemaAsIs(s), plan, &SchemaOptions{Task: spec.Name, Dialect: d, Flatten: func(proto.TableID) bool { return true }})
+	defs := make(map[proto.TableID]*proto.TableDef, len(s.Tables))
+	for i := range s.Tables {
+		defs[s.Tables[i].ID] = &s.Tables[i]
+	}
+	for i := range plan.Tables {
+		if def := defs[plan.Tables[i].Source]; def != nil {
+			plan.Tables[i].Storage = d.storageOf(def)
+		}
+	}
+}
+
+// storageOf says how AnalyticDB keeps a table.
+func (d *Dialect) storageOf(t *proto.TableDef) string {
+	dist, err := d.distribution(t)
+	var out string
+	switch {
+	case err != nil:
+		return "refused: " + err.Error()
+	case len(dist) == 0:
+		out = "heap table, distributed randomly"
+	default:
+		out = "heap table, distributed by (" + strings.Join(dist, ", ") + ")"
+	}
+	if t.Partitioned {
+		out += " (partitions flattened)"
+	}
+	return out
 }
 
 // Open opens a PostgreSQL sink with the task's adbpg dialect.

@@ -35,19 +35,28 @@ import (
 //   - only tables (and the types, sequences and extensions they need):
 //     no views, routines, triggers, rules or comments, as the guide.
 
-// adbpgSchema is sc as AnalyticDB creates it.
+// adbpgSchema is sc as AnalyticDB creates it, refused when a table's
+// distribution key is.
 func (d *Dialect) adbpgSchema(sc *proto.Schema) (*proto.Schema, error) {
-	out := *sc
-	out.Tables = make([]proto.TableDef, len(sc.Tables))
 	var problems []string
 	for i := range sc.Tables {
 		if _, err := d.distribution(&sc.Tables[i]); err != nil {
 			problems = append(problems, err.Error())
 		}
-		out.Tables[i] = *d.adbpgTable(&sc.Tables[i])
 	}
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("schema sync at AnalyticDB: %s", strings.Join(problems, "; "))
+	}
+	return d.adbpgSchemaAsIs(sc), nil
+}
+
+// adbpgSchemaAsIs is sc as AnalyticDB creates it, distribution keys
+// unchecked (for a plan, which shows the refusals beside).
+func (d *Dialect) adbpgSchemaAsIs(sc *proto.Schema) *proto.Schema {
+	out := *sc
+	out.Tables = make([]proto.TableDef, len(sc.Tables))
+	for i := range sc.Tables {
+		out.Tables[i] = *d.adbpgTable(&sc.Tables[i])
 	}
 	// An identity column is a plain column here: its sequence, which
 	// CREATE TABLE would have made, is not made.
@@ -55,7 +64,7 @@ func (d *Dialect) adbpgSchema(sc *proto.Schema) (*proto.Schema, error) {
 	// PostGIS's types are carried as text: its extension is not needed.
 	out.Extensions = slices.DeleteFunc(slices.Clone(sc.Extensions), func(e string) bool { return strings.HasPrefix(e, "postgis") })
 	out.Objects = nil
-	return &out, nil
+	return &out
 }
 
 // adbpgTable is table t as AnalyticDB creates it (a copy).

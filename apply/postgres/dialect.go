@@ -247,6 +247,56 @@ func (d *Dialect) ownTables(ddl string) string {
 	return strings.ReplaceAll(ddl, "\n)", "\n)"+storage)
 }
 
+// advanceSequences moves sequences forward (AdvanceSequences). Before
+// PostgreSQL 10 (Greenplum 6) a sequence's increment is a column of the
+// sequence itself, there being no pg_sequence catalog.
+func (d *Dialect) advanceSequences(ctx context.Context, conn *pgx.Conn, seqs []proto.SequenceUpdate) ([]proto.TableID, error) {
+	if !d.isADBPG() || d.srv.atLeast(100000) {
+		return AdvanceSequences(ctx, conn, seqs)
+	}
+	var missing []proto.TableID
+	for lo := 0; lo < len(seqs); lo += sequenceBatch {
+		present, gone, err := presentSequences(ctx, conn, seqs[lo:min(lo+sequenceBatch, len(seqs))])
+		if err != nil {
+			return nil, err
+		}
+		missing = append(missing, gone...)
+		if len(present) == 0 {
+			continue
+		}
+		names, values, called := sequenceArgs(present)
+		if _, err := conn.Exec(ctx, d.advanceSequencesSQL(present), names, values, called); err != nil {
+			return nil, fmt.Errorf("advance sequences: %w", err)
+		}
+	}
+	return missing, nil
+}
+
+// advanceSequencesSQL is the statement that moves a batch of sequences
+// forward at the dialect's server.
+func (d *Dialect) advanceSequencesSQL(batch []proto.SequenceUpdate) string {
+	if !d.isADBPG() || d.srv.atLeast(100000) {
+		return advanceSequencesSQL(batch)
+	}
+	return gp6AdvanceSequencesSQL(batch)
+}
+
+// gp6AdvanceSequencesSQL is advanceSequencesSQL with each sequence's
+// increment read from the sequence (increment_by).
+func gp6AdvanceSequencesSQL(batch []proto.SequenceUpdate) string {
+	parts := make([]string, len(batch))
+	for i, s := range batch {
+		parts[i] = fmt.Sprintf("SELECT %d::int8, last_value, is_called, increment_by FROM %s", i+1, tableName(s.Name))
+	}
+	const next = `(%[1]s.last_value::numeric + CASE WHEN %[1]s.is_called THEN cur.inc ELSE 0 END)`
+	want, have := fmt.Sprintf(next, "w"), fmt.Sprintf(next, "cur")
+	return `WITH cur(i, last_value, is_called, inc) AS (` + strings.Join(parts, " UNION ALL ") + `)
+		SELECT w.i, pg_catalog.setval(w.name::pg_catalog.regclass, w.last_value, w.is_called)
+		FROM unnest($1::text[], $2::int8[], $3::bool[]) WITH ORDINALITY AS w(name, last_value, is_called, i)
+		JOIN cur ON cur.i = w.i
+		WHERE CASE WHEN cur.inc > 0 THEN ` + want + ` > ` + have + ` ELSE ` + want + ` < ` + have + ` END`
+}
+
 // dialect is the schema options' dialect (nil: PostgreSQL).
 func (o *SchemaOptions) dialect() *Dialect {
 	if o == nil {

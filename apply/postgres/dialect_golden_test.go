@@ -297,6 +297,12 @@ func renderApply(t *testing.T, d *Dialect) string {
 		}
 		return s.writeOffsets(ctx, w.tx, "t", 7, positions)
 	})
+	section("sequences moved forward during incremental sync, never back (after a look-up of which exist)", func(w *writer) error {
+		batch := []proto.SequenceUpdate{{Name: proto.TableID{Schema: "shop", Name: "ticket_seq"}, SequenceState: proto.SequenceState{LastValue: 42, IsCalled: true}}}
+		names, values, called := sequenceArgs(batch)
+		_, err := w.tx.Exec(ctx, d.advanceSequencesSQL(batch), names, values, called)
+		return err
+	})
 	section("full sync: a table bound to its copy plan", func(w *writer) error {
 		_, err := s.bindPlan(ctx, w.tx, "t", goldenOrders, 3)
 		return err

@@ -249,3 +249,58 @@ func TestADBPGFiveThousandTablesPlan(t *testing.T) {
 		t.Fatalf("%d CREATE TABLE (%d by key, %d chosen, %d random), want %d (%d chosen, %d random)", creates, byKey, chosen, random, n, len(opts.DistributionKey), n/7)
 	}
 }
+
+// sluice task plan shows each dialect's statements and, at AnalyticDB,
+// each table's distribution (or why it is refused).
+func TestDialectPlans(t *testing.T) {
+	sc := readDialectSchema(t)
+	planOf := func(typ string, cfg proto.DestinationConfig, opts proto.ObjectOptions, planner interface {
+		Plan(*proto.TaskSpec, *proto.Schema, *proto.TaskPlan)
+	}) *proto.TaskPlan {
+		spec := &proto.TaskSpec{Name: "p", Destination: proto.NewDestination(typ, cfg), Objects: []proto.ObjectSpec{{Schema: "shop", Options: opts}}}
+		plan := &proto.TaskPlan{}
+		for _, tb := range sc.Tables {
+			plan.Tables = append(plan.Tables, proto.PlannedTable{Source: tb.ID})
+		}
+		planner.Plan(spec, sc, plan)
+		return plan
+	}
+	storage := func(p *proto.TaskPlan, table string) string {
+		for _, tb := range p.Tables {
+			if tb.Source.Name == table {
+				return tb.Storage
+			}
+		}
+		return ""
+	}
+	statement := func(p *proto.TaskPlan, what string) string {
+		for _, st := range p.Statements {
+			if st.What == what {
+				return st.SQL
+			}
+		}
+		return ""
+	}
+	adb := planOf("adbpg", &ADBPGConfig{}, &ADBPGObjectOptions{DistributionKey: map[string][]string{"orders": {"region"}}}, ADBPG.(interface {
+		Plan(*proto.TaskSpec, *proto.Schema, *proto.TaskPlan)
+	}))
+	for table, want := range map[string]string{
+		"orders":   "heap table, distributed by (region)",
+		"events":   "heap table, distributed randomly",
+		"payments": "heap table, distributed by (id, paid) (partitions flattened)",
+		"Levels":   "refused: objects[0].distribution_key.Levels: ",
+	} {
+		if got := storage(adb, table); !strings.HasPrefix(got, want) {
+			t.Errorf("adbpg plan: %s is %q, want %q", table, got, want)
+		}
+	}
+	if got := statement(adb, "create table shop.orders"); !strings.HasSuffix(got, `WITH (appendonly=false) DISTRIBUTED BY ("region")`) || !strings.Contains(got, `"mac" text`) {
+		t.Errorf("adbpg plan: create table shop.orders is\n%s", got)
+	}
+	polar := planOf("polardb-o", &PolarDBOConfig{}, &ObjectOptions{}, PolarDBO.(interface {
+		Plan(*proto.TaskSpec, *proto.Schema, *proto.TaskPlan)
+	}))
+	if got := statement(polar, "create table shop.customers"); !strings.Contains(got, `"born" pg_catalog.date`) || !strings.Contains(got, `PRIMARY KEY ("id")`) {
+		t.Errorf("polardb-o plan: create table shop.customers is\n%s", got)
+	}
+}

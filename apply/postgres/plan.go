@@ -10,7 +10,12 @@ import (
 // working-copy objects in their phases (apply.Planner). Statements that
 // run only when an object is missing are listed all the same.
 func (destination) Plan(spec *proto.TaskSpec, s *proto.Schema, plan *proto.TaskPlan) {
-	o := schemaOptions(spec)
+	planSchema(spec, s, plan, schemaOptions(spec))
+}
+
+// planSchema plans schema sync of s with the schema options o (a
+// dialect's Plan passes its own, and s as it adapts it).
+func planSchema(spec *proto.TaskSpec, s *proto.Schema, plan *proto.TaskPlan, o *SchemaOptions) {
 	storage := map[proto.TableID]string{}
 	for i := range s.Tables {
 		t := &s.Tables[i]

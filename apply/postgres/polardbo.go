@@ -79,7 +79,14 @@ func (polarDBODestination) Kind() proto.DestinationKind {
 }
 
 func (polarDBODestination) Capabilities() apply.Capabilities {
-	return apply.Capabilities{SchemaSync: true, RenamesAfterLoad: true, DDL: true, KeepsExistingTables: true}
+	return apply.Capabilities{SchemaSync: true, RenamesAfterLoad: true, DDL: true, KeepsExistingTables: true, Sequences: true}
+}
+
+// Plan lists schema sync's statements at PolarDB-O (apply.Planner).
+func (polarDBODestination) Plan(spec *proto.TaskSpec, s *proto.Schema, plan *proto.TaskPlan) {
+	o := schemaOptions(spec)
+	o.Dialect = PolarDBODialect()
+	planSchema(spec, polarDBOSchema(s), plan, o)
 }
 
 // Open opens a PostgreSQL sink with the polardb-o dialect.

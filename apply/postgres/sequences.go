@@ -27,7 +27,7 @@ func (s *Sink) AdvanceSequences(ctx context.Context, seqs []proto.SequenceUpdate
 	var missing []proto.TableID
 	err := s.withConn(ctx, func(c *pgx.Conn) error {
 		var err error
-		missing, err = AdvanceSequences(ctx, c, seqs)
+		missing, err = s.dialect.advanceSequences(ctx, c, seqs) // dialect.go: AdvanceSequences, or Greenplum 6's
 		return err
 	})
 	return missing, err

@@ -121,6 +121,16 @@ WHERE NOT EXISTS (SELECT 1 FROM sluice.apply_offsets o WHERE o.task = $1::text A
   $6 = "{0/16B3748,0/16B3748}"
   $7 = "{4,4}"
 
+-- sequences moved forward during incremental sync, never back (after a look-up of which exist)
+WITH cur(i, last_value, is_called, inc) AS (SELECT 1::int8, last_value, is_called, increment_by FROM "shop"."ticket_seq")
+		SELECT w.i, pg_catalog.setval(w.name::pg_catalog.regclass, w.last_value, w.is_called)
+		FROM unnest($1::text[], $2::int8[], $3::bool[]) WITH ORDINALITY AS w(name, last_value, is_called, i)
+		JOIN cur ON cur.i = w.i
+		WHERE CASE WHEN cur.inc > 0 THEN (w.last_value::numeric + CASE WHEN w.is_called THEN cur.inc ELSE 0 END) > (cur.last_value::numeric + CASE WHEN cur.is_called THEN cur.inc ELSE 0 END) ELSE (w.last_value::numeric + CASE WHEN w.is_called THEN cur.inc ELSE 0 END) < (cur.last_value::numeric + CASE WHEN cur.is_called THEN cur.inc ELSE 0 END) END
+  $1 = "{\"\\\"shop\\\".\\\"ticket_seq\\\"\"}"
+  $2 = "{42}"
+  $3 = "{t}"
+
 -- full sync: a table bound to its copy plan
 UPDATE sluice.copy_tables SET plan = $4::bigint, finished = false
 		WHERE task = $1::text AND schema_name = $2::text AND table_name = $3::text AND plan <= $4::bigint

@@ -139,3 +139,12 @@ CREATE TABLE IF NOT EXISTS sluice.conflicts (
 	local_lsn            pg_lsn,
 	incoming_lsn         pg_lsn      NOT NULL
 ) WITH (appendonly=false);
+CREATE TABLE IF NOT EXISTS sluice.held_objects (
+	task      text NOT NULL,
+	table_oid oid  NOT NULL,
+	kind      text NOT NULL,
+	name      text NOT NULL,
+	restore   text NOT NULL,
+	PRIMARY KEY (task, table_oid, kind, name)
+) WITH (appendonly=false);
+;

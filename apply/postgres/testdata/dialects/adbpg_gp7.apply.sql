@@ -99,6 +99,17 @@ WHERE o.epoch <= EXCLUDED.epoch
   $6 = "{0/16B3748,0/16B3748}"
   $7 = "{4,4}"
 
+-- sequences moved forward during incremental sync, never back (after a look-up of which exist)
+WITH cur(i, last_value, is_called) AS (SELECT 1::int8, last_value, is_called FROM "shop"."ticket_seq")
+		SELECT w.i, pg_catalog.setval(w.name::pg_catalog.regclass, w.last_value, w.is_called)
+		FROM unnest($1::text[], $2::int8[], $3::bool[]) WITH ORDINALITY AS w(name, last_value, is_called, i)
+		JOIN cur ON cur.i = w.i
+		JOIN pg_catalog.pg_sequence q ON q.seqrelid = w.name::pg_catalog.regclass
+		WHERE CASE WHEN q.seqincrement > 0 THEN (w.last_value::numeric + CASE WHEN w.is_called THEN q.seqincrement ELSE 0 END) > (cur.last_value::numeric + CASE WHEN cur.is_called THEN q.seqincrement ELSE 0 END) ELSE (w.last_value::numeric + CASE WHEN w.is_called THEN q.seqincrement ELSE 0 END) < (cur.last_value::numeric + CASE WHEN cur.is_called THEN q.seqincrement ELSE 0 END) END
+  $1 = "{\"\\\"shop\\\".\\\"ticket_seq\\\"\"}"
+  $2 = "{42}"
+  $3 = "{t}"
+
 -- full sync: a table bound to its copy plan
 INSERT INTO sluice.copy_tables AS c (task, schema_name, table_name, plan) VALUES ($1, $2, $3, $4)
 			ON CONFLICT (task, schema_name, table_name) DO UPDATE SET plan = EXCLUDED.plan, finished = false
