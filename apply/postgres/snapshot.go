@@ -88,7 +88,8 @@ func (s *Sink) CopyChunk(ctx context.Context, c apply.ChunkLoad, read func(w io.
 
 // copyKeeping loads a chunk into a table that keeps its own rows: COPY
 // into a temporary table shaped like it, then INSERT ... ON CONFLICT DO
-// NOTHING, so a row whose key the table has already stays as it is.
+// NOTHING (without ON CONFLICT: WHERE NOT EXISTS, keepInsertSQL), so a
+// row whose key the table has already stays as it is.
 func (s *Sink) copyKeeping(ctx context.Context, tx pgx.Tx, c apply.ChunkLoad, read func(w io.Writer) (int64, error)) (int64, error) {
 	if _, err := tx.Exec(ctx, fmt.Sprintf("CREATE TEMP TABLE sluice_keep (LIKE %s) ON COMMIT DROP", tableName(c.Table))); err != nil {
 		return 0, wrapTable(c.Table, "stage", err)
