@@ -9,6 +9,7 @@ import (
 	"github.com/sluicedb/sluice/apply"
 	_ "github.com/sluicedb/sluice/apply/destinations" // the registry, for spec decoding
 	"github.com/sluicedb/sluice/apply/postgres"
+	"github.com/sluicedb/sluice/apply/postgres/postgrestest"
 	"github.com/sluicedb/sluice/apply/sinktest"
 	"github.com/sluicedb/sluice/capture"
 	"github.com/sluicedb/sluice/internal/testenv"
@@ -192,4 +193,40 @@ func dialectSchema(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// PolarDB-O's working copy on PostgreSQL 15: the guide's objects (views,
+// procedures, functions, rules, sequences, extensions, triggers,
+// aggregates, indexes, operators, domains) created through the polardb-o
+// dialect as at the source, twice over (a retried schema phase), with
+// its date columns pg_catalog.date.
+func TestPolarDBOWorkingCopy(t *testing.T) {
+	ctx := context.Background()
+	pg := testenv.NewPostgres(t)
+	must(t, pg.Exec(ctx, "postgres", "CREATE DATABASE src"))
+	src := testenv.Conn(t, pg.DSN("src"))
+	testenv.MustExec(t, src, postgrestest.WorkingCopySchema+`; ALTER TABLE shop.film ADD COLUMN released date, ADD COLUMN shows date[]`)
+	sc, err := capture.ReadSchema(ctx, src, []proto.ObjectSpec{{Schema: "shop"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := postgres.Open(ctx, postgres.Options{DSN: pg.DSN("postgres"), Dialect: postgres.PolarDBODialect()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	for round := 0; round < 2; round++ {
+		must(t, s.ApplyPreData(ctx, sc))
+		must(t, s.ApplyPostData(ctx, sc))
+		must(t, s.SyncSequences(ctx, sc))
+	}
+	dst := testenv.Conn(t, pg.DSN("postgres"))
+	if d := postgrestest.LineDiff(postgrestest.DescribeObjects(t, src, "shop"), postgrestest.DescribeObjects(t, dst, "shop")); d != "" {
+		t.Fatalf("objects differ (- source only, + destination only):\n%s", d)
+	}
+	var dates int
+	if err := dst.QueryRow(ctx, `SELECT count(*) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = 'shop' AND c.relname = 'film' AND a.atttypid IN ('pg_catalog.date'::regtype, 'pg_catalog.date[]'::regtype)`).Scan(&dates); err != nil || dates != 2 {
+		t.Fatalf("date columns at the destination: %d (%v)", dates, err)
+	}
 }
