@@ -189,8 +189,8 @@ func uniqueKeys(t *proto.TableDef) []uniqueKey {
 // primary and unique key, returning the key all the same.
 func (d *Dialect) distribution(t *proto.TableDef) ([]string, error) {
 	keys := uniqueKeys(t)
-	field, explicit := d.adbpg.field(t.ID)
-	cols, chosen := d.adbpg.keys[t.ID]
+	field, chosen := d.adbpg.field(t.ID)
+	cols := d.adbpg.keys[t.ID]
 	var dist []string
 	what := "the distribution key"
 	switch {
@@ -214,9 +214,7 @@ func (d *Dialect) distribution(t *proto.TableDef) ([]string, error) {
 		if !keys[0].primary {
 			what = "its first unique key " + keys[0].String()
 		}
-		if !explicit {
-			field = d.adbpg.defaultField(t.ID)
-		}
+		field = d.adbpg.defaultField(t.ID)
 		if len(dist) == 0 {
 			return nil, &distError{Table: t.ID, Field: field, Msg: fmt.Sprintf("%s has no plain column to distribute %s by (Greenplum enforces a unique key only when it contains the distribution key)", what, t.ID),
 				Fix: d.adbpg.fixFor(t, keys)}
