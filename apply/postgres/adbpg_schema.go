@@ -450,72 +450,72 @@ func firstList(def string) ([]string, bool) {
 	return splitTopLevel(def[start+1 : end]), true
 }
 
+// scanTopLevel calls visit for each byte of s outside double-quoted
+// identifiers and string literals, with the parenthesis depth it is at
+// (an opening parenthesis at the depth before it, a closing one at the
+// depth after it), until visit returns false.
+func scanTopLevel(s string, visit func(i int, ch byte, depth int) bool) {
+	depth := 0
+	inQuote, inString := false, false
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		switch {
+		case inQuote:
+			inQuote = ch != '"'
+			continue
+		case inString:
+			inString = ch != '\''
+			continue
+		case ch == '"':
+			inQuote = true
+			continue
+		case ch == '\'':
+			inString = true
+			continue
+		case ch == ')':
+			depth--
+		}
+		if !visit(i, ch, depth) {
+			return
+		}
+		if ch == '(' {
+			depth++
+		}
+	}
+}
+
 // firstListSpan finds the first top-level parenthesised list of def: the
 // offsets of its parentheses.
 func firstListSpan(def string) (start, end int, ok bool) {
-	depth := 0
-	inQuote, inString := false, false
 	start = -1
-	for i := 0; i < len(def); i++ {
-		ch := def[i]
+	scanTopLevel(def, func(i int, ch byte, depth int) bool {
 		switch {
-		case inQuote:
-			if ch == '"' {
-				inQuote = false
-			}
-		case inString:
-			if ch == '\'' {
-				inString = false
-			}
-		case ch == '"':
-			inQuote = true
-		case ch == '\'':
-			inString = true
-		case ch == '(':
-			if depth == 0 {
-				start = i
-			}
-			depth++
-		case ch == ')':
-			depth--
-			if depth == 0 && start >= 0 {
-				return start, i, true
-			}
+		case ch == '(' && depth == 0:
+			start = i
+		case ch == ')' && depth == 0 && start >= 0:
+			end, ok = i, true
+			return false
 		}
+		return true
+	})
+	if !ok {
+		return 0, 0, false
 	}
-	return 0, 0, false
+	return start, end, true
 }
 
 // splitTopLevel splits s at commas outside parentheses, quotes and
 // string literals, trimming each part.
 func splitTopLevel(s string) []string {
 	var out []string
-	depth, last := 0, 0
-	inQuote, inString := false, false
-	for i := 0; i < len(s); i++ {
-		ch := s[i]
-		switch {
-		case inQuote:
-			if ch == '"' {
-				inQuote = false
-			}
-		case inString:
-			if ch == '\'' {
-				inString = false
-			}
-		case ch == '"':
-			inQuote = true
-		case ch == '\'':
-			inString = true
-		case ch == '(':
-			depth++
-		case ch == ')':
-			depth--
-		case ch == ',' && depth == 0:
+	last := 0
+	scanTopLevel(s, func(i int, ch byte, depth int) bool {
+		if ch == ',' && depth == 0 {
 			out = append(out, strings.TrimSpace(s[last:i]))
 			last = i + 1
 		}
-	}
+		return true
+	})
 	return append(out, strings.TrimSpace(s[last:]))
 }
 

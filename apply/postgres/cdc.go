@@ -320,10 +320,20 @@ func (w *writer) move(ctx context.Context, p *segmentPlan, oldKey, newRow proto.
 	if !w.d.upserts() {
 		return w.moveDeleteInsert(ctx, p, oldKey, newRow) // noconflict.go
 	}
-	all := seq(len(p.names))
+	sel, params := moveSelect(p, oldKey, newRow)
+	sql := upsertSQL(p, seq(len(p.names)), sel)
+	if _, err := w.pg.ExecParams(ctx, sql, params, nil, nil, nil).Close(); err != nil {
+		return err
+	}
+	return w.deleteKeys(ctx, p, []proto.Tuple{oldKey})
+}
+
+// moveSelect is the select list and FROM of a move's new row: its values,
+// and its unchanged TOAST values read from the row at the old key.
+func moveSelect(p *segmentPlan, oldKey, newRow proto.Tuple) (string, [][]byte) {
 	var params [][]byte
-	exprs := make([]string, len(all))
-	for i := range all {
+	exprs := make([]string, len(p.names))
+	for i := range exprs {
 		if newRow.Kinds[i] == proto.KindToast {
 			exprs[i] = "t." + ident(p.names[i])
 			continue
@@ -336,11 +346,7 @@ func (w *writer) move(ctx context.Context, p *segmentPlan, oldKey, newRow proto.
 		params = append(params, textParam(oldKey, i))
 		where[j] = fmt.Sprintf("t.%s = $%d::%s", ident(p.names[i]), len(params), p.types[i])
 	}
-	sql := upsertSQL(p, all, strings.Join(exprs, ", ")+" FROM "+tableName(p.table)+" AS t WHERE "+strings.Join(where, " AND "))
-	if _, err := w.pg.ExecParams(ctx, sql, params, nil, nil, nil).Close(); err != nil {
-		return err
-	}
-	return w.deleteKeys(ctx, p, []proto.Tuple{oldKey})
+	return strings.Join(exprs, ", ") + " FROM " + tableName(p.table) + " AS t WHERE " + strings.Join(where, " AND "), params
 }
 
 // applyUnkeyed writes a table without a primary key at the destination,

@@ -247,33 +247,16 @@ func (d *Dialect) ownTables(ddl string) string {
 	return strings.ReplaceAll(ddl, "\n)", "\n)"+storage)
 }
 
-// advanceSequences moves sequences forward (AdvanceSequences). Before
-// PostgreSQL 10 (Greenplum 6) a sequence's increment is a column of the
-// sequence itself, there being no pg_sequence catalog.
+// advanceSequences moves sequences forward (AdvanceSequences), with the
+// dialect's statement (advanceSequencesSQL).
 func (d *Dialect) advanceSequences(ctx context.Context, conn *pgx.Conn, seqs []proto.SequenceUpdate) ([]proto.TableID, error) {
-	if !d.isADBPG() || d.srv.atLeast(100000) {
-		return AdvanceSequences(ctx, conn, seqs)
-	}
-	var missing []proto.TableID
-	for lo := 0; lo < len(seqs); lo += sequenceBatch {
-		present, gone, err := presentSequences(ctx, conn, seqs[lo:min(lo+sequenceBatch, len(seqs))])
-		if err != nil {
-			return nil, err
-		}
-		missing = append(missing, gone...)
-		if len(present) == 0 {
-			continue
-		}
-		names, values, called := sequenceArgs(present)
-		if _, err := conn.Exec(ctx, d.advanceSequencesSQL(present), names, values, called); err != nil {
-			return nil, fmt.Errorf("advance sequences: %w", err)
-		}
-	}
-	return missing, nil
+	return advanceSequencesWith(ctx, conn, seqs, d.advanceSequencesSQL)
 }
 
 // advanceSequencesSQL is the statement that moves a batch of sequences
-// forward at the dialect's server.
+// forward at the dialect's server. Before PostgreSQL 10 (Greenplum 6) a
+// sequence's increment is a column of the sequence itself, there being
+// no pg_sequence catalog.
 func (d *Dialect) advanceSequencesSQL(batch []proto.SequenceUpdate) string {
 	if !d.isADBPG() || d.srv.atLeast(100000) {
 		return advanceSequencesSQL(batch)

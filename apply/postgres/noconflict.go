@@ -55,24 +55,8 @@ func (w *writer) moveDeleteInsert(ctx context.Context, p *segmentPlan, oldKey, n
 	if err := w.deleteKeys(ctx, p, []proto.Tuple{newRow}); err != nil {
 		return err
 	}
-	all := seq(len(p.names))
-	var params [][]byte
-	exprs := make([]string, len(all))
-	for i := range all {
-		if newRow.Kinds[i] == proto.KindToast {
-			exprs[i] = "t." + ident(p.names[i])
-			continue
-		}
-		params = append(params, textParam(newRow, i))
-		exprs[i] = fmt.Sprintf("$%d::%s", len(params), p.types[i])
-	}
-	where := make([]string, len(p.keyIdx))
-	for j, i := range p.keyIdx {
-		params = append(params, textParam(oldKey, i))
-		where[j] = fmt.Sprintf("t.%s = $%d::%s", ident(p.names[i]), len(params), p.types[i])
-	}
-	sql := fmt.Sprintf("INSERT INTO %s (%s)%s SELECT %s FROM %s AS t WHERE %s",
-		tableName(p.table), columnList(p, all), w.d.overriding(), strings.Join(exprs, ", "), tableName(p.table), strings.Join(where, " AND "))
+	sel, params := moveSelect(p, oldKey, newRow)
+	sql := fmt.Sprintf("INSERT INTO %s (%s)%s SELECT %s", tableName(p.table), columnList(p, seq(len(p.names))), w.d.overriding(), sel)
 	if _, err := w.pg.ExecParams(ctx, sql, params, nil, nil, nil).Close(); err != nil {
 		return err
 	}

@@ -51,6 +51,12 @@ func (s *Sink) SetSequences(ctx context.Context, seqs []proto.SequenceUpdate) ([
 // nothing written for a sequence already there or ahead. It returns the
 // sequences not found.
 func AdvanceSequences(ctx context.Context, conn *pgx.Conn, seqs []proto.SequenceUpdate) ([]proto.TableID, error) {
+	return advanceSequencesWith(ctx, conn, seqs, advanceSequencesSQL)
+}
+
+// advanceSequencesWith is AdvanceSequences with the statement of a batch
+// made by sqlFor (a dialect's).
+func advanceSequencesWith(ctx context.Context, conn *pgx.Conn, seqs []proto.SequenceUpdate, sqlFor func([]proto.SequenceUpdate) string) ([]proto.TableID, error) {
 	var missing []proto.TableID
 	for lo := 0; lo < len(seqs); lo += sequenceBatch {
 		present, gone, err := presentSequences(ctx, conn, seqs[lo:min(lo+sequenceBatch, len(seqs))])
@@ -62,7 +68,7 @@ func AdvanceSequences(ctx context.Context, conn *pgx.Conn, seqs []proto.Sequence
 			continue
 		}
 		names, values, called := sequenceArgs(present)
-		if _, err := conn.Exec(ctx, advanceSequencesSQL(present), names, values, called); err != nil {
+		if _, err := conn.Exec(ctx, sqlFor(present), names, values, called); err != nil {
 			return nil, fmt.Errorf("advance sequences: %w", err)
 		}
 	}
