@@ -477,16 +477,7 @@ func (r *schemaReader) readDefinitions(ctx context.Context) error {
 }
 
 func (r *schemaReader) readSequences(ctx context.Context) error {
-	var seqOIDs []uint32
-	err := eachCatalogRow(ctx, r.q, tableSequencesSQL, []any{r.oids},
-		func(rows pgx.Rows) error {
-			var oid uint32
-			if err := rows.Scan(&oid); err != nil {
-				return err
-			}
-			seqOIDs = append(seqOIDs, oid)
-			return nil
-		})
+	seqOIDs, err := tableSequences(ctx, r.q, r.oids)
 	if err != nil {
 		return err
 	}

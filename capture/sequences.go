@@ -33,6 +33,21 @@ const tableSequencesSQL = `
 	WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
 	  AND d.refobjid = ANY($1::oid[]) AND d.refobjsubid > 0 AND d.deptype IN ('a', 'i')`
 
+// tableSequences lists the sequences of the tables (oids): those their
+// column defaults call and those their columns own (tableSequencesSQL).
+func tableSequences(ctx context.Context, q Querier, tables []uint32) ([]uint32, error) {
+	var oids []uint32
+	err := eachCatalogRow(ctx, q, tableSequencesSQL, []any{tables}, func(rows pgx.Rows) error {
+		var oid uint32
+		if err := rows.Scan(&oid); err != nil {
+			return err
+		}
+		oids = append(oids, oid)
+		return nil
+	})
+	return oids, err
+}
+
 // selectSequences resolves the sequences objects select themselves: those
 // of a whole schema that no column owns (owned ones come with their table,
 // if the task syncs it) and those an entry names. What an entry names that is missing or
@@ -165,15 +180,7 @@ func TaskSequences(ctx context.Context, q Querier, objects []proto.ObjectSpec, t
 	if err != nil {
 		return nil, fmt.Errorf("look up the task's tables: %w", err)
 	}
-	var seqOIDs []uint32
-	err = eachCatalogRow(ctx, q, tableSequencesSQL, []any{tableOIDs}, func(rows pgx.Rows) error {
-		var oid uint32
-		if err := rows.Scan(&oid); err != nil {
-			return err
-		}
-		seqOIDs = append(seqOIDs, oid)
-		return nil
-	})
+	seqOIDs, err := tableSequences(ctx, q, tableOIDs)
 	if err != nil {
 		return nil, fmt.Errorf("list the sequences of the task's tables: %w", err)
 	}
