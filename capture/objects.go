@@ -320,6 +320,7 @@ func (r *schemaReader) readViews(ctx context.Context) error {
 			}
 			views[oid] = v
 			order = append(order, oid)
+			r.viewOIDs = append(r.viewOIDs, oid)
 			r.schemas[schema] = true
 			return nil
 		})
@@ -359,49 +360,25 @@ func addIfNotExists(indexDef string) string {
 	return indexDef
 }
 
-// syncedRelations are the selected tables' and the read views' OIDs.
-func (r *schemaReader) syncedRelations(ctx context.Context) ([]uint32, error) {
-	rels := slices.Clone(r.oids)
-	if len(r.wholeSchemas) == 0 {
-		return rels, nil
-	}
-	err := eachCatalogRow(ctx, r.q, `SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE n.nspname = ANY($1::text[]) AND c.relkind IN ('v', 'm') AND `+notExtensionMember("pg_class", "c.oid"), []any{r.wholeSchemas},
-		func(rows pgx.Rows) error {
-			var oid uint32
-			if err := rows.Scan(&oid); err != nil {
-				return err
-			}
-			rels = append(rels, oid)
-			return nil
-		})
-	return rels, err
+// syncedRelations are the selected tables' and the read views' OIDs
+// (readViews runs first).
+func (r *schemaReader) syncedRelations() []uint32 {
+	return append(slices.Clone(r.oids), r.viewOIDs...)
 }
 
 // firingSQL is the ALTER TABLE that gives a trigger or rule its firing
 // state ('O', the default, needs none).
 func firingSQL(kind string, table proto.TableID, name string, state proto.Char) string {
-	var how string
-	switch state {
-	case 'D':
-		how = "DISABLE"
-	case 'R':
-		how = "ENABLE REPLICA"
-	case 'A':
-		how = "ENABLE ALWAYS"
-	default:
+	if state == 'O' || state == 0 {
 		return ""
 	}
-	return "ALTER TABLE " + pgx.Identifier{table.Schema, table.Name}.Sanitize() + " " + how + " " + kind + " " + pgx.Identifier{name}.Sanitize()
+	return "ALTER TABLE " + pgx.Identifier{table.Schema, table.Name}.Sanitize() + " " + proto.FiringAction(state) + " " + kind + " " + pgx.Identifier{name}.Sanitize()
 }
 
 // readTriggers reads the user triggers of the selected tables and views
 // (not those of foreign keys, nor partitions' clones of their parent's).
 func (r *schemaReader) readTriggers(ctx context.Context) error {
-	rels, err := r.syncedRelations(ctx)
-	if err != nil {
-		return err
-	}
+	rels := r.syncedRelations()
 	return eachCatalogRow(ctx, r.q, `
 		SELECT n.nspname, c.relname, t.tgname, t.tgenabled::text, pg_get_triggerdef(t.oid), t.tgconstraint <> 0
 		FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -432,10 +409,7 @@ func (r *schemaReader) readTriggers(ctx context.Context) error {
 // readRules reads the rules of the selected tables and views (not the
 // _RETURN rule that makes a view).
 func (r *schemaReader) readRules(ctx context.Context) error {
-	rels, err := r.syncedRelations(ctx)
-	if err != nil {
-		return err
-	}
+	rels := r.syncedRelations()
 	return eachCatalogRow(ctx, r.q, `
 		SELECT n.nspname, c.relname, rw.rulename, rw.ev_enabled::text, pg_get_ruledef(rw.oid)
 		FROM pg_rewrite rw JOIN pg_class c ON c.oid = rw.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -469,10 +443,7 @@ var commentTargets = map[string]string{
 
 // readComments reads the comments on everything the schema creates.
 func (r *schemaReader) readComments(ctx context.Context) error {
-	rels, err := r.syncedRelations(ctx)
-	if err != nil {
-		return err
-	}
+	rels := r.syncedRelations()
 	// The selected tables' columns that are synced (objects[].columns
 	// may leave some out).
 	synced := map[uint32]map[int]bool{}
@@ -492,7 +463,7 @@ func (r *schemaReader) readComments(ctx context.Context) error {
 		seqNames = append(seqNames, pgx.Identifier{s.Schema, s.Name}.Sanitize())
 	}
 	var out []proto.ObjectDef
-	err = eachCatalogRow(ctx, r.q, `
+	err := eachCatalogRow(ctx, r.q, `
 		WITH targets(classid, objid) AS (
 			SELECT 'pg_class'::regclass, unnest($1::oid[])
 			UNION ALL SELECT 'pg_class'::regclass, i.indexrelid FROM pg_index i WHERE i.indrelid = ANY($1::oid[])

@@ -287,6 +287,7 @@ type schemaReader struct {
 	// views, routines, operators and types come along (objects.go).
 	wholeSchemas []string
 	objects      []proto.ObjectDef
+	viewOIDs     []uint32 // the views and materialized views read
 	// selectedSequences are those objects select themselves (sequences.go).
 	selectedSequences []uint32
 }

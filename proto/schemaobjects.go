@@ -68,3 +68,17 @@ func (o *ObjectDef) Ident() string {
 	}
 	return string(o.Kind) + " " + name
 }
+
+// FiringAction is the ALTER TABLE action (ENABLE, DISABLE, ENABLE
+// REPLICA, ENABLE ALWAYS) that gives a trigger or rule a firing state.
+func FiringAction(state Char) string {
+	switch state {
+	case 'D':
+		return "DISABLE"
+	case 'R':
+		return "ENABLE REPLICA"
+	case 'A':
+		return "ENABLE ALWAYS"
+	}
+	return "ENABLE"
+}

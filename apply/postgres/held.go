@@ -53,20 +53,6 @@ func hold(ctx context.Context, q interface {
 	return err
 }
 
-// firingAction is the ALTER TABLE action that gives a trigger or rule
-// its source's firing state.
-func firingAction(state proto.Char) string {
-	switch state {
-	case 'D':
-		return "DISABLE"
-	case 'R':
-		return "ENABLE REPLICA"
-	case 'A':
-		return "ENABLE ALWAYS"
-	}
-	return "ENABLE"
-}
-
 // Release gives the task's held objects the source's definitions back:
 // triggers and rules their firing state, foreign keys NOT DEFERRABLE.
 // It returns the statements it ran. Objects gone since are skipped.

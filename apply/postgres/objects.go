@@ -2,13 +2,11 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/sluicedb/sluice/proto"
 )
@@ -67,21 +65,12 @@ func (o *SchemaOptions) logger() *slog.Logger {
 	return o.Logger
 }
 
-// missingDependency: the statement needs an object not created yet.
+// missingDependency: the statement needs an object not created yet:
+// undefined_object (a type), undefined_function, undefined_table,
+// invalid_schema_name, undefined_column (a view on a view not yet
+// replaced).
 func missingDependency(err error) bool {
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) {
-		return false
-	}
-	switch pgErr.Code {
-	case "42704", // undefined_object (a type)
-		"42883", // undefined_function
-		"42P01", // undefined_table
-		"3F000", // invalid_schema_name
-		"42703": // undefined_column (a view on a view not yet replaced)
-		return true
-	}
-	return false
+	return isCode(err, "42704", "42883", "42P01", "3F000", "42703")
 }
 
 // createObjects creates the objects of one phase: those that PreData
@@ -114,7 +103,7 @@ func createObjects(ctx context.Context, conn *pgx.Conn, objs []proto.ObjectDef, 
 			case missingDependency(err):
 				failed[obj] = err
 				next = append(next, obj)
-			case obj.Kind == proto.ObjectComment && isPermissionError(err):
+			case obj.Kind == proto.ObjectComment && isCode(err, "42501"):
 				// A comment on an object the destination user does not own
 				// (a schema) is not worth stopping a sync for.
 				o.logger().Warn("schema sync: comment left out", "comment", obj.Name, "err", err)
@@ -138,11 +127,6 @@ func createObjects(ctx context.Context, conn *pgx.Conn, objs []proto.ObjectDef, 
 		}
 		todo = next
 	}
-}
-
-func isPermissionError(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "42501"
 }
 
 // createObject creates one object unless it is there, then runs what
@@ -182,7 +166,7 @@ func createObject(ctx context.Context, conn *pgx.Conn, obj *proto.ObjectDef, o *
 			if _, err := conn.Exec(ctx, "ALTER TABLE "+ddlTableIdent(*obj.Table)+" DISABLE "+what+" "+quoteDDLIdent(obj.Name)); err != nil {
 				return err
 			}
-			if err := hold(ctx, conn, o.Task, *obj.Table, what, obj.Name, firingAction(obj.Enabled)); err != nil {
+			if err := hold(ctx, conn, o.Task, *obj.Table, what, obj.Name, proto.FiringAction(obj.Enabled)); err != nil {
 				return err
 			}
 		}

@@ -20,7 +20,7 @@ func (a *app) taskCutoverCmd(tf *taskFlags) *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
 		Use:   "cutover NAME",
-		Short: "Wait until a task has applied everything, then set the destination's sequences exactly",
+		Short: "Wait until a task has applied everything, then set the destination's sequences exactly and release its held objects",
 		Long: `Prepare the destination to take over from the source: stop the writes at
 the source first. The server waits until the task has applied every
 change the source had written when asked (--timeout, default 1m, at most
@@ -28,6 +28,10 @@ change the source had written when asked (--timeout, default 1m, at most
 source's value exactly (setval(seq, last_value, is_called)) and prints
 each: its value at the source, and at the destination before and after.
 A value marked * has not been handed out yet: the next nextval returns it.
+Then it gives the destination's held objects the source's definitions
+back (triggers and rules created disabled, foreign keys made deferrable,
+for a destination user that may not take replica mode) and lists each
+statement.
 
 Exits 1 if the task is not found, not incremental and running, does not
 catch up in time (saying what is behind), or a sequence could not be set.`,
