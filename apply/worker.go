@@ -51,6 +51,20 @@ type WorkerConfig struct {
 	// transaction, for a sink that checks foreign keys as it commits
 	// (TxBoundaryApplier). Set from the sink when it asks.
 	TxBoundaries bool
+	// Groups is the number of the task's apply groups: a change to an
+	// object beside tables (proto.ObjectEvent) waits at the destination
+	// until every one of them has reached it.
+	Groups int
+}
+
+// ObjectApplier is a sink that applies changes to the objects of a
+// working copy beside tables (views, routines, triggers, types,
+// comments). Every apply group of the task calls ApplyObject with each
+// event, once it has applied everything before it; the sink applies the
+// event once, when all groups have reached it, and returns in each
+// group after that.
+type ObjectApplier interface {
+	ApplyObject(ctx context.Context, task string, epoch uint64, group, groups int, ev *proto.ObjectEvent, ops proto.DDLOpSet) error
 }
 
 // TxBoundaryApplier is a sink that must commit whole source transactions:
@@ -249,8 +263,10 @@ type collected struct {
 	last jetstream.Msg
 	// heartbeat is the batch's newest source heartbeat (nil: none).
 	heartbeat *proto.Row
-	// ddl ends the batch: a schema change, applied after its rows.
+	// ddl ends the batch: a schema change, applied after its rows; or
+	// object, a change to an object beside tables.
 	ddl      *proto.DDLEvent
+	object   *proto.ObjectEvent
 	rows     int
 	bytes    int
 	deadline time.Time
@@ -336,7 +352,7 @@ func (w *worker) collect(ctx context.Context, out chan<- *collected) error {
 		if err := w.receive(cur, msg); err != nil {
 			return err
 		}
-		if cur.ddl != nil {
+		if cur.ddl != nil || cur.object != nil {
 			// Nothing joins a batch after its schema change.
 			select {
 			case out <- cur:
@@ -384,6 +400,9 @@ func (w *worker) receive(cur *collected, msg jetstream.Msg) error {
 	if w.cfg.Held != nil && b.Table != proto.HeartbeatTable && w.cfg.Held(b.Table) {
 		return &HeldError{Table: b.Table}
 	}
+	if b.IsObjectEvent() {
+		return w.receiveObject(cur, b)
+	}
 	if len(b.DDL) > 0 {
 		return w.receiveDDL(cur, b)
 	}
@@ -426,6 +445,14 @@ func (w *worker) apply(ctx context.Context, b *collected) error {
 		}
 		w.cfg.Stats.DDLApplied.Add(1)
 	}
+	if ev := b.object; ev != nil {
+		if applier, ok := w.cfg.Sink.(ObjectApplier); ok {
+			if err := applier.ApplyObject(ctx, w.cfg.Task, w.cfg.Epoch, w.cfg.Group, max(w.cfg.Groups, 1), ev, w.cfg.DDLOps); err != nil {
+				return fmt.Errorf("DDL %s (%s): %w", ev.Tag, ev.What(), err)
+			}
+			w.cfg.Stats.DDLApplied.Add(1)
+		}
+	}
 	if hb := b.heartbeat; hb != nil {
 		// After the batch's changes: a reader that sees the heartbeat
 		// has seen this group's changes up to it.
@@ -465,6 +492,23 @@ func (w *worker) receiveDDL(cur *collected, b *proto.Batch) error {
 		w.floors[w.cfg.Names.Table(ev.New.ID).Key()] = ev.Pos
 	}
 	cur.ddl = ev
+	return nil
+}
+
+// receiveObject ends the batch with a change to an object beside
+// tables, unless it is at or below the last one this worker saw (a
+// redelivery; the destination skips one applied already either way).
+func (w *worker) receiveObject(cur *collected, b *proto.Batch) error {
+	ev, err := proto.DecodeObjectEvent(b.DDL)
+	if err != nil {
+		return err
+	}
+	key := proto.ObjectsTable.Key()
+	if !w.floors[key].Less(ev.Pos) {
+		return nil
+	}
+	w.floors[key] = ev.Pos
+	cur.object = ev
 	return nil
 }
 

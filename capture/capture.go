@@ -652,9 +652,15 @@ func (s *sessionState) ddl(ctx context.Context, rel *relation, t proto.Tuple) er
 	}
 	pos := proto.Position{LSN: s.begin.finalLSN, Idx: s.idx}
 	s.idx++
-	ev, err := ddlEvent(rel.columns, t, pos)
+	ev, obj, err := ddlEvent(rel.columns, t, pos)
 	if err != nil {
 		return err
+	}
+	if ev == nil {
+		if obj == nil {
+			return nil
+		}
+		return s.objectChange(ctx, obj)
 	}
 	if s.c.cfg.Columns != nil {
 		keepSelected(ev.Old, s.c.cfg.Columns)
@@ -692,6 +698,23 @@ func (s *sessionState) ddl(ctx context.Context, rel *relation, t proto.Tuple) er
 		return publish(ev.New.ID, &wait, "ddl-wait")
 	}
 	return nil
+}
+
+// objectChange publishes a change to an object beside tables on the
+// heartbeat subject, which every apply group reads, after every row
+// before it: each group then reaches it having applied all of those
+// (proto.ObjectEvent).
+func (s *sessionState) objectChange(ctx context.Context, ev *proto.ObjectEvent) error {
+	if err := s.publishOpen(ctx); err != nil {
+		return err
+	}
+	buf, err := proto.AppendObjectBatch(getBuffer(), ev)
+	if err != nil {
+		return err
+	}
+	s.c.cfg.Logger.Info("schema change captured", "task", s.c.cfg.Task, "object", ev.What(), "tag", ev.Tag, "at", ev.Pos.LSN.String())
+	id := fmt.Sprintf("object:%X.%d", uint64(ev.Pos.LSN), ev.Pos.Idx)
+	return s.pub.publish(ctx, proto.Subject(s.c.cfg.Task, proto.HeartbeatTable), id, buf)
 }
 
 // keepSelected narrows a table's definition to the columns the task

@@ -58,6 +58,7 @@ DECLARE
 	r record;
 	prev jsonb;
 	cur jsonb;
+	obj jsonb;
 BEGIN
 	-- The commands this function runs itself fire event triggers too.
 	IF current_setting('sluice.in_ddl', true) = 'on' THEN
@@ -78,6 +79,17 @@ BEGIN
 				END IF;
 			END IF;
 		END LOOP;
+		-- The task's other objects dropped (objectddl.go), by the command
+		-- or with what it dropped; not those that go with a table
+		-- (its triggers and rules: the table's drop takes them along).
+		FOR r IN SELECT o.classid, o.objid, s.address FROM pg_event_trigger_dropped_objects() o
+			JOIN sluice.object_state s ON s.task = %[1]s AND s.classid = o.classid AND s.objid = o.objid
+			WHERE o.original OR o.normal
+		LOOP
+			INSERT INTO sluice.ddl_log (task, tag, query, object) VALUES (%[1]s, TG_TAG, current_query(), jsonb_build_object('dropped', r.address));
+		END LOOP;
+		DELETE FROM sluice.object_state s USING pg_event_trigger_dropped_objects() o
+			WHERE s.task = %[1]s AND s.classid = o.classid AND s.objid = o.objid;
 		DELETE FROM sluice.ddl_log WHERE task = %[1]s;
 		RETURN;
 	END IF;
@@ -112,6 +124,21 @@ BEGIN
 		INSERT INTO sluice.ddl_log (task, tag, query, old_shape, new_shape) VALUES (%[1]s, r.command_tag, current_query(), prev, cur);
 		INSERT INTO sluice.ddl_state (task, relid, shape) VALUES (%[1]s, r.rel, cur)
 			ON CONFLICT (task, relid) DO UPDATE SET shape = EXCLUDED.shape;
+	END LOOP;
+	-- The task's other objects (objectddl.go), after its tables: a new
+	-- trigger's table is the task's by now.
+	FOR r IN
+		-- Once each (CREATE OR REPLACE VIEW reports its view twice), in
+		-- the command's order.
+		SELECT e.classid, e.objid, e.objsubid, e.command_tag FROM pg_event_trigger_ddl_commands() WITH ORDINALITY e
+		WHERE e.command_tag <> 'REFRESH MATERIALIZED VIEW' AND e.classid IN ('pg_proc'::regclass, 'pg_operator'::regclass,
+			'pg_class'::regclass, 'pg_trigger'::regclass, 'pg_rewrite'::regclass, 'pg_type'::regclass,
+			'pg_constraint'::regclass, 'pg_namespace'::regclass)
+		GROUP BY e.classid, e.objid, e.objsubid, e.command_tag ORDER BY min(e.ordinality)
+	LOOP
+		FOR obj IN SELECT * FROM sluice.object_change(%[1]s, %[3]s::text[], r.classid, r.objid, r.objsubid, r.command_tag) LOOP
+			INSERT INTO sluice.ddl_log (task, tag, query, object) VALUES (%[1]s, r.command_tag, current_query(), obj);
+		END LOOP;
 	END LOOP;
 	DELETE FROM sluice.ddl_log WHERE task = %[1]s;
 END
@@ -184,6 +211,9 @@ func InstallDDLCapture(ctx context.Context, conn *pgx.Conn, task string, tables 
 	if err != nil {
 		return fmt.Errorf("record the definitions of the task's tables: %w", err)
 	}
+	if _, err := conn.Exec(ctx, objectStateInit, task, wholeSchemas); err != nil {
+		return fmt.Errorf("record the task's views, routines, types, triggers and rules: %w", err)
+	}
 	return nil
 }
 
@@ -198,7 +228,7 @@ func ensureDDLLog(ctx context.Context, conn *pgx.Conn) error {
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('sluice.ddl_log'))`); err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, ddlObjectsDDL); err != nil {
+	if _, err := tx.Exec(ctx, ddlObjectsDDL+";"+objectCaptureDDL); err != nil {
 		return fmt.Errorf("create %s: %w", DDLLogTable, err)
 	}
 	return tx.Commit(ctx)
@@ -226,6 +256,9 @@ func dropDDLCapture(ctx context.Context, conn *pgx.Conn, task string) error {
 	if _, err := conn.Exec(ctx, `DELETE FROM sluice.ddl_log WHERE task = $1`, task); err != nil {
 		return fmt.Errorf("delete DDL log rows: %w", err)
 	}
+	if _, err := conn.Exec(ctx, `DELETE FROM sluice.object_state WHERE task = $1`, task); err != nil {
+		return fmt.Errorf("delete recorded objects: %w", err)
+	}
 	var others bool
 	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname LIKE 'sluice\_%\_ddl')`).Scan(&others); err != nil {
 		return err
@@ -233,7 +266,12 @@ func dropDDLCapture(ctx context.Context, conn *pgx.Conn, task string) error {
 	if others {
 		return nil
 	}
-	if _, err := conn.Exec(ctx, `DROP TABLE IF EXISTS sluice.ddl_log, sluice.ddl_state; DROP FUNCTION IF EXISTS sluice.table_shape(oid)`); err != nil {
+	if _, err := conn.Exec(ctx, `DROP TABLE IF EXISTS sluice.ddl_log, sluice.ddl_state, sluice.object_state;
+		DROP FUNCTION IF EXISTS sluice.table_shape(oid);
+		DROP FUNCTION IF EXISTS sluice.object_change(text, text[], oid, oid, int, text);
+		DROP FUNCTION IF EXISTS sluice.object_def(oid, oid);
+		DROP FUNCTION IF EXISTS sluice.object_in_scope(text, text[], oid, oid);
+		DROP FUNCTION IF EXISTS sluice.relation_in_scope(text, text[], oid)`); err != nil {
 		return fmt.Errorf("drop DDL log: %w", err)
 	}
 	return nil
@@ -248,12 +286,15 @@ func quoteArrayItems(items []string) []string {
 }
 
 // ddlEvent turns an insert into the log table into an event: the values
-// are the log row's columns, by name.
-func ddlEvent(cols []proto.Column, t proto.Tuple, pos proto.Position) (*proto.DDLEvent, error) {
+// are the log row's columns, by name. A row about another object than a
+// table gives an object event instead (both nil: an object no working
+// copy takes).
+func ddlEvent(cols []proto.Column, t proto.Tuple, pos proto.Position) (*proto.DDLEvent, *proto.ObjectEvent, error) {
 	if t.Len() != len(cols) {
-		return nil, fmt.Errorf("ddl log row has %d columns, its relation %d", t.Len(), len(cols))
+		return nil, nil, fmt.Errorf("ddl log row has %d columns, its relation %d", t.Len(), len(cols))
 	}
 	ev := &proto.DDLEvent{Pos: pos}
+	var object []byte
 	for i, c := range cols {
 		if t.Kinds[i] != proto.KindText {
 			continue
@@ -265,6 +306,8 @@ func ddlEvent(cols []proto.Column, t proto.Tuple, pos proto.Position) (*proto.DD
 			ev.Tag = string(v)
 		case "query":
 			ev.Query = string(v)
+		case "object":
+			object = v
 		case "old_shape":
 			ev.Old = &proto.TableDef{}
 			err = json.Unmarshal(v, ev.Old)
@@ -273,13 +316,17 @@ func ddlEvent(cols []proto.Column, t proto.Tuple, pos proto.Position) (*proto.DD
 			err = json.Unmarshal(v, ev.New)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("DDL log row: column %s: %w", c.Name, err)
+			return nil, nil, fmt.Errorf("DDL log row: column %s: %w", c.Name, err)
 		}
 	}
-	if ev.Old == nil && ev.New == nil {
-		return nil, fmt.Errorf("DDL log row without a shape")
+	if object != nil {
+		obj, err := objectEvent(object, &proto.ObjectEvent{Pos: pos, Tag: ev.Tag, Query: ev.Query})
+		return nil, obj, err
 	}
-	return ev, nil
+	if ev.Old == nil && ev.New == nil {
+		return nil, nil, fmt.Errorf("DDL log row without a shape")
+	}
+	return ev, nil, nil
 }
 
 // PresentTables returns those of tables that exist in the source. With

@@ -180,11 +180,7 @@ func (r *schemaReader) readRoutines(ctx context.Context) error {
 				aggregates = append(aggregates, oid)
 				return nil
 			}
-			k := proto.ObjectFunction
-			if kind == "p" {
-				k = proto.ObjectProcedure
-			}
-			r.objects = append(r.objects, proto.ObjectDef{Kind: k, Schema: schema, Name: name, Signature: sig, DDL: strings.TrimSpace(ddl)})
+			r.objects = append(r.objects, routineDef(kind, schema, name, sig, ddl))
 			return nil
 		})
 	if err != nil || len(aggregates) == 0 {
@@ -193,13 +189,9 @@ func (r *schemaReader) readRoutines(ctx context.Context) error {
 	return r.readAggregates(ctx, aggregates)
 }
 
-// readAggregates builds CREATE AGGREGATE from pg_aggregate (PostgreSQL
-// has no function that prints it).
-func (r *schemaReader) readAggregates(ctx context.Context, oids []uint32) error {
-	return eachCatalogRow(ctx, r.q, `
-		SELECT n.nspname, p.proname, p.oid::regprocedure::text, quote_ident(n.nspname) || '.' || quote_ident(p.proname),
-		       pg_get_function_arguments(p.oid), a.aggkind::text,
-		       concat_ws(', ',
+// aggregateOptionsSQL prints the options of CREATE AGGREGATE for the
+// aggregate a (pg_aggregate) of the routine p (pg_proc).
+const aggregateOptionsSQL = `concat_ws(', ',
 		         'SFUNC = ' || a.aggtransfn::regproc::text,
 		         'STYPE = ' || format_type(a.aggtranstype, NULL),
 		         CASE WHEN a.aggtransspace <> 0 THEN 'SSPACE = ' || a.aggtransspace END,
@@ -221,7 +213,34 @@ func (r *schemaReader) readAggregates(ctx context.Context, oids []uint32) error 
 		              ELSE 'OPERATOR(' || quote_ident(on_.nspname) || '.' || o.oprname || ')' END
 		              FROM pg_operator o JOIN pg_namespace on_ ON on_.oid = o.oprnamespace WHERE o.oid = a.aggsortop) END,
 		         CASE WHEN a.aggkind = 'h' THEN 'HYPOTHETICAL' END,
-		         CASE p.proparallel WHEN 's' THEN 'PARALLEL = SAFE' WHEN 'r' THEN 'PARALLEL = RESTRICTED' END)
+		         CASE p.proparallel WHEN 's' THEN 'PARALLEL = SAFE' WHEN 'r' THEN 'PARALLEL = RESTRICTED' END)`
+
+// routineDef is a function or procedure (prokind f, p, w) as
+// pg_get_functiondef prints it.
+func routineDef(kind, schema, name, sig, ddl string) proto.ObjectDef {
+	k := proto.ObjectFunction
+	if kind == "p" {
+		k = proto.ObjectProcedure
+	}
+	return proto.ObjectDef{Kind: k, Schema: schema, Name: name, Signature: sig, DDL: strings.TrimSpace(ddl)}
+}
+
+// aggregateDef builds CREATE AGGREGATE: ident is the aggregate's
+// qualified name, args its arguments, body aggregateOptionsSQL's output.
+func aggregateDef(schema, name, sig, ident, args, body string) proto.ObjectDef {
+	if args == "" {
+		args = "*"
+	}
+	ddl := fmt.Sprintf("CREATE OR REPLACE AGGREGATE %s (%s) (%s)", ident, args, body)
+	return proto.ObjectDef{Kind: proto.ObjectAggregate, Schema: schema, Name: name, Signature: sig, DDL: ddl}
+}
+
+// readAggregates builds CREATE AGGREGATE from pg_aggregate (PostgreSQL
+// has no function that prints it).
+func (r *schemaReader) readAggregates(ctx context.Context, oids []uint32) error {
+	return eachCatalogRow(ctx, r.q, `
+		SELECT n.nspname, p.proname, p.oid::regprocedure::text, quote_ident(n.nspname) || '.' || quote_ident(p.proname),
+		       pg_get_function_arguments(p.oid), a.aggkind::text, `+aggregateOptionsSQL+`
 		FROM pg_aggregate a JOIN pg_proc p ON p.oid = a.aggfnoid JOIN pg_namespace n ON n.oid = p.pronamespace
 		WHERE p.oid = ANY($1::oid[])
 		ORDER BY n.nspname, p.proname, p.oid`, []any{oids},
@@ -230,25 +249,14 @@ func (r *schemaReader) readAggregates(ctx context.Context, oids []uint32) error 
 			if err := rows.Scan(&schema, &name, &sig, &ident, &args, &kind, &body); err != nil {
 				return err
 			}
-			if args == "" {
-				args = "*"
-			}
-			ddl := fmt.Sprintf("CREATE OR REPLACE AGGREGATE %s (%s) (%s)", ident, args, body)
-			r.objects = append(r.objects, proto.ObjectDef{Kind: proto.ObjectAggregate, Schema: schema, Name: name, Signature: sig, DDL: ddl})
+			r.objects = append(r.objects, aggregateDef(schema, name, sig, ident, args, body))
 			return nil
 		})
 }
 
-// readOperators builds CREATE OPERATOR for the operators of the whole
-// selected schemas. It has no OR REPLACE: apply checks first (Signature
-// is the operator's regoperator text).
-func (r *schemaReader) readOperators(ctx context.Context) error {
-	if len(r.wholeSchemas) == 0 {
-		return nil
-	}
-	return eachCatalogRow(ctx, r.q, `
-		SELECT n.nspname, o.oprname, o.oid::regoperator::text,
-		       'CREATE OPERATOR ' || quote_ident(n.nspname) || '.' || o.oprname || ' (' || concat_ws(', ',
+// operatorDDLSQL prints CREATE OPERATOR for the operator o (pg_operator)
+// in the schema n.
+const operatorDDLSQL = `'CREATE OPERATOR ' || quote_ident(n.nspname) || '.' || o.oprname || ' (' || concat_ws(', ',
 		         'FUNCTION = ' || o.oprcode::regproc::text,
 		         CASE WHEN o.oprleft <> 0 THEN 'LEFTARG = ' || format_type(o.oprleft, NULL) END,
 		         CASE WHEN o.oprright <> 0 THEN 'RIGHTARG = ' || format_type(o.oprright, NULL) END,
@@ -259,7 +267,18 @@ func (r *schemaReader) readOperators(ctx context.Context) error {
 		         CASE WHEN o.oprrest <> 0 THEN 'RESTRICT = ' || o.oprrest::regproc::text END,
 		         CASE WHEN o.oprjoin <> 0 THEN 'JOIN = ' || o.oprjoin::regproc::text END,
 		         CASE WHEN o.oprcanhash THEN 'HASHES' END,
-		         CASE WHEN o.oprcanmerge THEN 'MERGES' END) || ')'
+		         CASE WHEN o.oprcanmerge THEN 'MERGES' END) || ')'`
+
+// readOperators builds CREATE OPERATOR for the operators of the whole
+// selected schemas. It has no OR REPLACE: apply checks first (Signature
+// is the operator's regoperator text).
+func (r *schemaReader) readOperators(ctx context.Context) error {
+	if len(r.wholeSchemas) == 0 {
+		return nil
+	}
+	return eachCatalogRow(ctx, r.q, `
+		SELECT n.nspname, o.oprname, o.oid::regoperator::text,
+		       `+operatorDDLSQL+`
 		FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace
 		WHERE n.nspname = ANY($1::text[]) AND o.oprcode <> 0 AND `+notExtensionMember("pg_operator", "o.oid")+`
 		ORDER BY n.nspname, o.oprname, o.oid`, []any{r.wholeSchemas},
@@ -307,17 +326,7 @@ func (r *schemaReader) readViews(ctx context.Context) error {
 			if err := rows.Scan(&oid, &schema, &name, &kind, &opts, &query, &deps, &indexes); err != nil {
 				return err
 			}
-			ident := pgx.Identifier{schema, name}.Sanitize()
-			query = strings.TrimSuffix(strings.TrimSpace(query), ";")
-			v := &view{def: proto.ObjectDef{Kind: proto.ObjectView, Schema: schema, Name: name,
-				DDL: "CREATE OR REPLACE VIEW " + ident + opts + " AS\n" + query}, deps: deps}
-			if kind == "m" {
-				v.def.Kind = proto.ObjectMaterializedView
-				v.def.DDL = "CREATE MATERIALIZED VIEW IF NOT EXISTS " + ident + opts + " AS\n" + query + "\nWITH DATA"
-				for _, ix := range indexes {
-					v.def.After = append(v.def.After, addIfNotExists(ix))
-				}
-			}
+			v := &view{def: viewDef(schema, name, kind, opts, query, indexes), deps: deps}
 			views[oid] = v
 			order = append(order, oid)
 			r.viewOIDs = append(r.viewOIDs, oid)
@@ -349,6 +358,24 @@ func (r *schemaReader) readViews(ctx context.Context) error {
 	return nil
 }
 
+// viewDef is a view (relkind v) or materialized view (m) with its
+// options (reloptions as a WITH clause), query (pg_get_viewdef) and, for
+// a materialized view, indexes (pg_get_indexdef).
+func viewDef(schema, name, kind, opts, query string, indexes []string) proto.ObjectDef {
+	ident := pgx.Identifier{schema, name}.Sanitize()
+	query = strings.TrimSuffix(strings.TrimSpace(query), ";")
+	if kind != "m" {
+		return proto.ObjectDef{Kind: proto.ObjectView, Schema: schema, Name: name,
+			DDL: "CREATE OR REPLACE VIEW " + ident + opts + " AS\n" + query}
+	}
+	d := proto.ObjectDef{Kind: proto.ObjectMaterializedView, Schema: schema, Name: name,
+		DDL: "CREATE MATERIALIZED VIEW IF NOT EXISTS " + ident + opts + " AS\n" + query + "\nWITH DATA"}
+	for _, ix := range indexes {
+		d.After = append(d.After, addIfNotExists(ix))
+	}
+	return d
+}
+
 // addIfNotExists makes pg_get_indexdef's CREATE [UNIQUE] INDEX safe to
 // run again.
 func addIfNotExists(indexDef string) string {
@@ -375,6 +402,40 @@ func firingSQL(kind string, table proto.TableID, name string, state proto.Char) 
 	return "ALTER TABLE " + pgx.Identifier{table.Schema, table.Name}.Sanitize() + " " + proto.FiringAction(state) + " " + kind + " " + pgx.Identifier{name}.Sanitize()
 }
 
+// triggerDef is a trigger as pg_get_triggerdef prints it (made CREATE OR
+// REPLACE, which constraint triggers do not take), with its firing state
+// (tgenabled).
+func triggerDef(schema, table, name, enabled, ddl string, constraint bool) proto.ObjectDef {
+	on := proto.TableID{Schema: schema, Name: table}
+	if !constraint {
+		ddl = strings.Replace(ddl, "CREATE TRIGGER ", "CREATE OR REPLACE TRIGGER ", 1)
+	}
+	d := proto.ObjectDef{Kind: proto.ObjectTrigger, Schema: schema, Name: name, Table: &on, DDL: ddl, Enabled: firstChar(enabled)}
+	if f := firingSQL("TRIGGER", on, name, d.Enabled); f != "" {
+		d.After = []string{f}
+	}
+	return d
+}
+
+// ruleDef is a rule as pg_get_ruledef prints it, with its firing state
+// (ev_enabled).
+func ruleDef(schema, table, name, enabled, ddl string) proto.ObjectDef {
+	on := proto.TableID{Schema: schema, Name: table}
+	ddl = strings.TrimSuffix(strings.Replace(ddl, "CREATE RULE ", "CREATE OR REPLACE RULE ", 1), ";")
+	d := proto.ObjectDef{Kind: proto.ObjectRule, Schema: schema, Name: name, Table: &on, DDL: ddl, Enabled: firstChar(enabled)}
+	if f := firingSQL("RULE", on, name, d.Enabled); f != "" {
+		d.After = []string{f}
+	}
+	return d
+}
+
+func firstChar(s string) proto.Char {
+	if s == "" {
+		return 0
+	}
+	return proto.Char(s[0])
+}
+
 // readTriggers reads the user triggers of the selected tables and views
 // (not those of foreign keys, nor partitions' clones of their parent's).
 func (r *schemaReader) readTriggers(ctx context.Context) error {
@@ -393,15 +454,7 @@ func (r *schemaReader) readTriggers(ctx context.Context) error {
 			if err := rows.Scan(&schema, &table, &name, &enabled, &ddl, &constraint); err != nil {
 				return err
 			}
-			on := proto.TableID{Schema: schema, Name: table}
-			if !constraint {
-				ddl = strings.Replace(ddl, "CREATE TRIGGER ", "CREATE OR REPLACE TRIGGER ", 1)
-			}
-			d := proto.ObjectDef{Kind: proto.ObjectTrigger, Schema: schema, Name: name, Table: &on, DDL: ddl, Enabled: proto.Char(enabled[0])}
-			if f := firingSQL("TRIGGER", on, name, d.Enabled); f != "" {
-				d.After = []string{f}
-			}
-			r.objects = append(r.objects, d)
+			r.objects = append(r.objects, triggerDef(schema, table, name, enabled, ddl, constraint))
 			return nil
 		})
 }
@@ -420,13 +473,7 @@ func (r *schemaReader) readRules(ctx context.Context) error {
 			if err := rows.Scan(&schema, &table, &name, &enabled, &ddl); err != nil {
 				return err
 			}
-			on := proto.TableID{Schema: schema, Name: table}
-			ddl = strings.TrimSuffix(strings.Replace(ddl, "CREATE RULE ", "CREATE OR REPLACE RULE ", 1), ";")
-			d := proto.ObjectDef{Kind: proto.ObjectRule, Schema: schema, Name: name, Table: &on, DDL: ddl, Enabled: proto.Char(enabled[0])}
-			if f := firingSQL("RULE", on, name, d.Enabled); f != "" {
-				d.After = []string{f}
-			}
-			r.objects = append(r.objects, d)
+			r.objects = append(r.objects, ruleDef(schema, table, name, enabled, ddl))
 			return nil
 		})
 }
@@ -439,6 +486,18 @@ var commentTargets = map[string]string{
 	"aggregate": "AGGREGATE", "operator": "OPERATOR", "type": "TYPE", "domain": "DOMAIN",
 	"schema": "SCHEMA", "table constraint": "CONSTRAINT", "trigger": "TRIGGER", "rule": "RULE",
 	"domain constraint": "CONSTRAINT",
+}
+
+// commentDef is COMMENT ON an object pg_identify_object names (typ,
+// identity); comment is a literal, or NULL to remove it. ok is false for
+// kinds a working copy does not take.
+func commentDef(typ, identity, comment string) (proto.ObjectDef, bool) {
+	target, ok := commentTargets[typ]
+	if !ok {
+		return proto.ObjectDef{}, false
+	}
+	return proto.ObjectDef{Kind: proto.ObjectComment, Name: identity,
+		DDL: "COMMENT ON " + target + " " + identity + " IS " + comment}, true
 }
 
 // readComments reads the comments on everything the schema creates.
@@ -495,12 +554,9 @@ func (r *schemaReader) readComments(ctx context.Context) error {
 			if cols, ok := synced[oid]; ok && sub > 0 && !cols[sub] {
 				return nil // a column the task leaves out
 			}
-			target, ok := commentTargets[typ]
-			if !ok {
-				return nil
+			if d, ok := commentDef(typ, identity, comment); ok {
+				out = append(out, d)
 			}
-			out = append(out, proto.ObjectDef{Kind: proto.ObjectComment, Name: identity,
-				DDL: "COMMENT ON " + target + " " + identity + " IS " + comment})
 			return nil
 		})
 	if err != nil {

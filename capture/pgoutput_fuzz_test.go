@@ -135,7 +135,7 @@ func (s *fuzzSession) handle(t *testing.T, data []byte) error {
 				return fmt.Errorf("change outside a transaction")
 			}
 			s.idx++
-			_, err := ddlEvent(rel.columns, m.new, proto.Position{LSN: s.begin.finalLSN, Idx: s.idx})
+			_, _, err := ddlEvent(rel.columns, m.new, proto.Position{LSN: s.begin.finalLSN, Idx: s.idx})
 			return err
 		}
 		return s.addRow(t, rel, proto.Row{Op: m.op, New: m.new, Old: m.old})

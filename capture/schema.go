@@ -814,7 +814,42 @@ func (r *schemaReader) enumDDL(ctx context.Context, ti *typeInfo) (string, error
 	if err != nil {
 		return "", err
 	}
-	return "CREATE TYPE " + typeIdent(ti) + " AS ENUM (" + strings.Join(labels, ", ") + ")", nil
+	return enumTypeDDL(typeIdent(ti), labels), nil
+}
+
+// enumTypeDDL creates an enum type; labels are literals.
+func enumTypeDDL(ident string, labels []string) string {
+	return "CREATE TYPE " + ident + " AS ENUM (" + strings.Join(labels, ", ") + ")"
+}
+
+// compositeTypeDDL creates a composite type of attrs ("name type [COLLATE c]").
+func compositeTypeDDL(ident string, attrs []string) string {
+	return "CREATE TYPE " + ident + " AS (" + strings.Join(attrs, ", ") + ")"
+}
+
+// domainTypeDDL creates a domain: checks are its validated CHECK
+// constraints ("name CHECK (...)"), later the others, which CREATE DOMAIN
+// cannot take NOT VALID: they follow as ALTER DOMAIN in the same
+// (multi-statement, so atomic) DDL.
+func domainTypeDDL(ident, base, coll, def string, notNull bool, checks, later []string) string {
+	ddl := "CREATE DOMAIN " + ident + " AS " + base
+	if coll != "" {
+		ddl += " COLLATE " + coll
+	}
+	if def != "" {
+		ddl += " DEFAULT " + def
+	}
+	if notNull {
+		ddl += " NOT NULL"
+	}
+	for _, c := range checks {
+		ddl += " CONSTRAINT " + c
+	}
+	stmts := []string{ddl}
+	for _, c := range later {
+		stmts = append(stmts, "ALTER DOMAIN "+ident+" ADD CONSTRAINT "+c)
+	}
+	return strings.Join(stmts, "; ")
 }
 
 func (r *schemaReader) domainDDL(ctx context.Context, ti *typeInfo) (string, error) {
@@ -828,19 +863,7 @@ func (r *schemaReader) domainDDL(ctx context.Context, ti *typeInfo) (string, err
 	if err != nil {
 		return "", err
 	}
-	ddl := "CREATE DOMAIN " + typeIdent(ti) + " AS " + base
-	if coll != "" {
-		ddl += " COLLATE " + coll
-	}
-	if def != "" {
-		ddl += " DEFAULT " + def
-	}
-	if notNull {
-		ddl += " NOT NULL"
-	}
-	// CREATE DOMAIN cannot take NOT VALID: such checks follow as ALTER
-	// DOMAIN in the same (multi-statement, so atomic) DDL.
-	var later []string
+	var checks, later []string
 	err = eachCatalogRow(ctx, r.q, `
 		SELECT conname, pg_get_constraintdef(oid), convalidated FROM pg_constraint
 		WHERE contypid = $1 AND contype = 'c' ORDER BY conname`, []any{ti.oid},
@@ -851,16 +874,16 @@ func (r *schemaReader) domainDDL(ctx context.Context, ti *typeInfo) (string, err
 				return err
 			}
 			if validated {
-				ddl += " CONSTRAINT " + quoteIdentName(name) + " " + cdef
+				checks = append(checks, quoteIdentName(name)+" "+cdef)
 			} else {
-				later = append(later, "ALTER DOMAIN "+typeIdent(ti)+" ADD CONSTRAINT "+quoteIdentName(name)+" "+cdef)
+				later = append(later, quoteIdentName(name)+" "+cdef)
 			}
 			return nil
 		})
 	if err != nil {
 		return "", err
 	}
-	return strings.Join(append([]string{ddl}, later...), "; "), nil
+	return domainTypeDDL(typeIdent(ti), base, coll, def, notNull, checks, later), nil
 }
 
 func (r *schemaReader) compositeDDL(ctx context.Context, ti *typeInfo) (string, error) {
@@ -887,7 +910,7 @@ func (r *schemaReader) compositeDDL(ctx context.Context, ti *typeInfo) (string, 
 	if err != nil {
 		return "", err
 	}
-	return "CREATE TYPE " + typeIdent(ti) + " AS (" + strings.Join(attrs, ", ") + ")", nil
+	return compositeTypeDDL(typeIdent(ti), attrs), nil
 }
 
 func (r *schemaReader) rangeDDL(ctx context.Context, ti *typeInfo) (string, error) {

@@ -57,6 +57,7 @@ func (u *applyUnit) attempt(ctx context.Context) error {
 	wcfg.Task, wcfg.Group, wcfg.JetStream, wcfg.Sink, wcfg.Epoch, wcfg.Logger = u.task, u.group, u.js, sink, u.epoch, u.logger
 	wcfg.Names = task.Spec.Names()
 	wcfg.DDLOps = task.Spec.Sync.DDLOps()
+	wcfg.Groups = u.cfg.Groups
 	wcfg.Stats = &apply.WorkerStats{}
 	u.live.setWorker(u.group, wcfg.Stats)
 	// The task's incremental throttle, shared with its groups here.
@@ -129,19 +130,27 @@ type tableGate struct {
 	task  string
 	at    time.Time
 	hold  []string // source names, as TableID.String
+	// objects: changes to objects beside tables wait until schema sync
+	// has created those the snapshot saw (after the load), or it would
+	// put an older definition back over a newer one.
+	objects bool
 }
 
 func (g *tableGate) refresh() {
 	g.at = time.Now()
-	g.hold = nil
+	g.hold, g.objects = nil, false
 	if t, ok := g.store.Task(g.task); ok {
 		g.hold = t.AddingNotCopied()
+		g.objects = !t.PostDataDone
 	}
 }
 
 func (g *tableGate) held(t proto.TableID) bool {
 	if time.Since(g.at) > 200*time.Millisecond {
 		g.refresh()
+	}
+	if t == proto.ObjectsTable {
+		return g.objects
 	}
 	return slices.Contains(g.hold, t.String())
 }

@@ -194,10 +194,15 @@ func AppendDDLBatch(buf []byte, t TableID, ev *DDLEvent) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return appendDDLBody(buf, t, body), nil
+}
+
+// appendDDLBody encodes a batch of t whose DDL field is body.
+func appendDDLBody(buf []byte, t TableID, body []byte) []byte {
 	buf = appendString(buf, fBatchSchema, t.Schema)
 	buf = appendString(buf, fBatchTable, t.Name)
 	buf = protowire.AppendTag(buf, fBatchDDL, protowire.BytesType)
-	return protowire.AppendBytes(buf, body), nil
+	return protowire.AppendBytes(buf, body)
 }
 
 // SplitBatch cuts an encoded batch into messages of at most about max

@@ -101,13 +101,18 @@ const (
 	// attached), or gone from it (dropped or detached).
 	DDLAttachPartition = "attach_partition"
 	DDLDetachPartition = "detach_partition"
+	// An object of a working copy beside tables (a view, function,
+	// trigger, rule, type, comment: ObjectEvent) created, replaced or
+	// renamed, or dropped.
+	DDLCreateObject = "create_object"
+	DDLDropObject   = "drop_object"
 )
 
 // DDLOperations lists every DDL operation, in the order they are applied.
 var DDLOperations = []string{
 	DDLCreateTable, DDLDropTable, DDLRenameTable, DDLDropIndex, DDLDropConstraint,
 	DDLDropColumn, DDLRenameColumn, DDLAddColumn, DDLAlterColumn, DDLAddConstraint, DDLCreateIndex,
-	DDLDetachPartition, DDLAttachPartition,
+	DDLDetachPartition, DDLAttachPartition, DDLDropObject, DDLCreateObject,
 }
 
 // DDLOpSet is a set of DDL operations; nil holds all of them.

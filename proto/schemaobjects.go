@@ -20,13 +20,16 @@ const (
 	ObjectTrigger          ObjectKind = "trigger"
 	ObjectRule             ObjectKind = "rule"
 	ObjectComment          ObjectKind = "comment"
+	// ObjectType is an enum, domain or composite type created while the
+	// task runs (ObjectEvent); schema sync has its own TypeDef for them.
+	ObjectType ObjectKind = "type"
 )
 
 // PreData: the kind is created before the tables (routines), else after
 // the full load.
 func (k ObjectKind) PreData() bool {
 	switch k {
-	case ObjectFunction, ObjectProcedure, ObjectAggregate, ObjectOperator:
+	case ObjectFunction, ObjectProcedure, ObjectAggregate, ObjectOperator, ObjectType:
 		return true
 	}
 	return false

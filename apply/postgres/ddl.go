@@ -126,31 +126,43 @@ func (s *Sink) ddlTx(ctx context.Context, task string, epoch uint64, ev *proto.D
 	}
 }
 
-func (s *Sink) ddlTxOnce(ctx context.Context, task string, epoch uint64, ev *proto.DDLEvent, table proto.TableID, positions []shardPosition, fn func(context.Context, pgx.Tx) ([]string, error)) (done []string, skipped bool, err error) {
+// beginDDL starts the transaction of a schema change at lsn; end
+// rolls it back unless it was committed, and releases its session.
+func (s *Sink) beginDDL(ctx context.Context, lsn proto.LSN) (tx pgx.Tx, end func(), err error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return nil, false, err
+		return nil, nil, err
 	}
-	defer conn.Release()
+	unbind := func() {}
 	if s.tw != nil {
 		// Two-way: the change's writes (a table rewrite) must not come
 		// back from the other side either.
-		unbind, err := s.bindOrigin(ctx, conn)
-		if err != nil {
-			return nil, false, err
+		if unbind, err = s.bindOrigin(ctx, conn); err != nil {
+			conn.Release()
+			return nil, nil, err
 		}
-		defer unbind()
 	}
-	tx, err := conn.Begin(ctx)
+	end = func() { unbind(); conn.Release() }
+	if tx, err = conn.Begin(ctx); err != nil {
+		end()
+		return nil, nil, err
+	}
+	end = func() { tx.Rollback(context.Background()); unbind(); conn.Release() } //nolint:errcheck // after a commit there is nothing to roll back
+	if s.tw != nil {
+		if err := xactOrigin(ctx, tx, lsn, 0); err != nil {
+			end()
+			return nil, nil, err
+		}
+	}
+	return tx, end, nil
+}
+
+func (s *Sink) ddlTxOnce(ctx context.Context, task string, epoch uint64, ev *proto.DDLEvent, table proto.TableID, positions []shardPosition, fn func(context.Context, pgx.Tx) ([]string, error)) (done []string, skipped bool, err error) {
+	tx, end, err := s.beginDDL(ctx, ev.Pos.LSN)
 	if err != nil {
 		return nil, false, err
 	}
-	defer tx.Rollback(context.Background())
-	if s.tw != nil {
-		if err := xactOrigin(ctx, tx, ev.Pos.LSN, 0); err != nil {
-			return nil, false, err
-		}
-	}
+	defer end()
 	if err := s.lockOffsets(ctx, tx, task, epoch, positions); err != nil {
 		return nil, false, err
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/sluicedb/sluice/proto"
 )
@@ -96,7 +97,7 @@ func createObjects(ctx context.Context, conn *pgx.Conn, objs []proto.ObjectDef, 
 	for {
 		var next []*proto.ObjectDef
 		for _, obj := range todo {
-			err := createObject(ctx, conn, obj, o)
+			err := createObject(ctx, conn, obj, o, false)
 			switch {
 			case err == nil:
 				delete(failed, obj)
@@ -129,10 +130,17 @@ func createObjects(ctx context.Context, conn *pgx.Conn, objs []proto.ObjectDef, 
 	}
 }
 
+// execQuerier is a session or a transaction.
+type execQuerier interface {
+	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+	QueryRow(context.Context, string, ...any) pgx.Row
+}
+
 // createObject creates one object unless it is there, then runs what
-// completes it.
-func createObject(ctx context.Context, conn *pgx.Conn, obj *proto.ObjectDef, o *SchemaOptions) error {
-	exists, err := objectExists(ctx, conn, obj)
+// completes it. replace: a routine that is there is replaced (DDL sync:
+// its definition changed).
+func createObject(ctx context.Context, conn execQuerier, obj *proto.ObjectDef, o *SchemaOptions, replace bool) error {
+	exists, err := objectExists(ctx, conn, obj, replace)
 	if err != nil {
 		return err
 	}
@@ -174,12 +182,18 @@ func createObject(ctx context.Context, conn *pgx.Conn, obj *proto.ObjectDef, o *
 	return nil
 }
 
-// objectExists checks first for the kinds whose DDL cannot be run again.
-func objectExists(ctx context.Context, conn *pgx.Conn, obj *proto.ObjectDef) (bool, error) {
+// objectExists checks first for the kinds whose DDL cannot be run again
+// (and routines, unless replace).
+func objectExists(ctx context.Context, conn execQuerier, obj *proto.ObjectDef, replace bool) (bool, error) {
 	var sql string
 	var args []any
 	switch obj.Kind {
+	case proto.ObjectType:
+		sql, args = `SELECT to_regtype($1) IS NOT NULL`, []any{ddlTableIdent(proto.TableID{Schema: obj.Schema, Name: obj.Name})}
 	case proto.ObjectFunction, proto.ObjectProcedure, proto.ObjectAggregate:
+		if replace {
+			return false, nil
+		}
 		// Replacing a routine that exists would be harmless but slow for
 		// thousands of them, and the phase after the load tries every
 		// routine again.

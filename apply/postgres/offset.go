@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS sluice.copy_chunks (
 	copied_at   timestamptz NOT NULL DEFAULT now(),
 	PRIMARY KEY (task, schema_name, table_name, chunk)
 );
-` + conflictsDDL + ";" + heldDDL
+` + conflictsDDL + ";" + heldDDL + objectBarrierDDL
 
 // offsetUpsert stores positions unless a newer epoch already wrote them.
 // A position never moves back: a batch replayed after a crash can end
@@ -131,7 +131,7 @@ func (s *Sink) Offsets(ctx context.Context, task string) (map[string]proto.Posit
 // its rows: they are the history users look back on.
 func (s *Sink) ResetOffsets(ctx context.Context, task string) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		for _, table := range []string{"apply_offsets", "copy_tables", "copy_chunks"} {
+		for _, table := range []string{"apply_offsets", "copy_tables", "copy_chunks", "object_barrier"} {
 			if _, err := tx.Exec(ctx, "DELETE FROM sluice."+table+" WHERE task = $1", task); err != nil {
 				return err
 			}
