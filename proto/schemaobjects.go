@@ -64,6 +64,8 @@ type ObjectDef struct {
 func (o *ObjectDef) Ident() string {
 	name := o.Signature
 	switch {
+	case o.Kind == ObjectComment:
+		name = "on " + o.Name
 	case o.Table != nil:
 		name = quoteIfNeeded(o.Name) + " on " + o.Table.String()
 	case name == "":

@@ -155,6 +155,21 @@ func (s *Sink) applyObjectEvent(ctx context.Context, tx pgx.Tx, task string, ev 
 			done = append(done, stmt)
 		}
 	}
+	if obj.Schema != "" {
+		// A trigger's function may live in a schema the task does not
+		// take whole.
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)`, obj.Schema).Scan(&exists); err != nil {
+			return nil, err
+		}
+		if !exists {
+			stmt := "CREATE SCHEMA IF NOT EXISTS " + quoteDDLIdent(obj.Schema)
+			if _, err := tx.Exec(ctx, stmt); err != nil {
+				return nil, err
+			}
+			done = append(done, stmt)
+		}
+	}
 	o := s.schemaOptions()
 	o.Task = task
 	err := s.savepoint(ctx, tx, func(tx pgx.Tx) error { return createObject(ctx, tx, obj, o, true) })
@@ -168,7 +183,7 @@ func (s *Sink) applyObjectEvent(ctx context.Context, tx pgx.Tx, task string, ev 
 	default:
 		return nil, err
 	}
-	return append(done, obj.DDL), nil
+	return append(append(done, obj.DDL), obj.After...), nil
 }
 
 // tolerant runs stmt in a savepoint, taking the errors of codes as

@@ -147,4 +147,12 @@ CREATE TABLE IF NOT EXISTS sluice.held_objects (
 	restore   text NOT NULL,
 	PRIMARY KEY (task, table_oid, kind, name)
 ) WITH (appendonly=false);
+
+CREATE TABLE IF NOT EXISTS sluice.object_barrier (
+	task text   NOT NULL,
+	grp  int    NOT NULL,
+	lsn  pg_lsn NOT NULL,
+	idx  bigint NOT NULL,
+	PRIMARY KEY (task, grp)
+) WITH (appendonly=false);
 ;
