@@ -114,6 +114,12 @@ objects: [{ schema: shop, refresh: interval, refresh_interval: 1s }]
 		ALTER TABLE shop.payment DETACH PARTITION shop.payment_p2022_05;
 		DROP TABLE shop.payment_p2022_04;
 		UPDATE shop.payment SET amount = amount + 1 WHERE payment_date < '2022-01-03'`)
+	// Objects change too (DDL sync): a trigger created now is held like
+	// those schema sync made, a view replaced, a comment changed.
+	testenv.MustExec(t, srcConn, `CREATE TRIGGER rental_touch BEFORE UPDATE ON shop.rental FOR EACH ROW EXECUTE FUNCTION shop.last_updated();
+		CREATE OR REPLACE VIEW shop.active_customers AS SELECT * FROM shop.customer_list WHERE notes = 'active' OR notes IS NULL;
+		COMMENT ON TABLE shop.film IS 'the films';
+		UPDATE shop.rental SET return_date = now() WHERE rental_id % 7 = 0`)
 	testenv.CheckFor(t, 2*time.Minute, 250*time.Millisecond, func() error {
 		return testenv.CompareTables(ctx, srcConn, dstConn, workingCopyTables)
 	})
