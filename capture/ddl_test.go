@@ -7,9 +7,46 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/sluicedb/sluice/internal/testenv"
 	"github.com/sluicedb/sluice/proto"
 )
+
+// runWithDDLCapture installs the DDL capture for tables (the schema
+// public taken whole), twice (the second changes nothing), and runs the
+// capture with onDDL from a slot made after it; stop ends the capture.
+func (f *captureFixture) runWithDDLCapture(t *testing.T, conn *pgx.Conn, tables []proto.TableID, onDDL func(context.Context, *proto.DDLEvent) error) (stop func()) {
+	t.Helper()
+	ctx := context.Background()
+	if err := PrepareSource(ctx, conn, f.task, tables, nil, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := InstallDDLCapture(ctx, conn, f.task, tables, []string{"public"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The fixture's slot predates the trigger's publication: start anew.
+	if err := DropSlot(ctx, conn, f.task); err != nil {
+		t.Fatal(err)
+	}
+	f.snap.Close()
+	var err error
+	if f.snap, err = CreateSlot(ctx, f.pg.DSN("postgres"), f.task); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(Config{Task: f.task, SourceDSN: f.pg.DSN("postgres"), JetStream: f.js, HeartbeatInterval: 200 * time.Millisecond, OnDDL: onDDL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	rconn := f.snap.Conn
+	f.snap.Conn = nil
+	go func() { done <- c.Run(cctx, f.snap.LSN, rconn) }()
+	return func() { cancel(); <-done }
+}
 
 // The DDL capture: schema changes arrive on their table's subject between
 // the rows written before and after them, with the shapes before and
@@ -21,43 +58,15 @@ func TestDDLCapture(t *testing.T) {
 	items := proto.TableID{Schema: "public", Name: "items"}
 	f := newCaptureFixture(t, `CREATE TABLE items (id int PRIMARY KEY, v text)`)
 	conn := testenv.Conn(t, f.pg.DSN("postgres"))
-	if err := PrepareSource(ctx, conn, f.task, []proto.TableID{items}, nil, nil, true); err != nil {
-		t.Fatal(err)
-	}
-	if err := InstallDDLCapture(ctx, conn, f.task, []proto.TableID{items}, []string{"public"}); err != nil {
-		t.Fatal(err)
-	}
-	// Installing twice changes nothing.
-	if err := InstallDDLCapture(ctx, conn, f.task, []proto.TableID{items}, []string{"public"}); err != nil {
-		t.Fatal(err)
-	}
-	// The fixture's slot predates the trigger's publication: start anew.
-	if err := DropSlot(ctx, conn, f.task); err != nil {
-		t.Fatal(err)
-	}
-	f.snap.Close()
-	var err error
-	if f.snap, err = CreateSlot(ctx, f.pg.DSN("postgres"), f.task); err != nil {
-		t.Fatal(err)
-	}
 	var mu sync.Mutex
 	var seen []*proto.DDLEvent
-	c, err := New(Config{Task: f.task, SourceDSN: f.pg.DSN("postgres"), JetStream: f.js, HeartbeatInterval: 200 * time.Millisecond,
-		OnDDL: func(_ context.Context, ev *proto.DDLEvent) error {
-			mu.Lock()
-			seen = append(seen, ev)
-			mu.Unlock()
-			return nil
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	rconn := f.snap.Conn
-	f.snap.Conn = nil
-	go func() { done <- c.Run(cctx, f.snap.LSN, rconn) }()
-	defer func() { cancel(); <-done }()
+	stop := f.runWithDDLCapture(t, conn, []proto.TableID{items}, func(_ context.Context, ev *proto.DDLEvent) error {
+		mu.Lock()
+		seen = append(seen, ev)
+		mu.Unlock()
+		return nil
+	})
+	defer stop()
 
 	testenv.MustExec(t, conn, `BEGIN;
 		INSERT INTO items VALUES (1, 'a');

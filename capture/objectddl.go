@@ -183,31 +183,31 @@ var (
 // loggedObject is the object column of a DDL log row: one change that
 // sluice.object_change returned (or the trigger's drop branch wrote).
 type loggedObject struct {
-	Class     string               `json:"class"`
-	Kind      string               `json:"kind"`
-	Schema    string               `json:"schema"`
-	Name      string               `json:"name"`
-	Signature string               `json:"signature"`
-	DDL       string               `json:"ddl"`
-	Ident     string               `json:"ident"`
-	Args      string               `json:"args"`
-	Body      string               `json:"body"`
-	Opts      string               `json:"opts"`
-	Query     string               `json:"query"`
-	Indexes   []string             `json:"indexes"`
-	Table     string               `json:"table"`
-	Enabled   string               `json:"enabled"`
-	Trigger   bool                 `json:"constraint"`
-	Labels    []string             `json:"labels"`
-	Attrs     []string             `json:"attributes"`
-	Base      string               `json:"base"`
-	Collation string               `json:"collation"`
-	Default   string               `json:"default"`
-	NotNull   bool                 `json:"not_null"`
-	Checks    []domainCheck        `json:"checks"`
-	Comment   *loggedComment       `json:"comment"`
-	Renamed   *proto.ObjectAddress `json:"renamed"`
-	Dropped   *proto.ObjectAddress `json:"dropped"`
+	Class      string               `json:"class"`
+	Kind       string               `json:"kind"`
+	Schema     string               `json:"schema"`
+	Name       string               `json:"name"`
+	Signature  string               `json:"signature"`
+	DDL        string               `json:"ddl"`
+	Ident      string               `json:"ident"`
+	Args       string               `json:"args"`
+	Body       string               `json:"body"`
+	Opts       string               `json:"opts"`
+	Query      string               `json:"query"`
+	Indexes    []string             `json:"indexes"`
+	Table      string               `json:"table"`
+	Enabled    string               `json:"enabled"`
+	Constraint bool                 `json:"constraint"`
+	Labels     []string             `json:"labels"`
+	Attrs      []string             `json:"attributes"`
+	Base       string               `json:"base"`
+	Collation  string               `json:"collation"`
+	Default    string               `json:"default"`
+	NotNull    bool                 `json:"not_null"`
+	Checks     []domainCheck        `json:"checks"`
+	Comment    *loggedComment       `json:"comment"`
+	Renamed    *proto.ObjectAddress `json:"renamed"`
+	Dropped    *proto.ObjectAddress `json:"dropped"`
 }
 
 type loggedComment struct {
@@ -252,7 +252,7 @@ func (o *loggedObject) def() (proto.ObjectDef, bool, error) {
 	case "view":
 		return viewDef(o.Schema, o.Name, o.Kind, o.Opts, o.Query, o.Indexes), true, nil
 	case "trigger":
-		return triggerDef(o.Schema, o.Table, o.Name, o.Enabled, o.DDL, o.Trigger), true, nil
+		return triggerDef(o.Schema, o.Table, o.Name, o.Enabled, o.DDL, o.Constraint), true, nil
 	case "rule":
 		return ruleDef(o.Schema, o.Table, o.Name, o.Enabled, o.DDL), true, nil
 	case "type":

@@ -24,31 +24,8 @@ func TestObjectDDLCapture(t *testing.T) {
 		CREATE FUNCTION old_f(a int) RETURNS int LANGUAGE sql AS 'SELECT a';
 		CREATE VIEW old_v AS SELECT id FROM items`)
 	conn := testenv.Conn(t, f.pg.DSN("postgres"))
-	if err := PrepareSource(ctx, conn, f.task, []proto.TableID{items}, nil, nil, true); err != nil {
-		t.Fatal(err)
-	}
-	if err := InstallDDLCapture(ctx, conn, f.task, []proto.TableID{items}, []string{"public"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := DropSlot(ctx, conn, f.task); err != nil {
-		t.Fatal(err)
-	}
-	f.snap.Close()
-	var err error
-	if f.snap, err = CreateSlot(ctx, f.pg.DSN("postgres"), f.task); err != nil {
-		t.Fatal(err)
-	}
-	c, err := New(Config{Task: f.task, SourceDSN: f.pg.DSN("postgres"), JetStream: f.js, HeartbeatInterval: 200 * time.Millisecond,
-		OnDDL: func(context.Context, *proto.DDLEvent) error { return nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	rconn := f.snap.Conn
-	f.snap.Conn = nil
-	go func() { done <- c.Run(cctx, f.snap.LSN, rconn) }()
-	defer func() { cancel(); <-done }()
+	stop := f.runWithDDLCapture(t, conn, []proto.TableID{items}, func(context.Context, *proto.DDLEvent) error { return nil })
+	defer stop()
 
 	testenv.MustExec(t, conn, `
 		CREATE FUNCTION double(a int) RETURNS int LANGUAGE sql AS 'SELECT 2 * a';
