@@ -97,6 +97,9 @@ const (
 	// UseCutover is a cutover's final steps (the node answering the API,
 	// beside the task's running units): it writes no changes.
 	UseCutover
+	// UseVerify is a verification (sluice verify): it reads, and repairs
+	// rows when asked.
+	UseVerify
 )
 
 func (k UseKind) String() string {
@@ -111,6 +114,8 @@ func (k UseKind) String() string {
 		return "cleanup"
 	case UseCutover:
 		return "cutover"
+	case UseVerify:
+		return "verify"
 	}
 	return fmt.Sprintf("use(%d)", k)
 }

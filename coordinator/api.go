@@ -46,6 +46,10 @@ type Backend interface {
 	// way, incremental and running). An error wrapping ErrCutoverTimeout
 	// says what was behind.
 	Cutover(ctx context.Context, task *Task, wait time.Duration) (*proto.CutoverReport, error)
+	// Verify compares the task's tables at the source and the destination
+	// (and repairs them when asked). An error wrapping ErrVerifyRefused
+	// says why the task cannot be verified now.
+	Verify(ctx context.Context, task *Task, req proto.VerifyRequest) (*proto.VerifyReport, error)
 }
 
 // Live is a running task's volatile metrics: not replicated, read from the
@@ -123,6 +127,8 @@ func NewAPI(c *Coordinator, b Backend, opts APIOptions) http.Handler {
 	public.HandleFunc("POST /api/v1/tasks/{name}/pause", a.transition(func(n string) Command { return PauseTask{Name: n} }))
 	public.HandleFunc("POST /api/v1/tasks/{name}/resume", a.transition(func(n string) Command { return ResumeTask{Name: n} }))
 	public.HandleFunc("POST /api/v1/tasks/{name}/cutover", a.cutover)
+	public.HandleFunc("POST /api/v1/tasks/{name}/verify", a.verify)
+	public.HandleFunc("GET /api/v1/tasks/{name}/verify", a.lastVerify)
 	public.HandleFunc("PUT /api/v1/tasks/{name}/throttle", a.setThrottle)
 	public.HandleFunc("PUT /api/v1/tasks/{name}", a.updateTask)
 	a.clusterRoutes(public)

@@ -149,6 +149,29 @@ func (c *Client) Cutover(ctx context.Context, name string, wait time.Duration) (
 	return &r, nil
 }
 
+// Verify compares a task's tables at the source and the destination
+// (req.Tables: some of them), and repairs them when req.Repair.
+func (c *Client) Verify(ctx context.Context, name string, req proto.VerifyRequest) (*proto.VerifyReport, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	var r proto.VerifyReport
+	if err := c.do(ctx, http.MethodPost, "/api/v1/tasks/"+url.PathEscape(name)+"/verify", "application/json", body, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// LastVerify returns each table's last verification.
+func (c *Client) LastVerify(ctx context.Context, name string) ([]proto.VerifyRecord, error) {
+	var r []proto.VerifyRecord
+	if err := c.do(ctx, http.MethodGet, "/api/v1/tasks/"+url.PathEscape(name)+"/verify", "", nil, &r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
 func (c *Client) transition(ctx context.Context, name, verb string) (*proto.TaskStatus, error) {
 	var st proto.TaskStatus
 	if err := c.do(ctx, http.MethodPost, "/api/v1/tasks/"+url.PathEscape(name)+"/"+verb, "", nil, &st); err != nil {

@@ -119,6 +119,8 @@ func goldenLog() []Command {
 		ResumeTask{Name: "orders"},
 		BumpEpoch{Name: "orders"},
 		ResetTablesCopied{Name: "orders", Epoch: 24},
+		RecordVerify{Name: "orders", Results: []VerifyRecordV1{{Table: "public.orders", Dest: "wh.orders", At: goldenAt, Rows: 1000,
+			Differences: 3, Repaired: 3, Remaining: 1, Unsettled: 2, Error: "the task is behind"}}},
 		MarkDeleting{Name: "orders"},
 		RemoveTask{Name: "orders"},
 		RevokeToken{ID: "0123456789ab"},

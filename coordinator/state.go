@@ -68,6 +68,9 @@ type Task struct {
 	// ReverseOf: this task is the reverse direction of the named two-way
 	// task (twoway.go).
 	ReverseOf string `json:"reverse_of,omitempty"`
+	// Verified is each table's last verification (sluice verify), by
+	// source table.
+	Verified map[string]VerifyRecordV1 `json:"verified,omitempty"`
 }
 
 // data is the replicated state itself. Only command handlers change it,
@@ -280,6 +283,7 @@ func cloneTask(t *Task) Task {
 	c.KeptTables = maps.Clone(t.KeptTables)
 	c.Tables = slices.Clone(t.Tables)
 	c.Linked = maps.Clone(t.Linked)
+	c.Verified = maps.Clone(t.Verified)
 	c.Adding = slices.Clone(t.Adding)
 	return c
 }

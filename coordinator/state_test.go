@@ -292,6 +292,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		SetTaskTables{Name: "a", Tables: []string{"public\x00t"}},
 		ChangeTables{Name: "a", Objects: []ObjectV1{{Schema: "public", Tables: []string{"t", "u"}}}, Add: []string{"public\x00u"}, Remove: []string{"public\x00v"}},
 		FinishAdding{Name: "a", Tables: []string{"public\x00u"}},
+		RecordVerify{Name: "a", Results: []VerifyRecordV1{{Table: "public.t", Dest: "public.t", At: t0, Rows: 7, Differences: 1}}},
 		UpdateSettings{Name: "a", SettingsV1: SettingsV1{Retry: RetryV1{Other: DurationV1(time.Minute)}, Alerts: &AlertsV1{Webhook: "http://x/y"}}},
 		CreateToken{Token: Token{ID: "0123456789ab", Name: "ci", Scope: ScopeRead, Hash: strings.Repeat("a", 64), CreatedAt: t0, Bootstrap: true}},
 		RevokeToken{ID: "0123456789ab"},

@@ -62,6 +62,11 @@ func (b *backend) Plan(ctx context.Context, spec *proto.TaskSpec) (*proto.TaskPl
 	return pipeline.Plan(ctx, spec, b.worker.cfg.Groups)
 }
 
+// Verify runs a verification of a task from this node (pipeline.Verify).
+func (b *backend) Verify(ctx context.Context, task *coordinator.Task, req proto.VerifyRequest) (*proto.VerifyReport, error) {
+	return pipeline.Verify(ctx, task, req, pipeline.VerifyOptions{JetStream: b.js, Logger: b.logger})
+}
+
 // Cutover runs a task's cutover from this node (pipeline.Cutover): the
 // spec's secrets are resolved here, the catch-up is read from the source
 // and the task's stream.

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -106,26 +107,48 @@ func Cutover(ctx context.Context, task *coordinator.Task, opts CutoverOptions) (
 }
 
 // catchUp waits until the destination has every change the source wrote
-// before now: the capture has confirmed the source's current WAL position
-// (so every change up to it is in the stream, invariant 1), and every
-// apply group has acknowledged the stream up to its last message then
-// (a group acknowledges once it has applied).
+// before now (waitApplied).
 func (c *cutover) catchUp(ctx context.Context) error {
-	var text string
-	if err := c.src.QueryRow(ctx, `SELECT pg_catalog.pg_current_wal_lsn()::text`).Scan(&text); err != nil {
-		return fmt.Errorf("read the source's WAL position: %w", err)
-	}
-	target, err := proto.ParseLSN(text)
+	target, err := currentLSN(ctx, c.src)
 	if err != nil {
 		return err
 	}
 	c.report.SourceLSN = target.String()
-	deadline := time.Now().Add(c.opts.Wait)
+	err = waitApplied(ctx, c.src, c.opts.JetStream, c.spec.Name, target, time.Now().Add(c.opts.Wait))
+	var behind *behindError
+	if errors.As(err, &behind) {
+		return fmt.Errorf("%w (waited %s for the source's WAL position %s): %s; stop writes at the source, check `sluice task get %s`, and try again (--timeout sets the wait)",
+			coordinator.ErrCutoverTimeout, c.opts.Wait, target, behind.what, c.spec.Name)
+	}
+	return err
+}
+
+// currentLSN is the source's WAL position now.
+func currentLSN(ctx context.Context, src *pgx.Conn) (proto.LSN, error) {
+	var text string
+	if err := src.QueryRow(ctx, `SELECT pg_catalog.pg_current_wal_lsn()::text`).Scan(&text); err != nil {
+		return 0, fmt.Errorf("read the source's WAL position: %w", err)
+	}
+	return proto.ParseLSN(text)
+}
+
+// behindError: the destination did not have the source's changes up to
+// a position by the deadline; what says what was behind.
+type behindError struct{ what string }
+
+func (e *behindError) Error() string { return "the task is behind: " + e.what }
+
+// waitApplied waits until the destination has every change the source
+// wrote up to target: the capture has confirmed target (so every change
+// up to it is in the stream, invariant 1), and every apply group has
+// acknowledged the stream up to its last message then (a group
+// acknowledges once it has applied). Past the deadline it returns a
+// *behindError.
+func waitApplied(ctx context.Context, src *pgx.Conn, js jetstream.JetStream, task string, target proto.LSN, deadline time.Time) error {
 	// pause waits a moment, or says what is behind once the wait is over.
 	pause := func(behind string) error {
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%w (waited %s for the source's WAL position %s): %s; stop writes at the source, check `sluice task get %s`, and try again (--timeout sets the wait)",
-				coordinator.ErrCutoverTimeout, c.opts.Wait, target, behind, c.spec.Name)
+			return &behindError{what: behind}
 		}
 		select {
 		case <-ctx.Done():
@@ -135,12 +158,12 @@ func (c *cutover) catchUp(ctx context.Context) error {
 		}
 	}
 	for {
-		slot, err := capture.LookupSlot(ctx, c.src, c.spec.Name)
+		slot, err := capture.LookupSlot(ctx, src, task)
 		if err != nil {
 			return err
 		}
 		if !slot.Exists {
-			return fmt.Errorf("replication slot %s is missing in the source", proto.SlotName(c.spec.Name))
+			return fmt.Errorf("replication slot %s is missing in the source", proto.SlotName(task))
 		}
 		if slot.ConfirmedLSN >= target {
 			break
@@ -149,12 +172,12 @@ func (c *cutover) catchUp(ctx context.Context) error {
 			return err
 		}
 	}
-	last, err := apply.StreamLastSeq(ctx, c.opts.JetStream, c.spec.Name)
+	last, err := apply.StreamLastSeq(ctx, js, task)
 	if err != nil {
 		return err
 	}
 	for {
-		floors, err := apply.AckFloors(ctx, c.opts.JetStream, c.spec.Name)
+		floors, err := apply.AckFloors(ctx, js, task)
 		if err != nil {
 			return err
 		}

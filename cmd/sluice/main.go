@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -43,6 +44,13 @@ func (a *app) run(ctx context.Context, args []string) int {
 	root := a.rootCmd()
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {
+		var exit *exitError
+		if errors.As(err, &exit) {
+			if exit.msg != "" {
+				fmt.Fprintf(a.stderr, "Error: %s\n", exit.msg)
+			}
+			return exit.code
+		}
 		fmt.Fprintf(a.stderr, "Error: %v\n", err)
 		return 1
 	}
@@ -61,6 +69,7 @@ schema, full sync, then incremental changes from the WAL.
   sluice precheck -f t.yaml      check a task's source and destination, create nothing
   sluice task create -f t.yaml   create a task from its spec
   sluice task list               see every task's phase, state and progress
+  sluice verify NAME             compare a task's tables at both ends (--repair)
   sluice cluster status          see the nodes, the leader and where units run`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -70,6 +79,6 @@ schema, full sync, then incremental changes from the WAL.
 	root.SetErr(a.stderr)
 	var tf taskFlags
 	addServerFlags(root, &tf)
-	root.AddCommand(a.upCmd(), a.nodeCmd(&tf), a.taskCmd(&tf), a.precheckCmd(&tf), a.clusterCmd(&tf), a.tokenCmd(&tf), a.keyCmd(&tf), a.certCmd(), a.versionCmd())
+	root.AddCommand(a.upCmd(), a.nodeCmd(&tf), a.taskCmd(&tf), a.precheckCmd(&tf), a.clusterCmd(&tf), a.tokenCmd(&tf), a.keyCmd(&tf), a.certCmd(), a.versionCmd(), a.verifyCmd(&tf))
 	return root
 }

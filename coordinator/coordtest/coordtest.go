@@ -46,9 +46,14 @@ type Backend struct {
 	cleaned     []proto.TaskSpec
 	// cutover and cutoverErr are what Cutover returns; cutoverWaits
 	// the waits it was called with.
-	cutover      *proto.CutoverReport
-	cutoverErr   error
-	cutoverWaits []time.Duration
+	cutover    *proto.CutoverReport
+	cutoverErr error
+	// verify and verifyErr are what Verify returns; verifyRequests what
+	// it was asked.
+	verify         *proto.VerifyReport
+	verifyErr      error
+	verifyRequests []proto.VerifyRequest
+	cutoverWaits   []time.Duration
 }
 
 var _ coordinator.Backend = (*Backend)(nil)
@@ -156,6 +161,33 @@ func (b *Backend) Cutover(ctx context.Context, task *coordinator.Task, wait time
 		return &proto.CutoverReport{Task: task.Spec.Name, Steps: []string{}, Sequences: []proto.CutoverSequence{}}, nil
 	}
 	return b.cutover, b.cutoverErr
+}
+
+// SetVerify sets what Verify returns from now on.
+func (b *Backend) SetVerify(r *proto.VerifyReport, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.verify, b.verifyErr = r, err
+}
+
+// Verify returns what SetVerify gave (an empty report by default), and
+// records the request: verification runs against real databases in
+// verify's and node's tests.
+func (b *Backend) Verify(ctx context.Context, task *coordinator.Task, req proto.VerifyRequest) (*proto.VerifyReport, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.verifyRequests = append(b.verifyRequests, req)
+	if b.verify == nil && b.verifyErr == nil {
+		return &proto.VerifyReport{Task: task.Spec.Name, Tables: []proto.VerifyTableResult{}}, nil
+	}
+	return b.verify, b.verifyErr
+}
+
+// VerifyRequests are the requests Verify got.
+func (b *Backend) VerifyRequests() []proto.VerifyRequest {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]proto.VerifyRequest(nil), b.verifyRequests...)
 }
 
 // CutoverWaits returns the waits Cutover was called with.

@@ -1,0 +1,231 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicedb/sluice/apply"
+	"github.com/sluicedb/sluice/capture"
+	"github.com/sluicedb/sluice/coordinator"
+	"github.com/sluicedb/sluice/internal/pgconfig"
+	"github.com/sluicedb/sluice/proto"
+	"github.com/sluicedb/sluice/verify"
+	"github.com/sluicedb/sluice/verify/pgverify"
+)
+
+// A verification (sluice verify) compares a task's tables at the source
+// and the destination (package verify), on the node that answers the
+// API, beside the task's units, with its own sessions. While the task
+// runs, each re-check of a differing row waits until the task has
+// applied the source up to where the row was read (waitApplied, as a
+// cutover does).
+
+// VerifyOptions are a verification's inputs.
+type VerifyOptions struct {
+	JetStream jetstream.JetStream
+	Logger    *slog.Logger
+	// Wait bounds each wait for the task to apply the source up to a
+	// re-check's read.
+	Wait time.Duration
+}
+
+// DefaultVerifyWait bounds each wait of a verification for the task.
+const DefaultVerifyWait = 2 * time.Minute
+
+// Verify compares the task's tables (req.Tables, source names; all when
+// empty), and repairs them when asked.
+func Verify(ctx context.Context, task *coordinator.Task, req proto.VerifyRequest, opts VerifyOptions) (*proto.VerifyReport, error) {
+	spec := &task.Spec
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Wait <= 0 {
+		opts.Wait = DefaultVerifyWait
+	}
+	if why := verifyRefused(task, req); why != "" {
+		return nil, fmt.Errorf("%w: %s", coordinator.ErrVerifyRefused, why)
+	}
+	src, err := pgconfig.Connect(ctx, spec.Source.ConnDSN(), "sluice verify "+spec.Name)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach the source: %w", err)
+	}
+	defer src.Close(context.Background())
+	ids, err := verifySelection(ctx, src, task, req.Tables)
+	if err != nil {
+		return nil, err
+	}
+	sink, err := apply.Open(ctx, spec, apply.Use{Kind: apply.UseVerify, Logger: opts.Logger})
+	if err != nil {
+		return nil, err
+	}
+	defer sink.Close(context.Background())
+	v, ok := sink.(apply.Verifiable)
+	if !ok {
+		return nil, fmt.Errorf("%w: a %s destination cannot be verified by Sluice yet", coordinator.ErrVerifyRefused, spec.Destination.Type)
+	}
+	repairer, _ := sink.(apply.Repairer)
+	if req.Repair && repairer == nil {
+		return nil, fmt.Errorf("%w: a %s destination cannot be repaired by Sluice yet", coordinator.ErrVerifyRefused, spec.Destination.Type)
+	}
+	vopts := verify.Options{Repair: req.Repair, Task: spec.Name}
+	if running(task) {
+		vopts.WaitApplied = func(ctx context.Context, lsn proto.LSN) error {
+			err := waitApplied(ctx, src, opts.JetStream, spec.Name, lsn, time.Now().Add(opts.Wait))
+			var behind *behindError
+			if errors.As(err, &behind) {
+				return fmt.Errorf("could not re-check the differing rows: the task did not apply the source up to %s within %s (%s)", lsn, opts.Wait, behind.what)
+			}
+			return err
+		}
+	} else if spec.Sync.IncrementalEnabled() {
+		// A paused task: what the destination holds stays as it is, but
+		// changes already in the stream would show as differences.
+		target, err := currentLSN(ctx, src)
+		if err != nil {
+			return nil, err
+		}
+		err = waitApplied(ctx, src, opts.JetStream, spec.Name, target, time.Now())
+		var behind *behindError
+		if errors.As(err, &behind) {
+			return nil, fmt.Errorf("%w: task %q is %s with changes not applied yet (%s): resume it (sluice task resume %s) and verify while it runs",
+				coordinator.ErrVerifyRefused, spec.Name, task.State, behind.what, spec.Name)
+		} else if err != nil {
+			return nil, err
+		}
+	}
+	tables, err := verifyTables(ctx, src, spec, ids)
+	if err != nil {
+		return nil, err
+	}
+	report := &proto.VerifyReport{Task: spec.Name, At: time.Now().UTC(), Repair: req.Repair, Tables: []proto.VerifyTableResult{}}
+	side := pgverify.New(src, pgverify.Source)
+	for i := range tables {
+		res := verify.Table(ctx, side, v.VerifyReader(), repairer, &tables[i], vopts)
+		opts.Logger.Info("verified table", "task", spec.Name, "table", res.Table, "rows", res.Rows, "differences", len(res.Differences)+int(res.More),
+			"repaired", res.Repaired, "unsettled", res.Unsettled, "ranges", res.Ranges, "bytes", res.BytesRead, "ms", res.DurationMS, "error", res.Error)
+		report.Tables = append(report.Tables, res)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	return report, nil
+}
+
+// running reports whether the task applies changes now: a running
+// task's re-checks wait for it.
+func running(t *coordinator.Task) bool {
+	return t.Phase == proto.PhaseIncremental && (t.State == proto.StateRunning || t.State == proto.StateRetrying)
+}
+
+// verifyRefused says why a task cannot be verified now ("" if it can).
+func verifyRefused(t *coordinator.Task, req proto.VerifyRequest) string {
+	name := t.Spec.Name
+	switch {
+	case t.Deleting:
+		return fmt.Sprintf("task %q is being deleted", name)
+	case t.Phase != proto.PhaseIncremental && t.Spec.Sync.IncrementalEnabled():
+		return fmt.Sprintf("task %q is in phase %s: verify once its full sync is done (follow it with sluice task get %s)", name, t.Phase, name)
+	case !t.PostDataDone:
+		return fmt.Sprintf("task %q has not finished its full sync", name)
+	case len(t.AddingNotCopied()) > 0:
+		return fmt.Sprintf("task %q is still copying tables added to it (%s)", name, strings.Join(t.AddingNotCopied(), ", "))
+	case req.Repair && t.Spec.IsTwoWay():
+		return fmt.Sprintf("task %q is two-way: its destination is also a source, and a repair there would travel back; verify it, and repair by hand", name)
+	}
+	return ""
+}
+
+// verifySelection is the task's tables, or those of names among them.
+func verifySelection(ctx context.Context, src *pgx.Conn, task *coordinator.Task, names []string) ([]proto.TableID, error) {
+	var all []proto.TableID
+	if task.Tables == nil {
+		var err error
+		if all, err = capture.ListTables(ctx, src, task.Spec.Objects); err != nil {
+			return nil, err
+		}
+	} else {
+		for _, key := range task.Tables {
+			all = append(all, proto.TableIDFromKey(key))
+		}
+	}
+	if len(names) == 0 {
+		return all, nil
+	}
+	var out []proto.TableID
+	for _, n := range names {
+		i := slices.IndexFunc(all, func(t proto.TableID) bool { return t.String() == n || t.Schema+"."+t.Name == n })
+		if i < 0 {
+			return nil, fmt.Errorf("%w: %s is not one of task %s's tables", coordinator.ErrVerifyRefused, n, task.Spec.Name)
+		}
+		out = append(out, all[i])
+	}
+	return out, nil
+}
+
+// verifyTables describes the tables as verify compares them: the
+// columns the task syncs, in order, the key (the primary key, else the
+// replica identity's index; none: compared as a multiset of rows), the
+// destination's names and the row filter.
+func verifyTables(ctx context.Context, src *pgx.Conn, spec *proto.TaskSpec, ids []proto.TableID) ([]proto.VerifyTable, error) {
+	names := spec.Names()
+	out := make([]proto.VerifyTable, 0, len(ids))
+	for _, id := range ids {
+		rows, err := src.Query(ctx, `
+			SELECT a.attname, coalesce(k.pos, 0)
+			FROM pg_catalog.pg_attribute a
+			LEFT JOIN LATERAL (SELECT array_position(i.indkey::int2[], a.attnum) AS pos FROM pg_catalog.pg_index i
+				WHERE i.indrelid = a.attrelid AND (i.indisprimary OR i.indisreplident)
+				ORDER BY i.indisprimary DESC LIMIT 1) k ON true
+			WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped
+			ORDER BY a.attnum`, pgx.Identifier{id.Schema, id.Name}.Sanitize())
+		if err != nil {
+			return nil, fmt.Errorf("read the columns of %s: %w", id, err)
+		}
+		type column struct {
+			name string
+			pos  int
+		}
+		cols, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (column, error) {
+			var c column
+			err := r.Scan(&c.name, &c.pos)
+			return c, err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("read the columns of %s: %w", id, err)
+		}
+		selected := spec.SelectedColumns(id)
+		t := proto.VerifyTable{Source: id, Dest: names.Table(id), Filter: spec.RowFilter(id)}
+		keyAt, keyLen := map[int]int{}, 0 // key position -> index in Columns
+		for _, c := range cols {
+			if c.pos > 0 {
+				keyLen++
+			}
+			if len(selected) > 0 && !slices.Contains(selected, c.name) {
+				continue
+			}
+			if c.pos > 0 {
+				keyAt[c.pos] = len(t.Columns)
+			}
+			t.Columns = append(t.Columns, c.name)
+		}
+		for pos := 1; pos <= keyLen; pos++ {
+			i, ok := keyAt[pos]
+			if !ok {
+				t.Key = nil // a key column the task leaves out
+				break
+			}
+			t.Key = append(t.Key, i)
+		}
+		t.DestColumns = names.ColumnsOf(id, t.Columns)
+		out = append(out, t)
+	}
+	return out, nil
+}
