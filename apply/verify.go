@@ -20,6 +20,7 @@ type Verifiable interface {
 // (verify/pgverify documents the form). byteOrder: ranges of text keys
 // are in byte order (the two ends' collations differ).
 type VerifyReader interface {
+	ServerVersion(ctx context.Context) (int, error)
 	KeyCollations(ctx context.Context, t *proto.VerifyTable) ([]string, error)
 	Checksums(ctx context.Context, t *proto.VerifyTable, byteOrder bool, ranges []proto.KeyRange) ([]proto.RangeSum, error)
 	Rows(ctx context.Context, t *proto.VerifyTable, byteOrder bool, r proto.KeyRange) ([]proto.VerifyRow, error)

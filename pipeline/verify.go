@@ -181,7 +181,8 @@ func verifyTables(ctx context.Context, src *pgx.Conn, spec *proto.TaskSpec, ids 
 		rows, err := src.Query(ctx, `
 			SELECT a.attname, coalesce(k.pos, 0)
 			FROM pg_catalog.pg_attribute a
-			LEFT JOIN LATERAL (SELECT array_position(i.indkey::int2[], a.attnum) AS pos FROM pg_catalog.pg_index i
+			LEFT JOIN LATERAL (SELECT (SELECT u.n FROM unnest(i.indkey) WITH ORDINALITY AS u(att, n) WHERE u.att = a.attnum) AS pos
+				FROM pg_catalog.pg_index i
 				WHERE i.indrelid = a.attrelid AND (i.indisprimary OR i.indisreplident)
 				ORDER BY i.indisprimary DESC LIMIT 1) k ON true
 			WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped

@@ -26,6 +26,9 @@ type VerifyTable struct {
 	// Filter is the source's row filter (a SQL condition; "" none): the
 	// destination holds only the rows it passes.
 	Filter string `json:"filter,omitempty"`
+	// LegacyHash: rows are hashed with md5, which every server has (one
+	// end has no 64-bit text hash); both ends must hash alike.
+	LegacyHash bool `json:"legacy_hash,omitempty"`
 }
 
 // Keyless reports whether the table is compared as a multiset of rows.

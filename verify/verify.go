@@ -96,6 +96,15 @@ type comparer struct {
 
 func (c *comparer) run(ctx context.Context) error {
 	c.candidates, c.diffs, c.hashes, c.fixes = map[string][]string{}, map[string]proto.VerifyDifference{}, map[string][]*string{}, map[string]proto.VerifyRow{}
+	sv, err := c.src.ServerVersion(ctx)
+	if err != nil {
+		return err
+	}
+	dv, err := c.dst.ServerVersion(ctx)
+	if err != nil {
+		return err
+	}
+	c.t.LegacyHash = min(sv, dv) < pgverify.HashedSince
 	if !c.t.Keyless() {
 		a, err := c.src.KeyCollations(ctx, c.t)
 		if err != nil {
@@ -109,13 +118,51 @@ func (c *comparer) run(ctx context.Context) error {
 		// ordered byte-wise when the collations differ.
 		c.byteOrder = !slices.Equal(a, b)
 	}
-	if err := c.ranges(ctx, []proto.KeyRange{{}}); err != nil {
+	first, err := c.firstLevel(ctx)
+	if err != nil {
+		return err
+	}
+	if err := c.ranges(ctx, first); err != nil {
 		return err
 	}
 	if c.t.Keyless() {
 		return c.settleKeyless(ctx)
 	}
 	return c.settle(ctx)
+}
+
+// firstLevel is the ranges checksummed first: the whole table, or, for
+// a big table whose key splits cheaply, Fanout ranges at once (a table
+// that differs anywhere would need them next, after a pass over all of
+// it; an equal one costs the same pass either way).
+func (c *comparer) firstLevel(ctx context.Context) ([]proto.KeyRange, error) {
+	whole := []proto.KeyRange{{}}
+	if c.t.Keyless() {
+		return whole, nil
+	}
+	if cheap, err := c.src.CheapSplit(ctx, c.t); err != nil || !cheap {
+		return whole, err
+	}
+	rows, err := c.src.EstimatedRows(ctx, c.t)
+	if err != nil || rows <= c.opts.LeafRows*int64(c.opts.Fanout) {
+		return whole, err
+	}
+	cuts, err := c.src.Split(ctx, c.t, c.byteOrder, proto.KeyRange{}, rows, c.opts.Fanout)
+	if err != nil {
+		return nil, err
+	}
+	return cutRange(proto.KeyRange{}, cuts), nil
+}
+
+// cutRange is r cut at cuts (in key order).
+func cutRange(r proto.KeyRange, cuts [][]string) []proto.KeyRange {
+	out := make([]proto.KeyRange, 0, len(cuts)+1)
+	from := r.From
+	for _, cut := range cuts {
+		out = append(out, proto.KeyRange{From: from, To: cut})
+		from = cut
+	}
+	return append(out, proto.KeyRange{From: from, To: r.To})
 }
 
 // ranges compares ranges by checksum, then the differing ones row by
@@ -150,12 +197,7 @@ func (c *comparer) ranges(ctx context.Context, level []proto.KeyRange) error {
 				}
 				continue
 			}
-			from := r.From
-			for _, cut := range cuts {
-				next = append(next, proto.KeyRange{From: from, To: cut})
-				from = cut
-			}
-			next = append(next, proto.KeyRange{From: from, To: r.To})
+			next = append(next, cutRange(r, cuts)...)
 		}
 		level = next
 	}
@@ -177,7 +219,9 @@ func (c *comparer) checksums(ctx context.Context, level []proto.KeyRange) (src, 
 		return nil, nil, err
 	}
 	c.res.Ranges += int64(len(level))
-	c.res.BytesRead += int64(len(level)) * 2 * 32
+	for i := range level {
+		c.res.BytesRead += int64(16 + len(src[i].Sum) + len(dst[i].Sum)) // two counts and two sums
+	}
 	return src, dst, nil
 }
 
@@ -199,6 +243,9 @@ func (c *comparer) leaf(ctx context.Context, r proto.KeyRange) error {
 	}
 	c.res.BytesRead += rowBytes(src) + rowBytes(dst)
 	if c.t.Keyless() {
+		for _, r := range src {
+			c.res.Rows += r.Count
+		}
 		for h, d := range multisetDiff(src, dst) {
 			c.hashes[h] = d.values
 		}

@@ -128,6 +128,9 @@ func TestTypeFamilies(t *testing.T) {
 		"changed id=2 (n)", "changed id=3 (ts)", "changed id=4 (d)", "changed id=5 (j)", "changed id=6 (f)", "changed id=7 (b)",
 		"changed id=8 (arr)", "changed id=9 (s)", "changed id=10 (u)", "changed id=11 (flag)", "changed id=12 (iv)",
 		"missing id=13", "extra id=99")
+	if res.Rows != 40 {
+		t.Fatalf("%d source rows compared, want 40", res.Rows)
+	}
 }
 
 // A big table that differs in a few scattered rows is split only where

@@ -154,7 +154,7 @@ func (s *Sink) RepairKeyless(ctx context.Context, task string, t *proto.VerifyTa
 		params = append(params, fmt.Sprintf("$%d::text::%s", len(cols), types[c]))
 	}
 	insert := "INSERT INTO " + desc.Table + " (" + strings.Join(cols, ", ") + ") OVERRIDING SYSTEM VALUE VALUES (" + strings.Join(params, ", ") + ")"
-	del := "DELETE FROM " + desc.Table + " WHERE ctid IN (SELECT ctid FROM " + desc.Table + " WHERE " + desc.Hash + " = $1 LIMIT $2)"
+	del := "DELETE FROM " + desc.Table + " WHERE ctid IN (SELECT ctid FROM " + desc.Table + " WHERE (" + desc.Hash + ")::text = $1 LIMIT $2)"
 	n := 0
 	for _, r := range rows {
 		if r.Count < 0 {

@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/big"
 	"strings"
 	"sync"
 
@@ -58,7 +59,8 @@ type tableInfo struct {
 	keyTypes []string // the key's column types, to cast bounds to
 	keyColls []string // the key's effective collations ("" when not collatable)
 	filter   string   // "" or a condition
-	hash     string   // the row's hash (md5 hex)
+	hash     string   // the row's hash, a bigint
+	keyBases []string // the key's columns' base types
 	raw      []string // per compared column, its text as the apply takes it
 }
 
@@ -95,7 +97,7 @@ func (s *Side) names(t *proto.VerifyTable) (proto.TableID, []string) {
 // describe reads the table's columns at this side, once.
 func (s *Side) describe(ctx context.Context, t *proto.VerifyTable, byteOrder bool) (*tableInfo, error) {
 	id, cols := s.names(t)
-	cacheKey := fmt.Sprintf("%s/%v", id.Key(), byteOrder)
+	cacheKey := fmt.Sprintf("%s/%v/%v", id.Key(), byteOrder, t.LegacyHash)
 	s.mu.Lock()
 	ti := s.info[cacheKey]
 	s.mu.Unlock()
@@ -134,7 +136,6 @@ func (s *Side) describe(ctx context.Context, t *proto.VerifyTable, byteOrder boo
 		return nil, fmt.Errorf("read the columns of %s: %w", id, err)
 	}
 	ti = &tableInfo{from: from}
-	var hashParts []string
 	for _, name := range cols {
 		c, ok := found[name]
 		if !ok {
@@ -144,9 +145,16 @@ func (s *Side) describe(ctx context.Context, t *proto.VerifyTable, byteOrder boo
 		canon := canonical(q, c.base)
 		ti.canon = append(ti.canon, canon)
 		ti.raw = append(ti.raw, q+"::text")
-		hashParts = append(hashParts, "coalesce(quote_literal("+canon+"), 'N')")
 	}
-	ti.hash = "md5(" + strings.Join(hashParts, " || ',' || ") + ")"
+	// The row's canonical texts as one record's text (NULL and '' differ
+	// there), hashed to 64 bits: by hashtextextended (PostgreSQL 11), or,
+	// when one end is older (Greenplum 6), md5's first 64 bits at both.
+	row := "ROW(" + strings.Join(ti.canon, ", ") + ")::text"
+	if t.LegacyHash {
+		ti.hash = "('x' || substr(md5(" + row + "), 1, 16))::bit(64)::bigint"
+	} else {
+		ti.hash = "hashtextextended(" + row + ", 0)"
+	}
 	for _, k := range t.Key {
 		name := cols[k]
 		c := found[name]
@@ -156,6 +164,7 @@ func (s *Side) describe(ctx context.Context, t *proto.VerifyTable, byteOrder boo
 		}
 		ti.keyCols = append(ti.keyCols, q)
 		ti.keyTypes = append(ti.keyTypes, c.typ)
+		ti.keyBases = append(ti.keyBases, c.base)
 		ti.keyColls = append(ti.keyColls, c.coll)
 	}
 	if s.role == Source && t.Filter != "" {
@@ -277,10 +286,9 @@ func (s *Side) Checksums(ctx context.Context, t *proto.VerifyTable, byteOrder bo
 		b := &pgx.Batch{}
 		for _, r := range ranges {
 			where, args := ti.where(r)
-			// 60 bits of each row's md5, summed as numeric: order does not
-			// matter, and a sum of 60-bit values cannot overflow.
-			b.Queue(`SELECT count(*), coalesce(sum(('x' || substr(h, 1, 15))::bit(60)::bigint::numeric), 0)::text
-				FROM (SELECT `+ti.hash+` AS h FROM `+ti.from+` WHERE `+where+`) s`, args...)
+			// The rows' 64-bit hashes summed: order does not matter, and
+			// sum(bigint) accumulates without overflow.
+			b.Queue(`SELECT count(*), coalesce(sum(`+ti.hash+`), 0)::text FROM `+ti.from+` WHERE `+where, args...)
 		}
 		res := tx.SendBatch(ctx, b)
 		defer res.Close()
@@ -308,10 +316,10 @@ func (s *Side) Rows(ctx context.Context, t *proto.VerifyTable, byteOrder bool, r
 	where, args := ti.where(r)
 	var sql string
 	if t.Keyless() {
-		sql = `SELECT NULL::text[], h, min(v), count(*) FROM (SELECT ` + ti.hash + ` AS h, ARRAY[` + strings.Join(ti.canon, ", ") + `]::text[] AS v
+		sql = `SELECT NULL::text[], h::text, min(v), count(*) FROM (SELECT ` + ti.hash + ` AS h, ARRAY[` + strings.Join(ti.canon, ", ") + `]::text[] AS v
 			FROM ` + ti.from + ` WHERE ` + where + `) s GROUP BY h ORDER BY h`
 	} else {
-		sql = `SELECT ARRAY[` + ti.keyCanon(t) + `]::text[], ` + ti.hash + `, ARRAY[` + strings.Join(ti.canon, ", ") + `]::text[], 1
+		sql = `SELECT ARRAY[` + ti.keyCanon(t) + `]::text[], (` + ti.hash + `)::text, ARRAY[` + strings.Join(ti.canon, ", ") + `]::text[], 1
 			FROM ` + ti.from + ` WHERE ` + where + ` ORDER BY ` + strings.Join(ti.keyCols, ", ")
 	}
 	return s.readRows(ctx, ti, sql, args)
@@ -390,7 +398,7 @@ func (s *Side) RowsByKey(ctx context.Context, t *proto.VerifyTable, keys [][]str
 		return nil, err
 	}
 	cond, args := ti.keysCondition(keys, 1)
-	sql := `SELECT ARRAY[` + ti.keyCanon(t) + `]::text[], ` + ti.hash + `, ARRAY[` + strings.Join(ti.canon, ", ") + `]::text[], 1
+	sql := `SELECT ARRAY[` + ti.keyCanon(t) + `]::text[], (` + ti.hash + `)::text, ARRAY[` + strings.Join(ti.canon, ", ") + `]::text[], 1
 		FROM ` + ti.from + ` WHERE ` + cond
 	return s.readRows(ctx, ti, sql, args)
 }
@@ -415,7 +423,7 @@ func (s *Side) ReadKeys(ctx context.Context, t *proto.VerifyTable, keys [][]stri
 		return nil, err
 	}
 	cond, args := ti.keysCondition(keys, 1)
-	sql := `SELECT ARRAY[` + ti.keyCanon(t) + `]::text[], ` + ti.hash + `, ARRAY[` + strings.Join(ti.canon, ", ") + `]::text[],
+	sql := `SELECT ARRAY[` + ti.keyCanon(t) + `]::text[], (` + ti.hash + `)::text, ARRAY[` + strings.Join(ti.canon, ", ") + `]::text[],
 		xmin::text || '/' || ctid::text, ARRAY[` + strings.Join(ti.raw, ", ") + `]::text[]
 		FROM ` + ti.from + ` WHERE ` + cond
 	out := &SourceRead{Versions: map[string]string{}, Raw: map[string][]*string{}}
@@ -455,22 +463,23 @@ func (s *Side) ReadKeys(ctx context.Context, t *proto.VerifyTable, keys [][]stri
 	return out, nil
 }
 
-// Split returns up to n-1 keys that cut a range into n parts of about
-// the same number of rows (fewer when the range has fewer rows), from
-// one pass over the range's keys.
+// Split returns up to n-1 keys that cut a range into n parts: of about
+// the same number of rows, from one pass over the range's keys; for a
+// key of one integer column, of the same width between the range's
+// smallest and largest key (two index lookups).
 func (s *Side) Split(ctx context.Context, t *proto.VerifyTable, byteOrder bool, r proto.KeyRange, rows int64, n int) ([][]string, error) {
 	ti, err := s.describe(ctx, t, byteOrder)
 	if err != nil {
 		return nil, err
 	}
-	step := rows / int64(n)
-	if step < 1 {
-		step = 1
-	}
 	where, args := ti.where(r)
-	args = append(args, step)
+	if ti.integerKey() {
+		return s.splitIntegers(ctx, ti, where, args, n)
+	}
+	step := max(rows/int64(n), 1)
+	args = append(args, step, n-1)
 	sql := fmt.Sprintf(`SELECT k FROM (SELECT ARRAY[%s]::text[] AS k, row_number() OVER (ORDER BY %s) AS rn FROM %s WHERE %s) s
-		WHERE rn %% $%d = 1 AND rn > 1 ORDER BY rn`, ti.keyCanon(t), strings.Join(ti.keyCols, ", "), ti.from, where, len(args))
+		WHERE rn %% $%d = 1 AND rn > 1 ORDER BY rn LIMIT $%d`, ti.keyCanon(t), strings.Join(ti.keyCols, ", "), ti.from, where, len(args)-1, len(args))
 	var out [][]string
 	err = s.run(ctx, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, sql, args...)
@@ -492,6 +501,82 @@ func (s *Side) Split(ctx context.Context, t *proto.VerifyTable, byteOrder bool, 
 	}
 	return out, nil
 }
+
+// integerKey: the key is one column of an integer type.
+func (ti *tableInfo) integerKey() bool {
+	return len(ti.keyBases) == 1 && (ti.keyBases[0] == "int2" || ti.keyBases[0] == "int4" || ti.keyBases[0] == "int8")
+}
+
+// splitIntegers cuts a range of an integer key into n of the same width.
+func (s *Side) splitIntegers(ctx context.Context, ti *tableInfo, where string, args []any, n int) ([][]string, error) {
+	var lo, hi *string
+	err := s.run(ctx, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `SELECT min(`+ti.keyCols[0]+`)::text, max(`+ti.keyCols[0]+`)::text FROM `+ti.from+` WHERE `+where, args...).Scan(&lo, &hi)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("split a range of %s: %w", ti.from, err)
+	}
+	if lo == nil || hi == nil {
+		return nil, nil
+	}
+	low, ok1 := new(big.Int).SetString(*lo, 10)
+	high, ok2 := new(big.Int).SetString(*hi, 10)
+	if !ok1 || !ok2 {
+		return nil, fmt.Errorf("split a range of %s: keys %q and %q are not integers", ti.from, *lo, *hi)
+	}
+	width := new(big.Int).Sub(high, low)
+	var out [][]string
+	prev := new(big.Int).Set(low)
+	for i := 1; i < n; i++ {
+		// low + width*i/n, rounded up: every cut is above low.
+		cut := new(big.Int).Mul(width, big.NewInt(int64(i)))
+		cut.Add(cut, big.NewInt(int64(n-1)))
+		cut.Quo(cut, big.NewInt(int64(n)))
+		cut.Add(cut, low)
+		if cut.Cmp(prev) <= 0 || cut.Cmp(high) > 0 {
+			continue
+		}
+		out = append(out, []string{cut.String()})
+		prev = cut
+	}
+	return out, nil
+}
+
+// CheapSplit reports whether Split costs two index lookups (a key of
+// one integer column) rather than a pass over the range.
+func (s *Side) CheapSplit(ctx context.Context, t *proto.VerifyTable) (bool, error) {
+	ti, err := s.describe(ctx, t, false)
+	if err != nil {
+		return false, err
+	}
+	return ti.integerKey(), nil
+}
+
+// EstimatedRows is the planner's estimate of the table's rows.
+func (s *Side) EstimatedRows(ctx context.Context, t *proto.VerifyTable) (int64, error) {
+	ti, err := s.describe(ctx, t, false)
+	if err != nil {
+		return 0, err
+	}
+	var n float64
+	err = s.run(ctx, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = $1::regclass`, ti.from).Scan(&n)
+	})
+	return int64(n), err
+}
+
+// ServerVersion is the server's version number (server_version_num).
+func (s *Side) ServerVersion(ctx context.Context) (int, error) {
+	var v int
+	err := s.run(ctx, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&v)
+	})
+	return v, err
+}
+
+// HashedSince is the first server version with hashtextextended: when
+// either end is older, both hash with md5 (VerifyTable.LegacyHash).
+const HashedSince = 110000
 
 // CurrentLSN is the database's WAL position now.
 func (s *Side) CurrentLSN(ctx context.Context) (proto.LSN, error) {
