@@ -75,7 +75,7 @@ func scenarioNames() []string {
 		names = append(names, "capture/"+w.Name)
 	}
 	return append(names, "latency/p50", "latency/p99", "throttle/full", "throttle/incremental", "doris/full", "doris/incr",
-		twForward, twReverse, twOneWay)
+		twForward, twReverse, twOneWay, verifyEqual, verifyScattered)
 }
 
 // bench is one run of the harness.
@@ -160,6 +160,7 @@ func runBench(ctx context.Context, cfg *config) int {
 		{"throttle", b.runThrottle},
 		{"doris", b.runDoris},
 		{"two-way", b.runTwoWay},
+		{"verify", b.runVerify},
 	}
 	var fatal error
 	for _, f := range families {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -201,7 +202,12 @@ func runLine(r run, unit string) string {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		s += fmt.Sprintf(", %s %.1f", k, r.Extra[k])
+		// Whole numbers (counts of bytes, ranges, rows) print whole.
+		if v := r.Extra[k]; v == math.Trunc(v) {
+			s += fmt.Sprintf(", %s %.0f", k, v)
+		} else {
+			s += fmt.Sprintf(", %s %.1f", k, v)
+		}
 	}
 	return s
 }
