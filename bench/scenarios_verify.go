@@ -161,7 +161,7 @@ func (b *bench) runVerify(ctx context.Context) error {
 			Name: verifyEqual, Unit: "s", Rows: env.rows,
 			Description: "verify.Table in-process over an equal table of " + what + " at both ends (no task running)" + copyDesc,
 			Sluice:      side{Name: "verify"}, Yardstick: &side{Name: "copy"},
-			Target: target{MinRatio: 5},
+			Target: target{MinRatio: 1},
 		}
 		b.verifyReps(ctx, env, s, func(res proto.VerifyTableResult) error {
 			if res.Differs() || res.Unsettled > 0 {
@@ -197,7 +197,7 @@ func (b *bench) runVerify(ctx context.Context) error {
 			Description: fmt.Sprintf("verify.Table in-process over %s, with k changed at the destination in %d rows at evenly spread keys; "+
 				"all %d and nothing else must be reported changed (column k)", what, len(keys), len(keys)) + copyDesc,
 			Sluice: side{Name: "verify"}, Yardstick: &side{Name: "copy"},
-			Target: target{MinRatio: 2},
+			Target: target{MinRatio: 0.5},
 		}
 		b.verifyReps(ctx, env, s, func(res proto.VerifyTableResult) error {
 			return checkScattered(res, ids)

@@ -46,7 +46,7 @@ type Options struct {
 
 func (o *Options) defaults() {
 	if o.LeafRows <= 0 {
-		o.LeafRows = 2000
+		o.LeafRows = 1000
 	}
 	if o.Fanout < 2 {
 		o.Fanout = 16
@@ -132,9 +132,10 @@ func (c *comparer) run(ctx context.Context) error {
 }
 
 // firstLevel is the ranges checksummed first: the whole table, or, for
-// a big table whose key splits cheaply, Fanout ranges at once (a table
-// that differs anywhere would need them next, after a pass over all of
-// it; an equal one costs the same pass either way).
+// a big table whose key splits cheaply, ranges of about LeafRows*Fanout
+// rows (at most 4,096), whose differing ones split once more into
+// leaves. An equal table costs one pass either way; one with scattered
+// differences is not read whole level after level.
 func (c *comparer) firstLevel(ctx context.Context) ([]proto.KeyRange, error) {
 	whole := []proto.KeyRange{{}}
 	if c.t.Keyless() {
@@ -147,7 +148,8 @@ func (c *comparer) firstLevel(ctx context.Context) ([]proto.KeyRange, error) {
 	if err != nil || rows <= c.opts.LeafRows*int64(c.opts.Fanout) {
 		return whole, err
 	}
-	cuts, err := c.src.Split(ctx, c.t, c.byteOrder, proto.KeyRange{}, rows, c.opts.Fanout)
+	n := int(min(max(rows/(c.opts.LeafRows*int64(c.opts.Fanout)), int64(c.opts.Fanout)), 4096))
+	cuts, err := c.src.Split(ctx, c.t, c.byteOrder, proto.KeyRange{}, rows, n)
 	if err != nil {
 		return nil, err
 	}
@@ -179,7 +181,9 @@ func (c *comparer) ranges(ctx context.Context, level []proto.KeyRange) error {
 				c.res.Rows += src[i].Rows
 				continue
 			}
-			if c.t.Keyless() || max(src[i].Rows, dst[i].Rows) <= c.opts.LeafRows {
+			// Half again as many rows as a leaf holds is still a leaf: a
+			// split by key width leaves parts a little over or under.
+			if c.t.Keyless() || max(src[i].Rows, dst[i].Rows) <= c.opts.LeafRows*3/2 {
 				if err := c.leaf(ctx, r); err != nil {
 					return err
 				}

@@ -136,6 +136,7 @@ func (s *Side) describe(ctx context.Context, t *proto.VerifyTable, byteOrder boo
 		return nil, fmt.Errorf("read the columns of %s: %w", id, err)
 	}
 	ti = &tableInfo{from: from}
+	var rowItems []string
 	for _, name := range cols {
 		c, ok := found[name]
 		if !ok {
@@ -144,12 +145,19 @@ func (s *Side) describe(ctx context.Context, t *proto.VerifyTable, byteOrder boo
 		q := pgx.Identifier{name}.Sanitize()
 		canon := canonical(q, c.base)
 		ti.canon = append(ti.canon, canon)
+		if textCanonical[c.base] {
+			// Its own output is the canonical text: the record prints it
+			// without a cast first.
+			rowItems = append(rowItems, q)
+		} else {
+			rowItems = append(rowItems, canon)
+		}
 		ti.raw = append(ti.raw, q+"::text")
 	}
 	// The row's canonical texts as one record's text (NULL and '' differ
 	// there), hashed to 64 bits: by hashtextextended (PostgreSQL 11), or,
 	// when one end is older (Greenplum 6), md5's first 64 bits at both.
-	row := "ROW(" + strings.Join(ti.canon, ", ") + ")::text"
+	row := "ROW(" + strings.Join(rowItems, ", ") + ")::text"
 	if t.LegacyHash {
 		ti.hash = "('x' || substr(md5(" + row + "), 1, 16))::bit(64)::bigint"
 	} else {
@@ -179,6 +187,11 @@ func (s *Side) describe(ctx context.Context, t *proto.VerifyTable, byteOrder boo
 	s.mu.Unlock()
 	return ti, nil
 }
+
+// textCanonical are the types whose text output is already canonical,
+// the same whichever of them the other end has (an integer of another
+// width, a uuid kept as text).
+var textCanonical = map[string]bool{"int2": true, "int4": true, "int8": true, "text": true, "varchar": true, "bool": true, "uuid": true}
 
 // canonical is a column's canonical text, by its (base) type.
 func canonical(col, base string) string {
