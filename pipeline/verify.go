@@ -179,8 +179,10 @@ func verifyTables(ctx context.Context, src *pgx.Conn, spec *proto.TaskSpec, ids 
 	out := make([]proto.VerifyTable, 0, len(ids))
 	for _, id := range ids {
 		rows, err := src.Query(ctx, `
-			SELECT a.attname, coalesce(k.pos, 0)
+			SELECT a.attname, coalesce(k.pos, 0), CASE WHEN t.typcategory = 'A' THEN 'array' ELSE bt.typname::text END
 			FROM pg_catalog.pg_attribute a
+			JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+			JOIN pg_catalog.pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
 			LEFT JOIN LATERAL (SELECT (SELECT u.n FROM unnest(i.indkey) WITH ORDINALITY AS u(att, n) WHERE u.att = a.attnum) AS pos
 				FROM pg_catalog.pg_index i
 				WHERE i.indrelid = a.attrelid AND (i.indisprimary OR i.indisreplident)
@@ -191,12 +193,12 @@ func verifyTables(ctx context.Context, src *pgx.Conn, spec *proto.TaskSpec, ids 
 			return nil, fmt.Errorf("read the columns of %s: %w", id, err)
 		}
 		type column struct {
-			name string
-			pos  int
+			name, typ string
+			pos       int
 		}
 		cols, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (column, error) {
 			var c column
-			err := r.Scan(&c.name, &c.pos)
+			err := r.Scan(&c.name, &c.pos, &c.typ)
 			return c, err
 		})
 		if err != nil {
@@ -216,6 +218,7 @@ func verifyTables(ctx context.Context, src *pgx.Conn, spec *proto.TaskSpec, ids 
 				keyAt[c.pos] = len(t.Columns)
 			}
 			t.Columns = append(t.Columns, c.name)
+			t.Types = append(t.Types, c.typ)
 		}
 		for pos := 1; pos <= keyLen; pos++ {
 			i, ok := keyAt[pos]

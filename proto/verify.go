@@ -21,6 +21,11 @@ type VerifyTable struct {
 	// destination (the same order).
 	Columns     []string `json:"columns"`
 	DestColumns []string `json:"dest_columns"`
+	// Types are the columns' source types, by their base type's name
+	// (pg_type.typname: int4, numeric, timestamptz, ...; "array" for an
+	// array): what a destination that reads rows into Go needs to put
+	// their values in canonical form.
+	Types []string `json:"types,omitempty"`
 	// Key holds the indexes into Columns of the key, in key order.
 	Key []int `json:"key,omitempty"`
 	// Filter is the source's row filter (a SQL condition; "" none): the
