@@ -304,11 +304,30 @@ func (a *api) listTasks(w http.ResponseWriter, r *http.Request) {
 	a.reply(w, http.StatusOK, out)
 }
 
-func (a *api) getTask(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
+// task looks up the task a request names, answering 404 when there is
+// none.
+func (a *api) task(w http.ResponseWriter, name string) (Task, bool) {
 	task, ok := a.c.Task(name)
 	if !ok {
 		a.fail(w, http.StatusNotFound, fmt.Sprintf("task %q not found", name), nil)
+	}
+	return task, ok
+}
+
+// taskToAct is task, for a request that acts on it: the reverse
+// direction of a two-way task is refused (409).
+func (a *api) taskToAct(w http.ResponseWriter, name string) (Task, bool) {
+	task, ok := a.task(w, name)
+	if !ok || a.refuseReverse(w, name) {
+		return Task{}, false
+	}
+	return task, true
+}
+
+func (a *api) getTask(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	task, ok := a.task(w, name)
+	if !ok {
 		return
 	}
 	st := a.status(task)
@@ -327,11 +346,7 @@ func (a *api) getTask(w http.ResponseWriter, r *http.Request) {
 // stopped, so the user can fix the cause and delete again.
 func (a *api) deleteTask(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if _, ok := a.c.Task(name); !ok {
-		a.fail(w, http.StatusNotFound, fmt.Sprintf("task %q not found", name), nil)
-		return
-	}
-	if a.refuseReverse(w, name) {
+	if _, ok := a.taskToAct(w, name); !ok {
 		return
 	}
 	if err := a.c.Apply(r.Context(), MarkDeleting{Name: name}); err != nil {
@@ -397,11 +412,7 @@ func (a *api) transition(cmd func(name string) Command) http.HandlerFunc {
 // changeTask applies a command to an existing task and answers with its
 // status (409 when the task's state does not allow it).
 func (a *api) changeTask(w http.ResponseWriter, r *http.Request, name string, cmd Command) bool {
-	if _, ok := a.c.Task(name); !ok {
-		a.fail(w, http.StatusNotFound, fmt.Sprintf("task %q not found", name), nil)
-		return false
-	}
-	if a.refuseReverse(w, name) {
+	if _, ok := a.taskToAct(w, name); !ok {
 		return false
 	}
 	if err := a.c.Apply(r.Context(), cmd); err != nil {
@@ -448,9 +459,8 @@ func (a *api) updateTask(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, http.StatusBadRequest, fmt.Sprintf("the spec is for task %q, not %q", spec.Name, name), nil)
 		return
 	}
-	task, ok := a.c.Task(name)
+	task, ok := a.task(w, name)
 	if !ok {
-		a.fail(w, http.StatusNotFound, fmt.Sprintf("task %q not found", name), nil)
 		return
 	}
 	stored, err := a.unsealed(task.Spec)

@@ -28,12 +28,8 @@ var ErrCutoverTimeout = errors.New("the task did not catch up with the source in
 
 func (a *api) cutover(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	task, ok := a.c.Task(name)
+	task, ok := a.taskToAct(w, name)
 	if !ok {
-		a.fail(w, http.StatusNotFound, fmt.Sprintf("task %q not found", name), nil)
-		return
-	}
-	if a.refuseReverse(w, name) {
 		return
 	}
 	wait := DefaultCutoverWait

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"maps"
 	"net/http"
@@ -86,12 +85,8 @@ const maxVerifyTime = 4*time.Minute + 30*time.Second
 
 func (a *api) verify(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	task, ok := a.c.Task(name)
+	task, ok := a.taskToAct(w, name)
 	if !ok {
-		a.fail(w, http.StatusNotFound, fmt.Sprintf("task %q not found", name), nil)
-		return
-	}
-	if a.refuseReverse(w, name) {
 		return
 	}
 	var req proto.VerifyRequest
@@ -132,9 +127,8 @@ func (a *api) verify(w http.ResponseWriter, r *http.Request) {
 
 func (a *api) lastVerify(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	task, ok := a.c.Task(name)
+	task, ok := a.task(w, name)
 	if !ok {
-		a.fail(w, http.StatusNotFound, fmt.Sprintf("task %q not found", name), nil)
 		return
 	}
 	a.reply(w, http.StatusOK, task.VerifyRecords())

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -78,27 +77,24 @@ objects:
 
 	// 1. While the same keys are updated over and over, verify reports
 	// nothing.
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	werr := make(chan error, 1)
-	workload := func() {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			werr <- hotKeys(ctx, p.src.DSN(testenv.DefaultDB), &stop)
-		}()
+	// verifyUnderLoad runs a verification while hotKeys writes.
+	verifyUnderLoad := func(req proto.VerifyRequest) *proto.VerifyReport {
+		t.Helper()
+		var stop atomic.Bool
+		werr := make(chan error, 1)
+		go func() { werr <- hotKeys(ctx, p.src.DSN(testenv.DefaultDB), &stop) }()
+		time.Sleep(500 * time.Millisecond)
+		report, err := c.Verify(ctx, "v", req)
+		stop.Store(true)
+		if werr := <-werr; werr != nil {
+			t.Fatal(werr)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return report
 	}
-	workload()
-	time.Sleep(500 * time.Millisecond)
-	report, err := c.Verify(ctx, "v", proto.VerifyRequest{})
-	stop.Store(true)
-	wg.Wait()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := <-werr; err != nil {
-		t.Fatal(err)
-	}
+	report := verifyUnderLoad(proto.VerifyRequest{})
 	if d := verifyDiffs(report); len(d) > 0 || report.Outcome() != 0 {
 		t.Fatalf("verify under a workload reported (outcome %d):\n%s\n%+v", report.Outcome(), strings.Join(d, "\n"), report.Tables)
 	}
@@ -116,7 +112,7 @@ objects:
 		DELETE FROM items WHERE id = 109; INSERT INTO items (id, note) VALUES (9999, 'extra');
 		INSERT INTO logs SELECT * FROM logs LIMIT 1;
 		INSERT INTO orders VALUES (3000, 1, 'us'); UPDATE orders SET total = -1 WHERE id = 10`)
-	report, err = c.Verify(ctx, "v", proto.VerifyRequest{})
+	report, err := c.Verify(ctx, "v", proto.VerifyRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,17 +145,7 @@ objects:
 
 	// 3. Repair, while the workload runs again: the repaired rows are
 	// checked again, verify is clean after, and the tables are equal.
-	stop.Store(false)
-	workload()
-	repaired, err := c.Verify(ctx, "v", proto.VerifyRequest{Repair: true})
-	stop.Store(true)
-	wg.Wait()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := <-werr; err != nil {
-		t.Fatal(err)
-	}
+	repaired := verifyUnderLoad(proto.VerifyRequest{Repair: true})
 	for _, tr := range repaired.Tables {
 		if tr.Error != "" || tr.Remaining != 0 || (tr.Differs() && tr.Repaired == 0) {
 			t.Fatalf("repair of %s: %+v", tr.Table, tr)

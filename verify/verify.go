@@ -208,18 +208,27 @@ func (c *comparer) ranges(ctx context.Context, level []proto.KeyRange) error {
 	return nil
 }
 
-// checksums reads a level's range checksums at both ends at once.
-func (c *comparer) checksums(ctx context.Context, level []proto.KeyRange) (src, dst []proto.RangeSum, err error) {
+// atBothEnds runs read at the source and the destination at once.
+func atBothEnds[T any](ctx context.Context, read func(context.Context, apply.VerifyReader) (T, error), src, dst apply.VerifyReader) (atSrc, atDst T, err error) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() (err error) {
-		src, err = c.src.Checksums(gctx, c.t, c.byteOrder, level)
+		atSrc, err = read(gctx, src)
 		return err
 	})
 	g.Go(func() (err error) {
-		dst, err = c.dst.Checksums(gctx, c.t, c.byteOrder, level)
+		atDst, err = read(gctx, dst)
 		return err
 	})
-	if err := g.Wait(); err != nil {
+	err = g.Wait()
+	return atSrc, atDst, err
+}
+
+// checksums reads a level's range checksums at both ends at once.
+func (c *comparer) checksums(ctx context.Context, level []proto.KeyRange) (src, dst []proto.RangeSum, err error) {
+	src, dst, err = atBothEnds(ctx, func(ctx context.Context, end apply.VerifyReader) ([]proto.RangeSum, error) {
+		return end.Checksums(ctx, c.t, c.byteOrder, level)
+	}, c.src, c.dst)
+	if err != nil {
 		return nil, nil, err
 	}
 	c.res.Ranges += int64(len(level))
@@ -232,17 +241,10 @@ func (c *comparer) checksums(ctx context.Context, level []proto.KeyRange) (src, 
 // leaf compares a range's rows: the keys (or, keyless, the rows) that
 // differ become candidates.
 func (c *comparer) leaf(ctx context.Context, r proto.KeyRange) error {
-	var src, dst []proto.VerifyRow
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() (err error) {
-		src, err = c.src.Rows(gctx, c.t, c.byteOrder, r)
-		return err
-	})
-	g.Go(func() (err error) {
-		dst, err = c.dst.Rows(gctx, c.t, c.byteOrder, r)
-		return err
-	})
-	if err := g.Wait(); err != nil {
+	src, dst, err := atBothEnds(ctx, func(ctx context.Context, end apply.VerifyReader) ([]proto.VerifyRow, error) {
+		return end.Rows(ctx, c.t, c.byteOrder, r)
+	}, c.src, c.dst)
+	if err != nil {
 		return err
 	}
 	c.res.BytesRead += rowBytes(src) + rowBytes(dst)
