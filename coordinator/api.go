@@ -447,8 +447,8 @@ func (a *api) setThrottle(w http.ResponseWriter, r *http.Request) {
 }
 
 // updateTask takes a task's spec again and applies the settings a
-// running task can change (retry windows, alerts, throttle); any other
-// difference is refused, naming it.
+// running task can change (retry windows, alerts, throttle, continuous
+// verification); any other difference is refused, naming it.
 func (a *api) updateTask(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	spec := a.readSpec(w, r)
@@ -476,7 +476,7 @@ func (a *api) updateTask(w http.ResponseWriter, r *http.Request) {
 	objects := slices.Contains(changed, "objects")
 	changed = slices.DeleteFunc(changed, func(f string) bool { return f == "objects" })
 	if len(changed) > 0 {
-		a.fail(w, http.StatusConflict, fmt.Sprintf("%s cannot change on a running task: delete and recreate the task to change them; objects (tables added and removed), retry, alerts and throttle can change", strings.Join(changed, ", ")), nil)
+		a.fail(w, http.StatusConflict, fmt.Sprintf("%s cannot change on a running task: delete and recreate the task to change them; objects (tables added and removed), retry, alerts, throttle and verify can change", strings.Join(changed, ", ")), nil)
 		return
 	}
 	if objects && spec.TwoWay != nil {
@@ -493,12 +493,12 @@ func (a *api) updateTask(w http.ResponseWriter, r *http.Request) {
 			a.fail(w, http.StatusConflict, err.Error(), nil)
 			return
 		}
-		if a.changeTask(w, r, name, ChangeTables{Name: name, Objects: ObjectRecords(spec.Objects), Add: add, Remove: remove, SettingsV1: SettingsRecord(spec.Retry, sealed.Alerts, spec.Throttle)}) {
+		if a.changeTask(w, r, name, ChangeTables{Name: name, Objects: ObjectRecords(spec.Objects), Add: add, Remove: remove, SettingsV1: SettingsRecord(spec, sealed.Alerts)}) {
 			a.logger.Info("task tables changed", "task", name, "added", len(add), "removed", len(remove))
 		}
 		return
 	}
-	if a.changeTask(w, r, name, UpdateSettings{Name: name, SettingsV1: SettingsRecord(spec.Retry, sealed.Alerts, spec.Throttle)}) {
+	if a.changeTask(w, r, name, UpdateSettings{Name: name, SettingsV1: SettingsRecord(spec, sealed.Alerts)}) {
 		a.logger.Info("task settings changed", "task", name)
 	}
 }
@@ -550,7 +550,7 @@ func keysOf[V any](a, b map[string]V) []string {
 func fixedFieldsChanged(old, new *proto.TaskSpec) []string {
 	fields := func(s *proto.TaskSpec) map[string]json.RawMessage {
 		c := *s
-		c.Retry, c.Alerts, c.Throttle = proto.RetrySpec{}, nil, nil
+		c.Retry, c.Alerts, c.Throttle, c.Verify = proto.RetrySpec{}, nil, nil, nil
 		b, _ := json.Marshal(c)
 		var m map[string]json.RawMessage
 		_ = json.Unmarshal(b, &m)
@@ -615,6 +615,7 @@ func (a *api) status(t Task) proto.TaskStatus {
 		LastError:     t.LastError,
 		CreatedAt:     t.CreatedAt,
 		Spec:          a.shown(t.Spec),
+		Verify:        proto.SummarizeVerify(t.VerifyRecords()),
 	}
 	if t.Spec.TwoWay != nil && t.ReverseOf == "" {
 		a.twoWayStatus(t, &st)

@@ -313,24 +313,28 @@ func TestPrecheckWarningsAndIgnore(t *testing.T) {
 	apiError(t, err, http.StatusUnprocessableEntity)
 }
 
-// A running task takes new retry windows, alerts and throttle from its
-// spec; any other change is refused, naming the field.
+// A running task takes new retry windows, alerts, throttle and verify
+// block from its spec; any other change is refused, naming the field.
 func TestUpdateTaskSettings(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	if _, err := e.client.CreateTask(ctx, taskYAML("orders")); err != nil {
 		t.Fatal(err)
 	}
-	updated := append(taskYAML("orders"), []byte("retry: { connection: 60m, other: 5m }\nalerts: { webhook: \"http://127.0.0.1:9/hook\" }\n")...)
+	updated := append(taskYAML("orders"), []byte("retry: { connection: 60m, other: 5m }\nalerts: { webhook: \"http://127.0.0.1:9/hook\" }\nverify: { interval: 2h, sample: 5% }\n")...)
 	st, err := e.client.UpdateTask(ctx, "orders", updated)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Spec.Retry.ConnectionRetry() != time.Hour || st.Spec.Alerts == nil {
+	if st.Spec.Retry.ConnectionRetry() != time.Hour || st.Spec.Alerts == nil || st.Spec.Verify == nil || st.Spec.Verify.Every() != 2*time.Hour {
 		t.Fatalf("settings not applied: %+v", st.Spec)
 	}
-	if task, _ := e.coord.Task("orders"); task.Spec.Retry.OtherRetry() != 5*time.Minute {
-		t.Fatalf("stored retry: %+v", task.Spec.Retry)
+	if task, _ := e.coord.Task("orders"); task.Spec.Retry.OtherRetry() != 5*time.Minute || task.Spec.Verify.Sample != "5%" {
+		t.Fatalf("stored settings: %+v %+v", task.Spec.Retry, task.Spec.Verify)
+	}
+	// Continuous verification is turned off as it was turned on.
+	if st, err = e.client.UpdateTask(ctx, "orders", taskYAML("orders")); err != nil || st.Spec.Verify != nil {
+		t.Fatalf("verify block removed: %+v %v", st, err)
 	}
 	changed := bytes.Replace(taskYAML("orders"), []byte("schema: public"), []byte("schema: other"), 1)
 	_, err = e.client.UpdateTask(ctx, "orders", changed)

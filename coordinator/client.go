@@ -104,7 +104,8 @@ func (c *Client) PauseTask(ctx context.Context, name string) (*proto.TaskStatus,
 }
 
 // UpdateTask sends a running task's spec again: its retry windows,
-// alerts and throttle change; any other difference is refused (409).
+// alerts, throttle and verify block change; any other difference is
+// refused (409).
 func (c *Client) UpdateTask(ctx context.Context, name string, spec []byte) (*proto.TaskStatus, error) {
 	var st proto.TaskStatus
 	if err := c.do(ctx, http.MethodPut, "/api/v1/tasks/"+url.PathEscape(name), "application/yaml", spec, &st); err != nil {

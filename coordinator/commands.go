@@ -201,7 +201,8 @@ type FinishAdding struct {
 }
 
 // UpdateSettings replaces the settings a running task takes without
-// restarting: its retry windows, alerts and throttle (SettingsRecord).
+// restarting: its retry windows, alerts, throttle and continuous
+// verification (SettingsRecord).
 type UpdateSettings struct {
 	Version Version1 `json:"version"`
 	Name    string   `json:"name"`

@@ -43,6 +43,7 @@ var forwardRules = map[CommandType]forwardRule{
 	CmdSetFullSyncPlan:   {kinds: capture, epoch: true, check: checkPlan},
 	CmdMarkFullSyncReady: {kinds: capture, epoch: true},
 	CmdMarkChunkCopied:   {kinds: []scheduler.Kind{scheduler.KindCopy}},
+	CmdRecordVerify:      {kinds: capture, epoch: true, check: checkVerifyRecords},
 }
 
 // taskCommand is a command about one task.
@@ -152,6 +153,26 @@ func checkTableKeys(_ *Task, cmd Command) error {
 	return nil
 }
 
+// checkVerifyRecords: a round of continuous verification records the
+// task's tables, each once, with a bounded error.
+func checkVerifyRecords(t *Task, cmd Command) error {
+	var tables map[string]bool // nil: a task from before its tables were recorded
+	if t.Tables != nil {
+		tables = map[string]bool{}
+		for _, k := range t.Tables {
+			tables[proto.TableIDFromKey(k).String()] = true
+		}
+	}
+	seen := map[string]bool{}
+	for _, r := range cmd.(*RecordVerify).Results {
+		if seen[r.Table] || len(r.Error) > maxForwardedError || (tables != nil && !tables[r.Table]) {
+			return fmt.Errorf("record verify of %s: table %q is not the task's, or recorded twice", t.Spec.Name, r.Table)
+		}
+		seen[r.Table] = true
+	}
+	return nil
+}
+
 // checkPlan: a plan copies the task's tables with the task's own row
 // filters (a plan is SQL a copy unit runs: its filter must be the one
 // the user gave, which the API validated).
@@ -177,6 +198,7 @@ func (c *FinishAdding) taskName() string      { return c.Name }
 func (c *SetFullSyncPlan) taskName() string   { return c.Name }
 func (c *MarkFullSyncReady) taskName() string { return c.Name }
 func (c *MarkChunkCopied) taskName() string   { return c.Name }
+func (c *RecordVerify) taskName() string      { return c.Name }
 
 func (c *MarkSlotCreated) unitEpoch() uint64   { return c.Epoch }
 func (c *MarkTablesCopied) unitEpoch() uint64  { return c.Epoch }
@@ -187,3 +209,4 @@ func (c *MarkKeptTables) unitEpoch() uint64    { return c.Epoch }
 func (c *FinishAdding) unitEpoch() uint64      { return c.Epoch }
 func (c *SetFullSyncPlan) unitEpoch() uint64   { return c.Epoch }
 func (c *MarkFullSyncReady) unitEpoch() uint64 { return c.Epoch }
+func (c *RecordVerify) unitEpoch() uint64      { return c.Epoch }

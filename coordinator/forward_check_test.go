@@ -38,6 +38,7 @@ func TestCheckForwarded(t *testing.T) {
 		{"n2", &SetTaskStatus{Name: "a", Epoch: task.Epoch, State: "running"}},
 		{"n3", &MarkChunkCopied{Name: "a", Plan: 1}},
 		{"n3", &SetTaskStatus{Name: "a", State: "retrying", IfRunnable: true}},
+		{"n2", &RecordVerify{Name: "a", Epoch: task.Epoch, Results: []VerifyRecordV1{{Table: "public.t"}, {Table: "public.u"}}}},
 	}
 	for _, o := range ok {
 		if err := c.checkForwarded(o.from, o.cmd); err != nil {
@@ -63,6 +64,11 @@ func TestCheckForwarded(t *testing.T) {
 		{"n2", &SetTaskStatus{Name: "a", State: "paused"}, "not a unit's"},
 		{"n2", &SetTaskTables{Name: "a", Epoch: task.Epoch, Tables: []string{"sluice\x00heartbeat"}}, "not a table"},
 		{"n2", &SetTaskStatus{Name: "b"}, "not found"},
+		// Continuous verification's records: the capture unit's, each
+		// table once.
+		{"n3", &RecordVerify{Name: "a", Epoch: task.Epoch}, "runs no capture unit"},
+		{"n2", &RecordVerify{Name: "a"}, "carries no epoch"},
+		{"n2", &RecordVerify{Name: "a", Epoch: task.Epoch, Results: []VerifyRecordV1{{Table: "public.t"}, {Table: "public.t"}}}, "recorded twice"},
 	}
 	for _, r := range refused {
 		err := c.checkForwarded(r.from, r.cmd)

@@ -63,8 +63,46 @@ func goldenSpec(name string) proto.TaskSpec {
 		Throttle:          &proto.ThrottleSpec{Full: &proto.RateSpec{RPS: 50000, MBPS: 40, QPS: 20}, Incremental: &proto.RateSpec{RPS: 20000, MBPS: 10}},
 		Cluster:           "eu",
 		Alerts: &proto.AlertSpec{Webhook: "https://hooks.example.com/sluice?a=1&b=2", OnFailure: boolp(false),
-			Latency: &proto.LatencyAlert{Above: proto.Duration(30 * time.Second), For: proto.Duration(5 * time.Minute)}, RetainedWAL: "10GiB"},
+			Latency: &proto.LatencyAlert{Above: proto.Duration(30 * time.Second), For: proto.Duration(5 * time.Minute)}, RetainedWAL: "10GiB",
+			OnDifferences: boolp(false)},
+		Verify: &proto.VerifySpec{Interval: proto.Duration(2 * time.Hour), Sample: "0.5%"},
 	}
+}
+
+// Fields added to the records after version 1 (all optional: a payload
+// without them reads as it did). The version 1 golden files cannot hold
+// them, so the tests that replay those compare them with goldenLog's
+// commands without these fields (goldenLogV1).
+func withoutLaterFields(cmd Command) Command {
+	alerts := func(a *AlertsV1) *AlertsV1 {
+		if a == nil {
+			return nil
+		}
+		c := *a
+		c.OnDifferences = nil
+		return &c
+	}
+	switch c := cmd.(type) {
+	case CreateTask:
+		c.Spec.Verify, c.Spec.Alerts = nil, alerts(c.Spec.Alerts)
+		return c
+	case ChangeTables:
+		c.Verify, c.Alerts = nil, alerts(c.Alerts)
+		return c
+	case UpdateSettings:
+		c.Verify, c.Alerts = nil, alerts(c.Alerts)
+		return c
+	}
+	return cmd
+}
+
+// goldenLogV1 is goldenLog as version 1 could write it.
+func goldenLogV1() []Command {
+	log := goldenLog()
+	for i, cmd := range log {
+		log[i] = withoutLaterFields(cmd)
+	}
+	return log
 }
 
 // goldenLog is a Raft log that uses every command type, each one with
@@ -77,8 +115,9 @@ func goldenLog() []Command {
 		Options: &prototest.ObjectOptions{Tags: map[string]string{"team": "audit"}}})
 	retry := proto.RetrySpec{Connection: proto.Duration(90 * time.Minute), Other: proto.Duration(90 * time.Second)}
 	alerts := &proto.AlertSpec{Webhook: "http://alerts.internal/hook", OnFailure: boolp(true),
-		Latency: &proto.LatencyAlert{Above: proto.Duration(time.Minute)}, RetainedWAL: "500MB"}
+		Latency: &proto.LatencyAlert{Above: proto.Duration(time.Minute)}, RetainedWAL: "500MB", OnDifferences: boolp(true)}
 	throttle := &proto.ThrottleSpec{Full: &proto.RateSpec{RPS: 100, MBPS: 2, QPS: 3}, Incremental: &proto.RateSpec{RPS: 50}}
+	settings := proto.TaskSpec{Retry: retry, Throttle: throttle, Verify: &proto.VerifySpec{Sample: "100%"}}
 	dest := proto.TableID{Schema: "wh", Name: "Orders Ü"}
 	const epoch = 6 // the CreateTask's index
 	return []Command{
@@ -106,9 +145,9 @@ func goldenLog() []Command {
 		MarkTablesCopied{Name: "orders", Tables: map[string]proto.LSN{"public\x00orders": 0x1000, "sales\x00refunds": 0x1000}, Rows: 111, Epoch: epoch},
 		MarkPostDataDone{Name: "orders", Epoch: epoch},
 		ChangeTables{Name: "orders", Objects: ObjectRecords(changed.Objects), Add: []string{"audit\x00log"}, Remove: []string{"sales\x00refunds"},
-			SettingsV1: SettingsRecord(retry, alerts, throttle)},
+			SettingsV1: SettingsRecord(&settings, alerts)},
 		FinishAdding{Name: "orders", Tables: []string{"audit\x00log"}, Epoch: epoch},
-		UpdateSettings{Name: "orders", SettingsV1: SettingsRecord(spec.Retry, spec.Alerts, spec.Throttle)},
+		UpdateSettings{Name: "orders", SettingsV1: SettingsRecord(&spec, spec.Alerts)},
 		SetThrottle{Name: "orders", Throttle: ThrottleRecord(throttle)},
 		ResealTask{Name: "orders", SourceDSN: "postgres://repl:${sealed:v1:0123456789abcdef:AAAA}@10.0.0.5:5432/shop",
 			Destination: map[string]string{"dsn": "postgres://app:${sealed:v1:0123456789abcdef:BBBB}@10.0.0.9:5432/wh", "password": "${sealed:v1:0123456789abcdef:CCCC}"},
@@ -119,8 +158,10 @@ func goldenLog() []Command {
 		ResumeTask{Name: "orders"},
 		BumpEpoch{Name: "orders"},
 		ResetTablesCopied{Name: "orders", Epoch: 24},
-		RecordVerify{Name: "orders", Results: []VerifyRecordV1{{Table: "public.orders", Dest: "wh.orders", At: goldenAt, Rows: 1000,
-			Differences: 3, Repaired: 3, Remaining: 1, Unsettled: 2, Error: "the task is behind"}}},
+		RecordVerify{Name: "orders", Epoch: 24, Results: []VerifyRecordV1{{Table: "public.orders", Dest: "wh.orders", At: goldenAt, Rows: 1000,
+			Differences: 3, Repaired: 3, Remaining: 1, Unsettled: 2, Error: "the task is behind",
+			Sample: &VerifySampleV1{Window: 4, Windows: 200, From: []string{"1000"}, To: []string{"2000"}}},
+			{Table: "sales.customers", Dest: "sales_copy.customers", At: goldenAt, Rows: 7, Sample: &VerifySampleV1{Windows: 1}}}},
 		MarkDeleting{Name: "orders"},
 		RemoveTask{Name: "orders"},
 		RevokeToken{ID: "0123456789ab"},
@@ -257,7 +298,7 @@ func TestEveryCommandHasGolden(t *testing.T) {
 // must decode to the same command and leave the same state.
 func TestPreviousFormat(t *testing.T) {
 	old, cur := NewStore(), NewStore()
-	for i, cmd := range goldenLog() {
+	for i, cmd := range goldenLogV1() {
 		index := uint64(i + 1)
 		entry, err := Encode(cmd)
 		if err != nil {
@@ -476,7 +517,11 @@ func TestSpecRecordComplete(t *testing.T) {
 // full-sync plan under way, kept tables and an error, one paused and
 // being deleted), nodes, assignments, waiting reasons, tokens and a
 // secret key.
-func goldenStore(t *testing.T) *Store {
+func goldenStore(t *testing.T) *Store { return goldenStoreOf(t, false) }
+
+// goldenStoreOf is goldenStore; v1: made of commands as version 1 could
+// write them (withoutLaterFields).
+func goldenStoreOf(t *testing.T, v1 bool) *Store {
 	t.Helper()
 	s := NewStore()
 	log := goldenLog()
@@ -484,6 +529,9 @@ func goldenStore(t *testing.T) *Store {
 	apply := func(cmd Command) {
 		t.Helper()
 		index++
+		if v1 {
+			cmd = withoutLaterFields(cmd)
+		}
 		if err := s.Apply(index, cmd); err != nil {
 			t.Fatalf("entry %d (%s): %v", index, commandName(cmd.Type()), err)
 		}
@@ -523,6 +571,10 @@ func goldenStore(t *testing.T) *Store {
 			Waiting: map[string]string{"events": "waiting for capacity"}, At: goldenAt.Add(time.Minute)},
 	} {
 		apply(cmd)
+	}
+	if !v1 { // verifications came after version 1
+		apply(RecordVerify{Name: "events", Epoch: 24, Results: []VerifyRecordV1{{Table: "public.clicks", Dest: "public.clicks", At: goldenAt, Rows: 10, Differences: 1,
+			Sample: &VerifySampleV1{Window: 3, Windows: 100, From: []string{"Ü 'x'"}, To: []string{"zz"}}}}})
 	}
 	return s
 }
@@ -581,9 +633,9 @@ func restoreGolden(t *testing.T, path string) *Store {
 
 // TestPreviousSnapshot restores a snapshot written before tasks' specs
 // were records (testdata/snapshot.v1.golden, never rewritten): it gives the
-// state it was written from.
+// state it was written from (without the fields added since).
 func TestPreviousSnapshot(t *testing.T) {
-	want := persist(t, goldenStore(t))
+	want := persist(t, goldenStoreOf(t, true))
 	got := persist(t, restoreGolden(t, filepath.Join("testdata", "snapshot.v1.golden")))
 	if !bytes.Equal(got, want) {
 		t.Fatalf("the version 1 snapshot restores to\n%s\nwant\n%s", got, want)

@@ -80,6 +80,7 @@ type SpecV1 struct {
 	Cluster           string          `json:"cluster,omitempty"`
 	Alerts            *AlertsV1       `json:"alerts,omitempty"`
 	TwoWay            *TwoWayV1       `json:"two_way,omitempty"`
+	Verify            *VerifyV1       `json:"verify,omitempty"`
 }
 
 // TwoWayV1 is a spec's two_way block, version 1.
@@ -153,10 +154,32 @@ type RateV1 struct {
 
 // AlertsV1 is a spec's alerts, version 1.
 type AlertsV1 struct {
-	Webhook     string          `json:"webhook"`
-	OnFailure   *bool           `json:"on_failure,omitempty"`
-	Latency     *LatencyAlertV1 `json:"latency,omitempty"`
-	RetainedWAL string          `json:"retained_wal,omitempty"`
+	Webhook       string          `json:"webhook"`
+	OnFailure     *bool           `json:"on_failure,omitempty"`
+	Latency       *LatencyAlertV1 `json:"latency,omitempty"`
+	RetainedWAL   string          `json:"retained_wal,omitempty"`
+	OnDifferences *bool           `json:"on_differences,omitempty"`
+}
+
+// VerifyV1 is a spec's verify block (continuous verification), version
+// 1. Interval 0 and Sample "" are the defaults, as the user left them.
+type VerifyV1 struct {
+	Interval DurationV1 `json:"interval,omitempty"`
+	Sample   string     `json:"sample,omitempty"`
+}
+
+func verifyRecord(v *proto.VerifySpec) *VerifyV1 {
+	if v == nil {
+		return nil
+	}
+	return &VerifyV1{Interval: DurationV1(v.Interval), Sample: v.Sample}
+}
+
+func (r *VerifyV1) spec() *proto.VerifySpec {
+	if r == nil {
+		return nil
+	}
+	return &proto.VerifySpec{Interval: proto.Duration(r.Interval), Sample: r.Sample}
 }
 
 // LatencyAlertV1 is a latency alert, version 1.
@@ -171,6 +194,8 @@ type SettingsV1 struct {
 	Retry    RetryV1     `json:"retry"`
 	Alerts   *AlertsV1   `json:"alerts,omitempty"`
 	Throttle *ThrottleV1 `json:"throttle,omitempty"`
+	// Verify: continuous verification reads it at each round.
+	Verify *VerifyV1 `json:"verify,omitempty"`
 }
 
 // DurationV1 is a duration written as Go writes it ("12h0m0s").
@@ -266,6 +291,7 @@ func SpecRecord(s *proto.TaskSpec) SpecV1 {
 		Cluster:           s.Cluster,
 		Alerts:            alertsRecord(s.Alerts),
 		TwoWay:            twoWayRecord(s.TwoWay),
+		Verify:            verifyRecord(s.Verify),
 	}
 }
 
@@ -289,6 +315,7 @@ func (r *SpecV1) TaskSpec() (proto.TaskSpec, error) {
 		Cluster:           r.Cluster,
 		Alerts:            r.Alerts.spec(),
 		TwoWay:            r.TwoWay.spec(),
+		Verify:            r.Verify.spec(),
 	}
 	if len(r.Destination) > 0 {
 		if err := json.Unmarshal(r.Destination, &s.Destination); err != nil {
@@ -352,14 +379,17 @@ func objectSpecs(records []ObjectV1) ([]proto.ObjectSpec, error) {
 	return out, nil
 }
 
-// SettingsRecord is the record of a running task's settings.
-func SettingsRecord(retry proto.RetrySpec, alerts *proto.AlertSpec, throttle *proto.ThrottleSpec) SettingsV1 {
-	return SettingsV1{Retry: retryRecord(retry), Alerts: alertsRecord(alerts), Throttle: ThrottleRecord(throttle)}
+// SettingsRecord is the record of a running task's settings: spec's
+// retry, throttle and verify, and alerts (the spec's, with its webhook
+// sealed).
+func SettingsRecord(spec *proto.TaskSpec, alerts *proto.AlertSpec) SettingsV1 {
+	return SettingsV1{Retry: retryRecord(spec.Retry), Alerts: alertsRecord(alerts), Throttle: ThrottleRecord(spec.Throttle),
+		Verify: verifyRecord(spec.Verify)}
 }
 
 // applyTo replaces a spec's settings with the record's.
 func (r *SettingsV1) applyTo(s *proto.TaskSpec) {
-	s.Retry, s.Alerts, s.Throttle = r.Retry.spec(), r.Alerts.spec(), r.Throttle.spec()
+	s.Retry, s.Alerts, s.Throttle, s.Verify = r.Retry.spec(), r.Alerts.spec(), r.Throttle.spec(), r.Verify.spec()
 }
 
 func retryRecord(r proto.RetrySpec) RetryV1 {
@@ -391,7 +421,7 @@ func alertsRecord(a *proto.AlertSpec) *AlertsV1 {
 	if a == nil {
 		return nil
 	}
-	r := &AlertsV1{Webhook: a.Webhook, OnFailure: a.OnFailure, RetainedWAL: a.RetainedWAL}
+	r := &AlertsV1{Webhook: a.Webhook, OnFailure: a.OnFailure, RetainedWAL: a.RetainedWAL, OnDifferences: a.OnDifferences}
 	if l := a.Latency; l != nil {
 		r.Latency = &LatencyAlertV1{Above: DurationV1(l.Above), For: DurationV1(l.For)}
 	}
@@ -402,7 +432,7 @@ func (r *AlertsV1) spec() *proto.AlertSpec {
 	if r == nil {
 		return nil
 	}
-	a := &proto.AlertSpec{Webhook: r.Webhook, OnFailure: r.OnFailure, RetainedWAL: r.RetainedWAL}
+	a := &proto.AlertSpec{Webhook: r.Webhook, OnFailure: r.OnFailure, RetainedWAL: r.RetainedWAL, OnDifferences: r.OnDifferences}
 	if l := r.Latency; l != nil {
 		a.Latency = &proto.LatencyAlert{Above: proto.Duration(l.Above), For: proto.Duration(l.For)}
 	}

@@ -284,6 +284,9 @@ func cloneTask(t *Task) Task {
 	c.Tables = slices.Clone(t.Tables)
 	c.Linked = maps.Clone(t.Linked)
 	c.Verified = maps.Clone(t.Verified)
+	for k, r := range c.Verified {
+		c.Verified[k] = VerifyRecordOf(r.Record()) // its sample's keys copied
+	}
 	c.Adding = slices.Clone(t.Adding)
 	return c
 }

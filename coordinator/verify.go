@@ -17,7 +17,9 @@ import (
 // Data verification (sluice verify): POST /api/v1/tasks/{name}/verify
 // compares the task's tables at both ends on this node, through the
 // Backend, and records each table's result in the task (RecordVerify),
-// which GET /api/v1/tasks/{name}/verify returns.
+// which GET /api/v1/tasks/{name}/verify returns. Continuous verification
+// (the spec's verify block) records its rounds the same way, from the
+// task's capture unit, with the unit's epoch.
 
 // CmdRecordVerify is RecordVerify's type byte.
 const CmdRecordVerify CommandType = 25
@@ -34,18 +36,49 @@ type VerifyRecordV1 struct {
 	Remaining   int64     `json:"remaining,omitempty"`
 	Unsettled   int64     `json:"unsettled,omitempty"`
 	Error       string    `json:"error,omitempty"`
+	// Sample: a round of continuous verification compared this part of
+	// the table (nil: sluice verify, the whole table).
+	Sample *VerifySampleV1 `json:"sample,omitempty"`
 }
 
-func verifyRecordV1(r proto.VerifyRecord) VerifyRecordV1 { return VerifyRecordV1(r) }
+// VerifySampleV1 is the part of a table a round of continuous
+// verification compared (proto.VerifySample).
+type VerifySampleV1 struct {
+	Window  int      `json:"window"`
+	Windows int      `json:"windows"`
+	From    []string `json:"from,omitempty"`
+	To      []string `json:"to,omitempty"`
+}
+
+// VerifyRecordOf is the record of a table's verification.
+func VerifyRecordOf(r proto.VerifyRecord) VerifyRecordV1 {
+	out := VerifyRecordV1{Table: r.Table, Dest: r.Dest, At: r.At, Rows: r.Rows, Differences: r.Differences, Repaired: r.Repaired,
+		Remaining: r.Remaining, Unsettled: r.Unsettled, Error: r.Error}
+	if s := r.Sample; s != nil {
+		out.Sample = &VerifySampleV1{Window: s.Window, Windows: s.Windows, From: slices.Clone(s.From), To: slices.Clone(s.To)}
+	}
+	return out
+}
 
 // Record is the record as the API shows it.
-func (r VerifyRecordV1) Record() proto.VerifyRecord { return proto.VerifyRecord(r) }
+func (r VerifyRecordV1) Record() proto.VerifyRecord {
+	out := proto.VerifyRecord{Table: r.Table, Dest: r.Dest, At: r.At, Rows: r.Rows, Differences: r.Differences, Repaired: r.Repaired,
+		Remaining: r.Remaining, Unsettled: r.Unsettled, Error: r.Error}
+	if s := r.Sample; s != nil {
+		out.Sample = &proto.VerifySample{Window: s.Window, Windows: s.Windows, From: slices.Clone(s.From), To: slices.Clone(s.To)}
+	}
+	return out
+}
 
 // RecordVerify records the results of a verification, table by table
 // (a table verified again replaces its record).
 type RecordVerify struct {
 	Name    string           `json:"name"`
 	Results []VerifyRecordV1 `json:"results"`
+	// Epoch is the capture unit's task epoch, for a round of continuous
+	// verification: a deposed owner's late results are refused. 0 (sluice
+	// verify, through the API) is not checked.
+	Epoch uint64 `json:"epoch,omitempty"`
 }
 
 func (RecordVerify) Type() CommandType { return CmdRecordVerify }
@@ -55,6 +88,9 @@ func init() { register(applyRecordVerify) }
 func applyRecordVerify(d *data, index uint64, cmd *RecordVerify) error {
 	t, err := d.task(cmd.Name)
 	if err != nil {
+		return err
+	}
+	if err := t.checkEpoch(cmd.Epoch); err != nil {
 		return err
 	}
 	if t.Verified == nil {
@@ -116,7 +152,7 @@ func (a *api) verify(w http.ResponseWriter, r *http.Request) {
 	}
 	results := make([]VerifyRecordV1, 0, len(report.Tables))
 	for _, rec := range report.Records() {
-		results = append(results, verifyRecordV1(rec))
+		results = append(results, VerifyRecordOf(rec))
 	}
 	if err := a.c.Apply(r.Context(), RecordVerify{Name: name, Results: results}); err != nil {
 		a.logger.Warn("verification not recorded", "task", name, "err", err)

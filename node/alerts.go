@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,18 +21,19 @@ import (
 )
 
 // Alerts: the Raft leader evaluates every task's alert rules (task spec
-// "alerts"), since it alone sees the whole cluster: task states from the
-// replicated state, apply groups' latencies from the nodes' heartbeats,
-// and each slot's retained WAL, which it measures at the source (a paused
-// or failed task's slot retains WAL too). A rule that starts or stops
-// holding is POSTed to the task's webhook as JSON. A new leader starts
-// from nothing, so an alert still holding is sent again after a leader
-// change: at least once, never silently lost.
+// "alerts"), since it alone sees the whole cluster: task states and the
+// tables' last verifications from the replicated state, apply groups'
+// latencies from the nodes' heartbeats, and each slot's retained WAL,
+// which it measures at the source (a paused or failed task's slot
+// retains WAL too). A rule that starts or stops holding is POSTed to the
+// task's webhook as JSON. A new leader starts from nothing, so an alert
+// still holding is sent again after a leader change: at least once,
+// never silently lost.
 
 // Alert is the JSON body POSTed to a webhook.
 type Alert struct {
 	Task      string    `json:"task"`
-	Alert     string    `json:"alert"`    // failed, latency, retained_wal
+	Alert     string    `json:"alert"`    // failed, latency, retained_wal, differences
 	Severity  string    `json:"severity"` // critical, warning
 	State     string    `json:"state"`    // firing, resolved
 	Message   string    `json:"message"`
@@ -64,6 +66,7 @@ type taskAlerts struct {
 	walBytes     *int64 // last measurement
 	walAt        time.Time
 	walFired     bool
+	diffFired    bool // differences left by verification
 }
 
 func newAlerter(coord *coordinator.Coordinator, logger *slog.Logger) *alerter {
@@ -205,6 +208,8 @@ func (a *alerter) evaluate(t *coordinator.Task, st *taskAlerts, latencyMS, retai
 	}
 	st.failed = failed
 
+	a.evaluateDifferences(t, st, now)
+
 	// Latency held above the threshold for a while.
 	if l := spec.Latency; l != nil {
 		above := time.Duration(l.Above)
@@ -317,6 +322,9 @@ func (a *alerter) firing() map[string][]string {
 		if st.walFired {
 			out[name] = append(out[name], "retained_wal")
 		}
+		if st.diffFired {
+			out[name] = append(out[name], "differences")
+		}
 	}
 	return out
 }
@@ -332,4 +340,36 @@ func (a *alerter) retained() map[string]int64 {
 		}
 	}
 	return out
+}
+
+// evaluateDifferences alerts while some table's last verification (sluice
+// verify, or a round of continuous verification) left rows that differ,
+// and once none does (a.mu held). Continuous verification compares a
+// range that left differences again at each round, so the alert holds
+// until they are gone.
+func (a *alerter) evaluateDifferences(t *coordinator.Task, st *taskAlerts, now time.Time) {
+	spec := t.Spec.Alerts
+	if !spec.DifferenceAlerts() {
+		st.diffFired = false
+		return
+	}
+	sum := proto.SummarizeVerify(t.VerifyRecords())
+	differs := sum != nil && sum.Differences > 0
+	if differs == st.diffFired {
+		return
+	}
+	name := t.Spec.Name
+	al := Alert{Task: name, Alert: "differences", Severity: "critical", State: "resolved", At: now,
+		Message: "no table's last verification left rows that differ"}
+	if differs {
+		al.State, al.Value = "firing", float64(sum.Differences)
+		rows := fmt.Sprintf("%d rows differ", sum.Differences)
+		if sum.Differences == 1 {
+			rows = "1 row differs"
+		}
+		al.Message = fmt.Sprintf("%s between the source and the destination, by the last verification of %s: see sluice verify %s --last, and repair with sluice verify %s --repair",
+			rows, strings.Join(sum.Differing, ", "), name, name)
+	}
+	a.send(spec.Webhook, al)
+	st.diffFired = differs
 }

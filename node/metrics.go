@@ -15,7 +15,8 @@ import (
 
 // Prometheus metrics at /metrics on every node. Every node exports the
 // tasks' replicated state (phase, state, retry window, full-sync
-// progress): any node answers the same, aggregate with max by (task).
+// progress, each table's last verification): any node answers the same,
+// aggregate with max by (task).
 // The volatile metrics of the units a node runs (latency, rows applied,
 // throughput) come from that node; the leader adds what only it measures
 // (each slot's retained WAL, the alerts holding).
@@ -38,6 +39,9 @@ var (
 	descLeader        = prometheus.NewDesc("sluice_node_is_leader", "1 on the Raft leader.", nil, nil)
 	descPeerDropped   = prometheus.NewDesc("sluice_task_peer_transactions_dropped_total", "Transactions the capture on this node left out because the other direction of its two-way task wrote them (no loop).", []string{"task"}, nil)
 	descConflicts     = prometheus.NewDesc("sluice_twoway_conflicts_total", "Two-way conflicts detected by the apply groups on this node since it started, by direction, kind and resolution (task is the two-way task's name).", []string{"task", "direction", "kind", "resolution"}, nil)
+	descVerifyDiffs   = prometheus.NewDesc("sluice_verify_differences", "Rows that differ between source and destination by the table's last verification (sluice verify or continuous; after a repair, those left).", []string{"task", "table"}, nil)
+	descVerifyRows    = prometheus.NewDesc("sluice_verify_rows_compared", "Rows compared by the table's last verification (a continuous round compares a slice).", []string{"task", "table"}, nil)
+	descVerifyAt      = prometheus.NewDesc("sluice_verify_timestamp_seconds", "When the table was last verified.", []string{"task", "table"}, nil)
 	descPanics        = prometheus.NewDesc("sluice_panics_total", "Panics recovered in this process since it started, by the goroutine they happened in (each failed a unit, retried, instead of killing the node).", []string{"where"}, nil)
 )
 
@@ -49,7 +53,7 @@ type collector struct {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descState, descRetryUntil, descFullRows, descFullEstimated, descFullTables,
-		descLatency, descApplied, descThroughput, descThroughputB, descFullRate, descFullRateB, descRetainedWAL, descAlert, descUnits, descLeader, descPeerDropped, descConflicts, descPanics} {
+		descLatency, descApplied, descThroughput, descThroughputB, descFullRate, descFullRateB, descRetainedWAL, descAlert, descUnits, descLeader, descPeerDropped, descConflicts, descVerifyDiffs, descVerifyRows, descVerifyAt, descPanics} {
 		ch <- d
 	}
 }
@@ -70,6 +74,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descFullRows, float64(f.RowsDone), name)
 		gauge(descFullEstimated, float64(f.RowsEstimated), name)
 		gauge(descFullTables, float64(f.TablesDone), name)
+		// Each table's last verification, replicated like the above.
+		for _, r := range t.VerifyRecords() {
+			gauge(descVerifyDiffs, float64(r.Outstanding()), name, r.Table)
+			gauge(descVerifyRows, float64(r.Rows), name, r.Table)
+			gauge(descVerifyAt, float64(r.At.Unix()), name, r.Table)
+		}
 		if c.worker == nil {
 			continue
 		}

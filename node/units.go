@@ -30,6 +30,9 @@ type RunnerConfig struct {
 	// MinBackoff, MaxBackoff and RetryMinute: pipeline.RetryConfig.
 	MinBackoff, MaxBackoff time.Duration
 	RetryMinute            time.Duration
+	// VerifyInterval and VerifyWholeRows: pipeline.Config (tests).
+	VerifyInterval  time.Duration
+	VerifyWholeRows int64
 }
 
 func (c *RunnerConfig) setDefaults() {
@@ -63,9 +66,10 @@ func openSink(ctx context.Context, spec *proto.TaskSpec, use apply.Use, logger *
 // source over PostgreSQL, its stream in JetStream, its live metrics.
 func captureRunner(name string, store pipeline.Store, js jetstream.JetStream, cfg RunnerConfig, logger *slog.Logger, l *live, health *unitHealth) *pipeline.Runner {
 	return &pipeline.Runner{
-		Name:   name,
-		Store:  store,
-		Config: pipeline.Config{SnapshotReaders: cfg.SnapshotReaders, PagesPerChunk: cfg.PagesPerChunk, Retry: cfg.retry()},
+		Name:  name,
+		Store: store,
+		Config: pipeline.Config{SnapshotReaders: cfg.SnapshotReaders, PagesPerChunk: cfg.PagesPerChunk, Retry: cfg.retry(),
+			VerifyInterval: cfg.VerifyInterval, VerifyWholeRows: cfg.VerifyWholeRows},
 		Source: func(spec *proto.TaskSpec) pipeline.Source {
 			return &pipeline.PGSource{Spec: spec, Capture: cfg.Capture, JetStream: js, Logger: logger, OnCapture: l.setCapture}
 		},
@@ -73,6 +77,7 @@ func captureRunner(name string, store pipeline.Store, js jetstream.JetStream, cf
 			return apply.EnsureStream(ctx, js, name, cfg.Groups, cfg.StreamReplicas, tables, linked)
 		},
 		Logger:    logger,
+		JetStream: js,
 		OnAttempt: l.reset,
 		Health:    health.set,
 	}

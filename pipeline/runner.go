@@ -16,6 +16,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sluicedb/sluice/apply"
@@ -36,7 +37,16 @@ type Config struct {
 	// step while the source is busy (sequences.go; default 5s): quiet
 	// points bring them in step at once.
 	SequenceInterval time.Duration
-	Retry            RetryConfig
+	// VerifyInterval, when set, replaces every task's verify.interval
+	// (tests: the spec's minimum is a minute).
+	VerifyInterval time.Duration
+	// VerifyWholeRows: continuous verification compares a table the
+	// planner estimates at no more rows whole in each round, whatever the
+	// sample (a slice would save little, and one pass finds any
+	// difference); a bigger keyless table, which has no slices, is left
+	// out (default 100,000).
+	VerifyWholeRows int64
+	Retry           RetryConfig
 }
 
 func (c *Config) setDefaults() {
@@ -48,6 +58,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.SequenceInterval <= 0 {
 		c.SequenceInterval = defaultSequenceInterval
+	}
+	if c.VerifyWholeRows <= 0 {
+		c.VerifyWholeRows = 100_000
 	}
 }
 
@@ -66,6 +79,10 @@ type Runner struct {
 	// linked by foreign keys in one group (linked: table key to anchor).
 	EnsureStream func(ctx context.Context, tables []proto.TableID, linked map[string]string) error
 	Logger       *slog.Logger
+	// JetStream holds the task's stream: continuous verification's
+	// re-checks wait for the apply groups by it (nil: no continuous
+	// verification).
+	JetStream jetstream.JetStream
 	// OnAttempt, if set, is called as each attempt starts (live metrics
 	// start over); Health receives the unit's health.
 	OnAttempt func()
@@ -262,6 +279,9 @@ func (r *Runner) attempt(ctx context.Context) error {
 	g.Go(safe.Go("watch-tables", func() error { return r.watchTables(gctx, changes) }))
 	if incremental && !task.Spec.IsReverse() {
 		g.Go(safe.Go("periodic", func() error { return r.runPeriodic(gctx, sink, &task.Spec) }))
+		// The reverse direction of a two-way task compares the same
+		// tables: its forward direction verifies them.
+		g.Go(safe.Go("verify", func() error { return r.runVerify(gctx) }))
 	}
 	if task.Phase != proto.PhaseIncremental {
 		if task.Spec.IsTwoWay() && !task.Spec.IsReverse() {

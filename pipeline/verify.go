@@ -44,55 +44,26 @@ const DefaultVerifyWait = 2 * time.Minute
 // empty), and repairs them when asked.
 func Verify(ctx context.Context, task *coordinator.Task, req proto.VerifyRequest, opts VerifyOptions) (*proto.VerifyReport, error) {
 	spec := &task.Spec
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
-	if opts.Wait <= 0 {
-		opts.Wait = DefaultVerifyWait
-	}
 	if why := verifyRefused(task, req); why != "" {
 		return nil, fmt.Errorf("%w: %s", coordinator.ErrVerifyRefused, why)
 	}
-	src, err := pgconfig.Connect(ctx, spec.Source.ConnDSN(), "sluice verify "+spec.Name)
-	if err != nil {
-		return nil, fmt.Errorf("cannot reach the source: %w", err)
-	}
-	defer src.Close(context.Background())
-	ids, err := verifySelection(ctx, src, task, req.Tables)
+	s, err := openVerify(ctx, task, req.Repair, &opts)
 	if err != nil {
 		return nil, err
 	}
-	sink, err := apply.Open(ctx, spec, apply.Use{Kind: apply.UseVerify, Logger: opts.Logger})
+	defer s.close()
+	ids, err := verifySelection(ctx, s.src, task, req.Tables)
 	if err != nil {
 		return nil, err
 	}
-	defer sink.Close(context.Background())
-	v, ok := sink.(apply.Verifiable)
-	if !ok {
-		return nil, fmt.Errorf("%w: a %s destination cannot be verified by Sluice yet", coordinator.ErrVerifyRefused, spec.Destination.Type)
-	}
-	repairer, _ := sink.(apply.Repairer)
-	if req.Repair && repairer == nil {
-		return nil, fmt.Errorf("%w: a %s destination cannot be repaired by Sluice yet", coordinator.ErrVerifyRefused, spec.Destination.Type)
-	}
-	vopts := verify.Options{Repair: req.Repair, Task: spec.Name}
-	if running(task) {
-		vopts.WaitApplied = func(ctx context.Context, lsn proto.LSN) error {
-			err := waitApplied(ctx, src, opts.JetStream, spec.Name, lsn, time.Now().Add(opts.Wait))
-			var behind *behindError
-			if errors.As(err, &behind) {
-				return fmt.Errorf("could not re-check the differing rows: the task did not apply the source up to %s within %s (%s)", lsn, opts.Wait, behind.what)
-			}
-			return err
-		}
-	} else if spec.Sync.IncrementalEnabled() {
+	if !running(task) && spec.Sync.IncrementalEnabled() {
 		// A paused task: what the destination holds stays as it is, but
 		// changes already in the stream would show as differences.
-		target, err := currentLSN(ctx, src)
+		target, err := currentLSN(ctx, s.src)
 		if err != nil {
 			return nil, err
 		}
-		err = waitApplied(ctx, src, opts.JetStream, spec.Name, target, time.Now())
+		err = waitApplied(ctx, s.src, opts.JetStream, spec.Name, target, time.Now())
 		var behind *behindError
 		if errors.As(err, &behind) {
 			return nil, fmt.Errorf("%w: task %q is %s with changes not applied yet (%s): resume it (sluice task resume %s) and verify while it runs",
@@ -101,22 +72,94 @@ func Verify(ctx context.Context, task *coordinator.Task, req proto.VerifyRequest
 			return nil, err
 		}
 	}
-	tables, err := verifyTables(ctx, src, spec, ids)
+	tables, err := verifyTables(ctx, s.src, spec, ids)
 	if err != nil {
 		return nil, err
 	}
 	report := &proto.VerifyReport{Task: spec.Name, At: time.Now().UTC(), Repair: req.Repair, Tables: []proto.VerifyTableResult{}}
-	side := pgverify.New(src, pgverify.Source)
 	for i := range tables {
-		res := verify.Table(ctx, side, v.VerifyReader(), repairer, &tables[i], vopts)
-		opts.Logger.Info("verified table", "task", spec.Name, "table", res.Table, "rows", res.Rows, "differences", len(res.Differences)+int(res.More),
-			"repaired", res.Repaired, "unsettled", res.Unsettled, "ranges", res.Ranges, "bytes", res.BytesRead, "ms", res.DurationMS, "error", res.Error)
+		res := verify.Table(ctx, s.side, s.reader, s.repairer, &tables[i], s.opts)
+		logVerified(opts.Logger, spec.Name, &res)
 		report.Tables = append(report.Tables, res)
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 	}
 	return report, nil
+}
+
+func logVerified(log *slog.Logger, task string, res *proto.VerifyTableResult) {
+	log.Info("verified table", "task", task, "table", res.Table, "rows", res.Rows, "differences", len(res.Differences)+int(res.More),
+		"repaired", res.Repaired, "unsettled", res.Unsettled, "ranges", res.Ranges, "bytes", res.BytesRead, "ms", res.DurationMS, "error", res.Error)
+}
+
+// verifySession is what a verification of a task works with: its own
+// session at the source and sink at the destination, both ends' sides,
+// and the comparisons' options (with, while the task runs, the wait of
+// each re-check for the task to apply the source up to its read).
+type verifySession struct {
+	src      *pgx.Conn
+	sink     apply.TaskSink
+	side     *pgverify.Side
+	reader   apply.VerifyReader
+	repairer apply.Repairer
+	opts     verify.Options
+}
+
+// openVerify connects a verification of the task (with opts' defaults
+// set); repair asks for a destination that can be repaired.
+func openVerify(ctx context.Context, task *coordinator.Task, repair bool, opts *VerifyOptions) (_ *verifySession, err error) {
+	spec := &task.Spec
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Wait <= 0 {
+		opts.Wait = DefaultVerifyWait
+	}
+	s := &verifySession{}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	if s.src, err = pgconfig.Connect(ctx, spec.Source.ConnDSN(), "sluice verify "+spec.Name); err != nil {
+		return nil, fmt.Errorf("cannot reach the source: %w", err)
+	}
+	if s.sink, err = apply.Open(ctx, spec, apply.Use{Kind: apply.UseVerify, Logger: opts.Logger}); err != nil {
+		return nil, err
+	}
+	v, ok := s.sink.(apply.Verifiable)
+	if !ok {
+		return nil, fmt.Errorf("%w: a %s destination cannot be verified by Sluice yet", coordinator.ErrVerifyRefused, spec.Destination.Type)
+	}
+	s.reader = v.VerifyReader()
+	s.repairer, _ = s.sink.(apply.Repairer)
+	if repair && s.repairer == nil {
+		return nil, fmt.Errorf("%w: a %s destination cannot be repaired by Sluice yet", coordinator.ErrVerifyRefused, spec.Destination.Type)
+	}
+	s.side = pgverify.New(s.src, pgverify.Source)
+	s.opts = verify.Options{Repair: repair, Task: spec.Name}
+	if running(task) {
+		src, js, wait := s.src, opts.JetStream, opts.Wait
+		s.opts.WaitApplied = func(ctx context.Context, lsn proto.LSN) error {
+			err := waitApplied(ctx, src, js, spec.Name, lsn, time.Now().Add(wait))
+			var behind *behindError
+			if errors.As(err, &behind) {
+				return fmt.Errorf("could not re-check the differing rows: the task did not apply the source up to %s within %s (%s)", lsn, wait, behind.what)
+			}
+			return err
+		}
+	}
+	return s, nil
+}
+
+func (s *verifySession) close() {
+	if s.sink != nil {
+		s.sink.Close(context.Background())
+	}
+	if s.src != nil {
+		s.src.Close(context.Background())
+	}
 }
 
 // running reports whether the task applies changes now: a running

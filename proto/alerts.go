@@ -10,8 +10,9 @@ import (
 
 // AlertSpec says when a task calls for attention and where to say so:
 // a JSON POST to Webhook when the task fails, when its latency stays
-// above a threshold for a while, and when its replication slot retains
-// more WAL than a limit (the source's disk fills while it does).
+// above a threshold for a while, when its replication slot retains
+// more WAL than a limit (the source's disk fills while it does), and
+// when a verification finds rows that differ.
 type AlertSpec struct {
 	Webhook string `yaml:"webhook" json:"webhook"`
 	// OnFailure: alert when the task becomes failed (default true).
@@ -21,6 +22,10 @@ type AlertSpec struct {
 	// RetainedWAL: warn when the slot retains more than this ("10GiB",
 	// "500MB", bytes if no unit; "" for no warning).
 	RetainedWAL string `yaml:"retained_wal,omitempty" json:"retained_wal,omitempty"`
+	// OnDifferences: alert while a table's last verification (sluice
+	// verify, or a round of continuous verification) left rows that
+	// differ (default true).
+	OnDifferences *bool `yaml:"on_differences,omitempty" json:"on_differences,omitempty"`
 }
 
 // LatencyAlert is a latency threshold held for a duration.
@@ -31,6 +36,10 @@ type LatencyAlert struct {
 
 // FailureAlerts reports whether failures are alerted.
 func (a *AlertSpec) FailureAlerts() bool { return a != nil && enabled(a.OnFailure, true) }
+
+// DifferenceAlerts reports whether differences found by verification
+// are alerted.
+func (a *AlertSpec) DifferenceAlerts() bool { return a != nil && enabled(a.OnDifferences, true) }
 
 // RetainedWALBytes is the retained-WAL limit in bytes (0: none).
 func (a *AlertSpec) RetainedWALBytes() int64 {

@@ -188,8 +188,10 @@ func (s *TaskSpec) Clone() TaskSpec {
 		al := *s.Alerts
 		al.OnFailure = clonePtr(s.Alerts.OnFailure)
 		al.Latency = clonePtr(s.Alerts.Latency)
+		al.OnDifferences = clonePtr(s.Alerts.OnDifferences)
 		c.Alerts = &al
 	}
+	c.Verify = s.Verify.clone()
 	return c
 }
 

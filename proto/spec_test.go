@@ -3,6 +3,7 @@ package proto_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluicedb/sluice/proto"
 	_ "github.com/sluicedb/sluice/proto/prototest" // the test destination type
@@ -132,5 +133,81 @@ func TestSequencesInSpec(t *testing.T) {
 		if _, err := proto.ParseTaskSpec([]byte(base + objects + "\n")); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", objects, err, want)
 		}
+	}
+}
+
+// The verify block: defaults when present, bounds, and each problem
+// named by its key.
+func TestVerifySpec(t *testing.T) {
+	base := "name: x\nsource: {dsn: 'postgres://a@b/c'}\ndestination: {type: test, dsn: 'postgres://a@b/d'}\nobjects: [{schema: public}]\n"
+	spec, err := proto.ParseTaskSpec([]byte(base))
+	if err != nil || spec.Verify != nil {
+		t.Fatalf("no verify block: %+v %v", spec.Verify, err)
+	}
+	for block, want := range map[string]struct {
+		every   time.Duration
+		windows int
+	}{
+		"{}":                             {time.Hour, 100},
+		"{interval: 1m, sample: 100%}":   {time.Minute, 1},
+		"{interval: 2h, sample: '0.5%'}": {2 * time.Hour, 200},
+		"{sample: 3%}":                   {time.Hour, 34},
+		"{sample: ' 25 % '}":             {time.Hour, 4},
+		"{sample: 0.01%}":                {time.Hour, 10000},
+	} {
+		spec, err := proto.ParseTaskSpec([]byte(base + "verify: " + block + "\n"))
+		if err != nil {
+			t.Errorf("%s: %v", block, err)
+			continue
+		}
+		if spec.Verify == nil || spec.Verify.Every() != want.every || spec.Verify.Windows() != want.windows {
+			t.Errorf("%s: every %s, %d windows; want %s, %d", block, spec.Verify.Every(), spec.Verify.Windows(), want.every, want.windows)
+		}
+		if c := spec.Clone(); c.Verify == spec.Verify {
+			t.Errorf("Clone shares the verify block")
+		}
+	}
+	for block, want := range map[string]string{
+		"{interval: 30s}":                 "verify.interval: must be at least 1m, not 30s",
+		"{interval: soon}":                "verify.interval: must be a duration such as 1h or 30m",
+		"{sample: 1}":                     `verify.sample: must be a percentage from 0.01% to 100%, such as 1% or 0.5%; not "1"`,
+		"{sample: 0%}":                    "verify.sample: must be a percentage",
+		"{sample: 150%}":                  "verify.sample: must be a percentage",
+		"{sample: 0.001%}":                "verify.sample: must be a percentage from 0.01%",
+		"{sample: x%}":                    "verify.sample: must be a percentage",
+		"{every: 1h}":                     "unknown field verify.every (line 5)",
+		"{}\nsync: {incremental: false}":  "verify: continuous verification runs during incremental sync",
+		"{interval: 10s, sample: 200%}\n": "verify.interval: must be at least 1m, not 10s; verify.sample: must be a percentage",
+		"{}\nalerts: {webhook: 'http://h/', on_differences: false, bogus: 1}": "unknown field alerts.bogus",
+	} {
+		if _, err := proto.ParseTaskSpec([]byte(base + "verify: " + block + "\n")); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v, want %q", block, err, want)
+		}
+	}
+	spec, err = proto.ParseTaskSpec([]byte(base + "alerts: {webhook: 'http://h/', on_differences: false}\n"))
+	if err != nil || spec.Alerts.DifferenceAlerts() || !spec.Alerts.FailureAlerts() {
+		t.Fatalf("alerts.on_differences: false: %+v %v", spec.Alerts, err)
+	}
+	spec, err = proto.ParseTaskSpec([]byte(base + "alerts: {webhook: 'http://h/'}\n"))
+	if err != nil || !spec.Alerts.DifferenceAlerts() {
+		t.Fatalf("alerts.on_differences defaults to true: %+v %v", spec.Alerts, err)
+	}
+}
+
+// A record's outstanding differences, and the summary task get shows.
+func TestVerifySummary(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	if proto.SummarizeVerify(nil) != nil {
+		t.Fatal("a summary of nothing")
+	}
+	s := proto.SummarizeVerify([]proto.VerifyRecord{
+		{Table: "public.a", At: at, Differences: 3},
+		{Table: "public.b", At: at.Add(time.Minute), Differences: 2, Repaired: 2},
+		{Table: "public.c", At: at, Differences: 4, Repaired: 4, Remaining: 1},
+		{Table: "public.d", At: at, Error: "boom"},
+	})
+	if s.Tables != 4 || !s.At.Equal(at.Add(time.Minute)) || s.Differences != 4 || strings.Join(s.Differing, ",") != "public.a,public.c" ||
+		strings.Join(s.Failed, ",") != "public.d" {
+		t.Fatalf("summary %+v", s)
 	}
 }

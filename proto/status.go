@@ -76,6 +76,9 @@ type TaskStatus struct {
 	Spec      TaskSpec   `json:"spec"`
 	// TwoWay shows both directions of a two-way task and its conflicts.
 	TwoWay *TwoWayStatus `json:"two_way,omitempty"`
+	// Verify sums up the task's last verifications (sluice verify and
+	// continuous verification); nil before the first.
+	Verify *VerifySummary `json:"verify,omitempty"`
 }
 
 // TwoWayStatus is a two-way task's directions and conflicts.

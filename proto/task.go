@@ -28,6 +28,8 @@ type TaskSpec struct {
 	Throttle          *ThrottleSpec   `yaml:"throttle,omitempty" json:"throttle,omitempty"`
 	Cluster           string          `yaml:"cluster,omitempty" json:"cluster,omitempty"`
 	Alerts            *AlertSpec      `yaml:"alerts,omitempty" json:"alerts,omitempty"`
+	// Verify turns continuous verification on (verifyspec.go); nil: off.
+	Verify *VerifySpec `yaml:"verify,omitempty" json:"verify,omitempty"`
 	// TwoWay makes the task two-way (twoway.go); nil for one way.
 	TwoWay *TwoWaySpec `yaml:"two_way,omitempty" json:"two_way,omitempty"`
 }
@@ -331,6 +333,9 @@ var yamlTypeNames = map[string]string{
 	"proto.ThrottleSpec": "throttle.",
 	"proto.RateSpec":     "throttle.<phase>.",
 	"proto.TwoWaySpec":   "two_way.",
+	"proto.AlertSpec":    "alerts.",
+	"proto.LatencyAlert": "alerts.latency.",
+	"proto.VerifySpec":   "verify.",
 }
 
 var unknownFieldRe = regexp.MustCompile(`line (\d+): field (\S+) not found in type (\S+)`)
@@ -503,6 +508,7 @@ func (s *TaskSpec) Validate() error {
 		}
 	}
 	s.Alerts.validate(add)
+	s.Verify.validate(s, add)
 	s.validateTwoWay(add)
 	if s.Cluster != "" && !poolName.MatchString(s.Cluster) {
 		add("cluster", "must be a pool name: letters, digits, '-' and '_', at most 63 characters")

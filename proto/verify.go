@@ -162,6 +162,68 @@ type VerifyRecord struct {
 	Remaining   int64     `json:"remaining,omitempty"`
 	Unsettled   int64     `json:"unsettled,omitempty"`
 	Error       string    `json:"error,omitempty"`
+	// Sample is the part of the table a round of continuous verification
+	// compared; nil for sluice verify (the whole table).
+	Sample *VerifySample `json:"sample,omitempty"`
+}
+
+// Outstanding is how many differences the verification left: those it
+// found, or, when it repaired them, those still there after.
+func (r *VerifyRecord) Outstanding() int64 {
+	if r.Repaired > 0 {
+		return r.Remaining
+	}
+	return r.Differences
+}
+
+// VerifySample is the part of a table a round of continuous
+// verification compared: slice Window (from 0) of the Windows slices its
+// key space is cut into, the keys From (inclusive) to To (exclusive) in
+// canonical text (nil: unbounded). One window is the whole table.
+type VerifySample struct {
+	Window  int      `json:"window"`
+	Windows int      `json:"windows"`
+	From    []string `json:"from,omitempty"`
+	To      []string `json:"to,omitempty"`
+}
+
+// Range is the sample's key range.
+func (s *VerifySample) Range() KeyRange { return KeyRange{From: s.From, To: s.To} }
+
+// VerifySummary is what task get shows of a task's verifications: the
+// last record of each table, summed up.
+type VerifySummary struct {
+	// At is the latest verification of any table.
+	At time.Time `json:"at"`
+	// Tables counts the tables verified at least once.
+	Tables int `json:"tables"`
+	// Differing names the tables whose last verification left
+	// differences, and Differences sums them.
+	Differing   []string `json:"differing,omitempty"`
+	Differences int64    `json:"differences"`
+	// Failed names the tables whose last verification failed.
+	Failed []string `json:"failed,omitempty"`
+}
+
+// SummarizeVerify sums up records (nil when there are none).
+func SummarizeVerify(records []VerifyRecord) *VerifySummary {
+	if len(records) == 0 {
+		return nil
+	}
+	s := &VerifySummary{Tables: len(records)}
+	for _, r := range records {
+		if r.At.After(s.At) {
+			s.At = r.At
+		}
+		if n := r.Outstanding(); n > 0 {
+			s.Differing = append(s.Differing, r.Table)
+			s.Differences += n
+		}
+		if r.Error != "" {
+			s.Failed = append(s.Failed, r.Table)
+		}
+	}
+	return s
 }
 
 // Records are the report's tables as records.

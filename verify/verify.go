@@ -42,6 +42,14 @@ type Options struct {
 	// be an apply.Repairer); Task names the task for it.
 	Repair bool
 	Task   string
+	// Range, when set, is the only part of the table compared (a round of
+	// continuous verification compares a slice of the key space, see
+	// Window): the first level starts from it instead of the whole table.
+	// RangeRows estimates its rows, so that a big range of a key that
+	// splits cheaply is cut at once, as a big table is. A keyless table
+	// is compared whole.
+	Range     *proto.KeyRange
+	RangeRows int64
 }
 
 func (o *Options) defaults() {
@@ -105,18 +113,8 @@ func (c *comparer) run(ctx context.Context) error {
 		return err
 	}
 	c.t.LegacyHash = min(sv, dv) < pgverify.HashedSince
-	if !c.t.Keyless() {
-		a, err := c.src.KeyCollations(ctx, c.t)
-		if err != nil {
-			return err
-		}
-		b, err := c.dst.KeyCollations(ctx, c.t)
-		if err != nil {
-			return err
-		}
-		// Ranges must hold the same keys at both ends: text keys are
-		// ordered byte-wise when the collations differ.
-		c.byteOrder = !slices.Equal(a, b)
+	if c.byteOrder, err = byteOrder(ctx, c.src, c.dst, c.t); err != nil {
+		return err
 	}
 	first, err := c.firstLevel(ctx)
 	if err != nil {
@@ -131,29 +129,56 @@ func (c *comparer) run(ctx context.Context) error {
 	return c.settle(ctx)
 }
 
-// firstLevel is the ranges checksummed first: the whole table, or, for
-// a big table whose key splits cheaply, ranges of about LeafRows*Fanout
-// rows (at most 4,096), whose differing ones split once more into
-// leaves. An equal table costs one pass either way; one with scattered
-// differences is not read whole level after level.
+// byteOrder reports whether the table's ranges order text keys
+// byte-wise: ranges must hold the same keys at both ends, and the two
+// ends' collations differ.
+func byteOrder(ctx context.Context, src *pgverify.Side, dst apply.VerifyReader, t *proto.VerifyTable) (bool, error) {
+	if t.Keyless() {
+		return false, nil
+	}
+	a, err := src.KeyCollations(ctx, t)
+	if err != nil {
+		return false, err
+	}
+	b, err := dst.KeyCollations(ctx, t)
+	if err != nil {
+		return false, err
+	}
+	return !slices.Equal(a, b), nil
+}
+
+// firstLevel is the ranges checksummed first: the whole table (or
+// Options.Range), or, for a big one whose key splits cheaply, ranges of
+// about LeafRows*Fanout rows (at most 4,096), whose differing ones split
+// once more into leaves. An equal table costs one pass either way; one
+// with scattered differences is not read whole level after level.
 func (c *comparer) firstLevel(ctx context.Context) ([]proto.KeyRange, error) {
-	whole := []proto.KeyRange{{}}
 	if c.t.Keyless() {
-		return whole, nil
+		return []proto.KeyRange{{}}, nil
+	}
+	whole := proto.KeyRange{}
+	if c.opts.Range != nil {
+		whole = *c.opts.Range
 	}
 	if cheap, err := c.src.CheapSplit(ctx, c.t); err != nil || !cheap {
-		return whole, err
+		return []proto.KeyRange{whole}, err
 	}
-	rows, err := c.src.EstimatedRows(ctx, c.t)
-	if err != nil || rows <= c.opts.LeafRows*int64(c.opts.Fanout) {
-		return whole, err
+	rows := c.opts.RangeRows
+	if c.opts.Range == nil {
+		var err error
+		if rows, err = c.src.EstimatedRows(ctx, c.t); err != nil {
+			return nil, err
+		}
+	}
+	if rows <= c.opts.LeafRows*int64(c.opts.Fanout) {
+		return []proto.KeyRange{whole}, nil
 	}
 	n := int(min(max(rows/(c.opts.LeafRows*int64(c.opts.Fanout)), int64(c.opts.Fanout)), 4096))
-	cuts, err := c.src.Split(ctx, c.t, c.byteOrder, proto.KeyRange{}, rows, n)
+	cuts, err := c.src.Split(ctx, c.t, c.byteOrder, whole, rows, n)
 	if err != nil {
 		return nil, err
 	}
-	return cutRange(proto.KeyRange{}, cuts), nil
+	return cutRange(whole, cuts), nil
 }
 
 // cutRange is r cut at cuts (in key order).

@@ -187,3 +187,65 @@ func TestRenamesAndFilter(t *testing.T) {
 		t.Fatalf("%d rows compared, want the filter's 15", res.Rows)
 	}
 }
+
+// Continuous verification compares one slice of the key space at a
+// time (Options.Range, from Window): each difference is found in exactly
+// one slice, rows beyond the source's smallest and largest keys (extra
+// at the destination, or added since) in the first and last, the slices'
+// rows add up to the table's, and a range leaves what is outside it
+// alone. For an integer key (slices of one width, the first level cut at
+// once for a big range) and a composite text key (slices by key order).
+func TestWindows(t *testing.T) {
+	schema := `CREATE TABLE nums (id int PRIMARY KEY, v text); CREATE TABLE words (region text, id int, v text, PRIMARY KEY (region, id))`
+	p := newPair(t, schema, schema)
+	fill := `INSERT INTO nums SELECT g, md5(g::text) FROM generate_series(1, 3000) g;
+		INSERT INTO words SELECT (ARRAY['eu', 'US', 'apac'])[1 + g % 3], g, md5(g::text) FROM generate_series(1, 3000) g; ANALYZE`
+	p.srcConn(fill)
+	p.dstConn(fill)
+	p.dstConn(`UPDATE nums SET v = 'x' WHERE id IN (5, 1500); DELETE FROM nums WHERE id = 2999; INSERT INTO nums VALUES (-7, 'below'), (9000, 'above');
+		UPDATE words SET v = 'x' WHERE id IN (3, 1500); DELETE FROM words WHERE id = 2998; INSERT INTO words VALUES ('aaa', 1, 'first'), ('zzz', 1, 'last')`)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		tbl  *proto.VerifyTable
+		want []string
+	}{
+		{&proto.VerifyTable{Source: proto.TableID{Schema: "public", Name: "nums"}, Dest: proto.TableID{Schema: "public", Name: "nums"},
+			Columns: []string{"id", "v"}, DestColumns: []string{"id", "v"}, Key: []int{0}},
+			[]string{"changed id=5 (v)", "changed id=1500 (v)", "missing id=2999", "extra id=-7", "extra id=9000"}},
+		{&proto.VerifyTable{Source: proto.TableID{Schema: "public", Name: "words"}, Dest: proto.TableID{Schema: "public", Name: "words"},
+			Columns: []string{"region", "id", "v"}, DestColumns: []string{"region", "id", "v"}, Key: []int{0, 1}},
+			[]string{"changed id=3,region=eu (v)", "changed id=1500,region=eu (v)", "missing id=2998,region=US", "extra id=1,region=aaa", "extra id=1,region=zzz"}},
+	} {
+		const n = 7
+		var found []string
+		var rows int64
+		for k := range n {
+			r, err := verify.Window(ctx, p.src, p.dst, tc.tbl, 3000, k, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (k == 0) != (r.From == nil) || (k == n-1) != (r.To == nil) {
+				t.Fatalf("%s slice %d of %d: %+v", tc.tbl.Source, k, n, r)
+			}
+			res := verify.Table(ctx, p.src, p.dst, nil, tc.tbl, verify.Options{LeafRows: 20, Fanout: 4, Range: &r, RangeRows: 3000 / n})
+			if res.Error != "" {
+				t.Fatalf("%s slice %d: %s", tc.tbl.Source, k, res.Error)
+			}
+			if res.Rows < 3000/n/2 || res.Rows > 3000/n*2 {
+				t.Errorf("%s slice %d of %d (%+v): %d rows", tc.tbl.Source, k, n, r, res.Rows)
+			}
+			rows += res.Rows
+			found = append(found, diffText(res)...)
+		}
+		slices.Sort(found)
+		slices.Sort(tc.want)
+		if strings.Join(found, "\n") != strings.Join(tc.want, "\n") || rows != 3000 {
+			t.Fatalf("%s: %d rows in the slices, differences\n%s\nwant 3000 rows and\n%s", tc.tbl.Source, rows, strings.Join(found, "\n"), strings.Join(tc.want, "\n"))
+		}
+	}
+	// One slice, and a keyless table: the whole table.
+	tbl := &proto.VerifyTable{Source: proto.TableID{Schema: "public", Name: "nums"}, Columns: []string{"id"}}
+	if r, err := verify.Window(ctx, p.src, p.dst, tbl, 3000, 3, 7); err != nil || r.From != nil || r.To != nil {
+		t.Fatalf("keyless: %+v %v", r, err)
+	}
+}

@@ -384,12 +384,12 @@ func (a *app) taskUpdateCmd(tf *taskFlags) *cobra.Command {
 	var file string
 	cmd := &cobra.Command{
 		Use:   "update NAME (-f TASK.yaml | --throttle KEY=VALUE ...)",
-		Short: "Change a running task's retry windows, alerts or throttle",
+		Short: "Change a running task's retry windows, alerts, throttle or continuous verification",
 		Long: `Change a running task; its units follow within a second.
 
--f TASK.yaml sends the task's spec again: its retry, alerts and throttle
-sections take effect; any other difference is refused, naming it (delete
-and recreate the task to change those).
+-f TASK.yaml sends the task's spec again: its retry, alerts, throttle and
+verify sections take effect; any other difference is refused, naming it
+(delete and recreate the task to change those).
 
 --throttle KEY=VALUE changes one limit: KEY is full.rps, full.mbps,
 full.qps, incremental.rps or incremental.mbps (rows, MiB and queries to
@@ -415,8 +415,8 @@ all. Limits not named keep their value.`,
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "task %s updated: retry connection %s, other %s; throttle %s; alerts %s\n", st.Name,
-					st.Spec.Retry.ConnectionRetry(), st.Spec.Retry.OtherRetry(), throttleText(st.Spec.Throttle), alertsText(st.Spec.Alerts))
+				fmt.Fprintf(cmd.OutOrStdout(), "task %s updated: retry connection %s, other %s; throttle %s; alerts %s; verify %s\n", st.Name,
+					st.Spec.Retry.ConnectionRetry(), st.Spec.Retry.OtherRetry(), throttleText(st.Spec.Throttle), alertsText(st.Spec.Alerts), verifyText(st.Spec.Verify))
 				return nil
 			}
 			st, err := c.GetTask(ctx, args[0])
@@ -435,7 +435,7 @@ all. Limits not named keep their value.`,
 		},
 	}
 	cmd.Flags().StringSliceVar(&sets, "throttle", nil, "KEY=VALUE: full.rps, full.mbps, full.qps, incremental.rps, incremental.mbps (0 lifts it), or none")
-	cmd.Flags().StringVarP(&file, "file", "f", "", "the task's spec, or - for stdin: its retry, alerts and throttle take effect")
+	cmd.Flags().StringVarP(&file, "file", "f", "", "the task's spec, or - for stdin: its retry, alerts, throttle and verify take effect")
 	return cmd
 }
 
@@ -557,6 +557,12 @@ func printStatus(w io.Writer, st *proto.TaskStatus, now time.Time) error {
 	}
 	if !st.CreatedAt.IsZero() {
 		line("created", "%s", st.CreatedAt.Local().Format(time.RFC3339))
+	}
+	if st.Spec.Verify != nil {
+		line("verify", "%s", verifyText(st.Spec.Verify))
+	}
+	if v := st.Verify; v != nil {
+		line("verified", "%s", verifiedText(v, now))
 	}
 	if tw := st.TwoWay; tw != nil {
 		line("two-way", "conflicts: %s", tw.Policy)

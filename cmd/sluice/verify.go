@@ -182,7 +182,7 @@ func printVerifyRecords(w io.Writer, records []proto.VerifyRecord) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TABLE\tVERIFIED\tROWS\tDIFFERENCES\tREPAIRED\tNOTE")
+	fmt.Fprintln(tw, "TABLE\tVERIFIED\tSCOPE\tROWS\tDIFFERENCES\tREPAIRED\tNOTE")
 	for _, r := range records {
 		note := r.Error
 		if r.Unsettled > 0 {
@@ -191,7 +191,57 @@ func printVerifyRecords(w io.Writer, records []proto.VerifyRecord) error {
 		if r.Remaining > 0 {
 			note = strings.TrimPrefix(note+fmt.Sprintf("; %d still differ", r.Remaining), "; ")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", r.Table, r.At.Format(time.RFC3339), r.Rows, r.Differences, r.Repaired, note)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\n", r.Table, r.At.Format(time.RFC3339), sampleText(r.Sample), r.Rows, r.Differences, r.Repaired, note)
 	}
 	return tw.Flush()
+}
+
+// verifyText is a verify block as task get and task update show it.
+func verifyText(v *proto.VerifySpec) string {
+	if v == nil {
+		return "off"
+	}
+	sample := v.Sample
+	if sample == "" {
+		sample = proto.DefaultVerifySample
+	}
+	return fmt.Sprintf("every %s, %s of each table per round", shortDuration(v.Every()), strings.TrimSpace(sample))
+}
+
+// verifiedText sums up the task's last verifications: when, how many
+// tables, and those that differ or failed.
+func verifiedText(v *proto.VerifySummary, now time.Time) string {
+	out := fmt.Sprintf("%s (%s ago), %d tables", v.At.Local().Format(time.RFC3339), shortDuration(now.Sub(v.At).Round(time.Second)), v.Tables)
+	if v.Differences == 0 {
+		out += ", no differences"
+	} else {
+		out += fmt.Sprintf(", %d differences in %s", v.Differences, strings.Join(v.Differing, ", "))
+	}
+	if len(v.Failed) > 0 {
+		out += "; could not verify " + strings.Join(v.Failed, ", ")
+	}
+	return out
+}
+
+// shortDuration writes 1h0m0s as 1h and 2m30s as it is.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// sampleText is the part of a table a record compared.
+func sampleText(s *proto.VerifySample) string {
+	switch {
+	case s == nil:
+		return "table"
+	case s.Windows <= 1:
+		return "table (continuous)"
+	}
+	return fmt.Sprintf("slice %d/%d (continuous)", s.Window+1, s.Windows)
 }

@@ -96,3 +96,42 @@ func TestVerifyCommand(t *testing.T) {
 		t.Fatalf("bad output flag: %+v", r)
 	}
 }
+
+// task get shows the verify block and the last verifications summed up;
+// --last shows what each record compared.
+func TestPrintVerifyStatus(t *testing.T) {
+	now := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	st := &proto.TaskStatus{Name: "x", Phase: proto.PhaseIncremental, State: proto.StateRunning,
+		Spec: proto.TaskSpec{Verify: &proto.VerifySpec{}},
+		Verify: proto.SummarizeVerify([]proto.VerifyRecord{
+			{Table: "public.a", At: now.Add(-90 * time.Second), Differences: 2},
+			{Table: "public.b", At: now.Add(-time.Hour), Error: "boom"},
+		})}
+	var b strings.Builder
+	if err := printStatus(&b, st, now); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"verify:", "every 1h, 1% of each table per round", "verified:", "(1m30s ago), 2 tables, 2 differences in public.a; could not verify public.b"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, b.String())
+		}
+	}
+	st.Spec.Verify, st.Verify = &proto.VerifySpec{Interval: proto.Duration(90 * time.Minute), Sample: "100%"}, proto.SummarizeVerify([]proto.VerifyRecord{{Table: "public.a", At: now}})
+	b.Reset()
+	if err := printStatus(&b, st, now); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "every 1h30m, 100% of each table per round") || !strings.Contains(b.String(), "1 tables, no differences") {
+		t.Errorf("output:\n%s", b.String())
+	}
+	b.Reset()
+	if err := printVerifyRecords(&b, []proto.VerifyRecord{{Table: "public.a", At: now, Rows: 10, Sample: &proto.VerifySample{Window: 4, Windows: 100}},
+		{Table: "public.b", At: now, Sample: &proto.VerifySample{Windows: 1}}, {Table: "public.c", At: now}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"SCOPE", "slice 5/100 (continuous)", "table (continuous)", "public.c  2026-12-06T10:00:00Z  table "} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("--last lacks %q:\n%s", want, b.String())
+		}
+	}
+}
