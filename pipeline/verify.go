@@ -222,10 +222,12 @@ func verifyTables(ctx context.Context, src *pgx.Conn, spec *proto.TaskSpec, ids 
 	out := make([]proto.VerifyTable, 0, len(ids))
 	for _, id := range ids {
 		rows, err := src.Query(ctx, `
-			SELECT a.attname, coalesce(k.pos, 0), CASE WHEN t.typcategory = 'A' THEN 'array' ELSE bt.typname::text END
+			SELECT a.attname, coalesce(k.pos, 0), CASE WHEN t.typcategory = 'A' THEN coalesce(eb.typname::text || '[]', 'array') ELSE bt.typname::text END
 			FROM pg_catalog.pg_attribute a
 			JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
 			JOIN pg_catalog.pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+			LEFT JOIN pg_catalog.pg_type et ON et.oid = bt.typelem AND t.typcategory = 'A'
+			LEFT JOIN pg_catalog.pg_type eb ON eb.oid = CASE WHEN et.typtype = 'd' THEN et.typbasetype ELSE et.oid END
 			LEFT JOIN LATERAL (SELECT (SELECT u.n FROM unnest(i.indkey) WITH ORDINALITY AS u(att, n) WHERE u.att = a.attnum) AS pos
 				FROM pg_catalog.pg_index i
 				WHERE i.indrelid = a.attrelid AND (i.indisprimary OR i.indisreplident)

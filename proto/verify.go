@@ -22,9 +22,11 @@ type VerifyTable struct {
 	Columns     []string `json:"columns"`
 	DestColumns []string `json:"dest_columns"`
 	// Types are the columns' source types, by their base type's name
-	// (pg_type.typname: int4, numeric, timestamptz, ...; "array" for an
-	// array): what a destination that reads rows into Go needs to put
-	// their values in canonical form.
+	// (pg_type.typname: int4, numeric, timestamptz, ...; an array by its
+	// element's base type and [], int4[], text[]; "array" when that is
+	// not known): what a destination that reads rows into Go needs to
+	// put their values in canonical form (verify/rowside), arrays'
+	// elements included.
 	Types []string `json:"types,omitempty"`
 	// Key holds the indexes into Columns of the key, in key order.
 	Key []int `json:"key,omitempty"`

@@ -25,7 +25,8 @@ import (
 
 // writeOne writes one insert through a new sink with spec's security
 // settings and reads it back: the whole path (Open, the offsets topic,
-// the transactional producer, the data topic) ran authenticated.
+// the transactional producer, the data topic, verify's reader) ran
+// authenticated.
 func writeOne(t *testing.T, k *testenv.Kafka, mod func(*Config)) {
 	t.Helper()
 	ctx := context.Background()
@@ -38,6 +39,9 @@ func writeOne(t *testing.T, k *testenv.Kafka, mod func(*Config)) {
 	}
 	if got := afters(t, k.ReadTopic(t, "cdc")); strings.Join(got, " ") != "c:1:one" {
 		t.Fatalf("read back %v", got)
+	}
+	if got := heldRows(t, s.VerifyReader(), verifyTableA); strings.Join(got, " ") != "1=one" {
+		t.Fatalf("verify read back %v", got)
 	}
 }
 

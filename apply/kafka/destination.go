@@ -54,6 +54,8 @@ func (destination) Open(ctx context.Context, spec *proto.TaskSpec, use apply.Use
 	switch use.Kind {
 	case apply.UseApply, apply.UseCopy:
 		opts.TransactionalID = fmt.Sprintf("sluice.%s.%s.%d", spec.Name, use.Kind, use.Unit)
+	case apply.UseVerify:
+		opts.TransactionalID = "" // a verification only reads (verify.go)
 	}
 	opts.Heartbeats = use.HeartbeatWriter
 	return Open(ctx, opts)

@@ -1,0 +1,164 @@
+package node_test
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicedb/sluice/internal/sluicetest"
+	"github.com/sluicedb/sluice/internal/testenv"
+	"github.com/sluicedb/sluice/node"
+	"github.com/sluicedb/sluice/proto"
+)
+
+// lastMessage is the last message of a table's row in a topic (its key,
+// normalised, is key): the record, and its value decoded.
+func lastMessage(t *testing.T, recs []testenv.Record, table, key string) (testenv.Record, map[string]any) {
+	t.Helper()
+	for i := len(recs) - 1; i >= 0; i-- {
+		r := recs[i]
+		if r.Key == nil || normKey(t, r.Key) != key {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal(r.Value, &m); err != nil {
+			t.Fatal(err)
+		}
+		if src, _ := m["source"].(map[string]any); src["table"] == table {
+			return r, m
+		}
+	}
+	t.Fatalf("no message of %s key %s", table, key)
+	return testenv.Record{}, nil
+}
+
+// sluice verify on a running PostgreSQL → Kafka task: each table's topic
+// folded by key (read_committed) compares equal to the source while a
+// workload updates the same keys over and over; damage done to the topics
+// (a changed row, a tombstone, a row the source lacks, a keyless row
+// written twice) is named by key; --repair is refused.
+func TestVerifyKafka(t *testing.T) {
+	src := testenv.NewPostgres(t)
+	k := testenv.NewKafka(t)
+	ctx := context.Background()
+	srcDSN := src.DSN(testenv.DefaultDB)
+	conn := testenv.Conn(t, srcDSN)
+	testenv.MustExec(t, conn, `
+		CREATE TABLE items (id int PRIMARY KEY, n numeric(10,2), ts timestamptz, d date, j jsonb, f float8, b bytea, note text, tags text[], ok bool, u uuid);
+		INSERT INTO items SELECT g, g + 0.25, '2024-05-01 10:00:00+00'::timestamptz + g * interval '1 minute 1.5 second', '2024-01-01'::date + g,
+			jsonb_build_object('k', g, 'a', 'x', 'long key', ARRAY[g, 1]), g / 7.0, decode(md5(g::text), 'hex'), 'note (' || g || '), "q"',
+			ARRAY['t' || g, NULL, 'a b'], g % 2 = 0, md5(g::text)::uuid
+			FROM generate_series(1, 300) g;
+		CREATE TABLE logs (kind text, n int);
+		ALTER TABLE logs REPLICA IDENTITY FULL;
+		INSERT INTO logs SELECT (ARRAY['in', 'out'])[1 + g % 2], g % 5 FROM generate_series(1, 40) g;
+		CREATE TABLE orders (id int PRIMARY KEY, amount int, region text);
+		INSERT INTO orders SELECT g, g * 10, CASE WHEN g % 3 = 0 THEN 'us' ELSE 'eu' END FROM generate_series(1, 60) g`)
+	n := sluicetest.StartNode(t, node.Config{})
+	c := n.Client()
+	createTask(t, c, kafkaTaskYAML("kv", srcDSN, k, "  topic: cdc\n  topic_partitions: 3\n", "    topics: { orders: orders-cdc }\n"))
+	waitPhase(t, c, "kv", proto.PhaseIncremental, 3*time.Minute)
+
+	// 1. While the same keys are updated over and over, verify reports
+	// nothing.
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	werr := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		werr <- hotKeys(ctx, srcDSN, &stop)
+	}()
+	time.Sleep(500 * time.Millisecond)
+	report, err := c.Verify(ctx, "kv", proto.VerifyRequest{})
+	stop.Store(true)
+	wg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-werr; err != nil {
+		t.Fatal(err)
+	}
+	if d := verifyDiffs(report); len(d) > 0 || report.Outcome() != 0 {
+		t.Fatalf("verify under a workload reported (outcome %d):\n%s\n%+v", report.Outcome(), strings.Join(d, "\n"), report.Tables)
+	}
+	if len(report.Tables) != 3 || report.Tables[0].Rows == 0 {
+		t.Fatalf("tables verified: %+v", report.Tables)
+	}
+
+	// 2. Damage the topics: a row with a changed value, a tombstone, a
+	// row the source lacks, a keyless row once more; each where a
+	// consumer reads its key (the partition of its messages).
+	producer, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	produce := func(topic string, partition int32, key []byte, value map[string]any) {
+		t.Helper()
+		rec := &kgo.Record{Topic: topic, Partition: partition, Key: key}
+		if value != nil {
+			b, err := json.Marshal(value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec.Value = b
+		}
+		if err := producer.ProduceSync(ctx, rec).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cdc := k.ReadTopic(t, "cdc")
+	rec, m := lastMessage(t, cdc, "items", `{"id":107}`)
+	m["after"].(map[string]any)["note"] = "damaged"
+	m["op"] = "u"
+	produce("cdc", rec.Partition, rec.Key, m)
+	rec, _ = lastMessage(t, cdc, "items", `{"id":108}`)
+	produce("cdc", rec.Partition, rec.Key, nil)
+	rec, m = lastMessage(t, cdc, "items", `{"id":109}`)
+	m["after"].(map[string]any)["id"] = 9999
+	produce("cdc", rec.Partition, []byte(`{"id":9999}`), m)
+	for _, r := range cdc {
+		var logRow map[string]any
+		if err := json.Unmarshal(r.Value, &logRow); err != nil {
+			t.Fatal(err)
+		}
+		if src, _ := logRow["source"].(map[string]any); src["table"] == "logs" && logRow["op"] == "r" {
+			produce("cdc", r.Partition, r.Key, logRow)
+			break
+		}
+	}
+	rec, m = lastMessage(t, k.ReadTopic(t, "orders-cdc"), "orders", `{"id":10}`)
+	m["after"].(map[string]any)["amount"] = -1
+	produce("orders-cdc", rec.Partition, rec.Key, m)
+
+	report, err = c.Verify(ctx, "kv", proto.VerifyRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := verifyDiffs(report)
+	var logsDiff string
+	got = slices.DeleteFunc(got, func(s string) bool {
+		if strings.HasPrefix(s, "public.logs ") {
+			logsDiff = s
+			return true
+		}
+		return false
+	})
+	want := []string{"public.items changed id=107 (note)", "public.items extra id=9999", "public.items missing id=108", "public.orders changed id=10 (amount)"}
+	if !slices.Equal(got, want) || !strings.HasPrefix(logsDiff, "public.logs extra ") || report.Outcome() != 1 {
+		t.Fatalf("differences (outcome %d):\n%s\n%s\nwant:\n%s\npublic.logs extra ...", report.Outcome(), strings.Join(got, "\n"), logsDiff, strings.Join(want, "\n"))
+	}
+
+	// 3. A topic is not repaired: --repair says so.
+	if _, err := c.Verify(ctx, "kv", proto.VerifyRequest{Repair: true}); err == nil || !strings.Contains(err.Error(), "cannot be repaired") {
+		t.Fatalf("verify --repair of a kafka task: %v", err)
+	}
+}
