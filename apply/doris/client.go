@@ -131,7 +131,11 @@ func readJSON(req *http.Request, resp *http.Response, out any) error {
 	if resp.StatusCode/100 != 2 {
 		return &HTTPError{Method: req.Method, URL: req.URL.Redacted(), StatusCode: resp.StatusCode, Body: truncate(string(body), 300)}
 	}
-	if err := json.Unmarshal(body, out); err != nil {
+	// Numbers keep their digits: a result's BIGINT or LARGEINT read as
+	// a float64 would lose them (verification compares them exactly).
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(out); err != nil {
 		return fmt.Errorf("doris: %s %s: an answer that is not the API's JSON: %s", req.Method, req.URL.Redacted(), truncate(string(body), 300))
 	}
 	return nil
@@ -238,11 +242,11 @@ func (c *client) query(ctx context.Context, stmt string) (*result, error) {
 			case nil:
 			case string:
 				vals[i] = &v
+			case json.Number:
+				s := v.String()
+				vals[i] = &s
 			default:
 				s := fmt.Sprint(v)
-				if f, ok := v.(float64); ok {
-					s = strconv.FormatFloat(f, 'f', -1, 64)
-				}
 				vals[i] = &s
 			}
 		}
