@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -54,30 +52,7 @@ objects:
 
 	// 1. While the same keys are updated over and over, verify reports
 	// nothing.
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	werr := make(chan error, 1)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		werr <- hotKeys(ctx, srcDSN, &stop)
-	}()
-	time.Sleep(500 * time.Millisecond)
-	report, err := c.Verify(ctx, "dv", proto.VerifyRequest{})
-	stop.Store(true)
-	wg.Wait()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := <-werr; err != nil {
-		t.Fatal(err)
-	}
-	if d := verifyDiffs(report); len(d) > 0 || report.Outcome() != 0 {
-		t.Fatalf("verify under a workload reported (outcome %d):\n%s\n%+v", report.Outcome(), strings.Join(d, "\n"), report.Tables)
-	}
-	if len(report.Tables) != 3 || report.Tables[0].Rows == 0 {
-		t.Fatalf("tables verified: %+v", report.Tables)
-	}
+	nothingUnderLoad(t, c, "dv", srcDSN, 3)
 
 	// 2. Damage the tables through Doris's SQL. items (Unique): 107's
 	// note changed (deleted and inserted again), 108 deleted, 9999
@@ -120,7 +95,7 @@ objects:
 		"(11, 110, 'eu', '2024-01-01 11:00:00', 1, 0, 900000002), "+
 		"(9998, 1, 'us', '2024-01-01 00:00:00', 0, 0, 900000003)")
 
-	report, err = c.Verify(ctx, "dv", proto.VerifyRequest{})
+	report, err := c.Verify(ctx, "dv", proto.VerifyRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}

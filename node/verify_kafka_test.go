@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -68,30 +66,7 @@ func TestVerifyKafka(t *testing.T) {
 
 	// 1. While the same keys are updated over and over, verify reports
 	// nothing.
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	werr := make(chan error, 1)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		werr <- hotKeys(ctx, srcDSN, &stop)
-	}()
-	time.Sleep(500 * time.Millisecond)
-	report, err := c.Verify(ctx, "kv", proto.VerifyRequest{})
-	stop.Store(true)
-	wg.Wait()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := <-werr; err != nil {
-		t.Fatal(err)
-	}
-	if d := verifyDiffs(report); len(d) > 0 || report.Outcome() != 0 {
-		t.Fatalf("verify under a workload reported (outcome %d):\n%s\n%+v", report.Outcome(), strings.Join(d, "\n"), report.Tables)
-	}
-	if len(report.Tables) != 3 || report.Tables[0].Rows == 0 {
-		t.Fatalf("tables verified: %+v", report.Tables)
-	}
+	nothingUnderLoad(t, c, "kv", srcDSN, 3)
 
 	// 2. Damage the topics: a row with a changed value, a tombstone, a
 	// row the source lacks, a keyless row once more; each where a
@@ -139,7 +114,7 @@ func TestVerifyKafka(t *testing.T) {
 	m["after"].(map[string]any)["amount"] = -1
 	produce("orders-cdc", rec.Partition, rec.Key, m)
 
-	report, err = c.Verify(ctx, "kv", proto.VerifyRequest{})
+	report, err := c.Verify(ctx, "kv", proto.VerifyRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}

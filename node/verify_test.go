@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/internal/sluicetest"
 	"github.com/sluicedb/sluice/internal/testenv"
 	"github.com/sluicedb/sluice/node"
@@ -77,30 +78,7 @@ objects:
 
 	// 1. While the same keys are updated over and over, verify reports
 	// nothing.
-	// verifyUnderLoad runs a verification while hotKeys writes.
-	verifyUnderLoad := func(req proto.VerifyRequest) *proto.VerifyReport {
-		t.Helper()
-		var stop atomic.Bool
-		werr := make(chan error, 1)
-		go func() { werr <- hotKeys(ctx, p.src.DSN(testenv.DefaultDB), &stop) }()
-		time.Sleep(500 * time.Millisecond)
-		report, err := c.Verify(ctx, "v", req)
-		stop.Store(true)
-		if werr := <-werr; werr != nil {
-			t.Fatal(werr)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return report
-	}
-	report := verifyUnderLoad(proto.VerifyRequest{})
-	if d := verifyDiffs(report); len(d) > 0 || report.Outcome() != 0 {
-		t.Fatalf("verify under a workload reported (outcome %d):\n%s\n%+v", report.Outcome(), strings.Join(d, "\n"), report.Tables)
-	}
-	if len(report.Tables) != 3 || report.Tables[0].Rows == 0 {
-		t.Fatalf("tables verified: %+v", report.Tables)
-	}
+	nothingUnderLoad(t, c, "v", p.src.DSN(testenv.DefaultDB), 3)
 
 	// 2. Damage at the destination, in every way.
 	dstConn := testenv.Conn(t, p.dst.DSN(testenv.DefaultDB))
@@ -145,7 +123,7 @@ objects:
 
 	// 3. Repair, while the workload runs again: the repaired rows are
 	// checked again, verify is clean after, and the tables are equal.
-	repaired := verifyUnderLoad(proto.VerifyRequest{Repair: true})
+	repaired := verifyUnderLoad(t, c, "v", p.src.DSN(testenv.DefaultDB), proto.VerifyRequest{Repair: true})
 	for _, tr := range repaired.Tables {
 		if tr.Error != "" || tr.Remaining != 0 || (tr.Differs() && tr.Repaired == 0) {
 			t.Fatalf("repair of %s: %+v", tr.Table, tr)
@@ -175,6 +153,39 @@ objects:
 		if r.Differences != 0 || r.Rows == 0 || r.At.IsZero() {
 			t.Fatalf("last verification of %s: %+v", r.Table, r)
 		}
+	}
+}
+
+// verifyUnderLoad runs a verification of task while hotKeys writes at
+// the source.
+func verifyUnderLoad(t *testing.T, c *coordinator.Client, task, srcDSN string, req proto.VerifyRequest) *proto.VerifyReport {
+	t.Helper()
+	ctx := context.Background()
+	var stop atomic.Bool
+	werr := make(chan error, 1)
+	go func() { werr <- hotKeys(ctx, srcDSN, &stop) }()
+	time.Sleep(500 * time.Millisecond)
+	report, err := c.Verify(ctx, task, req)
+	stop.Store(true)
+	if werr := <-werr; werr != nil {
+		t.Fatal(werr)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return report
+}
+
+// nothingUnderLoad checks that a verification of task's tables (all
+// of them holding rows) while hotKeys writes reports nothing.
+func nothingUnderLoad(t *testing.T, c *coordinator.Client, task, srcDSN string, tables int) {
+	t.Helper()
+	report := verifyUnderLoad(t, c, task, srcDSN, proto.VerifyRequest{})
+	if d := verifyDiffs(report); len(d) > 0 || report.Outcome() != 0 {
+		t.Fatalf("verify under a workload reported (outcome %d):\n%s\n%+v", report.Outcome(), strings.Join(d, "\n"), report.Tables)
+	}
+	if len(report.Tables) != tables || report.Tables[0].Rows == 0 {
+		t.Fatalf("tables verified: %+v", report.Tables)
 	}
 }
 
