@@ -31,14 +31,36 @@ type VerifyReader interface {
 // upsert; a key the source lacks is deleted). It first takes the table's
 // apply positions (the lock each apply of the table takes), so the
 // running apply waits meanwhile, then calls read for the source's rows
-// (the text of each compared column, nil for NULL; a key missing from
-// the map is gone at the source): every change of those rows that the
+// (SourceRows): every change of those rows that the
 // source made after the positions is still to come, and lands on top.
 // Positions do not move. It returns how many rows it wrote or deleted.
 type Repairer interface {
-	Repair(ctx context.Context, task string, t *proto.VerifyTable, keys [][]string, read func(context.Context) (map[string][]*string, error)) (int, error)
+	Repair(ctx context.Context, task string, t *proto.VerifyTable, keys [][]string, read func(context.Context) (*SourceRows, error)) (int, error)
 	// RepairKeyless makes a keyless table's multiset match: each row (in
 	// canonical form, by its hash) gets Count more copies, or -Count
 	// fewer. It returns how many rows it wrote or deleted.
 	RepairKeyless(ctx context.Context, task string, t *proto.VerifyTable, rows []proto.VerifyRow) (int, error)
+}
+
+// PausedRepairer is a Repairer whose destination cannot hold the
+// table's apply positions (its positions are written by the running
+// apply, which takes no lock a repair could hold: Kafka, Doris). When
+// RepairsPaused, a verification repairs it with the task paused: the
+// task's apply units stop before Repair or RepairKeyless is called and
+// run again after it returns, and every change the source made after
+// the positions the units stopped at lands on top of what the repair
+// wrote, as with a held position.
+type PausedRepairer interface {
+	Repairer
+	RepairsPaused() bool
+}
+
+// SourceRows are a repair's read of the source's rows: by key
+// (pgverify.KeyString of the canonical key), the text of each compared
+// column, nil for NULL; a key missing from the map is gone at the
+// source. LSN is the source's WAL position once they were read (every
+// change those rows had is below it).
+type SourceRows struct {
+	Rows map[string][]*string
+	LSN  proto.LSN
 }

@@ -64,7 +64,48 @@ func (b *backend) Plan(ctx context.Context, spec *proto.TaskSpec) (*proto.TaskPl
 
 // Verify runs a verification of a task from this node (pipeline.Verify).
 func (b *backend) Verify(ctx context.Context, task *coordinator.Task, req proto.VerifyRequest) (*proto.VerifyReport, error) {
-	return pipeline.Verify(ctx, task, req, pipeline.VerifyOptions{JetStream: b.js, Logger: b.logger})
+	return pipeline.Verify(ctx, task, req, pipeline.VerifyOptions{JetStream: b.js, Logger: b.logger, Pause: b.pauseForRepair(task.Spec.Name)})
+}
+
+// pauseForRepair is a verification's pause of the task around a repair
+// of a destination that cannot hold its apply positions (Kafka, Doris):
+// a running task is paused (its epoch raised, its assignments dropped)
+// and resumed by the returned func, with a context of its own, whatever
+// became of the repair; a task that is not running (paused, failed,
+// finished) stays as it is, and the repair only waits for its units to
+// be gone.
+func (b *backend) pauseForRepair(task string) func(ctx context.Context) (func(), error) {
+	return func(ctx context.Context) (func(), error) {
+		t, ok := b.coord.Task(task)
+		if !ok {
+			return nil, fmt.Errorf("task %q not found", task)
+		}
+		resume := func() {}
+		switch t.State {
+		case proto.StatePaused, proto.StateFailed, proto.StateReleased:
+		default:
+			if err := b.coord.Apply(ctx, coordinator.PauseTask{Name: task}); err != nil {
+				return nil, err
+			}
+			b.logger.Info("verify: task paused for a repair", "task", task)
+			resume = func() {
+				rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				if err := b.coord.Apply(rctx, coordinator.ResumeTask{Name: task}); err != nil {
+					b.logger.Error("verify: the task paused for a repair could not be resumed: resume it (sluice task resume)", "task", task, "error", err)
+					return
+				}
+				b.logger.Info("verify: task resumed after a repair", "task", task)
+			}
+		}
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if err := b.waitUnitsStopped(wctx, task); err != nil {
+			resume()
+			return nil, err
+		}
+		return resume, nil
+	}
 }
 
 // Cutover runs a task's cutover from this node (pipeline.Cutover): the
@@ -74,9 +115,10 @@ func (b *backend) Cutover(ctx context.Context, task *coordinator.Task, wait time
 	return pipeline.Cutover(ctx, task, pipeline.CutoverOptions{Wait: wait, JetStream: b.js, Logger: b.logger})
 }
 
-// waitUnitsStopped waits until the task, marked for deletion, has no
-// assignment left (the leader drops them) and no unit of it runs here;
-// units on other nodes stop when their node sees the assignment go.
+// waitUnitsStopped waits until the task, marked for deletion or paused,
+// has no assignment left (the leader drops them) and no unit of it runs
+// here; units on other nodes stop when their node sees the assignment
+// go.
 func (b *backend) waitUnitsStopped(ctx context.Context, task string) error {
 	for {
 		placed := false

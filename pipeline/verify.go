@@ -35,6 +35,12 @@ type VerifyOptions struct {
 	// Wait bounds each wait for the task to apply the source up to a
 	// re-check's read.
 	Wait time.Duration
+	// Pause stops the task's apply units for a repair of a destination
+	// that cannot hold its apply positions (apply.PausedRepairer): it
+	// returns once no unit of the task writes, with resume, which runs
+	// the task again (a no-op when the task was not running). Nil: such
+	// destinations are not repaired.
+	Pause func(ctx context.Context) (resume func(), err error)
 }
 
 // DefaultVerifyWait bounds each wait of a verification for the task.
@@ -137,6 +143,12 @@ func openVerify(ctx context.Context, task *coordinator.Task, repair bool, opts *
 	if repair && s.repairer == nil {
 		return nil, fmt.Errorf("%w: a %s destination cannot be repaired by Sluice yet", coordinator.ErrVerifyRefused, spec.Destination.Type)
 	}
+	if p, ok := s.repairer.(apply.PausedRepairer); ok && p.RepairsPaused() {
+		if repair && opts.Pause == nil {
+			return nil, fmt.Errorf("%w: a %s destination is repaired with the task paused, which this node cannot do", coordinator.ErrVerifyRefused, spec.Destination.Type)
+		}
+		s.repairer = pausedRepairer{r: s.repairer, pause: opts.Pause}
+	}
 	s.side = pgverify.New(s.src, pgverify.Source)
 	s.opts = verify.Options{Repair: repair, Task: spec.Name}
 	if running(task) {
@@ -151,6 +163,34 @@ func openVerify(ctx context.Context, task *coordinator.Task, repair bool, opts *
 		}
 	}
 	return s, nil
+}
+
+// pausedRepairer repairs a destination that cannot hold its apply
+// positions (apply.PausedRepairer) with the task paused: each repair
+// pauses the task, waits until its apply units have stopped, writes,
+// and resumes the task before it returns (also when it fails), so the
+// re-check that follows (verify's settle) waits for a running task.
+type pausedRepairer struct {
+	r     apply.Repairer
+	pause func(ctx context.Context) (resume func(), err error)
+}
+
+func (p pausedRepairer) Repair(ctx context.Context, task string, t *proto.VerifyTable, keys [][]string, read func(context.Context) (*apply.SourceRows, error)) (int, error) {
+	resume, err := p.pause(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("pause the task for the repair: %w", err)
+	}
+	defer resume()
+	return p.r.Repair(ctx, task, t, keys, read)
+}
+
+func (p pausedRepairer) RepairKeyless(ctx context.Context, task string, t *proto.VerifyTable, rows []proto.VerifyRow) (int, error) {
+	resume, err := p.pause(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("pause the task for the repair: %w", err)
+	}
+	defer resume()
+	return p.r.RepairKeyless(ctx, task, t, rows)
 }
 
 func (s *verifySession) close() {
@@ -222,7 +262,7 @@ func verifyTables(ctx context.Context, src *pgx.Conn, spec *proto.TaskSpec, ids 
 	out := make([]proto.VerifyTable, 0, len(ids))
 	for _, id := range ids {
 		rows, err := src.Query(ctx, `
-			SELECT a.attname, coalesce(k.pos, 0), CASE WHEN t.typcategory = 'A' THEN coalesce(eb.typname::text || '[]', 'array') ELSE bt.typname::text END
+			SELECT a.attname, coalesce(k.pos, 0), a.atttypid::int8, a.atttypmod, CASE WHEN t.typcategory = 'A' THEN coalesce(eb.typname::text || '[]', 'array') ELSE bt.typname::text END
 			FROM pg_catalog.pg_attribute a
 			JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
 			JOIN pg_catalog.pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
@@ -240,10 +280,12 @@ func verifyTables(ctx context.Context, src *pgx.Conn, spec *proto.TaskSpec, ids 
 		type column struct {
 			name, typ string
 			pos       int
+			oid       int64
+			mod       int32
 		}
 		cols, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (column, error) {
 			var c column
-			err := r.Scan(&c.name, &c.pos, &c.typ)
+			err := r.Scan(&c.name, &c.pos, &c.oid, &c.mod, &c.typ)
 			return c, err
 		})
 		if err != nil {
@@ -264,6 +306,8 @@ func verifyTables(ctx context.Context, src *pgx.Conn, spec *proto.TaskSpec, ids 
 			}
 			t.Columns = append(t.Columns, c.name)
 			t.Types = append(t.Types, c.typ)
+			t.TypeOIDs = append(t.TypeOIDs, uint32(c.oid))
+			t.TypeMods = append(t.TypeMods, c.mod)
 		}
 		for pos := 1; pos <= keyLen; pos++ {
 			i, ok := keyAt[pos]

@@ -28,6 +28,12 @@ type VerifyTable struct {
 	// put their values in canonical form (verify/rowside), arrays'
 	// elements included.
 	Types []string `json:"types,omitempty"`
+	// TypeOIDs and TypeMods are the columns' source types as the
+	// capture describes them (pg_attribute's atttypid and atttypmod):
+	// what a repair that writes rows the way the apply writes captured
+	// ones needs (a Kafka destination's message encoders).
+	TypeOIDs []uint32 `json:"type_oids,omitempty"`
+	TypeMods []int32  `json:"type_mods,omitempty"`
 	// Key holds the indexes into Columns of the key, in key order.
 	Key []int `json:"key,omitempty"`
 	// Filter is the source's row filter (a SQL condition; "" none): the

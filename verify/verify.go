@@ -575,12 +575,12 @@ func (c *comparer) repair(ctx context.Context, r apply.Repairer) error {
 	for k := range c.diffs {
 		keys[k] = c.candidates[k]
 	}
-	n, err := r.Repair(ctx, c.opts.Task, c.t, keysOf(keys), func(ctx context.Context) (map[string][]*string, error) {
+	n, err := r.Repair(ctx, c.opts.Task, c.t, keysOf(keys), func(ctx context.Context) (*apply.SourceRows, error) {
 		read, err := c.src.ReadKeys(ctx, c.t, keysOf(keys))
 		if err != nil {
 			return nil, err
 		}
-		return read.Raw, nil
+		return &apply.SourceRows{Rows: read.Raw, LSN: read.LSN}, nil
 	})
 	if err != nil {
 		return fmt.Errorf("repair: %w", err)

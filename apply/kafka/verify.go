@@ -27,14 +27,13 @@ import (
 // which verify/rowside compares with the source's. A re-check reads on
 // from where the last read ended.
 //
-// The sink is not an apply.Repairer. A repair would have to write a
-// key's row as the source has it, ordered after every change the task
-// wrote of the key before the source was read, and before every change
-// after: PostgreSQL holds the table's apply positions for that; here
-// the positions are records the apply unit's own transactional producer
-// writes with its messages, and nothing stops that producer but fencing
-// it, which stops the unit. A row written beside a running apply could
-// land after a newer change of its key and stay the key's last message.
+// A repair (repair.go) cannot hold the table's apply positions as a
+// PostgreSQL destination's does: here the positions are records the
+// apply unit's own transactional producer writes with its messages, and
+// nothing stops that producer but fencing it, which stops the unit. So
+// the task is paused for the repair (apply.PausedRepairer): a row
+// written beside a running apply could land after a newer change of
+// its key and stay the key's last message.
 
 // VerifyReader reads the destination's side of a verification, one
 // table's (apply.Verifiable).

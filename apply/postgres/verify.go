@@ -22,7 +22,7 @@ func (s *Sink) VerifyReader() apply.VerifyReader { return pgverify.New(s.pool, p
 
 // Repair writes the source's rows of keys over the destination's
 // (apply.Repairer).
-func (s *Sink) Repair(ctx context.Context, task string, t *proto.VerifyTable, keys [][]string, read func(context.Context) (map[string][]*string, error)) (int, error) {
+func (s *Sink) Repair(ctx context.Context, task string, t *proto.VerifyTable, keys [][]string, read func(context.Context) (*apply.SourceRows, error)) (int, error) {
 	tx, err := s.beginRepair(ctx, task, t)
 	if err != nil {
 		return 0, err
@@ -32,10 +32,11 @@ func (s *Sink) Repair(ctx context.Context, task string, t *proto.VerifyTable, ke
 	if err != nil {
 		return 0, err
 	}
-	rows, err := read(ctx)
+	src, err := read(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("read the source's rows: %w", err)
 	}
+	rows := src.Rows
 	table := ddlTableIdent(t.Dest)
 	var cols, params, updates, keyCols []string
 	var writable []int
