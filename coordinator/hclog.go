@@ -84,6 +84,11 @@ func (w *slogWriter) emit(line []byte) {
 	}
 	msg, _ := fields["@message"].(string)
 	module, _ := fields["@module"].(string)
+	if level == slog.LevelWarn && msg == "heartbeat timeout reached, starting election" && fields["last-leader-id"] == "" {
+		// No leader was ever known: the first election of a node that
+		// starts (every `sluice up`), not a lost leader.
+		level = slog.LevelInfo
+	}
 	attrs := []slog.Attr{slog.String("component", module)}
 	for k, v := range fields {
 		if strings.HasPrefix(k, "@") {

@@ -211,6 +211,22 @@ func TestRaftLogsGoToSlog(t *testing.T) {
 	}
 }
 
+// A node's first election (no leader known yet, as at every start) is
+// not a warning; losing a known leader is.
+func TestFirstElectionIsNoWarning(t *testing.T) {
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	h := newHCLogger(logger)
+	h.Warn("heartbeat timeout reached, starting election", "last-leader-addr", "", "last-leader-id", "")
+	if buf.Len() != 0 {
+		t.Errorf("first election logged as a warning: %s", buf.String())
+	}
+	h.Warn("heartbeat timeout reached, starting election", "last-leader-addr", "127.0.0.1:7421", "last-leader-id", "n1")
+	if !strings.Contains(buf.String(), "level=WARN") {
+		t.Errorf("a lost leader is not a warning: %q", buf.String())
+	}
+}
+
 func TestOpenTwiceFailsFast(t *testing.T) {
 	dir := t.TempDir()
 	openTest(t, dir)

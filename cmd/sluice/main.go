@@ -57,11 +57,33 @@ func (a *app) run(ctx context.Context, args []string) int {
 	return 0
 }
 
+// refuseUnknownSubcommands makes every command that only groups others
+// (sluice, sluice task, ...) fail on an argument that names none of them:
+// cobra would print the help and exit 0, and a script calling a command
+// this version lacks would believe it ran. Without arguments they print
+// their help, as before.
+func refuseUnknownSubcommands(cmd *cobra.Command) {
+	for _, sub := range cmd.Commands() {
+		refuseUnknownSubcommands(sub)
+	}
+	if !cmd.HasSubCommands() || cmd.Run != nil || cmd.RunE != nil {
+		return
+	}
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return fmt.Errorf("unknown command %q for %q (run %s --help)", args[0], cmd.CommandPath(), cmd.CommandPath())
+		}
+		return cmd.Help()
+	}
+}
+
 func (a *app) rootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "sluice",
 		Short: "Sluice moves data out of PostgreSQL: schema, full and incremental sync",
-		Long: `Sluice syncs PostgreSQL databases into PostgreSQL-family databases:
+		Long: `Sluice syncs PostgreSQL databases into PostgreSQL-family databases
+(PostgreSQL, AnalyticDB, PolarDB-O), Apache Doris / SelectDB and Kafka:
 schema, full sync, then incremental changes from the WAL.
 
   sluice up                      run a single-node Sluice (API on 127.0.0.1:7420)
@@ -79,6 +101,7 @@ schema, full sync, then incremental changes from the WAL.
 	root.SetErr(a.stderr)
 	var tf taskFlags
 	addServerFlags(root, &tf)
+	defer refuseUnknownSubcommands(root)
 	root.AddCommand(a.upCmd(), a.nodeCmd(&tf), a.taskCmd(&tf), a.precheckCmd(&tf), a.clusterCmd(&tf), a.tokenCmd(&tf), a.keyCmd(&tf), a.certCmd(), a.versionCmd(), a.verifyCmd(&tf))
 	return root
 }

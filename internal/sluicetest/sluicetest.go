@@ -139,8 +139,17 @@ var (
 	buildErr  error
 )
 
+// RemoveBinary removes what SluiceBinary built: a package whose tests
+// use it calls it from TestMain once they have run, so a test run
+// leaves nothing behind.
+func RemoveBinary() {
+	if buildPath != "" {
+		os.RemoveAll(filepath.Dir(buildPath))
+	}
+}
+
 // SluiceBinary builds cmd/sluice once per test process and returns its
-// path.
+// path (RemoveBinary removes it).
 func SluiceBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
