@@ -2,9 +2,7 @@ package doris_test
 
 import (
 	"context"
-	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -16,6 +14,7 @@ import (
 	"github.com/sluicedb/sluice/internal/testenv"
 	"github.com/sluicedb/sluice/proto"
 	"github.com/sluicedb/sluice/verify/pgverify"
+	"github.com/sluicedb/sluice/verify/verifytest"
 )
 
 // verifyFamilies has values of every type family the sink maps, with the
@@ -264,7 +263,7 @@ func TestVerifyReaderMatchesPostgres(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			compareVerifyRows(t, vt, want, got)
+			verifytest.SameRows(t, "doris", vt, want, got)
 			gotSum, err := r.Checksums(ctx, vt, false, []proto.KeyRange{{}})
 			if err != nil {
 				t.Fatal(err)
@@ -273,52 +272,5 @@ func TestVerifyReaderMatchesPostgres(t *testing.T) {
 				t.Errorf("checksum %+v, source %+v", gotSum, wantSum)
 			}
 		})
-	}
-}
-
-// compareVerifyRows names each value whose canonical text differs and
-// each row whose hash or count differs.
-func compareVerifyRows(t *testing.T, vt *proto.VerifyTable, want, got []proto.VerifyRow) {
-	t.Helper()
-	if len(want) != len(got) {
-		t.Errorf("%d rows, source %d", len(got), len(want))
-	}
-	ident := func(r proto.VerifyRow) string {
-		if vt.Keyless() {
-			return r.Hash
-		}
-		return pgverify.KeyString(r.Key)
-	}
-	gotBy := map[string]proto.VerifyRow{}
-	for _, r := range got {
-		gotBy[ident(r)] = r
-	}
-	str := func(p *string) string {
-		if p == nil {
-			return "NULL"
-		}
-		return strconv.Quote(*p)
-	}
-	bad := 0
-	for _, w := range want {
-		g, ok := gotBy[ident(w)]
-		if !ok {
-			t.Errorf("row %s not found", fmt.Sprint(w.Key))
-			bad++
-			continue
-		}
-		for i := range vt.Columns {
-			if str(w.Values[i]) != str(g.Values[i]) {
-				t.Errorf("key %v column %s (%s): %s, source %s", w.Key, vt.Columns[i], vt.Types[i], str(g.Values[i]), str(w.Values[i]))
-				bad++
-			}
-		}
-		if g.Hash != w.Hash || g.Count != w.Count {
-			t.Errorf("key %v: hash %s x%d, source %s x%d", w.Key, g.Hash, g.Count, w.Hash, w.Count)
-			bad++
-		}
-		if bad > 30 {
-			t.Fatal("too many differences")
-		}
 	}
 }

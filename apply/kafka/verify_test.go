@@ -15,6 +15,7 @@ import (
 	"github.com/sluicedb/sluice/proto"
 	"github.com/sluicedb/sluice/verify/pgverify"
 	"github.com/sluicedb/sluice/verify/rowside"
+	"github.com/sluicedb/sluice/verify/verifytest"
 )
 
 // verifyTableA is table a as verify compares it.
@@ -205,7 +206,7 @@ func TestVerifyValuesMatchPostgres(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sameRows(t, table+" in "+format, vt, want, got)
+			verifytest.SameRows(t, table+" in "+format, vt, want, got)
 		}
 	}
 }
@@ -276,42 +277,4 @@ func sourceRows(t *testing.T, pool *pgxpool.Pool, table string) (*proto.VerifyTa
 		tuples = append(tuples, tuple)
 	}
 	return vt, cols, tuples
-}
-
-func sameRows(t *testing.T, what string, vt *proto.VerifyTable, want, got []proto.VerifyRow) {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Errorf("%s: %d rows, source %d", what, len(got), len(want))
-	}
-	ident := func(r proto.VerifyRow) string {
-		if vt.Keyless() {
-			return r.Hash
-		}
-		return pgverify.KeyString(r.Key)
-	}
-	gotBy := map[string]proto.VerifyRow{}
-	for _, r := range got {
-		gotBy[ident(r)] = r
-	}
-	str := func(p *string) string {
-		if p == nil {
-			return "NULL"
-		}
-		return fmt.Sprintf("%q", *p)
-	}
-	for _, w := range want {
-		g, ok := gotBy[ident(w)]
-		if !ok {
-			t.Errorf("%s: row %q not read back", what, ident(w))
-			continue
-		}
-		for i := range vt.Columns {
-			if str(g.Values[i]) != str(w.Values[i]) {
-				t.Errorf("%s: %v column %s (%s): %s, source %s", what, w.Key, vt.Columns[i], vt.Types[i], str(g.Values[i]), str(w.Values[i]))
-			}
-		}
-		if g.Hash != w.Hash || g.Count != w.Count {
-			t.Errorf("%s: %v hash %s x%d, source %s x%d", what, w.Key, g.Hash, g.Count, w.Hash, w.Count)
-		}
-	}
 }

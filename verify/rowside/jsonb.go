@@ -23,6 +23,18 @@ func jsonbText(v any) string {
 	return b.String()
 }
 
+// JSONBText prints a JSON document as PostgreSQL prints it as jsonb;
+// ok is false when doc is not one JSON document.
+func JSONBText(doc string) (text string, ok bool) {
+	v, ok := jsonDocument(doc)
+	if !ok {
+		return doc, false
+	}
+	var b strings.Builder
+	appendJSONB(&b, v)
+	return b.String(), true
+}
+
 // jsonDocument decodes v into a document whose numbers keep their text.
 func jsonDocument(v any) (any, bool) {
 	var text []byte

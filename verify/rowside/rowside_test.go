@@ -18,6 +18,7 @@ import (
 	"github.com/sluicedb/sluice/proto"
 	"github.com/sluicedb/sluice/verify/pgverify"
 	"github.com/sluicedb/sluice/verify/rowside"
+	"github.com/sluicedb/sluice/verify/verifytest"
 )
 
 // families has many values of every type family pgverify puts in a
@@ -324,7 +325,7 @@ func TestCanonicalMatchesPostgres(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			compareRows(t, table+" from "+in.name, vt, want, got, loaded)
+			verifytest.SameRows(t, table+" from "+in.name, vt, want, got)
 			gotSum, err := r.Checksums(ctx, vt, false, []proto.KeyRange{{}})
 			if err != nil {
 				t.Fatal(err)
@@ -332,53 +333,6 @@ func TestCanonicalMatchesPostgres(t *testing.T) {
 			if !slices.Equal(gotSum, wantSum) {
 				t.Errorf("%s from %s: checksum %+v, source %+v", table, in.name, gotSum, wantSum)
 			}
-		}
-	}
-}
-
-// compareRows names each value whose canonical text differs, with what
-// it was given, and each row whose hash differs.
-func compareRows(t *testing.T, what string, vt *proto.VerifyTable, want, got []proto.VerifyRow, loaded [][]any) {
-	t.Helper()
-	if len(want) != len(got) {
-		t.Errorf("%s: %d rows, source %d", what, len(got), len(want))
-	}
-	ident := func(r proto.VerifyRow) string {
-		if vt.Keyless() {
-			return r.Hash
-		}
-		return pgverify.KeyString(r.Key)
-	}
-	gotBy := map[string]proto.VerifyRow{}
-	for _, r := range got {
-		gotBy[ident(r)] = r
-	}
-	str := func(p *string) string {
-		if p == nil {
-			return "NULL"
-		}
-		return strconv.Quote(*p)
-	}
-	bad := 0
-	for _, w := range want {
-		g, ok := gotBy[ident(w)]
-		if !ok {
-			t.Errorf("%s: row %s (values %s) not found", what, ident(w), fmt.Sprint(w.Values))
-			bad++
-			continue
-		}
-		for i := range vt.Columns {
-			if str(w.Values[i]) != str(g.Values[i]) {
-				t.Errorf("%s: key %v column %s (%s): %s, source %s", what, w.Key, vt.Columns[i], vt.Types[i], str(g.Values[i]), str(w.Values[i]))
-				bad++
-			}
-		}
-		if g.Hash != w.Hash || g.Count != w.Count {
-			t.Errorf("%s: key %v: hash %s x%d, source %s x%d", what, w.Key, g.Hash, g.Count, w.Hash, w.Count)
-			bad++
-		}
-		if bad > 30 {
-			t.Fatalf("%s: too many differences", what)
 		}
 	}
 }
