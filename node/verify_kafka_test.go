@@ -50,15 +50,7 @@ func TestVerifyKafka(t *testing.T) {
 	ctx := context.Background()
 	srcDSN := src.DSN(testenv.DefaultDB)
 	conn := testenv.Conn(t, srcDSN)
-	testenv.MustExec(t, conn, `
-		CREATE TABLE items (id int PRIMARY KEY, n numeric(10,2), ts timestamptz, d date, j jsonb, f float8, b bytea, note text, tags text[], ok bool, u uuid);
-		INSERT INTO items SELECT g, g + 0.25, '2024-05-01 10:00:00+00'::timestamptz + g * interval '1 minute 1.5 second', '2024-01-01'::date + g,
-			jsonb_build_object('k', g, 'a', 'x', 'long key', ARRAY[g, 1]), g / 7.0, decode(md5(g::text), 'hex'), 'note (' || g || '), "q"',
-			ARRAY['t' || g, NULL, 'a b'], g % 2 = 0, md5(g::text)::uuid
-			FROM generate_series(1, 300) g;
-		CREATE TABLE logs (kind text, n int);
-		ALTER TABLE logs REPLICA IDENTITY FULL;
-		INSERT INTO logs SELECT (ARRAY['in', 'out'])[1 + g % 2], g % 5 FROM generate_series(1, 40) g;
+	testenv.MustExec(t, conn, verifiedItemsAndLogs+`
 		CREATE TABLE orders (id int PRIMARY KEY, amount int, region text);
 		INSERT INTO orders SELECT g, g * 10, CASE WHEN g % 3 = 0 THEN 'us' ELSE 'eu' END FROM generate_series(1, 60) g`)
 	n := sluicetest.StartNode(t, node.Config{})
