@@ -11,7 +11,6 @@ import (
 
 	"github.com/sluicedb/sluice/apply"
 	"github.com/sluicedb/sluice/apply/doris"
-	"github.com/sluicedb/sluice/internal/testenv"
 	"github.com/sluicedb/sluice/proto"
 	"github.com/sluicedb/sluice/verify/pgverify"
 	"github.com/sluicedb/sluice/verify/verifytest"
@@ -153,16 +152,8 @@ func sourceTuples(t *testing.T, pool *pgxpool.Pool, table string, cols []verifyC
 // deletes, a key deleted and inserted again) and a keyless Duplicate
 // table (copies added and taken away), all loaded through the sink.
 func TestVerifyReaderMatchesPostgres(t *testing.T) {
-	pg := testenv.NewPostgres(t)
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, pg.DSN(testenv.DefaultDB))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if _, err := pool.Exec(ctx, verifyFamilies); err != nil {
-		t.Fatal(err)
-	}
+	pool := verifytest.Source(t, verifyFamilies)
 	srv := server(t, "verify")
 	src := pgverify.New(pool, pgverify.Source)
 	for _, c := range []struct{ source, dest, engine string }{

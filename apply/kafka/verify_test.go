@@ -164,19 +164,9 @@ func TestVerifyReaderFoldsTopic(t *testing.T) {
 // source's text and read back, puts the same canonical text and row hash
 // as pgverify computes at the source.
 func TestVerifyValuesMatchPostgres(t *testing.T) {
-	pg := testenv.NewPostgres(t)
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, pg.DSN(testenv.DefaultDB))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	for _, sql := range []string{testenv.TypesSchema, strings.ReplaceAll(testenv.TypesRows, "$1", "1"), strings.ReplaceAll(testenv.TypesRows, "$1", "3"),
-		`INSERT INTO nokey_types VALUES ('{"a": 1}', '(1,2)', '<x/>', 1.5, '{a,NULL}'), ('{"a": 1}', '(1,2)', '<x/>', 1.5, '{a,NULL}'), (NULL, NULL, NULL, NULL, NULL)`} {
-		if _, err := pool.Exec(ctx, sql); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pool := verifytest.Source(t, testenv.TypesSchema, strings.ReplaceAll(testenv.TypesRows, "$1", "1"), strings.ReplaceAll(testenv.TypesRows, "$1", "3"),
+		`INSERT INTO nokey_types VALUES ('{"a": 1}', '(1,2)', '<x/>', 1.5, '{a,NULL}'), ('{"a": 1}', '(1,2)', '<x/>', 1.5, '{a,NULL}'), (NULL, NULL, NULL, NULL, NULL)`)
 	src := pgverify.New(pool, pgverify.Source)
 	for _, table := range []string{"types", "nokey_types"} {
 		vt, cols, tuples := sourceRows(t, pool, table)

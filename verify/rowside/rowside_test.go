@@ -295,18 +295,8 @@ func loadGo(t *testing.T, pool *pgxpool.Pool, vt *proto.VerifyTable) [][]any {
 // for every type family, whatever form the values come in; and so are
 // the checksums of a table.
 func TestCanonicalMatchesPostgres(t *testing.T) {
-	pg := testenv.NewPostgres(t)
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, pg.DSN(testenv.DefaultDB))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	for _, sql := range []string{testenv.TypesSchema, strings.ReplaceAll(testenv.TypesRows, "$1", "1"), strings.ReplaceAll(testenv.TypesRows, "$1", "3"), families} {
-		if _, err := pool.Exec(ctx, sql); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pool := verifytest.Source(t, testenv.TypesSchema, strings.ReplaceAll(testenv.TypesRows, "$1", "1"), strings.ReplaceAll(testenv.TypesRows, "$1", "3"), families)
 	src := pgverify.New(pool, pgverify.Source)
 	for _, table := range []string{"types", "nokey_types", "families", "families_keyless"} {
 		vt := describe(t, pool, table)
@@ -366,18 +356,8 @@ INSERT INTO k_two SELECT id % 7, t FROM families WHERE t IS NOT NULL ON CONFLICT
 // source cuts (in byte order for text, as verify asks of it when the
 // collations differ) are equal for keys of every ordered type family.
 func TestRangesMatchPostgres(t *testing.T) {
-	pg := testenv.NewPostgres(t)
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, pg.DSN(testenv.DefaultDB))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	for _, sql := range []string{families, keyTables} {
-		if _, err := pool.Exec(ctx, sql); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pool := verifytest.Source(t, families, keyTables)
 	src := pgverify.New(pool, pgverify.Source)
 	for _, table := range []string{"k_text", "k_num", "k_f8", "k_tstz", "k_date", "k_uuid", "k_bytea", "k_big", "k_two", "families"} {
 		vt := describe(t, pool, table)

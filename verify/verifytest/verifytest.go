@@ -2,9 +2,13 @@
 package verifytest
 
 import (
+	"context"
 	"strconv"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sluicedb/sluice/internal/testenv"
 	"github.com/sluicedb/sluice/proto"
 	"github.com/sluicedb/sluice/verify/pgverify"
 )
@@ -56,4 +60,24 @@ func SameRows(t testing.TB, what string, vt *proto.VerifyTable, want, got []prot
 			t.Fatalf("%s: too many differences", what)
 		}
 	}
+}
+
+// Source starts a PostgreSQL, runs setup there (one statement string
+// each, in order) and returns a pool on it: the source whose SQL the
+// tests hold a destination's side against.
+func Source(t testing.TB, setup ...string) *pgxpool.Pool {
+	t.Helper()
+	pg := testenv.NewPostgres(t)
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, pg.DSN(testenv.DefaultDB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	for _, sql := range setup {
+		if _, err := pool.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return pool
 }
