@@ -30,13 +30,8 @@ func numericText(v any, trim bool) string {
 	default:
 		s = plainText(v)
 	}
-	switch strings.ToLower(s) {
-	case "nan":
-		return "NaN"
-	case "infinity", "inf", "+infinity", "+inf":
-		return "Infinity"
-	case "-infinity", "-inf":
-		return "-Infinity"
+	if special, ok := specialText(s); ok {
+		return special
 	}
 	out, ok := numericOut(s)
 	if !ok {
@@ -140,13 +135,8 @@ func floatText(v any, bits int) string {
 			break
 		}
 		s := plainText(v)
-		switch strings.ToLower(s) {
-		case "nan":
-			return "NaN"
-		case "infinity", "inf", "+infinity", "+inf":
-			return "Infinity"
-		case "-infinity", "-inf":
-			return "-Infinity"
+		if special, ok := specialText(s); ok {
+			return special
 		}
 		parsed, err := strconv.ParseFloat(s, bits)
 		if err != nil {
@@ -299,4 +289,18 @@ func jsonNumber(n json.Number) string {
 		return out
 	}
 	return string(n)
+}
+
+// specialText is PostgreSQL's spelling of NaN or an infinity written
+// any way a destination may write it.
+func specialText(s string) (string, bool) {
+	switch strings.ToLower(s) {
+	case "nan":
+		return "NaN", true
+	case "infinity", "inf", "+infinity", "+inf":
+		return "Infinity", true
+	case "-infinity", "-inf":
+		return "-Infinity", true
+	}
+	return "", false
 }
