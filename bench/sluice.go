@@ -105,7 +105,7 @@ func (p *sluiceProc) waitHealthy(ctx context.Context) error {
 		if err := p.alive(); err != nil {
 			return err
 		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.URL+"/healthz", nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.URL+"/readyz", nil)
 		if resp, err := http.DefaultClient.Do(req); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -116,7 +116,7 @@ func (p *sluiceProc) waitHealthy(ctx context.Context) error {
 			return err
 		}
 	}
-	return fmt.Errorf("sluice at %s not healthy within 60s; log:\n%s", p.URL, p.LogTail())
+	return fmt.Errorf("sluice at %s not ready (/readyz) within 60s; log:\n%s", p.URL, p.LogTail())
 }
 
 // PID is the process id (for the meter).

@@ -75,6 +75,9 @@ const maxBodyBytes = 1 << 20
 type errorBody struct {
 	Error    string          `json:"error"`
 	Problems []proto.Problem `json:"problems,omitempty"`
+	// Code marks the answers a client may send again as they are: the
+	// node did nothing with the request (see codeNoLeader, codeNotReady).
+	Code string `json:"code,omitempty"`
 }
 
 type api struct {
@@ -103,18 +106,30 @@ type APIOptions struct {
 	// returns its id.
 	Keyring func() []byte
 	NewKey  func() (string, error)
+	// LeaderWait bounds how long a write waits for a coordinator leader
+	// (none elected yet, its API address not known yet, or leadership
+	// moving) before it is answered 503; default DefaultLeaderWait. The
+	// request's own context bounds it too.
+	LeaderWait time.Duration
+	// Ready says whether the node's roles are started (a nil error), for
+	// /readyz; nil: the coordinator's own state decides.
+	Ready func() error
 }
 
 // NewAPI returns the HTTP API: /api/v1/ for users (bearer tokens),
 // /internal/v1/ for the other nodes (node certificates), and /healthz
-// for anyone. Writes go through Raft: a follower forwards them to the
-// leader's API.
+// (liveness) and /readyz (readiness) for anyone. Writes go through Raft:
+// a follower forwards them to the leader's API, and a write that finds no
+// leader waits for one (see writeViaLeader).
 func NewAPI(c *Coordinator, b Backend, opts APIOptions) http.Handler {
 	if c == nil || b == nil {
 		panic("coordinator.NewAPI: a Coordinator and a Backend are required")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.LeaderWait <= 0 {
+		opts.LeaderWait = DefaultLeaderWait
 	}
 	a := &api{c: c, b: b, opts: opts, logger: opts.Logger.With("component", "api"), now: time.Now}
 	public := http.NewServeMux()
@@ -139,8 +154,9 @@ func NewAPI(c *Coordinator, b Backend, opts APIOptions) http.Handler {
 
 	root := http.NewServeMux()
 	root.HandleFunc("GET /healthz", a.healthz)
+	root.HandleFunc("GET /readyz", a.readyz)
 	root.Handle(internalPrefix, a.requireNode(a.forwardToLeader(internal)))
-	root.Handle("/", RequireToken(c, nil, opts.TokenHint, a.forwardToLeader(public)))
+	root.Handle("/", a.startingWithoutToken(RequireToken(c, nil, opts.TokenHint, a.forwardToLeader(public))))
 	return a.logRequests(root)
 }
 
@@ -572,21 +588,9 @@ func fixedFieldsChanged(old, new *proto.TaskSpec) []string {
 	return out
 }
 
+// healthz is liveness: the process is up and serves HTTP. Whether it
+// can take writes is /readyz's question.
 func (a *api) healthz(w http.ResponseWriter, r *http.Request) {
-	if a.c.Leader() == "" {
-		http.Error(w, "no Raft leader", http.StatusServiceUnavailable)
-		return
-	}
-	// Ready once this node is registered and the leader's API is known,
-	// so that writes sent here can be forwarded.
-	if _, ok := a.c.Node(a.c.NodeID()); !ok {
-		http.Error(w, "not registered with the cluster yet", http.StatusServiceUnavailable)
-		return
-	}
-	if !a.c.IsLeader() && a.leaderAPI() == "" {
-		http.Error(w, "the leader's API address is not known yet", http.StatusServiceUnavailable)
-		return
-	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = io.WriteString(w, "ok\n")
 }
@@ -671,8 +675,12 @@ func (a *api) applyFailed(w http.ResponseWriter, err error) {
 		a.fail(w, http.StatusConflict, err.Error(), nil)
 	case errors.Is(err, ErrTaskNotFound):
 		a.fail(w, http.StatusNotFound, err.Error(), nil)
-	case errors.Is(err, ErrNotLeader):
+	case errors.Is(err, ErrNotLeader) && errors.Is(err, errNotApplied):
 		a.failNotLeader(w)
+	case errors.Is(err, ErrNotLeader):
+		// Raft may still commit it under the next leader: sending it
+		// again could apply it twice, so the client is not told to.
+		a.fail(w, http.StatusServiceUnavailable, "the coordinator leader changed while the change was being committed: it may or may not have been applied; check (sluice task get / list) before sending it again", nil)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		// The client went away or timed out; the write may still apply.
 		a.fail(w, http.StatusServiceUnavailable, "the request ended before the change was committed; check the task's state", nil)
@@ -682,20 +690,27 @@ func (a *api) applyFailed(w http.ResponseWriter, err error) {
 	}
 }
 
+// failNotLeader answers a write this node cannot take as it is not the
+// leader, and did not apply: marked so that the node that forwarded it
+// (and a client) may send it again.
 func (a *api) failNotLeader(w http.ResponseWriter) {
 	msg := "this node is not the coordinator leader"
 	if l := a.c.Leader(); l != "" {
 		msg += "; the leader is " + l
 	}
-	a.fail(w, http.StatusServiceUnavailable, msg, nil)
+	a.failNotApplied(w, codeNoLeader, msg)
 }
 
 // fail answers an error; no secret this process knows leaves in it.
 func (a *api) fail(w http.ResponseWriter, status int, msg string, problems []proto.Problem) {
+	a.failCode(w, status, "", msg, problems)
+}
+
+func (a *api) failCode(w http.ResponseWriter, status int, code, msg string, problems []proto.Problem) {
 	for i := range problems {
 		problems[i].Message, problems[i].Fix = secret.Scrub(problems[i].Message), secret.Scrub(problems[i].Fix)
 	}
-	a.reply(w, status, errorBody{Error: secret.Scrub(redact(msg)), Problems: problems})
+	a.reply(w, status, errorBody{Error: secret.Scrub(redact(msg)), Problems: problems, Code: code})
 }
 
 // reply answers v as JSON. The answer is scrubbed of every secret this

@@ -16,40 +16,51 @@ import (
 const forwardedHeader = "X-Sluice-Forwarded-By"
 
 // forwardToLeader sends writes (and the cluster status, whose health part
-// only the leader knows) to the leader's API when this node is a follower.
-// Reads of tasks are served from local state.
+// only the leader knows) to the leader's API when this node is a follower;
+// writes wait for a leader when there is none yet (writeViaLeader). Reads
+// of tasks are served from local state, at once.
 func (a *api) forwardToLeader(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		write := r.Method != http.MethodGet && r.Method != http.MethodHead
-		if (!write && r.URL.Path != "/api/v1/cluster") || a.c.IsLeader() || r.Header.Get(forwardedHeader) != "" {
-			next.ServeHTTP(w, r)
+		if r.Header.Get(forwardedHeader) != "" {
+			next.ServeHTTP(w, r) // a follower sent it here: no second hop
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			a.writeViaLeader(w, r, next)
 			return
 		}
 		target := a.leaderAPI()
-		if target == "" {
-			if write {
-				a.failNotLeader(w)
-				return
-			}
-			next.ServeHTTP(w, r) // status from local state, without health
+		if r.URL.Path != "/api/v1/cluster" || a.c.IsLeader() || target == "" {
+			next.ServeHTTP(w, r) // the status from local state, without health
 			return
 		}
-		u := &url.URL{Scheme: a.c.nodeScheme(), Host: target}
-		proxy := &httputil.ReverseProxy{
-			Transport: a.c.nodeHTTP.Transport,
-			Rewrite: func(pr *httputil.ProxyRequest) {
-				pr.SetURL(u)
-				pr.Out.Header.Set(forwardedHeader, a.c.NodeID())
-				if from := peerNode(r); from != "" {
-					pr.Out.Header.Set(forwardedForHeader, from)
-				}
-			},
-			ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
-				a.fail(w, http.StatusServiceUnavailable, fmt.Sprintf("cannot reach the leader %s at %s: %v", a.c.Leader(), target, err), nil)
-			},
-		}
-		proxy.ServeHTTP(w, r)
+		a.proxyTo(w, r, target)
 	})
+}
+
+// proxyTo passes a request to the leader's API at target. A leader that
+// cannot be dialed did nothing: that answer is marked as not applied.
+func (a *api) proxyTo(w http.ResponseWriter, r *http.Request, target string) {
+	u := &url.URL{Scheme: a.c.nodeScheme(), Host: target}
+	proxy := &httputil.ReverseProxy{
+		Transport: a.c.nodeHTTP.Transport,
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(u)
+			pr.Out.Header.Set(forwardedHeader, a.c.NodeID())
+			if from := peerNode(r); from != "" {
+				pr.Out.Header.Set(forwardedForHeader, from)
+			}
+		},
+		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+			msg := fmt.Sprintf("cannot reach the leader %s at %s: %v", a.c.Leader(), target, err)
+			if dialFailed(err) {
+				a.failNotApplied(w, codeNoLeader, msg)
+				return
+			}
+			a.fail(w, http.StatusServiceUnavailable, msg, nil)
+		},
+	}
+	proxy.ServeHTTP(w, r)
 }
 
 // leaderAPI is the leader's API address from the state, "" when unknown.

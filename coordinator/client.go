@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/sluicedb/sluice/proto"
@@ -22,6 +23,18 @@ type Client struct {
 	// Token is the API token sent as "Authorization: Bearer".
 	Token string
 	HTTP  *http.Client
+	// WaitReady sends a request again, with backoff until ctx ends, while
+	// the node cannot take it yet and did nothing with it: a 503 that says
+	// so (no coordinator leader yet, or the node starting), or, for
+	// refusedWait at most, a refused connection (a node just started
+	// listens within moments; one that is not running should be said
+	// soon). Other answers, and a write whose outcome is unknown, are
+	// returned at once.
+	WaitReady bool
+	// TokenSource, when set, gives the token for each attempt in place of
+	// Token: a node writes its first admin token (and the client config
+	// holding it) only once it has a leader.
+	TokenSource func() string
 }
 
 // APIError is an error answered by the API.
@@ -29,7 +42,14 @@ type APIError struct {
 	Status   int
 	Message  string
 	Problems []proto.Problem
+	// Code is set on answers that applied nothing and may be sent again
+	// ("no_leader", "not_ready").
+	Code string
 }
+
+// NotApplied reports whether the server did nothing with the request and
+// said it may be sent again as it is.
+func (e *APIError) NotApplied() bool { return e.Code == codeNoLeader || e.Code == codeNotReady }
 
 // Error prints the message, then each problem and its fix on their own
 // lines, so a CLI can print it as is.
@@ -181,7 +201,41 @@ func (c *Client) transition(ctx context.Context, name, verb string) (*proto.Task
 	return &st, nil
 }
 
+// Backoff of WaitReady: from the first pause to the longest.
+const (
+	readyRetryFirst = 100 * time.Millisecond
+	readyRetryMax   = 2 * time.Second
+	refusedWait     = 10 * time.Second
+)
+
 func (c *Client) do(ctx context.Context, method, path, contentType string, body []byte, out any) error {
+	pause, start := readyRetryFirst, time.Now()
+	for attempt := 1; ; attempt++ {
+		err := c.once(ctx, method, path, contentType, body, out)
+		if err == nil || !c.WaitReady || !notTaken(err, time.Since(start) < refusedWait) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (still so after %d attempts, when the timeout ended)", err, attempt)
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, readyRetryMax)
+	}
+}
+
+// notTaken reports whether a request certainly did nothing and may be
+// sent again: the API said so, or (when refused counts) the connection
+// was refused.
+func notTaken(err error, refused bool) bool {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.NotApplied()
+	}
+	return refused && errors.Is(err, syscall.ECONNREFUSED)
+}
+
+func (c *Client) once(ctx context.Context, method, path, contentType string, body []byte, out any) error {
 	if c.BaseURL == "" {
 		return errors.New("sluice client: no server URL")
 	}
@@ -197,8 +251,12 @@ func (c *Client) do(ctx context.Context, method, path, contentType string, body 
 		req.Header.Set("Content-Type", contentType)
 	}
 	req.Header.Set("Accept", "application/json")
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
+	token := c.Token
+	if c.TokenSource != nil {
+		token = c.TokenSource()
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	hc := c.HTTP
 	if hc == nil {
@@ -230,7 +288,7 @@ func (c *Client) do(ctx context.Context, method, path, contentType string, body 
 func decodeAPIError(status int, data []byte) error {
 	var eb errorBody
 	if err := json.Unmarshal(data, &eb); err == nil && eb.Error != "" {
-		return &APIError{Status: status, Message: eb.Error, Problems: eb.Problems}
+		return &APIError{Status: status, Message: eb.Error, Problems: eb.Problems, Code: eb.Code}
 	}
 	msg := fmt.Sprintf("%d %s", status, http.StatusText(status))
 	if s := strings.TrimSpace(string(data)); s != "" {

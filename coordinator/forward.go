@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"time"
 )
@@ -31,6 +32,16 @@ type applyReply struct {
 	Index uint64 `json:"index"`
 	Error string `json:"error,omitempty"`
 	Code  string `json:"code,omitempty"`
+	// NotApplied: the command certainly did not enter the log (see
+	// errNotApplied); sending it again is safe.
+	NotApplied bool `json:"not_applied,omitempty"`
+}
+
+// dialFailed reports whether a call failed before reaching its server
+// (so the server did nothing).
+func dialFailed(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // forward sends cmd to the leader and waits until this node has applied
@@ -43,7 +54,7 @@ func (c *Coordinator) forward(ctx context.Context, cmd Command) error {
 	id := c.Leader()
 	n, ok := c.Node(id)
 	if !ok || n.API == "" {
-		return fmt.Errorf("%w: the leader %s has not registered its API address yet", ErrNotLeader, id)
+		return fmt.Errorf("%w: %w: the leader %q has not registered its API address yet", ErrNotLeader, errNotApplied, id)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.nodeScheme()+"://"+n.API+applyPath, bytes.NewReader(entry))
 	if err != nil {
@@ -53,6 +64,9 @@ func (c *Coordinator) forward(ctx context.Context, cmd Command) error {
 	req.Header.Set(forwardedHeader, c.NodeID())
 	resp, err := c.nodeHTTP.Do(req)
 	if err != nil {
+		if dialFailed(err) {
+			return fmt.Errorf("%w: %w: cannot reach the leader %s: %w", ErrNotLeader, errNotApplied, id, err)
+		}
 		return fmt.Errorf("%w: cannot reach the leader %s: %w", ErrNotLeader, id, err)
 	}
 	defer resp.Body.Close()
@@ -62,6 +76,9 @@ func (c *Coordinator) forward(ctx context.Context, cmd Command) error {
 	}
 	if reply.Code != "" || reply.Error != "" {
 		if s, ok := sentinels[reply.Code]; ok {
+			if s == ErrNotLeader && reply.NotApplied {
+				return fmt.Errorf("%w: %w (asked %s)", ErrNotLeader, errNotApplied, id)
+			}
 			if s == ErrNotLeader {
 				return fmt.Errorf("%w (asked %s)", ErrNotLeader, id)
 			}
@@ -110,7 +127,7 @@ func (a *api) applyForwarded(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !a.c.IsLeader() {
-		a.reply(w, http.StatusServiceUnavailable, applyReply{Error: "not the leader", Code: "not_leader"})
+		a.reply(w, http.StatusServiceUnavailable, applyReply{Error: "not the leader", Code: "not_leader", NotApplied: true})
 		return
 	}
 	var index uint64
@@ -121,7 +138,7 @@ func (a *api) applyForwarded(w http.ResponseWriter, r *http.Request) {
 	}
 	rep := applyReply{Index: index}
 	if err != nil {
-		rep.Error = err.Error()
+		rep.Error, rep.NotApplied = err.Error(), errors.Is(err, errNotApplied)
 		for code, s := range sentinels {
 			if errors.Is(err, s) {
 				rep.Code = code

@@ -114,6 +114,12 @@ const (
 // leader.
 var ErrNotLeader = errors.New("coordinator: not the Raft leader")
 
+// errNotApplied marks an ErrNotLeader whose command certainly did not
+// enter the Raft log (no leader took it, or none could be reached), so
+// sending it again cannot apply it twice. Without it, an ErrNotLeader may
+// hide a command the next leader still commits.
+var errNotApplied = errors.New("the command was not applied")
+
 // Coordinator is one Raft voter with the replicated state.
 type Coordinator struct {
 	cfg       Config
@@ -364,7 +370,12 @@ func (c *Coordinator) applyLocal(ctx context.Context, cmd Command) (uint64, erro
 	}
 	f := c.raft.Apply(entry, timeout)
 	if err := waitFuture(ctx, f); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+		if errors.Is(err, raft.ErrNotLeader) {
+			// Refused before it entered the log: never applied.
+			return 0, fmt.Errorf("%w: %w: %w", ErrNotLeader, errNotApplied, err)
+		}
+		if errors.Is(err, raft.ErrLeadershipLost) {
+			// In the log, maybe committed by the next leader: unknown.
 			return 0, fmt.Errorf("%w: %w", ErrNotLeader, err)
 		}
 		return 0, fmt.Errorf("coordinator: apply %s: %w", commandName(cmd.Type()), err)

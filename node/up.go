@@ -108,7 +108,8 @@ func Run(ctx context.Context, cc ClusterConfig, opts Options) error {
 	if err != nil {
 		return err
 	}
-	apiOpts := coordinator.APIOptions{Logger: log, TokenHint: tokenHint(cc.DataDir), Unseal: secret.UnsealSpec, Keyring: keyring.Export, NewKey: keyring.Generate}
+	ready := &readiness{}
+	apiOpts := coordinator.APIOptions{Logger: log, TokenHint: tokenHint(cc.DataDir), Unseal: secret.UnsealSpec, Keyring: keyring.Export, NewKey: keyring.Generate, Ready: ready.check}
 	if pk != nil {
 		ccfg.TLS = &coordinator.TransportTLS{Server: pk.ServerTLS(), Client: pk.ClientTLS}
 		ccfg.NodeTLS = pk.ClientTLS("")
@@ -205,6 +206,7 @@ func Run(ctx context.Context, cc ClusterConfig, opts Options) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); worker.Run(bg) }()
 	}
+	ready.markStarted(m, cc.has(coordinator.RoleWorker))
 	log.Info("sluice is up", "api", scheme+"://"+apiAddr, "raft", coord.RaftAddr(), "data_dir", cc.DataDir, "roles", cc.Roles, "pool", cc.Pool)
 
 	select {

@@ -59,7 +59,11 @@ func (a *app) taskCmd(tf *taskFlags) *cobra.Command {
 // client resolves the server (the flag, then SLUICE_SERVER, then the
 // default of `sluice up`) and its credentials: the token from --token,
 // --token-file, SLUICE_TOKEN, then the client config's entry for the
-// server; the CA from --ca-file, SLUICE_CA_FILE, then that entry.
+// server; the CA from --ca-file, SLUICE_CA_FILE, then that entry. The
+// client waits, within --timeout, for a node that cannot take requests
+// yet (just started, no coordinator leader yet), and looks for the token
+// again on each attempt: `sluice up` writes it to the client config once
+// it has a leader.
 func (a *app) client(tf *taskFlags) (*coordinator.Client, error) {
 	server := tf.server
 	if server == "" {
@@ -71,34 +75,13 @@ func (a *app) client(tf *taskFlags) (*coordinator.Client, error) {
 	if !strings.Contains(server, "://") {
 		server = "http://" + server // "127.0.0.1:7420" is what users type
 	}
-	var entry clientconfig.Entry
-	if path, err := clientconfig.DefaultPath(a.getenv); err == nil {
-		f, err := clientconfig.Load(path)
-		if err != nil {
-			return nil, err
-		}
-		entry, _ = f.Lookup(server)
+	entry, err := a.clientEntry(server)
+	if err != nil {
+		return nil, err
 	}
-	token := tf.token
-	if token == "" && tf.tokenFile != "" {
-		b, err := os.ReadFile(tf.tokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("--token-file: %w", err)
-		}
-		token = strings.TrimSpace(string(b))
-	}
-	if token == "" {
-		token = a.getenv("SLUICE_TOKEN")
-	}
-	if f := a.getenv("SLUICE_TOKEN_FILE"); token == "" && f != "" {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return nil, fmt.Errorf("SLUICE_TOKEN_FILE: %w", err)
-		}
-		token = strings.TrimSpace(string(b))
-	}
-	if token == "" {
-		token = entry.Token
+	token, err := a.token(tf, entry)
+	if err != nil {
+		return nil, err
 	}
 	ca := tf.caFile
 	if ca == "" {
@@ -107,7 +90,15 @@ func (a *app) client(tf *taskFlags) (*coordinator.Client, error) {
 	if ca == "" {
 		ca = entry.CAFile
 	}
-	c := &coordinator.Client{BaseURL: server, Token: token}
+	c := &coordinator.Client{BaseURL: server, Token: token, WaitReady: true}
+	c.TokenSource = func() string {
+		if e, err := a.clientEntry(server); err == nil {
+			if t, err := a.token(tf, e); err == nil {
+				token = t
+			}
+		}
+		return token
+	}
 	if ca != "" {
 		pem, err := os.ReadFile(ca)
 		if err != nil {
@@ -122,6 +113,47 @@ func (a *app) client(tf *taskFlags) (*coordinator.Client, error) {
 		c.HTTP = &http.Client{Transport: tr}
 	}
 	return c, nil
+}
+
+// clientEntry is the client config's entry for server (empty when there
+// is none).
+func (a *app) clientEntry(server string) (clientconfig.Entry, error) {
+	var entry clientconfig.Entry
+	if path, err := clientconfig.DefaultPath(a.getenv); err == nil {
+		f, err := clientconfig.Load(path)
+		if err != nil {
+			return entry, err
+		}
+		entry, _ = f.Lookup(server)
+	}
+	return entry, nil
+}
+
+// token is the API token: --token, --token-file, SLUICE_TOKEN,
+// SLUICE_TOKEN_FILE, then the client config's entry ("" when none).
+func (a *app) token(tf *taskFlags, entry clientconfig.Entry) (string, error) {
+	token := tf.token
+	if token == "" && tf.tokenFile != "" {
+		b, err := os.ReadFile(tf.tokenFile)
+		if err != nil {
+			return "", fmt.Errorf("--token-file: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	if token == "" {
+		token = a.getenv("SLUICE_TOKEN")
+	}
+	if f := a.getenv("SLUICE_TOKEN_FILE"); token == "" && f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", fmt.Errorf("SLUICE_TOKEN_FILE: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	if token == "" {
+		token = entry.Token
+	}
+	return token, nil
 }
 
 // withClient runs f with the API client and the command's timeout.

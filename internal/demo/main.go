@@ -226,7 +226,7 @@ func cli(bin, server string, args ...string) error {
 func waitHealthy(ctx context.Context, server string) error {
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		if resp, err := http.Get(server + "/healthz"); err == nil {
+		if resp, err := http.Get(server + "/readyz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return nil
@@ -238,7 +238,7 @@ func waitHealthy(ctx context.Context, server string) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return errors.New("sluice did not become healthy within 60s")
+	return errors.New("sluice did not become ready (/readyz) within 60s")
 }
 
 // status is a one-line summary of the task from the API.

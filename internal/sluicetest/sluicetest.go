@@ -102,6 +102,8 @@ func (n *Node) Stop(t testing.TB) {
 	}
 }
 
+// waitHealthy waits until the node is ready (GET /readyz answers 200: it
+// has a coordinator leader and its roles are started).
 func waitHealthy(t testing.TB, url string, exited <-chan error) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
@@ -111,7 +113,7 @@ func waitHealthy(t testing.TB, url string, exited <-chan error) {
 			t.Fatalf("sluice exited at start: %v", err)
 		default:
 		}
-		resp, err := http.Get(url + "/healthz")
+		resp, err := http.Get(url + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -120,7 +122,7 @@ func waitHealthy(t testing.TB, url string, exited <-chan error) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("sluice at %s not healthy within 60s", url)
+	t.Fatalf("sluice at %s not ready (/readyz) within 60s", url)
 }
 
 // testWriter sends log lines to the test log, which shows them only when

@@ -207,7 +207,7 @@ func newClusterHTTP(ca *x509.CertPool) *http.Client {
 
 // StartCluster starts opts.Nodes nodes at once (they need each other for a
 // Raft quorum, so one at a time would never become healthy) and waits
-// until every node's /healthz answers 200. At cleanup it kills every node
+// until every node's /readyz answers 200. At cleanup it kills every node
 // the cluster started and closes the proxies; when the test failed, it logs
 // the tail of every node's log first.
 func StartCluster(t testing.TB, opts ClusterOptions) *Cluster {
@@ -521,7 +521,7 @@ func (c *Cluster) start(t testing.TB, i int) {
 	c.mu.Unlock()
 }
 
-// waitHealthy polls node i's /healthz until it answers 200, failing the
+// waitHealthy polls node i's /readyz until it answers 200, failing the
 // test at the deadline or as soon as the process exits.
 func (c *Cluster) waitHealthy(t testing.TB, i int, deadline time.Time) {
 	t.Helper()
@@ -536,7 +536,7 @@ func (c *Cluster) waitHealthy(t testing.TB, i int, deadline time.Time) {
 			t.Fatalf("node %s exited at start (%v); its log:\n%s", n.id, p.err, c.Log(i))
 		default:
 		}
-		last = c.getOK(n.apiURL() + "/healthz")
+		last = c.getOK(n.apiURL() + "/readyz")
 		if last == nil {
 			return
 		}

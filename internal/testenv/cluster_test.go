@@ -411,7 +411,7 @@ func fakeNode(args []string) error {
 		})
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if leader() == "" {
 			http.Error(w, "no Raft leader", http.StatusServiceUnavailable)
 			return
