@@ -351,8 +351,8 @@ func TestBodyLimitAndHealth(t *testing.T) {
 	_, err := e.client.CreateTask(context.Background(), big)
 	apiError(t, err, http.StatusRequestEntityTooLarge)
 
-	health := func() (int, string) {
-		resp, err := http.Get(e.url + "/healthz")
+	get := func(path string) (int, string) {
+		resp, err := http.Get(e.url + path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -360,16 +360,20 @@ func TestBodyLimitAndHealth(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode, strings.TrimSpace(string(body))
 	}
-	// Not ready before the node is registered with the cluster.
-	if code, body := health(); code != http.StatusServiceUnavailable || !strings.Contains(body, "not registered") {
-		t.Fatalf("healthz before registration: %d %q", code, body)
+	// Alive from the start; not ready before the node is registered with
+	// the cluster.
+	if code, body := get("/healthz"); code != http.StatusOK || body != "ok" {
+		t.Fatalf("healthz: %d %q", code, body)
+	}
+	if code, body := get("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "not registered") || !strings.Contains(body, `"ready": false`) {
+		t.Fatalf("readyz before registration: %d %q", code, body)
 	}
 	err = e.coord.Apply(context.Background(), coordinator.RegisterNode{Node: coordinator.Node{ID: e.coord.NodeID(), API: "127.0.0.1:1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if code, body := health(); code != http.StatusOK || body != "ok" {
-		t.Fatalf("healthz: %d %q", code, body)
+	if code, body := get("/readyz"); code != http.StatusOK || !strings.Contains(body, `"ready": true`) || !strings.Contains(body, `"leader": "node1"`) {
+		t.Fatalf("readyz: %d %q", code, body)
 	}
 	if !strings.Contains(e.logs.String(), "path=/healthz") {
 		t.Fatalf("request not logged at debug:\n%s", e.logs.String())

@@ -88,20 +88,32 @@ func (a *api) notReady() string {
 	return ""
 }
 
-// startingWithoutToken answers a request without a token 503 (retry)
-// rather than 401 while the node starts: the cluster's first admin token
-// is made only once a leader is elected, so a client started with the
-// node has none to send yet. A request with a token goes on as always.
+// startingWithoutToken answers a request without a token, or with one
+// this node does not know yet, 503 (send it again) rather than 401 while
+// the node starts: the cluster's first admin token is made only once a
+// leader is elected, and after a restart the tokens made since the last
+// Raft snapshot are known only once a leader commits the log again. A
+// request with a known token goes on as always.
 func (a *api) startingWithoutToken(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, ok := bearer(r); !ok && a.starting() {
+		if a.starting() && !a.knownToken(r) {
 			if reason := a.notReady(); reason != "" {
-				a.failNotApplied(w, codeNotReady, "Sluice is starting ("+reason+") and the request has no API token yet: send it again once the node is ready (GET /readyz)")
+				a.failNotApplied(w, codeNotReady, "Sluice is starting ("+reason+") and does not know the request's API token yet: send it again once the node is ready (GET /readyz)")
 				return
 			}
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// knownToken reports whether the request carries a token of the state.
+func (a *api) knownToken(r *http.Request) bool {
+	text, ok := bearer(r)
+	if !ok {
+		return false
+	}
+	_, ok = a.c.Authenticate(text)
+	return ok
 }
 
 // starting reports whether the node has not finished starting: no leader
