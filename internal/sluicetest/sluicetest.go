@@ -106,6 +106,13 @@ func (n *Node) Stop(t testing.TB) {
 // has a coordinator leader and its roles are started).
 func waitHealthy(t testing.TB, url string, exited <-chan error) {
 	t.Helper()
+	waitAnswer(t, url, "/readyz", true, exited)
+}
+
+// waitAnswer polls GET path until it answers (200 when ok200), failing
+// the test after 60 s or as soon as the process exits.
+func waitAnswer(t testing.TB, url, path string, ok200 bool, exited <-chan error) {
+	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
@@ -113,16 +120,16 @@ func waitHealthy(t testing.TB, url string, exited <-chan error) {
 			t.Fatalf("sluice exited at start: %v", err)
 		default:
 		}
-		resp, err := http.Get(url + "/readyz")
+		resp, err := http.Get(url + path)
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if !ok200 || resp.StatusCode == http.StatusOK {
 				return
 			}
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("sluice at %s not ready (/readyz) within 60s", url)
+	t.Fatalf("sluice at %s: %s did not answer within 60s", url, path)
 }
 
 // testWriter sends log lines to the test log, which shows them only when
@@ -190,8 +197,11 @@ type Process struct {
 	raft       int
 	logPath    string
 	flags      []string
-	cmd        *exec.Cmd
-	exited     chan error
+	// liveOnly: Start waits only until the API answers /healthz at all
+	// (the process is up), not for readiness, and reads no token.
+	liveOnly bool
+	cmd      *exec.Cmd
+	exited   chan error
 }
 
 // StartProcess runs `sluice up` as a child process on a free port, with
@@ -205,6 +215,20 @@ func StartProcess(t testing.TB, dataDir string, flags ...string) *Process {
 // ("KEY=value", kept in Env for its restarts), from its first start on.
 func StartProcessEnv(t testing.TB, dataDir string, env []string, flags ...string) *Process {
 	t.Helper()
+	return startProcess(t, dataDir, env, false, flags)
+}
+
+// StartProcessLive is StartProcess that returns as soon as the API
+// answers /healthz (whatever the status, as an older /healthz said 503
+// before a leader): the process is up, but may have no coordinator
+// leader and no admin token yet (Token is empty).
+func StartProcessLive(t testing.TB, dataDir string, flags ...string) *Process {
+	t.Helper()
+	return startProcess(t, dataDir, nil, true, flags)
+}
+
+func startProcess(t testing.TB, dataDir string, env []string, liveOnly bool, flags []string) *Process {
+	t.Helper()
 	port, err := testenv.FreePort()
 	if err != nil {
 		t.Fatal(err)
@@ -214,7 +238,7 @@ func StartProcessEnv(t testing.TB, dataDir string, env []string, flags ...string
 		t.Fatal(err)
 	}
 	p := &Process{bin: SluiceBinary(t), DataDir: dataDir, port: port, raft: raft, URL: fmt.Sprintf("http://127.0.0.1:%d", port), flags: flags, Env: env,
-		logPath: filepath.Join(dataDir, "..", filepath.Base(dataDir)+".log"), ConfigHome: t.TempDir()}
+		logPath: filepath.Join(dataDir, "..", filepath.Base(dataDir)+".log"), ConfigHome: t.TempDir(), liveOnly: liveOnly}
 	p.Start(t)
 	t.Cleanup(func() {
 		p.Kill()
@@ -244,6 +268,10 @@ func (p *Process) Start(t testing.TB) {
 	p.exited = make(chan error, 1)
 	cmd := p.cmd
 	go func() { err := cmd.Wait(); logf.Close(); p.exited <- err }()
+	if p.liveOnly {
+		waitAnswer(t, p.URL, "/healthz", false, p.exited)
+		return
+	}
 	waitHealthy(t, p.URL, p.exited)
 	p.Token = AdminToken(t, p.DataDir)
 }
