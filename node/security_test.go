@@ -125,6 +125,7 @@ alerts: { webhook: %q }
 		{"POST", "/api/v1/tokens", read.Token, 403},
 		{"GET", "/metrics", read.Token, 200},
 		{"GET", "/healthz", "", 200},
+		{"GET", "/readyz", "", 200}, // no token, like /healthz; it tells no secret
 	} {
 		code, body := httpCall(t, nil, r.method, proc.URL+r.path, r.token, nil)
 		if code != r.want {
