@@ -89,7 +89,7 @@ type heartbeats struct {
 // follower it returns ErrNotLeader so the caller sends it to the leader.
 func (c *Coordinator) Heartbeat(hb Heartbeat) error {
 	if !c.IsLeader() {
-		return ErrNotLeader
+		return errNotLeaderNotApplied
 	}
 	c.beats.mu.Lock()
 	defer c.beats.mu.Unlock()

@@ -120,6 +120,10 @@ var ErrNotLeader = errors.New("coordinator: not the Raft leader")
 // hide a command the next leader still commits.
 var errNotApplied = errors.New("the command was not applied")
 
+// errNotLeaderNotApplied: refused by a node that checked first that it
+// does not lead.
+var errNotLeaderNotApplied = fmt.Errorf("%w: %w", ErrNotLeader, errNotApplied)
+
 // Coordinator is one Raft voter with the replicated state.
 type Coordinator struct {
 	cfg       Config
@@ -440,7 +444,7 @@ func (r resolver) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
 // Only the leader can; it is a no-op for a member already there.
 func (c *Coordinator) Join(ctx context.Context, id, addr string, voter bool) error {
 	if !c.IsLeader() {
-		return ErrNotLeader
+		return errNotLeaderNotApplied
 	}
 	cf := c.raft.GetConfiguration()
 	if err := cf.Error(); err != nil {
@@ -465,7 +469,7 @@ func (c *Coordinator) Join(ctx context.Context, id, addr string, voter bool) err
 // Leave removes a node from the Raft configuration (leader only).
 func (c *Coordinator) Leave(ctx context.Context, id string) error {
 	if !c.IsLeader() {
-		return ErrNotLeader
+		return errNotLeaderNotApplied
 	}
 	return waitFuture(ctx, c.raft.RemoveServer(raft.ServerID(id), 0, 0))
 }
