@@ -400,4 +400,8 @@ func TestClientNonAPIError(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "cannot reach") {
 		t.Fatalf("unreachable server: %v", err)
 	}
+	// The address once: not again in the transport's own words.
+	if n := strings.Count(err.Error(), "127.0.0.1:1"); n != 1 || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("unreachable server named %d times, or without its cause: %v", n, err)
+	}
 }
