@@ -138,6 +138,8 @@ func TestCreateGetListDelete(t *testing.T) {
 	for _, cmd := range []coordinator.Command{
 		coordinator.MarkChunkCopied{Name: "orders", Plan: task.FullSync.ID, Table: 0, Chunk: 0, Rows: 30},
 		coordinator.MarkChunkCopied{Name: "orders", Plan: task.FullSync.ID, Table: 0, Chunk: 1, Rows: 20},
+		// Rows applied are the replicated total, not the node's live count.
+		coordinator.ReportRowsApplied{Name: "orders", Unit: "apply/0", Epoch: 1, Start: 1, Rows: 7},
 	} {
 		if err := e.coord.Apply(ctx, cmd); err != nil {
 			t.Fatal(err)
