@@ -611,15 +611,18 @@ func (a *api) status(t Task) proto.TaskStatus {
 		State:         t.State,
 		Full:          full,
 		LatencyMS:     live.LatencyMS,
-		RowsApplied:   live.RowsApplied,
+		RowsApplied:   t.RowsApplied(),
 		ThroughputRPS: live.ThroughputRPS,
 		ThroughputBPS: live.ThroughputBPS,
 		ConfirmedLSN:  live.ConfirmedLSN,
 		Adding:        t.AddingNotCopied(),
-		LastError:     t.LastError,
+		LastError:     t.CurrentError(),
 		CreatedAt:     t.CreatedAt,
 		Spec:          a.shown(t.Spec),
 		Verify:        proto.SummarizeVerify(t.VerifyRecords()),
+	}
+	if e, at := t.ResolvedError(); e != nil {
+		st.ResolvedError, st.ResolvedAt = e, &at
 	}
 	if t.Spec.TwoWay != nil && t.ReverseOf == "" {
 		a.twoWayStatus(t, &st)
@@ -634,7 +637,7 @@ func (a *api) twoWayStatus(t Task, st *proto.TaskStatus) {
 	direction := func(t Task) proto.DirectionStatus {
 		live := a.b.Live(t.Spec.Name)
 		return proto.DirectionStatus{Task: t.Spec.Name, Phase: t.Phase, State: t.State, LatencyMS: live.LatencyMS,
-			RowsApplied: live.RowsApplied, ThroughputRPS: live.ThroughputRPS, LastError: t.LastError}
+			RowsApplied: t.RowsApplied(), ThroughputRPS: live.ThroughputRPS, LastError: t.CurrentError()}
 	}
 	tw := &proto.TwoWayStatus{Policy: t.Spec.TwoWay.Policy(), Forward: direction(t)}
 	rev, ok := a.c.Task(proto.ReverseTaskName(t.Spec.Name))
@@ -642,10 +645,9 @@ func (a *api) twoWayStatus(t Task, st *proto.TaskStatus) {
 		tw.Reverse = direction(rev)
 		if worse(rev.State, t.State) {
 			st.State = rev.State
-			if rev.LastError != nil {
-				e := *rev.LastError
+			if e := rev.CurrentError(); e != nil {
 				e.Message = "reverse direction: " + e.Message
-				st.LastError = &e
+				st.LastError = e
 			}
 		}
 	}

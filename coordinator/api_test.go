@@ -138,6 +138,8 @@ func TestCreateGetListDelete(t *testing.T) {
 	for _, cmd := range []coordinator.Command{
 		coordinator.MarkChunkCopied{Name: "orders", Plan: task.FullSync.ID, Table: 0, Chunk: 0, Rows: 30},
 		coordinator.MarkChunkCopied{Name: "orders", Plan: task.FullSync.ID, Table: 0, Chunk: 1, Rows: 20},
+		// Rows applied are the replicated total, not the node's live count.
+		coordinator.ReportRowsApplied{Name: "orders", Unit: "apply/0", Epoch: 1, Start: 1, Rows: 7},
 	} {
 		if err := e.coord.Apply(ctx, cmd); err != nil {
 			t.Fatal(err)
@@ -403,5 +405,9 @@ func TestClientNonAPIError(t *testing.T) {
 	_, err = (&coordinator.Client{BaseURL: "http://127.0.0.1:1"}).ListTasks(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "cannot reach") {
 		t.Fatalf("unreachable server: %v", err)
+	}
+	// The address once: not again in the transport's own words.
+	if n := strings.Count(err.Error(), "127.0.0.1:1"); n != 1 || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("unreachable server named %d times, or without its cause: %v", n, err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -264,7 +265,7 @@ func (c *Client) once(ctx context.Context, method, path, contentType string, bod
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach the Sluice server at %s (is `sluice up` running? set --server or SLUICE_SERVER): %w", c.BaseURL, err)
+		return &unreachableError{server: c.BaseURL, err: err}
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -352,4 +353,35 @@ func (c *Client) ListTokens(ctx context.Context) ([]TokenInfo, error) {
 // RevokeToken revokes a token by its id.
 func (c *Client) RevokeToken(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, "/api/v1/tokens/"+url.PathEscape(id), "", nil, nil)
+}
+
+// unreachableError is a request that never got an answer. Its message
+// names the server once: the transport's own error repeats the method,
+// the URL and the dialled address ("Get \"http://h:1/api/v1/tasks\":
+// dial tcp h:1: connect: connection refused"), so only its cause is
+// kept ("connect: connection refused").
+type unreachableError struct {
+	server string
+	err    error
+}
+
+func (e *unreachableError) Error() string {
+	return fmt.Sprintf("cannot reach the Sluice server at %s (is `sluice up` running? set --server or SLUICE_SERVER): %s", e.server, transportCause(e.err))
+}
+
+func (e *unreachableError) Unwrap() error { return e.err }
+
+// transportCause is the innermost useful part of a transport error: a
+// network operation's own error without the address it names, else the
+// error without the request's URL.
+func transportCause(err error) string {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err.Error()
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) && ue.Err != nil {
+		return ue.Err.Error()
+	}
+	return err.Error()
 }

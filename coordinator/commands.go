@@ -468,9 +468,9 @@ func applySetTaskStatus(d *data, index uint64, cmd *SetTaskStatus) error {
 	switch {
 	case cmd.Error != nil:
 		e := *cmd.Error
-		t.LastError = &e
+		t.LastError, t.ErrorResolvedAt = &e, time.Time{}
 	case !cmd.KeepError:
-		t.LastError = nil
+		t.LastError, t.ErrorResolvedAt = nil, time.Time{}
 	}
 	t.ModifyIndex = index
 	return nil

@@ -62,6 +62,10 @@ type PlannedCopy struct {
 	Types  []uint32       `json:"types,omitempty"`
 	Key    []string       `json:"key,omitempty"`
 	Chunks []PlannedChunk `json:"chunks"`
+	// Estimated is the planner's estimate of the table's rows (from the
+	// source's statistics, which may be stale); progress corrects it as
+	// chunks finish. 0 in plans from before it was recorded.
+	Estimated int64 `json:"estimated,omitempty"`
 }
 
 // Target is the table and columns the rows load into.
@@ -88,6 +92,9 @@ type PlannedChunk struct {
 	Unit     int   `json:"unit"`
 	Done     bool  `json:"done,omitempty"`
 	Rows     int64 `json:"rows,omitempty"`
+	// Copying is the rows a chunk not done yet has sent so far
+	// (MarkChunkProgress).
+	Copying int64 `json:"copying,omitempty"`
 }
 
 // TableDone reports whether every chunk of table i is copied, and their rows.
@@ -121,18 +128,37 @@ func (p *FullSyncPlan) UnitsWithWork() []int {
 	return out
 }
 
-// rowsOutside sums the rows of copied chunks of tables not yet in copied.
-func (p *FullSyncPlan) rowsOutside(copied map[string]proto.LSN) int64 {
-	var n int64
+// loading sums, over the tables of the plan not yet in copied, the rows
+// loaded so far (chunks done, and chunks copying) and the estimate of
+// their rows, corrected by what the copy found: a table whose chunks are
+// all done has its exact count, and one still loading at least the rows
+// loaded. Stale statistics (reltuples) can put the planner's estimate far
+// below the real count. ok is false for a plan without per-table
+// estimates (from before they were recorded).
+func (p *FullSyncPlan) loading(copied map[string]proto.LSN) (rows, estimate int64, ok bool) {
 	for _, t := range p.Tables {
-		if _, ok := copied[t.Table.Key()]; ok {
+		ok = ok || t.Estimated > 0
+		if _, in := copied[t.Table.Key()]; in {
 			continue
 		}
+		var loaded int64
+		done := true
 		for _, c := range t.Chunks {
-			n += c.Rows
+			if c.Done {
+				loaded += c.Rows
+			} else {
+				loaded += c.Copying
+				done = false
+			}
+		}
+		rows += loaded
+		if done {
+			estimate += loaded
+		} else {
+			estimate += max(t.Estimated, loaded)
 		}
 	}
-	return n
+	return rows, estimate, ok
 }
 
 func (p *FullSyncPlan) clone() *FullSyncPlan {
@@ -162,12 +188,26 @@ func (p *FullSyncPlan) clone() *FullSyncPlan {
 func (t *Task) FullProgress() proto.FullProgress {
 	f := proto.FullProgress{RowsDone: t.RowsCopied, TablesDone: len(t.TablesCopied)}
 	if p := t.FullSync; p != nil {
-		f.RowsDone += p.rowsOutside(t.TablesCopied)
+		rows, estimate, ok := p.loading(t.TablesCopied)
+		f.RowsDone += rows
 		f.RowsEstimated, f.TablesTotal = p.RowsEstimated, p.TablesTotal
+		if ok {
+			// The copied tables' exact counts, and the others' estimates
+			// corrected by their copy so far.
+			f.RowsEstimated = t.RowsCopied + estimate
+		}
 	}
 	if t.Phase == proto.PhaseIncremental || t.State == proto.StateReleased {
 		// Done: the estimate has served its purpose, the count is exact.
 		f.RowsEstimated, f.TablesTotal = f.RowsDone, f.TablesDone
+		if done, total, ok := t.TablesProgress(); ok && t.Phase == proto.PhaseIncremental {
+			// Tables added or removed since (DDL sync, task update).
+			f.TablesDone, f.TablesTotal = done, total
+		}
+	}
+	// Never more than all: an estimate below the rows seen is raised.
+	if f.RowsEstimated > 0 {
+		f.RowsEstimated = max(f.RowsEstimated, f.RowsDone)
 	}
 	return f
 }

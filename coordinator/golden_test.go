@@ -92,6 +92,16 @@ func withoutLaterFields(cmd Command) Command {
 	case UpdateSettings:
 		c.Verify, c.Alerts = nil, alerts(c.Alerts)
 		return c
+	case SetFullSyncPlan:
+		p := c.Plan.clone()
+		for i := range p.Tables {
+			p.Tables[i].Estimated = 0
+			for j := range p.Tables[i].Chunks {
+				p.Tables[i].Chunks[j].Copying = 0
+			}
+		}
+		c.Plan = *p
+		return c
 	}
 	return cmd
 }
@@ -137,7 +147,7 @@ func goldenLog() []Command {
 			TablesTotal: 3, RowsEstimated: 1 << 40, Tables: []PlannedCopy{
 				{Table: proto.TableID{Schema: "public", Name: "orders"}, Columns: []string{"id", "note"}, Format: proto.CopyBinary, Filter: "id > 1",
 					Partitioned: true, Keep: true, Dest: &dest, DestColumns: []string{"id", "Note"}, DestKey: []string{"id"}, Types: []uint32{20, 25}, Key: []string{"id"},
-					Chunks: []PlannedChunk{{FromPage: 0, ToPage: 4096, Unit: 0, Done: true, Rows: 12}, {FromPage: 4096, ToPage: -1, Unit: 1}}},
+					Chunks: []PlannedChunk{{FromPage: 0, ToPage: 4096, Unit: 0, Done: true, Rows: 12}, {FromPage: 4096, ToPage: -1, Unit: 1, Copying: 3}}, Estimated: 900},
 				{Table: proto.TableID{Schema: "sales", Name: "refunds"}, Columns: []string{"id"}, Chunks: []PlannedChunk{{FromPage: 0, ToPage: -1, Unit: 1}}},
 			}}},
 		MarkFullSyncReady{Name: "orders", Plan: 11, Epoch: epoch},
@@ -162,6 +172,9 @@ func goldenLog() []Command {
 			Differences: 3, Repaired: 3, Remaining: 1, Unsettled: 2, Error: "the task is behind",
 			Sample: &VerifySampleV1{Window: 4, Windows: 200, From: []string{"1000"}, To: []string{"2000"}}},
 			{Table: "sales.customers", Dest: "sales_copy.customers", At: goldenAt, Rows: 7, Sample: &VerifySampleV1{Windows: 1}}}},
+		ReportRowsApplied{Name: "orders", Unit: "apply/3", Epoch: 24, Start: goldenAt.UnixNano(), Rows: 1234},
+		ResolveError{Name: "orders", At: goldenAt.Add(time.Minute), HealthySince: goldenAt.Add(time.Second)},
+		MarkChunkProgress{Name: "orders", Plan: 11, Table: 0, Chunk: 1, Rows: 50}, // its plan is over: nothing to record
 		MarkDeleting{Name: "orders"},
 		RemoveTask{Name: "orders"},
 		RevokeToken{ID: "0123456789ab"},
@@ -575,6 +588,11 @@ func goldenStoreOf(t *testing.T, v1 bool) *Store {
 	if !v1 { // verifications came after version 1
 		apply(RecordVerify{Name: "events", Epoch: 24, Results: []VerifyRecordV1{{Table: "public.clicks", Dest: "public.clicks", At: goldenAt, Rows: 10, Differences: 1,
 			Sample: &VerifySampleV1{Window: 3, Windows: 100, From: []string{"Ü 'x'"}, To: []string{"zz"}}}}})
+		// So did the status's counters and resolved errors.
+		apply(MarkChunkProgress{Name: "events", Plan: 28, Table: 0, Chunk: 1, Rows: 77})
+		apply(ReportRowsApplied{Name: "events", Unit: "apply/0", Epoch: 24, Start: goldenAt.UnixNano(), Rows: 5})
+		apply(ReportRowsApplied{Name: "events", Unit: "apply/0", Epoch: 24, Start: goldenAt.UnixNano() + 1, Rows: 2})
+		apply(ResolveError{Name: "events", At: goldenAt.Add(2 * time.Minute), HealthySince: goldenAt.Add(time.Minute)})
 	}
 	return s
 }

@@ -21,6 +21,10 @@ type Task struct {
 	Phase     proto.Phase      `json:"phase"`
 	State     proto.State      `json:"state"`
 	LastError *proto.TaskError `json:"last_error,omitempty"`
+	// ErrorResolvedAt: the task's units ran well again after LastError
+	// (ResolveError), from then on; it is history, not the
+	// current error (CurrentError, ResolvedError). Zero while it is.
+	ErrorResolvedAt time.Time `json:"error_resolved_at,omitzero"`
 	// Epoch fences the task's capture unit and its status reports (DESIGN
 	// invariant 3): the Raft index of its creation, then of the latest
 	// BumpEpoch or PauseTask. Apply units carry their assignment's epoch,
@@ -71,6 +75,11 @@ type Task struct {
 	// Verified is each table's last verification (sluice verify), by
 	// source table.
 	Verified map[string]VerifyRecordV1 `json:"verified,omitempty"`
+	// RowsAppliedBase counts the rows applied by apply unit runs that
+	// ended; ApplyRuns holds each unit's current run (ReportRowsApplied,
+	// Task.RowsApplied).
+	RowsAppliedBase int64              `json:"rows_applied_base,omitempty"`
+	ApplyRuns       map[string]UnitRun `json:"apply_runs,omitempty"`
 }
 
 // data is the replicated state itself. Only command handlers change it,
@@ -288,5 +297,6 @@ func cloneTask(t *Task) Task {
 		c.Verified[k] = VerifyRecordOf(r.Record()) // its sample's keys copied
 	}
 	c.Adding = slices.Clone(t.Adding)
+	c.ApplyRuns = cloneRuns(t.ApplyRuns)
 	return c
 }

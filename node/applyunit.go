@@ -11,8 +11,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicedb/sluice/apply"
-	"github.com/sluicedb/sluice/coordinator"
-	"github.com/sluicedb/sluice/internal/safe"
 	"github.com/sluicedb/sluice/pipeline"
 	"github.com/sluicedb/sluice/proto"
 )
@@ -32,17 +30,13 @@ type applyUnit struct {
 	health *unitHealth
 }
 
-// healthyAfter: an apply that ran this long after an error counts as
-// recovered, and the task is shown running again.
-const healthyAfter = 10 * time.Second
-
 func (u *applyUnit) run(ctx context.Context) (fenced bool) {
 	log := u.logger.With("task", u.task, "group", u.group, "epoch", u.epoch)
 	return pipeline.Supervise(ctx, pipeline.Unit{Task: u.task, What: "apply group", Where: "attempt/apply", Store: u.store, Retry: u.cfg.retry(), Log: log, Health: u.health.set}, u.attempt)
 }
 
-// attempt applies until the first error. Once it has run well for a while
-// after a reported error, it sets the task back to running.
+// attempt applies until the first error (Supervise sets the task back to
+// running once it has run well for a while after an error).
 func (u *applyUnit) attempt(ctx context.Context) error {
 	task, ok := u.store.Task(u.task)
 	if !ok {
@@ -65,56 +59,33 @@ func (u *applyUnit) attempt(ctx context.Context) error {
 	defer release()
 	wcfg.Throttle = lim
 
-	wctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	// failed is the error that ends the attempt when the goroutine below
-	// panicked: the panic (not wctx's bare "context canceled").
-	failed := func(err error) error {
-		if ctx.Err() == nil && wctx.Err() != nil {
-			return context.Cause(wctx)
-		}
-		return err
-	}
-	go func() {
-		// A panic here is a bug in the group's bookkeeping: it fails the
-		// attempt (cancelling wctx with the panic as the cause), so that
-		// the task shows it, retrying in the other window, and the group
-		// starts over cleanly; the restart costs nothing but time, since
-		// the destination's positions skip what was applied.
-		err := safe.Run("apply/health", func() error {
-			select {
-			case <-wctx.Done():
-			case <-time.After(healthyAfter):
-				if t, ok := u.store.Task(u.task); ok && t.State == proto.StateRetrying {
-					_ = u.store.Apply(wctx, coordinator.SetTaskStatus{Name: u.task, State: proto.StateRunning, KeepError: true, IfRunnable: true})
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			cancel(err)
-		}
-	}()
+	// The rows it applies count in the task's total, which outlives
+	// this run (coordinator.ReportRowsApplied).
+	rows := &rowsReporter{store: u.store, task: u.task, unit: fmt.Sprintf("apply/%d", u.group), epoch: u.epoch, log: u.logger}
+	rows.use(ctx, wcfg.Stats)
+	stopRows := rows.start(ctx)
+	defer stopRows()
 	gate := &tableGate{store: u.store, task: u.task}
 	wcfg.Held = gate.held
 	for {
-		err := apply.RunWorker(wctx, wcfg)
+		err := apply.RunWorker(ctx, wcfg)
 		var held *apply.HeldError
 		if !errors.As(err, &held) {
-			return failed(err)
+			return err
 		}
 		// A table added to the task is being copied: the group waits
 		// (its other tables too), then starts again from the positions.
 		u.logger.Info("apply group waits for a table being added", "task", u.task, "group", u.group, "table", held.Table.String())
 		for gate.refresh(); gate.held(held.Table); gate.refresh() {
 			select {
-			case <-wctx.Done():
-				return failed(wctx.Err())
+			case <-ctx.Done():
+				return ctx.Err()
 			case <-time.After(300 * time.Millisecond):
 			}
 		}
 		wcfg.Stats = &apply.WorkerStats{}
 		u.live.setWorker(u.group, wcfg.Stats)
+		rows.use(ctx, wcfg.Stats)
 		if t, ok := u.store.Task(u.task); ok {
 			wcfg.Names = t.Spec.Names()
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluicedb/sluice/apply"
@@ -105,9 +106,12 @@ func (u *copyUnit) attempt(ctx context.Context, log *slog.Logger) error {
 		chunk := capture.Chunk{Table: t.Table, Columns: t.Columns, FromPage: c.FromPage, ToPage: c.ToPage, Index: w.chunk, Of: len(t.Chunks), Format: t.Format, Filter: t.Filter, Partitioned: t.Partitioned}
 		dest, destCols := t.Target()
 		load := apply.ChunkLoad{Task: u.task, Plan: plan.ID, Table: dest, Chunk: w.chunk, Columns: destCols, Types: t.Types, Key: t.TargetKey(), SnapshotLSN: plan.LSN, Format: t.Format, Keep: t.Keep}
+		var sent atomic.Int64
+		stopProgress := u.reportProgress(ctx, coordinator.MarkChunkProgress{Name: u.task, Plan: plan.ID, Table: w.table, Chunk: w.chunk}, &sent)
 		rows, err := sink.CopyChunk(ctx, load, func(w io.Writer) (int64, error) {
-			return rd.Copy(ctx, chunk, &throttledWriter{ctx: ctx, w: w, lim: lim, live: u.live})
+			return rd.Copy(ctx, chunk, &throttledWriter{ctx: ctx, w: w, lim: lim, live: u.live, rows: &sent})
 		})
+		stopProgress()
 		if err != nil {
 			return err
 		}
@@ -116,6 +120,39 @@ func (u *copyUnit) attempt(ctx context.Context, log *slog.Logger) error {
 		}
 	}
 	return nil
+}
+
+// chunkProgressEvery is how often a chunk being copied records the rows
+// it has sent so far.
+const chunkProgressEvery = time.Second
+
+// reportProgress records sent, the rows of the chunk cmd names sent so
+// far, every chunkProgressEvery until stop is called: a long chunk shows
+// in the task's progress while it loads. A failed report is left to the
+// next (progress only).
+func (u *copyUnit) reportProgress(ctx context.Context, cmd coordinator.MarkChunkProgress, sent *atomic.Int64) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(chunkProgressEvery)
+		defer tick.Stop()
+		var last int64
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			if n := sent.Load(); n > last {
+				cmd.Rows = n
+				if err := u.store.Apply(ctx, cmd); err == nil {
+					last = n
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // mark records a loaded chunk, through a leader election if one is on.
@@ -148,7 +185,8 @@ type throttledWriter struct {
 	ctx  context.Context
 	w    io.Writer
 	lim  *throttle.Limiter
-	live *live // counts the rows and bytes, for the copy rate
+	live *live         // counts the rows and bytes, for the copy rate
+	rows *atomic.Int64 // the chunk's rows sent so far, for its progress
 }
 
 func (t *throttledWriter) Write(p []byte) (int, error) {
@@ -156,6 +194,7 @@ func (t *throttledWriter) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	t.live.copiedRows.Add(1)
+	t.rows.Add(1)
 	t.live.copiedBytes.Add(int64(len(p)))
 	return t.w.Write(p)
 }

@@ -82,12 +82,11 @@ func TestOutagesAndRestartResume(t *testing.T) {
 	load(4)
 	proc.Start(t)
 	waitEqual(t, p, workload.Tables, 2*time.Minute)
-	st, err := c.GetTask(ctx, "outages")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Phase != proto.PhaseIncremental || st.State != proto.StateRunning {
-		t.Fatalf("after restart: phase %s state %s", st.Phase, st.State)
+	// Stopped while it still retried the source's cut: running again
+	// once its units have run well a while (pipeline.HealthyAfter).
+	st := waitState(t, c, "outages", proto.StateRunning, time.Minute)
+	if st.Phase != proto.PhaseIncremental || st.LastError != nil {
+		t.Fatalf("after restart: phase %s state %s, current error %+v", st.Phase, st.State, st.LastError)
 	}
 	if t.Failed() {
 		t.Log(proc.Log())

@@ -397,7 +397,8 @@ func (p *phases) planLoad(ctx context.Context, holder SnapshotSession, schema *p
 			return nil, err
 		}
 		pc := coordinator.PlannedCopy{Table: def.ID, Columns: def.CopiedColumns(), Format: format, Filter: spec.RowFilter(def.ID),
-			Partitioned: def.Partitioned, Keep: task.KeptTables[def.ID.Key()], Types: def.CopiedTypes(), Key: def.PrimaryKey}
+			Partitioned: def.Partitioned, Keep: task.KeptTables[def.ID.Key()], Types: def.CopiedTypes(), Key: def.PrimaryKey,
+			Estimated: def.EstimatedRows}
 		if names != nil && (!spec.Sync.SchemaEnabled() || !renamesAfterLoad) {
 			// No schema sync: the table exists at the destination under
 			// its new names already. (With schema sync, a TableRenamer

@@ -140,7 +140,12 @@ func (r *Runner) Run(ctx context.Context) (fenced bool) {
 		// its stack by the process's hook, counted), retried in the
 		// other-failures window; the attempt's deferred calls have
 		// stopped its units and closed its connections by then.
-		err := safe.Run("attempt/capture", func() error { return r.attempt(ctx) })
+		err := safe.Run("attempt/capture", func() error {
+			actx, stop := context.WithCancel(ctx)
+			defer stop()
+			go ResolveWhenHealthy(actx, r.Store, r.Name, started, r.Logger)
+			return r.attempt(actx)
+		})
 		if ctx.Err() != nil {
 			return false
 		}
@@ -207,7 +212,9 @@ func (r *Runner) attempt(ctx context.Context) error {
 	if r.OnAttempt != nil {
 		r.OnAttempt()
 	}
-	r.setStatus(ctx, "", proto.StateRunning, nil, true)
+	if task.State != proto.StateRetrying {
+		r.setStatus(ctx, "", proto.StateRunning, nil, true)
+	} // else running again once it has run well a while (ResolveWhenHealthy)
 
 	source := r.Source(&spec)
 	src, err := source.Session(ctx)

@@ -61,7 +61,12 @@ func Supervise(ctx context.Context, u Unit, attempt func(context.Context) error)
 		// A panic in the attempt is an error of kind other (logged with
 		// its stack by the process's hook, counted), retried in the
 		// other-failures window like any bug-shaped failure.
-		err := safe.Run(u.Where, func() error { return attempt(ctx) })
+		err := safe.Run(u.Where, func() error {
+			actx, stop := context.WithCancel(ctx)
+			defer stop()
+			go ResolveWhenHealthy(actx, u.Store, u.Task, started, u.Log)
+			return attempt(actx)
+		})
 		if ctx.Err() != nil || err == nil {
 			return false
 		}
@@ -95,6 +100,33 @@ func Supervise(ctx context.Context, u Unit, attempt func(context.Context) error)
 		if closed || !rw.Wait(ctx) {
 			return false
 		}
+	}
+}
+
+// HealthyAfter: a unit that has run this long since it started counts as
+// running well again, and an error from before its start is resolved.
+var HealthyAfter = 10 * time.Second
+
+// ResolveWhenHealthy waits until the unit that started at started has run
+// HealthyAfter (or ctx ends: the attempt is over), then records that the
+// task runs again: its state back to running, its retry window ended,
+// and an error from before the unit's start kept as history only
+// (coordinator.ResolveError). An error newer than the start
+// (another of the task's units failing meanwhile) stays current. Run it
+// beside each attempt.
+func ResolveWhenHealthy(ctx context.Context, store Store, task string, started time.Time, log *slog.Logger) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(time.Until(started.Add(HealthyAfter))):
+	}
+	t, ok := store.Task(task)
+	if !ok || (t.CurrentError() == nil && t.State != proto.StateRetrying) {
+		return
+	}
+	cmd := coordinator.ResolveError{Name: task, At: time.Now().UTC(), HealthySince: started.UTC()}
+	if err := store.Apply(ctx, cmd); err != nil && !errors.Is(err, coordinator.ErrStaleEpoch) && ctx.Err() == nil {
+		log.Warn("cannot record that the task runs well again", "task", task, "err", err)
 	}
 }
 

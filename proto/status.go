@@ -70,10 +70,15 @@ type TaskStatus struct {
 	ConfirmedLSN  string  `json:"confirmed_lsn,omitempty"`
 	// Adding: tables added to the running task whose copy is not in yet;
 	// their changes wait until it is.
-	Adding    []string   `json:"adding,omitempty"`
-	LastError *TaskError `json:"last_error"`
-	CreatedAt time.Time  `json:"created_at"`
-	Spec      TaskSpec   `json:"spec"`
+	Adding []string `json:"adding,omitempty"`
+	// LastError is the current error: nil once the task's units ran well
+	// again after it. ResolvedError is then the error as history, and
+	// ResolvedAt when the units were seen running well again.
+	LastError     *TaskError `json:"last_error"`
+	ResolvedError *TaskError `json:"resolved_error,omitempty"`
+	ResolvedAt    *time.Time `json:"last_error_resolved_at,omitempty"`
+	CreatedAt     time.Time  `json:"created_at"`
+	Spec          TaskSpec   `json:"spec"`
 	// TwoWay shows both directions of a two-way task and its conflicts.
 	TwoWay *TwoWayStatus `json:"two_way,omitempty"`
 	// Verify sums up the task's last verifications (sluice verify and

@@ -3,9 +3,11 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/sluicedb/sluice/apply/pgvalue"
 	"github.com/sluicedb/sluice/proto"
 )
 
@@ -103,6 +105,20 @@ type segmentPlan struct {
 	generated []generatedColumn
 }
 
+// missingColumn is the error of a change that carries a column the
+// destination's table lacks: the source added it while DDL sync was off
+// (or left that operation out). It says what to do; the apply retries in
+// the window of other failures and goes on by itself once the column is
+// there (the table's columns are read again: forgetTable).
+func missingColumn(t proto.TableID, c proto.Column) error {
+	typ := pgvalue.TypeName(c.TypeOID, c.TypeMod)
+	if strings.HasPrefix(typ, "oid:") {
+		typ = "<its type at the source>"
+	}
+	return fmt.Errorf("column %s of table %s does not exist at the destination: add it there (ALTER TABLE %s ADD COLUMN %s %s) or enable sync.ddl; the task goes on by itself once the column exists",
+		c.Name, t, tableName(t), ident(c.Name), typ)
+}
+
 func planSegment(m *tableMeta, t proto.TableID, cols []proto.Column) (*segmentPlan, error) {
 	p := &segmentPlan{table: t, names: make([]string, len(cols)), types: make([]string, len(cols)), settable: make([]bool, len(cols)),
 		shardable: len(m.pk) > 0 && !m.entangled, entangled: m.entangled, generated: m.generated}
@@ -110,7 +126,7 @@ func planSegment(m *tableMeta, t proto.TableID, cols []proto.Column) (*segmentPl
 	for i, c := range cols {
 		typ, ok := m.types[c.Name]
 		if !ok {
-			return nil, fmt.Errorf("column %q of %s is missing at the destination", c.Name, t)
+			return nil, missingColumn(t, c)
 		}
 		p.names[i], p.types[i] = c.Name, typ
 		p.settable[i] = !m.fixed[c.Name]

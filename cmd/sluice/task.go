@@ -629,6 +629,13 @@ func printStatus(w io.Writer, st *proto.TaskStatus, now time.Time) error {
 	} else {
 		line("last error", "-")
 	}
+	if e := st.ResolvedError; e != nil && st.LastError == nil {
+		// History: the task ran well again after it.
+		line("resolved error", "%s: %s", e.Kind, oneLine(e.Message))
+		if st.ResolvedAt != nil {
+			line("resolved", "%s (%s ago; the error was at %s)", st.ResolvedAt.Local().Format(time.RFC3339), agoText(*st.ResolvedAt, now), e.At.Local().Format(time.RFC3339))
+		}
+	}
 	return tw.Flush()
 }
 
@@ -699,6 +706,11 @@ func untilText(t, now time.Time) string {
 		return "passed"
 	}
 	return "in " + d.String()
+}
+
+// agoText is how long before now t was, to the second.
+func agoText(t, now time.Time) string {
+	return max(now.Sub(t).Round(time.Second), 0).String()
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
