@@ -97,7 +97,7 @@ func (b *Backend) Cleaned() []proto.TaskSpec {
 
 // Precheck reports the problems SetPrecheckErr gave, as failures unless
 // they say otherwise, and a pass otherwise.
-func (b *Backend) Precheck(_ context.Context, spec *proto.TaskSpec) (*proto.PrecheckReport, error) {
+func (b *Backend) Precheck(_ context.Context, spec *proto.TaskSpec, _ coordinator.PrecheckOptions) (*proto.PrecheckReport, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.prechecked = append(b.prechecked, *spec)
