@@ -123,7 +123,7 @@ func (f IdentityFixer) fixOne(ctx context.Context, conn *pgx.Conn, stmt string) 
 		case !lockTimedOut(err):
 			return err
 		case attempt == f.Attempts:
-			return fmt.Errorf("lock timeout: another session holds a lock on the table (%d attempts, each waiting %s)", attempt, f.LockTimeout)
+			return fmt.Errorf("lock timeout: another session holds a lock on the table; gave up after %d attempts waiting %s each", attempt, f.LockTimeout)
 		}
 		select {
 		case <-ctx.Done():
