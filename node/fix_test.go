@@ -113,11 +113,15 @@ func TestPrecheckFixKeylessTables(t *testing.T) {
 // A table created in a schema a task with DDL sync takes whole, without a
 // primary key, takes its UPDATE and DELETE at the source right after its
 // CREATE (the DDL capture gives it REPLICA IDENTITY FULL in the creating
-// transaction), and syncs.
+// transaction), and syncs. So does a new partition of a keyless
+// partitioned table of the task (an identity does not pass down).
 func TestDDLNewKeylessTableTakesUpdates(t *testing.T) {
 	p := newPair(t)
 	src := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
-	testenv.MustExec(t, src, `CREATE TABLE keyed (id int PRIMARY KEY, v text); INSERT INTO keyed VALUES (1, 'a')`)
+	testenv.MustExec(t, src, `CREATE TABLE keyed (id int PRIMARY KEY, v text); INSERT INTO keyed VALUES (1, 'a');
+		CREATE TABLE events (at int, v text) PARTITION BY RANGE (at);
+		CREATE TABLE events_1 PARTITION OF events FOR VALUES FROM (0) TO (100);
+		ALTER TABLE events REPLICA IDENTITY FULL; ALTER TABLE events_1 REPLICA IDENTITY FULL; INSERT INTO events VALUES (1, 'e')`)
 	proc := sluicetest.StartProcess(t, filepath.Join(t.TempDir(), "data"))
 	c := proc.Client()
 	createTask(t, c, append(taskYAML("newbag", p, ""), []byte("sync: { ddl: true }\n")...))
@@ -132,8 +136,11 @@ func TestDDLNewKeylessTableTakesUpdates(t *testing.T) {
 	if identity(t, src, "newbag") != proto.IdentityFull {
 		t.Fatalf("new keyless table's identity %c, want f", identity(t, src, "newbag"))
 	}
+	testenv.MustExec(t, src, `CREATE TABLE events_2 PARTITION OF events FOR VALUES FROM (100) TO (200)`)
+	testenv.MustExec(t, src, `INSERT INTO events SELECT g, 'e' FROM generate_series(100, 150) g;
+		UPDATE events SET v = 'updated' WHERE at BETWEEN 100 AND 110; DELETE FROM events WHERE at > 140`)
 	testenv.MustExec(t, src, `INSERT INTO keyed VALUES (2, 'b')`)
-	waitEqual(t, p, []string{"public.newbag", "public.keyed"}, 2*time.Minute)
+	waitEqual(t, p, []string{"public.newbag", "public.events", "public.keyed"}, 2*time.Minute)
 }
 
 // runSluice runs the sluice CLI against proc (its client config) and
