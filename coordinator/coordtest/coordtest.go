@@ -45,8 +45,8 @@ type Backend struct {
 	prechecked  []proto.TaskSpec
 	// fixes are the precheck options asked for (?fix=true): a precheck
 	// with Fix reports "fixed" statements, one per call.
-	fixes []bool
-	cleaned     []proto.TaskSpec
+	fixes   []bool
+	cleaned []proto.TaskSpec
 	// cutover and cutoverErr are what Cutover returns; cutoverWaits
 	// the waits it was called with.
 	cutover    *proto.CutoverReport
