@@ -25,7 +25,8 @@ import (
 // the publication by the trigger, inside the creating transaction, so not
 // one of its rows is missed; a new table without a primary key gets
 // REPLICA IDENTITY FULL there too, or its updates and deletes would fail in
-// the source now that it is published.
+// the source now that it is published; so does a new partition without
+// one of a table of the task (an identity does not pass down).
 //
 // Creating event triggers takes a superuser in PostgreSQL 15; the
 // functions run as their owner (SECURITY DEFINER), so the trigger works
@@ -93,6 +94,20 @@ BEGIN
 		DELETE FROM sluice.ddl_log WHERE task = %[1]s;
 		RETURN;
 	END IF;
+	-- A new partition of one of the task's tables, without a primary key,
+	-- needs REPLICA IDENTITY FULL of its own (its root's does not pass
+	-- down), or PostgreSQL refuses the updates and deletes of its rows.
+	-- The creating transaction holds its lock already: no wait.
+	FOR r IN
+		SELECT c.oid AS rel FROM pg_event_trigger_ddl_commands() e JOIN pg_class c ON c.oid = e.objid
+		WHERE e.command_tag = 'CREATE TABLE' AND e.object_type = 'table' AND c.relispartition AND c.relreplident = 'd'
+			AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+			AND EXISTS (SELECT 1 FROM sluice.ddl_state s WHERE s.task = %[1]s AND s.relid = pg_partition_root(c.oid))
+	LOOP
+		PERFORM set_config('sluice.in_ddl', 'on', true);
+		EXECUTE format('ALTER TABLE %%s REPLICA IDENTITY FULL', r.rel::regclass);
+		PERFORM set_config('sluice.in_ddl', 'off', true);
+	END LOOP;
 	FOR r IN
 		SELECT DISTINCT ON (c.oid) c.oid AS rel, c.relkind, c.relpersistence, c.relispartition, n.nspname, e.command_tag
 		FROM pg_event_trigger_ddl_commands() e

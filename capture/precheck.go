@@ -233,14 +233,15 @@ func (p *prechecker) tableChecks(ctx context.Context, conn *pgx.Conn, tables []p
 	switch {
 	case !incremental:
 	case len(noIdentity) > 0:
+		p.facts.NoIdentity = noIdentity
 		fixes := make([]string, len(noIdentity))
 		for i, n := range noIdentity {
-			fixes[i] = "ALTER TABLE " + n + " REPLICA IDENTITY FULL;"
+			fixes[i] = IdentityFixStatement(n) + ";"
 		}
-		p.Fail("source.replica_identity", "tables without a primary key and without REPLICA IDENTITY FULL cannot have their updates and deletes replicated: "+strings.Join(noIdentity, ", "),
-			"add a primary key, or run: "+strings.Join(fixes, " "))
+		p.Fail(CheckReplicaIdentity, "tables without a primary key and without REPLICA IDENTITY FULL cannot have their updates and deletes replicated: "+strings.Join(noIdentity, ", "),
+			"add a primary key, or run (or let sluice precheck --fix run): "+strings.Join(fixes, " "))
 	default:
-		p.Pass("source.replica_identity", "every table has a primary key or REPLICA IDENTITY FULL")
+		p.Pass(CheckReplicaIdentity, "every table has a primary key or REPLICA IDENTITY FULL")
 	}
 	if len(noSelect) > 0 {
 		p.Fail("source.privileges.select", "no SELECT privilege on: "+strings.Join(noSelect, ", "), "GRANT SELECT ON those tables TO the source user")

@@ -24,8 +24,9 @@ type Backend interface {
 	// Precheck checks a new task against its source and destination. A
 	// Precheck runs every check of a task against its source and
 	// destination, creating nothing; an error means the checks could not
-	// run.
-	Precheck(ctx context.Context, spec *proto.TaskSpec) (*proto.PrecheckReport, error)
+	// run. opts.Fix runs the fixes the precheck may run itself
+	// (replica identity) and checks again.
+	Precheck(ctx context.Context, spec *proto.TaskSpec, opts PrecheckOptions) (*proto.PrecheckReport, error)
 	// Cleanup drops what the task created: its slot, publication,
 	// heartbeat objects and stream. The task is marked Deleting before.
 	Cleanup(ctx context.Context, spec *proto.TaskSpec) error
@@ -215,9 +216,23 @@ func (a *api) unsealed(spec proto.TaskSpec) (proto.TaskSpec, error) {
 	return c, a.opts.Unseal(&c)
 }
 
+// PrecheckOptions are what a precheck may do beyond checking.
+type PrecheckOptions struct {
+	// Fix sets REPLICA IDENTITY FULL at the source on the selected
+	// tables that have neither it nor a primary key, lock-timeout
+	// bounded, then checks again (?fix=true; no other DDL).
+	Fix bool
+}
+
+// precheckOptions reads ?fix=true. A request that may fix is a POST,
+// which needs the admin scope (requiredScope) like every write.
+func precheckOptions(r *http.Request) PrecheckOptions {
+	return PrecheckOptions{Fix: r.URL.Query().Get("fix") == "true"}
+}
+
 // runPrecheck runs a spec's checks, or answers and returns nil.
 func (a *api) runPrecheck(w http.ResponseWriter, r *http.Request, spec *proto.TaskSpec) *proto.PrecheckReport {
-	report, err := a.b.Precheck(r.Context(), spec)
+	report, err := a.b.Precheck(r.Context(), spec, precheckOptions(r))
 	if err != nil {
 		a.fail(w, http.StatusBadGateway, "could not run the precheck: "+redact(err.Error()), nil)
 		return nil
@@ -262,7 +277,9 @@ func (a *api) createTask(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, http.StatusNotFound, fmt.Sprintf("task %q was deleted right after its creation", spec.Name), nil)
 		return
 	}
-	a.reply(w, http.StatusCreated, a.status(task))
+	st := a.status(task)
+	st.Fixed = report.Fixed
+	a.reply(w, http.StatusCreated, st)
 }
 
 // precheck runs a task's checks without creating it, and answers with

@@ -411,3 +411,26 @@ func TestClientNonAPIError(t *testing.T) {
 		t.Fatalf("unreachable server named %d times, or without its cause: %v", n, err)
 	}
 }
+
+// --fix reaches the backend's precheck (?fix=true, beside the warnings
+// acknowledged), and a create's answer lists what it ran; without it,
+// nothing is fixed.
+func TestCreateAndPrecheckWithFix(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	st, err := e.client.CreateTask(ctx, taskYAML("plain"))
+	if err != nil || st.Fixed != nil {
+		t.Fatalf("create without --fix: %+v %v", st, err)
+	}
+	st, err = e.client.CreateTaskWith(ctx, taskYAML("fixed"), coordinator.CheckOptions{Fix: true, Ignore: []string{"a"}})
+	if err != nil || len(st.Fixed) != 1 || st.Fixed[0] != "ALTER TABLE public.fake REPLICA IDENTITY FULL" {
+		t.Fatalf("create --fix: %+v %v", st, err)
+	}
+	report, err := e.client.PrecheckWith(ctx, taskYAML("other"), coordinator.CheckOptions{Fix: true})
+	if err != nil || len(report.Fixed) != 1 {
+		t.Fatalf("precheck --fix: %+v %v", report, err)
+	}
+	if got := e.backend.Fixes(); len(got) != 3 || got[0] || !got[1] || !got[2] {
+		t.Fatalf("the backend was asked to fix: %v", got)
+	}
+}

@@ -61,6 +61,11 @@ func TestAPITokens(t *testing.T) {
 	if code != http.StatusForbidden || !strings.Contains(body, "needs admin") {
 		t.Errorf("create with a read token: %d %s", code, body)
 	}
+	// A precheck that may change the source (--fix) is a write too.
+	code, body = call(t, "POST", e.url+"/api/v1/precheck?fix=true", read, taskYAML("x"))
+	if code != http.StatusForbidden || !strings.Contains(body, "needs admin") {
+		t.Errorf("precheck --fix with a read token: %d %s", code, body)
+	}
 	if code, _ := call(t, "GET", e.url+"/api/v1/tokens", read, nil); code != http.StatusForbidden {
 		t.Errorf("token list with a read token: %d", code)
 	}

@@ -63,15 +63,40 @@ func (e *APIError) Error() string {
 
 // CreateTask creates a task from its YAML (or JSON) spec.
 func (c *Client) CreateTask(ctx context.Context, spec []byte, ignore ...string) (*proto.TaskStatus, error) {
+	return c.CreateTaskWith(ctx, spec, CheckOptions{Ignore: ignore})
+}
+
+// CheckOptions are what a create or a precheck asks of its checks: the
+// warnings acknowledged by check id, and Fix (--fix: the precheck sets
+// REPLICA IDENTITY FULL on keyless tables, then checks again).
+type CheckOptions struct {
+	Ignore []string
+	Fix    bool
+}
+
+func (o CheckOptions) query() string {
+	q := url.Values{}
+	if len(o.Ignore) > 0 {
+		q["ignore"] = o.Ignore
+	}
+	if o.Fix {
+		q.Set("fix", "true")
+	}
+	if len(q) == 0 {
+		return ""
+	}
+	return "?" + q.Encode()
+}
+
+// CreateTaskWith is CreateTask with the checks' options.
+func (c *Client) CreateTaskWith(ctx context.Context, spec []byte, o CheckOptions) (*proto.TaskStatus, error) {
 	var st proto.TaskStatus
-	if err := c.do(ctx, http.MethodPost, "/api/v1/tasks"+ignoreQuery(ignore), "application/yaml", spec, &st); err != nil {
+	if err := c.do(ctx, http.MethodPost, "/api/v1/tasks"+o.query(), "application/yaml", spec, &st); err != nil {
 		return nil, err
 	}
 	return &st, nil
 }
 
-// Precheck runs a task's checks without creating it; ignore acknowledges
-// warnings by check id. The report says whether it passed.
 // Plan asks what a task would create, creating nothing.
 func (c *Client) Plan(ctx context.Context, spec []byte) (*proto.TaskPlan, error) {
 	var p proto.TaskPlan
@@ -81,19 +106,19 @@ func (c *Client) Plan(ctx context.Context, spec []byte) (*proto.TaskPlan, error)
 	return &p, nil
 }
 
+// Precheck runs a task's checks without creating it; ignore acknowledges
+// warnings by check id. The report says whether it passed.
 func (c *Client) Precheck(ctx context.Context, spec []byte, ignore ...string) (*proto.PrecheckReport, error) {
+	return c.PrecheckWith(ctx, spec, CheckOptions{Ignore: ignore})
+}
+
+// PrecheckWith is Precheck with the checks' options.
+func (c *Client) PrecheckWith(ctx context.Context, spec []byte, o CheckOptions) (*proto.PrecheckReport, error) {
 	var r proto.PrecheckReport
-	if err := c.do(ctx, http.MethodPost, "/api/v1/precheck"+ignoreQuery(ignore), "application/yaml", spec, &r); err != nil {
+	if err := c.do(ctx, http.MethodPost, "/api/v1/precheck"+o.query(), "application/yaml", spec, &r); err != nil {
 		return nil, err
 	}
 	return &r, nil
-}
-
-func ignoreQuery(ignore []string) string {
-	if len(ignore) == 0 {
-		return ""
-	}
-	return "?" + url.Values{"ignore": ignore}.Encode()
 }
 
 // GetTask returns a task's status.

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicedb/sluice/apply"
+	"github.com/sluicedb/sluice/capture"
 	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/pipeline"
 	"github.com/sluicedb/sluice/proto"
@@ -24,7 +25,10 @@ type backend struct {
 
 var _ coordinator.Backend = (*backend)(nil)
 
-func (b *backend) Precheck(ctx context.Context, spec *proto.TaskSpec) (*proto.PrecheckReport, error) {
+func (b *backend) Precheck(ctx context.Context, spec *proto.TaskSpec, opts coordinator.PrecheckOptions) (*proto.PrecheckReport, error) {
+	if opts.Fix {
+		return pipeline.PrecheckFix(ctx, spec, capture.IdentityFixer{Logger: b.logger.With("task", spec.Name)}), nil
+	}
 	return pipeline.Precheck(ctx, spec), nil
 }
 

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sluicedb/sluice/apply"
+	"github.com/sluicedb/sluice/capture"
 	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/internal/safe"
 	"github.com/sluicedb/sluice/proto"
@@ -354,6 +355,9 @@ func (r *Runner) onDDL(ctx context.Context, ev *proto.DDLEvent) error {
 	}
 	if ev.New != nil && !slices.Contains(keys, ev.New.ID.Key()) {
 		keys = append(keys, ev.New.ID.Key())
+		if ev.Old == nil {
+			r.logNewTable(ev.New)
+		}
 	}
 	if slices.Equal(keys, task.Tables) {
 		return nil
@@ -371,6 +375,18 @@ func (r *Runner) onDDL(ctx context.Context, ev *proto.DDLEvent) error {
 		return err
 	}
 	return r.Store.Apply(ctx, coordinator.SetTaskTables{Name: r.Name, Epoch: r.epoch, Tables: keys})
+}
+
+// logNewTable says that a table created in a schema the task takes
+// whole joined it; one without a primary key was given REPLICA IDENTITY
+// FULL by the DDL capture in its creating transaction (capture/ddl.go),
+// or PostgreSQL would refuse its updates and deletes once published.
+func (r *Runner) logNewTable(def *proto.TableDef) {
+	if len(def.PrimaryKey) == 0 && def.ReplicaIdentity == proto.IdentityFull {
+		r.Logger.Info("a new table without a primary key joined the task; its replica identity was set at its creation", "task", r.Name, "table", def.ID.String(), "statement", capture.IdentityFixStatement(def.ID.String()))
+		return
+	}
+	r.Logger.Info("a new table joined the task", "task", r.Name, "table", def.ID.String())
 }
 
 // linked is the task's tables linked by foreign keys (Task.Linked).

@@ -42,6 +42,9 @@ type PrecheckReport struct {
 	// Ignored are the warnings acknowledged; Passed: nothing blocks.
 	Ignored []string `json:"ignored,omitempty"`
 	Passed  bool     `json:"passed"`
+	// Fixed are the statements --fix ran at the source before the checks
+	// ran again.
+	Fixed []string `json:"fixed,omitempty"`
 }
 
 // Judge sets Passed and Ignored for the warnings acknowledged in ignore,
@@ -169,4 +172,8 @@ type SourceFacts struct {
 	// for destinations whose checks look at them (names, types a
 	// destination cannot hold); nil when the schema could not be read.
 	Defs []TableDef
+	// NoIdentity are the selected tables (quoted names) whose updates and
+	// deletes cannot be replicated: no primary key and no REPLICA
+	// IDENTITY FULL (incremental sync only). --fix sets their identity.
+	NoIdentity []string
 }

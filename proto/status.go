@@ -84,6 +84,9 @@ type TaskStatus struct {
 	// Verify sums up the task's last verifications (sluice verify and
 	// continuous verification); nil before the first.
 	Verify *VerifySummary `json:"verify,omitempty"`
+	// Fixed, in the answer to a create with --fix only: the statements
+	// its precheck ran at the source (PrecheckReport.Fixed).
+	Fixed []string `json:"fixed,omitempty"`
 }
 
 // TwoWayStatus is a two-way task's directions and conflicts.

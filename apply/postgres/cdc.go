@@ -426,7 +426,7 @@ func unkeyedStatement(p *segmentPlan, r *proto.Row) (string, [][]byte) {
 		// equality operator (json, point, xml).
 		match[i] = fmt.Sprintf("%s::text IS NOT DISTINCT FROM $%d", ident(p.names[i]), len(params))
 	}
-	target := fmt.Sprintf("ctid = (SELECT ctid FROM %s WHERE %s LIMIT 1)", tableName(p.table), strings.Join(match, " AND "))
+	target := oneRowPostgres(tableName(p.table), strings.Join(match, " AND "))
 	if r.Op == proto.OpDelete || len(assigns) == 0 {
 		if r.Op == proto.OpUpdate {
 			return "SELECT 1", nil // only unchanged values

@@ -116,7 +116,15 @@ func (d *Dialect) oneRow(table, cond string) string {
 	if d != nil && d.srv.greenplum {
 		return fmt.Sprintf("(gp_segment_id, ctid) IN (SELECT gp_segment_id, ctid FROM %s WHERE %s LIMIT 1)", table, cond)
 	}
-	return fmt.Sprintf("ctid = (SELECT ctid FROM %s WHERE %s LIMIT 1)", table, cond)
+	return oneRowPostgres(table, cond)
+}
+
+// oneRowPostgres picks one row by its ctid and the partition it is in:
+// a partitioned table's partitions number their ctids each from the
+// start, so a ctid alone would take the row at the same place in every
+// partition. PostgreSQL still reads the row by its ctid (a TID scan).
+func oneRowPostgres(table, cond string) string {
+	return fmt.Sprintf("(tableoid, ctid) = (SELECT tableoid, ctid FROM %s WHERE %s LIMIT 1)", table, cond)
 }
 
 // Positions without ON CONFLICT (offset.go has the upserts).

@@ -219,30 +219,34 @@ func (a *app) readSpec(file string) ([]byte, error) {
 
 func (a *app) taskCreateCmd(tf *taskFlags) *cobra.Command {
 	var file, output string
-	var ignore []string
+	var opts coordinator.CheckOptions
 	cmd := &cobra.Command{
 		Use:   "create -f TASK.yaml",
 		Short: "Create a task from its YAML spec (-f - reads stdin)",
 		Long: `Create a task from its YAML spec. The server checks the spec, then the
 source and destination (precheck), and creates nothing if a check fails
 or warns without being acknowledged (--ignore CHECK): each problem is
-printed with its fix. See every check with: sluice precheck -f TASK.yaml`,
+printed with its fix. See every check with: sluice precheck -f TASK.yaml
+With --fix the precheck first sets REPLICA IDENTITY FULL on the keyless
+tables it lists (waiting at most 2s at a time for each table's lock).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.withSpec(cmd, tf, file, func(ctx context.Context, c *coordinator.Client, spec []byte) error {
-				st, err := c.CreateTask(ctx, spec, ignore...)
+				st, err := c.CreateTaskWith(ctx, spec, opts)
 				if err != nil {
 					return err
 				}
 				if output == "json" {
 					return printJSON(cmd.OutOrStdout(), st)
 				}
+				printFixed(cmd.OutOrStdout(), st.Fixed)
 				fmt.Fprintf(cmd.OutOrStdout(), "task %s created (phase %s, state %s); follow it with: sluice task get %s\n", st.Name, st.Phase, st.State, st.Name)
 				return nil
 			})
 		},
 	}
-	addSpecFlags(cmd, &file, &ignore, &output)
+	addSpecFlags(cmd, &file, &opts.Ignore, &output)
+	addFixFlag(cmd, &opts.Fix)
 	return cmd
 }
 
@@ -255,21 +259,37 @@ func addSpecFlags(cmd *cobra.Command, file *string, ignore *[]string, output *st
 	addOutputFlag(cmd, output)
 }
 
+// addFixFlag adds --fix, which lets the precheck run the fixes it may
+// run itself.
+func addFixFlag(cmd *cobra.Command, fix *bool) {
+	cmd.Flags().BoolVar(fix, "fix", false, "run ALTER TABLE ... REPLICA IDENTITY FULL at the source for the keyless tables the precheck lists (lock wait bounded to 2s a try), then check again")
+}
+
+// printFixed prints the statements --fix ran at the source.
+func printFixed(w io.Writer, fixed []string) {
+	for _, stmt := range fixed {
+		fmt.Fprintf(w, "fixed: %s\n", stmt)
+	}
+}
+
 // precheckCmd runs a task's checks without creating anything.
 func (a *app) precheckCmd(tf *taskFlags) *cobra.Command {
 	var file, output string
-	var ignore []string
+	var opts coordinator.CheckOptions
 	cmd := &cobra.Command{
 		Use:   "precheck -f TASK.yaml",
 		Short: "Check a task's source and destination without creating anything",
 		Long: `Run every check task create runs, and print each with its result:
 pass, warning (acknowledge it with --ignore CHECK) or failure (fix it),
 what was found and how to fix it. Exits 1 unless the task could be
-created as it stands.`,
+created as it stands. With --fix it creates nothing either, but sets
+REPLICA IDENTITY FULL on the keyless tables the replica identity check
+lists (waiting at most 2s at a time for each table's lock), then checks
+again and says what it ran or could not run.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.withSpec(cmd, tf, file, func(ctx context.Context, c *coordinator.Client, spec []byte) error {
-				report, err := c.Precheck(ctx, spec, ignore...)
+				report, err := c.PrecheckWith(ctx, spec, opts)
 				if err != nil {
 					return err
 				}
@@ -287,7 +307,8 @@ created as it stands.`,
 			})
 		},
 	}
-	addSpecFlags(cmd, &file, &ignore, &output)
+	addSpecFlags(cmd, &file, &opts.Ignore, &output)
+	addFixFlag(cmd, &opts.Fix)
 	return cmd
 }
 

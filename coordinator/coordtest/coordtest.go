@@ -43,7 +43,10 @@ type Backend struct {
 	cleanupErr  error
 	live        map[string]coordinator.Live
 	prechecked  []proto.TaskSpec
-	cleaned     []proto.TaskSpec
+	// fixes are the precheck options asked for (?fix=true): a precheck
+	// with Fix reports "fixed" statements, one per call.
+	fixes   []bool
+	cleaned []proto.TaskSpec
 	// cutover and cutoverErr are what Cutover returns; cutoverWaits
 	// the waits it was called with.
 	cutover    *proto.CutoverReport
@@ -88,6 +91,13 @@ func (b *Backend) Prechecked() []proto.TaskSpec {
 	return append([]proto.TaskSpec(nil), b.prechecked...)
 }
 
+// Fixes returns, for each precheck, whether it was asked to fix.
+func (b *Backend) Fixes() []bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]bool(nil), b.fixes...)
+}
+
 // Cleaned returns the specs Cleanup was called with.
 func (b *Backend) Cleaned() []proto.TaskSpec {
 	b.mu.Lock()
@@ -97,14 +107,18 @@ func (b *Backend) Cleaned() []proto.TaskSpec {
 
 // Precheck reports the problems SetPrecheckErr gave, as failures unless
 // they say otherwise, and a pass otherwise.
-func (b *Backend) Precheck(_ context.Context, spec *proto.TaskSpec) (*proto.PrecheckReport, error) {
+func (b *Backend) Precheck(_ context.Context, spec *proto.TaskSpec, opts coordinator.PrecheckOptions) (*proto.PrecheckReport, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.prechecked = append(b.prechecked, *spec)
+	b.fixes = append(b.fixes, opts.Fix)
 	if b.precheckRun != nil {
 		return nil, b.precheckRun
 	}
 	r := &proto.PrecheckReport{Checks: []proto.Problem{{Check: "source.connect", Result: proto.ResultPass}}}
+	if opts.Fix {
+		r.Fixed = []string{"ALTER TABLE public.fake REPLICA IDENTITY FULL"}
+	}
 	if b.precheckErr != nil {
 		for _, p := range b.precheckErr.Problems {
 			if p.Result == "" {

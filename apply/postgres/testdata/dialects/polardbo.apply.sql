@@ -56,12 +56,12 @@ DELETE FROM "shop"."notes" WHERE "id" = ANY($1::text[]::bigint[])
 INSERT INTO "shop"."events" ("at", "level") OVERRIDING SYSTEM VALUE SELECT u.c0::timestamp with time zone, u.c1::integer FROM unnest($1::text[], $2::text[]) AS u(c0, c1)
   $1 = {"2024-01-01 00:00:00+00"}
   $2 = {"1"}
-UPDATE "shop"."events" SET "at" = $1::timestamp with time zone, "level" = $2::integer WHERE ctid = (SELECT ctid FROM "shop"."events" WHERE "at"::text IS NOT DISTINCT FROM $3 AND "level"::text IS NOT DISTINCT FROM $4 LIMIT 1)
+UPDATE "shop"."events" SET "at" = $1::timestamp with time zone, "level" = $2::integer WHERE (tableoid, ctid) = (SELECT tableoid, ctid FROM "shop"."events" WHERE "at"::text IS NOT DISTINCT FROM $3 AND "level"::text IS NOT DISTINCT FROM $4 LIMIT 1)
   $1 = "2024-01-01 00:00:00+00"
   $2 = "2"
   $3 = "2024-01-01 00:00:00+00"
   $4 = "1"
-DELETE FROM "shop"."events" WHERE ctid = (SELECT ctid FROM "shop"."events" WHERE "at"::text IS NOT DISTINCT FROM $1 AND "level"::text IS NOT DISTINCT FROM $2 LIMIT 1)
+DELETE FROM "shop"."events" WHERE (tableoid, ctid) = (SELECT tableoid, ctid FROM "shop"."events" WHERE "at"::text IS NOT DISTINCT FROM $1 AND "level"::text IS NOT DISTINCT FROM $2 LIMIT 1)
   $1 = "2024-01-01 00:00:00+00"
   $2 = "2"
 
