@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicedb/sluice/apply"
+	"github.com/sluicedb/sluice/apply/transform"
 	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/internal/safe"
 	"github.com/sluicedb/sluice/pipeline"
@@ -58,6 +59,10 @@ func (u *applyUnit) attempt(ctx context.Context) error {
 	wcfg.Names = task.Spec.Names()
 	wcfg.DDLOps = task.Spec.Sync.DDLOps()
 	wcfg.Groups = u.cfg.Groups
+	if tr := transform.New(task.Spec.Source.ConnDSN(), &task.Spec); tr != nil {
+		defer tr.Close()
+		wcfg.Transform = tr
+	}
 	wcfg.Stats = &apply.WorkerStats{}
 	u.live.setWorker(u.group, wcfg.Stats)
 	// The task's incremental throttle, shared with its groups here.
