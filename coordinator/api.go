@@ -534,6 +534,8 @@ func syncedTableSettingsChanged(old, new []proto.ObjectSpec) []string {
 		check("filter", func(k string) bool { return o.Filter[k] != n.Filter[k] }, keysOf(o.Filter, n.Filter))
 		check("operations", func(k string) bool { return !slices.Equal(o.Operations[k], n.Operations[k]) }, keysOf(o.Operations, n.Operations))
 		check("columns", func(k string) bool { return !slices.Equal(o.Columns[k], n.Columns[k]) }, keysOf(o.Columns, n.Columns))
+		check("transform", func(k string) bool { return !maps.Equal(o.Transform[k], n.Transform[k]) }, keysOf(o.Transform, n.Transform))
+		check("add_columns", func(k string) bool { return !maps.Equal(o.AddColumns[k], n.AddColumns[k]) }, keysOf(o.AddColumns, n.AddColumns))
 	}
 	return out
 }

@@ -263,7 +263,9 @@ func (t *Transformer) evaluate(ctx context.Context, b *proto.Batch, exprs []prot
 		for j := range src {
 			kind, val := tupleValue(tup, j)
 			if kind == proto.KindToast {
-				kind, val = tupleValue(r.Old, j)
+				if k, v := tupleValue(r.Old, j); k == proto.KindText {
+					kind, val = k, v
+				}
 			}
 			switch kind {
 			case proto.KindText:
