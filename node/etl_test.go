@@ -113,6 +113,16 @@ func TestTransformsFullAndIncremental(t *testing.T) {
 	if want := "id integer, email text, region text, doc text, doc_md5 text, id10 integer, synced_at timestamp with time zone"; types != want {
 		t.Fatalf("destination columns: %s, want %s", types, want)
 	}
+	// verify compares the columns the transforms leave alone: equal now,
+	// and a difference in one of them is found.
+	report, err := c.Verify(ctx, "etl", proto.VerifyRequest{})
+	if err != nil || report.Outcome() != 0 {
+		t.Fatalf("verify: %v %v", report, err)
+	}
+	testenv.MustExec(t, dst, `UPDATE customers SET doc = 'changed' WHERE id = 1`)
+	if report, err = c.Verify(ctx, "etl", proto.VerifyRequest{}); err != nil || report.Outcome() != 1 {
+		t.Fatalf("verify after a change at the destination: %v %v", report, err)
+	}
 	if t.Failed() {
 		t.Log(proc.Log())
 	}
