@@ -504,8 +504,8 @@ func (a *api) updateTask(w http.ResponseWriter, r *http.Request) {
 }
 
 // syncedTableSettingsChanged names the settings of tables selected before
-// that the new objects change (rename, filter, operations, columns): they
-// would need the table copied again.
+// that the new objects change (rename, filter, operations, columns,
+// transform, add_columns): they would need the table copied again.
 func syncedTableSettingsChanged(old, new []proto.ObjectSpec) []string {
 	var out []string
 	for i, n := range new {

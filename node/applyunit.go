@@ -59,10 +59,8 @@ func (u *applyUnit) attempt(ctx context.Context) error {
 	wcfg.Names = task.Spec.Names()
 	wcfg.DDLOps = task.Spec.Sync.DDLOps()
 	wcfg.Groups = u.cfg.Groups
-	if tr := transform.New(task.Spec.Source.ConnDSN(), &task.Spec); tr != nil {
-		defer tr.Close()
-		wcfg.Transform = tr
-	}
+	closeTransform := setTransform(&wcfg, &task.Spec)
+	defer func() { closeTransform() }()
 	wcfg.Stats = &apply.WorkerStats{}
 	u.live.setWorker(u.group, wcfg.Stats)
 	// The task's incremental throttle, shared with its groups here.
@@ -122,6 +120,9 @@ func (u *applyUnit) attempt(ctx context.Context) error {
 		u.live.setWorker(u.group, wcfg.Stats)
 		if t, ok := u.store.Task(u.task); ok {
 			wcfg.Names = t.Spec.Names()
+			// The added table's transforms too.
+			closeTransform()
+			closeTransform = setTransform(&wcfg, &t.Spec)
 		}
 	}
 }
@@ -158,4 +159,16 @@ func (g *tableGate) held(t proto.TableID) bool {
 		return g.objects
 	}
 	return slices.Contains(g.hold, t.String())
+}
+
+// setTransform gives the worker the task's column transforms (none when
+// the spec has none) and returns what closes their source connection.
+func setTransform(wcfg *apply.WorkerConfig, spec *proto.TaskSpec) (close func()) {
+	wcfg.Transform = nil
+	tr := transform.New(spec.Source.ConnDSN(), spec)
+	if tr == nil {
+		return func() {}
+	}
+	wcfg.Transform = tr
+	return tr.Close
 }
