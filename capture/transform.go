@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -37,13 +38,21 @@ type ExprType struct {
 }
 
 // DescribeExpr has the source parse and analyse the expression against
-// the table, without reading a row, and returns its result type. It runs
-// in a transaction or savepoint of its own, rolled back: a failure leaves
-// q's transaction usable.
-func DescribeExpr(ctx context.Context, q Querier, t proto.TableID, e proto.ColumnExpr) (ExprType, error) {
+// the table's columns the change stream carries (cols: its synced
+// columns, generated ones left out), without reading a row, and returns
+// its result type: an expression that reads another column would work in
+// the full sync's copy but not on the changes. It runs in a transaction
+// or savepoint of its own, rolled back: a failure leaves q's transaction
+// usable.
+func DescribeExpr(ctx context.Context, q Querier, t proto.TableID, cols []string, e proto.ColumnExpr) (ExprType, error) {
+	quoted := make([]string, len(cols))
+	for i, c := range cols {
+		quoted[i] = pgx.Identifier{c}.Sanitize()
+	}
+	from := "(SELECT " + strings.Join(quoted, ", ") + " FROM " + pgx.Identifier{t.Schema, t.Name}.Sanitize() + ") AS " + pgx.Identifier{t.Name}.Sanitize()
 	var out ExprType
 	err := rolledBack(ctx, q, func(q Querier) error {
-		rows, err := q.Query(ctx, "SELECT "+e.SQL()+" FROM "+pgx.Identifier{t.Schema, t.Name}.Sanitize()+" LIMIT 0")
+		rows, err := q.Query(ctx, "SELECT "+e.SQL()+" FROM "+from+" LIMIT 0")
 		if err != nil {
 			return err
 		}
@@ -130,6 +139,7 @@ func TransformTable(ctx context.Context, q Querier, def *proto.TableDef, exprs [
 	}
 	replaced := map[int]bool{}
 	added := 0
+	streamed := def.CopiedColumns() // what an expression may read
 	for _, e := range exprs {
 		fail := func(format string, args ...any) error {
 			return &TransformError{Field: e.Field, Err: fmt.Errorf(format, args...)}
@@ -145,9 +155,9 @@ func TransformTable(ctx context.Context, q Querier, def *proto.TableDef, exprs [
 		case !e.Added && def.Columns[i].Generated != "":
 			return fail("%q is a generated column of %s: the destination computes it", e.Column, def.ID)
 		}
-		typ, err := DescribeExpr(ctx, q, def.ID, e)
+		typ, err := DescribeExpr(ctx, q, def.ID, streamed, e)
 		if err != nil {
-			return fail("does not compile against %s: %v", def.ID, err)
+			return fail("does not compile against %s (its synced columns): %v", def.ID, err)
 		}
 		col := proto.ColumnDef{Name: e.Column, Type: typ.Name, TypeOID: typ.OID}
 		if e.Added {

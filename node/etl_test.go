@@ -72,6 +72,11 @@ func TestTransformsFullAndIncremental(t *testing.T) {
 	if _, err := c.CreateTask(ctx, bad); err == nil || !strings.Contains(err.Error(), "objects[0].transform.customers.email") || !strings.Contains(err.Error(), "nosuch") {
 		t.Fatalf("a transform that does not compile: %v", err)
 	}
+	// One that reads a column the changes do not carry (not synced).
+	unsynced := taskYAML("etl-cols", p, "    tables: [customers]\n    columns: { customers: [id, email] }\n    add_columns: { customers: { r: \"upper(region)\" } }\n")
+	if _, err := c.CreateTask(ctx, unsynced); err == nil || !strings.Contains(err.Error(), "objects[0].add_columns.customers.r") || !strings.Contains(err.Error(), "region") {
+		t.Fatalf("a transform of a column not synced: %v", err)
+	}
 	// One whose type does not fit the destination's existing column.
 	testenv.MustExec(t, dst, `CREATE TABLE customers (id int PRIMARY KEY, email text, region text, doc text, doc_md5 text, id10 int, synced_at timestamptz)`)
 	misfit := taskYAML("etl-misfit", p, "    tables: [customers]\n    add_columns: { customers: { id10: \"now()\" } }\nconflicting_tables: ignore\n")

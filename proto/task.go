@@ -516,6 +516,7 @@ func (s *TaskSpec) Validate() error {
 	s.Alerts.validate(add)
 	s.Verify.validate(s, add)
 	s.validateTwoWay(add)
+	s.validateTransformUse(add)
 	if s.Cluster != "" && !poolName.MatchString(s.Cluster) {
 		add("cluster", "must be a pool name: letters, digits, '-' and '_', at most 63 characters")
 	}

@@ -67,6 +67,19 @@ func (s *TaskSpec) HasTransforms() bool {
 	return false
 }
 
+// validateTransformUse refuses transforms where they cannot apply: a
+// two-way task would carry computed values back to the source.
+func (s *TaskSpec) validateTransformUse(add func(field, format string, args ...any)) {
+	if s.TwoWay == nil {
+		return
+	}
+	for i, o := range s.Objects {
+		if len(o.Transform) > 0 || len(o.AddColumns) > 0 {
+			add(fmt.Sprintf("objects[%d].transform", i), "column transforms are for one-way tasks: a two-way task would write the computed values back to the source")
+		}
+	}
+}
+
 // validateTransforms checks what can be checked without the source: the
 // tables are listed, each expression is one expression, added columns
 // are new names. Whether an expression compiles against its table, and
