@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluicedb/sluice/internal/sluicetest"
 	"github.com/sluicedb/sluice/internal/testenv"
+	"github.com/sluicedb/sluice/node"
 	"github.com/sluicedb/sluice/proto"
 )
 
@@ -167,5 +168,39 @@ func TestTransformsToKafka(t *testing.T) {
 	})
 	if t.Failed() {
 		t.Log(proc.Log())
+	}
+}
+
+// With DDL sync, renaming a transformed column at the source stops the
+// apply with an error that names the transform; the rows before the
+// change are at the destination, transformed.
+func TestTransformsStopAtDDL(t *testing.T) {
+	p := newPair(t)
+	ctx := context.Background()
+	src := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
+	dst := testenv.Conn(t, p.dst.DSN(testenv.DefaultDB))
+	testenv.MustExec(t, src, etlSchema)
+	n := sluicetest.StartNode(t, node.Config{})
+	c := n.Client()
+	createTask(t, c, taskYAML("etlddl", p, etlObjects+"sync: { ddl: true }\n"))
+	waitPhase(t, c, "etlddl", proto.PhaseIncremental, 2*time.Minute)
+	testenv.MustExec(t, src, `INSERT INTO customers VALUES (5000, 'before@x', 'eu', 'd')`)
+	testenv.CheckFor(t, time.Minute, 250*time.Millisecond, func() error {
+		return testenv.CompareTable(ctx, src, dst, etlExpected, `(SELECT id, email, region, doc, doc_md5, id10 FROM customers)`)
+	})
+	testenv.MustExec(t, src, `ALTER TABLE customers RENAME COLUMN email TO mail; INSERT INTO customers VALUES (5001, 'after@x', 'eu', 'd')`)
+	testenv.CheckFor(t, 2*time.Minute, 250*time.Millisecond, func() error {
+		st, err := c.GetTask(ctx, "etlddl")
+		if err != nil {
+			return err
+		}
+		if st.LastError == nil || !strings.Contains(st.LastError.Message, `objects[0].transform.customers.email: the source renamed column "email"`) {
+			return fmt.Errorf("state %s, last error %+v", st.State, st.LastError)
+		}
+		return nil
+	})
+	var after int
+	if err := dst.QueryRow(ctx, `SELECT count(*) FROM customers WHERE id = 5001`).Scan(&after); err != nil || after != 0 {
+		t.Fatalf("a row after the change was applied: %d %v", after, err)
 	}
 }
