@@ -27,8 +27,9 @@ import (
 )
 
 // Transformer computes the transforms of one task's batches. It connects
-// to the source at its first transformed batch. Not safe for concurrent
-// use (an apply worker collects batches on one goroutine).
+// to the source at its first transformed batch. Batch and CheckDDL are
+// called from one goroutine (an apply worker collects batches on one);
+// Close may come from another.
 type Transformer struct {
 	dsn, app string
 	spec     *proto.TaskSpec
