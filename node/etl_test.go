@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/sluicedb/sluice/apply/doris/doristest"
 	"github.com/sluicedb/sluice/internal/sluicetest"
 	"github.com/sluicedb/sluice/internal/testenv"
 	"github.com/sluicedb/sluice/node"
@@ -203,4 +205,65 @@ func TestTransformsStopAtDDL(t *testing.T) {
 	if err := dst.QueryRow(ctx, `SELECT count(*) FROM customers WHERE id = 5001`).Scan(&after); err != nil || after != 0 {
 		t.Fatalf("a row after the change was applied: %d %v", after, err)
 	}
+}
+
+// The same transforms into Doris (the emulator): the table's computed
+// columns are of the expressions' types, and its rows end equal to the
+// source's as the expressions make them, synced_at set on each.
+func TestTransformsToDoris(t *testing.T) {
+	srcPG := testenv.NewPostgres(t)
+	e := testenv.NewDoris(t)
+	ctx := context.Background()
+	srcDSN := srcPG.DSN(testenv.DefaultDB)
+	src := testenv.Conn(t, srcDSN)
+	testenv.MustExec(t, src, strings.Replace(etlSchema, "g % 10 = 0", "false", 1))
+	n := sluicetest.StartNode(t, node.Config{})
+	c := n.Client()
+	createTask(t, c, []byte(fmt.Sprintf(`name: etld
+source: { dsn: "%s" }
+destination: { type: doris, url: "%s", user: root, database: dw, batch_interval: 1s }
+objects:
+  - schema: public
+%s`, srcDSN, e.FEURL(), etlObjects)))
+	waitPhase(t, c, "etld", proto.PhaseIncremental, 3*time.Minute)
+	for i := range 20 {
+		testenv.MustExec(t, src, fmt.Sprintf(`INSERT INTO customers VALUES (%[1]d, 'd%[1]d@example.com', 'apac', 'd');
+			UPDATE customers SET email = email || '.org', region = 'latam' WHERE id = %[2]d; DELETE FROM customers WHERE id = %[3]d`, 1000+i, 1+i*9, 2+i*9))
+	}
+	srv := doristest.Server{URL: e.FEURL(), User: "root", DB: "dw"}
+	testenv.CheckFor(t, 2*time.Minute, time.Second, func() error {
+		rows, err := src.Query(ctx, `SELECT concat_ws('|', id, md5(email), upper(region), doc, md5(doc), id * 10) FROM customers`)
+		if err != nil {
+			return err
+		}
+		want, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		_, got := srv.Query(t, "SELECT `id`, `email`, `region`, `doc`, `doc_md5`, `id10`, `synced_at` FROM `customers`")
+		var have []string
+		for _, r := range got {
+			if r[6] == nil {
+				return fmt.Errorf("row %s without synced_at", *r[0])
+			}
+			var vals []string
+			for _, v := range r[:6] {
+				vals = append(vals, *v)
+			}
+			have = append(have, strings.Join(vals, "|"))
+		}
+		slices.Sort(want)
+		slices.Sort(have)
+		if !slices.Equal(want, have) {
+			return fmt.Errorf("Doris has %d rows, the source %d; first of each: %v / %v", len(have), len(want), first(have), first(want))
+		}
+		return nil
+	})
+}
+
+func first(s []string) string {
+	if len(s) == 0 {
+		return "-"
+	}
+	return s[0]
 }
