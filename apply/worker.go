@@ -55,6 +55,19 @@ type WorkerConfig struct {
 	// object beside tables (proto.ObjectEvent) waits at the destination
 	// until every one of them has reached it.
 	Groups int
+	// Transform, if set, computes the task's column transforms over each
+	// batch of source rows as it is received, before any sink sees it
+	// (apply/transform), and checks schema changes against them.
+	Transform BatchTransformer
+}
+
+// BatchTransformer computes a task's column transforms (task spec
+// objects[].transform, add_columns) over a batch of one source table's
+// rows, in place: the same expressions the full sync's copy computes.
+type BatchTransformer interface {
+	Batch(ctx context.Context, b *proto.Batch) error
+	// CheckDDL refuses a schema change that breaks a transform.
+	CheckDDL(ev *proto.DDLEvent) error
 }
 
 // ObjectApplier is a sink that applies changes to the objects of a
@@ -349,7 +362,7 @@ func (w *worker) collect(ctx context.Context, out chan<- *collected) error {
 		if cur == nil {
 			cur = w.newBatch()
 		}
-		if err := w.receive(cur, msg); err != nil {
+		if err := w.receive(ctx, cur, msg); err != nil {
 			return err
 		}
 		if cur.ddl != nil || cur.object != nil {
@@ -365,7 +378,7 @@ func (w *worker) collect(ctx context.Context, out chan<- *collected) error {
 }
 
 // receive adds one message to the batch.
-func (w *worker) receive(cur *collected, msg jetstream.Msg) error {
+func (w *worker) receive(ctx context.Context, cur *collected, msg jetstream.Msg) error {
 	meta, err := msg.Metadata()
 	if err != nil {
 		return fmt.Errorf("message metadata: %w", err)
@@ -412,6 +425,13 @@ func (w *worker) receive(cur *collected, msg jetstream.Msg) error {
 			cur.heartbeat = &hb
 		}
 		return nil
+	}
+	if w.cfg.Transform != nil {
+		// Here, not at apply: the source computes this batch while the
+		// sink writes the one before.
+		if err := w.cfg.Transform.Batch(ctx, b); err != nil {
+			return err
+		}
 	}
 	cur.rows += w.add(cur, b)
 	return nil
@@ -486,6 +506,11 @@ func (w *worker) receiveDDL(cur *collected, b *proto.Batch) error {
 	key := w.cfg.Names.Table(src).Key()
 	if !w.floors[key].Less(ev.Pos) {
 		return nil
+	}
+	if w.cfg.Transform != nil {
+		if err := w.cfg.Transform.CheckDDL(ev); err != nil {
+			return err
+		}
 	}
 	w.floors[key] = ev.Pos
 	if ev.Renamed() {

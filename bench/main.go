@@ -74,6 +74,9 @@ func scenarioNames() []string {
 	for _, w := range workloads(1) {
 		names = append(names, "capture/"+w.Name)
 	}
+	for _, c := range etlCases(1) {
+		names = append(names, c.Name)
+	}
 	return append(names, "latency/p50", "latency/p99", "throttle/full", "throttle/incremental", "doris/full", "doris/incr",
 		twForward, twReverse, twOneWay, verifyEqual, verifyScattered)
 }
@@ -155,6 +158,7 @@ func runBench(ctx context.Context, cfg *config) int {
 	}{
 		{"full sync", b.runFull},
 		{"incremental", b.runIncremental},
+		{"etl", b.runETL},
 		{"capture", b.runCapture},
 		{"latency", b.runLatency},
 		{"throttle", b.runThrottle},

@@ -144,6 +144,7 @@ func (p *prechecker) source(ctx context.Context) []proto.TableID {
 	// The definitions, for the destination's checks; a failure here is
 	// the schema sync's to report, so none is added.
 	if sc, err := ReadSchema(ctx, conn, p.spec.Objects); err == nil {
+		p.precheckTransforms(ctx, conn, sc)
 		p.facts.Defs = sc.Tables
 	}
 	return tables

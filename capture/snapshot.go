@@ -87,6 +87,10 @@ type Chunk struct {
 	// Partitioned: the table is a partitioned root, read with its
 	// partitions; a page range then applies to every partition.
 	Partitioned bool
+	// Exprs are the table's transformed and added columns (task spec
+	// transform, add_columns): the query computes them in place of, or
+	// beside, the stored values.
+	Exprs []proto.ColumnExpr
 }
 
 // PlanChunks splits a table into chunks of about pagesPerChunk pages of
@@ -133,6 +137,14 @@ func (c Chunk) CopySQL() (string, error) {
 	cols := make([]string, len(c.Columns))
 	for i, name := range c.Columns {
 		cols[i] = pgx.Identifier{name}.Sanitize()
+		for _, e := range c.Exprs {
+			if e.Column == name {
+				if err := proto.CheckFilter(e.Expr); err != nil {
+					return "", fmt.Errorf("%s: %w", e.Field, err)
+				}
+				cols[i] = e.SQL() + " AS " + cols[i]
+			}
+		}
 	}
 	table := pgx.Identifier{c.Table.Schema, c.Table.Name}.Sanitize()
 	var conds []string
@@ -149,7 +161,7 @@ func (c Chunk) CopySQL() (string, error) {
 		}
 		conds = append(conds, cond)
 	}
-	if len(conds) == 0 && !c.Partitioned {
+	if len(conds) == 0 && !c.Partitioned && len(c.Exprs) == 0 {
 		return fmt.Sprintf("COPY %s (%s) TO STDOUT%s", table, strings.Join(cols, ", "), opts), nil
 	}
 	// COPY cannot read a partitioned table directly: a query can.

@@ -537,8 +537,8 @@ func (a *api) updateTask(w http.ResponseWriter, r *http.Request) {
 }
 
 // syncedTableSettingsChanged names the settings of tables selected before
-// that the new objects change (rename, filter, operations, columns): they
-// would need the table copied again.
+// that the new objects change (rename, filter, operations, columns,
+// transform, add_columns): they would need the table copied again.
 func syncedTableSettingsChanged(old, new []proto.ObjectSpec) []string {
 	var out []string
 	for i, n := range new {
@@ -567,6 +567,8 @@ func syncedTableSettingsChanged(old, new []proto.ObjectSpec) []string {
 		check("filter", func(k string) bool { return o.Filter[k] != n.Filter[k] }, keysOf(o.Filter, n.Filter))
 		check("operations", func(k string) bool { return !slices.Equal(o.Operations[k], n.Operations[k]) }, keysOf(o.Operations, n.Operations))
 		check("columns", func(k string) bool { return !slices.Equal(o.Columns[k], n.Columns[k]) }, keysOf(o.Columns, n.Columns))
+		check("transform", func(k string) bool { return !maps.Equal(o.Transform[k], n.Transform[k]) }, keysOf(o.Transform, n.Transform))
+		check("add_columns", func(k string) bool { return !maps.Equal(o.AddColumns[k], n.AddColumns[k]) }, keysOf(o.AddColumns, n.AddColumns))
 	}
 	return out
 }

@@ -122,15 +122,18 @@ type SyncV1 struct {
 // ObjectV1 is an objects entry, version 1. Options are the destination
 // type's own keys of the entry, which its JSON holds beside the others.
 type ObjectV1 struct {
-	Schema       string                     `json:"schema"`
-	Tables       []string                   `json:"tables,omitempty"`
-	Rename       map[string]string          `json:"rename,omitempty"`
-	RenameSchema string                     `json:"rename_schema,omitempty"`
-	Filter       map[string]string          `json:"filter,omitempty"`
-	Operations   map[string][]string        `json:"operations,omitempty"`
-	Columns      map[string][]string        `json:"columns,omitempty"`
-	Sequences    []string                   `json:"sequences,omitempty"`
-	Options      map[string]json.RawMessage `json:"-"`
+	Schema       string              `json:"schema"`
+	Tables       []string            `json:"tables,omitempty"`
+	Rename       map[string]string   `json:"rename,omitempty"`
+	RenameSchema string              `json:"rename_schema,omitempty"`
+	Filter       map[string]string   `json:"filter,omitempty"`
+	Operations   map[string][]string `json:"operations,omitempty"`
+	Columns      map[string][]string `json:"columns,omitempty"`
+	Sequences    []string            `json:"sequences,omitempty"`
+	// Transform and AddColumns: column transforms (ETL), absent before.
+	Transform  map[string]map[string]string `json:"transform,omitempty"`
+	AddColumns map[string]map[string]string `json:"add_columns,omitempty"`
+	Options    map[string]json.RawMessage   `json:"-"`
 }
 
 // RetryV1 is a spec's retry windows, version 1.
@@ -339,7 +342,8 @@ func ObjectRecords(objects []proto.ObjectSpec) []ObjectV1 {
 	out := make([]ObjectV1, len(objects))
 	for i, o := range objects {
 		out[i] = ObjectV1{Schema: o.Schema, Tables: o.Tables, Rename: o.Rename, RenameSchema: o.RenameSchema,
-			Filter: o.Filter, Operations: o.Operations, Columns: o.Columns, Sequences: o.Sequences}
+			Filter: o.Filter, Operations: o.Operations, Columns: o.Columns, Sequences: o.Sequences,
+			Transform: o.Transform, AddColumns: o.AddColumns}
 		if o.Options != nil {
 			if err := json.Unmarshal(mustMarshal(o.Options, "object options"), &out[i].Options); err != nil {
 				panic(fmt.Sprintf("coordinator: the destination's object options are not a JSON object: %v", err))
@@ -375,6 +379,7 @@ func objectSpecs(records []ObjectV1) ([]proto.ObjectSpec, error) {
 		}
 		o.Schema, o.Tables, o.Rename, o.RenameSchema = r.Schema, r.Tables, r.Rename, r.RenameSchema
 		o.Filter, o.Operations, o.Columns, o.Sequences = r.Filter, r.Operations, r.Columns, r.Sequences
+		o.Transform, o.AddColumns = r.Transform, r.AddColumns
 	}
 	return out, nil
 }

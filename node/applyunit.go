@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicedb/sluice/apply"
+	"github.com/sluicedb/sluice/apply/transform"
 	"github.com/sluicedb/sluice/pipeline"
 	"github.com/sluicedb/sluice/proto"
 )
@@ -52,6 +53,8 @@ func (u *applyUnit) attempt(ctx context.Context) error {
 	wcfg.Names = task.Spec.Names()
 	wcfg.DDLOps = task.Spec.Sync.DDLOps()
 	wcfg.Groups = u.cfg.Groups
+	closeTransform := setTransform(&wcfg, &task.Spec)
+	defer func() { closeTransform() }()
 	wcfg.Stats = &apply.WorkerStats{}
 	u.live.setWorker(u.group, wcfg.Stats)
 	// The task's incremental throttle, shared with its groups here.
@@ -88,6 +91,9 @@ func (u *applyUnit) attempt(ctx context.Context) error {
 		rows.use(ctx, wcfg.Stats)
 		if t, ok := u.store.Task(u.task); ok {
 			wcfg.Names = t.Spec.Names()
+			// The added table's transforms too.
+			closeTransform()
+			closeTransform = setTransform(&wcfg, &t.Spec)
 		}
 	}
 }
@@ -124,4 +130,16 @@ func (g *tableGate) held(t proto.TableID) bool {
 		return g.objects
 	}
 	return slices.Contains(g.hold, t.String())
+}
+
+// setTransform gives the worker the task's column transforms (none when
+// the spec has none) and returns what closes their source connection.
+func setTransform(wcfg *apply.WorkerConfig, spec *proto.TaskSpec) (close func()) {
+	wcfg.Transform = nil
+	tr := transform.New(spec.Source.ConnDSN(), spec)
+	if tr == nil {
+		return func() {}
+	}
+	wcfg.Transform = tr
+	return tr.Close
 }

@@ -103,7 +103,7 @@ func (u *copyUnit) attempt(ctx context.Context, log *slog.Logger) error {
 		}
 		t := plan.Tables[w.table]
 		c := t.Chunks[w.chunk]
-		chunk := capture.Chunk{Table: t.Table, Columns: t.Columns, FromPage: c.FromPage, ToPage: c.ToPage, Index: w.chunk, Of: len(t.Chunks), Format: t.Format, Filter: t.Filter, Partitioned: t.Partitioned}
+		chunk := capture.Chunk{Table: t.Table, Columns: t.Columns, FromPage: c.FromPage, ToPage: c.ToPage, Index: w.chunk, Of: len(t.Chunks), Format: t.Format, Filter: t.Filter, Partitioned: t.Partitioned, Exprs: task.Spec.ColumnExprs(t.Table)}
 		dest, destCols := t.Target()
 		load := apply.ChunkLoad{Task: u.task, Plan: plan.ID, Table: dest, Chunk: w.chunk, Columns: destCols, Types: t.Types, Key: t.TargetKey(), SnapshotLSN: plan.LSN, Format: t.Format, Keep: t.Keep}
 		var sent atomic.Int64

@@ -396,6 +396,13 @@ func (p *phases) planLoad(ctx context.Context, holder SnapshotSession, schema *p
 		if err != nil {
 			return nil, err
 		}
+		if len(spec.ColumnExprs(def.ID)) > 0 {
+			// Computed values load through their text form, which a
+			// destination column of another type that accepts them
+			// (conflicting_tables: ignore) parses; the binary form would
+			// have to be the column's own type.
+			format = proto.CopyText
+		}
 		pc := coordinator.PlannedCopy{Table: def.ID, Columns: def.CopiedColumns(), Format: format, Filter: spec.RowFilter(def.ID),
 			Partitioned: def.Partitioned, Keep: task.KeptTables[def.ID.Key()], Types: def.CopiedTypes(), Key: def.PrimaryKey,
 			Estimated: def.EstimatedRows}

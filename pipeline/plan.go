@@ -29,7 +29,7 @@ func Plan(ctx context.Context, spec *proto.TaskSpec, groups int) (*proto.TaskPla
 		return nil, fmt.Errorf("cannot connect to the source: %s", msg)
 	}
 	defer conn.Close(context.Background())
-	schema, err := capture.ReadSchema(ctx, conn, spec.Objects)
+	schema, err := capture.ReadTransformedSchema(ctx, conn, spec)
 	if err != nil {
 		return nil, err
 	}

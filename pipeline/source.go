@@ -208,7 +208,7 @@ func (p *pgSession) LinkedTables(ctx context.Context, tables []proto.TableID) (m
 }
 
 func (p *pgSession) ReadSchema(ctx context.Context) (*proto.Schema, error) {
-	return capture.ReadSchema(ctx, p.conn, p.spec.Objects)
+	return capture.ReadTransformedSchema(ctx, p.conn, p.spec)
 }
 
 func (p *pgSession) TaskSequences(ctx context.Context, tables []proto.TableID) ([]capture.SequenceRef, error) {
@@ -233,7 +233,7 @@ type pgSnapshotSession struct {
 }
 
 func (s pgSnapshotSession) ReadSchema(ctx context.Context) (*proto.Schema, error) {
-	return capture.ReadSchema(ctx, s.r.Tx(), s.spec.Objects)
+	return capture.ReadTransformedSchema(ctx, s.r.Tx(), s.spec)
 }
 
 func (s pgSnapshotSession) PlanChunks(ctx context.Context, t *proto.TableDef, pagesPerChunk int64) ([]capture.Chunk, error) {

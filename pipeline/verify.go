@@ -292,13 +292,21 @@ func verifyTables(ctx context.Context, src *pgx.Conn, spec *proto.TaskSpec, ids 
 			return nil, fmt.Errorf("read the columns of %s: %w", id, err)
 		}
 		selected := spec.SelectedColumns(id)
+		// A transformed column holds the expression's value, not the
+		// source's: it is not compared (nor are added columns, which the
+		// source does not have; now() could not be compared anyway). The
+		// table's other columns, its key among them, are.
+		transformed := map[string]bool{}
+		for _, e := range spec.ColumnExprs(id) {
+			transformed[e.Column] = true
+		}
 		t := proto.VerifyTable{Source: id, Dest: names.Table(id), Filter: spec.RowFilter(id)}
 		keyAt, keyLen := map[int]int{}, 0 // key position -> index in Columns
 		for _, c := range cols {
 			if c.pos > 0 {
 				keyLen++
 			}
-			if len(selected) > 0 && !slices.Contains(selected, c.name) {
+			if len(selected) > 0 && !slices.Contains(selected, c.name) || transformed[c.name] {
 				continue
 			}
 			if c.pos > 0 {

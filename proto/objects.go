@@ -203,6 +203,8 @@ func (o *ObjectSpec) clone(destType string) ObjectSpec {
 	c.Filter = maps.Clone(o.Filter)
 	c.Operations = cloneLists(o.Operations)
 	c.Columns = cloneLists(o.Columns)
+	c.Transform = cloneExprs(o.Transform)
+	c.AddColumns = cloneExprs(o.AddColumns)
 	c.problems = slices.Clone(o.problems)
 	c.extraJSON = maps.Clone(o.extraJSON)
 	switch opts := o.Options.(type) {
@@ -232,6 +234,18 @@ func (t *ThrottleSpec) Clone() *ThrottleSpec {
 	th.Full = clonePtr(t.Full)
 	th.Incremental = clonePtr(t.Incremental)
 	return &th
+}
+
+// cloneExprs deep-copies a table -> column -> expression map.
+func cloneExprs(m map[string]map[string]string) map[string]map[string]string {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]map[string]string, len(m))
+	for k, v := range m {
+		out[k] = maps.Clone(v)
+	}
+	return out
 }
 
 func cloneLists(m map[string][]string) map[string][]string {

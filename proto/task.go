@@ -90,6 +90,11 @@ type ObjectSpec struct {
 	Operations   map[string][]string `yaml:"operations,omitempty" json:"operations,omitempty"`
 	// Columns selects, per table, the columns synced (all when absent).
 	Columns map[string][]string `yaml:"columns,omitempty" json:"columns,omitempty"`
+	// Transform replaces, per table, columns' values with a SQL
+	// expression over the row; AddColumns adds columns computed so
+	// (transform.go).
+	Transform  map[string]map[string]string `yaml:"transform,omitempty" json:"transform,omitempty"`
+	AddColumns map[string]map[string]string `yaml:"add_columns,omitempty" json:"add_columns,omitempty"`
 	// Sequences names sequences of the schema synced beside those the
 	// selected tables' columns use (sequences.go): ones only the
 	// application calls. A whole schema (no Tables) brings all of its.
@@ -456,6 +461,7 @@ func (s *TaskSpec) Validate() error {
 				cols[c] = true
 			}
 		}
+		validateTransforms(field, o, tables, add)
 		for _, name := range slices.Sorted(maps.Keys(o.Operations)) {
 			f := fmt.Sprintf("%s.operations.%s", field, name)
 			if len(o.Tables) > 0 && !tables[name] {
@@ -510,6 +516,7 @@ func (s *TaskSpec) Validate() error {
 	s.Alerts.validate(add)
 	s.Verify.validate(s, add)
 	s.validateTwoWay(add)
+	s.validateTransformUse(add)
 	if s.Cluster != "" && !poolName.MatchString(s.Cluster) {
 		add("cluster", "must be a pool name: letters, digits, '-' and '_', at most 63 characters")
 	}

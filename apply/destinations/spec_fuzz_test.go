@@ -29,6 +29,8 @@ objects:
     filter: { orders: "region = 'eu'" }
     operations: { customers: [insert, update] }
     columns: { customers: [id, name, email] }
+    transform: { customers: { email: "md5(email)" } }
+    add_columns: { orders: { synced_at: "now()", total10: "amount * 10" } }
     rename_schema: sales_copy
     rename: { orders: sales_orders, "orders.amount": total }
 conflicting_tables: precheck

@@ -75,6 +75,7 @@ func (p *prechecker) destination(ctx context.Context, tables []proto.TableID) {
 		p.Fail("destination.tables", "cannot look up tables: "+err.Error(), "")
 		return
 	}
+	p.transformsFit(ctx, conn, existing)
 	switch {
 	case !p.spec.Sync.SchemaEnabled():
 	case len(existing) == 0:
