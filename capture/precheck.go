@@ -368,7 +368,7 @@ func (p *prechecker) filters(ctx context.Context, conn *pgx.Conn, tables []proto
 // itself checks that the filter is one boolean expression of the
 // table: a prepared statement holds one statement, and WHERE takes only
 // a boolean. Evaluated by the capture, the filter sees the published
-// (selected) columns only.
+// columns only: the selected ones, never generated ones.
 func (p *prechecker) tryFilter(ctx context.Context, conn *pgx.Conn, t proto.TableID, f string) (bool, error) {
 	name := pgx.Identifier{t.Schema, t.Name}.Sanitize()
 	cond, err := proto.FilterCondition(f)
@@ -385,16 +385,23 @@ func (p *prechecker) tryFilter(ctx context.Context, conn *pgx.Conn, t proto.Tabl
 	if inPub {
 		return true, p.tryPublished(ctx, conn, t, name+" WHERE "+cond, "SELECT 1 FROM "+name+" WHERE "+cond+" LIMIT 0")
 	}
-	cols := "*"
+	var cols string
 	if sel := p.spec.SelectedColumns(t); len(sel) > 0 {
 		quoted := make([]string, len(sel))
 		for i, c := range sel {
 			quoted[i] = pgx.Identifier{c}.Sanitize()
 		}
 		cols = strings.Join(quoted, ", ")
+	} else if err := conn.QueryRow(ctx, publishedColumnsSQL, name).Scan(&cols); err != nil {
+		return false, err
 	}
 	return false, p.tryPublished(ctx, conn, t, name, fmt.Sprintf("SELECT 1 FROM (SELECT %s FROM %s) AS %s WHERE %s LIMIT 0", cols, name, pgx.Identifier{t.Name}.Sanitize(), cond))
 }
+
+// publishedColumnsSQL lists the columns pgoutput sends of a table: all
+// but generated ones.
+const publishedColumnsSQL = `SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute
+	WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''`
 
 // prepareOnly has PostgreSQL parse and analyse sql as a prepared
 // statement (one statement, its types checked), without running it.

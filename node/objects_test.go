@@ -38,11 +38,12 @@ func TestRowFilterPrecheck(t *testing.T) {
 	p := newPair(t)
 	ctx := context.Background()
 	src := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
-	testenv.MustExec(t, src, `CREATE TABLE plain (id int PRIMARY KEY, region text)`)
+	testenv.MustExec(t, src, `CREATE TABLE plain (id int PRIMARY KEY, region text, up text GENERATED ALWAYS AS (upper(region)) STORED)`)
 	n := sluicetest.StartNode(t, node.Config{})
 	c := n.Client()
 	for filter, want := range map[string][]string{
 		`nosuch = 1`:        {"source.filters", "cannot be published", "nosuch", "one boolean condition"},
+		`up = 'EU'`:         {"source.filters", "cannot be published", `column "up" does not exist`}, // generated: not in the change stream
 		`region = 'eu' AND`: {"source.filters", "syntax"},
 		`region`:            {"source.filters", "boolean"},
 	} {
