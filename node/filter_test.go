@@ -34,13 +34,14 @@ func filterWorkload(r int) string {
 }
 
 // A row filter on a column outside the replica identity, through the
-// sluice binary, to a PostgreSQL and a Kafka destination: after the full
-// sync and a workload moving rows in and out of the filter, each
-// destination holds exactly the source's rows that satisfy it, large
-// (out-of-line TOAST) values whole.
+// sluice binary, to a PostgreSQL, a Kafka and a Doris (emulator)
+// destination: after the full sync and a workload moving rows in and out
+// of the filter, each destination holds exactly the source's rows that
+// satisfy it, large (out-of-line TOAST) values whole.
 func TestRowFilterOnAnyColumn(t *testing.T) {
 	p := newPair(t)
 	k := testenv.NewKafka(t)
+	e := testenv.NewDoris(t)
 	ctx := context.Background()
 	src := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
 	testenv.MustExec(t, src, `
@@ -57,8 +58,11 @@ func TestRowFilterOnAnyColumn(t *testing.T) {
 	}
 	createTask(t, c, taskYAML("fpg", p, filter))
 	createTask(t, c, kafkaTaskYAML("fkafka", p.src.DSN(testenv.DefaultDB), k, "  topic: filtered\n", filter))
-	waitPhase(t, c, "fpg", proto.PhaseIncremental, 2*time.Minute)
-	waitPhase(t, c, "fkafka", proto.PhaseIncremental, 2*time.Minute)
+	createTask(t, c, []byte(fmt.Sprintf("name: fdoris\nsource: { dsn: %q }\ndestination: { type: doris, url: %q, user: root, database: dw, batch_interval: 1s }\nobjects:\n  - schema: public\n%s",
+		p.src.DSN(testenv.DefaultDB), e.FEURL(), filter)))
+	for _, task := range []string{"fpg", "fkafka", "fdoris"} {
+		waitPhase(t, c, task, proto.PhaseIncremental, 2*time.Minute)
+	}
 
 	const want = `(SELECT * FROM items WHERE region = 'eu')`
 	dst := testenv.Conn(t, p.dst.DSN(testenv.DefaultDB))
@@ -73,6 +77,18 @@ func TestRowFilterOnAnyColumn(t *testing.T) {
 	waitConnsSame(t, src, dst, want, "items", 2*time.Minute)
 	testenv.CheckFor(t, 2*time.Minute, time.Second, func() error {
 		return compareStates(sourceState(t, src, want), foldLatest(t, k.ReadTopic(t, "filtered")))
+	})
+	// Doris (a Unique table): sluice verify compares the source's
+	// filtered rows with what Doris's SQL reads, value for value.
+	testenv.CheckFor(t, 2*time.Minute, time.Second, func() error {
+		report, err := c.Verify(ctx, "fdoris", proto.VerifyRequest{})
+		if err != nil {
+			return err
+		}
+		if report.Outcome() != 0 || len(report.Tables) != 1 {
+			return fmt.Errorf("verify of the Doris task: outcome %d, %v", report.Outcome(), verifyDiffs(report))
+		}
+		return nil
 	})
 }
 
