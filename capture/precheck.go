@@ -318,6 +318,7 @@ func (p *prechecker) filters(ctx context.Context, conn *pgx.Conn, tables []proto
 	}
 	var nFilters, nColumns int
 	var byPublication, inPipeline []string
+	copyOnly := 0 // without incremental sync, only the full copy filters
 	for _, t := range tables {
 		name := pgx.Identifier{t.Schema, t.Name}.Sanitize()
 		if f := p.spec.RowFilter(t); f != "" {
@@ -329,8 +330,10 @@ func (p *prechecker) filters(ctx context.Context, conn *pgx.Conn, tables []proto
 					fmt.Sprintf("give %s a replica identity (a primary key)", name))
 			} else if inPub {
 				byPublication = append(byPublication, t.String())
-			} else {
+			} else if p.spec.Sync.IncrementalEnabled() {
 				inPipeline = append(inPipeline, t.String())
+			} else {
+				copyOnly++
 			}
 		}
 		if cols := p.spec.SelectedColumns(t); len(cols) > 0 {
@@ -347,7 +350,7 @@ func (p *prechecker) filters(ctx context.Context, conn *pgx.Conn, tables []proto
 			}
 		}
 	}
-	if nFilters > 0 && len(byPublication)+len(inPipeline) == nFilters {
+	if nFilters > 0 && len(byPublication)+len(inPipeline)+copyOnly == nFilters {
 		msg := fmt.Sprintf("%d row filters are valid", nFilters)
 		if len(byPublication) > 0 {
 			msg += "; filtered by the publication (columns in the replica identity): " + strings.Join(byPublication, ", ")
