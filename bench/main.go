@@ -68,7 +68,7 @@ func scenarioNames() []string {
 	for _, t := range fullTables(1) {
 		names = append(names, "full/"+t.Name)
 	}
-	for _, c := range incrCases(1) {
+	for _, c := range append(incrCases(1), filterCases(1)...) {
 		names = append(names, c.Name)
 	}
 	for _, w := range workloads(1) {
@@ -159,6 +159,7 @@ func runBench(ctx context.Context, cfg *config) int {
 		{"full sync", b.runFull},
 		{"incremental", b.runIncremental},
 		{"etl", b.runETL},
+		{"filtered incremental", b.runFiltered},
 		{"capture", b.runCapture},
 		{"latency", b.runLatency},
 		{"throttle", b.runThrottle},

@@ -26,6 +26,9 @@ type incrCase struct {
 	Name string // catchup/insert, live/update, largetx, ...
 	Mode string // catchup | live
 	W    workload
+	// Filter is a row filter of the table (the filter/ scenarios), ""
+	// for none: the destination holds only the rows that satisfy it.
+	Filter string
 }
 
 func incrCases(scale float64) []incrCase {
@@ -44,7 +47,9 @@ func incrCases(scale float64) []incrCase {
 func incrTarget(c incrCase) target {
 	t := target{MaxRSSBytes: rssLimit}
 	switch {
-	case c.Name == "largetx":
+	case c.Name == "largetx", c.Filter != "":
+		// No speed target: the filtered yardstick replicates a different
+		// WAL (REPLICA IDENTITY FULL), scenarios_filter.go.
 	case c.W.Kind == "insert":
 		t.MinRatio = 1.0
 	default:
@@ -72,13 +77,21 @@ func (b *bench) runIncremental(ctx context.Context) error {
 		return err
 	}
 	defer env.Close()
+	return b.runIncrCases(ctx, env, cases)
+}
 
+// runIncrCases runs incremental cases A B A B on env and adds their
+// scenarios.
+func (b *bench) runIncrCases(ctx context.Context, env *pairEnv, cases []incrCase) error {
 	for _, c := range cases {
 		desc := c.W.What
 		if c.Mode == "catchup" {
 			desc = "catch-up after a pause: " + desc + "; timed from resume to the end marker at the destination"
 		} else {
 			desc = "live: " + desc + "; timed from the workload's start to the end marker at the destination"
+		}
+		if c.Filter != "" {
+			desc += filterNote(c.Filter)
 		}
 		s := &scenario{
 			Name: c.Name, Unit: "s", Rows: c.W.Rows, Description: desc,
@@ -126,7 +139,7 @@ func (b *bench) incrSluice(ctx context.Context, env *pairEnv, c incrCase, rep in
 	if err := capture.DropTaskObjects(ctx, env.src, incrTask); err != nil {
 		return run{}, err
 	}
-	if err := seedTable(ctx, env.src, env.dst, benchTable, c.W.SeedRows); err != nil {
+	if err := seedCase(ctx, env.src, env.dst, c); err != nil {
 		return run{}, err
 	}
 	p, done, err := b.freshSluice(ctx, fmt.Sprintf("%s-rep%d", c.Name, rep))
@@ -134,7 +147,7 @@ func (b *bench) incrSluice(ctx context.Context, env *pairEnv, c incrCase, rep in
 		return run{}, err
 	}
 	defer done(&err)
-	if err := startIncrementalTask(ctx, p, incrTask, b.src.DSN(env.db), b.dst.DSN(env.db), env.src, env.dst, benchTable); err != nil {
+	if err := startIncrementalTask(ctx, p, incrTask, b.src.DSN(env.db), b.dst.DSN(env.db), env.src, env.dst, benchTable, c.Filter); err != nil {
 		return run{}, err
 	}
 	work, err := connect(ctx, b.src.DSN(env.db))
@@ -189,7 +202,7 @@ func (b *bench) incrSluice(ctx context.Context, env *pairEnv, c incrCase, rep in
 	if err != nil {
 		return run{}, err
 	}
-	if err := compareTables(ctx, env.src, env.dst, benchTable); err != nil {
+	if err := compareCase(ctx, env.src, env.dst, c); err != nil {
 		return run{}, err
 	}
 	if err := p.DeleteTask(ctx, incrTask); err != nil {
@@ -198,11 +211,12 @@ func (b *bench) incrSluice(ctx context.Context, env *pairEnv, c incrCase, rep in
 	return newRun(rep, d, c.W.Rows, &u), nil
 }
 
-// startIncrementalTask creates an incremental-only task and waits until
-// it captures and applies: phase incremental, and a warm-up marker row
-// written at the source visible at the destination.
-func startIncrementalTask(ctx context.Context, p *sluiceProc, name, srcDSN, dstDSN string, src, dst *pgx.Conn, table string) error {
-	if err := p.CreateTask(ctx, taskSpec(name, srcDSN, dstDSN, []string{table}, false, false, true)); err != nil {
+// startIncrementalTask creates an incremental-only task (with filter as
+// the table's row filter, "" for none) and waits until it captures and
+// applies: phase incremental, and a warm-up marker row written at the
+// source visible at the destination.
+func startIncrementalTask(ctx context.Context, p *sluiceProc, name, srcDSN, dstDSN string, src, dst *pgx.Conn, table, filter string) error {
+	if err := p.CreateTask(ctx, withFilter(taskSpec(name, srcDSN, dstDSN, []string{table}, false, false, true), table, filter)); err != nil {
 		return err
 	}
 	if _, err := p.WaitTask(ctx, name, "incremental", 2*time.Minute, 50*time.Millisecond, func(st *proto.TaskStatus) bool {
@@ -245,7 +259,7 @@ func (b *bench) incrNative(ctx context.Context, env *pairEnv, c incrCase, rep in
 	if err := n.Drop(ctx); err != nil {
 		return run{}, err
 	}
-	if err := seedTable(ctx, n.src1, n.dst1, benchTable, c.W.SeedRows); err != nil {
+	if err := seedCase(ctx, n.src1, n.dst1, c); err != nil {
 		return run{}, err
 	}
 	if err := checkpoint(ctx, b.src, b.dst); err != nil {
@@ -291,7 +305,7 @@ func (b *bench) incrNative(ctx context.Context, env *pairEnv, c incrCase, rep in
 	if err != nil {
 		return run{}, err
 	}
-	if err := compareTables(ctx, n.src1, n.dst1, benchTable); err != nil {
+	if err := compareCase(ctx, n.src1, n.dst1, c); err != nil {
 		return run{}, err
 	}
 	if err := n.Drop(ctx); err != nil {

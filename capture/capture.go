@@ -66,6 +66,10 @@ type Config struct {
 	// and sending them back would loop. Transactions of other origins
 	// (another task's, cascading A to B to C) go on as usual.
 	DropOrigin string
+	// Filter gives a table's row filter (nil or "": none). Where the
+	// publication does not filter the table itself, the capture
+	// evaluates it (filter.go).
+	Filter func(proto.TableID) string
 }
 
 func (c *Config) setDefaults() error {
@@ -186,6 +190,10 @@ type openBatch struct {
 	buf         []byte
 	rows        int
 	first, last proto.Position
+	// held are rows waiting for their row filter (filter.go), after the
+	// rows in buf; heldBytes counts them in openBytes.
+	held      []heldRow
+	heldBytes int
 }
 
 // session runs one replication session and returns the durable LSN it
@@ -460,6 +468,13 @@ func (s *sessionState) handle(ctx context.Context, data []byte) error {
 		if s.c.cfg.Operations != nil {
 			rel.ops = s.c.cfg.Operations(rel.table)
 		}
+		if s.c.cfg.Filter != nil {
+			if f := s.c.cfg.Filter(rel.table); f != "" {
+				if err := s.describeFilter(ctx, rel, f); err != nil {
+					return err
+				}
+			}
+		}
 		s.relations[rel.id] = rel
 	case 'I', 'U', 'D':
 		if s.peerTx {
@@ -479,8 +494,10 @@ func (s *sessionState) handle(ctx context.Context, data []byte) error {
 			}
 			return s.ddl(ctx, rel, m.new)
 		}
-		if !rel.ops.Has(m.op) {
-			return nil // an operation the task does not sync for this table
+		if !rel.ops.Has(m.op) && (rel.filter == nil || !rel.filter.pipeline) {
+			// An operation the task does not sync for this table (with a
+			// pipeline filter, the operation the row turns into decides).
+			return nil
 		}
 		return s.addRow(ctx, rel, proto.Row{Op: m.op, New: m.new, Old: m.old})
 	case 'T':
@@ -520,22 +537,39 @@ func (s *sessionState) addRow(ctx context.Context, rel *relation, row proto.Row)
 	if (row.New.Len() > 0 && row.New.Len() != len(rel.columns)) || (row.Old.Len() > 0 && row.Old.Len() != len(rel.columns)) {
 		return fmt.Errorf("pgoutput: row of %s has a different width than its relation", rel.table)
 	}
+	s.c.Stats.RowsCaptured.Add(1)
+	if rel.table != proto.HeartbeatTable {
+		s.c.Stats.ChangesCaptured.Add(1)
+	}
+	if s.holds(rel, &row) {
+		return s.hold(ctx, rel, &row)
+	}
+	return s.appendRow(ctx, rel, row)
+}
+
+// openBatchOf returns rel's open batch, opening one if there is none.
+func (s *sessionState) openBatchOf(rel *relation) *openBatch {
 	b := s.open[rel.id]
 	if b == nil {
-		b = &openBatch{rel: rel, subject: proto.Subject(s.c.cfg.Task, rel.table), first: row.Pos}
+		b = &openBatch{rel: rel, subject: proto.Subject(s.c.cfg.Task, rel.table)}
 		b.buf = proto.AppendBatchHeader(getBuffer(), rel.table, rel.columns, rel.identity)
 		s.open[rel.id] = b
 		s.openOrder = append(s.openOrder, rel.id)
+	}
+	return b
+}
+
+// appendRow encodes a positioned row into its table's open batch.
+func (s *sessionState) appendRow(ctx context.Context, rel *relation, row proto.Row) error {
+	b := s.openBatchOf(rel)
+	if b.rows == 0 {
+		b.first = row.Pos
 	}
 	before := len(b.buf)
 	b.buf = proto.AppendRow(b.buf, &row)
 	s.openBytes += len(b.buf) - before
 	b.rows++
 	b.last = row.Pos
-	s.c.Stats.RowsCaptured.Add(1)
-	if rel.table != proto.HeartbeatTable {
-		s.c.Stats.ChangesCaptured.Add(1)
-	}
 	if b.rows >= s.c.cfg.MaxBatchRows || len(b.buf) >= s.c.cfg.MaxBatchBytes {
 		if err := s.flushOne(ctx, rel.id); err != nil {
 			return err
@@ -549,6 +583,16 @@ func (s *sessionState) addRow(ctx context.Context, rel *relation, row proto.Row)
 
 func (s *sessionState) flushOne(ctx context.Context, relID uint32) error {
 	b := s.open[relID]
+	if len(b.held) > 0 {
+		// The held rows go first into the batch (which may publish part of
+		// it on the way); what is left is published here.
+		if err := s.settle(ctx, b); err != nil {
+			return err
+		}
+		if b = s.open[relID]; b == nil {
+			return nil
+		}
+	}
 	delete(s.open, relID)
 	for i, id := range s.openOrder {
 		if id == relID {
@@ -557,6 +601,10 @@ func (s *sessionState) flushOne(ctx context.Context, relID uint32) error {
 		}
 	}
 	s.openBytes -= len(b.buf)
+	if b.rows == 0 {
+		putBuffer(b.buf) // every held row was filtered out
+		return nil
+	}
 	s.boundaryOwed = true
 	id := proto.BatchMsgID(b.rel.table, b.first, b.last)
 	if len(b.buf) <= 2*s.c.cfg.MaxBatchBytes {

@@ -26,6 +26,7 @@ type relation struct {
 	columns  []proto.Column
 	identity byte
 	ops      proto.OpSet // synced operations (Config.Operations)
+	filter   *relFilter  // the row filter, nil for none (filter.go)
 }
 
 type reader struct {

@@ -292,12 +292,13 @@ func (p *prechecker) tableChecks(ctx context.Context, conn *pgx.Conn, tables []p
 }
 
 // filters tries each row filter and column list as the publication will
-// hold it, in a transaction rolled back: PostgreSQL checks them then. An
-// UPDATE or DELETE of a published table also needs the filter's columns
-// in its replica identity (the old row decides whether it leaves the
-// filter), and a column list to cover the replica identity, or
-// PostgreSQL refuses the application's UPDATE and DELETE at the source:
-// EXPLAIN of each shows that without running it.
+// hold it, in a transaction rolled back: PostgreSQL checks them then. A
+// row filter the publication cannot carry (its columns not all in the
+// replica identity) is evaluated by the capture instead (filter.go): it
+// must then be valid over the published columns. A column list must
+// cover the replica identity, or PostgreSQL refuses the application's
+// UPDATE and DELETE at the source: EXPLAIN of each shows that without
+// running it.
 func (p *prechecker) filters(ctx context.Context, conn *pgx.Conn, tables []proto.TableID) {
 	selected := map[string]bool{}
 	for _, t := range tables {
@@ -318,24 +319,23 @@ func (p *prechecker) filters(ctx context.Context, conn *pgx.Conn, tables []proto
 		p.Fail("source.objects", "these name tables that are not selected (or do not exist): "+strings.Join(unknown, ", "), "fix the table names under filter, operations and columns")
 	}
 	var nFilters, nColumns int
+	var byPublication, inPipeline []string
+	copyOnly := 0 // without incremental sync, only the full copy filters
 	for _, t := range tables {
 		name := pgx.Identifier{t.Schema, t.Name}.Sanitize()
 		if f := p.spec.RowFilter(t); f != "" {
 			nFilters++
-			cond, err := proto.FilterCondition(f)
-			if err == nil {
-				// PostgreSQL itself checks that the filter is one boolean
-				// expression of the table: a prepared statement holds one
-				// statement, and WHERE takes only a boolean.
-				err = prepareOnly(ctx, conn, "SELECT 1 FROM "+name+" WHERE "+cond)
-			}
-			if err == nil {
-				err = p.tryPublished(ctx, conn, t, name+" WHERE "+cond, "SELECT 1 FROM "+name+" WHERE "+cond+" LIMIT 0")
-			}
+			inPub, err := p.tryFilter(ctx, conn, t, f)
 			if err != nil {
 				p.publicationProblem("source.filters", err, fmt.Sprintf("the row filter of %s, (%s),", t, f),
-					"write one condition on the table's own columns, with built-in immutable operators and functions (no subqueries, no user functions)",
-					fmt.Sprintf("ALTER TABLE %s REPLICA IDENTITY FULL; or filter on primary-key columns only", name))
+					"write one boolean condition on the table's own (selected) columns",
+					fmt.Sprintf("give %s a replica identity (a primary key)", name))
+			} else if inPub {
+				byPublication = append(byPublication, t.String())
+			} else if p.spec.Sync.IncrementalEnabled() {
+				inPipeline = append(inPipeline, t.String())
+			} else {
+				copyOnly++
 			}
 		}
 		if cols := p.spec.SelectedColumns(t); len(cols) > 0 {
@@ -352,13 +352,61 @@ func (p *prechecker) filters(ctx context.Context, conn *pgx.Conn, tables []proto
 			}
 		}
 	}
-	if nFilters > 0 {
-		p.Pass("source.filters", fmt.Sprintf("%d row filters are valid", nFilters))
+	if nFilters > 0 && len(byPublication)+len(inPipeline)+copyOnly == nFilters {
+		msg := fmt.Sprintf("%d row filters are valid", nFilters)
+		if len(byPublication) > 0 {
+			msg += "; filtered by the publication (columns in the replica identity): " + strings.Join(byPublication, ", ")
+		}
+		if len(inPipeline) > 0 {
+			msg += "; filtered in the pipeline (the capture evaluates each changed row at the source): " + strings.Join(inPipeline, ", ")
+		}
+		p.Pass("source.filters", msg)
 	}
 	if nColumns > 0 {
 		p.Pass("source.columns", fmt.Sprintf("%d column lists are valid", nColumns))
 	}
 }
+
+// tryFilter checks a row filter as the full copy and the capture will
+// run it, and says whether the publication carries it (its columns are
+// all in the replica identity) or the capture evaluates it. PostgreSQL
+// itself checks that the filter is one boolean expression of the
+// table: a prepared statement holds one statement, and WHERE takes only
+// a boolean. Evaluated by the capture, the filter sees the published
+// columns only: the selected ones, never generated ones.
+func (p *prechecker) tryFilter(ctx context.Context, conn *pgx.Conn, t proto.TableID, f string) (bool, error) {
+	name := pgx.Identifier{t.Schema, t.Name}.Sanitize()
+	cond, err := proto.FilterCondition(f)
+	if err == nil {
+		err = prepareOnly(ctx, conn, "SELECT 1 FROM "+name+" WHERE "+cond)
+	}
+	if err != nil || !p.spec.Sync.IncrementalEnabled() {
+		return false, err
+	}
+	inPub, err := PublicationFilters(ctx, conn, t, cond)
+	if err != nil {
+		return false, err
+	}
+	if inPub {
+		return true, p.tryPublished(ctx, conn, t, name+" WHERE "+cond, "SELECT 1 FROM "+name+" WHERE "+cond+" LIMIT 0")
+	}
+	var cols string
+	if sel := p.spec.SelectedColumns(t); len(sel) > 0 {
+		quoted := make([]string, len(sel))
+		for i, c := range sel {
+			quoted[i] = pgx.Identifier{c}.Sanitize()
+		}
+		cols = strings.Join(quoted, ", ")
+	} else if err := conn.QueryRow(ctx, publishedColumnsSQL, name).Scan(&cols); err != nil {
+		return false, err
+	}
+	return false, p.tryPublished(ctx, conn, t, name, fmt.Sprintf("SELECT 1 FROM (SELECT %s FROM %s) AS %s WHERE %s LIMIT 0", cols, name, pgx.Identifier{t.Name}.Sanitize(), cond))
+}
+
+// publishedColumnsSQL lists the columns pgoutput sends of a table: all
+// but generated ones.
+const publishedColumnsSQL = `SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute
+	WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''`
 
 // prepareOnly has PostgreSQL parse and analyse sql as a prepared
 // statement (one statement, its types checked), without running it.
@@ -386,21 +434,7 @@ func (p *prechecker) tryPublished(ctx context.Context, conn *pgx.Conn, t proto.T
 		if _, err := tx.Exec(ctx, "CREATE PUBLICATION sluice_precheck FOR TABLE "+item); err != nil {
 			return err
 		}
-		var col string
-		if err := tx.QueryRow(ctx, `SELECT quote_ident(attname) FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum LIMIT 1`, name).Scan(&col); err != nil {
-			return err
-		}
-		if ops.Has(proto.OpUpdate) {
-			if _, err := tx.Exec(ctx, fmt.Sprintf("EXPLAIN UPDATE %s SET %s = %s WHERE false", name, col, col)); err != nil {
-				return err
-			}
-		}
-		if ops.Has(proto.OpDelete) {
-			if _, err := tx.Exec(ctx, fmt.Sprintf("EXPLAIN DELETE FROM %s WHERE false", name)); err != nil {
-				return err
-			}
-		}
-		return errRollback
+		return explainWrites(ctx, tx, name, ops)
 	})
 	if errors.Is(err, errRollback) {
 		return nil

@@ -20,9 +20,11 @@ import (
 // heartbeat row). Both are idempotent; an existing publication is set to
 // exactly these tables.
 //
-// filter gives a table's row filter (nil: none): the publication applies
-// it (PostgreSQL 15 row filters), so an UPDATE that moves a row into the
-// filter arrives as an INSERT and one that moves it out as a DELETE.
+// filter gives a table's row filter (nil: none). The publication applies
+// it (PostgreSQL 15 row filters) when PostgreSQL allows that, its columns
+// all in the replica identity: an UPDATE that moves a row into the filter
+// then arrives as an INSERT and one that moves it out as a DELETE. Any
+// other filter the capture evaluates (filter.go).
 //
 // columns gives a table's selected columns (nil: all): the publication's
 // column list, so the others never leave the source.
@@ -51,7 +53,13 @@ func PrepareSource(ctx context.Context, conn *pgx.Conn, task string, tables []pr
 				if err != nil {
 					return fmt.Errorf("row filter of %s: %w", t, err)
 				}
-				item += " WHERE " + cond
+				inPub, err := PublicationFilters(ctx, conn, t, cond)
+				if err != nil {
+					return fmt.Errorf("row filter of %s: %w", t, err)
+				}
+				if inPub {
+					item += " WHERE " + cond
+				}
 			}
 		}
 		list = append(list, item)

@@ -31,21 +31,21 @@ func waitConnsSame(t *testing.T, src, dst *pgx.Conn, srcExpr, dstTable string, t
 	})
 }
 
-// A row filter the publication cannot hold, or one on columns outside
-// the replica identity (PostgreSQL would then refuse the application's
-// UPDATE and DELETE), fails the precheck with its fix; nothing is created.
+// An invalid row filter fails the precheck, named by its field, with its
+// fix; nothing is created. A valid one passes on any column: on the key
+// the publication filters, on another column the capture does.
 func TestRowFilterPrecheck(t *testing.T) {
 	p := newPair(t)
 	ctx := context.Background()
 	src := testenv.Conn(t, p.src.DSN(testenv.DefaultDB))
-	testenv.MustExec(t, src, `CREATE TABLE plain (id int PRIMARY KEY, region text)`)
+	testenv.MustExec(t, src, `CREATE TABLE plain (id int PRIMARY KEY, region text, up text GENERATED ALWAYS AS (upper(region)) STORED)`)
 	n := sluicetest.StartNode(t, node.Config{})
 	c := n.Client()
 	for filter, want := range map[string][]string{
-		`region = 'eu'`:     {"source.filters", "replica identity", "REPLICA IDENTITY FULL"},
-		`nosuch = 1`:        {"source.filters", "cannot be published", "nosuch"},
-		`id > (SELECT 1)`:   {"source.filters", "cannot be published"},
+		`nosuch = 1`:        {"source.filters", "cannot be published", "nosuch", "one boolean condition"},
+		`up = 'EU'`:         {"source.filters", "cannot be published", `column "up" does not exist`}, // generated: not in the change stream
 		`region = 'eu' AND`: {"source.filters", "syntax"},
+		`region`:            {"source.filters", "boolean"},
 	} {
 		spec := taskYAML("filtered", p, fmt.Sprintf("    filter: { plain: %q }\n", filter))
 		_, err := c.CreateTask(ctx, spec)
@@ -62,10 +62,23 @@ func TestRowFilterPrecheck(t *testing.T) {
 	if _, err := c.CreateTask(ctx, taskYAML("filtered", p, "    filter: { nosuch: \"id > 1\" }\n")); err == nil || !strings.Contains(err.Error(), "filter of public.nosuch") {
 		t.Fatalf("filter of a missing table: %v", err)
 	}
-	// A filter on the key is fine with the default replica identity.
-	report, err := c.Precheck(ctx, taskYAML("filtered", p, "    filter: { plain: \"id > 10\" }\n"))
-	if err != nil || !report.Passed {
-		t.Fatalf("filter on the key: %+v %v", report, err)
+	for filter, where := range map[string]string{
+		"id > 10":                 "filtered by the publication (columns in the replica identity): public.plain",
+		"region = 'eu'":           "filtered in the pipeline (the capture evaluates each changed row at the source): public.plain",
+		"id > (SELECT 1)":         "filtered in the pipeline", // publications take no subquery
+		"lower(region) LIKE 'e%'": "filtered in the pipeline",
+	} {
+		report, err := c.Precheck(ctx, taskYAML("filtered", p, fmt.Sprintf("    filter: { plain: %q }\n", filter)))
+		if err != nil || !report.Passed {
+			t.Fatalf("filter %q: %+v %v", filter, report, err)
+		}
+		found := false
+		for _, ch := range report.Checks {
+			found = found || ch.Check == "source.filters" && strings.Contains(ch.Message, where)
+		}
+		if !found {
+			t.Errorf("filter %q: the report does not say %q: %+v", filter, where, report.Checks)
+		}
 	}
 	if err := testenv.SourceLeftovers(ctx, src); err != nil {
 		t.Fatal(err)

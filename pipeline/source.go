@@ -142,7 +142,7 @@ func (s *PGSource) OpenSnapshot(ctx context.Context, name string) (SnapshotSessi
 func (s *PGSource) RunCapture(ctx context.Context, start proto.LSN, handover Snapshot, onDDL func(context.Context, *proto.DDLEvent) error) error {
 	cfg := s.Capture
 	cfg.Task, cfg.SourceDSN = s.Spec.Name, s.dsn()
-	cfg.Operations, cfg.Columns = s.Spec.Operations, s.Spec.SelectedColumns
+	cfg.Operations, cfg.Columns, cfg.Filter = s.Spec.Operations, s.Spec.SelectedColumns, s.Spec.RowFilter
 	cfg.OnDDL = onDDL
 	cfg.DropOrigin = s.Spec.PeerOrigin()
 	cfg.JetStream, cfg.Logger = s.JetStream, s.Logger
