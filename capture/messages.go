@@ -3,7 +3,6 @@ package capture
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -123,7 +122,10 @@ var heartbeatColumns = []proto.Column{
 // and comes again after a restart from lsn).
 func (s *sessionState) heartbeatAt(ctx context.Context, lsn proto.LSN, tsUS int64) error {
 	if s.inTx {
-		return errors.New("pgoutput: heartbeat message inside a transaction")
+		// Not sent by pgoutput without streaming (a transaction is sent
+		// whole at its commit); should it come, the heartbeat is left
+		// out rather than put inside the transaction's rows.
+		return nil
 	}
 	if err := s.publishOpen(ctx); err != nil {
 		return err
