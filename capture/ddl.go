@@ -177,7 +177,7 @@ func ddlTriggers(task string) (end, drop, start string) {
 // the trigger itself). wholeSchemas are the schemas the task selects
 // whole: tables created there later join the task. Idempotent.
 func InstallDDLCapture(ctx context.Context, conn *pgx.Conn, task string, tables []proto.TableID, wholeSchemas []string) error {
-	if err := ensureDDLLog(ctx, conn); err != nil {
+	if err := ensureDDLShared(ctx, conn); err != nil {
 		return err
 	}
 	fn := ddlFunction(task)
@@ -185,6 +185,16 @@ func InstallDDLCapture(ctx context.Context, conn *pgx.Conn, task string, tables 
 	stmt := fmt.Sprintf(ddlFunctionSQL, quoteLiteral(task), quoteLiteral(proto.SlotName(task)), quoteLiteral(schemas), fn)
 	if _, err := conn.Exec(ctx, stmt); err != nil {
 		return fmt.Errorf("create DDL trigger function %s: %w", fn, err)
+	}
+	// The function writes messages now: an older one's log table leaves
+	// the publication (PrepareSource kept it while that one could still
+	// write it).
+	if _, err := conn.Exec(ctx, `DO $$ BEGIN
+		IF EXISTS (SELECT 1 FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
+			WHERE p.pubname = `+quoteLiteral(proto.SlotName(task))+` AND pr.prrelid = to_regclass('sluice.ddl_log')) THEN
+			EXECUTE format('ALTER PUBLICATION %I DROP TABLE sluice.ddl_log', `+quoteLiteral(proto.SlotName(task))+`);
+		END IF; END $$`); err != nil {
+		return fmt.Errorf("drop %s from publication %s: %w", DDLLogTable, proto.SlotName(task), err)
 	}
 	end, drop, start := ddlTriggers(task)
 	for _, tr := range []struct{ name, event string }{{end, "ddl_command_end"}, {drop, "sql_drop"}, {start, "ddl_command_start"}} {
@@ -243,7 +253,7 @@ func InstallDDLCapture(ctx context.Context, conn *pgx.Conn, task string, tables 
 	return nil
 }
 
-func ensureDDLLog(ctx context.Context, conn *pgx.Conn) error {
+func ensureDDLShared(ctx context.Context, conn *pgx.Conn) error {
 	// Two tasks creating the shared objects at once would collide on the
 	// catalog; a transaction-level advisory lock takes turns.
 	tx, err := conn.Begin(ctx)

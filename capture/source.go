@@ -29,11 +29,26 @@ import (
 // columns gives a table's selected columns (nil: all): the publication's
 // column list, so the others never leave the source.
 //
-// ddl (DDL sync) no longer changes the publication: the DDL log travels
-// as messages; see InstallDDLCapture.
+// ddl (DDL sync): the DDL log travels as messages (see
+// InstallDDLCapture), but while the task's trigger function is an older
+// version's, which inserts into sluice.ddl_log, the publication keeps
+// that table (the task's rows): a DDL between this and
+// InstallDDLCapture, which replaces the function, is not lost.
 func PrepareSource(ctx context.Context, conn *pgx.Conn, task string, tables []proto.TableID, filter func(proto.TableID) string, columns func(proto.TableID) []string, ddl bool) error {
 	pub := proto.SlotName(task)
-	list := make([]string, 0, len(tables))
+	list := make([]string, 0, len(tables)+1)
+	if ddl {
+		var legacy bool
+		err := conn.QueryRow(ctx, `SELECT to_regclass('sluice.ddl_log') IS NOT NULL AND EXISTS (SELECT 1 FROM pg_proc p
+			JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'sluice' AND p.proname = $1 AND strpos(p.prosrc, 'sluice.ddl_log') > 0)`,
+			pub+"_ddl").Scan(&legacy)
+		if err != nil {
+			return fmt.Errorf("look up the task's DDL trigger function: %w", err)
+		}
+		if legacy {
+			list = append(list, fmt.Sprintf("%s WHERE (task = %s)", pgx.Identifier{DDLLogTable.Schema, DDLLogTable.Name}.Sanitize(), quoteLiteral(task)))
+		}
+	}
 	for _, t := range tables {
 		item := pgx.Identifier{t.Schema, t.Name}.Sanitize()
 		if columns != nil {
