@@ -222,7 +222,9 @@ func (c *Capture) session(ctx context.Context, start proto.LSN, conn *pgconn.PgC
 
 	slot := proto.SlotName(c.cfg.Task)
 	err = pglogrepl.StartReplication(ctx, conn, slot, pglogrepl.LSN(start), pglogrepl.StartReplicationOptions{
-		PluginArgs: []string{"proto_version '1'", fmt.Sprintf("publication_names '%s'", slot)},
+		// messages: the heartbeat and the DDL log are logical decoding
+		// messages (messages.go).
+		PluginArgs: []string{"proto_version '1'", fmt.Sprintf("publication_names '%s'", slot), "messages 'true'"},
 	})
 	if err != nil {
 		return start, fmt.Errorf("start replication on slot %s: %w", slot, err)
@@ -492,7 +494,11 @@ func (s *sessionState) handle(ctx context.Context, data []byte) error {
 			if m.op != proto.OpInsert {
 				return nil // the trigger deletes its row again
 			}
-			return s.ddl(ctx, rel, m.new)
+			e, err := ddlLogRow(rel.columns, m.new)
+			if err != nil {
+				return err
+			}
+			return s.ddl(ctx, e)
 		}
 		if !rel.ops.Has(m.op) && (rel.filter == nil || !rel.filter.pipeline) {
 			// An operation the task does not sync for this table (with a
@@ -520,8 +526,12 @@ func (s *sessionState) handle(ctx context.Context, data []byte) error {
 				return err
 			}
 		}
+	case 'M':
+		// A logical decoding message: the heartbeat, the DDL log
+		// (messages.go).
+		return s.message(ctx, data)
 	default:
-		// 'Y' type, 'M' logical message: nothing to carry.
+		// 'Y' type: nothing to carry.
 	}
 	return nil
 }
@@ -694,13 +704,13 @@ func (s *sessionState) flushAll(ctx context.Context) error {
 
 // ddl publishes a schema change on its table's subject, after the rows
 // the table had before it.
-func (s *sessionState) ddl(ctx context.Context, rel *relation, t proto.Tuple) error {
+func (s *sessionState) ddl(ctx context.Context, e *ddlLogEntry) error {
 	if !s.inTx {
 		return errors.New("pgoutput: change outside a transaction")
 	}
 	pos := proto.Position{LSN: s.begin.finalLSN, Idx: s.idx}
 	s.idx++
-	ev, obj, err := ddlEvent(rel.columns, t, pos)
+	ev, obj, err := e.event(pos)
 	if err != nil {
 		return err
 	}

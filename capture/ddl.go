@@ -14,12 +14,23 @@ import (
 // DDL sync, the source's half. An event trigger of the task (two: one at
 // the end of every DDL command, one when objects are dropped) compares each
 // of the task's tables a command touched with the shape it last recorded
-// for it (sluice.ddl_state) and, when it changed, inserts both shapes into
-// sluice.ddl_log. The insert is part of the DDL's transaction, so it sits
-// in WAL exactly between the rows written before and after the change,
-// and the task's publication carries it (its own rows only, a row filter)
-// to the capture, which turns it into a proto.DDLEvent. The trigger
-// deletes the row again at once: the log table stays empty.
+// for it (sluice.ddl_state) and, when it changed, writes both shapes as a
+// transactional logical decoding message (prefix DDLPrefix, messages.go).
+// The message is part of the DDL's transaction, so it sits in WAL exactly
+// between the rows written before and after the change, and reaches the
+// task's capture (pgoutput's messages option; no publication needed),
+// which turns it into a proto.DDLEvent. Older versions inserted it into a
+// table, sluice.ddl_log, which a user's FOR ALL TABLES publication
+// published too; such rows still in the slot are decoded as before.
+//
+// The recorded shapes (sluice.ddl_state) and objects (sluice.object_state)
+// are UNLOGGED tables, which no publication carries. A crash of the source
+// empties them: a third event trigger, at the start of every DDL command,
+// reads them again from the catalog (the task's tables: its publication),
+// before the command changes anything, when the task's marker row
+// (relid 0) is gone. What a change made without the triggers (disabled,
+// or in single-user mode) left unrecorded is then lost; it would be
+// reported with the next change otherwise.
 //
 // A table created later in a schema the task selects whole is added to
 // the publication by the trigger, inside the creating transaction, so not
@@ -32,18 +43,21 @@ import (
 // functions run as their owner (SECURITY DEFINER), so the trigger works
 // whoever runs the DDL.
 
-// DDLLogTable is the log table the event trigger writes.
+// DDLLogTable is the log table the event trigger of older versions wrote.
 var DDLLogTable = proto.TableID{Schema: proto.ReservedSchema, Name: "ddl_log"}
 
 // ddlObjectsDDL creates the objects every task's DDL capture shares: the
-// log, the recorded definitions, and sluice.table_shape, the catalog read
-// of a table's definition (tableDefSQL).
+// recorded definitions (unlogged, see above), sluice.table_shape, the
+// catalog read of a table's definition (tableDefSQL), and
+// sluice.ddl_message, which writes a DDL log message.
 var ddlObjectsDDL = `CREATE SCHEMA IF NOT EXISTS sluice;
-CREATE TABLE IF NOT EXISTS sluice.ddl_log (
-	task text NOT NULL, id bigint GENERATED ALWAYS AS IDENTITY, tag text NOT NULL, query text,
-	old_shape jsonb, new_shape jsonb, PRIMARY KEY (task, id));
-CREATE TABLE IF NOT EXISTS sluice.ddl_state (
+CREATE UNLOGGED TABLE IF NOT EXISTS sluice.ddl_state (
 	task text NOT NULL, relid oid NOT NULL, shape jsonb NOT NULL, PRIMARY KEY (task, relid));
+CREATE OR REPLACE FUNCTION sluice.ddl_message(tsk text, tag text, old_shape jsonb, new_shape jsonb, object jsonb) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog AS $msg$
+SELECT FROM pg_logical_emit_message(true, '` + DDLPrefix + `', jsonb_build_object('task', tsk, 'tag', tag, 'query', current_query(),
+	'old_shape', old_shape, 'new_shape', new_shape, 'object', object)::text)
+$msg$;
 CREATE OR REPLACE FUNCTION sluice.table_shape(rel oid) RETURNS jsonb
 LANGUAGE sql STABLE SET search_path = pg_catalog AS $shape$
 SELECT ` + tableDefSQL + `
@@ -65,17 +79,23 @@ BEGIN
 	IF current_setting('sluice.in_ddl', true) = 'on' THEN
 		RETURN;
 	END IF;
+	IF TG_EVENT = 'ddl_command_start' THEN
+		-- Before the command changes the catalog: the recorded shapes,
+		-- lost if the source crashed (unlogged tables), are read again.
+		PERFORM sluice.ddl_restore(%[1]s, %[3]s::text[], %[2]s);
+		RETURN;
+	END IF;
 	IF TG_EVENT = 'sql_drop' THEN
 		-- The dropped objects' catalog rows are gone: look at every table
 		-- of the task instead (drops are rare).
-		FOR r IN SELECT s.relid, s.shape FROM sluice.ddl_state s WHERE s.task = %[1]s ORDER BY s.relid LOOP
+		FOR r IN SELECT s.relid, s.shape FROM sluice.ddl_state s WHERE s.task = %[1]s AND s.relid <> 0 ORDER BY s.relid LOOP
 			IF NOT EXISTS (SELECT 1 FROM pg_class WHERE oid = r.relid) THEN
-				INSERT INTO sluice.ddl_log (task, tag, query, old_shape) VALUES (%[1]s, TG_TAG, current_query(), r.shape);
+				PERFORM sluice.ddl_message(%[1]s, TG_TAG, r.shape, NULL, NULL);
 				DELETE FROM sluice.ddl_state WHERE task = %[1]s AND relid = r.relid;
 			ELSE
 				cur := sluice.table_shape(r.relid);
 				IF cur IS DISTINCT FROM r.shape THEN
-					INSERT INTO sluice.ddl_log (task, tag, query, old_shape, new_shape) VALUES (%[1]s, TG_TAG, current_query(), r.shape, cur);
+					PERFORM sluice.ddl_message(%[1]s, TG_TAG, r.shape, cur, NULL);
 					UPDATE sluice.ddl_state s SET shape = cur WHERE s.task = %[1]s AND s.relid = r.relid;
 				END IF;
 			END IF;
@@ -87,11 +107,10 @@ BEGIN
 			JOIN sluice.object_state s ON s.task = %[1]s AND s.classid = o.classid AND s.objid = o.objid
 			WHERE o.original OR o.normal
 		LOOP
-			INSERT INTO sluice.ddl_log (task, tag, query, object) VALUES (%[1]s, TG_TAG, current_query(), jsonb_build_object('dropped', r.address));
+			PERFORM sluice.ddl_message(%[1]s, TG_TAG, NULL, NULL, jsonb_build_object('dropped', r.address));
 		END LOOP;
 		DELETE FROM sluice.object_state s USING pg_event_trigger_dropped_objects() o
 			WHERE s.task = %[1]s AND s.classid = o.classid AND s.objid = o.objid;
-		DELETE FROM sluice.ddl_log WHERE task = %[1]s;
 		RETURN;
 	END IF;
 	-- A new partition of one of the task's tables, without a primary key,
@@ -136,7 +155,7 @@ BEGIN
 		END IF;
 		cur := sluice.table_shape(r.rel);
 		CONTINUE WHEN prev IS NOT NULL AND cur = prev;
-		INSERT INTO sluice.ddl_log (task, tag, query, old_shape, new_shape) VALUES (%[1]s, r.command_tag, current_query(), prev, cur);
+		PERFORM sluice.ddl_message(%[1]s, r.command_tag, prev, cur, NULL);
 		INSERT INTO sluice.ddl_state (task, relid, shape) VALUES (%[1]s, r.rel, cur)
 			ON CONFLICT (task, relid) DO UPDATE SET shape = EXCLUDED.shape;
 	END LOOP;
@@ -152,10 +171,9 @@ BEGIN
 		GROUP BY e.classid, e.objid, e.objsubid, e.command_tag ORDER BY min(e.ordinality)
 	LOOP
 		FOR obj IN SELECT * FROM sluice.object_change(%[1]s, %[3]s::text[], r.classid, r.objid, r.objsubid, r.command_tag) LOOP
-			INSERT INTO sluice.ddl_log (task, tag, query, object) VALUES (%[1]s, r.command_tag, current_query(), obj);
+			PERFORM sluice.ddl_message(%[1]s, r.command_tag, NULL, NULL, obj);
 		END LOOP;
 	END LOOP;
-	DELETE FROM sluice.ddl_log WHERE task = %[1]s;
 END
 $ddl$`
 
@@ -163,8 +181,8 @@ func ddlFunction(task string) string {
 	return "sluice." + pgx.Identifier{proto.SlotName(task) + "_ddl"}.Sanitize()
 }
 
-func ddlTriggers(task string) (end, drop string) {
-	return proto.SlotName(task) + "_ddl", proto.SlotName(task) + "_ddl_drop"
+func ddlTriggers(task string) (end, drop, start string) {
+	return proto.SlotName(task) + "_ddl", proto.SlotName(task) + "_ddl_drop", proto.SlotName(task) + "_ddl_start"
 }
 
 // InstallDDLCapture creates the task's DDL capture in the source: the log
@@ -174,7 +192,7 @@ func ddlTriggers(task string) (end, drop string) {
 // the trigger itself). wholeSchemas are the schemas the task selects
 // whole: tables created there later join the task. Idempotent.
 func InstallDDLCapture(ctx context.Context, conn *pgx.Conn, task string, tables []proto.TableID, wholeSchemas []string) error {
-	if err := ensureDDLLog(ctx, conn); err != nil {
+	if err := ensureDDLShared(ctx, conn); err != nil {
 		return err
 	}
 	fn := ddlFunction(task)
@@ -183,8 +201,18 @@ func InstallDDLCapture(ctx context.Context, conn *pgx.Conn, task string, tables 
 	if _, err := conn.Exec(ctx, stmt); err != nil {
 		return fmt.Errorf("create DDL trigger function %s: %w", fn, err)
 	}
-	end, drop := ddlTriggers(task)
-	for _, tr := range []struct{ name, event string }{{end, "ddl_command_end"}, {drop, "sql_drop"}} {
+	// The function writes messages now: an older one's log table leaves
+	// the publication (PrepareSource kept it while that one could still
+	// write it).
+	if _, err := conn.Exec(ctx, `DO $$ BEGIN
+		IF EXISTS (SELECT 1 FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
+			WHERE p.pubname = `+quoteLiteral(proto.SlotName(task))+` AND pr.prrelid = to_regclass('sluice.ddl_log')) THEN
+			EXECUTE format('ALTER PUBLICATION %I DROP TABLE sluice.ddl_log', `+quoteLiteral(proto.SlotName(task))+`);
+		END IF; END $$`); err != nil {
+		return fmt.Errorf("drop %s from publication %s: %w", DDLLogTable, proto.SlotName(task), err)
+	}
+	end, drop, start := ddlTriggers(task)
+	for _, tr := range []struct{ name, event string }{{end, "ddl_command_end"}, {drop, "sql_drop"}, {start, "ddl_command_start"}} {
 		var exists bool
 		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = $1)`, tr.name).Scan(&exists); err != nil {
 			return err
@@ -229,10 +257,18 @@ func InstallDDLCapture(ctx context.Context, conn *pgx.Conn, task string, tables 
 	if _, err := conn.Exec(ctx, objectStateInit, task, wholeSchemas); err != nil {
 		return fmt.Errorf("record the task's views, routines, types, triggers and rules: %w", err)
 	}
+	// The marker row: its absence tells the trigger a crash emptied the
+	// recorded state.
+	if _, err := conn.Exec(ctx, `SELECT sluice.ddl_restore($1, $2, $3)`, task, wholeSchemas, proto.SlotName(task)); err != nil {
+		return fmt.Errorf("record the task's DDL capture marker: %w", err)
+	}
+	if err := dropUnusedLegacyTables(ctx, conn); err != nil {
+		return err
+	}
 	return nil
 }
 
-func ensureDDLLog(ctx context.Context, conn *pgx.Conn) error {
+func ensureDDLShared(ctx context.Context, conn *pgx.Conn) error {
 	// Two tasks creating the shared objects at once would collide on the
 	// catalog; a transaction-level advisory lock takes turns.
 	tx, err := conn.Begin(ctx)
@@ -243,8 +279,18 @@ func ensureDDLLog(ctx context.Context, conn *pgx.Conn) error {
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('sluice.ddl_log'))`); err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, ddlObjectsDDL+";"+objectCaptureDDL); err != nil {
-		return fmt.Errorf("create %s: %w", DDLLogTable, err)
+	if _, err := tx.Exec(ctx, ddlObjectsDDL+";"+objectCaptureDDL+";"+ddlRestoreDDL); err != nil {
+		return fmt.Errorf("create the DDL capture's shared objects in schema sluice: %w", err)
+	}
+	// Older versions made the recorded state logged tables, which a FOR
+	// ALL TABLES publication carries.
+	if _, err := tx.Exec(ctx, `DO $$ DECLARE r record; BEGIN
+		FOR r IN SELECT c.oid::regclass AS rel FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			WHERE n.nspname = 'sluice' AND c.relname IN ('ddl_state', 'object_state') AND c.relpersistence = 'p'
+		LOOP
+			EXECUTE format('ALTER TABLE %s SET UNLOGGED', r.rel);
+		END LOOP; END $$`); err != nil {
+		return fmt.Errorf("make sluice.ddl_state and sluice.object_state unlogged: %w", err)
 	}
 	return tx.Commit(ctx)
 }
@@ -252,8 +298,8 @@ func ensureDDLLog(ctx context.Context, conn *pgx.Conn) error {
 // dropDDLCapture removes the task's DDL capture; the shared tables and
 // function go with the last task that has one.
 func dropDDLCapture(ctx context.Context, conn *pgx.Conn, task string) error {
-	end, drop := ddlTriggers(task)
-	for _, tr := range []string{end, drop} {
+	end, drop, start := ddlTriggers(task)
+	for _, tr := range []string{end, drop, start} {
 		if _, err := conn.Exec(ctx, "DROP EVENT TRIGGER IF EXISTS "+pgx.Identifier{tr}.Sanitize()); err != nil {
 			return fmt.Errorf("drop event trigger %s: %w", tr, err)
 		}
@@ -268,9 +314,6 @@ func dropDDLCapture(ctx context.Context, conn *pgx.Conn, task string) error {
 	if _, err := conn.Exec(ctx, `DELETE FROM sluice.ddl_state WHERE task = $1`, task); err != nil {
 		return fmt.Errorf("delete recorded shapes: %w", err)
 	}
-	if _, err := conn.Exec(ctx, `DELETE FROM sluice.ddl_log WHERE task = $1`, task); err != nil {
-		return fmt.Errorf("delete DDL log rows: %w", err)
-	}
 	if _, err := conn.Exec(ctx, `DELETE FROM sluice.object_state WHERE task = $1`, task); err != nil {
 		return fmt.Errorf("delete recorded objects: %w", err)
 	}
@@ -282,6 +325,8 @@ func dropDDLCapture(ctx context.Context, conn *pgx.Conn, task string) error {
 		return nil
 	}
 	if _, err := conn.Exec(ctx, `DROP TABLE IF EXISTS sluice.ddl_log, sluice.ddl_state, sluice.object_state;
+		DROP FUNCTION IF EXISTS sluice.ddl_restore(text, text[], text);
+		DROP FUNCTION IF EXISTS sluice.ddl_message(text, text, jsonb, jsonb, jsonb);
 		DROP FUNCTION IF EXISTS sluice.table_shape(oid);
 		DROP FUNCTION IF EXISTS sluice.object_change(text, text[], oid, oid, int, text);
 		DROP FUNCTION IF EXISTS sluice.object_def(oid, oid);
@@ -300,48 +345,45 @@ func quoteArrayItems(items []string) []string {
 	return out
 }
 
-// ddlEvent turns an insert into the log table into an event: the values
-// are the log row's columns, by name. A row about another object than a
-// table gives an object event instead (both nil: an object no working
-// copy takes).
-func ddlEvent(cols []proto.Column, t proto.Tuple, pos proto.Position) (*proto.DDLEvent, *proto.ObjectEvent, error) {
+// ddlLogRow reads a row of sluice.ddl_log, the DDL log of older
+// versions (still decoded: the slot may hold rows written before the
+// upgrade), by column name.
+func ddlLogRow(cols []proto.Column, t proto.Tuple) (*ddlLogEntry, error) {
 	if t.Len() != len(cols) {
-		return nil, nil, fmt.Errorf("ddl log row has %d columns, its relation %d", t.Len(), len(cols))
+		return nil, fmt.Errorf("ddl log row has %d columns, its relation %d", t.Len(), len(cols))
 	}
-	ev := &proto.DDLEvent{Pos: pos}
-	var object []byte
+	e := &ddlLogEntry{}
 	for i, c := range cols {
 		if t.Kinds[i] != proto.KindText {
 			continue
 		}
 		v := t.Values[i]
-		var err error
 		switch c.Name {
+		case "task":
+			e.Task = string(v)
 		case "tag":
-			ev.Tag = string(v)
+			e.Tag = string(v)
 		case "query":
-			ev.Query = string(v)
+			e.Query = string(v)
 		case "object":
-			object = v
+			e.Object = append(json.RawMessage(nil), v...)
 		case "old_shape":
-			ev.Old = &proto.TableDef{}
-			err = json.Unmarshal(v, ev.Old)
+			e.OldShape = append(json.RawMessage(nil), v...)
 		case "new_shape":
-			ev.New = &proto.TableDef{}
-			err = json.Unmarshal(v, ev.New)
-		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("DDL log row: column %s: %w", c.Name, err)
+			e.NewShape = append(json.RawMessage(nil), v...)
 		}
 	}
-	if object != nil {
-		obj, err := objectEvent(object, &proto.ObjectEvent{Pos: pos, Tag: ev.Tag, Query: ev.Query})
-		return nil, obj, err
+	return e, nil
+}
+
+// ddlEvent turns an insert into the log table into an event (see
+// ddlLogEntry.event).
+func ddlEvent(cols []proto.Column, t proto.Tuple, pos proto.Position) (*proto.DDLEvent, *proto.ObjectEvent, error) {
+	e, err := ddlLogRow(cols, t)
+	if err != nil {
+		return nil, nil, err
 	}
-	if ev.Old == nil && ev.New == nil {
-		return nil, nil, fmt.Errorf("DDL log row without a shape")
-	}
-	return ev, nil, nil
+	return e.event(pos)
 }
 
 // PresentTables returns those of tables that exist in the source. With
@@ -376,9 +418,14 @@ func DDLTables(ctx context.Context, q Querier, task string) ([]proto.TableID, er
 	if err := q.QueryRow(ctx, `SELECT to_regclass('sluice.ddl_state') IS NOT NULL`).Scan(&exists); err != nil || !exists {
 		return nil, err
 	}
-	rows, err := q.Query(ctx, `SELECT n.nspname, c.relname FROM sluice.ddl_state s
+	// With the publication's tables: the recorded shapes are lost until
+	// the next DDL after a crash of the source (unlogged), the trigger's
+	// additions to the publication are not.
+	rows, err := q.Query(ctx, `SELECT n.nspname, c.relname FROM (
+			SELECT s.relid FROM sluice.ddl_state s WHERE s.task = $1
+			UNION SELECT pr.prrelid FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid WHERE p.pubname = $2) s
 		JOIN pg_class c ON c.oid = s.relid JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE s.task = $1 ORDER BY 1, 2`, task)
+		WHERE n.nspname <> 'sluice' ORDER BY 1, 2`, task, proto.SlotName(task))
 	if err != nil {
 		return nil, fmt.Errorf("read the tables of the task's DDL capture: %w", err)
 	}

@@ -11,16 +11,15 @@ import (
 	"github.com/sluicedb/sluice/proto"
 )
 
-// The heartbeat table has one row per task, updated every second. Its
-// changes travel the same path as the data: apply measures latency from
-// their commit time, and the slot moves even when the synced tables are
-// idle. Each task's publication carries only its own row (a row filter).
+// The heartbeat is a non-transactional logical decoding message of the
+// task (messages.go), written every HeartbeatInterval. It travels the
+// same path as the data: apply measures latency from its time, and the
+// slot moves even when the synced tables are idle. Being a message, not a
+// row, no publication (a user's FOR ALL TABLES one included) carries it.
 
-const heartbeatDDL = `CREATE SCHEMA IF NOT EXISTS sluice;
-CREATE TABLE IF NOT EXISTS sluice.heartbeat (task text PRIMARY KEY, ts timestamptz NOT NULL DEFAULT now())`
-
-// heartbeat writes the task's row until ctx ends. Failures are logged and
-// retried at the next tick: the capture session reports source outages.
+// heartbeat writes the task's heartbeat until ctx ends. Failures are
+// logged and retried at the next tick: the capture session reports source
+// outages.
 func (c *Capture) heartbeat(ctx context.Context) {
 	var conn *pgx.Conn
 	defer func() {
@@ -48,7 +47,7 @@ func (c *Capture) heartbeat(ctx context.Context) {
 			}
 			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
-			_, err := conn.Exec(wctx, `UPDATE sluice.heartbeat SET ts = now() WHERE task = $1`, c.cfg.Task)
+			_, err := conn.Exec(wctx, heartbeatSQL, c.cfg.Task)
 			return err
 		}()
 		if err != nil && ctx.Err() == nil {
@@ -66,14 +65,29 @@ func (c *Capture) heartbeat(ctx context.Context) {
 	}
 }
 
-// ensureHeartbeatRow creates the heartbeat table if needed and the task's
-// row.
-func ensureHeartbeatRow(ctx context.Context, conn *pgx.Conn, task string) error {
-	if _, err := conn.Exec(ctx, heartbeatDDL); err != nil {
-		return fmt.Errorf("create %s: %w", proto.HeartbeatTable, err)
-	}
-	if _, err := conn.Exec(ctx, `INSERT INTO sluice.heartbeat (task) VALUES ($1) ON CONFLICT (task) DO NOTHING`, task); err != nil {
-		return fmt.Errorf("insert heartbeat row: %w", err)
+// dropUnusedLegacyTables drops the tables older versions kept in the
+// source's sluice schema for the heartbeat and the DDL log (both messages
+// now), once nothing uses them: no publication lists them (a task not yet
+// restarted on this version still publishes its heartbeat row) and, for
+// the DDL log, no task's trigger function still writes it. Idempotent.
+func dropUnusedLegacyTables(ctx context.Context, conn *pgx.Conn) error {
+	for _, t := range []proto.TableID{proto.HeartbeatTable, DDLLogTable} {
+		name := pgx.Identifier{t.Schema, t.Name}.Sanitize()
+		var unused bool
+		err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL
+			AND NOT EXISTS (SELECT 1 FROM pg_publication_rel WHERE prrelid = to_regclass($1))
+			AND NOT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+				WHERE n.nspname = $2 AND p.prorettype = 'event_trigger'::regtype AND strpos(p.prosrc, $1) > 0)`,
+			t.Schema+"."+t.Name, proto.ReservedSchema).Scan(&unused)
+		if err != nil {
+			return fmt.Errorf("look up %s: %w", t, err)
+		}
+		if !unused {
+			continue
+		}
+		if _, err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+name); err != nil {
+			return fmt.Errorf("drop %s: %w", t, err)
+		}
 	}
 	return nil
 }

@@ -24,8 +24,7 @@ import (
 // destination too. A trigger created on a task table brings the function
 // it calls, when the task does not have it yet.
 var objectCaptureDDL = `
-ALTER TABLE sluice.ddl_log ADD COLUMN IF NOT EXISTS object jsonb;
-CREATE TABLE IF NOT EXISTS sluice.object_state (
+CREATE UNLOGGED TABLE IF NOT EXISTS sluice.object_state (
 	task text NOT NULL, classid oid NOT NULL, objid oid NOT NULL, address jsonb NOT NULL,
 	PRIMARY KEY (task, classid, objid));
 CREATE OR REPLACE FUNCTION sluice.relation_in_scope(tsk text, scopes text[], rel oid) RETURNS boolean
@@ -171,6 +170,29 @@ FROM (
 CROSS JOIN LATERAL pg_identify_object_as_address(x.cls, x.obj, 0) a
 WHERE sluice.object_in_scope($1, $2::text[], x.cls, x.obj)
 ON CONFLICT (task, classid, objid) DO NOTHING`
+
+// ddlRestoreDDL creates sluice.ddl_restore(task, scopes, publication):
+// when the task's marker row is missing from sluice.ddl_state (a crash
+// emptied the unlogged tables; see ddl.go), it records again the shapes
+// of the publication's tables and the objects of the scope, as the
+// catalog has them before the command under way, and the marker.
+var ddlRestoreDDL = `
+CREATE OR REPLACE FUNCTION sluice.ddl_restore(tsk text, scopes text[], pub text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog AS $restore$
+BEGIN
+	IF EXISTS (SELECT 1 FROM sluice.ddl_state WHERE task = $1 AND relid = 0) THEN
+		RETURN;
+	END IF;
+	INSERT INTO sluice.ddl_state (task, relid, shape)
+		SELECT $1, pr.prrelid, sluice.table_shape(pr.prrelid)
+		FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
+		JOIN pg_class c ON c.oid = pr.prrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE p.pubname = $3 AND n.nspname <> 'sluice'
+		ON CONFLICT (task, relid) DO NOTHING;
+	` + objectStateInit + `;
+	INSERT INTO sluice.ddl_state (task, relid, shape) VALUES ($1, 0, '{}') ON CONFLICT (task, relid) DO NOTHING;
+END
+$restore$`
 
 // attributeCollationSQL and domainCollationSQL: the collation of a
 // composite type's attribute a (its type att) and of a domain t (its base

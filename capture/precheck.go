@@ -73,7 +73,7 @@ func (p *prechecker) source(ctx context.Context) []proto.TableID {
 		p.Pass("source.privileges.replication", fmt.Sprintf("user %q may use replication", user))
 	}
 	if !super && !canCreate {
-		p.Fail("source.privileges.create", fmt.Sprintf("user %q may not create objects in database %q (the publication and the sluice.heartbeat table)", user, dbName),
+		p.Fail("source.privileges.create", fmt.Sprintf("user %q may not create objects in database %q (the publication)", user, dbName),
 			fmt.Sprintf("GRANT CREATE ON DATABASE %s TO %s;", pgx.Identifier{dbName}.Sanitize(), pgx.Identifier{user}.Sanitize()))
 	} else {
 		p.Pass("source.privileges.create", fmt.Sprintf("user %q may create objects in database %q", user, dbName))
@@ -118,6 +118,7 @@ func (p *prechecker) source(ctx context.Context) []proto.TableID {
 	if walLevel == "logical" && (super || repl) {
 		p.replicationConnection(ctx)
 	}
+	p.publications(ctx, conn)
 
 	tables, err := ListTables(ctx, conn, p.spec.Objects)
 	var selErr *SelectionError

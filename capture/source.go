@@ -16,9 +16,11 @@ import (
 )
 
 // PrepareSource creates what capture needs in the source before the slot:
-// the heartbeat row and the publication of the task's tables (and of its
-// heartbeat row). Both are idempotent; an existing publication is set to
-// exactly these tables.
+// the publication of the task's tables, and nothing else (the heartbeat
+// and the DDL log are logical decoding messages, messages.go). Idempotent;
+// an existing publication is set to exactly these tables, which takes an
+// older version's heartbeat and DDL log tables out of it; those tables
+// are dropped once no task uses them.
 //
 // filter gives a table's row filter (nil: none). The publication applies
 // it (PostgreSQL 15 row filters) when PostgreSQL allows that, its columns
@@ -29,13 +31,26 @@ import (
 // columns gives a table's selected columns (nil: all): the publication's
 // column list, so the others never leave the source.
 //
-// ddl adds the DDL log table (its rows of this task), see InstallDDLCapture.
+// ddl (DDL sync): the DDL log travels as messages (see
+// InstallDDLCapture), but while the task's trigger function is an older
+// version's, which inserts into sluice.ddl_log, the publication keeps
+// that table (the task's rows): a DDL between this and
+// InstallDDLCapture, which replaces the function, is not lost.
 func PrepareSource(ctx context.Context, conn *pgx.Conn, task string, tables []proto.TableID, filter func(proto.TableID) string, columns func(proto.TableID) []string, ddl bool) error {
-	if err := ensureHeartbeatRow(ctx, conn, task); err != nil {
-		return err
-	}
 	pub := proto.SlotName(task)
 	list := make([]string, 0, len(tables)+1)
+	if ddl {
+		var legacy bool
+		err := conn.QueryRow(ctx, `SELECT to_regclass('sluice.ddl_log') IS NOT NULL AND EXISTS (SELECT 1 FROM pg_proc p
+			JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'sluice' AND p.proname = $1 AND strpos(p.prosrc, 'sluice.ddl_log') > 0)`,
+			pub+"_ddl").Scan(&legacy)
+		if err != nil {
+			return fmt.Errorf("look up the task's DDL trigger function: %w", err)
+		}
+		if legacy {
+			list = append(list, fmt.Sprintf("%s WHERE (task = %s)", pgx.Identifier{DDLLogTable.Schema, DDLLogTable.Name}.Sanitize(), quoteLiteral(task)))
+		}
+	}
 	for _, t := range tables {
 		item := pgx.Identifier{t.Schema, t.Name}.Sanitize()
 		if columns != nil {
@@ -64,15 +79,6 @@ func PrepareSource(ctx context.Context, conn *pgx.Conn, task string, tables []pr
 		}
 		list = append(list, item)
 	}
-	list = append(list, fmt.Sprintf("%s WHERE (task = %s)",
-		pgx.Identifier{proto.HeartbeatTable.Schema, proto.HeartbeatTable.Name}.Sanitize(), quoteLiteral(task)))
-	if ddl {
-		if err := ensureDDLLog(ctx, conn); err != nil {
-			return err
-		}
-		list = append(list, fmt.Sprintf("%s WHERE (task = %s)",
-			pgx.Identifier{DDLLogTable.Schema, DDLLogTable.Name}.Sanitize(), quoteLiteral(task)))
-	}
 	var exists bool
 	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, pub).Scan(&exists); err != nil {
 		return fmt.Errorf("look up publication %s: %w", pub, err)
@@ -80,11 +86,23 @@ func PrepareSource(ctx context.Context, conn *pgx.Conn, task string, tables []pr
 	// Partitioned tables publish their partitions' changes as the root's:
 	// they sync as one table (a TRUNCATE of one partition is then not
 	// published; PostgreSQL's own limit).
-	stmts := []string{fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s WITH (publish_via_partition_root = true)", pgx.Identifier{pub}.Sanitize(), strings.Join(list, ", "))}
+	ident := pgx.Identifier{pub}.Sanitize()
+	forTables := ""
+	if len(list) > 0 {
+		forTables = " FOR TABLE " + strings.Join(list, ", ")
+	}
+	stmts := []string{fmt.Sprintf("CREATE PUBLICATION %s%s WITH (publish_via_partition_root = true)", ident, forTables)}
 	if exists {
-		stmts = []string{
-			fmt.Sprintf("ALTER PUBLICATION %s SET TABLE %s", pgx.Identifier{pub}.Sanitize(), strings.Join(list, ", ")),
-			fmt.Sprintf("ALTER PUBLICATION %s SET (publish_via_partition_root = true)", pgx.Identifier{pub}.Sanitize()),
+		stmts = []string{fmt.Sprintf("ALTER PUBLICATION %s SET (publish_via_partition_root = true)", ident)}
+		if len(list) > 0 {
+			stmts = append(stmts, fmt.Sprintf("ALTER PUBLICATION %s SET TABLE %s", ident, strings.Join(list, ", ")))
+		} else {
+			// No table yet (a schema taken whole, empty so far): SET
+			// TABLE needs one, so the ones listed go one by one.
+			stmts = append(stmts, fmt.Sprintf(`DO $$ DECLARE r record; BEGIN
+				FOR r IN SELECT prrelid::regclass AS rel FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid WHERE p.pubname = %s LOOP
+					EXECUTE format('ALTER PUBLICATION %%I DROP TABLE %%s', %s, r.rel);
+				END LOOP; END $$`, quoteLiteral(pub), quoteLiteral(pub)))
 		}
 	}
 	for _, stmt := range stmts {
@@ -92,7 +110,7 @@ func PrepareSource(ctx context.Context, conn *pgx.Conn, task string, tables []pr
 			return fmt.Errorf("create publication %s: %w", pub, err)
 		}
 	}
-	return nil
+	return dropUnusedLegacyTables(ctx, conn)
 }
 
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
@@ -196,10 +214,10 @@ func DropSlot(ctx context.Context, conn *pgx.Conn, task string) error {
 }
 
 // DropTaskObjects removes everything a task created in the source: its
-// slot (ending the session that holds it, if any), its publication, its
-// DDL capture (event triggers, function, recorded shapes) and its
-// heartbeat row; the heartbeat table and the sluice schema go with the
-// last task. Objects already gone are fine.
+// slot (ending the session that holds it, if any), its publication and
+// its DDL capture (event triggers, function, recorded shapes); an older
+// version's heartbeat and DDL log tables once unused, and the sluice
+// schema with the last task. Objects already gone are fine.
 func DropTaskObjects(ctx context.Context, conn *pgx.Conn, task string) error {
 	slot := proto.SlotName(task)
 	for _, s := range []string{slot, slot + "_snap"} {
@@ -213,32 +231,16 @@ func DropTaskObjects(ctx context.Context, conn *pgx.Conn, task string) error {
 	if err := dropDDLCapture(ctx, conn, task); err != nil {
 		return err
 	}
-	var hasTable bool
-	if err := conn.QueryRow(ctx, `SELECT to_regclass('sluice.heartbeat') IS NOT NULL`).Scan(&hasTable); err != nil {
+	if err := dropUnusedLegacyTables(ctx, conn); err != nil {
 		return err
 	}
-	if !hasTable {
-		return nil
-	}
-	if _, err := conn.Exec(ctx, `DELETE FROM sluice.heartbeat WHERE task = $1`, task); err != nil {
-		return fmt.Errorf("delete heartbeat row: %w", err)
-	}
-	var others bool
-	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM sluice.heartbeat)`).Scan(&others); err != nil {
-		return err
-	}
-	if !others {
-		if _, err := conn.Exec(ctx, `DROP TABLE IF EXISTS sluice.heartbeat`); err != nil {
-			return fmt.Errorf("drop heartbeat table: %w", err)
-		}
-		// Only when nothing else lives in it.
-		if _, err := conn.Exec(ctx, `DO $$ BEGIN
-			IF NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'sluice')
-			   AND NOT EXISTS (SELECT 1 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = 'sluice')
-			   AND NOT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'sluice')
-			THEN DROP SCHEMA IF EXISTS sluice; END IF; END $$`); err != nil {
-			return fmt.Errorf("drop schema sluice: %w", err)
-		}
+	// The schema only when nothing else lives in it.
+	if _, err := conn.Exec(ctx, `DO $$ BEGIN
+		IF NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'sluice')
+		   AND NOT EXISTS (SELECT 1 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = 'sluice')
+		   AND NOT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'sluice')
+		THEN DROP SCHEMA IF EXISTS sluice; END IF; END $$`); err != nil {
+		return fmt.Errorf("drop schema sluice: %w", err)
 	}
 	return nil
 }

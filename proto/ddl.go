@@ -8,7 +8,8 @@ import (
 
 // DDL sync: the task's event trigger in the source writes, for every
 // schema change of a synced table, the table's shape before and after the
-// change into a log table (sluice.ddl_log). Its insert travels in WAL
+// change as a transactional logical decoding message (an older Sluice
+// inserted it into a log table, sluice.ddl_log). It travels in WAL
 // order with the data, so the capture turns it into a DDLEvent on the
 // table's subject, between the rows written before and after the change.
 // The destination reconciles Old into New: a shape, not the statement's

@@ -36,9 +36,11 @@ func Subject(task string, t TableID) string {
 	return SubjectPrefix(task) + subjectToken(t.Schema) + "." + subjectToken(t.Name)
 }
 
-// HeartbeatTable is the table in the source that a task's heartbeat writes
-// one row of, every second. Its changes give latency and keep the slot
-// moving on an idle database. The schema "sluice" is reserved.
+// HeartbeatTable names a task's heartbeats in its stream: each is a row
+// of this table (an older Sluice's table in the source; now a logical
+// decoding message, see capture), every second. They give latency and
+// keep the slot moving on an idle database. The schema "sluice" is
+// reserved.
 var HeartbeatTable = TableID{Schema: "sluice", Name: "heartbeat"}
 
 // ReservedSchema holds Sluice's own objects, in the source (heartbeat) and
