@@ -29,9 +29,13 @@ demo: deps build
 
 # Long soak and fault runs, kept out of `make test`'s budget: the crash,
 # outage and large-transaction tests with many more kills and transactions,
-# and a 5,000-table task (TestManyTablesADBPG; make test runs 200).
+# and a 5,000-table task (TestManyTablesADBPG; make test runs 200); and the
+# alert rules of deploy/prometheus in a real Prometheus scraping a running
+# Sluice (make test skips that test where Prometheus is not installed).
 e2e: deps build
-	SLUICE_SOAK=1 $(GO) test -count=1 -timeout 120m -run 'Crash|Outage|LargeTransaction|Cluster|Security|ManyTables' -v ./node/
+	@./scripts/ensure-prometheus.sh
+	SLUICE_SOAK=1 $(GO) test -count=1 -timeout 120m -run 'Crash|Outage|LargeTransaction|Cluster|Security|ManyTables|Prometheus' -v ./node/
+	$(GO) test -count=1 ./deploy/
 	$(MAKE) --no-print-directory fuzz FUZZTIME=$(E2E_FUZZTIME)
 
 # Sluice against PostgreSQL's own ceilings on clusters it starts itself

@@ -32,8 +32,7 @@ type applyUnit struct {
 }
 
 func (u *applyUnit) run(ctx context.Context) (fenced bool) {
-	log := u.logger.With("task", u.task, "group", u.group, "epoch", u.epoch)
-	return pipeline.Supervise(ctx, pipeline.Unit{Task: u.task, What: "apply group", Where: "attempt/apply", Store: u.store, Retry: u.cfg.retry(), Log: log, Health: u.health.set}, u.attempt)
+	return pipeline.Supervise(ctx, pipeline.Unit{Task: u.task, What: "apply group", Where: "attempt/apply", Store: u.store, Retry: u.cfg.retry(), Log: u.logger, Health: u.health.set}, u.attempt)
 }
 
 // attempt applies until the first error (Supervise sets the task back to
@@ -78,7 +77,7 @@ func (u *applyUnit) attempt(ctx context.Context) error {
 		}
 		// A table added to the task is being copied: the group waits
 		// (its other tables too), then starts again from the positions.
-		u.logger.Info("apply group waits for a table being added", "task", u.task, "group", u.group, "table", held.Table.String())
+		u.logger.Info("apply group waits for a table being added", "table", held.Table.String())
 		for gate.refresh(); gate.held(held.Table); gate.refresh() {
 			select {
 			case <-ctx.Done():

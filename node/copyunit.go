@@ -34,18 +34,17 @@ type copyUnit struct {
 }
 
 func (u *copyUnit) run(ctx context.Context) (fenced bool) {
-	log := u.logger.With("task", u.task, "copy_unit", u.share)
 	// A fenced copy means its plan is over (replaced or finished): the
 	// unit ends, and runs again only if the leader still wants it.
 	attempt := func(ctx context.Context) error {
-		err := u.attempt(ctx, log)
+		err := u.attempt(ctx, u.logger)
 		if errors.Is(err, apply.ErrFenced) {
-			log.Info("full-sync plan moved on; copy unit ends", "err", err)
+			u.logger.Info("full-sync plan moved on; copy unit ends", "err", err)
 			return nil
 		}
 		return err
 	}
-	return pipeline.Supervise(ctx, pipeline.Unit{Task: u.task, What: "copy unit", Where: "attempt/copy", Store: u.store, Retry: u.cfg.retry(), Log: log, Health: u.health.set}, attempt)
+	return pipeline.Supervise(ctx, pipeline.Unit{Task: u.task, What: "copy unit", Where: "attempt/copy", Store: u.store, Retry: u.cfg.retry(), Log: u.logger, Health: u.health.set}, attempt)
 }
 
 // planNow returns the task's plan if it is still plan id (0: any ready plan).

@@ -62,7 +62,7 @@ func (r *rowsReporter) reportLocked(ctx context.Context) {
 		r.sent = n
 	case ctx.Err() == nil && !errors.Is(err, coordinator.ErrTaskNotFound):
 		// The next report carries the whole count: nothing is lost.
-		r.log.Debug("cannot record rows applied yet", "task", r.task, "unit", r.unit, "err", err)
+		r.log.Debug("cannot record rows applied yet", "err", err)
 	}
 }
 

@@ -115,16 +115,16 @@ func (w *Worker) Run(ctx context.Context) {
 			fenced := w.fenced()
 			if fenced != wasFenced {
 				if fenced {
-					w.logger.Warn("the leader has not heard from this node within the failover timeout: stopping its units", "node", w.id, "timeout", w.failover)
+					w.logger.Warn("the leader has not heard from this node within the failover timeout: stopping its units", "timeout", w.failover)
 				} else {
-					w.logger.Info("in touch with the leader again", "node", w.id)
+					w.logger.Info("in touch with the leader again")
 				}
 				wasFenced = fenced
 			}
 			w.reconcile(ctx, fenced)
 			return nil
 		}); err != nil {
-			w.logger.Error("worker round failed; going on", "node", w.id, "err", err)
+			w.logger.Error("worker round failed; going on", "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -133,7 +133,7 @@ func (w *Worker) Run(ctx context.Context) {
 		case <-changed:
 		case now := <-tick.C:
 			if err := safe.Run("worker", func() error { w.tickLives(now); return nil }); err != nil {
-				w.logger.Error("worker round failed; going on", "node", w.id, "err", err)
+				w.logger.Error("worker round failed; going on", "err", err)
 			}
 		}
 	}
@@ -229,7 +229,8 @@ func (w *Worker) start(ctx context.Context, a coordinator.Assignment) {
 	uctx, cancel := context.WithCancel(ctx)
 	ru := &runningUnit{id: id, epoch: a.Epoch, cancel: cancel, done: make(chan struct{}), health: &unitHealth{}}
 	w.units[a.Unit] = ru
-	w.logger.Info("starting unit", "unit", a.Unit, "epoch", a.Epoch)
+	log := unitLogger(w.logger, id, a.Epoch)
+	log.Info("starting unit")
 	go func() {
 		defer close(ru.done)
 		defer func() { ru.ended = time.Now() }()
@@ -245,23 +246,23 @@ func (w *Worker) start(ctx context.Context, a coordinator.Assignment) {
 			safe.Failpoint("unit-start")
 			switch id.Kind {
 			case scheduler.KindCapture:
-				r := captureRunner(id.Task, w.coord, w.js, w.cfg, w.logger, l, ru.health)
+				r := captureRunner(id.Task, w.coord, w.js, w.cfg, log, l, ru.health)
 				ru.fenced.Store(r.Run(uctx))
 			case scheduler.KindApply:
-				u := &applyUnit{task: id.Task, group: id.Group, epoch: a.Epoch, store: w.coord, js: w.js, cfg: w.cfg, logger: w.logger, live: l, health: ru.health}
+				u := &applyUnit{task: id.Task, group: id.Group, epoch: a.Epoch, store: w.coord, js: w.js, cfg: w.cfg, logger: log, live: l, health: ru.health}
 				ru.fenced.Store(u.run(uctx))
 			case scheduler.KindCopy:
-				u := &copyUnit{task: id.Task, share: id.Group, store: w.coord, cfg: w.cfg, logger: w.logger, live: l, health: ru.health}
+				u := &copyUnit{task: id.Task, share: id.Group, store: w.coord, cfg: w.cfg, logger: log, live: l, health: ru.health}
 				ru.fenced.Store(u.run(uctx))
 			}
 			return nil
 		})
 		ru.health.set(false, err)
 		if err != nil {
-			w.logger.Error("unit failed; it starts again", "unit", a.Unit, "epoch", a.Epoch, "in", restartDelay, "err", err)
+			log.Error("unit failed; it starts again", "in", restartDelay, "err", err)
 			return
 		}
-		w.logger.Info("unit stopped", "unit", a.Unit, "epoch", a.Epoch)
+		log.Info("unit stopped")
 	}()
 }
 
