@@ -1,0 +1,101 @@
+package coordinator
+
+import (
+	"maps"
+	"slices"
+
+	"github.com/sluicedb/sluice/proto"
+)
+
+// TablesFull is each table's full-sync progress from the current plan
+// (by table name): a table whose chunks are all done has its exact count,
+// one still loading its chunks so far and the larger of the planner's
+// estimate and that. Empty without a plan.
+func (t *Task) TablesFull() map[string]proto.TableFull {
+	out := map[string]proto.TableFull{}
+	p := t.FullSync
+	if p == nil {
+		return out
+	}
+	for _, pt := range p.Tables {
+		var f proto.TableFull
+		done := true
+		for _, c := range pt.Chunks {
+			if c.Done {
+				f.RowsDone += c.Rows
+			} else {
+				f.RowsDone += c.Copying
+				done = false
+			}
+		}
+		f.RowsEstimated = f.RowsDone
+		if !done {
+			f.RowsEstimated = max(pt.Estimated, f.RowsDone)
+		}
+		out[pt.Table.String()] = f
+	}
+	return out
+}
+
+// tablePhase is a table's phase in the task's status (TableStatus.Phase).
+func tablePhase(t *Task, key string, adding map[string]bool, copying map[string]bool) string {
+	name := proto.TableIDFromKey(key).String()
+	_, copied := t.TablesCopied[key]
+	switch {
+	case adding[name]:
+		return "adding"
+	case t.Phase == proto.PhaseFull && copying[name] && !copied:
+		return "full"
+	case t.Phase == proto.PhaseFull && copied:
+		return "copied"
+	}
+	return string(t.Phase)
+}
+
+// TablesStatus assembles a task's tables from the replicated state (its
+// tables, their copy) and the cluster's live figures (counters, position,
+// lag); rates are the leader's recent copy rates (nil elsewhere).
+func TablesStatus(t *Task, live TaskLive, rates map[string]float64) proto.TablesStatus {
+	full := t.TablesFull()
+	byName := map[string]TableLive{}
+	for _, l := range live.Tables {
+		byName[l.Table] = l
+	}
+	keys := map[string]bool{}
+	for _, k := range t.Tables {
+		keys[k] = true
+	}
+	copying := map[string]bool{}
+	if t.FullSync != nil {
+		for i, pt := range t.FullSync.Tables {
+			keys[pt.Table.Key()] = true
+			if done, _ := t.FullSync.TableDone(i); !done {
+				copying[pt.Table.String()] = true
+			}
+		}
+	}
+	adding := map[string]bool{}
+	for _, a := range t.AddingNotCopied() {
+		adding[a] = true
+	}
+	out := proto.TablesStatus{Tables: []proto.TableStatus{}}
+	for _, key := range slices.Sorted(maps.Keys(keys)) {
+		name := proto.TableIDFromKey(key).String()
+		ts := proto.TableStatus{Table: name, Phase: tablePhase(t, key, adding, copying)}
+		if f, ok := full[name]; ok {
+			f.RowsPerSecond = rates[name]
+			if left := f.RowsEstimated - f.RowsDone; left > 0 && f.RowsPerSecond > 0 {
+				eta := int64(float64(left)/f.RowsPerSecond + 0.5)
+				f.ETASeconds = &eta
+			}
+			ts.Full = &f
+		}
+		if l, ok := byName[name]; ok {
+			ts.Applied = &proto.OpCounts{Insert: l.Insert, Update: l.Update, Delete: l.Delete, Truncate: l.Truncate}
+			ts.LastPosition = PositionText(l.Last)
+			ts.LagMS = l.LagMS
+		}
+		out.Tables = append(out.Tables, ts)
+	}
+	return out
+}
