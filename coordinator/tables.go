@@ -38,8 +38,7 @@ func (t *Task) TablesFull() map[string]proto.TableFull {
 }
 
 // tablePhase is a table's phase in the task's status (TableStatus.Phase).
-func tablePhase(t *Task, key string, adding map[string]bool, copying map[string]bool) string {
-	name := proto.TableIDFromKey(key).String()
+func tablePhase(t *Task, name, key string, adding map[string]bool, copying map[string]bool) string {
 	_, copied := t.TablesCopied[key]
 	switch {
 	case adding[name]:
@@ -78,10 +77,21 @@ func TablesStatus(t *Task, live TaskLive, rates map[string]float64) proto.Tables
 	for _, a := range t.AddingNotCopied() {
 		adding[a] = true
 	}
+	// By name: the replicated tables, and those the apply groups report
+	// (a task from before its tables were recorded).
+	names := map[string]string{}
+	for k := range keys {
+		names[proto.TableIDFromKey(k).String()] = k
+	}
+	for name := range byName {
+		if _, ok := names[name]; !ok {
+			names[name] = ""
+		}
+	}
 	out := proto.TablesStatus{Tables: []proto.TableStatus{}}
-	for _, key := range slices.Sorted(maps.Keys(keys)) {
-		name := proto.TableIDFromKey(key).String()
-		ts := proto.TableStatus{Table: name, Phase: tablePhase(t, key, adding, copying)}
+	for _, name := range slices.Sorted(maps.Keys(names)) {
+		key := names[name]
+		ts := proto.TableStatus{Table: name, Phase: tablePhase(t, name, key, adding, copying)}
 		if f, ok := full[name]; ok {
 			f.RowsPerSecond = rates[name]
 			if left := f.RowsEstimated - f.RowsDone; left > 0 && f.RowsPerSecond > 0 {
