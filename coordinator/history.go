@@ -20,52 +20,80 @@ const HistoryInterval = 10 * time.Second
 const historyPoints = int(time.Hour / HistoryInterval)
 
 type taskHistory struct {
-	mu     sync.Mutex
-	last   time.Time
-	points map[string][]proto.HistoryPoint // a ring: appended, the oldest cut
-	// copied: each table's rows copied at the previous point, and the
-	// rates worked out from it.
-	copied map[string]map[string]int64
-	at     time.Time
-	rates  map[string]map[string]float64
+	mu sync.Mutex
+	// tasks by name; a task's first point is taken when it is first
+	// seen, then one every HistoryInterval.
+	tasks map[string]*taskPoints
 }
 
-// sampleHistory records a point of every task when HistoryInterval has
-// passed since the last (leader only; the scheduler's loop calls it).
+type taskPoints struct {
+	last   time.Time
+	points []proto.HistoryPoint // a ring: appended, the oldest cut
+	// copied: each table's rows copied at the last point, and the rates
+	// worked out from the point before.
+	copied map[string]int64
+	rates  map[string]float64
+}
+
+// sampleHistory records a point of each task whose last one is
+// HistoryInterval old, or that has none (leader only; the scheduler's
+// loop calls it).
 func (c *Coordinator) sampleHistory(ctx context.Context, now time.Time) {
+	tasks := c.Tasks()
 	h := &c.history
 	h.mu.Lock()
-	due := now.Sub(h.last) >= HistoryInterval
+	var due []Task
+	for _, t := range tasks {
+		if tp := h.tasks[t.Spec.Name]; tp == nil || now.Sub(tp.last) >= HistoryInterval {
+			due = append(due, t)
+		}
+	}
+	gone := len(tasks) != len(h.tasks) // some task was deleted
 	h.mu.Unlock()
-	if !due {
+	if len(due) == 0 && !gone {
 		return
 	}
-	live, _ := c.ClusterLive(ctx)
-	tasks := c.Tasks()
+	var live map[string]TaskLive
+	if len(due) > 0 {
+		live, _ = c.ClusterLive(ctx)
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	points, copied, rates := map[string][]proto.HistoryPoint{}, map[string]map[string]int64{}, map[string]map[string]float64{}
+	kept := make(map[string]*taskPoints, len(tasks))
 	for _, t := range tasks {
-		name := t.Spec.Name
-		l := live[name]
-		p := proto.HistoryPoint{At: now.UTC().Truncate(time.Second), LatencyMS: l.LatencyMS,
-			RowsPerSecond: l.RowsPerSecond + l.FullRowsPerSecond, BytesPerSecond: l.BytesPerSecond + l.FullBytesPerSecond}
-		list := append(h.points[name], p)
-		if len(list) > historyPoints {
-			list = append([]proto.HistoryPoint(nil), list[len(list)-historyPoints:]...)
+		if tp := h.tasks[t.Spec.Name]; tp != nil {
+			kept[t.Spec.Name] = tp // deleted tasks' history goes
 		}
-		points[name] = list
-		copied[name], rates[name] = map[string]int64{}, map[string]float64{}
-		for table, f := range t.TablesFull() {
-			copied[name][table] = f.RowsDone
-			if prev, ok := h.copied[name][table]; ok && !h.at.IsZero() {
-				if d := now.Sub(h.at).Seconds(); d > 0 && f.RowsDone >= prev {
-					rates[name][table] = float64(f.RowsDone-prev) / d
-				}
+	}
+	for _, t := range due {
+		tp := kept[t.Spec.Name]
+		if tp == nil {
+			tp = &taskPoints{}
+			kept[t.Spec.Name] = tp
+		}
+		tp.add(&t, live[t.Spec.Name], now)
+	}
+	h.tasks = kept
+}
+
+// add records a point of task t.
+func (tp *taskPoints) add(t *Task, l TaskLive, now time.Time) {
+	p := proto.HistoryPoint{At: now.UTC().Truncate(time.Second), LatencyMS: l.LatencyMS,
+		RowsPerSecond: l.RowsPerSecond + l.FullRowsPerSecond, BytesPerSecond: l.BytesPerSecond + l.FullBytesPerSecond}
+	tp.points = append(tp.points, p)
+	if len(tp.points) > historyPoints {
+		tp.points = append([]proto.HistoryPoint(nil), tp.points[len(tp.points)-historyPoints:]...)
+	}
+	copied, rates := map[string]int64{}, map[string]float64{}
+	for table, f := range t.TablesFull() {
+		copied[table] = f.RowsDone
+		if prev, ok := tp.copied[table]; ok && !tp.last.IsZero() {
+			if d := now.Sub(tp.last).Seconds(); d > 0 && f.RowsDone >= prev {
+				rates[table] = float64(f.RowsDone-prev) / d
 			}
 		}
 	}
-	h.points, h.copied, h.rates, h.at, h.last = points, copied, rates, now, now
+	tp.copied, tp.rates, tp.last = copied, rates, now
 }
 
 // resetHistory forgets the history (leadership lost or gained).
@@ -73,7 +101,7 @@ func (c *Coordinator) resetHistory() {
 	h := &c.history
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.points, h.copied, h.rates, h.at, h.last = nil, nil, nil, time.Time{}, time.Time{}
+	h.tasks = nil
 }
 
 // History returns a task's points, oldest first (leader only).
@@ -81,8 +109,11 @@ func (c *Coordinator) History(task string) proto.TaskHistory {
 	h := &c.history
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return proto.TaskHistory{IntervalSeconds: int(HistoryInterval / time.Second),
-		Points: append([]proto.HistoryPoint{}, h.points[task]...)}
+	out := proto.TaskHistory{IntervalSeconds: int(HistoryInterval / time.Second), Points: []proto.HistoryPoint{}}
+	if tp := h.tasks[task]; tp != nil {
+		out.Points = append(out.Points, tp.points...)
+	}
+	return out
 }
 
 // copyRates returns the recent copy rate of each of a task's tables
@@ -91,5 +122,8 @@ func (c *Coordinator) copyRates(task string) map[string]float64 {
 	h := &c.history
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.rates[task]
+	if tp := h.tasks[task]; tp != nil {
+		return tp.rates
+	}
+	return nil
 }

@@ -7,12 +7,15 @@ import (
 	"github.com/sluicedb/sluice/proto"
 )
 
-// TablesFull is each table's full-sync progress from the current plan
-// (by table name): a table whose chunks are all done has its exact count,
-// one still loading its chunks so far and the larger of the planner's
-// estimate and that. Empty without a plan.
+// TablesFull is each table's full-sync progress (by table name): the
+// rows of the tables copied, then from the current plan: a table whose
+// chunks are all done has its exact count, one still loading its chunks
+// so far and the larger of the planner's estimate and that.
 func (t *Task) TablesFull() map[string]proto.TableFull {
 	out := map[string]proto.TableFull{}
+	for k, n := range t.TableRows {
+		out[proto.TableIDFromKey(k).String()] = proto.TableFull{RowsDone: n, RowsEstimated: n}
+	}
 	p := t.FullSync
 	if p == nil {
 		return out
@@ -35,6 +38,25 @@ func (t *Task) TablesFull() map[string]proto.TableFull {
 		out[pt.Table.String()] = f
 	}
 	return out
+}
+
+// keepTableRows records the rows of the tables just marked copied, from
+// the plan's chunks (FSM apply: state only).
+func (t *Task) keepTableRows(copied map[string]proto.LSN) {
+	if t.FullSync == nil {
+		return
+	}
+	for i, pt := range t.FullSync.Tables {
+		if _, ok := copied[pt.Table.Key()]; !ok {
+			continue
+		}
+		if done, rows := t.FullSync.TableDone(i); done {
+			if t.TableRows == nil {
+				t.TableRows = map[string]int64{}
+			}
+			t.TableRows[pt.Table.Key()] = rows
+		}
+	}
 }
 
 // tablePhase is a table's phase in the task's status (TableStatus.Phase).
