@@ -83,6 +83,9 @@ type heartbeats struct {
 	units map[string][]UnitHealth
 	keys  map[string][]string
 	live  map[string][]TaskLive
+	// gen counts the heartbeats; merged is the last merge of live.
+	gen    uint64
+	merged mergedLive
 	// since: leadership start; every node counts as seen then, so a new
 	// leader does not declare the whole cluster down on its first tick.
 	since time.Time
@@ -106,6 +109,7 @@ func (c *Coordinator) Heartbeat(hb Heartbeat) error {
 		c.beats.live = map[string][]TaskLive{}
 	}
 	c.beats.live[hb.Node] = hb.Live
+	c.beats.gen++
 	return nil
 }
 
@@ -163,6 +167,7 @@ func (c *Coordinator) RunScheduler(ctx context.Context, cfg SchedulerConfig) {
 			c.beats.seen = map[string]time.Time{}
 			c.beats.units = map[string][]UnitHealth{}
 			c.beats.live = map[string][]TaskLive{}
+			c.beats.gen++
 			c.beats.mu.Unlock()
 			cfg.Logger.Info("leading: scheduling units", "node", c.cfg.NodeID)
 		}

@@ -191,17 +191,31 @@ func (c *Coordinator) ClusterLive(ctx context.Context) (map[string]TaskLive, boo
 	return data, err == nil
 }
 
-// leaderLive merges the figures of the nodes heard from lately.
+// leaderLive merges the figures of the nodes heard from lately; the
+// merge is kept until the next heartbeat (or a second: a silent node's
+// figures age out), as a task list asks once per task.
 func (c *Coordinator) leaderLive(now time.Time) map[string]TaskLive {
 	c.beats.mu.Lock()
 	defer c.beats.mu.Unlock()
+	if m := &c.beats.merged; m.data != nil && m.gen == c.beats.gen && now.Sub(m.at) < liveCacheFor {
+		return m.data
+	}
 	var lists [][]TaskLive
 	for node, l := range c.beats.live {
 		if now.Sub(c.beats.seen[node]) <= liveFresh {
 			lists = append(lists, l)
 		}
 	}
-	return MergeLive(lists...)
+	data := MergeLive(lists...)
+	c.beats.merged = mergedLive{data: data, gen: c.beats.gen, at: now}
+	return data
+}
+
+// mergedLive is the leader's last merge of the nodes' figures.
+type mergedLive struct {
+	data map[string]TaskLive
+	gen  uint64 // of the heartbeats it merged
+	at   time.Time
 }
 
 // fetchLeaderLive asks the leader's internal API for its figures.
