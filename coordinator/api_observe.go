@@ -20,8 +20,8 @@ func (a *api) observeRoutes(mux *http.ServeMux) {
 // leaderReads are the GETs a follower passes to the leader: the cluster's
 // health, a task's tables' copy rates and its history live only there.
 func leaderReads(path string) bool {
-	return path == "/api/v1/cluster" ||
-		strings.HasPrefix(path, "/api/v1/tasks/") && (strings.HasSuffix(path, "/tables") || strings.HasSuffix(path, "/history"))
+	task := strings.HasPrefix(path, "/api/v1/tasks/")
+	return path == "/api/v1/cluster" || (task && (strings.HasSuffix(path, "/tables") || strings.HasSuffix(path, "/history")))
 }
 
 func (a *api) taskTables(w http.ResponseWriter, r *http.Request) {

@@ -93,14 +93,20 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descVerifyRows, float64(r.Rows), name, r.Table)
 			gauge(descVerifyAt, float64(r.At.Unix()), name, r.Table)
 		}
+		if t.Spec.PerTableMetricsOn() {
+			// Each table's copy, replicated too.
+			for table, f := range t.TablesFull() {
+				gauge(descTableFullRows, float64(f.RowsDone), name, table)
+				gauge(descTableFullEstimated, float64(f.RowsEstimated), name, table)
+			}
+		}
 		l, ok := cluster[name]
 		if !known {
 			l, ok = c.localLive(name)
 		}
-		if !ok {
-			continue
+		if ok {
+			c.collectLive(ch, &t, l)
 		}
-		c.collectLive(ch, &t, l)
 	}
 	leader := c.coord.IsLeader()
 	if leader {
@@ -136,8 +142,7 @@ func (c *collector) localLive(name string) (coordinator.TaskLive, bool) {
 }
 
 // collectLive exports a task's live figures (cluster-wide, see
-// coordinator/live.go) and, unless per_table_metrics is false, its
-// per-table series.
+// coordinator/live.go), per table too unless per_table_metrics is false.
 func (c *collector) collectLive(ch chan<- prometheus.Metric, t *coordinator.Task, l coordinator.TaskLive) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
@@ -174,10 +179,6 @@ func (c *collector) collectLive(ch chan<- prometheus.Metric, t *coordinator.Task
 		if tl.LagMS != nil {
 			gauge(descTableLag, float64(*tl.LagMS)/1000, name, tl.Table)
 		}
-	}
-	for table, f := range t.TablesFull() {
-		gauge(descTableFullRows, float64(f.RowsDone), name, table)
-		gauge(descTableFullEstimated, float64(f.RowsEstimated), name, table)
 	}
 }
 
