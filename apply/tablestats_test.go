@@ -11,7 +11,9 @@ import (
 func TestCountTables(t *testing.T) {
 	src, dst := proto.TableID{Schema: "public", Name: "orders"}, proto.TableID{Schema: "public", Name: "orders_v2"}
 	other := proto.TableID{Schema: "public", Name: "items"}
-	row := func(op proto.Op, lsn proto.LSN, idx uint32) proto.Row { return proto.Row{Op: op, Pos: proto.Position{LSN: lsn, Idx: idx}} }
+	row := func(op proto.Op, lsn proto.LSN, idx uint32) proto.Row {
+		return proto.Row{Op: op, Pos: proto.Position{LSN: lsn, Idx: idx}}
+	}
 	var s WorkerStats
 	s.countTables(&Changes{Segments: []*Segment{
 		{Table: dst, Rows: []proto.Row{row(proto.OpInsert, 10, 0), row(proto.OpUpdate, 10, 1), row(proto.OpDelete, 12, 0)}},
