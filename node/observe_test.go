@@ -199,8 +199,7 @@ func TestObserveTablesAndHistory(t *testing.T) {
 }
 
 // A 3-node cluster, the task's units all on one node (its own pool):
-// another node, a follower where possible, shows the task's real
-// figures in `task get -o json`, `task get --tables -o json`, /metrics
+// another node, a follower, shows the task's real figures in `task get -o json`, `task get --tables -o json`, /metrics
 // and the history.
 func TestClusterObserveFromAnotherNode(t *testing.T) {
 	p := newPair(t)
@@ -213,7 +212,8 @@ func TestClusterObserveFromAnotherNode(t *testing.T) {
 	const work = 2
 	createTask(t, clusterClient(c), taskYAML("obs", p, "cluster: work\n"))
 	waitPhase(t, clusterClient(c), "obs", proto.PhaseIncremental, 2*time.Minute)
-	// Another node than the units', not the leader when one is free.
+	// Neither the units' node nor the leader: a follower, which reads the
+	// figures from the leader.
 	other := 0
 	if other == leader {
 		other = 1
