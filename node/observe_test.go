@@ -49,6 +49,15 @@ func obsWorkload(t *testing.T, src *pgx.Conn) map[string]proto.OpCounts {
 	}
 }
 
+// checkSlot wants the task's slot with the leader's measurement: the
+// capture reads it.
+func checkSlot(s *proto.SlotStatus, task string) error {
+	if s == nil || s.Name != proto.SlotName(task) || s.ConfirmedLSN == "" || s.RetainedWALBytes == nil || s.Active == nil || !*s.Active {
+		return fmt.Errorf("slot %+v", s)
+	}
+	return nil
+}
+
 // total is every change of want.
 func total(want map[string]proto.OpCounts) int64 {
 	var n int64
@@ -152,8 +161,8 @@ func TestObserveTablesAndHistory(t *testing.T) {
 		if st.RowsApplied != total(want) || st.LatencyMS == nil {
 			return fmt.Errorf("rows applied %d (want %d), latency %v", st.RowsApplied, total(want), st.LatencyMS)
 		}
-		if st.Slot == nil || st.Slot.Name != proto.SlotName("obs") {
-			return fmt.Errorf("slot %+v", st.Slot)
+		if err := checkSlot(st.Slot, "obs"); err != nil {
+			return err
 		}
 		ts, err := c.TaskTables(ctx, "obs")
 		if err != nil {
@@ -248,6 +257,9 @@ func TestClusterObserveFromAnotherNode(t *testing.T) {
 		}
 		if ts.RowsApplied != total(want) || ts.LatencyMS == nil || ts.ConfirmedLSN == "" {
 			return fmt.Errorf("task get on %s: rows applied %d (want %d), latency %v, confirmed lsn %q", c.ID(other), ts.RowsApplied, total(want), ts.LatencyMS, ts.ConfirmedLSN)
+		}
+		if err := checkSlot(ts.Slot, "obs"); err != nil {
+			return fmt.Errorf("on %s: %w", c.ID(other), err)
 		}
 		var tables proto.TablesStatus
 		if err := cliJSON(&tables, "task", "get", "obs", "--tables"); err != nil {
