@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -108,6 +109,10 @@ type WorkerStats struct {
 	// StartedUS is when the worker started (Unix µs): a worker that has
 	// applied no heartbeat since is at least that late.
 	StartedUS atomic.Int64
+
+	// tables: per table counts (tablestats.go).
+	tablesMu sync.Mutex
+	tables   map[proto.TableID]*TableCount
 }
 
 // BatchPacer is a sink that wants bigger, rarer batches than the
@@ -254,7 +259,10 @@ type worker struct {
 	// ahead of what the destination has while a batch is being applied.
 	// Should that batch fail, the worker stops and starts again from the
 	// destination's positions.
-	floors  map[string]proto.Position
+	floors map[string]proto.Position
+	// sources maps a destination table (renamed) back to its source's,
+	// the name its counts go by.
+	sources map[proto.TableID]proto.TableID
 	iter    jetstream.MessagesContext
 	lastSeq uint64 // consumer sequence of the last message received
 	// parts of a batch split over several messages (one huge row)
@@ -454,6 +462,7 @@ func (w *worker) apply(ctx context.Context, b *collected) error {
 		w.cfg.Stats.RowsApplied.Add(int64(b.ch.Rows()))
 		w.cfg.Stats.BytesApplied.Add(int64(b.bytes))
 		w.cfg.Stats.Batches.Add(1)
+		w.cfg.Stats.countTables(b.ch, w.sources)
 	}
 	if b.ddl != nil {
 		applier, ok := w.cfg.Sink.(DDLApplier)
@@ -543,6 +552,12 @@ func (w *worker) add(cur *collected, b *proto.Batch) int {
 	if w.cfg.Names != nil {
 		src := b.Table
 		b.Table = w.cfg.Names.Table(src)
+		if b.Table != src {
+			if w.sources == nil {
+				w.sources = map[proto.TableID]proto.TableID{}
+			}
+			w.sources[b.Table] = src
+		}
 		cols := make([]proto.Column, len(b.Columns))
 		for i, c := range b.Columns {
 			c.Name = w.cfg.Names.Column(src, c.Name)

@@ -53,8 +53,8 @@ type Backend interface {
 	Verify(ctx context.Context, task *Task, req proto.VerifyRequest) (*proto.VerifyReport, error)
 }
 
-// Live is a running task's volatile metrics: not replicated, read from the
-// node that runs the task.
+// Live is a running task's volatile metrics: not replicated, measured on
+// the node that runs the task (the API shows the cluster's: live.go).
 type Live struct {
 	LatencyMS     *int64 // nil while unknown
 	RowsApplied   int64
@@ -148,6 +148,7 @@ func NewAPI(c *Coordinator, b Backend, opts APIOptions) http.Handler {
 	public.HandleFunc("PUT /api/v1/tasks/{name}/throttle", a.setThrottle)
 	public.HandleFunc("PUT /api/v1/tasks/{name}", a.updateTask)
 	a.clusterRoutes(public)
+	a.observeRoutes(public)
 	a.tokenRoutes(public)
 	public.HandleFunc("POST /api/v1/keys/rotate", a.rotateKey)
 	internal := http.NewServeMux()
@@ -617,7 +618,8 @@ func (a *api) healthz(w http.ResponseWriter, r *http.Request) {
 // status is what users see of a task: the replicated state, the node's
 // live metrics, and the spec without passwords.
 func (a *api) status(t Task) proto.TaskStatus {
-	live := a.b.Live(t.Spec.Name)
+	cluster := a.taskLive(context.Background(), t.Spec.Name)
+	live := cluster.Live()
 	// Full-sync progress is in the replicated state, chunk by chunk, so
 	// every node shows it and it survives restarts.
 	full := t.FullProgress()
@@ -634,6 +636,7 @@ func (a *api) status(t Task) proto.TaskStatus {
 		ThroughputRPS: live.ThroughputRPS,
 		ThroughputBPS: live.ThroughputBPS,
 		ConfirmedLSN:  live.ConfirmedLSN,
+		Slot:          slotStatus(&t, cluster),
 		Adding:        t.AddingNotCopied(),
 		LastError:     t.CurrentError(),
 		CreatedAt:     t.CreatedAt,
@@ -654,7 +657,7 @@ func (a *api) status(t Task) proto.TaskStatus {
 // (task_failed) shows as the task failed, with that direction's error.
 func (a *api) twoWayStatus(t Task, st *proto.TaskStatus) {
 	direction := func(t Task) proto.DirectionStatus {
-		live := a.b.Live(t.Spec.Name)
+		live := a.taskLive(context.Background(), t.Spec.Name).Live()
 		return proto.DirectionStatus{Task: t.Spec.Name, Phase: t.Phase, State: t.State, LatencyMS: live.LatencyMS,
 			RowsApplied: t.RowsApplied(), ThroughputRPS: live.ThroughputRPS, LastError: t.CurrentError()}
 	}

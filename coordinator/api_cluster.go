@@ -15,8 +15,8 @@ import (
 // leadership change in between cannot bounce it around.
 const forwardedHeader = "X-Sluice-Forwarded-By"
 
-// forwardToLeader sends writes (and the cluster status, whose health part
-// only the leader knows) to the leader's API when this node is a follower;
+// forwardToLeader sends writes (and the reads only the leader can answer:
+// leaderReads) to the leader's API when this node is a follower;
 // writes wait for a leader when there is none yet (writeViaLeader). Reads
 // of tasks are served from local state, at once.
 func (a *api) forwardToLeader(next http.Handler) http.Handler {
@@ -30,7 +30,7 @@ func (a *api) forwardToLeader(next http.Handler) http.Handler {
 			return
 		}
 		target := a.leaderAPI()
-		if r.URL.Path != "/api/v1/cluster" || a.c.IsLeader() || target == "" {
+		if !leaderReads(r.URL.Path) || a.c.IsLeader() || target == "" {
 			next.ServeHTTP(w, r) // the status from local state, without health
 			return
 		}
@@ -88,6 +88,7 @@ func (a *api) internalRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+RegisterPath, a.registerNode)
 	mux.HandleFunc("POST "+HeartbeatPath, a.heartbeat)
 	mux.HandleFunc("GET "+KeyringPath, a.keyring)
+	mux.HandleFunc("GET "+LivePath, a.serveLive)
 }
 
 // registerNode adds a node to the state and its Raft follower to the
@@ -115,9 +116,13 @@ func (a *api) registerNode(w http.ResponseWriter, r *http.Request) {
 	a.reply(w, http.StatusOK, map[string]string{"registered": n.ID})
 }
 
+// maxHeartbeatBytes bounds a heartbeat: it carries a line of figures per
+// table of the node's apply groups (thousands of tables fit).
+const maxHeartbeatBytes = 64 << 20
+
 func (a *api) heartbeat(w http.ResponseWriter, r *http.Request) {
 	var hb Heartbeat
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes)).Decode(&hb); err != nil || hb.Node == "" {
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxHeartbeatBytes)).Decode(&hb); err != nil || hb.Node == "" {
 		a.fail(w, http.StatusBadRequest, "a heartbeat needs the node's id", nil)
 		return
 	}

@@ -130,6 +130,24 @@ func (c *Client) GetTask(ctx context.Context, name string) (*proto.TaskStatus, e
 	return &st, nil
 }
 
+// TaskTables returns a task's tables with their figures.
+func (c *Client) TaskTables(ctx context.Context, name string) (*proto.TablesStatus, error) {
+	var out proto.TablesStatus
+	if err := c.do(ctx, http.MethodGet, "/api/v1/tasks/"+url.PathEscape(name)+"/tables", "", nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// TaskHistory returns a task's figures over the last hour.
+func (c *Client) TaskHistory(ctx context.Context, name string) (*proto.TaskHistory, error) {
+	var out proto.TaskHistory
+	if err := c.do(ctx, http.MethodGet, "/api/v1/tasks/"+url.PathEscape(name)+"/history", "", nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // ListTasks returns every task's status, sorted by name.
 func (c *Client) ListTasks(ctx context.Context) ([]proto.TaskStatus, error) {
 	var list []proto.TaskStatus

@@ -504,6 +504,7 @@ func applyMarkTablesCopied(d *data, index uint64, cmd *MarkTablesCopied) error {
 	for k, lsn := range cmd.Tables {
 		t.TablesCopied[k] = lsn
 	}
+	t.keepTableRows(cmd.Tables)
 	t.RowsCopied += cmd.Rows
 	t.ModifyIndex = index
 	return nil
@@ -519,6 +520,7 @@ func applyResetTablesCopied(d *data, index uint64, cmd *ResetTablesCopied) error
 	}
 	t.TablesCopied = nil
 	t.RowsCopied = 0
+	t.TableRows = nil
 	t.FullSync = nil
 	t.ModifyIndex = index
 	return nil

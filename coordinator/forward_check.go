@@ -44,6 +44,10 @@ var forwardRules = map[CommandType]forwardRule{
 	CmdMarkFullSyncReady: {kinds: capture, epoch: true},
 	CmdMarkChunkCopied:   {kinds: []scheduler.Kind{scheduler.KindCopy}},
 	CmdRecordVerify:      {kinds: capture, epoch: true, check: checkVerifyRecords},
+	// The status's counters: the FSM orders a unit's runs by epoch.
+	CmdReportRowsApplied: {kinds: []scheduler.Kind{scheduler.KindApply}},
+	CmdMarkChunkProgress: {kinds: []scheduler.Kind{scheduler.KindCopy}},
+	CmdResolveError:      {kinds: []scheduler.Kind{scheduler.KindCapture, scheduler.KindApply, scheduler.KindCopy}},
 }
 
 // taskCommand is a command about one task.
@@ -199,6 +203,9 @@ func (c *SetFullSyncPlan) taskName() string   { return c.Name }
 func (c *MarkFullSyncReady) taskName() string { return c.Name }
 func (c *MarkChunkCopied) taskName() string   { return c.Name }
 func (c *RecordVerify) taskName() string      { return c.Name }
+func (c *ReportRowsApplied) taskName() string { return c.Name }
+func (c *MarkChunkProgress) taskName() string { return c.Name }
+func (c *ResolveError) taskName() string      { return c.Name }
 
 func (c *MarkSlotCreated) unitEpoch() uint64   { return c.Epoch }
 func (c *MarkTablesCopied) unitEpoch() uint64  { return c.Epoch }

@@ -26,7 +26,7 @@ func TestCheckForwarded(t *testing.T) {
 		}
 	}
 	apply(NewCreateTask(testSpec("a"), t0))
-	apply(ApplyPlan{Moves: []PlanMove{{Unit: "a/capture", To: "n2"}, {Unit: "a/copy/0", To: "n3"}}, At: t0})
+	apply(ApplyPlan{Moves: []PlanMove{{Unit: "a/capture", To: "n2"}, {Unit: "a/copy/0", To: "n3"}, {Unit: "a/apply/0", To: "n4"}}, At: t0})
 	task, _ := c.Task("a")
 
 	ok := []struct {
@@ -37,6 +37,9 @@ func TestCheckForwarded(t *testing.T) {
 		{"n2", &MarkSlotCreated{Name: "a", ConsistentLSN: 5, Epoch: task.Epoch}},
 		{"n2", &SetTaskStatus{Name: "a", Epoch: task.Epoch, State: "running"}},
 		{"n3", &MarkChunkCopied{Name: "a", Plan: 1}},
+		{"n3", &MarkChunkProgress{Name: "a", Plan: 1, Rows: 5}},
+		{"n4", &ReportRowsApplied{Name: "a", Unit: "apply/0", Epoch: task.Epoch, Start: 1, Rows: 5}},
+		{"n2", &ResolveError{Name: "a", At: t0, HealthySince: t0}},
 		{"n3", &SetTaskStatus{Name: "a", State: "retrying", IfRunnable: true}},
 		{"n2", &RecordVerify{Name: "a", Epoch: task.Epoch, Results: []VerifyRecordV1{{Table: "public.t"}, {Table: "public.u"}}}},
 	}
@@ -58,6 +61,7 @@ func TestCheckForwarded(t *testing.T) {
 		// Only the unit's owner, with the current epoch.
 		{"n3", &MarkSlotCreated{Name: "a", Epoch: task.Epoch}, "runs no capture unit"},
 		{"n9", &SetTaskStatus{Name: "a", State: "failed"}, "runs no"},
+		{"n3", &ReportRowsApplied{Name: "a", Unit: "apply/0", Rows: 5}, "runs no apply unit"},
 		{"n2", &MarkSlotCreated{Name: "a", Epoch: task.Epoch - 1}, "epoch"},
 		{"n2", &MarkSlotCreated{Name: "a"}, "carries no epoch"},
 		{"n2", &MarkChunkCopied{Name: "a", Plan: 1}, "runs no copy unit"},

@@ -72,6 +72,8 @@ type Heartbeat struct {
 	// seals with a key only once a majority of the voters hold it, so
 	// losing one machine cannot lose the key to what it sealed.
 	Keys []string `json:"keys,omitempty"`
+	// Live: the node's units' volatile figures, per task (live.go).
+	Live []TaskLive `json:"live,omitempty"`
 }
 
 // heartbeats is the leader's memory of who it heard from.
@@ -80,6 +82,10 @@ type heartbeats struct {
 	seen  map[string]time.Time
 	units map[string][]UnitHealth
 	keys  map[string][]string
+	live  map[string][]TaskLive
+	// gen counts the heartbeats; merged is the last merge of live.
+	gen    uint64
+	merged mergedLive
 	// since: leadership start; every node counts as seen then, so a new
 	// leader does not declare the whole cluster down on its first tick.
 	since time.Time
@@ -99,6 +105,11 @@ func (c *Coordinator) Heartbeat(hb Heartbeat) error {
 		c.beats.keys = map[string][]string{}
 	}
 	c.beats.keys[hb.Node] = hb.Keys
+	if c.beats.live == nil {
+		c.beats.live = map[string][]TaskLive{}
+	}
+	c.beats.live[hb.Node] = hb.Live
+	c.beats.gen++
 	return nil
 }
 
@@ -155,11 +166,17 @@ func (c *Coordinator) RunScheduler(ctx context.Context, cfg SchedulerConfig) {
 			c.beats.since = time.Now()
 			c.beats.seen = map[string]time.Time{}
 			c.beats.units = map[string][]UnitHealth{}
+			c.beats.live = map[string][]TaskLive{}
+			c.beats.gen++
 			c.beats.mu.Unlock()
 			cfg.Logger.Info("leading: scheduling units", "node", c.cfg.NodeID)
 		}
+		if leader != wasLeader {
+			c.resetHistory()
+		}
 		wasLeader = leader
 		if leader {
+			c.sampleHistory(ctx, time.Now())
 			if err := c.scheduleOnce(ctx, cfg); err != nil && ctx.Err() == nil && !errors.Is(err, ErrNotLeader) {
 				cfg.Logger.Warn("scheduling round failed", "err", err)
 			}

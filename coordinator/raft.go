@@ -130,6 +130,8 @@ type Coordinator struct {
 	logger    *slog.Logger
 	store     *Store
 	beats     heartbeats
+	live      liveCache // a follower's copy of the leader's live figures
+	history   taskHistory
 	raft      *raft.Raft
 	wal       *raftwal.WAL
 	meta      *metadb.BoltMetaDB

@@ -81,6 +81,7 @@ type SpecV1 struct {
 	Alerts            *AlertsV1       `json:"alerts,omitempty"`
 	TwoWay            *TwoWayV1       `json:"two_way,omitempty"`
 	Verify            *VerifyV1       `json:"verify,omitempty"`
+	PerTableMetrics   *bool           `json:"per_table_metrics,omitempty"`
 }
 
 // TwoWayV1 is a spec's two_way block, version 1.
@@ -295,6 +296,7 @@ func SpecRecord(s *proto.TaskSpec) SpecV1 {
 		Alerts:            alertsRecord(s.Alerts),
 		TwoWay:            twoWayRecord(s.TwoWay),
 		Verify:            verifyRecord(s.Verify),
+		PerTableMetrics:   (*bool)(s.PerTableMetrics),
 	}
 }
 
@@ -319,6 +321,7 @@ func (r *SpecV1) TaskSpec() (proto.TaskSpec, error) {
 		Alerts:            r.Alerts.spec(),
 		TwoWay:            r.TwoWay.spec(),
 		Verify:            r.Verify.spec(),
+		PerTableMetrics:   (*proto.MetricsSwitch)(r.PerTableMetrics),
 	}
 	if len(r.Destination) > 0 {
 		if err := json.Unmarshal(r.Destination, &s.Destination); err != nil {

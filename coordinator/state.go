@@ -40,6 +40,10 @@ type Task struct {
 	TablesCopied map[string]proto.LSN `json:"tables_copied,omitempty"`
 	// RowsCopied counts the rows of the tables in TablesCopied.
 	RowsCopied int64 `json:"rows_copied,omitempty"`
+	// TableRows: each copied table's rows (by key), from the plan's
+	// chunks when the table was marked copied, so that a table's copy
+	// shows after its plan is over.
+	TableRows map[string]int64 `json:"table_rows,omitempty"`
 	// PostDataDone: secondary indexes, foreign keys and sequences were
 	// created after the full load.
 	PostDataDone bool `json:"post_data_done,omitempty"`
@@ -288,6 +292,7 @@ func cloneTask(t *Task) Task {
 		c.LastError = &e
 	}
 	c.TablesCopied = maps.Clone(t.TablesCopied)
+	c.TableRows = maps.Clone(t.TableRows)
 	c.FullSync = t.FullSync.clone()
 	c.KeptTables = maps.Clone(t.KeptTables)
 	c.Tables = slices.Clone(t.Tables)

@@ -64,6 +64,7 @@ type taskAlerts struct {
 	latencySince time.Time // when the latency went above the threshold
 	latencyFired bool
 	walBytes     *int64 // last measurement
+	slotActive   bool   // by the same measurement
 	walAt        time.Time
 	walFired     bool
 	diffFired    bool // differences left by verification
@@ -133,9 +134,10 @@ func (a *alerter) round(ctx context.Context, now time.Time) {
 		// Every slot's retained WAL is measured (a metric), outside the
 		// lock: it takes a connection to the source.
 		var retained *int64
+		var active bool
 		if measure {
-			if n, err := retainedWAL(ctx, &t); err == nil {
-				retained = &n
+			if n, act, err := retainedWAL(ctx, &t); err == nil {
+				retained, active = &n, act
 			} else {
 				a.logger.Debug("cannot measure retained WAL", "task", name, "err", err)
 			}
@@ -144,7 +146,7 @@ func (a *alerter) round(ctx context.Context, now time.Time) {
 			if measure {
 				st.walAt = now
 				if retained != nil {
-					st.walBytes = retained
+					st.walBytes, st.slotActive = retained, active
 				}
 			}
 			if t.Spec.Alerts != nil && !t.Deleting {
@@ -250,16 +252,22 @@ func (a *alerter) evaluate(t *coordinator.Task, st *taskAlerts, latencyMS, retai
 	}
 }
 
-// retainedWAL is how much WAL the task's slot keeps at the source.
-func retainedWAL(ctx context.Context, t *coordinator.Task) (int64, error) {
+// retainedWAL is how much WAL the task's slot keeps at the source, and
+// whether a capture reads the slot.
+func retainedWAL(ctx context.Context, t *coordinator.Task) (int64, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	conn, err := pgconfig.Connect(ctx, t.Spec.Source.ConnDSN(), "sluice alerts")
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	defer conn.Close(context.Background())
-	return capture.RetainedWAL(ctx, conn, t.Spec.Name)
+	n, err := capture.RetainedWAL(ctx, conn, t.Spec.Name)
+	if err != nil {
+		return 0, false, err
+	}
+	info, err := capture.LookupSlot(ctx, conn, t.Spec.Name)
+	return n, info.Active, err
 }
 
 // send POSTs an alert in the background: three attempts, a few seconds
@@ -329,14 +337,15 @@ func (a *alerter) firing() map[string][]string {
 	return out
 }
 
-// retained returns the last retained-WAL measurements (leader only).
-func (a *alerter) retained() map[string]int64 {
+// slots returns the last measurements of the slots (leader only), for
+// the tasks' status: the leader sends them with its heartbeat's figures.
+func (a *alerter) slots() map[string]coordinator.SlotLive {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	out := map[string]int64{}
+	out := map[string]coordinator.SlotLive{}
 	for name, st := range a.tasks {
 		if st.walBytes != nil {
-			out[name] = *st.walBytes
+			out[name] = coordinator.SlotLive{RetainedWALBytes: *st.walBytes, Active: st.slotActive}
 		}
 	}
 	return out

@@ -23,6 +23,8 @@ type live struct {
 	mu      sync.Mutex
 	capture *capture.Capture
 	workers map[int]*apply.WorkerStats // by apply group
+	// retired: per table counts of the groups' earlier runs here.
+	retired map[string]apply.TableCount
 	// samples of rows applied, one a second, for throughput.
 	samples []sample
 	// throttles are shared by the task's units of a phase on this node.
@@ -123,6 +125,9 @@ func (l *live) setWorker(group int, s *apply.WorkerStats) {
 	l.mu.Lock()
 	if l.workers == nil {
 		l.workers = map[int]*apply.WorkerStats{}
+	}
+	if old := l.workers[group]; old != nil && old != s {
+		l.retire(old)
 	}
 	l.workers[group] = s
 	l.samples = nil // the sum restarts: older samples would make it negative

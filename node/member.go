@@ -32,7 +32,10 @@ type member struct {
 	// apiAddr is the address the API listens on (for the client config).
 	apiAddr string
 	keyring *secret.Keyring
-	keyErr  string // the last key error logged, so it is logged once
+	// slots, on the leader, are its measurements of the tasks' slots,
+	// sent with its heartbeat's live figures (nil: none).
+	slots  func() map[string]coordinator.SlotLive
+	keyErr string // the last key error logged, so it is logged once
 }
 
 // peerAPIs are the peers' API addresses.
@@ -133,8 +136,9 @@ func (m *member) register(ctx context.Context) error {
 }
 
 func (m *member) heartbeat(ctx context.Context) error {
-	hb := coordinator.Heartbeat{Node: m.cfg.ID, Units: m.worker.Health(), Keys: m.keyring.IDs()}
+	hb := coordinator.Heartbeat{Node: m.cfg.ID, Units: m.worker.Health(), Keys: m.keyring.IDs(), Live: m.worker.LiveReport()}
 	if m.coord.IsLeader() {
+		hb.Live = withSlots(hb.Live, m.slots)
 		if _, ok := m.coord.Node(m.cfg.ID); !ok {
 			return coordinator.ErrNodeNotFound
 		}
@@ -150,6 +154,18 @@ func (m *member) heartbeat(ctx context.Context) error {
 	}
 	m.worker.Beat(reply.Index)
 	return nil
+}
+
+// withSlots adds the leader's slot measurements to its live figures (a
+// task whose units run elsewhere gets an entry of its own).
+func withSlots(live []coordinator.TaskLive, slots func() map[string]coordinator.SlotLive) []coordinator.TaskLive {
+	if slots == nil {
+		return live
+	}
+	for name, s := range slots() {
+		live = append(live, coordinator.TaskLive{Task: name, Slot: &s})
+	}
+	return live
 }
 
 // post sends a request to the leader's API, as the local state knows it,

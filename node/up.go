@@ -174,7 +174,7 @@ func Run(ctx context.Context, cc ClusterConfig, opts Options) error {
 		})
 	}()
 	go func() { defer wg.Done(); alerts.run(bg) }()
-	m := &member{cfg: cc, coord: coord, worker: worker, logger: log, failover: failover, apiAddr: apiAddr, keyring: keyring}
+	m := &member{cfg: cc, coord: coord, worker: worker, logger: log, failover: failover, apiAddr: apiAddr, keyring: keyring, slots: alerts.slots}
 	go func() { defer wg.Done(); keepRunning(bg, "member", m.run) }()
 
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)

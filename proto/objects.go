@@ -180,6 +180,7 @@ func (s *TaskSpec) Clone() TaskSpec {
 		}
 	}
 	c.Throttle = s.Throttle.Clone()
+	c.PerTableMetrics = clonePtr(s.PerTableMetrics)
 	if s.TwoWay != nil {
 		tw := *s.TwoWay
 		c.TwoWay = &tw

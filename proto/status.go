@@ -68,6 +68,8 @@ type TaskStatus struct {
 	// ThroughputBPS: bytes of changes applied per second (last 10 s).
 	ThroughputBPS float64 `json:"throughput_bps"`
 	ConfirmedLSN  string  `json:"confirmed_lsn,omitempty"`
+	// Slot is the task's replication slot (observe.go).
+	Slot *SlotStatus `json:"slot,omitempty"`
 	// Adding: tables added to the running task whose copy is not in yet;
 	// their changes wait until it is.
 	Adding []string `json:"adding,omitempty"`

@@ -32,6 +32,29 @@ type TaskSpec struct {
 	Verify *VerifySpec `yaml:"verify,omitempty" json:"verify,omitempty"`
 	// TwoWay makes the task two-way (twoway.go); nil for one way.
 	TwoWay *TwoWaySpec `yaml:"two_way,omitempty" json:"two_way,omitempty"`
+	// PerTableMetrics exports the task's per-table Prometheus series
+	// (nil: true); false keeps /metrics small for thousands of tables.
+	PerTableMetrics *MetricsSwitch `yaml:"per_table_metrics,omitempty" json:"per_table_metrics,omitempty"`
+}
+
+// PerTableMetricsOn reports whether the task's per-table series are
+// exported (per_table_metrics, default true).
+func (s *TaskSpec) PerTableMetricsOn() bool {
+	return s.PerTableMetrics == nil || bool(*s.PerTableMetrics)
+}
+
+// MetricsSwitch is per_table_metrics: YAML true or false
+// only, anything else refused naming the key.
+type MetricsSwitch bool
+
+// UnmarshalYAML refuses anything but a YAML boolean.
+func (b *MetricsSwitch) UnmarshalYAML(n *yaml.Node) error {
+	var v bool
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" || n.Decode(&v) != nil {
+		return fmt.Errorf("line %d: per_table_metrics must be true or false", n.Line)
+	}
+	*b = MetricsSwitch(v)
+	return nil
 }
 
 // SourceSpec is the PostgreSQL database changes are read from.

@@ -335,6 +335,7 @@ func printReport(w io.Writer, r *proto.PrecheckReport) {
 
 func (a *app) taskGetCmd(tf *taskFlags) *cobra.Command {
 	var output string
+	var tables bool
 	cmd := &cobra.Command{
 		Use:   "get NAME",
 		Short: "Show a task's phase, state, progress and last error",
@@ -345,6 +346,9 @@ func (a *app) taskGetCmd(tf *taskFlags) *cobra.Command {
 			c, err := a.client(tf)
 			if err != nil {
 				return err
+			}
+			if tables {
+				return getTables(ctx, cmd.OutOrStdout(), c, args[0], output)
 			}
 			st, err := c.GetTask(ctx, args[0])
 			if err != nil {
@@ -357,6 +361,7 @@ func (a *app) taskGetCmd(tf *taskFlags) *cobra.Command {
 		},
 	}
 	addOutputFlag(cmd, &output)
+	cmd.Flags().BoolVar(&tables, "tables", false, "show the task's tables: phase, copy progress, changes applied, last position and lag")
 	return cmd
 }
 
@@ -607,6 +612,9 @@ func printStatus(w io.Writer, st *proto.TaskStatus, now time.Time) error {
 	}
 	if st.ConfirmedLSN != "" {
 		line("confirmed lsn", "%s", st.ConfirmedLSN)
+	}
+	if sl := st.Slot; sl != nil && sl.RetainedWALBytes != nil {
+		line("slot", "%s retains %s of WAL (active: %t)", sl.Name, mib(float64(*sl.RetainedWALBytes)), sl.Active != nil && *sl.Active)
 	}
 	if !st.CreatedAt.IsZero() {
 		line("created", "%s", st.CreatedAt.Local().Format(time.RFC3339))
