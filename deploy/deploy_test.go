@@ -19,11 +19,6 @@ const (
 	rulesPath     = "prometheus/sluice-rules.yml"
 )
 
-// tableSeries are the per-table series of issue 21's contract, exported
-// by the node beside node/metrics.go's own (kept here so the dashboard
-// can name them before or without them).
-var tableSeries = []string{"sluice_table_rows_applied_total", "sluice_table_full_rows_done", "sluice_table_full_rows_estimated", "sluice_table_lag_seconds"}
-
 // builtinSeries are Prometheus' own series the rules and panels use.
 var builtinSeries = []string{"up"}
 
@@ -34,8 +29,7 @@ var (
 	quoted = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
 )
 
-// knownMetrics reads the names node/metrics.go declares, plus the
-// contract's per-table ones.
+// knownMetrics reads the names node/metrics.go declares.
 func knownMetrics(t *testing.T) map[string]bool {
 	t.Helper()
 	src, err := os.ReadFile("../node/metrics.go")
@@ -49,7 +43,7 @@ func knownMetrics(t *testing.T) map[string]bool {
 	if len(known) < 10 {
 		t.Fatalf("found only %d metric names in node/metrics.go: did its declarations change shape?", len(known))
 	}
-	for _, n := range append(tableSeries, builtinSeries...) {
+	for _, n := range builtinSeries {
 		known[n] = true
 	}
 	return known
