@@ -8,7 +8,7 @@ const store = window.sessionStorage;
 
 class APIError extends Error {
   constructor(status, body) {
-    super((body && body.error) || ('HTTP ' + status));
+    super('HTTP ' + status + ': ' + ((body && body.error) || 'no answer'));
     this.status = status;
     this.problems = (body && body.problems) || [];
   }
