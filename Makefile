@@ -30,10 +30,9 @@ demo: deps build
 
 # Long soak and fault runs, kept out of `make test`'s budget: the crash,
 # outage and large-transaction tests with many more kills and transactions,
-# a 5,000-table task (TestManyTablesADBPG; make test runs 200), and the web
-# console in headless Chromium (TestConsoleE2E; make test runs TestConsoleSmoke).
+# and a 5,000-table task (TestManyTablesADBPG; make test runs 200).
 e2e: deps build
-	SLUICE_SOAK=1 $(GO) test -count=1 -timeout 120m -run 'Crash|Outage|LargeTransaction|Cluster|Security|ManyTables|Console' -v ./node/
+	SLUICE_SOAK=1 $(GO) test -count=1 -timeout 120m -run 'Crash|Outage|LargeTransaction|Cluster|Security|ManyTables' -v ./node/
 	$(MAKE) --no-print-directory fuzz FUZZTIME=$(E2E_FUZZTIME)
 
 # Sluice against PostgreSQL's own ceilings on clusters it starts itself

@@ -98,23 +98,11 @@ func (s *consoleSetup) status(t *testing.T) proto.TaskStatus {
 	return st
 }
 
-// The smoke test (in make test): the task page of a live task shows the
-// figures `task get -o json` shows.
-func TestConsoleSmoke(t *testing.T) {
-	s := newConsoleSetup(t)
-	tab := consoleTab(t, s.browser)
-	consoleLogin(t, tab, s.proc.URL+"/ui/tasks/shop", s.proc.Token)
-	checkTaskPage(t, tab, s.status(t))
-	consoleShot(t, tab, "task.png")
-}
-
-// The whole console (make e2e): the pages' figures against task get,
+// The console against a live task: the pages' figures against task get,
 // create (with the precheck shown) / pause / resume / update / delete /
-// drain / undrain through the UI, and a read token that cannot act.
-func TestConsoleE2E(t *testing.T) {
-	if os.Getenv("SLUICE_SOAK") == "" {
-		t.Skip("the full console test runs in make e2e (SLUICE_SOAK=1); TestConsoleSmoke runs in make test")
-	}
+// drain / undrain through the UI, and a read token that cannot act. It
+// takes well under a minute, so it runs in make test.
+func TestConsolePagesAndActions(t *testing.T) {
 	s := newConsoleSetup(t)
 	ctx := context.Background()
 	tab := consoleTab(t, s.browser)
@@ -158,7 +146,28 @@ func TestConsoleE2E(t *testing.T) {
 	uiFill(t, tab, "#update-yaml", strings.Replace(edited, "- orders", "- orders\n      - items", 1))
 	uiClick(t, tab, "#update-save")
 	waitEqual(t, s.p, []string{"public.orders", "public.items"}, 2*time.Minute)
-	uiWaitText(t, tab, `#table-rows`, "public.items")
+	uiWaitText(t, tab, "#spec", "- items")
+	uiWaitText(t, tab, `#summary [data-field="tables"]`, "2 / 2")
+
+	// Verify through the UI: the comparison's results are listed, each
+	// table equal, as the API records them.
+	uiClick(t, tab, "#verify")
+	uiWaitText(t, tab, "#flash-text", "Verification of 2 tables")
+	uiWaitText(t, tab, "#verifications", "equal (2 tables")
+	records, err := s.c.LastVerify(ctx, "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(records) != 2 {
+		t.Fatalf("the API recorded %d verifications, want 2 (orders, items): %+v", len(records), records)
+	}
+	for _, r := range records {
+		sel := fmt.Sprintf(`#verifications tr[data-verified=%q] [data-field="differences"]`, r.Table)
+		if r.Differences != 0 || r.Error != "" {
+			t.Fatalf("verify of %s: %d differences, %q", r.Table, r.Differences, r.Error)
+		}
+		uiExpectText(t, tab, sel, "0")
+	}
 
 	// Cluster page: the node, drained and undrained through the UI.
 	uiNavigate(t, tab, s.proc.URL+"/ui/cluster")
@@ -179,30 +188,29 @@ func TestConsoleE2E(t *testing.T) {
 	uiWaitText(t, tab, nodeRow+`[data-field="node-state"]`, "live")
 	s.write(t, 10) // the task runs again on the undrained node
 
-	// Create from pasted YAML: the precheck's checks are the API's, one
-	// by one; then the task exists and syncs.
-	dstDB := "second"
+	// Create from pasted YAML into a database where items exists already
+	// (empty) under conflicting_tables: ignore: the precheck's items are
+	// the API's, one by one; its warning blocks until ticked, and is then
+	// sent as ?ignore=; the task exists and syncs.
+	const dstDB = "second"
 	if err := s.p.dst.Exec(ctx, testenv.DefaultDB, "CREATE DATABASE "+dstDB); err != nil {
 		t.Fatal(err)
 	}
-	spec := dsnTaskYAML("shop2", s.p.src.DSN(testenv.DefaultDB), s.p.dst.DSN(dstDB), "    tables: [items]\n")
+	if err := s.p.dst.Exec(ctx, dstDB, "CREATE TABLE items (id int PRIMARY KEY, v text)"); err != nil {
+		t.Fatal(err)
+	}
+	spec := dsnTaskYAML("shop2", s.p.src.DSN(testenv.DefaultDB), s.p.dst.DSN(dstDB), "    tables: [items]\nconflicting_tables: ignore\n")
+	const warning = "destination.conflicting_tables"
 	uiNavigate(t, tab, s.proc.URL+"/ui/")
 	uiClick(t, tab, "#new-task")
 	uiFill(t, tab, "#create-yaml", string(spec))
 	uiClick(t, tab, "#precheck")
+	uiWaitText(t, tab, "#precheck-verdict", "Something blocks")
+	checkPrecheckShown(t, tab, s.c, spec)
+	uiClick(t, tab, fmt.Sprintf(`input[data-ignore=%q]`, warning))
+	uiClick(t, tab, "#precheck")
 	uiWaitText(t, tab, "#precheck-verdict", "Nothing blocks")
-	report, err := s.c.Precheck(ctx, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ids []string
-	for _, c := range report.Checks {
-		ids = append(ids, c.Check+"="+string(c.Result))
-	}
-	shown := uiEval[[]string](t, tab, `[...document.querySelectorAll('#precheck-report li.check')].map(li => li.dataset.check + '=' + li.querySelector('.badge').textContent)`)
-	if strings.Join(shown, " ") != strings.Join(ids, " ") {
-		t.Fatalf("precheck shown:\n%v\nthe API's:\n%v", shown, ids)
-	}
+	checkPrecheckShown(t, tab, s.c, spec, warning)
 	consoleShot(t, tab, "create.png")
 	uiClick(t, tab, "#create")
 	uiWaitText(t, tab, "#flash-text", "Task shop2 created")
@@ -228,6 +236,9 @@ func TestConsoleE2E(t *testing.T) {
 		t.Fatal(err)
 	}
 	viewer := consoleTab(t, s.browser) // a new tab: its own session
+	uiRun(t, viewer, chromedp.Navigate(s.proc.URL+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#login")),
+		chromedp.SendKeys(chromedp.CSS("#token"), "not-a-token"), chromedp.Click(chromedp.CSS("#login button")))
+	uiWaitText(t, viewer, "#flash-text", "Login failed: HTTP 401")
 	consoleLogin(t, viewer, s.proc.URL+"/ui/tasks/shop", read.Token)
 	uiExpectText(t, viewer, "#who", "read-only token")
 	checkTaskPage(t, viewer, s.status(t))
@@ -238,12 +249,30 @@ func TestConsoleE2E(t *testing.T) {
 	}
 	uiEval[bool](t, viewer, `(() => { const b = document.querySelector('#pause'); b.disabled = false; b.click(); return true; })()`)
 	uiWaitText(t, viewer, "#flash-text", "HTTP 403")
-	uiExpectText(t, viewer, "#flash-text", "scope read")
+	uiWaitText(t, viewer, "#flash-text", "has scope read")
 	consoleShot(t, viewer, "read-token.png")
 	if st := s.status(t); st.State != proto.StateRunning {
 		t.Fatalf("a read token's forced pause changed the task: %s", st.State)
 	}
 	s.write(t, 5)
+}
+
+// checkPrecheckShown compares the precheck items shown (check id and
+// result, in order) with the API's report for spec with ignore.
+func checkPrecheckShown(t *testing.T, tab context.Context, c *coordinator.Client, spec []byte, ignore ...string) {
+	t.Helper()
+	report, err := c.Precheck(context.Background(), spec, ignore...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, p := range report.Checks {
+		want = append(want, p.Check+"="+string(p.Result))
+	}
+	shown := uiEval[[]string](t, tab, `[...document.querySelectorAll('#precheck-report li.check')].map(li => li.dataset.check + '=' + li.querySelector('.badge').textContent)`)
+	if strings.Join(shown, " ") != strings.Join(want, " ") {
+		t.Fatalf("precheck shown:\n%v\nthe API's:\n%v", shown, want)
+	}
 }
 
 // checkTaskPage waits until the task page shows the rows applied of want,
