@@ -211,7 +211,7 @@ func Run(ctx context.Context, cc ClusterConfig, opts Options) error {
 		go func() { defer wg.Done(); worker.Run(bg) }()
 	}
 	ready.markStarted(m, cc.has(coordinator.RoleWorker))
-	log.Info("sluice is up", "api", scheme+"://"+apiAddr, "raft", coord.RaftAddr(), "data_dir", cc.DataDir, "roles", cc.Roles, "pool", cc.Pool)
+	log.Info("sluice is up", "api", scheme+"://"+apiAddr, "console", scheme+"://"+apiAddr+console.Prefix, "raft", coord.RaftAddr(), "data_dir", cc.DataDir, "roles", cc.Roles, "pool", cc.Pool)
 
 	select {
 	case <-ctx.Done():
