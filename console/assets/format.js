@@ -92,7 +92,7 @@ function toYAML(v, indent) {
   if (v && typeof v === 'object') {
     const keys = Object.keys(v);
     if (keys.length === 0) return ' {}';
-    return keys.map(k => '\n' + indent + k + ':' + (isScalar(v[k]) ? ' ' + scalar(v[k]) : toYAML(v[k], indent + '  '))).join('');
+    return keys.map(k => '\n' + indent + scalar(k) + ':' + (isScalar(v[k]) ? ' ' + scalar(v[k]) : toYAML(v[k], indent + '  '))).join('');
   }
   return ' ' + scalar(v);
 }
