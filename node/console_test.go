@@ -227,6 +227,11 @@ func TestConsolePagesAndActions(t *testing.T) {
 		return nil
 	})
 	tab.WaitText("#counts", "1 total")
+	// The filter by state.
+	consoleOpen(tab, s.proc.URL+"/ui/?state=paused")
+	tab.WaitText("#task-rows", "no task in this state")
+	consoleOpen(tab, s.proc.URL+"/ui/?state=running")
+	tab.WaitText(`tr[data-task="shop"] td`, "shop")
 
 	// A read token sees everything and cannot act: the buttons are
 	// disabled, and a forced call shows the API's 403.
