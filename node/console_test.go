@@ -206,6 +206,12 @@ func TestConsolePagesAndActions(t *testing.T) {
 	tab.Click("#precheck")
 	tab.WaitText("#precheck-verdict", "Something blocks")
 	checkPrecheckShown(t, tab, s.c, spec)
+	tab.Click("#create") // refused while the warning is not ignored
+	tab.WaitText("#flash-text", "HTTP 422: precheck failed")
+	tab.WaitText(`#precheck-report li[data-check="`+warning+`"]`, "warning")
+	if _, err := s.c.GetTask(ctx, "shop2"); err == nil {
+		t.Fatal("shop2 was created despite the precheck's warning")
+	}
 	tab.Click(fmt.Sprintf(`input[data-ignore=%q]`, warning))
 	tab.Click("#precheck")
 	tab.WaitText("#precheck-verdict", "Nothing blocks")

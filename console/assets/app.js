@@ -47,7 +47,7 @@ function flash(message, kind, problems, stale) {
   const f = document.getElementById('flash');
   f.className = 'flash ' + kind + (stale ? ' stale' : '');
   f.replaceChildren(el('span', { id: 'flash-text' }, message),
-    problems && problems.length ? precheckList(problems, []) : '',
+    problems && problems.length ? precheckList(problems) : '',
     el('button', { type: 'button', class: 'close', onclick: () => { f.hidden = true; } }, '\u00d7'));
   f.hidden = false;
 }
@@ -58,6 +58,8 @@ function clearStale() {
 }
 
 function showLogin(message) {
+  App.page = null; // no polling without a token
+  clearTimeout(App.timer);
   document.getElementById('page').replaceChildren();
   document.getElementById('login').hidden = false;
   document.getElementById('who').hidden = true;

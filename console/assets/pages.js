@@ -119,7 +119,14 @@ function createPanel() {
     el('div', { class: 'actions' },
       adminButton('Run precheck', 'precheck', async () => { showReport(await API.precheck(text.value, ignored())); }),
       adminButton('Create', 'create', async () => {
-        const st = await API.create(text.value, ignored());
+        let st;
+        try {
+          st = await API.create(text.value, ignored());
+        } catch (e) {
+          // What blocks goes where the ignore boxes are.
+          if (e.problems.length) showReport({ checks: e.problems, passed: false });
+          throw e;
+        }
         panel.hidden = true;
         text.value = '';
         replace(report);
@@ -129,12 +136,12 @@ function createPanel() {
   return panel;
 }
 
-// precheckList shows each check with its result, message and fix; a
-// warning has a box to ignore it by its id.
+// precheckList shows each check with its result, message and fix; with
+// ignored (the ids ticked), a warning has a box to ignore it by its id.
 function precheckList(checks, ignored) {
   return el('ul', { class: 'checks' }, checks.map(c => {
     const result = c.result || 'failure';
-    const box = result === 'warning' && c.check
+    const box = ignored && result === 'warning' && c.check
       ? el('label', { class: 'ignore' }, el('input', { type: 'checkbox', 'data-ignore': c.check, checked: ignored.includes(c.check) }), ' ignore')
       : null;
     return el('li', { class: 'check result-' + result, 'data-check': c.check },
