@@ -44,7 +44,7 @@ function bytes(v) {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let i = 0;
   while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
-  return (i === 0 ? v : v.toFixed(1)) + ' ' + units[i];
+  return (i === 0 ? Math.round(v) : v.toFixed(1)) + ' ' + units[i];
 }
 
 function ms(v) {
