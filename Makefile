@@ -12,6 +12,7 @@ deps:
 	@./scripts/ensure-postgres.sh
 	@./scripts/ensure-kcat.sh
 	@./scripts/ensure-mariadb.sh
+	@./scripts/ensure-chromium.sh
 	@$(GO) mod download
 
 build:

@@ -79,6 +79,7 @@ func (a *api) leaderAPI() string {
 func (a *api) clusterRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/cluster", a.clusterStatus)
 	mux.HandleFunc("POST /api/v1/cluster/nodes/{id}/drain", a.drainNode)
+	mux.HandleFunc("POST /api/v1/cluster/nodes/{id}/undrain", a.undrainNode)
 	mux.HandleFunc("DELETE /api/v1/cluster/nodes/{id}", a.removeNode)
 }
 
@@ -145,8 +146,18 @@ func (a *api) heartbeat(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) drainNode(w http.ResponseWriter, r *http.Request) {
+	a.setDraining(w, r, r.URL.Query().Get("undo") != "true")
+}
+
+// undrainNode lets a drained node take units again: the same as
+// drain?undo=true, under its own name for the console and the CLI.
+func (a *api) undrainNode(w http.ResponseWriter, r *http.Request) {
+	a.setDraining(w, r, false)
+}
+
+func (a *api) setDraining(w http.ResponseWriter, r *http.Request, drain bool) {
 	id := r.PathValue("id")
-	undo := r.URL.Query().Get("undo") == "true"
+	undo := !drain
 	if err := a.c.Apply(r.Context(), DrainNode{ID: id, Undo: undo}); err != nil {
 		a.nodeFailed(w, err)
 		return

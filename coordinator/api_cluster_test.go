@@ -37,6 +37,18 @@ func TestClusterOperatorCommands(t *testing.T) {
 		t.Fatalf("status after drain: %+v", st)
 	}
 	apiError(t, e.client.DrainNode(ctx, "n9", false), http.StatusNotFound)
+	// Undrain (POST .../undrain, as the console and `cluster undrain`
+	// send it) lets it take units again; drain it once more to remove it.
+	if err := e.client.DrainNode(ctx, "n2", true); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ = e.client.ClusterStatus(ctx); st.Nodes[0].ID != "n2" || st.Nodes[0].Draining {
+		t.Fatalf("status after undrain: %+v", st.Nodes)
+	}
+	apiError(t, e.client.DrainNode(ctx, "n9", true), http.StatusNotFound)
+	if err := e.client.DrainNode(ctx, "n2", false); err != nil {
+		t.Fatal(err)
+	}
 	if err := e.client.RemoveNode(ctx, "n2", false); err != nil {
 		t.Fatalf("remove of a drained node: %v", err)
 	}

@@ -357,7 +357,7 @@ func (c *Client) ClusterStatus(ctx context.Context) (*ClusterStatus, error) {
 func (c *Client) DrainNode(ctx context.Context, id string, undo bool) error {
 	path := "/api/v1/cluster/nodes/" + url.PathEscape(id) + "/drain"
 	if undo {
-		path += "?undo=true"
+		path = "/api/v1/cluster/nodes/" + url.PathEscape(id) + "/undrain"
 	}
 	return c.do(ctx, http.MethodPost, path, "", nil, nil)
 }

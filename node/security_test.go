@@ -609,6 +609,17 @@ func TestSecurityUpWithTLS(t *testing.T) {
 	if code, _ := httpCall(t, nil, "GET", strings.Replace(base, "https", "http", 1)+"/api/v1/tasks", token, nil); code == http.StatusOK {
 		t.Fatal("plain http answered")
 	}
+	// The web console is on the same TLS listener, with its headers.
+	for _, path := range []string{"/ui/", "/ui/assets/app.js"} {
+		resp, err := hc.Get(base + path)
+		if err != nil {
+			t.Fatalf("console over https: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Frame-Options") != "DENY" || resp.TLS == nil {
+			t.Fatalf("GET %s over https: %d, headers %v", path, resp.StatusCode, resp.Header)
+		}
+	}
 	if out, err := runCLIBinary(t, home, "cluster", "status", "--server", base); err != nil || !strings.Contains(out, "leader: node1") {
 		t.Fatalf("the CLI over https from the client config: %v\n%s", err, out)
 	}

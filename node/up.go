@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/net/netutil"
 
+	"github.com/sluicedb/sluice/console"
 	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/internal/broker"
 	"github.com/sluicedb/sluice/internal/pki"
@@ -151,6 +152,9 @@ func Run(ctx context.Context, cc ClusterConfig, opts Options) error {
 		metrics = coordinator.RequireToken(coord, func(*http.Request) coordinator.Scope { return coordinator.ScopeRead }, apiOpts.TokenHint, metrics)
 	}
 	mux.Handle("GET /metrics", metrics)
+	// The web console's files hold no data: they are public, and its
+	// pages read and act through the API below with the user's token.
+	mux.Handle(console.Prefix, console.Handler())
 	mux.Handle("/", coordinator.NewAPI(coord, &backend{worker: worker, coord: coord, js: js, logger: log}, apiOpts))
 	srv := newAPIServer(mux)
 	serveErr := make(chan error, 1)
@@ -207,7 +211,7 @@ func Run(ctx context.Context, cc ClusterConfig, opts Options) error {
 		go func() { defer wg.Done(); worker.Run(bg) }()
 	}
 	ready.markStarted(m, cc.has(coordinator.RoleWorker))
-	log.Info("sluice is up", "api", scheme+"://"+apiAddr, "raft", coord.RaftAddr(), "data_dir", cc.DataDir, "roles", cc.Roles, "pool", cc.Pool)
+	log.Info("sluice is up", "api", scheme+"://"+apiAddr, "console", scheme+"://"+apiAddr+console.Prefix, "raft", coord.RaftAddr(), "data_dir", cc.DataDir, "roles", cc.Roles, "pool", cc.Pool)
 
 	select {
 	case <-ctx.Done():

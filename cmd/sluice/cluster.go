@@ -141,7 +141,7 @@ func (a *app) nodeRemoveCmd(tf *taskFlags) *cobra.Command {
 }
 
 func (a *app) clusterCmd(tf *taskFlags) *cobra.Command {
-	cmd := &cobra.Command{Use: "cluster", Short: "Inspect the cluster"}
+	cmd := &cobra.Command{Use: "cluster", Short: "Inspect the cluster, let a drained node take units again"}
 	var output string
 	status := &cobra.Command{
 		Use:   "status",
@@ -165,7 +165,25 @@ func (a *app) clusterCmd(tf *taskFlags) *cobra.Command {
 		},
 	}
 	addOutputFlag(status, &output)
-	cmd.AddCommand(status)
+	undrain := &cobra.Command{
+		Use:   "undrain ID",
+		Short: "Let a drained node take units again (as node drain ID --undo)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := withTimeout(cmd, tf)
+			defer cancel()
+			c, err := a.client(tf)
+			if err != nil {
+				return err
+			}
+			if err := c.DrainNode(ctx, args[0], true); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "node %s takes units again\n", args[0])
+			return nil
+		},
+	}
+	cmd.AddCommand(status, undrain)
 	return cmd
 }
 

@@ -86,7 +86,7 @@ func (a *app) rootCmd() *cobra.Command {
 (PostgreSQL, AnalyticDB, PolarDB-O), Apache Doris / SelectDB and Kafka:
 schema, full sync, then incremental changes from the WAL.
 
-  sluice up                      run a single-node Sluice (API on 127.0.0.1:7420)
+  sluice up                      run a single-node Sluice (API on 127.0.0.1:7420, web console at /ui/)
   sluice node --config n1.yaml   run one node of a cluster
   sluice precheck -f t.yaml      check a task's source and destination, create nothing
   sluice task create -f t.yaml   create a task from its spec
