@@ -119,6 +119,7 @@ func TestConsolePagesAndActions(t *testing.T) {
 	// Task page: the figures, the tables and the spec.
 	consoleOpen(tab, s.proc.URL+"/ui/tasks/shop")
 	checkTaskPage(t, tab, want)
+	checkTablesShown(t, tab, s.c)
 	if spec := tab.Text("#spec"); !strings.Contains(spec, "name: shop") || !strings.Contains(spec, "- orders") {
 		t.Fatalf("the spec shown is not the task's as YAML:\n%s", spec)
 	}
@@ -301,6 +302,36 @@ func checkTaskPage(t *testing.T, tab *browsertest.Tab, want proto.TaskStatus) {
 	// The charts are drawn once the history answers (an absent endpoint
 	// says so instead).
 	tab.WaitText("#charts", "")
+}
+
+// checkTablesShown compares the task page's per-table counts with what
+// `task get --tables` reads (GET /api/v1/tasks/shop/tables): the figures
+// shown are the API's, table by table.
+func checkTablesShown(t *testing.T, tab *browsertest.Tab, c *coordinator.Client) {
+	t.Helper()
+	var ts *proto.TablesStatus
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(500 * time.Millisecond) {
+		var err error
+		if ts, err = c.TaskTables(context.Background(), "shop"); err != nil {
+			t.Fatalf("task tables: %v", err)
+		}
+		counted := len(ts.Tables) > 0
+		for _, r := range ts.Tables {
+			counted = counted && r.Applied != nil && r.Applied.Insert > 0
+		}
+		if counted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the API shows no applied counts for the task's tables: %+v", ts.Tables)
+		}
+	}
+	for _, r := range ts.Tables {
+		row := fmt.Sprintf(`tr[data-table=%q] [data-field=%%q]`, r.Table)
+		tab.WaitText(fmt.Sprintf(row, "insert"), thousands(r.Applied.Insert))
+		tab.ExpectText(fmt.Sprintf(row, "update"), thousands(r.Applied.Update))
+		tab.ExpectText(fmt.Sprintf(row, "delete"), thousands(r.Applied.Delete))
+	}
 }
 
 func thousands(v int64) string {
