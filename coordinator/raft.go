@@ -168,6 +168,9 @@ func Open(cfg Config) (*Coordinator, error) {
 	// raft-wal is both the log store and the stable store (term, vote). We
 	// hold its meta store ourselves because WAL.Close (v0.4.0) does not
 	// close it, and its file lock would block a reopen in this process.
+	// v0.4.1 at least: v0.4.0 marks the tail sealed when Raft clears a log
+	// suffix without writing its index, and the node then panics at its
+	// next start ("sealed segment has no index block", raft-wal#31).
 	meta := &metadb.BoltMetaDB{}
 	wal, err := raftwal.Open(walDir, raftwal.WithMetaStore(meta), raftwal.WithLogger(hlog.Named("wal")))
 	if err != nil {
