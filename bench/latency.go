@@ -179,7 +179,7 @@ func (b *bench) latencySluice(ctx context.Context, env *pairEnv, rate float64, d
 		return run{}, err
 	}
 	defer done(&err)
-	if err := startIncrementalTask(ctx, p, latencyTask, b.src.DSN(latencySluiceDB), b.dst.DSN(latencySluiceDB), env.src, env.dst, latencyTable, ""); err != nil {
+	if err := startIncrementalTask(ctx, p, latencyTask, b.src.DSN(latencySluiceDB), b.dst.DSN(latencySluiceDB), env.src, env.dst, []string{latencyTable}, ""); err != nil {
 		return run{}, err
 	}
 	m, err := startMeter(p.PID())
