@@ -39,11 +39,22 @@ func sluicePIDs(src, dst *testenv.Postgres, db string) []pidQuery {
 	return []pidQuery{{src, q, db}, {dst, q, db}}
 }
 
+// slotPIDs is the walsender that holds a replication slot.
+func slotPIDs(pg *testenv.Postgres, slot string) pidQuery {
+	return pidQuery{pg, `SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL`, slot}
+}
+
+// sessionPIDs is the backend of one of the benchmark's own sessions
+// (the binary COPY pipe's two ends).
+func sessionPIDs(pg *testenv.Postgres, conn *pgx.Conn) pidQuery {
+	return pidQuery{pg, `SELECT $1::int`, strconv.Itoa(int(conn.PgConn().PID()))}
+}
+
 // nativePIDs are a native subscription's walsender at the source and
 // its workers (apply, table sync) at the destination.
 func nativePIDs(n *native) []pidQuery {
 	return []pidQuery{
-		{n.src, `SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL`, n.name},
+		slotPIDs(n.src, n.name),
 		{n.dst, `SELECT pid FROM pg_stat_subscription WHERE subname = $1 AND pid IS NOT NULL`, n.name},
 	}
 }
