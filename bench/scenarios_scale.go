@@ -49,7 +49,7 @@ func scaleCases(scale float64) []incrCase {
 	for _, width := range scaleWidths {
 		// At most 200 MB and 10 MB a transaction.
 		r := max(int64(float64(min(scaleRows, scaleBytes/width))*scale), 100)
-		tx := min(max(10_000_000/width, 1), 1000)
+		tx := min(max(10_000_000/width, 1), 1000, r)
 		w := workload{Rows: r, TxRows: tx, Width: width,
 			What: fmt.Sprintf("%s inserts of %s rows in %s-row transactions", count(r), fmtWidth(width), count(tx))}
 		add("width/"+fmtWidth(width), w)
