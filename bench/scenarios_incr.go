@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -54,7 +55,7 @@ func incrCases(scale float64) []incrCase {
 func incrTarget(c incrCase) target {
 	t := target{MaxRSSBytes: rssLimit}
 	switch {
-	case c.Name == "largetx", c.Filter != "", c.Bytes:
+	case c.Name == "largetx", c.Filter != "", strings.HasPrefix(c.Name, "scale/"):
 		// No speed target: the filtered yardstick replicates a different
 		// WAL (REPLICA IDENTITY FULL), scenarios_filter.go; the scale/
 		// cases are a table of growth (scenarios_scale.go).
