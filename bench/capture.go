@@ -208,19 +208,25 @@ func (b *bench) captureRep(ctx context.Context, nat *native, w workload, rep int
 	if err := nat.PrepareEnable(ctx); err != nil {
 		return rs, nil, err
 	}
+	m, err := startRunMeter(ctx, 0, nativePIDs(nat))
+	if err != nil {
+		return rs, nil, err
+	}
 	t0 := time.Now()
 	if err := nat.Enable(ctx); err != nil {
+		m.Stop()
 		return rs, nil, err
 	}
 	err = waitMarker(ctx, nat.dst1, benchTable, endMarker, catchUpTimeout(w.Rows), nil, func() string { return nat.Status(ctx) })
 	d := time.Since(t0)
+	u := m.Stop()
 	if err != nil {
 		return rs, nil, err
 	}
 	if err := compareTables(ctx, src, nat.dst1, benchTable); err != nil {
 		return rs, nil, err
 	}
-	rn := newRun(rep, d, w.Rows, nil)
+	rn := newRun(rep, d, w.Rows, &u)
 	if err := nat.Drop(ctx); err != nil {
 		return rs, &rn, err
 	}
@@ -249,7 +255,9 @@ func (b *bench) timeCapture(ctx context.Context, js jetstream.JetStream, start, 
 	if err != nil {
 		return nil, err
 	}
-	m, err := startMeter(os.Getpid())
+	// The bench process runs the capture; its pipeline is that and the
+	// slot's walsender.
+	m, err := startRunMeter(ctx, os.Getpid(), []pidQuery{slotPIDs(b.src, proto.SlotName(captureTask))})
 	if err != nil {
 		return nil, err
 	}
@@ -294,7 +302,10 @@ func (b *bench) timeCapture(ctx context.Context, js jetstream.JetStream, start, 
 	u := m.Stop()
 	stop()
 	r := newRun(rep, d, w.Rows, &u)
-	r.Extra = map[string]float64{"rows_captured": float64(c.Stats.RowsCaptured.Load())}
+	if r.Extra == nil {
+		r.Extra = map[string]float64{}
+	}
+	r.Extra["rows_captured"] = float64(c.Stats.RowsCaptured.Load())
 	return &r, nil
 }
 

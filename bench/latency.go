@@ -179,10 +179,10 @@ func (b *bench) latencySluice(ctx context.Context, env *pairEnv, rate float64, d
 		return run{}, err
 	}
 	defer done(&err)
-	if err := startIncrementalTask(ctx, p, latencyTask, b.src.DSN(latencySluiceDB), b.dst.DSN(latencySluiceDB), env.src, env.dst, latencyTable, ""); err != nil {
+	if err := startIncrementalTask(ctx, p, latencyTask, b.src.DSN(latencySluiceDB), b.dst.DSN(latencySluiceDB), env.src, env.dst, []string{latencyTable}, ""); err != nil {
 		return run{}, err
 	}
-	m, err := startMeter(p.PID())
+	m, err := startRunMeter(ctx, p.PID(), sluicePIDs(b.src, b.dst, latencySluiceDB))
 	if err != nil {
 		return run{}, err
 	}
@@ -224,21 +224,27 @@ func (b *bench) latencyNative(ctx context.Context, env *pairEnv, rate float64, d
 	if err := startNative(ctx, n, latencyTable); err != nil {
 		return run{}, err
 	}
-	rows := int64(rate * dur.Seconds())
-	achieved, err := pacedInserts(ctx, b.src.DSN(n.srcDB), rate, rows, latencyWorkers, dur)
+	m, err := startRunMeter(ctx, 0, nativePIDs(n))
 	if err != nil {
 		return run{}, err
 	}
-	if err := execSQL(ctx, n.src1, time.Minute, endMarkerLatency()); err != nil {
-		return run{}, err
+	rows := int64(rate * dur.Seconds())
+	achieved, err := pacedInserts(ctx, b.src.DSN(n.srcDB), rate, rows, latencyWorkers, dur)
+	if err == nil {
+		err = execSQL(ctx, n.src1, time.Minute, endMarkerLatency())
 	}
-	if err := waitMarker(ctx, n.dst1, latencyTable, endMarker, catchUpTimeout(rows), nil, func() string { return n.Status(ctx) }); err != nil {
+	if err == nil {
+		err = waitMarker(ctx, n.dst1, latencyTable, endMarker, catchUpTimeout(rows), nil, func() string { return n.Status(ctx) })
+	}
+	u := m.Stop()
+	if err != nil {
 		return run{}, err
 	}
 	r, err := latencyRun(ctx, n.src1, n.dst1, rep, rate, achieved)
 	if err != nil {
 		return run{}, err
 	}
+	r.setUsage(u)
 	if err := n.Drop(ctx); err != nil {
 		return run{}, err
 	}

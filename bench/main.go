@@ -45,10 +45,18 @@ func main() {
 	sluiceArgs := flag.String("sluice-args", "", "extra flags for `sluice up`, space separated (e.g. \"--apply-groups 8\")")
 	flag.Float64Var(&cfg.LatencyRate, "latency-rate", 0, "rows/s of the latency scenario (default: half of native's live single-row insert rate)")
 	flag.DurationVar(&cfg.LatencyDuration, "latency-duration", 0, "duration of the latency scenario's paced workload (default: 30s times --scale, between 5s and 30s)")
+	scaleTable := flag.String("scale-table", "", "print the scale/ scenarios of a results JSON as bench/README.md's markdown table, and exit")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "bench: unexpected arguments %q\n", flag.Args())
 		os.Exit(2)
+	}
+	if *scaleTable != "" {
+		if err := printScaleTableFile(os.Stdout, *scaleTable); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	cfg.SluiceArgs = strings.Fields(*sluiceArgs)
 	if cfg.Scale <= 0 || cfg.Reps < 1 {
@@ -75,6 +83,9 @@ func scenarioNames() []string {
 		names = append(names, "capture/"+w.Name)
 	}
 	for _, c := range etlCases(1) {
+		names = append(names, c.Name)
+	}
+	for _, c := range scaleCases(1) {
 		names = append(names, c.Name)
 	}
 	return append(names, "latency/p50", "latency/p99", "throttle/full", "throttle/incremental", "doris/full", "doris/incr",
@@ -166,6 +177,7 @@ func runBench(ctx context.Context, cfg *config) int {
 		{"doris", b.runDoris},
 		{"two-way", b.runTwoWay},
 		{"verify", b.runVerify},
+		{"scale", b.runScale},
 	}
 	var fatal error
 	for _, f := range families {
@@ -195,6 +207,10 @@ func runBench(ctx context.Context, cfg *config) int {
 	fmt.Printf("Sluice vs PostgreSQL, scale %g, %d reps, %s on %d CPUs (%.0f s). ratio = yardstick / Sluice: >1 means Sluice is faster.\n\n",
 		cfg.Scale, cfg.Reps, shortVersion(mach.Postgres), mach.NumCPU, rep.Seconds)
 	printTable(os.Stdout, b.results)
+	if hasPrefix(b.results, "scale/") {
+		fmt.Println()
+		printScaleTable(os.Stdout, b.results)
+	}
 	if path, err := writeJSON(cfg.Out, rep); err != nil {
 		fmt.Fprintln(os.Stderr, "bench: writing results:", err)
 		return 1
@@ -210,6 +226,16 @@ func runBench(ctx context.Context, cfg *config) int {
 		return 1
 	}
 	return 0
+}
+
+// hasPrefix tells whether any scenario's name starts with prefix.
+func hasPrefix(list []*scenario, prefix string) bool {
+	for _, s := range list {
+		if strings.HasPrefix(s.Name, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // want tells whether --only selects a scenario.

@@ -66,15 +66,23 @@ func (m *meter) sample() {
 
 // usage is what a meter measured.
 type usage struct {
+	// CPUSeconds and PeakRSSBytes are the measured process's, when
+	// Process.
 	CPUSeconds   float64
 	PeakRSSBytes int64
+	Process      bool
+	// PipelineCPU is the CPU seconds of the process and of the PostgreSQL
+	// processes of its pipeline (runMeter), nil when not measured;
+	// PipelineProcs counts those PostgreSQL processes.
+	PipelineCPU   *float64
+	PipelineProcs int
 }
 
 // Stop ends the measurement.
 func (m *meter) Stop() usage {
 	close(m.stop)
 	<-m.done
-	u := usage{PeakRSSBytes: m.peak.Load()}
+	u := usage{PeakRSSBytes: m.peak.Load(), Process: true}
 	if cpu, err := cpuSeconds(m.pid); err == nil {
 		u.CPUSeconds = cpu - m.cpu0
 	}
@@ -86,18 +94,10 @@ func (m *meter) Stop() usage {
 
 // cpuSeconds is the process's user plus system CPU time.
 func cpuSeconds(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	f, err := statFields(pid)
 	if err != nil {
 		return 0, err
 	}
-	// The command name (field 2) may hold spaces; fields after its closing
-	// parenthesis are space separated: state is field 3, utime 14, stime 15.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	f := strings.Fields(s[i+1:])
 	if len(f) < 13 {
 		return 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
 	}
@@ -107,6 +107,22 @@ func cpuSeconds(pid int) (float64, error) {
 		return 0, fmt.Errorf("/proc/%d/stat: bad utime/stime", pid)
 	}
 	return float64(ut+st) / userHZ, nil
+}
+
+// statFields are the fields of /proc/<pid>/stat from field 3 (state) on:
+// field N is at index N-3. The command name (field 2) may hold spaces, so
+// the split starts after its closing parenthesis.
+func statFields(pid int) ([]string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return nil, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	return strings.Fields(s[i+1:]), nil
 }
 
 // memStatus returns VmRSS and VmHWM in bytes.

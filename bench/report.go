@@ -29,10 +29,16 @@ type run struct {
 	RowsPerSecond float64 `json:"rows_per_second,omitempty"`
 	// CPUSeconds and PeakRSSBytes: the Sluice process over the measured
 	// part (the bench process itself for the in-process capture runs).
-	CPUSeconds    *float64           `json:"cpu_seconds,omitempty"`
-	CPUPerMillion *float64           `json:"cpu_seconds_per_million_rows,omitempty"`
-	PeakRSSBytes  int64              `json:"peak_rss_bytes,omitempty"`
-	Extra         map[string]float64 `json:"extra,omitempty"`
+	CPUSeconds    *float64 `json:"cpu_seconds,omitempty"`
+	CPUPerMillion *float64 `json:"cpu_seconds_per_million_rows,omitempty"`
+	PeakRSSBytes  int64    `json:"peak_rss_bytes,omitempty"`
+	// PipelineCPUSeconds: the Sluice process (if any) plus the PostgreSQL
+	// processes of the pipeline, the source's walsender and the
+	// destination's backends that apply (cpu.go); for native, its
+	// walsender and subscription workers.
+	PipelineCPUSeconds    *float64           `json:"pipeline_cpu_seconds,omitempty"`
+	PipelineCPUPerMillion *float64           `json:"pipeline_cpu_seconds_per_million_rows,omitempty"`
+	Extra                 map[string]float64 `json:"extra,omitempty"`
 }
 
 // side is one system's runs in a scenario.
@@ -92,7 +98,15 @@ type scenario struct {
 	// CPUPerMillion: median of the Sluice runs; PeakRSSBytes: the highest.
 	CPUPerMillion *float64 `json:"cpu_seconds_per_million_rows,omitempty"`
 	PeakRSSBytes  int64    `json:"peak_rss_bytes,omitempty"`
-	Error         string   `json:"error,omitempty"`
+	// PipelineCPUPerMillion and YardstickPipelineCPUPerMillion: medians of
+	// the runs' pipeline CPU per million rows, Sluice's and the
+	// yardstick's, side by side.
+	PipelineCPUPerMillion          *float64 `json:"pipeline_cpu_seconds_per_million_rows,omitempty"`
+	YardstickPipelineCPUPerMillion *float64 `json:"yardstick_pipeline_cpu_seconds_per_million_rows,omitempty"`
+	// Bytes is the payload (column values) the workload wrote, when
+	// measured (scale/ scenarios): MB/s is Bytes over the median time.
+	Bytes int64  `json:"bytes,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 // finish computes medians, the ratio and whether the targets are met.
@@ -111,7 +125,9 @@ func (s *scenario) finish() {
 		m := median(cpus)
 		s.CPUPerMillion = &m
 	}
+	s.PipelineCPUPerMillion = medianPipelineCPU(s.Sluice.Runs)
 	if s.Yardstick != nil {
+		s.YardstickPipelineCPUPerMillion = medianPipelineCPU(s.Yardstick.Runs)
 		s.Yardstick.Median = medianOf(s.Yardstick.Runs)
 		if s.Sluice.Median > 0 && s.Yardstick.Median > 0 {
 			s.Ratio = s.Yardstick.Median / s.Sluice.Median
@@ -136,6 +152,22 @@ func (s *scenario) finish() {
 		met = false
 	}
 	s.Met = &met
+}
+
+// medianPipelineCPU is the median pipeline CPU per million rows of the
+// runs that measured it, nil when none did.
+func medianPipelineCPU(runs []run) *float64 {
+	var v []float64
+	for _, r := range runs {
+		if r.PipelineCPUPerMillion != nil {
+			v = append(v, *r.PipelineCPUPerMillion)
+		}
+	}
+	if len(v) == 0 {
+		return nil
+	}
+	m := median(v)
+	return &m
 }
 
 func medianOf(runs []run) float64 {
@@ -172,13 +204,26 @@ func newRun(rep int, d time.Duration, rows int64, u *usage) run {
 }
 
 func (r *run) setUsage(u usage) {
-	cpu := u.CPUSeconds
-	r.CPUSeconds = &cpu
-	if r.Rows > 0 {
-		per := cpu / (float64(r.Rows) / 1e6)
-		r.CPUPerMillion = &per
+	if u.Process {
+		r.CPUSeconds, r.CPUPerMillion = perMillion(u.CPUSeconds, r.Rows)
+		r.PeakRSSBytes = u.PeakRSSBytes
 	}
-	r.PeakRSSBytes = u.PeakRSSBytes
+	if u.PipelineCPU != nil {
+		r.PipelineCPUSeconds, r.PipelineCPUPerMillion = perMillion(*u.PipelineCPU, r.Rows)
+		if r.Extra == nil {
+			r.Extra = map[string]float64{}
+		}
+		r.Extra["pipeline_processes"] = float64(u.PipelineProcs)
+	}
+}
+
+// perMillion returns cpu and cpu per million of rows (nil for no rows).
+func perMillion(cpu float64, rows int64) (*float64, *float64) {
+	if rows <= 0 {
+		return &cpu, nil
+	}
+	per := cpu / (float64(rows) / 1e6)
+	return &cpu, &per
 }
 
 // runLine is a progress line for a finished run.
@@ -195,6 +240,12 @@ func runLine(r run, unit string) string {
 	}
 	if r.PeakRSSBytes > 0 {
 		s += fmt.Sprintf(", peak RSS %d MB", r.PeakRSSBytes>>20)
+	}
+	if r.PipelineCPUSeconds != nil {
+		s += fmt.Sprintf(", pipeline cpu %.1f s", *r.PipelineCPUSeconds)
+		if r.PipelineCPUPerMillion != nil {
+			s += fmt.Sprintf(" = %.2f s/Mrow", *r.PipelineCPUPerMillion)
+		}
 	}
 	keys := make([]string, 0, len(r.Extra))
 	for k := range r.Extra {
@@ -249,10 +300,11 @@ func fmtRate(v float64) string {
 // printTable writes the summary table.
 func printTable(w io.Writer, list []*scenario) {
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
-	fmt.Fprintln(tw, "scenario\t| Sluice median\t| yardstick median\t| ratio\t| target\t| met?\t| Sluice CPU s/Mrow\t| peak RSS\t|")
-	fmt.Fprintln(tw, "--------\t| -------------\t| ----------------\t| -----\t| ------\t| ----\t| -----------------\t| --------\t|")
+	fmt.Fprintln(tw, "scenario\t| Sluice median\t| yardstick median\t| ratio\t| target\t| met?\t| Sluice CPU s/Mrow\t| pipeline CPU s/Mrow Sluice / yardstick\t| peak RSS\t|")
+	fmt.Fprintln(tw, "--------\t| -------------\t| ----------------\t| -----\t| ------\t| ----\t| -----------------\t| --------------------------------------\t| --------\t|")
 	for _, s := range list {
 		sl, ys, ratio, cpu, rss := "-", "-", "-", "-", "-"
+		pipe := fmtCPU(s.PipelineCPUPerMillion) + " / " + fmtCPU(s.YardstickPipelineCPUPerMillion)
 		if len(s.Sluice.Runs) > 0 {
 			sl = fmtValue(s.Sluice.Median, s.Unit)
 		}
@@ -279,7 +331,7 @@ func printTable(w io.Writer, list []*scenario) {
 		if s.Rows > 0 && s.Unit == "s" {
 			name += " (" + count(s.Rows) + ")"
 		}
-		fmt.Fprintf(tw, "%s\t| %s\t| %s\t| %s\t| %s\t| %s\t| %s\t| %s\t|\n", name, sl, ys, ratio, s.Target.describe(s.Unit), met, cpu, rss)
+		fmt.Fprintf(tw, "%s\t| %s\t| %s\t| %s\t| %s\t| %s\t| %s\t| %s\t| %s\t|\n", name, sl, ys, ratio, s.Target.describe(s.Unit), met, cpu, pipe, rss)
 	}
 	tw.Flush()
 	for _, s := range list {
@@ -287,6 +339,14 @@ func printTable(w io.Writer, list []*scenario) {
 			fmt.Fprintf(w, "FAILED %s: %s\n", s.Name, s.Error)
 		}
 	}
+}
+
+// fmtCPU prints a CPU s/Mrow figure, "-" when not measured.
+func fmtCPU(v *float64) string {
+	if v == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", *v)
 }
 
 // report is the JSON document of a run.

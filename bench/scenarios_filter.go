@@ -77,7 +77,7 @@ func (b *bench) runFiltered(ctx context.Context) error {
 // seedCase seeds the case's table on both sides; with a filter, the
 // destination keeps only the rows that satisfy it.
 func seedCase(ctx context.Context, src, dst *pgx.Conn, c incrCase) error {
-	if err := seedTable(ctx, src, dst, benchTable, c.W.SeedRows); err != nil {
+	if err := seedTables(ctx, src, dst, c.tables(), c.W.SeedRows); err != nil {
 		return err
 	}
 	if c.Filter == "" {
@@ -93,7 +93,7 @@ func seedCase(ctx context.Context, src, dst *pgx.Conn, c incrCase) error {
 // satisfy the case's filter.
 func compareCase(ctx context.Context, src, dst *pgx.Conn, c incrCase) error {
 	if c.Filter == "" {
-		return compareTables(ctx, src, dst, benchTable)
+		return compareTables(ctx, src, dst, c.tables()...)
 	}
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
 	defer cancel()

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -144,7 +145,7 @@ func (b *bench) fullSluice(ctx context.Context, src, dst *pgx.Conn, t fullTable,
 	if err := p.CreateTask(ctx, spec); err != nil {
 		return run{}, err
 	}
-	m, err := startMeter(p.PID())
+	m, err := startRunMeter(ctx, p.PID(), sluicePIDs(b.src, b.dst, "full"))
 	if err != nil {
 		return run{}, err
 	}
@@ -178,14 +179,21 @@ func (b *bench) fullCopy(ctx context.Context, src, dst *pgx.Conn, t fullTable, r
 	if err := checkpoint(ctx, b.src, b.dst); err != nil {
 		return run{}, err
 	}
+	// The pipe runs in the bench process, between its two sessions.
+	m, err := startRunMeter(ctx, os.Getpid(), []pidQuery{sessionPIDs(b.src, src), sessionPIDs(b.dst, dst)})
+	if err != nil {
+		return run{}, err
+	}
 	t0 := time.Now()
 	if err := execSQL(ctx, dst, time.Minute, t.DDL); err != nil {
+		m.Stop()
 		return run{}, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, catchUpTimeout(t.Rows)*2)
 	n, err := copyPipe(cctx, src, dst, "SELECT * FROM "+t.Name, t.Name)
 	cancel()
 	d := time.Since(t0)
+	u := m.Stop()
 	if err != nil {
 		return run{}, err
 	}
@@ -198,5 +206,5 @@ func (b *bench) fullCopy(ctx context.Context, src, dst *pgx.Conn, t fullTable, r
 	if err := execSQL(ctx, dst, time.Minute, "DROP TABLE "+t.Name); err != nil {
 		return run{}, err
 	}
-	return newRun(rep, d, t.Rows, nil), nil
+	return newRun(rep, d, t.Rows, &u), nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -29,7 +30,14 @@ type incrCase struct {
 	// Filter is a row filter of the table (the filter/ scenarios), ""
 	// for none: the destination holds only the rows that satisfy it.
 	Filter string
+	// Bytes: measure the payload the workload wrote, for MB/s (the
+	// scale/ scenarios).
+	Bytes bool
 }
+
+// tables are the tables the case writes: the bench table, or
+// bench_0001... (workload.Tables).
+func (c incrCase) tables() []string { return c.W.tables(benchTable) }
 
 func incrCases(scale float64) []incrCase {
 	var list []incrCase
@@ -47,9 +55,10 @@ func incrCases(scale float64) []incrCase {
 func incrTarget(c incrCase) target {
 	t := target{MaxRSSBytes: rssLimit}
 	switch {
-	case c.Name == "largetx", c.Filter != "":
+	case c.Name == "largetx", c.Filter != "", strings.HasPrefix(c.Name, "scale/"):
 		// No speed target: the filtered yardstick replicates a different
-		// WAL (REPLICA IDENTITY FULL), scenarios_filter.go.
+		// WAL (REPLICA IDENTITY FULL), scenarios_filter.go; the scale/
+		// cases are a table of growth (scenarios_scale.go).
 	case c.W.Kind == "insert":
 		t.MinRatio = 1.0
 	default:
@@ -114,6 +123,14 @@ func (b *bench) runIncrCases(ctx context.Context, env *pairEnv, cases []incrCase
 			s.Yardstick.Runs = append(s.Yardstick.Runs, r)
 			logf("%s rep %d/%d native: %s", s.Name, rep, b.cfg.Reps, runLine(r, s.Unit))
 		}
+		if c.Bytes && len(s.Sluice.Runs) > 0 {
+			// Sluice's source still holds its last run's rows.
+			if n, err := payloadBytes(ctx, env.src, c.tables()); err != nil {
+				logf("warning: %s: %v", s.Name, err)
+			} else {
+				addThroughput(s, n)
+			}
+		}
 		b.add(s)
 		if c.Name == "live/single-insert" && len(s.Yardstick.Runs) > 0 {
 			var rates []float64
@@ -147,7 +164,7 @@ func (b *bench) incrSluice(ctx context.Context, env *pairEnv, c incrCase, rep in
 		return run{}, err
 	}
 	defer done(&err)
-	if err := startIncrementalTask(ctx, p, incrTask, b.src.DSN(env.db), b.dst.DSN(env.db), env.src, env.dst, benchTable, c.Filter); err != nil {
+	if err := startIncrementalTask(ctx, p, incrTask, b.src.DSN(env.db), b.dst.DSN(env.db), env.src, env.dst, c.tables(), c.Filter); err != nil {
 		return run{}, err
 	}
 	work, err := connect(ctx, b.src.DSN(env.db))
@@ -165,7 +182,8 @@ func (b *bench) incrSluice(ctx context.Context, env *pairEnv, c incrCase, rep in
 		return statusLine(st)
 	}
 	progress := func(done int64) { logf("    workload: %s of %s rows written", count(done), count(c.W.Rows)) }
-	var m *meter
+	pids := sluicePIDs(b.src, b.dst, env.db)
+	var m *runMeter
 	var t0 time.Time
 	switch c.Mode {
 	case "catchup":
@@ -178,7 +196,7 @@ func (b *bench) incrSluice(ctx context.Context, env *pairEnv, c incrCase, rep in
 		if err := checkpoint(ctx, b.src, b.dst); err != nil {
 			return run{}, err
 		}
-		if m, err = startMeter(p.PID()); err != nil {
+		if m, err = startRunMeter(ctx, p.PID(), pids); err != nil {
 			return run{}, err
 		}
 		t0 = time.Now()
@@ -187,7 +205,7 @@ func (b *bench) incrSluice(ctx context.Context, env *pairEnv, c incrCase, rep in
 			return run{}, err
 		}
 	case "live":
-		if m, err = startMeter(p.PID()); err != nil {
+		if m, err = startRunMeter(ctx, p.PID(), pids); err != nil {
 			return run{}, err
 		}
 		t0 = time.Now()
@@ -196,7 +214,7 @@ func (b *bench) incrSluice(ctx context.Context, env *pairEnv, c incrCase, rep in
 			return run{}, err
 		}
 	}
-	err = waitMarker(ctx, env.dst, benchTable, c.W.marker(), catchUpTimeout(c.W.Rows), check, status)
+	err = waitMarkers(ctx, env.dst, c.tables(), c.W.marker(), catchUpTimeout(c.W.Rows), check, status)
 	d := time.Since(t0)
 	u := m.Stop()
 	if err != nil {
@@ -211,12 +229,13 @@ func (b *bench) incrSluice(ctx context.Context, env *pairEnv, c incrCase, rep in
 	return newRun(rep, d, c.W.Rows, &u), nil
 }
 
-// startIncrementalTask creates an incremental-only task (with filter as
-// the table's row filter, "" for none) and waits until it captures and
-// applies: phase incremental, and a warm-up marker row written at the
-// source visible at the destination.
-func startIncrementalTask(ctx context.Context, p *sluiceProc, name, srcDSN, dstDSN string, src, dst *pgx.Conn, table, filter string) error {
-	if err := p.CreateTask(ctx, withFilter(taskSpec(name, srcDSN, dstDSN, []string{table}, false, false, true), table, filter)); err != nil {
+// startIncrementalTask creates an incremental-only task of tables (with
+// filter as the first table's row filter, "" for none) and waits until it
+// captures and applies: phase incremental, and a warm-up marker row
+// written at the source (into every table, in one transaction) visible at
+// the destination.
+func startIncrementalTask(ctx context.Context, p *sluiceProc, name, srcDSN, dstDSN string, src, dst *pgx.Conn, tables []string, filter string) error {
+	if err := p.CreateTask(ctx, withFilter(taskSpec(name, srcDSN, dstDSN, tables, false, false, true), tables[0], filter)); err != nil {
 		return err
 	}
 	if _, err := p.WaitTask(ctx, name, "incremental", 2*time.Minute, 50*time.Millisecond, func(st *proto.TaskStatus) bool {
@@ -224,22 +243,23 @@ func startIncrementalTask(ctx context.Context, p *sluiceProc, name, srcDSN, dstD
 	}); err != nil {
 		return err
 	}
-	if err := execSQL(ctx, src, time.Minute, warmupSQL(table)); err != nil {
+	if err := execSQL(ctx, src, time.Minute, warmupSQL(tables...)); err != nil {
 		return err
 	}
 	check := func() error { _, err := p.checkTask(ctx, name); return err }
-	if err := waitMarker(ctx, dst, table, warmupMarker, 2*time.Minute, check, nil); err != nil {
+	if err := waitMarkers(ctx, dst, tables, warmupMarker, 2*time.Minute, check, nil); err != nil {
 		return fmt.Errorf("warm-up: %w", err)
 	}
 	return nil
 }
 
-// warmupSQL writes the warm-up marker into any of the benchmark tables.
-func warmupSQL(table string) string {
-	if table == latencyTable {
-		return fmt.Sprintf("INSERT INTO %s (id, payload) VALUES (%d, 'warm-up')", table, warmupMarker)
+// warmupSQL writes the warm-up marker into benchmark tables, in one
+// transaction.
+func warmupSQL(tables ...string) string {
+	if len(tables) == 1 && tables[0] == latencyTable {
+		return fmt.Sprintf("INSERT INTO %s (id, payload) VALUES (%d, 'warm-up')", latencyTable, warmupMarker)
 	}
-	return markerSQL(table, warmupMarker)
+	return markersSQL(tables, warmupMarker)
 }
 
 // waitSlotReleased waits until no session holds the slot.
@@ -265,7 +285,7 @@ func (b *bench) incrNative(ctx context.Context, env *pairEnv, c incrCase, rep in
 	if err := checkpoint(ctx, b.src, b.dst); err != nil {
 		return run{}, err
 	}
-	if err := startNative(ctx, n, benchTable); err != nil {
+	if err := startNative(ctx, n, c.tables()...); err != nil {
 		return run{}, err
 	}
 	work, err := connect(ctx, b.src.DSN(n.srcDB))
@@ -275,6 +295,7 @@ func (b *bench) incrNative(ctx context.Context, env *pairEnv, c incrCase, rep in
 	defer work.Close(context.Background())
 	status := func() string { return n.Status(ctx) }
 	progress := func(done int64) { logf("    workload: %s of %s rows written", count(done), count(c.W.Rows)) }
+	var m *runMeter
 	var t0 time.Time
 	switch c.Mode {
 	case "catchup":
@@ -290,18 +311,27 @@ func (b *bench) incrNative(ctx context.Context, env *pairEnv, c incrCase, rep in
 		if err := n.PrepareEnable(ctx); err != nil {
 			return run{}, err
 		}
+		if m, err = startRunMeter(ctx, 0, nativePIDs(n)); err != nil {
+			return run{}, err
+		}
 		t0 = time.Now()
 		if err := n.Enable(ctx); err != nil {
+			m.Stop()
 			return run{}, err
 		}
 	case "live":
+		if m, err = startRunMeter(ctx, 0, nativePIDs(n)); err != nil {
+			return run{}, err
+		}
 		t0 = time.Now()
 		if err := runWorkload(ctx, work, benchTable, c.W, progress); err != nil {
+			m.Stop()
 			return run{}, err
 		}
 	}
-	err = waitMarker(ctx, n.dst1, benchTable, c.W.marker(), catchUpTimeout(c.W.Rows), nil, status)
+	err = waitMarkers(ctx, n.dst1, c.tables(), c.W.marker(), catchUpTimeout(c.W.Rows), nil, status)
 	d := time.Since(t0)
+	u := m.Stop()
 	if err != nil {
 		return run{}, err
 	}
@@ -311,19 +341,19 @@ func (b *bench) incrNative(ctx context.Context, env *pairEnv, c incrCase, rep in
 	if err := n.Drop(ctx); err != nil {
 		return run{}, err
 	}
-	return newRun(rep, d, c.W.Rows, nil), nil
+	return newRun(rep, d, c.W.Rows, &u), nil
 }
 
 // startNative creates the subscription (enabled) and waits until a
-// warm-up marker has arrived.
-func startNative(ctx context.Context, n *native, table string) error {
+// warm-up marker has arrived in each of tables.
+func startNative(ctx context.Context, n *native, tables ...string) error {
 	if err := n.Create(ctx, true); err != nil {
 		return err
 	}
-	if err := execSQL(ctx, n.src1, time.Minute, warmupSQL(table)); err != nil {
+	if err := execSQL(ctx, n.src1, time.Minute, warmupSQL(tables...)); err != nil {
 		return err
 	}
-	if err := waitMarker(ctx, n.dst1, table, warmupMarker, 2*time.Minute, nil, nil); err != nil {
+	if err := waitMarkers(ctx, n.dst1, tables, warmupMarker, 2*time.Minute, nil, nil); err != nil {
 		return fmt.Errorf("native warm-up: %w", err)
 	}
 	return nil

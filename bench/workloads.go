@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -19,8 +20,27 @@ const benchDDL = `CREATE TABLE IF NOT EXISTS bench (id bigint PRIMARY KEY, k int
 const benchRows = `g, (g %% 100000)::int, md5(g::text), rpad(md5((g * 7)::text) || md5((g * 13)::text), 60 + (g %% 41)::int, 'x')`
 
 // rowsSQL inserts keys lo..hi into table.
-func rowsSQL(table string, lo, hi int64) string {
-	return fmt.Sprintf("INSERT INTO %s SELECT "+benchRows+" FROM generate_series(%d::bigint, %d::bigint) g", table, lo, hi)
+func rowsSQL(table string, lo, hi int64) string { return rowsSQLWidth(table, lo, hi, 0) }
+
+// rowsSQLWidth inserts keys lo..hi into table, rows of width bytes (0:
+// benchRows).
+func rowsSQLWidth(table string, lo, hi, width int64) string {
+	return fmt.Sprintf("INSERT INTO %s SELECT "+selectList(width)+" FROM generate_series(%d::bigint, %d::bigint) g", table, lo, hi)
+}
+
+// rowFixedBytes is the payload of a row's id, k and c (8 + 4 + 32 bytes).
+const rowFixedBytes = 44
+
+// selectList is the SELECT list of the deterministic row for key g: the
+// benchRows (about 125 bytes) for width 0, else a row of width bytes of
+// column values, its pad a chain of distinct md5s, so that neither
+// PostgreSQL's TOAST compression nor anything on the way shrinks it.
+func selectList(width int64) string {
+	if width == 0 {
+		return benchRows
+	}
+	pad := max(width-rowFixedBytes, 1)
+	return fmt.Sprintf(`g, (g %%%% 100000)::int, md5(g::text), (SELECT left(string_agg(md5((g * 100003 + i)::text), ''), %d) FROM generate_series(1, %d) i)`, pad, (pad+31)/32)
 }
 
 // Marker keys: negative, so they never collide with workload keys. The
@@ -57,6 +77,27 @@ type workload struct {
 	// Marker is the end marker's key (0: endMarker): a writer of its own
 	// needs a marker of its own.
 	Marker int64
+	// Tables is the number of tables every transaction writes (0 or 1:
+	// the one table named to runWorkload); each transaction's rows are
+	// split evenly over them, and its last one writes the end marker
+	// into each.
+	Tables int
+	// Width is the bytes of column values of an inserted row (0: the
+	// benchRows, about 125 bytes).
+	Width int64
+}
+
+// tables names the tables w writes: base alone, or base_0001 ... for
+// Tables > 1 (created by createScaleTables).
+func (w workload) tables(base string) []string {
+	if w.Tables <= 1 {
+		return []string{base}
+	}
+	list := make([]string, w.Tables)
+	for i := range list {
+		list[i] = fmt.Sprintf("%s_%04d", base, i+1)
+	}
+	return list
 }
 
 // firstKey is the first key w writes.
@@ -96,71 +137,86 @@ func largeTx(scale float64) workload {
 	return workload{Name: "largetx", Kind: "insert", Rows: n, TxRows: n, What: fmt.Sprintf("one transaction inserting %s rows", count(n))}
 }
 
-// seedTable empties table on both sides and loads keys 1..w.SeedRows into
-// the source (INSERT ... SELECT) and from there into the destination
-// (binary COPY pipe), then vacuums and analyses both. Call it only when no
-// slot replicates the table, or the truncate and the seed would be
-// replicated too.
+// seedTable empties table on both sides and loads keys 1..rows into the
+// source (INSERT ... SELECT) and from there into the destination (binary
+// COPY pipe), then vacuums and analyses both. Call it only when no slot
+// replicates the table, or the truncate and the seed would be replicated
+// too.
 func seedTable(ctx context.Context, src, dst *pgx.Conn, table string, rows int64) error {
+	return seedTables(ctx, src, dst, []string{table}, rows)
+}
+
+// seedTables is seedTable for several tables, each seeded with the same
+// keys; one TRUNCATE and one VACUUM statement for all (a thousand tables
+// take a second, not a thousand round trips).
+func seedTables(ctx context.Context, src, dst *pgx.Conn, tables []string, rows int64) error {
+	list := strings.Join(tables, ", ")
 	for _, c := range []*pgx.Conn{src, dst} {
-		if err := execSQL(ctx, c, time.Minute, "TRUNCATE "+table); err != nil {
+		if err := execSQL(ctx, c, time.Minute, "TRUNCATE "+list); err != nil {
 			return err
 		}
 	}
 	if rows > 0 {
-		if err := execSQL(ctx, src, 30*time.Minute, rowsSQL(table, 1, rows)); err != nil {
-			return err
-		}
-		cctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
-		_, err := copyPipe(cctx, src, dst, "SELECT * FROM "+table, table)
-		cancel()
-		if err != nil {
-			return err
+		for _, table := range tables {
+			if err := execSQL(ctx, src, 30*time.Minute, rowsSQL(table, 1, rows)); err != nil {
+				return err
+			}
+			cctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+			_, err := copyPipe(cctx, src, dst, "SELECT * FROM "+table, table)
+			cancel()
+			if err != nil {
+				return err
+			}
 		}
 	}
 	for _, c := range []*pgx.Conn{src, dst} {
-		if err := execSQL(ctx, c, 30*time.Minute, "VACUUM ANALYZE "+table); err != nil {
+		if err := execSQL(ctx, c, 30*time.Minute, "VACUUM ANALYZE "+list); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// runWorkload writes w into table at the source, ending with the end
-// marker: in the last transaction for inserts and updates, in its own
-// transaction right after the deletes. progress is called about every
-// ten seconds.
+// runWorkload writes w into table (or w's tables, workload.Tables) at
+// the source, ending with the end marker: in the last transaction for
+// inserts and updates, in its own transaction right after the deletes.
+// progress is called about every ten seconds.
 func runWorkload(ctx context.Context, conn *pgx.Conn, table string, w workload, progress func(done int64)) error {
 	deadline := time.Now().Add(workloadTimeout(w.Rows))
 	next := time.Now().Add(10 * time.Second)
 	// Keys: inserts go above the seed, updates and deletes walk the seed.
 	base := w.firstKey()
+	tables := w.tables(table)
 	if w.TxRows == 1 {
-		return runSingleRow(ctx, conn, table, w, base, deadline, progress)
+		return runSingleRow(ctx, conn, tables, w, base, deadline, progress)
 	}
 	for done := int64(0); done < w.Rows; {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("workload %s: %d of %d rows written when its deadline passed", w.Name, done, w.Rows)
 		}
 		n := min(w.TxRows, w.Rows-done)
-		lo, hi := base+done, base+done+n-1
 		last := done+n == w.Rows
-		var sql string
-		switch w.Kind {
-		case "insert":
-			sql = rowsSQL(table, lo, hi)
-		case "update":
-			sql = fmt.Sprintf("UPDATE %s SET k = k + 1, c = md5(c) WHERE id BETWEEN %d AND %d", table, lo, hi)
-		case "delete":
-			sql = fmt.Sprintf("DELETE FROM %s WHERE id BETWEEN %d AND %d", table, lo, hi)
-		default:
-			return fmt.Errorf("unknown workload kind %q", w.Kind)
+		// The transaction's keys, split into one contiguous range per
+		// table; several statements in one simple query are one
+		// transaction.
+		var stmts []string
+		per := (n + int64(len(tables)) - 1) / int64(len(tables))
+		for i, t := range tables {
+			lo := base + done + int64(i)*per
+			hi := min(lo+per-1, base+done+n-1)
+			if lo > hi {
+				break
+			}
+			sql, err := w.changeSQL(t, lo, hi)
+			if err != nil {
+				return err
+			}
+			stmts = append(stmts, sql)
 		}
 		if last && w.Kind != "delete" {
-			// Several statements in one simple query: one transaction.
-			sql += "; " + markerSQL(table, w.marker())
+			stmts = append(stmts, markersSQL(tables, w.marker()))
 		}
-		if err := execSQL(ctx, conn, 30*time.Minute, sql); err != nil {
+		if err := execSQL(ctx, conn, 30*time.Minute, strings.Join(stmts, "; ")); err != nil {
 			return fmt.Errorf("workload %s: %w", w.Name, err)
 		}
 		done += n
@@ -170,14 +226,40 @@ func runWorkload(ctx context.Context, conn *pgx.Conn, table string, w workload, 
 		}
 	}
 	if w.Kind == "delete" {
-		return execSQL(ctx, conn, time.Minute, markerSQL(table, w.marker()))
+		return execSQL(ctx, conn, time.Minute, markersSQL(tables, w.marker()))
 	}
 	return nil
 }
 
-// runSingleRow inserts one row per autocommit statement, then the marker.
-func runSingleRow(ctx context.Context, conn *pgx.Conn, table string, w workload, base int64, deadline time.Time, progress func(int64)) error {
-	sql := fmt.Sprintf("INSERT INTO %s SELECT "+benchRows+" FROM (SELECT $1::bigint AS g) s", table)
+// changeSQL is w's statement over keys lo..hi of table.
+func (w workload) changeSQL(table string, lo, hi int64) (string, error) {
+	switch w.Kind {
+	case "insert":
+		return rowsSQLWidth(table, lo, hi, w.Width), nil
+	case "update":
+		return fmt.Sprintf("UPDATE %s SET k = k + 1, c = md5(c) WHERE id BETWEEN %d AND %d", table, lo, hi), nil
+	case "delete":
+		return fmt.Sprintf("DELETE FROM %s WHERE id BETWEEN %d AND %d", table, lo, hi), nil
+	}
+	return "", fmt.Errorf("workload %s: unknown kind %q", w.Name, w.Kind)
+}
+
+// markersSQL writes marker id into every table, in one transaction.
+func markersSQL(tables []string, id int64) string {
+	stmts := make([]string, len(tables))
+	for i, t := range tables {
+		stmts[i] = markerSQL(t, id)
+	}
+	return strings.Join(stmts, "; ")
+}
+
+// runSingleRow inserts one row per autocommit statement (into the
+// tables in turn), then the markers.
+func runSingleRow(ctx context.Context, conn *pgx.Conn, tables []string, w workload, base int64, deadline time.Time, progress func(int64)) error {
+	sqls := make([]string, len(tables))
+	for i, t := range tables {
+		sqls[i] = fmt.Sprintf("INSERT INTO %s SELECT "+selectList(w.Width)+" FROM (SELECT $1::bigint AS g) s", t)
+	}
 	next := time.Now().Add(10 * time.Second)
 	for i := int64(0); i < w.Rows; i++ {
 		if i%1000 == 0 {
@@ -192,11 +274,11 @@ func runSingleRow(ctx context.Context, conn *pgx.Conn, table string, w workload,
 				next = time.Now().Add(10 * time.Second)
 			}
 		}
-		if _, err := conn.Exec(ctx, sql, base+i); err != nil {
+		if _, err := conn.Exec(ctx, sqls[i%int64(len(sqls))], base+i); err != nil {
 			return fmt.Errorf("workload %s: %w", w.Name, err)
 		}
 	}
-	return execSQL(ctx, conn, time.Minute, markerSQL(table, w.marker()))
+	return execSQL(ctx, conn, time.Minute, markersSQL(tables, w.marker()))
 }
 
 // workloadTimeout bounds writing rows: generous, at least 10 minutes, and
@@ -253,6 +335,51 @@ func waitMarker(ctx context.Context, dst *pgx.Conn, table string, id int64, time
 			return err
 		}
 	}
+}
+
+// waitMarkers is waitMarker over several tables: the marker must be in
+// each (Sluice applies tables independently, so one table's marker says
+// nothing of another's). It waits on the last table, polled every 20 ms,
+// then sweeps the others a hundred tables to a query until all have it.
+func waitMarkers(ctx context.Context, dst *pgx.Conn, tables []string, id int64, timeout time.Duration, check func() error, status func() string) error {
+	deadline := time.Now().Add(timeout)
+	if err := waitMarker(ctx, dst, tables[len(tables)-1], id, timeout, check, status); err != nil {
+		return err
+	}
+	rest := tables[:len(tables)-1]
+	for len(rest) > 0 {
+		chunk := rest[:min(100, len(rest))]
+		missing, err := tablesMissing(ctx, dst, chunk, id)
+		if err != nil {
+			return err
+		}
+		if missing == 0 {
+			rest = rest[len(chunk):]
+			continue
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("marker row %d not in %d of the tables %s..%s at the destination within %v", id, missing, chunk[0], chunk[len(chunk)-1], timeout)
+		}
+		if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tablesMissing counts the tables without the row of key id.
+func tablesMissing(ctx context.Context, dst *pgx.Conn, tables []string, id int64) (int, error) {
+	parts := make([]string, len(tables))
+	for i, t := range tables {
+		parts[i] = fmt.Sprintf("(NOT EXISTS (SELECT 1 FROM %s WHERE id = $1))::int", t)
+	}
+	var n int
+	qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := dst.QueryRow(qctx, "SELECT "+strings.Join(parts, " + "), id).Scan(&n); err != nil {
+		return 0, fmt.Errorf("poll destination for marker %d: %w", id, err)
+	}
+	return n, nil
 }
 
 // scaled multiplies a row count by the scale, at least 1,000.
