@@ -160,9 +160,11 @@ func TestTwoWayCrashConsistencyUnderSIGKILL(t *testing.T) {
 				waitConflicts(t, a, r.name, out.logA)
 				waitConflicts(t, b, r.name, out.logB)
 			}
-			st, err := c.GetTask(ctx, r.name)
-			if err != nil || st.State != proto.StateRunning {
-				t.Fatalf("task: %+v %v", st, err)
+			// A unit killed while it retried shows the task retrying until
+			// it has run well a while (pipeline.HealthyAfter): then running,
+			// with no current error.
+			if st := waitState(t, c, r.name, proto.StateRunning, time.Minute); st.LastError != nil {
+				t.Fatalf("task %s runs with a current error: %+v", r.name, *st.LastError)
 			}
 		})
 	}
