@@ -74,42 +74,38 @@ func (a *app) nodeDrainCmd(tf *taskFlags) *cobra.Command {
 		Short: "Move a node's units to other nodes; it takes no new ones (--undo to take units again)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := withTimeout(cmd, tf)
-			defer cancel()
-			c, err := a.client(tf)
-			if err != nil {
-				return err
-			}
-			if err := c.DrainNode(ctx, args[0], undo); err != nil {
-				return err
-			}
-			if undo {
-				fmt.Fprintf(cmd.OutOrStdout(), "node %s takes units again\n", args[0])
-				return nil
-			}
-			// Wait until the node holds no units, so that a script can stop
-			// the machine right after.
-			for {
-				st, err := c.ClusterStatus(ctx)
-				if err != nil {
+			return a.withClient(cmd, tf, func(ctx context.Context, c *coordinator.Client) error {
+				if err := c.DrainNode(ctx, args[0], undo); err != nil {
 					return err
 				}
-				left := -1
-				for _, n := range st.Nodes {
-					if n.ID == args[0] {
-						left = len(n.Units)
-					}
-				}
-				if left <= 0 {
-					fmt.Fprintf(cmd.OutOrStdout(), "node %s is drained: it runs no units and takes none\n", args[0])
+				if undo {
+					fmt.Fprintf(cmd.OutOrStdout(), "node %s takes units again\n", args[0])
 					return nil
 				}
-				select {
-				case <-ctx.Done():
-					return fmt.Errorf("node %s still has %d units: %w", args[0], left, ctx.Err())
-				case <-time.After(200 * time.Millisecond):
+				// Wait until the node holds no units, so that a script can stop
+				// the machine right after.
+				for {
+					st, err := c.ClusterStatus(ctx)
+					if err != nil {
+						return err
+					}
+					left := -1
+					for _, n := range st.Nodes {
+						if n.ID == args[0] {
+							left = len(n.Units)
+						}
+					}
+					if left <= 0 {
+						fmt.Fprintf(cmd.OutOrStdout(), "node %s is drained: it runs no units and takes none\n", args[0])
+						return nil
+					}
+					select {
+					case <-ctx.Done():
+						return fmt.Errorf("node %s still has %d units: %w", args[0], left, ctx.Err())
+					case <-time.After(200 * time.Millisecond):
+					}
 				}
-			}
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&undo, "undo", false, "let the node take units again")
@@ -123,17 +119,13 @@ func (a *app) nodeRemoveCmd(tf *taskFlags) *cobra.Command {
 		Short: "Forget a node (drained or stopped): its units move and it leaves Raft",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := withTimeout(cmd, tf)
-			defer cancel()
-			c, err := a.client(tf)
-			if err != nil {
-				return err
-			}
-			if err := c.RemoveNode(ctx, args[0], force); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "node %s removed\n", args[0])
-			return nil
+			return a.withClient(cmd, tf, func(ctx context.Context, c *coordinator.Client) error {
+				if err := c.RemoveNode(ctx, args[0], force); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "node %s removed\n", args[0])
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&force, "force", false, "remove a live node that was not drained")
@@ -148,20 +140,16 @@ func (a *app) clusterCmd(tf *taskFlags) *cobra.Command {
 		Short: "Nodes, roles, leader, pools, units per node and what is unhealthy",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := withTimeout(cmd, tf)
-			defer cancel()
-			c, err := a.client(tf)
-			if err != nil {
-				return err
-			}
-			st, err := c.ClusterStatus(ctx)
-			if err != nil {
-				return err
-			}
-			if output == "json" {
-				return printJSON(cmd.OutOrStdout(), st)
-			}
-			return printCluster(cmd.OutOrStdout(), st, time.Now())
+			return a.withClient(cmd, tf, func(ctx context.Context, c *coordinator.Client) error {
+				st, err := c.ClusterStatus(ctx)
+				if err != nil {
+					return err
+				}
+				if output == "json" {
+					return printJSON(cmd.OutOrStdout(), st)
+				}
+				return printCluster(cmd.OutOrStdout(), st, time.Now())
+			})
 		},
 	}
 	addOutputFlag(status, &output)
@@ -170,17 +158,13 @@ func (a *app) clusterCmd(tf *taskFlags) *cobra.Command {
 		Short: "Let a drained node take units again (as node drain ID --undo)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := withTimeout(cmd, tf)
-			defer cancel()
-			c, err := a.client(tf)
-			if err != nil {
-				return err
-			}
-			if err := c.DrainNode(ctx, args[0], true); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "node %s takes units again\n", args[0])
-			return nil
+			return a.withClient(cmd, tf, func(ctx context.Context, c *coordinator.Client) error {
+				if err := c.DrainNode(ctx, args[0], true); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "node %s takes units again\n", args[0])
+				return nil
+			})
 		},
 	}
 	cmd.AddCommand(status, undrain)

@@ -181,13 +181,9 @@ func (a *app) withSpec(cmd *cobra.Command, tf *taskFlags, file string, fn func(c
 	if err != nil {
 		return err
 	}
-	ctx, cancel := withTimeout(cmd, tf)
-	defer cancel()
-	c, err := a.client(tf)
-	if err != nil {
-		return err
-	}
-	return fn(ctx, c, spec)
+	return a.withClient(cmd, tf, func(ctx context.Context, c *coordinator.Client) error {
+		return fn(ctx, c, spec)
+	})
 }
 
 // addOutputFlag adds -o and returns a checker for its value.
@@ -341,23 +337,19 @@ func (a *app) taskGetCmd(tf *taskFlags) *cobra.Command {
 		Short: "Show a task's phase, state, progress and last error",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := withTimeout(cmd, tf)
-			defer cancel()
-			c, err := a.client(tf)
-			if err != nil {
-				return err
-			}
-			if tables {
-				return getTables(ctx, cmd.OutOrStdout(), c, args[0], output)
-			}
-			st, err := c.GetTask(ctx, args[0])
-			if err != nil {
-				return err
-			}
-			if output == "json" {
-				return printJSON(cmd.OutOrStdout(), st)
-			}
-			return printStatus(cmd.OutOrStdout(), st, time.Now())
+			return a.withClient(cmd, tf, func(ctx context.Context, c *coordinator.Client) error {
+				if tables {
+					return getTables(ctx, cmd.OutOrStdout(), c, args[0], output)
+				}
+				st, err := c.GetTask(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				if output == "json" {
+					return printJSON(cmd.OutOrStdout(), st)
+				}
+				return printStatus(cmd.OutOrStdout(), st, time.Now())
+			})
 		},
 	}
 	addOutputFlag(cmd, &output)
@@ -372,20 +364,16 @@ func (a *app) taskListCmd(tf *taskFlags) *cobra.Command {
 		Short: "List tasks",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := withTimeout(cmd, tf)
-			defer cancel()
-			c, err := a.client(tf)
-			if err != nil {
-				return err
-			}
-			list, err := c.ListTasks(ctx)
-			if err != nil {
-				return err
-			}
-			if output == "json" {
-				return printJSON(cmd.OutOrStdout(), list)
-			}
-			return printList(cmd.OutOrStdout(), list)
+			return a.withClient(cmd, tf, func(ctx context.Context, c *coordinator.Client) error {
+				list, err := c.ListTasks(ctx)
+				if err != nil {
+					return err
+				}
+				if output == "json" {
+					return printJSON(cmd.OutOrStdout(), list)
+				}
+				return printList(cmd.OutOrStdout(), list)
+			})
 		},
 	}
 	addOutputFlag(cmd, &output)
@@ -398,17 +386,13 @@ func (a *app) taskDeleteCmd(tf *taskFlags) *cobra.Command {
 		Short: "Stop a task and drop its replication slot, publication and stream",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := withTimeout(cmd, tf)
-			defer cancel()
-			c, err := a.client(tf)
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteTask(ctx, args[0]); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "task %s deleted\n", args[0])
-			return nil
+			return a.withClient(cmd, tf, func(ctx context.Context, c *coordinator.Client) error {
+				if err := c.DeleteTask(ctx, args[0]); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "task %s deleted\n", args[0])
+				return nil
+			})
 		},
 	}
 }
@@ -420,18 +404,14 @@ func (a *app) taskTransitionCmd(tf *taskFlags, verb, short string, do func(*coor
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := withTimeout(cmd, tf)
-			defer cancel()
-			c, err := a.client(tf)
-			if err != nil {
-				return err
-			}
-			st, err := do(c, ctx, args[0])
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "task %s: phase %s, state %s\n", st.Name, st.Phase, st.State)
-			return nil
+			return a.withClient(cmd, tf, func(ctx context.Context, c *coordinator.Client) error {
+				st, err := do(c, ctx, args[0])
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "task %s: phase %s, state %s\n", st.Name, st.Phase, st.State)
+				return nil
+			})
 		},
 	}
 }
@@ -458,38 +438,34 @@ all. Limits not named keep their value.`,
 			if (file == "") == (len(sets) == 0) {
 				return errors.New("give either -f TASK.yaml or --throttle KEY=VALUE")
 			}
-			ctx, cancel := withTimeout(cmd, tf)
-			defer cancel()
-			c, err := a.client(tf)
-			if err != nil {
-				return err
-			}
-			if file != "" {
-				spec, err := a.readSpec(file)
+			return a.withClient(cmd, tf, func(ctx context.Context, c *coordinator.Client) error {
+				if file != "" {
+					spec, err := a.readSpec(file)
+					if err != nil {
+						return err
+					}
+					st, err := c.UpdateTask(ctx, args[0], spec)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "task %s updated: retry connection %s, other %s; throttle %s; alerts %s; verify %s\n", st.Name,
+						st.Spec.Retry.ConnectionRetry(), st.Spec.Retry.OtherRetry(), throttleText(st.Spec.Throttle), alertsText(st.Spec.Alerts), verifyText(st.Spec.Verify))
+					return nil
+				}
+				st, err := c.GetTask(ctx, args[0])
 				if err != nil {
 					return err
 				}
-				st, err := c.UpdateTask(ctx, args[0], spec)
+				th, err := applyThrottleFlags(st.Spec.Throttle, sets)
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "task %s updated: retry connection %s, other %s; throttle %s; alerts %s; verify %s\n", st.Name,
-					st.Spec.Retry.ConnectionRetry(), st.Spec.Retry.OtherRetry(), throttleText(st.Spec.Throttle), alertsText(st.Spec.Alerts), verifyText(st.Spec.Verify))
+				if st, err = c.SetThrottle(ctx, args[0], th); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "task %s: throttle %s\n", st.Name, throttleText(st.Spec.Throttle))
 				return nil
-			}
-			st, err := c.GetTask(ctx, args[0])
-			if err != nil {
-				return err
-			}
-			th, err := applyThrottleFlags(st.Spec.Throttle, sets)
-			if err != nil {
-				return err
-			}
-			if st, err = c.SetThrottle(ctx, args[0], th); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "task %s: throttle %s\n", st.Name, throttleText(st.Spec.Throttle))
-			return nil
+			})
 		},
 	}
 	cmd.Flags().StringSliceVar(&sets, "throttle", nil, "KEY=VALUE: full.rps, full.mbps, full.qps, incremental.rps, incremental.mbps (0 lifts it), or none")
