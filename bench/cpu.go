@@ -29,6 +29,9 @@ type pidQuery struct {
 	pg  *testenv.Postgres
 	sql string // one parameter, arg
 	arg string
+	// side names where the processes run, "source" or "destination":
+	// their CPU is reported per side too.
+	side string
 }
 
 // sluicePIDs are a Sluice task's sessions in database db on both
@@ -36,18 +39,18 @@ type pidQuery struct {
 // sessions at the destination.
 func sluicePIDs(src, dst *testenv.Postgres, db string) []pidQuery {
 	const q = `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name LIKE 'sluice%'`
-	return []pidQuery{{src, q, db}, {dst, q, db}}
+	return []pidQuery{{src, q, db, "source"}, {dst, q, db, "destination"}}
 }
 
 // slotPIDs is the walsender that holds a replication slot.
 func slotPIDs(pg *testenv.Postgres, slot string) pidQuery {
-	return pidQuery{pg, `SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL`, slot}
+	return pidQuery{pg, `SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL`, slot, "source"}
 }
 
 // sessionPIDs is the backend of one of the benchmark's own sessions
 // (the binary COPY pipe's two ends).
 func sessionPIDs(pg *testenv.Postgres, conn *pgx.Conn) pidQuery {
-	return pidQuery{pg, `SELECT $1::int`, strconv.Itoa(int(conn.PgConn().PID()))}
+	return pidQuery{pg, `SELECT $1::int`, strconv.Itoa(int(conn.PgConn().PID())), ""}
 }
 
 // nativePIDs are a native subscription's walsender at the source and
@@ -55,12 +58,16 @@ func sessionPIDs(pg *testenv.Postgres, conn *pgx.Conn) pidQuery {
 func nativePIDs(n *native) []pidQuery {
 	return []pidQuery{
 		slotPIDs(n.src, n.name),
-		{n.dst, `SELECT pid FROM pg_stat_subscription WHERE subname = $1 AND pid IS NOT NULL`, n.name},
+		{n.dst, `SELECT pid FROM pg_stat_subscription WHERE subname = $1 AND pid IS NOT NULL`, n.name, "destination"},
 	}
 }
 
-// procCPU is one process's CPU seconds when first and last seen.
-type procCPU struct{ base, last float64 }
+// procCPU is one process's CPU seconds when first and last seen, and the
+// side it runs on (pidQuery.side).
+type procCPU struct {
+	base, last float64
+	side       string
+}
 
 // pipelineMeter samples the pids of its queries every 100 ms (so a
 // walsender or worker started during the run is found: native's catch-up
@@ -141,7 +148,7 @@ func (m *pipelineMeter) sampleOnce(ctx context.Context) {
 		}
 		for _, pid := range pids {
 			if _, ok := m.procs[pid]; !ok {
-				m.procs[pid] = &procCPU{}
+				m.procs[pid] = &procCPU{side: q.side}
 				if started, err := procStartTick(pid); err == nil && started < m.startTick {
 					m.procs[pid].base = -1 // set from the first reading below
 				}
@@ -160,19 +167,23 @@ func (m *pipelineMeter) sampleOnce(ctx context.Context) {
 	}
 }
 
-// Stop ends the measurement and returns the processes' CPU seconds and
-// how many processes were counted.
-func (m *pipelineMeter) Stop() (float64, int, error) {
+// Stop ends the measurement and returns the processes' CPU seconds, in
+// all and per side, and how many processes were counted.
+func (m *pipelineMeter) Stop() (float64, map[string]float64, int, error) {
 	close(m.stop)
 	<-m.done
 	m.close()
 	var sum float64
+	sides := map[string]float64{}
 	for _, p := range m.procs {
 		if p.base >= 0 {
 			sum += p.last - p.base
+			if p.side != "" {
+				sides[p.side] += p.last - p.base
+			}
 		}
 	}
-	return sum, len(m.procs), m.err
+	return sum, sides, len(m.procs), m.err
 }
 
 func (m *pipelineMeter) close() {
@@ -244,7 +255,7 @@ func (r *runMeter) Stop() usage {
 	if r.proc != nil {
 		u = r.proc.Stop()
 	}
-	cpu, n, err := r.pipe.Stop()
+	cpu, sides, n, err := r.pipe.Stop()
 	if err != nil {
 		logf("warning: %v (pipeline CPU not reported)", err)
 		return u
@@ -252,5 +263,6 @@ func (r *runMeter) Stop() usage {
 	total := u.CPUSeconds + cpu
 	u.PipelineCPU = &total
 	u.PipelineProcs = n
+	u.SideCPU = sides
 	return u
 }

@@ -76,6 +76,10 @@ type usage struct {
 	// PipelineProcs counts those PostgreSQL processes.
 	PipelineCPU   *float64
 	PipelineProcs int
+	// SideCPU is the PostgreSQL processes' CPU seconds per side
+	// ("source": walsender and capture sessions; "destination": apply
+	// sessions or subscription workers).
+	SideCPU map[string]float64
 }
 
 // Stop ends the measurement.

@@ -214,6 +214,11 @@ func (r *run) setUsage(u usage) {
 			r.Extra = map[string]float64{}
 		}
 		r.Extra["pipeline_processes"] = float64(u.PipelineProcs)
+		for side, cpu := range u.SideCPU {
+			if _, per := perMillion(cpu, r.Rows); per != nil {
+				r.Extra[side+"_cpu_s_per_Mrow"] = *per
+			}
+		}
 	}
 }
 
