@@ -154,7 +154,9 @@ func (c *WorkerConfig) setDefaults() error {
 		c.TxBoundaries = true
 	}
 	if c.MaxBatchRows <= 0 {
-		c.MaxBatchRows = 10000
+		// Big enough that a batch over many tables still writes many rows
+		// per statement; MaxBatchBytes bounds its memory.
+		c.MaxBatchRows = 50000
 	}
 	if c.MaxBatchBytes <= 0 {
 		c.MaxBatchBytes = 8 << 20
@@ -418,6 +420,21 @@ func (w *worker) receive(ctx context.Context, cur *collected, msg jetstream.Msg)
 			return fmt.Errorf("stream %d (reassembled): %w", meta.Sequence.Stream, err)
 		}
 	}
+	if b.Members != nil {
+		// A pack: the batches of several of the group's tables.
+		for i := range b.Members {
+			if err := w.receiveBatch(ctx, cur, &b.Members[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return w.receiveBatch(ctx, cur, b)
+}
+
+// receiveBatch adds one table's batch (or its schema change, or a
+// heartbeat) to the batch being collected.
+func (w *worker) receiveBatch(ctx context.Context, cur *collected, b *proto.Batch) error {
 	if w.cfg.Held != nil && b.Table != proto.HeartbeatTable && w.cfg.Held(b.Table) {
 		return &HeldError{Table: b.Table}
 	}

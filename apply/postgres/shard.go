@@ -106,10 +106,23 @@ func (s *Sink) keyShard(p *segmentPlan, t, fallback proto.Tuple) int {
 	return int(h.Sum32() % uint32(s.shards))
 }
 
+// minShardedRows is the fewest rows per table, on average, of a batch
+// that is split into shards.
+const minShardedRows = 256
+
 // partition splits planned segments into shards, or returns nil when the
-// batch must be written in one transaction.
+// batch must be (or is better) written in one transaction.
 func (s *Sink) partition(segs []plannedSegment) [][]plannedSegment {
 	if s.shards == 1 || !s.replicaMode.Load() {
+		return nil
+	}
+	rows := 0
+	for _, seg := range segs {
+		rows += len(seg.Rows)
+	}
+	if rows < minShardedRows*len(segs) {
+		// Few rows per table: sharding would double the statements, each
+		// costing the destination more than its rows.
 		return nil
 	}
 	shards := make([][]plannedSegment, s.shards)
