@@ -102,6 +102,8 @@ type Batch struct {
 	// DDL, when set, makes this message a schema change of Table (an
 	// EncodeDDL DDLEvent) instead of rows.
 	DDL []byte
+	// Members, in a pack (pack.go), are the batches of several tables.
+	Members []Batch
 }
 
 // IsBoundary reports whether the message is a transaction boundary
@@ -139,6 +141,7 @@ const (
 	fBatchPartNo   = 7
 	fBatchParts    = 8
 	fBatchDDL      = 9
+	fBatchMembers  = 10
 
 	fColName    = 1
 	fColTypeOID = 2
@@ -302,6 +305,12 @@ var ErrMalformed = errors.New("malformed change batch")
 // must not change while the batch is in use.
 func DecodeBatch(data []byte) (*Batch, error) {
 	b := &Batch{}
+	var members [][]byte
+	// The rows and their new values are allocated once for the batch:
+	// counted first, then carved out of one slice each (the values when
+	// the columns, which come first, are known).
+	nrows := countRows(data)
+	var slab [][]byte
 	err := walk(data, func(num protowire.Number, typ protowire.Type, v uint64, body []byte) error {
 		switch num {
 		case fBatchSchema:
@@ -329,8 +338,12 @@ func DecodeBatch(data []byte) (*Batch, error) {
 		case fBatchIdentity:
 			b.ReplicaIdentity = byte(v)
 		case fBatchRows:
+			if b.Rows == nil {
+				b.Rows = make([]Row, 0, nrows)
+				slab = make([][]byte, nrows*len(b.Columns))
+			}
 			b.Rows = append(b.Rows, Row{})
-			return b.Rows[len(b.Rows)-1].decode(body)
+			return b.Rows[len(b.Rows)-1].decode(body, &slab)
 		case fBatchPart:
 			b.Part = body
 		case fBatchPartNo:
@@ -339,11 +352,19 @@ func DecodeBatch(data []byte) (*Batch, error) {
 			b.Parts = uint32(v)
 		case fBatchDDL:
 			b.DDL = body
+		case fBatchMembers:
+			members = append(members, body)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	if members != nil {
+		if err := b.decodeMembers(members); err != nil {
+			return nil, err
+		}
+		return b, nil
 	}
 	for i := range b.Rows {
 		r := &b.Rows[i]
@@ -354,7 +375,31 @@ func DecodeBatch(data []byte) (*Batch, error) {
 	return b, nil
 }
 
-func (r *Row) decode(data []byte) error {
+// countRows counts the rows of an encoded batch, reading only its
+// fields' tags and lengths.
+func countRows(data []byte) int {
+	n := 0
+	for len(data) > 0 {
+		num, typ, l := protowire.ConsumeTag(data)
+		if l < 0 {
+			return n
+		}
+		data = data[l:]
+		l = protowire.ConsumeFieldValue(num, typ, data)
+		if l < 0 {
+			return n
+		}
+		data = data[l:]
+		if num == fBatchRows && typ == protowire.BytesType {
+			n++
+		}
+	}
+	return n
+}
+
+// decode reads a row; its new values take their slice from slab while
+// it has room.
+func (r *Row) decode(data []byte, slab *[][]byte) error {
 	return walk(data, func(num protowire.Number, _ protowire.Type, v uint64, body []byte) error {
 		switch num {
 		case fRowOp:
@@ -368,15 +413,15 @@ func (r *Row) decode(data []byte) error {
 		case fRowTimeUS:
 			r.CommitTimeUS = int64(v)
 		case fRowNew:
-			return r.New.decode(body)
+			return r.New.decode(body, slab)
 		case fRowOld:
-			return r.Old.decode(body)
+			return r.Old.decode(body, nil)
 		}
 		return nil
 	})
 }
 
-func (t *Tuple) decode(data []byte) error {
+func (t *Tuple) decode(data []byte, slab *[][]byte) error {
 	next := 0
 	err := walk(data, func(num protowire.Number, _ protowire.Type, _ uint64, body []byte) error {
 		switch num {
@@ -384,7 +429,13 @@ func (t *Tuple) decode(data []byte) error {
 			// A second kinds field starts the values over (protobuf's
 			// last-one-wins), so no text column is left without one.
 			t.Kinds = body
-			t.Values = make([][]byte, len(body))
+			if n := len(body); slab != nil && len(*slab) >= n {
+				t.Values = (*slab)[:n:n]
+				clear(t.Values)
+				*slab = (*slab)[n:]
+			} else {
+				t.Values = make([][]byte, n)
+			}
 			next = 0
 		case fTupleValues:
 			for next < len(t.Kinds) && t.Kinds[next] != KindText {
