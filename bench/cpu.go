@@ -249,6 +249,7 @@ func (r *runMeter) stopProcs() usage {
 		p := m.Stop()
 		u.Process = true
 		u.CPUSeconds += p.CPUSeconds
+		u.ProcessCPU = append(u.ProcessCPU, p.CPUSeconds)
 		u.PeakRSSBytes = max(u.PeakRSSBytes, p.PeakRSSBytes)
 		if len(r.procs) > 1 {
 			u.PeakRSSSumBytes += p.PeakRSSBytes

@@ -74,6 +74,8 @@ type usage struct {
 	PeakRSSBytes    int64
 	PeakRSSSumBytes int64
 	Process         bool
+	// ProcessCPU is each process's CPU seconds, in the order given.
+	ProcessCPU []float64
 	// PipelineCPU is the CPU seconds of the process and of the PostgreSQL
 	// processes of its pipeline (runMeter), nil when not measured;
 	// PipelineProcs counts those PostgreSQL processes.

@@ -180,9 +180,11 @@ func (b *bench) incrSluice(ctx context.Context, env *pairEnv, c incrCase, rep in
 	if p.cluster != nil {
 		// What the figure is about: every change replicated to the
 		// stream's three brokers before it counts as captured.
-		if replicas, err = p.streamReplicas(ctx, incrTask); err != nil {
+		var layout string
+		if replicas, layout, err = p.clusterLayout(ctx, incrTask); err != nil {
 			return run{}, err
 		}
+		logf("    cluster: %s", layout)
 	}
 	work, err := connect(ctx, b.src.DSN(env.db))
 	if err != nil {
@@ -246,6 +248,9 @@ func (b *bench) incrSluice(ctx context.Context, env *pairEnv, c incrCase, rep in
 	r := newRun(rep, d, c.W.Rows, &u)
 	if replicas > 0 {
 		r.extra("stream_replicas", float64(replicas))
+		for i, node := range p.procs {
+			r.extra("cpu_seconds_"+node.Name, u.ProcessCPU[i])
+		}
 	}
 	return r, nil
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -205,31 +206,33 @@ func clusterConfigs(ca *pki.CA, dir, tlsDir string, n int) ([]node.ClusterConfig
 	return configs, nil
 }
 
-// streamReplicas checks that a task's stream is replicated on every node
-// of the cluster, current on each, and returns its replica count.
-func (p *sluiceProc) streamReplicas(ctx context.Context, task string) (int, error) {
+// clusterLayout checks that a task's stream is replicated on every node
+// of the cluster, current on each, and returns its replica count and
+// where things run: the Raft leader, the stream's leader, the units on
+// each node (for the progress line; the figures depend on it).
+func (p *sluiceProc) clusterLayout(ctx context.Context, task string) (int, string, error) {
 	if p.cluster == nil {
-		return 0, fmt.Errorf("not a cluster")
+		return 0, "", fmt.Errorf("not a cluster")
 	}
 	nc, err := nats.Connect(p.cluster.natsURL, nats.Name("bench"), nats.Secure(p.cluster.tls), nats.MaxReconnects(0))
 	if err != nil {
-		return 0, fmt.Errorf("connect to the cluster's NATS: %w", err)
+		return 0, "", fmt.Errorf("connect to the cluster's NATS: %w", err)
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	st, err := js.Stream(cctx, proto.StreamName(task))
+	stream, err := js.Stream(cctx, proto.StreamName(task))
 	if err != nil {
-		return 0, fmt.Errorf("stream %s: %w", proto.StreamName(task), err)
+		return 0, "", fmt.Errorf("stream %s: %w", proto.StreamName(task), err)
 	}
-	info := st.CachedInfo()
-	current := 0
+	info := stream.CachedInfo()
+	current, leader := 0, "none"
 	if info.Cluster != nil && info.Cluster.Leader != "" {
-		current = 1
+		current, leader = 1, info.Cluster.Leader
 		for _, r := range info.Cluster.Replicas {
 			if r.Current {
 				current++
@@ -237,7 +240,19 @@ func (p *sluiceProc) streamReplicas(ctx context.Context, task string) (int, erro
 		}
 	}
 	if info.Config.Replicas != len(p.procs) || current != len(p.procs) {
-		return info.Config.Replicas, fmt.Errorf("stream %s has %d replicas, %d of them current with a leader; want %d", info.Config.Name, info.Config.Replicas, current, len(p.procs))
+		return info.Config.Replicas, "", fmt.Errorf("stream %s has %d replicas, %d of them current with a leader; want %d", info.Config.Name, info.Config.Replicas, current, len(p.procs))
 	}
-	return info.Config.Replicas, nil
+	st, err := p.Client.ClusterStatus(cctx)
+	if err != nil {
+		return 0, "", fmt.Errorf("cluster status: %w", err)
+	}
+	layout := fmt.Sprintf("Raft leader %s, stream leader %s (%d replicas); units:", st.Leader, leader, info.Config.Replicas)
+	for _, n := range st.Nodes {
+		var units []string
+		for _, u := range n.Units {
+			units = append(units, strings.TrimPrefix(u.Unit, task+"/"))
+		}
+		layout += fmt.Sprintf(" %s [%s]", n.ID, strings.Join(units, " "))
+	}
+	return info.Config.Replicas, layout, nil
 }
