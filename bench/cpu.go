@@ -223,38 +223,56 @@ func procStartTick(pid int) (int64, error) {
 	return strconv.ParseInt(f[19], 10, 64)
 }
 
-// runMeter measures one run of a pipeline: the Sluice process (none for
-// native) and the pipeline's PostgreSQL processes.
+// runMeter measures one run of a pipeline: the Sluice processes (none
+// for native) and the pipeline's PostgreSQL processes.
 type runMeter struct {
-	proc *meter
-	pipe *pipelineMeter
+	procs []*meter
+	pipe  *pipelineMeter
 }
 
-// startRunMeter starts measuring; pid 0 means no Sluice process.
-func startRunMeter(ctx context.Context, pid int, queries []pidQuery) (*runMeter, error) {
+// startRunMeter starts measuring the Sluice processes pids (none for
+// native: the pipeline is PostgreSQL's processes alone).
+func startRunMeter(ctx context.Context, pids []int, queries []pidQuery) (*runMeter, error) {
 	r := &runMeter{}
-	var err error
-	if pid != 0 {
-		if r.proc, err = startMeter(pid); err != nil {
+	for _, pid := range pids {
+		m, err := startMeter(pid)
+		if err != nil {
+			r.stopProcs()
 			return nil, err
 		}
+		r.procs = append(r.procs, m)
 	}
+	var err error
 	if r.pipe, err = startPipelineMeter(ctx, queries); err != nil {
-		if r.proc != nil {
-			r.proc.Stop()
-		}
+		r.stopProcs()
 		return nil, err
 	}
 	return r, nil
 }
 
+// stopProcs stops the process meters: the sum of their CPU, and the
+// largest single process's peak RSS (several processes' peaks need not
+// coincide, so their sum is only an upper bound of the whole's, kept
+// apart in PeakRSSSumBytes).
+func (r *runMeter) stopProcs() usage {
+	var u usage
+	for _, m := range r.procs {
+		p := m.Stop()
+		u.Process = true
+		u.CPUSeconds += p.CPUSeconds
+		u.ProcessCPU = append(u.ProcessCPU, p.CPUSeconds)
+		u.PeakRSSBytes = max(u.PeakRSSBytes, p.PeakRSSBytes)
+		if len(r.procs) > 1 {
+			u.PeakRSSSumBytes += p.PeakRSSBytes
+		}
+	}
+	return u
+}
+
 // Stop ends the measurement. A failure of the pipeline meter leaves the
 // pipeline figure out (with a warning), it does not fail the run.
 func (r *runMeter) Stop() usage {
-	var u usage
-	if r.proc != nil {
-		u = r.proc.Stop()
-	}
+	u := r.stopProcs()
 	cpu, sides, n, err := r.pipe.Stop()
 	if err != nil {
 		logf("warning: %v (pipeline CPU not reported)", err)
