@@ -576,7 +576,7 @@ func (s *sessionState) openBatchOf(rel *relation) *openBatch {
 	b := s.open[rel.id]
 	if b == nil {
 		b = &openBatch{rel: rel, subject: proto.Subject(s.c.cfg.Task, rel.table)}
-		b.buf = proto.AppendBatchHeader(getBuffer(smallBuffer), rel.table, rel.columns, rel.identity)
+		b.buf = proto.AppendBatchHeader(getBuffer(min(max(rel.bufHint, smallBuffer), 2*s.c.cfg.MaxBatchBytes)), rel.table, rel.columns, rel.identity)
 		s.open[rel.id] = b
 		s.openOrder = append(s.openOrder, rel.id)
 	}
@@ -635,6 +635,7 @@ func (s *sessionState) takeOpen(ctx context.Context, relID uint32) (*openBatch, 
 		}
 	}
 	s.openBytes -= len(b.buf)
+	b.rel.bufHint = len(b.buf)
 	if b.rows == 0 {
 		putBuffer(b.buf) // every held row was filtered out
 		return nil, nil

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -121,7 +122,8 @@ func (s *Sink) applyTx(ctx context.Context, task string, epoch uint64, segs []pl
 		return err
 	}
 	ordered := mode == writeOrdered
-	w := &writer{pg: conn.Conn().PgConn(), tx: tx, lenient: ordered, d: s.dialect, pipelined: mode == writePipelined}
+	w := &writer{pg: conn.Conn().PgConn(), tx: tx, lenient: ordered, d: s.dialect, pipelined: mode == writePipelined, buf: getWriteBuffer()}
+	defer func() { putWriteBuffer(w.buf) }()
 	failed := func(t proto.TableID, err error) error {
 		var qe *queuedError
 		if errors.As(err, &qe) {
@@ -176,6 +178,24 @@ func (w *writer) segment(ctx context.Context, seg plannedSegment, ordered bool) 
 		return nil
 	default:
 		return apply.Coalesce(seg.Rows, plan.keyIdx, oldFull, step)
+	}
+}
+
+// writeBuffers recycles the writers' buffers (COPY data, array
+// parameters) from one apply transaction to the next: grown anew each
+// time, they were a large part of the apply's allocations.
+var writeBuffers sync.Pool
+
+func getWriteBuffer() []byte {
+	if b, ok := writeBuffers.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return nil
+}
+
+func putWriteBuffer(b []byte) {
+	if cap(b) > 0 && cap(b) <= 64<<20 {
+		writeBuffers.Put(&b)
 	}
 }
 

@@ -126,21 +126,28 @@ func (s *Sink) partition(segs []plannedSegment) [][]plannedSegment {
 		return nil
 	}
 	shards := make([][]plannedSegment, s.shards)
+	var of []int // each row's shard
 	for _, seg := range segs {
 		if !seg.plan.shardable {
 			return nil
 		}
-		split := make([]*apply.Segment, s.shards)
+		of = of[:0]
+		counts := make([]int, s.shards)
 		for i := range seg.Rows {
-			r := &seg.Rows[i]
-			h, within := s.shardOf(seg.plan, r)
+			h, within := s.shardOf(seg.plan, &seg.Rows[i])
 			if !within {
 				return nil
 			}
+			of = append(of, h)
+			counts[h]++
+		}
+		split := make([]*apply.Segment, s.shards)
+		for i := range seg.Rows {
+			h := of[i]
 			if split[h] == nil {
-				split[h] = &apply.Segment{Table: seg.Table, Columns: seg.Columns, Identity: seg.Identity}
+				split[h] = &apply.Segment{Table: seg.Table, Columns: seg.Columns, Identity: seg.Identity, Rows: make([]proto.Row, 0, counts[h])}
 			}
-			split[h].Rows = append(split[h].Rows, *r)
+			split[h].Rows = append(split[h].Rows, seg.Rows[i])
 		}
 		for h, part := range split {
 			if part != nil {
