@@ -12,40 +12,6 @@ import (
 	"github.com/sluicedb/sluice/proto"
 )
 
-// streamMessage is one message of the stream, decoded.
-type streamMessage struct {
-	subject string
-	batch   *proto.Batch
-}
-
-// readStream returns every message of the task's stream, in order.
-func (f *captureFixture) readStream(t *testing.T) []streamMessage {
-	t.Helper()
-	cons, err := f.js.OrderedConsumer(context.Background(), proto.StreamName(f.task), jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []streamMessage
-	for {
-		batch, err := cons.Fetch(100, jetstream.FetchMaxWait(300*time.Millisecond))
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for msg := range batch.Messages() {
-			b, err := proto.DecodeBatch(msg.Data())
-			if err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, streamMessage{msg.Subject(), b})
-			n++
-		}
-		if n == 0 {
-			return out
-		}
-	}
-}
-
 // addConsumer adds a durable consumer of subjects.
 func (f *captureFixture) addConsumer(t *testing.T, name string, subjects ...string) {
 	t.Helper()
@@ -100,7 +66,7 @@ func TestCapturePacksSmallBatchesPerGroup(t *testing.T) {
 
 	var msgs []streamMessage
 	testenv.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
-		msgs = f.readStream(t)
+		msgs = f.read(t)
 		rows := rowsByTable(t, msgs)
 		if len(rows["a"]) != 10 || len(rows["b"]) != 5 || len(rows["c"]) != 5 {
 			return fmt.Errorf("rows per table: a %d, b %d, c %d", len(rows["a"]), len(rows["b"]), len(rows["c"]))
@@ -139,7 +105,7 @@ func TestCaptureNoPacksBesideAWildcardConsumer(t *testing.T) {
 	src := testenv.Conn(t, f.pg.DSN("postgres"))
 	testenv.MustExec(t, src, `BEGIN; INSERT INTO a VALUES (1); INSERT INTO b VALUES (1); COMMIT`)
 	testenv.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
-		msgs := f.readStream(t)
+		msgs := f.read(t)
 		rows := rowsByTable(t, msgs)
 		if len(rows["a"]) != 1 || len(rows["b"]) != 1 {
 			return fmt.Errorf("rows per table: a %d, b %d", len(rows["a"]), len(rows["b"]))
