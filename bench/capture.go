@@ -11,6 +11,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -48,6 +49,11 @@ func (b *bench) runCapture(ctx context.Context) error {
 	if len(list) == 0 {
 		return nil
 	}
+	// The capture runs in this process, beside the broker and the stream
+	// reader: under sluice up's default heap limit (cmd/sluice), so that
+	// its peak RSS, this process's, is comparable with sluice up's.
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(192 << 20))
+	defer debug.SetGCPercent(debug.SetGCPercent(300))
 	if err := createDatabase(ctx, b.src, captureDB); err != nil {
 		return err
 	}
@@ -313,19 +319,24 @@ type streamSum struct {
 	deletedIDs                big.Int // sum of deleted keys
 }
 
-// verifyStream reads every message of the table's subject back and checks
+// verifyStream reads every message of the table's subjects back and checks
 // it against the source: the number of each kind of change, the sum of
 // the deleted keys, and the hash sum of every new tuple, which must equal
 // the hash sum of the source table (every row left in it was inserted or
 // updated by the workload exactly once).
 func verifyStream(ctx context.Context, src *pgx.Conn, stream jetstream.Stream, w workload) error {
-	subject := proto.Subject(captureTask, proto.TableID{Schema: "public", Name: benchTable})
-	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(subject))
-	if err != nil {
-		return err
+	// The table's own messages, and the packs of its apply group that
+	// carry its small batches (proto/pack.go).
+	subjects := []string{proto.Subject(captureTask, proto.TableID{Schema: "public", Name: benchTable}), proto.PackSubject(captureTask, 0)}
+	var want uint64
+	for _, subject := range subjects {
+		info, err := stream.Info(ctx, jetstream.WithSubjectFilter(subject))
+		if err != nil {
+			return err
+		}
+		want += info.State.Subjects[subject]
 	}
-	want := info.State.Subjects[subject]
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: subjects})
 	if err != nil {
 		return err
 	}
@@ -398,8 +409,19 @@ func (s *streamSum) add(data []byte) error {
 	if b.Parts > 0 {
 		return errors.New("unexpected split batch for small rows")
 	}
-	for i := range b.Rows {
-		r := &b.Rows[i]
+	// A pack carries the small batches of several tables (proto/pack.go).
+	for i := range b.Members {
+		if err := s.addRows(b.Members[i].Rows); err != nil {
+			return err
+		}
+	}
+	return s.addRows(b.Rows)
+}
+
+// addRows adds the changes of one table's batch.
+func (s *streamSum) addRows(rows []proto.Row) error {
+	for i := range rows {
+		r := &rows[i]
 		switch r.Op {
 		case proto.OpInsert, proto.OpUpdate:
 			if r.Op == proto.OpInsert {

@@ -279,6 +279,7 @@ type sessionState struct {
 	packOf    map[string]string
 	packs     map[string]*pack
 	packOrder []string
+	packHint  map[string]int // a group's last pack's size
 }
 
 func (s *sessionState) loop(ctx context.Context, conn *pgconn.PgConn) error {

@@ -89,9 +89,11 @@ func (s *sessionState) packOrPublish(ctx context.Context, b *openBatch) error {
 	p := s.packs[subject]
 	if p == nil {
 		name := subject[strings.LastIndexByte(subject, '.')+1:]
-		// Sized for the largest pack: one published once it holds
-		// MaxBatchBytes, whose last member was at most half that.
-		p = &pack{subject: subject, buf: proto.AppendPackHeader(getBuffer(s.c.cfg.MaxBatchBytes*3/2+smallBuffer), proto.TableID{Schema: proto.ReservedSchema, Name: name})}
+		// As big as the group's last pack (at most the largest a pack
+		// gets: it is published once it holds MaxBatchBytes, whose last
+		// member was at most half that).
+		size := min(max(s.packHint[subject], 2*len(b.buf), smallBuffer), s.c.cfg.MaxBatchBytes*3/2+smallBuffer)
+		p = &pack{subject: subject, buf: proto.AppendPackHeader(getBuffer(size), proto.TableID{Schema: proto.ReservedSchema, Name: name})}
 		if s.packs == nil {
 			s.packs = map[string]*pack{}
 		}
@@ -127,6 +129,10 @@ func (s *sessionState) publishPack(ctx context.Context, subject string) error {
 			break
 		}
 	}
+	if s.packHint == nil {
+		s.packHint = map[string]int{}
+	}
+	s.packHint[subject] = len(p.buf)
 	// The id names exactly the rows of the pack (its members' ids): a pack
 	// cut the same way after a restart is a duplicate, one cut otherwise
 	// is not, and its rows applied already are skipped by position.

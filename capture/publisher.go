@@ -134,7 +134,10 @@ func newPublisher(js jetstream.JetStream, start proto.LSN, maxInflightBytes int,
 // publish sends one batch. It blocks while too many bytes are in flight
 // (back-pressure instead of buffering, invariant 5).
 func (p *publisher) publish(ctx context.Context, subject, msgID string, data []byte) error {
-	if err := p.budget.acquire(ctx, len(data), p.failed); err != nil {
+	// The budget counts the buffer's capacity, not its length: that is
+	// the memory it holds until acknowledged (a recycled buffer can be
+	// far larger than its batch).
+	if err := p.budget.acquire(ctx, cap(data), p.failed); err != nil {
 		if e := p.failure(); e != nil {
 			return e
 		}
@@ -148,7 +151,7 @@ func (p *publisher) publish(ctx context.Context, subject, msgID string, data []b
 	}
 	fut, err := p.js.PublishMsgAsync(msg, opts...)
 	if err != nil {
-		p.budget.release(len(data))
+		p.budget.release(cap(data))
 		p.fail(fmt.Errorf("publish to JetStream: %w", err))
 		return p.failure()
 	}
@@ -251,7 +254,7 @@ func (p *publisher) ackLoop() error {
 			p.fail(classifyPublishError(err))
 			return nil
 		}
-		p.budget.release(len(m.data))
+		p.budget.release(cap(m.data))
 		putBuffer(m.data)
 		p.acknowledged(m.seq, ack)
 		select {
