@@ -31,6 +31,7 @@ type config struct {
 	SluiceArgs      []string      `json:"sluice_args,omitempty"`
 	LatencyRate     float64       `json:"latency_rate,omitempty"`
 	LatencyDuration time.Duration `json:"latency_duration_ns,omitempty"`
+	SchemaTables    int           `json:"schema_tables"`
 }
 
 func main() {
@@ -45,6 +46,7 @@ func main() {
 	sluiceArgs := flag.String("sluice-args", "", "extra flags for `sluice up`, space separated (e.g. \"--apply-groups 8\")")
 	flag.Float64Var(&cfg.LatencyRate, "latency-rate", 0, "rows/s of the latency scenario (default: half of native's live single-row insert rate)")
 	flag.DurationVar(&cfg.LatencyDuration, "latency-duration", 0, "duration of the latency scenario's paced workload (default: 30s times --scale, between 5s and 30s)")
+	flag.IntVar(&cfg.SchemaTables, "schema-tables", defaultSchemaTables, "tables of the schema/ scenarios (not scaled; the wide case has four times as many; fewer while developing)")
 	scaleTable := flag.String("scale-table", "", "print the scale/ scenarios of a results JSON as bench/README.md's markdown table, and exit")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -59,8 +61,8 @@ func main() {
 		return
 	}
 	cfg.SluiceArgs = strings.Fields(*sluiceArgs)
-	if cfg.Scale <= 0 || cfg.Reps < 1 {
-		fmt.Fprintln(os.Stderr, "bench: --scale must be > 0 and --reps >= 1")
+	if cfg.Scale <= 0 || cfg.Reps < 1 || cfg.SchemaTables < 2 {
+		fmt.Fprintln(os.Stderr, "bench: --scale must be > 0, --reps >= 1 and --schema-tables >= 2")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -88,6 +90,7 @@ func scenarioNames() []string {
 	for _, c := range scaleCases(1) {
 		names = append(names, c.Name)
 	}
+	names = append(names, schemaCaseNames(defaultSchemaTables).list()...)
 	return append(names, "latency/p50", "latency/p99", "throttle/full", "throttle/incremental", "doris/full", "doris/incr",
 		twForward, twReverse, twOneWay, verifyEqual, verifyScattered)
 }
@@ -178,6 +181,7 @@ func runBench(ctx context.Context, cfg *config) int {
 		{"two-way", b.runTwoWay},
 		{"verify", b.runVerify},
 		{"scale", b.runScale},
+		{"schema", b.runSchema},
 	}
 	var fatal error
 	for _, f := range families {
