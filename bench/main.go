@@ -39,7 +39,7 @@ func main() {
 	flag.StringVar(&cfg.Sluice, "sluice", "bin/sluice", "the sluice binary to run (make build)")
 	flag.Float64Var(&cfg.Scale, "scale", 1.0, "multiplies every row count (0.02-0.05 for a quick check)")
 	flag.IntVar(&cfg.Reps, "reps", 2, "repetitions of each side (A B A B ...)")
-	flag.StringVar(&cfg.Only, "only", "", "run only the scenarios whose name matches this regular expression (names: "+strings.Join(scenarioNames(), ", ")+")")
+	flag.StringVar(&cfg.Only, "only", "", "run only the scenarios whose name matches this regular expression (names: "+strings.Join(scenarioNames(defaultSchemaTables), ", ")+")")
 	flag.StringVar(&cfg.Out, "out", "bench/results", "directory for the JSON results")
 	flag.BoolVar(&cfg.Keep, "keep", false, "keep the clusters' directories, the databases and sluice's data and logs for inspection")
 	flag.StringVar(&cfg.Pprof, "pprof", "", "pass --pprof-listen ADDR to every sluice process (e.g. 127.0.0.1:6060), to take a profile during a run")
@@ -72,8 +72,9 @@ func main() {
 	os.Exit(code)
 }
 
-// scenarioNames lists every scenario, for --only and the help text.
-func scenarioNames() []string {
+// scenarioNames lists every scenario, for --only and the help text; the
+// schema/ names count schemaTables (--schema-tables).
+func scenarioNames(schemaTables int) []string {
 	names := []string{}
 	for _, t := range fullTables(1) {
 		names = append(names, "full/"+t.Name)
@@ -90,7 +91,7 @@ func scenarioNames() []string {
 	for _, c := range scaleCases(1) {
 		names = append(names, c.Name)
 	}
-	names = append(names, schemaCaseNames(defaultSchemaTables).list()...)
+	names = append(names, schemaCaseNames(schemaTables).list()...)
 	return append(names, "latency/p50", "latency/p99", "throttle/full", "throttle/incremental", "doris/full", "doris/incr",
 		twForward, twReverse, twOneWay, verifyEqual, verifyScattered)
 }
@@ -126,11 +127,11 @@ func runBench(ctx context.Context, cfg *config) int {
 		}
 		b.only = re
 		var any bool
-		for _, n := range scenarioNames() {
+		for _, n := range scenarioNames(cfg.SchemaTables) {
 			any = any || re.MatchString(n)
 		}
 		if !any {
-			fmt.Fprintf(os.Stderr, "bench: --only %q matches no scenario (%s)\n", cfg.Only, strings.Join(scenarioNames(), ", "))
+			fmt.Fprintf(os.Stderr, "bench: --only %q matches no scenario (%s)\n", cfg.Only, strings.Join(scenarioNames(cfg.SchemaTables), ", "))
 			return 2
 		}
 	}
