@@ -81,6 +81,9 @@ func (b *bench) runSchema(ctx context.Context) error {
 	if b.wantWide(names) {
 		return b.runSchemaWide(ctx, 4*n, names.wide)
 	}
+	if b.want(names.wide) {
+		logf("%s skipped: it runs at --scale 0.5 and above, or with --only naming it", names.wide)
+	}
 	return nil
 }
 
