@@ -159,12 +159,12 @@ func (s *scenario) record(sd *side, rep, reps int, r run, err error) bool {
 func schemaStreamingScenario(name string, n int, native bool) *scenario {
 	s := &scenario{
 		Name: name, Unit: "s", Rows: int64(n) * schemaRowsPerTable,
-		Description: fmt.Sprintf("%d tables of %d rows: `task create` (schema, full and incremental sync) until the task is incremental/running and a marker row written after the create into every table is at the destination", n, schemaRowsPerTable),
+		Description: fmt.Sprintf("%d tables of %d rows: `task create` (schema, full and incremental sync) until the task is incremental/running and a marker row written then into every table is at the destination", n, schemaRowsPerTable),
 		Sluice:      side{Name: "sluice"},
 		Target:      target{MaxRSSBytes: rssLimit},
 	}
 	if native {
-		s.Description += "; native: CREATE SUBSCRIPTION with copy_data = true (the destination tables created untimed before) until every table is ready ('r' in pg_subscription_rel) and the marker is at the destination"
+		s.Description += "; native: CREATE SUBSCRIPTION with copy_data = true (the destination tables created untimed before) until every table is ready ('r' in pg_subscription_rel) and a marker row written then into every table is at the destination"
 		s.Yardstick = &side{Name: "native"}
 	}
 	return s
@@ -316,8 +316,10 @@ func measure(ctx context.Context, pid int, pids []pidQuery, part func() error) (
 
 // schemaStreamingSluice is one Sluice run of a streaming case: a fresh
 // `sluice up` and an empty destination database, the clock started
-// before `task create`, the markers written at the source as soon as the
-// create returned.
+// before `task create` and stopped when the task is incremental/running
+// and a marker row written then into every table has arrived. Written
+// any earlier, the markers would come with the full sync's copy and
+// prove nothing of the stream (as startIncrementalTask's warm-up).
 func (b *bench) schemaStreamingSluice(ctx context.Context, env *pairEnv, tables []string, rep int) (_ run, err error) {
 	if err := capture.DropTaskObjects(ctx, env.src, schemaTask); err != nil {
 		return run{}, err
@@ -342,9 +344,6 @@ func (b *bench) schemaStreamingSluice(ctx context.Context, env *pairEnv, tables 
 			return err
 		}
 		logf("    task created in %.1f s", time.Since(t0).Seconds())
-		if err := writeMarkers(ctx, env.src, tables, warmupMarker); err != nil {
-			return err
-		}
 		next := time.Now().Add(10 * time.Second)
 		if _, err := p.WaitTask(ctx, schemaTask, "incremental", timeout, 100*time.Millisecond, func(st *proto.TaskStatus) bool {
 			if time.Now().After(next) {
@@ -356,6 +355,9 @@ func (b *bench) schemaStreamingSluice(ctx context.Context, env *pairEnv, tables 
 			return err
 		}
 		logf("    incremental/running after %.1f s", time.Since(t0).Seconds())
+		if err := writeMarkers(ctx, env.src, tables, warmupMarker); err != nil {
+			return err
+		}
 		return waitMarkers(ctx, env.dst, tables, warmupMarker, timeout, check, nil)
 	})
 	if err != nil {
@@ -372,8 +374,7 @@ func (b *bench) schemaStreamingSluice(ctx context.Context, env *pairEnv, tables 
 
 // schemaStreamingNative is one native run of the streaming case: the
 // destination tables emptied, the subscription created with copy_data =
-// true, the markers written, then waited for every table to be ready and
-// the markers to arrive.
+// true; when every table is ready, the markers are written and awaited.
 func (b *bench) schemaStreamingNative(ctx context.Context, n *native, tables []string, rep int) (run, error) {
 	if err := n.Drop(ctx); err != nil {
 		return run{}, err
@@ -395,10 +396,10 @@ func (b *bench) schemaStreamingNative(ctx context.Context, n *native, tables []s
 		if err := n.CreateCopying(ctx); err != nil {
 			return err
 		}
-		if err := writeMarkers(ctx, n.src1, tables, warmupMarker); err != nil {
+		if err := n.WaitTablesReady(ctx, len(tables), timeout); err != nil {
 			return err
 		}
-		if err := n.WaitTablesReady(ctx, len(tables), timeout); err != nil {
+		if err := writeMarkers(ctx, n.src1, tables, warmupMarker); err != nil {
 			return err
 		}
 		return waitMarkers(ctx, n.dst1, tables, warmupMarker, timeout, nil, nil)
