@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 
@@ -59,10 +60,14 @@ type entry struct {
 type coalescer struct {
 	keyIdx  []int
 	oldFull bool
-	entries map[string]*entry
-	order   []string
+	// entries are the run's keys in first-change order; index finds a
+	// key's entry. (Entries live in one slice, not one allocation each:
+	// a run is often tens of thousands of keys.)
+	entries []entry
+	index   map[string]int32
 	emit    func(*Step) error
-	keyBuf  []byte
+	// newKey and oldKey hold the encoded keys of the change being added.
+	newKey, oldKey []byte
 }
 
 // Coalesce folds rows (in position order) by the key columns keyIdx and
@@ -72,7 +77,7 @@ func Coalesce(rows []proto.Row, keyIdx []int, oldFull bool, emit func(*Step) err
 	if step := uniform(rows); step != nil {
 		return emit(step)
 	}
-	c := &coalescer{keyIdx: keyIdx, oldFull: oldFull, entries: map[string]*entry{}, emit: emit}
+	c := &coalescer{keyIdx: keyIdx, oldFull: oldFull, entries: make([]entry, 0, len(rows)), index: make(map[string]int32, len(rows)), emit: emit}
 	for i := range rows {
 		if err := c.add(&rows[i]); err != nil {
 			return err
@@ -113,28 +118,36 @@ func uniform(rows []proto.Row) *Step {
 }
 
 // entry returns the key's entry, creating it with whether the row existed
-// before the run (known from the key's first change).
-func (c *coalescer) entry(k string, existed bool) *entry {
-	if e := c.entries[k]; e != nil {
-		return e
+// before the run (known from the key's first change). The pointer holds
+// until the next entry is created.
+func (c *coalescer) entry(k []byte, existed bool) *entry {
+	if i, ok := c.index[string(k)]; ok {
+		return &c.entries[i]
 	}
-	e := &entry{existed: existed, present: existed}
-	c.entries[k] = e
-	c.order = append(c.order, k)
-	return e
+	c.index[string(k)] = int32(len(c.entries))
+	c.entries = append(c.entries, entry{existed: existed, present: existed})
+	return &c.entries[len(c.entries)-1]
+}
+
+// lookup is the key's entry, nil if the run has not changed it.
+func (c *coalescer) lookup(k []byte) *entry {
+	if i, ok := c.index[string(k)]; ok {
+		return &c.entries[i]
+	}
+	return nil
 }
 
 func (c *coalescer) add(r *proto.Row) error {
 	switch r.Op {
 	case proto.OpInsert:
-		k, err := c.key(r.New)
+		k, err := c.key(&c.newKey, r.New)
 		if err != nil {
 			return err
 		}
 		e := c.entry(k, false)
 		e.present, e.tuple = true, r.New
 	case proto.OpDelete:
-		k, err := c.key(r.Old)
+		k, err := c.key(&c.oldKey, r.Old)
 		if err != nil {
 			return err
 		}
@@ -163,18 +176,19 @@ func (c *coalescer) update(r *proto.Row) error {
 			break
 		}
 	}
-	nk, err := c.key(newRow)
+	nk, err := c.key(&c.newKey, newRow)
 	if err != nil {
 		return err
 	}
 	ok := nk
 	if r.Old.Len() > 0 {
-		if ok, err = c.key(r.Old); err != nil {
+		if ok, err = c.key(&c.oldKey, r.Old); err != nil {
 			return err
 		}
 	}
+	sameKey := bytes.Equal(ok, nk)
 	// What the run already did to the row (nil: nothing; it existed).
-	prev := c.entries[ok]
+	prev := c.lookup(ok)
 	if hasToast(newRow) {
 		switch {
 		case prev != nil && prev.present && !hasToast(prev.tuple):
@@ -182,12 +196,12 @@ func (c *coalescer) update(r *proto.Row) error {
 		case c.oldFull && r.Old.Len() > 0 && !hasToast(r.Old):
 			// REPLICA IDENTITY FULL sends the whole old row, detoasted.
 			newRow = merge(r.Old, newRow)
-		case ok == nk && prev != nil && prev.present:
+		case sameKey && prev != nil && prev.present:
 			// An earlier partial update of the row: combine the two.
 			newRow = merge(prev.tuple, newRow)
 		}
 	}
-	if ok == nk {
+	if sameKey {
 		e := c.entry(ok, true)
 		e.present, e.tuple = true, newRow
 		return nil
@@ -209,46 +223,72 @@ func (c *coalescer) update(r *proto.Row) error {
 	return nil
 }
 
+// What an entry becomes in a step.
+const (
+	skip = iota
+	toDelete
+	toInsert
+	toPartial
+	toUpdate
+)
+
+func (e *entry) class() int {
+	switch {
+	case !e.present && e.existed:
+		return toDelete
+	case !e.present:
+		return skip // came and went within the run: nothing to write
+	case !e.existed:
+		return toInsert
+	case hasToast(e.tuple):
+		return toPartial
+	default:
+		return toUpdate
+	}
+}
+
 func (c *coalescer) flush() error {
-	if len(c.order) == 0 {
+	if len(c.entries) == 0 {
 		return nil
 	}
+	// Counted first, so each list is allocated once at its size.
+	var n [toUpdate + 1]int
+	for i := range c.entries {
+		n[c.entries[i].class()]++
+	}
 	step := &Step{Kind: StepSet}
-	for _, k := range c.order {
-		e := c.entries[k]
-		switch {
-		case !e.present && e.existed:
-			step.Deletes = append(step.Deletes, e.tuple)
-		case !e.present:
-			// Came and went within the run: nothing to write.
-		case !e.existed:
-			step.Inserts = append(step.Inserts, e.tuple)
-		case hasToast(e.tuple):
-			step.Partials = append(step.Partials, e.tuple)
-		default:
-			step.Updates = append(step.Updates, e.tuple)
+	lists := [toUpdate + 1]*[]proto.Tuple{toDelete: &step.Deletes, toInsert: &step.Inserts, toPartial: &step.Partials, toUpdate: &step.Updates}
+	for cl, l := range lists {
+		if l != nil && n[cl] > 0 {
+			*l = make([]proto.Tuple, 0, n[cl])
 		}
 	}
-	c.entries = map[string]*entry{}
-	c.order = c.order[:0]
+	for i := range c.entries {
+		e := &c.entries[i]
+		if l := lists[e.class()]; l != nil {
+			*l = append(*l, e.tuple)
+		}
+	}
+	clear(c.index)
+	c.entries = c.entries[:0]
 	if len(step.Deletes)+len(step.Inserts)+len(step.Updates)+len(step.Partials) == 0 {
 		return nil
 	}
 	return c.emit(step)
 }
 
-// key encodes the key columns of t as a map key.
-func (c *coalescer) key(t proto.Tuple) (string, error) {
-	b := c.keyBuf[:0]
+// key encodes the key columns of t into buf, as a map key.
+func (c *coalescer) key(buf *[]byte, t proto.Tuple) ([]byte, error) {
+	b := (*buf)[:0]
 	for _, i := range c.keyIdx {
 		if i >= t.Len() || t.Kinds[i] != proto.KindText {
-			return "", fmt.Errorf("a change has no value for key column %d (NULL or missing): the destination's key must be part of the source's replica identity", i+1)
+			return nil, fmt.Errorf("a change has no value for key column %d (NULL or missing): the destination's key must be part of the source's replica identity", i+1)
 		}
 		b = binary.AppendUvarint(b, uint64(len(t.Values[i])))
 		b = append(b, t.Values[i]...)
 	}
-	c.keyBuf = b
-	return string(b), nil
+	*buf = b
+	return b, nil
 }
 
 func hasToast(t proto.Tuple) bool {

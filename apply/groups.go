@@ -56,7 +56,9 @@ const consumerPrefix = "apply_"
 // one group; it is fixed when the task starts, as a table must never
 // change groups (subjects are only ever added to a consumer).
 func ConsumerConfig(task string, group, groups int, tables []proto.TableID, linked map[string]string) jetstream.ConsumerConfig {
-	subjects := []string{proto.Subject(task, proto.HeartbeatTable)}
+	// The group's pack subject: the capture packs small batches of the
+	// group's tables there (proto/pack.go).
+	subjects := []string{proto.Subject(task, proto.HeartbeatTable), proto.PackSubject(task, group)}
 	for _, t := range tables {
 		if LinkedGroupOf(t, groups, linked) == group {
 			subjects = append(subjects, proto.Subject(task, t))

@@ -154,7 +154,9 @@ func (c *WorkerConfig) setDefaults() error {
 		c.TxBoundaries = true
 	}
 	if c.MaxBatchRows <= 0 {
-		c.MaxBatchRows = 10000
+		// Big enough that a batch over many tables still writes many rows
+		// per statement; MaxBatchBytes bounds its memory.
+		c.MaxBatchRows = 50000
 	}
 	if c.MaxBatchBytes <= 0 {
 		c.MaxBatchBytes = 8 << 20
@@ -205,7 +207,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 		return fmt.Errorf("pull from consumer %s: %w", name, err)
 	}
 	defer stopPulling(iter)
-	w := &worker{cfg: &cfg, floors: offsets, iter: iter}
+	w := &worker{cfg: &cfg, floors: offsets, iter: iter, rowsHint: map[string]int{}}
 	// Collecting the next batch (receive, decode, filter) overlaps
 	// applying the current one, so the destination is kept busy.
 	batches := make(chan *collected)
@@ -270,6 +272,8 @@ type worker struct {
 	// inTx: with TxBoundaries, the last message received was not a
 	// boundary: the batch may not end yet.
 	inTx bool
+	// rowsHint is the rows of each table's last segment (see add).
+	rowsHint map[string]int
 }
 
 // mayEnd reports whether the batch may end after the last message
@@ -418,6 +422,21 @@ func (w *worker) receive(ctx context.Context, cur *collected, msg jetstream.Msg)
 			return fmt.Errorf("stream %d (reassembled): %w", meta.Sequence.Stream, err)
 		}
 	}
+	if b.Members != nil {
+		// A pack: the batches of several of the group's tables.
+		for i := range b.Members {
+			if err := w.receiveBatch(ctx, cur, &b.Members[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return w.receiveBatch(ctx, cur, b)
+}
+
+// receiveBatch adds one table's batch (or its schema change, or a
+// heartbeat) to the batch being collected.
+func (w *worker) receiveBatch(ctx context.Context, cur *collected, b *proto.Batch) error {
 	if w.cfg.Held != nil && b.Table != proto.HeartbeatTable && w.cfg.Held(b.Table) {
 		return &HeldError{Table: b.Table}
 	}
@@ -585,9 +604,16 @@ func (w *worker) add(cur *collected, b *proto.Batch) int {
 	// even when other tables' messages came in between.
 	if s := cur.open[key]; s != nil && s.Identity == b.ReplicaIdentity && sameColumns(s.Columns, b.Columns) {
 		s.Rows = append(s.Rows, kept...)
+		w.rowsHint[key] = min(len(s.Rows), w.cfg.MaxBatchRows)
 		return len(kept)
 	}
-	s := &Segment{Table: b.Table, Columns: b.Columns, Identity: b.ReplicaIdentity, Rows: kept}
+	// The rows of the table's last segment: the new one starts that big,
+	// instead of growing there again as more messages come.
+	rows := kept
+	if hint := w.rowsHint[key]; hint > len(kept) {
+		rows = append(make([]proto.Row, 0, hint), kept...)
+	}
+	s := &Segment{Table: b.Table, Columns: b.Columns, Identity: b.ReplicaIdentity, Rows: rows}
 	ch.Segments = append(ch.Segments, s)
 	cur.open[key] = s
 	return len(kept)

@@ -208,7 +208,7 @@ func (b *bench) captureRep(ctx context.Context, nat *native, w workload, rep int
 	if err := nat.PrepareEnable(ctx); err != nil {
 		return rs, nil, err
 	}
-	m, err := startRunMeter(ctx, 0, nativePIDs(nat))
+	m, err := startRunMeter(ctx, nil, nativePIDs(nat))
 	if err != nil {
 		return rs, nil, err
 	}
@@ -257,7 +257,7 @@ func (b *bench) timeCapture(ctx context.Context, js jetstream.JetStream, start, 
 	}
 	// The bench process runs the capture; its pipeline is that and the
 	// slot's walsender.
-	m, err := startRunMeter(ctx, os.Getpid(), []pidQuery{slotPIDs(b.src, proto.SlotName(captureTask))})
+	m, err := startRunMeter(ctx, []int{os.Getpid()}, []pidQuery{slotPIDs(b.src, proto.SlotName(captureTask))})
 	if err != nil {
 		return nil, err
 	}
@@ -302,10 +302,7 @@ func (b *bench) timeCapture(ctx context.Context, js jetstream.JetStream, start, 
 	u := m.Stop()
 	stop()
 	r := newRun(rep, d, w.Rows, &u)
-	if r.Extra == nil {
-		r.Extra = map[string]float64{}
-	}
-	r.Extra["rows_captured"] = float64(c.Stats.RowsCaptured.Load())
+	r.extra("rows_captured", float64(c.Stats.RowsCaptured.Load()))
 	return &r, nil
 }
 

@@ -29,6 +29,9 @@ type pidQuery struct {
 	pg  *testenv.Postgres
 	sql string // one parameter, arg
 	arg string
+	// side names where the processes run, "source" or "destination":
+	// their CPU is reported per side too.
+	side string
 }
 
 // sluicePIDs are a Sluice task's sessions in database db on both
@@ -36,18 +39,18 @@ type pidQuery struct {
 // sessions at the destination.
 func sluicePIDs(src, dst *testenv.Postgres, db string) []pidQuery {
 	const q = `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name LIKE 'sluice%'`
-	return []pidQuery{{src, q, db}, {dst, q, db}}
+	return []pidQuery{{src, q, db, "source"}, {dst, q, db, "destination"}}
 }
 
 // slotPIDs is the walsender that holds a replication slot.
 func slotPIDs(pg *testenv.Postgres, slot string) pidQuery {
-	return pidQuery{pg, `SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL`, slot}
+	return pidQuery{pg, `SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL`, slot, "source"}
 }
 
 // sessionPIDs is the backend of one of the benchmark's own sessions
 // (the binary COPY pipe's two ends).
 func sessionPIDs(pg *testenv.Postgres, conn *pgx.Conn) pidQuery {
-	return pidQuery{pg, `SELECT $1::int`, strconv.Itoa(int(conn.PgConn().PID()))}
+	return pidQuery{pg, `SELECT $1::int`, strconv.Itoa(int(conn.PgConn().PID())), ""}
 }
 
 // nativePIDs are a native subscription's walsender at the source and
@@ -55,7 +58,7 @@ func sessionPIDs(pg *testenv.Postgres, conn *pgx.Conn) pidQuery {
 func nativePIDs(n *native) []pidQuery {
 	return []pidQuery{
 		slotPIDs(n.src, n.name),
-		{n.dst, `SELECT pid FROM pg_stat_subscription WHERE subname = $1 AND pid IS NOT NULL`, n.name},
+		{n.dst, `SELECT pid FROM pg_stat_subscription WHERE subname = $1 AND pid IS NOT NULL`, n.name, "destination"},
 	}
 }
 
@@ -66,11 +69,15 @@ func nativePIDs(n *native) []pidQuery {
 // during its runs). A table sync of a 20-row table may live less than
 // the 100 ms between samples, so short ones are undercounted.
 func nativeCopyPIDs(n *native) []pidQuery {
-	return append(nativePIDs(n), pidQuery{n.src, `SELECT pid FROM pg_stat_activity WHERE backend_type = 'walsender' AND datname = $1`, n.srcDB})
+	return append(nativePIDs(n), pidQuery{n.src, `SELECT pid FROM pg_stat_activity WHERE backend_type = 'walsender' AND datname = $1`, n.srcDB, "source"})
 }
 
-// procCPU is one process's CPU seconds when first and last seen.
-type procCPU struct{ base, last float64 }
+// procCPU is one process's CPU seconds when first and last seen, and the
+// side it runs on (pidQuery.side).
+type procCPU struct {
+	base, last float64
+	side       string
+}
 
 // pipelineMeter samples the pids of its queries every 100 ms (so a
 // walsender or worker started during the run is found: native's catch-up
@@ -151,7 +158,7 @@ func (m *pipelineMeter) sampleOnce(ctx context.Context) {
 		}
 		for _, pid := range pids {
 			if _, ok := m.procs[pid]; !ok {
-				m.procs[pid] = &procCPU{}
+				m.procs[pid] = &procCPU{side: q.side}
 				if started, err := procStartTick(pid); err == nil && started < m.startTick {
 					m.procs[pid].base = -1 // set from the first reading below
 				}
@@ -170,19 +177,23 @@ func (m *pipelineMeter) sampleOnce(ctx context.Context) {
 	}
 }
 
-// Stop ends the measurement and returns the processes' CPU seconds and
-// how many processes were counted.
-func (m *pipelineMeter) Stop() (float64, int, error) {
+// Stop ends the measurement and returns the processes' CPU seconds, in
+// all and per side, and how many processes were counted.
+func (m *pipelineMeter) Stop() (float64, map[string]float64, int, error) {
 	close(m.stop)
 	<-m.done
 	m.close()
 	var sum float64
+	sides := map[string]float64{}
 	for _, p := range m.procs {
 		if p.base >= 0 {
 			sum += p.last - p.base
+			if p.side != "" {
+				sides[p.side] += p.last - p.base
+			}
 		}
 	}
-	return sum, len(m.procs), m.err
+	return sum, sides, len(m.procs), m.err
 }
 
 func (m *pipelineMeter) close() {
@@ -222,39 +233,57 @@ func procStartTick(pid int) (int64, error) {
 	return strconv.ParseInt(f[19], 10, 64)
 }
 
-// runMeter measures one run of a pipeline: the Sluice process (none for
-// native) and the pipeline's PostgreSQL processes.
+// runMeter measures one run of a pipeline: the Sluice processes (none
+// for native) and the pipeline's PostgreSQL processes.
 type runMeter struct {
-	proc *meter
-	pipe *pipelineMeter
+	procs []*meter
+	pipe  *pipelineMeter
 }
 
-// startRunMeter starts measuring; pid 0 means no Sluice process.
-func startRunMeter(ctx context.Context, pid int, queries []pidQuery) (*runMeter, error) {
+// startRunMeter starts measuring the Sluice processes pids (none for
+// native: the pipeline is PostgreSQL's processes alone).
+func startRunMeter(ctx context.Context, pids []int, queries []pidQuery) (*runMeter, error) {
 	r := &runMeter{}
-	var err error
-	if pid != 0 {
-		if r.proc, err = startMeter(pid); err != nil {
+	for _, pid := range pids {
+		m, err := startMeter(pid)
+		if err != nil {
+			r.stopProcs()
 			return nil, err
 		}
+		r.procs = append(r.procs, m)
 	}
+	var err error
 	if r.pipe, err = startPipelineMeter(ctx, queries); err != nil {
-		if r.proc != nil {
-			r.proc.Stop()
-		}
+		r.stopProcs()
 		return nil, err
 	}
 	return r, nil
 }
 
+// stopProcs stops the process meters: the sum of their CPU, and the
+// largest single process's peak RSS (several processes' peaks need not
+// coincide, so their sum is only an upper bound of the whole's, kept
+// apart in PeakRSSSumBytes).
+func (r *runMeter) stopProcs() usage {
+	var u usage
+	for _, m := range r.procs {
+		p := m.Stop()
+		u.Process = true
+		u.CPUSeconds += p.CPUSeconds
+		u.ProcessCPU = append(u.ProcessCPU, p.CPUSeconds)
+		u.PeakRSSBytes = max(u.PeakRSSBytes, p.PeakRSSBytes)
+		if len(r.procs) > 1 {
+			u.PeakRSSSumBytes += p.PeakRSSBytes
+		}
+	}
+	return u
+}
+
 // Stop ends the measurement. A failure of the pipeline meter leaves the
 // pipeline figure out (with a warning), it does not fail the run.
 func (r *runMeter) Stop() usage {
-	var u usage
-	if r.proc != nil {
-		u = r.proc.Stop()
-	}
-	cpu, n, err := r.pipe.Stop()
+	u := r.stopProcs()
+	cpu, sides, n, err := r.pipe.Stop()
 	if err != nil {
 		logf("warning: %v (pipeline CPU not reported)", err)
 		return u
@@ -262,5 +291,6 @@ func (r *runMeter) Stop() usage {
 	total := u.CPUSeconds + cpu
 	u.PipelineCPU = &total
 	u.PipelineProcs = n
+	u.SideCPU = sides
 	return u
 }

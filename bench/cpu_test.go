@@ -38,8 +38,8 @@ func TestPipelineMeter(t *testing.T) {
 	}
 	defer idle.Close(context.Background())
 
-	late := pidQuery{pg, `SELECT pid FROM pg_stat_activity WHERE application_name = $1`, "bench-meter-late"}
-	m, err := startRunMeter(ctx, 0, []pidQuery{sessionPIDs(pg, early), late})
+	late := pidQuery{pg, `SELECT pid FROM pg_stat_activity WHERE application_name = $1`, "bench-meter-late", "destination"}
+	m, err := startRunMeter(ctx, nil, []pidQuery{sessionPIDs(pg, early), late})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -182,7 +182,7 @@ func (b *bench) latencySluice(ctx context.Context, env *pairEnv, rate float64, d
 	if err := startIncrementalTask(ctx, p, latencyTask, b.src.DSN(latencySluiceDB), b.dst.DSN(latencySluiceDB), env.src, env.dst, []string{latencyTable}, ""); err != nil {
 		return run{}, err
 	}
-	m, err := startRunMeter(ctx, p.PID(), sluicePIDs(b.src, b.dst, latencySluiceDB))
+	m, err := startRunMeter(ctx, p.PIDs(), sluicePIDs(b.src, b.dst, latencySluiceDB))
 	if err != nil {
 		return run{}, err
 	}
@@ -224,7 +224,7 @@ func (b *bench) latencyNative(ctx context.Context, env *pairEnv, rate float64, d
 	if err := startNative(ctx, n, latencyTable); err != nil {
 		return run{}, err
 	}
-	m, err := startRunMeter(ctx, 0, nativePIDs(n))
+	m, err := startRunMeter(ctx, nil, nativePIDs(n))
 	if err != nil {
 		return run{}, err
 	}

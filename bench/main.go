@@ -88,7 +88,7 @@ func scenarioNames(schemaTables int) []string {
 	for _, c := range etlCases(1) {
 		names = append(names, c.Name)
 	}
-	for _, c := range scaleCases(1) {
+	for _, c := range append(scaleCases(1), clusterCases(1)...) {
 		names = append(names, c.Name)
 	}
 	names = append(names, schemaCaseNames(schemaTables).list()...)
@@ -182,6 +182,7 @@ func runBench(ctx context.Context, cfg *config) int {
 		{"two-way", b.runTwoWay},
 		{"verify", b.runVerify},
 		{"scale", b.runScale},
+		{"cluster", b.runCluster},
 		{"schema", b.runSchema},
 	}
 	var fatal error
@@ -259,6 +260,9 @@ func (b *bench) add(s *scenario) {
 	}
 	if s.Ratio > 0 {
 		line += fmt.Sprintf(", ratio %.2fx", s.Ratio)
+	}
+	if s.Reference != nil && len(s.Reference.Runs) > 0 {
+		line += fmt.Sprintf(" (%s %s)", s.Reference.Name, fmtValue(s.Reference.Median, s.Unit))
 	}
 	if s.Error != "" {
 		line += ", FAILED: " + s.Error

@@ -67,15 +67,24 @@ func (m *meter) sample() {
 // usage is what a meter measured.
 type usage struct {
 	// CPUSeconds and PeakRSSBytes are the measured process's, when
-	// Process.
-	CPUSeconds   float64
-	PeakRSSBytes int64
-	Process      bool
+	// Process; for several processes (a cluster's nodes) the sum of their
+	// CPU and the largest single process's peak, with PeakRSSSumBytes
+	// the sum of their peaks.
+	CPUSeconds      float64
+	PeakRSSBytes    int64
+	PeakRSSSumBytes int64
+	Process         bool
+	// ProcessCPU is each process's CPU seconds, in the order given.
+	ProcessCPU []float64
 	// PipelineCPU is the CPU seconds of the process and of the PostgreSQL
 	// processes of its pipeline (runMeter), nil when not measured;
 	// PipelineProcs counts those PostgreSQL processes.
 	PipelineCPU   *float64
 	PipelineProcs int
+	// SideCPU is the PostgreSQL processes' CPU seconds per side
+	// ("source": walsender and capture sessions; "destination": apply
+	// sessions or subscription workers).
+	SideCPU map[string]float64
 }
 
 // Stop ends the measurement.

@@ -86,15 +86,19 @@ const rssLimit = 300 << 20
 
 // scenario is one line of the report.
 type scenario struct {
-	Name        string  `json:"name"`
-	Description string  `json:"description"`
-	Unit        string  `json:"unit"` // s or ms
-	Rows        int64   `json:"rows"`
-	Sluice      side    `json:"sluice"`
-	Yardstick   *side   `json:"yardstick,omitempty"`
-	Ratio       float64 `json:"ratio,omitempty"` // yardstick median / Sluice median: >1 means Sluice is faster
-	Target      target  `json:"target"`
-	Met         *bool   `json:"met,omitempty"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	Unit        string `json:"unit"` // s or ms
+	Rows        int64  `json:"rows"`
+	Sluice      side   `json:"sluice"`
+	Yardstick   *side  `json:"yardstick,omitempty"`
+	// Reference is a third system run beside the two for comparison, in
+	// no ratio (native replication in the cluster/ scenarios, whose
+	// yardstick is Sluice on one node).
+	Reference *side   `json:"reference,omitempty"`
+	Ratio     float64 `json:"ratio,omitempty"` // yardstick median / Sluice median: >1 means Sluice is faster
+	Target    target  `json:"target"`
+	Met       *bool   `json:"met,omitempty"`
 	// CPUPerMillion: median of the Sluice runs; PeakRSSBytes: the highest.
 	CPUPerMillion *float64 `json:"cpu_seconds_per_million_rows,omitempty"`
 	PeakRSSBytes  int64    `json:"peak_rss_bytes,omitempty"`
@@ -126,6 +130,9 @@ func (s *scenario) finish() {
 		s.CPUPerMillion = &m
 	}
 	s.PipelineCPUPerMillion = medianPipelineCPU(s.Sluice.Runs)
+	if s.Reference != nil {
+		s.Reference.Median = medianOf(s.Reference.Runs)
+	}
 	if s.Yardstick != nil {
 		s.YardstickPipelineCPUPerMillion = medianPipelineCPU(s.Yardstick.Runs)
 		s.Yardstick.Median = medianOf(s.Yardstick.Runs)
@@ -207,14 +214,27 @@ func (r *run) setUsage(u usage) {
 	if u.Process {
 		r.CPUSeconds, r.CPUPerMillion = perMillion(u.CPUSeconds, r.Rows)
 		r.PeakRSSBytes = u.PeakRSSBytes
+		if u.PeakRSSSumBytes > 0 {
+			r.extra("peak_rss_sum_mb", math.Round(float64(u.PeakRSSSumBytes)/(1<<20)))
+		}
 	}
 	if u.PipelineCPU != nil {
 		r.PipelineCPUSeconds, r.PipelineCPUPerMillion = perMillion(*u.PipelineCPU, r.Rows)
-		if r.Extra == nil {
-			r.Extra = map[string]float64{}
+		r.extra("pipeline_processes", float64(u.PipelineProcs))
+		for side, cpu := range u.SideCPU {
+			if _, per := perMillion(cpu, r.Rows); per != nil {
+				r.extra(side+"_cpu_s_per_Mrow", *per)
+			}
 		}
-		r.Extra["pipeline_processes"] = float64(u.PipelineProcs)
 	}
+}
+
+// extra sets one of the run's extra figures.
+func (r *run) extra(key string, v float64) {
+	if r.Extra == nil {
+		r.Extra = map[string]float64{}
+	}
+	r.Extra[key] = v
 }
 
 // perMillion returns cpu and cpu per million of rows (nil for no rows).

@@ -164,7 +164,7 @@ retry: { connection: 10m, other: 2m }
 	if err := waitMarker(ctx, dst, table, warmupMarker, 2*time.Minute, check, nil); err != nil {
 		return run{}, fmt.Errorf("warm-up: %w", err)
 	}
-	m, err := startRunMeter(ctx, p.PID(), sluicePIDs(b.src, b.dst, etlDB))
+	m, err := startRunMeter(ctx, p.PIDs(), sluicePIDs(b.src, b.dst, etlDB))
 	if err != nil {
 		return run{}, err
 	}

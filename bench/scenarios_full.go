@@ -145,7 +145,7 @@ func (b *bench) fullSluice(ctx context.Context, src, dst *pgx.Conn, t fullTable,
 	if err := p.CreateTask(ctx, spec); err != nil {
 		return run{}, err
 	}
-	m, err := startRunMeter(ctx, p.PID(), sluicePIDs(b.src, b.dst, "full"))
+	m, err := startRunMeter(ctx, p.PIDs(), sluicePIDs(b.src, b.dst, "full"))
 	if err != nil {
 		return run{}, err
 	}
@@ -180,7 +180,7 @@ func (b *bench) fullCopy(ctx context.Context, src, dst *pgx.Conn, t fullTable, r
 		return run{}, err
 	}
 	// The pipe runs in the bench process, between its two sessions.
-	m, err := startRunMeter(ctx, os.Getpid(), []pidQuery{sessionPIDs(b.src, src), sessionPIDs(b.dst, dst)})
+	m, err := startRunMeter(ctx, []int{os.Getpid()}, []pidQuery{sessionPIDs(b.src, src), sessionPIDs(b.dst, dst)})
 	if err != nil {
 		return run{}, err
 	}

@@ -33,6 +33,9 @@ type incrCase struct {
 	// Bytes: measure the payload the workload wrote, for MB/s (the
 	// scale/ scenarios).
 	Bytes bool
+	// Nodes runs Sluice as a cluster of this many `sluice node`
+	// processes (the cluster/ scenarios); 0 for one `sluice up`.
+	Nodes int
 }
 
 // tables are the tables the case writes: the bench table, or
@@ -159,13 +162,29 @@ func (b *bench) incrSluice(ctx context.Context, env *pairEnv, c incrCase, rep in
 	if err := seedCase(ctx, env.src, env.dst, c); err != nil {
 		return run{}, err
 	}
-	p, done, err := b.freshSluice(ctx, fmt.Sprintf("%s-rep%d", c.Name, rep))
+	var p *sluiceProc
+	var done func(*error)
+	if c.Nodes > 0 {
+		p, done, err = b.freshCluster(ctx, fmt.Sprintf("%s-%dnodes-rep%d", c.Name, c.Nodes, rep), c.Nodes)
+	} else {
+		p, done, err = b.freshSluice(ctx, fmt.Sprintf("%s-rep%d", c.Name, rep))
+	}
 	if err != nil {
 		return run{}, err
 	}
 	defer done(&err)
 	if err := startIncrementalTask(ctx, p, incrTask, b.src.DSN(env.db), b.dst.DSN(env.db), env.src, env.dst, c.tables(), c.Filter); err != nil {
 		return run{}, err
+	}
+	var replicas int
+	if p.cluster != nil {
+		// What the figure is about: every change replicated to the
+		// stream's three brokers before it counts as captured.
+		var layout string
+		if replicas, layout, err = p.clusterLayout(ctx, incrTask); err != nil {
+			return run{}, err
+		}
+		logf("    cluster: %s", layout)
 	}
 	work, err := connect(ctx, b.src.DSN(env.db))
 	if err != nil {
@@ -196,7 +215,7 @@ func (b *bench) incrSluice(ctx context.Context, env *pairEnv, c incrCase, rep in
 		if err := checkpoint(ctx, b.src, b.dst); err != nil {
 			return run{}, err
 		}
-		if m, err = startRunMeter(ctx, p.PID(), pids); err != nil {
+		if m, err = startRunMeter(ctx, p.PIDs(), pids); err != nil {
 			return run{}, err
 		}
 		t0 = time.Now()
@@ -205,7 +224,7 @@ func (b *bench) incrSluice(ctx context.Context, env *pairEnv, c incrCase, rep in
 			return run{}, err
 		}
 	case "live":
-		if m, err = startRunMeter(ctx, p.PID(), pids); err != nil {
+		if m, err = startRunMeter(ctx, p.PIDs(), pids); err != nil {
 			return run{}, err
 		}
 		t0 = time.Now()
@@ -226,7 +245,14 @@ func (b *bench) incrSluice(ctx context.Context, env *pairEnv, c incrCase, rep in
 	if err := p.DeleteTask(ctx, incrTask); err != nil {
 		return run{}, err
 	}
-	return newRun(rep, d, c.W.Rows, &u), nil
+	r := newRun(rep, d, c.W.Rows, &u)
+	if replicas > 0 {
+		r.extra("stream_replicas", float64(replicas))
+		for i, node := range p.procs {
+			r.extra("cpu_seconds_"+node.Name, u.ProcessCPU[i])
+		}
+	}
+	return r, nil
 }
 
 // startIncrementalTask creates an incremental-only task of tables (with
@@ -311,7 +337,7 @@ func (b *bench) incrNative(ctx context.Context, env *pairEnv, c incrCase, rep in
 		if err := n.PrepareEnable(ctx); err != nil {
 			return run{}, err
 		}
-		if m, err = startRunMeter(ctx, 0, nativePIDs(n)); err != nil {
+		if m, err = startRunMeter(ctx, nil, nativePIDs(n)); err != nil {
 			return run{}, err
 		}
 		t0 = time.Now()
@@ -320,7 +346,7 @@ func (b *bench) incrNative(ctx context.Context, env *pairEnv, c incrCase, rep in
 			return run{}, err
 		}
 	case "live":
-		if m, err = startRunMeter(ctx, 0, nativePIDs(n)); err != nil {
+		if m, err = startRunMeter(ctx, nil, nativePIDs(n)); err != nil {
 			return run{}, err
 		}
 		t0 = time.Now()

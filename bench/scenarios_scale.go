@@ -164,10 +164,7 @@ func addThroughput(s *scenario, bytes int64) {
 		for i := range sd.Runs {
 			r := &sd.Runs[i]
 			if r.Value > 0 {
-				if r.Extra == nil {
-					r.Extra = map[string]float64{}
-				}
-				r.Extra["MB/s"] = float64(bytes) / 1e6 / r.Value
+				r.extra("MB/s", float64(bytes)/1e6/r.Value)
 			}
 		}
 	}

@@ -303,8 +303,8 @@ func writeMarkers(ctx context.Context, conn *pgx.Conn, tables []string, id int64
 
 // measure runs a measured part between a run meter's start and stop and
 // returns its duration.
-func measure(ctx context.Context, pid int, pids []pidQuery, part func() error) (time.Duration, usage, error) {
-	m, err := startRunMeter(ctx, pid, pids)
+func measure(ctx context.Context, procs []int, pids []pidQuery, part func() error) (time.Duration, usage, error) {
+	m, err := startRunMeter(ctx, procs, pids)
 	if err != nil {
 		return 0, usage{}, err
 	}
@@ -337,7 +337,7 @@ func (b *bench) schemaStreamingSluice(ctx context.Context, env *pairEnv, tables 
 	defer done(&err)
 	timeout := schemaTimeout(len(tables))
 	check := func() error { _, err := p.checkTask(ctx, schemaTask); return err }
-	d, u, err := measure(ctx, p.PID(), sluicePIDs(b.src, b.dst, env.db), func() error {
+	d, u, err := measure(ctx, p.PIDs(), sluicePIDs(b.src, b.dst, env.db), func() error {
 		t0 := time.Now()
 		spec := taskSpec(schemaTask, b.src.DSN(env.db), b.dst.DSN(env.db), tables, true, true, true)
 		if err := p.CreateTask(ctx, spec); err != nil {
@@ -392,7 +392,7 @@ func (b *bench) schemaStreamingNative(ctx context.Context, n *native, tables []s
 		return run{}, err
 	}
 	timeout := schemaTimeout(len(tables))
-	d, u, err := measure(ctx, 0, nativeCopyPIDs(n), func() error {
+	d, u, err := measure(ctx, nil, nativeCopyPIDs(n), func() error {
 		if err := n.CreateCopying(ctx); err != nil {
 			return err
 		}
@@ -420,7 +420,7 @@ func (b *bench) schemaStreamingNative(ctx context.Context, n *native, tables []s
 // sessions and how to meter, check, pause and resume it.
 type schemaPipeline struct {
 	src, dst *pgx.Conn
-	pid      int // the sluice process, 0 for native
+	procs    []int // the sluice processes, none for native
 	pids     []pidQuery
 	check    func() error
 	status   func() string
@@ -520,7 +520,7 @@ func (b *bench) schemaIncrSluice(ctx context.Context, env *pairEnv, tables []str
 		return err
 	}
 	pl := &schemaPipeline{
-		src: env.src, dst: env.dst, pid: p.PID(), pids: sluicePIDs(b.src, b.dst, env.db),
+		src: env.src, dst: env.dst, procs: p.PIDs(), pids: sluicePIDs(b.src, b.dst, env.db),
 		check: func() error { _, err := p.checkTask(ctx, schemaTask); return err },
 		status: func() string {
 			st, err := p.Task(ctx, schemaTask)
@@ -604,7 +604,7 @@ func (b *bench) schemaOneTx(ctx context.Context, pl *schemaPipeline, tables []st
 		return run{}, err
 	}
 	match := rowMatch{where: "c = $1", arg: tag, what: "the row updated by " + tag}
-	d, u, err := measure(ctx, pl.pid, pl.pids, func() error {
+	d, u, err := measure(ctx, pl.procs, pl.pids, func() error {
 		// Several statements in one simple query are one transaction.
 		if err := execSQL(ctx, pl.src, 5*time.Minute, strings.Join(stmts, "; ")); err != nil {
 			return err
@@ -641,7 +641,7 @@ func (b *bench) schemaSteady(ctx context.Context, pl *schemaPipeline, tables []s
 		}
 	}
 	match := rowMatch{where: "c = $1", arg: tag, what: "the last update of " + tag}
-	d, u, err := measure(ctx, pl.pid, pl.pids, func() error {
+	d, u, err := measure(ctx, pl.procs, pl.pids, func() error {
 		if err := pl.resume(); err != nil {
 			return err
 		}

@@ -16,21 +16,73 @@ import (
 
 	"github.com/sluicedb/sluice/coordinator"
 	"github.com/sluicedb/sluice/internal/testenv"
+	"github.com/sluicedb/sluice/node"
 	"github.com/sluicedb/sluice/proto"
 )
 
-// sluiceProc is `sluice up` running as a child process. Every measured
-// Sluice run gets a fresh one on a fresh data directory, so its CPU time
-// and memory belong to that run alone.
+// sluiceProc is the Sluice the bench talks to: one `sluice up` child
+// process, or the `sluice node` processes of a cluster (sluice_cluster.go).
+// Every measured Sluice run gets a fresh one on fresh data directories, so
+// its CPU time and memory belong to that run alone.
 type sluiceProc struct {
-	URL     string
+	// URL is the API Client talks to (a cluster's first node).
+	URL    string
+	Client *coordinator.Client
+	// procs are the processes: one for `sluice up`, the nodes of a cluster.
+	procs []*sluiceChild
+	// dir holds their data directories, logs and configuration.
+	dir string
+	// cluster is set for a cluster.
+	cluster *sluiceCluster
+}
+
+// sluiceChild is one sluice process the bench started.
+type sluiceChild struct {
+	Name    string // "sluice" for `sluice up`, the node id in a cluster
 	DataDir string
 	LogPath string
-	Client  *coordinator.Client
 
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	waitErr error
+}
+
+// startChild runs bin with args, its output appended to logPath.
+func startChild(bin string, args []string, name, dataDir, logPath string) (*sluiceChild, error) {
+	out, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	c := &sluiceChild{Name: name, DataDir: dataDir, LogPath: logPath, exited: make(chan struct{})}
+	c.cmd = exec.Command(bin, args...)
+	c.cmd.Stdout, c.cmd.Stderr = out, out
+	// The child dies with the bench, even on SIGKILL of the bench.
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := c.cmd.Start(); err != nil {
+		out.Close()
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	go func() { c.waitErr = c.cmd.Wait(); out.Close(); close(c.exited) }()
+	return c, nil
+}
+
+// alive returns an error once the process has exited.
+func (c *sluiceChild) alive() error {
+	select {
+	case <-c.exited:
+		return fmt.Errorf("%s exited unexpectedly (%v); log:\n%s", c.Name, c.waitErr, c.LogTail())
+	default:
+		return nil
+	}
+}
+
+// LogTail is the end of the process's log, for failure messages.
+func (c *sluiceChild) LogTail() string {
+	b, _ := os.ReadFile(c.LogPath)
+	if len(b) > 6000 {
+		b = b[len(b)-6000:]
+	}
+	return string(b)
 }
 
 // startSluice runs `bin up` in a new directory under workDir and waits
@@ -48,65 +100,57 @@ func startSluice(ctx context.Context, cfg *config, workDir string) (*sluiceProc,
 	if err != nil {
 		return nil, err
 	}
-	p := &sluiceProc{
-		URL:     fmt.Sprintf("http://127.0.0.1:%d", port),
-		DataDir: filepath.Join(dir, "data"),
-		LogPath: filepath.Join(dir, "sluice.log"),
-		exited:  make(chan struct{}),
-	}
+	p := &sluiceProc{URL: fmt.Sprintf("http://127.0.0.1:%d", port), dir: dir}
 	p.Client = &coordinator.Client{BaseURL: p.URL, HTTP: &http.Client{Timeout: 5 * time.Minute}}
-	args := []string{"up", "--data-dir", p.DataDir, "--client-config", "none",
+	dataDir := filepath.Join(dir, "data")
+	args := []string{"up", "--data-dir", dataDir, "--client-config", "none",
 		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--raft-listen", fmt.Sprintf("127.0.0.1:%d", raft)}
 	if cfg.Pprof != "" {
 		args = append(args, "--pprof-listen", cfg.Pprof)
 	}
 	args = append(args, cfg.SluiceArgs...)
-	logf, err := os.Create(p.LogPath)
+	c, err := startChild(cfg.Sluice, args, "sluice", dataDir, filepath.Join(dir, "sluice.log"))
 	if err != nil {
 		return nil, err
 	}
-	p.cmd = exec.Command(cfg.Sluice, args...)
-	p.cmd.Stdout, p.cmd.Stderr = logf, logf
-	// The child dies with the bench, even on SIGKILL of the bench.
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("start %s: %w", cfg.Sluice, err)
-	}
-	go func() { p.waitErr = p.cmd.Wait(); logf.Close(); close(p.exited) }()
-	if err := p.waitHealthy(ctx); err != nil {
+	p.procs = []*sluiceChild{c}
+	if err := waitHealthy(ctx, http.DefaultClient, p.URL, c); err != nil {
 		p.Stop()
 		return nil, err
 	}
-	if p.Client.Token, err = p.adminToken(ctx); err != nil {
+	if p.Client.Token, err = adminToken(ctx, p.procs); err != nil {
 		p.Stop()
 		return nil, err
 	}
 	return p, nil
 }
 
-// adminToken waits for the admin token `up` writes at its first start.
-func (p *sluiceProc) adminToken(ctx context.Context) (string, error) {
-	path := filepath.Join(p.DataDir, "admin.token")
+// adminToken waits for the admin token `up`, or the node that starts a
+// cluster (the first leader), writes to its data directory.
+func adminToken(ctx context.Context, procs []*sluiceChild) (string, error) {
 	for range 300 {
-		if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
-			return strings.TrimSpace(string(b)), nil
+		for _, c := range procs {
+			if b, err := os.ReadFile(filepath.Join(c.DataDir, node.AdminTokenFile)); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+				return strings.TrimSpace(string(b)), nil
+			}
 		}
 		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
 			return "", err
 		}
 	}
-	return "", fmt.Errorf("no admin token in %s within 30s", path)
+	return "", fmt.Errorf("no admin token in the data directory of %s within 30s", procs[0].Name)
 }
 
-func (p *sluiceProc) waitHealthy(ctx context.Context) error {
+// waitHealthy polls url's /readyz until it answers 200 (a cluster node
+// does once it knows a leader), while c runs.
+func waitHealthy(ctx context.Context, hc *http.Client, url string, c *sluiceChild) error {
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		if err := p.alive(); err != nil {
+		if err := c.alive(); err != nil {
 			return err
 		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.URL+"/readyz", nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/readyz", nil)
+		if resp, err := hc.Do(req); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return nil
@@ -116,52 +160,53 @@ func (p *sluiceProc) waitHealthy(ctx context.Context) error {
 			return err
 		}
 	}
-	return fmt.Errorf("sluice at %s not ready (/readyz) within 60s; log:\n%s", p.URL, p.LogTail())
+	return fmt.Errorf("%s at %s not ready (/readyz) within 60s; log:\n%s", c.Name, url, c.LogTail())
 }
 
-// PID is the process id (for the meter).
-func (p *sluiceProc) PID() int { return p.cmd.Process.Pid }
+// PID is the process id of the (first) process, for a meter.
+func (p *sluiceProc) PID() int { return p.procs[0].cmd.Process.Pid }
 
-// alive returns an error once the process has exited.
+// PIDs are the process ids of every process.
+func (p *sluiceProc) PIDs() []int {
+	pids := make([]int, len(p.procs))
+	for i, c := range p.procs {
+		pids[i] = c.cmd.Process.Pid
+	}
+	return pids
+}
+
+// alive returns an error once any process has exited.
 func (p *sluiceProc) alive() error {
-	select {
-	case <-p.exited:
-		return fmt.Errorf("sluice exited unexpectedly (%v); log:\n%s", p.waitErr, p.LogTail())
-	default:
-		return nil
-	}
-}
-
-// Stop ends the process gracefully (SIGTERM), then with SIGKILL after 60s.
-func (p *sluiceProc) Stop() {
-	if p == nil || p.cmd == nil || p.cmd.Process == nil {
-		return
-	}
-	select {
-	case <-p.exited:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-		if p.waitErr != nil {
-			logf("warning: sluice exited with %v after SIGTERM (log %s)", p.waitErr, p.LogPath)
+	for _, c := range p.procs {
+		if err := c.alive(); err != nil {
+			return err
 		}
-	case <-time.After(60 * time.Second):
-		logf("warning: sluice did not stop within 60s of SIGTERM; killing it (log %s)", p.LogPath)
-		_ = p.cmd.Process.Kill()
-		<-p.exited
 	}
+	return nil
 }
 
-// LogTail is the end of the process's log, for failure messages.
-func (p *sluiceProc) LogTail() string {
-	b, _ := os.ReadFile(p.LogPath)
-	if len(b) > 6000 {
-		b = b[len(b)-6000:]
+// Stop ends the processes gracefully (SIGTERM to all at once), then with
+// SIGKILL those still running 60s later.
+func (p *sluiceProc) Stop() {
+	if p == nil {
+		return
 	}
-	return string(b)
+	for _, c := range p.procs {
+		_ = c.cmd.Process.Signal(syscall.SIGTERM) // an exited one just refuses
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for _, c := range p.procs {
+		select {
+		case <-c.exited:
+			if c.waitErr != nil {
+				logf("warning: %s exited with %v after SIGTERM (log %s)", c.Name, c.waitErr, c.LogPath)
+			}
+		case <-time.After(time.Until(deadline)):
+			logf("warning: %s did not stop within 60s of SIGTERM; killing it (log %s)", c.Name, c.LogPath)
+			_ = c.cmd.Process.Kill()
+			<-c.exited
+		}
+	}
 }
 
 // CreateTask creates a task; it returns when the precheck has passed.
@@ -337,35 +382,55 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // for one measured run. The caller defers done(&err): it stops sluice
 // and, when the run failed, keeps its log (named by label).
 func (b *bench) freshSluice(ctx context.Context, label string, extraArgs ...string) (p *sluiceProc, done func(*error), err error) {
+	cfg := *b.cfg
+	cfg.SluiceArgs = append(append([]string(nil), cfg.SluiceArgs...), extraArgs...)
+	return b.fresh(ctx, label, func() (*sluiceProc, error) { return startSluice(ctx, &cfg, b.work) })
+}
+
+// freshCluster is freshSluice for a cluster of nodes `sluice node`
+// processes (sluice_cluster.go).
+func (b *bench) freshCluster(ctx context.Context, label string, nodes int) (p *sluiceProc, done func(*error), err error) {
+	return b.fresh(ctx, label, func() (*sluiceProc, error) { return startSluiceCluster(ctx, b.cfg, b.work, nodes) })
+}
+
+// fresh checkpoints both clusters and starts a Sluice for one measured
+// run. done stops it, keeps its logs when the run failed, and removes
+// its directory (JetStream's store grows with every run) unless --keep.
+func (b *bench) fresh(ctx context.Context, label string, start func() (*sluiceProc, error)) (p *sluiceProc, done func(*error), err error) {
 	if err := checkpoint(ctx, b.src, b.dst); err != nil {
 		return nil, nil, err
 	}
-	cfg := *b.cfg
-	cfg.SluiceArgs = append(append([]string(nil), cfg.SluiceArgs...), extraArgs...)
-	if p, err = startSluice(ctx, &cfg, b.work); err != nil {
+	if p, err = start(); err != nil {
 		return nil, nil, err
 	}
 	return p, func(errp *error) {
 		*errp = b.sluiceFailed(p, label, *errp)
 		p.Stop()
+		if !b.cfg.Keep {
+			os.RemoveAll(p.dir)
+		}
 	}, nil
 }
 
-// sluiceFailed copies a failed run's sluice log next to the results (the
-// work directory is removed at the end) and names it in the error.
+// sluiceFailed copies a failed run's sluice logs next to the results (the
+// work directory is removed at the end) and names them in the error.
 func (b *bench) sluiceFailed(p *sluiceProc, what string, err error) error {
 	if p == nil || err == nil {
 		return err
 	}
 	dir := filepath.Join(b.cfg.Out, "logs")
-	data, rerr := os.ReadFile(p.LogPath)
-	if rerr != nil || os.MkdirAll(dir, 0o755) != nil {
-		return fmt.Errorf("%w (sluice log: %s)", err, p.LogPath)
+	name := started.UTC().Format("20060102T150405Z") + "-" + strings.NewReplacer("/", "-", " ", "-").Replace(what)
+	var paths []string
+	for _, c := range p.procs {
+		path := filepath.Join(dir, name+".log")
+		if len(p.procs) > 1 {
+			path = filepath.Join(dir, name+"-"+c.Name+".log")
+		}
+		data, rerr := os.ReadFile(c.LogPath)
+		if rerr != nil || os.MkdirAll(dir, 0o755) != nil || os.WriteFile(path, data, 0o644) != nil {
+			path = c.LogPath
+		}
+		paths = append(paths, path)
 	}
-	name := strings.NewReplacer("/", "-", " ", "-").Replace(what)
-	path := filepath.Join(dir, started.UTC().Format("20060102T150405Z")+"-"+name+".log")
-	if os.WriteFile(path, data, 0o644) != nil {
-		return fmt.Errorf("%w (sluice log: %s)", err, p.LogPath)
-	}
-	return fmt.Errorf("%w (sluice log: %s)", err, path)
+	return fmt.Errorf("%w (sluice log: %s)", err, strings.Join(paths, ", "))
 }

@@ -238,6 +238,7 @@ func (c *Capture) session(ctx context.Context, start proto.LSN, conn *pgconn.PgC
 		open:      map[uint32]*openBatch{},
 		lastFlush: time.Now(),
 	}
+	s.loadPacks(ctx)
 	err = s.loop(ctx, conn)
 	if s.catalog != nil {
 		s.catalog.Close(context.Background())
@@ -273,6 +274,11 @@ type sessionState struct {
 	lastBoundary time.Time
 	// catalog reads primary keys (relkey.go); opened when first needed.
 	catalog *pgx.Conn
+	// packOf maps a table's subject to its group's pack subject (nil:
+	// no packs); packs are being filled during a flush (packs.go).
+	packOf    map[string]string
+	packs     map[string]*pack
+	packOrder []string
 }
 
 func (s *sessionState) loop(ctx context.Context, conn *pgconn.PgConn) error {
@@ -309,7 +315,15 @@ func (s *sessionState) loop(ctx context.Context, conn *pgconn.PgConn) error {
 		}
 		now := time.Now()
 		if !s.flushAt.IsZero() && !now.Before(s.flushAt) {
-			if err := s.flushAll(ctx); err != nil {
+			if paced, _ := sock.(*pacedConn); paced != nil && paced.high && now.Sub(s.lastFlush) < cfg.MaxFlushInterval {
+				// A backlog is streaming in: more changes are already on
+				// their way, so the open batches keep filling (up to
+				// MaxFlushInterval) rather than go out a few rows each.
+				// When the backlog ends, the short read deadline below
+				// passes, the socket wakes on every byte again, and the
+				// flush goes out.
+				s.flushAt = s.lastFlush.Add(cfg.MaxFlushInterval)
+			} else if err := s.flushAll(ctx); err != nil {
 				return err
 			}
 		}
@@ -562,7 +576,7 @@ func (s *sessionState) openBatchOf(rel *relation) *openBatch {
 	b := s.open[rel.id]
 	if b == nil {
 		b = &openBatch{rel: rel, subject: proto.Subject(s.c.cfg.Task, rel.table)}
-		b.buf = proto.AppendBatchHeader(getBuffer(), rel.table, rel.columns, rel.identity)
+		b.buf = proto.AppendBatchHeader(getBuffer(min(max(rel.bufHint, smallBuffer), 2*s.c.cfg.MaxBatchBytes)), rel.table, rel.columns, rel.identity)
 		s.open[rel.id] = b
 		s.openOrder = append(s.openOrder, rel.id)
 	}
@@ -592,15 +606,25 @@ func (s *sessionState) appendRow(ctx context.Context, rel *relation, row proto.R
 }
 
 func (s *sessionState) flushOne(ctx context.Context, relID uint32) error {
+	b, err := s.takeOpen(ctx, relID)
+	if b == nil || err != nil {
+		return err
+	}
+	return s.publishBatch(ctx, b)
+}
+
+// takeOpen closes rel's open batch and returns it, nil when it has no
+// rows left.
+func (s *sessionState) takeOpen(ctx context.Context, relID uint32) (*openBatch, error) {
 	b := s.open[relID]
 	if len(b.held) > 0 {
 		// The held rows go first into the batch (which may publish part of
 		// it on the way); what is left is published here.
 		if err := s.settle(ctx, b); err != nil {
-			return err
+			return nil, err
 		}
 		if b = s.open[relID]; b == nil {
-			return nil
+			return nil, nil
 		}
 	}
 	delete(s.open, relID)
@@ -611,11 +635,17 @@ func (s *sessionState) flushOne(ctx context.Context, relID uint32) error {
 		}
 	}
 	s.openBytes -= len(b.buf)
+	b.rel.bufHint = len(b.buf)
 	if b.rows == 0 {
 		putBuffer(b.buf) // every held row was filtered out
-		return nil
+		return nil, nil
 	}
 	s.boundaryOwed = true
+	return b, nil
+}
+
+// publishBatch publishes a closed batch as a message of its own.
+func (s *sessionState) publishBatch(ctx context.Context, b *openBatch) error {
 	id := proto.BatchMsgID(b.rel.table, b.first, b.last)
 	if len(b.buf) <= 2*s.c.cfg.MaxBatchBytes {
 		return s.pub.publish(ctx, b.subject, id, b.buf)
@@ -632,7 +662,8 @@ func (s *sessionState) flushOne(ctx context.Context, relID uint32) error {
 
 // publishOpen publishes every open batch, in first-seen order, the
 // heartbeat's last: a heartbeat then follows every row committed before
-// it in the stream.
+// it in the stream. Small batches go in their apply group's pack
+// (packs.go).
 func (s *sessionState) publishOpen(ctx context.Context) error {
 	var heartbeat []uint32
 	for len(s.openOrder) > 0 {
@@ -642,9 +673,19 @@ func (s *sessionState) publishOpen(ctx context.Context) error {
 			heartbeat = append(heartbeat, id)
 			continue
 		}
-		if err := s.flushOne(ctx, id); err != nil {
+		b, err := s.takeOpen(ctx, id)
+		if err != nil {
 			return err
 		}
+		if b == nil {
+			continue
+		}
+		if err := s.packOrPublish(ctx, b); err != nil {
+			return err
+		}
+	}
+	if err := s.publishPacks(ctx); err != nil {
+		return err
 	}
 	s.openOrder = heartbeat
 	for len(s.openOrder) > 0 {
@@ -676,7 +717,7 @@ func (s *sessionState) publishBoundary(ctx context.Context) error {
 		}
 		return nil
 	}
-	buf := proto.AppendBatchHeader(getBuffer(), proto.HeartbeatTable, nil, 0)
+	buf := proto.AppendBatchHeader(getBuffer(smallBuffer), proto.HeartbeatTable, nil, 0)
 	if err := s.pub.publish(ctx, proto.Subject(s.c.cfg.Task, proto.HeartbeatTable), fmt.Sprintf("boundary:%X", uint64(s.lastCommit)), buf); err != nil {
 		return err
 	}
@@ -735,10 +776,11 @@ func (s *sessionState) ddl(ctx context.Context, e *ddlLogEntry) error {
 		if err := s.c.cfg.OnDDL(ctx, ev); err != nil {
 			return fmt.Errorf("DDL %s on %s: %w", ev.Tag, ev.Table(), err)
 		}
+		s.loadPacks(ctx) // a new table's subject has joined a consumer
 	}
 	s.c.cfg.Logger.Info("schema change captured", "task", s.c.cfg.Task, "table", ev.Table().String(), "tag", ev.Tag, "at", pos.LSN.String())
 	publish := func(t proto.TableID, ev *proto.DDLEvent, kind string) error {
-		buf, err := proto.AppendDDLBatch(getBuffer(), t, ev)
+		buf, err := proto.AppendDDLBatch(getBuffer(smallBuffer), t, ev)
 		if err != nil {
 			return err
 		}
@@ -766,7 +808,7 @@ func (s *sessionState) objectChange(ctx context.Context, ev *proto.ObjectEvent) 
 	if err := s.publishOpen(ctx); err != nil {
 		return err
 	}
-	buf, err := proto.AppendObjectBatch(getBuffer(), ev)
+	buf, err := proto.AppendObjectBatch(getBuffer(smallBuffer), ev)
 	if err != nil {
 		return err
 	}

@@ -72,12 +72,28 @@ func (f *captureFixture) startWith(t *testing.T, cfg Config) (*Capture, context.
 // readAll returns every batch of a subject published so far.
 func (f *captureFixture) readAll(t *testing.T, table proto.TableID) []*proto.Batch {
 	t.Helper()
-	ctx := context.Background()
-	cons, err := f.js.OrderedConsumer(ctx, proto.StreamName(f.task), jetstream.OrderedConsumerConfig{FilterSubjects: []string{proto.Subject(f.task, table)}})
+	var out []*proto.Batch
+	for _, m := range f.read(t, proto.Subject(f.task, table)) {
+		out = append(out, m.batch)
+	}
+	return out
+}
+
+// streamMessage is one message of the stream, decoded.
+type streamMessage struct {
+	subject string
+	batch   *proto.Batch
+}
+
+// read returns every message published so far on the subjects (all of
+// the stream's for none), in order.
+func (f *captureFixture) read(t *testing.T, subjects ...string) []streamMessage {
+	t.Helper()
+	cons, err := f.js.OrderedConsumer(context.Background(), proto.StreamName(f.task), jetstream.OrderedConsumerConfig{FilterSubjects: subjects})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []*proto.Batch
+	var out []streamMessage
 	for {
 		batch, err := cons.Fetch(100, jetstream.FetchMaxWait(300*time.Millisecond))
 		if err != nil {
@@ -89,7 +105,7 @@ func (f *captureFixture) readAll(t *testing.T, table proto.TableID) []*proto.Bat
 			if err != nil {
 				t.Fatal(err)
 			}
-			out = append(out, b)
+			out = append(out, streamMessage{msg.Subject(), b})
 			n++
 		}
 		if n == 0 {

@@ -137,7 +137,7 @@ func (s *sessionState) heartbeatAt(ctx context.Context, lsn proto.LSN, tsUS int6
 		CommitTimeUS: tsUS,
 		New:          proto.Tuple{Kinds: []byte{proto.KindText, proto.KindText}, Values: [][]byte{[]byte(s.c.cfg.Task), []byte(ts)}},
 	}
-	buf := proto.AppendBatchHeader(getBuffer(), proto.HeartbeatTable, heartbeatColumns, proto.IdentityDefault)
+	buf := proto.AppendBatchHeader(getBuffer(smallBuffer), proto.HeartbeatTable, heartbeatColumns, proto.IdentityDefault)
 	buf = proto.AppendRow(buf, &row)
 	if err := s.pub.publish(ctx, proto.Subject(s.c.cfg.Task, proto.HeartbeatTable), proto.BatchMsgID(proto.HeartbeatTable, row.Pos, row.Pos), buf); err != nil {
 		return err

@@ -27,6 +27,9 @@ type relation struct {
 	identity byte
 	ops      proto.OpSet // synced operations (Config.Operations)
 	filter   *relFilter  // the row filter, nil for none (filter.go)
+	// bufHint is the size of the table's last batch: its next buffer
+	// starts that big instead of growing there again.
+	bufHint int
 }
 
 type reader struct {

@@ -67,25 +67,44 @@ type inflightMsg struct {
 	data []byte
 }
 
-// batchBuffers recycles batch buffers once JetStream has acknowledged
-// them (the client copied them to its connection when published, and
-// keeps them only for the acknowledgement): a busy capture then allocates
-// almost nothing per batch.
-var batchBuffers sync.Pool
+// Batch buffers are recycled once JetStream has acknowledged them (the
+// client copied them to its connection when published, and keeps them
+// only for the acknowledgement): a busy capture then allocates almost
+// nothing per batch. Small ones (a table's batch starts small: over
+// thousands of tables most stay a few rows) and large ones (packs, big
+// batches) are kept apart, so a large request does not throw away the
+// small buffers it cannot use.
+var smallBuffers, largeBuffers sync.Pool
 
-// getBuffer returns an empty buffer, recycled when one is free.
-func getBuffer() []byte {
-	if b, ok := batchBuffers.Get().(*[]byte); ok {
+const (
+	// smallBuffer is the size a buffer starts at.
+	smallBuffer = 4 << 10
+	// largeBuffer: from this capacity on, a buffer is a large one.
+	largeBuffer = 256 << 10
+)
+
+// getBuffer returns an empty buffer of at least size bytes, recycled when
+// one is free.
+func getBuffer(size int) []byte {
+	pool := &smallBuffers
+	if size >= largeBuffer {
+		pool = &largeBuffers
+	}
+	if b, ok := pool.Get().(*[]byte); ok && cap(*b) >= size {
 		return (*b)[:0]
 	}
-	return make([]byte, 0, 64<<10)
+	return make([]byte, 0, max(size, smallBuffer))
 }
 
 func putBuffer(b []byte) {
-	if cap(b) > 8<<20 {
-		return // a huge row's buffer: let it go
+	switch {
+	case cap(b) > 8<<20:
+		// a huge row's buffer: let it go
+	case cap(b) >= largeBuffer:
+		largeBuffers.Put(&b)
+	default:
+		smallBuffers.Put(&b)
 	}
-	batchBuffers.Put(&b)
 }
 
 type checkpoint struct {

@@ -102,6 +102,8 @@ type Batch struct {
 	// DDL, when set, makes this message a schema change of Table (an
 	// EncodeDDL DDLEvent) instead of rows.
 	DDL []byte
+	// Members, in a pack (pack.go), are the batches of several tables.
+	Members []Batch
 }
 
 // IsBoundary reports whether the message is a transaction boundary
@@ -139,6 +141,7 @@ const (
 	fBatchPartNo   = 7
 	fBatchParts    = 8
 	fBatchDDL      = 9
+	fBatchMembers  = 10
 
 	fColName    = 1
 	fColTypeOID = 2
@@ -225,13 +228,20 @@ func SplitBatch(t TableID, encoded []byte, max int) [][]byte {
 	return out
 }
 
-// AppendRow appends one row of a batch.
+// AppendRow appends one row of a batch. The lengths of the row and its
+// tuples are computed first, so each is written once, in place (capture
+// encodes every row it decodes: moving each body to close a length's
+// gap was a large part of its time).
 func AppendRow(buf []byte, r *Row) []byte {
+	newSize, oldSize := r.New.encodedSize(), r.Old.encodedSize()
 	buf = protowire.AppendTag(buf, fBatchRows, protowire.BytesType)
-	return appendLenPrefixed(buf, r.encode)
+	buf = protowire.AppendVarint(buf, uint64(r.encodedSize(newSize, oldSize)))
+	return r.encodeSized(buf, newSize, oldSize)
 }
 
-func (r *Row) encode(buf []byte) []byte {
+// encodeSized encodes the row whose tuples encode to newSize and oldSize
+// bytes.
+func (r *Row) encodeSized(buf []byte, newSize, oldSize int) []byte {
 	buf = appendVarint(buf, fRowOp, uint64(r.Op))
 	buf = appendVarint(buf, fRowLSN, uint64(r.Pos.LSN))
 	buf = appendVarint(buf, fRowIdx, uint64(r.Pos.Idx))
@@ -239,13 +249,52 @@ func (r *Row) encode(buf []byte) []byte {
 	buf = appendVarint(buf, fRowTimeUS, uint64(r.CommitTimeUS))
 	if r.New.Len() > 0 {
 		buf = protowire.AppendTag(buf, fRowNew, protowire.BytesType)
-		buf = appendLenPrefixed(buf, r.New.encode)
+		buf = protowire.AppendVarint(buf, uint64(newSize))
+		buf = r.New.encode(buf)
 	}
 	if r.Old.Len() > 0 {
 		buf = protowire.AppendTag(buf, fRowOld, protowire.BytesType)
-		buf = appendLenPrefixed(buf, r.Old.encode)
+		buf = protowire.AppendVarint(buf, uint64(oldSize))
+		buf = r.Old.encode(buf)
 	}
 	return buf
+}
+
+// encodedSize is the length of the row's encoding, its tuples encoding
+// to newSize and oldSize bytes.
+func (r *Row) encodedSize(newSize, oldSize int) int {
+	n := varintFieldSize(fRowOp, uint64(r.Op)) + varintFieldSize(fRowLSN, uint64(r.Pos.LSN)) +
+		varintFieldSize(fRowIdx, uint64(r.Pos.Idx)) + varintFieldSize(fRowXid, uint64(r.Xid)) +
+		varintFieldSize(fRowTimeUS, uint64(r.CommitTimeUS))
+	if r.New.Len() > 0 {
+		n += protowire.SizeTag(fRowNew) + protowire.SizeBytes(newSize)
+	}
+	if r.Old.Len() > 0 {
+		n += protowire.SizeTag(fRowOld) + protowire.SizeBytes(oldSize)
+	}
+	return n
+}
+
+// varintFieldSize is what appendVarint writes for the field.
+func varintFieldSize(num protowire.Number, v uint64) int {
+	if v == 0 {
+		return 0
+	}
+	return protowire.SizeTag(num) + protowire.SizeVarint(v)
+}
+
+// encodedSize is the length of the tuple's encoding.
+func (t Tuple) encodedSize() int {
+	if len(t.Kinds) == 0 {
+		return 0
+	}
+	n := protowire.SizeTag(fTupleKinds) + protowire.SizeBytes(len(t.Kinds))
+	for i, k := range t.Kinds {
+		if k == KindText {
+			n += protowire.SizeTag(fTupleValues) + protowire.SizeBytes(len(t.Values[i]))
+		}
+	}
+	return n
 }
 
 func (t Tuple) encode(buf []byte) []byte {
@@ -302,6 +351,12 @@ var ErrMalformed = errors.New("malformed change batch")
 // must not change while the batch is in use.
 func DecodeBatch(data []byte) (*Batch, error) {
 	b := &Batch{}
+	var members [][]byte
+	// The rows and their new values are allocated once for the batch:
+	// counted first, then carved out of one slice each (the values when
+	// the columns, which come first, are known).
+	nrows := countRows(data)
+	var slab [][]byte
 	err := walk(data, func(num protowire.Number, typ protowire.Type, v uint64, body []byte) error {
 		switch num {
 		case fBatchSchema:
@@ -329,8 +384,12 @@ func DecodeBatch(data []byte) (*Batch, error) {
 		case fBatchIdentity:
 			b.ReplicaIdentity = byte(v)
 		case fBatchRows:
+			if b.Rows == nil {
+				b.Rows = make([]Row, 0, nrows)
+				slab = make([][]byte, nrows*len(b.Columns))
+			}
 			b.Rows = append(b.Rows, Row{})
-			return b.Rows[len(b.Rows)-1].decode(body)
+			return b.Rows[len(b.Rows)-1].decode(body, &slab)
 		case fBatchPart:
 			b.Part = body
 		case fBatchPartNo:
@@ -339,11 +398,19 @@ func DecodeBatch(data []byte) (*Batch, error) {
 			b.Parts = uint32(v)
 		case fBatchDDL:
 			b.DDL = body
+		case fBatchMembers:
+			members = append(members, body)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	if members != nil {
+		if err := b.decodeMembers(members); err != nil {
+			return nil, err
+		}
+		return b, nil
 	}
 	for i := range b.Rows {
 		r := &b.Rows[i]
@@ -354,7 +421,31 @@ func DecodeBatch(data []byte) (*Batch, error) {
 	return b, nil
 }
 
-func (r *Row) decode(data []byte) error {
+// countRows counts the rows of an encoded batch, reading only its
+// fields' tags and lengths.
+func countRows(data []byte) int {
+	n := 0
+	for len(data) > 0 {
+		num, typ, l := protowire.ConsumeTag(data)
+		if l < 0 {
+			return n
+		}
+		data = data[l:]
+		l = protowire.ConsumeFieldValue(num, typ, data)
+		if l < 0 {
+			return n
+		}
+		data = data[l:]
+		if num == fBatchRows && typ == protowire.BytesType {
+			n++
+		}
+	}
+	return n
+}
+
+// decode reads a row; its new values take their slice from slab while
+// it has room.
+func (r *Row) decode(data []byte, slab *[][]byte) error {
 	return walk(data, func(num protowire.Number, _ protowire.Type, v uint64, body []byte) error {
 		switch num {
 		case fRowOp:
@@ -368,15 +459,15 @@ func (r *Row) decode(data []byte) error {
 		case fRowTimeUS:
 			r.CommitTimeUS = int64(v)
 		case fRowNew:
-			return r.New.decode(body)
+			return r.New.decode(body, slab)
 		case fRowOld:
-			return r.Old.decode(body)
+			return r.Old.decode(body, nil)
 		}
 		return nil
 	})
 }
 
-func (t *Tuple) decode(data []byte) error {
+func (t *Tuple) decode(data []byte, slab *[][]byte) error {
 	next := 0
 	err := walk(data, func(num protowire.Number, _ protowire.Type, _ uint64, body []byte) error {
 		switch num {
@@ -384,7 +475,13 @@ func (t *Tuple) decode(data []byte) error {
 			// A second kinds field starts the values over (protobuf's
 			// last-one-wins), so no text column is left without one.
 			t.Kinds = body
-			t.Values = make([][]byte, len(body))
+			if n := len(body); slab != nil && len(*slab) >= n {
+				t.Values = (*slab)[:n:n]
+				clear(t.Values)
+				*slab = (*slab)[n:]
+			} else {
+				t.Values = make([][]byte, n)
+			}
 			next = 0
 		case fTupleValues:
 			for next < len(t.Kinds) && t.Kinds[next] != KindText {

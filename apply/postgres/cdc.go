@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -67,10 +68,14 @@ type plannedSegment struct {
 // applyWithRetry writes segments and positions in one transaction,
 // retrying row by row on a unique violation.
 func (s *Sink) applyWithRetry(ctx context.Context, task string, epoch uint64, segs []plannedSegment, positions []shardPosition) error {
-	err := s.applyTx(ctx, task, epoch, segs, positions, false)
+	err := s.applyTx(ctx, task, epoch, segs, positions, writePipelined)
+	if errors.Is(err, errUpdateMissedRows) {
+		s.logger.Debug("an update missed rows at the destination; applying the batch again without the pipeline")
+		err = s.applyTx(ctx, task, epoch, segs, positions, writeDirect)
+	}
 	if isCode(err, "23505") {
 		s.logger.Debug("set-based apply hit a unique constraint; applying the batch row by row", "err", err)
-		err = s.applyTx(ctx, task, epoch, segs, positions, true)
+		err = s.applyTx(ctx, task, epoch, segs, positions, writeOrdered)
 	}
 	if err == nil {
 		s.remember(positions)
@@ -78,7 +83,21 @@ func (s *Sink) applyWithRetry(ctx context.Context, task string, epoch uint64, se
 	return err
 }
 
-func (s *Sink) applyTx(ctx context.Context, task string, epoch uint64, segs []plannedSegment, positions []shardPosition, ordered bool) error {
+// writeMode is how an apply transaction sends its statements.
+type writeMode int
+
+const (
+	// writePipelined queues what it can (pipeline.go): the usual way.
+	writePipelined writeMode = iota
+	// writeDirect sends each statement on its own and inserts the rows
+	// an update missed right after it.
+	writeDirect
+	// writeOrdered writes row by row, in source order, with upserts: the
+	// retry of a batch that hit a unique constraint.
+	writeOrdered
+)
+
+func (s *Sink) applyTx(ctx context.Context, task string, epoch uint64, segs []plannedSegment, positions []shardPosition, mode writeMode) error {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return err
@@ -102,18 +121,37 @@ func (s *Sink) applyTx(ctx context.Context, task string, epoch uint64, segs []pl
 	if err := s.lockOffsets(ctx, tx, task, epoch, positions); err != nil {
 		return err
 	}
-	w := &writer{pg: conn.Conn().PgConn(), tx: tx, lenient: ordered, d: s.dialect}
+	ordered := mode == writeOrdered
+	w := &writer{pg: conn.Conn().PgConn(), tx: tx, lenient: ordered, d: s.dialect, pipelined: mode == writePipelined, buf: getWriteBuffer()}
+	defer func() { putWriteBuffer(w.buf) }()
+	failed := func(t proto.TableID, err error) error {
+		var qe *queuedError
+		if errors.As(err, &qe) {
+			t = qe.table // a statement queued for an earlier segment
+		}
+		if isCode(err, "42703", "42P01", "42804") { // undefined column/table, datatype mismatch
+			s.forgetTable(t)
+		}
+		return wrapTable(t, "apply changes to", err)
+	}
 	for _, seg := range segs {
+		w.table = seg.Table
 		err := w.segment(ctx, seg, ordered)
 		if err == nil {
 			err = w.fillGenerated(ctx, seg) // AnalyticDB: computed here (noconflict.go)
 		}
 		if err != nil {
-			if isCode(err, "42703", "42P01", "42804") { // undefined column/table, datatype mismatch
-				s.forgetTable(seg.Table)
+			if errors.Is(err, errUpdateMissedRows) {
+				return err
 			}
-			return wrapTable(seg.Table, "apply changes to", err)
+			return failed(seg.Table, err)
 		}
+	}
+	if err := w.send(ctx); err != nil {
+		if errors.Is(err, errUpdateMissedRows) {
+			return err
+		}
+		return failed(w.table, err)
 	}
 	if err := s.writeOffsets(ctx, tx, task, epoch, positions); err != nil {
 		return err
@@ -143,6 +181,24 @@ func (w *writer) segment(ctx context.Context, seg plannedSegment, ordered bool) 
 	}
 }
 
+// writeBuffers recycles the writers' buffers (COPY data, array
+// parameters) from one apply transaction to the next: grown anew each
+// time, they were a large part of the apply's allocations.
+var writeBuffers sync.Pool
+
+func getWriteBuffer() []byte {
+	if b, ok := writeBuffers.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return nil
+}
+
+func putWriteBuffer(b []byte) {
+	if cap(b) > 0 && cap(b) <= 64<<20 {
+		writeBuffers.Put(&b)
+	}
+}
+
 // writer sends statements of one apply transaction.
 type writer struct {
 	pg  *pgconn.PgConn
@@ -153,6 +209,13 @@ type writer struct {
 	lenient bool
 	// d is the server's dialect (nil: PostgreSQL).
 	d *Dialect
+	// pipelined: statements whose answer can wait are queued and sent
+	// together (pipeline.go); batch and queued hold them, and table is
+	// the table of the segment being written.
+	pipelined bool
+	batch     *pgconn.Batch
+	queued    []queuedStatement
+	table     proto.TableID
 }
 
 func (w *writer) step(ctx context.Context, p *segmentPlan, st *apply.Step) error {
@@ -191,6 +254,9 @@ func (w *writer) step(ctx context.Context, p *segmentPlan, st *apply.Step) error
 // table that a foreign key points at; DELETE (with replica mode keeping
 // the foreign-key triggers quiet) does the same job there.
 func (w *writer) truncate(ctx context.Context, t proto.TableID) error {
+	if err := w.send(ctx); err != nil {
+		return err
+	}
 	var referenced, partitioned bool
 	if err := w.tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE contype = 'f' AND confrelid = $1::regclass),
 		(SELECT relkind = 'p' FROM pg_class WHERE oid = $1::regclass)`, tableName(t)).Scan(&referenced, &partitioned); err != nil {
@@ -230,6 +296,12 @@ func (w *writer) deleteKeys(ctx context.Context, p *segmentPlan, keys []proto.Tu
 // should that not hold, the unique violation sends the batch to the
 // row-by-row retry.
 func (w *writer) copyRows(ctx context.Context, p *segmentPlan, rows []proto.Tuple) error {
+	if w.pipelined && len(rows) < smallInsert {
+		return w.insertRows(ctx, p, rows)
+	}
+	if err := w.send(ctx); err != nil {
+		return err
+	}
 	buf := w.buf[:0]
 	for _, r := range rows {
 		var err error
@@ -240,6 +312,15 @@ func (w *writer) copyRows(ctx context.Context, p *segmentPlan, rows []proto.Tupl
 	w.buf = buf
 	_, err := w.pg.CopyFrom(ctx, bytes.NewReader(buf), fmt.Sprintf("COPY %s (%s) FROM STDIN", tableName(p.table), columnList(p, seq(len(p.names)))))
 	return err
+}
+
+// insertRows inserts new rows with INSERT ... SELECT FROM the arrays:
+// for a few rows in a pipeline, cheaper than a COPY's two round trips.
+func (w *writer) insertRows(ctx context.Context, p *segmentPlan, rows []proto.Tuple) error {
+	all := seq(len(p.names))
+	sql := fmt.Sprintf("INSERT INTO %s (%s)%s %s FROM %s",
+		tableName(p.table), columnList(p, all), w.d.overriding(), selectCasts(p, all, 0), unnestFrom(len(all)))
+	return w.execArrays(ctx, sql, rows, all)
 }
 
 // updateRows writes changed rows whole with UPDATE ... FROM the arrays.
@@ -263,6 +344,12 @@ func (w *writer) updateRows(ctx context.Context, p *segmentPlan, rows []proto.Tu
 	}
 	sql := fmt.Sprintf("UPDATE %s AS t SET %s FROM %s WHERE %s",
 		tableName(p.table), strings.Join(assigns, ", "), unnestFrom(len(all)), strings.Join(conds, " AND "))
+	if w.pipelined {
+		// The count is checked when the queue is sent; a miss writes the
+		// transaction again without the pipeline (errUpdateMissedRows).
+		params, oids, formats := w.arrayParams(rows, all)
+		return w.queue(ctx, w.table, sql, params, oids, formats, int64(len(rows)))
+	}
 	n, err := w.execArraysCount(ctx, sql, rows, all)
 	if err != nil || n == int64(len(rows)) {
 		return err
@@ -320,6 +407,9 @@ func (w *writer) move(ctx context.Context, p *segmentPlan, oldKey, newRow proto.
 	if !w.d.upserts() {
 		return w.moveDeleteInsert(ctx, p, oldKey, newRow) // noconflict.go
 	}
+	if err := w.send(ctx); err != nil {
+		return err
+	}
 	sel, params := moveSelect(p, oldKey, newRow)
 	sql := upsertSQL(p, seq(len(p.names)), sel)
 	if _, err := w.pg.ExecParams(ctx, sql, params, nil, nil, nil).Close(); err != nil {
@@ -355,20 +445,20 @@ func moveSelect(p *segmentPlan, oldKey, newRow proto.Tuple) (string, [][]byte) {
 // limited to one row, so duplicates stay duplicates. Exactly once still
 // holds: the position is stored in the same transaction.
 func (w *writer) applyUnkeyed(ctx context.Context, p *segmentPlan, seg *apply.Segment) error {
-	all := seq(len(p.names))
-	insertSQL := fmt.Sprintf("INSERT INTO %s (%s)%s %s FROM %s",
-		tableName(p.table), columnList(p, all), w.d.overriding(), selectCasts(p, all, 0), unnestFrom(len(all)))
 	var inserts []proto.Tuple
 	batch := &pgconn.Batch{}
 	queued := 0
 	flush := func() error {
 		if len(inserts) > 0 {
-			if err := w.execArrays(ctx, insertSQL, inserts, all); err != nil {
+			if err := w.insertRows(ctx, p, inserts); err != nil {
 				return err
 			}
 			inserts = inserts[:0]
 		}
 		if queued > 0 {
+			if err := w.send(ctx); err != nil {
+				return err
+			}
 			_, err := w.pg.ExecBatch(ctx, batch).ReadAll()
 			batch, queued = &pgconn.Batch{}, 0
 			return err
@@ -439,13 +529,39 @@ func unkeyedStatement(p *segmentPlan, r *proto.Row) (string, [][]byte) {
 // execArrays runs sql with one text[] parameter per column of cols,
 // holding that column's values of every row, in binary array format:
 // one parameter per column whatever the number of rows.
+// In a pipelined writer the statement is queued.
 func (w *writer) execArrays(ctx context.Context, sql string, rows []proto.Tuple, cols []int) error {
+	if w.pipelined {
+		params, oids, formats := w.arrayParams(rows, cols)
+		return w.queue(ctx, w.table, sql, params, oids, formats, -1)
+	}
 	_, err := w.execArraysCount(ctx, sql, rows, cols)
 	return err
 }
 
-// execArraysCount is execArrays returning the rows the statement touched.
+// execArraysCount is execArrays returning the rows the statement touched,
+// sent at once (after anything queued).
 func (w *writer) execArraysCount(ctx context.Context, sql string, rows []proto.Tuple, cols []int) (int64, error) {
+	if err := w.send(ctx); err != nil {
+		return 0, err
+	}
+	params, oids, formats := w.arrayParams(rows, cols)
+	name, err := w.prepared(ctx, sql, oids)
+	if err != nil {
+		return 0, err
+	}
+	var tag pgconn.CommandTag
+	if name != "" {
+		tag, err = w.pg.ExecPrepared(ctx, name, params, formats, nil).Close()
+	} else {
+		tag, err = w.pg.ExecParams(ctx, sql, params, oids, formats, nil).Close()
+	}
+	return tag.RowsAffected(), err
+}
+
+// arrayParams encodes the columns cols of rows as text[] parameters in
+// w.buf, after the parameters of statements still queued.
+func (w *writer) arrayParams(rows []proto.Tuple, cols []int) ([][]byte, []uint32, []int16) {
 	params := make([][]byte, len(cols))
 	oids := make([]uint32, len(cols))
 	formats := make([]int16, len(cols))
@@ -453,9 +569,13 @@ func (w *writer) execArraysCount(ctx context.Context, sql string, rows []proto.T
 	for _, r := range rows {
 		size += r.Size() + 4*len(cols)
 	}
-	buf := w.buf[:0]
-	if cap(buf) < size+24*len(cols) {
-		buf = make([]byte, 0, size+24*len(cols))
+	buf := w.buf
+	if len(w.queued) == 0 {
+		buf = buf[:0]
+	}
+	if cap(buf)-len(buf) < size+24*len(cols) {
+		// A new array: the queued statements keep pointing into the old one.
+		buf = make([]byte, 0, max(size+24*len(cols), 2*cap(buf)))
 	}
 	for j, c := range cols {
 		start := len(buf)
@@ -463,8 +583,7 @@ func (w *writer) execArraysCount(ctx context.Context, sql string, rows []proto.T
 		params[j], oids[j], formats[j] = buf[start:], textArrayOID, 1
 	}
 	w.buf = buf
-	tag, err := w.pg.ExecParams(ctx, sql, params, oids, formats, nil).Close()
-	return tag.RowsAffected(), err
+	return params, oids, formats
 }
 
 const (

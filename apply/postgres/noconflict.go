@@ -42,10 +42,7 @@ func (w *writer) deleteInsert(ctx context.Context, p *segmentPlan, rows []proto.
 	if err := w.deleteKeys(ctx, p, rows); err != nil {
 		return err
 	}
-	all := seq(len(p.names))
-	sql := fmt.Sprintf("INSERT INTO %s (%s)%s %s FROM %s",
-		tableName(p.table), columnList(p, all), w.d.overriding(), selectCasts(p, all, 0), unnestFrom(len(all)))
-	return w.execArrays(ctx, sql, rows, all)
+	return w.insertRows(ctx, p, rows)
 }
 
 // moveDeleteInsert is move without ON CONFLICT: the new key cleared,
@@ -53,6 +50,9 @@ func (w *writer) deleteInsert(ctx context.Context, p *segmentPlan, rows []proto.
 // at the old key, which is then deleted.
 func (w *writer) moveDeleteInsert(ctx context.Context, p *segmentPlan, oldKey, newRow proto.Tuple) error {
 	if err := w.deleteKeys(ctx, p, []proto.Tuple{newRow}); err != nil {
+		return err
+	}
+	if err := w.send(ctx); err != nil {
 		return err
 	}
 	sel, params := moveSelect(p, oldKey, newRow)
@@ -306,6 +306,9 @@ func (w *writer) fillGenerated(ctx context.Context, seg plannedSegment) error {
 		stale := make([]string, len(p.generated))
 		for i, g := range p.generated {
 			stale[i] = fmt.Sprintf("%s IS DISTINCT FROM (%s)", ident(g.name), g.expr)
+		}
+		if err := w.send(ctx); err != nil {
+			return err
 		}
 		_, err := w.tx.Exec(ctx, fmt.Sprintf("UPDATE ONLY %s SET %s WHERE %s", table, generatedSet(p.generated), strings.Join(stale, " OR ")))
 		return err

@@ -110,6 +110,8 @@ func (r *recorder) serve(c net.Conn) {
 	var sql string
 	var params []string
 	var rows int
+	// named holds the connection's prepared statements, by name.
+	named := map[string]string{}
 	for {
 		msg, err := be.Receive()
 		if err != nil {
@@ -156,8 +158,14 @@ func (r *recorder) serve(c net.Conn) {
 			be.Send(&pgproto3.ReadyForQuery{TxStatus: 'T'})
 		case *pgproto3.Parse:
 			sql = m.Query
+			if m.Name != "" {
+				named[m.Name] = m.Query
+			}
 			be.Send(&pgproto3.ParseComplete{})
 		case *pgproto3.Bind:
+			if m.PreparedStatement != "" {
+				sql = named[m.PreparedStatement]
+			}
 			params, rows = describeParams(m)
 			be.Send(&pgproto3.BindComplete{})
 		case *pgproto3.Describe:

@@ -106,28 +106,48 @@ func (s *Sink) keyShard(p *segmentPlan, t, fallback proto.Tuple) int {
 	return int(h.Sum32() % uint32(s.shards))
 }
 
+// minShardedRows is the fewest rows per table, on average, of a batch
+// that is split into shards.
+const minShardedRows = 256
+
 // partition splits planned segments into shards, or returns nil when the
-// batch must be written in one transaction.
+// batch must be (or is better) written in one transaction.
 func (s *Sink) partition(segs []plannedSegment) [][]plannedSegment {
 	if s.shards == 1 || !s.replicaMode.Load() {
 		return nil
 	}
+	rows := 0
+	for _, seg := range segs {
+		rows += len(seg.Rows)
+	}
+	if rows < minShardedRows*len(segs) {
+		// Few rows per table: sharding would double the statements, each
+		// costing the destination more than its rows.
+		return nil
+	}
 	shards := make([][]plannedSegment, s.shards)
+	var of []int // each row's shard
 	for _, seg := range segs {
 		if !seg.plan.shardable {
 			return nil
 		}
-		split := make([]*apply.Segment, s.shards)
+		of = of[:0]
+		counts := make([]int, s.shards)
 		for i := range seg.Rows {
-			r := &seg.Rows[i]
-			h, within := s.shardOf(seg.plan, r)
+			h, within := s.shardOf(seg.plan, &seg.Rows[i])
 			if !within {
 				return nil
 			}
+			of = append(of, h)
+			counts[h]++
+		}
+		split := make([]*apply.Segment, s.shards)
+		for i := range seg.Rows {
+			h := of[i]
 			if split[h] == nil {
-				split[h] = &apply.Segment{Table: seg.Table, Columns: seg.Columns, Identity: seg.Identity}
+				split[h] = &apply.Segment{Table: seg.Table, Columns: seg.Columns, Identity: seg.Identity, Rows: make([]proto.Row, 0, counts[h])}
 			}
-			split[h].Rows = append(split[h].Rows, *r)
+			split[h].Rows = append(split[h].Rows, seg.Rows[i])
 		}
 		for h, part := range split {
 			if part != nil {

@@ -44,7 +44,7 @@ for a three-node example.`,
 			if cfg.ClientConfig, err = a.clientConfigPath(cfg.ClientConfig); err != nil {
 				return err
 			}
-			if err := setMemoryLimit(memoryLimit, a.getenv("GOMEMLIMIT")); err != nil {
+			if err := setMemoryLimit(memoryLimit, a.getenv("GOMEMLIMIT"), a.getenv("GOGC")); err != nil {
 				return err
 			}
 			err = a.runNode(cmd.Context(), cfg, node.Options{Logger: logger})
