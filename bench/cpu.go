@@ -62,6 +62,16 @@ func nativePIDs(n *native) []pidQuery {
 	}
 }
 
+// nativeCopyPIDs is nativePIDs for a subscription that copies its tables
+// (copy_data = true): each table sync worker has a walsender of its own
+// at the source, on a temporary slot, which runs the table's COPY; they
+// are found as every walsender in the source database (only native's
+// during its runs). A table sync of a 20-row table may live less than
+// the 100 ms between samples, so short ones are undercounted.
+func nativeCopyPIDs(n *native) []pidQuery {
+	return append(nativePIDs(n), pidQuery{n.src, `SELECT pid FROM pg_stat_activity WHERE backend_type = 'walsender' AND datname = $1`, n.srcDB, "source"})
+}
+
 // procCPU is one process's CPU seconds when first and last seen, and the
 // side it runs on (pidQuery.side).
 type procCPU struct {

@@ -31,6 +31,7 @@ type config struct {
 	SluiceArgs      []string      `json:"sluice_args,omitempty"`
 	LatencyRate     float64       `json:"latency_rate,omitempty"`
 	LatencyDuration time.Duration `json:"latency_duration_ns,omitempty"`
+	SchemaTables    int           `json:"schema_tables"`
 }
 
 func main() {
@@ -38,13 +39,14 @@ func main() {
 	flag.StringVar(&cfg.Sluice, "sluice", "bin/sluice", "the sluice binary to run (make build)")
 	flag.Float64Var(&cfg.Scale, "scale", 1.0, "multiplies every row count (0.02-0.05 for a quick check)")
 	flag.IntVar(&cfg.Reps, "reps", 2, "repetitions of each side (A B A B ...)")
-	flag.StringVar(&cfg.Only, "only", "", "run only the scenarios whose name matches this regular expression (names: "+strings.Join(scenarioNames(), ", ")+")")
+	flag.StringVar(&cfg.Only, "only", "", "run only the scenarios whose name matches this regular expression (names: "+strings.Join(scenarioNames(defaultSchemaTables), ", ")+")")
 	flag.StringVar(&cfg.Out, "out", "bench/results", "directory for the JSON results")
 	flag.BoolVar(&cfg.Keep, "keep", false, "keep the clusters' directories, the databases and sluice's data and logs for inspection")
 	flag.StringVar(&cfg.Pprof, "pprof", "", "pass --pprof-listen ADDR to every sluice process (e.g. 127.0.0.1:6060), to take a profile during a run")
 	sluiceArgs := flag.String("sluice-args", "", "extra flags for `sluice up`, space separated (e.g. \"--apply-groups 8\")")
 	flag.Float64Var(&cfg.LatencyRate, "latency-rate", 0, "rows/s of the latency scenario (default: half of native's live single-row insert rate)")
 	flag.DurationVar(&cfg.LatencyDuration, "latency-duration", 0, "duration of the latency scenario's paced workload (default: 30s times --scale, between 5s and 30s)")
+	flag.IntVar(&cfg.SchemaTables, "schema-tables", defaultSchemaTables, "tables of the schema/ scenarios (not scaled; the wide case has four times as many; fewer while developing)")
 	scaleTable := flag.String("scale-table", "", "print the scale/ scenarios of a results JSON as bench/README.md's markdown table, and exit")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -59,8 +61,8 @@ func main() {
 		return
 	}
 	cfg.SluiceArgs = strings.Fields(*sluiceArgs)
-	if cfg.Scale <= 0 || cfg.Reps < 1 {
-		fmt.Fprintln(os.Stderr, "bench: --scale must be > 0 and --reps >= 1")
+	if cfg.Scale <= 0 || cfg.Reps < 1 || cfg.SchemaTables < 2 {
+		fmt.Fprintln(os.Stderr, "bench: --scale must be > 0, --reps >= 1 and --schema-tables >= 2")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -70,8 +72,9 @@ func main() {
 	os.Exit(code)
 }
 
-// scenarioNames lists every scenario, for --only and the help text.
-func scenarioNames() []string {
+// scenarioNames lists every scenario, for --only and the help text; the
+// schema/ names count schemaTables (--schema-tables).
+func scenarioNames(schemaTables int) []string {
 	names := []string{}
 	for _, t := range fullTables(1) {
 		names = append(names, "full/"+t.Name)
@@ -88,6 +91,7 @@ func scenarioNames() []string {
 	for _, c := range append(scaleCases(1), clusterCases(1)...) {
 		names = append(names, c.Name)
 	}
+	names = append(names, schemaCaseNames(schemaTables).list()...)
 	return append(names, "latency/p50", "latency/p99", "throttle/full", "throttle/incremental", "doris/full", "doris/incr",
 		twForward, twReverse, twOneWay, verifyEqual, verifyScattered)
 }
@@ -123,11 +127,11 @@ func runBench(ctx context.Context, cfg *config) int {
 		}
 		b.only = re
 		var any bool
-		for _, n := range scenarioNames() {
+		for _, n := range scenarioNames(cfg.SchemaTables) {
 			any = any || re.MatchString(n)
 		}
 		if !any {
-			fmt.Fprintf(os.Stderr, "bench: --only %q matches no scenario (%s)\n", cfg.Only, strings.Join(scenarioNames(), ", "))
+			fmt.Fprintf(os.Stderr, "bench: --only %q matches no scenario (%s)\n", cfg.Only, strings.Join(scenarioNames(cfg.SchemaTables), ", "))
 			return 2
 		}
 	}
@@ -179,6 +183,7 @@ func runBench(ctx context.Context, cfg *config) int {
 		{"verify", b.runVerify},
 		{"scale", b.runScale},
 		{"cluster", b.runCluster},
+		{"schema", b.runSchema},
 	}
 	var fatal error
 	for _, f := range families {

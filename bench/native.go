@@ -13,7 +13,7 @@ import (
 // native is PostgreSQL's own logical replication of one source database
 // into one destination database: a publication of the benchmark tables
 // and a subscription with copy_data = false (the benchmark seeds both
-// sides itself), with the subscription's defaults otherwise
+// sides itself; CreateCopying for the schema/ scenarios' copy), with the subscription's defaults otherwise
 // (synchronous_commit = off, streaming = off, binary = false).
 type native struct {
 	src, dst     *testenv.Postgres
@@ -73,6 +73,15 @@ const launcherInterval = 5*time.Second + 500*time.Millisecond
 // Create creates the subscription, enabled or not; its slot is created at
 // the source now.
 func (n *native) Create(ctx context.Context, enabled bool) error {
+	return n.create(ctx, enabled, false)
+}
+
+// CreateCopying creates the subscription enabled and with copy_data =
+// true: its table sync workers copy every table first (the schema/
+// scenarios' yardstick of a task's full sync).
+func (n *native) CreateCopying(ctx context.Context) error { return n.create(ctx, true, true) }
+
+func (n *native) create(ctx context.Context, enabled, copyData bool) error {
 	if err := n.Drop(ctx); err != nil {
 		return err
 	}
@@ -82,8 +91,8 @@ func (n *native) Create(ctx context.Context, enabled bool) error {
 		}
 	}
 	conninfo := fmt.Sprintf("host=127.0.0.1 port=%d dbname=%s user=postgres", n.src.Port, n.srcDB)
-	sql := fmt.Sprintf("CREATE SUBSCRIPTION %s CONNECTION %s PUBLICATION %s WITH (copy_data = false, enabled = %t)",
-		n.name, sqlLiteral(conninfo), n.name, enabled)
+	sql := fmt.Sprintf("CREATE SUBSCRIPTION %s CONNECTION %s PUBLICATION %s WITH (copy_data = %t, enabled = %t)",
+		n.name, sqlLiteral(conninfo), n.name, copyData, enabled)
 	if err := execSQL(ctx, n.dst1, 2*time.Minute, sql); err != nil {
 		return err
 	}
@@ -149,6 +158,23 @@ func (n *native) waitStreaming(ctx context.Context) error {
 		var active bool
 		err := n.src1.QueryRow(ctx, "SELECT COALESCE((SELECT active FROM pg_replication_slots WHERE slot_name = $1), false)", n.name).Scan(&active)
 		return active, err
+	})
+}
+
+// WaitTablesReady waits until the subscription has n tables, all ready
+// (state 'r' in pg_subscription_rel: copied, synchronised and handed to
+// the apply worker), printing a progress line every ten seconds.
+func (n *native) WaitTablesReady(ctx context.Context, tables int, timeout time.Duration) error {
+	start := time.Now()
+	next := start.Add(10 * time.Second)
+	return poll(ctx, timeout, 100*time.Millisecond, fmt.Sprintf("all %d tables of subscription %s ready", tables, n.name), func() (bool, error) {
+		var ready, total int
+		err := n.dst1.QueryRow(ctx, `SELECT count(*) FILTER (WHERE r.srsubstate = 'r'), count(*) FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid WHERE s.subname = $1`, n.name).Scan(&ready, &total)
+		if err == nil && time.Now().After(next) {
+			logf("    %.0fs: native: %d of %d tables ready", time.Since(start).Seconds(), ready, tables)
+			next = time.Now().Add(10 * time.Second)
+		}
+		return ready == tables && total == tables, err
 	})
 }
 

@@ -119,7 +119,7 @@ func (b *bench) createScaleTables(ctx context.Context, n int) error {
 	}
 	var ddl []string
 	for _, t := range (workload{Tables: n}).tables(benchTable) {
-		ddl = append(ddl, strings.Replace(benchDDL, "EXISTS bench ", "EXISTS "+t+" ", 1))
+		ddl = append(ddl, benchTableDDL(t))
 	}
 	for _, db := range []string{scaleSluiceDB, scaleNativeDB} {
 		for _, pg := range []*testenv.Postgres{b.src, b.dst} {

@@ -292,23 +292,41 @@ func catchUpTimeout(rows int64) time.Duration {
 	return 5*time.Minute + time.Duration(rows)*time.Millisecond
 }
 
+// rowMatch is the row a wait looks for in each table: a WHERE clause
+// with one parameter, its argument, and how to name it in errors.
+type rowMatch struct {
+	where string
+	arg   any
+	what  string
+}
+
+// markerRow matches the marker row of key id.
+func markerRow(id int64) rowMatch {
+	return rowMatch{where: "id = $1", arg: id, what: fmt.Sprintf("marker row %d", id)}
+}
+
 // waitMarker polls the destination every 20 ms until the row with key id
 // is visible. Every second it calls check (nil: no check), which may fail
 // the wait early (a failed task); every ten seconds it prints a progress
 // line from status (nil: none).
 func waitMarker(ctx context.Context, dst *pgx.Conn, table string, id int64, timeout time.Duration, check func() error, status func() string) error {
+	return waitRow(ctx, dst, table, markerRow(id), timeout, check, status)
+}
+
+// waitRow is waitMarker for any row match.
+func waitRow(ctx context.Context, dst *pgx.Conn, table string, m rowMatch, timeout time.Duration, check func() error, status func() string) error {
 	start := time.Now()
 	deadline := start.Add(timeout)
 	nextCheck := start.Add(time.Second)
 	nextStatus := start.Add(10 * time.Second)
-	q := fmt.Sprintf("SELECT EXISTS (SELECT 1 FROM %s WHERE id = $1)", table)
+	q := fmt.Sprintf("SELECT EXISTS (SELECT 1 FROM %s WHERE %s)", table, m.where)
 	for {
 		var found bool
 		qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := dst.QueryRow(qctx, q, id).Scan(&found)
+		err := dst.QueryRow(qctx, q, m.arg).Scan(&found)
 		cancel()
 		if err != nil {
-			return fmt.Errorf("poll destination for marker %d: %w", id, err)
+			return fmt.Errorf("poll destination for %s: %w", m.what, err)
 		}
 		if found {
 			return nil
@@ -319,7 +337,7 @@ func waitMarker(ctx context.Context, dst *pgx.Conn, table string, id int64, time
 			if status != nil {
 				s = " (" + status() + ")"
 			}
-			return fmt.Errorf("marker row %d not at the destination within %v%s", id, timeout, s)
+			return fmt.Errorf("%s not at the destination within %v%s", m.what, timeout, s)
 		}
 		if check != nil && now.After(nextCheck) {
 			if err := check(); err != nil {
@@ -342,14 +360,19 @@ func waitMarker(ctx context.Context, dst *pgx.Conn, table string, id int64, time
 // nothing of another's). It waits on the last table, polled every 20 ms,
 // then sweeps the others a hundred tables to a query until all have it.
 func waitMarkers(ctx context.Context, dst *pgx.Conn, tables []string, id int64, timeout time.Duration, check func() error, status func() string) error {
+	return waitRows(ctx, dst, tables, markerRow(id), timeout, check, status)
+}
+
+// waitRows is waitMarkers for any row match.
+func waitRows(ctx context.Context, dst *pgx.Conn, tables []string, m rowMatch, timeout time.Duration, check func() error, status func() string) error {
 	deadline := time.Now().Add(timeout)
-	if err := waitMarker(ctx, dst, tables[len(tables)-1], id, timeout, check, status); err != nil {
+	if err := waitRow(ctx, dst, tables[len(tables)-1], m, timeout, check, status); err != nil {
 		return err
 	}
 	rest := tables[:len(tables)-1]
 	for len(rest) > 0 {
 		chunk := rest[:min(100, len(rest))]
-		missing, err := tablesMissing(ctx, dst, chunk, id)
+		missing, err := tablesMissing(ctx, dst, chunk, m)
 		if err != nil {
 			return err
 		}
@@ -358,7 +381,7 @@ func waitMarkers(ctx context.Context, dst *pgx.Conn, tables []string, id int64, 
 			continue
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("marker row %d not in %d of the tables %s..%s at the destination within %v", id, missing, chunk[0], chunk[len(chunk)-1], timeout)
+			return fmt.Errorf("%s not in %d of the tables %s..%s at the destination within %v", m.what, missing, chunk[0], chunk[len(chunk)-1], timeout)
 		}
 		if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
 			return err
@@ -367,17 +390,17 @@ func waitMarkers(ctx context.Context, dst *pgx.Conn, tables []string, id int64, 
 	return nil
 }
 
-// tablesMissing counts the tables without the row of key id.
-func tablesMissing(ctx context.Context, dst *pgx.Conn, tables []string, id int64) (int, error) {
+// tablesMissing counts the tables without a row that matches m.
+func tablesMissing(ctx context.Context, dst *pgx.Conn, tables []string, m rowMatch) (int, error) {
 	parts := make([]string, len(tables))
 	for i, t := range tables {
-		parts[i] = fmt.Sprintf("(NOT EXISTS (SELECT 1 FROM %s WHERE id = $1))::int", t)
+		parts[i] = fmt.Sprintf("(NOT EXISTS (SELECT 1 FROM %s WHERE %s))::int", t, m.where)
 	}
 	var n int
 	qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := dst.QueryRow(qctx, "SELECT "+strings.Join(parts, " + "), id).Scan(&n); err != nil {
-		return 0, fmt.Errorf("poll destination for marker %d: %w", id, err)
+	if err := dst.QueryRow(qctx, "SELECT "+strings.Join(parts, " + "), m.arg).Scan(&n); err != nil {
+		return 0, fmt.Errorf("poll destination for %s: %w", m.what, err)
 	}
 	return n, nil
 }
