@@ -320,10 +320,10 @@ func (s *sessionState) loop(ctx context.Context, conn *pgconn.PgConn) error {
 				// A backlog is streaming in: more changes are already on
 				// their way, so the open batches keep filling (up to
 				// MaxFlushInterval) rather than go out a few rows each.
-				// When the backlog ends, the short read deadline below
-				// passes, the socket wakes on every byte again, and the
-				// flush goes out.
-				s.flushAt = s.lastFlush.Add(cfg.MaxFlushInterval)
+				// Looked at again after the backlog's short read deadline:
+				// once the backlog ends the socket wakes on every byte
+				// again, and the flush goes out.
+				s.flushAt = now.Add(pacedPoll)
 			} else if err := s.flushAll(ctx); err != nil {
 				return err
 			}
