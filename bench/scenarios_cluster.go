@@ -35,12 +35,7 @@ func clusterCases(scale float64) []incrCase {
 }
 
 func (b *bench) runCluster(ctx context.Context) error {
-	var cases []incrCase
-	for _, c := range clusterCases(b.cfg.Scale) {
-		if b.want(c.Name) {
-			cases = append(cases, c)
-		}
-	}
+	cases := b.wantedCases(clusterCases(b.cfg.Scale))
 	if len(cases) == 0 {
 		return nil
 	}

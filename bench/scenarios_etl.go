@@ -55,12 +55,7 @@ func etlCases(scale float64) []incrCase {
 }
 
 func (b *bench) runETL(ctx context.Context) error {
-	var cases []incrCase
-	for _, c := range etlCases(b.cfg.Scale) {
-		if b.want(c.Name) {
-			cases = append(cases, c)
-		}
-	}
+	cases := b.wantedCases(etlCases(b.cfg.Scale))
 	if len(cases) == 0 {
 		return nil
 	}

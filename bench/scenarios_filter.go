@@ -43,12 +43,7 @@ func filterNote(filter string) string {
 }
 
 func (b *bench) runFiltered(ctx context.Context) error {
-	var cases []incrCase
-	for _, c := range filterCases(b.cfg.Scale) {
-		if b.want(c.Name) {
-			cases = append(cases, c)
-		}
-	}
+	cases := b.wantedCases(filterCases(b.cfg.Scale))
 	if len(cases) == 0 {
 		return nil
 	}

@@ -70,13 +70,19 @@ func incrTarget(c incrCase) target {
 	return t
 }
 
-func (b *bench) runIncremental(ctx context.Context) error {
+// wantedCases keeps the cases --only selects.
+func (b *bench) wantedCases(all []incrCase) []incrCase {
 	var cases []incrCase
-	for _, c := range incrCases(b.cfg.Scale) {
+	for _, c := range all {
 		if b.want(c.Name) {
 			cases = append(cases, c)
 		}
 	}
+	return cases
+}
+
+func (b *bench) runIncremental(ctx context.Context) error {
+	cases := b.wantedCases(incrCases(b.cfg.Scale))
 	if len(cases) == 0 {
 		return nil
 	}
