@@ -462,8 +462,11 @@ func (s *sessionState) handle(ctx context.Context, data []byte) error {
 		if time.Since(s.lastFlush) >= s.c.cfg.MaxFlushInterval {
 			return s.flushAll(ctx)
 		}
-		if s.flushAt.IsZero() {
-			s.flushAt = time.Now().Add(s.c.cfg.FlushDelay)
+		// Sooner than a flush armed for a boundary marker
+		// (publishBoundary, up to BoundaryInterval away): rows must not
+		// wait for it.
+		if at := time.Now().Add(s.c.cfg.FlushDelay); s.flushAt.IsZero() || at.Before(s.flushAt) {
+			s.flushAt = at
 		}
 	case 'R':
 		rel, err := parseRelation(data)
