@@ -5,6 +5,7 @@
 package apply
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -77,9 +78,17 @@ type ChunkLoad struct {
 	Keep bool
 }
 
+// pipeChunkBuffer is how much of a chunk's COPY data crosses the pipe
+// at once. The source sends one COPY message per row and pgconn writes
+// each with its own Write; unbuffered, every row would cross the pipe
+// alone and pgconn's CopyFrom would send it as its own CopyData message,
+// a system call per row at both ends. 64 KiB less CopyData's 5-byte
+// header is what CopyFrom reads into its 64 KiB buffer in one go.
+const pipeChunkBuffer = 64<<10 - 5
+
 // PipeChunk runs a chunk's read into a pipe for the sink to consume from
-// r. done stops the reading (if the sink stopped early) and returns
-// read's error.
+// r, in pieces of up to pipeChunkBuffer bytes. done stops the reading (if
+// the sink stopped early) and returns read's error.
 func PipeChunk(read func(w io.Writer) (int64, error)) (r io.Reader, done func() error) {
 	pr, pw := io.Pipe()
 	readErr := make(chan error, 1)
@@ -89,8 +98,11 @@ func PipeChunk(read func(w io.Writer) (int64, error)) (r io.Reader, done func() 
 		// retries the chunk (which lands once: the chunk is recorded in
 		// its own transaction).
 		err := safe.Run("copy/read", func() error {
-			_, err := read(pw)
-			return err
+			bw := bufio.NewWriterSize(pw, pipeChunkBuffer)
+			if _, err := read(bw); err != nil {
+				return err
+			}
+			return bw.Flush()
 		})
 		pw.CloseWithError(err)
 		readErr <- err

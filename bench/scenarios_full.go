@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -100,6 +101,9 @@ func (b *bench) runFull(ctx context.Context) error {
 		logf("full/%s: seeded in %.1f s, %d MB on disk", t.Name, time.Since(start).Seconds(), size>>20)
 	}
 
+	if err := warmDestination(ctx, src, dst, tables[0]); err != nil {
+		return err
+	}
 	for _, t := range tables {
 		s := &scenario{
 			Name: "full/" + t.Name, Unit: "s", Rows: t.Rows,
@@ -129,6 +133,27 @@ func (b *bench) runFull(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// warmDestination copies t once, unmeasured, into a scratch table at
+// the destination and drops it. A fresh cluster creates its WAL segment
+// files as it first writes them and recycles them after; without this the
+// first measured run (Sluice's) alone would pay for creating them.
+func warmDestination(ctx context.Context, src, dst *pgx.Conn, t fullTable) error {
+	const scratch = "bench_warm"
+	ddl := strings.Replace(t.DDL, "CREATE TABLE "+t.Name+" ", "CREATE TABLE "+scratch+" ", 1)
+	if err := execSQL(ctx, dst, time.Minute, "DROP TABLE IF EXISTS "+scratch+"; "+ddl); err != nil {
+		return err
+	}
+	start := time.Now()
+	cctx, cancel := context.WithTimeout(ctx, catchUpTimeout(t.Rows)*2)
+	_, err := copyPipe(cctx, src, dst, "SELECT * FROM "+t.Name, scratch)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("warm-up copy: %w", err)
+	}
+	logf("full/: warmed the destination's WAL files with an unmeasured copy of %s (%.1f s)", t.Name, time.Since(start).Seconds())
+	return execSQL(ctx, dst, time.Minute, "DROP TABLE "+scratch)
 }
 
 func (b *bench) fullSluice(ctx context.Context, src, dst *pgx.Conn, t fullTable, rep int) (_ run, err error) {

@@ -162,6 +162,11 @@ func (d *Dialect) alwaysIdentity() string {
 // and its binary forms are those of another major version.
 func (d *Dialect) binaryCopy() bool { return !d.isADBPG() }
 
+// keysAfterLoad reports whether a full sync builds a table's keys after
+// its load (deferkeys.go): not on AnalyticDB, whose keys must hold the
+// distribution key and are bound to it.
+func (d *Dialect) keysAfterLoad() bool { return !d.isADBPG() }
+
 // castType is the type name the apply casts a destination column's
 // values to (format_type's text at the destination).
 func (d *Dialect) castType(typ string) string {

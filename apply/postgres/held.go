@@ -56,7 +56,21 @@ func hold(ctx context.Context, q interface {
 // Release gives the task's held objects the source's definitions back:
 // triggers and rules their firing state, foreign keys NOT DEFERRABLE.
 // It returns the statements it ran. Objects gone since are skipped.
+//
+// The task's apply may still be writing (a cutover runs beside it), and
+// an ALTER TABLE of a foreign key locks both its tables: a deadlock with
+// an apply transaction rolls the release back whole, and it runs again.
 func (s *Sink) Release(ctx context.Context, task string) ([]string, error) {
+	for attempt := 1; ; attempt++ {
+		done, err := s.release(ctx, task)
+		if !isCode(err, "40P01") || attempt == 5 { // deadlock_detected
+			return done, err
+		}
+		s.logger.Info("releasing held objects met an apply transaction (deadlock); again", "task", task, "attempt", attempt)
+	}
+}
+
+func (s *Sink) release(ctx context.Context, task string) ([]string, error) {
 	var done []string
 	err := s.withConn(ctx, func(conn *pgx.Conn) error {
 		return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
@@ -77,11 +91,11 @@ func (s *Sink) Release(ctx context.Context, task string) ([]string, error) {
 				stmt := "ALTER TABLE " + h.table + " " + h.restore + " " + h.kind + " " + quoteDDLIdent(h.name)
 				if h.kind == heldForeignKey {
 					stmt = "ALTER TABLE " + h.table + " ALTER CONSTRAINT " + quoteDDLIdent(h.name) + " " + h.restore
-					var exists bool
-					if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE conrelid = $1::regclass AND conname = $2)`, h.table, h.name).Scan(&exists); err != nil || !exists {
-						if err != nil {
-							return err
-						}
+					exists, err := constraintNamed(ctx, tx, h.table, h.name)
+					if err != nil {
+						return err
+					}
+					if !exists {
 						continue
 					}
 				}
@@ -90,7 +104,11 @@ func (s *Sink) Release(ctx context.Context, task string) ([]string, error) {
 				}
 				done = append(done, stmt)
 			}
-			_, err = tx.Exec(ctx, `DELETE FROM sluice.held_objects WHERE task = $1`, task)
+			if _, err = tx.Exec(ctx, `DELETE FROM sluice.held_objects WHERE task = $1`, task); err != nil {
+				return err
+			}
+			keys, err := restoreKeys(ctx, tx, task, nil) // deferkeys.go: a load that did not finish
+			done = append(done, keys...)
 			return err
 		})
 	})

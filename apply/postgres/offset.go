@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS sluice.copy_chunks (
 	copied_at   timestamptz NOT NULL DEFAULT now(),
 	PRIMARY KEY (task, schema_name, table_name, chunk)
 );
-` + conflictsDDL + ";" + heldDDL + objectBarrierDDL
+` + conflictsDDL + ";" + heldDDL + objectBarrierDDL + deferredKeysDDL
 
 // offsetUpsert stores positions unless a newer epoch already wrote them.
 // A position never moves back: a batch replayed after a crash can end

@@ -38,12 +38,20 @@ func ApplyPostData(ctx context.Context, conn *pgx.Conn, s *proto.Schema, o *Sche
 
 // hasConstraint reports whether table has a constraint named name, on a
 // session or in a transaction.
-func hasConstraint(ctx context.Context, q interface {
+func hasConstraint(ctx context.Context, q rowQuerier, table proto.TableID, name string) (bool, error) {
+	return constraintNamed(ctx, q, ddlTableIdent(table), name)
+}
+
+type rowQuerier interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
-}, table proto.TableID, name string) (bool, error) {
+}
+
+// constraintNamed reports whether table (its name as SQL text) has a
+// constraint called name.
+func constraintNamed(ctx context.Context, q rowQuerier, table, name string) (bool, error) {
 	var exists bool
 	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE conrelid = $1::text::regclass AND conname = $2)`,
-		ddlTableIdent(table), name).Scan(&exists)
+		table, name).Scan(&exists)
 	return exists, err
 }
 

@@ -39,7 +39,13 @@ func (s *Sink) BeginTable(ctx context.Context, task string, t proto.TableID, pla
 		if keep {
 			return nil // its own rows stay; chunks load with ON CONFLICT DO NOTHING
 		}
-		return wrapTable(t, "empty", (&writer{tx: tx}).truncate(ctx, t))
+		if err := (&writer{tx: tx}).truncate(ctx, t); err != nil {
+			return wrapTable(t, "empty", err)
+		}
+		if !s.dialect.keysAfterLoad() {
+			return nil
+		}
+		return wrapTable(t, "defer keys", deferKeys(ctx, tx, task, t))
 	})
 }
 
@@ -154,6 +160,9 @@ func (s *Sink) FinishTable(ctx context.Context, task string, t proto.TableID, pl
 		}
 		if err := s.fillGeneratedTable(ctx, tx, t); err != nil { // AnalyticDB (noconflict.go)
 			return err
+		}
+		if _, err := restoreKeys(ctx, tx, task, &t); err != nil {
+			return wrapTable(t, "build keys", err)
 		}
 		return s.writeOffsets(ctx, tx, task, epoch, positions)
 	})

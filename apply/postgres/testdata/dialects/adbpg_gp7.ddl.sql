@@ -155,4 +155,12 @@ CREATE TABLE IF NOT EXISTS sluice.object_barrier (
 	idx  bigint NOT NULL,
 	PRIMARY KEY (task, grp)
 ) USING heap;
+
+CREATE TABLE IF NOT EXISTS sluice.deferred_keys (
+	task       text NOT NULL,
+	table_oid  oid  NOT NULL,
+	name       text NOT NULL,
+	definition text NOT NULL,
+	PRIMARY KEY (task, table_oid, name)
+) USING heap;
 ;
