@@ -28,7 +28,9 @@ type WorkerConfig struct {
 	Epoch  uint64
 	Logger *slog.Logger
 	// A batch is applied when it holds MaxBatchRows rows or MaxBatchBytes
-	// bytes, or MaxWait after its first message (and the applier is free).
+	// bytes, or MaxWait after its first message (and the applier is free;
+	// 0, the default unless the sink asks for more (BatchPacer): as soon
+	// as the applier is free).
 	MaxBatchRows  int
 	MaxBatchBytes int
 	MaxWait       time.Duration
@@ -161,9 +163,11 @@ func (c *WorkerConfig) setDefaults() error {
 	if c.MaxBatchBytes <= 0 {
 		c.MaxBatchBytes = 8 << 20
 	}
-	if c.MaxWait <= 0 {
-		c.MaxWait = 2 * time.Millisecond
-	}
+	// MaxWait stays 0 unless set or asked for by the sink: a batch then
+	// goes to the applier as soon as it is free, and fills only while the
+	// applier writes the one before (group commit), so a change on a
+	// quiet stream waits for nothing and a busy stream still writes
+	// batches of many.
 	if c.PrefetchBytes <= 0 {
 		c.PrefetchBytes = 8 << 20
 	}
@@ -322,7 +326,9 @@ func (w *worker) full(b *collected) bool {
 }
 
 // collect receives messages into batches and hands each to the applier:
-// when it is full, or once MaxWait has passed and the applier is free. A
+// when it is full, or once MaxWait has passed and the applier is free
+// (while it is busy, the batch fills: each message is looked at, and the
+// applier asked again, at least every millisecond). A
 // batch never ends inside a split batch: the acknowledgement must not pass
 // its first parts before its last one is applied; with TxBoundaries, nor
 // inside a source transaction.

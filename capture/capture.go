@@ -265,9 +265,13 @@ type sessionState struct {
 	begin      beginMsg
 	idx        uint32
 	lastCommit proto.LSN // end LSN of the last commit seen
-	flushAt    time.Time // zero: no flush armed
-	lastFlush  time.Time
-	confirmed  proto.LSN
+	// lastCommitAt is when the last commit arrived, commitGap the time
+	// between it and the one before: how busy the stream is.
+	lastCommitAt time.Time
+	commitGap    time.Duration
+	flushAt      time.Time // zero: no flush armed
+	lastFlush    time.Time
+	confirmed    proto.LSN
 	// boundaryOwed: rows were published since the last boundary marker;
 	// lastBoundary is when that marker went out.
 	boundaryOwed bool
@@ -328,6 +332,19 @@ func (s *sessionState) loop(ctx context.Context, conn *pgconn.PgConn) error {
 				return err
 			}
 		}
+		// A sparse stream between transactions, with nothing more from
+		// the server yet: no commit is there to join the open batches, so
+		// they go now (or once idleFlushGap has passed since the last
+		// flush) instead of after FlushDelay, a quiet stream's latency.
+		var idleFlushAt time.Time
+		if !s.flushAt.IsZero() && !s.inTx && s.sparse() && drained(conn) {
+			if idleFlushAt = s.lastFlush.Add(idleFlushGap); !now.Before(idleFlushAt) {
+				if err := s.flushAll(ctx); err != nil {
+					return err
+				}
+				idleFlushAt = time.Time{}
+			}
+		}
 		if !now.Before(nextStatus) {
 			if err := s.sendStatus(ctx, conn, false); err != nil {
 				return err
@@ -337,6 +354,9 @@ func (s *sessionState) loop(ctx context.Context, conn *pgconn.PgConn) error {
 		deadline := nextStatus
 		if !s.flushAt.IsZero() && s.flushAt.Before(deadline) {
 			deadline = s.flushAt
+		}
+		if !idleFlushAt.IsZero() && idleFlushAt.Before(deadline) {
+			deadline = idleFlushAt
 		}
 		paced, _ := sock.(*pacedConn)
 		if paced != nil && paced.high {
@@ -398,6 +418,34 @@ func (s *sessionState) loop(ctx context.Context, conn *pgconn.PgConn) error {
 	}
 }
 
+// idleFlushGap is the least time between two flushes that go out early
+// because the stream paused (drained): a steady stream of small
+// transactions still makes at most one message a group per gap.
+const idleFlushGap = 500 * time.Microsecond
+
+// sparseCommitGap: commits further apart than this make a sparse stream,
+// whose batches go out as soon as it pauses. A catch-up or a busy source
+// sends commits closer together (a backlog of single-row transactions
+// arrives about every 10 µs here); their batches wait FlushDelay for
+// more, and go out in fewer, larger messages.
+const sparseCommitGap = 100 * time.Microsecond
+
+// sparse reports whether the last two commits came sparseCommitGap or
+// more apart.
+func (s *sessionState) sparse() bool { return s.commitGap >= sparseCommitGap }
+
+// drained reports whether nothing the server sent waits to be read: not
+// in pgconn's buffer, the socket's, or the kernel's. Unknown (a socket
+// that is not a pacedConn: Unix sockets) and a streaming backlog count as
+// not drained.
+func drained(conn *pgconn.PgConn) bool {
+	paced, _ := conn.Conn().(*pacedConn)
+	if paced == nil || paced.high || conn.Frontend().ReadBufferLen() > 0 {
+		return false
+	}
+	return !paced.pending()
+}
+
 // keepalive: with nothing open or in flight and no transaction under way,
 // everything the server has sent is durable, and its WAL end can be
 // confirmed. This keeps the slot moving when the published tables are
@@ -455,6 +503,8 @@ func (s *sessionState) handle(ctx context.Context, data []byte) error {
 		}
 		s.inTx = false
 		s.lastCommit = cm.endLSN
+		now := time.Now()
+		s.commitGap, s.lastCommitAt = now.Sub(s.lastCommitAt), now
 		if len(s.open) == 0 && !s.boundaryOwed {
 			s.pub.checkpoint(cm.endLSN)
 			return nil

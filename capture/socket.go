@@ -83,3 +83,12 @@ func (c *pacedConn) setLowat(high bool) {
 		c.high = high
 	}
 }
+
+// pending reports whether bytes from the server wait to be read, in the
+// buffer or in the kernel's socket.
+func (c *pacedConn) pending() bool {
+	if c.in.Buffered() > 0 {
+		return true
+	}
+	return c.kernelPending()
+}

@@ -179,6 +179,10 @@ func createSlot(ctx context.Context, dsn, task, slot string, temporary bool) (*E
 	if err != nil {
 		return nil, err
 	}
+	// The session may go on to stream the slot (a capture's handover):
+	// it needs the capture's socket (socket.go) as much as one that
+	// capture.connect dials.
+	cfg.DialFunc = dialPaced
 	conn, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to source for replication: %w", err)
