@@ -271,8 +271,6 @@ type worker struct {
 	sources map[proto.TableID]proto.TableID
 	iter    jetstream.MessagesContext
 	lastSeq uint64 // consumer sequence of the last message received
-	// handedOver is when the collector last gave the applier a batch.
-	handedOver time.Time
 	// parts of a batch split over several messages (one huge row)
 	parts []byte
 	// inTx: with TxBoundaries, the last message received was not a
@@ -303,21 +301,11 @@ type collected struct {
 	deadline time.Time
 }
 
-// minBatchGap is the least time between two batches handed to a free
-// applier: a stream of single-row transactions then costs the destination
-// a transaction a millisecond at most, not one a change, while a quiet
-// stream's change still goes at once.
-const minBatchGap = time.Millisecond
-
 func (w *worker) newBatch() *collected {
-	deadline := time.Now().Add(w.cfg.MaxWait)
-	if next := w.handedOver.Add(minBatchGap); next.After(deadline) {
-		deadline = next
-	}
 	return &collected{
 		ch:       &Changes{Task: w.cfg.Task, Epoch: w.cfg.Epoch, Positions: map[string]proto.Position{}, Tables: map[string]proto.TableID{}},
 		open:     map[string]*Segment{},
-		deadline: deadline,
+		deadline: time.Now().Add(w.cfg.MaxWait),
 	}
 }
 
@@ -356,7 +344,7 @@ func (w *worker) collect(ctx context.Context, out chan<- *collected) error {
 			if w.full(cur) {
 				select {
 				case out <- cur:
-					cur, w.handedOver = nil, time.Now()
+					cur = nil
 					continue
 				case <-ctx.Done():
 					return ctx.Err()
@@ -365,7 +353,7 @@ func (w *worker) collect(ctx context.Context, out chan<- *collected) error {
 			if !time.Now().Before(cur.deadline) {
 				select {
 				case out <- cur:
-					cur, w.handedOver = nil, time.Now()
+					cur = nil
 					continue
 				default: // the applier is busy: keep filling
 				}
