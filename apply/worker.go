@@ -28,9 +28,9 @@ type WorkerConfig struct {
 	Epoch  uint64
 	Logger *slog.Logger
 	// A batch is applied when it holds MaxBatchRows rows or MaxBatchBytes
-	// bytes, or MaxWait after its first message (and the applier is free;
-	// 0, the default unless the sink asks for more (BatchPacer): as soon
-	// as the applier is free).
+	// bytes, or MaxWait after its first message, once the applier is
+	// free. MaxWait defaults to 0 (as soon as the applier is free) unless
+	// the sink asks for more (BatchPacer).
 	MaxBatchRows  int
 	MaxBatchBytes int
 	MaxWait       time.Duration

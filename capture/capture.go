@@ -293,6 +293,7 @@ func (s *sessionState) loop(ctx context.Context, conn *pgconn.PgConn) error {
 	// deadline per message would cost more than decoding the message.
 	// pgconn keeps the connection usable after a read timeout.
 	sock := conn.Conn()
+	paced, _ := sock.(*pacedConn) // nil: a Unix socket, read as it comes
 	var mu sync.Mutex
 	cancelled := false
 	stop := context.AfterFunc(ctx, func() {
@@ -320,7 +321,7 @@ func (s *sessionState) loop(ctx context.Context, conn *pgconn.PgConn) error {
 		}
 		now := time.Now()
 		if !s.flushAt.IsZero() && !now.Before(s.flushAt) {
-			if paced, _ := sock.(*pacedConn); paced != nil && paced.high && now.Sub(s.lastFlush) < cfg.MaxFlushInterval {
+			if paced != nil && paced.high && now.Sub(s.lastFlush) < cfg.MaxFlushInterval {
 				// A backlog is streaming in: more changes are already on
 				// their way, so the open batches keep filling (up to
 				// MaxFlushInterval) rather than go out a few rows each.
@@ -337,7 +338,7 @@ func (s *sessionState) loop(ctx context.Context, conn *pgconn.PgConn) error {
 		// they go now (or once idleFlushGap has passed since the last
 		// flush) instead of after FlushDelay, a quiet stream's latency.
 		var idleFlushAt time.Time
-		if !s.flushAt.IsZero() && !s.inTx && s.sparse() && drained(conn) {
+		if !s.flushAt.IsZero() && !s.inTx && s.sparse() && drained(conn, paced) {
 			if idleFlushAt = s.lastFlush.Add(idleFlushGap); !now.Before(idleFlushAt) {
 				if err := s.flushAll(ctx); err != nil {
 					return err
@@ -358,7 +359,6 @@ func (s *sessionState) loop(ctx context.Context, conn *pgconn.PgConn) error {
 		if !idleFlushAt.IsZero() && idleFlushAt.Before(deadline) {
 			deadline = idleFlushAt
 		}
-		paced, _ := sock.(*pacedConn)
 		if paced != nil && paced.high {
 			// While woken only by a backlog's worth of bytes, look again
 			// soon: the backlog may have ended with a few bytes.
@@ -376,7 +376,7 @@ func (s *sessionState) loop(ctx context.Context, conn *pgconn.PgConn) error {
 			}
 			if pgconn.Timeout(err) {
 				armed = time.Time{} // the socket's deadline has passed: set it anew
-				if paced, _ := sock.(*pacedConn); paced != nil && paced.high {
+				if paced != nil && paced.high {
 					paced.setLowat(false) // the backlog has ended: wake on every byte
 				}
 				continue
@@ -438,8 +438,7 @@ func (s *sessionState) sparse() bool { return s.commitGap >= sparseCommitGap }
 // in pgconn's buffer, the socket's, or the kernel's. Unknown (a socket
 // that is not a pacedConn: Unix sockets) and a streaming backlog count as
 // not drained.
-func drained(conn *pgconn.PgConn) bool {
-	paced, _ := conn.Conn().(*pacedConn)
+func drained(conn *pgconn.PgConn, paced *pacedConn) bool {
 	if paced == nil || paced.high || conn.Frontend().ReadBufferLen() > 0 {
 		return false
 	}
@@ -509,13 +508,13 @@ func (s *sessionState) handle(ctx context.Context, data []byte) error {
 			s.pub.checkpoint(cm.endLSN)
 			return nil
 		}
-		if time.Since(s.lastFlush) >= s.c.cfg.MaxFlushInterval {
+		if now.Sub(s.lastFlush) >= s.c.cfg.MaxFlushInterval {
 			return s.flushAll(ctx)
 		}
 		// Sooner than a flush armed for a boundary marker
 		// (publishBoundary, up to BoundaryInterval away): rows must not
 		// wait for it.
-		if at := time.Now().Add(s.c.cfg.FlushDelay); s.flushAt.IsZero() || at.Before(s.flushAt) {
+		if at := now.Add(s.c.cfg.FlushDelay); s.flushAt.IsZero() || at.Before(s.flushAt) {
 			s.flushAt = at
 		}
 	case 'R':

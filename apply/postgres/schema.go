@@ -42,6 +42,7 @@ func hasConstraint(ctx context.Context, q rowQuerier, table proto.TableID, name 
 	return constraintNamed(ctx, q, ddlTableIdent(table), name)
 }
 
+// rowQuerier is a session or a transaction.
 type rowQuerier interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
 }
