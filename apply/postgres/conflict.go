@@ -231,7 +231,7 @@ func (r *resolver) readLocal(ctx context.Context, p *segmentPlan, keys []*keySta
 	names = append(names, "need", "first_us")
 	sel, joins := r.localSelect(p, ps, "u.need", "u.first_us")
 	sql := fmt.Sprintf("SELECT u.n, %s FROM unnest(%s) WITH ORDINALITY AS u(%s, n) JOIN %s AS t ON %s%s FOR UPDATE OF t",
-		sel, strings.Join(args, ", "), strings.Join(names, ", "), tableName(p.table), keyMatch(p, p.keyIdx, 0), joins)
+		sel, strings.Join(args, ", "), strings.Join(names, ", "), tableName(p.table), keyMatch(p, p.keyIdx, 0, arrayRows), joins)
 	return ps.query(ctx, r.pg, sql, func(vals [][]byte) error {
 		n, err := strconv.Atoi(string(vals[0]))
 		if err != nil || n < 1 || n > len(keys) {

@@ -29,62 +29,115 @@ type tableMeta struct {
 	entangled bool
 }
 
-func (s *Sink) meta(ctx context.Context, q interface {
+// metaQuerier is what reading tables' metadata needs: the pool, or a
+// session.
+type metaQuerier interface {
 	Query(context.Context, string, ...any) (pgx.Rows, error)
-	QueryRow(context.Context, string, ...any) pgx.Row
-}, t proto.TableID) (*tableMeta, error) {
-	s.mu.Lock()
-	m := s.metas[t.Key()]
-	s.mu.Unlock()
-	if m != nil {
+}
+
+// meta returns what apply needs of destination table t, read once per
+// sink (forgetTable reads it again).
+func (s *Sink) meta(ctx context.Context, q metaQuerier, t proto.TableID) (*tableMeta, error) {
+	if m := s.knownMeta(t); m != nil {
 		return m, nil
 	}
-	rows, err := q.Query(ctx, fmt.Sprintf(`SELECT a.attname, format_type(a.atttypid, a.atttypmod),
-		COALESCE(k.ord, 0), %s
-	FROM pg_attribute a
-	LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
-	LEFT JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON k.attnum = a.attnum
-	WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped`, s.dialect.alwaysIdentity()), tableName(t))
+	metas, err := s.readMetas(ctx, q, []proto.TableID{t})
 	if err != nil {
 		return nil, fmt.Errorf("read columns of %s at the destination: %w", t, err)
 	}
-	m = &tableMeta{types: map[string]string{}, fixed: map[string]bool{}}
-	keys := map[int64]string{}
+	m := metas[t]
+	if m == nil {
+		return nil, fmt.Errorf("table %s does not exist at the destination", t)
+	}
+	return m, nil
+}
+
+func (s *Sink) knownMeta(t proto.TableID) *tableMeta {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.metas[t.Key()]
+}
+
+// preloadMetas reads the metadata of those of tables the sink does not
+// know yet in one query, not a few round trips per table: a batch over
+// thousands of tables, the first after a task starts, would otherwise
+// wait on thousands of catalog queries. When it fails (a table is missing
+// at the destination), each table's own read says which and why.
+func (s *Sink) preloadMetas(ctx context.Context, q metaQuerier, tables []proto.TableID) {
+	var unknown []proto.TableID
+	for _, t := range tables {
+		if s.knownMeta(t) == nil {
+			unknown = append(unknown, t)
+		}
+	}
+	if len(unknown) < 2 {
+		return
+	}
+	if _, err := s.readMetas(ctx, q, unknown); err != nil {
+		s.logger.Debug("reading the metadata of many destination tables at once failed; reading them one by one", "tables", len(unknown), "err", err)
+	}
+}
+
+// readMetas reads the columns, primary key and unique constraints of
+// tables and remembers them.
+func (s *Sink) readMetas(ctx context.Context, q metaQuerier, tables []proto.TableID) (map[proto.TableID]*tableMeta, error) {
+	names := make([]string, len(tables))
+	for i, t := range tables {
+		names[i] = tableName(t)
+	}
+	// The cast to regclass[] fails as a whole for a missing table.
+	rows, err := q.Query(ctx, fmt.Sprintf(`SELECT u.i, a.attname, format_type(a.atttypid, a.atttypmod), COALESCE(k.ord, 0), %s,
+		EXISTS (SELECT 1 FROM pg_index x WHERE x.indrelid = a.attrelid AND NOT x.indisprimary AND (x.indisunique OR x.indisexclusion))
+	FROM unnest($1::text[]::regclass[]) WITH ORDINALITY AS u(rel, i)
+	JOIN pg_attribute a ON a.attrelid = u.rel
+	LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
+	LEFT JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON k.attnum = a.attnum
+	WHERE a.attnum > 0 AND NOT a.attisdropped`, s.dialect.alwaysIdentity()), names)
+	if err != nil {
+		return nil, err
+	}
+	metas := make(map[proto.TableID]*tableMeta, len(tables))
+	keys := make(map[proto.TableID]map[int64]string, len(tables))
 	for rows.Next() {
+		var i, ord int64
 		var name, typ string
-		var ord int64
-		var always bool
-		if err := rows.Scan(&name, &typ, &ord, &always); err != nil {
+		var always, entangled bool
+		if err := rows.Scan(&i, &name, &typ, &ord, &always, &entangled); err != nil {
+			rows.Close()
 			return nil, err
+		}
+		t := tables[i-1]
+		m := metas[t]
+		if m == nil {
+			m = &tableMeta{types: map[string]string{}, fixed: map[string]bool{}, entangled: entangled}
+			metas[t], keys[t] = m, map[int64]string{}
 		}
 		m.types[name] = s.dialect.castType(typ)
 		if always {
 			m.fixed[name] = true
 		}
 		if ord > 0 {
-			keys[ord] = name
+			keys[t][ord] = name
 		}
 	}
+	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read columns of %s at the destination: %w", t, err)
-	}
-	if len(m.types) == 0 {
-		return nil, fmt.Errorf("table %s does not exist at the destination", t)
-	}
-	if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = $1::regclass AND NOT i.indisprimary
-			AND (i.indisunique OR i.indisexclusion))`, tableName(t)).Scan(&m.entangled); err != nil {
-		return nil, fmt.Errorf("read indexes of %s at the destination: %w", t, err)
-	}
-	for i := int64(1); i <= int64(len(keys)); i++ {
-		m.pk = append(m.pk, keys[i])
-	}
-	if m.generated, err = s.dialect.readGenerated(ctx, q, t); err != nil {
 		return nil, err
 	}
+	for t, m := range metas {
+		for i := int64(1); i <= int64(len(keys[t])); i++ {
+			m.pk = append(m.pk, keys[t][i])
+		}
+		if m.generated, err = s.dialect.readGenerated(ctx, q, t); err != nil {
+			return nil, err
+		}
+	}
 	s.mu.Lock()
-	s.metas[t.Key()] = m
+	for t, m := range metas {
+		s.metas[t.Key()] = m
+	}
 	s.mu.Unlock()
-	return m, nil
+	return metas, nil
 }
 
 // segmentPlan maps a segment's columns onto the destination table.

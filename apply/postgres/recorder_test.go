@@ -188,14 +188,15 @@ func (r *recorder) serve(c net.Conn) {
 }
 
 // tagOf is the command tag of sql having touched n rows (n < 0: it has
-// no array parameter; an UPDATE then finds no row, anything else one).
+// no array parameter; an UPDATE then finds no row, unless it is the
+// apply's update of a single row by key, anything else one).
 func tagOf(sql string, n int) []byte {
 	word, _, _ := strings.Cut(strings.TrimSpace(sql), " ")
 	w := strings.ToUpper(word)
 	switch {
 	case strings.Contains(sql, "WHERE NOT EXISTS"):
 		n = 0
-	case n < 0 && w == "UPDATE":
+	case n < 0 && w == "UPDATE" && !strings.Contains(sql, " AS t SET "):
 		n = 0
 	case n < 0:
 		n = 1

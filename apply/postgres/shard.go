@@ -29,6 +29,13 @@ import (
 // another).
 func (s *Sink) plan(ctx context.Context, ch *apply.Changes) ([]plannedSegment, error) {
 	out := make([]plannedSegment, 0, len(ch.Segments))
+	if len(ch.Segments) > 1 {
+		tables := make([]proto.TableID, len(ch.Segments))
+		for i, seg := range ch.Segments {
+			tables[i] = seg.Table
+		}
+		s.preloadMetas(ctx, s.pool, tables)
+	}
 	for _, seg := range ch.Segments {
 		m, err := s.meta(ctx, s.pool, seg.Table)
 		if err != nil {

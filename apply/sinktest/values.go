@@ -109,9 +109,24 @@ func typeFamilies(t *testing.T, d Destination) {
 	b, c := withID(applied[1], applied[2][0]), withID(applied[2], applied[1][0])
 	must(t, a.Apply(t.Context(), s.changes("types", 1, ins(at(10, 0), applied[0]...), ins(at(10, 1), c...), ins(at(10, 2), b...))))
 	must(t, a.Apply(t.Context(), s.changes("types", 1, upd(at(11, 0), nil, applied[1]), upd(at(11, 1), nil, applied[2]))))
+	// One row per batch (a destination may write a single row its own
+	// way): 11 goes from A to C, 12 from B to A, 14 is inserted as A, and
+	// 15, inserted as B, is deleted.
+	for i, r := range []proto.Row{
+		upd(at(12, 0), nil, withID(applied[2], "11")),
+		upd(at(12, 1), nil, withID(applied[0], "12")),
+		ins(at(12, 2), withID(applied[0], "14")...),
+		ins(at(12, 3), withID(applied[1], "15")...),
+		del(at(12, 4), withID(applied[1], "15")...),
+	} {
+		if err := a.Apply(t.Context(), s.changes("types", 1, r)); err != nil {
+			t.Fatalf("single-row batch %d: %v", i, err)
+		}
+	}
 
 	var want []Row
-	for _, r := range append(copiedWant[:], appliedWant[:]...) {
+	for _, r := range append(copiedWant[:],
+		withID(appliedWant[2], "11"), withID(appliedWant[0], "12"), appliedWant[2], withID(appliedWant[0], "14")) {
 		want = append(want, s.row(r...))
 	}
 	wantTable(t, d, "types", s, want)

@@ -8,37 +8,37 @@ COPY "shop"."orders" ("region", "id", "ordered", "amount") FROM STDIN
   eu	3	2024-01-03	30.00
   eu	11	2024-01-04	11.00
   us	20	2024-01-05	20.00
-UPDATE "shop"."orders" AS t SET "ordered" = u.c2::date, "amount" = u.c3::numeric(12,2) FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(c0, c1, c2, c3) WHERE t."region" = u.c0::text AND t."id" = u.c1::integer
-  $1 = {"eu"}
-  $2 = {"1"}
-  $3 = {"2024-01-02"}
-  $4 = {"10.00"}
+UPDATE "shop"."orders" AS t SET "ordered" = $3::date, "amount" = $4::numeric(12,2) WHERE t."region" = $1::text AND t."id" = $2::integer
+  $1 = "eu"
+  $2 = "1"
+  $3 = "2024-01-02"
+  $4 = "10.00"
 
 -- the same rows row by row (the retry after a unique violation), each a possible upsert
-UPDATE "shop"."orders" AS t SET "ordered" = u.c2::date, "amount" = u.c3::numeric(12,2) FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(c0, c1, c2, c3) WHERE t."region" = u.c0::text AND t."id" = u.c1::integer
-  $1 = {"eu"}
-  $2 = {"1"}
-  $3 = {"2024-01-02"}
-  $4 = {"10.00"}
-DELETE FROM "shop"."orders" AS t USING unnest($1::text[], $2::text[]) AS u(c0, c1) WHERE t."region" = u.c0::text AND t."id" = u.c1::integer
-  $1 = {"eu"}
-  $2 = {"2"}
+UPDATE "shop"."orders" AS t SET "ordered" = $3::date, "amount" = $4::numeric(12,2) WHERE t."region" = $1::text AND t."id" = $2::integer
+  $1 = "eu"
+  $2 = "1"
+  $3 = "2024-01-02"
+  $4 = "10.00"
+DELETE FROM "shop"."orders" AS t WHERE t."region" = $1::text AND t."id" = $2::integer
+  $1 = "eu"
+  $2 = "2"
 INSERT INTO "shop"."orders" ("region", "id", "ordered", "amount") OVERRIDING SYSTEM VALUE SELECT u.c0::text, u.c1::integer, u.c2::date, u.c3::numeric(12,2) FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(c0, c1, c2, c3) ON CONFLICT ("region", "id") DO UPDATE SET "ordered" = EXCLUDED."ordered", "amount" = EXCLUDED."amount"
   $1 = {"eu"}
   $2 = {"3"}
   $3 = {"2024-01-03"}
   $4 = {"30.00"}
-DELETE FROM "shop"."orders" AS t USING unnest($1::text[], $2::text[]) AS u(c0, c1) WHERE t."region" = u.c0::text AND t."id" = u.c1::integer
-  $1 = {"eu"}
-  $2 = {"10"}
+DELETE FROM "shop"."orders" AS t WHERE t."region" = $1::text AND t."id" = $2::integer
+  $1 = "eu"
+  $2 = "10"
 INSERT INTO "shop"."orders" ("region", "id", "ordered", "amount") OVERRIDING SYSTEM VALUE SELECT u.c0::text, u.c1::integer, u.c2::date, u.c3::numeric(12,2) FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(c0, c1, c2, c3) ON CONFLICT ("region", "id") DO UPDATE SET "ordered" = EXCLUDED."ordered", "amount" = EXCLUDED."amount"
   $1 = {"eu"}
   $2 = {"11"}
   $3 = {"2024-01-04"}
   $4 = {"11.00"}
-DELETE FROM "shop"."orders" AS t USING unnest($1::text[], $2::text[]) AS u(c0, c1) WHERE t."region" = u.c0::text AND t."id" = u.c1::integer
-  $1 = {"eu"}
-  $2 = {"20"}
+DELETE FROM "shop"."orders" AS t WHERE t."region" = $1::text AND t."id" = $2::integer
+  $1 = "eu"
+  $2 = "20"
 INSERT INTO "shop"."orders" ("region", "id", "ordered", "amount") OVERRIDING SYSTEM VALUE SELECT u.c0::text, u.c1::integer, u.c2::date, u.c3::numeric(12,2) FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(c0, c1, c2, c3) ON CONFLICT ("region", "id") DO UPDATE SET "ordered" = EXCLUDED."ordered", "amount" = EXCLUDED."amount"
   $1 = {"us"}
   $2 = {"20"}
@@ -49,13 +49,13 @@ INSERT INTO "shop"."orders" ("region", "id", "ordered", "amount") OVERRIDING SYS
 INSERT INTO "shop"."notes" ("id", "body") OVERRIDING SYSTEM VALUE SELECT $1::bigint, t."body" FROM "shop"."notes" AS t WHERE t."id" = $2::bigint ON CONFLICT ("id") DO UPDATE SET "body" = EXCLUDED."body"
   $1 = "2"
   $2 = "1"
-DELETE FROM "shop"."notes" WHERE "id" = ANY($1::text[]::bigint[])
-  $1 = {"1"}
+DELETE FROM "shop"."notes" AS t WHERE t."id" = $1::bigint
+  $1 = "1"
 
 -- events, without a key (REPLICA IDENTITY FULL): an insert, an update, a delete
-INSERT INTO "shop"."events" ("at", "level") OVERRIDING SYSTEM VALUE SELECT u.c0::timestamp with time zone, u.c1::integer FROM unnest($1::text[], $2::text[]) AS u(c0, c1)
-  $1 = {"2024-01-01 00:00:00+00"}
-  $2 = {"1"}
+INSERT INTO "shop"."events" ("at", "level") OVERRIDING SYSTEM VALUE SELECT $1::timestamp with time zone, $2::integer
+  $1 = "2024-01-01 00:00:00+00"
+  $2 = "1"
 DELETE FROM "shop"."events" WHERE (gp_segment_id, ctid) IN (SELECT gp_segment_id, ctid FROM "shop"."events" WHERE "at"::text IS NOT DISTINCT FROM $1 AND "level"::text IS NOT DISTINCT FROM $2 LIMIT 1)
   $1 = "2024-01-01 00:00:00+00"
   $2 = "1"
@@ -69,10 +69,10 @@ DELETE FROM "shop"."events" WHERE (gp_segment_id, ctid) IN (SELECT gp_segment_id
 -- calc, whose generated column total AnalyticDB computes after the write
 COPY "shop"."calc" ("id", "a", "b") FROM STDIN
   1	2	3
-UPDATE "shop"."calc" AS t SET "a" = u.c1::integer, "b" = u.c2::integer FROM unnest($1::text[], $2::text[], $3::text[]) AS u(c0, c1, c2) WHERE t."id" = u.c0::integer
-  $1 = {"2"}
-  $2 = {"5"}
-  $3 = {"5"}
+UPDATE "shop"."calc" AS t SET "a" = $2::integer, "b" = $3::integer WHERE t."id" = $1::integer
+  $1 = "2"
+  $2 = "5"
+  $3 = "5"
 UPDATE "shop"."calc" SET "total" = ((a + b)) FROM unnest($1::text[]) AS sluice_keys(k0) WHERE "shop"."calc"."id" = sluice_keys.k0::integer
   $1 = {"1", "2"}
 
