@@ -55,6 +55,7 @@ func Supervise(ctx context.Context, u Unit, attempt func(context.Context) error)
 	if u.Where == "" {
 		u.Where = "attempt/" + u.What
 	}
+	failed := false // this unit recorded a failure
 	for {
 		started := time.Now()
 		u.Health.set(true, nil)
@@ -67,7 +68,16 @@ func Supervise(ctx context.Context, u Unit, attempt func(context.Context) error)
 			go ResolveWhenHealthy(actx, u.Store, u.Task, started, u.Log)
 			return attempt(actx)
 		})
-		if ctx.Err() != nil || err == nil {
+		if ctx.Err() != nil {
+			return false
+		}
+		if err == nil {
+			if failed {
+				// Done after a failure, perhaps sooner than HealthyAfter
+				// (a copy unit whose retried chunk loads in seconds): its
+				// error is over, and no later run of it will say so.
+				resolve(ctx, u.Store, u.Task, started, u.Log)
+			}
 			return false
 		}
 		if errors.Is(err, apply.ErrFenced) {
@@ -93,6 +103,7 @@ func Supervise(ctx context.Context, u Unit, attempt func(context.Context) error)
 			u.Log.Warn(u.What+" error; retrying", "kind", terr.Kind, "in", rw.backoff, "until", terr.RetryUntil.Format(time.RFC3339), "err", err)
 		}
 		// Unless the task was paused or stopped meanwhile.
+		failed = true
 		err = u.Store.Apply(ctx, coordinator.SetTaskStatus{Name: u.Task, State: state, Error: terr, IfRunnable: true})
 		if err != nil && !errors.Is(err, coordinator.ErrStaleEpoch) && ctx.Err() == nil {
 			u.Log.Warn("cannot record task status", "err", err)
@@ -120,6 +131,12 @@ func ResolveWhenHealthy(ctx context.Context, store Store, task string, started t
 		return
 	case <-time.After(time.Until(started.Add(HealthyAfter))):
 	}
+	resolve(ctx, store, task, started, log)
+}
+
+// resolve records that the task runs well again since started (see
+// ResolveWhenHealthy), if it has an error or is retrying.
+func resolve(ctx context.Context, store Store, task string, started time.Time, log *slog.Logger) {
 	t, ok := store.Task(task)
 	if !ok || (t.CurrentError() == nil && t.State != proto.StateRetrying) {
 		return

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -33,6 +34,7 @@ type statusStore struct {
 	mu       sync.Mutex
 	task     coordinator.Task
 	statuses []coordinator.SetTaskStatus
+	resolves []coordinator.ResolveError
 	onStatus func() // called with each status set
 }
 
@@ -50,6 +52,11 @@ func (s *statusStore) Tasks() []coordinator.Task {
 func (s *statusStore) Apply(_ context.Context, cmd coordinator.Command) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if r, ok := cmd.(coordinator.ResolveError); ok {
+		s.resolves = append(s.resolves, r)
+		s.task.State = proto.StateRunning
+		return nil
+	}
 	if st, ok := cmd.(coordinator.SetTaskStatus); ok {
 		s.statuses = append(s.statuses, st)
 		if s.onStatus != nil {
@@ -104,6 +111,43 @@ func TestPanicInAttemptRetried(t *testing.T) {
 	}
 	if !strings.Contains(healthErr, "panic in attempt/test") {
 		t.Fatalf("unit health error %q while retrying", healthErr)
+	}
+}
+
+// A unit that fails and then finishes its work sooner than HealthyAfter
+// (a copy unit whose retried chunk loads in seconds) resolves its error:
+// the task does not stay retrying with nothing left to retry. A unit
+// that never failed resolves nothing (another unit's error stays).
+func TestUnitDoneAfterFailureResolves(t *testing.T) {
+	store := &statusStore{task: retryTask("a", "postgres://u@h:1/d", "postgres://u@h:2/d", time.Minute)}
+	cfg := RetryConfig{MinBackoff: 10 * time.Millisecond, MaxBackoff: 10 * time.Millisecond, RetryMinute: time.Minute}
+	unit := Unit{Task: "a", What: "copy unit", Store: store, Retry: cfg, Log: discardLogger()}
+	attempts := 0
+	Supervise(context.Background(), unit, func(context.Context) error {
+		if attempts++; attempts == 1 {
+			return fmt.Errorf("doris: Put: %w", io.ErrClosedPipe)
+		}
+		return nil
+	})
+	if attempts != 2 || len(store.statuses) != 1 || store.statuses[0].State != proto.StateRetrying {
+		t.Fatalf("%d attempts, statuses %+v: want one failure recorded, then a retry", attempts, store.statuses)
+	}
+	if len(store.resolves) != 1 {
+		t.Fatalf("resolves %+v, want the failure resolved once the retry finished", store.resolves)
+	}
+	if failedAt := store.statuses[0].Error.At; !failedAt.Before(store.resolves[0].HealthySince) {
+		t.Fatalf("resolved as healthy since %v, not after the failure at %v", store.resolves[0].HealthySince, failedAt)
+	}
+	if store.task.State != proto.StateRunning {
+		t.Fatalf("task state %s after the unit finished", store.task.State)
+	}
+
+	// Another unit's failure is current; a unit that simply finishes
+	// leaves it so.
+	store.task.State = proto.StateRetrying
+	Supervise(context.Background(), unit, func(context.Context) error { return nil })
+	if len(store.resolves) != 1 || store.task.State != proto.StateRetrying {
+		t.Fatalf("a unit that never failed resolved %+v (state %s)", store.resolves[1:], store.task.State)
 	}
 }
 
