@@ -534,28 +534,21 @@ func unkeyedStatement(p *segmentPlan, r *proto.Row) (string, [][]byte) {
 
 // execArrays runs sql with one text[] parameter per column of cols,
 // holding that column's values of every row, in binary array format:
-// one parameter per column whatever the number of rows.
-// In a pipelined writer the statement is queued.
+// one parameter per column whatever the number of rows. In a pipelined
+// writer the statement is queued.
 func (w *writer) execArrays(ctx context.Context, sql string, rows []proto.Tuple, cols []int) error {
-	if w.pipelined {
-		params, oids, formats := w.arrayParams(rows, cols)
-		return w.queue(ctx, w.table, sql, params, oids, formats, -1)
-	}
-	_, err := w.execArraysCount(ctx, sql, rows, cols)
+	params, oids, formats := w.arrayParams(rows, cols)
+	_, err := w.exec(ctx, sql, params, oids, formats, -1)
 	return err
 }
 
 // execRows runs sql, written for rows with sourceOf(rows), with the
-// columns cols of rows as its parameters. Pipelined, it queues the
-// statement (with expect, the rows it must touch, or -1); otherwise it
-// sends it at once (after anything queued) and returns the rows touched.
+// columns cols of rows as its parameters, and returns the rows it touched
+// when sent at once (see exec).
 func (w *writer) execRows(ctx context.Context, sql string, rows []proto.Tuple, cols []int, expect int64) (int64, error) {
 	if sourceOf(rows) == arrayRows {
-		if w.pipelined {
-			params, oids, formats := w.arrayParams(rows, cols)
-			return 0, w.queue(ctx, w.table, sql, params, oids, formats, expect)
-		}
-		return w.execArraysCount(ctx, sql, rows, cols)
+		params, oids, formats := w.arrayParams(rows, cols)
+		return w.exec(ctx, sql, params, oids, formats, expect)
 	}
 	// Text, cast to the column's type as the arrays' elements are (a
 	// parameter the statement leaves unused, such as an identity column
@@ -564,19 +557,16 @@ func (w *writer) execRows(ctx context.Context, sql string, rows []proto.Tuple, c
 	for j, c := range cols {
 		params[j], oids[j] = textParam(rows[0], c), textOID
 	}
-	if w.pipelined {
-		return 0, w.queue(ctx, w.table, sql, params, oids, nil, expect)
-	}
-	return w.execNow(ctx, sql, params, oids, nil)
+	return w.exec(ctx, sql, params, oids, nil, expect)
 }
 
-// execArraysCount is execArrays returning the rows the statement touched,
-// sent at once (after anything queued).
-func (w *writer) execArraysCount(ctx context.Context, sql string, rows []proto.Tuple, cols []int) (int64, error) {
-	if err := w.send(ctx); err != nil {
-		return 0, err
+// exec queues a statement in a pipelined writer (expect: the rows it
+// must touch, checked when the queue is sent, or -1), or else sends it at
+// once and returns the rows it touched.
+func (w *writer) exec(ctx context.Context, sql string, params [][]byte, oids []uint32, formats []int16, expect int64) (int64, error) {
+	if w.pipelined {
+		return 0, w.queue(ctx, w.table, sql, params, oids, formats, expect)
 	}
-	params, oids, formats := w.arrayParams(rows, cols)
 	return w.execNow(ctx, sql, params, oids, formats)
 }
 
