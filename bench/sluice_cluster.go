@@ -5,9 +5,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -68,7 +70,19 @@ func startSluiceCluster(ctx context.Context, cfg *config, workDir string, n int)
 		return nil, err
 	}
 	if cfg.Pprof != "" {
-		configs[0].Pprof = cfg.Pprof // one address: the first node's
+		// The first node at the address given, the others on the ports
+		// after it (6060, 6061, 6062), so that any node can be profiled.
+		host, port, err := net.SplitHostPort(cfg.Pprof)
+		if err != nil {
+			return nil, fmt.Errorf("--pprof %q: %w", cfg.Pprof, err)
+		}
+		first, err := strconv.Atoi(port)
+		if err != nil {
+			return nil, fmt.Errorf("--pprof %q: the port must be a number", cfg.Pprof)
+		}
+		for i := range configs {
+			configs[i].Pprof = net.JoinHostPort(host, strconv.Itoa(first+i))
+		}
 	}
 	p := &sluiceProc{URL: "https://" + configs[0].API, dir: dir}
 	defer func() {
@@ -229,18 +243,33 @@ func (p *sluiceProc) clusterLayout(ctx context.Context, task string) (int, strin
 	if err != nil {
 		return 0, "", fmt.Errorf("stream %s: %w", proto.StreamName(task), err)
 	}
-	info := stream.CachedInfo()
-	current, leader := 0, "none"
-	if info.Cluster != nil && info.Cluster.Leader != "" {
-		current, leader = 1, info.Cluster.Leader
-		for _, r := range info.Cluster.Replicas {
-			if r.Current {
-				current++
+	// A replica that has just received the warm-up can be behind for a
+	// moment (not "current"): ask again until every one is, within the
+	// 30 s above.
+	var info *jetstream.StreamInfo
+	leader := "none"
+	for {
+		if info, err = stream.Info(cctx); err != nil {
+			return 0, "", fmt.Errorf("stream %s: %w", proto.StreamName(task), err)
+		}
+		current := 0
+		if info.Cluster != nil && info.Cluster.Leader != "" {
+			current, leader = 1, info.Cluster.Leader
+			for _, r := range info.Cluster.Replicas {
+				if r.Current {
+					current++
+				}
 			}
 		}
-	}
-	if info.Config.Replicas != len(p.procs) || current != len(p.procs) {
-		return info.Config.Replicas, "", fmt.Errorf("stream %s has %d replicas, %d of them current with a leader; want %d", info.Config.Name, info.Config.Replicas, current, len(p.procs))
+		if info.Config.Replicas == len(p.procs) && current == len(p.procs) {
+			break
+		}
+		err = fmt.Errorf("stream %s has %d replicas, %d of them current with a leader; want %d", info.Config.Name, info.Config.Replicas, current, len(p.procs))
+		select {
+		case <-cctx.Done():
+			return info.Config.Replicas, "", err
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
 	st, err := p.Client.ClusterStatus(cctx)
 	if err != nil {
