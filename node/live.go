@@ -142,6 +142,20 @@ func (l *live) rowsApplied() int64 {
 	return n
 }
 
+// groupCount is what one apply group's current run on this node wrote.
+type groupCount struct{ rows, batches int64 }
+
+// groupCounts returns the counts of the apply groups running here.
+func (l *live) groupCounts() map[int]groupCount {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make(map[int]groupCount, len(l.workers))
+	for g, w := range l.workers {
+		out[g] = groupCount{rows: w.RowsApplied.Load(), batches: w.Batches.Load()}
+	}
+	return out
+}
+
 // tick records a throughput sample; called every second.
 func (l *live) tick(now time.Time) {
 	l.mu.Lock()

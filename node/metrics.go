@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -51,7 +52,12 @@ var (
 	descTableFullRows      = prometheus.NewDesc("sluice_table_full_rows_done", "Rows of the table copied by the current full sync.", []string{"task", "table"}, nil)
 	descTableFullEstimated = prometheus.NewDesc("sluice_table_full_rows_estimated", "Rows of the table the current full sync expects to copy.", []string{"task", "table"}, nil)
 	descTableLag           = prometheus.NewDesc("sluice_table_lag_seconds", "How far the table's applied changes are behind the source: its apply group's heartbeat latency.", []string{"task", "table"}, nil)
-	descPanics             = prometheus.NewDesc("sluice_panics_total", "Panics recovered in this process since it started, by the goroutine they happened in (each failed a unit, retried, instead of killing the node).", []string{"where"}, nil)
+	// Per apply group running on this node: the ratio of the two is the
+	// group's rows per batch, what the destination's cost per row
+	// depends on most (each batch is a transaction, or one per shard).
+	descGroupRows    = prometheus.NewDesc("sluice_apply_rows_total", "Rows the task's apply group wrote since it started on this node.", []string{"task", "group"}, nil)
+	descGroupBatches = prometheus.NewDesc("sluice_apply_batches_total", "Batches the task's apply group wrote since it started on this node (each a destination transaction, or one per shard of a table's batch).", []string{"task", "group"}, nil)
+	descPanics       = prometheus.NewDesc("sluice_panics_total", "Panics recovered in this process since it started, by the goroutine they happened in (each failed a unit, retried, instead of killing the node).", []string{"where"}, nil)
 )
 
 type collector struct {
@@ -63,6 +69,7 @@ type collector struct {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descState, descRetryUntil, descFullRows, descFullEstimated, descFullTables,
 		descLatency, descApplied, descThroughput, descThroughputB, descFullRate, descFullRateB, descRetainedWAL, descAlert, descUnits, descLeader, descPeerDropped, descConflicts, descVerifyDiffs, descVerifyRows, descVerifyAt, descPanics,
+		descGroupRows, descGroupBatches,
 		descTableApplied, descTableFullRows, descTableFullEstimated, descTableLag} {
 		ch <- d
 	}
@@ -106,6 +113,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		if ok {
 			c.collectLive(ch, &t, l)
+		}
+		if c.worker != nil {
+			for g, n := range c.worker.ApplyGroups(name) {
+				group := strconv.Itoa(g)
+				ch <- prometheus.MustNewConstMetric(descGroupRows, prometheus.CounterValue, float64(n.rows), name, group)
+				ch <- prometheus.MustNewConstMetric(descGroupBatches, prometheus.CounterValue, float64(n.batches), name, group)
+			}
 		}
 	}
 	leader := c.coord.IsLeader()

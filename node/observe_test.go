@@ -135,6 +135,37 @@ func checkMetrics(text, task string, want map[string]proto.OpCounts) error {
 			return fmt.Errorf("/metrics lacks %s", prefix)
 		}
 	}
+	return checkGroupMetrics(text, task, total(want))
+}
+
+// checkGroupMetrics checks the apply groups' series of a task that ran
+// on one node without a restart: their rows add up to the task's, and
+// every group that wrote rows wrote them in at least one batch and at
+// most one batch a row.
+func checkGroupMetrics(text, task string, rows int64) error {
+	sums := map[string]map[string]int64{} // metric -> group -> value
+	for _, line := range strings.Split(text, "\n") {
+		for _, metric := range []string{"sluice_apply_rows_total", "sluice_apply_batches_total"} {
+			var group string
+			var v int64
+			if _, err := fmt.Sscanf(line, metric+`{group=%q,task=`+fmt.Sprintf("%q", task)+`} %d`, &group, &v); err == nil {
+				if sums[metric] == nil {
+					sums[metric] = map[string]int64{}
+				}
+				sums[metric][group] = v
+			}
+		}
+	}
+	var all int64
+	for group, n := range sums["sluice_apply_rows_total"] {
+		all += n
+		if b, ok := sums["sluice_apply_batches_total"][group]; !ok || (n > 0 && (b < 1 || b > n)) {
+			return fmt.Errorf("apply group %s: %d rows in %d batches (present: %v)", group, n, b, ok)
+		}
+	}
+	if len(sums["sluice_apply_rows_total"]) == 0 || all != rows {
+		return fmt.Errorf("sluice_apply_rows_total of task %s: %v, sum %d, want %d", task, sums["sluice_apply_rows_total"], all, rows)
+	}
 	return nil
 }
 

@@ -282,6 +282,18 @@ func (w *Worker) StopTask(task string) {
 	}
 }
 
+// ApplyGroups returns what each of the task's apply groups running on
+// this node wrote in its current run (rows and batches).
+func (w *Worker) ApplyGroups(name string) map[int]groupCount {
+	w.mu.Lock()
+	l := w.lives[name]
+	w.mu.Unlock()
+	if l == nil {
+		return nil
+	}
+	return l.groupCounts()
+}
+
 // Running reports whether a unit of the task runs here.
 func (w *Worker) Running(task string) bool {
 	w.mu.Lock()
