@@ -52,7 +52,7 @@ type side struct {
 type target struct {
 	// MinRatio: yardstick / Sluice at least this (0: none).
 	MinRatio float64 `json:"min_ratio,omitempty"`
-	// MaxValue: Sluice's median below this, in the scenario's unit (0: none).
+	// MaxValue: Sluice's median at most this, in the scenario's unit (0: none).
 	MaxValue float64 `json:"max_value,omitempty"`
 	// MinValue: Sluice's median at least this (0: none).
 	MinValue float64 `json:"min_value,omitempty"`
@@ -70,7 +70,7 @@ func (t target) describe(unit string) string {
 		parts = append(parts, fmt.Sprintf("≥%g%s", t.MinValue, unitSuffix(unit)))
 	}
 	if t.MaxValue > 0 {
-		parts = append(parts, fmt.Sprintf("<%g%s", t.MaxValue, unitSuffix(unit)))
+		parts = append(parts, fmt.Sprintf("≤%g%s", t.MaxValue, unitSuffix(unit)))
 	}
 	if t.MaxRSSBytes > 0 {
 		parts = append(parts, fmt.Sprintf("RSS<%dMB", t.MaxRSSBytes>>20))
@@ -149,7 +149,7 @@ func (s *scenario) finish() {
 	if s.Target.MinRatio > 0 && (s.Ratio == 0 || s.Ratio < s.Target.MinRatio) {
 		met = false
 	}
-	if s.Target.MaxValue > 0 && s.Sluice.Median >= s.Target.MaxValue {
+	if s.Target.MaxValue > 0 && s.Sluice.Median > s.Target.MaxValue {
 		met = false
 	}
 	if s.Target.MinValue > 0 && s.Sluice.Median < s.Target.MinValue {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -248,10 +249,14 @@ func (b *bench) incrSluice(ctx context.Context, env *pairEnv, c incrCase, rep in
 	if err := compareCase(ctx, env.src, env.dst, c); err != nil {
 		return run{}, err
 	}
+	perBatch := p.rowsPerBatch(ctx, incrTask)
 	if err := p.DeleteTask(ctx, incrTask); err != nil {
 		return run{}, err
 	}
 	r := newRun(rep, d, c.W.Rows, &u)
+	if perBatch > 0 {
+		r.extra("rows_per_batch", math.Round(perBatch))
+	}
 	if replicas > 0 {
 		r.extra("stream_replicas", float64(replicas))
 		for i, node := range p.procs {

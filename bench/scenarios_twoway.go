@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -595,31 +592,15 @@ func originsLeft(ctx context.Context, conn *pgx.Conn, task string) string {
 // them. Informational; the content and origin checks decide.
 func peerDropped(ctx context.Context, p *sluiceProc) map[string]float64 {
 	out := map[string]float64{twTask: -1, proto.ReverseTaskName(twTask): -1}
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(cctx, http.MethodGet, p.URL+"/metrics", nil)
+	lines, err := p.metrics(ctx, p.URL)
 	if err != nil {
+		logf("    warning: %v", err)
 		return out
 	}
-	req.Header.Set("Authorization", "Bearer "+p.Client.Token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		logf("    warning: /metrics: %v", err)
-		return out
-	}
-	defer resp.Body.Close()
-	const metric = "sluice_task_peer_transactions_dropped_total{"
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, metric) {
-			continue
-		}
+	for _, line := range lines {
 		for task := range out {
-			if strings.Contains(line, `task="`+task+`"`) {
-				if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
-					out[task] = v
-				}
+			if v, ok := sample(line, "sluice_task_peer_transactions_dropped_total", task); ok {
+				out[task] = v
 			}
 		}
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -39,6 +41,7 @@ type sluiceProc struct {
 // sluiceChild is one sluice process the bench started.
 type sluiceChild struct {
 	Name    string // "sluice" for `sluice up`, the node id in a cluster
+	URL     string // its API
 	DataDir string
 	LogPath string
 
@@ -113,6 +116,7 @@ func startSluice(ctx context.Context, cfg *config, workDir string) (*sluiceProc,
 	if err != nil {
 		return nil, err
 	}
+	c.URL = p.URL
 	p.procs = []*sluiceChild{c}
 	if err := waitHealthy(ctx, http.DefaultClient, p.URL, c); err != nil {
 		p.Stop()
@@ -433,4 +437,69 @@ func (b *bench) sluiceFailed(p *sluiceProc, what string, err error) error {
 		paths = append(paths, path)
 	}
 	return fmt.Errorf("%w (sluice log: %s)", err, strings.Join(paths, ", "))
+}
+
+// metrics reads the samples of /metrics at url (a process of p), one
+// line each.
+func (p *sluiceProc) metrics(ctx context.Context, url string) ([]string, error) {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(cctx, http.MethodGet, url+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+p.Client.Token)
+	resp, err := p.Client.HTTP.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s/metrics: %s", url, resp.Status)
+	}
+	var lines []string
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if line := sc.Text(); !strings.HasPrefix(line, "#") {
+			lines = append(lines, line)
+		}
+	}
+	return lines, sc.Err()
+}
+
+// sample is the value of a /metrics line of metric whose labels include
+// task="task" (ok false for another line).
+func sample(line, metric, task string) (float64, bool) {
+	if !strings.HasPrefix(line, metric+"{") || !strings.Contains(line, `task="`+task+`"`) {
+		return 0, false
+	}
+	v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+	return v, err == nil
+}
+
+// rowsPerBatch is the task's rows per apply batch over every process
+// (sluice_apply_rows_total / sluice_apply_batches_total: the apply
+// groups' runs since the task's last resume), or 0 when unknown.
+// Informational: smaller batches cost the destination more per row.
+func (p *sluiceProc) rowsPerBatch(ctx context.Context, task string) float64 {
+	var rows, batches float64
+	for _, c := range p.procs {
+		lines, err := p.metrics(ctx, c.URL)
+		if err != nil {
+			logf("    warning: %v", err)
+			return 0
+		}
+		for _, line := range lines {
+			if v, ok := sample(line, "sluice_apply_rows_total", task); ok {
+				rows += v
+			}
+			if v, ok := sample(line, "sluice_apply_batches_total", task); ok {
+				batches += v
+			}
+		}
+	}
+	if batches == 0 {
+		return 0
+	}
+	return rows / batches
 }

@@ -103,6 +103,7 @@ func startSluiceCluster(ctx context.Context, cfg *config, workDir string, n int)
 		if err != nil {
 			return nil, err
 		}
+		c.URL = "https://" + nc.API
 		p.procs = append(p.procs, c)
 	}
 	roots := x509.NewCertPool()
