@@ -255,8 +255,16 @@ const (
 func (c *Client) do(ctx context.Context, method, path, contentType string, body []byte, out any) error {
 	pause, start := readyRetryFirst, time.Now()
 	for attempt := 1; ; attempt++ {
+		tokenless := c.TokenSource != nil && c.TokenSource() == ""
 		err := c.once(ctx, method, path, contentType, body, out)
-		if err == nil || !c.WaitReady || !notTaken(err, time.Since(start) < refusedWait) {
+		if err == nil || !c.WaitReady {
+			return err
+		}
+		// A request sent before a starting server wrote its token, and
+		// answered once it was ready: try again with the token, which
+		// the source has now (the refusal did nothing).
+		retryWithToken := tokenless && isUnauthorized(err) && c.TokenSource() != ""
+		if !retryWithToken && !notTaken(err, time.Since(start) < refusedWait) {
 			return err
 		}
 		select {
@@ -266,6 +274,13 @@ func (c *Client) do(ctx context.Context, method, path, contentType string, body 
 		}
 		pause = min(2*pause, readyRetryMax)
 	}
+}
+
+// isUnauthorized reports whether the API refused a request for its
+// missing or wrong token.
+func isUnauthorized(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Status == http.StatusUnauthorized
 }
 
 // notTaken reports whether a request certainly did nothing and may be

@@ -64,9 +64,60 @@ func compareOne(ctx context.Context, src, dst *pgx.Conn, srcTable, dstTable stri
 		return "", fmt.Errorf("destination %s: %w", dstTable, err)
 	}
 	if a != b {
-		return fmt.Sprintf("%s: source %d rows (sum %s), destination %d rows (sum %s)", dstTable, a.Rows, a.Sum, b.Rows, b.Sum), nil
+		diff := fmt.Sprintf("%s: source %d rows (sum %s), destination %d rows (sum %s)", dstTable, a.Rows, a.Sum, b.Rows, b.Sum)
+		if a.Rows <= rowDiffLimit && b.Rows <= rowDiffLimit {
+			diff += rowDiff(ctx, src, dst, srcTable, dstTable)
+		}
+		return diff, nil
 	}
 	return "", nil
+}
+
+// rowDiffLimit bounds the tables whose differing rows a failed comparison
+// lists: reading every row is cheap only for small ones.
+const rowDiffLimit = 2000
+
+// rowDiff lists up to five rows (their text form) that one side has and
+// the other has not, or has fewer times: what a failed comparison needs
+// to be understood after the clusters are gone.
+func rowDiff(ctx context.Context, src, dst *pgx.Conn, srcTable, dstTable string) string {
+	rowsOf := func(conn *pgx.Conn, table string) (map[string]int, error) {
+		rows, err := conn.Query(ctx, fmt.Sprintf(`SELECT t::text FROM %s AS t`, table))
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		out := map[string]int{}
+		for rows.Next() {
+			var r string
+			if err := rows.Scan(&r); err != nil {
+				return nil, err
+			}
+			out[r]++
+		}
+		return out, rows.Err()
+	}
+	a, err := rowsOf(src, srcTable)
+	if err != nil {
+		return ""
+	}
+	b, err := rowsOf(dst, dstTable)
+	if err != nil {
+		return ""
+	}
+	only := func(x, y map[string]int) []string {
+		var out []string
+		for r, n := range x {
+			if n > y[r] && len(out) < 5 {
+				if len(r) > 300 {
+					r = r[:300] + "..."
+				}
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	return fmt.Sprintf("; only at the source: %q; only at the destination: %q", only(a, b), only(b, a))
 }
 
 // SourceLeftovers returns an error naming what Sluice objects remain in a
