@@ -178,9 +178,10 @@ func (c *WorkerConfig) setDefaults() error {
 }
 
 // ErrDeliveryGap means a message was delivered by JetStream but never
-// reached this worker (a connection cut). Applying what follows would
-// skip it for good, so the worker stops; it resets the consumer to its
-// ack floor when it restarts.
+// reached this worker (a connection cut, or another owner's pull still
+// open in a failover). Applying what follows would skip it for good, so
+// the worker stops; it resets the consumer to its ack floor when it
+// restarts.
 var ErrDeliveryGap = errors.New("a JetStream delivery was lost in transit; restarting the apply worker")
 
 // RunWorker applies the group's changes until ctx ends or an error occurs.
@@ -401,7 +402,13 @@ func (w *worker) receive(ctx context.Context, cur *collected, msg jetstream.Msg)
 	if err != nil {
 		return fmt.Errorf("message metadata: %w", err)
 	}
-	if w.lastSeq != 0 && meta.Sequence.Consumer != w.lastSeq+1 {
+	// The reset at the worker's start numbers deliveries from 1 again, so
+	// the first one must be 1 too. A later first delivery means an earlier
+	// one went elsewhere: to the pull an old owner of the group still had
+	// open in a failover. Applied, this batch would move the positions
+	// past that one's changes, which then come back only after their ack
+	// wait, to be skipped as applied: lost.
+	if meta.Sequence.Consumer != w.lastSeq+1 {
 		return fmt.Errorf("%w (expected delivery %d, got %d)", ErrDeliveryGap, w.lastSeq+1, meta.Sequence.Consumer)
 	}
 	w.lastSeq = meta.Sequence.Consumer

@@ -162,3 +162,68 @@ func TestWorkerWritesHeartbeats(t *testing.T) {
 	defer stop()
 	waitFor("hb 100 at 1000", "rows 200", "hb 300 at 3000", "hb 400 at 4000")
 }
+
+// In a failover the old owner of a group can still have a pull open on
+// the group's consumer when the new owner resets it to its ack floor: a
+// delivery can go to the old owner's pull. The new owner must not apply
+// what comes after it (its positions would pass the missing change,
+// which would then be skipped as applied when it came back): it stops
+// with ErrDeliveryGap, to reset and start again.
+func TestWorkerStopsWhenAnOldPullTookADelivery(t *testing.T) {
+	ctx := context.Background()
+	_, nc := testenv.NewJetStream(t)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const task = "w"
+	if err := apply.EnsureStream(ctx, js, task, 1, 1, []proto.TableID{kv}, nil); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.Consumer(ctx, proto.StreamName(task), apply.ConsumerName(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiting := func(n int) {
+		t.Helper()
+		testenv.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+			info, err := cons.Info(ctx)
+			if err != nil {
+				return err
+			}
+			if info.NumWaiting != n {
+				return fmt.Errorf("%d pull requests waiting, want %d", info.NumWaiting, n)
+			}
+			return nil
+		})
+	}
+	// The old owner's pull, open before the new owner starts.
+	old, err := cons.Fetch(1, jetstream.FetchMaxWait(20*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiting(1)
+	sink := &heartbeatSink{}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- apply.RunWorker(wctx, apply.WorkerConfig{Task: task, Group: 0, JetStream: js, Sink: sink, Epoch: 2})
+	}()
+	waiting(2)
+	publish(t, js, task, rowsBatch(100, 1)) // to the old pull, the first in line
+	publish(t, js, task, rowsBatch(200, 1))
+	var taken int
+	for range old.Messages() {
+		taken++
+	}
+	if taken != 1 {
+		t.Fatalf("the old pull took %d messages, want 1", taken)
+	}
+	if err := <-done; !errors.Is(err, apply.ErrDeliveryGap) {
+		t.Fatalf("worker: %v, want ErrDeliveryGap", err)
+	}
+	if got := sink.written(); len(got) != 0 {
+		t.Fatalf("the worker applied %q past a delivery it never had", got)
+	}
+}
