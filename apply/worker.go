@@ -242,7 +242,8 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 // stopPulling ends the worker's pull and waits, briefly, until its
 // subscription is gone. Until the server sees that, it keeps the pull
 // request open and hands it what the next worker's reset delivers again;
-// those messages would come back only after the ack wait. The
+// those messages would come back only after the ack wait (the next worker
+// sees it: its first delivery is not the first, see receive). The
 // unsubscription happens on the iterator's own goroutine; the iterator
 // reports it (Closed checks the subscription on every call), so this polls.
 func stopPulling(iter jetstream.MessagesContext) {
