@@ -59,6 +59,21 @@ func (s *heartbeatSink) written() []string {
 	return append([]string(nil), s.log...)
 }
 
+// kvStream starts a JetStream server with task's stream and one apply
+// group over kv.
+func kvStream(t *testing.T, task string) jetstream.JetStream {
+	t.Helper()
+	_, nc := testenv.NewJetStream(t)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := apply.EnsureStream(context.Background(), js, task, 1, 1, []proto.TableID{kv}, nil); err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
 func publish(t *testing.T, js jetstream.JetStream, task string, b *proto.Batch) {
 	t.Helper()
 	if _, err := js.Publish(context.Background(), proto.Subject(task, b.Table), b.Encode(nil), jetstream.WithMsgID(b.MsgID())); err != nil {
@@ -88,15 +103,8 @@ func rowsBatch(lsn proto.LSN, n int) *proto.Batch {
 // acknowledged and comes again to the next worker.
 func TestWorkerWritesHeartbeats(t *testing.T) {
 	ctx := context.Background()
-	_, nc := testenv.NewJetStream(t)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const task = "w"
-	if err := apply.EnsureStream(ctx, js, task, 1, 1, []proto.TableID{kv}, nil); err != nil {
-		t.Fatal(err)
-	}
+	js := kvStream(t, task)
 	sink := &heartbeatSink{}
 	run := func() (stop func() error) {
 		wctx, cancel := context.WithCancel(ctx)
@@ -153,7 +161,7 @@ func TestWorkerWritesHeartbeats(t *testing.T) {
 	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	publish(t, js, task, heartbeatBatch(400))
-	err = apply.RunWorker(wctx, apply.WorkerConfig{Task: task, Group: 0, JetStream: js, Sink: sink, Epoch: 1})
+	err := apply.RunWorker(wctx, apply.WorkerConfig{Task: task, Group: 0, JetStream: js, Sink: sink, Epoch: 1})
 	if !errors.Is(err, errHeartbeat) {
 		t.Fatalf("worker after a failed heartbeat: %v", err)
 	}
@@ -171,15 +179,8 @@ func TestWorkerWritesHeartbeats(t *testing.T) {
 // with ErrDeliveryGap, to reset and start again.
 func TestWorkerStopsWhenAnOldPullTookADelivery(t *testing.T) {
 	ctx := context.Background()
-	_, nc := testenv.NewJetStream(t)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const task = "w"
-	if err := apply.EnsureStream(ctx, js, task, 1, 1, []proto.TableID{kv}, nil); err != nil {
-		t.Fatal(err)
-	}
+	js := kvStream(t, task)
 	cons, err := js.Consumer(ctx, proto.StreamName(task), apply.ConsumerName(0))
 	if err != nil {
 		t.Fatal(err)
